@@ -1,0 +1,10 @@
+#pragma once
+// The single threads setting. Every parallel region (OpenMP in our kernels, OpenBLAS inside
+// GEMMs) uses the count set here, so results are reproducible for a given count.
+
+namespace pricer {
+
+void set_threads(int n);  // n <= 0: all hardware threads
+int threads();
+
+}  // namespace pricer

@@ -1,0 +1,83 @@
+#pragma once
+// The compute interface the model is written against. The CPU backend runs the fast kernels
+// (OpenBLAS GEMMs, AVX2 loops, OpenMP); the reference backend runs the plain scalar twins, so the
+// whole model can be checked against itself op by op. A CUDA backend implements the same calls.
+//
+// Layout conventions: activations are row-major [T, features], T = tokens of a packed batch;
+// sequence i of the batch occupies rows [cu_seqlens[i], cu_seqlens[i+1]) and attends causally
+// only within itself. Weights are [out, in] (Hugging Face nn.Linear layout).
+#include <cstdint>
+#include <memory>
+#include <span>
+
+#include "quant/weight.h"
+
+namespace pricer {
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+
+  // ---- dense f32 GEMM: C[M,N] = alpha * op(A) op(B) + beta * C, row-major, op = transpose if t.
+  virtual void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                    const float* B, float beta, float* C) = 0;
+
+  // ---- linear layers through a (possibly quantized) weight W [out, in].
+  // y[n, out] = x[n, in] W^T    (beta = 0: overwrite y; beta = 1: accumulate)
+  virtual void linear_forward(const Weight& W, const float* x, float* y, int64_t n, float beta) = 0;
+  // dx[n, in] += dy[n, out] W   (the input gradient through a frozen weight; W dequantized a
+  // band of rows at a time, never as a whole)
+  virtual void linear_backward_input(const Weight& W, const float* dy, float* dx, int64_t n) = 0;
+
+  // ---- RMSNorm: y = x / sqrt(mean(x^2) + eps) * w, rows of width dim; rstd[n] saved.
+  virtual void rmsnorm_forward(const float* x, const float* w, float* y, float* rstd, int64_t n,
+                               int64_t dim, float eps) = 0;
+  // dx = (overwrite), dw += (if dw != nullptr)
+  virtual void rmsnorm_backward(const float* dy, const float* x, const float* w, const float* rstd,
+                                float* dx, float* dw, int64_t n, int64_t dim) = 0;
+
+  // ---- RoPE, rotate-half convention (HF Llama), in place on x [n, heads * head_dim]:
+  // for pair (j, j + head_dim/2), angle = pos[t] * inv_freq[j]. inverse = true applies the
+  // transpose rotation (the backward).
+  virtual void rope(float* x, const int32_t* pos, int64_t n, int heads, int head_dim,
+                    const float* inv_freq, bool inverse) = 0;
+
+  // ---- causal attention per sequence with GQA (head h reads kv head h / (heads / kv_heads)).
+  // q, out [T, heads * hd]; k, v [T, kv_heads * hd]; lse [heads, T] log-sum-exp saved for backward.
+  // Scores are scaled by 1/sqrt(hd).
+  virtual void attention_forward(const float* q, const float* k, const float* v, float* out,
+                                 float* lse, std::span<const int32_t> cu_seqlens, int heads,
+                                 int kv_heads, int hd) = 0;
+  // dq, dk, dv are overwritten.
+  virtual void attention_backward(const float* q, const float* k, const float* v, const float* out,
+                                  const float* lse, const float* dout, float* dq, float* dk,
+                                  float* dv, std::span<const int32_t> cu_seqlens, int heads,
+                                  int kv_heads, int hd) = 0;
+
+  // ---- SwiGLU: h = silu(g) * u over n elements; backward overwrites dg, du.
+  virtual void swiglu_forward(const float* g, const float* u, float* h, int64_t n) = 0;
+  virtual void swiglu_backward(const float* g, const float* u, const float* dh, float* dg,
+                               float* du, int64_t n) = 0;
+
+  // ---- softmax cross-entropy over rows of logits [n, vocab] with integer targets.
+  // losses[i] = logsumexp(row) - row[target]; logits are overwritten by the gradient
+  // (softmax - onehot) * grad_scale. Returns nothing; losses written per row.
+  virtual void cross_entropy(float* logits, const int32_t* targets, float* losses, int64_t n,
+                             int64_t vocab, float grad_scale) = 0;
+
+  // ---- embedding rows of table [vocab, dim] (f32 or any Weight format via dequantize_rows).
+  virtual void embedding_forward(const Weight& table, const int32_t* ids, float* out, int64_t n) = 0;
+  // dtable[ids[i]] += dout[i]  (full-parameter mode)
+  virtual void embedding_backward(const int32_t* ids, const float* dout, float* dtable, int64_t n,
+                                  int64_t dim) = 0;
+
+  // ---- AdamW with decoupled weight decay and bias correction; step counts from 1.
+  virtual void adamw_step(float* param, const float* grad, float* m, float* v, int64_t n, float lr,
+                          float beta1, float beta2, float eps, float weight_decay, int64_t step) = 0;
+};
+
+std::unique_ptr<Backend> make_cpu_backend();        // fast kernels
+std::unique_ptr<Backend> make_reference_backend();  // scalar twins
+
+}  // namespace pricer
