@@ -62,7 +62,8 @@ class Backend {
 
   // ---- softmax cross-entropy over rows of logits [n, vocab] with integer targets.
   // losses[i] = logsumexp(row) - row[target]; logits are overwritten by the gradient
-  // (softmax - onehot) * grad_scale. Returns nothing; losses written per row.
+  // (softmax - onehot) * grad_scale. Returns nothing; losses written per row. A negative target
+  // marks a row to ignore (loss 0, gradient 0), like PyTorch's ignore_index.
   virtual void cross_entropy(float* logits, const int32_t* targets, float* losses, int64_t n,
                              int64_t vocab, float grad_scale) = 0;
 

@@ -1,0 +1,21 @@
+#pragma once
+// Input checks shared by every backend: indices and sequence boundaries come from data files and
+// user requests, so a bad one must become a pricer::Error, never an out-of-bounds access.
+#include <cstdint>
+#include <span>
+
+namespace pricer::kernels {
+
+// cu_seqlens: at least one entry, starts at 0, never decreases; heads a positive multiple of
+// kv_heads; hd > 0. Returns the total token count cu_seqlens.back().
+int64_t check_attention(std::span<const int32_t> cu_seqlens, int heads, int kv_heads, int hd);
+// Every ids[i] in [0, vocab).
+void check_ids(const char* op, const int32_t* ids, int64_t n, int64_t vocab);
+// Every targets[i] in [0, vocab) or negative (ignored row).
+void check_targets(const int32_t* targets, int64_t n, int64_t vocab);
+// head_dim even and positive, heads positive.
+void check_rope(int heads, int head_dim);
+// Adam's bias correction divides by 1 - beta^step: steps count from 1.
+void check_adamw_step(int64_t step);
+
+}  // namespace pricer::kernels
