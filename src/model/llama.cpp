@@ -1,0 +1,748 @@
+#include "model/llama.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+
+#include "core/error.h"
+
+namespace pricer {
+
+namespace {
+
+uint64_t mix64(uint64_t x) {  // splitmix64 finalizer
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+// A small counter-based generator: the same seed gives the same numbers on every platform
+// (std:: distributions are implementation-defined).
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : state_(mix64(seed)) {}
+  uint64_t next() { return mix64(state_++); }
+  float uniform() { return static_cast<float>((next() >> 40) * 0x1p-24); }  // [0, 1)
+  float normal() {
+    const double u1 = ((next() >> 11) + 1.0) * 0x1p-53, u2 = (next() >> 11) * 0x1p-53;
+    return static_cast<float>(std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * std::numbers::pi * u2));
+  }
+
+ private:
+  uint64_t state_;
+};
+
+const char* proj_module(Proj p) { return static_cast<int>(p) <= static_cast<int>(Proj::O) ? "self_attn" : "mlp"; }
+
+std::string proj_prefix(int64_t l, Proj p) {
+  return "model.layers." + std::to_string(l) + "." + proj_module(p) + "." + proj_name(p);
+}
+
+constexpr Proj kAllProj[kNumProj] = {Proj::Q, Proj::K, Proj::V, Proj::O, Proj::Gate, Proj::Up, Proj::Down};
+
+// Key of the dropout mask of one adapter at one training step.
+uint64_t dropout_key(uint64_t seed, uint64_t step, int64_t layer, Proj p) {
+  return mix64(mix64(seed) ^ mix64(step * 0x100000001b3ull + static_cast<uint64_t>(layer) * kNumProj +
+                                   static_cast<uint64_t>(p)));
+}
+
+// dst (=|+=) src * mask / (1 - p), mask[i] = hash(key, i) >= p: recomputable in backward, so the
+// masks never need storing.
+void apply_dropout(const float* src, float* dst, int64_t n, uint64_t key, float p, bool accumulate) {
+  const uint64_t threshold = static_cast<uint64_t>(static_cast<double>(p) * 0x1p24);
+  const float keep_scale = 1.0f / (1.0f - p);
+  for (int64_t i = 0; i < n; ++i) {
+    const bool keep = (mix64(key + static_cast<uint64_t>(i)) >> 40) >= threshold;
+    const float v = keep ? src[i] * keep_scale : 0.0f;
+    dst[i] = accumulate ? dst[i] + v : v;
+  }
+}
+
+void add_into(float* y, const float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+}
+
+void zero(std::vector<float>& v, size_t n) { v.assign(n, 0.0f); }
+
+std::vector<float> vector_of(const Weight& w, int64_t n, const std::string& source,
+                             const std::string& name) {
+  require(w.numel() == n && (w.rows() == 1 || w.cols() == 1),
+          source + ": tensor " + name + " has shape [" + std::to_string(w.rows()) + ", " +
+              std::to_string(w.cols()) + "], expected [" + std::to_string(n) + "]");
+  return w.to_f32();
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// LoRA configuration
+
+float LoraConfig::scale() const {
+  return rslora ? alpha / std::sqrt(static_cast<float>(rank)) : alpha / static_cast<float>(rank);
+}
+
+void LoraConfig::validate(const std::string& source) const {
+  require(rank >= 1 && rank <= 4096, source + ": lora rank " + std::to_string(rank) + " outside [1, 4096]");
+  require(std::isfinite(alpha) && alpha > 0.0f, source + ": lora alpha must be > 0");
+  require(std::isfinite(dropout) && dropout >= 0.0f && dropout < 1.0f,
+          source + ": lora dropout " + std::to_string(dropout) + " outside [0, 1)");
+  require(std::any_of(targets.begin(), targets.end(), [](bool b) { return b; }),
+          source + ": lora has no target modules");
+}
+
+std::array<bool, kNumProj> parse_lora_targets(std::string_view list) {
+  std::array<bool, kNumProj> t{};
+  if (list == "all") {
+    t.fill(true);
+    return t;
+  }
+  size_t start = 0;
+  while (start <= list.size()) {
+    size_t end = list.find(',', start);
+    if (end == std::string_view::npos) end = list.size();
+    std::string item(list.substr(start, end - start));
+    if (item.ends_with("_proj")) item.resize(item.size() - 5);
+    bool found = false;
+    for (Proj p : kAllProj) {
+      std::string n = proj_name(p);
+      if (n.substr(0, n.size() - 5) == item) t[static_cast<int>(p)] = found = true;
+    }
+    require(found, "lora target '" + item + "' is not one of q, k, v, o, gate, up, down (or all)");
+    start = end + 1;
+  }
+  return t;
+}
+
+// ---------------------------------------------------------------------------------------------
+// RoPE
+
+std::vector<float> rope_inv_freq(const ModelConfig& cfg) {
+  const int64_t half = cfg.head_dim / 2;
+  std::vector<float> inv(half);
+  for (int64_t i = 0; i < half; ++i) {
+    inv[i] = 1.0f / std::pow(cfg.rope_theta, static_cast<float>(2 * i) / static_cast<float>(cfg.head_dim));
+  }
+  const RopeScaling& rs = cfg.rope_scaling;
+  if (rs.factor <= 1.0f) return inv;
+  const double old_ctx = static_cast<double>(rs.original_max_position);
+  const double low_wavelen = old_ctx / rs.low_freq_factor;
+  const double high_wavelen = old_ctx / rs.high_freq_factor;
+  for (float& f : inv) {
+    const float wavelen = 2.0f * std::numbers::pi_v<float> / f;
+    // Long wavelengths are slowed by factor, short ones kept, the band between interpolated.
+    const float scaled = wavelen > low_wavelen ? f / rs.factor : f;
+    const float smooth = static_cast<float>((old_ctx / wavelen - rs.low_freq_factor) /
+                                            (rs.high_freq_factor - rs.low_freq_factor));
+    const bool medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
+    f = medium ? (1.0f - smooth) * scaled / rs.factor + smooth * scaled : scaled;
+  }
+  return inv;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Buffers
+
+struct LlamaModel::Acts {
+  std::vector<float> xn, rstd1, q, k, v, att, lse, h, hn, rstd2, g, u;
+  std::array<std::vector<float>, kNumProj> xa;  // adapter outputs x A^T [T, rank]
+};
+
+struct LlamaModel::Scratch {
+  std::vector<float> out;                 // [T, dim] recomputed layer output (discarded)
+  std::vector<float> dh, dtmp;            // [T, dim]
+  std::vector<float> datt, dq, dk, dv;    // attention widths
+  std::vector<float> a, da, dg, du;       // [T, ffn]
+  std::vector<float> xd;                  // dropped adapter input [T, max(dim, ffn)]
+  std::vector<float> dxa;                 // [T, rank]
+  std::vector<float> hsel, hnsel, rstd_sel, dhnsel, dhsel, logits, losses, scores;
+  std::vector<int32_t> tsel;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Construction
+
+int64_t LlamaModel::proj_in(Proj p) const {
+  switch (p) {
+    case Proj::O: return cfg_.n_heads * cfg_.head_dim;
+    case Proj::Down: return cfg_.ffn_dim;
+    default: return cfg_.dim;
+  }
+}
+
+int64_t LlamaModel::proj_out(Proj p) const {
+  switch (p) {
+    case Proj::Q: return cfg_.n_heads * cfg_.head_dim;
+    case Proj::K:
+    case Proj::V: return cfg_.n_kv_heads * cfg_.head_dim;
+    case Proj::Gate:
+    case Proj::Up: return cfg_.ffn_dim;
+    default: return cfg_.dim;
+  }
+}
+
+void LlamaModel::init_derived() { inv_freq_ = rope_inv_freq(cfg_); }
+
+LlamaModel LlamaModel::from_weights(const ModelConfig& cfg, std::map<std::string, Weight> weights,
+                                    const std::string& source) {
+  cfg.validate(source);
+  LlamaModel m;
+  m.cfg_ = cfg;
+  auto take = [&](const std::string& name) -> Weight {
+    auto it = weights.find(name);
+    require(it != weights.end(), source + ": missing tensor " + name);
+    Weight w = std::move(it->second);
+    weights.erase(it);
+    return w;
+  };
+  auto take_matrix = [&](const std::string& name, int64_t rows, int64_t cols) {
+    Weight w = take(name);
+    require(w.rows() == rows && w.cols() == cols,
+            source + ": tensor " + name + " has shape [" + std::to_string(w.rows()) + ", " +
+                std::to_string(w.cols()) + "], expected [" + std::to_string(rows) + ", " +
+                std::to_string(cols) + "]");
+    return w;
+  };
+  auto take_vector = [&](const std::string& name, int64_t n) {
+    return vector_of(take(name), n, source, name);
+  };
+  m.embed_ = take_matrix("model.embed_tokens.weight", cfg.vocab_size, cfg.dim);
+  m.layers_.resize(cfg.n_layers);
+  for (int64_t l = 0; l < cfg.n_layers; ++l) {
+    LayerWeights& L = m.layers_[l];
+    const std::string pre = "model.layers." + std::to_string(l) + ".";
+    L.attn_norm = take_vector(pre + "input_layernorm.weight", cfg.dim);
+    L.ffn_norm = take_vector(pre + "post_attention_layernorm.weight", cfg.dim);
+    for (Proj p : kAllProj) {
+      L.proj[static_cast<int>(p)] = take_matrix(proj_prefix(l, p) + ".weight", m.proj_out(p), m.proj_in(p));
+    }
+    if (cfg.qkv_bias) {
+      L.bq = take_vector(proj_prefix(l, Proj::Q) + ".bias", m.proj_out(Proj::Q));
+      L.bk = take_vector(proj_prefix(l, Proj::K) + ".bias", m.proj_out(Proj::K));
+      L.bv = take_vector(proj_prefix(l, Proj::V) + ".bias", m.proj_out(Proj::V));
+    }
+  }
+  m.norm_ = take_vector("model.norm.weight", cfg.dim);
+  if (cfg.tied_embeddings) {
+    weights.erase("lm_head.weight");  // some checkpoints store the tied copy as well
+  } else {
+    m.head_ = take_matrix("lm_head.weight", cfg.vocab_size, cfg.dim);
+  }
+  for (const auto& [name, w] : weights) {
+    // Older checkpoints carry the rotary table as a buffer; it is recomputed from the config.
+    require(name.ends_with("rotary_emb.inv_freq"), source + ": unexpected tensor " + name);
+  }
+  m.init_derived();
+  return m;
+}
+
+LlamaModel LlamaModel::random(const ModelConfig& cfg, uint64_t seed, float stddev) {
+  cfg.validate("random model config");
+  LlamaModel m;
+  m.cfg_ = cfg;
+  Rng rng(seed);
+  auto matrix = [&](int64_t rows, int64_t cols) {
+    std::vector<float> w(static_cast<size_t>(rows * cols));
+    for (float& x : w) x = rng.normal() * stddev;
+    return Weight::from_f32(w.data(), rows, cols, DType::F32);
+  };
+  m.embed_ = matrix(cfg.vocab_size, cfg.dim);
+  m.layers_.resize(cfg.n_layers);
+  for (LayerWeights& L : m.layers_) {
+    L.attn_norm.assign(cfg.dim, 1.0f);
+    L.ffn_norm.assign(cfg.dim, 1.0f);
+    for (Proj p : kAllProj) L.proj[static_cast<int>(p)] = matrix(m.proj_out(p), m.proj_in(p));
+    if (cfg.qkv_bias) {
+      L.bq.assign(m.proj_out(Proj::Q), 0.0f);
+      L.bk.assign(m.proj_out(Proj::K), 0.0f);
+      L.bv.assign(m.proj_out(Proj::V), 0.0f);
+    }
+  }
+  m.norm_.assign(cfg.dim, 1.0f);
+  if (!cfg.tied_embeddings) m.head_ = matrix(cfg.vocab_size, cfg.dim);
+  m.init_derived();
+  return m;
+}
+
+void LlamaModel::convert_base(DType dtype) {
+  require(!full_ || dtype == DType::F32, "full-parameter training needs f32 weights, not " +
+                                             std::string(dtype_name(dtype)));
+  for (LayerWeights& L : layers_) {
+    for (Weight& w : L.proj) {
+      if (w.dtype() == dtype) continue;
+      const std::vector<float> f = w.to_f32();
+      w = Weight::from_f32(f.data(), w.rows(), w.cols(), dtype);
+    }
+  }
+}
+
+void LlamaModel::add_lora(const LoraConfig& lc, uint64_t seed) {
+  lc.validate("lora config");
+  require(!full_, "LoRA adapters cannot be added to a model in full-parameter training");
+  lora_ = lc;
+  adapters_.assign(cfg_.n_layers, {});
+  for (int64_t l = 0; l < cfg_.n_layers; ++l) {
+    for (Proj p : kAllProj) {
+      if (!lc.targets[static_cast<int>(p)]) continue;
+      LoraAdapter& ad = adapters_[l][static_cast<int>(p)];
+      ad.in = proj_in(p);
+      ad.out = proj_out(p);
+      ad.rank = lc.rank;
+      // PEFT: kaiming_uniform_(a=sqrt(5)) on A is U(-1/sqrt(in), 1/sqrt(in)); B starts at zero
+      // so the adapted model equals the base at step 0.
+      Rng rng(mix64(seed) ^ mix64(static_cast<uint64_t>(l * kNumProj + static_cast<int>(p))));
+      const float bound = 1.0f / std::sqrt(static_cast<float>(ad.in));
+      ad.A.resize(ad.rank * ad.in);
+      for (float& a : ad.A) a = (2.0f * rng.uniform() - 1.0f) * bound;
+      ad.B.assign(ad.out * ad.rank, 0.0f);
+      ad.dA.assign(ad.A.size(), 0.0f);
+      ad.dB.assign(ad.B.size(), 0.0f);
+    }
+  }
+}
+
+LoraAdapter* LlamaModel::lora(int64_t layer, Proj p) {
+  if (!has_lora() || layer < 0 || layer >= cfg_.n_layers) return nullptr;
+  LoraAdapter& ad = adapters_[layer][static_cast<int>(p)];
+  return ad.rank > 0 ? &ad : nullptr;
+}
+
+const LoraAdapter* LlamaModel::lora(int64_t layer, Proj p) const {
+  return const_cast<LlamaModel*>(this)->lora(layer, p);
+}
+
+void LlamaModel::enable_full_training() {
+  require(!has_lora(), "full-parameter training is not combined with LoRA adapters");
+  auto check = [](const Weight& w, const std::string& name) {
+    require(w.dtype() == DType::F32, "full-parameter training needs f32 weights; " + name + " is " +
+                                         std::string(dtype_name(w.dtype())));
+  };
+  check(embed_, "model.embed_tokens.weight");
+  if (!cfg_.tied_embeddings) check(head_, "lm_head.weight");
+  grads_.assign(cfg_.n_layers, {});
+  for (int64_t l = 0; l < cfg_.n_layers; ++l) {
+    const LayerWeights& L = layers_[l];
+    LayerGrads& G = grads_[l];
+    for (Proj p : kAllProj) {
+      const Weight& w = L.proj[static_cast<int>(p)];
+      check(w, proj_prefix(l, p) + ".weight");
+      G.proj[static_cast<int>(p)].assign(w.numel(), 0.0f);
+    }
+    G.attn_norm.assign(cfg_.dim, 0.0f);
+    G.ffn_norm.assign(cfg_.dim, 0.0f);
+    G.bq.assign(L.bq.size(), 0.0f);
+    G.bk.assign(L.bk.size(), 0.0f);
+    G.bv.assign(L.bv.size(), 0.0f);
+  }
+  d_embed_.assign(embed_.numel(), 0.0f);
+  d_norm_.assign(cfg_.dim, 0.0f);
+  d_head_.assign(cfg_.tied_embeddings ? 0 : head_.numel(), 0.0f);
+  full_ = true;
+}
+
+std::vector<Param> LlamaModel::trainable_params() {
+  std::vector<Param> ps;
+  auto add = [&](std::string name, std::vector<float>& v, std::vector<float>& g, bool decay) {
+    ps.push_back({std::move(name), v.data(), g.data(), static_cast<int64_t>(v.size()), decay});
+  };
+  if (full_) {
+    add("model.embed_tokens.weight", embed_.f32(), d_embed_, true);
+    for (int64_t l = 0; l < cfg_.n_layers; ++l) {
+      LayerWeights& L = layers_[l];
+      LayerGrads& G = grads_[l];
+      const std::string pre = "model.layers." + std::to_string(l) + ".";
+      add(pre + "input_layernorm.weight", L.attn_norm, G.attn_norm, false);
+      for (Proj p : kAllProj) {
+        add(proj_prefix(l, p) + ".weight", L.proj[static_cast<int>(p)].f32(), G.proj[static_cast<int>(p)], true);
+      }
+      if (cfg_.qkv_bias) {
+        add(proj_prefix(l, Proj::Q) + ".bias", L.bq, G.bq, false);
+        add(proj_prefix(l, Proj::K) + ".bias", L.bk, G.bk, false);
+        add(proj_prefix(l, Proj::V) + ".bias", L.bv, G.bv, false);
+      }
+      add(pre + "post_attention_layernorm.weight", L.ffn_norm, G.ffn_norm, false);
+    }
+    add("model.norm.weight", norm_, d_norm_, false);
+    if (!cfg_.tied_embeddings) add("lm_head.weight", head_.f32(), d_head_, true);
+  } else if (has_lora()) {
+    for (int64_t l = 0; l < cfg_.n_layers; ++l) {
+      for (Proj p : kAllProj) {
+        LoraAdapter* ad = lora(l, p);
+        if (!ad) continue;
+        add(proj_prefix(l, p) + ".lora_A.weight", ad->A, ad->dA, true);
+        add(proj_prefix(l, p) + ".lora_B.weight", ad->B, ad->dB, true);
+      }
+    }
+  }
+  return ps;
+}
+
+void LlamaModel::zero_grad() {
+  for (Param& p : trainable_params()) std::fill(p.grad, p.grad + p.size, 0.0f);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Projections: y = x W^T (+ b) + scale * drop(x) A^T B^T
+
+void LlamaModel::proj_forward(Backend& be, int64_t l, Proj p, const float* x, float* y, int64_t T,
+                              Acts& acts, Scratch& s, const Dropout& dr) {
+  const int pi = static_cast<int>(p);
+  const LayerWeights& L = layers_[l];
+  be.linear_forward(L.proj[pi], x, y, T, 0.0f);
+  const std::vector<float>* bias = p == Proj::Q ? &L.bq : p == Proj::K ? &L.bk : p == Proj::V ? &L.bv : nullptr;
+  if (bias && !bias->empty()) {
+    const int64_t out = proj_out(p);
+    for (int64_t t = 0; t < T; ++t) add_into(y + t * out, bias->data(), out);
+  }
+  const LoraAdapter* ad = lora(l, p);
+  if (!ad) return;
+  const float* xin = x;
+  if (dr.on && lora_.dropout > 0.0f) {
+    s.xd.resize(T * ad->in);
+    apply_dropout(x, s.xd.data(), T * ad->in, dropout_key(dr.seed, dr.step, l, p), lora_.dropout, false);
+    xin = s.xd.data();
+  }
+  acts.xa[pi].resize(T * ad->rank);
+  be.gemm(false, true, T, ad->rank, ad->in, 1.0f, xin, ad->A.data(), 0.0f, acts.xa[pi].data());
+  be.gemm(false, true, T, ad->out, ad->rank, lora_.scale(), acts.xa[pi].data(), ad->B.data(), 1.0f, y);
+}
+
+void LlamaModel::proj_backward(Backend& be, int64_t l, Proj p, const float* x, const float* dy,
+                               float* dx, int64_t T, const Acts& acts, Scratch& s, const Dropout& dr) {
+  const int pi = static_cast<int>(p);
+  const Weight& W = layers_[l].proj[pi];
+  be.linear_backward_input(W, dy, dx, T);
+  if (full_) {
+    LayerGrads& G = grads_[l];
+    be.gemm(true, false, W.rows(), W.cols(), T, 1.0f, dy, x, 1.0f, G.proj[pi].data());
+    std::vector<float>* db = p == Proj::Q ? &G.bq : p == Proj::K ? &G.bk : p == Proj::V ? &G.bv : nullptr;
+    if (db && !db->empty()) {
+      for (int64_t t = 0; t < T; ++t) add_into(db->data(), dy + t * W.rows(), W.rows());
+    }
+  }
+  LoraAdapter* ad = lora(l, p);
+  if (!ad) return;
+  const float sc = lora_.scale();
+  const bool drop = dr.on && lora_.dropout > 0.0f;
+  const uint64_t key = drop ? dropout_key(dr.seed, dr.step, l, p) : 0;
+  const float* xin = x;
+  if (drop) {
+    s.xd.resize(T * ad->in);
+    apply_dropout(x, s.xd.data(), T * ad->in, key, lora_.dropout, false);
+    xin = s.xd.data();
+  }
+  const float* xa = acts.xa[pi].data();
+  s.dxa.resize(T * ad->rank);
+  be.gemm(true, false, ad->out, ad->rank, T, sc, dy, xa, 1.0f, ad->dB.data());
+  be.gemm(false, false, T, ad->rank, ad->out, sc, dy, ad->B.data(), 0.0f, s.dxa.data());
+  be.gemm(true, false, ad->rank, ad->in, T, 1.0f, s.dxa.data(), xin, 1.0f, ad->dA.data());
+  if (drop) {
+    be.gemm(false, false, T, ad->in, ad->rank, 1.0f, s.dxa.data(), ad->A.data(), 0.0f, s.xd.data());
+    apply_dropout(s.xd.data(), dx, T * ad->in, key, lora_.dropout, true);
+  } else {
+    be.gemm(false, false, T, ad->in, ad->rank, 1.0f, s.dxa.data(), ad->A.data(), 1.0f, dx);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One decoder layer
+
+void LlamaModel::layer_forward(Backend& be, int64_t l, const float* x, float* out, const Batch& b,
+                               Acts& a, Scratch& s, const Dropout& dr, KvCache* cache) {
+  const int64_t T = b.size(), D = cfg_.dim, F = cfg_.ffn_dim, hd = cfg_.head_dim;
+  const int H = static_cast<int>(cfg_.n_heads), KV = static_cast<int>(cfg_.n_kv_heads);
+  const LayerWeights& L = layers_[l];
+  a.xn.resize(T * D);
+  a.rstd1.resize(T);
+  a.q.resize(T * H * hd);
+  a.k.resize(T * KV * hd);
+  a.v.resize(T * KV * hd);
+  a.att.resize(T * H * hd);
+  a.lse.resize(H * T);
+  a.h.resize(T * D);
+  a.hn.resize(T * D);
+  a.rstd2.resize(T);
+  a.g.resize(T * F);
+  a.u.resize(T * F);
+  s.a.resize(T * F);
+
+  be.rmsnorm_forward(x, L.attn_norm.data(), a.xn.data(), a.rstd1.data(), T, D, cfg_.rms_eps);
+  proj_forward(be, l, Proj::Q, a.xn.data(), a.q.data(), T, a, s, dr);
+  proj_forward(be, l, Proj::K, a.xn.data(), a.k.data(), T, a, s, dr);
+  proj_forward(be, l, Proj::V, a.xn.data(), a.v.data(), T, a, s, dr);
+  be.rope(a.q.data(), b.positions.data(), T, H, static_cast<int>(hd), inv_freq_.data(), false);
+  be.rope(a.k.data(), b.positions.data(), T, KV, static_cast<int>(hd), inv_freq_.data(), false);
+  if (cache) {
+    // Cache rows are per kv head so each head's keys form one contiguous [len, hd] matrix.
+    for (int64_t t = 0; t < T; ++t) {
+      for (int g = 0; g < KV; ++g) {
+        const int64_t dst = (g * cache->cap_ + cache->len_ + t) * hd;
+        std::copy_n(a.k.data() + (t * KV + g) * hd, hd, cache->k_[l].data() + dst);
+        std::copy_n(a.v.data() + (t * KV + g) * hd, hd, cache->v_[l].data() + dst);
+      }
+    }
+  }
+  if (cache && cache->len_ > 0) {
+    cached_attention(be, l, a.q.data(), a.att.data(), *cache, s);
+  } else {
+    be.attention_forward(a.q.data(), a.k.data(), a.v.data(), a.att.data(), a.lse.data(), b.cu_seqlens,
+                         H, KV, static_cast<int>(hd));
+  }
+  proj_forward(be, l, Proj::O, a.att.data(), a.h.data(), T, a, s, dr);
+  add_into(a.h.data(), x, T * D);
+
+  be.rmsnorm_forward(a.h.data(), L.ffn_norm.data(), a.hn.data(), a.rstd2.data(), T, D, cfg_.rms_eps);
+  proj_forward(be, l, Proj::Gate, a.hn.data(), a.g.data(), T, a, s, dr);
+  proj_forward(be, l, Proj::Up, a.hn.data(), a.u.data(), T, a, s, dr);
+  be.swiglu_forward(a.g.data(), a.u.data(), s.a.data(), T * F);
+  proj_forward(be, l, Proj::Down, s.a.data(), out, T, a, s, dr);
+  add_into(out, a.h.data(), T * D);
+}
+
+void LlamaModel::layer_backward(Backend& be, int64_t l, const float* x, float* dres, const Batch& b,
+                                const Acts& a, Scratch& s, const Dropout& dr) {
+  const int64_t T = b.size(), D = cfg_.dim, F = cfg_.ffn_dim, hd = cfg_.head_dim;
+  const int H = static_cast<int>(cfg_.n_heads), KV = static_cast<int>(cfg_.n_kv_heads);
+  const LayerWeights& L = layers_[l];
+  float* dnorm_ffn = full_ ? grads_[l].ffn_norm.data() : nullptr;
+  float* dnorm_attn = full_ ? grads_[l].attn_norm.data() : nullptr;
+
+  // MLP: out = h + down(silu(gate(hn)) * up(hn)); the product is recomputed, not stored.
+  s.a.resize(T * F);
+  be.swiglu_forward(a.g.data(), a.u.data(), s.a.data(), T * F);
+  zero(s.da, T * F);
+  proj_backward(be, l, Proj::Down, s.a.data(), dres, s.da.data(), T, a, s, dr);
+  s.dg.resize(T * F);
+  s.du.resize(T * F);
+  be.swiglu_backward(a.g.data(), a.u.data(), s.da.data(), s.dg.data(), s.du.data(), T * F);
+  zero(s.dtmp, T * D);
+  proj_backward(be, l, Proj::Gate, a.hn.data(), s.dg.data(), s.dtmp.data(), T, a, s, dr);
+  proj_backward(be, l, Proj::Up, a.hn.data(), s.du.data(), s.dtmp.data(), T, a, s, dr);
+  s.dh.resize(T * D);
+  be.rmsnorm_backward(s.dtmp.data(), a.h.data(), L.ffn_norm.data(), a.rstd2.data(), s.dh.data(),
+                      dnorm_ffn, T, D);
+  add_into(s.dh.data(), dres, T * D);
+
+  // Attention: h = x + o(attn(rope(q(xn)), rope(k(xn)), v(xn))).
+  zero(s.datt, T * H * hd);
+  proj_backward(be, l, Proj::O, a.att.data(), s.dh.data(), s.datt.data(), T, a, s, dr);
+  s.dq.resize(T * H * hd);
+  s.dk.resize(T * KV * hd);
+  s.dv.resize(T * KV * hd);
+  be.attention_backward(a.q.data(), a.k.data(), a.v.data(), a.att.data(), a.lse.data(), s.datt.data(),
+                        s.dq.data(), s.dk.data(), s.dv.data(), b.cu_seqlens, H, KV, static_cast<int>(hd));
+  be.rope(s.dq.data(), b.positions.data(), T, H, static_cast<int>(hd), inv_freq_.data(), true);
+  be.rope(s.dk.data(), b.positions.data(), T, KV, static_cast<int>(hd), inv_freq_.data(), true);
+  zero(s.dtmp, T * D);
+  proj_backward(be, l, Proj::Q, a.xn.data(), s.dq.data(), s.dtmp.data(), T, a, s, dr);
+  proj_backward(be, l, Proj::K, a.xn.data(), s.dk.data(), s.dtmp.data(), T, a, s, dr);
+  proj_backward(be, l, Proj::V, a.xn.data(), s.dv.data(), s.dtmp.data(), T, a, s, dr);
+  be.rmsnorm_backward(s.dtmp.data(), x, L.attn_norm.data(), a.rstd1.data(), dres, dnorm_attn, T, D);
+  add_into(dres, s.dh.data(), T * D);
+}
+
+// Attention of one new token against the cached keys/values (the new ones already appended).
+void LlamaModel::cached_attention(Backend& be, int64_t l, const float* q, float* out, KvCache& cache,
+                                  Scratch& s) {
+  const int64_t hd = cfg_.head_dim, KV = cfg_.n_kv_heads, rep = cfg_.n_heads / cfg_.n_kv_heads;
+  const int64_t n = cache.len_ + 1;
+  s.scores.resize(rep * n);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  for (int64_t g = 0; g < KV; ++g) {
+    const float* K = cache.k_[l].data() + g * cache.cap_ * hd;
+    const float* V = cache.v_[l].data() + g * cache.cap_ * hd;
+    // The query heads sharing kv head g are adjacent, so they form one [rep, hd] matrix.
+    be.gemm(false, true, rep, n, hd, scale, q + g * rep * hd, K, 0.0f, s.scores.data());
+    for (int64_t r = 0; r < rep; ++r) {
+      float* row = s.scores.data() + r * n;
+      const float mx = *std::max_element(row, row + n);
+      float sum = 0.0f;
+      for (int64_t j = 0; j < n; ++j) sum += (row[j] = std::exp(row[j] - mx));
+      for (int64_t j = 0; j < n; ++j) row[j] /= sum;
+    }
+    be.gemm(false, false, rep, hd, n, 1.0f, s.scores.data(), V, 0.0f, out + g * rep * hd);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output head, only at the rows that need it: never a [T, vocab] tensor.
+
+float LlamaModel::head_loss(Backend& be, const float* h, std::span<const int64_t> rows,
+                            const int32_t* targets, float grad_scale, float* dh, Scratch& s) {
+  const int64_t M = static_cast<int64_t>(rows.size()), D = cfg_.dim, V = cfg_.vocab_size;
+  s.hsel.resize(M * D);
+  s.hnsel.resize(M * D);
+  s.rstd_sel.resize(M);
+  s.tsel.resize(M);
+  for (int64_t i = 0; i < M; ++i) {
+    std::copy_n(h + rows[i] * D, D, s.hsel.data() + i * D);
+    s.tsel[i] = targets[rows[i]];
+  }
+  be.rmsnorm_forward(s.hsel.data(), norm_.data(), s.hnsel.data(), s.rstd_sel.data(), M, D, cfg_.rms_eps);
+  if (dh) zero(s.dhnsel, M * D);
+  // Logits a few rows at a time (about 16 MiB), the head gradient taken right away.
+  const int64_t chunk = std::clamp<int64_t>((int64_t{4} << 20) / V, 1, M);
+  s.logits.resize(chunk * V);
+  s.losses.resize(M);
+  const Weight& W = head();
+  for (int64_t r0 = 0; r0 < M; r0 += chunk) {
+    const int64_t n = std::min(chunk, M - r0);
+    be.linear_forward(W, s.hnsel.data() + r0 * D, s.logits.data(), n, 0.0f);
+    be.cross_entropy(s.logits.data(), s.tsel.data() + r0, s.losses.data() + r0, n, V, grad_scale);
+    if (!dh) continue;
+    be.linear_backward_input(W, s.logits.data(), s.dhnsel.data() + r0 * D, n);
+    if (full_) {
+      float* dW = cfg_.tied_embeddings ? d_embed_.data() : d_head_.data();
+      be.gemm(true, false, V, D, n, 1.0f, s.logits.data(), s.hnsel.data() + r0 * D, 1.0f, dW);
+    }
+  }
+  double total = 0.0;
+  for (int64_t i = 0; i < M; ++i) total += s.losses[i];
+  if (dh) {
+    s.dhsel.resize(M * D);
+    be.rmsnorm_backward(s.dhnsel.data(), s.hsel.data(), norm_.data(), s.rstd_sel.data(), s.dhsel.data(),
+                        full_ ? d_norm_.data() : nullptr, M, D);
+    for (int64_t i = 0; i < M; ++i) add_into(dh + rows[i] * D, s.dhsel.data() + i * D, D);
+  }
+  return static_cast<float>(total);
+}
+
+std::vector<float> LlamaModel::head_logits(Backend& be, const float* h, std::span<const int64_t> rows,
+                                           Scratch& s) {
+  const int64_t M = static_cast<int64_t>(rows.size()), D = cfg_.dim;
+  s.hsel.resize(M * D);
+  s.hnsel.resize(M * D);
+  s.rstd_sel.resize(M);
+  for (int64_t i = 0; i < M; ++i) std::copy_n(h + rows[i] * D, D, s.hsel.data() + i * D);
+  be.rmsnorm_forward(s.hsel.data(), norm_.data(), s.hnsel.data(), s.rstd_sel.data(), M, D, cfg_.rms_eps);
+  std::vector<float> logits(M * cfg_.vocab_size);
+  be.linear_forward(head(), s.hnsel.data(), logits.data(), M, 0.0f);
+  return logits;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Passes
+
+void LlamaModel::run_forward(Backend& be, const Batch& b, float* h, Scratch& s, KvCache* cache) {
+  const int64_t T = b.size(), D = cfg_.dim;
+  Acts a;
+  std::vector<float> next(T * D);
+  be.embedding_forward(embed_, b.tokens.data(), h, T);
+  for (int64_t l = 0; l < cfg_.n_layers; ++l) {
+    layer_forward(be, l, h, next.data(), b, a, s, Dropout{}, cache);
+    std::copy(next.begin(), next.end(), h);
+  }
+}
+
+namespace {
+std::vector<int64_t> masked_rows(const Batch& b) {
+  std::vector<int64_t> rows;
+  for (int64_t t = 0; t < b.size(); ++t) {
+    if (b.loss_mask[t]) rows.push_back(t);
+  }
+  return rows;
+}
+}  // namespace
+
+float LlamaModel::forward_backward(const Batch& b, Backend& be, const TrainOptions& opt) {
+  b.validate(cfg_.vocab_size, cfg_.max_seq_len, "training batch");
+  const std::vector<int64_t> rows = masked_rows(b);
+  require(!rows.empty(), "training batch: no completion (loss-masked) tokens");
+  require(full_ || has_lora(), "forward_backward: nothing to train (no adapters, not in full mode)");
+  const int64_t T = b.size(), D = cfg_.dim, NL = cfg_.n_layers;
+  const Dropout dr{.on = true, .seed = opt.dropout_seed, .step = opt.step};
+  Scratch s;
+  // Inputs of every layer plus the final hidden state; with checkpointing these are all that
+  // is kept, and one Acts is reused for every layer's recomputation.
+  std::vector<std::vector<float>> xs(NL + 1, std::vector<float>(T * D));
+  std::vector<Acts> acts(opt.checkpoint ? 1 : NL);
+  be.embedding_forward(embed_, b.tokens.data(), xs[0].data(), T);
+  for (int64_t l = 0; l < NL; ++l) {
+    layer_forward(be, l, xs[l].data(), xs[l + 1].data(), b, acts[opt.checkpoint ? 0 : l], s, dr, nullptr);
+  }
+  std::vector<float> dres(T * D, 0.0f);
+  const float inv_m = 1.0f / static_cast<float>(rows.size());
+  const float total = head_loss(be, xs[NL].data(), rows, b.targets.data(), inv_m, dres.data(), s);
+  for (int64_t l = NL - 1; l >= 0; --l) {
+    Acts& a = acts[opt.checkpoint ? 0 : l];
+    if (opt.checkpoint) {
+      s.out.resize(T * D);
+      layer_forward(be, l, xs[l].data(), s.out.data(), b, a, s, dr, nullptr);
+    }
+    layer_backward(be, l, xs[l].data(), dres.data(), b, a, s, dr);
+  }
+  if (full_) be.embedding_backward(b.tokens.data(), dres.data(), d_embed_.data(), T, D);
+  return total * inv_m;
+}
+
+float LlamaModel::loss(const Batch& b, Backend& be) {
+  b.validate(cfg_.vocab_size, cfg_.max_seq_len, "evaluation batch");
+  const std::vector<int64_t> rows = masked_rows(b);
+  require(!rows.empty(), "evaluation batch: no completion (loss-masked) tokens");
+  Scratch s;
+  std::vector<float> h(b.size() * cfg_.dim);
+  run_forward(be, b, h.data(), s, nullptr);
+  const float inv_m = 1.0f / static_cast<float>(rows.size());
+  return head_loss(be, h.data(), rows, b.targets.data(), inv_m, nullptr, s) * inv_m;
+}
+
+std::vector<float> LlamaModel::logits(const Batch& b, std::span<const int64_t> rows, Backend& be) {
+  b.validate(cfg_.vocab_size, cfg_.max_seq_len, "inference batch");
+  for (int64_t r : rows) {
+    require(r >= 0 && r < b.size(), "inference batch: row " + std::to_string(r) + " outside [0, " +
+                                        std::to_string(b.size()) + ")");
+  }
+  Scratch s;
+  std::vector<float> h(b.size() * cfg_.dim);
+  run_forward(be, b, h.data(), s, nullptr);
+  return head_logits(be, h.data(), rows, s);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Incremental generation
+
+KvCache LlamaModel::make_cache(int64_t capacity) const {
+  require(capacity >= 1 && capacity <= cfg_.max_seq_len,
+          "kv cache capacity " + std::to_string(capacity) + " outside [1, " +
+              std::to_string(cfg_.max_seq_len) + "]");
+  KvCache c;
+  c.cap_ = capacity;
+  const size_t n = static_cast<size_t>(cfg_.n_kv_heads * capacity * cfg_.head_dim);
+  c.k_.assign(cfg_.n_layers, std::vector<float>(n));
+  c.v_.assign(cfg_.n_layers, std::vector<float>(n));
+  return c;
+}
+
+std::vector<float> LlamaModel::prefill(KvCache& cache, std::span<const int32_t> tokens, Backend& be) {
+  require(!tokens.empty(), "prefill: no tokens");
+  require(static_cast<int64_t>(cache.k_.size()) == cfg_.n_layers, "prefill: cache made for another model");
+  require(cache.len_ + static_cast<int64_t>(tokens.size()) <= cache.cap_,
+          "prefill: " + std::to_string(tokens.size()) + " tokens overflow the kv cache (" +
+              std::to_string(cache.len_) + " of " + std::to_string(cache.cap_) + " used)");
+  // An empty cache takes the whole prompt in one causal pass; after that tokens go one by one.
+  const size_t step = cache.len_ == 0 ? tokens.size() : 1;
+  std::vector<float> out;
+  for (size_t i = 0; i < tokens.size(); i += step) {
+    const int64_t n = static_cast<int64_t>(std::min(step, tokens.size() - i));
+    Batch b;
+    b.tokens.assign(tokens.begin() + i, tokens.begin() + i + n);
+    for (int64_t t = 0; t < n; ++t) b.positions.push_back(static_cast<int32_t>(cache.len_ + t));
+    b.cu_seqlens = {0, static_cast<int32_t>(n)};
+    b.targets.assign(n, 0);
+    b.loss_mask.assign(n, 0);
+    b.validate(cfg_.vocab_size, cfg_.max_seq_len, "prefill");
+    Scratch s;
+    std::vector<float> h(n * cfg_.dim);
+    run_forward(be, b, h.data(), s, &cache);
+    cache.len_ += n;
+    const int64_t last = n - 1;
+    out = head_logits(be, h.data(), std::span<const int64_t>(&last, 1), s);
+  }
+  return out;
+}
+
+std::vector<float> LlamaModel::decode(KvCache& cache, int32_t token, Backend& be) {
+  return prefill(cache, std::span<const int32_t>(&token, 1), be);
+}
+
+}  // namespace pricer
