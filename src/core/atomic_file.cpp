@@ -1,0 +1,173 @@
+#include "core/atomic_file.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+
+#include "core/error.h"
+
+namespace pricer {
+namespace {
+
+std::string errno_text(int err) { return std::strerror(err); }
+
+[[noreturn]] void fail(const std::filesystem::path& path, const char* what, int err) {
+  throw Error("cannot " + std::string(what) + " " + path.string() + ": " + errno_text(err));
+}
+
+std::filesystem::path directory_of(const std::filesystem::path& path) {
+  auto dir = path.parent_path();
+  return dir.empty() ? std::filesystem::path(".") : dir;
+}
+
+// Unique per process and per call, so concurrent writers (threads or processes) never share a
+// temporary file.
+std::filesystem::path temp_name(const std::filesystem::path& target) {
+  static std::atomic<unsigned long> counter{0};
+  std::string name = ".";
+  name += target.filename().string();
+  name += ".tmp.";
+  name += std::to_string(::getpid());
+  name += '.';
+  name += std::to_string(counter.fetch_add(1));
+  return directory_of(target) / name;
+}
+
+void write_all(int fd, const char* data, std::size_t size, const std::filesystem::path& target) {
+  while (size > 0) {
+    ssize_t n = ::write(fd, data, size);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      fail(target, "write", errno);
+    }
+    data += n;
+    size -= static_cast<std::size_t>(n);
+  }
+}
+
+}  // namespace
+
+AtomicFile::AtomicFile(std::filesystem::path target) : target_(std::move(target)) {
+  require(!target_.empty() && !target_.filename().empty(),
+          "cannot write '" + target_.string() + "': not a file name");
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    temp_ = temp_name(target_);
+    // Mode 0666 lets the umask decide, as for any newly created file.
+    fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd_ >= 0) break;
+    if (errno != EEXIST) fail(target_, "create a temporary file to write", errno);
+  }
+  if (fd_ < 0) fail(target_, "create a temporary file to write", EEXIST);
+  // Replacing a file keeps its permissions (a read-only-for-others config stays so).
+  struct stat st{};
+  if (::stat(target_.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+    if (::fchmod(fd_, st.st_mode & 07777) != 0) {
+      int err = errno;
+      discard();
+      fail(target_, "set permissions while writing", err);
+    }
+  }
+}
+
+AtomicFile::~AtomicFile() {
+  if (!committed_) discard();
+}
+
+void AtomicFile::discard() noexcept {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+  if (!temp_.empty()) ::unlink(temp_.c_str());
+  temp_.clear();
+}
+
+void AtomicFile::flush_buffer() {
+  write_all(fd_, buffer_.data(), buffer_.size(), target_);
+  buffer_.clear();
+}
+
+void AtomicFile::write(std::string_view data) {
+  require(fd_ >= 0, "cannot write " + target_.string() + ": file already committed");
+  constexpr std::size_t kBufferLimit = 1 << 16;
+  if (buffer_.size() + data.size() > kBufferLimit) {
+    flush_buffer();
+    if (data.size() > kBufferLimit) {
+      write_all(fd_, data.data(), data.size(), target_);
+      return;
+    }
+  }
+  buffer_.append(data);
+}
+
+void AtomicFile::commit() {
+  require(fd_ >= 0, "cannot write " + target_.string() + ": file already committed");
+  flush_buffer();
+  if (::fsync(fd_) != 0) fail(target_, "flush", errno);
+  int fd = fd_;
+  fd_ = -1;
+  if (::close(fd) != 0) fail(target_, "close", errno);
+  if (::rename(temp_.c_str(), target_.c_str()) != 0) fail(target_, "replace", errno);
+  committed_ = true;
+  temp_.clear();
+  // Without this the rename may be lost on power failure even though the data was synced.
+  auto dir = directory_of(target_);
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) fail(dir, "open directory to sync", errno);
+  int rc = ::fsync(dfd);
+  int err = errno;
+  ::close(dfd);
+  // Some file systems cannot sync directories (EINVAL); the rename is then as durable as it gets.
+  if (rc != 0 && err != EINVAL) fail(dir, "sync directory", err);
+}
+
+void write_file_atomic(const std::filesystem::path& path, std::string_view data) {
+  AtomicFile file(path);
+  file.write(data);
+  file.commit();
+}
+
+void write_file_atomic(const std::filesystem::path& path,
+                       const std::function<void(AtomicFile&)>& fill) {
+  AtomicFile file(path);
+  fill(file);
+  file.commit();
+}
+
+std::string read_file(const std::filesystem::path& path, std::size_t max_bytes) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail(path, "open", errno);
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st{};
+  if (::fstat(fd, &st) != 0) fail(path, "stat", errno);
+  require(!S_ISDIR(st.st_mode), "cannot read " + path.string() + ": is a directory");
+  std::string out;
+  if (S_ISREG(st.st_mode)) {
+    auto size = static_cast<std::size_t>(st.st_size);
+    require(size <= max_bytes, "cannot read " + path.string() + ": file is " +
+                                   std::to_string(size) + " bytes, limit is " +
+                                   std::to_string(max_bytes));
+    out.reserve(size);
+  }
+  char chunk[1 << 16];
+  for (;;) {
+    ssize_t n = ::read(fd, chunk, sizeof chunk);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      fail(path, "read", errno);
+    }
+    if (n == 0) break;
+    require(out.size() + static_cast<std::size_t>(n) <= max_bytes,
+            "cannot read " + path.string() + ": larger than the limit of " +
+                std::to_string(max_bytes) + " bytes");
+    out.append(chunk, static_cast<std::size_t>(n));
+  }
+  return out;
+}
+
+}  // namespace pricer

@@ -1,0 +1,51 @@
+#pragma once
+// Crash-safe file writes: the target path always holds either its old content or the complete new
+// content, never a prefix. The data goes to a temporary file in the same directory (so the final
+// rename stays on one file system), is fsync'ed, renamed over the target, and the directory is
+// fsync'ed so the rename itself survives a power loss.
+#include <cstddef>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <string_view>
+
+namespace pricer {
+
+// Streams content into a temporary file; commit() publishes it under the target name. If the
+// object is destroyed before commit() (an exception while producing the content), the temporary
+// file is removed and the target is left untouched.
+class AtomicFile {
+ public:
+  explicit AtomicFile(std::filesystem::path target);
+  ~AtomicFile();
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+
+  void write(std::string_view data);
+  void commit();
+
+  const std::filesystem::path& target() const { return target_; }
+
+ private:
+  void flush_buffer();
+  void discard() noexcept;
+
+  std::filesystem::path target_;
+  std::filesystem::path temp_;
+  int fd_ = -1;
+  bool committed_ = false;
+  std::string buffer_;  // batches small writes into fewer syscalls
+};
+
+// Replaces `path` with `data` atomically.
+void write_file_atomic(const std::filesystem::path& path, std::string_view data);
+
+// Replaces `path` with whatever `fill` writes; if `fill` throws, `path` keeps its old content.
+void write_file_atomic(const std::filesystem::path& path,
+                       const std::function<void(AtomicFile&)>& fill);
+
+// Reads a whole file, refusing files larger than max_bytes (checked before allocating, and again
+// while reading for files whose size is not known up front, such as pipes).
+std::string read_file(const std::filesystem::path& path, std::size_t max_bytes);
+
+}  // namespace pricer
