@@ -10,6 +10,7 @@
 // Dequantization: absmax[b] = dynamic_map[absmax_codes[b]] * absmax_scales[b / 256] + offset,
 // value = nf4_code[index] * absmax[b].
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -38,5 +39,7 @@ Nf4Tensor nf4_quantize(const float* x, int64_t n);
 std::vector<float> nf4_block_absmax(const Nf4Tensor& t);
 // out[count] = elements [first, first + count); first must be a multiple of 64.
 void nf4_dequantize(const Nf4Tensor& t, int64_t first, int64_t count, float* out);
+// Plain scalar twin of nf4_dequantize (same results, bit for bit); any first is accepted by both.
+void nf4_dequantize_reference(const Nf4Tensor& t, int64_t first, int64_t count, float* out);
 
 }  // namespace pricer

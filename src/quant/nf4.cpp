@@ -1,0 +1,267 @@
+#include "quant/nf4.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "core/error.h"
+
+namespace pricer {
+
+namespace {
+
+// Midpoints between adjacent NF4 code values: x goes to the number of midpoints it exceeds
+// (strictly), which is bitsandbytes' decision tree written as a count. A value exactly on a
+// midpoint takes the lower code; NaN (an all-zero block scaled by 1/0) takes code 0.
+struct Nf4Thresholds {
+  std::array<float, 15> t{};
+  Nf4Thresholds() {
+    const auto& c = nf4_code();
+    // bitsandbytes lists these as the double-precision midpoints of the float codes, rounded
+    // once to float.
+    for (int k = 0; k < 15; ++k)
+      t[k] = static_cast<float>((static_cast<double>(c[k]) + static_cast<double>(c[k + 1])) * 0.5);
+  }
+};
+
+const std::array<float, 15>& nf4_thresholds() {
+  static const Nf4Thresholds th;
+  return th.t;
+}
+
+inline uint8_t nf4_index(float x, const std::array<float, 15>& t) {
+  int q = 0;
+  for (int k = 0; k < 15; ++k) q += x > t[k] ? 1 : 0;
+  return static_cast<uint8_t>(q);
+}
+
+// bitsandbytes' 8-bit code selection (dQuantize without stochastic rounding): a 7-step binary
+// search over the sorted 256-entry map, then the closer of the two bracketing values by their
+// float midpoint. The tie rules of that search are kept exactly.
+uint8_t dynamic_index(const std::array<float, 256>& code, float x) {
+  int pivot = 127, upper_pivot = 255, lower_pivot = 0;
+  float lower = -1.0f, upper = 1.0f;
+  float val = code[pivot];
+  for (int i = 64; i > 0; i >>= 1) {
+    if (x > val) {
+      lower_pivot = pivot;
+      lower = val;
+      pivot += i;
+    } else {
+      upper_pivot = pivot;
+      upper = val;
+      pivot -= i;
+    }
+    val = code[pivot];
+  }
+  if (upper_pivot == 255) upper = code[upper_pivot];
+  if (lower_pivot == 0) lower = code[lower_pivot];
+  if (x > val) {
+    const float midpoint = (upper + val) * 0.5f;
+    return static_cast<uint8_t>(x > midpoint ? upper_pivot : pivot);
+  }
+  const float midpoint = (lower + val) * 0.5f;
+  return static_cast<uint8_t>(x < midpoint ? lower_pivot : pivot);
+}
+
+// map * scale + offset as two separately rounded float operations, as bitsandbytes computes
+// them (dequantize_blockwise, then += offset). volatile keeps the compiler from fusing them into
+// one FMA, which would round differently.
+inline float block_absmax(const Nf4Tensor& t, int64_t b) {
+  volatile float scaled = dynamic_map_signed()[t.absmax_codes[b]] * t.absmax_scales[b / kNf4AbsmaxBlockSize];
+  return scaled + t.absmax_offset;
+}
+
+void check_tensor(const Nf4Tensor& t) {
+  const int64_t blocks = (t.numel + kNf4BlockSize - 1) / kNf4BlockSize;
+  const int64_t groups = (blocks + kNf4AbsmaxBlockSize - 1) / kNf4AbsmaxBlockSize;
+  require(t.numel >= 0 && t.packed.size() == static_cast<size_t>((t.numel + 1) / 2) &&
+              t.absmax_codes.size() == static_cast<size_t>(blocks) &&
+              t.absmax_scales.size() == static_cast<size_t>(groups),
+          "nf4 tensor: inconsistent sizes (numel " + std::to_string(t.numel) + ", packed " +
+              std::to_string(t.packed.size()) + ", absmax codes " + std::to_string(t.absmax_codes.size()) +
+              ", absmax scales " + std::to_string(t.absmax_scales.size()) + ")");
+}
+
+}  // namespace
+
+const std::array<float, 16>& nf4_code() {
+  // The normal-float table exactly as bitsandbytes lists it.
+  static const std::array<float, 16> code = {
+      -1.0f,
+      -0.6961928009986877f,
+      -0.5250730514526367f,
+      -0.39491748809814453f,
+      -0.28444138169288635f,
+      -0.18477343022823334f,
+      -0.09105003625154495f,
+      0.0f,
+      0.07958029955625534f,
+      0.16093020141124725f,
+      0.24611230194568634f,
+      0.33791524171829224f,
+      0.44070982933044434f,
+      0.5626170039176941f,
+      0.7229568362236023f,
+      1.0f,
+  };
+  return code;
+}
+
+const std::array<float, 256>& dynamic_map_signed() {
+  // create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8), computed the way torch
+  // evaluates it in float32: for each exponent i in 0..6, 2^i fraction values, the means of
+  // adjacent points of linspace(0.1, 1, 2^i + 1), scaled by 10^(i-6), with both signs; plus 0
+  // and 1; sorted.
+  static const std::array<float, 256> map = [] {
+    std::array<float, 256> m{};
+    int n = 0;
+    for (int i = 0; i < 7; ++i) {
+      const int steps = (1 << i) + 1;
+      // torch.linspace for float32: step in float, the first half counted up from start and the
+      // second half down from end.
+      const float start = 0.1f, end = 1.0f;
+      const float step = (end - start) / static_cast<float>(steps - 1);
+      std::array<float, 65> b{};
+      for (int k = 0; k < steps; ++k)
+        b[k] = k < steps / 2 ? start + step * static_cast<float>(k)
+                             : end - step * static_cast<float>(steps - k - 1);
+      static constexpr double kDecade[7] = {1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0};
+      const float scale = static_cast<float>(kDecade[i]);
+      for (int k = 0; k + 1 < steps; ++k) {
+        const float mean = (b[k] + b[k + 1]) / 2.0f;
+        m[n++] = scale * mean;
+        m[n++] = -(scale * mean);
+      }
+    }
+    m[n++] = 0.0f;
+    m[n++] = 1.0f;
+    std::sort(m.begin(), m.end());
+    return m;
+  }();
+  return map;
+}
+
+Nf4Tensor nf4_quantize(const float* x, int64_t n) {
+  require(n >= 0, "nf4 quantize: negative element count " + std::to_string(n));
+  Nf4Tensor t;
+  t.numel = n;
+  const int64_t blocks = (n + kNf4BlockSize - 1) / kNf4BlockSize;
+  const int64_t groups = (blocks + kNf4AbsmaxBlockSize - 1) / kNf4AbsmaxBlockSize;
+  t.packed.assign(static_cast<size_t>((n + 1) / 2), 0);
+  t.absmax_codes.assign(static_cast<size_t>(blocks), 0);
+  t.absmax_scales.assign(static_cast<size_t>(groups), 0.0f);
+  if (n == 0) return t;
+
+  const auto& th = nf4_thresholds();
+  std::vector<float> absmax(static_cast<size_t>(blocks));
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t lo = b * kNf4BlockSize, hi = std::min(n, lo + kNf4BlockSize);
+    float amax = 0.0f;
+    for (int64_t i = lo; i < hi; ++i) {
+      require(std::isfinite(x[i]), "nf4 quantize: element " + std::to_string(i) + " is not finite");
+      amax = std::max(amax, std::fabs(x[i]));
+    }
+    absmax[b] = amax;
+    const float rcp = 1.0f / amax;
+    // A partial last block is padded with zeros: an odd count leaves the low nibble of the last
+    // byte holding the code of 0.
+    for (int64_t i = lo; i < lo + kNf4BlockSize && i < ((n + 1) & ~int64_t{1}); ++i) {
+      const float v = (i < hi ? x[i] : 0.0f) * rcp;
+      const uint8_t q = nf4_index(v, th);
+      t.packed[i / 2] |= (i % 2 == 0) ? static_cast<uint8_t>(q << 4) : q;
+    }
+  }
+
+  // Double quantization of the absmax values.
+  double sum = 0.0;
+  for (float a : absmax) sum += a;
+  t.absmax_offset = static_cast<float>(sum / static_cast<double>(blocks));
+  const auto& map = dynamic_map_signed();
+  for (int64_t g = 0; g < groups; ++g) {
+    const int64_t lo = g * kNf4AbsmaxBlockSize, hi = std::min(blocks, lo + kNf4AbsmaxBlockSize);
+    float amax = 0.0f;
+    for (int64_t b = lo; b < hi; ++b) {
+      absmax[b] -= t.absmax_offset;
+      amax = std::max(amax, std::fabs(absmax[b]));
+    }
+    t.absmax_scales[g] = amax;
+    const float rcp = 1.0f / amax;
+    for (int64_t b = lo; b < hi; ++b) t.absmax_codes[b] = dynamic_index(map, absmax[b] * rcp);
+  }
+  return t;
+}
+
+std::vector<float> nf4_block_absmax(const Nf4Tensor& t) {
+  check_tensor(t);
+  std::vector<float> out(t.absmax_codes.size());
+  for (size_t b = 0; b < out.size(); ++b) out[b] = block_absmax(t, static_cast<int64_t>(b));
+  return out;
+}
+
+void nf4_dequantize_reference(const Nf4Tensor& t, int64_t first, int64_t count, float* out) {
+  check_tensor(t);
+  require(first >= 0 && count >= 0 && first <= t.numel && count <= t.numel - first,
+          "nf4 dequantize: range [" + std::to_string(first) + ", +" + std::to_string(count) +
+              ") outside tensor of " + std::to_string(t.numel) + " elements");
+  const auto& code = nf4_code();
+  int64_t cur_block = -1;
+  float amax = 0.0f;
+  for (int64_t i = first; i < first + count; ++i) {
+    if (i / kNf4BlockSize != cur_block) {
+      cur_block = i / kNf4BlockSize;
+      amax = block_absmax(t, cur_block);
+    }
+    const uint8_t byte = t.packed[i / 2];
+    const uint8_t q = (i % 2 == 0) ? byte >> 4 : byte & 0x0f;
+    out[i - first] = code[q] * amax;
+  }
+}
+
+void nf4_dequantize(const Nf4Tensor& t, int64_t first, int64_t count, float* out) {
+  check_tensor(t);
+  require(first >= 0 && count >= 0 && first <= t.numel && count <= t.numel - first,
+          "nf4 dequantize: range [" + std::to_string(first) + ", +" + std::to_string(count) +
+              ") outside tensor of " + std::to_string(t.numel) + " elements");
+  const auto& code = nf4_code();
+  const __m256 code_lo = _mm256_loadu_ps(code.data());
+  const __m256 code_hi = _mm256_loadu_ps(code.data() + 8);
+  const int64_t end = first + count;
+  int64_t i = first;
+  while (i < end) {
+    const int64_t b = i / kNf4BlockSize;
+    const int64_t block_end = std::min(end, (b + 1) * kNf4BlockSize);
+    const float amax = block_absmax(t, b);
+    if (i == b * kNf4BlockSize && block_end == i + kNf4BlockSize) {
+      // Whole block: scale the 16-entry table once, then look up 16 values per 8 packed bytes
+      // with two in-register permutes (indices 0-7 and 8-15) selected by bit 3.
+      const __m256 a = _mm256_set1_ps(amax);
+      const __m256 tlo = _mm256_mul_ps(code_lo, a), thi = _mm256_mul_ps(code_hi, a);
+      const uint8_t* src = t.packed.data() + i / 2;
+      float* dst = out + (i - first);
+      for (int k = 0; k < kNf4BlockSize / 2; k += 8) {
+        const __m256i bytes = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(src + k)));
+        const __m256i qh = _mm256_srli_epi32(bytes, 4);
+        const __m256i ql = _mm256_and_si256(bytes, _mm256_set1_epi32(0x0f));
+        const __m256 vh = _mm256_blendv_ps(_mm256_permutevar8x32_ps(tlo, qh), _mm256_permutevar8x32_ps(thi, qh),
+                                           _mm256_castsi256_ps(_mm256_slli_epi32(qh, 28)));
+        const __m256 vl = _mm256_blendv_ps(_mm256_permutevar8x32_ps(tlo, ql), _mm256_permutevar8x32_ps(thi, ql),
+                                           _mm256_castsi256_ps(_mm256_slli_epi32(ql, 28)));
+        // Interleave: byte j gives elements 2j (high nibble) and 2j + 1 (low nibble).
+        const __m256 u0 = _mm256_unpacklo_ps(vh, vl), u1 = _mm256_unpackhi_ps(vh, vl);
+        _mm256_storeu_ps(dst + 2 * k, _mm256_permute2f128_ps(u0, u1, 0x20));
+        _mm256_storeu_ps(dst + 2 * k + 8, _mm256_permute2f128_ps(u0, u1, 0x31));
+      }
+      i += kNf4BlockSize;
+      continue;
+    }
+    for (; i < block_end; ++i) {
+      const uint8_t byte = t.packed[i / 2];
+      out[i - first] = code[(i % 2 == 0) ? byte >> 4 : byte & 0x0f] * amax;
+    }
+  }
+}
+
+}  // namespace pricer
