@@ -4,6 +4,8 @@
 // reference backend instantiates them with float; the fast CPU backend is tested against them.
 // Layouts follow src/kernels/backend.h. Argument validation (ids, targets, cu_seqlens) is done
 // by the callers through kernels/checks.h; these loops assume valid input.
+// Reductions accumulate in double whatever T is: a float sum over a 128k-wide vocabulary row
+// would otherwise be the least accurate thing in the comparison.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -18,14 +20,14 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A
           T beta, T* C) {
   for (int64_t i = 0; i < M; ++i) {
     for (int64_t j = 0; j < N; ++j) {
-      T acc = 0;
+      double acc = 0;
       for (int64_t p = 0; p < K; ++p) {
         const T a = ta ? A[p * M + i] : A[i * K + p];
         const T b = tb ? B[j * K + p] : B[p * N + j];
         acc += a * b;
       }
       // beta == 0 must not read C (it may hold garbage or NaN), as in BLAS.
-      C[i * N + j] = beta == T(0) ? alpha * acc : alpha * acc + beta * C[i * N + j];
+      C[i * N + j] = beta == T(0) ? alpha * T(acc) : alpha * T(acc) + beta * C[i * N + j];
     }
   }
 }
@@ -46,9 +48,9 @@ template <class T>
 void rmsnorm_forward(const T* x, const T* w, T* y, T* rstd, int64_t n, int64_t dim, T eps) {
   for (int64_t r = 0; r < n; ++r) {
     const T* xr = x + r * dim;
-    T ss = 0;
-    for (int64_t i = 0; i < dim; ++i) ss += xr[i] * xr[i];
-    const T rs = T(1) / std::sqrt(ss / T(dim) + eps);
+    double ss = 0;
+    for (int64_t i = 0; i < dim; ++i) ss += double(xr[i]) * xr[i];
+    const T rs = T(1) / std::sqrt(T(ss / double(dim)) + eps);
     rstd[r] = rs;
     for (int64_t i = 0; i < dim; ++i) y[r * dim + i] = xr[i] * rs * w[i];
   }
@@ -63,9 +65,9 @@ void rmsnorm_backward(const T* dy, const T* x, const T* w, const T* rstd, T* dx,
     const T* xr = x + r * dim;
     const T* dyr = dy + r * dim;
     const T rs = rstd[r];
-    T dot = 0;
-    for (int64_t i = 0; i < dim; ++i) dot += dyr[i] * w[i] * xr[i];
-    const T c = dot * rs * rs * rs / T(dim);
+    double dot = 0;
+    for (int64_t i = 0; i < dim; ++i) dot += double(dyr[i] * w[i]) * xr[i];
+    const T c = T(dot) * rs * rs * rs / T(dim);
     for (int64_t i = 0; i < dim; ++i) dx[r * dim + i] = rs * w[i] * dyr[i] - xr[i] * c;
     if (dw) {
       for (int64_t i = 0; i < dim; ++i) dw[i] += dyr[i] * xr[i] * rs;
@@ -112,14 +114,14 @@ void attention_forward(const T* q, const T* k, const T* v, T* out, T* lse,
         T mx = -INFINITY;
         for (int64_t j = t0; j <= i; ++j) {
           const T* kj = k + j * ks + int64_t(kh) * hd;
-          T d = 0;
-          for (int e = 0; e < hd; ++e) d += qi[e] * kj[e];
-          s[size_t(j - t0)] = d * scale;
+          double d = 0;
+          for (int e = 0; e < hd; ++e) d += double(qi[e]) * kj[e];
+          s[size_t(j - t0)] = T(d) * scale;
           mx = std::max(mx, s[size_t(j - t0)]);
         }
-        T sum = 0;
+        double sum = 0;
         for (auto& sj : s) sum += std::exp(sj - mx);
-        const T l = mx + std::log(sum);
+        const T l = mx + T(std::log(sum));
         lse[int64_t(h) * total + i] = l;
         T* oi = out + i * qs + int64_t(h) * hd;
         for (int e = 0; e < hd; ++e) oi[e] = 0;
@@ -155,19 +157,20 @@ void attention_backward(const T* q, const T* k, const T* v, const T* out, const 
         const T* oi = out + i * qs + int64_t(h) * hd;
         const T* gi = dout + i * qs + int64_t(h) * hd;
         T* dqi = dq + i * qs + int64_t(h) * hd;
-        T D = 0;
-        for (int e = 0; e < hd; ++e) D += gi[e] * oi[e];
+        double Dacc = 0;
+        for (int e = 0; e < hd; ++e) Dacc += double(gi[e]) * oi[e];
+        const T D = T(Dacc);
         const T l = lse[int64_t(h) * total + i];
         for (int64_t j = t0; j <= i; ++j) {
           const T* kj = k + j * ks + int64_t(kh) * hd;
           const T* vj = v + j * ks + int64_t(kh) * hd;
-          T sc = 0, dp = 0;
+          double sc = 0, dp = 0;
           for (int e = 0; e < hd; ++e) {
-            sc += qi[e] * kj[e];
-            dp += gi[e] * vj[e];
+            sc += double(qi[e]) * kj[e];
+            dp += double(gi[e]) * vj[e];
           }
-          const T p = std::exp(sc * scale - l);
-          const T ds = p * (dp - D) * scale;
+          const T p = std::exp(T(sc) * scale - l);
+          const T ds = p * (T(dp) - D) * scale;
           T* dkj = dk + j * ks + int64_t(kh) * hd;
           T* dvj = dv + j * ks + int64_t(kh) * hd;
           for (int e = 0; e < hd; ++e) {
@@ -214,9 +217,9 @@ void cross_entropy(T* logits, const int32_t* targets, T* losses, int64_t n, int6
     }
     T mx = -INFINITY;
     for (int64_t i = 0; i < vocab; ++i) mx = std::max(mx, x[i]);
-    T sum = 0;
+    double sum = 0;
     for (int64_t i = 0; i < vocab; ++i) sum += std::exp(x[i] - mx);
-    const T l = mx + std::log(sum);
+    const T l = mx + T(std::log(sum));
     losses[r] = l - x[targets[r]];
     for (int64_t i = 0; i < vocab; ++i) x[i] = std::exp(x[i] - l) * grad_scale;
     x[targets[r]] -= grad_scale;

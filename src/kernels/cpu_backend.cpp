@@ -1,0 +1,457 @@
+// The fast CPU backend: OpenBLAS for GEMMs, AVX2/FMA loops spread over OpenMP threads for the
+// rest. Every op writes each output element from exactly one thread in a fixed order, so results
+// are bitwise reproducible for a given thread count (no atomics, no racing reductions).
+#include <cblas.h>
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "core/threads.h"
+#include "kernels/backend.h"
+#include "kernels/checks.h"
+#include "kernels/gemv.h"
+#include "kernels/simd.h"
+
+namespace pricer {
+
+namespace {
+
+using simd::tail_mask;
+
+// Rows of a quantized weight dequantized per GEMM: about 1 MiB of f32, 64..256 rows, so the tile
+// stays cache-resident while the GEMM streams over it.
+int64_t band_rows(int64_t cols) {
+  const int64_t rows = (int64_t(1) << 18) / std::max<int64_t>(cols, 1);
+  return std::clamp<int64_t>(rows / 16 * 16, 64, 256);
+}
+
+// Fills tile with rows [r0, r0 + nb) of W, each thread dequantizing its own share of the band.
+void dequantize_band(const Weight& W, int64_t r0, int64_t nb, float* tile, int nt) {
+  const int64_t cols = W.cols();
+  const int64_t chunk = (nb + nt - 1) / nt;
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t c0 = 0; c0 < nb; c0 += chunk) {
+    W.dequantize_rows(r0 + c0, std::min(chunk, nb - c0), tile + c0 * cols);
+  }
+}
+
+// Scales y[0, n) by beta where a GEMM with an empty inner dimension would leave it.
+void scale_or_zero(float* y, int64_t n, float beta) {
+  if (beta == 0.0f) {
+    std::fill(y, y + n, 0.0f);
+  } else {
+    for (int64_t i = 0; i < n; ++i) y[i] *= beta;
+  }
+}
+
+// Attention keys are visited in blocks of this many; scores and probabilities of one block are
+// the only per-query temporaries (no [T, T] matrix).
+constexpr int64_t kKeyBlock = 64;
+
+class CpuBackend final : public Backend {
+ public:
+  const char* name() const override { return "cpu"; }
+
+  void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+            const float* B, float beta, float* C) override {
+    if (M == 0 || N == 0) return;
+    if (K == 0) {
+      scale_or_zero(C, M * N, beta);
+      return;
+    }
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                int(M), int(N), int(K), alpha, A, int(ta ? M : K), B, int(tb ? K : N), beta, C,
+                int(N));
+  }
+
+  void linear_forward(const Weight& W, const float* x, float* y, int64_t n, float beta) override {
+    const int64_t out = W.rows(), in = W.cols();
+    if (n == 0 || out == 0) return;
+    if (in == 0) {
+      for (int64_t i = 0; i < n; ++i) scale_or_zero(y + i * out, out, beta);
+      return;
+    }
+    if (W.dtype() == DType::F32) {
+      gemm(false, true, n, out, in, 1.0f, x, W.f32().data(), beta, y);
+      return;
+    }
+    if (n == 1) {
+      kernels::fused_gemv(W, x, y, beta);
+      return;
+    }
+    const int nt = threads();
+    const int64_t band = band_rows(in);
+    tile_.resize(static_cast<size_t>(band * in));
+    for (int64_t r0 = 0; r0 < out; r0 += band) {
+      const int64_t nb = std::min(band, out - r0);
+      dequantize_band(W, r0, nb, tile_.data(), nt);
+      // y[:, r0:r0+nb] = x tile^T (+ beta y)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(nb), int(in), 1.0f, x,
+                  int(in), tile_.data(), int(in), beta, y + r0, int(out));
+    }
+  }
+
+  void linear_backward_input(const Weight& W, const float* dy, float* dx, int64_t n) override {
+    const int64_t out = W.rows(), in = W.cols();
+    if (n == 0 || out == 0 || in == 0) return;
+    if (W.dtype() == DType::F32) {
+      gemm(false, false, n, in, out, 1.0f, dy, W.f32().data(), 1.0f, dx);
+      return;
+    }
+    const int nt = threads();
+    const int64_t band = band_rows(in);
+    tile_.resize(static_cast<size_t>(band * in));
+    for (int64_t r0 = 0; r0 < out; r0 += band) {
+      const int64_t nb = std::min(band, out - r0);
+      dequantize_band(W, r0, nb, tile_.data(), nt);
+      // dx += dy[:, r0:r0+nb] tile; bands in a fixed order keep the sum reproducible.
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(n), int(in), int(nb), 1.0f,
+                  dy + r0, int(out), tile_.data(), int(in), 1.0f, dx, int(in));
+    }
+  }
+
+  void rmsnorm_forward(const float* x, const float* w, float* y, float* rstd, int64_t n,
+                       int64_t dim, float eps) override {
+#pragma omp parallel for num_threads(threads()) schedule(static)
+    for (int64_t r = 0; r < n; ++r) {
+      const float* xr = x + r * dim;
+      float* yr = y + r * dim;
+      const float rs = 1.0f / std::sqrt(simd::dot(xr, xr, dim) / float(dim) + eps);
+      rstd[r] = rs;
+      const __m256 vrs = _mm256_set1_ps(rs);
+      int64_t i = 0;
+      for (; i + 8 <= dim; i += 8) {
+        _mm256_storeu_ps(yr + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(xr + i), vrs), _mm256_loadu_ps(w + i)));
+      }
+      for (; i < dim; ++i) yr[i] = xr[i] * rs * w[i];
+    }
+  }
+
+  void rmsnorm_backward(const float* dy, const float* x, const float* w, const float* rstd,
+                        float* dx, float* dw, int64_t n, int64_t dim) override {
+    const int nt = threads();
+#pragma omp parallel num_threads(nt)
+    {
+      std::vector<float> dyw(static_cast<size_t>(dim));
+#pragma omp for schedule(static)
+      for (int64_t r = 0; r < n; ++r) {
+        const float* xr = x + r * dim;
+        const float* dyr = dy + r * dim;
+        float* dxr = dx + r * dim;
+        const float rs = rstd[r];
+        for (int64_t i = 0; i < dim; ++i) dyw[i] = dyr[i] * w[i];
+        const float c = simd::dot(dyw.data(), xr, dim) * rs * rs * rs / float(dim);
+        const __m256 vrs = _mm256_set1_ps(rs), vc = _mm256_set1_ps(c);
+        int64_t i = 0;
+        for (; i + 8 <= dim; i += 8) {
+          const __m256 g = _mm256_mul_ps(vrs, _mm256_loadu_ps(dyw.data() + i));
+          _mm256_storeu_ps(dxr + i, _mm256_fnmadd_ps(_mm256_loadu_ps(xr + i), vc, g));
+        }
+        for (; i < dim; ++i) dxr[i] = rs * dyw[i] - xr[i] * c;
+      }
+    }
+    if (!dw) return;
+    // dw: each thread owns a range of columns and sums the rows in order, so the result does not
+    // even depend on the thread count.
+    const int64_t chunk = std::max<int64_t>(8, (dim + nt - 1) / nt / 8 * 8);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t c0 = 0; c0 < dim; c0 += chunk) {
+      const int64_t c1 = std::min(dim, c0 + chunk);
+      for (int64_t r = 0; r < n; ++r) {
+        const float rs = rstd[r];
+        const float* xr = x + r * dim;
+        const float* dyr = dy + r * dim;
+        for (int64_t i = c0; i < c1; ++i) dw[i] += dyr[i] * xr[i] * rs;
+      }
+    }
+  }
+
+  void rope(float* x, const int32_t* pos, int64_t n, int heads, int head_dim,
+            const float* inv_freq, bool inverse) override {
+    kernels::check_rope(heads, head_dim);
+    const int half = head_dim / 2;
+#pragma omp parallel num_threads(threads())
+    {
+      std::vector<float> cs(static_cast<size_t>(half)), sn(static_cast<size_t>(half));
+#pragma omp for schedule(static)
+      for (int64_t t = 0; t < n; ++t) {
+        // One cos/sin per frequency, shared by all heads of the token.
+        for (int j = 0; j < half; ++j) {
+          const float angle = float(pos[t]) * inv_freq[j];
+          cs[j] = std::cos(angle);
+          sn[j] = inverse ? -std::sin(angle) : std::sin(angle);
+        }
+        for (int h = 0; h < heads; ++h) {
+          float* a = x + (t * heads + h) * head_dim;
+          float* b = a + half;
+          int j = 0;
+          for (; j + 8 <= half; j += 8) {
+            const __m256 va = _mm256_loadu_ps(a + j), vb = _mm256_loadu_ps(b + j);
+            const __m256 c = _mm256_loadu_ps(cs.data() + j), s = _mm256_loadu_ps(sn.data() + j);
+            _mm256_storeu_ps(a + j, _mm256_fmsub_ps(va, c, _mm256_mul_ps(vb, s)));
+            _mm256_storeu_ps(b + j, _mm256_fmadd_ps(vb, c, _mm256_mul_ps(va, s)));
+          }
+          for (; j < half; ++j) {
+            const float va = a[j], vb = b[j];
+            a[j] = va * cs[j] - vb * sn[j];
+            b[j] = vb * cs[j] + va * sn[j];
+          }
+        }
+      }
+    }
+  }
+
+  void attention_forward(const float* q, const float* k, const float* v, float* out, float* lse,
+                         std::span<const int32_t> cu_seqlens, int heads, int kv_heads,
+                         int hd) override {
+    const int64_t total = kernels::check_attention(cu_seqlens, heads, kv_heads, hd);
+    const int64_t nseq = int64_t(cu_seqlens.size()) - 1;
+    const int group = heads / kv_heads;
+    const float scale = 1.0f / std::sqrt(float(hd));
+    const int64_t qs = int64_t(heads) * hd, ks = int64_t(kv_heads) * hd;
+#pragma omp parallel for num_threads(threads()) schedule(dynamic, 1) collapse(2)
+    for (int64_t b = 0; b < nseq; ++b) {
+      for (int h = 0; h < heads; ++h) {
+        const int64_t t0 = cu_seqlens[b], t1 = cu_seqlens[b + 1];
+        const int kh = h / group;
+        alignas(32) float p[kKeyBlock];
+        for (int64_t i = t0; i < t1; ++i) {
+          const float* qi = q + i * qs + int64_t(h) * hd;
+          float* oi = out + i * qs + int64_t(h) * hd;
+          std::fill(oi, oi + hd, 0.0f);
+          // Online softmax: running max m and denominator l; o rescaled when m grows.
+          float m = -INFINITY, l = 0.0f;
+          for (int64_t j0 = t0; j0 <= i; j0 += kKeyBlock) {
+            const int64_t nb = std::min(kKeyBlock, i + 1 - j0);
+            float bm = -INFINITY;
+            for (int64_t j = 0; j < nb; ++j) {
+              p[j] = simd::dot(qi, k + (j0 + j) * ks + int64_t(kh) * hd, hd) * scale;
+              bm = std::max(bm, p[j]);
+            }
+            const float m_new = std::max(m, bm);
+            if (m_new > m && l > 0.0f) {
+              const float corr = std::exp(m - m_new);
+              l *= corr;
+              simd::scale(corr, oi, hd);
+            }
+            m = m_new;
+            l += exp_shifted(p, nb, m);
+            for (int64_t j = 0; j < nb; ++j) simd::axpy(p[j], v + (j0 + j) * ks + int64_t(kh) * hd, oi, hd);
+          }
+          simd::scale(1.0f / l, oi, hd);
+          lse[int64_t(h) * total + i] = m + std::log(l);
+        }
+      }
+    }
+  }
+
+  void attention_backward(const float* q, const float* k, const float* v, const float* out,
+                          const float* lse, const float* dout, float* dq, float* dk, float* dv,
+                          std::span<const int32_t> cu_seqlens, int heads, int kv_heads,
+                          int hd) override {
+    const int64_t total = kernels::check_attention(cu_seqlens, heads, kv_heads, hd);
+    const int64_t nseq = int64_t(cu_seqlens.size()) - 1;
+    const int group = heads / kv_heads;
+    const float scale = 1.0f / std::sqrt(float(hd));
+    const int64_t qs = int64_t(heads) * hd, ks = int64_t(kv_heads) * hd;
+    // A task is one (sequence, kv head): it alone writes that slice of dk, dv and the dq of the
+    // query heads reading it, so no two threads ever add into the same element.
+#pragma omp parallel for num_threads(threads()) schedule(dynamic, 1) collapse(2)
+    for (int64_t b = 0; b < nseq; ++b) {
+      for (int kh = 0; kh < kv_heads; ++kh) {
+        const int64_t t0 = cu_seqlens[b], t1 = cu_seqlens[b + 1];
+        for (int64_t t = t0; t < t1; ++t) {
+          std::fill(dk + t * ks + int64_t(kh) * hd, dk + t * ks + int64_t(kh + 1) * hd, 0.0f);
+          std::fill(dv + t * ks + int64_t(kh) * hd, dv + t * ks + int64_t(kh + 1) * hd, 0.0f);
+        }
+        alignas(32) float p[kKeyBlock];
+        for (int h = kh * group; h < (kh + 1) * group; ++h) {
+          for (int64_t i = t0; i < t1; ++i) {
+            const float* qi = q + i * qs + int64_t(h) * hd;
+            const float* gi = dout + i * qs + int64_t(h) * hd;
+            float* dqi = dq + i * qs + int64_t(h) * hd;
+            std::fill(dqi, dqi + hd, 0.0f);
+            const float D = simd::dot(gi, out + i * qs + int64_t(h) * hd, hd);
+            const float l = lse[int64_t(h) * total + i];
+            for (int64_t j0 = t0; j0 <= i; j0 += kKeyBlock) {
+              const int64_t nb = std::min(kKeyBlock, i + 1 - j0);
+              // Probabilities recomputed from the saved lse.
+              for (int64_t j = 0; j < nb; ++j) p[j] = simd::dot(qi, k + (j0 + j) * ks + int64_t(kh) * hd, hd) * scale;
+              exp_shifted(p, nb, l);
+              for (int64_t j = 0; j < nb; ++j) {
+                const float* kj = k + (j0 + j) * ks + int64_t(kh) * hd;
+                const float* vj = v + (j0 + j) * ks + int64_t(kh) * hd;
+                const float ds = p[j] * (simd::dot(gi, vj, hd) - D) * scale;
+                simd::axpy(ds, kj, dqi, hd);
+                simd::axpy(ds, qi, dk + (j0 + j) * ks + int64_t(kh) * hd, hd);
+                simd::axpy(p[j], gi, dv + (j0 + j) * ks + int64_t(kh) * hd, hd);
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+
+  void swiglu_forward(const float* g, const float* u, float* h, int64_t n) override {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    parallel_chunks(n, [&](int64_t i, __m256i m) {
+      const __m256 vg = _mm256_maskload_ps(g + i, m), vu = _mm256_maskload_ps(u + i, m);
+      const __m256 sig = _mm256_div_ps(one, _mm256_add_ps(one, simd::exp(_mm256_sub_ps(_mm256_setzero_ps(), vg))));
+      _mm256_maskstore_ps(h + i, m, _mm256_mul_ps(_mm256_mul_ps(vg, sig), vu));
+    });
+  }
+
+  void swiglu_backward(const float* g, const float* u, const float* dh, float* dg, float* du,
+                       int64_t n) override {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    parallel_chunks(n, [&](int64_t i, __m256i m) {
+      const __m256 vg = _mm256_maskload_ps(g + i, m), vu = _mm256_maskload_ps(u + i, m);
+      const __m256 vdh = _mm256_maskload_ps(dh + i, m);
+      const __m256 sig = _mm256_div_ps(one, _mm256_add_ps(one, simd::exp(_mm256_sub_ps(_mm256_setzero_ps(), vg))));
+      _mm256_maskstore_ps(du + i, m, _mm256_mul_ps(vdh, _mm256_mul_ps(vg, sig)));
+      // d silu / dg = sig (1 + g (1 - sig))
+      const __m256 dsilu = _mm256_mul_ps(sig, _mm256_fmadd_ps(vg, _mm256_sub_ps(one, sig), one));
+      _mm256_maskstore_ps(dg + i, m, _mm256_mul_ps(_mm256_mul_ps(vdh, vu), dsilu));
+    });
+  }
+
+  void cross_entropy(float* logits, const int32_t* targets, float* losses, int64_t n,
+                     int64_t vocab, float grad_scale) override {
+    kernels::check_targets(targets, n, vocab);
+#pragma omp parallel for num_threads(threads()) schedule(static)
+    for (int64_t r = 0; r < n; ++r) {
+      float* x = logits + r * vocab;
+      if (targets[r] < 0) {
+        losses[r] = 0.0f;
+        std::fill(x, x + vocab, 0.0f);
+        continue;
+      }
+      const float mx = simd::max(x, vocab);
+      const float l = mx + std::log(sum_exp(x, vocab, mx));
+      losses[r] = l - x[targets[r]];
+      // x = exp(x - lse) * grad_scale
+      const __m256 vl = _mm256_set1_ps(l), vs = _mm256_set1_ps(grad_scale);
+      int64_t i = 0;
+      for (; i + 8 <= vocab; i += 8) {
+        _mm256_storeu_ps(x + i, _mm256_mul_ps(simd::exp(_mm256_sub_ps(_mm256_loadu_ps(x + i), vl)), vs));
+      }
+      if (i < vocab) {
+        const __m256i m = tail_mask(vocab - i);
+        _mm256_maskstore_ps(x + i, m, _mm256_mul_ps(simd::exp(_mm256_sub_ps(_mm256_maskload_ps(x + i, m), vl)), vs));
+      }
+      x[targets[r]] -= grad_scale;
+    }
+  }
+
+  void embedding_forward(const Weight& table, const int32_t* ids, float* out,
+                         int64_t n) override {
+    kernels::check_ids("embedding_forward", ids, n, table.rows());
+    const int64_t dim = table.cols();
+    const bool f32 = table.dtype() == DType::F32;
+#pragma omp parallel for num_threads(threads()) schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      if (f32) {
+        std::memcpy(out + i * dim, table.f32().data() + int64_t(ids[i]) * dim, sizeof(float) * size_t(dim));
+      } else {
+        table.dequantize_rows(ids[i], 1, out + i * dim);
+      }
+    }
+  }
+
+  void embedding_backward(const int32_t* ids, const float* dout, float* dtable, int64_t n,
+                          int64_t dim) override {
+    // Repeated ids add into the same row: each thread owns a range of columns instead of rows,
+    // and adds the tokens in order.
+    const int nt = threads();
+    const int64_t chunk = std::max<int64_t>(8, (dim + nt - 1) / nt / 8 * 8);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t c0 = 0; c0 < dim; c0 += chunk) {
+      const int64_t c1 = std::min(dim, c0 + chunk);
+      for (int64_t i = 0; i < n; ++i) {
+        float* row = dtable + int64_t(ids[i]) * dim;
+        const float* g = dout + i * dim;
+        for (int64_t c = c0; c < c1; ++c) row[c] += g[c];
+      }
+    }
+  }
+
+  void adamw_step(float* param, const float* grad, float* m, float* v, int64_t n, float lr,
+                  float beta1, float beta2, float eps, float weight_decay, int64_t step) override {
+    kernels::check_adamw_step(step);
+    const float bc1 = 1.0f - std::pow(beta1, float(step));
+    const float bc2 = 1.0f - std::pow(beta2, float(step));
+    const __m256 b1 = _mm256_set1_ps(beta1), b2 = _mm256_set1_ps(beta2);
+    const __m256 omb1 = _mm256_set1_ps(1.0f - beta1), omb2 = _mm256_set1_ps(1.0f - beta2);
+    const __m256 vbc1 = _mm256_set1_ps(bc1), vbc2 = _mm256_set1_ps(bc2);
+    const __m256 decay = _mm256_set1_ps(lr * weight_decay), vlr = _mm256_set1_ps(lr);
+    const __m256 veps = _mm256_set1_ps(eps);
+    parallel_chunks(n, [&](int64_t i, __m256i mask) {
+      const __m256 g = _mm256_maskload_ps(grad + i, mask);
+      const __m256 mi = _mm256_add_ps(_mm256_mul_ps(b1, _mm256_maskload_ps(m + i, mask)), _mm256_mul_ps(omb1, g));
+      const __m256 vi = _mm256_add_ps(_mm256_mul_ps(b2, _mm256_maskload_ps(v + i, mask)),
+                                      _mm256_mul_ps(_mm256_mul_ps(omb2, g), g));
+      _mm256_maskstore_ps(m + i, mask, mi);
+      _mm256_maskstore_ps(v + i, mask, vi);
+      const __m256 mhat = _mm256_div_ps(mi, vbc1), vhat = _mm256_div_ps(vi, vbc2);
+      __m256 p = _mm256_maskload_ps(param + i, mask);
+      p = _mm256_sub_ps(p, _mm256_mul_ps(decay, p));
+      const __m256 upd = _mm256_div_ps(mhat, _mm256_add_ps(_mm256_sqrt_ps(vhat), veps));
+      _mm256_maskstore_ps(param + i, mask, _mm256_sub_ps(p, _mm256_mul_ps(vlr, upd)));
+    });
+  }
+
+ private:
+  // Runs f(i, mask) for every 8-lane group of [0, n) (the last one masked), in parallel.
+  template <class F>
+  static void parallel_chunks(int64_t n, const F& f) {
+    const int64_t groups = (n + 7) / 8;
+#pragma omp parallel for num_threads(threads()) schedule(static)
+    for (int64_t gi = 0; gi < groups; ++gi) {
+      const int64_t i = gi * 8;
+      f(i, tail_mask(std::min<int64_t>(8, n - i)));
+    }
+  }
+
+  // p[j] = exp(p[j] - shift) for j < nb; returns the sum.
+  static float exp_shifted(float* p, int64_t nb, float shift) {
+    const __m256 vs = _mm256_set1_ps(shift);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t j = 0; j < nb; j += 8) {
+      const __m256i m = tail_mask(std::min<int64_t>(8, nb - j));
+      const __m256 e = _mm256_and_ps(simd::exp(_mm256_sub_ps(_mm256_maskload_ps(p + j, m), vs)), _mm256_castsi256_ps(m));
+      _mm256_maskstore_ps(p + j, m, e);
+      acc = _mm256_add_ps(acc, e);
+    }
+    return simd::hsum(acc);
+  }
+
+  // sum_i exp(x[i] - mx) with four independent accumulators (the row can be 128k wide).
+  static float sum_exp(const float* x, int64_t n, float mx) {
+    const __m256 vm = _mm256_set1_ps(mx);
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+      a0 = _mm256_add_ps(a0, simd::exp(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm)));
+      a1 = _mm256_add_ps(a1, simd::exp(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vm)));
+      a2 = _mm256_add_ps(a2, simd::exp(_mm256_sub_ps(_mm256_loadu_ps(x + i + 16), vm)));
+      a3 = _mm256_add_ps(a3, simd::exp(_mm256_sub_ps(_mm256_loadu_ps(x + i + 24), vm)));
+    }
+    for (; i < n; i += 8) {
+      const __m256i m = tail_mask(std::min<int64_t>(8, n - i));
+      a0 = _mm256_add_ps(a0, _mm256_and_ps(simd::exp(_mm256_sub_ps(_mm256_maskload_ps(x + i, m), vm)), _mm256_castsi256_ps(m)));
+    }
+    return simd::hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+  }
+
+  std::vector<float> tile_;  // one band of a dequantized weight, reused across calls
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+
+}  // namespace pricer

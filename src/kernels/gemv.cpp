@@ -1,0 +1,169 @@
+#include "kernels/gemv.h"
+
+#include <cblas.h>
+#include <immintrin.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "core/threads.h"
+#include "kernels/simd.h"
+#include "quant/half.h"
+#include "quant/nf4.h"
+
+namespace pricer::kernels {
+
+namespace {
+
+// ggml block sizes (bytes per block of 32 values).
+constexpr int64_t kQ8_0Bytes = 34;  // f16 d, int8 qs[32]
+constexpr int64_t kQ4_0Bytes = 18;  // f16 d, uint8 qs[16]: low nibbles values 0..15, high 16..31
+
+float dot_bf16(const uint16_t* w, const float* x, int64_t n) {
+  __m256 acc = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + i)));
+    acc = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(h, 16)), _mm256_loadu_ps(x + i), acc);
+  }
+  float s = simd::hsum(acc);
+  for (; i < n; ++i) s += bf16_to_f32(w[i]) * x[i];
+  return s;
+}
+
+float dot_f16(const uint16_t* w, const float* x, int64_t n) {
+  __m256 acc = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + i)));
+    acc = _mm256_fmadd_ps(v, _mm256_loadu_ps(x + i), acc);
+  }
+  float s = simd::hsum(acc);
+  for (; i < n; ++i) s += f16_to_f32(w[i]) * x[i];
+  return s;
+}
+
+uint16_t load_u16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
+
+float dot_q8_0(const uint8_t* row, const float* x, int64_t n) {
+  float total = 0;
+  for (int64_t b = 0; b < n / 32; ++b) {
+    const uint8_t* blk = row + b * kQ8_0Bytes;
+    const float* xb = x + b * 32;
+    __m256 acc = _mm256_setzero_ps();
+    for (int g = 0; g < 4; ++g) {
+      const __m128i q8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk + 2 + 8 * g));
+      acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8)), _mm256_loadu_ps(xb + 8 * g), acc);
+    }
+    total += f16_to_f32(load_u16(blk)) * simd::hsum(acc);
+  }
+  return total;
+}
+
+float dot_q4_0(const uint8_t* row, const float* x, int64_t n) {
+  const __m256i eight = _mm256_set1_epi32(8);
+  float total = 0;
+  for (int64_t b = 0; b < n / 32; ++b) {
+    const uint8_t* blk = row + b * kQ4_0Bytes;
+    const float* xb = x + b * 32;
+    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
+    const __m128i lo = _mm_and_si128(q, _mm_set1_epi8(0x0F));
+    const __m128i hi = _mm_and_si128(_mm_srli_epi16(q, 4), _mm_set1_epi8(0x0F));
+    const __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+    __m256 acc = _mm256_setzero_ps();
+    for (int g = 0; g < 4; ++g) {
+      const __m256i v = _mm256_sub_epi32(_mm256_cvtepu8_epi32(parts[g]), eight);
+      acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_loadu_ps(xb + 8 * g), acc);
+    }
+    total += f16_to_f32(load_u16(blk)) * simd::hsum(acc);
+  }
+  return total;
+}
+
+// Sum over one whole, aligned NF4 block of 64 values of code[index] * x (absmax applied by the
+// caller). Indices go through a 16-entry table lookup done as two 8-lane permutes.
+float nf4_block_dot(const uint8_t* packed, const float* x, __m256 tab_lo, __m256 tab_hi) {
+  const __m256i seven = _mm256_set1_epi32(7);
+  __m256 acc = _mm256_setzero_ps();
+  for (int half = 0; half < 2; ++half) {
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(packed + 16 * half));
+    const __m128i hi = _mm_and_si128(_mm_srli_epi16(b, 4), _mm_set1_epi8(0x0F));
+    const __m128i lo = _mm_and_si128(b, _mm_set1_epi8(0x0F));
+    // The first element of each byte is its high nibble.
+    const __m128i a = _mm_unpacklo_epi8(hi, lo), c = _mm_unpackhi_epi8(hi, lo);
+    const __m128i parts[4] = {a, _mm_srli_si128(a, 8), c, _mm_srli_si128(c, 8)};
+    for (int g = 0; g < 4; ++g) {
+      const __m256i idx = _mm256_cvtepu8_epi32(parts[g]);
+      const __m256 v = _mm256_blendv_ps(_mm256_permutevar8x32_ps(tab_lo, idx),
+                                        _mm256_permutevar8x32_ps(tab_hi, idx),
+                                        _mm256_castsi256_ps(_mm256_cmpgt_epi32(idx, seven)));
+      acc = _mm256_fmadd_ps(v, _mm256_loadu_ps(x + 32 * half + 8 * g), acc);
+    }
+  }
+  return simd::hsum(acc);
+}
+
+// Dot of x with the flat NF4 elements [start, start + n); rows need not start on a block.
+float dot_nf4(const Nf4Tensor& t, int64_t start, int64_t n, const float* x) {
+  const auto& code = nf4_code();
+  const auto& dmap = dynamic_map_signed();
+  const __m256 tab_lo = _mm256_loadu_ps(code.data()), tab_hi = _mm256_loadu_ps(code.data() + 8);
+  const int64_t end = start + n;
+  float total = 0;
+  for (int64_t i = start; i < end;) {
+    const int64_t b = i / kNf4BlockSize;
+    const int64_t seg_end = std::min(end, (b + 1) * kNf4BlockSize);
+    const float absmax = dmap[t.absmax_codes[b]] * t.absmax_scales[b / kNf4AbsmaxBlockSize] + t.absmax_offset;
+    float s = 0;
+    if (i % kNf4BlockSize == 0 && seg_end - i == kNf4BlockSize) {
+      s = nf4_block_dot(t.packed.data() + i / 2, x + (i - start), tab_lo, tab_hi);
+    } else {
+      for (int64_t e = i; e < seg_end; ++e) {
+        const uint8_t byte = t.packed[e >> 1];
+        s += code[(e & 1) ? (byte & 0x0F) : (byte >> 4)] * x[e - start];
+      }
+    }
+    total += absmax * s;
+    i = seg_end;
+  }
+  return total;
+}
+
+}  // namespace
+
+void fused_gemv(const Weight& W, const float* x, float* y, float beta) {
+  const int64_t out = W.rows(), in = W.cols();
+  if (out == 0) return;
+  if (W.dtype() == DType::F32) {
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(out), static_cast<int>(in), 1.0f,
+                W.f32().data(), static_cast<int>(in), x, 1, beta, y, 1);
+    return;
+  }
+  const DType dt = W.dtype();
+  const uint8_t* raw = W.raw().data();
+  const int nt = threads();
+#pragma omp parallel num_threads(nt)
+  {
+    // The K-quant formats (super-blocks of 256) go through a one-row buffer that stays in L1.
+    std::vector<float> row_buf;
+    if (dt == DType::Q4_K || dt == DType::Q6_K) row_buf.resize(static_cast<size_t>(in));
+#pragma omp for schedule(static)
+    for (int64_t o = 0; o < out; ++o) {
+      float s = 0;
+      switch (dt) {
+        case DType::BF16: s = dot_bf16(reinterpret_cast<const uint16_t*>(raw) + o * in, x, in); break;
+        case DType::F16: s = dot_f16(reinterpret_cast<const uint16_t*>(raw) + o * in, x, in); break;
+        case DType::NF4: s = dot_nf4(W.nf4(), o * in, in, x); break;
+        case DType::Q8_0: s = dot_q8_0(raw + o * (in / 32) * kQ8_0Bytes, x, in); break;
+        case DType::Q4_0: s = dot_q4_0(raw + o * (in / 32) * kQ4_0Bytes, x, in); break;
+        default:
+          W.dequantize_rows(o, 1, row_buf.data());
+          s = simd::dot(row_buf.data(), x, in);
+          break;
+      }
+      y[o] = beta == 0.0f ? s : s + beta * y[o];
+    }
+  }
+}
+
+}  // namespace pricer::kernels
