@@ -6,9 +6,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdio>
-#include <fstream>
-#include <sstream>
 
 #include "core/error.h"
 
@@ -79,23 +76,6 @@ bool valid_utf8(std::string_view s) {
     i += len;
   }
   return true;
-}
-
-std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path + ": cannot open: " + std::strerror(errno));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) throw Error(path + ": read error");
-  return ss.str();
-}
-
-void write_file(const std::string& path, std::span<const uint8_t> bytes) {
-  std::FILE* f = std::fopen(path.c_str(), "wb");
-  if (f == nullptr) throw Error(path + ": cannot create: " + std::strerror(errno));
-  const size_t n = bytes.empty() ? 0 : std::fwrite(bytes.data(), 1, bytes.size(), f);
-  const bool ok = n == bytes.size();
-  if (std::fclose(f) != 0 || !ok) throw Error(path + ": write failed: " + std::strerror(errno));
 }
 
 void ByteReader::need(size_t n, const char* what) const {

@@ -26,11 +26,6 @@ class MappedFile {
 
 bool valid_utf8(std::string_view s);
 
-// Reads the whole file (for small text files such as config.json); throws Error naming the path.
-std::string read_text_file(const std::string& path);
-// Writes bytes to path atomically enough for our use (write then close, errors checked).
-void write_file(const std::string& path, std::span<const uint8_t> bytes);
-
 // A cursor over untrusted little-endian bytes. Every read is checked against the end; a short
 // read throws Error "<source>: offset N (<context>): truncated ...".
 class ByteReader {

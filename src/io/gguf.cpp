@@ -1,10 +1,10 @@
 #include "io/gguf.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <limits>
 #include <set>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "io/bytes.h"
 
@@ -634,22 +634,14 @@ std::vector<uint8_t> GgufWriter::to_bytes() const {
 }
 
 void GgufWriter::write(const std::string& path) const {
-  std::FILE* f = std::fopen(path.c_str(), "wb");
-  if (f == nullptr) throw Error(path + ": cannot create");
-  auto put = [&](const std::vector<uint8_t>& b) {
-    if (!b.empty() && std::fwrite(b.data(), 1, b.size(), f) != b.size()) {
-      throw Error(path + ": write failed");
-    }
-  };
-  try {
+  // Atomic: a failure while producing tensor data leaves no partial file behind.
+  write_file_atomic(path, [&](AtomicFile& f) {
+    auto put = [&](const std::vector<uint8_t>& b) {
+      f.write(std::string_view(reinterpret_cast<const char*>(b.data()), b.size()));
+    };
     put(header_bytes());
     for (const auto& t : tensors_) put(tensor_bytes(t));
-  } catch (...) {
-    std::fclose(f);
-    std::remove(path.c_str());
-    throw;
-  }
-  if (std::fclose(f) != 0) throw Error(path + ": write failed");
+  });
 }
 
 }  // namespace pricer

@@ -1,0 +1,14 @@
+#pragma once
+// Strict JSON parsing for untrusted headers and configs: syntax errors, duplicate object keys
+// (which nlohmann::json would silently collapse) and absurd nesting all become pricer::Error
+// naming the source.
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+namespace pricer {
+
+nlohmann::json parse_json_strict(std::string_view text, const std::string& source);
+
+}  // namespace pricer
