@@ -1,0 +1,49 @@
+#pragma once
+// Runs pricers over an item set and writes what came out: results.json, report.html and a
+// leaderboard for the terminal.
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "eval/item.h"
+#include "eval/metrics.h"
+#include "eval/pricer.h"
+
+namespace pricer::eval {
+
+struct PricerResult {
+  std::string name;
+  std::vector<double> predictions;
+  Metrics metrics;
+  double fit_seconds = 0.0;
+  double predict_seconds = 0.0;
+  double items_per_second = 0.0;  // items / predict_seconds
+  nlohmann::json stats;
+};
+
+// Fits the pricer on `train` (when it needs training), predicts `items` as one batch, checks the
+// predictions (one finite number per item) and scores them.
+PricerResult evaluate_pricer(Pricer& pricer, const std::vector<Item>& train,
+                             const std::vector<Item>& items, const MetricOptions& opt = {});
+
+// Results in order of MAE (ties by name), which is the leaderboard order.
+void sort_by_mae(std::vector<PricerResult>& results);
+
+// results.json: `meta` as given, then per pricer metrics, timings and stats, then per item the
+// truth and every pricer's prediction.
+nlohmann::json results_json(const std::vector<Item>& items, const std::vector<PricerResult>& results,
+                            const nlohmann::json& meta);
+
+// Fixed-width leaderboard, one pricer a line, best first.
+std::string leaderboard_text(const std::vector<PricerResult>& results);
+
+// Self-contained HTML (inline SVG and CSS, no scripts or external assets).
+std::string report_html(const std::vector<Item>& items, const std::vector<PricerResult>& results,
+                        const nlohmann::json& meta);
+
+// Writes <dir>/results.json and <dir>/report.html, creating dir.
+void write_results(const std::filesystem::path& dir, const std::vector<Item>& items,
+                   const std::vector<PricerResult>& results, const nlohmann::json& meta);
+
+}  // namespace pricer::eval

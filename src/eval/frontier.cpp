@@ -1,0 +1,219 @@
+#include "eval/frontier_pricer.h"
+
+#include <httplib.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <thread>
+
+#include "core/error.h"
+
+namespace pricer::eval {
+
+using nlohmann::json;
+
+std::string frontier_system_prompt() {
+  return "You estimate prices of items. Reply only with the price, no explanation";
+}
+
+std::string frontier_user_prompt(const std::string& text) {
+  return "How much does this cost?\n\n" + text;
+}
+
+std::optional<double> parse_price(const std::string& reply) {
+  std::string s;
+  for (char c : reply)
+    if (c != ',' && c != '$') s += c;
+  auto digit = [&](std::size_t i) { return i < s.size() && std::isdigit(static_cast<unsigned char>(s[i])); };
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (!digit(i) && !(s[i] == '.' && digit(i + 1))) continue;
+    std::size_t j = i;
+    while (digit(j)) ++j;
+    if (j < s.size() && s[j] == '.' && digit(j + 1)) {
+      ++j;
+      while (digit(j)) ++j;
+    }
+    return std::strtod(s.substr(i, j - i).c_str(), nullptr);
+  }
+  return std::nullopt;
+}
+
+namespace {
+
+bool retryable_status(int status) { return status == 429 || status >= 500; }
+
+std::string snippet(const std::string& body) {
+  return body.size() <= 200 ? body : body.substr(0, 200) + "...";
+}
+
+}  // namespace
+
+FrontierPricer::FrontierPricer(FrontierConfig cfg) : cfg_(std::move(cfg)) {
+  require(cfg_.concurrency >= 1 && cfg_.concurrency <= 256, "frontier: concurrency must be 1..256");
+  require(cfg_.max_retries >= 0 && cfg_.max_retries <= 100, "frontier: retries must be 0..100");
+  require(cfg_.timeout_s > 0.0 && cfg_.backoff_s >= 0.0 && cfg_.max_backoff_s >= 0.0,
+          "frontier: timeout must be positive and backoff non-negative");
+  const auto scheme_end = cfg_.base_url.find("://");
+  require(scheme_end != std::string::npos,
+          "frontier: base URL \"" + cfg_.base_url + "\" needs a scheme (http:// or https://)");
+  const std::string scheme = cfg_.base_url.substr(0, scheme_end);
+  require(scheme == "http" || scheme == "https",
+          "frontier: base URL scheme must be http or https, got \"" + scheme + "\"");
+#ifndef CPPHTTPLIB_OPENSSL_SUPPORT
+  require(scheme == "http", "frontier: this build of cpp-httplib has no HTTPS support");
+#endif
+  const auto path_start = cfg_.base_url.find('/', scheme_end + 3);
+  origin_ = cfg_.base_url.substr(0, path_start);
+  std::string prefix = path_start == std::string::npos ? "" : cfg_.base_url.substr(path_start);
+  while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
+  path_ = prefix + "/chat/completions";
+}
+
+FrontierPricer::Outcome FrontierPricer::price_one(const Item& item,
+                                                  const std::string& api_key) const {
+  httplib::Client cli(origin_);
+  const auto t = std::chrono::duration<double>(cfg_.timeout_s);
+  const auto usec = std::chrono::duration_cast<std::chrono::microseconds>(t).count();
+  cli.set_connection_timeout(usec / 1000000, usec % 1000000);
+  cli.set_read_timeout(usec / 1000000, usec % 1000000);
+  cli.set_write_timeout(usec / 1000000, usec % 1000000);
+  httplib::Headers headers;
+  if (!api_key.empty()) headers.emplace("Authorization", "Bearer " + api_key);
+  json body = {{"model", cfg_.model},
+               {"messages",
+                {{{"role", "system"}, {"content", frontier_system_prompt()}},
+                 {{"role", "user"}, {"content", frontier_user_prompt(item.text)}}}}};
+  if (cfg_.max_tokens > 0) body["max_tokens"] = cfg_.max_tokens;
+  const std::string payload = body.dump();
+
+  Outcome out;
+  for (int attempt = 0;; ++attempt) {
+    auto res = cli.Post(path_, headers, payload, "application/json");
+    double wait = std::min(cfg_.backoff_s * std::ldexp(1.0, attempt), cfg_.max_backoff_s);
+    if (res && res->status == 200) {
+      json reply = json::parse(res->body, nullptr, /*allow_exceptions=*/false);
+      const json* content = nullptr;
+      if (reply.is_object() && reply.contains("choices") && reply["choices"].is_array() &&
+          !reply["choices"].empty()) {
+        const json& choice = reply["choices"][0];
+        if (choice.is_object() && choice.contains("message") && choice["message"].is_object() &&
+            choice["message"].contains("content") && choice["message"]["content"].is_string())
+          content = &choice["message"]["content"];
+      }
+      if (reply.is_object() && reply.contains("usage") && reply["usage"].is_object()) {
+        const json& u = reply["usage"];
+        if (u.contains("prompt_tokens") && u["prompt_tokens"].is_number_integer())
+          out.prompt_tokens = u["prompt_tokens"].get<long>();
+        if (u.contains("completion_tokens") && u["completion_tokens"].is_number_integer())
+          out.completion_tokens = u["completion_tokens"].get<long>();
+      }
+      if (content == nullptr) {
+        out.unparsed = true;
+        out.error = "reply has no choices[0].message.content: " + snippet(res->body);
+        return out;
+      }
+      out.reply = content->get<std::string>();
+      const auto price = parse_price(out.reply);
+      out.unparsed = !price.has_value();
+      out.price = price.value_or(0.0);
+      return out;
+    }
+    if (res && !retryable_status(res->status)) {
+      std::string hint;
+      if (res->status == 401 || res->status == 403)
+        hint = " (is $" + cfg_.api_key_env + " set to a valid key?)";
+      throw Error("frontier: HTTP " + std::to_string(res->status) + " from " + origin_ + path_ +
+                  hint + ": " + snippet(res->body));
+    }
+    if (res) {
+      out.error = "HTTP " + std::to_string(res->status);
+      // A server that says when to come back knows better than our schedule.
+      const auto retry_after = res->get_header_value("Retry-After");
+      if (!retry_after.empty()) {
+        char* end = nullptr;
+        const double s = std::strtod(retry_after.c_str(), &end);
+        if (end != retry_after.c_str() && std::isfinite(s) && s >= 0.0)
+          wait = std::min(s, cfg_.max_backoff_s);
+      }
+    } else {
+      out.error = httplib::to_string(res.error());
+    }
+    if (attempt >= cfg_.max_retries) {
+      out.failed = true;
+      return out;
+    }
+    ++out.retries;
+    std::this_thread::sleep_for(std::chrono::duration<double>(wait));
+  }
+}
+
+std::vector<double> FrontierPricer::predict(const std::vector<Item>& items) {
+  const char* key = cfg_.api_key_env.empty() ? nullptr : std::getenv(cfg_.api_key_env.c_str());
+  const std::string api_key = key ? key : "";
+  last_.assign(items.size(), {});
+  std::atomic<std::size_t> next{0};
+  std::atomic<bool> stop{false};
+  std::exception_ptr first_error;
+  std::mutex error_mu;
+  auto worker = [&] {
+    while (!stop) {
+      const std::size_t i = next++;
+      if (i >= items.size()) return;
+      try {
+        last_[i] = price_one(items[i], api_key);
+      } catch (...) {
+        std::lock_guard lock(error_mu);
+        if (!first_error) first_error = std::current_exception();
+        stop = true;
+      }
+    }
+  };
+  const std::size_t n_threads =
+      std::min<std::size_t>(static_cast<std::size_t>(cfg_.concurrency), std::max<std::size_t>(items.size(), 1));
+  std::vector<std::thread> pool;
+  for (std::size_t t = 0; t < n_threads; ++t) pool.emplace_back(worker);
+  for (auto& th : pool) th.join();
+  if (first_error) std::rethrow_exception(first_error);
+
+  std::vector<double> prices;
+  prices.reserve(items.size());
+  std::size_t failed = 0;
+  for (const auto& o : last_) {
+    prices.push_back(o.price);
+    failed += o.failed || o.unparsed;
+  }
+  if (failed > 0)
+    std::fprintf(stderr, "frontier: %zu of %zu items got no usable price and count as $0\n",
+                 failed, items.size());
+  return prices;
+}
+
+json FrontierPricer::stats() const {
+  long prompt = 0, completion = 0, retries = 0, failed = 0, unparsed = 0;
+  json failures = json::array();
+  for (std::size_t i = 0; i < last_.size(); ++i) {
+    const auto& o = last_[i];
+    prompt += o.prompt_tokens;
+    completion += o.completion_tokens;
+    retries += o.retries;
+    failed += o.failed;
+    unparsed += o.unparsed;
+    if (o.failed || o.unparsed)
+      failures.push_back({{"id", i}, {"reply", o.reply}, {"error", o.error}});
+  }
+  const double cost = (static_cast<double>(prompt) * cfg_.usd_per_m_input +
+                       static_cast<double>(completion) * cfg_.usd_per_m_output) / 1e6;
+  return {{"model", cfg_.model},         {"base_url", cfg_.base_url},
+          {"requests", last_.size()},    {"retries", retries},
+          {"failed", failed},            {"unparsed", unparsed},
+          {"prompt_tokens", prompt},     {"completion_tokens", completion},
+          {"cost_usd", cost},            {"failures", failures}};
+}
+
+}  // namespace pricer::eval

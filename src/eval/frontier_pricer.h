@@ -1,0 +1,41 @@
+#pragma once
+// FrontierPricer: one chat-completions request per item over N worker threads, with retries and
+// exponential backoff on 429, 5xx, timeouts and connection errors. Tokens and cost are recorded.
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "eval/frontier.h"
+#include "eval/pricer.h"
+
+namespace pricer::eval {
+
+class FrontierPricer : public Pricer {
+ public:
+  explicit FrontierPricer(FrontierConfig cfg);
+  std::string name() const override { return "frontier"; }
+  // A reply without a number, or an item whose retries all failed, is priced 0 and counted in
+  // stats() ("unparsed", "failed"), so one bad item does not void a paid run. Other HTTP errors
+  // (401, 404, ...) would fail every item alike and abort the run with an Error.
+  std::vector<double> predict(const std::vector<Item>& items) override;
+  nlohmann::json stats() const override;
+
+ private:
+  struct Outcome {
+    double price = 0.0;
+    long prompt_tokens = 0, completion_tokens = 0;
+    int retries = 0;
+    bool failed = false;    // every attempt failed (timeouts, 429, 5xx)
+    bool unparsed = false;  // the reply held no number
+    std::string reply;
+    std::string error;
+  };
+  Outcome price_one(const Item& item, const std::string& api_key) const;
+
+  FrontierConfig cfg_;
+  std::string origin_;  // scheme://host[:port]
+  std::string path_;    // <prefix>/chat/completions
+  std::vector<Outcome> last_;
+};
+
+}  // namespace pricer::eval

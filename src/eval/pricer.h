@@ -1,0 +1,48 @@
+#pragma once
+// A pricer turns product items into price estimates. Every pricer gets the whole batch at once,
+// so one that loads a model (the LLM pricers) loads it once per evaluation and may batch freely.
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "eval/frontier.h"
+#include "eval/item.h"
+
+namespace pricer::eval {
+
+class Pricer {
+ public:
+  virtual ~Pricer() = default;
+  virtual std::string name() const = 0;
+  // Whether fit() needs a training split (the classic baselines do; a model or a human not).
+  virtual bool needs_training() const { return false; }
+  virtual void fit(const std::vector<Item>& train) { (void)train; }
+  // One price per item, in item order.
+  virtual std::vector<double> predict(const std::vector<Item>& items) = 0;
+  // Extra figures for results.json (tokens, cost, failed replies, model settings).
+  virtual nlohmann::json stats() const { return nlohmann::json::object(); }
+};
+
+// Everything a factory may need to build its pricer.
+struct PricerContext {
+  uint64_t seed = 42;
+  std::string human_csv;  // guesses read by the "human" pricer (see human.h)
+  FrontierConfig frontier;
+  // Free-form settings from `--param key=value`, for pricers with their own options
+  // (e.g. a model path); each pricer documents the keys it reads.
+  std::map<std::string, std::string> params;
+};
+
+using PricerFactory = std::function<std::unique_ptr<Pricer>(const PricerContext&)>;
+
+// Every pricer by name. Adding one is one line in registry.cpp.
+const std::map<std::string, PricerFactory>& pricer_factories();
+
+// Throws Error naming the known pricers when `name` is not one of them.
+std::unique_ptr<Pricer> make_pricer(const std::string& name, const PricerContext& ctx);
+
+}  // namespace pricer::eval

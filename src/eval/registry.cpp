@@ -1,0 +1,44 @@
+// The pricer registry: one line per pricer. The LLM pricers join here with their factories.
+#include "core/error.h"
+#include "eval/baselines.h"
+#include "eval/frontier_pricer.h"
+#include "eval/human.h"
+#include "eval/pricer.h"
+#include "eval/xgboost_pricer.h"
+
+namespace pricer::eval {
+
+const std::map<std::string, PricerFactory>& pricer_factories() {
+  static const std::map<std::string, PricerFactory> factories = {
+      {"random", [](const PricerContext& c) { return std::make_unique<RandomPricer>(c.seed); }},
+      {"mean", [](const PricerContext&) { return std::make_unique<MeanPricer>(); }},
+      {"linear", [](const PricerContext&) { return std::make_unique<LinearPricer>(); }},
+      {"tfidf", [](const PricerContext&) { return std::make_unique<TfidfRidgePricer>(); }},
+#ifdef PRICER_HAVE_XGBOOST
+      {"xgboost", [](const PricerContext& c) {
+         XgboostOptions o;
+         o.seed = c.seed;
+         return std::make_unique<XgboostPricer>(o);
+       }},
+#endif
+      {"human", [](const PricerContext& c) {
+         require(!c.human_csv.empty(), "pricer \"human\" needs --human-import FILE.csv");
+         return std::make_unique<HumanPricer>(c.human_csv);
+       }},
+      {"frontier", [](const PricerContext& c) { return std::make_unique<FrontierPricer>(c.frontier); }},
+  };
+  return factories;
+}
+
+std::unique_ptr<Pricer> make_pricer(const std::string& name, const PricerContext& ctx) {
+  const auto& f = pricer_factories();
+  auto it = f.find(name);
+  if (it == f.end()) {
+    std::string known;
+    for (const auto& [k, v] : f) known += (known.empty() ? "" : ", ") + k;
+    throw Error("unknown pricer \"" + name + "\" (known: " + known + ")");
+  }
+  return it->second(ctx);
+}
+
+}  // namespace pricer::eval

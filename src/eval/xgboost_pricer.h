@@ -1,0 +1,41 @@
+#pragma once
+// Gradient-boosted trees (libxgboost) on text features: the SimpleFeatures plus the TF-IDF
+// weights of the most frequent terms, fit to log1p(price). Only built when libxgboost is found
+// (PRICER_HAVE_XGBOOST); the registry then offers "xgboost".
+#include "eval/features.h"
+#include "eval/pricer.h"
+
+namespace pricer::eval {
+
+struct XgboostOptions {
+  int rounds = 200;
+  int max_depth = 6;
+  double eta = 0.1;
+  double subsample = 0.8;
+  std::size_t tfidf_terms = 300;
+  uint64_t seed = 42;
+};
+
+#ifdef PRICER_HAVE_XGBOOST
+class XgboostPricer : public Pricer {
+ public:
+  explicit XgboostPricer(XgboostOptions opt = {});
+  ~XgboostPricer() override;
+  XgboostPricer(const XgboostPricer&) = delete;
+  XgboostPricer& operator=(const XgboostPricer&) = delete;
+  std::string name() const override { return "xgboost"; }
+  bool needs_training() const override { return true; }
+  void fit(const std::vector<Item>& train) override;
+  std::vector<double> predict(const std::vector<Item>& items) override;
+  nlohmann::json stats() const override;
+
+ private:
+  std::vector<float> matrix(const std::vector<Item>& items) const;
+  XgboostOptions opt_;
+  SimpleFeatures simple_;
+  TfidfVectorizer tfidf_;
+  void* booster_ = nullptr;  // BoosterHandle; void* keeps xgboost's header out of ours
+};
+#endif
+
+}  // namespace pricer::eval
