@@ -7,6 +7,11 @@
 //  - the absmax values (one per block), minus their mean (the offset), are quantized again
 //    blockwise to 8 bits in blocks of 256 with bitsandbytes' signed dynamic map, each block of
 //    256 keeping its own f32 absmax.
+// Rounding follows bitsandbytes' kernels: values are scaled by the float reciprocal of their
+// absmax; a value exactly on a midpoint between two NF4 codes takes the lower one; an all-zero
+// block scales by 1/0 and gets code 0 (-1) everywhere, so it dequantizes to minus its
+// reconstructed absmax, which the double quantization may have moved off 0. The offset is the correctly rounded mean (torch's
+// float32 mean may differ from it in the last bit, depending on its reduction order).
 // Dequantization: absmax[b] = dynamic_map[absmax_codes[b]] * absmax_scales[b / 256] + offset,
 // value = nf4_code[index] * absmax[b].
 #include <array>
@@ -34,12 +39,14 @@ struct Nf4Tensor {
   size_t bytes() const { return packed.size() + absmax_codes.size() + absmax_scales.size() * 4 + 4; }
 };
 
+// Throws Error if an element is not finite.
 Nf4Tensor nf4_quantize(const float* x, int64_t n);
 // The absmax of every block of 64, after double-quantization round trip (what dequant uses).
 std::vector<float> nf4_block_absmax(const Nf4Tensor& t);
-// out[count] = elements [first, first + count); first must be a multiple of 64.
+// out[count] = elements [first, first + count). Whole blocks of 64 take the AVX2 path; any first
+// is accepted. Throws Error if the range lies outside the tensor or its sizes are inconsistent.
 void nf4_dequantize(const Nf4Tensor& t, int64_t first, int64_t count, float* out);
-// Plain scalar twin of nf4_dequantize (same results, bit for bit); any first is accepted by both.
+// Plain scalar twin of nf4_dequantize (same results, bit for bit).
 void nf4_dequantize_reference(const Nf4Tensor& t, int64_t first, int64_t count, float* out);
 
 }  // namespace pricer
