@@ -1,10 +1,11 @@
 #include "quant/weight.h"
 
+#include <cmath>
 #include <cstring>
 #include <string>
 
 #include "core/error.h"
-#include "quant/half.h"
+#include "quant/ggml_blocks.h"
 
 namespace pricer {
 
@@ -25,6 +26,15 @@ void check_shape(int64_t rows, int64_t cols, const char* what) {
           std::string(what) + ": invalid weight shape " + shape_str(rows, cols));
 }
 
+// Block formats quantize each row on its own, so a row must be whole blocks.
+void check_cols(DType t, int64_t cols, const char* what) {
+  const int64_t block = block_layout(t).elems;
+  require(cols % block == 0, std::string(what) + ": " + std::string(dtype_name(t)) + " needs cols to be a multiple of " +
+                                 std::to_string(block) + ", got " + std::to_string(cols));
+}
+
+bool is_raw(DType t) { return t != DType::F32 && t != DType::NF4; }
+
 }  // namespace
 
 Weight Weight::from_f32(const float* data, int64_t rows, int64_t cols, DType target) {
@@ -34,40 +44,42 @@ Weight Weight::from_f32(const float* data, int64_t rows, int64_t cols, DType tar
   w.rows_ = rows;
   w.cols_ = cols;
   const int64_t n = rows * cols;
-  switch (target) {
-    case DType::F32:
-      w.f32_.assign(data, data + n);
-      return w;
-    case DType::BF16:
-    case DType::F16: {
-      w.raw_.resize(static_cast<size_t>(n) * 2);
-      for (int64_t i = 0; i < n; ++i) {
-        const uint16_t h = target == DType::BF16 ? f32_to_bf16(data[i]) : f32_to_f16(data[i]);
-        std::memcpy(w.raw_.data() + 2 * i, &h, 2);
-      }
-      return w;
-    }
-    case DType::NF4:
-      w.nf4_ = nf4_quantize(data, n);
-      return w;
-    default:
-      break;
+  if (target == DType::F32) {
+    w.f32_.assign(data, data + n);
+  } else if (target == DType::NF4) {
+    w.nf4_ = nf4_quantize(data, n);
+  } else {
+    check_cols(target, cols, "Weight::from_f32");
+    for (int64_t i = 0; i < n; ++i)
+      require(std::isfinite(data[i]), "Weight::from_f32: element " + std::to_string(i) + " is not finite");
+    w.raw_.resize(raw_bytes(target, n));
+    quantize_raw(target, data, w.raw_.data(), n);
   }
-  throw Error("Weight::from_f32: cannot quantize to " + std::string(dtype_name(target)));
+  return w;
 }
 
 Weight Weight::from_raw(DType type, int64_t rows, int64_t cols, std::vector<uint8_t> raw) {
   check_shape(rows, cols, "Weight::from_raw");
-  require(type == DType::F16 || type == DType::BF16,
-          "Weight::from_raw: " + std::string(dtype_name(type)) + " is not a raw storage format");
-  const size_t expect = static_cast<size_t>(rows * cols) * 2;
-  require(raw.size() == expect, "Weight::from_raw: " + std::string(dtype_name(type)) + " weight " +
-                                    shape_str(rows, cols) + " needs " + std::to_string(expect) +
-                                    " bytes, got " + std::to_string(raw.size()));
+  require(type != DType::NF4, "Weight::from_raw: nf4 is not a raw storage format");
+  const int64_t n = rows * cols;
   Weight w;
   w.dtype_ = type;
   w.rows_ = rows;
   w.cols_ = cols;
+  if (type == DType::F32) {
+    require(raw.size() == static_cast<size_t>(n) * 4, "Weight::from_raw: f32 weight " + shape_str(rows, cols) +
+                                                          " needs " + std::to_string(n * 4) + " bytes, got " +
+                                                          std::to_string(raw.size()));
+    w.f32_.resize(static_cast<size_t>(n));
+    std::memcpy(w.f32_.data(), raw.data(), raw.size());
+    return w;
+  }
+  check_cols(type, cols, "Weight::from_raw");
+  const size_t expect = raw_bytes(type, n);
+  require(raw.size() == expect, "Weight::from_raw: " + std::string(dtype_name(type)) + " weight " +
+                                    shape_str(rows, cols) + " needs " + std::to_string(expect) + " bytes, got " +
+                                    std::to_string(raw.size()));
+  check_raw_scales(type, raw.data(), n, "Weight::from_raw");
   w.raw_ = std::move(raw);
   return w;
 }
@@ -84,26 +96,14 @@ void Weight::dequantize_rows(int64_t r0, int64_t nr, float* out) const {
   require(r0 >= 0 && nr >= 0 && r0 <= rows_ && nr <= rows_ - r0,
           "Weight::dequantize_rows: rows [" + std::to_string(r0) + ", +" + std::to_string(nr) +
               ") outside weight " + shape_str(rows_, cols_));
-  const int64_t first = r0 * cols_, n = nr * cols_;
-  switch (dtype_) {
-    case DType::F32:
-      std::memcpy(out, f32_.data() + first, static_cast<size_t>(n) * sizeof(float));
-      return;
-    case DType::BF16:
-    case DType::F16:
-      for (int64_t i = 0; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, raw_.data() + 2 * (first + i), 2);
-        out[i] = dtype_ == DType::BF16 ? bf16_to_f32(h) : f16_to_f32(h);
-      }
-      return;
-    case DType::NF4:
-      nf4_dequantize(nf4_, first, n, out);
-      return;
-    default:
-      break;
+  if (dtype_ == DType::F32) {
+    std::memcpy(out, f32_.data() + r0 * cols_, static_cast<size_t>(nr * cols_) * sizeof(float));
+  } else if (dtype_ == DType::NF4) {
+    nf4_dequantize(nf4_, r0 * cols_, nr * cols_, out);
+  } else if (is_raw(dtype_)) {
+    const size_t row = raw_bytes(dtype_, cols_);
+    dequantize_raw(dtype_, raw_.data() + static_cast<size_t>(r0) * row, out, nr * cols_);
   }
-  throw Error("Weight::dequantize_rows: unsupported dtype " + std::string(dtype_name(dtype_)));
 }
 
 std::vector<float> Weight::to_f32() const {

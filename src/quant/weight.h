@@ -14,9 +14,13 @@ class Weight {
  public:
   Weight() = default;
 
-  // Quantizes/converts an f32 matrix into the target format (F32, BF16, F16, NF4, Q8_0, Q4_0).
+  // Quantizes/converts an f32 matrix into the target format (F32, BF16, F16, NF4, Q8_0, Q4_0,
+  // Q4_K, Q6_K). Block formats need cols to be a multiple of their block (32 or 256); every
+  // target but F32 rejects non-finite values. Throws Error.
   static Weight from_f32(const float* data, int64_t rows, int64_t cols, DType target);
-  // Adopts raw ggml block data (Q8_0, Q4_0, Q4_K, Q6_K, F16, BF16) as read from a GGUF file.
+  // Adopts raw ggml block data (Q8_0, Q4_0, Q4_K, Q6_K, F16, BF16, or F32) as read from a GGUF
+  // file (layouts in quant/ggml_blocks.h). Throws Error if the byte count does not match
+  // rows x cols, cols is not a multiple of the block size, or a block's scale is not finite.
   static Weight from_raw(DType type, int64_t rows, int64_t cols, std::vector<uint8_t> raw);
 
   DType dtype() const { return dtype_; }
