@@ -1,0 +1,158 @@
+// `pricer eval`: scores pricers (classic baselines, a human, a hosted model, the LLMs) on a split
+// and writes results.json, report.html and a leaderboard.
+#include <cstdio>
+#include <filesystem>
+#include <sstream>
+
+#include "cli/command.h"
+#include "core/error.h"
+#include "eval/evaluate.h"
+#include "eval/human.h"
+#include "eval/pricer.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace pricer::eval;
+
+struct EvalArgs {
+  std::string data;
+  std::string split;
+  std::string train;
+  std::string pricers = "mean,random,linear,tfidf";
+  std::string out = "eval-out";
+  std::size_t limit = 0;
+  std::size_t train_limit = 0;
+  int bootstrap = 1000;
+  std::string human_export;
+  std::vector<std::string> params;
+  PricerContext ctx;
+};
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string name;
+  while (std::getline(ss, name, ','))
+    if (!name.empty()) out.push_back(name);
+  return out;
+}
+
+int run_eval(EvalArgs& a) {
+  const bool data_is_dir = fs::is_directory(a.data);
+  const std::string split = !a.split.empty() ? a.split
+                            : data_is_dir    ? default_eval_split(a.data)
+                                             : "";
+  const auto items = read_split(a.data, split, a.limit);
+  pricer::require(!items.empty(), a.data + ": no items to evaluate");
+  if (!a.human_export.empty()) {
+    write_human_csv(a.human_export, items);
+    std::printf("wrote %zu items to %s; add a \"price\" column (or write id,price) and pass it "
+                "back with --human-import\n",
+                items.size(), a.human_export.c_str());
+    return 0;
+  }
+
+  for (const auto& p : a.params) {
+    const auto eq = p.find('=');
+    pricer::require(eq != std::string::npos && eq > 0, "--param \"" + p + "\" is not key=value");
+    a.ctx.params[p.substr(0, eq)] = p.substr(eq + 1);
+  }
+  // Build every pricer before the first (possibly long) run, so a bad name fails at once.
+  std::vector<std::unique_ptr<Pricer>> pricers;
+  bool need_train = false;
+  for (const auto& name : split_list(a.pricers)) {
+    pricers.push_back(make_pricer(name, a.ctx));
+    need_train = need_train || pricers.back()->needs_training();
+  }
+  pricer::require(!pricers.empty(), "--pricers names no pricer");
+
+  std::vector<Item> train;
+  std::string train_source = a.train.empty() && data_is_dir ? a.data : a.train;
+  if (need_train) {
+    pricer::require(!train_source.empty(),
+                    "the chosen pricers need training data: pass --train FILE_OR_DIR");
+    train = read_split(train_source, "train", a.train_limit);
+  }
+
+  MetricOptions mopt;
+  mopt.bootstrap_resamples = a.bootstrap;
+  mopt.bootstrap_seed = a.ctx.seed;
+  std::vector<PricerResult> results;
+  for (auto& p : pricers) {
+    std::fprintf(stderr, "eval: %s on %zu items...\n", p->name().c_str(), items.size());
+    results.push_back(evaluate_pricer(*p, train, items, mopt));
+    std::fprintf(stderr, "eval: %s MAE $%.2f\n", results.back().name.c_str(),
+                 results.back().metrics.mae);
+  }
+  sort_by_mae(results);
+  const nlohmann::json meta = {{"data", a.data},
+                               {"split", split.empty() ? "(file)" : split},
+                               {"train", need_train ? train_source : ""},
+                               {"train_items", train.size()},
+                               {"seed", a.ctx.seed},
+                               {"bootstrap_resamples", a.bootstrap}};
+  write_results(a.out, items, results, meta);
+  std::fputs(leaderboard_text(results).c_str(), stdout);
+  std::printf("wrote %s and %s\n", (fs::path(a.out) / "results.json").c_str(),
+              (fs::path(a.out) / "report.html").c_str());
+  return 0;
+}
+
+pricer::cli::Registrar reg{
+    "eval", "Evaluate pricers on a data split: metrics, leaderboard, results.json and report.html",
+    [](CLI::App& sub) -> pricer::cli::Runner {
+      auto a = std::make_shared<EvalArgs>();
+      sub.add_option("--data", a->data,
+                     "Items to price: a JSON-lines file or a directory with test/val splits")
+          ->required();
+      sub.add_option("--split", a->split, "Split of a --data directory (default: test, else val)");
+      sub.add_option("--train", a->train,
+                     "Training items for the baselines: a JSON-lines file or a directory with "
+                     "train.jsonl or train-*.jsonl (default: the --data directory)");
+      sub.add_option("--pricers", a->pricers, "Comma-separated pricers to evaluate")
+          ->capture_default_str();
+      sub.add_option("--out", a->out, "Directory for results.json and report.html")
+          ->capture_default_str();
+      sub.add_option("--limit", a->limit, "Evaluate only the first N items (0 = all)");
+      sub.add_option("--train-limit", a->train_limit, "Train on only the first N items (0 = all)");
+      sub.add_option("--seed", a->ctx.seed, "Seed of the random pricer and the bootstrap")
+          ->capture_default_str();
+      sub.add_option("--bootstrap", a->bootstrap, "Bootstrap resamples for the MAE interval")
+          ->capture_default_str()
+          ->check(CLI::Range(1, 1000000));
+      sub.add_option("--human-export", a->human_export,
+                     "Write the items as CSV (id,text) for a person to price, then exit");
+      sub.add_option("--human-import", a->ctx.human_csv,
+                     "CSV of a person's guesses (id,price) for the \"human\" pricer");
+      sub.add_option("--param", a->params, "key=value setting for a pricer (repeatable)");
+      auto& f = a->ctx.frontier;
+      sub.add_option("--frontier-url", f.base_url, "OpenAI-compatible API base URL")
+          ->capture_default_str();
+      sub.add_option("--frontier-model", f.model, "Model name sent to the API")->capture_default_str();
+      sub.add_option("--frontier-key-env", f.api_key_env,
+                     "Environment variable holding the API key")
+          ->capture_default_str();
+      sub.add_option("--frontier-concurrency", f.concurrency, "Requests in flight")
+          ->capture_default_str()
+          ->check(CLI::Range(1, 256));
+      sub.add_option("--frontier-retries", f.max_retries, "Retries after a 429, 5xx or timeout")
+          ->capture_default_str()
+          ->check(CLI::Range(0, 100));
+      sub.add_option("--frontier-timeout", f.timeout_s, "Seconds per request attempt")
+          ->capture_default_str()
+          ->check(CLI::PositiveNumber);
+      sub.add_option("--frontier-backoff", f.backoff_s, "First retry delay in seconds (doubles)")
+          ->capture_default_str()
+          ->check(CLI::NonNegativeNumber);
+      sub.add_option("--frontier-max-tokens", f.max_tokens, "max_tokens sent (0 = not sent)")
+          ->check(CLI::NonNegativeNumber);
+      sub.add_option("--frontier-usd-in", f.usd_per_m_input, "USD per million prompt tokens")
+          ->check(CLI::NonNegativeNumber);
+      sub.add_option("--frontier-usd-out", f.usd_per_m_output,
+                     "USD per million completion tokens")
+          ->check(CLI::NonNegativeNumber);
+      return [a] { return run_eval(*a); };
+    }};
+
+}  // namespace
