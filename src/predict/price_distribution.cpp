@@ -1,0 +1,88 @@
+#include "predict/price_distribution.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "core/error.h"
+
+namespace pricer {
+
+namespace {
+
+// 0..999 written plainly: "0", "7", "42", "999" but not "007" or "1000".
+int number_value(const std::string& s) {
+  if (s.empty() || s.size() > 3) return -1;
+  if (s.size() > 1 && s[0] == '0') return -1;
+  int v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return -1;
+    v = v * 10 + (c - '0');
+  }
+  return v;
+}
+
+}  // namespace
+
+PriceDistribution::PriceDistribution(const Tokenizer& tok) {
+  for (int32_t id = 0; id < tok.vocab_size(); ++id) {
+    const int v = number_value(tok.token_bytes(id));
+    if (v >= 0) {
+      ids_.push_back(id);
+      values_.push_back(v);
+    }
+  }
+  require(!ids_.empty(), "tokenizer has no number tokens 0-999: prices cannot be read from the model");
+}
+
+PriceEstimate PriceDistribution::estimate(const float* logits, int64_t vocab, double coverage, int top_k) const {
+  // Softmax over the whole vocabulary for the number mass; then renormalise over numbers.
+  float mx = -INFINITY;
+  for (int64_t i = 0; i < vocab; ++i) mx = std::max(mx, logits[i]);
+  double z = 0;
+  for (int64_t i = 0; i < vocab; ++i) z += std::exp(static_cast<double>(logits[i] - mx));
+  std::vector<double> p(ids_.size());
+  double mass = 0;
+  for (size_t i = 0; i < ids_.size(); ++i) {
+    require(ids_[i] < vocab, "number token id beyond the logits' vocabulary");
+    p[i] = std::exp(static_cast<double>(logits[ids_[i]] - mx)) / z;
+    mass += p[i];
+  }
+  PriceEstimate e;
+  e.number_mass = mass;
+  if (mass <= 0) return e;
+  for (double& x : p) x /= mass;
+  size_t best = 0;
+  for (size_t i = 0; i < p.size(); ++i) {
+    e.expected += p[i] * values_[i];
+    if (p[i] > p[best]) best = i;
+  }
+  e.greedy = values_[best];
+  // Quantiles over the values in ascending order.
+  std::vector<size_t> order(p.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return values_[a] < values_[b]; });
+  const double q_lo = (1.0 - coverage) / 2.0, q_hi = 1.0 - q_lo;
+  double cum = 0;
+  bool have_lo = false;
+  e.hi = values_[order.back()];
+  for (size_t k : order) {
+    cum += p[k];
+    if (!have_lo && cum >= q_lo) {
+      e.lo = values_[k];
+      have_lo = true;
+    }
+    if (cum >= q_hi) {
+      e.hi = values_[k];
+      break;
+    }
+  }
+  std::vector<size_t> by_p(p.size());
+  std::iota(by_p.begin(), by_p.end(), 0);
+  const size_t k = std::min<size_t>(static_cast<size_t>(std::max(top_k, 0)), by_p.size());
+  std::partial_sort(by_p.begin(), by_p.begin() + k, by_p.end(), [&](size_t a, size_t b) { return p[a] > p[b]; });
+  for (size_t i = 0; i < k; ++i) e.top.push_back({ids_[by_p[i]], values_[by_p[i]], p[by_p[i]]});
+  return e;
+}
+
+}  // namespace pricer

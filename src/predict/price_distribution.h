@@ -1,0 +1,45 @@
+#pragma once
+// Reads a price off the model's next-token distribution. After "...Price is $" the completion
+// starts with the whole-dollar amount; with Llama 3's tokenizer (and the ones `pricer pretrain`
+// trains) every number 0-999 is a single token, so the distribution over those tokens is a
+// distribution over prices: its mean is a point estimate, its quantiles an interval.
+#include <cstdint>
+#include <vector>
+
+#include "tokenizer/tokenizer.h"
+
+namespace pricer {
+
+struct PriceTopToken {
+  int32_t id;
+  int value;
+  double prob;  // renormalised over number tokens
+};
+
+struct PriceEstimate {
+  double expected = 0;      // mean over number tokens, renormalised
+  double greedy = 0;        // the most likely number token's value
+  double lo = 0, hi = 0;    // central interval from the distribution's quantiles
+  double number_mass = 0;   // probability the model put on number tokens at all
+  std::vector<PriceTopToken> top;
+};
+
+class PriceDistribution {
+ public:
+  // Finds the tokens that are exactly a decimal number 0..999 written without leading zeros.
+  explicit PriceDistribution(const Tokenizer& tok);
+
+  size_t n_number_tokens() const { return ids_.size(); }
+  const std::vector<int32_t>& ids() const { return ids_; }
+  const std::vector<int>& values() const { return values_; }
+
+  // logits [vocab] of the first completion position. coverage: the interval's probability
+  // (0.8 = 10th to 90th percentile). top_k: how many top number tokens to list.
+  PriceEstimate estimate(const float* logits, int64_t vocab, double coverage = 0.8, int top_k = 5) const;
+
+ private:
+  std::vector<int32_t> ids_;
+  std::vector<int> values_;
+};
+
+}  // namespace pricer
