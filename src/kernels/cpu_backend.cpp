@@ -3,6 +3,7 @@
 // are bitwise reproducible for a given thread count (no atomics, no racing reductions).
 #include <cblas.h>
 #include <immintrin.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -13,6 +14,7 @@
 #include "kernels/backend.h"
 #include "kernels/checks.h"
 #include "kernels/gemv.h"
+#include "kernels/parallel.h"
 #include "kernels/simd.h"
 
 namespace pricer {
@@ -28,15 +30,23 @@ int64_t band_rows(int64_t cols) {
   return std::clamp<int64_t>(rows / 16 * 16, 64, 256);
 }
 
-// Fills tile with rows [r0, r0 + nb) of W, each thread dequantizing its own share of the band.
-void dequantize_band(const Weight& W, int64_t r0, int64_t nb, float* tile, int nt) {
-  const int64_t cols = W.cols();
-  const int64_t chunk = (nb + nt - 1) / nt;
-#pragma omp parallel for num_threads(nt) schedule(static)
-  for (int64_t c0 = 0; c0 < nb; c0 += chunk) {
-    W.dequantize_rows(r0 + c0, std::min(chunk, nb - c0), tile + c0 * cols);
-  }
-}
+// Per-thread partial sums of linear_backward_input hold at most this many floats in all (the
+// tokens are processed in chunks that fit).
+constexpr int64_t kPartialBudget = int64_t(1) << 22;
+
+// Inside our OpenMP regions each thread runs its own single-threaded GEMM on its own tile;
+// OpenBLAS's thread pool would only fight the OpenMP threads for the cores. The count is restored
+// on exit.
+class SerialBlas {
+ public:
+  SerialBlas() : saved_(openblas_get_num_threads()) { openblas_set_num_threads(1); }
+  ~SerialBlas() { openblas_set_num_threads(saved_); }
+  SerialBlas(const SerialBlas&) = delete;
+  SerialBlas& operator=(const SerialBlas&) = delete;
+
+ private:
+  int saved_;
+};
 
 // Scales y[0, n) by beta where a GEMM with an empty inner dimension would leave it.
 void scale_or_zero(float* y, int64_t n, float beta) {
@@ -82,16 +92,27 @@ class CpuBackend final : public Backend {
       kernels::fused_gemv(W, x, y, beta);
       return;
     }
+    // Bands of output features spread over the threads; each writes its own columns of y.
     const int nt = threads();
-    const int64_t band = band_rows(in);
-    tile_.resize(static_cast<size_t>(band * in));
-    for (int64_t r0 = 0; r0 < out; r0 += band) {
-      const int64_t nb = std::min(band, out - r0);
-      dequantize_band(W, r0, nb, tile_.data(), nt);
-      // y[:, r0:r0+nb] = x tile^T (+ beta y)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(nb), int(in), 1.0f, x,
-                  int(in), tile_.data(), int(in), beta, y + r0, int(out));
+    const int64_t band = band_rows(in), nbands = (out + band - 1) / band;
+    tiles_.resize(static_cast<size_t>(nt * band * in));
+    kernels::ParallelErrors errors;
+    SerialBlas serial;
+#pragma omp parallel num_threads(nt)
+    {
+      float* tile = tiles_.data() + omp_get_thread_num() * band * in;
+#pragma omp for schedule(static)
+      for (int64_t bi = 0; bi < nbands; ++bi) {
+        errors.run([&] {
+          const int64_t r0 = bi * band, nb = std::min(band, out - r0);
+          W.dequantize_rows(r0, nb, tile);
+          // y[:, r0:r0+nb] = x tile^T (+ beta y)
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(nb), int(in), 1.0f, x,
+                      int(in), tile, int(in), beta, y + r0, int(out));
+        });
+      }
     }
+    errors.rethrow();
   }
 
   void linear_backward_input(const Weight& W, const float* dy, float* dx, int64_t n) override {
@@ -101,16 +122,45 @@ class CpuBackend final : public Backend {
       gemm(false, false, n, in, out, 1.0f, dy, W.f32().data(), 1.0f, dx);
       return;
     }
+    // Every band adds into all of dx: each thread sums its (statically assigned) bands into its
+    // own partial, then the partials are added to dx in thread order, so the result is
+    // reproducible for a given thread count.
     const int nt = threads();
-    const int64_t band = band_rows(in);
-    tile_.resize(static_cast<size_t>(band * in));
-    for (int64_t r0 = 0; r0 < out; r0 += band) {
-      const int64_t nb = std::min(band, out - r0);
-      dequantize_band(W, r0, nb, tile_.data(), nt);
-      // dx += dy[:, r0:r0+nb] tile; bands in a fixed order keep the sum reproducible.
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(n), int(in), int(nb), 1.0f,
-                  dy + r0, int(out), tile_.data(), int(in), 1.0f, dx, int(in));
+    const int64_t band = band_rows(in), nbands = (out + band - 1) / band;
+    const int64_t chunk = std::clamp<int64_t>(kPartialBudget / (int64_t(nt) * in), 1, n);
+    tiles_.resize(static_cast<size_t>(nt * band * in));
+    partials_.resize(static_cast<size_t>(nt * chunk * in));
+    kernels::ParallelErrors errors;
+    SerialBlas serial;
+    for (int64_t c0 = 0; c0 < n; c0 += chunk) {
+      const int64_t m = std::min(chunk, n - c0);
+#pragma omp parallel num_threads(nt)
+      {
+        const int tid = omp_get_thread_num(), team = omp_get_num_threads();
+        float* tile = tiles_.data() + tid * band * in;
+        float* part = partials_.data() + tid * chunk * in;
+        std::fill(part, part + m * in, 0.0f);
+#pragma omp for schedule(static)
+        for (int64_t bi = 0; bi < nbands; ++bi) {
+          errors.run([&] {
+            const int64_t r0 = bi * band, nb = std::min(band, out - r0);
+            W.dequantize_rows(r0, nb, tile);
+            // part += dy[c0:c0+m, r0:r0+nb] tile
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(m), int(in), int(nb), 1.0f,
+                        dy + c0 * out + r0, int(out), tile, int(in), 1.0f, part, int(in));
+          });
+        }
+        // (the loop above ends with a barrier: all partials are complete)
+        float* dxc = dx + c0 * in;
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < m * in; ++i) {
+          float acc = partials_[size_t(i)];
+          for (int t = 1; t < team; ++t) acc += partials_[size_t(t * chunk * in + i)];
+          dxc[i] += acc;
+        }
+      }
     }
+    errors.rethrow();
   }
 
   void rmsnorm_forward(const float* x, const float* w, float* y, float* rstd, int64_t n,
@@ -352,14 +402,16 @@ class CpuBackend final : public Backend {
     kernels::check_ids("embedding_forward", ids, n, table.rows());
     const int64_t dim = table.cols();
     const bool f32 = table.dtype() == DType::F32;
+    kernels::ParallelErrors errors;
 #pragma omp parallel for num_threads(threads()) schedule(static)
     for (int64_t i = 0; i < n; ++i) {
       if (f32) {
         std::memcpy(out + i * dim, table.f32().data() + int64_t(ids[i]) * dim, sizeof(float) * size_t(dim));
       } else {
-        table.dequantize_rows(ids[i], 1, out + i * dim);
+        errors.run([&] { table.dequantize_rows(ids[i], 1, out + i * dim); });
       }
     }
+    errors.rethrow();
   }
 
   void embedding_backward(const int32_t* ids, const float* dout, float* dtable, int64_t n,
@@ -447,7 +499,9 @@ class CpuBackend final : public Backend {
     return simd::hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
   }
 
-  std::vector<float> tile_;  // one band of a dequantized weight, reused across calls
+  // Scratch reused across calls (a backend instance serves one caller at a time): one band of a
+  // dequantized weight per thread, and per-thread partial sums of linear_backward_input.
+  std::vector<float> tiles_, partials_;
 };
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/threads.h"
+#include "kernels/parallel.h"
 #include "kernels/simd.h"
 #include "quant/half.h"
 #include "quant/nf4.h"
@@ -142,6 +143,7 @@ void fused_gemv(const Weight& W, const float* x, float* y, float beta) {
   const DType dt = W.dtype();
   const uint8_t* raw = W.raw().data();
   const int nt = threads();
+  ParallelErrors errors;
 #pragma omp parallel num_threads(nt)
   {
     // The K-quant formats (super-blocks of 256) go through a one-row buffer that stays in L1.
@@ -157,13 +159,14 @@ void fused_gemv(const Weight& W, const float* x, float* y, float beta) {
         case DType::Q8_0: s = dot_q8_0(raw + o * (in / 32) * kQ8_0Bytes, x, in); break;
         case DType::Q4_0: s = dot_q4_0(raw + o * (in / 32) * kQ4_0Bytes, x, in); break;
         default:
-          W.dequantize_rows(o, 1, row_buf.data());
+          errors.run([&] { W.dequantize_rows(o, 1, row_buf.data()); });
           s = simd::dot(row_buf.data(), x, in);
           break;
       }
       y[o] = beta == 0.0f ? s : s + beta * y[o];
     }
   }
+  errors.rethrow();
 }
 
 }  // namespace pricer::kernels

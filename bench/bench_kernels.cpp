@@ -1,0 +1,137 @@
+// Reference vs fast kernels at Llama-3.2-1B shapes. Each pair runs the reference first; the fast
+// run then reports `speedup` = reference time / fast time, both measured in this same process.
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/backend.h"
+
+namespace {
+
+using pricer::Backend;
+using pricer::DType;
+using pricer::Weight;
+using Vec = std::vector<float>;
+
+Vec random_vec(size_t n, unsigned seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, scale);
+  Vec v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+std::map<std::string, double>& reference_seconds() {
+  static std::map<std::string, double> m;
+  return m;
+}
+
+// Times f per iteration; the reference run records its mean, the fast run reports the ratio.
+template <class F>
+void timed(benchmark::State& state, const std::string& key, bool reference, F&& f) {
+  double total = 0;
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    total += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  const double mean = total / double(state.iterations());
+  if (reference) {
+    reference_seconds()[key] = mean;
+  } else if (auto it = reference_seconds().find(key); it != reference_seconds().end()) {
+    state.counters["speedup"] = it->second / mean;
+  }
+}
+
+std::unique_ptr<Backend> backend(bool reference) {
+  return reference ? pricer::make_reference_backend() : pricer::make_cpu_backend();
+}
+
+void BM_linear(benchmark::State& state, DType t, int64_t out, int64_t in, int64_t n, bool reference) {
+  const Vec w = random_vec(out * in, 1, 0.02f), x = random_vec(n * in, 2);
+  const Weight W = Weight::from_f32(w.data(), out, in, t);
+  Vec y(n * out);
+  auto b = backend(reference);
+  const std::string key = "linear " + std::string(pricer::dtype_name(t)) + std::to_string(out) + "x" +
+                          std::to_string(in) + " n" + std::to_string(n);
+  timed(state, key, reference, [&] {
+    b->linear_forward(W, x.data(), y.data(), n, 0.0f);
+    benchmark::DoNotOptimize(y.data());
+  });
+  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * double(n * out * in), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void BM_attention(benchmark::State& state, bool backward, bool reference) {
+  const int heads = 32, kv = 8, hd = 64;
+  const int64_t T = 256;
+  const std::vector<int32_t> cu = {0, int32_t(T)};
+  const Vec q = random_vec(T * heads * hd, 3), k = random_vec(T * kv * hd, 4), v = random_vec(T * kv * hd, 5);
+  const Vec dout = random_vec(T * heads * hd, 6);
+  Vec out(q.size()), lse(T * heads), dq(q.size()), dk(k.size()), dv(v.size());
+  auto b = backend(reference);
+  b->attention_forward(q.data(), k.data(), v.data(), out.data(), lse.data(), cu, heads, kv, hd);
+  timed(state, backward ? "attention backward" : "attention forward", reference, [&] {
+    if (backward) {
+      b->attention_backward(q.data(), k.data(), v.data(), out.data(), lse.data(), dout.data(), dq.data(),
+                            dk.data(), dv.data(), cu, heads, kv, hd);
+      benchmark::DoNotOptimize(dq.data());
+    } else {
+      b->attention_forward(q.data(), k.data(), v.data(), out.data(), lse.data(), cu, heads, kv, hd);
+      benchmark::DoNotOptimize(out.data());
+    }
+  });
+}
+
+void BM_rmsnorm(benchmark::State& state, bool reference) {
+  const int64_t n = 256, dim = 2048;
+  const Vec x = random_vec(n * dim, 7), w = random_vec(dim, 8), dy = random_vec(n * dim, 9);
+  Vec y(n * dim), rstd(n), dx(n * dim), dw(dim);
+  auto b = backend(reference);
+  timed(state, "rmsnorm", reference, [&] {
+    b->rmsnorm_forward(x.data(), w.data(), y.data(), rstd.data(), n, dim, 1e-5f);
+    b->rmsnorm_backward(dy.data(), x.data(), w.data(), rstd.data(), dx.data(), dw.data(), n, dim);
+    benchmark::DoNotOptimize(dx.data());
+  });
+}
+
+void BM_cross_entropy(benchmark::State& state, bool reference) {
+  const int64_t n = 32, vocab = 128256;
+  const Vec logits = random_vec(n * vocab, 10, 3.0f);
+  std::vector<int32_t> targets(n);
+  for (int64_t i = 0; i < n; ++i) targets[i] = int32_t((i * 7919) % vocab);
+  Vec work(logits.size()), losses(n);
+  auto b = backend(reference);
+  timed(state, "cross_entropy", reference, [&] {
+    state.PauseTiming();
+    work = logits;
+    state.ResumeTiming();
+    b->cross_entropy(work.data(), targets.data(), losses.data(), n, vocab, 1.0f / float(n));
+    benchmark::DoNotOptimize(losses.data());
+  });
+}
+
+}  // namespace
+
+// Llama-3.2-1B: hidden 2048, intermediate 8192; 256 tokens per step, and 1 token (generation).
+BENCHMARK_CAPTURE(BM_linear, f32_2048x2048_reference, DType::F32, 2048, 2048, 256, true)->Unit(benchmark::kMillisecond)->Iterations(1);
+BENCHMARK_CAPTURE(BM_linear, f32_2048x2048_fast, DType::F32, 2048, 2048, 256, false)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_linear, nf4_2048x2048_reference, DType::NF4, 2048, 2048, 256, true)->Unit(benchmark::kMillisecond)->Iterations(1);
+BENCHMARK_CAPTURE(BM_linear, nf4_2048x2048_fast, DType::NF4, 2048, 2048, 256, false)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_linear, f32_8192x2048_reference, DType::F32, 8192, 2048, 256, true)->Unit(benchmark::kMillisecond)->Iterations(1);
+BENCHMARK_CAPTURE(BM_linear, f32_8192x2048_fast, DType::F32, 8192, 2048, 256, false)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_reference, DType::NF4, 8192, 2048, 256, true)->Unit(benchmark::kMillisecond)->Iterations(1);
+BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_fast, DType::NF4, 8192, 2048, 256, false)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_gemv_reference, DType::NF4, 8192, 2048, 1, true)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_gemv_fast, DType::NF4, 8192, 2048, 1, false)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_attention, forward_reference, false, true)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_attention, forward_fast, false, false)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_attention, backward_reference, true, true)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_attention, backward_fast, true, false)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_rmsnorm, fwd_bwd_reference, true)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_rmsnorm, fwd_bwd_fast, false)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_cross_entropy, vocab128256_reference, true)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_cross_entropy, vocab128256_fast, false)->Unit(benchmark::kMillisecond);
