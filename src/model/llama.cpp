@@ -686,7 +686,11 @@ float LlamaModel::loss(const Batch& b, Backend& be) {
   return head_loss(be, h.data(), rows, b.targets.data(), inv_m, nullptr, s) * inv_m;
 }
 
-std::vector<float> LlamaModel::logits(const Batch& b, std::span<const int64_t> rows, Backend& be) {
+std::vector<float> LlamaModel::logits(const Batch& batch, std::span<const int64_t> rows, Backend& be) {
+  // Inference batches need no targets; blank ones keep the one validation path.
+  Batch b = batch;
+  if (b.targets.empty()) b.targets.assign(b.tokens.size(), 0);
+  if (b.loss_mask.empty()) b.loss_mask.assign(b.tokens.size(), 0);
   b.validate(cfg_.vocab_size, cfg_.max_seq_len, "inference batch");
   for (int64_t r : rows) {
     require(r >= 0 && r < b.size(), "inference batch: row " + std::to_string(r) + " outside [0, " +

@@ -115,7 +115,8 @@ class LlamaModel {
   float forward_backward(const Batch& batch, Backend& be, const TrainOptions& opt = {});
   // The same loss without gradients or dropout.
   float loss(const Batch& batch, Backend& be);
-  // Logits [rows.size(), vocab] at the given rows of the packed batch (targets/mask unused).
+  // Logits [rows.size(), vocab] at the given rows of the packed batch (targets and loss_mask
+  // unused, may be empty).
   std::vector<float> logits(const Batch& batch, std::span<const int64_t> rows, Backend& be);
 
   KvCache make_cache(int64_t capacity) const;
