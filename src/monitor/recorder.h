@@ -1,0 +1,65 @@
+#pragma once
+// RunRecorder: the one object a training, evaluation or sweep run talks to. It creates the run in
+// the run database and sends every step's metrics to all three sinks in one call: the database,
+// <log_dir>/metrics.jsonl and a TensorBoard event file in <log_dir>. The run's final status is
+// recorded by finish(), fail() or interrupt(); a recorder destroyed while the run is still
+// running (an exception unwinding through the training loop) marks it failed.
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "monitor/jsonl_log.h"
+#include "monitor/run_db.h"
+#include "monitor/tfevents.h"
+
+namespace pricer::monitor {
+
+// $PRICER_RUNS_DB when set, otherwise runs/pricer.db (relative to the working directory).
+std::filesystem::path default_runs_db();
+
+struct RecorderOptions {
+  std::filesystem::path db_path;  // empty: default_runs_db()
+  std::filesystem::path log_dir;  // empty: <db directory>/<run id>-<run name>
+  bool jsonl = true;
+  bool tensorboard = true;
+};
+
+class RunRecorder {
+ public:
+  // `run.log_dir` is ignored: the recorder decides it from `options` and stores it.
+  explicit RunRecorder(const NewRun& run, const RecorderOptions& options = {});
+  ~RunRecorder();
+  RunRecorder(const RunRecorder&) = delete;
+  RunRecorder& operator=(const RunRecorder&) = delete;
+
+  std::int64_t id() const { return id_; }
+  const std::filesystem::path& log_dir() const { return log_dir_; }
+  RunStatus status() const { return status_; }
+  RunDb& db() { return db_; }
+
+  void log_params(const nlohmann::json& params);
+  void log_metrics(std::int64_t step, const std::map<std::string, double>& metrics);
+  void add_artifact(const std::string& kind, const std::filesystem::path& path,
+                    std::optional<std::int64_t> step = std::nullopt);
+
+  void finish();
+  void fail(std::string_view message);
+  void interrupt(std::string_view message = "interrupted by signal");
+
+ private:
+  void end(RunStatus status, std::string_view message);
+
+  RunDb db_;
+  std::int64_t id_ = 0;
+  std::filesystem::path log_dir_;
+  std::unique_ptr<JsonlLog> jsonl_;
+  std::unique_ptr<EventWriter> events_;
+  RunStatus status_ = RunStatus::running;
+};
+
+}  // namespace pricer::monitor
