@@ -79,7 +79,7 @@ void XgboostPricer::fit(const std::vector<Item>& train) {
       {"eta", std::to_string(opt_.eta)},
       {"subsample", std::to_string(opt_.subsample)},
       {"seed", std::to_string(opt_.seed)},
-      {"nthread", std::to_string(threads())},
+      {"nthread", std::to_string(opt_.threads > 0 ? opt_.threads : threads())},
       {"verbosity", "0"},
   };
   for (const auto& [k, v] : params) check(XGBoosterSetParam(booster_, k, v.c_str()), k);

@@ -14,6 +14,7 @@ struct XgboostOptions {
   double subsample = 0.8;
   std::size_t tfidf_terms = 300;
   uint64_t seed = 42;
+  int threads = 0;  // 0: the project-wide setting (pricer::threads())
 };
 
 #ifdef PRICER_HAVE_XGBOOST

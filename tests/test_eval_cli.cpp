@@ -1,0 +1,172 @@
+// `pricer eval` end to end through the built binary: baselines on a generated split, the human
+// export/import round trip, and a clean error for bad input.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sys/wait.h>
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct CliRun {
+  int rc = -1;
+  std::string out;
+};
+
+CliRun run(const std::string& args) {
+  const std::string cmd = std::string(PRICER_BINARY) + " " + args + " 2>&1";
+  CliRun r;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  while (std::fgets(buf, sizeof buf, p)) r.out += buf;
+  const int status = pclose(p);
+  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
+class EvalCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("pricer_eval_cli_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_ / "data");
+    // Prices follow the words an item mentions, so the text baselines have something to learn.
+    std::mt19937 rng(9);
+    const char* words[] = {"steel", "plastic", "deluxe", "mini", "pro", "basic", "kit", "spare"};
+    const double value[] = {1.0, -0.5, 1.2, -0.8, 0.9, -0.6, 0.7, -0.9};
+    const char* cats[] = {"Tools", "Toys", "Kitchen"};
+    auto write = [&](const std::string& name, int n) {
+      std::ofstream out(dir_ / "data" / name);
+      std::uniform_int_distribution<int> w(0, 7), c(0, 2);
+      for (int i = 0; i < n; ++i) {
+        std::string text = "Item";
+        double logp = 3.5;
+        for (int k = 0; k < 4; ++k) {
+          const int j = w(rng);
+          text += std::string(" ") + words[j];
+          logp += value[j];
+        }
+        const json line = {{"prompt", "How much does this cost?\n\n" + text + "\n\nPrice is $"},
+                           {"completion", "0"},
+                           {"price", std::round(std::exp(logp) * 100) / 100},
+                           {"category", cats[c(rng)]},
+                           {"title", text}};
+        out << line.dump() << "\n";
+      }
+    };
+    write("train.jsonl", 300);
+    write("test.jsonl", 60);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  fs::path dir_;
+};
+
+}  // namespace
+
+TEST_F(EvalCli, BaselinesProduceResultsAndReport) {
+  const fs::path out = dir_ / "out";
+  const CliRun r = run("eval --data " + (dir_ / "data").string() +
+                    " --pricers mean,random,linear,tfidf --bootstrap 200 --out " + out.string());
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("rank"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("tfidf"), std::string::npos) << r.out;
+
+  const json res = json::parse(slurp(out / "results.json"));
+  EXPECT_EQ(res["meta"]["split"], "test");
+  EXPECT_EQ(res["meta"]["train_items"], 300);
+  ASSERT_EQ(res["pricers"].size(), 4u);
+  ASSERT_EQ(res["items"].size(), 60u);
+  double last = 0;
+  for (const auto& p : res["pricers"]) {  // leaderboard order
+    const double mae = p["metrics"]["mae"].get<double>();
+    EXPECT_GE(mae, last);
+    last = mae;
+    EXPECT_LE(p["metrics"]["mae_ci95_bootstrap"][0].get<double>(), mae);
+    EXPECT_GE(p["metrics"]["mae_ci95_bootstrap"][1].get<double>(), mae);
+    const auto& h = p["metrics"]["hits"];
+    EXPECT_EQ(h["green"].get<int>() + h["orange"].get<int>() + h["red"].get<int>(), 60);
+    EXPECT_EQ(p["metrics"]["per_category"].size(), 3u);
+    EXPECT_GT(p["timing"]["items_per_s"].get<double>(), 0.0);
+  }
+  // MAE in results.json is the mean of |prediction - price| over the per-item rows.
+  const std::string best = res["pricers"][0]["name"];
+  double sum = 0;
+  for (const auto& it : res["items"])
+    sum += std::fabs(it["predictions"][best].get<double>() - it["price"].get<double>());
+  EXPECT_NEAR(sum / 60.0, res["pricers"][0]["metrics"]["mae"].get<double>(), 1e-9);
+  // The word-price relationship is learnable: a text model beats the constant mean.
+  EXPECT_NE(best, "mean");
+  EXPECT_NE(best, "random");
+
+  const std::string html = slurp(out / "report.html");
+  EXPECT_NE(html.find("<svg"), std::string::npos);
+  EXPECT_NE(html.find("Leaderboard"), std::string::npos);
+  EXPECT_NE(html.find("running MAE"), std::string::npos);
+  EXPECT_EQ(html.find("<script"), std::string::npos);
+  EXPECT_EQ(html.find("src=\"http"), std::string::npos);
+  EXPECT_EQ(html.find("href=\"http"), std::string::npos);
+}
+
+TEST_F(EvalCli, HumanExportThenImport) {
+  const fs::path csv = dir_ / "todo.csv";
+  CliRun r = run("eval --data " + (dir_ / "data/test.jsonl").string() + " --limit 5 --human-export " +
+              csv.string());
+  ASSERT_EQ(r.rc, 0) << r.out;
+  const std::string exported = slurp(csv);
+  EXPECT_EQ(exported.rfind("id,text\n0,\"How much", 0), 0u) << exported;
+
+  {
+    std::ofstream g(dir_ / "guesses.csv");
+    g << "id,price\n";
+    for (int i = 0; i < 5; ++i) g << i << "," << 10 * (i + 1) << "\n";
+  }
+  const fs::path out = dir_ / "out";
+  r = run("eval --data " + (dir_ / "data/test.jsonl").string() + " --limit 5 --pricers human " +
+          "--human-import " + (dir_ / "guesses.csv").string() + " --out " + out.string());
+  ASSERT_EQ(r.rc, 0) << r.out;
+  const json res = json::parse(slurp(out / "results.json"));
+  ASSERT_EQ(res["items"].size(), 5u);
+  EXPECT_EQ(res["items"][3]["predictions"]["human"], 40.0);
+
+  // Guesses for a different item set are refused with the file and line.
+  r = run("eval --data " + (dir_ / "data/test.jsonl").string() + " --limit 3 --pricers human " +
+          "--human-import " + (dir_ / "guesses.csv").string() + " --out " + out.string());
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.out.find("guesses.csv:5: id 3 out of range"), std::string::npos) << r.out;
+}
+
+TEST_F(EvalCli, BadInputIsACleanError) {
+  {
+    std::ofstream bad(dir_ / "bad.jsonl");
+    bad << "{\"text\": \"ok\", \"price\": 5}\n{\"text\": \"no price\"}\n";
+  }
+  CliRun r = run("eval --data " + (dir_ / "bad.jsonl").string() + " --pricers mean --train " +
+              (dir_ / "data").string() + " --out " + (dir_ / "o").string());
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.out.find("bad.jsonl:2: missing \"price\""), std::string::npos) << r.out;
+
+  r = run("eval --data " + (dir_ / "data").string() + " --pricers mean,nosuch --out " +
+          (dir_ / "o").string());
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.out.find("unknown pricer \"nosuch\""), std::string::npos) << r.out;
+
+  r = run("eval --data " + (dir_ / "data/test.jsonl").string() + " --pricers mean --out " +
+          (dir_ / "o").string());
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.out.find("need training data"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(dir_ / "o" / "results.json"));
+}
