@@ -123,4 +123,8 @@ TEST(EvalRunningMae, MeansAndBand) {
   EXPECT_NEAR(run[1].hi - run[1].mean, 1.959963984540054, 1e-12);
   EXPECT_DOUBLE_EQ(run[2].mean, 2.0);
   EXPECT_NEAR(run[2].mean - run[2].lo, 1.959963984540054 * 1.0 / std::sqrt(3.0), 1e-12);
+  // Widely spread errors: the band's lower edge stops at zero.
+  const auto wide = running_mae({0, 0}, {1, 100});
+  EXPECT_DOUBLE_EQ(wide[1].lo, 0.0);
+  EXPECT_GT(wide[1].hi, wide[1].mean);
 }

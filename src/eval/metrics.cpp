@@ -140,7 +140,8 @@ std::vector<RunningPoint> running_mae(const std::vector<double>& truth,
     m2 += d * (x - mean);
     double half = 0.0;
     if (k > 0) half = kZ95 * std::sqrt(m2 / static_cast<double>(k)) / std::sqrt(double(k + 1));
-    out.push_back({mean, mean - half, mean + half});
+    // An absolute error is never negative, so neither is the band.
+    out.push_back({mean, std::max(mean - half, 0.0), mean + half});
   }
   return out;
 }

@@ -57,7 +57,8 @@ Metrics compute_metrics(const std::vector<double>& truth, const std::vector<doub
                         const MetricOptions& opt = {});
 
 // Mean absolute error of the first k items for k = 1..n, with a 95% normal-approximation band
-// (sd of the first k errors / √k; zero width at k = 1). Shows how the estimate settles.
+// (1.96 · sd of the first k errors / √k, floored at 0; zero width at k = 1). Shows how the
+// estimate settles.
 struct RunningPoint {
   double mean = 0.0;
   double lo = 0.0;
