@@ -69,6 +69,30 @@ std::vector<std::string> llama3_special_tokens() {
 
 // ---- tokenizer.json helpers ----
 
+// obj[key], or null when absent (no copy: callers keep pointers into the document).
+const json& member(const json& obj, const char* key) {
+  static const json null;
+  if (!obj.is_object()) return null;
+  auto it = obj.find(key);
+  return it == obj.end() ? null : *it;
+}
+
+// Optional typed members: present with the wrong type is an Error naming the key.
+bool opt_bool(const json& obj, const char* key, bool def, const std::string& where) {
+  const json& v = member(obj, key);
+  if (v.is_null()) return def;
+  if (!v.is_boolean()) throw Error(where + " '" + key + "': expected true or false");
+  return v.get<bool>();
+}
+
+std::string opt_string(const json& obj, const char* key, const std::string& def,
+                       const std::string& where) {
+  const json& v = member(obj, key);
+  if (v.is_null()) return def;
+  if (!v.is_string()) throw Error(where + " '" + key + "': expected a string");
+  return v.get<std::string>();
+}
+
 // Every "type" named anywhere below j (pre_tokenizer / normalizer / decoder trees).
 void collect_types(const json& j, std::vector<std::string>& types, int depth = 0) {
   if (depth > 16) return;  // these trees are a few levels deep; parse_json_strict caps nesting
@@ -111,7 +135,7 @@ std::string token_name(const json& j) {
 
 // BOS guess: the special token the post-processor puts before the text, else a well-known name.
 int32_t guess_bos(const json& root, const std::function<int32_t(const std::string&)>& id_of) {
-  if (const json* tp = find_typed(root.value("post_processor", json()), "TemplateProcessing")) {
+  if (const json* tp = find_typed(member(root, "post_processor"), "TemplateProcessing")) {
     auto single = tp->find("single");
     if (single != tp->end() && single->is_array() && !single->empty()) {
       const json& first = (*single)[0];
@@ -195,7 +219,7 @@ std::pair<std::string, std::string> config_special_names(const std::filesystem::
   if (!std::filesystem::exists(p)) return {};
   json cfg = parse_json_strict(read_file(p.string()), p.string());
   if (!cfg.is_object()) return {};
-  return {token_name(cfg.value("bos_token", json())), token_name(cfg.value("eos_token", json()))};
+  return {token_name(member(cfg, "bos_token")), token_name(member(cfg, "eos_token"))};
 }
 
 bool looks_like_tiktoken(std::string_view text) {
@@ -270,10 +294,11 @@ std::unique_ptr<Tokenizer> parse_tiktoken(std::string_view text, const std::stri
                               kLlama3Pattern, /*ignore_merges=*/true, source);
 }
 
-std::unique_ptr<Tokenizer> parse_tokenizer_json(std::string_view text, const std::string& source,
-                                                const std::string& bos_token,
-                                                const std::string& eos_token) {
-  json root = parse_json_strict(text, source);
+namespace {
+
+std::unique_ptr<Tokenizer> tokenizer_from_json(const json& root, const std::string& source,
+                                               const std::string& bos_token,
+                                               const std::string& eos_token) {
   auto fail = [&](const std::string& where, const std::string& what) -> Error {
     return Error(source + ": " + where + ": " + what);
   };
@@ -286,11 +311,13 @@ std::unique_ptr<Tokenizer> parse_tokenizer_json(std::string_view text, const std
   auto vit = model.find("vocab");
   if (vit == model.end() || !vit->is_object()) throw fail("key 'model.vocab'", "missing or not an object");
   const json& vocab = *vit;
-  json added = root.value("added_tokens", json::array());
+  static const json no_tokens = json::array();
+  const json& added = member(root, "added_tokens").is_null() ? no_tokens : member(root, "added_tokens");
   if (!added.is_array()) throw fail("key 'added_tokens'", "not an array");
 
-  // Ids must fit the entries present: a hostile id cannot size the vocab.
-  const size_t limit = vocab.size() + added.size();
+  // Ids must fit the entries present (with a little room for unused ids): a hostile id cannot
+  // size the vocab.
+  const size_t limit = vocab.size() + added.size() + 1024;
   auto check_id = [&](const json& v, const std::string& where) -> size_t {
     if (!v.is_number_integer()) throw fail(where, "id is not an integer");
     auto id = v.get<int64_t>();
@@ -317,7 +344,7 @@ std::unique_ptr<Tokenizer> parse_tokenizer_json(std::string_view text, const std
       throw fail(where, "expected an object with 'id' and 'content'");
     size_t id = check_id(a["id"], where);
     tokens[id] = a["content"].get<std::string>();
-    bool special = a.value("special", false);
+    bool special = opt_bool(a, "special", false, source + ": " + where);
     types[id] = special ? TokenType::Control : TokenType::UserDefined;
     n = std::max(n, id + 1);
   }
@@ -363,17 +390,16 @@ std::unique_ptr<Tokenizer> parse_tokenizer_json(std::string_view text, const std
   int32_t eos = eos_token.empty() ? guess_eos(id_of) : special_id(eos_token, "EOS");
 
   std::vector<std::string> kinds;
-  for (const char* key : {"normalizer", "pre_tokenizer", "decoder"})
-    if (root.contains(key)) collect_types(root[key], kinds);
-  bool byte_fallback = model.value("byte_fallback", false);
+  for (const char* key : {"normalizer", "pre_tokenizer", "decoder"}) collect_types(member(root, key), kinds);
+  const std::string in_model = source + ": key 'model'";
+  bool byte_fallback = opt_bool(model, "byte_fallback", false, in_model);
   bool spm = byte_fallback || has_type(kinds, "Metaspace") || has_type(kinds, "ByteFallback");
 
   if (spm) {
     // SentencePiece-style: literal UTF-8 with "▁" for spaces, merges by rank.
     std::vector<std::string> pieces(n);
     int32_t unk = -1;
-    std::string unk_name = model.value("unk_token", json()).is_string()
-                               ? model["unk_token"].get<std::string>() : "";
+    std::string unk_name = opt_string(model, "unk_token", "", in_model);
     for (size_t i = 0; i < n; ++i) {
       if (types[i] == TokenType::Normal) {
         if (byte_fallback && tokens[i].size() == 6 && tokens[i].rfind("<0x", 0) == 0)
@@ -395,10 +421,10 @@ std::unique_ptr<Tokenizer> parse_tokenizer_json(std::string_view text, const std
     }
     // The dummy prefix: a Prepend("▁") normalizer, or Metaspace unless told never to.
     bool prefix = has_type(kinds, "Prepend");
-    if (const json* ms = find_typed(root.value("pre_tokenizer", json()), "Metaspace")) {
-      std::string scheme = ms->value("prepend_scheme", json()).is_string()
-                               ? (*ms)["prepend_scheme"].get<std::string>() : "always";
-      prefix = ms->value("add_prefix_space", true) && scheme != "never";
+    if (const json* ms = find_typed(member(root, "pre_tokenizer"), "Metaspace")) {
+      const std::string in_ms = source + ": pre_tokenizer Metaspace";
+      std::string scheme = opt_string(*ms, "prepend_scheme", "always", in_ms);
+      prefix = opt_bool(*ms, "add_prefix_space", true, in_ms) && scheme != "never";
     }
     return tok::make_sentencepiece(std::move(pieces), std::move(types), std::move(table), bos, eos,
                                    unk, prefix, source);
@@ -411,20 +437,37 @@ std::unique_ptr<Tokenizer> parse_tokenizer_json(std::string_view text, const std
       throw fail("pre_tokenizer/normalizer/decoder", "unsupported step type '" + k + "'");
   // The split regex: an explicit Split step, else ByteLevel's built-in GPT-2 pattern.
   std::string pattern = kGpt2Pattern;
-  const json pre = root.value("pre_tokenizer", json());
+  const json& pre = member(root, "pre_tokenizer");
   if (const json* split = find_typed(pre, "Split")) {
-    const json& p = split->value("pattern", json());
+    const json& p = member(*split, "pattern");
     if (!p.is_object() || !p.contains("Regex") || !p["Regex"].is_string())
       throw fail("key 'pre_tokenizer' Split", "expected pattern {\"Regex\": ...}");
-    if (split->value("behavior", std::string("Isolated")) != "Isolated" || split->value("invert", false))
+    const std::string in_split = source + ": pre_tokenizer Split";
+    if (opt_string(*split, "behavior", "Isolated", in_split) != "Isolated" ||
+        opt_bool(*split, "invert", false, in_split))
       throw fail("key 'pre_tokenizer' Split", "only behavior Isolated without invert is supported");
     pattern = p["Regex"].get<std::string>();
   }
-  if (const json* bl = find_typed(pre, "ByteLevel"); bl && bl->value("add_prefix_space", false))
+  if (const json* bl = find_typed(pre, "ByteLevel");
+      bl && opt_bool(*bl, "add_prefix_space", false, source + ": pre_tokenizer ByteLevel"))
     throw fail("key 'pre_tokenizer' ByteLevel", "add_prefix_space is not supported");
-  bool ignore_merges = model.value("ignore_merges", false);
+  bool ignore_merges = opt_bool(model, "ignore_merges", false, in_model);
   return tok::make_byte_level_from_pairs(tokens, merges, types, bos, eos, pattern, ignore_merges,
                                          source);
+}
+
+}  // namespace
+
+std::unique_ptr<Tokenizer> parse_tokenizer_json(std::string_view text, const std::string& source,
+                                                const std::string& bos_token,
+                                                const std::string& eos_token) {
+  json root = parse_json_strict(text, source);
+  try {
+    return tokenizer_from_json(root, source, bos_token, eos_token);
+  } catch (const json::exception& e) {
+    // Every access is checked first; this only guards against a case missed there.
+    throw Error(source + ": unexpected JSON structure: " + e.what());
+  }
 }
 
 std::unique_ptr<Tokenizer> parse_llama2c_tokenizer(std::string_view data, const std::string& source,
