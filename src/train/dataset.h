@@ -1,0 +1,50 @@
+#pragma once
+// Training examples (prompt + completion token ids, and the true price) from any of the dataset
+// forms pricer accepts, and the order they are visited in.
+//
+// Sources:
+//  - a curate directory: <dir>/<split>.bin token shards when present (no re-tokenizing), otherwise
+//    <dir>/<split>.jsonl with prompt/completion/price, tokenized here;
+//  - a JSON-lines file of {"prompt", "completion"[, "price"]} objects;
+//  - a JSON-lines file of pre-tokenized {"input_ids": [...], "completion_start": n[, "price"]}.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/batch.h"
+#include "tokenizer/tokenizer.h"
+
+namespace pricer {
+
+struct PricedExample {
+  std::vector<int32_t> tokens;  // prompt then completion
+  int64_t prompt_len = 0;
+  double price = 0;  // NaN when the source has none
+};
+
+struct DatasetOptions {
+  int64_t max_length = 128;   // longer examples lose prompt tokens from the middle
+  int64_t keep_prompt_tail = 16;  // ... keeping the prompt's last tokens ("Price is $")
+  bool add_bos = true, add_eos = false;
+};
+
+// Loads one split ("train", "val", "test") of `source` (a curate directory), or the whole file
+// when `source` is a JSON-lines file (split ignored). Throws Error naming the file and line.
+std::vector<PricedExample> load_examples(const std::string& source, const std::string& split,
+                                         const Tokenizer& tok, int64_t vocab, const DatasetOptions& opt);
+// True when `source` is a directory that holds `split` in either form.
+bool has_split(const std::string& source, const std::string& split);
+
+// Shortens an example to max_length tokens: the completion is kept whole, then the prompt's first
+// tokens and its last keep_tail tokens, dropping the middle.
+void fit_length(PricedExample& ex, int64_t max_length, int64_t keep_tail);
+
+// The batches of one epoch, as lists of example indices: shuffled by (seed, epoch), then grouped by
+// length within windows of 50 batches so each batch pads little, then the batch order shuffled.
+std::vector<std::vector<int64_t>> epoch_batches(const std::vector<PricedExample>& data, int64_t batch_size,
+                                                uint64_t seed, int64_t epoch);
+
+// A Batch of the given examples, packed back to back (no padding to compute).
+Batch batch_of(const std::vector<PricedExample>& data, const std::vector<int64_t>& idx);
+
+}  // namespace pricer

@@ -1,0 +1,542 @@
+#include "train/trainer.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <numbers>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/progress.h"
+#include "monitor/interrupt.h"
+#include "monitor/recorder.h"
+#include "predict/price_distribution.h"
+#include "train/optimizer.h"
+
+namespace fs = std::filesystem;
+
+namespace pricer {
+
+// ---------------------------------------------------------------------------------------------
+// Configuration
+
+namespace {
+
+template <typename T>
+void read_key(const YAML::Node& node, const char* key, T& into, const std::string& path) {
+  try {
+    into = node.as<T>();
+  } catch (const YAML::Exception& e) {
+    throw Error(path + ": key '" + key + "' at line " + std::to_string(node.Mark().line + 1) + ": " + e.what());
+  }
+}
+
+}  // namespace
+
+void TrainConfig::apply_yaml(const std::string& path) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::Exception& e) {
+    throw Error(path + ": " + e.what());
+  }
+  if (!root || root.IsNull()) return;
+  require(root.IsMap(), path + ": expected a mapping of settings");
+  for (const auto& kv : root) {
+    const std::string key = kv.first.as<std::string>();
+    const YAML::Node& v = kv.second;
+#define PRICER_KEY(name, field)        \
+  if (key == name) {                   \
+    read_key(v, name, field, path);    \
+    continue;                          \
+  }
+    PRICER_KEY("model", model)
+    PRICER_KEY("tokenizer", tokenizer)
+    PRICER_KEY("dataset", dataset)
+    PRICER_KEY("out_dir", out_dir)
+    PRICER_KEY("base_dtype", base_dtype)
+    PRICER_KEY("max_length", max_length)
+    PRICER_KEY("rank", rank)
+    PRICER_KEY("lora_r", rank)
+    PRICER_KEY("alpha", alpha)
+    PRICER_KEY("lora_alpha", alpha)
+    PRICER_KEY("dropout", dropout)
+    PRICER_KEY("lora_dropout", dropout)
+    PRICER_KEY("targets", targets)
+    PRICER_KEY("rslora", rslora)
+    PRICER_KEY("init_adapter", init_adapter)
+    PRICER_KEY("optimizer", optimizer)
+    PRICER_KEY("lr", lr)
+    PRICER_KEY("learning_rate", lr)
+    PRICER_KEY("schedule", schedule)
+    PRICER_KEY("warmup_ratio", warmup_ratio)
+    PRICER_KEY("weight_decay", weight_decay)
+    PRICER_KEY("max_grad_norm", max_grad_norm)
+    PRICER_KEY("momentum", momentum)
+    PRICER_KEY("epochs", epochs)
+    PRICER_KEY("max_steps", max_steps)
+    PRICER_KEY("batch_size", batch_size)
+    PRICER_KEY("micro_batch", micro_batch)
+    PRICER_KEY("checkpoint_layers", checkpoint_layers)
+    PRICER_KEY("eval_every", eval_every)
+    PRICER_KEY("eval_items", eval_items)
+    PRICER_KEY("early_stopping", early_stopping)
+    PRICER_KEY("eval_metric", eval_metric)
+    PRICER_KEY("save_every", save_every)
+    PRICER_KEY("seed", seed)
+    PRICER_KEY("run_name", run_name)
+#undef PRICER_KEY
+    throw Error(path + ": unknown key '" + key + "' at line " + std::to_string(kv.first.Mark().line + 1));
+  }
+}
+
+nlohmann::json TrainConfig::to_json() const {
+  return {{"model", model}, {"tokenizer", tokenizer}, {"dataset", dataset}, {"out_dir", out_dir},
+          {"base_dtype", base_dtype}, {"max_length", max_length}, {"rank", rank}, {"alpha", alpha},
+          {"dropout", dropout}, {"targets", targets}, {"rslora", rslora}, {"init_adapter", init_adapter},
+          {"optimizer", optimizer}, {"lr", lr}, {"schedule", schedule}, {"warmup_ratio", warmup_ratio},
+          {"weight_decay", weight_decay}, {"max_grad_norm", max_grad_norm}, {"momentum", momentum},
+          {"epochs", epochs}, {"max_steps", max_steps}, {"batch_size", batch_size}, {"micro_batch", micro_batch},
+          {"checkpoint_layers", checkpoint_layers}, {"eval_every", eval_every}, {"eval_items", eval_items},
+          {"early_stopping", early_stopping}, {"eval_metric", eval_metric}, {"save_every", save_every},
+          {"seed", seed}, {"run_name", run_name}};
+}
+
+void TrainConfig::validate() const {
+  require(max_length >= 4, "max_length must be at least 4");
+  require(batch_size >= 1 && micro_batch >= 1, "batch_size and micro_batch must be positive");
+  require(epochs >= 1 || max_steps > 0, "epochs must be at least 1 (or set max_steps)");
+  require(lr > 0 && std::isfinite(lr), "lr must be positive");
+  require(schedule == "cosine" || schedule == "linear" || schedule == "constant",
+          "schedule must be cosine, linear or constant, not '" + schedule + "'");
+  require(optimizer == "adamw" || optimizer == "sgd", "optimizer must be adamw or sgd, not '" + optimizer + "'");
+  require(warmup_ratio >= 0 && warmup_ratio < 1, "warmup_ratio must be in [0, 1)");
+  require(eval_metric == "loss" || eval_metric == "mae", "eval_metric must be loss or mae");
+  require(eval_every >= 0 && save_every >= 0 && early_stopping >= 0 && eval_items >= 0,
+          "eval_every, save_every, eval_items and early_stopping cannot be negative");
+}
+
+float scheduled_lr(const TrainConfig& cfg, int64_t step, int64_t total) {
+  // transformers' get_{cosine,linear,constant}_schedule_with_warmup, warmup steps = ceil(ratio x total).
+  const int64_t warmup = static_cast<int64_t>(std::ceil(cfg.warmup_ratio * static_cast<double>(total)));
+  if (step < warmup) return cfg.lr * static_cast<float>(step) / static_cast<float>(std::max<int64_t>(1, warmup));
+  if (cfg.schedule == "constant") return cfg.lr;
+  const double progress = static_cast<double>(step - warmup) / static_cast<double>(std::max<int64_t>(1, total - warmup));
+  if (cfg.schedule == "linear") return cfg.lr * static_cast<float>(std::max(0.0, 1.0 - progress));
+  return cfg.lr * static_cast<float>(std::max(0.0, 0.5 * (1.0 + std::cos(std::numbers::pi * progress))));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory
+
+uint64_t available_memory() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  uint64_t kb = 0;
+  std::string unit;
+  while (in >> key >> kb >> unit)
+    if (key == "MemAvailable:") return kb * 1024;
+  return 0;
+}
+
+uint64_t estimate_training_memory(const LlamaModel& model, const TrainConfig& cfg, bool mode_full) {
+  const ModelConfig& c = model.config();
+  uint64_t weights = model.embedding().bytes() + (c.tied_embeddings ? 0 : model.head().bytes());
+  for (int64_t l = 0; l < c.n_layers; ++l)
+    for (const Weight& w : model.layer(l).proj) weights += w.bytes();
+  const uint64_t trainable = mode_full ? static_cast<uint64_t>(c.n_params())
+                                       : static_cast<uint64_t>(cfg.rank) * c.n_layers * (9 * c.dim + 3 * c.ffn_dim);
+  const uint64_t T = static_cast<uint64_t>(cfg.micro_batch * cfg.max_length);
+  // Saved per layer: inputs, norms, q/k/v/attention output, gate/up/hidden (f32).
+  const uint64_t per_layer = T * (6 * c.dim + 2 * c.n_kv_heads * c.head_dim + 3 * c.ffn_dim) * 4;
+  const uint64_t acts = cfg.checkpoint_layers ? T * c.dim * 4 * c.n_layers + per_layer : per_layer * c.n_layers;
+  const uint64_t loss_rows = mode_full ? T : static_cast<uint64_t>(cfg.micro_batch) * 4;
+  return weights + trainable * 16 + acts + loss_rows * c.vocab_size * 4 * 2;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Evaluation
+
+EvalResult evaluate(LlamaModel& model, Backend& be, const std::vector<PricedExample>& val,
+                    const Tokenizer* tok, int64_t max_items, int64_t micro_batch) {
+  EvalResult r;
+  const int64_t n = max_items > 0 ? std::min<int64_t>(max_items, static_cast<int64_t>(val.size()))
+                                  : static_cast<int64_t>(val.size());
+  if (n == 0) return r;
+  double loss_sum = 0, tokens = 0;
+  for (int64_t i = 0; i < n; i += micro_batch) {
+    std::vector<int64_t> idx;
+    for (int64_t j = i; j < std::min(n, i + micro_batch); ++j) idx.push_back(j);
+    const Batch b = batch_of(val, idx);
+    const double k = static_cast<double>(b.n_loss_tokens());
+    loss_sum += model.loss(b, be) * k;
+    tokens += k;
+  }
+  r.loss = loss_sum / std::max(1.0, tokens);
+  if (!tok || std::isnan(val[0].price)) return r;
+  std::unique_ptr<PriceDistribution> pd;
+  try {
+    pd = std::make_unique<PriceDistribution>(*tok);
+  } catch (const Error&) {
+    return r;  // a vocabulary without number tokens has no price reading
+  }
+  double abs_err = 0, covered = 0;
+  const int64_t vocab = model.config().vocab_size;
+  for (int64_t i = 0; i < n; i += micro_batch) {
+    // The prompts alone, each its own sequence; logits at each prompt's last token.
+    Batch b;
+    std::vector<int64_t> rows;
+    b.cu_seqlens.push_back(0);
+    for (int64_t j = i; j < std::min(n, i + micro_batch); ++j) {
+      const PricedExample& ex = val[j];
+      for (int64_t t = 0; t < ex.prompt_len; ++t) {
+        b.tokens.push_back(ex.tokens[t]);
+        b.positions.push_back(static_cast<int32_t>(t));
+      }
+      b.cu_seqlens.push_back(static_cast<int32_t>(b.tokens.size()));
+      rows.push_back(static_cast<int64_t>(b.tokens.size()) - 1);
+    }
+    b.targets.assign(b.tokens.size(), 0);
+    b.loss_mask.assign(b.tokens.size(), 0);
+    const std::vector<float> logits = model.logits(b, rows, be);
+    for (size_t k = 0; k < rows.size(); ++k) {
+      const PriceEstimate e = pd->estimate(logits.data() + k * vocab, vocab, 0.8, 0);
+      const double truth = val[i + static_cast<int64_t>(k)].price;
+      abs_err += std::abs(e.expected - truth);
+      covered += (truth >= e.lo && truth <= e.hi + 1.0) ? 1 : 0;  // whole-dollar tokens cover [v, v+1)
+    }
+  }
+  r.mae = abs_err / static_cast<double>(n);
+  r.interval_coverage = covered / static_cast<double>(n);
+  return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoints: one file (header JSON, every trainable tensor by name, optimizer state) written
+// atomically, so a crash at any moment leaves the previous complete checkpoint.
+
+namespace {
+
+constexpr char kCkptMagic[8] = {'P', 'R', 'I', 'C', 'E', 'R', 'C', 'K'};
+
+struct LoopState {
+  int64_t step = 0, epoch = 0, batch_in_epoch = 0;
+  int64_t skipped = 0, evals_without_improvement = 0;
+  double last_train_loss = 0;
+  double first_eval_loss = NAN, best_eval_loss = NAN, last_eval_loss = NAN;
+  double first_eval_mae = -1, best_eval_mae = -1, last_eval_mae = -1;
+  double best_metric = INFINITY;
+
+  nlohmann::json to_json() const {
+    auto num = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
+    return {{"step", step}, {"epoch", epoch}, {"batch_in_epoch", batch_in_epoch}, {"skipped", skipped},
+            {"evals_without_improvement", evals_without_improvement}, {"last_train_loss", num(last_train_loss)},
+            {"first_eval_loss", num(first_eval_loss)}, {"best_eval_loss", num(best_eval_loss)},
+            {"last_eval_loss", num(last_eval_loss)}, {"first_eval_mae", num(first_eval_mae)},
+            {"best_eval_mae", num(best_eval_mae)}, {"last_eval_mae", num(last_eval_mae)},
+            {"best_metric", num(best_metric)}};
+  }
+  void from_json(const nlohmann::json& j) {
+    auto num = [&](const char* k, double dflt) { return j.contains(k) && j[k].is_number() ? j[k].get<double>() : dflt; };
+    step = j.at("step").get<int64_t>();
+    epoch = j.at("epoch").get<int64_t>();
+    batch_in_epoch = j.at("batch_in_epoch").get<int64_t>();
+    skipped = j.at("skipped").get<int64_t>();
+    evals_without_improvement = j.at("evals_without_improvement").get<int64_t>();
+    last_train_loss = num("last_train_loss", 0);
+    first_eval_loss = num("first_eval_loss", NAN);
+    best_eval_loss = num("best_eval_loss", NAN);
+    last_eval_loss = num("last_eval_loss", NAN);
+    first_eval_mae = num("first_eval_mae", -1);
+    best_eval_mae = num("best_eval_mae", -1);
+    last_eval_mae = num("last_eval_mae", -1);
+    best_metric = num("best_metric", INFINITY);
+  }
+};
+
+void put_u64(std::string& s, uint64_t v) { s.append(reinterpret_cast<const char*>(&v), 8); }
+
+void save_checkpoint(const std::string& path, const LoopState& st, const nlohmann::json& cfg,
+                     const std::vector<Param>& params, const Optimizer& opt) {
+  std::string out(kCkptMagic, 8);
+  nlohmann::json header = {{"version", 1}, {"state", st.to_json()}, {"config", cfg}};
+  nlohmann::json tensors = nlohmann::json::array();
+  for (const Param& p : params) tensors.push_back({{"name", p.name}, {"size", p.size}});
+  header["tensors"] = tensors;
+  const std::string h = header.dump();
+  put_u64(out, h.size());
+  out += h;
+  for (const Param& p : params) out.append(reinterpret_cast<const char*>(p.value), static_cast<size_t>(p.size) * 4);
+  const std::vector<uint8_t> o = opt.save_state();
+  put_u64(out, o.size());
+  out.append(reinterpret_cast<const char*>(o.data()), o.size());
+  write_file_atomic(path, out);
+}
+
+// Restores params and optimizer; returns the loop state and the saved config.
+LoopState load_checkpoint(const std::string& path, std::vector<Param>& params, Optimizer& opt,
+                          nlohmann::json* saved_cfg) {
+  const std::string data = read_file(path, uint64_t(1) << 40);
+  size_t pos = 0;
+  auto need = [&](size_t n, const char* what) {
+    require(data.size() - pos >= n, path + ": truncated at byte " + std::to_string(pos) + " (" + what + ")");
+  };
+  need(16, "header");
+  require(std::memcmp(data.data(), kCkptMagic, 8) == 0, path + ": not a pricer checkpoint (bad magic)");
+  pos = 8;
+  uint64_t hlen;
+  std::memcpy(&hlen, data.data() + pos, 8);
+  pos += 8;
+  need(hlen, "header JSON");
+  nlohmann::json header = nlohmann::json::parse(data.substr(pos, hlen), nullptr, false);
+  require(!header.is_discarded() && header.is_object(), path + ": corrupt header JSON");
+  pos += hlen;
+  const auto& tensors = header.at("tensors");
+  require(tensors.size() == params.size(), path + ": holds " + std::to_string(tensors.size()) +
+                                               " tensors, the model being trained has " + std::to_string(params.size()));
+  for (size_t i = 0; i < params.size(); ++i) {
+    require(tensors[i].at("name").get<std::string>() == params[i].name &&
+                tensors[i].at("size").get<int64_t>() == params[i].size,
+            path + ": tensor " + std::to_string(i) + " is " + tensors[i].at("name").get<std::string>() +
+                ", expected " + params[i].name + " of the same size (different model or LoRA settings?)");
+    const size_t n = static_cast<size_t>(params[i].size) * 4;
+    need(n, "tensor data");
+    std::memcpy(params[i].value, data.data() + pos, n);
+    pos += n;
+  }
+  need(8, "optimizer state length");
+  uint64_t olen;
+  std::memcpy(&olen, data.data() + pos, 8);
+  pos += 8;
+  need(olen, "optimizer state");
+  opt.load_state({reinterpret_cast<const uint8_t*>(data.data() + pos), olen}, path);
+  LoopState st;
+  st.from_json(header.at("state"));
+  if (saved_cfg) *saved_cfg = header.at("config");
+  return st;
+}
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// The loop
+
+TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Tokenizer& tok,
+                          const std::vector<PricedExample>& train, const std::vector<PricedExample>& val,
+                          bool mode_full, const TrainHooks& hooks, const std::string& command_line) {
+  cfg.validate();
+  require(!train.empty(), cfg.dataset + ": no training examples");
+  fs::create_directories(cfg.out_dir);
+  auto be = make_cpu_backend();
+
+  const uint64_t need = estimate_training_memory(model, cfg, mode_full), have = available_memory();
+  if (have > 0 && need > have)
+    throw Error("this run needs about " + std::to_string(need >> 20) + " MiB but only " + std::to_string(have >> 20) +
+                " MiB are available: lower micro_batch or max_length, use checkpoint_layers, or a 4-bit base");
+
+  std::vector<Param> params = model.trainable_params();
+  OptimizerConfig oc;
+  oc.kind = cfg.optimizer == "sgd" ? OptimizerKind::SGD : OptimizerKind::AdamW;
+  oc.momentum = cfg.momentum;
+  Optimizer opt(oc, make_param_groups(params, cfg.weight_decay));
+
+  const int64_t batches_per_epoch = (static_cast<int64_t>(train.size()) + cfg.batch_size - 1) / cfg.batch_size;
+  int64_t total = batches_per_epoch * std::max<int64_t>(1, cfg.epochs);
+  if (cfg.max_steps > 0) total = std::min(total, cfg.max_steps);
+  if (cfg.max_steps > 0 && cfg.epochs <= 0) total = cfg.max_steps;
+
+  const std::string ckpt = (fs::path(cfg.out_dir) / "checkpoint.bin").string();
+  LoopState st;
+  const nlohmann::json cfg_json = cfg.to_json();
+  if (cfg.resume && fs::exists(ckpt)) {
+    nlohmann::json saved;
+    st = load_checkpoint(ckpt, params, opt, &saved);
+    for (const char* k : {"rank", "alpha", "targets", "batch_size", "micro_batch", "seed", "max_length", "lr",
+                          "schedule", "epochs", "max_steps", "optimizer"})
+      require(saved.value(k, nlohmann::json()) == cfg_json.value(k, nlohmann::json()),
+              ckpt + ": saved with " + k + " = " + saved.value(k, nlohmann::json()).dump() +
+                  ", this run has " + cfg_json.value(k, nlohmann::json()).dump());
+    std::fprintf(stderr, "resuming from %s at step %lld\n", ckpt.c_str(), static_cast<long long>(st.step));
+  }
+
+  monitor::NewRun nr;
+  nr.name = cfg.run_name.empty() ? fs::path(cfg.out_dir).filename().string() : cfg.run_name;
+  nr.kind = mode_full ? monitor::RunKind::pretrain : monitor::RunKind::train;
+  nr.command_line = command_line;
+  nr.base_model = cfg.model;
+  nr.dataset = cfg.dataset;
+  nr.output_dir = cfg.out_dir;
+  monitor::RecorderOptions ro;
+  if (!cfg.runs_db.empty()) ro.db_path = cfg.runs_db;
+  monitor::RunRecorder rec(nr, ro);
+  nlohmann::json params_json = cfg_json;
+  params_json["mode"] = mode_full ? "full" : "lora";
+  params_json["train_examples"] = train.size();
+  params_json["val_examples"] = val.size();
+  params_json["total_steps"] = total;
+  params_json["resumed_at_step"] = st.step;
+  params_json["memory_estimate_mib"] = need >> 20;
+  rec.log_params(params_json);
+
+  monitor::InterruptGuard guard;
+  TrainSummary sum;
+  sum.run_id = rec.id();
+  const std::string label = mode_full ? "pretrain" : "train";
+  const double t_start = now_s();
+  double last_draw = 0;
+  int64_t tokens_done = 0;
+  const int64_t start_step = st.step;
+
+  auto run_eval = [&](bool final_eval) {
+    if (val.empty()) return;
+    const EvalResult e = evaluate(model, *be, val, mode_full ? nullptr : &tok, cfg.eval_items, cfg.micro_batch);
+    std::map<std::string, double> m = {{"eval/loss", e.loss}};
+    if (e.mae >= 0) {
+      m["eval/mae"] = e.mae;
+      m["eval/interval80_coverage"] = e.interval_coverage;
+    }
+    rec.log_metrics(st.step, m);
+    if (std::isnan(st.first_eval_loss)) {
+      st.first_eval_loss = e.loss;
+      st.first_eval_mae = e.mae;
+    }
+    st.last_eval_loss = e.loss;
+    st.last_eval_mae = e.mae;
+    if (std::isnan(st.best_eval_loss) || e.loss < st.best_eval_loss) st.best_eval_loss = e.loss;
+    if (e.mae >= 0 && (st.best_eval_mae < 0 || e.mae < st.best_eval_mae)) st.best_eval_mae = e.mae;
+    const double metric = cfg.eval_metric == "mae" && e.mae >= 0 ? e.mae : e.loss;
+    if (metric < st.best_metric) {
+      st.best_metric = metric;
+      st.evals_without_improvement = 0;
+      if (hooks.save_output) {
+        const std::string dir = (fs::path(cfg.out_dir) / "best").string();
+        hooks.save_output(model, dir);
+        rec.add_artifact("best", dir, st.step);
+      }
+    } else if (!final_eval) {
+      ++st.evals_without_improvement;
+    }
+    if (cfg.progress)
+      std::fprintf(stderr, "\n%s step %lld: eval loss %.4f%s\n", label.c_str(), static_cast<long long>(st.step), e.loss,
+                   e.mae >= 0 ? (", MAE $" + std::to_string(e.mae).substr(0, std::to_string(e.mae).find('.') + 3)).c_str() : "");
+  };
+
+  if (st.step == 0 && cfg.eval_every > 0) run_eval(false);  // the untrained baseline
+
+  bool stop = false;
+  for (; st.epoch < std::max<int64_t>(1, cfg.epochs) && !stop; ++st.epoch) {
+    const auto batches = epoch_batches(train, cfg.batch_size, cfg.seed, st.epoch);
+    for (; st.batch_in_epoch < static_cast<int64_t>(batches.size()); ++st.batch_in_epoch) {
+      if (st.step >= total) {
+        stop = true;
+        break;
+      }
+      const auto& idx = batches[st.batch_in_epoch];
+      model.zero_grad();
+      double loss_sum = 0, loss_tokens = 0;
+      const int64_t n_micro = (static_cast<int64_t>(idx.size()) + cfg.micro_batch - 1) / cfg.micro_batch;
+      for (int64_t m = 0; m < n_micro; ++m) {
+        std::vector<int64_t> part(idx.begin() + m * cfg.micro_batch,
+                                  idx.begin() + std::min<int64_t>(static_cast<int64_t>(idx.size()), (m + 1) * cfg.micro_batch));
+        const Batch b = batch_of(train, part);
+        TrainOptions to;
+        to.checkpoint = cfg.checkpoint_layers;
+        to.dropout_seed = cfg.seed;
+        to.step = static_cast<uint64_t>(st.step) * 4096 + static_cast<uint64_t>(m);
+        const float l = model.forward_backward(b, *be, to);
+        const double k = static_cast<double>(b.n_loss_tokens());
+        loss_sum += static_cast<double>(l) * k;
+        loss_tokens += k;
+        tokens_done += b.size();
+      }
+      // Gradient of the mean micro-batch loss (transformers' accumulation convention).
+      if (n_micro > 1) {
+        const float s = 1.0f / static_cast<float>(n_micro);
+        for (const Param& p : params)
+          for (int64_t i = 0; i < p.size; ++i) p.grad[i] *= s;
+      }
+      const double loss = loss_sum / std::max(1.0, loss_tokens);
+      const float norm = clip_grad_norm(opt.groups(), cfg.max_grad_norm);
+      const float lr = scheduled_lr(cfg, st.step, total);
+      if (!std::isfinite(loss) || !std::isfinite(norm)) {
+        ++st.skipped;
+        std::fprintf(stderr, "\n%s step %lld: non-finite %s, step skipped\n", label.c_str(),
+                     static_cast<long long>(st.step), std::isfinite(loss) ? "gradient" : "loss");
+        rec.log_metrics(st.step, {{"train/skipped_steps", static_cast<double>(st.skipped)}});
+      } else {
+        opt.step(*be, lr);
+        st.last_train_loss = loss;
+      }
+      ++st.step;
+      const double elapsed = now_s() - t_start;
+      const double tok_s = tokens_done / std::max(1e-9, elapsed);
+      if (std::isfinite(loss))
+        rec.log_metrics(st.step, {{"train/loss", loss}, {"train/grad_norm", norm}, {"train/lr", lr}, {"train/tokens_per_s", tok_s}});
+      if (cfg.progress && (now_s() - last_draw > 0.2 || st.step == total)) {
+        last_draw = now_s();
+        const std::string line = format_progress(label, static_cast<uint64_t>(st.step - start_step),
+                                                 static_cast<uint64_t>(total - start_step), elapsed, false, 24);
+        std::fprintf(stderr, "\r%s  loss %.4f  lr %.2e  %.0f tok/s \x1b[K", line.c_str(), loss, lr, tok_s);
+        std::fflush(stderr);
+      }
+      const bool last = st.step >= total;
+      if (cfg.eval_every > 0 && st.step % cfg.eval_every == 0 && !last) run_eval(false);
+      if (cfg.early_stopping > 0 && st.evals_without_improvement >= cfg.early_stopping) {
+        std::fprintf(stderr, "\nearly stopping: %lld evaluations without improvement\n",
+                     static_cast<long long>(st.evals_without_improvement));
+        sum.early_stopped = true;
+        stop = true;
+      }
+      const bool interrupted = monitor::interrupt_requested();
+      if ((cfg.save_every > 0 && st.step % cfg.save_every == 0) || interrupted) {
+        LoopState next = st;
+        ++next.batch_in_epoch;  // the checkpoint resumes after this batch
+        if (next.batch_in_epoch >= static_cast<int64_t>(batches.size())) {
+          next.batch_in_epoch = 0;
+          ++next.epoch;
+        }
+        save_checkpoint(ckpt, next, cfg_json, params, opt);
+      }
+      if (hooks.after_step) hooks.after_step(st.step);
+      if (interrupted) {
+        std::fprintf(stderr, "\ninterrupted: checkpoint saved to %s; continue with --resume\n", ckpt.c_str());
+        rec.interrupt();
+        sum.interrupted = true;
+        sum.steps = st.step;
+        return sum;
+      }
+      if (stop) break;
+    }
+    if (!stop) st.batch_in_epoch = 0;
+  }
+  if (cfg.progress) std::fprintf(stderr, "\n");
+  run_eval(true);
+  if (hooks.save_output) {
+    const std::string dir = (fs::path(cfg.out_dir) / "last").string();
+    hooks.save_output(model, dir);
+    rec.add_artifact("last", dir, st.step);
+  }
+  LoopState done = st;
+  save_checkpoint(ckpt, done, cfg_json, params, opt);
+  rec.finish();
+  sum.steps = st.step;
+  sum.skipped_steps = st.skipped;
+  sum.last_train_loss = st.last_train_loss;
+  sum.first_eval_loss = st.first_eval_loss;
+  sum.best_eval_loss = st.best_eval_loss;
+  sum.last_eval_loss = st.last_eval_loss;
+  sum.first_eval_mae = st.first_eval_mae;
+  sum.best_eval_mae = st.best_eval_mae;
+  sum.last_eval_mae = st.last_eval_mae;
+  return sum;
+}
+
+}  // namespace pricer

@@ -1,0 +1,112 @@
+#pragma once
+// The training loop shared by `pricer train` (QLoRA: frozen base, LoRA adapters) and
+// `pricer pretrain` (all parameters): length-grouped batches split into micro-batches with
+// gradient accumulation, warmup + cosine/linear/constant schedule, global-norm clipping,
+// non-finite steps skipped, periodic evaluation (loss, and the price MAE read from the
+// next-token distribution), best/last outputs, early stopping, and crash-safe checkpoints that
+// make a resumed run end bitwise where an uninterrupted one would.
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "kernels/backend.h"
+#include "model/llama.h"
+#include "tokenizer/tokenizer.h"
+#include "train/dataset.h"
+
+namespace pricer {
+
+struct TrainConfig {
+  // What to train on.
+  std::string model;      // base model (any format pricer loads)
+  std::string tokenizer;  // default: the model's own
+  std::string dataset;    // curate directory or JSON lines
+  std::string out_dir = "runs/train";
+  std::string base_dtype = "nf4";
+  int64_t max_length = 128;
+  // LoRA.
+  int64_t rank = 32;
+  float alpha = 64.0f;
+  float dropout = 0.1f;
+  std::string targets = "q,k,v,o";
+  bool rslora = false;
+  std::string init_adapter;
+  // Optimisation.
+  std::string optimizer = "adamw";  // adamw | sgd
+  float lr = 1e-4f;
+  std::string schedule = "cosine";  // cosine | linear | constant
+  float warmup_ratio = 0.01f;
+  float weight_decay = 0.001f;
+  float max_grad_norm = 0.3f;
+  float momentum = 0.0f;  // sgd
+  int64_t epochs = 1;
+  int64_t max_steps = 0;  // > 0: stop after this many optimizer steps
+  int64_t batch_size = 32;
+  int64_t micro_batch = 8;
+  bool checkpoint_layers = false;
+  // Evaluation.
+  int64_t eval_every = 50;   // optimizer steps; 0 = only at the end
+  int64_t eval_items = 200;  // validation items per evaluation (0 = all)
+  int64_t early_stopping = 0;  // evaluations without improvement before stopping (0 = off)
+  std::string eval_metric = "loss";  // loss | mae
+  // Run state.
+  int64_t save_every = 50;  // optimizer steps between checkpoints (0 = only on exit)
+  bool resume = false;
+  uint64_t seed = 42;
+  std::string run_name;
+  std::string runs_db;  // empty: the default run database
+  bool progress = true;
+
+  // Keys as in the YAML config file; unknown keys are an error naming the file.
+  void apply_yaml(const std::string& path);
+  nlohmann::json to_json() const;
+  void validate() const;
+};
+
+struct TrainSummary {
+  int64_t steps = 0;
+  int64_t skipped_steps = 0;
+  double last_train_loss = 0;
+  double first_eval_loss = 0, best_eval_loss = 0, last_eval_loss = 0;
+  double first_eval_mae = -1, best_eval_mae = -1, last_eval_mae = -1;
+  bool interrupted = false;
+  bool early_stopped = false;
+  int64_t run_id = 0;
+};
+
+struct TrainHooks {
+  // Called after every optimizer step (tests use it to simulate a crash at a given step).
+  std::function<void(int64_t step)> after_step;
+  // Saves the trained model's outputs (adapters or full model) to a directory.
+  std::function<void(const LlamaModel&, const std::string& dir)> save_output;
+};
+
+// Validation metrics on up to `max_items` examples: mean loss over completion tokens, and the MAE
+// of the expected price over number tokens when the examples carry prices.
+struct EvalResult {
+  double loss = 0;
+  double mae = -1;
+  double interval_coverage = -1;  // share of true prices inside the 80% interval
+};
+EvalResult evaluate(LlamaModel& model, Backend& be, const std::vector<PricedExample>& val,
+                    const Tokenizer* tok, int64_t max_items, int64_t micro_batch);
+
+// Runs (or resumes) training. mode_full = pretraining all parameters.
+TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Tokenizer& tok,
+                          const std::vector<PricedExample>& train, const std::vector<PricedExample>& val,
+                          bool mode_full, const TrainHooks& hooks, const std::string& command_line);
+
+// Learning rate at optimizer step `step` (0-based) of `total`.
+float scheduled_lr(const TrainConfig& cfg, int64_t step, int64_t total);
+
+// A rough peak-memory estimate (bytes) of a run: weights in their formats, trainable state
+// (value, gradient, two moments), activations of one micro-batch, logits at loss positions.
+uint64_t estimate_training_memory(const LlamaModel& model, const TrainConfig& cfg, bool mode_full);
+// MemAvailable from /proc/meminfo (bytes), or 0 when unknown.
+uint64_t available_memory();
+
+}  // namespace pricer
