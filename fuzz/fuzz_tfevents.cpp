@@ -37,7 +37,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         r.file_version != e.file_version || r.scalars.size() != e.scalars.size())
       __builtin_trap();
     for (size_t i = 0; i < e.scalars.size(); ++i)
-      if (r.scalars[i].tag != e.scalars[i].tag || !same_bits(r.scalars[i].value, e.scalars[i].value))
+      if (r.scalars[i].tag != e.scalars[i].tag ||
+          !same_bits(r.scalars[i].value, e.scalars[i].value))
         __builtin_trap();
   }
   return 0;

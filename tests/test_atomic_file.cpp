@@ -142,7 +142,7 @@ TEST_F(AtomicFileTest, ErrorsNameThePath) {
 TEST_F(AtomicFileTest, WriteFailureMidwayKeepsOldContentAndNamesPath) {
   auto path = dir_ / "big.bin";
   pricer::write_file_atomic(path, "previous");
-  struct rlimit old{};
+  struct rlimit old {};
   ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
   auto old_handler = ::signal(SIGXFSZ, SIG_IGN);
   struct rlimit small = old;
@@ -182,7 +182,8 @@ TEST_F(AtomicFileTest, ReadFileLimitAppliesToStreams) {
   if (child == 0) {
     std::ofstream out(fifo, std::ios::binary);
     std::string block(1 << 16, 'x');
-    for (int i = 0; i < 8 && out; ++i) out.write(block.data(), static_cast<std::streamsize>(block.size()));
+    for (int i = 0; i < 8 && out; ++i)
+      out.write(block.data(), static_cast<std::streamsize>(block.size()));
     ::_exit(0);
   }
   auto msg = error_of([&] { pricer::read_file(fifo, 100000); });

@@ -52,8 +52,8 @@ class MonitorTest : public ::testing::Test {
   // Runs the pricer binary with `args` (already shell-quoted where needed).
   Result pricer(const std::string& args, const std::string& env = "") const {
     auto err_file = dir_ / "stderr.txt";
-    std::string cmd = env + " '" + std::string(PRICER_BINARY) + "' " + args + " 2>'" +
-                      err_file.string() + "'";
+    std::string cmd =
+        env + " '" + std::string(PRICER_BINARY) + "' " + args + " 2>'" + err_file.string() + "'";
     FILE* p = ::popen(cmd.c_str(), "r");
     if (!p) throw std::runtime_error("popen failed");
     std::string out;

@@ -23,7 +23,8 @@ using namespace pricer::monitor;
 namespace {
 
 fs::path fresh_dir(const std::string& name) {
-  auto dir = fs::temp_directory_path() / ("pricer_events_" + std::to_string(::getpid()) + "_" + name);
+  auto dir =
+      fs::temp_directory_path() / ("pricer_events_" + std::to_string(::getpid()) + "_" + name);
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir;
@@ -89,7 +90,9 @@ TEST(TfEvents, EncodingMatchesWireFormat) {
   first.wall_time = 1.5;
   first.file_version = "brain.Event:2";
   std::string expected = std::string("\x09\x00\x00\x00\x00\x00\x00\xf8\x3f", 9) +
-                         std::string("\x10\x00", 2) + "\x1a\x0d" "brain.Event:2";
+                         std::string("\x10\x00", 2) +
+                         "\x1a\x0d"
+                         "brain.Event:2";
   EXPECT_EQ(encode_event(first), expected);
 
   Event scalar;
@@ -219,10 +222,13 @@ TEST(TfEvents, MalformedProtobufInsideValidFramingIsReported) {
   check(std::string("\x10\x80\x80", 3), "truncated varint");
   check(std::string("\x10") + std::string(10, '\xff') + "\x01", "varint");
   check(std::string("\x09\x00\x00", 3), "truncated fixed-width");
-  check(std::string("\x1a\x7f" "abc", 5), "runs past the end");
-  check(std::string("\x0b", 1), "wire type 3");             // groups are not supported
+  check(std::string("\x1a\x7f"
+                    "abc",
+                    5),
+        "runs past the end");
+  check(std::string("\x0b", 1), "wire type 3");  // groups are not supported
   check(std::string("\x10\x00\x2a\x02\x0a\x05", 6), "runs past the end");  // nested length
-  check(std::string("\x08\x01", 2), "Event.wall_time");      // wall_time with varint wire type
+  check(std::string("\x08\x01", 2), "Event.wall_time");  // wall_time with varint wire type
   check(std::string("\x00", 1), "invalid field number");
 }
 
@@ -230,7 +236,8 @@ TEST(TfEvents, UnknownFieldsAndNonScalarValuesAreSkipped) {
   // Event with an unknown varint field 9, a graph_def (field 4) and a summary holding an image
   // value (field 4 of Value) next to a simple value.
   std::string image_value = std::string("\x0a\x03", 2) + "img" + std::string("\x22\x02", 2) + "zz";
-  std::string scalar_value = std::string("\x0a\x01", 2) + "s" + std::string("\x15\x00\x00\x80\x3f", 5);
+  std::string scalar_value =
+      std::string("\x0a\x01", 2) + "s" + std::string("\x15\x00\x00\x80\x3f", 5);
   std::string summary = "\x0a" + std::string(1, static_cast<char>(image_value.size())) +
                         image_value + "\x0a" +
                         std::string(1, static_cast<char>(scalar_value.size())) + scalar_value;

@@ -63,7 +63,7 @@ AtomicFile::AtomicFile(std::filesystem::path target) : target_(std::move(target)
   }
   if (fd_ < 0) fail(target_, "create a temporary file to write", EEXIST);
   // Replacing a file keeps its permissions (a read-only-for-others config stays so).
-  struct stat st{};
+  struct stat st {};
   if (::stat(target_.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
     if (::fchmod(fd_, st.st_mode & 07777) != 0) {
       int err = errno;
@@ -143,7 +143,7 @@ std::string read_file(const std::filesystem::path& path, std::size_t max_bytes) 
     int fd;
     ~Closer() { ::close(fd); }
   } closer{fd};
-  struct stat st{};
+  struct stat st {};
   if (::fstat(fd, &st) != 0) fail(path, "stat", errno);
   require(!S_ISDIR(st.st_mode), "cannot read " + path.string() + ": is a directory");
   std::string out;

@@ -17,7 +17,7 @@ extern "C" void on_signal(int sig) { g_signal.store(sig); }
 
 InterruptGuard::InterruptGuard() {
   g_signal.store(0);
-  struct sigaction sa{};
+  struct sigaction sa {};
   sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
   // SA_RESETHAND: the next signal takes the default action. SA_RESTART: blocking reads and

@@ -9,8 +9,7 @@ namespace pricer::monitor {
 namespace {
 
 double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 // Run names come from users and configs; the directory name must stay one safe path component.
@@ -37,9 +36,8 @@ RunRecorder::RunRecorder(const NewRun& run, const RecorderOptions& options)
   stored.log_dir.clear();
   id_ = db_.create_run(stored, now_seconds());
   try {
-    log_dir_ = options.log_dir.empty()
-                   ? db_.path().parent_path() / directory_name(id_, run.name)
-                   : options.log_dir;
+    log_dir_ = options.log_dir.empty() ? db_.path().parent_path() / directory_name(id_, run.name)
+                                       : options.log_dir;
     // Absolute, so `pricer runs show` finds the directory from any working directory.
     log_dir_ = std::filesystem::absolute(log_dir_).lexically_normal();
     db_.set_log_dir(id_, log_dir_.string());

@@ -11,20 +11,28 @@ namespace pricer::monitor {
 
 std::string_view to_string(RunKind kind) {
   switch (kind) {
-    case RunKind::train: return "train";
-    case RunKind::pretrain: return "pretrain";
-    case RunKind::eval: return "eval";
-    case RunKind::sweep_trial: return "sweep-trial";
+    case RunKind::train:
+      return "train";
+    case RunKind::pretrain:
+      return "pretrain";
+    case RunKind::eval:
+      return "eval";
+    case RunKind::sweep_trial:
+      return "sweep-trial";
   }
   return "?";
 }
 
 std::string_view to_string(RunStatus status) {
   switch (status) {
-    case RunStatus::running: return "running";
-    case RunStatus::finished: return "finished";
-    case RunStatus::failed: return "failed";
-    case RunStatus::interrupted: return "interrupted";
+    case RunStatus::running:
+      return "running";
+    case RunStatus::finished:
+      return "finished";
+    case RunStatus::failed:
+      return "failed";
+    case RunStatus::interrupted:
+      return "interrupted";
   }
   return "?";
 }
@@ -37,7 +45,8 @@ RunKind parse_run_kind(std::string_view text) {
 }
 
 RunStatus parse_run_status(std::string_view text) {
-  for (auto s : {RunStatus::running, RunStatus::finished, RunStatus::failed, RunStatus::interrupted})
+  for (auto s :
+       {RunStatus::running, RunStatus::finished, RunStatus::failed, RunStatus::interrupted})
     if (to_string(s) == text) return s;
   throw Error("unknown run status '" + std::string(text) +
               "' (expected running, finished, failed or interrupted)");
@@ -61,7 +70,8 @@ class RunDb::Statement {
   // SQLite stores NaN as NULL; reading NULL back gives NaN again.
   Statement& bind(int i, double v) { return check(sqlite3_bind_double(stmt_, i, v)); }
   Statement& bind(int i, std::string_view v) {
-    return check(sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
+    return check(
+        sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
   }
   Statement& bind(int i, const std::optional<std::string>& v) {
     return v ? bind(i, std::string_view(*v)) : check(sqlite3_bind_null(stmt_, i));
@@ -87,7 +97,8 @@ class RunDb::Statement {
   bool is_null(int col) { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
   std::int64_t int64(int col) { return sqlite3_column_int64(stmt_, col); }
   double real(int col) {
-    return is_null(col) ? std::numeric_limits<double>::quiet_NaN() : sqlite3_column_double(stmt_, col);
+    return is_null(col) ? std::numeric_limits<double>::quiet_NaN()
+                        : sqlite3_column_double(stmt_, col);
   }
   std::optional<double> opt_real(int col) {
     return is_null(col) ? std::nullopt : std::optional<double>(sqlite3_column_double(stmt_, col));
@@ -206,7 +217,9 @@ RunDb::RunDb(const std::filesystem::path& path, Mode mode, int busy_timeout_ms) 
     require(std::filesystem::exists(path, ec), "no run database at " + path.string());
   } else if (path.has_parent_path()) {
     std::filesystem::create_directories(path.parent_path(), ec);
-    if (ec) throw Error("cannot create directory for run database " + path.string() + ": " + ec.message());
+    if (ec)
+      throw Error("cannot create directory for run database " + path.string() + ": " +
+                  ec.message());
   }
   require(!std::filesystem::is_directory(path, ec),
           "run database " + path.string() + " is a directory");
@@ -259,7 +272,8 @@ RunDb::Statement& RunDb::prepare(const char* sql) {
 int RunDb::schema_version() {
   auto& q = prepare("SELECT version FROM schema_version");
   ResetOnExit done{q};
-  if (!q.step("cannot read the schema version")) fail("schema_version table is empty", SQLITE_CORRUPT);
+  if (!q.step("cannot read the schema version"))
+    fail("schema_version table is empty", SQLITE_CORRUPT);
   return static_cast<int>(q.int64(0));
 }
 
@@ -340,7 +354,8 @@ void RunDb::log_params(std::int64_t run, const nlohmann::json& params) {
   auto& q = prepare("INSERT OR REPLACE INTO hyperparameters (run_id, key, value) VALUES (?, ?, ?)");
   for (const auto& [key, value] : params.items()) {
     q.reset().bind(1, run).bind(2, std::string_view(key));
-    q.bind(3, std::string_view(value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
+    q.bind(3,
+           std::string_view(value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
     q.run("cannot store hyperparameters");
   }
   tx.commit();
@@ -350,7 +365,8 @@ void RunDb::log_metrics(std::int64_t run, std::int64_t step,
                         const std::map<std::string, double>& metrics, double wall_time) {
   Transaction tx(db_, path_);
   auto& q = prepare(
-      "INSERT OR REPLACE INTO metrics (run_id, step, name, value, wall_time) VALUES (?, ?, ?, ?, ?)");
+      "INSERT OR REPLACE INTO metrics (run_id, step, name, value, wall_time) VALUES (?, ?, ?, ?, "
+      "?)");
   for (const auto& [name, value] : metrics) {
     q.reset().bind(1, run).bind(2, step).bind(3, std::string_view(name)).bind(4, value);
     q.bind(5, wall_time).run("cannot store metrics");
@@ -375,7 +391,8 @@ RunInfo read_run(RunDb::Statement& q, const std::filesystem::path& path) {
     r.kind = parse_run_kind(q.text(2));
     r.status = parse_run_status(q.text(4));
   } catch (const Error& e) {
-    throw Error("run database " + path.string() + ": run " + std::to_string(r.id) + ": " + e.what());
+    throw Error("run database " + path.string() + ": run " + std::to_string(r.id) + ": " +
+                e.what());
   }
   r.sweep_id = q.opt_text(3);
   r.message = q.text(5);

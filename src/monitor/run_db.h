@@ -102,8 +102,8 @@ class RunDb {
   void log_params(std::int64_t run, const nlohmann::json& params);
   // One step's metrics in one transaction. Logging a step again replaces its values (a run
   // resumed from a checkpoint re-logs the steps after it).
-  void log_metrics(std::int64_t run, std::int64_t step, const std::map<std::string, double>& metrics,
-                   double wall_time);
+  void log_metrics(std::int64_t run, std::int64_t step,
+                   const std::map<std::string, double>& metrics, double wall_time);
   void add_artifact(std::int64_t run, const Artifact& artifact);
 
   std::vector<RunInfo> list_runs();

@@ -131,7 +131,8 @@ std::string format_run_table(const std::vector<RunSummary>& runs, double now) {
 std::string format_run_details(RunDb& db, std::int64_t id, double now) {
   RunInfo r = db.get_run(id);
   std::string out = "run " + std::to_string(r.id) + ": " + r.name + " (" +
-                    std::string(to_string(r.kind)) + ", " + std::string(to_string(r.status)) + ")\n";
+                    std::string(to_string(r.kind)) + ", " + std::string(to_string(r.status)) +
+                    ")\n";
   auto field = [&](const std::string& label, const std::string& value) {
     if (!value.empty()) out += "  " + pad(label, 12) + value + "\n";
   };
@@ -156,8 +157,9 @@ std::string format_run_details(RunDb& db, std::int64_t id, double now) {
   if (!names.empty()) {
     std::size_t w = 0;
     for (const auto& n : names) w = std::max(w, display_width(n));
-    out += "\nmetrics:" + std::string(w > 6 ? w - 6 : 0, ' ') +
-           "        last (step)        min (step)        max (step)\n";
+    std::string header = "  " + pad("metric", w) + "  " + pad("last", 10, true) + " (step)" +
+                         pad("min", 11, true) + " (step)" + pad("max", 11, true) + " (step)";
+    out += "\n" + header + "\n";
     for (const auto& n : names) {
       auto series = db.metric_series(id, n);
       const MetricPoint* lo = nullptr;
@@ -169,16 +171,18 @@ std::string format_run_details(RunDb& db, std::int64_t id, double now) {
       }
       auto at = [](const MetricPoint* p) {
         return p ? pad(number(p->value), 10, true) + pad(" (" + std::to_string(p->step) + ")", 8)
-                 : pad("-", 18, true);
+                 : pad("-", 10, true) + std::string(8, ' ');
       };
-      out += "  " + pad(n, w) + "  " + at(&series.back()) + at(lo) + at(hi) + "\n";
+      std::string line = "  " + pad(n, w) + "  " + at(&series.back()) + at(lo) + at(hi);
+      while (line.back() == ' ') line.pop_back();
+      out += line + "\n";
     }
     for (auto loss : {kTrainLoss, kEvalLoss}) {
       auto series = db.metric_series(id, loss);
       if (series.empty()) continue;
       out += "\n" + pad(std::string(loss), 11) + metric_sparkline(series) + "  steps " +
-             std::to_string(series.front().step) + "-" + std::to_string(series.back().step) +
-             ", " + number(series.front().value) + " -> " + number(series.back().value) + "\n";
+             std::to_string(series.front().step) + "-" + std::to_string(series.back().step) + ", " +
+             number(series.front().value) + " -> " + number(series.back().value) + "\n";
     }
   }
 

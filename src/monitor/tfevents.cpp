@@ -26,7 +26,9 @@ void put_varint(std::string& out, std::uint64_t v) {
   out.push_back(static_cast<char>(v));
 }
 
-void put_tag(std::string& out, unsigned field, unsigned wire) { put_varint(out, field << 3 | wire); }
+void put_tag(std::string& out, unsigned field, unsigned wire) {
+  put_varint(out, field << 3 | wire);
+}
 
 template <class T>
 void put_le(std::string& out, T v) {
@@ -103,16 +105,26 @@ class ProtoReader {
   void skip(unsigned wire) {
     std::uint64_t at;
     switch (wire) {
-      case kVarint: varint(); break;
-      case kFixed64: fixed<std::uint64_t>(); break;
-      case kLengthDelimited: bytes(at); break;
-      case kFixed32: fixed<std::uint32_t>(); break;
-      default: fail("unsupported wire type " + std::to_string(wire));
+      case kVarint:
+        varint();
+        break;
+      case kFixed64:
+        fixed<std::uint64_t>();
+        break;
+      case kLengthDelimited:
+        bytes(at);
+        break;
+      case kFixed32:
+        fixed<std::uint32_t>();
+        break;
+      default:
+        fail("unsupported wire type " + std::to_string(wire));
     }
   }
 
   void expect(unsigned wire, unsigned want, const char* field) {
-    if (wire != want) fail(std::string("field ") + field + " has wire type " + std::to_string(wire));
+    if (wire != want)
+      fail(std::string("field ") + field + " has wire type " + std::to_string(wire));
   }
 
  private:
@@ -193,8 +205,7 @@ Event decode_event(std::string_view data, std::uint64_t base, const std::string&
 }
 
 double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 std::string host_name() {
