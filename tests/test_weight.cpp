@@ -239,6 +239,19 @@ TEST(Weight, BlockQuantizationErrorBounds) {
   }
 }
 
+TEST(Weight, RequantizingDequantizedBlocksReproducesTheBytes) {
+  // Q8_0 and Q4_0 map each block's extreme element to the end code, so the dequantized block
+  // has the same scale and every value sits on a level: the bytes must come back unchanged.
+  const int64_t rows = 4, cols = 256;
+  auto x = gaussian(rows * cols, 9);
+  x[3] = -0.5f;
+  for (DType t : {DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0}) {
+    const Weight w = Weight::from_f32(x.data(), rows, cols, t);
+    const auto y = w.to_f32();
+    EXPECT_EQ(Weight::from_f32(y.data(), rows, cols, t).raw(), w.raw()) << dtype_name(t);
+  }
+}
+
 TEST(Weight, KQuantsPickTheNearestLevelOfTheStoredScales) {
   // Given the scales each block stores, Q4_K and Q6_K quantization must choose, per element, the
   // representable level closest to it (the levels are decoded here independently).

@@ -66,14 +66,6 @@ uint8_t dynamic_index(const std::array<float, 256>& code, float x) {
   return static_cast<uint8_t>(x < midpoint ? lower_pivot : pivot);
 }
 
-// map * scale + offset as two separately rounded float operations, as bitsandbytes computes
-// them (dequantize_blockwise, then += offset). volatile keeps the compiler from fusing them into
-// one FMA, which would round differently.
-inline float block_absmax(const Nf4Tensor& t, int64_t b) {
-  volatile float scaled = dynamic_map_signed()[t.absmax_codes[b]] * t.absmax_scales[b / kNf4AbsmaxBlockSize];
-  return scaled + t.absmax_offset;
-}
-
 void check_tensor(const Nf4Tensor& t) {
   const int64_t blocks = (t.numel + kNf4BlockSize - 1) / kNf4BlockSize;
   const int64_t groups = (blocks + kNf4AbsmaxBlockSize - 1) / kNf4AbsmaxBlockSize;
@@ -164,6 +156,14 @@ const std::array<float, 256>& dynamic_map_signed() {
   return map;
 }
 
+// map * scale + offset as two separately rounded float operations, as bitsandbytes computes
+// them (dequantize_blockwise, then += offset). volatile keeps the compiler from fusing them into
+// one FMA, which would round differently.
+float nf4_absmax(const Nf4Tensor& t, int64_t b) {
+  volatile float scaled = dynamic_map_signed()[t.absmax_codes[b]] * t.absmax_scales[b / kNf4AbsmaxBlockSize];
+  return scaled + t.absmax_offset;
+}
+
 Nf4Tensor nf4_quantize(const float* x, int64_t n) {
   require(n >= 0, "nf4 quantize: negative element count " + std::to_string(n));
   Nf4Tensor t;
@@ -217,7 +217,7 @@ Nf4Tensor nf4_quantize(const float* x, int64_t n) {
 std::vector<float> nf4_block_absmax(const Nf4Tensor& t) {
   check_tensor(t);
   std::vector<float> out(t.absmax_codes.size());
-  for (size_t b = 0; b < out.size(); ++b) out[b] = block_absmax(t, static_cast<int64_t>(b));
+  for (size_t b = 0; b < out.size(); ++b) out[b] = nf4_absmax(t, static_cast<int64_t>(b));
   return out;
 }
 
@@ -232,7 +232,7 @@ void nf4_dequantize_reference(const Nf4Tensor& t, int64_t first, int64_t count, 
   for (int64_t i = first; i < first + count; ++i) {
     if (i / kNf4BlockSize != cur_block) {
       cur_block = i / kNf4BlockSize;
-      amax = block_absmax(t, cur_block);
+      amax = nf4_absmax(t, cur_block);
     }
     const uint8_t byte = t.packed[i / 2];
     const uint8_t q = (i % 2 == 0) ? byte >> 4 : byte & 0x0f;
@@ -253,7 +253,7 @@ void nf4_dequantize(const Nf4Tensor& t, int64_t first, int64_t count, float* out
   while (i < end) {
     const int64_t b = i / kNf4BlockSize;
     const int64_t block_end = std::min(end, (b + 1) * kNf4BlockSize);
-    const float amax = block_absmax(t, b);
+    const float amax = nf4_absmax(t, b);
     if (i == b * kNf4BlockSize && block_end == i + kNf4BlockSize) {
       // Whole block: scale the 16-entry table once, then look up 16 values per 8 packed bytes
       // with two in-register permutes (indices 0-7 and 8-15) selected by bit 3.

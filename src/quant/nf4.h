@@ -43,6 +43,9 @@ struct Nf4Tensor {
 Nf4Tensor nf4_quantize(const float* x, int64_t n);
 // The absmax of every block of 64, after double-quantization round trip (what dequant uses).
 std::vector<float> nf4_block_absmax(const Nf4Tensor& t);
+// The same for block b alone, rounded exactly as nf4_dequantize does (no fused multiply-add);
+// b is not checked.
+float nf4_absmax(const Nf4Tensor& t, int64_t b);
 // out[count] = elements [first, first + count). Whole blocks of 64 take the AVX2 path; any first
 // is accepted. Throws Error if the range lies outside the tensor or its sizes are inconsistent.
 void nf4_dequantize(const Nf4Tensor& t, int64_t first, int64_t count, float* out);

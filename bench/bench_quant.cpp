@@ -1,0 +1,97 @@
+// Quantization kernels: NF4 dequantization (AVX2 vs scalar reference) in GB/s of f32 written, the
+// ggml block dequantizers (AVX2 vs scalar), and quantization throughput.
+#include <benchmark/benchmark.h>
+
+#include <random>
+#include <vector>
+
+#include "quant/ggml_blocks.h"
+#include "quant/nf4.h"
+
+namespace {
+
+constexpr int64_t kN = 4096 * 1024;  // one 4096 x 1024 projection
+
+std::vector<float> weights(int64_t n) {
+  std::mt19937 rng(42);
+  std::normal_distribution<float> d(0.0f, 0.02f);
+  std::vector<float> x(n);
+  for (auto& v : x) v = d(rng);
+  return x;
+}
+
+const std::vector<float>& input() {
+  static const std::vector<float> x = weights(kN);
+  return x;
+}
+
+const pricer::Nf4Tensor& nf4_input() {
+  static const pricer::Nf4Tensor t = pricer::nf4_quantize(input().data(), kN);
+  return t;
+}
+
+template <bool kFast>
+void BM_Nf4Dequantize(benchmark::State& state) {
+  const auto& t = nf4_input();
+  std::vector<float> out(kN);
+  for (auto _ : state) {
+    if (kFast) pricer::nf4_dequantize(t, 0, kN, out.data());
+    else pricer::nf4_dequantize_reference(t, 0, kN, out.data());
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * kN * static_cast<int64_t>(sizeof(float)));
+}
+BENCHMARK(BM_Nf4Dequantize<true>)->Name("nf4_dequantize/avx2")->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Nf4Dequantize<false>)->Name("nf4_dequantize/scalar")->Unit(benchmark::kMillisecond);
+
+void BM_Nf4Quantize(benchmark::State& state) {
+  const auto& x = input();
+  for (auto _ : state) benchmark::DoNotOptimize(pricer::nf4_quantize(x.data(), kN));
+  state.SetItemsProcessed(state.iterations() * kN);
+}
+BENCHMARK(BM_Nf4Quantize)->Name("nf4_quantize")->Unit(benchmark::kMillisecond);
+
+// Argument 0: dtype index; argument 1: fast (1) or scalar (0).
+void BM_RawDequantize(benchmark::State& state) {
+  const auto t = static_cast<pricer::DType>(state.range(0));
+  const bool fast = state.range(1) != 0;
+  std::vector<uint8_t> raw(pricer::raw_bytes(t, kN));
+  pricer::quantize_raw(t, input().data(), raw.data(), kN);
+  std::vector<float> out(kN);
+  for (auto _ : state) {
+    if (fast) pricer::dequantize_raw(t, raw.data(), out.data(), kN);
+    else pricer::dequantize_raw_reference(t, raw.data(), out.data(), kN);
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetLabel(std::string(pricer::dtype_name(t)) + (fast ? " avx2" : " scalar"));
+  state.SetBytesProcessed(state.iterations() * kN * static_cast<int64_t>(sizeof(float)));
+}
+
+void BM_RawQuantize(benchmark::State& state) {
+  const auto t = static_cast<pricer::DType>(state.range(0));
+  std::vector<uint8_t> raw(pricer::raw_bytes(t, kN));
+  for (auto _ : state) {
+    pricer::quantize_raw(t, input().data(), raw.data(), kN);
+    benchmark::DoNotOptimize(raw.data());
+  }
+  state.SetLabel(std::string(pricer::dtype_name(t)));
+  state.SetItemsProcessed(state.iterations() * kN);
+}
+
+void raw_types(benchmark::internal::Benchmark* b, bool with_mode) {
+  using pricer::DType;
+  for (DType t : {DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K}) {
+    if (with_mode) {
+      b->Args({static_cast<int64_t>(t), 1});
+      b->Args({static_cast<int64_t>(t), 0});
+    } else {
+      b->Args({static_cast<int64_t>(t)});
+    }
+  }
+}
+BENCHMARK(BM_RawDequantize)->Apply([](auto* b) { raw_types(b, true); })->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_RawQuantize)->Apply([](auto* b) { raw_types(b, false); })->Unit(benchmark::kMillisecond);
+
+}  // namespace
