@@ -181,7 +181,8 @@ Nf4Tensor nf4_quantize(const float* x, int64_t n) {
     const int64_t lo = b * kNf4BlockSize, hi = std::min(n, lo + kNf4BlockSize);
     float amax = 0.0f;
     for (int64_t i = lo; i < hi; ++i) {
-      require(std::isfinite(x[i]), "nf4 quantize: element " + std::to_string(i) + " is not finite");
+      // Checked before building the message: this runs once per element.
+      if (!std::isfinite(x[i])) throw Error("nf4 quantize: element " + std::to_string(i) + " is not finite");
       amax = std::max(amax, std::fabs(x[i]));
     }
     absmax[b] = amax;

@@ -51,7 +51,7 @@ Weight Weight::from_f32(const float* data, int64_t rows, int64_t cols, DType tar
   } else {
     check_cols(target, cols, "Weight::from_f32");
     for (int64_t i = 0; i < n; ++i)
-      require(std::isfinite(data[i]), "Weight::from_f32: element " + std::to_string(i) + " is not finite");
+      if (!std::isfinite(data[i])) throw Error("Weight::from_f32: element " + std::to_string(i) + " is not finite");
     w.raw_.resize(raw_bytes(target, n));
     quantize_raw(target, data, w.raw_.data(), n);
   }
