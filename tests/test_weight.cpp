@@ -167,6 +167,29 @@ TEST(Weight, HandBuiltQ4_0Block) {
   EXPECT_EQ(y[2], 0.0f);
 }
 
+TEST(Weight, HandComputedQ8_0AndQ4_0Quantization) {
+  // Q8_0: x_j = (j - 16) / 4, amax 4 -> d = 4/127, q_j = round((j - 16) * 7.9375).
+  std::vector<float> x(32);
+  for (int j = 0; j < 32; ++j) x[j] = (j - 16) * 0.25f;
+  auto raw = Weight::from_f32(x.data(), 1, 32, DType::Q8_0).raw();
+  ASSERT_EQ(raw.size(), 34u);
+  uint16_t d;
+  std::memcpy(&d, raw.data(), 2);
+  EXPECT_EQ(d, f32_to_f16(4.0f / 127.0f));
+  const int8_t want8[] = {-127, -119, -111, -103};  // -127, round(-119.06), round(-111.13), round(-103.19)
+  for (int j = 0; j < 4; ++j) EXPECT_EQ(static_cast<int8_t>(raw[2 + j]), want8[j]) << j;
+  EXPECT_EQ(static_cast<int8_t>(raw[2 + 16]), 0);
+  EXPECT_EQ(static_cast<int8_t>(raw[2 + 31]), 119);
+  // Q4_0: x_j = (j % 16 - 8) / 2; the first largest magnitude is -4, so d = -4 / -8 = 0.5 and
+  // x_j / d + 8.5 truncates to j % 16: byte j holds j in both nibbles.
+  for (int j = 0; j < 32; ++j) x[j] = (j % 16 - 8) * 0.5f;
+  raw = Weight::from_f32(x.data(), 1, 32, DType::Q4_0).raw();
+  ASSERT_EQ(raw.size(), 18u);
+  std::memcpy(&d, raw.data(), 2);
+  EXPECT_EQ(d, 0x3800);
+  for (int j = 0; j < 16; ++j) EXPECT_EQ(raw[2 + j], j | (j << 4)) << j;
+}
+
 TEST(Weight, HandBuiltQ4_KBlock) {
   std::vector<uint8_t> b(144, 0);
   put_f16(b, 0, 0x3C00);  // d = 1
