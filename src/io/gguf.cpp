@@ -338,12 +338,12 @@ void GgufFile::parse_bytes() {
   // Every entry takes some bytes, so counts larger than the file allows are rejected up front.
   constexpr uint64_t kMinKV = 8 + 4 + 1, kMinTensor = 8 + 4 + 8 + 4 + 8;
   if (n_kv > r.remaining() / kMinKV) {
-    r.fail("metadata count " + std::to_string(n_kv) + " is impossible for a file of " +
-           std::to_string(r.size()) + " bytes");
+    r.fail("metadata count " + std::to_string(n_kv) + " cannot fit in the " + std::to_string(r.remaining()) +
+           " bytes left (truncated or corrupt)");
   }
   if (n_tensors > r.remaining() / kMinTensor) {
-    r.fail("tensor count " + std::to_string(n_tensors) + " is impossible for a file of " +
-           std::to_string(r.size()) + " bytes");
+    r.fail("tensor count " + std::to_string(n_tensors) + " cannot fit in the " + std::to_string(r.remaining()) +
+           " bytes left (truncated or corrupt)");
   }
 
   std::set<std::string, std::less<>> keys;

@@ -86,6 +86,7 @@ class GgufFile {
   const std::string& source() const { return source_; }
   uint32_t version() const { return version_; }
   uint32_t alignment() const { return alignment_; }
+  uint64_t data_start() const { return data_start_; }  // file offset of the tensor data section
   const std::vector<GgufKV>& metadata() const { return kv_; }
   const std::vector<GgufTensorInfo>& tensors() const { return tensors_; }
 

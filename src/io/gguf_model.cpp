@@ -226,15 +226,14 @@ ModelFile load_gguf_model(const GgufFile& f, std::optional<DType> base_dtype) {
     std::span<const uint8_t> data = f.tensor_data(t);
     std::vector<uint8_t> permuted;
     const bool is_q = hf->find("q_proj") != std::string::npos, is_k = hf->find("k_proj") != std::string::npos;
-    if (permute && ex != expected.end() && (is_q || is_k)) {
-      const int64_t heads = is_q ? c.n_heads : c.n_kv_heads;
-      const size_t row_bytes = t.ne.size() == 1 ? data.size() / static_cast<size_t>(shape.second)
-                                                : data.size() / static_cast<size_t>(shape.first);
-      permuted = rope_rows_to_hf(data, heads, c.head_dim, row_bytes);
-      data = permuted;
-    }
     Weight w;
     try {
+      if (permute && ex != expected.end() && (is_q || is_k)) {
+        const int64_t heads = is_q ? c.n_heads : c.n_kv_heads;
+        const size_t rows = static_cast<size_t>(t.ne.size() == 1 ? shape.second : shape.first);
+        permuted = rope_rows_to_hf(data, heads, c.head_dim, data.size() / rows);
+        data = permuted;
+      }
       w = weight_from_bytes(*dtype, shape.first, shape.second, data);
     } catch (const Error& e) {
       throw Error(m.source + ": " + where + ": " + e.what());

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <numbers>
 
 #include "core/error.h"
@@ -189,12 +190,15 @@ ModelFile load_model_file(const std::string& path, std::optional<DType> base_dty
   if (fs::is_directory(st)) return load_hf_dir(path, base_dtype);
   if (fs::path(path).extension() == ".safetensors") return load_safetensors_model(path, base_dtype);
 
-  MappedFile mapped(path);
-  const auto bytes = mapped.bytes();
-  if (bytes.size() >= 4 && std::memcmp(bytes.data(), "GGUF", 4) == 0) {
-    return load_gguf_model(GgufFile::open(path), base_dtype);
+  char magic[4] = {};
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(path + ": cannot open");
+  in.read(magic, 4);
+  if (in.gcount() == 4 && std::memcmp(magic, "GGUF", 4) == 0) return load_gguf_model(GgufFile::open(path), base_dtype);
+  if (fs::path(path).extension() == ".bin") {
+    const MappedFile mapped(path);
+    return read_llama2c(mapped.bytes(), path, base_dtype);
   }
-  if (fs::path(path).extension() == ".bin") return read_llama2c(bytes, path, base_dtype);
   throw Error(path + ": unrecognised model format (expected a GGUF file, a .safetensors file, a llama2.c .bin "
                      "checkpoint or a Hugging Face model directory)");
 }
