@@ -298,6 +298,11 @@ TEST_F(MonitorTest, CliListsAndShowsRuns) {
   EXPECT_NE(row.find(" 1.5 "), std::string::npos) << row;
   EXPECT_NE(row.find(" 2.5 "), std::string::npos) << row;
 
+  auto sweep = pricer("runs --sweep lr-sweep --db '" + db_.string() + "'");
+  ASSERT_EQ(sweep.rc, 0) << sweep.err;
+  EXPECT_NE(sweep.out.find("trial-7"), std::string::npos) << sweep.out;
+  EXPECT_EQ(sweep.out.find("baseline-lora"), std::string::npos) << sweep.out;
+
   // The environment variable stands in for --db.
   auto via_env = pricer("runs", "PRICER_RUNS_DB='" + db_.string() + "'");
   ASSERT_EQ(via_env.rc, 0) << via_env.err;

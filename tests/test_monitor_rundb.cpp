@@ -2,6 +2,7 @@
 // parallel writers all land, and bad files are refused with their path in the message.
 #include <gtest/gtest.h>
 #include <sqlite3.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -273,6 +274,42 @@ TEST_F(RunDbTest, ParallelWritersAllLand) {
     int t = db.params(s.run.id).at("trial").get<int>();
     EXPECT_EQ(s.run.name, "trial-" + std::to_string(t));
     EXPECT_EQ(db.metric_series(s.run.id, "train/loss").size(), static_cast<std::size_t>(kSteps));
+  }
+}
+
+// Sweep trials run as separate processes; each opens the file itself.
+TEST_F(RunDbTest, ParallelProcessesAllLand) {
+  { RunDb init(db_path_); }
+  constexpr int kProcs = 3, kSteps = 30;
+  std::vector<pid_t> children;
+  for (int p = 0; p < kProcs; ++p) {
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      int code = 0;
+      try {
+        RunDb db(db_path_);
+        auto id = db.create_run(sample_run("proc-" + std::to_string(p)), 1.0);
+        for (int s = 0; s < kSteps; ++s) db.log_metrics(id, s, {{"train/loss", 1.0 * s}}, 1.0);
+        db.set_status(id, RunStatus::finished, "", 2.0);
+      } catch (...) {
+        code = 1;
+      }
+      ::_exit(code);
+    }
+    children.push_back(pid);
+  }
+  for (pid_t pid : children) {
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  }
+  RunDb db(db_path_);
+  auto runs = db.summarize_runs();
+  ASSERT_EQ(runs.size(), static_cast<std::size_t>(kProcs));
+  for (const auto& s : runs) {
+    EXPECT_EQ(s.run.status, RunStatus::finished);
+    EXPECT_EQ(s.last_step, kSteps - 1);
   }
 }
 

@@ -24,6 +24,7 @@ struct RunsOptions {
   std::string svg;
   bool no_svg = false;
   std::string events_file;
+  std::string sweep;
 };
 
 int show_run(const RunsOptions& o) {
@@ -69,6 +70,7 @@ int dump_events(const std::string& file) {
 Runner setup(CLI::App& sub) {
   auto o = std::make_shared<RunsOptions>();
   sub.add_option("--db", o->db, "Run database (default runs/pricer.db)")->envname("PRICER_RUNS_DB");
+  sub.add_option("--sweep", o->sweep, "List only the trials of this sweep");
   CLI::App* show = sub.add_subcommand("show", "Summary of one run with its loss curve");
   show->add_option("id", o->show_id, "Run id (see `pricer runs`)")->required();
   show->add_option("--svg", o->svg, "Where to write the loss chart (default: <log dir>/loss.svg)");
@@ -83,7 +85,10 @@ Runner setup(CLI::App& sub) {
     if (show->parsed()) return show_run(*o);
     if (events->parsed()) return dump_events(o->events_file);
     monitor::RunDb db(o->db, monitor::RunDb::Mode::existing);
-    std::cout << monitor::format_run_table(db.summarize_runs(), now_seconds());
+    auto runs = db.summarize_runs();
+    if (!o->sweep.empty())
+      std::erase_if(runs, [&](const auto& r) { return r.run.sweep_id != o->sweep; });
+    std::cout << monitor::format_run_table(runs, now_seconds());
     return 0;
   };
 }
