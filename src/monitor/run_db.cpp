@@ -179,10 +179,6 @@ constexpr const char* kRunColumns =
     "id, name, kind, sweep_id, status, message, started, ended, command_line, base_model, "
     "dataset, output_dir, log_dir";
 
-}  // namespace
-
-namespace {
-
 // BEGIN IMMEDIATE takes the write lock up front: a deferred transaction that upgrades from read to
 // write can fail with SQLITE_BUSY without waiting, which parallel trials would hit.
 class Transaction {
