@@ -276,6 +276,14 @@ void LlamaModel::convert_base(DType dtype) {
   }
 }
 
+void LlamaModel::convert_embedding(DType dtype) {
+  require(!full_ || dtype == DType::F32, "full-parameter training needs f32 weights, not " +
+                                             std::string(dtype_name(dtype)));
+  if (embed_.dtype() == dtype) return;
+  const std::vector<float> f = embed_.to_f32();
+  embed_ = Weight::from_f32(f.data(), embed_.rows(), embed_.cols(), dtype);
+}
+
 void LlamaModel::add_lora(const LoraConfig& lc, uint64_t seed) {
   lc.validate("lora config");
   require(!full_, "LoRA adapters cannot be added to a model in full-parameter training");

@@ -95,6 +95,8 @@ class LlamaModel {
 
   // Re-stores the 7 projections of every layer in `dtype` (the frozen QLoRA base: nf4, bf16, f32).
   void convert_base(DType dtype);
+  // Re-stores the token embedding (and with it a tied head), e.g. bf16 to halve its memory.
+  void convert_embedding(DType dtype);
 
   // Attaches fresh adapters with PEFT's default init (A ~ U(+-1/sqrt(in)), B = 0).
   void add_lora(const LoraConfig& lc, uint64_t seed);
