@@ -192,6 +192,21 @@ TEST_P(LinearFormat, ForwardAndBackwardInputMatchReference) {
   EXPECT_GT(tested, 0);
 }
 
+TEST_F(Backends, LinearBackwardInputInTokenChunks) {
+  // Enough tokens that the per-thread partial sums of the input gradient are taken in two
+  // chunks of tokens (at most 4 Mi floats of partials: 998 tokens of 2100 columns on 2 threads).
+  pricer::set_threads(2);
+  std::mt19937 rng(11);
+  const int64_t out = 70, in = 2100, n = 1100;
+  Weight W;
+  ASSERT_TRUE(make_weight(DType::BF16, out, in, rng, W));
+  const Vec dy = random_vec(n * out, rng), dx0 = random_vec(n * in, rng);
+  Vec dxf = dx0, dxr = dx0;
+  fast->linear_backward_input(W, dy.data(), dxf.data(), n);
+  ref->linear_backward_input(W, dy.data(), dxr.data(), n);
+  expect_close(dxf, dxr, 2e-5f, "linear_backward_input bf16 in token chunks");
+}
+
 INSTANTIATE_TEST_SUITE_P(AllFormats, LinearFormat,
                          ::testing::Values(DType::F32, DType::BF16, DType::F16, DType::NF4,
                                            DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K),
@@ -233,9 +248,10 @@ TEST_F(Backends, RmsNorm) {
 TEST_F(Backends, Rope) {
   std::mt19937 rng(4);
   std::uniform_int_distribution<int32_t> pd(0, 8191);
+  // The largest case (200 tokens x 3 heads x 64) is big enough to run on several threads.
   for (int head_dim : {2, 6, 16, 34, 64}) {
     for (int heads : {1, 3}) {
-      const int64_t n = 5;
+      const int64_t n = head_dim == 64 ? 200 : 5;
       Vec inv_freq(head_dim / 2);
       for (int j = 0; j < head_dim / 2; ++j) inv_freq[j] = std::pow(500000.0f, -2.0f * j / head_dim);
       std::vector<int32_t> pos(n);
@@ -369,16 +385,21 @@ TEST_F(Backends, Embedding) {
     ref->embedding_forward(table, ids.data(), orf.data(), n);
     expect_bitwise(of, orf, std::string("embedding_forward ") + std::string(pricer::dtype_name(t)));
   }
-  const Vec dout = random_vec(n * dim, rng), dt0 = random_vec(vocab * dim, rng);
-  Vec dtf = dt0, dtr = dt0;
-  fast->embedding_backward(ids.data(), dout.data(), dtf.data(), n, dim);
-  ref->embedding_backward(ids.data(), dout.data(), dtr.data(), n, dim);
-  expect_close(dtf, dtr, 1e-6f, "embedding_backward");
+  // Backward: a few tokens, and enough (with repeats) to run on several threads.
+  for (int64_t tokens : {n, int64_t(600)}) {
+    std::vector<int32_t> bids(static_cast<size_t>(tokens));
+    for (int64_t i = 0; i < tokens; ++i) bids[i] = i < n ? ids[i] : int32_t((i * 13) % vocab);
+    const Vec dout = random_vec(tokens * dim, rng), dt0 = random_vec(vocab * dim, rng);
+    Vec dtf = dt0, dtr = dt0;
+    fast->embedding_backward(bids.data(), dout.data(), dtf.data(), tokens, dim);
+    ref->embedding_backward(bids.data(), dout.data(), dtr.data(), tokens, dim);
+    expect_close(dtf, dtr, 1e-6f, "embedding_backward " + std::to_string(tokens) + " tokens");
+  }
 }
 
 TEST_F(Backends, AdamW) {
   std::mt19937 rng(9);
-  for (int64_t n : {1, 13, 1000}) {
+  for (int64_t n : {1, 13, 1000, 40001}) {
     Vec pf = random_vec(n, rng), pr = pf, mf(n, 0.0f), mr(n, 0.0f), vf(n, 0.0f), vr(n, 0.0f);
     for (int64_t step = 1; step <= 3; ++step) {
       const Vec g = random_vec(n, rng);
@@ -435,7 +456,7 @@ TEST_F(Backends, DeterministicForAThreadCount) {
     dq.insert(dq.end(), dv.begin(), dv.end());
     return dq;
   }, "attention backward");
-  const int64_t dim = 300;
+  const int64_t dim = 1000;  // n * dim is large enough for the element-wise ops to use threads
   const Vec xr = random_vec(n * dim, rng), w = random_vec(dim, rng), g = random_vec(n * dim, rng);
   twice([&] {
     Vec y(n * dim), rs(n), dx(n * dim), dw(dim, 0.0f);

@@ -30,6 +30,12 @@ int64_t band_rows(int64_t cols) {
   return std::clamp<int64_t>(rows / 16 * 16, 64, 256);
 }
 
+// Element-wise ops smaller than this run on one thread: waking the team costs more than the
+// work (e.g. one token's RMSNorm during generation).
+constexpr int64_t kMinParallelWork = int64_t(1) << 15;
+
+int team(int64_t work) { return work >= kMinParallelWork ? threads() : 1; }
+
 // Per-thread partial sums of linear_backward_input hold at most this many floats in all (the
 // tokens are processed in chunks that fit).
 constexpr int64_t kPartialBudget = int64_t(1) << 22;
@@ -165,7 +171,7 @@ class CpuBackend final : public Backend {
 
   void rmsnorm_forward(const float* x, const float* w, float* y, float* rstd, int64_t n,
                        int64_t dim, float eps) override {
-#pragma omp parallel for num_threads(threads()) schedule(static)
+#pragma omp parallel for num_threads(team(n * dim)) schedule(static)
     for (int64_t r = 0; r < n; ++r) {
       const float* xr = x + r * dim;
       float* yr = y + r * dim;
@@ -182,11 +188,14 @@ class CpuBackend final : public Backend {
 
   void rmsnorm_backward(const float* dy, const float* x, const float* w, const float* rstd,
                         float* dx, float* dw, int64_t n, int64_t dim) override {
-    const int nt = threads();
+    const int nt = team(n * dim);
+    // dw: each thread owns a range of columns and sums the rows in order, so the result does not
+    // even depend on the thread count.
+    const int64_t chunk = std::max<int64_t>(8, (dim + nt - 1) / nt / 8 * 8);
 #pragma omp parallel num_threads(nt)
     {
       std::vector<float> dyw(static_cast<size_t>(dim));
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
       for (int64_t r = 0; r < n; ++r) {
         const float* xr = x + r * dim;
         const float* dyr = dy + r * dim;
@@ -202,19 +211,17 @@ class CpuBackend final : public Backend {
         }
         for (; i < dim; ++i) dxr[i] = rs * dyw[i] - xr[i] * c;
       }
-    }
-    if (!dw) return;
-    // dw: each thread owns a range of columns and sums the rows in order, so the result does not
-    // even depend on the thread count.
-    const int64_t chunk = std::max<int64_t>(8, (dim + nt - 1) / nt / 8 * 8);
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t c0 = 0; c0 < dim; c0 += chunk) {
-      const int64_t c1 = std::min(dim, c0 + chunk);
-      for (int64_t r = 0; r < n; ++r) {
-        const float rs = rstd[r];
-        const float* xr = x + r * dim;
-        const float* dyr = dy + r * dim;
-        for (int64_t i = c0; i < c1; ++i) dw[i] += dyr[i] * xr[i] * rs;
+      if (dw) {
+#pragma omp for schedule(static)
+        for (int64_t c0 = 0; c0 < dim; c0 += chunk) {
+          const int64_t c1 = std::min(dim, c0 + chunk);
+          for (int64_t r = 0; r < n; ++r) {
+            const float rs = rstd[r];
+            const float* xr = x + r * dim;
+            const float* dyr = dy + r * dim;
+            for (int64_t i = c0; i < c1; ++i) dw[i] += dyr[i] * xr[i] * rs;
+          }
+        }
       }
     }
   }
@@ -223,7 +230,7 @@ class CpuBackend final : public Backend {
             const float* inv_freq, bool inverse) override {
     kernels::check_rope(heads, head_dim);
     const int half = head_dim / 2;
-#pragma omp parallel num_threads(threads())
+#pragma omp parallel num_threads(team(n * heads * head_dim))
     {
       std::vector<float> cs(static_cast<size_t>(half)), sn(static_cast<size_t>(half));
 #pragma omp for schedule(static)
@@ -372,7 +379,7 @@ class CpuBackend final : public Backend {
   void cross_entropy(float* logits, const int32_t* targets, float* losses, int64_t n,
                      int64_t vocab, float grad_scale) override {
     kernels::check_targets(targets, n, vocab);
-#pragma omp parallel for num_threads(threads()) schedule(static)
+#pragma omp parallel for num_threads(team(n * vocab)) schedule(static)
     for (int64_t r = 0; r < n; ++r) {
       float* x = logits + r * vocab;
       if (targets[r] < 0) {
@@ -403,7 +410,7 @@ class CpuBackend final : public Backend {
     const int64_t dim = table.cols();
     const bool f32 = table.dtype() == DType::F32;
     kernels::ParallelErrors errors;
-#pragma omp parallel for num_threads(threads()) schedule(static)
+#pragma omp parallel for num_threads(team(n * dim)) schedule(static)
     for (int64_t i = 0; i < n; ++i) {
       if (f32) {
         std::memcpy(out + i * dim, table.f32().data() + int64_t(ids[i]) * dim, sizeof(float) * size_t(dim));
@@ -418,7 +425,7 @@ class CpuBackend final : public Backend {
                           int64_t dim) override {
     // Repeated ids add into the same row: each thread owns a range of columns instead of rows,
     // and adds the tokens in order.
-    const int nt = threads();
+    const int nt = team(n * dim);
     const int64_t chunk = std::max<int64_t>(8, (dim + nt - 1) / nt / 8 * 8);
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t c0 = 0; c0 < dim; c0 += chunk) {
@@ -461,7 +468,7 @@ class CpuBackend final : public Backend {
   template <class F>
   static void parallel_chunks(int64_t n, const F& f) {
     const int64_t groups = (n + 7) / 8;
-#pragma omp parallel for num_threads(threads()) schedule(static)
+#pragma omp parallel for num_threads(team(n)) schedule(static)
     for (int64_t gi = 0; gi < groups; ++gi) {
       const int64_t i = gi * 8;
       f(i, tail_mask(std::min<int64_t>(8, n - i)));
