@@ -1,5 +1,7 @@
-// Reference vs fast kernels at Llama-3.2-1B shapes. Each pair runs the reference first; the fast
-// run then reports `speedup` = reference time / fast time, both measured in this same process.
+// Reference vs fast kernels at Llama-3.2-1B shapes. Each group runs the reference first; the fast
+// runs then report `speedup` = reference time / fast time, both measured in this same process.
+// The fast kernels run twice: on one thread (the per-core gain, robust to a busy machine) and on
+// all threads.
 #include <benchmark/benchmark.h>
 
 #include <chrono>
@@ -8,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/threads.h"
 #include "kernels/backend.h"
 
 namespace {
@@ -25,6 +28,8 @@ Vec random_vec(size_t n, unsigned seed, float scale = 1.0f) {
   return v;
 }
 
+enum class Mode { Reference, Fast1, FastAll };
+
 std::map<std::string, double>& reference_seconds() {
   static std::map<std::string, double> m;
   return m;
@@ -32,7 +37,7 @@ std::map<std::string, double>& reference_seconds() {
 
 // Times f per iteration; the reference run records its mean, the fast run reports the ratio.
 template <class F>
-void timed(benchmark::State& state, const std::string& key, bool reference, F&& f) {
+void timed(benchmark::State& state, const std::string& key, Mode mode, F&& f) {
   double total = 0;
   for (auto _ : state) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -40,41 +45,42 @@ void timed(benchmark::State& state, const std::string& key, bool reference, F&& 
     total += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
   const double mean = total / double(state.iterations());
-  if (reference) {
+  if (mode == Mode::Reference) {
     reference_seconds()[key] = mean;
   } else if (auto it = reference_seconds().find(key); it != reference_seconds().end()) {
     state.counters["speedup"] = it->second / mean;
   }
 }
 
-std::unique_ptr<Backend> backend(bool reference) {
-  return reference ? pricer::make_reference_backend() : pricer::make_cpu_backend();
+std::unique_ptr<Backend> backend(Mode mode) {
+  pricer::set_threads(mode == Mode::Fast1 ? 1 : 0);
+  return mode == Mode::Reference ? pricer::make_reference_backend() : pricer::make_cpu_backend();
 }
 
-void BM_linear(benchmark::State& state, DType t, int64_t out, int64_t in, int64_t n, bool reference) {
+void BM_linear(benchmark::State& state, DType t, int64_t out, int64_t in, int64_t n, Mode mode) {
   const Vec w = random_vec(out * in, 1, 0.02f), x = random_vec(n * in, 2);
   const Weight W = Weight::from_f32(w.data(), out, in, t);
   Vec y(n * out);
-  auto b = backend(reference);
+  auto b = backend(mode);
   const std::string key = "linear " + std::string(pricer::dtype_name(t)) + std::to_string(out) + "x" +
                           std::to_string(in) + " n" + std::to_string(n);
-  timed(state, key, reference, [&] {
+  timed(state, key, mode, [&] {
     b->linear_forward(W, x.data(), y.data(), n, 0.0f);
     benchmark::DoNotOptimize(y.data());
   });
   state.counters["GFLOP/s"] = benchmark::Counter(2.0 * double(n * out * in), benchmark::Counter::kIsIterationInvariantRate);
 }
 
-void BM_attention(benchmark::State& state, bool backward, bool reference) {
+void BM_attention(benchmark::State& state, bool backward, Mode mode) {
   const int heads = 32, kv = 8, hd = 64;
   const int64_t T = 256;
   const std::vector<int32_t> cu = {0, int32_t(T)};
   const Vec q = random_vec(T * heads * hd, 3), k = random_vec(T * kv * hd, 4), v = random_vec(T * kv * hd, 5);
   const Vec dout = random_vec(T * heads * hd, 6);
   Vec out(q.size()), lse(T * heads), dq(q.size()), dk(k.size()), dv(v.size());
-  auto b = backend(reference);
+  auto b = backend(mode);
   b->attention_forward(q.data(), k.data(), v.data(), out.data(), lse.data(), cu, heads, kv, hd);
-  timed(state, backward ? "attention backward" : "attention forward", reference, [&] {
+  timed(state, backward ? "attention backward" : "attention forward", mode, [&] {
     if (backward) {
       b->attention_backward(q.data(), k.data(), v.data(), out.data(), lse.data(), dout.data(), dq.data(),
                             dk.data(), dv.data(), cu, heads, kv, hd);
@@ -86,26 +92,26 @@ void BM_attention(benchmark::State& state, bool backward, bool reference) {
   });
 }
 
-void BM_rmsnorm(benchmark::State& state, bool reference) {
+void BM_rmsnorm(benchmark::State& state, Mode mode) {
   const int64_t n = 256, dim = 2048;
   const Vec x = random_vec(n * dim, 7), w = random_vec(dim, 8), dy = random_vec(n * dim, 9);
   Vec y(n * dim), rstd(n), dx(n * dim), dw(dim);
-  auto b = backend(reference);
-  timed(state, "rmsnorm", reference, [&] {
+  auto b = backend(mode);
+  timed(state, "rmsnorm", mode, [&] {
     b->rmsnorm_forward(x.data(), w.data(), y.data(), rstd.data(), n, dim, 1e-5f);
     b->rmsnorm_backward(dy.data(), x.data(), w.data(), rstd.data(), dx.data(), dw.data(), n, dim);
     benchmark::DoNotOptimize(dx.data());
   });
 }
 
-void BM_cross_entropy(benchmark::State& state, bool reference) {
+void BM_cross_entropy(benchmark::State& state, Mode mode) {
   const int64_t n = 32, vocab = 128256;
   const Vec logits = random_vec(n * vocab, 10, 3.0f);
   std::vector<int32_t> targets(n);
   for (int64_t i = 0; i < n; ++i) targets[i] = int32_t((i * 7919) % vocab);
   Vec work(logits.size()), losses(n);
-  auto b = backend(reference);
-  timed(state, "cross_entropy", reference, [&] {
+  auto b = backend(mode);
+  timed(state, "cross_entropy", mode, [&] {
     state.PauseTiming();
     work = logits;
     state.ResumeTiming();
@@ -117,21 +123,30 @@ void BM_cross_entropy(benchmark::State& state, bool reference) {
 }  // namespace
 
 // Llama-3.2-1B: hidden 2048, intermediate 8192; 256 tokens per step, and 1 token (generation).
-BENCHMARK_CAPTURE(BM_linear, f32_2048x2048_reference, DType::F32, 2048, 2048, 256, true)->Unit(benchmark::kMillisecond)->Iterations(1);
-BENCHMARK_CAPTURE(BM_linear, f32_2048x2048_fast, DType::F32, 2048, 2048, 256, false)->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_linear, nf4_2048x2048_reference, DType::NF4, 2048, 2048, 256, true)->Unit(benchmark::kMillisecond)->Iterations(1);
-BENCHMARK_CAPTURE(BM_linear, nf4_2048x2048_fast, DType::NF4, 2048, 2048, 256, false)->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_linear, f32_8192x2048_reference, DType::F32, 8192, 2048, 256, true)->Unit(benchmark::kMillisecond)->Iterations(1);
-BENCHMARK_CAPTURE(BM_linear, f32_8192x2048_fast, DType::F32, 8192, 2048, 256, false)->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_reference, DType::NF4, 8192, 2048, 256, true)->Unit(benchmark::kMillisecond)->Iterations(1);
-BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_fast, DType::NF4, 8192, 2048, 256, false)->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_gemv_reference, DType::NF4, 8192, 2048, 1, true)->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_gemv_fast, DType::NF4, 8192, 2048, 1, false)->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_attention, forward_reference, false, true)->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_attention, forward_fast, false, false)->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_attention, backward_reference, true, true)->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_attention, backward_fast, true, false)->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_rmsnorm, fwd_bwd_reference, true)->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_rmsnorm, fwd_bwd_fast, false)->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_cross_entropy, vocab128256_reference, true)->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_cross_entropy, vocab128256_fast, false)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_linear, f32_2048x2048_reference, DType::F32, 2048, 2048, 256, Mode::Reference)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
+BENCHMARK_CAPTURE(BM_linear, f32_2048x2048_fast_1thread, DType::F32, 2048, 2048, 256, Mode::Fast1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_linear, f32_2048x2048_fast, DType::F32, 2048, 2048, 256, Mode::FastAll)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_linear, nf4_2048x2048_reference, DType::NF4, 2048, 2048, 256, Mode::Reference)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
+BENCHMARK_CAPTURE(BM_linear, nf4_2048x2048_fast_1thread, DType::NF4, 2048, 2048, 256, Mode::Fast1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_linear, nf4_2048x2048_fast, DType::NF4, 2048, 2048, 256, Mode::FastAll)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_linear, f32_8192x2048_reference, DType::F32, 8192, 2048, 256, Mode::Reference)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
+BENCHMARK_CAPTURE(BM_linear, f32_8192x2048_fast_1thread, DType::F32, 8192, 2048, 256, Mode::Fast1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_linear, f32_8192x2048_fast, DType::F32, 8192, 2048, 256, Mode::FastAll)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_reference, DType::NF4, 8192, 2048, 256, Mode::Reference)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
+BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_fast_1thread, DType::NF4, 8192, 2048, 256, Mode::Fast1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_fast, DType::NF4, 8192, 2048, 256, Mode::FastAll)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_gemv_reference, DType::NF4, 8192, 2048, 1, Mode::Reference)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_gemv_fast_1thread, DType::NF4, 8192, 2048, 1, Mode::Fast1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_gemv_fast, DType::NF4, 8192, 2048, 1, Mode::FastAll)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_attention, forward_reference, false, Mode::Reference)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_attention, forward_fast_1thread, false, Mode::Fast1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_attention, forward_fast, false, Mode::FastAll)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_attention, backward_reference, true, Mode::Reference)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_attention, backward_fast_1thread, true, Mode::Fast1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_attention, backward_fast, true, Mode::FastAll)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_rmsnorm, fwd_bwd_reference, Mode::Reference)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_rmsnorm, fwd_bwd_fast_1thread, Mode::Fast1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_rmsnorm, fwd_bwd_fast, Mode::FastAll)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_cross_entropy, vocab128256_reference, Mode::Reference)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_cross_entropy, vocab128256_fast_1thread, Mode::Fast1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_cross_entropy, vocab128256_fast, Mode::FastAll)->Unit(benchmark::kMillisecond)->UseRealTime();
