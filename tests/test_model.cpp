@@ -183,6 +183,11 @@ TEST(ModelConfig, ValidateNamesTheProblem) {
   b.ffn_dim = int64_t{1} << 40;
   fails_with(b, "intermediate_size");
   b = c;
+  b.n_layers = 1024;
+  b.dim = 32768;
+  b.ffn_dim = 131072;
+  fails_with(b, "parameters");
+  b = c;
   b.rms_eps = -1.0f;
   fails_with(b, "rms_norm_eps");
   b = c;

@@ -17,6 +17,7 @@ constexpr int64_t kMaxHeads = 1024;
 constexpr int64_t kMaxHeadDim = 1024;
 constexpr int64_t kMaxFfn = int64_t{1} << 18;
 constexpr int64_t kMaxSeq = int64_t{1} << 24;
+constexpr int64_t kMaxParams = int64_t{1} << 37;
 
 void check_range(const std::string& source, const char* key, int64_t v, int64_t lo, int64_t hi) {
   require(v >= lo && v <= hi, source + ": " + key + " = " + std::to_string(v) + " is out of range [" +
@@ -54,6 +55,9 @@ void ModelConfig::validate(const std::string& source) const {
     check_range(source, "rope_scaling.original_max_position_embeddings", rs.original_max_position, 1,
                 kMaxSeq);
   }
+  // Each size may be plausible alone and their product still absurd.
+  require(n_params() <= kMaxParams, source + ": " + std::to_string(n_params()) +
+                                        " parameters exceed the limit of " + std::to_string(kMaxParams));
   require(bos_id < vocab_size && eos_id < vocab_size,
           source + ": bos/eos token id outside the vocabulary of " + std::to_string(vocab_size));
 }
