@@ -20,6 +20,9 @@ struct CommandSpec {
 
 std::vector<CommandSpec>& registry();
 
+// The command line as typed (recorded with runs).
+const std::string& command_line();
+
 struct Registrar {
   Registrar(std::string name, std::string help, Setup setup) {
     registry().push_back({std::move(name), std::move(help), std::move(setup)});

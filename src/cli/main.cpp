@@ -12,10 +12,16 @@ std::vector<CommandSpec>& registry() {
   static std::vector<CommandSpec> commands;
   return commands;
 }
+
+namespace {
+std::string g_command_line;
+}
+const std::string& command_line() { return g_command_line; }
 }  // namespace pricer::cli
 
 int main(int argc, char** argv) {
   using namespace pricer::cli;
+  for (int i = 0; i < argc; ++i) g_command_line += (i ? " " : "") + std::string(argv[i]);
   CLI::App app{"pricer: fine-tune a small open LLM into a product price estimator (QLoRA on CPU)"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "pricer 0.1.0");

@@ -1,0 +1,181 @@
+// `pricer pretrain`: trains a byte-level BPE tokenizer on a text corpus and a small
+// Llama-architecture model from scratch (every parameter) on it; saves a GGUF model with the
+// tokenizer embedded, which every other command loads.
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "cli/train_options.h"
+#include "core/error.h"
+#include "io/model_file.h"
+#include "tokenizer/train_bpe.h"
+#include "train/model_export.h"
+
+namespace fs = std::filesystem;
+
+namespace pricer::cli {
+namespace {
+
+struct PretrainShape {
+  std::vector<std::string> corpus;
+  int64_t vocab = 4096, dim = 256, layers = 4, heads = 8, kv_heads = 4, ffn = 768, context = 512;
+  int64_t max_texts = 0, tokenizer_texts = 20000;
+};
+
+// Corpus texts: JSON lines with a "text" field (or a curate split's "prompt", without its
+// completion, so no price is learnt from it), or plain text, a document per line.
+std::vector<std::string> read_corpus(const std::vector<std::string>& files, int64_t max_texts) {
+  std::vector<std::string> texts;
+  for (const auto& path : files) {
+    std::ifstream in(path);
+    require(in.good(), path + ": cannot open");
+    std::string line;
+    int64_t lineno = 0;
+    const bool jsonl = path.ends_with(".jsonl") || path.ends_with(".json");
+    while (std::getline(in, line)) {
+      ++lineno;
+      if (line.empty()) continue;
+      if (!jsonl) {
+        texts.push_back(line);
+      } else {
+        nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+        require(!j.is_discarded() && j.is_object(), path + ":" + std::to_string(lineno) + ": not a JSON object");
+        if (j.contains("text") && j["text"].is_string()) texts.push_back(j["text"].get<std::string>());
+        else if (j.contains("prompt") && j["prompt"].is_string())
+          texts.push_back(j["prompt"].get<std::string>());
+        else throw Error(path + ":" + std::to_string(lineno) + ": no \"text\" (or \"prompt\") string field");
+      }
+      if (max_texts > 0 && static_cast<int64_t>(texts.size()) >= max_texts) return texts;
+    }
+  }
+  return texts;
+}
+
+std::vector<GgufKV> tokenizer_kvs(const TrainedBpe& bpe) {
+  return {{"tokenizer.ggml.model", GgufValue::string("gpt2")},
+          {"tokenizer.ggml.pre", GgufValue::string("llama-bpe")},
+          {"tokenizer.ggml.tokens", GgufValue::string_array(bpe.tokens)},
+          {"tokenizer.ggml.token_type", GgufValue::i32_array(bpe.token_types)},
+          {"tokenizer.ggml.merges", GgufValue::string_array(bpe.merges)},
+          {"tokenizer.ggml.bos_token_id", GgufValue::u32(static_cast<uint32_t>(bpe.bos_id))},
+          {"tokenizer.ggml.eos_token_id", GgufValue::u32(static_cast<uint32_t>(bpe.eos_id))}};
+}
+
+int run_pretrain(const TrainConfig& cfg, const PretrainShape& sh, bool quiet) {
+  require(!sh.corpus.empty(), "pretrain: --corpus is required (JSON lines with a text field, or plain text)");
+  TrainConfig c = cfg;
+  c.progress = !quiet;
+  c.dataset = sh.corpus.front();
+  c.validate();
+  fs::create_directories(c.out_dir);
+  const auto texts = read_corpus(sh.corpus, sh.max_texts);
+  require(texts.size() >= 2, "pretrain: the corpus holds fewer than 2 texts");
+  std::fprintf(stderr, "%zu texts\n", texts.size());
+
+  const fs::path tok_path = fs::path(c.out_dir) / "tokenizer.json";
+  TrainedBpe bpe;
+  {  // deterministic: a resumed run trains the same tokenizer again
+    BpeTrainOptions bo;
+    bo.vocab_size = static_cast<int32_t>(sh.vocab);
+    std::vector<std::string> sample(texts.begin(),
+                                    texts.begin() + std::min<int64_t>(sh.tokenizer_texts, static_cast<int64_t>(texts.size())));
+    std::fprintf(stderr, "training a %lld-token BPE tokenizer on %zu texts\n", static_cast<long long>(sh.vocab), sample.size());
+    bpe = train_bpe(sample, bo);
+    save_tokenizer_json(bpe, tok_path.string());
+  }
+  auto tok = make_trained_tokenizer(bpe);
+
+  // The token stream: each text then EOS, cut into windows of max_length tokens.
+  std::vector<PricedExample> chunks;
+  std::vector<int32_t> stream;
+  for (const auto& t : texts) {
+    for (int32_t id : tok->encode(t)) stream.push_back(id);
+    stream.push_back(tok->eos_id());
+  }
+  const int64_t L = c.max_length;
+  for (size_t i = 0; i + static_cast<size_t>(L) <= stream.size(); i += static_cast<size_t>(L)) {
+    PricedExample ex;
+    ex.tokens.push_back(tok->bos_id());
+    ex.tokens.insert(ex.tokens.end(), stream.begin() + static_cast<int64_t>(i), stream.begin() + static_cast<int64_t>(i) + L - 1);
+    ex.prompt_len = 1;
+    ex.price = std::numeric_limits<double>::quiet_NaN();
+    chunks.push_back(std::move(ex));
+  }
+  require(chunks.size() >= 4, "pretrain: the corpus is too small for max_length " + std::to_string(L));
+  const size_t n_val = std::max<size_t>(1, chunks.size() / 50);
+  std::vector<PricedExample> val(chunks.end() - static_cast<int64_t>(n_val), chunks.end());
+  chunks.resize(chunks.size() - n_val);
+  std::fprintf(stderr, "%zu tokens: %zu training and %zu validation windows of %lld\n", stream.size(), chunks.size(),
+               val.size(), static_cast<long long>(L));
+
+  ModelConfig mc;
+  mc.vocab_size = static_cast<int64_t>(bpe.tokens.size());
+  mc.dim = sh.dim;
+  mc.n_layers = sh.layers;
+  mc.n_heads = sh.heads;
+  mc.n_kv_heads = sh.kv_heads;
+  mc.head_dim = sh.dim / sh.heads;
+  mc.ffn_dim = sh.ffn;
+  mc.max_seq_len = std::max(sh.context, L);
+  mc.rope_theta = 500000.0f;
+  mc.tied_embeddings = true;
+  mc.bos_id = bpe.bos_id;
+  mc.eos_id = bpe.eos_id;
+  mc.validate("pretrain model");
+  LlamaModel model = LlamaModel::random(mc, c.seed);
+  model.enable_full_training();
+
+  const std::vector<GgufKV> kvs = tokenizer_kvs(bpe);
+  TrainHooks hooks;
+  hooks.save_output = [kvs, mc](const LlamaModel& m, const std::string& dir) {
+    fs::create_directories(dir);
+    GgufExportOptions go;
+    go.name = "pricer-pretrained";
+    go.extra = kvs;
+    save_gguf((fs::path(dir) / "model.gguf").string(), mc, export_tensors(m, false), go);
+  };
+  const TrainSummary s = run_training(c, model, *tok, chunks, val, true, hooks, command_line());
+  const fs::path final_model = fs::path(c.out_dir) / "model.gguf";
+  hooks.save_output(model, c.out_dir);
+  std::printf("run %lld: %lld steps, train loss %.4f, eval loss %.4f -> %.4f%s\nmodel: %s (tokenizer embedded; also %s)\n",
+              static_cast<long long>(s.run_id), static_cast<long long>(s.steps), s.last_train_loss, s.first_eval_loss,
+              s.last_eval_loss, s.interrupted ? " (interrupted)" : "", final_model.c_str(), tok_path.c_str());
+  return s.interrupted ? 130 : 0;
+}
+
+Registrar reg{"pretrain", "Train a BPE tokenizer and a small Llama model from scratch on a text corpus", [](CLI::App& sub) {
+  auto set = std::make_shared<TrainOptionSet>(sub);
+  auto sh = std::make_shared<PretrainShape>();
+  auto quiet = std::make_shared<bool>(false);
+  sub.add_option("--config", set->config_path(), "YAML file of training settings");
+  sub.add_option("--corpus", sh->corpus, "Text corpus files (JSON lines with a text field, or plain text)")->required();
+  sub.add_option("--max-texts", sh->max_texts, "Use at most this many texts (0 = all)")->capture_default_str();
+  sub.add_option("--vocab-size", sh->vocab, "Tokenizer vocabulary (>= 1248: bytes, numbers 0-999, specials)")->capture_default_str();
+  sub.add_option("--tokenizer-texts", sh->tokenizer_texts, "Texts the tokenizer is trained on")->capture_default_str();
+  sub.add_option("--dim", sh->dim, "Hidden size")->capture_default_str();
+  sub.add_option("--layers", sh->layers, "Decoder layers")->capture_default_str();
+  sub.add_option("--heads", sh->heads, "Attention heads")->capture_default_str();
+  sub.add_option("--kv-heads", sh->kv_heads, "Key/value heads")->capture_default_str();
+  sub.add_option("--ffn", sh->ffn, "MLP intermediate size")->capture_default_str();
+  sub.add_option("--context", sh->context, "Maximum context of the saved model")->capture_default_str();
+  add_loop_options(*set);
+  sub.add_flag("--quiet,-q", *quiet, "No progress output");
+  return [set, sh, quiet]() {
+    TrainConfig d;  // pretraining defaults differ from fine-tuning's
+    d.out_dir = "runs/pretrain";
+    d.lr = 1e-3f;
+    d.warmup_ratio = 0.05f;
+    d.weight_decay = 0.01f;
+    d.max_grad_norm = 1.0f;
+    d.batch_size = 16;
+    d.micro_batch = 16;
+    d.max_length = 128;
+    d.eval_every = 100;
+    d.eval_items = 64;
+    return run_pretrain(set->resolve(d), *sh, *quiet);
+  };
+}};
+
+}  // namespace
+}  // namespace pricer::cli

@@ -1,0 +1,86 @@
+// `pricer train`: QLoRA fine-tuning of a base model on a price dataset.
+#include <cstdio>
+#include <filesystem>
+
+#include "cli/train_options.h"
+#include "core/error.h"
+#include "io/model_file.h"
+#include "train/adapter_io.h"
+
+namespace pricer::cli {
+namespace {
+
+int run_train(const TrainConfig& cfg, bool quiet, const std::string& val_path, const std::string& command_line) {
+  require(!cfg.model.empty(), "train: --model is required (a GGUF file, Hugging Face directory or llama2.c .bin)");
+  require(!cfg.dataset.empty(), "train: --data is required (a curate directory or JSON lines)");
+  TrainConfig c = cfg;
+  c.progress = !quiet;
+  c.validate();
+  std::fprintf(stderr, "loading %s (base %s)\n", c.model.c_str(), c.base_dtype.c_str());
+  ModelFile mf = load_model_file(c.model, dtype_from_name(c.base_dtype));
+  LlamaModel model = LlamaModel::from_weights(mf.config, std::move(mf.tensors), mf.source);
+  auto tok = load_tokenizer(c.tokenizer.empty() ? c.model : c.tokenizer);
+  require(tok->vocab_size() <= mf.config.vocab_size,
+          "the tokenizer has " + std::to_string(tok->vocab_size()) + " tokens, more than the model's vocabulary");
+  if (!c.init_adapter.empty()) {
+    load_adapter(model, c.init_adapter);
+  } else {
+    LoraConfig lc;
+    lc.rank = c.rank;
+    lc.alpha = c.alpha;
+    lc.dropout = c.dropout;
+    lc.rslora = c.rslora;
+    lc.targets = parse_lora_targets(c.targets);
+    model.add_lora(lc, c.seed);
+  }
+  DatasetOptions dopt;
+  dopt.max_length = c.max_length;
+  const auto train = load_examples(c.dataset, "train", *tok, mf.config.vocab_size, dopt);
+  std::vector<PricedExample> val;
+  if (!val_path.empty()) val = load_examples(val_path, "val", *tok, mf.config.vocab_size, dopt);
+  else if (has_split(c.dataset, "val")) val = load_examples(c.dataset, "val", *tok, mf.config.vocab_size, dopt);
+  std::fprintf(stderr, "%zu training and %zu validation examples\n", train.size(), val.size());
+  TrainHooks hooks;
+  const std::string base_name = c.model;
+  hooks.save_output = [base_name](const LlamaModel& m, const std::string& dir) {
+    save_peft_adapter(m, dir, base_name);
+    save_gguf_adapter(m, (std::filesystem::path(dir) / "adapter.gguf").string());
+  };
+  const TrainSummary s = run_training(c, model, *tok, train, val, false, hooks, command_line);
+  std::printf("run %lld: %lld steps, train loss %.4f", static_cast<long long>(s.run_id), static_cast<long long>(s.steps),
+              s.last_train_loss);
+  if (!val.empty()) {
+    std::printf(", eval loss %.4f -> %.4f", s.first_eval_loss, s.last_eval_loss);
+    if (s.last_eval_mae >= 0) std::printf(", eval MAE $%.2f -> $%.2f", s.first_eval_mae, s.last_eval_mae);
+  }
+  std::printf("%s\nadapters: %s/last (PEFT + adapter.gguf)%s\n", s.interrupted ? " (interrupted)" : "",
+              c.out_dir.c_str(), val.empty() ? "" : (", best: " + c.out_dir + "/best").c_str());
+  return s.interrupted ? 130 : 0;
+}
+
+Registrar reg{"train", "Fine-tune a base model with QLoRA on a price dataset", [](CLI::App& sub) {
+  auto set = std::make_shared<TrainOptionSet>(sub);
+  auto quiet = std::make_shared<bool>(false);
+  auto val = std::make_shared<std::string>();
+  sub.add_option("--config", set->config_path(), "YAML file of settings (keys as the long options, with _)");
+  set->add("--model,-m", &TrainConfig::model, "Base model: GGUF, Hugging Face directory, safetensors or llama2.c .bin");
+  set->add("--tokenizer", &TrainConfig::tokenizer, "Tokenizer (default: the model's)");
+  set->add("--data,-d", &TrainConfig::dataset, "Dataset: curate directory, or JSON lines (prompt/completion or input_ids/completion_start)");
+  sub.add_option("--val", *val, "Validation JSON lines (default: the dataset directory's val split)");
+  set->add("--base-dtype", &TrainConfig::base_dtype, "Frozen base format: nf4, bf16 or f32");
+  set->add("--rank,-r", &TrainConfig::rank, "LoRA rank");
+  set->add("--alpha", &TrainConfig::alpha, "LoRA alpha");
+  set->add("--dropout", &TrainConfig::dropout, "LoRA dropout");
+  set->add("--targets", &TrainConfig::targets, "Adapted projections: q,k,v,o,gate,up,down or all");
+  set->add_flag("--rslora", &TrainConfig::rslora, "Scale by alpha/sqrt(rank)");
+  set->add("--init-adapter", &TrainConfig::init_adapter, "Start from a PEFT directory or GGUF LoRA adapter");
+  add_loop_options(*set);
+  sub.add_flag("--quiet,-q", *quiet, "No progress output");
+  return [set, quiet, val]() {
+    TrainConfig defaults;
+    return run_train(set->resolve(defaults), *quiet, *val, command_line());
+  };
+}};
+
+}  // namespace
+}  // namespace pricer::cli

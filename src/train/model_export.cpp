@@ -1,0 +1,53 @@
+#include "train/model_export.h"
+
+#include "kernels/backend.h"
+
+namespace pricer {
+
+namespace {
+
+Weight vec(const std::vector<float>& v) { return Weight::from_f32(v.data(), 1, static_cast<int64_t>(v.size()), DType::F32); }
+
+std::string proj_key(int64_t l, Proj p) {
+  const bool attn = static_cast<int>(p) <= static_cast<int>(Proj::O);
+  return "model.layers." + std::to_string(l) + (attn ? ".self_attn." : ".mlp.") + proj_name(p);
+}
+
+}  // namespace
+
+std::map<std::string, Weight> export_tensors(const LlamaModel& model, bool merge_lora) {
+  const ModelConfig& c = model.config();
+  std::map<std::string, Weight> out;
+  out["model.embed_tokens.weight"] = model.embedding();
+  if (!c.tied_embeddings) out["lm_head.weight"] = model.head();
+  out["model.norm.weight"] = vec(const_cast<LlamaModel&>(model).final_norm());
+  auto be = make_cpu_backend();
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const LayerWeights& lw = model.layer(l);
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    out[p + "input_layernorm.weight"] = vec(lw.attn_norm);
+    out[p + "post_attention_layernorm.weight"] = vec(lw.ffn_norm);
+    if (c.qkv_bias) {
+      out[p + "self_attn.q_proj.bias"] = vec(lw.bq);
+      out[p + "self_attn.k_proj.bias"] = vec(lw.bk);
+      out[p + "self_attn.v_proj.bias"] = vec(lw.bv);
+    }
+    for (int i = 0; i < kNumProj; ++i) {
+      const Proj pr = static_cast<Proj>(i);
+      const Weight& w = lw.proj[i];
+      const LoraAdapter* a = merge_lora ? model.lora(l, pr) : nullptr;
+      if (!a) {
+        out[proj_key(l, pr) + ".weight"] = w;
+        continue;
+      }
+      std::vector<float> merged = w.to_f32();
+      // W[out, in] += scale * B[out, r] A[r, in]
+      be->gemm(false, false, a->out, a->in, a->rank, model.lora_config().scale(), a->B.data(), a->A.data(), 1.0f,
+               merged.data());
+      out[proj_key(l, pr) + ".weight"] = Weight::from_f32(merged.data(), a->out, a->in, DType::F32);
+    }
+  }
+  return out;
+}
+
+}  // namespace pricer
