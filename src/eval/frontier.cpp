@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <memory>
 #include <thread>
 
 #include "core/error.h"
@@ -75,27 +76,36 @@ FrontierPricer::FrontierPricer(FrontierConfig cfg) : cfg_(std::move(cfg)) {
   path_ = prefix + "/chat/completions";
 }
 
-FrontierPricer::Outcome FrontierPricer::price_one(const Item& item,
-                                                  const std::string& api_key) const {
-  httplib::Client cli(origin_);
-  const auto t = std::chrono::duration<double>(cfg_.timeout_s);
-  const auto usec = std::chrono::duration_cast<std::chrono::microseconds>(t).count();
-  cli.set_connection_timeout(usec / 1000000, usec % 1000000);
-  cli.set_read_timeout(usec / 1000000, usec % 1000000);
-  cli.set_write_timeout(usec / 1000000, usec % 1000000);
+namespace {
+
+// One worker's connection, kept alive across its items.
+std::unique_ptr<httplib::Client> make_client(const std::string& origin, double timeout_s) {
+  auto cli = std::make_unique<httplib::Client>(origin);
+  const auto usec = std::chrono::duration_cast<std::chrono::microseconds>(
+                        std::chrono::duration<double>(timeout_s))
+                        .count();
+  cli->set_connection_timeout(usec / 1000000, usec % 1000000);
+  cli->set_read_timeout(usec / 1000000, usec % 1000000);
+  cli->set_write_timeout(usec / 1000000, usec % 1000000);
+  cli->set_keep_alive(true);
+  return cli;
+}
+
+FrontierOutcome price_one(httplib::Client& cli, const FrontierConfig& cfg, const std::string& origin,
+                          const std::string& path, const Item& item, const std::string& api_key) {
   httplib::Headers headers;
   if (!api_key.empty()) headers.emplace("Authorization", "Bearer " + api_key);
-  json body = {{"model", cfg_.model},
+  json body = {{"model", cfg.model},
                {"messages",
                 {{{"role", "system"}, {"content", frontier_system_prompt()}},
                  {{"role", "user"}, {"content", frontier_user_prompt(item.text)}}}}};
-  if (cfg_.max_tokens > 0) body["max_tokens"] = cfg_.max_tokens;
+  if (cfg.max_tokens > 0) body["max_tokens"] = cfg.max_tokens;
   const std::string payload = body.dump();
 
-  Outcome out;
+  FrontierOutcome out;
   for (int attempt = 0;; ++attempt) {
-    auto res = cli.Post(path_, headers, payload, "application/json");
-    double wait = std::min(cfg_.backoff_s * std::ldexp(1.0, attempt), cfg_.max_backoff_s);
+    auto res = cli.Post(path.c_str(), headers, payload, "application/json");
+    double wait = std::min(cfg.backoff_s * std::ldexp(1.0, attempt), cfg.max_backoff_s);
     if (res && res->status == 200) {
       json reply = json::parse(res->body, nullptr, /*allow_exceptions=*/false);
       const json* content = nullptr;
@@ -127,8 +137,8 @@ FrontierPricer::Outcome FrontierPricer::price_one(const Item& item,
     if (res && !retryable_status(res->status)) {
       std::string hint;
       if (res->status == 401 || res->status == 403)
-        hint = " (is $" + cfg_.api_key_env + " set to a valid key?)";
-      throw Error("frontier: HTTP " + std::to_string(res->status) + " from " + origin_ + path_ +
+        hint = " (is $" + cfg.api_key_env + " set to a valid key?)";
+      throw Error("frontier: HTTP " + std::to_string(res->status) + " from " + origin + path +
                   hint + ": " + snippet(res->body));
     }
     if (res) {
@@ -139,12 +149,12 @@ FrontierPricer::Outcome FrontierPricer::price_one(const Item& item,
         char* end = nullptr;
         const double s = std::strtod(retry_after.c_str(), &end);
         if (end != retry_after.c_str() && std::isfinite(s) && s >= 0.0)
-          wait = std::min(s, cfg_.max_backoff_s);
+          wait = std::min(s, cfg.max_backoff_s);
       }
     } else {
       out.error = httplib::to_string(res.error());
     }
-    if (attempt >= cfg_.max_retries) {
+    if (attempt >= cfg.max_retries) {
       out.failed = true;
       return out;
     }
@@ -152,6 +162,8 @@ FrontierPricer::Outcome FrontierPricer::price_one(const Item& item,
     std::this_thread::sleep_for(std::chrono::duration<double>(wait));
   }
 }
+
+}  // namespace
 
 std::vector<double> FrontierPricer::predict(const std::vector<Item>& items) {
   const char* key = cfg_.api_key_env.empty() ? nullptr : std::getenv(cfg_.api_key_env.c_str());
@@ -162,11 +174,12 @@ std::vector<double> FrontierPricer::predict(const std::vector<Item>& items) {
   std::exception_ptr first_error;
   std::mutex error_mu;
   auto worker = [&] {
+    auto cli = make_client(origin_, cfg_.timeout_s);
     while (!stop) {
       const std::size_t i = next++;
       if (i >= items.size()) return;
       try {
-        last_[i] = price_one(items[i], api_key);
+        last_[i] = price_one(*cli, cfg_, origin_, path_, items[i], api_key);
       } catch (...) {
         std::lock_guard lock(error_mu);
         if (!first_error) first_error = std::current_exception();

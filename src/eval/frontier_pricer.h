@@ -10,6 +10,17 @@
 
 namespace pricer::eval {
 
+// What happened to one item.
+struct FrontierOutcome {
+  double price = 0.0;
+  long prompt_tokens = 0, completion_tokens = 0;
+  int retries = 0;
+  bool failed = false;    // every attempt failed (timeouts, 429, 5xx, connection errors)
+  bool unparsed = false;  // the reply held no number
+  std::string reply;
+  std::string error;
+};
+
 class FrontierPricer : public Pricer {
  public:
   explicit FrontierPricer(FrontierConfig cfg);
@@ -21,21 +32,10 @@ class FrontierPricer : public Pricer {
   nlohmann::json stats() const override;
 
  private:
-  struct Outcome {
-    double price = 0.0;
-    long prompt_tokens = 0, completion_tokens = 0;
-    int retries = 0;
-    bool failed = false;    // every attempt failed (timeouts, 429, 5xx)
-    bool unparsed = false;  // the reply held no number
-    std::string reply;
-    std::string error;
-  };
-  Outcome price_one(const Item& item, const std::string& api_key) const;
-
   FrontierConfig cfg_;
   std::string origin_;  // scheme://host[:port]
   std::string path_;    // <prefix>/chat/completions
-  std::vector<Outcome> last_;
+  std::vector<FrontierOutcome> last_;
 };
 
 }  // namespace pricer::eval
