@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
+#include <thread>
 
 #include "core/error.h"
 #include "tokenizer/bpe.h"
@@ -163,6 +164,60 @@ TEST(HandBpe, GuessesNoBosOrEosWhenNoneIsKnown) {
   auto t = hand_tokenizer();
   EXPECT_EQ(t->bos_id(), -1);
   EXPECT_EQ(t->eos_id(), -1);
+}
+
+TEST(HandBpe, IgnoreMergesEmitsWholeTokens) {
+  // "xyz" is a token no merge reaches: only with ignore_merges is the pre-token emitted whole.
+  auto j = hand_vocab_json(false, true);
+  j["model"]["vocab"]["xyz"] = 266;
+  EXPECT_EQ(pricer::parse_tokenizer_json(j.dump(), "h.json")->encode("xyz"), (Ids{'x', 'y', 'z'}));
+  j["model"]["ignore_merges"] = true;
+  auto t = pricer::parse_tokenizer_json(j.dump(), "h.json");
+  EXPECT_EQ(t->encode("xyz"), (Ids{266}));
+  EXPECT_EQ(t->encode("xyzw"), (Ids{'x', 'y', 'z', 'w'}));
+}
+
+TEST(HandBpe, ConcurrentEncodesAgree) {
+  auto t = hand_tokenizer();
+  std::vector<std::string> texts;
+  for (int i = 0; i < 200; ++i) texts.push_back("the lower tower " + std::to_string(i * 7919) + " we were");
+  std::vector<Ids> expected;
+  for (auto& s : texts) expected.push_back(t->encode(s));
+  std::vector<int> mismatches(4, 0);
+  std::vector<std::thread> threads;
+  for (int k = 0; k < 4; ++k)
+    threads.emplace_back([&, k] {
+      for (int rep = 0; rep < 5; ++rep)
+        for (size_t i = 0; i < texts.size(); ++i)
+          if (t->encode(texts[(i + k * 13) % texts.size()]) != expected[(i + k * 13) % texts.size()]) ++mismatches[k];
+    });
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(mismatches, std::vector<int>(4, 0));
+}
+
+TEST(SentencePieceJson, ByteFallbackVocab) {
+  // Hugging Face's SentencePiece-style BPE: "▁" spaces, <0xNN> fallback, merges by rank.
+  nlohmann::json vocab = {{"<unk>", 0}, {"<s>", 1}, {"</s>", 2}};
+  for (int b = 0; b < 256; ++b) {
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "<0x%02X>", b);
+    vocab[buf] = 3 + b;
+  }
+  int id = 259;  // ▁ t h e ▁t he ▁the
+  for (const char* p : {"\xE2\x96\x81", "t", "h", "e", "\xE2\x96\x81t", "he", "\xE2\x96\x81the"}) vocab[p] = id++;
+  nlohmann::json j = {
+      {"model", {{"type", "BPE"}, {"vocab", vocab}, {"byte_fallback", true}, {"unk_token", "<unk>"},
+                 {"merges", {"\xE2\x96\x81 t", "h e", "\xE2\x96\x81t he"}}}},
+      {"added_tokens", {{{"id", 1}, {"content", "<s>"}, {"special", true}}, {{"id", 2}, {"content", "</s>"}, {"special", true}}}},
+      {"normalizer", {{"type", "Sequence"}, {"normalizers", {{{"type", "Prepend"}, {"prepend", "\xE2\x96\x81"}}}}}},
+      {"decoder", {{"type", "ByteFallback"}}}};
+  auto t = pricer::parse_tokenizer_json(j.dump(), "spm.json");
+  EXPECT_EQ(t->bos_id(), 1);
+  EXPECT_EQ(t->eos_id(), 2);
+  EXPECT_EQ(t->encode("the"), (Ids{265}));
+  EXPECT_EQ(t->encode("the th"), (Ids{265, 263, 261}));
+  EXPECT_EQ(t->encode("\xC3\xA9"), (Ids{259, 3 + 0xC3, 3 + 0xA9}));
+  for (const char* s : {"the th", "\xC3\xA9t", "x  y", ""}) EXPECT_EQ(t->decode(t->encode(s)), s);
 }
 
 TEST(MergeLoop, MatchesReferenceOnRandomTables) {
