@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/threads.h"
 #include "quant/nf4.h"
 
 using namespace pricer;
@@ -274,6 +275,19 @@ TEST(Nf4, FastDequantizeEqualsReferenceOnAnyRange) {
       EXPECT_EQ(fast[b - a], 42.0f) << "wrote past the range";
     }
   }
+}
+
+TEST(Nf4, QuantizationDoesNotDependOnThreadCount) {
+  const auto x = random_weights(64 * 1000 + 9, 21);
+  set_threads(1);
+  const Nf4Tensor a = nf4_quantize(x.data(), static_cast<int64_t>(x.size()));
+  set_threads(4);
+  const Nf4Tensor b = nf4_quantize(x.data(), static_cast<int64_t>(x.size()));
+  set_threads(0);
+  EXPECT_EQ(a.packed, b.packed);
+  EXPECT_EQ(a.absmax_codes, b.absmax_codes);
+  EXPECT_EQ(a.absmax_scales, b.absmax_scales);
+  EXPECT_EQ(a.absmax_offset, b.absmax_offset);
 }
 
 TEST(Nf4, BadInputThrows) {

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/threads.h"
 
 namespace pricer {
 
@@ -175,21 +176,24 @@ Nf4Tensor nf4_quantize(const float* x, int64_t n) {
   t.absmax_scales.assign(static_cast<size_t>(groups), 0.0f);
   if (n == 0) return t;
 
+  // Finiteness first, so the parallel loop below cannot throw.
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(x[i])) throw Error("nf4 quantize: element " + std::to_string(i) + " is not finite");
+
   const auto& th = nf4_thresholds();
   std::vector<float> absmax(static_cast<size_t>(blocks));
+  const int64_t padded_end = (n + 1) & ~int64_t{1};
+  // Blocks own disjoint bytes (64 elements = 32 bytes), so they quantize independently.
+#pragma omp parallel for schedule(static) num_threads(threads())
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t lo = b * kNf4BlockSize, hi = std::min(n, lo + kNf4BlockSize);
     float amax = 0.0f;
-    for (int64_t i = lo; i < hi; ++i) {
-      // Checked before building the message: this runs once per element.
-      if (!std::isfinite(x[i])) throw Error("nf4 quantize: element " + std::to_string(i) + " is not finite");
-      amax = std::max(amax, std::fabs(x[i]));
-    }
+    for (int64_t i = lo; i < hi; ++i) amax = std::max(amax, std::fabs(x[i]));
     absmax[b] = amax;
     const float rcp = 1.0f / amax;
     // A partial last block is padded with zeros: an odd count leaves the low nibble of the last
     // byte holding the code of 0.
-    for (int64_t i = lo; i < lo + kNf4BlockSize && i < ((n + 1) & ~int64_t{1}); ++i) {
+    for (int64_t i = lo; i < std::min(lo + kNf4BlockSize, padded_end); ++i) {
       const float v = (i < hi ? x[i] : 0.0f) * rcp;
       const uint8_t q = nf4_index(v, th);
       t.packed[i / 2] |= (i % 2 == 0) ? static_cast<uint8_t>(q << 4) : q;
