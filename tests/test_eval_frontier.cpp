@@ -49,7 +49,8 @@ TEST(EvalFrontier, RejectsBadConfig) {
 namespace {
 
 // Behaviour is keyed by the item text: "price:<reply>", "ratelimit", "slow", "garbage",
-// "down" (always 503), "nochoices", "wait" (holds the request briefly to observe concurrency).
+// "down" (always 503), "nochoices", "huge" (a 2 MiB reply), "wait" (holds the request briefly to
+// observe concurrency), "unauthorized" (401).
 class Stub {
  public:
   Stub() {
@@ -123,6 +124,8 @@ class Stub {
     } else if (text == "wait") {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
       reply(res, "1");
+    } else if (text == "huge") {
+      reply(res, std::string(2u << 20, '9'));
     } else if (text == "unauthorized") {
       res.status = 401;
       res.set_content("{\"error\":\"bad key\"}", "application/json");
@@ -222,6 +225,16 @@ TEST(EvalFrontier, WorkersRunConcurrently) {
   EXPECT_LE(stub.max_in_flight(), 4);
   EXPECT_EQ(stub.last_body()["max_tokens"], 8);
   EXPECT_EQ(stub.last_auth(), "");  // no key variable set: no header
+}
+
+TEST(EvalFrontier, OversizedReplyIsRefused) {
+  Stub stub;
+  FrontierPricer p(config_for(stub));
+  EXPECT_EQ(p.predict(items_of({"huge", "price:3"})), (std::vector<double>{0.0, 3.0}));
+  EXPECT_EQ(stub.calls("huge"), 1);  // not retried: it would come back as big
+  const json s = p.stats();
+  EXPECT_EQ(s["failed"], 1);
+  EXPECT_NE(s["failures"][0]["error"].get<std::string>().find("larger than"), std::string::npos);
 }
 
 TEST(EvalFrontier, UnauthorizedAbortsWithAHint) {

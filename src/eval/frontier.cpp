@@ -104,10 +104,29 @@ FrontierOutcome price_one(httplib::Client& cli, const FrontierConfig& cfg, const
 
   FrontierOutcome out;
   for (int attempt = 0;; ++attempt) {
-    auto res = cli.Post(path.c_str(), headers, payload, "application/json");
+    // Read the reply through a capped receiver: a misbehaving server cannot make us buffer
+    // without bound.
+    std::string received;
+    httplib::Request req;
+    req.method = "POST";
+    req.path = path;
+    req.headers = headers;
+    req.headers.emplace("Content-Type", "application/json");
+    req.body = payload;
+    req.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
+      if (received.size() + n > kMaxReplyBytes) return false;
+      received.append(data, n);
+      return true;
+    };
+    auto res = cli.send(req);
+    if (!res && res.error() == httplib::Error::Canceled) {
+      out.failed = true;
+      out.error = "reply larger than " + std::to_string(kMaxReplyBytes) + " bytes";
+      return out;
+    }
     double wait = std::min(cfg.backoff_s * std::ldexp(1.0, attempt), cfg.max_backoff_s);
     if (res && res->status == 200) {
-      json reply = json::parse(res->body, nullptr, /*allow_exceptions=*/false);
+      json reply = json::parse(received, nullptr, /*allow_exceptions=*/false);
       const json* content = nullptr;
       if (reply.is_object() && reply.contains("choices") && reply["choices"].is_array() &&
           !reply["choices"].empty()) {
@@ -125,7 +144,7 @@ FrontierOutcome price_one(httplib::Client& cli, const FrontierConfig& cfg, const
       }
       if (content == nullptr) {
         out.unparsed = true;
-        out.error = "reply has no choices[0].message.content: " + snippet(res->body);
+        out.error = "reply has no choices[0].message.content: " + snippet(received);
         return out;
       }
       out.reply = content->get<std::string>();
@@ -139,7 +158,7 @@ FrontierOutcome price_one(httplib::Client& cli, const FrontierConfig& cfg, const
       if (res->status == 401 || res->status == 403)
         hint = " (is $" + cfg.api_key_env + " set to a valid key?)";
       throw Error("frontier: HTTP " + std::to_string(res->status) + " from " + origin + path +
-                  hint + ": " + snippet(res->body));
+                  hint + ": " + snippet(received));
     }
     if (res) {
       out.error = "HTTP " + std::to_string(res->status);

@@ -1,6 +1,7 @@
 #pragma once
 // A pricer that asks a hosted model through any OpenAI-compatible chat-completions endpoint.
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -21,6 +22,9 @@ struct FrontierConfig {
   double usd_per_m_input = 0.0;                // price per million prompt tokens
   double usd_per_m_output = 0.0;               // price per million completion tokens
 };
+
+// Largest reply body read; a chat completion with a price in it is a few hundred bytes.
+inline constexpr std::size_t kMaxReplyBytes = 1u << 20;
 
 // The two chat messages sent for one item.
 std::string frontier_system_prompt();
