@@ -38,7 +38,7 @@ std::string make_catalog(const TempDir& dir, const std::string& name, int n, uin
   std::uniform_real_distribution<double> u(0, std::log(500.0));
   const char* cats[] = {"Automotive", "Books", "Toys"};
   for (int i = 0; i < n; ++i) {
-    json j = raw_record("n" + std::to_string(i), std::round(std::exp(u(rng)) * 100) / 100);
+    json j = raw_record(std::string("n").append(std::to_string(i)), std::round(std::exp(u(rng)) * 100) / 100);
     j["main_category"] = cats[i % 3];
     s += j.dump() + "\n";
   }
@@ -269,11 +269,14 @@ TEST(CuratePipeline, CustomTemplates) {
   auto recs = read_jsonl(dir / "out/train.jsonl");
   ASSERT_FALSE(recs.empty());
   const std::string p = recs[0]["prompt"];
-  EXPECT_EQ(p.rfind("[" + recs[0]["category"].get<std::string>() + "] " +
-                        recs[0]["title"].get<std::string>() + ": ", 0),
-            0u);
+  const std::string head = std::string("[")
+                               .append(recs[0]["category"].get<std::string>())
+                               .append("] ")
+                               .append(recs[0]["title"].get<std::string>())
+                               .append(": ");
+  EXPECT_EQ(p.rfind(head, 0), 0u);
   EXPECT_EQ(recs[0]["completion"],
-            " $" + std::to_string(std::llround(recs[0]["price"].get<double>())));
+            std::string(" $").append(std::to_string(std::llround(recs[0]["price"].get<double>()))));
 }
 
 TEST(CuratePipeline, GzipInputMatchesPlainInput) {

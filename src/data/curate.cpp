@@ -522,6 +522,8 @@ CurateResult curate(const CurateOptions& opt) {
     std::ofstream out(jsonl_path, std::ios::binary);
     require(out.good(), jsonl_path.string() + ": cannot create");
     std::unique_ptr<ShardWriter> shard;
+    // A shard left from an earlier run with a tokenizer would no longer match the JSON lines.
+    if (!tokens) fs::remove(out_dir / (std::string(sp.name) + ".bin"));
     if (tokens)
       shard = std::make_unique<ShardWriter>((out_dir / (std::string(sp.name) + ".bin")).string(),
                                             opt.tokenizer->vocab_size(), opt.tokenizer->bos_id(),

@@ -38,8 +38,10 @@ struct TempDir {
   std::filesystem::path path;
   TempDir() {
     std::random_device rd;
-    path = std::filesystem::temp_directory_path() /
-           ("pricer-curate-" + std::to_string(rd()) + std::to_string(rd()));
+    // Built with append(): GCC 12 warns falsely (-Wrestrict) on "literal" + std::string.
+    std::string name = "pricer-curate-";
+    name.append(std::to_string(rd())).append(std::to_string(rd()));
+    path = std::filesystem::temp_directory_path() / name;
     std::filesystem::create_directories(path);
   }
   ~TempDir() {
@@ -74,14 +76,15 @@ inline std::vector<nlohmann::json> read_jsonl(const std::string& p) {
 // title and text unique.
 inline nlohmann::json raw_record(const std::string& salt, double price) {
   nlohmann::json j;
-  j["title"] = "Sturdy Item " + salt + " for Everyday Use";
+  j["title"] = std::string("Sturdy Item ").append(salt).append(" for Everyday Use");
   std::string desc;
   for (int i = 0; i < 12; ++i)
-    desc += "Sentence number " + std::to_string(i) + " about item " + salt +
-            " and why it is useful. ";
+    desc.append("Sentence number ").append(std::to_string(i)).append(" about item ").append(salt).append(
+        " and why it is useful. ");
   j["description"] = {desc};
-  j["features"] = {"Feature one of " + salt, "Feature two of " + salt};
-  j["details"] = {{"Brand", "Brand" + salt}, {"Color", "Blue"}};
+  j["features"] = {std::string("Feature one of ").append(salt),
+                   std::string("Feature two of ").append(salt)};
+  j["details"] = {{"Brand", std::string("Brand").append(salt)}, {"Color", "Blue"}};
   j["price"] = price;
   return j;
 }
