@@ -191,7 +191,8 @@ TEST(Llama2c, CorruptFilesFailCleanly) {
   bad({8, 12, 2, 2, 1, 0, 4}, "vocab_size");
   bad({8, 12, 2, 2, 1, 16, 0}, "max_position_embeddings");
   bad({8, 12, 2, 2, 1, 16, 5}, "implies");
-  bad({65536, 262144, 1024, 64, 64, 4194304, 16777216}, "implies");  // huge but in range
+  bad({4096, 14336, 32, 32, 8, 128256, 8192}, "implies");  // an 8B header on a tiny file
+  bad({65536, 262144, 1024, 64, 64, 4194304, 16777216}, "parameters exceed");  // absurd
   bad({INT32_MAX, INT32_MAX, INT32_MAX, 1, 1, INT32_MIN, INT32_MAX}, "hdr.bin");
   auto ak42 = f.bytes;
   std::memcpy(ak42.data(), "24ka", 4);

@@ -91,6 +91,7 @@ class LlamaModel {
   LayerWeights& layer(int64_t i) { return layers_.at(i); }
   const LayerWeights& layer(int64_t i) const { return layers_.at(i); }
   std::vector<float>& final_norm() { return norm_; }
+  const std::vector<float>& final_norm() const { return norm_; }
   const Weight& head() const { return cfg_.tied_embeddings ? embed_ : head_; }
 
   // Re-stores the 7 projections of every layer in `dtype` (the frozen QLoRA base: nf4, bf16, f32).
