@@ -342,6 +342,13 @@ void RunDb::set_log_dir(std::int64_t run, std::string_view log_dir) {
           "run database " + path_.string() + ": no run with id " + std::to_string(run));
 }
 
+void RunDb::set_sweep(std::int64_t run, std::string_view sweep_id) {
+  auto& q = prepare("UPDATE runs SET kind = ?, sweep_id = ? WHERE id = ?");
+  q.bind(1, to_string(RunKind::sweep_trial)).bind(2, sweep_id).bind(3, run).run("cannot set the sweep");
+  require(sqlite3_changes(db_) == 1,
+          "run database " + path_.string() + ": no run with id " + std::to_string(run));
+}
+
 void RunDb::log_params(std::int64_t run, const nlohmann::json& params) {
   require(params.is_object(), "run database " + path_.string() +
                                   ": hyperparameters must be a JSON object, got " +

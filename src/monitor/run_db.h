@@ -97,6 +97,9 @@ class RunDb {
   std::int64_t create_run(const NewRun& run, double started);
   void set_status(std::int64_t run, RunStatus status, std::string_view message, double ended);
   void set_log_dir(std::int64_t run, std::string_view log_dir);
+  // Files a run under a sweep (kind sweep-trial), for runs started by code that does not know
+  // it is part of one (the training loop creates its own run).
+  void set_sweep(std::int64_t run, std::string_view sweep_id);
   // `params` must be a JSON object; each key is stored with its value as JSON text, replacing an
   // earlier value of the same key.
   void log_params(std::int64_t run, const nlohmann::json& params);

@@ -1,0 +1,262 @@
+#include "sweep/sweep.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <mutex>
+#include <thread>
+
+#include "core/error.h"
+#include "core/progress.h"
+#include "monitor/interrupt.h"
+
+namespace fs = std::filesystem;
+
+namespace pricer::sweep {
+
+void SearchOptions::validate() const {
+  make_sampler(algorithm, tpe);  // throws on an unknown algorithm or bad TPE settings
+  require(trials >= 0, "search: trials cannot be negative");
+  require(time_budget_s >= 0 && std::isfinite(time_budget_s), "search: time_budget cannot be negative");
+  require(trials > 0 || time_budget_s > 0, "search: give a budget (trials and/or time_budget)");
+  require(parallel >= 1, "search: parallel must be at least 1");
+  pruning.validate();
+}
+
+nlohmann::json SearchOptions::to_json() const {
+  return {{"algorithm", algorithm},
+          {"seed", seed},
+          {"startup_trials", tpe.startup_trials},
+          {"candidates", tpe.candidates},
+          {"pruning", {{"min_steps", pruning.min_steps}, {"reduction_factor", pruning.reduction_factor}}}};
+}
+
+fs::path state_path(const SweepSpec& spec) { return spec.out_dir / "sweep.json"; }
+
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+std::string trial_dir_name(int64_t number) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "trial-%03lld", static_cast<long long>(number));
+  return buf;
+}
+
+// The settings a resumed sweep must share with the stored one; the budget and parallelism may
+// change between sessions.
+nlohmann::json resume_settings(const SweepSpec& spec) {
+  return {{"space", spec.space.to_json()}, {"search", spec.search.to_json()}, {"extra", spec.settings}};
+}
+
+void check_same_settings(const nlohmann::json& stored, const nlohmann::json& now, const fs::path& path) {
+  if (stored == now) return;
+  for (const auto& [k, v] : now.items()) {
+    const auto s = stored.value(k, nlohmann::json());
+    if (s != v)
+      throw Error(path.string() + ": the sweep was started with different '" + k + "' settings (" + s.dump() +
+                  ", now " + v.dump() + "); use another out_dir for a new sweep");
+  }
+  throw Error(path.string() + ": the sweep was started with different settings; use another out_dir");
+}
+
+class SweepRunner {
+ public:
+  SweepRunner(const SweepSpec& spec, const TrialFn& fn) : spec_(spec), fn_(fn), sampler_(make_sampler(spec.search.algorithm, spec.search.tpe)) {}
+
+  SweepState run(bool* interrupted) {
+    spec_.search.validate();
+    fs::create_directories(spec_.out_dir);
+    const fs::path path = state_path(spec_);
+    const nlohmann::json settings = resume_settings(spec_);
+    if (auto loaded = SweepState::load(path)) {
+      check_same_settings(loaded->settings, settings, path);
+      state_ = std::move(*loaded);
+      int64_t done = 0;
+      for (const auto& t : state_.trials) {
+        if (t.status == TrialStatus::running) resumable_.push_back(t.number);
+        else ++done;
+      }
+      std::fprintf(stderr, "sweep %s: resuming with %lld finished trial(s)%s\n", state_.name.c_str(),
+                   static_cast<long long>(done),
+                   resumable_.empty() ? "" : (", " + std::to_string(resumable_.size()) + " to continue").c_str());
+    } else {
+      state_.name = spec_.name;
+      state_.settings = settings;
+      state_.save(path);
+    }
+    monitor::InterruptGuard guard;
+    start_ = now_s();
+    const uint64_t total = spec_.search.trials > 0 ? static_cast<uint64_t>(spec_.search.trials) : 0;
+    ProgressOptions po;
+    po.enabled = spec_.progress;
+    progress_ = std::make_unique<Progress>("sweep " + spec_.name, total, po);
+    progress_->set(finished_count());
+
+    std::vector<std::thread> workers;
+    std::exception_ptr error;
+    for (int w = 0; w < spec_.search.parallel; ++w)
+      workers.emplace_back([this, &error] {
+        try {
+          work();
+        } catch (...) {
+          std::lock_guard lock(mu_);
+          if (!error) error = std::current_exception();
+          stop_ = true;
+        }
+      });
+    for (auto& t : workers) t.join();
+    progress_->finish();
+    {
+      std::lock_guard lock(mu_);
+      state_.elapsed_s += now_s() - start_;
+      state_.save(path);
+    }
+    if (error) std::rethrow_exception(error);
+    if (interrupted) *interrupted = interrupted_;
+    return state_;
+  }
+
+ private:
+  uint64_t finished_count() const {
+    uint64_t n = 0;
+    for (const auto& t : state_.trials) n += t.status != TrialStatus::running;
+    return n;
+  }
+
+  bool budget_left() const {
+    const auto& s = spec_.search;
+    if (s.time_budget_s > 0 && state_.elapsed_s + (now_s() - start_) >= s.time_budget_s) return false;
+    return true;
+  }
+
+  // Under mu_: the next trial to run, or nullopt when the sweep is over.
+  std::optional<TrialContext> next_trial() {
+    if (stop_ || monitor::interrupt_requested()) {
+      interrupted_ = interrupted_ || monitor::interrupt_requested();
+      return std::nullopt;
+    }
+    if (!budget_left()) return std::nullopt;
+    TrialContext ctx;
+    if (!resumable_.empty()) {
+      ctx.trial = state_.trials[static_cast<size_t>(resumable_.front())];
+      resumable_.erase(resumable_.begin());
+      ctx.resume = true;
+      return ctx;
+    }
+    if (spec_.search.trials > 0 && static_cast<int64_t>(state_.trials.size()) >= spec_.search.trials) return std::nullopt;
+    std::vector<nlohmann::json> ranked;
+    for (const TrialRecord* t : ranked_trials(state_)) ranked.push_back(t->params);
+    TrialRecord t;
+    t.number = static_cast<int64_t>(state_.trials.size());
+    t.params = sampler_->sample(spec_.space, ranked, trial_seed(spec_.search.seed, t.number));
+    t.out_dir = (spec_.out_dir / trial_dir_name(t.number)).string();
+    state_.trials.push_back(t);
+    state_.save(state_path(spec_));
+    ctx.trial = t;
+    return ctx;
+  }
+
+  void work() {
+    for (;;) {
+      TrialContext ctx;
+      {
+        std::lock_guard lock(mu_);
+        auto next = next_trial();
+        if (!next) return;
+        ctx = std::move(*next);
+      }
+      const int64_t number = ctx.trial.number;
+      ctx.report = [this, number](int64_t step, double value) { return report(number, step, value); };
+      ctx.add_run = [this, number](int64_t run_id) {
+        std::lock_guard lock(mu_);
+        auto& ids = state_.trials[static_cast<size_t>(number)].run_ids;
+        if (std::find(ids.begin(), ids.end(), run_id) == ids.end()) {
+          ids.push_back(run_id);
+          state_.save(state_path(spec_));
+        }
+      };
+      const double t0 = now_s();
+      TrialOutcome out;
+      std::string failure;
+      try {
+        out = fn_(ctx);
+      } catch (const Error& e) {
+        failure = e.what();
+      }
+      std::lock_guard lock(mu_);
+      TrialRecord& t = state_.trials[static_cast<size_t>(number)];
+      t.seconds += now_s() - t0;
+      if (!failure.empty()) {
+        t.status = TrialStatus::failed;
+        t.message = failure;
+      } else if (out.interrupted) {
+        interrupted_ = true;
+        stop_ = true;
+        t.steps = out.steps;
+        state_.save(state_path(spec_));
+        continue;
+      } else if (out.pruned) {
+        t.status = TrialStatus::pruned;
+        t.steps = out.steps;
+        t.has_objective = !t.rungs.empty();
+        if (t.has_objective) t.objective = t.rungs.rbegin()->second;
+        t.message = out.message.empty() ? "pruned at step " + std::to_string(out.steps) : out.message;
+      } else if (!std::isfinite(out.objective)) {
+        t.status = TrialStatus::failed;
+        t.steps = out.steps;
+        t.message = "the objective is not finite";
+      } else {
+        t.status = TrialStatus::complete;
+        t.steps = out.steps;
+        t.objective = out.objective;
+        t.has_objective = true;
+        t.message = out.message;
+      }
+      consecutive_failures_ = t.status == TrialStatus::failed ? consecutive_failures_ + 1 : 0;
+      state_.save(state_path(spec_));
+      progress_->set(finished_count());
+      if (spec_.on_trial_end) spec_.on_trial_end(t, state_);
+      if (consecutive_failures_ >= spec_.search.max_consecutive_failures)
+        throw Error("sweep " + spec_.name + ": " + std::to_string(consecutive_failures_) +
+                    " trials failed in a row; the last: " + t.message);
+    }
+  }
+
+  bool report(int64_t number, int64_t step, double value) {
+    if (!spec_.search.pruning.is_rung(step)) return true;
+    std::lock_guard lock(mu_);
+    TrialRecord& t = state_.trials[static_cast<size_t>(number)];
+    if (t.rungs.contains(step)) return true;  // decided in an earlier session; it went on then
+    t.rungs[step] = value;
+    std::vector<double> values;
+    for (const auto& other : state_.trials)
+      if (auto it = other.rungs.find(step); it != other.rungs.end()) values.push_back(it->second);
+    const bool promoted = asha_promotes(value, values, spec_.search.pruning.reduction_factor);
+    t.steps = step;
+    state_.save(state_path(spec_));
+    return promoted;
+  }
+
+  SweepSpec spec_;
+  const TrialFn& fn_;
+  std::unique_ptr<Sampler> sampler_;
+  std::mutex mu_;
+  SweepState state_;
+  std::vector<int64_t> resumable_;
+  std::unique_ptr<Progress> progress_;
+  double start_ = 0;
+  bool stop_ = false, interrupted_ = false;
+  int64_t consecutive_failures_ = 0;
+};
+
+}  // namespace
+
+SweepState run_sweep(const SweepSpec& spec, const TrialFn& trial, bool* interrupted) {
+  SweepRunner runner(spec, trial);
+  return runner.run(interrupted);
+}
+
+}  // namespace pricer::sweep

@@ -1,0 +1,293 @@
+#include "sweep/train_trial.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <limits>
+
+#include "core/error.h"
+#include "io/model_file.h"
+#include "monitor/recorder.h"
+#include "tokenizer/tokenizer.h"
+#include "train/adapter_io.h"
+
+namespace fs = std::filesystem;
+
+namespace pricer::sweep {
+
+namespace {
+
+enum class KeyType { real, integer, text, boolean };
+
+struct SearchableKey {
+  const char* name;
+  KeyType type;
+};
+
+// The settings a sweep may vary (the data, model and run plumbing stay fixed).
+constexpr SearchableKey kSearchable[] = {
+    {"lr", KeyType::real},           {"rank", KeyType::integer},       {"alpha", KeyType::real},
+    {"alpha_ratio", KeyType::real},  {"dropout", KeyType::real},       {"targets", KeyType::text},
+    {"rslora", KeyType::boolean},    {"optimizer", KeyType::text},     {"schedule", KeyType::text},
+    {"warmup_ratio", KeyType::real}, {"weight_decay", KeyType::real},  {"max_grad_norm", KeyType::real},
+    {"momentum", KeyType::real},     {"epochs", KeyType::integer},     {"max_steps", KeyType::integer},
+    {"batch_size", KeyType::integer}};
+
+const SearchableKey* find_key(const std::string& name) {
+  for (const auto& k : kSearchable)
+    if (name == k.name) return &k;
+  return nullptr;
+}
+
+std::string searchable_list() {
+  std::string s;
+  for (const auto& k : kSearchable) s += (s.empty() ? "" : ", ") + std::string(k.name);
+  return s;
+}
+
+bool fits(KeyType t, const nlohmann::json& v) {
+  switch (t) {
+    case KeyType::real: return v.is_number();
+    case KeyType::integer: return v.is_number_integer();
+    case KeyType::text: return v.is_string();
+    case KeyType::boolean: return v.is_boolean();
+  }
+  return false;
+}
+
+// Shortest decimal that reads back as the same float.
+std::string float_text(double v) {
+  const float f = static_cast<float>(v);
+  char buf[64];
+  for (int prec = 6; prec <= 9; ++prec) {
+    std::snprintf(buf, sizeof buf, "%.*g", prec, static_cast<double>(f));
+    if (std::strtof(buf, nullptr) == f) break;
+  }
+  std::string s = buf;
+  if (s.find_first_of(".eEn") == std::string::npos) s += ".0";  // stays a float to YAML readers
+  return s;
+}
+
+}  // namespace
+
+void check_space_keys(const SweepConfig& cfg, const YAML::Node& space_node) {
+  for (const auto& p : cfg.space.params) {
+    const YAML::Node at = space_node[p.name];
+    const std::string where = cfg.file + ": space." + p.name + " (line " + std::to_string(at.Mark().line + 1) + ")";
+    const SearchableKey* k = find_key(p.name);
+    if (!k) throw Error(where + ": not a setting a sweep can vary (expected one of " + searchable_list() + ")");
+    if (p.kind == ParamKind::choice) {
+      for (const auto& c : p.choices)
+        if (!fits(k->type, c))
+          throw Error(where + ": choice " + c.dump() + " does not fit " + p.name);
+    } else if (k->type == KeyType::text || k->type == KeyType::boolean) {
+      throw Error(where + ": " + p.name + " takes a list of choices, not a numeric range");
+    } else if (k->type == KeyType::integer && !p.is_int()) {
+      throw Error(where + ": " + p.name + " is an integer: use type int or log_int");
+    }
+  }
+  if (cfg.space.find("alpha") && cfg.space.find("alpha_ratio"))
+    throw Error(cfg.file + ": space: search alpha or alpha_ratio, not both");
+  // Every corner of the space must give settings the trainer accepts: try the extremes now rather
+  // than fail trials later.
+  for (int corner = 0; corner < 2; ++corner) {
+    TrainConfig t = cfg.train;
+    nlohmann::json params = nlohmann::json::object();
+    for (const auto& p : cfg.space.params)
+      params[p.name] = p.kind == ParamKind::choice ? p.choices[corner == 0 ? 0 : p.choices.size() - 1]
+                                                   : p.from_internal(corner == 0 ? p.internal_low() : p.internal_high());
+    for (const auto& p : cfg.space.params) apply_param(t, p.name, params[p.name]);
+    try {
+      t.validate();
+      parse_lora_targets(t.targets);
+    } catch (const Error& e) {
+      throw Error(cfg.file + ": space: parameters " + params.dump() + " give invalid training settings: " + e.what());
+    }
+  }
+}
+
+void apply_param(TrainConfig& c, const std::string& name, const nlohmann::json& v) {
+  const SearchableKey* k = find_key(name);
+  require(k && fits(k->type, v), "sweep parameter '" + name + "' cannot take the value " + v.dump());
+  if (name == "lr") c.lr = v.get<float>();
+  else if (name == "rank") c.rank = v.get<int64_t>();
+  else if (name == "alpha") c.alpha = v.get<float>();
+  else if (name == "alpha_ratio") c.alpha = 0;  // set from the rank below, once every parameter is in
+  else if (name == "dropout") c.dropout = v.get<float>();
+  else if (name == "targets") c.targets = v.get<std::string>();
+  else if (name == "rslora") c.rslora = v.get<bool>();
+  else if (name == "optimizer") c.optimizer = v.get<std::string>();
+  else if (name == "schedule") c.schedule = v.get<std::string>();
+  else if (name == "warmup_ratio") c.warmup_ratio = v.get<float>();
+  else if (name == "weight_decay") c.weight_decay = v.get<float>();
+  else if (name == "max_grad_norm") c.max_grad_norm = v.get<float>();
+  else if (name == "momentum") c.momentum = v.get<float>();
+  else if (name == "epochs") c.epochs = v.get<int64_t>();
+  else if (name == "max_steps") c.max_steps = v.get<int64_t>();
+  else if (name == "batch_size") c.batch_size = v.get<int64_t>();
+}
+
+TrainConfig trial_train_config(const SweepConfig& cfg, const TrialRecord& trial) {
+  TrainConfig c = cfg.train;
+  for (const auto& [name, v] : trial.params.items()) apply_param(c, name, v);
+  if (trial.params.contains("alpha_ratio"))
+    c.alpha = trial.params["alpha_ratio"].get<float>() * static_cast<float>(c.rank);
+  c.out_dir = trial.out_dir;
+  c.run_name = cfg.name + "-" + fs::path(trial.out_dir).filename().string();
+  c.eval_metric = cfg.objective;
+  if (cfg.search.pruning.enabled()) c.eval_every = cfg.search.pruning.min_steps;  // an evaluation at every rung
+  c.resume = false;
+  return c;
+}
+
+std::string train_config_yaml(const TrainConfig& cfg, const std::string& comment) {
+  std::string out;
+  for (size_t pos = 0; pos < comment.size();) {
+    const size_t nl = comment.find('\n', pos);
+    out += "# " + comment.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos) + "\n";
+    pos = nl == std::string::npos ? comment.size() : nl + 1;
+  }
+  for (const auto& [k, v] : cfg.to_json().items()) {
+    if (k == "run_name") continue;  // a run of its own gets its own name
+    out += k + ": ";
+    if (v.is_number_float()) out += float_text(v.get<double>());
+    else if (v.is_string()) out += v.dump();  // a JSON string is a YAML double-quoted scalar
+    else out += v.dump();
+    out += "\n";
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+struct TrainTrialRunner::Shared {
+  ModelFile base;
+  std::unique_ptr<Tokenizer> tok;
+  std::vector<PricedExample> train, val;
+  fs::path runs_db;
+};
+
+TrainTrialRunner::TrainTrialRunner(const SweepConfig& cfg) : cfg_(cfg), shared_(std::make_unique<Shared>()) {
+  const TrainConfig& c = cfg.train;
+  std::fprintf(stderr, "loading %s (base %s)\n", c.model.c_str(), c.base_dtype.c_str());
+  shared_->base = load_model_file(c.model, dtype_from_name(c.base_dtype));
+  shared_->tok = load_tokenizer(c.tokenizer.empty() ? c.model : c.tokenizer);
+  require(shared_->tok->vocab_size() <= shared_->base.config.vocab_size,
+          "the tokenizer has " + std::to_string(shared_->tok->vocab_size()) + " tokens, more than the model's vocabulary");
+  DatasetOptions dopt;
+  dopt.max_length = c.max_length;
+  const int64_t vocab = shared_->base.config.vocab_size;
+  shared_->train = load_examples(c.dataset, "train", *shared_->tok, vocab, dopt);
+  require(has_split(c.dataset, "val"), c.dataset + ": a sweep needs a validation split (val) to score trials");
+  shared_->val = load_examples(c.dataset, "val", *shared_->tok, vocab, dopt);
+  require(!shared_->val.empty(), c.dataset + ": the validation split is empty");
+  std::fprintf(stderr, "%zu training and %zu validation examples\n", shared_->train.size(), shared_->val.size());
+  shared_->runs_db = c.runs_db.empty() ? monitor::default_runs_db() : fs::path(c.runs_db);
+}
+
+TrainTrialRunner::~TrainTrialRunner() = default;
+
+namespace {
+
+// Thrown from the after-step hook to stop a pruned trial.
+struct TrialPruned {
+  int64_t step;
+};
+
+double seconds_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+TrialOutcome TrainTrialRunner::operator()(TrialContext& ctx) const {
+  const Shared& s = *shared_;
+  TrainConfig c = trial_train_config(cfg_, ctx.trial);
+  c.resume = ctx.resume;
+  c.progress = c.progress && cfg_.search.parallel == 1;
+
+  LlamaModel model = LlamaModel::from_weights(s.base.config, s.base.tensors, s.base.source);
+  if (!c.init_adapter.empty()) {
+    load_adapter(model, c.init_adapter);
+  } else {
+    LoraConfig lc;
+    lc.rank = c.rank;
+    lc.alpha = c.alpha;
+    lc.dropout = c.dropout;
+    lc.rslora = c.rslora;
+    lc.targets = parse_lora_targets(c.targets);
+    model.add_lora(lc, c.seed);
+  }
+  TrainHooks hooks;
+  const std::string base_name = c.model;
+  hooks.save_output = [base_name](const LlamaModel& m, const std::string& dir) {
+    save_peft_adapter(m, dir, base_name);
+    save_gguf_adapter(m, (fs::path(dir) / "adapter.gguf").string());
+  };
+
+  monitor::RunDb db(s.runs_db);
+  int64_t run_id = 0;
+  const std::string metric = cfg_.metric_name();
+  // The run the training loop created for this session: the newest running run in our directory.
+  auto find_run = [&] {
+    for (const auto& r : db.list_runs())
+      if (r.output_dir == c.out_dir && r.status == monitor::RunStatus::running && r.id > run_id) run_id = r.id;
+    if (run_id == 0) return;
+    db.set_sweep(run_id, cfg_.name);
+    ctx.add_run(run_id);
+  };
+  hooks.after_step = [&](int64_t step) {
+    if (run_id == 0) find_run();
+    if (run_id == 0 || !cfg_.search.pruning.is_rung(step)) return;
+    bool evaluated_now = false;
+    double best = std::numeric_limits<double>::infinity();
+    std::vector<int64_t> runs = ctx.trial.run_ids;
+    runs.push_back(run_id);
+    for (int64_t id : runs)
+      for (const auto& p : db.metric_series(id, metric)) {
+        if (p.step > step || !std::isfinite(p.value)) continue;
+        best = std::min(best, p.value);
+        evaluated_now = evaluated_now || (id == run_id && p.step == step);
+      }
+    if (!evaluated_now) return;  // the last step: the final evaluation decides
+    if (!ctx.report(step, best)) throw TrialPruned{step};
+  };
+
+  TrainSummary sum;
+  try {
+    sum = run_training(c, model, *s.tok, s.train, s.val, false, hooks,
+                       "pricer sweep --config " + cfg_.file + "  # " + fs::path(c.out_dir).filename().string());
+  } catch (const TrialPruned& p) {
+    char msg[160];
+    std::snprintf(msg, sizeof msg, "pruned at step %lld by the sweep (not among the best 1/%lld at this rung)",
+                  static_cast<long long>(p.step), static_cast<long long>(cfg_.search.pruning.reduction_factor));
+    db.set_status(run_id, monitor::RunStatus::finished, msg, seconds_now());
+    TrialOutcome out;
+    out.pruned = true;
+    out.steps = p.step;
+    out.message = msg;
+    return out;
+  }
+  if (run_id != sum.run_id) {
+    run_id = sum.run_id;
+    db.set_sweep(run_id, cfg_.name);
+    ctx.add_run(run_id);
+  }
+  TrialOutcome out;
+  out.steps = sum.steps;
+  out.interrupted = sum.interrupted;
+  if (cfg_.objective == "mae") {
+    require(sum.best_eval_mae >= 0, c.dataset + ": no validation MAE (no prices, or a tokenizer without number tokens); "
+                                                "use objective: loss");
+    out.objective = sum.best_eval_mae;
+  } else {
+    out.objective = sum.best_eval_loss;
+  }
+  if (sum.early_stopped) out.message = "early stopped at step " + std::to_string(sum.steps);
+  return out;
+}
+
+}  // namespace pricer::sweep
