@@ -1,0 +1,544 @@
+// Hyperparameter sweeps: config and search-space errors, sampler determinism, TPE against its
+// own random start-up trials on a function of the learning rate with a known optimum, ASHA
+// promotion decisions, resuming an interrupted sweep, and `pricer sweep` end to end on a tiny
+// model and synthetic dataset.
+#include <gtest/gtest.h>
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <numeric>
+#include <set>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "monitor/run_db.h"
+#include "sweep/config.h"
+#include "sweep/report.h"
+#include "sweep/sampler.h"
+#include "sweep/sweep.h"
+#include "sweep/train_trial.h"
+
+namespace fs = std::filesystem;
+using namespace pricer;
+using namespace pricer::sweep;
+
+namespace {
+
+class SweepTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("pricer_sweep_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string write(const std::string& name, const std::string& text) const {
+    const fs::path p = dir_ / name;
+    std::ofstream(p) << text;
+    return p.string();
+  }
+
+  // The message of the Error that loading `yaml` as a sweep config throws ("" if none).
+  std::string load_error(const std::string& yaml) const {
+    const std::string path = write("sweep.yaml", yaml);
+    try {
+      SweepConfig::load(path);
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "";
+  }
+
+  fs::path dir_;
+};
+
+const char* kTrain = "train: {model: m.gguf, dataset: data, max_steps: 20}\n";
+
+SearchSpace space_from(const std::string& yaml) { return SearchSpace::from_yaml(YAML::Load(yaml), "test.yaml"); }
+
+// A stand-in for validation loss with a known good learning-rate region around 3e-4
+// (log10 = -3.5); rank does not matter.
+double synthetic_objective(const nlohmann::json& params) {
+  const double d = std::log10(params["lr"].get<double>()) + 3.5;
+  return d * d;
+}
+
+const char* kLrSpace = "{lr: {type: log_uniform, low: 1.0e-6, high: 1.0e-1}, rank: [4, 8, 16, 32]}";
+
+SweepSpec synthetic_spec(const fs::path& out, const std::string& algorithm, uint64_t seed, int64_t trials) {
+  SweepSpec spec;
+  spec.name = "synthetic";
+  spec.out_dir = out;
+  spec.space = space_from(kLrSpace);
+  spec.search.algorithm = algorithm;
+  spec.search.seed = seed;
+  spec.search.trials = trials;
+  spec.search.tpe.startup_trials = 10;
+  spec.progress = false;
+  return spec;
+}
+
+TrialFn synthetic_trial() {
+  return [](TrialContext& ctx) {
+    TrialOutcome o;
+    o.objective = synthetic_objective(ctx.trial.params);
+    o.steps = 1;
+    return o;
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configuration errors name the file and the key.
+
+TEST_F(SweepTest, SpaceErrorsNameFileAndKey) {
+  const std::string file = (dir_ / "sweep.yaml").string();
+  struct Case {
+    std::string yaml, key, what;
+  };
+  const std::vector<Case> cases = {
+      {"space:\n  lr: {type: log_uniform, low: 0, high: 0.1}\n", "space.lr", "low' > 0"},
+      {"space:\n  lr: {type: gaussian, low: 0, high: 1}\n", "space.lr", "unknown type 'gaussian'"},
+      {"space:\n  dropout: {type: uniform, low: 0.3, high: 0.1}\n", "space.dropout", "below 'high'"},
+      {"space:\n  dropout: {type: uniform, low: 0, hgih: 0.1}\n", "space.dropout", "unknown field 'hgih'"},
+      {"space:\n  rank: {type: uniform, low: 4, high: 16}\n", "space.rank", "integer"},
+      {"space:\n  model: [a.gguf, b.gguf]\n", "space.model", "not a setting a sweep can vary"},
+      {"space:\n  targets: [q, 7]\n", "space.targets", "does not fit"},
+      {"space:\n  rank: {type: choice}\n", "space.rank", "needs 'values'"},
+      {"space:\n  lr: {type: uniform, low: abc, high: 1}\n", "space.lr", "not 'abc'"},
+  };
+  for (const auto& c : cases) {
+    const std::string err = load_error(std::string(kTrain) + c.yaml);
+    EXPECT_NE(err.find(file), std::string::npos) << c.yaml << " -> " << err;
+    EXPECT_NE(err.find(c.key), std::string::npos) << c.yaml << " -> " << err;
+    EXPECT_NE(err.find(c.what), std::string::npos) << c.yaml << " -> " << err;
+    EXPECT_NE(err.find("line 3"), std::string::npos) << c.yaml << " -> " << err;
+  }
+  // Top-level keys, budgets and the embedded train settings.
+  auto expect_error = [&](const std::string& yaml, const std::string& what) {
+    const std::string err = load_error(yaml);
+    EXPECT_NE(err.find(file), std::string::npos) << err;
+    EXPECT_NE(err.find(what), std::string::npos) << yaml << " -> " << err;
+  };
+  expect_error(std::string(kTrain) + "trails: 5\nspace: {lr: [0.1]}\n", "unknown key 'trails'");
+  expect_error(std::string(kTrain) + "time_budget: 2 weeks\nspace: {lr: [0.1]}\n", "time_budget");
+  expect_error(std::string(kTrain) + "algorithm: grid\nspace: {lr: [0.1]}\n", "unknown sweep algorithm 'grid'");
+  expect_error(std::string(kTrain) + "objective: accuracy\nspace: {lr: [0.1]}\n", "objective");
+  expect_error("train: {model: m.gguf, dataset: d, lerning_rate: 1}\nspace: {lr: [0.1]}\n", "unknown key 'lerning_rate'");
+  expect_error(std::string(kTrain) + "trials: 3\n", "missing key 'space'");
+  expect_error(std::string(kTrain) + "space: {warmup_ratio: {type: uniform, low: 0, high: 1}}\n", "warmup_ratio");
+  expect_error(std::string(kTrain) + "space: {alpha: [8], alpha_ratio: [2]}\n", "not both");
+
+  const std::string ok = load_error(std::string(kTrain) + "name: s1\ntime_budget: 90m\nspace:\n  lr: " +
+                                    "{type: log_uniform, low: 1e-5, high: 1e-2}\n  targets: [\"q,v\", all]\n");
+  EXPECT_EQ(ok, "");
+  const SweepConfig c = SweepConfig::load(file);
+  EXPECT_EQ(c.name, "s1");
+  EXPECT_DOUBLE_EQ(c.search.time_budget_s, 5400);
+  EXPECT_EQ(c.out_dir, (fs::path("runs") / "sweeps" / "s1").string());
+  EXPECT_EQ(c.train.max_steps, 20);
+  ASSERT_EQ(c.space.params.size(), 2u);
+  EXPECT_EQ(c.space.params[1].choices[0], nlohmann::json("q,v"));
+}
+
+TEST(SweepDuration, Units) {
+  EXPECT_DOUBLE_EQ(parse_duration("45", "t"), 45);
+  EXPECT_DOUBLE_EQ(parse_duration("1.5h", "t"), 5400);
+  EXPECT_DOUBLE_EQ(parse_duration("2d", "t"), 172800);
+  EXPECT_THROW(parse_duration("-3m", "t"), Error);
+  EXPECT_THROW(parse_duration("3 parsecs", "t"), Error);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Samplers
+
+TEST(SweepSampler, DeterministicBySeedAndWithinBounds) {
+  const SearchSpace space = space_from(
+      "{lr: {type: log_uniform, low: 1.0e-5, high: 1.0e-2}, rank: {type: log_int, low: 2, high: 64},"
+      " steps: {type: int, low: 10, high: 20}, dropout: {type: uniform, low: 0, high: 0.3}, t: [a, b, c]}");
+  std::vector<nlohmann::json> history;
+  for (int i = 0; i < 12; ++i) {
+    Rng rng(trial_seed(5, i));
+    history.push_back(sample_uniformly(space, rng));
+  }
+  for (const std::string algo : {"random", "tpe"}) {
+    const auto s = make_sampler(algo);
+    std::set<std::string> distinct;
+    for (int64_t trial = 0; trial < 20; ++trial) {
+      const nlohmann::json a = s->sample(space, history, trial_seed(7, trial));
+      EXPECT_EQ(a, s->sample(space, history, trial_seed(7, trial))) << algo;
+      distinct.insert(a.dump());
+      EXPECT_GE(a["lr"].get<double>(), 1e-5);
+      EXPECT_LE(a["lr"].get<double>(), 1e-2);
+      ASSERT_TRUE(a["rank"].is_number_integer());
+      EXPECT_GE(a["rank"].get<int64_t>(), 2);
+      EXPECT_LE(a["rank"].get<int64_t>(), 64);
+      ASSERT_TRUE(a["steps"].is_number_integer());
+      EXPECT_GE(a["steps"].get<int64_t>(), 10);
+      EXPECT_LE(a["steps"].get<int64_t>(), 20);
+      EXPECT_TRUE(a["t"] == "a" || a["t"] == "b" || a["t"] == "c");
+    }
+    EXPECT_GT(distinct.size(), 15u) << algo << ": different seeds should give different proposals";
+  }
+  EXPECT_NE(make_sampler("tpe")->sample(space, history, 1), make_sampler("tpe")->sample(space, history, 2));
+}
+
+TEST(SweepSampler, ParzenDensityIntegratesToOneAndPeaksAtPoints) {
+  const SearchSpace space = space_from("{x: {type: uniform, low: 0, high: 10}}");
+  const ParzenEstimator pe(space.params[0], {2.0, 2.5, 8.0});
+  double integral = 0;
+  const int n = 20000;
+  for (int i = 0; i < n; ++i) integral += std::exp(pe.log_density((i + 0.5) * 10.0 / n)) * 10.0 / n;
+  EXPECT_NEAR(integral, 1.0, 1e-3);
+  EXPECT_GT(pe.log_density(2.2), pe.log_density(5.0));
+  Rng rng(3);
+  for (int i = 0; i < 1000; ++i) {
+    const double u = pe.sample(rng);
+    EXPECT_GE(u, 0.0);
+    EXPECT_LE(u, 10.0);
+  }
+}
+
+// With a fixed seed and budget, TPE's trials after its 10 random start-up trials find a better
+// learning rate than those start-up trials did, and concentrate near the optimum.
+TEST_F(SweepTest, TpeBeatsItsRandomStartupTrials) {
+  for (uint64_t seed : {1, 2, 3}) {
+    const SweepState st = run_sweep(synthetic_spec(dir_ / ("tpe" + std::to_string(seed)), "tpe", seed, 40), synthetic_trial());
+    ASSERT_EQ(st.trials.size(), 40u);
+    double best_random = INFINITY, best_tpe = INFINITY;
+    std::vector<double> random_vals, tpe_vals;
+    for (const auto& t : st.trials) {
+      ASSERT_EQ(t.status, TrialStatus::complete);
+      (t.number < 10 ? random_vals : tpe_vals).push_back(t.objective);
+    }
+    best_random = *std::min_element(random_vals.begin(), random_vals.end());
+    best_tpe = *std::min_element(tpe_vals.begin(), tpe_vals.end());
+    EXPECT_LT(best_tpe, best_random) << "seed " << seed;
+    EXPECT_LT(best_tpe, 0.01) << "seed " << seed << ": within about 10% of the best learning rate";
+    std::sort(random_vals.begin(), random_vals.end());
+    std::sort(tpe_vals.begin(), tpe_vals.end());
+    EXPECT_LT(tpe_vals[tpe_vals.size() / 2], random_vals[random_vals.size() / 2]) << "seed " << seed;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ASHA
+
+TEST(SweepAsha, RungsAndPromotions) {
+  AshaOptions o{10, 3};
+  std::vector<int64_t> rungs;
+  for (int64_t s = 1; s <= 300; ++s)
+    if (o.is_rung(s)) rungs.push_back(s);
+  EXPECT_EQ(rungs, (std::vector<int64_t>{10, 30, 90, 270}));
+  EXPECT_FALSE(AshaOptions{}.is_rung(10));
+
+  // Values arriving at one rung, eta = 3: the bar is the max(1, n / 3)-th best value so far.
+  const std::vector<double> arriving = {5, 3, 4, 1, 6, 2, 7, 1.5, 2.5};
+  const std::vector<bool> expected = {true, true, false, true, false, true, false, true, false};
+  std::vector<double> seen;
+  for (size_t i = 0; i < arriving.size(); ++i) {
+    seen.push_back(arriving[i]);
+    EXPECT_EQ(asha_promotes(arriving[i], seen, 3), expected[i]) << "value " << arriving[i] << " at position " << i;
+  }
+  EXPECT_FALSE(asha_promotes(NAN, {NAN, 1.0}, 3));
+}
+
+// The sweep loop applies ASHA at the rungs: on learning curves whose final value is known, each
+// trial goes past a rung exactly when its value there is among the best third so far, pruned
+// trials stop at that rung, and the best trial runs to the end.
+TEST_F(SweepTest, AshaPrunesTheRightTrials) {
+  SweepSpec spec = synthetic_spec(dir_ / "asha", "random", 11, 24);
+  spec.search.pruning = {2, 3};  // rungs at 2, 6, 18; trials train 30 steps
+  auto curve = [](const nlohmann::json& p, int64_t step) { return synthetic_objective(p) + 1.0 / static_cast<double>(step); };
+  std::map<int64_t, int64_t> steps_run;
+  const SweepState st = run_sweep(spec, [&](TrialContext& ctx) {
+    TrialOutcome o;
+    for (int64_t step = 1; step <= 30; ++step) {
+      o.steps = step;
+      steps_run[ctx.trial.number] = step;
+      if (!ctx.report(step, curve(ctx.trial.params, step))) {
+        o.pruned = true;
+        return o;
+      }
+    }
+    o.objective = curve(ctx.trial.params, 30);
+    return o;
+  });
+  ASSERT_EQ(st.trials.size(), 24u);
+  // Replay the decisions in trial order (serial sweep) and compare.
+  std::map<int64_t, std::vector<double>> at_rung;
+  int pruned = 0;
+  for (const auto& t : st.trials) {
+    int64_t stopped_at = 0;
+    for (int64_t rung : {2, 6, 18}) {
+      const double v = curve(t.params, rung);
+      ASSERT_TRUE(t.rungs.contains(rung)) << "trial " << t.number << " rung " << rung;
+      EXPECT_DOUBLE_EQ(t.rungs.at(rung), v);
+      at_rung[rung].push_back(v);
+      if (!asha_promotes(v, at_rung[rung], 3)) {
+        stopped_at = rung;
+        break;
+      }
+    }
+    if (stopped_at > 0) {
+      ++pruned;
+      EXPECT_EQ(t.status, TrialStatus::pruned) << "trial " << t.number;
+      EXPECT_EQ(steps_run[t.number], stopped_at);
+      EXPECT_DOUBLE_EQ(t.objective, curve(t.params, stopped_at));
+    } else {
+      EXPECT_EQ(t.status, TrialStatus::complete) << "trial " << t.number;
+      EXPECT_EQ(steps_run[t.number], 30);
+    }
+  }
+  EXPECT_GT(pruned, 8) << "most random trials should be cut early";
+  const TrialRecord* best = &st.trials[0];
+  for (const auto& t : st.trials)
+    if (synthetic_objective(t.params) < synthetic_objective(best->params)) best = &t;
+  EXPECT_EQ(best->status, TrialStatus::complete);
+  EXPECT_EQ(ranked_trials(st).front()->number, best->number);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resume
+
+TEST_F(SweepTest, ResumeContinuesWithoutRedoingFinishedTrials) {
+  const SweepSpec spec = synthetic_spec(dir_ / "resume", "tpe", 4, 14);
+  std::map<int64_t, int> calls;
+  std::map<int64_t, bool> resumed;
+  bool interrupt_now = true;
+  auto fn = [&](TrialContext& ctx) {
+    ++calls[ctx.trial.number];
+    resumed[ctx.trial.number] = ctx.resume;
+    TrialOutcome o;
+    o.steps = 5;
+    if (ctx.trial.number == 11 && interrupt_now) {  // Ctrl-C during trial 11
+      o.interrupted = true;
+      return o;
+    }
+    o.objective = synthetic_objective(ctx.trial.params);
+    return o;
+  };
+  bool interrupted = false;
+  SweepState first = run_sweep(spec, fn, &interrupted);
+  EXPECT_TRUE(interrupted);
+  ASSERT_EQ(first.trials.size(), 12u);
+  EXPECT_EQ(first.trials[11].status, TrialStatus::running);
+
+  // An uninterrupted sweep with the same seed, for comparison.
+  std::map<int64_t, int> ref_calls;
+  const SweepState ref = run_sweep(synthetic_spec(dir_ / "reference", "tpe", 4, 14), [&](TrialContext& ctx) {
+    ++ref_calls[ctx.trial.number];
+    return synthetic_trial()(ctx);
+  });
+
+  interrupt_now = false;
+  const SweepState second = run_sweep(spec, fn, &interrupted);
+  EXPECT_FALSE(interrupted);
+  ASSERT_EQ(second.trials.size(), 14u);
+  for (int64_t i = 0; i < 14; ++i) {
+    EXPECT_EQ(calls[i], i == 11 ? 2 : 1) << "trial " << i;
+    EXPECT_EQ(resumed[i], i == 11) << "trial " << i;
+    EXPECT_EQ(second.trials[static_cast<size_t>(i)].status, TrialStatus::complete);
+    EXPECT_EQ(second.trials[static_cast<size_t>(i)].params, ref.trials[static_cast<size_t>(i)].params) << "trial " << i;
+  }
+  // A third start has nothing left to do.
+  run_sweep(spec, fn);
+  for (int64_t i = 0; i < 14; ++i) EXPECT_EQ(calls[i], i == 11 ? 2 : 1);
+
+  // Changed settings are refused, naming the state file and what changed.
+  SweepSpec changed = spec;
+  changed.search.seed = 99;
+  try {
+    run_sweep(changed, fn);
+    ADD_FAILURE() << "a changed seed was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("sweep.json"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("search"), std::string::npos) << e.what();
+  }
+  // A larger budget extends the sweep.
+  SweepSpec more = spec;
+  more.search.trials = 16;
+  EXPECT_EQ(run_sweep(more, fn).trials.size(), 16u);
+  EXPECT_EQ(calls[15], 1);
+}
+
+TEST_F(SweepTest, FailedTrialsAreRecordedAndRepeatedFailuresStop) {
+  SweepSpec spec = synthetic_spec(dir_ / "fail", "random", 1, 10);
+  int n = 0;
+  const SweepState st = run_sweep(spec, [&](TrialContext& ctx) {
+    if (++n == 2) throw Error("out of memory in trial");
+    return synthetic_trial()(ctx);
+  });
+  EXPECT_EQ(st.trials[1].status, TrialStatus::failed);
+  EXPECT_EQ(st.trials[1].message, "out of memory in trial");
+  EXPECT_EQ(ranked_trials(st).size(), 9u);
+  const std::string table = format_ranked_table(st, spec.space, "loss");
+  EXPECT_NE(table.find("failed"), std::string::npos);
+
+  SweepSpec broken = synthetic_spec(dir_ / "broken", "random", 1, 10);
+  EXPECT_THROW(run_sweep(broken, [](TrialContext&) -> TrialOutcome { throw Error("no such model"); }), Error);
+  const auto stored = SweepState::load(state_path(broken));
+  ASSERT_TRUE(stored);
+  EXPECT_EQ(stored->trials.size(), 3u);
+}
+
+TEST_F(SweepTest, CorruptStateFileIsAClearError) {
+  const SweepSpec spec = synthetic_spec(dir_ / "corrupt", "random", 1, 3);
+  fs::create_directories(spec.out_dir);
+  write_file_atomic(state_path(spec), "{\"version\": 1, \"name\": ");
+  try {
+    run_sweep(spec, synthetic_trial());
+    ADD_FAILURE() << "a corrupt state file was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(state_path(spec).string()), std::string::npos) << e.what();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outputs
+
+TEST_F(SweepTest, BestConfigYamlReadsBackIntoTrain) {
+  const std::string file = write("sweep.yaml", std::string(kTrain) +
+                                                   "space: {lr: {type: log_uniform, low: 1.0e-5, high: 1.0e-2}, "
+                                                   "rank: [4, 8], alpha_ratio: [0.5, 2], targets: [\"q,v\", all]}\n");
+  const SweepConfig cfg = SweepConfig::load(file);
+  TrialRecord t;
+  t.number = 3;
+  t.out_dir = (dir_ / "trial-003").string();
+  t.params = {{"lr", 0.00012345678}, {"rank", 8}, {"alpha_ratio", 2.0}, {"targets", "q,v"}};
+  const TrainConfig tc = trial_train_config(cfg, t);
+  EXPECT_FLOAT_EQ(tc.alpha, 16.0f);
+  EXPECT_EQ(tc.rank, 8);
+  EXPECT_EQ(tc.targets, "q,v");
+  EXPECT_EQ(tc.max_steps, 20);
+  const std::string yaml = write("best.yaml", train_config_yaml(tc, "best trial\nsecond line"));
+  TrainConfig back;
+  back.apply_yaml(yaml);
+  nlohmann::json a = tc.to_json(), b = back.to_json();
+  a.erase("run_name");
+  b.erase("run_name");
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(back.lr, tc.lr);  // bit for bit
+}
+
+TEST_F(SweepTest, ReportDrawsObjectiveAndEachParameter) {
+  SweepSpec spec = synthetic_spec(dir_ / "report", "tpe", 2, 14);
+  spec.search.pruning = {2, 3};
+  const SweepState st = run_sweep(spec, [](TrialContext& ctx) {
+    TrialOutcome o;
+    for (int64_t step = 1; step <= 8; ++step)
+      if (!ctx.report(step, synthetic_objective(ctx.trial.params) + 1.0 / step)) {
+        o.pruned = true;
+        o.steps = step;
+        return o;
+      }
+    o.objective = synthetic_objective(ctx.trial.params) + 0.125;
+    o.steps = 8;
+    return o;
+  });
+  const std::string html = sweep_report_html(st, spec.space, "loss");
+  size_t svgs = 0;
+  for (size_t p = html.find("<svg"); p != std::string::npos; p = html.find("<svg", p + 1)) ++svgs;
+  EXPECT_EQ(svgs, 4u) << "per trial, best so far, lr, rank";
+  EXPECT_NE(html.find("log10 lr"), std::string::npos);
+  EXPECT_NE(html.find("Best loss by rank"), std::string::npos);
+  EXPECT_NE(html.find("pruned"), std::string::npos);
+  const std::string table = format_ranked_table(st, spec.space, "loss", 5);
+  EXPECT_NE(table.find("more in the report"), std::string::npos);
+  // The table's first row is the best trial.
+  const auto ranked = ranked_trials(st);
+  const std::string first_row = table.substr(table.find('\n') + 1);
+  EXPECT_EQ(first_row.rfind("1  " + std::to_string(ranked.front()->number) + " ", 0), 0u) << table;
+}
+
+// ---------------------------------------------------------------------------------------------
+// `pricer sweep` end to end: a tiny model pretrained for one step on a synthetic catalog, four
+// fine-tuning trials with pruning, the run database, best.yaml and the report.
+
+TEST_F(SweepTest, EndToEndOnTinyModel) {
+  const std::string bin = PRICER_BINARY;
+  auto run = [&](const std::string& args) {
+    const std::string cmd = "cd '" + dir_.string() + "' && '" + bin + "' " + args + " >>'" + (dir_ / "log.txt").string() +
+                            "' 2>&1";
+    return std::system(cmd.c_str());
+  };
+  auto log = [&] {
+    std::ifstream in(dir_ / "log.txt");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  ASSERT_EQ(run("curate --synthetic 160 --seed 3 --train 120 --val 20 --test 20 -o data --no-charts"), 0) << log();
+  ASSERT_EQ(run("-t 1 pretrain --corpus data/train.jsonl --vocab-size 1300 --tokenizer-texts 120 --dim 16 --layers 1 "
+                "--heads 2 --kv-heads 1 --ffn 32 --context 256 --max-length 64 --batch-size 4 --micro-batch 4 "
+                "--max-steps 1 --eval-every 0 --out base -q --runs-db runs/pretrain.db"),
+            0)
+      << log();
+  write("sweep.yaml",
+        "name: tiny\nout_dir: sw\nseed: 5\nalgorithm: tpe\nstartup_trials: 2\ntrials: 4\nparallel: 2\n"
+        "pruning: {min_steps: 2, reduction_factor: 2}\n"
+        "train:\n  model: base/model.gguf\n  dataset: data\n  base_dtype: f32\n  max_length: 96\n"
+        "  batch_size: 4\n  micro_batch: 4\n  max_steps: 6\n  eval_items: 8\n  save_every: 0\n"
+        "space:\n  lr: {type: log_uniform, low: 1.0e-4, high: 1.0e-1}\n  rank: [2, 4]\n"
+        "  targets: [\"q,v\", all]\n  dropout: {type: uniform, low: 0, high: 0.2}\n");
+  ASSERT_EQ(run("-t 2 sweep --config sweep.yaml -q --runs-db runs/pricer.db"), 0) << log();
+
+  const auto st = SweepState::load(dir_ / "sw" / "sweep.json");
+  ASSERT_TRUE(st);
+  ASSERT_EQ(st->trials.size(), 4u);
+  std::set<int64_t> trial_runs;
+  for (const auto& t : st->trials) {
+    EXPECT_TRUE(t.status == TrialStatus::complete || t.status == TrialStatus::pruned) << t.message;
+    ASSERT_TRUE(t.has_objective);
+    EXPECT_TRUE(std::isfinite(t.objective));
+    EXPECT_EQ(t.rungs.count(2), 1u) << "every trial reaches the first rung";
+    ASSERT_EQ(t.run_ids.size(), 1u);
+    trial_runs.insert(t.run_ids[0]);
+    EXPECT_EQ(t.steps, t.status == TrialStatus::complete ? 6 : t.rungs.rbegin()->first);
+  }
+  // Every trial is a sweep-trial run of the sweep, finished, with its metrics.
+  monitor::RunDb db(dir_ / "runs" / "pricer.db", monitor::RunDb::Mode::existing);
+  for (const auto& r : db.list_runs()) {
+    ASSERT_TRUE(trial_runs.contains(r.id));
+    EXPECT_EQ(r.kind, monitor::RunKind::sweep_trial);
+    EXPECT_EQ(r.sweep_id, std::optional<std::string>("tiny"));
+    EXPECT_EQ(r.status, monitor::RunStatus::finished) << r.message;
+    EXPECT_FALSE(db.metric_series(r.id, "eval/loss").empty());
+  }
+  EXPECT_EQ(db.list_runs().size(), 4u);
+  for (const auto& t : st->trials) {
+    const auto series = db.metric_series(t.run_ids[0], "eval/loss");
+    double best = INFINITY;
+    for (const auto& p : series)
+      if (p.step <= 2) best = std::min(best, p.value);
+    EXPECT_DOUBLE_EQ(t.rungs.at(2), best) << "the rung value is the run's best evaluation up to the rung";
+  }
+  ASSERT_EQ(run("runs --db runs/pricer.db --sweep tiny"), 0);
+  EXPECT_NE(log().find("tiny-trial-003"), std::string::npos) << log();
+
+  // best.yaml is a train config of the best trial.
+  const auto ranked = ranked_trials(*st);
+  ASSERT_EQ(ranked.front()->status, TrialStatus::complete);
+  TrainConfig best;
+  best.apply_yaml((dir_ / "sw" / "best.yaml").string());
+  EXPECT_FLOAT_EQ(best.lr, ranked.front()->params["lr"].get<float>());
+  EXPECT_EQ(best.rank, ranked.front()->params["rank"].get<int64_t>());
+  EXPECT_EQ(best.targets, ranked.front()->params["targets"].get<std::string>());
+  EXPECT_EQ(best.model, "base/model.gguf");
+  EXPECT_TRUE(fs::exists(fs::path(dir_) / ranked.front()->out_dir / "best" / "adapter.gguf"));
+  std::ifstream html(dir_ / "sw" / "report.html");
+  const std::string report((std::istreambuf_iterator<char>(html)), {});
+  EXPECT_NE(report.find("<svg"), std::string::npos);
+  EXPECT_NE(report.find("log10 lr"), std::string::npos);
+
+  // Started again, the finished sweep trains nothing more.
+  ASSERT_EQ(run("-t 2 sweep --config sweep.yaml -q --runs-db runs/pricer.db"), 0) << log();
+  EXPECT_EQ(db.list_runs().size(), 4u);
+}
+
+}  // namespace
