@@ -2,6 +2,8 @@
 // and writes results.json, report.html and a leaderboard.
 #include <cstdio>
 #include <filesystem>
+#include <map>
+#include <memory>
 #include <sstream>
 
 #include "cli/command.h"
@@ -9,6 +11,7 @@
 #include "eval/evaluate.h"
 #include "eval/human.h"
 #include "eval/pricer.h"
+#include "monitor/recorder.h"
 
 namespace {
 
@@ -26,6 +29,9 @@ struct EvalArgs {
   int bootstrap = 1000;
   std::string human_export;
   std::vector<std::string> params;
+  std::string run_name;
+  std::string runs_db;
+  bool record = true;
   PricerContext ctx;
 };
 
@@ -75,6 +81,23 @@ int run_eval(EvalArgs& a) {
     train = read_split(train_source, "train", a.train_limit);
   }
 
+  // The run goes into the run database before the first pricer, so a failed one is on record.
+  std::unique_ptr<pricer::monitor::RunRecorder> rec;
+  if (a.record) {
+    pricer::monitor::NewRun nr;
+    nr.name = !a.run_name.empty() ? a.run_name : "eval-" + fs::path(a.out).filename().string();
+    nr.kind = pricer::monitor::RunKind::eval;
+    nr.command_line = pricer::cli::command_line();
+    nr.base_model = a.ctx.params.count("model") ? a.ctx.params.at("model") : "";
+    nr.dataset = a.data;
+    nr.output_dir = a.out;
+    pricer::monitor::RecorderOptions ro;
+    if (!a.runs_db.empty()) ro.db_path = a.runs_db;
+    rec = std::make_unique<pricer::monitor::RunRecorder>(nr, ro);
+    rec->log_params({{"pricers", a.pricers}, {"split", split}, {"items", items.size()},
+                     {"params", a.ctx.params}, {"seed", a.ctx.seed}, {"bootstrap", a.bootstrap}});
+  }
+
   MetricOptions mopt;
   mopt.bootstrap_resamples = a.bootstrap;
   mopt.bootstrap_seed = a.ctx.seed;
@@ -93,6 +116,24 @@ int run_eval(EvalArgs& a) {
                                {"seed", a.ctx.seed},
                                {"bootstrap_resamples", a.bootstrap}};
   write_results(a.out, items, results, meta);
+  if (rec) {
+    std::map<std::string, double> m;
+    for (const auto& r : results) {
+      const auto& x = r.metrics;
+      m[r.name + "/mae"] = x.mae;
+      m[r.name + "/rmsle"] = x.rmsle;
+      m[r.name + "/r2"] = x.r2;
+      m[r.name + "/hit_rate"] = static_cast<double>(x.green) / static_cast<double>(x.n);
+      m[r.name + "/items_per_s"] = r.items_per_second;
+      if (r.stats.contains("interval_coverage"))
+        m[r.name + "/interval_coverage"] = r.stats["interval_coverage"].get<double>();
+    }
+    rec->log_metrics(0, m);
+    rec->add_artifact("results", fs::path(a.out) / "results.json");
+    rec->add_artifact("report", fs::path(a.out) / "report.html");
+    rec->finish();
+    std::printf("recorded as run %lld\n", static_cast<long long>(rec->id()));
+  }
   std::fputs(leaderboard_text(results).c_str(), stdout);
   std::printf("wrote %s and %s\n", (fs::path(a.out) / "results.json").c_str(),
               (fs::path(a.out) / "report.html").c_str());
@@ -125,7 +166,15 @@ pricer::cli::Registrar reg{
                      "Write the items as CSV (id,text) for a person to price, then exit");
       sub.add_option("--human-import", a->ctx.human_csv,
                      "CSV of a person's guesses (id,price) for the \"human\" pricer");
-      sub.add_option("--param", a->params, "key=value setting for a pricer (repeatable)");
+      sub.add_option("--param", a->params,
+                     "key=value setting for a pricer (repeatable). LLM pricers (finetuned, base, "
+                     "and their -top3 / -greedy variants): model=PATH, adapter=PATH, "
+                     "finetuned_model=PATH (a merged model instead of model + adapter), "
+                     "tokenizer=PATH, base_dtype=nf4|bf16|f32, mode=expected|top3|greedy, "
+                     "coverage=0.8, batch=16, max_prompt_tokens=128, prompt_template=TEXT");
+      sub.add_option("--run-name", a->run_name, "Name in the run database (default eval-<out dir>)");
+      sub.add_option("--runs-db", a->runs_db, "Run database (default runs/pricer.db or $PRICER_RUNS_DB)");
+      sub.add_flag("!--no-record", a->record, "Do not record the run in the run database");
       auto& f = a->ctx.frontier;
       sub.add_option("--frontier-url", f.base_url, "OpenAI-compatible API base URL")
           ->capture_default_str();

@@ -205,7 +205,20 @@ std::string report_html(const std::vector<Item>& items, const std::vector<Pricer
                                                    {"red", bucket_color(Bucket::red)}};
   for (const auto& r : results) {
     const auto& m = r.metrics;
-    h += "<h2>" + escape_xml(r.name) + "</h2>\n<div class=\"charts\">\n";
+    h += "<h2>" + escape_xml(r.name) + "</h2>\n";
+    // What the pricer reports about itself: model settings, interval coverage, tokens and cost.
+    if (r.stats.is_object() && !r.stats.empty()) {
+      h += "<p>";
+      bool first = true;
+      for (const auto& [k, v] : r.stats.items()) {
+        std::string value = v.is_string() ? v.get<std::string>() : v.dump();
+        if (v.is_number_float()) value = fmt("%.4g", v.get<double>());
+        h += (first ? "" : " &middot; ") + escape_xml(k) + ": " + escape_xml(value);
+        first = false;
+      }
+      h += "</p>\n";
+    }
+    h += "<div class=\"charts\">\n";
     std::vector<report::Point> pts;
     for (std::size_t i = 0; i < items.size(); ++i)
       pts.push_back({items[i].price, r.predictions[i],

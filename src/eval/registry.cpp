@@ -1,8 +1,9 @@
-// The pricer registry: one line per pricer. The LLM pricers join here with their factories.
+// The pricer registry: one line per pricer.
 #include "core/error.h"
 #include "eval/baselines.h"
 #include "eval/frontier_pricer.h"
 #include "eval/human.h"
+#include "eval/llm_pricer.h"
 #include "eval/pricer.h"
 #include "eval/xgboost_pricer.h"
 
@@ -26,6 +27,13 @@ const std::map<std::string, PricerFactory>& pricer_factories() {
          return std::make_unique<HumanPricer>(c.human_csv);
        }},
       {"frontier", [](const PricerContext& c) { return std::make_unique<FrontierPricer>(c.frontier); }},
+      // The LLMs (see llm_pricer.h for their --param keys): plain names read --param mode.
+      {"finetuned", [](const PricerContext& c) { return make_llm_pricer("finetuned", c); }},
+      {"finetuned-top3", [](const PricerContext& c) { return make_llm_pricer("finetuned-top3", c); }},
+      {"finetuned-greedy", [](const PricerContext& c) { return make_llm_pricer("finetuned-greedy", c); }},
+      {"base", [](const PricerContext& c) { return make_llm_pricer("base", c); }},
+      {"base-top3", [](const PricerContext& c) { return make_llm_pricer("base-top3", c); }},
+      {"base-greedy", [](const PricerContext& c) { return make_llm_pricer("base-greedy", c); }},
   };
   return factories;
 }

@@ -1,19 +1,66 @@
 #include "predict/model_pricer.h"
 
+#include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <limits>
 
 #include "core/error.h"
+#include "core/progress.h"
+#include "core/threads.h"
 #include "io/model_file.h"
+#include "kernels/parallel.h"
 #include "train/adapter_io.h"
+#include "train/dataset.h"
 
 namespace pricer {
+
+namespace {
+
+// Prompt tokens kept at the end of a shortened prompt, as training keeps them (DatasetOptions).
+constexpr int64_t kPromptTail = 16;
+
+// True once more tokens cannot change what parse_price reads: the number is followed by a
+// character that ends it, or it has its cents ("123.00", the completion format).
+bool number_complete(const std::string& text) {
+  bool digit = false;
+  size_t dot = std::string::npos;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c >= '0' && c <= '9') {
+      digit = true;
+      if (dot != std::string::npos && i - dot >= 2) return true;
+    } else if (c == '.' && digit && dot == std::string::npos) {
+      dot = i;
+    } else if (c == ',' && digit) {
+      continue;
+    } else if (digit) {
+      return true;
+    }
+  }
+  return false;
+}
+
+int32_t argmax(const std::vector<float>& v) {
+  return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
+}
+
+}  // namespace
 
 PriceMode price_mode_from_name(const std::string& name) {
   if (name == "expected") return PriceMode::Expected;
   if (name == "top3") return PriceMode::Top3;
   if (name == "greedy") return PriceMode::Greedy;
   throw Error("unknown price mode '" + name + "' (expected, top3 or greedy)");
+}
+
+const char* price_mode_name(PriceMode mode) {
+  switch (mode) {
+    case PriceMode::Expected: return "expected";
+    case PriceMode::Top3: return "top3";
+    case PriceMode::Greedy: return "greedy";
+  }
+  return "expected";
 }
 
 double parse_price(const std::string& text) {
@@ -38,12 +85,28 @@ double parse_price(const std::string& text) {
 
 ModelPricer::ModelPricer(const ModelPricerOptions& opt) : opt_(opt) {
   require(!opt.model.empty(), "model pricer: no model given");
+  require(opt.batch >= 1, "model pricer: batch must be at least 1");
+  require(opt.coverage > 0 && opt.coverage < 1, "model pricer: interval coverage must be in (0, 1)");
+  require(opt.greedy_max_tokens >= 1 && opt.greedy_max_tokens <= 64,
+          "model pricer: greedy_max_tokens must be in [1, 64]");
+  require(opt.top_k >= 0, "model pricer: top_k must not be negative");
   ModelFile mf = load_model_file(opt.model, dtype_from_name(opt.base_dtype));
   model_ = std::make_unique<LlamaModel>(LlamaModel::from_weights(mf.config, std::move(mf.tensors), mf.source));
-  if (!opt.adapter.empty()) load_adapter(*model_, opt.adapter);
+  if (!opt.adapter.empty()) {
+    require(std::filesystem::exists(opt.adapter),
+            opt.adapter + ": no such adapter (a PEFT directory or a GGUF LoRA file)");
+    load_adapter(*model_, opt.adapter);
+  }
   tok_ = load_tokenizer(opt.tokenizer.empty() ? opt.model : opt.tokenizer);
+  require(tok_->vocab_size() <= model_->config().vocab_size,
+          "tokenizer has " + std::to_string(tok_->vocab_size()) + " tokens, more than the model's " +
+              std::to_string(model_->config().vocab_size));
   pd_ = std::make_unique<PriceDistribution>(*tok_);
   be_ = make_cpu_backend();
+  const int64_t room = model_->config().max_seq_len - opt.greedy_max_tokens;
+  require(room >= kPromptTail + 2, "model pricer: the model's context (" +
+                                       std::to_string(model_->config().max_seq_len) +
+                                       " tokens) leaves no room for a prompt");
 }
 
 std::string ModelPricer::prompt_for(const std::string& text) const {
@@ -54,70 +117,95 @@ std::string ModelPricer::prompt_for(const std::string& text) const {
 }
 
 std::vector<int32_t> ModelPricer::encode_prompt(const std::string& prompt) const {
-  std::vector<int32_t> ids;
-  if (tok_->bos_id() >= 0) ids.push_back(tok_->bos_id());
-  for (int32_t id : tok_->encode(prompt)) ids.push_back(id);
-  // Long prompts lose their middle, keeping the head and the closing "Price is $".
-  const int64_t max = std::max<int64_t>(opt_.max_prompt_tokens, 24);
-  if (static_cast<int64_t>(ids.size()) > max) {
-    const int64_t tail = 16;
-    std::vector<int32_t> cut(ids.begin(), ids.begin() + (max - tail));
-    cut.insert(cut.end(), ids.end() - tail, ids.end());
-    ids = std::move(cut);
+  PricedExample ex;
+  if (tok_->bos_id() >= 0) ex.tokens.push_back(tok_->bos_id());
+  for (int32_t id : tok_->encode(prompt)) ex.tokens.push_back(id);
+  require(!ex.tokens.empty(), "model pricer: empty prompt");
+  ex.prompt_len = static_cast<int64_t>(ex.tokens.size());
+  // The cut training makes (head + "Price is $" tail), within the context left after generation.
+  const int64_t max = std::min(std::max<int64_t>(opt_.max_prompt_tokens, kPromptTail + 2),
+                               model_->config().max_seq_len - opt_.greedy_max_tokens);
+  fit_length(ex, max, kPromptTail);
+  return std::move(ex.tokens);
+}
+
+PricePrediction ModelPricer::read_logits(const float* logits, PriceMode mode) const {
+  PricePrediction p;
+  const int64_t vocab = model_->config().vocab_size;
+  p.dist = pd_->estimate(logits, vocab, opt_.coverage, std::max(opt_.top_k, 3));
+  if (mode == PriceMode::Top3 && !p.dist.top.empty()) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < std::min<size_t>(3, p.dist.top.size()); ++i) {
+      num += p.dist.top[i].prob * p.dist.top[i].value;
+      den += p.dist.top[i].prob;
+    }
+    p.price = den > 0 ? num / den : p.dist.expected;
+  } else {
+    p.price = p.dist.expected;
   }
-  return ids;
+  p.dist.top.resize(std::min<size_t>(p.dist.top.size(), static_cast<size_t>(opt_.top_k)));
+  if (opt_.keep_distribution) p.number_probs = pd_->number_probs(logits, vocab, nullptr);
+  return p;
+}
+
+// Greedy decoding from a KV cache: the prompt in one causal pass, then one token at a time until
+// the number is complete, EOS, or the budget; the text parsed as a price.
+void ModelPricer::generate(const std::vector<int32_t>& prompt, PricePrediction& p) {
+  KvCache cache = model_->make_cache(static_cast<int64_t>(prompt.size()) + opt_.greedy_max_tokens);
+  std::vector<float> lg = model_->prefill(cache, prompt, *be_);
+  p = read_logits(lg.data(), PriceMode::Greedy);
+  for (int64_t step = 0; step < opt_.greedy_max_tokens; ++step) {
+    const int32_t next = argmax(lg);
+    if (next == tok_->eos_id() || next >= tok_->vocab_size()) break;
+    p.text += tok_->token_bytes(next);
+    if (number_complete(p.text) || step + 1 == opt_.greedy_max_tokens) break;
+    lg = model_->decode(cache, next, *be_);
+  }
+  p.price = parse_price(p.text);
+  p.parsed = !std::isnan(p.price);
+  if (!p.parsed) p.price = p.dist.expected;
 }
 
 std::vector<PricePrediction> ModelPricer::predict(const std::vector<std::string>& prompts, PriceMode mode) {
+  // Tokenizing is independent per prompt (encode is const and thread-safe).
+  std::vector<std::vector<int32_t>> ids(prompts.size());
+  kernels::ParallelErrors errors;
+#pragma omp parallel for num_threads(threads()) schedule(dynamic, 8)
+  for (size_t i = 0; i < prompts.size(); ++i) errors.run([&] { ids[i] = encode_prompt(prompts[i]); });
+  errors.rethrow();
+
   std::vector<PricePrediction> out(prompts.size());
+  ProgressOptions po;
+  po.enabled = opt_.progress;
+  Progress bar(std::string("pricing (") + price_mode_name(mode) + ")", prompts.size(), po);
+  if (mode == PriceMode::Greedy) {
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      generate(ids[i], out[i]);
+      bar.add(1);
+    }
+    bar.finish();
+    return out;
+  }
   const int64_t vocab = model_->config().vocab_size;
   for (size_t i0 = 0; i0 < prompts.size(); i0 += static_cast<size_t>(opt_.batch)) {
     const size_t i1 = std::min(prompts.size(), i0 + static_cast<size_t>(opt_.batch));
+    // Prompts packed back to back (no padding); the head runs only at each prompt's last token.
     Batch b;
     std::vector<int64_t> rows;
-    std::vector<std::vector<int32_t>> ids(i1 - i0);
     b.cu_seqlens.push_back(0);
     for (size_t i = i0; i < i1; ++i) {
-      ids[i - i0] = encode_prompt(prompts[i]);
-      for (size_t t = 0; t < ids[i - i0].size(); ++t) {
-        b.tokens.push_back(ids[i - i0][t]);
+      for (size_t t = 0; t < ids[i].size(); ++t) {
+        b.tokens.push_back(ids[i][t]);
         b.positions.push_back(static_cast<int32_t>(t));
       }
       b.cu_seqlens.push_back(static_cast<int32_t>(b.tokens.size()));
       rows.push_back(static_cast<int64_t>(b.tokens.size()) - 1);
     }
-    b.targets.assign(b.tokens.size(), 0);
-    b.loss_mask.assign(b.tokens.size(), 0);
     const std::vector<float> logits = model_->logits(b, rows, *be_);
-    for (size_t k = 0; k < rows.size(); ++k) {
-      PricePrediction& p = out[i0 + k];
-      p.dist = pd_->estimate(logits.data() + k * vocab, vocab, opt_.coverage, mode == PriceMode::Top3 ? 3 : 5);
-      if (mode == PriceMode::Expected) {
-        p.price = p.dist.expected;
-      } else if (mode == PriceMode::Top3) {
-        double num = 0, den = 0;
-        for (const auto& t : p.dist.top) {
-          num += t.prob * t.value;
-          den += t.prob;
-        }
-        p.price = den > 0 ? num / den : p.dist.expected;
-      } else {
-        // Greedy decoding of a few tokens from a KV cache, then the text parsed as a price.
-        KvCache cache = model_->make_cache(static_cast<int64_t>(ids[k].size()) + 8);
-        std::vector<float> lg = model_->prefill(cache, ids[k], *be_);
-        for (int step = 0; step < 6; ++step) {
-          int32_t best = 0;
-          for (int64_t v = 1; v < vocab; ++v)
-            if (lg[v] > lg[best]) best = static_cast<int32_t>(v);
-          if (best == tok_->eos_id()) break;
-          p.text += tok_->token_bytes(best);
-          if (step + 1 < 6) lg = model_->decode(cache, best, *be_);
-        }
-        p.price = parse_price(p.text);
-        if (std::isnan(p.price)) p.price = p.dist.expected;  // unparseable text: fall back, counted by callers
-      }
-    }
+    for (size_t k = 0; k < rows.size(); ++k) out[i0 + k] = read_logits(logits.data() + k * vocab, mode);
+    bar.add(i1 - i0);
   }
+  bar.finish();
   return out;
 }
 

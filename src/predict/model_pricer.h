@@ -1,7 +1,8 @@
 #pragma once
 // The LLM pricers: a base model (any format pricer loads), optionally with a LoRA adapter, reading
-// prices off the next-token distribution after "...Price is $". Loaded once, then every item of a
-// batch goes through batched forward passes.
+// prices off the next-token distribution after "...Price is $". Loaded once, then every item goes
+// through batched forward passes that compute the head only at each prompt's last position;
+// greedy decoding runs each prompt through a KV cache.
 #include <memory>
 #include <string>
 #include <vector>
@@ -15,26 +16,35 @@ namespace pricer {
 
 enum class PriceMode {
   Expected,  // mean over all number tokens (the default)
-  Top3,      // mean over the three most likely number tokens, renormalised
+  Top3,      // mean over the three most likely number tokens, renormalised (the course's way)
   Greedy,    // generate greedily and parse the text
 };
 PriceMode price_mode_from_name(const std::string& name);  // expected | top3 | greedy
+const char* price_mode_name(PriceMode mode);
 
 struct ModelPricerOptions {
   std::string model;
   std::string adapter;  // PEFT directory or GGUF LoRA; empty = the base model alone
   std::string tokenizer;  // default: the model's
-  std::string base_dtype = "nf4";
+  std::string base_dtype = "nf4";  // how the projections are held, as `pricer train --base-dtype`
   std::string prompt_template = "What does this cost to the nearest dollar?\n\n{text}\n\nPrice is $";
-  int64_t max_prompt_tokens = 160;
-  int64_t batch = 16;
-  double coverage = 0.8;
+  // Longer prompts lose their middle (head and last 16 tokens kept), as `pricer train
+  // --max-length` (default 128) cut them in fine-tuning.
+  int64_t max_prompt_tokens = 128;
+  int64_t batch = 16;            // prompts per forward pass
+  double coverage = 0.8;         // probability of the prediction interval
+  int top_k = 5;                 // number tokens listed per prediction
+  int64_t greedy_max_tokens = 8;  // generation budget of greedy mode
+  bool keep_distribution = false;  // fill PricePrediction::number_probs (calibration)
+  bool progress = false;           // progress bar on stderr
 };
 
 struct PricePrediction {
   double price = 0;
   PriceEstimate dist;
-  std::string text;  // greedy mode: the generated completion
+  std::string text;     // greedy mode: the generated completion
+  bool parsed = true;   // greedy mode: false when the text held no number (price = dist.expected)
+  std::vector<double> number_probs;  // with keep_distribution, in PriceDistribution::ids() order
 };
 
 class ModelPricer {
@@ -43,10 +53,18 @@ class ModelPricer {
   // A prompt per item (already templated), predictions in order.
   std::vector<PricePrediction> predict(const std::vector<std::string>& prompts, PriceMode mode);
   std::string prompt_for(const std::string& text) const;
+  // BOS (when the tokenizer has one) + the prompt's tokens, shortened to fit max_prompt_tokens
+  // and the model's context (leaving room for greedy generation).
+  std::vector<int32_t> encode_prompt(const std::string& prompt) const;
+
+  const ModelPricerOptions& options() const { return opt_; }
   const Tokenizer& tokenizer() const { return *tok_; }
+  const PriceDistribution& distribution() const { return *pd_; }
+  const LlamaModel& model() const { return *model_; }
 
  private:
-  std::vector<int32_t> encode_prompt(const std::string& prompt) const;
+  PricePrediction read_logits(const float* logits, PriceMode mode) const;
+  void generate(const std::vector<int32_t>& prompt, PricePrediction& p);
 
   ModelPricerOptions opt_;
   std::unique_ptr<Tokenizer> tok_;

@@ -33,50 +33,64 @@ PriceDistribution::PriceDistribution(const Tokenizer& tok) {
     }
   }
   require(!ids_.empty(), "tokenizer has no number tokens 0-999: prices cannot be read from the model");
+  by_value_.resize(ids_.size());
+  std::iota(by_value_.begin(), by_value_.end(), 0);
+  std::stable_sort(by_value_.begin(), by_value_.end(), [&](size_t a, size_t b) { return values_[a] < values_[b]; });
 }
 
-PriceEstimate PriceDistribution::estimate(const float* logits, int64_t vocab, double coverage, int top_k) const {
+std::vector<double> PriceDistribution::number_probs(const float* logits, int64_t vocab, double* mass) const {
+  require(ids_.back() < vocab,  // ids_ ascend
+          "number token id beyond the logits' vocabulary (" + std::to_string(vocab) + ")");
   // Softmax over the whole vocabulary for the number mass; then renormalise over numbers.
   float mx = -INFINITY;
   for (int64_t i = 0; i < vocab; ++i) mx = std::max(mx, logits[i]);
   double z = 0;
   for (int64_t i = 0; i < vocab; ++i) z += std::exp(static_cast<double>(logits[i] - mx));
   std::vector<double> p(ids_.size());
-  double mass = 0;
+  double m = 0;
   for (size_t i = 0; i < ids_.size(); ++i) {
-    require(ids_[i] < vocab, "number token id beyond the logits' vocabulary");
     p[i] = std::exp(static_cast<double>(logits[ids_[i]] - mx)) / z;
-    mass += p[i];
+    m += p[i];
   }
+  if (mass) *mass = m;
+  if (m > 0) {
+    for (double& x : p) x /= m;
+  }
+  return p;
+}
+
+std::pair<double, double> PriceDistribution::interval(const std::vector<double>& probs, double coverage) const {
+  require(probs.size() == ids_.size(), "price interval: distribution has the wrong size");
+  require(coverage > 0 && coverage < 1, "price interval: coverage must be in (0, 1)");
+  const double q_lo = (1.0 - coverage) / 2.0, q_hi = 1.0 - q_lo;
+  double cum = 0;
+  bool have_lo = false;
+  std::pair<double, double> r{values_[by_value_.front()], values_[by_value_.back()]};
+  for (size_t k : by_value_) {
+    cum += probs[k];
+    if (!have_lo && cum >= q_lo) {
+      r.first = values_[k];
+      have_lo = true;
+    }
+    if (cum >= q_hi) {
+      r.second = values_[k];
+      break;
+    }
+  }
+  return r;
+}
+
+PriceEstimate PriceDistribution::estimate(const float* logits, int64_t vocab, double coverage, int top_k) const {
   PriceEstimate e;
-  e.number_mass = mass;
-  if (mass <= 0) return e;
-  for (double& x : p) x /= mass;
+  const std::vector<double> p = number_probs(logits, vocab, &e.number_mass);
+  if (e.number_mass <= 0) return e;
   size_t best = 0;
   for (size_t i = 0; i < p.size(); ++i) {
     e.expected += p[i] * values_[i];
     if (p[i] > p[best]) best = i;
   }
   e.greedy = values_[best];
-  // Quantiles over the values in ascending order.
-  std::vector<size_t> order(p.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return values_[a] < values_[b]; });
-  const double q_lo = (1.0 - coverage) / 2.0, q_hi = 1.0 - q_lo;
-  double cum = 0;
-  bool have_lo = false;
-  e.hi = values_[order.back()];
-  for (size_t k : order) {
-    cum += p[k];
-    if (!have_lo && cum >= q_lo) {
-      e.lo = values_[k];
-      have_lo = true;
-    }
-    if (cum >= q_hi) {
-      e.hi = values_[k];
-      break;
-    }
-  }
+  std::tie(e.lo, e.hi) = interval(p, coverage);
   std::vector<size_t> by_p(p.size());
   std::iota(by_p.begin(), by_p.end(), 0);
   const size_t k = std::min<size_t>(static_cast<size_t>(std::max(top_k, 0)), by_p.size());

@@ -4,6 +4,7 @@
 // trains) every number 0-999 is a single token, so the distribution over those tokens is a
 // distribution over prices: its mean is a point estimate, its quantiles an interval.
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "tokenizer/tokenizer.h"
@@ -34,12 +35,21 @@ class PriceDistribution {
   const std::vector<int>& values() const { return values_; }
 
   // logits [vocab] of the first completion position. coverage: the interval's probability
-  // (0.8 = 10th to 90th percentile). top_k: how many top number tokens to list.
+  // (0.8 = 10th to 90th percentile), in (0, 1). top_k: how many top number tokens to list.
   PriceEstimate estimate(const float* logits, int64_t vocab, double coverage = 0.8, int top_k = 5) const;
+
+  // The softmax over the whole vocabulary restricted to the number tokens (in ids() order) and
+  // renormalised; *mass receives the probability they held before renormalising. All zeros when
+  // the mass underflows to 0.
+  std::vector<double> number_probs(const float* logits, int64_t vocab, double* mass) const;
+  // Central interval [lo, hi] of number_probs: lo is the smallest value whose cdf reaches
+  // (1 - coverage) / 2, hi the smallest whose cdf reaches (1 + coverage) / 2.
+  std::pair<double, double> interval(const std::vector<double>& probs, double coverage) const;
 
  private:
   std::vector<int32_t> ids_;
   std::vector<int> values_;
+  std::vector<size_t> by_value_;  // indices into ids_ in ascending value
 };
 
 }  // namespace pricer

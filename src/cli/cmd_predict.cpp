@@ -1,0 +1,252 @@
+// `pricer predict`: a base model (+ LoRA adapter, or a merged model) prices product texts given
+// as an argument, on stdin, or as a JSON-lines batch; `--calibrate` measures how often the
+// prediction interval holds the true price on a labelled split.
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cli/command.h"
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "eval/item.h"
+#include "predict/calibration.h"
+#include "predict/model_pricer.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using namespace pricer;
+
+struct PredictArgs {
+  ModelPricerOptions model;
+  std::string mode = "expected";
+  std::string text;
+  std::string jsonl;
+  bool raw_prompt = false;
+  bool as_json = false;
+  bool skip_invalid = false;
+  std::string calibrate;
+  std::string split = "val";
+  std::size_t limit = 0;
+  std::string out = "calibration-out";
+  std::vector<double> levels = {0.5, 0.6, 0.7, 0.8, 0.9, 0.95};
+};
+
+// One product to price: where it came from and its prompt.
+struct Request {
+  std::size_t line = 0;  // JSON-lines input: its line number
+  json id;               // echoed back when the input line has one
+  std::string prompt;
+};
+
+std::string read_stream(std::istream& in) {
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Reads the whole batch before any model work, so a bad line fails fast instead of after
+// minutes of pricing. Lines are {"text": ...} (templated) or {"prompt": ...} (used verbatim).
+std::vector<Request> read_requests(std::istream& in, const std::string& name, const ModelPricer& mp,
+                                   bool skip_invalid) {
+  std::vector<Request> reqs;
+  std::string line, first_error;
+  std::size_t line_no = 0, skipped = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t") == std::string::npos) continue;
+    const std::string where = name + ":" + std::to_string(line_no);
+    std::string error;
+    Request r;
+    r.line = line_no;
+    const json j = json::parse(line, nullptr, false);
+    if (j.is_discarded()) {
+      error = where + ": malformed JSON";
+    } else if (!j.is_object()) {
+      error = where + ": expected a JSON object with a \"text\" field";
+    } else if (auto p = j.find("prompt"); p != j.end() && p->is_string() && !p->get<std::string>().empty()) {
+      r.prompt = p->get<std::string>();
+    } else if (auto t = j.find("text"); t != j.end() && t->is_string() && !t->get<std::string>().empty()) {
+      r.prompt = mp.prompt_for(t->get<std::string>());
+    } else {
+      error = where + ": needs a non-empty string \"text\" (or \"prompt\")";
+    }
+    if (!error.empty()) {
+      if (!skip_invalid) throw Error(error + " (--skip-invalid skips such lines)");
+      if (first_error.empty()) first_error = error;
+      ++skipped;
+      continue;
+    }
+    if (j.contains("id")) r.id = j["id"];
+    reqs.push_back(std::move(r));
+  }
+  if (skipped > 0)
+    std::fprintf(stderr, "predict: skipped %zu invalid line%s (first: %s)\n", skipped, skipped == 1 ? "" : "s",
+                 first_error.c_str());
+  return reqs;
+}
+
+json prediction_json(const PricePrediction& p, PriceMode mode, const ModelPricer& mp) {
+  json top = json::array();
+  for (const auto& t : p.dist.top)
+    top.push_back({{"token", mp.tokenizer().token_bytes(t.id)}, {"id", t.id}, {"prob", t.prob}});
+  json j = {{"price", p.price},
+            {"mode", price_mode_name(mode)},
+            {"interval", {{"lo", p.dist.lo}, {"hi", p.dist.hi}, {"coverage", mp.options().coverage}}},
+            {"expected", p.dist.expected},
+            {"number_mass", p.dist.number_mass},
+            {"top", top}};
+  if (mode == PriceMode::Greedy) {
+    j["completion"] = p.text;
+    j["parsed"] = p.parsed;
+  }
+  return j;
+}
+
+int run_calibration(const PredictArgs& a, ModelPricerOptions opt) {
+  const auto items = eval::read_split(a.calibrate, a.split, a.limit);
+  require(!items.empty(), a.calibrate + ": no items to calibrate on");
+  opt.keep_distribution = true;
+  ModelPricer mp(opt);
+  std::vector<std::string> prompts;
+  std::vector<double> truth;
+  for (const auto& it : items) {
+    prompts.push_back(it.prompt.empty() ? mp.prompt_for(it.text) : it.prompt);
+    truth.push_back(it.price);
+  }
+  // Intervals come from the first completion token's distribution, the same in every mode.
+  const auto preds = mp.predict(prompts, PriceMode::Expected);
+  const Calibration c = calibrate(mp.distribution(), preds, truth, a.levels);
+  std::printf("interval calibration on %zu items of %s (mean probability on number tokens %.3f)\n", c.n,
+              a.calibrate.c_str(), c.mean_number_mass);
+  std::printf("%9s %10s %12s\n", "nominal", "observed", "mean width $");
+  for (const auto& p : c.points)
+    std::printf("%8.0f%% %9.1f%% %12.2f\n", 100 * p.nominal, 100 * p.observed, p.mean_width);
+  const std::vector<double> configured = {opt.coverage};
+  const CoveragePoint at = calibrate(mp.distribution(), preds, truth, configured).points[0];
+  std::printf("the %.0f%% interval holds %.1f%% of the true prices\n", 100 * at.nominal, 100 * at.observed);
+  fs::create_directories(a.out);
+  json j = calibration_json(c);
+  j["data"] = a.calibrate;
+  j["split"] = fs::is_directory(a.calibrate) ? a.split : "(file)";
+  j["model"] = opt.model;
+  j["adapter"] = opt.adapter;
+  j["configured"] = {{"nominal", at.nominal}, {"observed", at.observed}, {"mean_width", at.mean_width}};
+  write_file_atomic(fs::path(a.out) / "calibration.json", j.dump(2) + "\n");
+  write_file_atomic(fs::path(a.out) / "calibration.svg",
+                    calibration_svg(c, "Prediction interval coverage on " + std::to_string(c.n) + " items"));
+  std::printf("wrote %s and %s\n", (fs::path(a.out) / "calibration.json").c_str(),
+              (fs::path(a.out) / "calibration.svg").c_str());
+  return 0;
+}
+
+int run_predict(PredictArgs& a) {
+  ModelPricerOptions opt = a.model;
+  if (a.raw_prompt) opt.prompt_template = "{text}";
+  if (!a.calibrate.empty()) return run_calibration(a, opt);
+  const PriceMode mode = price_mode_from_name(a.mode);
+  require(a.text.empty() || a.jsonl.empty(), "give either a product text or --jsonl, not both");
+  const bool batch = !a.jsonl.empty();
+  if (!batch && a.text.empty())
+    require(!isatty(STDIN_FILENO), "no product text: give it as an argument, pipe it on stdin, or use --jsonl FILE");
+  opt.progress = batch;
+  ModelPricer mp(opt);
+
+  std::vector<Request> reqs;
+  if (batch) {
+    if (a.jsonl == "-") {
+      reqs = read_requests(std::cin, "stdin", mp, a.skip_invalid);
+    } else {
+      std::ifstream in(a.jsonl, std::ios::binary);
+      require(in.good(), a.jsonl + ": cannot open");
+      reqs = read_requests(in, a.jsonl, mp, a.skip_invalid);
+    }
+  } else {
+    std::string text = a.text.empty() ? read_stream(std::cin) : a.text;
+    while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+    require(!text.empty(), "empty product text");
+    reqs.push_back({0, nullptr, mp.prompt_for(text)});
+  }
+  std::vector<std::string> prompts;
+  for (const auto& r : reqs) prompts.push_back(r.prompt);
+  const std::vector<PricePrediction> preds = mp.predict(prompts, mode);
+
+  for (std::size_t i = 0; i < preds.size(); ++i) {
+    const PricePrediction& p = preds[i];
+    if (batch || a.as_json) {
+      json j = prediction_json(p, mode, mp);
+      if (batch) j["line"] = reqs[i].line;
+      if (!reqs[i].id.is_null()) j["id"] = reqs[i].id;
+      std::cout << j.dump() << "\n";
+      continue;
+    }
+    std::printf("$%.2f  (%.0f%% interval $%.0f - $%.0f, %s)\n", p.price, 100 * opt.coverage, p.dist.lo, p.dist.hi,
+                price_mode_name(mode));
+    if (mode == PriceMode::Greedy && !p.parsed)
+      std::printf("note: the completion \"%s\" held no number; price is the expected value\n", p.text.c_str());
+  }
+  std::cout.flush();
+  return std::cout ? 0 : 1;
+}
+
+pricer::cli::Registrar reg{
+    "predict",
+    "Price product texts with a model (+ adapter): point estimate, interval, top tokens; or calibrate intervals",
+    [](CLI::App& sub) -> pricer::cli::Runner {
+      auto a = std::make_shared<PredictArgs>();
+      auto& m = a->model;
+      sub.footer(
+          "Input: the TEXT argument, else stdin as one product text, else --jsonl FILE (or - for "
+          "stdin) with one {\"text\": ...} object a line ({\"prompt\": ...} is used verbatim; an "
+          "\"id\" is echoed back). JSON-lines output: one JSON object per input line, in order, "
+          "with its \"line\" number. A malformed or text-less line stops the run before any "
+          "pricing with FILE:LINE and the reason; with --skip-invalid such lines are skipped "
+          "and counted on stderr.\n"
+          "Modes: expected = mean over all number tokens of the next-token distribution; top3 = "
+          "mean over the three likeliest; greedy = generate (KV cache) and parse the text.\n"
+          "--calibrate DIR measures, on the labelled split (default val), how often intervals of "
+          "several coverages hold the true price, and draws it to --out.");
+      sub.add_option("text", a->text, "Product text to price");
+      sub.add_option("--model", m.model, "Base (or merged) model: GGUF, safetensors dir, llama2.c")->required();
+      sub.add_option("--adapter", m.adapter, "LoRA adapter: PEFT directory or GGUF LoRA");
+      sub.add_option("--tokenizer", m.tokenizer, "Tokenizer (default: the model's)");
+      sub.add_option("--base-dtype", m.base_dtype, "How the projections are held: nf4, bf16, f32")
+          ->capture_default_str();
+      sub.add_option("--mode", a->mode, "expected, top3 or greedy")->capture_default_str();
+      sub.add_option("--coverage", m.coverage, "Probability of the prediction interval")
+          ->capture_default_str()
+          ->check(CLI::Range(0.01, 0.99));
+      sub.add_option("--top", m.top_k, "Number tokens listed with --json")->capture_default_str()->check(CLI::Range(0, 1000));
+      sub.add_option("--batch", m.batch, "Prompts per forward pass")->capture_default_str()->check(CLI::Range(1, 4096));
+      sub.add_option("--max-prompt-tokens", m.max_prompt_tokens,
+                     "Longer prompts lose their middle, as in training")
+          ->capture_default_str()
+          ->check(CLI::Range(18, 1 << 20));
+      sub.add_option("--greedy-tokens", m.greedy_max_tokens, "Generation budget of greedy mode")
+          ->capture_default_str()
+          ->check(CLI::Range(1, 64));
+      sub.add_option("--prompt-template", m.prompt_template, "Prompt with {text} (default: the curate prompt)");
+      sub.add_flag("--raw-prompt", a->raw_prompt, "The text is already the whole prompt");
+      sub.add_option("--jsonl", a->jsonl, "JSON-lines batch: FILE, or - for stdin");
+      sub.add_flag("--json", a->as_json, "Print a JSON object: price, interval, top tokens");
+      sub.add_flag("--skip-invalid", a->skip_invalid, "Skip malformed JSON lines (counted on stderr)");
+      sub.add_option("--calibrate", a->calibrate, "Measure interval coverage on a labelled split (dir or file)");
+      sub.add_option("--split", a->split, "Split of a --calibrate directory")->capture_default_str();
+      sub.add_option("--limit", a->limit, "Calibrate on the first N items only (0 = all)");
+      sub.add_option("--levels", a->levels, "Nominal coverages to measure")
+          ->delimiter(',')
+          ->check(CLI::Range(0.01, 0.99));
+      sub.add_option("--out", a->out, "Directory for calibration.json and calibration.svg")->capture_default_str();
+      return [a] { return run_predict(*a); };
+    }};
+
+}  // namespace

@@ -1,0 +1,117 @@
+#include "eval/llm_pricer.h"
+
+#include <cmath>
+#include <map>
+#include <mutex>
+
+#include "core/error.h"
+#include "predict/calibration.h"
+
+namespace pricer::eval {
+
+namespace {
+
+std::string param(const PricerContext& ctx, const std::string& key, const std::string& fallback = "") {
+  auto it = ctx.params.find(key);
+  return it == ctx.params.end() ? fallback : it->second;
+}
+
+double number_param(const PricerContext& ctx, const std::string& key, double fallback) {
+  const std::string s = param(ctx, key);
+  if (s.empty()) return fallback;
+  std::size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(s, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  require(used == s.size() && std::isfinite(v), "--param " + key + "=" + s + " is not a number");
+  return v;
+}
+
+std::string options_key(const ModelPricerOptions& o) {
+  return nlohmann::json{{"model", o.model},       {"adapter", o.adapter},     {"tokenizer", o.tokenizer},
+                        {"dtype", o.base_dtype},  {"template", o.prompt_template},
+                        {"max_prompt", o.max_prompt_tokens}, {"batch", o.batch}, {"coverage", o.coverage}}
+      .dump();
+}
+
+}  // namespace
+
+LlmPricer::LlmPricer(std::string name, std::shared_ptr<ModelPricer> model, PriceMode mode)
+    : name_(std::move(name)), model_(std::move(model)), mode_(mode) {}
+
+std::vector<double> LlmPricer::predict(const std::vector<Item>& items) {
+  std::vector<std::string> prompts;
+  prompts.reserve(items.size());
+  for (const auto& it : items) prompts.push_back(it.prompt.empty() ? model_->prompt_for(it.text) : it.prompt);
+  const std::vector<PricePrediction> preds = model_->predict(prompts, mode_);
+  std::vector<double> prices;
+  std::size_t inside = 0, unparsed = 0;
+  double width = 0, mass = 0;
+  for (std::size_t i = 0; i < preds.size(); ++i) {
+    const PricePrediction& p = preds[i];
+    prices.push_back(p.price);
+    inside += interval_holds(items[i].price, p.dist.lo, p.dist.hi);
+    width += p.dist.hi - p.dist.lo;
+    mass += p.dist.number_mass;
+    unparsed += !p.parsed;
+  }
+  const double n = static_cast<double>(std::max<std::size_t>(preds.size(), 1));
+  const ModelPricerOptions& o = model_->options();
+  stats_ = {{"mode", price_mode_name(mode_)},
+            {"model", o.model},
+            {"adapter", o.adapter},
+            {"interval_nominal", o.coverage},
+            {"interval_coverage", static_cast<double>(inside) / n},
+            {"interval_mean_width", width / n},
+            {"mean_number_mass", mass / n}};
+  if (mode_ == PriceMode::Greedy) stats_["greedy_unparsed"] = unparsed;
+  return prices;
+}
+
+nlohmann::json LlmPricer::stats() const { return stats_; }
+
+std::shared_ptr<ModelPricer> shared_model_pricer(const ModelPricerOptions& opt) {
+  static std::mutex mu;
+  static std::map<std::string, std::weak_ptr<ModelPricer>> live;
+  std::lock_guard<std::mutex> lock(mu);
+  const std::string key = options_key(opt);
+  if (auto p = live[key].lock()) return p;
+  auto p = std::make_shared<ModelPricer>(opt);
+  live[key] = p;
+  return p;
+}
+
+std::unique_ptr<Pricer> make_llm_pricer(const std::string& name, const PricerContext& ctx) {
+  const auto dash = name.find('-');
+  const std::string kind = name.substr(0, dash);
+  require(kind == "finetuned" || kind == "base", "not an LLM pricer: \"" + name + "\"");
+  const PriceMode mode = price_mode_from_name(dash == std::string::npos ? param(ctx, "mode", "expected")
+                                                                        : name.substr(dash + 1));
+  ModelPricerOptions o;
+  const std::string base = param(ctx, "model"), merged = param(ctx, "finetuned_model");
+  if (kind == "base") {
+    require(!base.empty(), "pricer \"" + name + "\" needs --param model=PATH (the base model)");
+    o.model = base;
+  } else if (!merged.empty()) {
+    o.model = merged;
+  } else {
+    o.model = base;
+    o.adapter = param(ctx, "adapter");
+    require(!o.model.empty() && !o.adapter.empty(),
+            "pricer \"" + name + "\" needs --param model=PATH --param adapter=PATH (or --param finetuned_model=PATH)");
+  }
+  o.tokenizer = param(ctx, "tokenizer");
+  o.base_dtype = param(ctx, "base_dtype", o.base_dtype);
+  o.prompt_template = param(ctx, "prompt_template", o.prompt_template);
+  o.coverage = number_param(ctx, "coverage", o.coverage);
+  o.batch = static_cast<int64_t>(number_param(ctx, "batch", static_cast<double>(o.batch)));
+  o.max_prompt_tokens =
+      static_cast<int64_t>(number_param(ctx, "max_prompt_tokens", static_cast<double>(o.max_prompt_tokens)));
+  o.progress = true;
+  return std::make_unique<LlmPricer>(name, shared_model_pricer(o), mode);
+}
+
+}  // namespace pricer::eval

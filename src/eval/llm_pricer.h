@@ -1,0 +1,43 @@
+#pragma once
+// The LLM pricers of `pricer eval`: the fine-tuned model (base + adapter, or a merged model) and
+// the untuned base, each in any decoding mode. The model is loaded once per evaluation: pricers
+// with the same model settings (e.g. finetuned and finetuned-greedy) share one ModelPricer.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "eval/pricer.h"
+#include "predict/model_pricer.h"
+
+namespace pricer::eval {
+
+class LlmPricer : public Pricer {
+ public:
+  LlmPricer(std::string name, std::shared_ptr<ModelPricer> model, PriceMode mode);
+  std::string name() const override { return name_; }
+  // Curate items are priced from their prompt verbatim (what the model was trained on), plain
+  // product lines from the prompt template filled with their text.
+  std::vector<double> predict(const std::vector<Item>& items) override;
+  // mode, model, adapter, the interval's nominal and observed coverage on these items, its mean
+  // width, the mean probability on number tokens, and (greedy) completions without a number.
+  nlohmann::json stats() const override;
+
+ private:
+  std::string name_;
+  std::shared_ptr<ModelPricer> model_;
+  PriceMode mode_;
+  nlohmann::json stats_ = nlohmann::json::object();
+};
+
+// The ModelPricer for these options: the live one when another pricer holds it, else loaded now.
+std::shared_ptr<ModelPricer> shared_model_pricer(const ModelPricerOptions& opt);
+
+// Builds "finetuned", "base" and their "-top3" / "-greedy" variants from --param settings:
+//   model=PATH           base model (both pricers)
+//   adapter=PATH         LoRA adapter of "finetuned" (PEFT directory or GGUF LoRA)
+//   finetuned_model=PATH a merged fine-tuned model, instead of model + adapter
+//   tokenizer=PATH  base_dtype=nf4|bf16|f32  mode=expected|top3|greedy (plain names)
+//   coverage=0.8  batch=16  max_prompt_tokens=128  prompt_template=...
+std::unique_ptr<Pricer> make_llm_pricer(const std::string& name, const PricerContext& ctx);
+
+}  // namespace pricer::eval

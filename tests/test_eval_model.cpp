@@ -1,0 +1,213 @@
+// The LLM pricers of `pricer eval` on a tiny model built here: their --param settings, one model
+// load shared by pricers with the same settings, the interval-coverage stats, and `pricer eval`
+// end to end with finetuned and base next to the baselines (results.json, report.html, run db).
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "eval/llm_pricer.h"
+#include "monitor/run_db.h"
+#include "predict/calibration.h"
+#include "tiny_pricer_model.h"
+
+namespace pricer::eval {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+class EvalModel : public ::testing::Test {
+ protected:
+  void SetUp() override { w_ = tiny::make_world(tiny::temp_dir("eval_model")); }
+  void TearDown() override { fs::remove_all(w_.dir); }
+  PricerContext context() const {
+    PricerContext c;
+    c.params = {{"model", w_.base.string()}, {"adapter", w_.adapter.string()}, {"base_dtype", "f32"}};
+    return c;
+  }
+  ModelPricerOptions options(bool adapter) const {
+    ModelPricerOptions o;
+    o.model = w_.base.string();
+    if (adapter) o.adapter = w_.adapter.string();
+    o.base_dtype = "f32";
+    return o;
+  }
+  // Curate-style items: the prompt verbatim, prices spread over the model's 0-999 range.
+  std::vector<Item> items(int n, uint32_t seed) const {
+    ModelPricer mp(options(false));
+    std::vector<Item> out;
+    for (const auto& p : tiny::products(n, seed)) {
+      Item it;
+      it.title = p.text;
+      it.prompt = mp.prompt_for(p.text);
+      it.text = it.prompt;
+      it.price = std::round(p.price * 40 * 100) / 100;
+      it.category = out.size() % 2 ? "Tools" : "Home";
+      out.push_back(it);
+    }
+    return out;
+  }
+  tiny::World w_;
+};
+
+TEST_F(EvalModel, PricersReadTheirParamsAndShareOneLoad) {
+  const PricerContext c = context();
+  auto tuned = make_pricer("finetuned", c);
+  auto greedy = make_pricer("finetuned-greedy", c);
+  auto base = make_pricer("base", c);
+  EXPECT_EQ(tuned->name(), "finetuned");
+  EXPECT_FALSE(tuned->needs_training());
+
+  // Same settings, same loaded model: finetuned and finetuned-greedy hold one ModelPricer.
+  ModelPricerOptions o = options(true);
+  o.progress = true;
+  auto a = shared_model_pricer(o), b = shared_model_pricer(o);
+  EXPECT_EQ(a.get(), b.get());
+  o.adapter.clear();
+  EXPECT_NE(shared_model_pricer(o).get(), a.get());
+
+  PricerContext no_adapter = c;
+  no_adapter.params.erase("adapter");
+  try {
+    make_pricer("finetuned", no_adapter);
+    ADD_FAILURE() << "finetuned without an adapter";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("adapter=PATH"), std::string::npos) << e.what();
+  }
+  // A merged model stands in for model + adapter.
+  no_adapter.params["finetuned_model"] = w_.base.string();
+  EXPECT_NO_THROW(make_pricer("finetuned", no_adapter));
+  PricerContext none;
+  EXPECT_THROW(make_pricer("base", none), Error);
+  PricerContext bad_mode = c;
+  bad_mode.params["mode"] = "median";
+  EXPECT_THROW(make_pricer("base", bad_mode), Error);
+  PricerContext bad_cov = c;
+  bad_cov.params["coverage"] = "0.8x";
+  EXPECT_THROW(make_pricer("base", bad_cov), Error);
+  PricerContext missing = c;
+  missing.params["model"] = (w_.dir / "nope.gguf").string();
+  EXPECT_THROW(make_pricer("base", missing), Error);
+}
+
+TEST_F(EvalModel, PredictionsAndStatsFollowTheModel) {
+  const auto its = items(10, 21);
+  auto tuned = make_pricer("finetuned", context());
+  auto base = make_pricer("base", context());
+  const auto pt = tuned->predict(its), pb = base->predict(its);
+  ModelPricer direct(options(true));
+  std::vector<std::string> prompts;
+  for (const auto& it : its) prompts.push_back(it.prompt);
+  const auto want = direct.predict(prompts, PriceMode::Expected);
+  size_t inside = 0;
+  double max_diff = 0;
+  for (size_t i = 0; i < its.size(); ++i) {
+    EXPECT_NEAR(pt[i], want[i].price, 1e-9 * want[i].price) << i;
+    inside += interval_holds(its[i].price, want[i].dist.lo, want[i].dist.hi);
+    max_diff = std::max(max_diff, std::abs(pt[i] - pb[i]));
+  }
+  EXPECT_GT(max_diff, 1.0) << "the adapter changes the prices";
+  const json s = tuned->stats();
+  EXPECT_EQ(s["mode"], "expected");
+  EXPECT_EQ(s["model"], w_.base.string());
+  EXPECT_EQ(s["adapter"], w_.adapter.string());
+  EXPECT_DOUBLE_EQ(s["interval_nominal"].get<double>(), 0.8);
+  EXPECT_DOUBLE_EQ(s["interval_coverage"].get<double>(), static_cast<double>(inside) / 10);
+  EXPECT_GT(s["mean_number_mass"].get<double>(), 0.0);
+  EXPECT_LE(s["mean_number_mass"].get<double>(), 1.0);
+  EXPECT_EQ(base->stats()["adapter"], "");
+
+  // Plain product lines (no prompt) are templated; the greedy variant reports unparsed texts.
+  std::vector<Item> plain = its;
+  for (auto& it : plain) it.prompt.clear(), it.text = it.title;
+  EXPECT_EQ(tuned->predict(plain), pt);
+  auto greedy = make_pricer("finetuned-greedy", context());
+  greedy->predict(its);
+  EXPECT_EQ(greedy->stats()["mode"], "greedy");
+  EXPECT_TRUE(greedy->stats().contains("greedy_unparsed"));
+}
+
+TEST_F(EvalModel, EvalCliRanksTheLlmsWithTheBaselines) {
+  const fs::path data = w_.dir / "data", out = w_.dir / "eval", db = w_.dir / "runs.db";
+  fs::create_directories(data);
+  auto write = [&](const std::string& name, const std::vector<Item>& its) {
+    std::ofstream f(data / name);
+    for (const auto& it : its)
+      f << json{{"prompt", it.prompt}, {"completion", "1.00"}, {"price", it.price}, {"category", it.category},
+                {"title", it.title}}
+               .dump()
+        << "\n";
+  };
+  const auto test = items(12, 31);
+  write("train.jsonl", items(40, 30));
+  write("test.jsonl", test);
+  const auto r = tiny::run_cli("eval --data " + data.string() +
+                               " --pricers finetuned,finetuned-greedy,base,tfidf,mean --param model=" +
+                               w_.base.string() + " --param adapter=" + w_.adapter.string() +
+                               " --param base_dtype=f32 --bootstrap 50 --out " + out.string() +
+                               " --runs-db " + db.string());
+  ASSERT_EQ(r.rc, 0) << r.out;
+  for (const char* name : {"finetuned ", "finetuned-greedy", "base ", "tfidf", "mean"})
+    EXPECT_NE(r.out.find(name), std::string::npos) << name << "\n" << r.out;
+
+  const json res = json::parse(tiny::slurp(out / "results.json"));
+  std::map<std::string, json> by_name;
+  for (const auto& p : res["pricers"]) by_name[p["name"]] = p;
+  ASSERT_EQ(by_name.size(), 5u);
+  const json& ft = by_name.at("finetuned");
+  EXPECT_EQ(ft["stats"]["mode"], "expected");
+  EXPECT_EQ(ft["stats"]["adapter"], w_.adapter.string());
+  EXPECT_GE(ft["stats"]["interval_coverage"].get<double>(), 0.0);
+  EXPECT_LE(ft["stats"]["interval_coverage"].get<double>(), 1.0);
+  EXPECT_EQ(by_name.at("finetuned-greedy")["stats"]["mode"], "greedy");
+  EXPECT_EQ(by_name.at("base")["stats"]["adapter"], "");
+  EXPECT_EQ(ft["metrics"]["n"], 12);
+
+  // The item predictions are the model's, read in process.
+  ModelPricer direct(options(true));
+  std::vector<std::string> prompts;
+  for (const auto& it : test) prompts.push_back(it.prompt);
+  const auto want = direct.predict(prompts, PriceMode::Expected);
+  ASSERT_EQ(res["items"].size(), 12u);
+  double mae = 0;
+  for (size_t i = 0; i < 12; ++i) {
+    EXPECT_NEAR(res["items"][i]["predictions"]["finetuned"].get<double>(), want[i].price, 1e-6 * want[i].price);
+    mae += std::abs(want[i].price - test[i].price) / 12;
+  }
+  EXPECT_NEAR(ft["metrics"]["mae"].get<double>(), mae, 1e-6 * mae);
+
+  const std::string html = tiny::slurp(out / "report.html");
+  EXPECT_NE(html.find("<td>finetuned</td>"), std::string::npos);
+  EXPECT_NE(html.find("<td>base</td>"), std::string::npos);
+  EXPECT_NE(html.find("interval_coverage"), std::string::npos);
+  EXPECT_NE(html.find("<svg"), std::string::npos);
+
+  monitor::RunDb rdb(db);
+  const auto runs = rdb.list_runs();
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].kind, monitor::RunKind::eval);
+  EXPECT_EQ(runs[0].status, monitor::RunStatus::finished);
+  const auto names = rdb.metric_names(runs[0].id);
+  EXPECT_NE(std::find(names.begin(), names.end(), "finetuned/mae"), names.end());
+  EXPECT_NE(std::find(names.begin(), names.end(), "finetuned/interval_coverage"), names.end());
+  const auto series = rdb.metric_series(runs[0].id, "finetuned/mae");
+  ASSERT_EQ(series.size(), 1u);
+  EXPECT_NEAR(series[0].value, mae, 1e-6 * mae);
+  bool has_results = false;
+  for (const auto& a : rdb.artifacts(runs[0].id)) has_results |= a.kind == "results";
+  EXPECT_TRUE(has_results);
+}
+
+TEST_F(EvalModel, EvalCliFailsCleanlyOnAMissingAdapter) {
+  std::ofstream(w_.dir / "items.jsonl") << json{{"text", "Item mug"}, {"price", 12.5}}.dump() << "\n";
+  const auto r = tiny::run_cli("eval --data " + (w_.dir / "items.jsonl").string() + " --pricers finetuned --param model=" +
+                               w_.base.string() + " --param adapter=" + (w_.dir / "nowhere").string() +
+                               " --no-record --out " + (w_.dir / "o").string());
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_NE(r.out.find("nowhere"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(w_.dir / "o" / "results.json"));
+}
+
+}  // namespace
+}  // namespace pricer::eval
