@@ -165,7 +165,7 @@ Registrar reg{"pretrain", "Train a BPE tokenizer and a small Llama model from sc
     TrainConfig d;  // pretraining defaults differ from fine-tuning's
     d.out_dir = "runs/pretrain";
     d.lr = 1e-3f;
-    d.warmup_ratio = 0.05f;
+    d.warmup_ratio = 0.05;
     d.weight_decay = 0.01f;
     d.max_grad_norm = 1.0f;
     d.batch_size = 16;

@@ -24,6 +24,17 @@ int run_train(const TrainConfig& cfg, bool quiet, const std::string& val_path, c
           "the tokenizer has " + std::to_string(tok->vocab_size()) + " tokens, more than the model's vocabulary");
   if (!c.init_adapter.empty()) {
     load_adapter(model, c.init_adapter);
+    // The adapter's own settings are the run's: recorded with it and checked on --resume.
+    const LoraConfig& lc = model.lora_config();
+    c.rank = lc.rank;
+    c.alpha = lc.alpha;
+    c.dropout = lc.dropout;
+    c.rslora = lc.rslora;
+    c.targets.clear();
+    for (int p = 0; p < kNumProj; ++p)
+      if (lc.targets[p]) c.targets += (c.targets.empty() ? "" : ",") + std::string(proj_name(static_cast<Proj>(p)));
+    std::fprintf(stderr, "starting from adapter %s (rank %lld, alpha %g, %s)\n", c.init_adapter.c_str(),
+                 static_cast<long long>(c.rank), static_cast<double>(c.alpha), c.targets.c_str());
   } else {
     LoraConfig lc;
     lc.rank = c.rank;
@@ -33,6 +44,7 @@ int run_train(const TrainConfig& cfg, bool quiet, const std::string& val_path, c
     lc.targets = parse_lora_targets(c.targets);
     model.add_lora(lc, c.seed);
   }
+  check_training_memory(model, c, false);  // before the dataset is read and tokenized
   DatasetOptions dopt;
   dopt.max_length = c.max_length;
   const auto train = load_examples(c.dataset, "train", *tok, mf.config.vocab_size, dopt);

@@ -57,7 +57,7 @@ void OptimizerConfig::validate(const std::string& source) const {
 }
 
 std::vector<ParamGroup> make_param_groups(const std::vector<Param>& params, float weight_decay) {
-  ParamGroup decay{.weight_decay = weight_decay}, no_decay{.weight_decay = 0.0f};
+  ParamGroup decay{.params = {}, .weight_decay = weight_decay}, no_decay{.params = {}, .weight_decay = 0.0f};
   for (const Param& p : params) (p.decay ? decay : no_decay).params.push_back(p);
   std::vector<ParamGroup> groups;
   if (!decay.params.empty()) groups.push_back(std::move(decay));

@@ -2,12 +2,16 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <cctype>
 #include <chrono>
+#include <cstdlib>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <numbers>
+
+#include <unistd.h>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -133,7 +137,28 @@ float scheduled_lr(const TrainConfig& cfg, int64_t step, int64_t total) {
 // ---------------------------------------------------------------------------------------------
 // Memory
 
+uint64_t parse_memory_size(const std::string& text, const std::string& what) {
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  std::string unit = text.substr(used);
+  for (char& ch : unit) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  if (unit.ends_with("IB")) unit.erase(unit.size() - 2);
+  else if (unit.ends_with("B")) unit.pop_back();
+  const double mult = unit.empty() ? 1.0 : unit == "K" ? 0x1p10 : unit == "M" ? 0x1p20 : unit == "G" ? 0x1p30
+                      : unit == "T" ? 0x1p40 : -1.0;
+  require(used > 0 && mult > 0 && std::isfinite(v) && v >= 0 && v * mult < 0x1p62,
+          what + ": '" + text + "' is not a memory size (bytes, or a number with K, M, G or T)");
+  return static_cast<uint64_t>(v * mult);
+}
+
 uint64_t available_memory() {
+  if (const char* env = std::getenv("PRICER_AVAILABLE_MEMORY"); env && *env)
+    return parse_memory_size(env, "PRICER_AVAILABLE_MEMORY");
   std::ifstream in("/proc/meminfo");
   std::string key;
   uint64_t kb = 0;
@@ -156,6 +181,14 @@ uint64_t estimate_training_memory(const LlamaModel& model, const TrainConfig& cf
   const uint64_t acts = cfg.checkpoint_layers ? T * c.dim * 4 * c.n_layers + per_layer : per_layer * c.n_layers;
   const uint64_t loss_rows = mode_full ? T : static_cast<uint64_t>(cfg.micro_batch) * 4;
   return weights + trainable * 16 + acts + loss_rows * c.vocab_size * 4 * 2;
+}
+
+uint64_t check_training_memory(const LlamaModel& model, const TrainConfig& cfg, bool mode_full) {
+  const uint64_t need = estimate_training_memory(model, cfg, mode_full), have = available_memory();
+  if (have > 0 && need > have)
+    throw Error("this run needs about " + std::to_string(need >> 20) + " MiB but only " + std::to_string(have >> 20) +
+                " MiB are available: lower micro_batch or max_length, use checkpoint_layers, or a 4-bit base");
+  return need;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -320,6 +353,14 @@ LoopState load_checkpoint(const std::string& path, std::vector<Param>& params, O
   return st;
 }
 
+// Multiplies every gradient by `factor` (no pass at all when it is 1).
+void scale_grads(const std::vector<Param>& params, double factor) {
+  if (factor == 1.0) return;
+  const float f = static_cast<float>(factor);
+  for (const Param& p : params)
+    for (int64_t i = 0; i < p.size; ++i) p.grad[i] *= f;
+}
+
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
@@ -337,10 +378,7 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
   fs::create_directories(cfg.out_dir);
   auto be = make_cpu_backend();
 
-  const uint64_t need = estimate_training_memory(model, cfg, mode_full), have = available_memory();
-  if (have > 0 && need > have)
-    throw Error("this run needs about " + std::to_string(need >> 20) + " MiB but only " + std::to_string(have >> 20) +
-                " MiB are available: lower micro_batch or max_length, use checkpoint_layers, or a 4-bit base");
+  const uint64_t need = check_training_memory(model, cfg, mode_full);
 
   std::vector<Param> params = model.trainable_params();
   OptimizerConfig oc;
@@ -394,9 +432,12 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
   double last_draw = 0;
   int64_t tokens_done = 0;
   const int64_t start_step = st.step;
+  const bool tty = ::isatty(STDERR_FILENO) == 1;
 
+  int64_t evaluated_at = -1;  // the final evaluation is skipped when this step was just evaluated
   auto run_eval = [&](bool final_eval) {
-    if (val.empty()) return;
+    if (val.empty() || evaluated_at == st.step) return;
+    evaluated_at = st.step;
     const EvalResult e = evaluate(model, *be, val, mode_full ? nullptr : &tok, cfg.eval_items, cfg.micro_batch);
     std::map<std::string, double> m = {{"eval/loss", e.loss}};
     if (e.mae >= 0) {
@@ -425,8 +466,23 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
       ++st.evals_without_improvement;
     }
     if (cfg.progress)
-      std::fprintf(stderr, "\n%s step %lld: eval loss %.4f%s\n", label.c_str(), static_cast<long long>(st.step), e.loss,
-                   e.mae >= 0 ? (", MAE $" + std::to_string(e.mae).substr(0, std::to_string(e.mae).find('.') + 3)).c_str() : "");
+      std::fprintf(stderr, "%s%s step %lld: eval loss %.4f", tty ? "\n" : "", label.c_str(),
+                   static_cast<long long>(st.step), e.loss);
+    if (cfg.progress && e.mae >= 0) std::fprintf(stderr, ", MAE $%.2f", e.mae);
+    if (cfg.progress) std::fprintf(stderr, "\n");
+  };
+
+  auto summarize = [&] {
+    sum.steps = st.step;
+    sum.skipped_steps = st.skipped;
+    sum.last_train_loss = st.last_train_loss;
+    sum.first_eval_loss = st.first_eval_loss;
+    sum.best_eval_loss = st.best_eval_loss;
+    sum.last_eval_loss = st.last_eval_loss;
+    sum.first_eval_mae = st.first_eval_mae;
+    sum.best_eval_mae = st.best_eval_mae;
+    sum.last_eval_mae = st.last_eval_mae;
+    return sum;
   };
 
   if (st.step == 0 && cfg.eval_every > 0) run_eval(false);  // the untrained baseline
@@ -441,56 +497,67 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
       }
       const auto& idx = batches[st.batch_in_epoch];
       model.zero_grad();
+      std::vector<Batch> micro;
+      for (size_t at = 0; at < idx.size(); at += static_cast<size_t>(cfg.micro_batch)) {
+        const std::vector<int64_t> part(idx.begin() + static_cast<int64_t>(at),
+                                        idx.begin() + static_cast<int64_t>(std::min(idx.size(), at + cfg.micro_batch)));
+        micro.push_back(batch_of(train, part));
+      }
+      // Each micro-batch's mean-loss gradient weighs by its share of the batch's loss tokens, so
+      // the step is that of one big batch (transformers' num_items_in_batch). Gradients add up in
+      // place: before micro-batch m the sum so far is rescaled from 1/k[m-1] to 1/k[m] units,
+      // and the total from 1/k[last] to 1/K at the end.
       double loss_sum = 0, loss_tokens = 0;
-      const int64_t n_micro = (static_cast<int64_t>(idx.size()) + cfg.micro_batch - 1) / cfg.micro_batch;
-      for (int64_t m = 0; m < n_micro; ++m) {
-        std::vector<int64_t> part(idx.begin() + m * cfg.micro_batch,
-                                  idx.begin() + std::min<int64_t>(static_cast<int64_t>(idx.size()), (m + 1) * cfg.micro_batch));
-        const Batch b = batch_of(train, part);
+      for (size_t m = 0; m < micro.size(); ++m) {
+        const double k = static_cast<double>(micro[m].n_loss_tokens());
+        if (m > 0) scale_grads(params, static_cast<double>(micro[m - 1].n_loss_tokens()) / k);
         TrainOptions to;
         to.checkpoint = cfg.checkpoint_layers;
         to.dropout_seed = cfg.seed;
         to.step = static_cast<uint64_t>(st.step) * 4096 + static_cast<uint64_t>(m);
-        const float l = model.forward_backward(b, *be, to);
-        const double k = static_cast<double>(b.n_loss_tokens());
+        const float l = model.forward_backward(micro[m], *be, to);
         loss_sum += static_cast<double>(l) * k;
         loss_tokens += k;
-        tokens_done += b.size();
+        tokens_done += micro[m].size();
       }
-      // Gradient of the mean micro-batch loss (transformers' accumulation convention).
-      if (n_micro > 1) {
-        const float s = 1.0f / static_cast<float>(n_micro);
-        for (const Param& p : params)
-          for (int64_t i = 0; i < p.size; ++i) p.grad[i] *= s;
-      }
-      const double loss = loss_sum / std::max(1.0, loss_tokens);
+      scale_grads(params, static_cast<double>(micro.back().n_loss_tokens()) / loss_tokens);
+      const double loss = loss_sum / loss_tokens;
       const float norm = clip_grad_norm(opt.groups(), cfg.max_grad_norm);
       const float lr = scheduled_lr(cfg, st.step, total);
-      if (!std::isfinite(loss) || !std::isfinite(norm)) {
-        ++st.skipped;
-        std::fprintf(stderr, "\n%s step %lld: non-finite %s, step skipped\n", label.c_str(),
-                     static_cast<long long>(st.step), std::isfinite(loss) ? "gradient" : "loss");
-        rec.log_metrics(st.step, {{"train/skipped_steps", static_cast<double>(st.skipped)}});
-      } else {
+      const bool finite = std::isfinite(loss) && std::isfinite(norm);
+      if (finite) {
         opt.step(*be, lr);
         st.last_train_loss = loss;
+      } else {
+        ++st.skipped;
       }
-      ++st.step;
+      ++st.step;  // metrics of an update are logged at the step count after it (1 = first update)
       const double elapsed = now_s() - t_start;
       const double tok_s = tokens_done / std::max(1e-9, elapsed);
-      if (std::isfinite(loss))
+      if (finite) {
         rec.log_metrics(st.step, {{"train/loss", loss}, {"train/grad_norm", norm}, {"train/lr", lr}, {"train/tokens_per_s", tok_s}});
-      if (cfg.progress && (now_s() - last_draw > 0.2 || st.step == total)) {
+      } else {
+        std::fprintf(stderr, "%s%s step %lld: non-finite %s (%g), update skipped (%lld so far)\n", cfg.progress && tty ? "\n" : "",
+                     label.c_str(), static_cast<long long>(st.step), std::isfinite(loss) ? "gradient norm" : "loss",
+                     std::isfinite(loss) ? static_cast<double>(norm) : loss, static_cast<long long>(st.skipped));
+        rec.log_metrics(st.step, {{"train/skipped_steps", static_cast<double>(st.skipped)}});
+      }
+      // On a terminal the line redraws in place; in a log, a line every few seconds.
+      if (cfg.progress && (now_s() - last_draw > (tty ? 0.2 : 5.0) || st.step == total)) {
         last_draw = now_s();
-        const std::string line = format_progress(label, static_cast<uint64_t>(st.step - start_step),
-                                                 static_cast<uint64_t>(total - start_step), elapsed, false, 24);
-        std::fprintf(stderr, "\r%s  loss %.4f  lr %.2e  %.0f tok/s \x1b[K", line.c_str(), loss, lr, tok_s);
+        const double frac = static_cast<double>(st.step) / static_cast<double>(total);
+        const int filled = static_cast<int>(frac * 24);
+        const double rate = static_cast<double>(st.step - start_step) / std::max(1e-9, elapsed);
+        std::fprintf(stderr, "%s%s [%s%s] %3.0f%% step %lld/%lld loss %.4f lr %.2e %.0f tok/s ETA %s%s", tty ? "\r" : "",
+                     label.c_str(), std::string(filled, '#').c_str(), std::string(24 - filled, '.').c_str(), frac * 100,
+                     static_cast<long long>(st.step), static_cast<long long>(total), loss, lr, tok_s,
+                     format_duration(static_cast<double>(total - st.step) / rate).c_str(), tty ? "\x1b[K" : "\n");
         std::fflush(stderr);
       }
       const bool last = st.step >= total;
       if (cfg.eval_every > 0 && st.step % cfg.eval_every == 0 && !last) run_eval(false);
       if (cfg.early_stopping > 0 && st.evals_without_improvement >= cfg.early_stopping) {
-        std::fprintf(stderr, "\nearly stopping: %lld evaluations without improvement\n",
+        std::fprintf(stderr, "%searly stopping: %lld evaluations without improvement\n", tty ? "\n" : "",
                      static_cast<long long>(st.evals_without_improvement));
         sum.early_stopped = true;
         stop = true;
@@ -507,17 +574,16 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
       }
       if (hooks.after_step) hooks.after_step(st.step);
       if (interrupted) {
-        std::fprintf(stderr, "\ninterrupted: checkpoint saved to %s; continue with --resume\n", ckpt.c_str());
+        std::fprintf(stderr, "%sinterrupted: checkpoint saved to %s; continue with --resume\n", tty ? "\n" : "", ckpt.c_str());
         rec.interrupt();
         sum.interrupted = true;
-        sum.steps = st.step;
-        return sum;
+        return summarize();
       }
       if (stop) break;
     }
     if (!stop) st.batch_in_epoch = 0;
   }
-  if (cfg.progress) std::fprintf(stderr, "\n");
+  if (cfg.progress && tty) std::fprintf(stderr, "\n");
   run_eval(true);
   if (hooks.save_output) {
     const std::string dir = (fs::path(cfg.out_dir) / "last").string();
@@ -527,16 +593,7 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
   LoopState done = st;
   save_checkpoint(ckpt, done, cfg_json, params, opt);
   rec.finish();
-  sum.steps = st.step;
-  sum.skipped_steps = st.skipped;
-  sum.last_train_loss = st.last_train_loss;
-  sum.first_eval_loss = st.first_eval_loss;
-  sum.best_eval_loss = st.best_eval_loss;
-  sum.last_eval_loss = st.last_eval_loss;
-  sum.first_eval_mae = st.first_eval_mae;
-  sum.best_eval_mae = st.best_eval_mae;
-  sum.last_eval_mae = st.last_eval_mae;
-  return sum;
+  return summarize();
 }
 
 }  // namespace pricer

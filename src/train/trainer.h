@@ -39,7 +39,7 @@ struct TrainConfig {
   std::string optimizer = "adamw";  // adamw | sgd
   float lr = 1e-4f;
   std::string schedule = "cosine";  // cosine | linear | constant
-  float warmup_ratio = 0.01f;
+  double warmup_ratio = 0.01;  // double: ceil(ratio x steps) as transformers computes it (0.1f x 100 > 10)
   float weight_decay = 0.001f;
   float max_grad_norm = 0.3f;
   float momentum = 0.0f;  // sgd
@@ -106,7 +106,13 @@ float scheduled_lr(const TrainConfig& cfg, int64_t step, int64_t total);
 // A rough peak-memory estimate (bytes) of a run: weights in their formats, trainable state
 // (value, gradient, two moments), activations of one micro-batch, logits at loss positions.
 uint64_t estimate_training_memory(const LlamaModel& model, const TrainConfig& cfg, bool mode_full);
-// MemAvailable from /proc/meminfo (bytes), or 0 when unknown.
+// Throws Error (with what to change) when the estimate exceeds available_memory(); returns it.
+uint64_t check_training_memory(const LlamaModel& model, const TrainConfig& cfg, bool mode_full);
+// $PRICER_AVAILABLE_MEMORY when set (bytes, or a number with K/M/G/T, e.g. "24G": a budget below
+// what the machine has, or a container limit /proc does not show), else MemAvailable from
+// /proc/meminfo; 0 when unknown.
 uint64_t available_memory();
+// "512M", "2.5G", "1048576" -> bytes; throws Error naming `what` on anything else.
+uint64_t parse_memory_size(const std::string& text, const std::string& what);
 
 }  // namespace pricer

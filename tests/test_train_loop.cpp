@@ -1,0 +1,512 @@
+// The training loop (train/trainer.h) run in-process on a tiny model: learning-rate schedules,
+// gradient accumulation, non-finite steps, checkpoints and resume, the memory check, the YAML
+// config with command-line overrides, evaluation with best/last outputs and early stopping, and
+// length-grouped batches.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <numbers>
+#include <set>
+
+#include "cli/train_options.h"
+#include "monitor/run_db.h"
+#include "train/adapter_io.h"
+#include "train/trainer.h"
+#include "train_test_util.h"
+
+namespace pricer {
+namespace {
+
+using namespace train_test;
+
+class TrainLoop : public ::testing::Test {
+ protected:
+  std::vector<PricedExample> examples(uint64_t first, uint64_t n, int64_t max_length = 64) {
+    const std::string path = dir_ / ("examples_" + std::to_string(first) + "_" + std::to_string(n) + ".jsonl");
+    write_price_jsonl(path, price_prompts(7, first, n));
+    DatasetOptions o;
+    o.max_length = max_length;
+    return load_examples(path, "train", tiny_tokenizer(), tiny_tokenizer().vocab_size(), o);
+  }
+  static LlamaModel lora_model(uint64_t seed = 1, float dropout = 0.0f) {
+    LlamaModel m = LlamaModel::random(tiny_config(tiny_tokenizer().vocab_size()), seed, 0.1f);
+    LoraConfig lc;
+    lc.rank = 4;
+    lc.alpha = 8.0f;
+    lc.dropout = dropout;
+    lc.targets = parse_lora_targets("all");
+    m.add_lora(lc, seed);
+    return m;
+  }
+  TrainConfig config(const std::string& out = "out") const {
+    TrainConfig c;
+    c.out_dir = dir_ / out;
+    c.runs_db = dir_ / "runs.db";
+    c.dataset = "synthetic";
+    c.progress = false;
+    c.eval_every = 0;
+    c.save_every = 0;
+    c.batch_size = 4;
+    c.micro_batch = 4;
+    c.max_length = 64;
+    c.lr = 1e-2f;
+    c.warmup_ratio = 0;
+    c.max_grad_norm = 1.0f;
+    return c;
+  }
+  TrainSummary train(const TrainConfig& c, LlamaModel& m, const std::vector<PricedExample>& tr,
+                     const std::vector<PricedExample>& val = {}, const TrainHooks& hooks = {}) {
+    return run_training(c, m, tiny_tokenizer(), tr, val, false, hooks, "test");
+  }
+  std::vector<monitor::MetricPoint> metric(int64_t run, const std::string& name) const {
+    monitor::RunDb db(dir_ / "runs.db", monitor::RunDb::Mode::existing);
+    return db.metric_series(run, name);
+  }
+
+  ScratchDir dir_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Schedules: transformers' get_{cosine,linear,constant}_schedule_with_warmup.
+
+TEST(TrainSchedule, WarmupThenCosineLinearOrConstant) {
+  TrainConfig c;
+  c.lr = 2e-4f;
+  c.warmup_ratio = 0.1;  // 10 of 100 steps
+  const int64_t total = 100;
+  for (const char* kind : {"cosine", "linear", "constant"}) {
+    c.schedule = kind;
+    EXPECT_FLOAT_EQ(scheduled_lr(c, 0, total), 0.0f) << kind;
+    EXPECT_FLOAT_EQ(scheduled_lr(c, 5, total), 1e-4f) << kind;
+    EXPECT_FLOAT_EQ(scheduled_lr(c, 10, total), 2e-4f) << kind;
+  }
+  c.schedule = "cosine";
+  EXPECT_FLOAT_EQ(scheduled_lr(c, 55, total), 1e-4f);  // half way through the decay
+  EXPECT_FLOAT_EQ(scheduled_lr(c, 40, total), 2e-4f * 0.5f * (1 + std::cos(std::numbers::pi_v<float> / 3)));
+  EXPECT_NEAR(scheduled_lr(c, 99, total), 2e-4 * 0.5 * (1 + std::cos(std::numbers::pi * 89 / 90)), 1e-12);
+  c.schedule = "linear";
+  EXPECT_FLOAT_EQ(scheduled_lr(c, 55, total), 1e-4f);
+  EXPECT_FLOAT_EQ(scheduled_lr(c, 82, total), 2e-4f * 0.2f);
+  EXPECT_FLOAT_EQ(scheduled_lr(c, 100, total), 0.0f);
+  c.schedule = "constant";
+  EXPECT_FLOAT_EQ(scheduled_lr(c, 99, total), 2e-4f);
+  // The default 1% warmup rounds up: 3 warmup steps of 250.
+  c.warmup_ratio = 0.01;
+  EXPECT_FLOAT_EQ(scheduled_lr(c, 2, 250), 2e-4f * 2 / 3);
+  EXPECT_FLOAT_EQ(scheduled_lr(c, 3, 250), 2e-4f);
+  // No warmup: full rate from the first step.
+  c.warmup_ratio = 0;
+  c.schedule = "cosine";
+  EXPECT_FLOAT_EQ(scheduled_lr(c, 0, 10), 2e-4f);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gradient accumulation: micro-batches weigh by their loss tokens, so any split equals one batch.
+
+TEST_F(TrainLoop, MicroBatchAccumulationEqualsOneBigBatch) {
+  auto data = examples(0, 12);
+  for (size_t i = 0; i < data.size(); i += 3) data[i].tokens.push_back(data[i].tokens.back());  // longer completions
+  std::set<size_t> lengths;
+  for (const auto& e : data) lengths.insert(e.tokens.size() - e.prompt_len);
+  ASSERT_GT(lengths.size(), 1u) << "completions of different lengths make an unweighted mean differ";
+  std::map<std::string, std::vector<float>> whole;
+  for (int64_t micro : {6, 1, 4}) {  // 4: micro-batches of 4 and 2
+    SCOPED_TRACE("micro_batch " + std::to_string(micro));
+    LlamaModel m = lora_model();
+    // Non-zero B so both A and B move in the first step.
+    for (int64_t l = 0; l < 2; ++l)
+      for (float& b : m.lora(l, Proj::Q)->B) b = 0.05f;
+    TrainConfig c = config("out" + std::to_string(micro));
+    c.batch_size = 6;
+    c.micro_batch = micro;
+    c.optimizer = "sgd";
+    c.lr = 0.5f;
+    c.max_grad_norm = 0;  // no clipping: the step is the gradient itself
+    c.max_steps = 2;
+    train(c, m, data);
+    if (whole.empty()) {
+      whole = adapter_tensors(m);
+    } else {
+      EXPECT_LT(max_rel_diff(adapter_tensors(m), whole), 1e-5);
+    }
+  }
+  LlamaModel untrained = lora_model();
+  EXPECT_GT(max_rel_diff(adapter_tensors(untrained), whole), 1e-3) << "the steps must move the adapter";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Non-finite loss: the update is skipped, counted and logged; training goes on.
+
+TEST_F(TrainLoop, NonFiniteStepIsSkippedAndReported) {
+  auto data = examples(0, 6);
+  // Untied: a NaN input embedding must not reach the head, so only the poisoned example is hit.
+  ModelConfig untied = tiny_config(tiny_tokenizer().vocab_size());
+  untied.tied_embeddings = false;
+  LlamaModel m = LlamaModel::random(untied, 1, 0.1f);
+  LoraConfig lc;
+  lc.rank = 4;
+  lc.targets = parse_lora_targets("q,v");
+  m.add_lora(lc, 1);
+  // A token no example uses, put into one of them, gets a NaN embedding.
+  std::set<int32_t> used;
+  for (const auto& e : data) used.insert(e.tokens.begin(), e.tokens.end());
+  int32_t poison = 300;
+  while (used.count(poison)) ++poison;
+  data[2].tokens[1] = poison;
+  m.embedding().f32()[static_cast<size_t>(poison) * 64] = NAN;
+  TrainConfig c = config();
+  c.batch_size = 1;
+  c.micro_batch = 1;
+  std::vector<std::map<std::string, std::vector<float>>> after(1, adapter_tensors(m));
+  TrainHooks hooks;
+  hooks.after_step = [&](int64_t) { after.push_back(adapter_tensors(m)); };
+  testing::internal::CaptureStderr();
+  const TrainSummary s = train(c, m, data, {}, hooks);
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(s.steps, 6);
+  EXPECT_EQ(s.skipped_steps, 1);
+  EXPECT_NE(err.find("non-finite loss"), std::string::npos) << err;
+  EXPECT_NE(err.find("update skipped"), std::string::npos) << err;
+  const auto skipped = metric(s.run_id, "train/skipped_steps");
+  ASSERT_EQ(skipped.size(), 1u);
+  EXPECT_EQ(skipped[0].value, 1.0);
+  // The skipped step is the one without a train/loss point; the adapter did not move in it.
+  const auto losses = metric(s.run_id, "train/loss");
+  ASSERT_EQ(losses.size(), 5u);
+  std::set<int64_t> logged;
+  for (const auto& p : losses) logged.insert(p.step);
+  EXPECT_EQ(logged.count(skipped[0].step), 0u);
+  for (size_t step = 1; step < after.size(); ++step) {
+    for (const auto& [k, v] : after[step])
+      for (float x : v) ASSERT_TRUE(std::isfinite(x)) << k << " at step " << step;
+    const double moved = max_rel_diff(after[step], after[step - 1]);
+    if (static_cast<int64_t>(step) == skipped[0].step) {
+      EXPECT_EQ(moved, 0.0);
+    } else {
+      EXPECT_GT(moved, 0.0) << "step " << step;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoints: always complete on disk, and a run resumed from one ends bitwise where an
+// uninterrupted run ends (dropout on, several epochs, the crash mid-epoch).
+
+TEST_F(TrainLoop, CheckpointIsAtomicAndResumeIsBitwise) {
+  const auto data = examples(0, 10);
+  TrainConfig c = config("ref");
+  c.epochs = 2;
+  c.batch_size = 3;
+  c.micro_batch = 2;
+  c.save_every = 2;
+  c.schedule = "cosine";
+  c.warmup_ratio = 0.2;
+  LlamaModel ref = lora_model(3, 0.1f);
+  const TrainSummary rs = train(c, ref, data);
+  ASSERT_EQ(rs.steps, 8);
+
+  c.out_dir = dir_ / "crash";
+  LlamaModel crashed = lora_model(3, 0.1f);
+  TrainHooks hooks;
+  const fs::path ckpt = fs::path(c.out_dir) / "checkpoint.bin";
+  hooks.after_step = [&](int64_t step) {
+    // Only the checkpoint itself in the directory: no temporary file left beside it.
+    for (const auto& e : fs::directory_iterator(c.out_dir)) EXPECT_EQ(e.path().filename(), "checkpoint.bin");
+    if (step >= 2) {
+      EXPECT_EQ(checkpoint_state(ckpt.string()).at("step").get<int64_t>(), step - step % 2);
+    }
+    if (step == 5) throw std::runtime_error("simulated crash");
+  };
+  EXPECT_THROW(train(c, crashed, data, {}, hooks), std::runtime_error);
+  const nlohmann::json st = checkpoint_state(ckpt.string());
+  EXPECT_EQ(st.at("step"), 4);
+  EXPECT_EQ(st.at("epoch"), 1);  // 4 batches an epoch: the checkpoint resumes at the next epoch
+  EXPECT_EQ(st.at("batch_in_epoch"), 0);
+
+  c.resume = true;
+  LlamaModel resumed = lora_model(3, 0.1f);
+  testing::internal::CaptureStderr();
+  const TrainSummary s = train(c, resumed, data);
+  EXPECT_NE(testing::internal::GetCapturedStderr().find("resuming from"), std::string::npos);
+  EXPECT_EQ(s.steps, 8);
+  EXPECT_EQ(adapter_tensors(resumed), adapter_tensors(ref));
+}
+
+TEST_F(TrainLoop, BadCheckpointsAreRejectedWithTheReason) {
+  const auto data = examples(0, 4);
+  TrainConfig c = config();
+  c.max_steps = 1;
+  LlamaModel m = lora_model();
+  train(c, m, data);
+  const std::string ckpt = (fs::path(c.out_dir) / "checkpoint.bin").string();
+  const std::string good = slurp(ckpt);
+  c.resume = true;
+
+  TrainConfig other = c;
+  other.lr = 5e-3f;
+  LlamaModel m2 = lora_model();
+  try {
+    train(other, m2, data);
+    ADD_FAILURE() << "a checkpoint of other settings was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("lr"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(ckpt), std::string::npos) << e.what();
+  }
+
+  write_file_atomic(ckpt, good.substr(0, good.size() - 100));
+  LlamaModel m3 = lora_model();
+  try {
+    train(c, m3, data);
+    ADD_FAILURE() << "a truncated checkpoint was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(ckpt), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("truncated"), std::string::npos) << e.what();
+  }
+
+  write_file_atomic(ckpt, "PRICERCK" + std::string(8, '\xff'));
+  LlamaModel m4 = lora_model();
+  EXPECT_THROW(train(c, m4, data), Error);
+
+  // Another LoRA shape than the checkpoint's.
+  write_file_atomic(ckpt, good);
+  LlamaModel m5 = LlamaModel::random(tiny_config(tiny_tokenizer().vocab_size()), 1, 0.1f);
+  LoraConfig lc;
+  lc.rank = 2;
+  lc.targets = parse_lora_targets("q,v");
+  m5.add_lora(lc, 1);
+  try {
+    train(c, m5, data);
+    ADD_FAILURE() << "a checkpoint of another adapter shape was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tensors"), std::string::npos) << e.what();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory: the estimate tracks the settings, and a run that will not fit stops before training.
+
+TEST_F(TrainLoop, MemoryEstimateAndClearErrorWhenTheRunWillNotFit) {
+  LlamaModel m = lora_model();
+  TrainConfig c = config();
+  const uint64_t base = estimate_training_memory(m, c, false);
+  c.micro_batch = 16;
+  EXPECT_GT(estimate_training_memory(m, c, false), base);
+  const uint64_t micro16 = estimate_training_memory(m, c, false);
+  c.checkpoint_layers = true;
+  EXPECT_LT(estimate_training_memory(m, c, false), micro16);
+  EXPECT_GT(estimate_training_memory(m, config(), true), base) << "full mode trains (and stores moments of) every weight";
+  LlamaModel nf4 = lora_model();
+  nf4.convert_base(DType::NF4);
+  EXPECT_LT(estimate_training_memory(nf4, config(), false), base);
+
+  EXPECT_EQ(parse_memory_size("1048576", "x"), 1048576u);
+  EXPECT_EQ(parse_memory_size("512M", "x"), 512ull << 20);
+  EXPECT_EQ(parse_memory_size("2.5GiB", "x"), 5ull << 29);
+  EXPECT_THROW(parse_memory_size("lots", "x"), Error);
+  EXPECT_THROW(parse_memory_size("-1G", "x"), Error);
+
+  ::setenv("PRICER_AVAILABLE_MEMORY", "1M", 1);
+  EXPECT_EQ(available_memory(), 1u << 20);
+  const auto data = examples(0, 4);
+  try {
+    train(config(), m, data);
+    ADD_FAILURE() << "a run needing more than 1 MiB started";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("needs about"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("only 1 MiB"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("micro_batch"), std::string::npos) << msg;
+  }
+  EXPECT_FALSE(fs::exists(fs::path(config().out_dir) / "checkpoint.bin"));
+  ::setenv("PRICER_AVAILABLE_MEMORY", "64G", 1);
+  EXPECT_NO_THROW(train(config(), m, data));
+  ::unsetenv("PRICER_AVAILABLE_MEMORY");
+}
+
+// ---------------------------------------------------------------------------------------------
+// YAML config: keys as the options, unknown keys and bad values named with the file and line;
+// options given on the command line win over the file.
+
+TEST_F(TrainLoop, YamlConfigWithCommandLineOverrides) {
+  const std::string yaml = dir_ / "train.yaml";
+  write_file_atomic(yaml, "# recipe\nlr: 0.0002\nlora_r: 16\nalpha: 32\nschedule: linear\nbatch_size: 8\n"
+                          "targets: all\nrslora: true\nmax_steps: 40\n");
+  TrainConfig c;
+  c.apply_yaml(yaml);
+  EXPECT_FLOAT_EQ(c.lr, 2e-4f);
+  EXPECT_EQ(c.rank, 16);
+  EXPECT_FLOAT_EQ(c.alpha, 32.0f);
+  EXPECT_EQ(c.schedule, "linear");
+  EXPECT_EQ(c.batch_size, 8);
+  EXPECT_EQ(c.targets, "all");
+  EXPECT_TRUE(c.rslora);
+  EXPECT_EQ(c.micro_batch, 8) << "keys not in the file keep their defaults";
+
+  CLI::App app;
+  cli::TrainOptionSet set(app);
+  app.add_option("--config", set.config_path());
+  cli::add_loop_options(set);
+  set.add("--rank,-r", &TrainConfig::rank, "LoRA rank");
+  app.parse("--max-steps 5 --lr 0.001 --config " + yaml, false);
+  const TrainConfig r = set.resolve(TrainConfig{});
+  EXPECT_FLOAT_EQ(r.lr, 1e-3f) << "the command line overrides the file";
+  EXPECT_EQ(r.max_steps, 5);
+  EXPECT_EQ(r.rank, 16) << "the file overrides the defaults";
+  EXPECT_EQ(r.schedule, "linear");
+  EXPECT_FLOAT_EQ(r.weight_decay, 0.001f) << "neither: the default";
+
+  auto expect_error = [&](const std::string& text, const std::vector<std::string>& parts) {
+    write_file_atomic(yaml, text);
+    TrainConfig t;
+    try {
+      t.apply_yaml(yaml);
+      ADD_FAILURE() << "accepted: " << text;
+    } catch (const Error& e) {
+      for (const auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
+    }
+  };
+  expect_error("lr: 0.001\nlearnig_rate: 0.1\n", {yaml, "unknown key 'learnig_rate'", "line 2"});
+  expect_error("rank: sixteen\n", {yaml, "'rank'", "line 1"});
+  expect_error("- lr\n- rank\n", {yaml, "mapping"});
+  expect_error("lr: [0.1\n", {yaml});
+}
+
+// ---------------------------------------------------------------------------------------------
+// Evaluation every N steps with best and last adapters; early stopping when the validation
+// metric stops improving.
+
+TEST_F(TrainLoop, EvalEveryNStepsKeepsBestAndLast) {
+  const auto tr = examples(0, 16);
+  const auto val = examples(100, 6);
+  TrainConfig c = config();
+  c.eval_every = 2;
+  c.eval_items = 0;
+  c.epochs = 2;
+  c.lr = 3e-2f;
+  LlamaModel m = lora_model();
+  std::map<int64_t, std::map<std::string, std::vector<float>>> at;
+  TrainHooks hooks;
+  hooks.after_step = [&](int64_t step) { at[step] = adapter_tensors(m); };
+  hooks.save_output = [](const LlamaModel& model, const std::string& dir) { save_peft_adapter(model, dir, "tiny"); };
+  const TrainSummary s = train(c, m, tr, val, hooks);
+  ASSERT_EQ(s.steps, 8);
+  const auto evals = metric(s.run_id, "eval/loss");
+  std::vector<int64_t> steps;
+  for (const auto& p : evals) steps.push_back(p.step);
+  EXPECT_EQ(steps, (std::vector<int64_t>{0, 2, 4, 6, 8}));
+  EXPECT_EQ(metric(s.run_id, "eval/mae").size(), evals.size()) << "price MAE read at every evaluation";
+  EXPECT_LT(s.last_eval_loss, s.first_eval_loss);
+  // best/ holds the adapter of the step with the lowest eval loss; last/ the final one.
+  size_t best = 0;
+  for (size_t i = 1; i < evals.size(); ++i)
+    if (evals[i].value < evals[best].value) best = i;
+  EXPECT_DOUBLE_EQ(s.best_eval_loss, evals[best].value);
+  ASSERT_GT(evals[best].step, 0);
+  LlamaModel loaded = LlamaModel::random(tiny_config(tiny_tokenizer().vocab_size()), 1, 0.1f);
+  load_adapter(loaded, (fs::path(c.out_dir) / "best").string());
+  EXPECT_EQ(adapter_tensors(loaded), at.at(evals[best].step));
+  EXPECT_TRUE(fs::exists(fs::path(c.out_dir) / "last" / "adapter_model.safetensors"));
+  load_adapter(loaded, (fs::path(c.out_dir) / "last").string());
+  EXPECT_EQ(adapter_tensors(loaded), adapter_tensors(m));
+  monitor::RunDb db(dir_ / "runs.db", monitor::RunDb::Mode::existing);
+  std::set<std::string> kinds;
+  for (const auto& a : db.artifacts(s.run_id)) kinds.insert(a.kind);
+  EXPECT_EQ(kinds, (std::set<std::string>{"best", "last"}));
+}
+
+TEST_F(TrainLoop, EarlyStoppingWhenValidationStopsImproving) {
+  // The validation split asks the opposite of what training teaches, so it soon gets worse.
+  auto tr = examples(0, 16);
+  auto val = examples(0, 8);
+  const std::vector<int32_t> one = tiny_tokenizer().encode("1"), two = tiny_tokenizer().encode("2");
+  ASSERT_EQ(one.size(), 1u);
+  ASSERT_EQ(two.size(), 1u);
+  for (auto& e : tr) {
+    e.tokens.resize(e.prompt_len);
+    e.tokens.push_back(one[0]);
+  }
+  for (auto& e : val) {
+    e.tokens.resize(e.prompt_len);
+    e.tokens.push_back(two[0]);
+  }
+  TrainConfig c = config();
+  c.eval_every = 1;
+  c.early_stopping = 2;
+  c.epochs = 3;
+  c.lr = 5e-2f;
+  LlamaModel m = lora_model();
+  testing::internal::CaptureStderr();
+  c.progress = true;
+  const TrainSummary s = train(c, m, tr, val);
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_TRUE(s.early_stopped);
+  EXPECT_LT(s.steps, 12);
+  EXPECT_NE(err.find("early stopping: 2 evaluations without improvement"), std::string::npos) << err;
+  // Replaying the rule on the logged evaluations: the run stops at the first evaluation that is
+  // the second in a row without a new best, and is evaluated once there.
+  const auto evals = metric(s.run_id, "eval/loss");
+  ASSERT_EQ(evals.size(), static_cast<size_t>(s.steps + 1));
+  double best = INFINITY;
+  int64_t worse = 0, stop_at = -1;
+  for (const auto& p : evals) {
+    if (p.value < best) {
+      best = p.value;
+      worse = 0;
+    } else if (++worse == 2 && stop_at < 0) {
+      stop_at = p.step;
+    }
+  }
+  EXPECT_EQ(stop_at, s.steps);
+  EXPECT_DOUBLE_EQ(s.best_eval_loss, best);
+  EXPECT_GT(s.last_eval_loss, s.best_eval_loss);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Batches grouped by length: every example once an epoch, a new order each epoch, little padding.
+
+TEST(TrainBatches, GroupedByLengthShuffledAndComplete) {
+  std::vector<PricedExample> data(2000);
+  uint64_t x = 12345;
+  for (auto& e : data) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    e.tokens.assign(4 + (x >> 33) % 120, 1);
+    e.prompt_len = 2;
+  }
+  auto padding = [&](const std::vector<std::vector<int64_t>>& batches) {
+    double pad = 0;
+    for (const auto& b : batches) {
+      size_t longest = 0;
+      for (int64_t i : b) longest = std::max(longest, data[i].tokens.size());
+      for (int64_t i : b) pad += static_cast<double>(longest - data[i].tokens.size());
+    }
+    return pad;
+  };
+  const auto e0 = epoch_batches(data, 16, 42, 0), e1 = epoch_batches(data, 16, 42, 1);
+  EXPECT_EQ(e0, epoch_batches(data, 16, 42, 0)) << "a pure function of (seed, epoch)";
+  EXPECT_NE(e0, e1);
+  EXPECT_NE(e0, epoch_batches(data, 16, 43, 0));
+  for (const auto* ep : {&e0, &e1}) {
+    std::vector<int> seen(data.size());
+    for (const auto& b : *ep) {
+      EXPECT_LE(b.size(), 16u);
+      for (int64_t i : b) ++seen[i];
+    }
+    EXPECT_EQ(std::count(seen.begin(), seen.end(), 1), static_cast<long>(data.size()));
+    EXPECT_EQ(ep->size(), 125u);
+  }
+  // Ungrouped: consecutive runs of 16 from a plain shuffle.
+  std::vector<std::vector<int64_t>> plain;
+  for (size_t i = 0; i < data.size(); i += 16) {
+    plain.emplace_back();
+    for (size_t j = i; j < i + 16; ++j) plain.back().push_back(static_cast<int64_t>((j * 7919) % data.size()));
+  }
+  EXPECT_LT(padding(e0), 0.1 * padding(plain));
+  // Batch order is shuffled too: not sorted by length across the epoch.
+  std::vector<size_t> first_len;
+  for (const auto& b : e0) first_len.push_back(data[b[0]].tokens.size());
+  EXPECT_FALSE(std::is_sorted(first_len.begin(), first_len.end()));
+}
+
+}  // namespace
+}  // namespace pricer
