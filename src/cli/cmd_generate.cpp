@@ -75,6 +75,9 @@ int run(const Options& o) {
   const std::vector<int32_t> text_ids = tok->encode(o.prompt);
   prompt.insert(prompt.end(), text_ids.begin(), text_ids.end());
   require(!prompt.empty(), "nothing to start from: the prompt is empty and no BOS is put first (--bos)");
+  require(static_cast<int64_t>(prompt.size()) <= cfg.max_seq_len,
+          "the prompt has " + std::to_string(prompt.size()) + " tokens, more than the model's context of " +
+              std::to_string(cfg.max_seq_len));
 
   GenerationOptions g;
   g.max_tokens = o.max_tokens;
