@@ -21,7 +21,9 @@ struct CliRun {
 };
 
 CliRun run(const std::string& args) {
-  const std::string cmd = std::string(PRICER_BINARY) + " " + args + " 2>&1";
+  // Runs go to a scratch database, not runs/ under the working directory.
+  const std::string db = (fs::temp_directory_path() / "pricer_eval_cli_runs.db").string();
+  const std::string cmd = "PRICER_RUNS_DB=" + db + " " + std::string(PRICER_BINARY) + " " + args + " 2>&1";
   CliRun r;
   FILE* p = popen(cmd.c_str(), "r");
   if (p == nullptr) return r;
