@@ -66,6 +66,34 @@ TEST(InfoCommand, ReportsArchitectureParametersAndMemory) {
   EXPECT_LT(mem["nf4"].get<int64_t>(), other + proj / 2 + proj / 32);
 }
 
+TEST(InfoCommand, HuggingFaceDirectoryAndLlama2cCheckpoint) {
+  const auto c = tiny_config();
+  const auto tensors = random_model(c, 32);
+  const auto dir = temp_dir("info_formats");
+  save_hf_dir((dir / "hf").string(), c, tensors);
+  const CliRun hf = run_pricer("info --json " + (dir / "hf").string());
+  ASSERT_EQ(hf.status, 0) << hf.out;
+  const auto j = nlohmann::json::parse(hf.out);
+  EXPECT_EQ(j["format"], "hf");
+  EXPECT_EQ(j["parameters"], c.n_params());
+  EXPECT_EQ(j["tensors"]["model.layers.1.mlp.up_proj.weight"]["shape"], nlohmann::json({c.ffn_dim, c.dim}));
+
+  // The committed llama2.c checkpoint (tools/golden/make_io_fixtures.py): one layer, one kv head.
+  const std::string bin = std::string(PRICER_SOURCE_DIR) + "/tests/data/io/meta_style.bin";
+  const CliRun text = run_pricer("info " + bin);
+  ASSERT_EQ(text.status, 0) << text.out;
+  EXPECT_NE(text.out.find("(llama2c)"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find(", 1 kv heads,"), std::string::npos) << text.out;
+  const CliRun js = run_pricer("info --json " + bin);
+  ASSERT_EQ(js.status, 0) << js.out;
+  const auto b = nlohmann::json::parse(js.out);
+  EXPECT_EQ(b["format"], "llama2c");
+  int64_t params = 0;
+  for (const auto& [name, t] : b["tensors"].items()) params += t["shape"][0].get<int64_t>() * t["shape"][1].get<int64_t>();
+  EXPECT_EQ(b["parameters"], params);
+  EXPECT_EQ(b["config"]["num_hidden_layers"], 1);
+}
+
 TEST(InfoCommand, CorruptFileIsACleanError) {
   const auto dir = temp_dir("bad");
   const std::string path = (dir / "broken.gguf").string();
