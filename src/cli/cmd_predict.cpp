@@ -116,6 +116,7 @@ int run_calibration(const PredictArgs& a, ModelPricerOptions opt) {
   const auto items = eval::read_split(a.calibrate, a.split, a.limit);
   require(!items.empty(), a.calibrate + ": no items to calibrate on");
   opt.keep_distribution = true;
+  opt.progress = true;
   ModelPricer mp(opt);
   std::vector<std::string> prompts;
   std::vector<double> truth;
@@ -205,16 +206,17 @@ pricer::cli::Registrar reg{
       auto a = std::make_shared<PredictArgs>();
       auto& m = a->model;
       sub.footer(
-          "Input: the TEXT argument, else stdin as one product text, else --jsonl FILE (or - for "
-          "stdin) with one {\"text\": ...} object a line ({\"prompt\": ...} is used verbatim; an "
-          "\"id\" is echoed back). JSON-lines output: one JSON object per input line, in order, "
+          "Input: the TEXT argument; or --jsonl FILE (- for stdin) with one {\"text\": ...} object "
+          "a line ({\"prompt\": ...} is used verbatim; an \"id\" is echoed back); with neither, "
+          "stdin is read as one product text. JSON-lines output: one JSON object per input line, in order, "
           "with its \"line\" number. A malformed or text-less line stops the run before any "
           "pricing with FILE:LINE and the reason; with --skip-invalid such lines are skipped "
           "and counted on stderr.\n"
           "Modes: expected = mean over all number tokens of the next-token distribution; top3 = "
           "mean over the three likeliest; greedy = generate (KV cache) and parse the text.\n"
           "--calibrate DIR measures, on the labelled split (default val), how often intervals of "
-          "several coverages hold the true price, and draws it to --out.");
+          "several coverages hold the true price, and draws it to --out.\n"
+          "Threads: pricer -t N predict ... (default: all cores).");
       sub.add_option("text", a->text, "Product text to price");
       sub.add_option("--model", m.model, "Base (or merged) model: GGUF, safetensors dir, llama2.c")->required();
       sub.add_option("--adapter", m.adapter, "LoRA adapter: PEFT directory or GGUF LoRA");

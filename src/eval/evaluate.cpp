@@ -206,18 +206,16 @@ std::string report_html(const std::vector<Item>& items, const std::vector<Pricer
   for (const auto& r : results) {
     const auto& m = r.metrics;
     h += "<h2>" + escape_xml(r.name) + "</h2>\n";
-    // What the pricer reports about itself: model settings, interval coverage, tokens and cost.
-    if (r.stats.is_object() && !r.stats.empty()) {
-      h += "<p>";
-      bool first = true;
-      for (const auto& [k, v] : r.stats.items()) {
-        std::string value = v.is_string() ? v.get<std::string>() : v.dump();
-        if (v.is_number_float()) value = fmt("%.4g", v.get<double>());
-        h += (first ? "" : " &middot; ") + escape_xml(k) + ": " + escape_xml(value);
-        first = false;
-      }
-      h += "</p>\n";
+    // What the pricer reports about itself (model settings, interval coverage, tokens, cost):
+    // the scalar figures; nested ones (a linear model's weights) stay in results.json.
+    std::string figures;
+    for (const auto& [k, v] : r.stats.items()) {
+      if (v.is_structured()) continue;
+      std::string value = v.is_string() ? v.get<std::string>() : v.dump();
+      if (v.is_number_float()) value = fmt("%.4g", v.get<double>());
+      figures += (figures.empty() ? "" : " &middot; ") + escape_xml(k) + ": " + escape_xml(value);
     }
+    if (!figures.empty()) h += "<p>" + figures + "</p>\n";
     h += "<div class=\"charts\">\n";
     std::vector<report::Point> pts;
     for (std::size_t i = 0; i < items.size(); ++i)
