@@ -503,6 +503,22 @@ TEST_F(GenerateCli, PrintsWhatTheLibraryGeneratesAndStopsAtEos) {
   EXPECT_NE(s1.err.find("seed 5"), std::string::npos) << s1.err;
 }
 
+TEST_F(GenerateCli, BaseDtypeIsTheInMemoryFormat) {
+  // --base-dtype nf4 prints what the library generates from the NF4-converted model.
+  const auto tok = load_tokenizer((dir_ / "model").string());
+  ModelFile mf = load_model_file((dir_ / "model").string(), DType::NF4);
+  ASSERT_EQ(mf.tensors.at("model.layers.0.mlp.down_proj.weight").dtype(), DType::NF4);
+  LlamaModel m = LlamaModel::from_weights(mf.config, std::move(mf.tensors), mf.source);
+  auto be = make_cpu_backend();
+  GenerationOptions g = greedy(10);
+  g.stop_ids = {257, 256};
+  const Ids ids = generate(m, *be, Ids{256}, g).tokens;
+  const CliResult r =
+      run_generate("--model " + shell_quoted(dir_ / "model") + " --base-dtype nf4 --temperature 0 -n 10", dir_);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(r.out, tok->decode(ids));
+}
+
 TEST_F(GenerateCli, BadArgumentsAreClearErrors) {
   const std::string model = "--model " + shell_quoted(dir_ / "model");
   auto expect_error = [&](const std::string& args, const std::string& needle) {
