@@ -14,6 +14,7 @@
 #include <map>
 #include <numeric>
 #include <set>
+#include <sstream>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -454,8 +455,11 @@ TEST_F(SweepTest, ReportDrawsObjectiveAndEachParameter) {
   EXPECT_NE(table.find("more in the report"), std::string::npos);
   // The table's first row is the best trial.
   const auto ranked = ranked_trials(st);
-  const std::string first_row = table.substr(table.find('\n') + 1);
-  EXPECT_EQ(first_row.rfind("1  " + std::to_string(ranked.front()->number) + " ", 0), 0u) << table;
+  std::istringstream rows(table.substr(table.find('\n') + 1));
+  int64_t rank = 0, trial = -1;
+  rows >> rank >> trial;
+  EXPECT_EQ(rank, 1) << table;
+  EXPECT_EQ(trial, ranked.front()->number) << table;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -150,7 +150,8 @@ std::string train_config_yaml(const TrainConfig& cfg, const std::string& comment
     out += "# " + comment.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos) + "\n";
     pos = nl == std::string::npos ? comment.size() : nl + 1;
   }
-  for (const auto& [k, v] : cfg.to_json().items()) {
+  const nlohmann::json settings = cfg.to_json();
+  for (const auto& [k, v] : settings.items()) {
     if (k == "run_name") continue;  // a run of its own gets its own name
     out += k + ": ";
     if (v.is_number_float()) out += float_text(v.get<double>());
