@@ -408,12 +408,13 @@ TEST_F(SweepTest, CorruptStateFileIsAClearError) {
 TEST_F(SweepTest, BestConfigYamlReadsBackIntoTrain) {
   const std::string file = write("sweep.yaml", std::string(kTrain) +
                                                    "space: {lr: {type: log_uniform, low: 1.0e-5, high: 1.0e-2}, "
-                                                   "rank: [4, 8], alpha_ratio: [0.5, 2], targets: [\"q,v\", all]}\n");
+                                                   "rank: [4, 8], alpha_ratio: [0.5, 2], targets: [\"q,v\", all], "
+                                                   "warmup_ratio: {type: uniform, low: 0, high: 0.1}}\n");
   const SweepConfig cfg = SweepConfig::load(file);
   TrialRecord t;
   t.number = 3;
   t.out_dir = (dir_ / "trial-003").string();
-  t.params = {{"lr", 0.00012345678}, {"rank", 8}, {"alpha_ratio", 2.0}, {"targets", "q,v"}};
+  t.params = {{"lr", 0.00012345678}, {"rank", 8}, {"alpha_ratio", 2.0}, {"targets", "q,v"}, {"warmup_ratio", 0.0123456789}};
   const TrainConfig tc = trial_train_config(cfg, t);
   EXPECT_FLOAT_EQ(tc.alpha, 16.0f);
   EXPECT_EQ(tc.rank, 8);

@@ -82,6 +82,7 @@ int run_sweep_command(const SweepArgs& a) {
     const sweep::TrialRecord& best = *ranked.front();
     TrainConfig tc = sweep::trial_train_config(cfg, best);
     tc.out_dir = (out / "best-run").string();
+    tc.eval_every = cfg.train.eval_every;  // the sweep evaluates at every rung; a plain run need not
     char comment[512];
     std::snprintf(comment, sizeof comment,
                   "Best configuration of sweep %s: trial %lld, validation %s %.6g after %lld steps.\n"

@@ -58,13 +58,15 @@ bool fits(KeyType t, const nlohmann::json& v) {
   return false;
 }
 
-// Shortest decimal that reads back as the same float.
+// The shortest decimal that reads back as the same value: as the same float for values that are
+// floats (most settings), else as the same double.
 std::string float_text(double v) {
-  const float f = static_cast<float>(v);
+  const bool is_float = static_cast<double>(static_cast<float>(v)) == v;
   char buf[64];
-  for (int prec = 6; prec <= 9; ++prec) {
-    std::snprintf(buf, sizeof buf, "%.*g", prec, static_cast<double>(f));
-    if (std::strtof(buf, nullptr) == f) break;
+  for (int prec = 1; prec <= 17; ++prec) {
+    std::snprintf(buf, sizeof buf, "%.*g", prec, v);
+    const double back = std::strtod(buf, nullptr);
+    if (back == v || (is_float && static_cast<float>(back) == static_cast<float>(v))) break;
   }
   std::string s = buf;
   if (s.find_first_of(".eEn") == std::string::npos) s += ".0";  // stays a float to YAML readers
@@ -110,24 +112,25 @@ void check_space_keys(const SweepConfig& cfg, const YAML::Node& space_node) {
 }
 
 void apply_param(TrainConfig& c, const std::string& name, const nlohmann::json& v) {
+  auto set = [](auto& field, const nlohmann::json& value) { field = value.get<std::remove_reference_t<decltype(field)>>(); };
   const SearchableKey* k = find_key(name);
   require(k && fits(k->type, v), "sweep parameter '" + name + "' cannot take the value " + v.dump());
-  if (name == "lr") c.lr = v.get<float>();
-  else if (name == "rank") c.rank = v.get<int64_t>();
-  else if (name == "alpha") c.alpha = v.get<float>();
+  if (name == "lr") set(c.lr, v);
+  else if (name == "rank") set(c.rank, v);
+  else if (name == "alpha") set(c.alpha, v);
   else if (name == "alpha_ratio") c.alpha = 0;  // set from the rank below, once every parameter is in
-  else if (name == "dropout") c.dropout = v.get<float>();
-  else if (name == "targets") c.targets = v.get<std::string>();
-  else if (name == "rslora") c.rslora = v.get<bool>();
-  else if (name == "optimizer") c.optimizer = v.get<std::string>();
-  else if (name == "schedule") c.schedule = v.get<std::string>();
-  else if (name == "warmup_ratio") c.warmup_ratio = v.get<float>();
-  else if (name == "weight_decay") c.weight_decay = v.get<float>();
-  else if (name == "max_grad_norm") c.max_grad_norm = v.get<float>();
-  else if (name == "momentum") c.momentum = v.get<float>();
-  else if (name == "epochs") c.epochs = v.get<int64_t>();
-  else if (name == "max_steps") c.max_steps = v.get<int64_t>();
-  else if (name == "batch_size") c.batch_size = v.get<int64_t>();
+  else if (name == "dropout") set(c.dropout, v);
+  else if (name == "targets") set(c.targets, v);
+  else if (name == "rslora") set(c.rslora, v);
+  else if (name == "optimizer") set(c.optimizer, v);
+  else if (name == "schedule") set(c.schedule, v);
+  else if (name == "warmup_ratio") set(c.warmup_ratio, v);
+  else if (name == "weight_decay") set(c.weight_decay, v);
+  else if (name == "max_grad_norm") set(c.max_grad_norm, v);
+  else if (name == "momentum") set(c.momentum, v);
+  else if (name == "epochs") set(c.epochs, v);
+  else if (name == "max_steps") set(c.max_steps, v);
+  else if (name == "batch_size") set(c.batch_size, v);
 }
 
 TrainConfig trial_train_config(const SweepConfig& cfg, const TrialRecord& trial) {
