@@ -7,11 +7,13 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "core/error.h"
 #include "core/threads.h"
 #include "kernels/backend.h"
+#include "kernels/bf16.h"
 #include "quant/half.h"
 
 namespace {
@@ -145,14 +147,16 @@ bool make_weight(DType t, int64_t rows, int64_t cols, std::mt19937& rng, Weight&
   }
 }
 
-class LinearFormat : public ::testing::TestWithParam<DType> {
+// (weight format, compute dtype)
+class LinearFormat : public ::testing::TestWithParam<std::tuple<DType, DType>> {
  protected:
-  std::unique_ptr<Backend> fast = pricer::make_cpu_backend();
-  std::unique_ptr<Backend> ref = pricer::make_reference_backend();
+  DType compute = std::get<1>(GetParam());
+  std::unique_ptr<Backend> fast = pricer::make_cpu_backend(compute);
+  std::unique_ptr<Backend> ref = pricer::make_reference_backend(compute);
 };
 
 TEST_P(LinearFormat, ForwardAndBackwardInputMatchReference) {
-  const DType t = GetParam();
+  const DType t = std::get<0>(GetParam());
   std::mt19937 rng(2 + int(t));
   // (out, in): odd widths where the format allows them, several bands (band_rows >= 64), and
   // NF4 rows that start inside a 64-block or on an odd element.
@@ -208,9 +212,40 @@ TEST_F(Backends, LinearBackwardInputInTokenChunks) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllFormats, LinearFormat,
-                         ::testing::Values(DType::F32, DType::BF16, DType::F16, DType::NF4,
-                                           DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K),
-                         [](const auto& info) { return std::string(pricer::dtype_name(info.param)); });
+                         ::testing::Combine(::testing::Values(DType::F32, DType::BF16, DType::F16, DType::NF4,
+                                                              DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K),
+                                            ::testing::Values(DType::F32, DType::BF16)),
+                         [](const auto& info) {
+                           return std::string(pricer::dtype_name(std::get<0>(info.param))) + "_compute_" +
+                                  std::string(pricer::dtype_name(std::get<1>(info.param)));
+                         });
+
+TEST(Bf16Compute, StaysWithinTheRoundingOfItsOperands) {
+  // Each product x w with both rounded to bf16 is off by at most about 2 * 2^-9 relative, so
+  // |y_bf16 - y_f32| <= 2^-7 sum |x||w| per output; the f32 path is exact to f32 rounding.
+  std::mt19937 rng(12);
+  const int64_t out = 130, in = 200, n = 9;
+  Weight W;
+  ASSERT_TRUE(make_weight(DType::NF4, out, in, rng, W));
+  const Vec w = W.to_f32(), x = random_vec(n * in, rng);
+  auto exact = pricer::make_cpu_backend(DType::F32), bf16 = pricer::make_cpu_backend(DType::BF16);
+  Vec y32(n * out), y16(n * out);
+  exact->linear_forward(W, x.data(), y32.data(), n, 0.0f);
+  bf16->linear_forward(W, x.data(), y16.data(), n, 0.0f);
+  double worst = 0, differs = 0;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t o = 0; o < out; ++o) {
+      double mag = 0;
+      for (int64_t k = 0; k < in; ++k) mag += std::abs(double(x[i * in + k]) * w[o * in + k]);
+      const double err = std::abs(double(y16[i * out + o]) - y32[i * out + o]);
+      worst = std::max(worst, err / mag);
+      differs += err > 0;
+    }
+  EXPECT_LE(worst, 0x1p-7);
+  EXPECT_GT(differs, 0) << "bf16 compute gave exactly the f32 result: operands were not rounded";
+  EXPECT_THROW(pricer::make_cpu_backend(DType::NF4), pricer::Error);
+  EXPECT_THROW(pricer::make_reference_backend(DType::F16), pricer::Error);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Element-wise and row-wise ops
@@ -528,3 +563,29 @@ TEST_F(Backends, RejectsBadInput) {
 }
 
 }  // namespace
+
+TEST(Bf16Conversion, FastEqualsScalarBitForBit) {
+  std::mt19937 rng(13);
+  std::uniform_int_distribution<uint32_t> bits;
+  for (int64_t n : {0, 1, 7, 8, 9, 1000, 1003}) {
+    Vec x(n);
+    for (auto& v : x) {
+      const uint32_t u = bits(rng);
+      std::memcpy(&v, &u, 4);  // every bit pattern: NaNs, infinities, subnormals included
+    }
+    const float specials[] = {0.0f, -0.0f, 1.0f, 1.00390625f /* tie, rounds to even */,
+                              1.01171875f /* tie, rounds up */, INFINITY, -INFINITY, NAN, 1e-40f,
+                              3.4e38f /* rounds to infinity */};
+    for (size_t i = 0; i < std::size(specials) && i < x.size(); ++i) x[i] = specials[i];
+    std::vector<uint16_t> fast(n), ref(n);
+    pricer::kernels::to_bf16(x.data(), fast.data(), n);
+    pricer::kernels::to_bf16_reference(x.data(), ref.data(), n);
+    EXPECT_EQ(fast, ref) << "n=" << n;
+  }
+  uint16_t h[3];
+  const float v[3] = {1.00390625f, 1.01171875f, 3.4e38f};
+  pricer::kernels::to_bf16_reference(v, h, 3);
+  EXPECT_EQ(h[0], 0x3f80);  // 1 + 2^-8 is a tie between 1 and 1 + 2^-7: even is 1
+  EXPECT_EQ(h[1], 0x3f82);
+  EXPECT_EQ(h[2], 0x7f80);
+}

@@ -18,6 +18,10 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual const char* name() const = 0;
+  // The precision of the linears through weights stored in a reduced format (NF4, bf16, ggml
+  // blocks): F32, or BF16 = operands rounded to bf16 and products summed in f32, as
+  // bitsandbytes' compute_dtype=bfloat16. F32 weights are always multiplied in f32.
+  virtual DType compute() const = 0;
 
   // ---- dense f32 GEMM: C[M,N] = alpha * op(A) op(B) + beta * C, row-major, op = transpose if t.
   virtual void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
@@ -78,7 +82,8 @@ class Backend {
                           float beta1, float beta2, float eps, float weight_decay, int64_t step) = 0;
 };
 
-std::unique_ptr<Backend> make_cpu_backend();        // fast kernels
-std::unique_ptr<Backend> make_reference_backend();  // scalar twins
+// compute: DType::F32 or DType::BF16 (see Backend::compute); anything else throws Error.
+std::unique_ptr<Backend> make_cpu_backend(DType compute = DType::F32);        // fast kernels
+std::unique_ptr<Backend> make_reference_backend(DType compute = DType::F32);  // scalar twins
 
 }  // namespace pricer

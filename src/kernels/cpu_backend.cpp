@@ -1,19 +1,22 @@
-// The fast CPU backend: OpenBLAS for GEMMs, AVX2/FMA loops spread over OpenMP threads for the
-// rest. Every op writes each output element from exactly one thread in a fixed order, so results
+// The fast CPU backend: oneDNN for GEMMs (f32, or bf16 operands with f32 accumulation for the
+// frozen base), AVX2/FMA loops spread over OpenMP threads for the rest. Every op writes each output element from exactly one thread in a fixed order, so results
 // are bitwise reproducible for a given thread count (no atomics, no racing reductions).
-#include <cblas.h>
 #include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "core/threads.h"
 #include "kernels/backend.h"
+#include "kernels/bf16.h"
 #include "kernels/checks.h"
 #include "kernels/gemv.h"
+#include "kernels/onednn.h"
 #include "kernels/parallel.h"
 #include "kernels/simd.h"
 
@@ -40,20 +43,6 @@ int team(int64_t work) { return work >= kMinParallelWork ? threads() : 1; }
 // tokens are processed in chunks that fit).
 constexpr int64_t kPartialBudget = int64_t(1) << 22;
 
-// Inside our OpenMP regions each thread runs its own single-threaded GEMM on its own tile;
-// OpenBLAS's thread pool would only fight the OpenMP threads for the cores. The count is restored
-// on exit.
-class SerialBlas {
- public:
-  SerialBlas() : saved_(openblas_get_num_threads()) { openblas_set_num_threads(1); }
-  ~SerialBlas() { openblas_set_num_threads(saved_); }
-  SerialBlas(const SerialBlas&) = delete;
-  SerialBlas& operator=(const SerialBlas&) = delete;
-
- private:
-  int saved_;
-};
-
 // Scales y[0, n) by beta where a GEMM with an empty inner dimension would leave it.
 void scale_or_zero(float* y, int64_t n, float beta) {
   if (beta == 0.0f) {
@@ -69,6 +58,10 @@ constexpr int64_t kKeyBlock = 64;
 
 class CpuBackend final : public Backend {
  public:
+  explicit CpuBackend(DType compute) : compute_(compute) {
+    require(compute == DType::F32 || compute == DType::BF16,
+            "compute dtype must be f32 or bf16, not " + std::string(dtype_name(compute)));
+  }
   const char* name() const override { return "cpu"; }
 
   void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
@@ -78,10 +71,10 @@ class CpuBackend final : public Backend {
       scale_or_zero(C, M * N, beta);
       return;
     }
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                int(M), int(N), int(K), alpha, A, int(ta ? M : K), B, int(tb ? K : N), beta, C,
-                int(N));
+    kernels::gemm_f32(ta, tb, M, N, K, alpha, A, ta ? M : K, B, tb ? K : N, beta, C, N);
   }
+
+  DType compute() const override { return compute_; }
 
   void linear_forward(const Weight& W, const float* x, float* y, int64_t n, float beta) override {
     const int64_t out = W.rows(), in = W.cols();
@@ -94,27 +87,35 @@ class CpuBackend final : public Backend {
       gemm(false, true, n, out, in, 1.0f, x, W.f32().data(), beta, y);
       return;
     }
-    if (n == 1) {
+    if (n == 1 && !bf16_compute(W)) {
       kernels::fused_gemv(W, x, y, beta);
       return;
     }
+    const bool bf16 = bf16_compute(W);
+    if (bf16) to_bf16_parallel(x, n * in, xb_);
     // Bands of output features spread over the threads; each writes its own columns of y.
     const int nt = threads();
     const int64_t band = band_rows(in), nbands = (out + band - 1) / band;
-    tiles_.resize(static_cast<size_t>(nt * band * in));
+    reserve_tiles(nt, band * in, bf16);
     kernels::ParallelErrors errors;
-    SerialBlas serial;
+    kernels::SerialGemms serial;
 #pragma omp parallel num_threads(nt)
     {
-      float* tile = tiles_.data() + omp_get_thread_num() * band * in;
+      const int tid = omp_get_thread_num();
+      float* tile = tiles_.data() + tid * band * in;
+      uint16_t* tile16 = bf16 ? tiles16_.data() + tid * band * in : nullptr;
 #pragma omp for schedule(static)
       for (int64_t bi = 0; bi < nbands; ++bi) {
         errors.run([&] {
           const int64_t r0 = bi * band, nb = std::min(band, out - r0);
-          W.dequantize_rows(r0, nb, tile);
           // y[:, r0:r0+nb] = x tile^T (+ beta y)
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(nb), int(in), 1.0f, x,
-                      int(in), tile, int(in), beta, y + r0, int(out));
+          if (bf16) {
+            dequantize_bf16(W, r0, nb, tile, tile16);
+            kernels::gemm_bf16(true, n, nb, in, xb_.data(), in, tile16, in, beta, y + r0, out);
+          } else {
+            W.dequantize_rows(r0, nb, tile);
+            kernels::gemm_f32(false, true, n, nb, in, 1.0f, x, in, tile, in, beta, y + r0, out);
+          }
         });
       }
     }
@@ -128,32 +129,41 @@ class CpuBackend final : public Backend {
       gemm(false, false, n, in, out, 1.0f, dy, W.f32().data(), 1.0f, dx);
       return;
     }
+    const bool bf16 = bf16_compute(W);
+    if (bf16) to_bf16_parallel(dy, n * out, xb_);
     // Every band adds into all of dx: each thread sums its (statically assigned) bands into its
     // own partial, then the partials are added to dx in thread order, so the result is
     // reproducible for a given thread count.
     const int nt = threads();
     const int64_t band = band_rows(in), nbands = (out + band - 1) / band;
     const int64_t chunk = std::clamp<int64_t>(kPartialBudget / (int64_t(nt) * in), 1, n);
-    tiles_.resize(static_cast<size_t>(nt * band * in));
+    reserve_tiles(nt, band * in, bf16);
     partials_.resize(static_cast<size_t>(nt * chunk * in));
     kernels::ParallelErrors errors;
-    SerialBlas serial;
+    kernels::SerialGemms serial;
     for (int64_t c0 = 0; c0 < n; c0 += chunk) {
       const int64_t m = std::min(chunk, n - c0);
 #pragma omp parallel num_threads(nt)
       {
         const int tid = omp_get_thread_num(), team = omp_get_num_threads();
         float* tile = tiles_.data() + tid * band * in;
+        uint16_t* tile16 = bf16 ? tiles16_.data() + tid * band * in : nullptr;
         float* part = partials_.data() + tid * chunk * in;
         std::fill(part, part + m * in, 0.0f);
 #pragma omp for schedule(static)
         for (int64_t bi = 0; bi < nbands; ++bi) {
           errors.run([&] {
             const int64_t r0 = bi * band, nb = std::min(band, out - r0);
-            W.dequantize_rows(r0, nb, tile);
             // part += dy[c0:c0+m, r0:r0+nb] tile
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(m), int(in), int(nb), 1.0f,
-                        dy + c0 * out + r0, int(out), tile, int(in), 1.0f, part, int(in));
+            if (bf16) {
+              dequantize_bf16(W, r0, nb, tile, tile16);
+              kernels::gemm_bf16(false, m, in, nb, xb_.data() + c0 * out + r0, out, tile16, in, 1.0f,
+                                 part, in);
+            } else {
+              W.dequantize_rows(r0, nb, tile);
+              kernels::gemm_f32(false, false, m, in, nb, 1.0f, dy + c0 * out + r0, out, tile, in,
+                                1.0f, part, in);
+            }
           });
         }
         // (the loop above ends with a barrier: all partials are complete)
@@ -506,13 +516,47 @@ class CpuBackend final : public Backend {
     return simd::hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
   }
 
+  // bf16 compute applies to weights stored in a reduced format; f32 weights stay exact.
+  bool bf16_compute(const Weight& W) const { return compute_ == DType::BF16 && W.dtype() != DType::F32; }
+
+  void reserve_tiles(int nt, int64_t tile_elems, bool bf16) {
+    tiles_.resize(static_cast<size_t>(nt * tile_elems));
+    if (bf16) tiles16_.resize(static_cast<size_t>(nt * tile_elems));
+  }
+
+  // Rows [r0, r0 + nb) of W in bf16: bf16 weights are copied as stored, the other formats go
+  // through the f32 tile.
+  static void dequantize_bf16(const Weight& W, int64_t r0, int64_t nb, float* staging, uint16_t* out) {
+    const int64_t in = W.cols();
+    if (W.dtype() == DType::BF16) {
+      std::memcpy(out, W.raw().data() + r0 * in * 2, static_cast<size_t>(nb * in) * 2);
+      return;
+    }
+    W.dequantize_rows(r0, nb, staging);
+    kernels::to_bf16(staging, out, nb * in);
+  }
+
+  void to_bf16_parallel(const float* x, int64_t n, std::vector<uint16_t>& out) {
+    out.resize(static_cast<size_t>(n));
+    const int nt = team(n);
+    const int64_t per = (n + nt - 1) / nt;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int t = 0; t < nt; ++t) {
+      const int64_t lo = std::min(n, t * per), hi = std::min(n, lo + per);
+      kernels::to_bf16(x + lo, out.data() + lo, hi - lo);
+    }
+  }
+
+  DType compute_;
   // Scratch reused across calls (a backend instance serves one caller at a time): one band of a
-  // dequantized weight per thread, and per-thread partial sums of linear_backward_input.
+  // dequantized weight per thread (f32, and bf16 for the bf16 path), the bf16 copy of a linear's
+  // input, and per-thread partial sums of linear_backward_input.
   std::vector<float> tiles_, partials_;
+  std::vector<uint16_t> tiles16_, xb_;
 };
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+std::unique_ptr<Backend> make_cpu_backend(DType compute) { return std::make_unique<CpuBackend>(compute); }
 
 }  // namespace pricer

@@ -1,18 +1,32 @@
 // The reference backend: the scalar templates of kernels/reference.h instantiated with float.
 // Quantized weights are expanded whole with to_f32() here; simplicity over memory, since this
 // backend exists to check the fast one.
+#include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "kernels/backend.h"
 #include "kernels/checks.h"
 #include "kernels/reference.h"
+#include "quant/half.h"
 
 namespace pricer {
 
 namespace {
 
+// bf16 operands are exactly representable in f32: the reference rounds them, then multiplies
+// in f32 as for any other weight.
+std::vector<float> rounded_to_bf16(std::vector<float> v) {
+  for (float& x : v) x = bf16_to_f32(f32_to_bf16(x));
+  return v;
+}
+
 class ReferenceBackend final : public Backend {
  public:
+  explicit ReferenceBackend(DType compute) : compute_(compute) {
+    require(compute == DType::F32 || compute == DType::BF16,
+            "compute dtype must be f32 or bf16, not " + std::string(dtype_name(compute)));
+  }
   const char* name() const override { return "reference"; }
 
   void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
@@ -20,9 +34,15 @@ class ReferenceBackend final : public Backend {
     ref::gemm<float>(ta, tb, M, N, K, alpha, A, B, beta, C);
   }
 
+  DType compute() const override { return compute_; }
+
   void linear_forward(const Weight& W, const float* x, float* y, int64_t n, float beta) override {
     if (W.dtype() == DType::F32) {
       ref::linear_forward<float>(W.f32().data(), W.rows(), W.cols(), x, y, n, beta);
+    } else if (compute_ == DType::BF16) {
+      const std::vector<float> w = rounded_to_bf16(W.to_f32());
+      const std::vector<float> xr = rounded_to_bf16({x, x + n * W.cols()});
+      ref::linear_forward<float>(w.data(), W.rows(), W.cols(), xr.data(), y, n, beta);
     } else {
       const std::vector<float> w = W.to_f32();
       ref::linear_forward<float>(w.data(), W.rows(), W.cols(), x, y, n, beta);
@@ -32,6 +52,10 @@ class ReferenceBackend final : public Backend {
   void linear_backward_input(const Weight& W, const float* dy, float* dx, int64_t n) override {
     if (W.dtype() == DType::F32) {
       ref::linear_backward_input<float>(W.f32().data(), W.rows(), W.cols(), dy, dx, n);
+    } else if (compute_ == DType::BF16) {
+      const std::vector<float> w = rounded_to_bf16(W.to_f32());
+      const std::vector<float> dyr = rounded_to_bf16({dy, dy + n * W.rows()});
+      ref::linear_backward_input<float>(w.data(), W.rows(), W.cols(), dyr.data(), dx, n);
     } else {
       const std::vector<float> w = W.to_f32();
       ref::linear_backward_input<float>(w.data(), W.rows(), W.cols(), dy, dx, n);
@@ -105,10 +129,15 @@ class ReferenceBackend final : public Backend {
     kernels::check_adamw_step(step);
     ref::adamw_step<float>(param, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, step);
   }
+
+ private:
+  DType compute_;
 };
 
 }  // namespace
 
-std::unique_ptr<Backend> make_reference_backend() { return std::make_unique<ReferenceBackend>(); }
+std::unique_ptr<Backend> make_reference_backend(DType compute) {
+  return std::make_unique<ReferenceBackend>(compute);
+}
 
 }  // namespace pricer
