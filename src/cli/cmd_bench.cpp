@@ -3,6 +3,7 @@
 // shape is Llama-3.2-1B's; the weights are generated tensor by tensor directly in the base format,
 // so the benchmark's own set-up never holds an f32 copy of the model.
 #include <sys/resource.h>
+#include <time.h>
 
 #include <chrono>
 #include <cstdio>
@@ -23,7 +24,7 @@ namespace {
 struct BenchOptions {
   int64_t dim = 2048, layers = 16, heads = 32, kv_heads = 8, ffn = 8192, vocab = 128256;
   int64_t batch = 2, seq = 128, loss_tokens = 3, rank = 16;
-  std::string base_dtype = "nf4", embed_dtype = "bf16", backend = "cpu", targets = "all";
+  std::string base_dtype = "nf4", embed_dtype = "bf16", backend = "cpu", targets = "all", compute = "bf16";
   int steps = 3, warmup = 1;
   bool checkpoint = false;
   uint64_t seed = 1;
@@ -143,14 +144,23 @@ double peak_rss_mib() {
 
 using Clock = std::chrono::steady_clock;
 
+// CPU seconds of the whole process (all threads): with other work on the machine, wall time
+// measures the machine, CPU time still measures the step.
+double process_cpu_s() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + ts.tv_nsec * 1e-9;
+}
+
 int run_bench(const std::string& what, const BenchOptions& o) {
   const auto t_build = Clock::now();
   LlamaModel model = build_model(o);
   const double build_s = std::chrono::duration<double>(Clock::now() - t_build).count();
-  auto backend = o.backend == "reference" ? make_reference_backend() : make_cpu_backend();
+  const DType compute = dtype_from_name(o.compute);
+  auto backend = o.backend == "reference" ? make_reference_backend(compute) : make_cpu_backend(compute);
   const Batch batch = random_batch(o);
   const int64_t T = batch.size();
-  std::vector<double> times;
+  std::vector<double> times, cpu_times;
   double loss = 0.0;
   if (what == "train") {
     LoraConfig lc;
@@ -162,32 +172,42 @@ int run_bench(const std::string& what, const BenchOptions& o) {
     Optimizer opt(OptimizerConfig{}, make_param_groups(model.trainable_params(), 0.001f));
     for (int s = 0; s < o.warmup + o.steps; ++s) {
       const auto t0 = Clock::now();
+      const double c0 = process_cpu_s();
       model.zero_grad();
       TrainOptions to{.checkpoint = o.checkpoint, .dropout_seed = o.seed, .step = static_cast<uint64_t>(s)};
       loss = model.forward_backward(batch, *backend, to);
       clip_grad_norm(opt.groups(), 0.3f);
       opt.step(*backend, 1e-4f);
-      if (s >= o.warmup) times.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+      if (s >= o.warmup) {
+        times.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+        cpu_times.push_back(process_cpu_s() - c0);
+      }
     }
   } else {
     std::vector<int64_t> last;
     for (int64_t i = 1; i < static_cast<int64_t>(batch.cu_seqlens.size()); ++i) last.push_back(batch.cu_seqlens[i] - 1);
     for (int s = 0; s < o.warmup + o.steps; ++s) {
       const auto t0 = Clock::now();
+      const double c0 = process_cpu_s();
       auto logits = model.logits(batch, last, *backend);
       loss = logits[0];
-      if (s >= o.warmup) times.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+      if (s >= o.warmup) {
+        times.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+        cpu_times.push_back(process_cpu_s() - c0);
+      }
     }
   }
   std::sort(times.begin(), times.end());
-  const double sec = times[times.size() / 2];
+  std::sort(cpu_times.begin(), cpu_times.end());
+  const double sec = times[times.size() / 2], cpu_sec = cpu_times[cpu_times.size() / 2];
   // Training: projections forward and input-gradient backward (and a second forward when
   // layers are recomputed); the head at the loss positions forward and backward.
   const int64_t heads_rows = what == "train" ? batch.n_loss_tokens() : o.batch;
   double flops = projection_flops(o, T) * (what == "train" ? (o.checkpoint ? 3 : 2) : 1) +
                  2.0 * heads_rows * o.dim * o.vocab * (what == "train" ? 2 : 1);
   nlohmann::json j = {{"bench", what},
-                      {"impl", std::string("pricer-") + o.base_dtype},
+                      {"impl", std::string("pricer-") + o.base_dtype + "-" + o.compute},
+                      {"compute", o.compute},
                       {"backend", backend->name()},
                       {"threads", threads()},
                       {"shape", {{"dim", o.dim}, {"layers", o.layers}, {"heads", o.heads}, {"kv_heads", o.kv_heads},
@@ -198,6 +218,8 @@ int run_bench(const std::string& what, const BenchOptions& o) {
                       {"checkpoint", o.checkpoint},
                       {"step_s", sec},
                       {"tokens_per_s", T / sec},
+                      {"cpu_s", cpu_sec},
+                      {"tokens_per_cpu_s", T / cpu_sec},
                       {"linear_gflops", flops / sec * 1e-9},
                       {"peak_rss_mib", peak_rss_mib()},
                       {"build_s", build_s},
@@ -220,6 +242,8 @@ void add_options(CLI::App& sub, BenchOptions& o) {
   sub.add_option("--targets", o.targets, "LoRA target projections")->capture_default_str();
   sub.add_option("--dtype,--base-dtype", o.base_dtype, "Base projection format: nf4, bf16, f32, q8_0, q4_0")->capture_default_str();
   sub.add_option("--embed-dtype", o.embed_dtype, "Embedding / tied head format")->capture_default_str();
+  sub.add_option("--compute", o.compute, "Precision of the base linears: bf16 (operands in bf16, f32 sums) or f32")
+      ->capture_default_str();
   sub.add_option("--backend", o.backend, "cpu or reference")->capture_default_str();
   sub.add_option("--steps", o.steps, "Timed steps (the median is reported)")->capture_default_str();
   sub.add_option("--warmup", o.warmup, "Untimed steps first")->capture_default_str();

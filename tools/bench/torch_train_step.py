@@ -110,9 +110,9 @@ def main():
     params = [p for p in layers.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.001)
     ids = torch.randint(0, a.vocab, (a.batch, a.seq + 1))
-    times = []
+    times, cpu_times = [], []
     for step in range(a.warmup + a.steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         x = emb[ids[:, :-1]]
         for layer in layers:
             x = layer(x, cos, sin, mask)
@@ -125,11 +125,14 @@ def main():
         opt.zero_grad(set_to_none=True)
         if step >= a.warmup:
             times.append(time.perf_counter() - t0)
+            cpu_times.append(time.process_time() - c0)
     sec = sorted(times)[len(times) // 2]
+    cpu_sec = sorted(cpu_times)[len(cpu_times) // 2]
     tokens = a.batch * a.seq
     print(json.dumps({
         "impl": "pytorch-" + a.dtype, "torch": torch.__version__, "threads": a.threads,
         "tokens_per_s": tokens / sec, "step_s": sec,
+        "cpu_s": cpu_sec, "tokens_per_cpu_s": tokens / cpu_sec,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }))
 
