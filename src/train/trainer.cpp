@@ -183,11 +183,23 @@ uint64_t estimate_training_memory(const LlamaModel& model, const TrainConfig& cf
   return weights + trainable * 16 + acts + loss_rows * c.vocab_size * 4 * 2;
 }
 
+namespace {
+
+std::string human_bytes(uint64_t n) {
+  char buf[32];
+  if (n < (uint64_t(1) << 20)) std::snprintf(buf, sizeof buf, "%.0f KiB", static_cast<double>(n) / 0x1p10);
+  else if (n < (uint64_t(1) << 30)) std::snprintf(buf, sizeof buf, "%.0f MiB", static_cast<double>(n) / 0x1p20);
+  else std::snprintf(buf, sizeof buf, "%.1f GiB", static_cast<double>(n) / 0x1p30);
+  return buf;
+}
+
+}  // namespace
+
 uint64_t check_training_memory(const LlamaModel& model, const TrainConfig& cfg, bool mode_full) {
   const uint64_t need = estimate_training_memory(model, cfg, mode_full), have = available_memory();
   if (have > 0 && need > have)
-    throw Error("this run needs about " + std::to_string(need >> 20) + " MiB but only " + std::to_string(have >> 20) +
-                " MiB are available: lower micro_batch or max_length, use checkpoint_layers, or a 4-bit base");
+    throw Error("this run needs about " + human_bytes(need) + " but only " + human_bytes(have) +
+                " are available: lower micro_batch or max_length, use checkpoint_layers, or a 4-bit base");
   return need;
 }
 

@@ -1,0 +1,313 @@
+// `pricer train` and `pricer pretrain` end to end through the built binary on a tiny generated
+// model and dataset: the progress line, the run database, JSONL log and TensorBoard events; a run
+// killed with SIGKILL and resumed ends bitwise where an uninterrupted run ends; SIGINT/SIGTERM
+// save a checkpoint and exit cleanly; --init-adapter, the YAML config and the memory check.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <set>
+#include <thread>
+
+#include "monitor/run_db.h"
+#include "monitor/tfevents.h"
+#include "tokenizer/tokenizer.h"
+#include "train/adapter_io.h"
+#include "train_test_util.h"
+
+namespace pricer {
+namespace {
+
+using namespace train_test;
+
+class TrainCli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    suite_ = new fs::path(fs::temp_directory_path() / ("pricer_train_cli_" + std::to_string(::getpid())));
+    fs::remove_all(*suite_);
+    fs::create_directories(*suite_);
+    write_tiny_model((*suite_ / "model.gguf").string(), 11);
+    write_price_jsonl((*suite_ / "train.jsonl").string(), price_prompts(3, 0, 32));
+    write_price_jsonl((*suite_ / "val.jsonl").string(), price_prompts(3, 1000, 8));
+  }
+  static void TearDownTestSuite() {
+    fs::remove_all(*suite_);
+    delete suite_;
+  }
+  static std::string suite(const std::string& rel) { return (*suite_ / rel).string(); }
+
+  // A QLoRA run over the 32 training examples: 8 steps an epoch.
+  std::vector<std::string> train_args(const std::string& out, const std::vector<std::string>& extra = {}) const {
+    std::vector<std::string> a = {"-t", "2", "train", "--model", suite("model.gguf"), "--tokenizer",
+                                  suite("tokenizer.json"), "--data", suite("train.jsonl"), "--out", dir_ / out,
+                                  "--runs-db", dir_ / "runs.db", "--rank", "4", "--alpha", "8", "--batch-size", "4",
+                                  "--micro-batch", "2", "--max-length", "64"};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  }
+  // The reference for the crash tests: 5 epochs (40 steps), checkpoints every 4 steps.
+  const std::vector<std::string> long_run = {"--epochs", "5", "--save-every", "4", "--lr", "2e-3"};
+
+  // The uninterrupted run's adapters (PEFT, GGUF), computed once for the suite.
+  std::pair<std::string, std::string> reference_adapter() const {
+    static const std::pair<std::string, std::string> ref = [this] {
+      std::string err;
+      const std::string out = suite("ref");
+      EXPECT_EQ(run_pricer(train_args(out, long_run), *suite_ / "ref", nullptr, &err), 0) << err;
+      return std::make_pair(slurp(out + "/last/adapter_model.safetensors"), slurp(out + "/last/adapter.gguf"));
+    }();
+    return ref;
+  }
+
+  // Starts a long run, waits for its first checkpoint, then sends `sig`.
+  void start_and_signal(Child& child, const std::string& out, int sig) {
+    const fs::path ckpt = dir_.path() / out / "checkpoint.bin";
+    while (!fs::exists(ckpt) && !child.done()) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    ASSERT_FALSE(child.done()) << "the run ended before its first checkpoint: " << child.err();
+    child.signal(sig);
+  }
+
+  monitor::RunInfo last_run() const {
+    monitor::RunDb db(dir_ / "runs.db", monitor::RunDb::Mode::existing);
+    return db.list_runs().back();
+  }
+
+  static fs::path* suite_;
+  ScratchDir dir_;
+};
+fs::path* TrainCli::suite_ = nullptr;
+
+TEST_F(TrainCli, TrainRunIsMonitoredInTheBarDatabaseJsonlAndTensorBoard) {
+  std::string out, err;
+  ASSERT_EQ(run_pricer(train_args("out", {"--val", suite("val.jsonl"), "--max-steps", "6", "--eval-every", "3"}),
+                       dir_.path() / "run", &out, &err),
+            0)
+      << err;
+  // The progress line (stderr is a file here: plain lines) carries step, loss, lr, tokens/s, ETA.
+  EXPECT_NE(err.find("step 6/6 loss "), std::string::npos) << err;
+  EXPECT_NE(err.find(" lr "), std::string::npos) << err;
+  EXPECT_NE(err.find(" tok/s ETA "), std::string::npos) << err;
+  EXPECT_EQ(err.find('\r'), std::string::npos) << "no carriage returns in a log";
+  EXPECT_NE(out.find("6 steps"), std::string::npos) << out;
+
+  monitor::RunDb db(dir_ / "runs.db", monitor::RunDb::Mode::existing);
+  const auto runs = db.list_runs();
+  ASSERT_EQ(runs.size(), 1u);
+  const monitor::RunInfo& run = runs[0];
+  EXPECT_EQ(run.kind, monitor::RunKind::train);
+  EXPECT_EQ(run.status, monitor::RunStatus::finished);
+  EXPECT_EQ(run.base_model, suite("model.gguf"));
+  for (const char* name : {"train/loss", "train/grad_norm", "train/lr", "train/tokens_per_s"}) {
+    const auto series = db.metric_series(run.id, name);
+    ASSERT_EQ(series.size(), 6u) << name;
+    for (size_t i = 0; i < 6; ++i) EXPECT_EQ(series[i].step, static_cast<int64_t>(i + 1)) << name;
+  }
+  std::vector<int64_t> eval_steps;
+  for (const auto& p : db.metric_series(run.id, "eval/loss")) eval_steps.push_back(p.step);
+  EXPECT_EQ(eval_steps, (std::vector<int64_t>{0, 3, 6}));
+  EXPECT_EQ(db.metric_series(run.id, "eval/mae").size(), 3u);
+  const auto params = db.params(run.id);
+  EXPECT_EQ(params["rank"], 4);
+  EXPECT_EQ(params["base_dtype"], "nf4");
+  EXPECT_EQ(params["mode"], "lora");
+  EXPECT_EQ(params["total_steps"], 6);
+
+  // JSONL: one line per logged step with its metrics.
+  std::ifstream jl(fs::path(run.log_dir) / "metrics.jsonl");
+  ASSERT_TRUE(jl.good()) << run.log_dir;
+  std::set<int64_t> loss_steps;
+  for (std::string line; std::getline(jl, line);) {
+    const auto j = nlohmann::json::parse(line);
+    if (j["metrics"].contains("train/loss")) loss_steps.insert(j["step"].get<int64_t>());
+  }
+  EXPECT_EQ(loss_steps, (std::set<int64_t>{1, 2, 3, 4, 5, 6}));
+  // TensorBoard: an events file whose records all pass their CRCs, with the scalars per step.
+  std::vector<fs::path> events;
+  for (const auto& e : fs::directory_iterator(run.log_dir))
+    if (e.path().filename().string().starts_with("events.out.tfevents.")) events.push_back(e.path());
+  ASSERT_EQ(events.size(), 1u);
+  std::map<std::string, int> tags;
+  for (const auto& ev : monitor::read_events(events[0]))
+    for (const auto& s : ev.scalars) ++tags[s.tag];
+  EXPECT_EQ(tags["train/loss"], 6);
+  EXPECT_EQ(tags["eval/loss"], 3);
+
+  // Adapters in both formats, best and last.
+  for (const char* d : {"best", "last"}) {
+    EXPECT_TRUE(fs::exists(dir_ / (std::string("out/") + d + "/adapter_model.safetensors"))) << d;
+    EXPECT_TRUE(fs::exists(dir_ / (std::string("out/") + d + "/adapter_config.json"))) << d;
+    EXPECT_TRUE(fs::exists(dir_ / (std::string("out/") + d + "/adapter.gguf"))) << d;
+  }
+}
+
+TEST_F(TrainCli, PretrainWritesAModelWithItsTokenizerAndIsMonitored) {
+  std::string corpus;
+  for (const auto& p : price_prompts(5, 0, 200)) corpus += nlohmann::json{{"text", p.prompt}}.dump() + "\n";
+  write_file_atomic(dir_ / "corpus.jsonl", corpus);
+  std::string out, err;
+  ASSERT_EQ(run_pricer({"-t", "2", "pretrain", "--corpus", dir_ / "corpus.jsonl", "--vocab-size", "1300", "--dim", "64",
+                        "--layers", "2", "--heads", "4", "--kv-heads", "2", "--ffn", "128", "--context", "128",
+                        "--max-length", "32", "--batch-size", "8", "--micro-batch", "4", "--max-steps", "6",
+                        "--eval-every", "3", "--out", dir_ / "pre", "--runs-db", dir_ / "runs.db"},
+                       dir_.path() / "pre", &out, &err),
+            0)
+      << err;
+  EXPECT_NE(err.find("pretrain ["), std::string::npos) << err;
+  EXPECT_NE(err.find("step 6/6 loss "), std::string::npos) << err;
+  const std::string model = dir_ / "pre/model.gguf";
+  const ModelFile mf = load_model_file(model);
+  EXPECT_EQ(mf.config.dim, 64);
+  EXPECT_EQ(mf.config.n_layers, 2);
+  EXPECT_EQ(mf.config.vocab_size, 1300);
+  // The embedded tokenizer: every number 0-999 is one token.
+  const auto tok = load_tokenizer(model);
+  EXPECT_EQ(tok->vocab_size(), 1300);
+  for (const char* n : {"0", "7", "42", "999"}) EXPECT_EQ(tok->encode(n).size(), 1u) << n;
+  EXPECT_EQ(tok->encode("1234").size(), 2u);
+  EXPECT_EQ(tok->decode(tok->encode("Price is $742")), "Price is $742");
+  EXPECT_TRUE(fs::exists(dir_ / "pre/tokenizer.json"));
+  EXPECT_TRUE(fs::exists(dir_ / "pre/best/model.gguf"));
+
+  const monitor::RunInfo run = last_run();
+  EXPECT_EQ(run.kind, monitor::RunKind::pretrain);
+  EXPECT_EQ(run.status, monitor::RunStatus::finished);
+  monitor::RunDb db(dir_ / "runs.db", monitor::RunDb::Mode::existing);
+  EXPECT_EQ(db.metric_series(run.id, "train/loss").size(), 6u);
+  const auto evals = db.metric_series(run.id, "eval/loss");
+  ASSERT_EQ(evals.size(), 3u);
+  EXPECT_LT(evals.back().value, evals.front().value) << "six steps from random weights already lower the loss";
+  EXPECT_EQ(db.params(run.id)["mode"], "full");
+  EXPECT_TRUE(fs::exists(fs::path(run.log_dir) / "metrics.jsonl"));
+
+  // The pretrained model is a base for `pricer train`.
+  ASSERT_EQ(run_pricer({"-t", "2", "train", "--model", model, "--data", suite("train.jsonl"), "--out", dir_ / "ft",
+                        "--runs-db", dir_ / "runs.db", "--rank", "2", "--batch-size", "8", "--max-steps", "2",
+                        "--max-length", "64", "--quiet"},
+                       dir_.path() / "ft", nullptr, &err),
+            0)
+      << err;
+  EXPECT_TRUE(fs::exists(dir_ / "ft/last/adapter.gguf"));
+}
+
+TEST_F(TrainCli, KilledWithSigkillAndResumedEndsBitwiseLikeAnUninterruptedRun) {
+  const auto [ref, ref_gguf] = reference_adapter();
+  ASSERT_FALSE(ref.empty());
+  {
+    Child child(train_args("crash", long_run), dir_.path() / "crash");
+    start_and_signal(child, "crash", SIGKILL);
+    EXPECT_EQ(child.term_signal(), SIGKILL) << child.err();
+  }
+  const auto st = checkpoint_state(dir_ / "crash/checkpoint.bin");
+  EXPECT_GE(st["step"].get<int64_t>(), 4);
+  EXPECT_LT(st["step"].get<int64_t>(), 40) << "killed before the end";
+  EXPECT_FALSE(fs::exists(dir_ / "crash/last")) << "killed before the end";
+  EXPECT_EQ(last_run().status, monitor::RunStatus::running) << "nothing ran after the kill";
+
+  std::string err;
+  ASSERT_EQ(run_pricer(train_args("crash", {"--epochs", "5", "--save-every", "4", "--lr", "2e-3", "--resume"}), dir_.path() / "resume",
+                       nullptr, &err),
+            0)
+      << err;
+  EXPECT_NE(err.find("resuming from"), std::string::npos) << err;
+  EXPECT_EQ(slurp(dir_ / "crash/last/adapter_model.safetensors"), ref) << "bitwise equal adapters";
+  EXPECT_EQ(slurp(dir_ / "crash/last/adapter.gguf"), ref_gguf);
+
+  // A resume with other settings is refused, naming the setting.
+  ASSERT_NE(run_pricer(train_args("crash", {"--epochs", "5", "--resume", "--lr", "1e-3"}), dir_.path() / "bad", nullptr,
+                       &err),
+            0);
+  EXPECT_NE(err.find("lr"), std::string::npos) << err;
+}
+
+class TrainCliSignal : public TrainCli, public ::testing::WithParamInterface<int> {};
+
+TEST_P(TrainCliSignal, SignalSavesACheckpointAndExitsCleanly) {
+  const std::string ref = reference_adapter().first;
+  std::string err;
+  {
+    Child child(train_args("sig", long_run), dir_.path() / "sig");
+    start_and_signal(child, "sig", GetParam());
+    EXPECT_EQ(child.exit_code(), 130) << child.err();
+    err = child.err();
+  }
+  EXPECT_NE(err.find("interrupted: checkpoint saved to"), std::string::npos) << err;
+  const int64_t step = checkpoint_state(dir_ / "sig/checkpoint.bin")["step"].get<int64_t>();
+  EXPECT_GE(step, 4);
+  EXPECT_LT(step, 40);
+  const monitor::RunInfo run = last_run();
+  EXPECT_EQ(run.status, monitor::RunStatus::interrupted);
+  monitor::RunDb db(dir_ / "runs.db", monitor::RunDb::Mode::existing);
+  EXPECT_EQ(db.metric_series(run.id, "train/loss").back().step, step) << "the checkpoint holds the last step done";
+
+  ASSERT_EQ(run_pricer(train_args("sig", {"--epochs", "5", "--save-every", "4", "--lr", "2e-3", "--resume"}), dir_.path() / "resume",
+                       nullptr, &err),
+            0)
+      << err;
+  EXPECT_EQ(slurp(dir_ / "sig/last/adapter_model.safetensors"), ref) << "bitwise equal adapters";
+}
+
+INSTANTIATE_TEST_SUITE_P(Signals, TrainCliSignal, ::testing::Values(SIGINT, SIGTERM),
+                         [](const auto& info) { return info.param == SIGINT ? "SIGINT" : "SIGTERM"; });
+
+TEST_F(TrainCli, InitAdapterAndYamlConfigWithOverrides) {
+  // An adapter made elsewhere: rank 2 on q and v, non-zero B.
+  const ModelFile mf = load_model_file(suite("model.gguf"));
+  LlamaModel base = LlamaModel::from_weights(mf.config, mf.tensors, mf.source);
+  LoraConfig lc;
+  lc.rank = 2;
+  lc.alpha = 4;
+  lc.targets = parse_lora_targets("q_proj,v_proj");
+  base.add_lora(lc, 99);
+  for (int64_t l = 0; l < 2; ++l)
+    for (Proj p : {Proj::Q, Proj::V})
+      for (size_t i = 0; i < base.lora(l, p)->B.size(); ++i) base.lora(l, p)->B[i] = 0.01f * static_cast<float>(i % 7);
+  save_peft_adapter(base, dir_ / "init", "tiny");
+  const auto init = adapter_tensors(base);
+
+  const std::string yaml = dir_ / "train.yaml";
+  write_file_atomic(yaml, "init_adapter: " + (dir_ / "init") + "\nmax_steps: 5\noptimizer: adamw\n");
+  std::string out, err;
+  ASSERT_EQ(run_pricer(train_args("out", {"--config", yaml, "--max-steps", "1", "--lr", "1e-4", "--warmup-ratio", "0"}), dir_.path() / "run",
+                       &out, &err),
+            0)
+      << err;
+  EXPECT_NE(out.find("1 steps"), std::string::npos) << "the command line overrides max_steps: " << out;
+  EXPECT_NE(err.find("starting from adapter"), std::string::npos) << err;
+  const auto params = monitor::RunDb(dir_ / "runs.db", monitor::RunDb::Mode::existing).params(last_run().id);
+  EXPECT_EQ(params["rank"], 2) << "the adapter's settings, not the defaults";
+  EXPECT_EQ(params["targets"], "q_proj,v_proj");
+  EXPECT_EQ(params["init_adapter"], dir_ / "init");
+
+  LlamaModel trained = LlamaModel::from_weights(mf.config, mf.tensors, mf.source);
+  load_adapter(trained, dir_ / "out/last");
+  EXPECT_EQ(trained.lora_config().rank, 2);
+  EXPECT_EQ(trained.lora(0, Proj::K), nullptr);
+  // One AdamW step of lr 1e-4 moves each value by at most about 1e-4: it started from `init`.
+  double moved = 0;
+  for (const auto& [k, v] : adapter_tensors(trained))
+    for (size_t i = 0; i < v.size(); ++i) moved = std::max(moved, std::abs(double(v[i]) - init.at(k)[i]));
+  EXPECT_GT(moved, 1e-6);
+  EXPECT_LT(moved, 1.5e-4);
+
+  // An unknown key in the file is an error naming the file and the key; so is a bad init adapter.
+  write_file_atomic(yaml, "lr: 0.001\nwarmup_steps: 10\n");
+  EXPECT_EQ(run_pricer(train_args("out2", {"--config", yaml}), dir_.path() / "bad", nullptr, &err), 1);
+  EXPECT_NE(err.find(yaml + ": unknown key 'warmup_steps' at line 2"), std::string::npos) << err;
+  fs::remove(dir_ / "init/adapter_config.json");
+  EXPECT_EQ(run_pricer(train_args("out3", {"--init-adapter", dir_ / "init"}), dir_.path() / "bad2", nullptr, &err), 1);
+  EXPECT_NE(err.find("adapter_config.json"), std::string::npos) << err;
+}
+
+TEST_F(TrainCli, RunThatWillNotFitStopsWithAClearError) {
+  ::setenv("PRICER_AVAILABLE_MEMORY", "300K", 1);
+  std::string err;
+  const int rc = run_pricer(train_args("out"), dir_.path() / "mem", nullptr, &err);
+  ::unsetenv("PRICER_AVAILABLE_MEMORY");
+  EXPECT_EQ(rc, 1);
+  EXPECT_NE(err.find("this run needs about"), std::string::npos) << err;
+  EXPECT_NE(err.find("only 300 KiB are available"), std::string::npos) << err;
+  EXPECT_EQ(err.find("training examples"), std::string::npos) << "stopped before reading the dataset: " << err;
+}
+
+}  // namespace
+}  // namespace pricer
