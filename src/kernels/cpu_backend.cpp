@@ -1,6 +1,7 @@
 // The fast CPU backend: oneDNN for GEMMs (f32, or bf16 operands with f32 accumulation for the
-// frozen base), AVX2/FMA loops spread over OpenMP threads for the rest. Every op writes each output element from exactly one thread in a fixed order, so results
-// are bitwise reproducible for a given thread count (no atomics, no racing reductions).
+// frozen base), AVX2/FMA loops spread over OpenMP threads for the rest. Every op writes each
+// output element from exactly one thread in a fixed order, so results are bitwise reproducible
+// for a given thread count (no atomics, no racing reductions).
 #include <immintrin.h>
 #include <omp.h>
 
