@@ -5,7 +5,6 @@
 // read from the next-token distribution.
 #include <gtest/gtest.h>
 
-
 #include "train/trainer.h"
 #include "train_test_util.h"
 
