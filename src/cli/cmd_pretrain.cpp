@@ -9,6 +9,7 @@
 #include "cli/train_options.h"
 #include "core/error.h"
 #include "io/model_file.h"
+#include "tokenizer/vocab_export.h"
 #include "tokenizer/train_bpe.h"
 #include "train/model_export.h"
 
@@ -50,16 +51,6 @@ std::vector<std::string> read_corpus(const std::vector<std::string>& files, int6
     }
   }
   return texts;
-}
-
-std::vector<GgufKV> tokenizer_kvs(const TrainedBpe& bpe) {
-  return {{"tokenizer.ggml.model", GgufValue::string("gpt2")},
-          {"tokenizer.ggml.pre", GgufValue::string("llama-bpe")},
-          {"tokenizer.ggml.tokens", GgufValue::string_array(bpe.tokens)},
-          {"tokenizer.ggml.token_type", GgufValue::i32_array(bpe.token_types)},
-          {"tokenizer.ggml.merges", GgufValue::string_array(bpe.merges)},
-          {"tokenizer.ggml.bos_token_id", GgufValue::u32(static_cast<uint32_t>(bpe.bos_id))},
-          {"tokenizer.ggml.eos_token_id", GgufValue::u32(static_cast<uint32_t>(bpe.eos_id))}};
 }
 
 int run_pretrain(const TrainConfig& cfg, const PretrainShape& sh, bool quiet) {
@@ -126,7 +117,7 @@ int run_pretrain(const TrainConfig& cfg, const PretrainShape& sh, bool quiet) {
   LlamaModel model = LlamaModel::random(mc, c.seed);
   model.enable_full_training();
 
-  const std::vector<GgufKV> kvs = tokenizer_kvs(bpe);
+  const std::vector<GgufKV> kvs = gguf_tokenizer_metadata(*tok, mc.vocab_size);
   TrainHooks hooks;
   hooks.save_output = [kvs, mc](const LlamaModel& m, const std::string& dir) {
     fs::create_directories(dir);

@@ -280,10 +280,17 @@ void save_gguf(const std::string& path, const ModelConfig& c, const std::map<std
     w.add(kScalingHigh, GgufValue::f32(c.rope_scaling.high_freq_factor));
     w.add(kScalingOrig, u32(c.rope_scaling.original_max_position));
   }
+  // The format each tensor is written in.
+  auto format_of = [&](const std::string& name, const Weight& t) {
+    if (name.ends_with("norm.weight") || name.ends_with(".bias")) return DType::F32;
+    const auto it = opt.write.dtypes.find(name);
+    const DType d = it != opt.write.dtypes.end() ? it->second : t.dtype();
+    return d == DType::NF4 ? opt.nf4_as : d;
+  };
   bool quantized = false;
   for (const auto& [name, t] : tensors) {
-    quantized |= t.dtype() == DType::Q8_0 || t.dtype() == DType::Q4_0 || t.dtype() == DType::Q4_K ||
-                 t.dtype() == DType::Q6_K;
+    const DType d = format_of(name, t);
+    quantized |= d == DType::Q8_0 || d == DType::Q4_0 || d == DType::Q4_K || d == DType::Q6_K;
   }
   // llama.cpp refuses block-quantized tensors without the quantization format version.
   if (quantized) w.add("general.quantization_version", GgufValue::u32(2));
@@ -298,17 +305,26 @@ void save_gguf(const std::string& path, const ModelConfig& c, const std::map<std
   const bool permute = permutes_qk(c.architecture);
   for (const auto& [name, t] : tensors) {
     const bool vec = name.ends_with("norm.weight") || name.ends_with(".bias");
-    const DType as = vec ? DType::F32 : t.dtype() == DType::NF4 ? opt.nf4_as : t.dtype();
+    const DType as = format_of(name, t);
     const std::vector<int64_t> ne = vec ? std::vector<int64_t>{t.cols()} : std::vector<int64_t>{t.cols(), t.rows()};
     const bool is_q = name.find("q_proj") != std::string::npos, is_k = name.find("k_proj") != std::string::npos;
     const int64_t heads = permute && is_q ? c.n_heads : permute && is_k ? c.n_kv_heads : 0;
     const Weight* wt = &t;
     const int64_t hd = c.head_dim;
-    w.add_tensor(hf_to_gguf(name), ne, dtype_to_ggml(as), [wt, as, heads, hd, vec] {
-      std::vector<uint8_t> b = weight_bytes(*wt, as);
-      if (heads == 0) return b;
-      const size_t rows = vec ? static_cast<size_t>(wt->cols()) : static_cast<size_t>(wt->rows());
-      return rope_rows_from_hf(b, heads, hd, b.size() / rows);
+    const auto* on_written = &opt.write.on_written;
+    w.add_tensor(hf_to_gguf(name), ne, dtype_to_ggml(as), [wt, as, heads, hd, vec, on_written, src, name] {
+      std::vector<uint8_t> b;
+      try {
+        b = weight_bytes(*wt, as);
+      } catch (const Error& e) {
+        throw Error(src + ": tensor '" + name + "' as " + std::string(dtype_name(as)) + ": " + e.what());
+      }
+      if (heads > 0) {
+        const size_t rows = vec ? static_cast<size_t>(wt->cols()) : static_cast<size_t>(wt->rows());
+        b = rope_rows_from_hf(b, heads, hd, b.size() / rows);
+      }
+      if (*on_written) (*on_written)(b.size());
+      return b;
     });
   }
   w.write(path);

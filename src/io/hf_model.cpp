@@ -276,7 +276,7 @@ ModelFile load_safetensors_model(const std::string& path, std::optional<DType> b
 }  // namespace io_detail
 
 void save_hf_dir(const std::string& dir, const ModelConfig& config, const std::map<std::string, Weight>& tensors,
-                 DType other_as) {
+                 DType other_as, const TensorWriteOptions& write) {
   const std::string src = dir + " (Hugging Face export)";
   config.validate(src);
   check_model_tensors(config, tensors, src);
@@ -289,10 +289,17 @@ void save_hf_dir(const std::string& dir, const ModelConfig& config, const std::m
   w.set_metadata("format", "pt");  // what transformers expects of a PyTorch checkpoint
   for (const auto& [name, t] : tensors) {
     const bool vec = name.ends_with("norm.weight") || name.ends_with(".bias");
-    const DType as = safetensors_dtype_of(t.dtype()) != nullptr ? t.dtype() : other_as;
+    const auto it = write.dtypes.find(name);
+    const DType held = it != write.dtypes.end() ? it->second : t.dtype();
+    const DType as = safetensors_dtype_of(held) != nullptr ? held : other_as;
     const std::vector<int64_t> shape = vec ? std::vector<int64_t>{t.cols()} : std::vector<int64_t>{t.rows(), t.cols()};
     const Weight* wt = &t;
-    w.add(name, safetensors_dtype_of(as), shape, [wt, as] { return weight_bytes(*wt, as); });
+    const auto* on_written = &write.on_written;
+    w.add(name, safetensors_dtype_of(as), shape, [wt, as, on_written] {
+      std::vector<uint8_t> b = weight_bytes(*wt, as);
+      if (*on_written) (*on_written)(b.size());
+      return b;
+    });
   }
   w.write((fs::path(dir) / "model.safetensors").string());
   write_file_atomic(fs::path(dir) / "config.json", hf_config_to_json(config).dump(2) + "\n");

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "io/bytes.h"
 #include "io/model_common.h"
+#include "quant/ggml_blocks.h"
 
 namespace pricer {
 
@@ -69,6 +70,37 @@ bool is_projection(const std::string& name) {
 bool is_vector(const std::string& name) {
   return name.ends_with("norm.weight") || name.ends_with(".bias");
 }
+
+// Block formats quantize whole rows of blocks: the widths every projection of the model has
+// (its input sizes) decide which formats can hold them all.
+std::string dtypes_fitting(const ModelConfig& c) {
+  std::string out;
+  for (DType t : {DType::NF4, DType::BF16, DType::F16, DType::F32, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K}) {
+    const int64_t block = t == DType::NF4 || t == DType::F32 ? 1 : block_layout(t).elems;
+    if (c.dim % block != 0 || c.ffn_dim % block != 0 || (c.n_heads * c.head_dim) % block != 0) continue;
+    out += (out.empty() ? "" : ", ") + std::string(dtype_name(t));
+  }
+  return out;
+}
+
+// A projection in base format `t`, or an Error naming the file and tensor when its rows cannot
+// be held in that format.
+Weight convert_projection(const ModelFile& m, const std::string& name, const std::string& where, const Weight& w,
+                          DType t) {
+  if (t != DType::NF4 && t != DType::F32) {
+    const int64_t block = block_layout(t).elems;
+    if (w.cols() % block != 0) {
+      throw Error(m.source + ": " + where + (where.find(name) == std::string::npos ? " (" + name + ")" : "") +
+                  ": cannot be held as " + std::string(dtype_name(t)) + ": its rows have " + std::to_string(w.cols()) +
+                  " values, not a multiple of the " + std::to_string(block) + "-value block of " +
+                  std::string(dtype_name(t)) + "; formats that fit this model's widths (dim " +
+                  std::to_string(m.config.dim) + ", ffn " + std::to_string(m.config.ffn_dim) +
+                  "): " + dtypes_fitting(m.config));
+    }
+  }
+  const std::vector<float> f = w.to_f32();
+  return Weight::from_f32(f.data(), w.rows(), w.cols(), t);
+}
 }  // namespace
 
 void add_model_tensor(ModelFile& m, const std::map<std::string, Shape>& expected, const std::string& name,
@@ -80,12 +112,11 @@ void add_model_tensor(ModelFile& m, const std::map<std::string, Shape>& expected
     throw Error(m.source + ": " + where + ": shape " + shape_str(got) + " contradicts the configuration (expected " +
                 shape_str(it->second) + ")");
   }
-  std::optional<DType> target;
-  if (is_vector(name)) target = DType::F32;
-  else if (is_projection(name)) target = base_dtype;
-  if (target && w.dtype() != *target) {
+  if (is_vector(name) && w.dtype() != DType::F32) {
     const std::vector<float> f = w.to_f32();
-    w = Weight::from_f32(f.data(), w.rows(), w.cols(), *target);
+    w = Weight::from_f32(f.data(), w.rows(), w.cols(), DType::F32);
+  } else if (is_projection(name) && base_dtype && w.dtype() != *base_dtype) {
+    w = convert_projection(m, name, where, w, *base_dtype);
   }
   m.tensors[name] = std::move(w);
 }

@@ -13,6 +13,7 @@
 // Formats: GGUF (by magic), a Hugging Face directory (config.json + model.safetensors or a
 // sharded index), a single .safetensors file (config.json beside it), a legacy llama2.c .bin.
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <span>
@@ -66,6 +67,14 @@ std::vector<uint8_t> rope_rows_to_hf(std::span<const uint8_t> rows, int64_t n_he
 std::vector<uint8_t> rope_rows_from_hf(std::span<const uint8_t> rows, int64_t n_heads,
                                        int64_t head_dim, size_t row_bytes);
 
+// What the writers below do with each tensor beyond writing it as held.
+struct TensorWriteOptions {
+  // A tensor named here is written in that format, converted as it is written (one tensor at a
+  // time, so a model is never held twice). Block formats need whole blocks per row.
+  std::map<std::string, DType> dtypes;
+  std::function<void(uint64_t bytes)> on_written;  // after each tensor's data is produced
+};
+
 // Exports to GGUF under llama.cpp's names and keys (general.architecture = config.architecture),
 // q/k rows permuted back to the interleaved order llama.cpp expects for "llama".
 struct GgufExportOptions {
@@ -73,6 +82,7 @@ struct GgufExportOptions {
   DType nf4_as = DType::F16;     // NF4 has no GGUF type: such tensors are written dequantized
   std::vector<GgufKV> extra;     // added after (and overriding) the model's own keys
   uint32_t alignment = 32;
+  TensorWriteOptions write;      // norms and biases are f32 in GGUF whatever this says
 };
 void save_gguf(const std::string& path, const ModelConfig& config,
                const std::map<std::string, Weight>& tensors, const GgufExportOptions& options = {});
@@ -80,6 +90,7 @@ void save_gguf(const std::string& path, const ModelConfig& config,
 // Exports a Hugging Face directory: config.json and model.safetensors (F32/F16/BF16 weights kept
 // as they are, any other format dequantized to `other_as`, F32 or BF16).
 void save_hf_dir(const std::string& dir, const ModelConfig& config,
-                 const std::map<std::string, Weight>& tensors, DType other_as = DType::F32);
+                 const std::map<std::string, Weight>& tensors, DType other_as = DType::F32,
+                 const TensorWriteOptions& write = {});
 
 }  // namespace pricer

@@ -17,6 +17,19 @@ void MergeTable::add(int32_t left, int32_t right, int32_t rank, int32_t result) 
   if (!inserted && rank < it->second.rank) it->second = Merge{rank, result};
 }
 
+std::vector<MergeTable::Entry> MergeTable::entries() const {
+  std::vector<Entry> out;
+  out.reserve(map_.size());
+  for (const auto& [k, m] : map_)
+    out.push_back({static_cast<int32_t>(k >> 32), static_cast<int32_t>(k & 0xFFFFFFFFu), m});
+  return out;
+}
+
+std::unique_ptr<Tokenizer> with_add_bos(std::unique_ptr<Tokenizer> t, bool add_bos) {
+  static_cast<BpeTokenizer&>(*t).set_add_bos(add_bos);
+  return t;
+}
+
 void merge_symbols(std::vector<int32_t>& ids, const MergeTable& table) {
   const int32_t n = static_cast<int32_t>(ids.size());
   if (n < 2) return;

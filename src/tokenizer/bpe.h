@@ -30,6 +30,12 @@ class MergeTable {
   }
   size_t size() const { return map_.size(); }
 
+  struct Entry {
+    int32_t left, right;
+    Merge merge;
+  };
+  std::vector<Entry> entries() const;  // in no particular order
+
  private:
   static uint64_t key(int32_t l, int32_t r) {
     return (uint64_t(uint32_t(l)) << 32) | uint32_t(r);
@@ -107,11 +113,29 @@ class SpecialMatcher {
 
 // ---- tokenizer base ----
 
+// Everything a BPE tokenizer is made of, so it can be written out in another format.
+struct VocabSpec {
+  bool byte_level = true;           // false: SentencePiece-style
+  std::vector<std::string> pieces;  // as held: raw bytes (SentencePiece: ' ' for a space, a byte
+                                    // token its byte), special tokens their text
+  std::vector<TokenType> types;
+  std::vector<MergeTable::Entry> merges;
+  std::vector<float> scores;        // SentencePiece-style from scores only; else empty
+  std::string split_pattern;        // byte-level only
+  bool ignore_merges = false;       // byte-level only
+  bool add_space_prefix = false;    // SentencePiece-style only
+  int32_t bos_id = -1, eos_id = -1, unk_id = -1;
+  int add_bos = -1;                 // whether BOS goes before a text: 1, 0, or -1 unknown
+};
+
 // Common base of the BPE tokenizers built here. Reference mode swaps in the plain O(n^2) merge
 // loop and bypasses every cache, so tests and benchmarks can hold the fast path against it.
 class BpeTokenizer : public Tokenizer {
  public:
   void set_reference_mode(bool on) { reference_ = on; }
+  // Recorded by the loaders that know it (tiktoken, llama2.c, GGUF, ...), for writers.
+  void set_add_bos(bool on) { add_bos_ = on ? 1 : 0; }
+  virtual VocabSpec spec() const = 0;
 
  protected:
   void merge(std::vector<int32_t>& ids, const MergeTable& table) const {
@@ -121,7 +145,11 @@ class BpeTokenizer : public Tokenizer {
       merge_symbols(ids, table);
   }
   bool reference_ = false;
+  int add_bos_ = -1;
 };
+
+// Records add_bos on a tokenizer built by the factories here (all of them BpeTokenizers).
+std::unique_ptr<Tokenizer> with_add_bos(std::unique_ptr<Tokenizer> t, bool add_bos);
 
 // ---- internal factories ----
 
@@ -130,10 +158,12 @@ void check_special_id(int32_t id, size_t n, const char* what, const std::string&
 
 // SentencePiece-style BPE with an explicit merge table (Hugging Face tokenizer.json with
 // byte_fallback uses merge ranks instead of scores). pieces are raw bytes with ' ' for spaces.
+// scores: the per-token scores the merge ranks were derived from, kept for writers (may be empty).
 std::unique_ptr<Tokenizer> make_sentencepiece(std::vector<std::string> pieces,
                                               std::vector<TokenType> types, MergeTable merges,
                                               int32_t bos_id, int32_t eos_id, int32_t unk_id,
-                                              bool add_space_prefix, const std::string& source);
+                                              bool add_space_prefix, const std::string& source,
+                                              std::vector<float> scores = {});
 
 // Byte-level BPE from tokens spelled in GPT-2's alphabet and merges as (left, right) spellings in
 // priority order (see make_byte_level_bpe).

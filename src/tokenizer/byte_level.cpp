@@ -27,6 +27,7 @@ class ByteLevelBpe final : public BpeTokenizer {
         types_(std::move(types)),
         merges_(std::move(merges)),
         splitter_(pattern, source),
+        pattern_(pattern),
         bos_(bos),
         eos_(eos),
         ignore_merges_(ignore_merges) {
@@ -86,6 +87,20 @@ class ByteLevelBpe final : public BpeTokenizer {
   int32_t bos_id() const override { return bos_; }
   int32_t eos_id() const override { return eos_; }
 
+  VocabSpec spec() const override {
+    VocabSpec v;
+    v.byte_level = true;
+    v.pieces = pieces_;
+    v.types = types_;
+    v.merges = merges_.entries();
+    v.split_pattern = pattern_;
+    v.ignore_merges = ignore_merges_;
+    v.bos_id = bos_;
+    v.eos_id = eos_;
+    v.add_bos = add_bos_;
+    return v;
+  }
+
  private:
   // Word results are cached: product text repeats its words, and a lookup is far cheaper than
   // the merge loop. Bounded: the cache starts over when full.
@@ -130,6 +145,7 @@ class ByteLevelBpe final : public BpeTokenizer {
   std::vector<TokenType> types_;
   MergeTable merges_;
   RegexSplitter splitter_;
+  std::string pattern_;
   StrMap<int32_t> piece_ids_;  // normal tokens by bytes
   std::array<int32_t, 256> byte_ids_{};
   SpecialMatcher specials_;
@@ -155,9 +171,9 @@ std::unique_ptr<Tokenizer> make_byte_level(std::vector<std::string> pieces,
 }  // namespace tok
 
 std::string pretokenizer_pattern(const std::string& name) {
-  if (name == "llama3" || name == "llama-bpe") return kLlama3Pattern;
+  if (name == "llama3" || name == "llama-bpe" || name == "smaug-bpe") return kLlama3Pattern;
   if (name == "gpt2" || name == "gpt-2" || name == "default" || name.empty()) return kGpt2Pattern;
-  throw Error("unsupported pre-tokenizer '" + name + "' (known: llama-bpe, gpt-2, default)");
+  throw Error("unsupported pre-tokenizer '" + name + "' (known: llama-bpe, smaug-bpe, gpt-2, default)");
 }
 
 namespace tok {

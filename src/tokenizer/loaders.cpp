@@ -133,8 +133,8 @@ std::string token_name(const json& j) {
   return "";
 }
 
-// BOS guess: the special token the post-processor puts before the text, else a well-known name.
-int32_t guess_bos(const json& root, const std::function<int32_t(const std::string&)>& id_of) {
+// The special token the post-processor puts before the text, or -1.
+int32_t template_bos(const json& root, const std::function<int32_t(const std::string&)>& id_of) {
   if (const json* tp = find_typed(member(root, "post_processor"), "TemplateProcessing")) {
     auto single = tp->find("single");
     if (single != tp->end() && single->is_array() && !single->empty()) {
@@ -148,6 +148,12 @@ int32_t guess_bos(const json& root, const std::function<int32_t(const std::strin
       }
     }
   }
+  return -1;
+}
+
+// BOS guess: the special token the post-processor puts before the text, else a well-known name.
+int32_t guess_bos(const json& root, const std::function<int32_t(const std::string&)>& id_of) {
+  if (int32_t t = template_bos(root, id_of); t >= 0) return t;
   for (const char* name : {"<|begin_of_text|>", "<s>", "<|startoftext|>"})
     if (int32_t t = id_of(name); t >= 0) return t;
   return -1;
@@ -192,14 +198,19 @@ std::unique_ptr<Tokenizer> tokenizer_from_gguf(const GgufFile& f) {
   };
   int32_t bos = id_key("tokenizer.ggml.bos_token_id");
   int32_t eos = id_key("tokenizer.ggml.eos_token_id");
+  auto add_bos_key = [&](std::unique_ptr<Tokenizer> t) {
+    if (f.has("tokenizer.ggml.add_bos_token")) return tok::with_add_bos(std::move(t), f.get_bool("tokenizer.ggml.add_bos_token"));
+    return t;
+  };
   if (model == "gpt2") {
     std::string pre = f.get_string_opt("tokenizer.ggml.pre").value_or("default");
     std::string pattern = pretokenizer_pattern(pre);
     std::vector<std::string> merges;
     if (f.has("tokenizer.ggml.merges")) merges = f.get_string_array("tokenizer.ggml.merges");
-    // llama.cpp emits a Llama 3 pre-token that is itself a token whole, as tiktoken does.
-    bool ignore_merges = pattern == kLlama3Pattern;
-    return make_byte_level_bpe(tokens, merges, types, bos, eos, pattern, ignore_merges, src);
+    // llama.cpp emits a Llama 3 pre-token that is itself a token whole, as tiktoken does, except
+    // under "smaug-bpe" (the same split, merges always applied).
+    bool ignore_merges = pattern == kLlama3Pattern && pre != "smaug-bpe";
+    return add_bos_key(make_byte_level_bpe(tokens, merges, types, bos, eos, pattern, ignore_merges, src));
   }
   if (model == "llama") {
     std::vector<float> scores = f.has("tokenizer.ggml.scores")
@@ -207,7 +218,7 @@ std::unique_ptr<Tokenizer> tokenizer_from_gguf(const GgufFile& f) {
                                     : std::vector<float>(tokens.size(), 0.0f);
     bool prefix = true;
     if (f.has("tokenizer.ggml.add_space_prefix")) prefix = f.get_bool("tokenizer.ggml.add_space_prefix");
-    return make_sentencepiece_bpe(tokens, scores, types, bos, eos, prefix, src);
+    return add_bos_key(make_sentencepiece_bpe(tokens, scores, types, bos, eos, prefix, src));
   }
   throw Error(src + ": key 'tokenizer.ggml.model': unsupported tokenizer model '" + model +
               "' (supported: gpt2, llama)");
@@ -290,8 +301,10 @@ std::unique_ptr<Tokenizer> parse_tiktoken(std::string_view text, const std::stri
     types.push_back(TokenType::Control);
   }
   auto bos = static_cast<int32_t>(n), eos = static_cast<int32_t>(n + 1);
-  return tok::make_byte_level(std::move(pieces), std::move(types), std::move(table), bos, eos,
-                              kLlama3Pattern, /*ignore_merges=*/true, source);
+  // Meta's tokenizer puts BOS before every text.
+  return tok::with_add_bos(tok::make_byte_level(std::move(pieces), std::move(types), std::move(table), bos,
+                                                eos, kLlama3Pattern, /*ignore_merges=*/true, source),
+                           true);
 }
 
 namespace {
@@ -388,6 +401,10 @@ std::unique_ptr<Tokenizer> tokenizer_from_json(const json& root, const std::stri
   };
   int32_t bos = bos_token.empty() ? guess_bos(root, id_of) : special_id(bos_token, "BOS");
   int32_t eos = eos_token.empty() ? guess_eos(id_of) : special_id(eos_token, "EOS");
+  auto record_add_bos = [&](std::unique_ptr<Tokenizer> t) {
+    if (bos >= 0 && template_bos(root, id_of) == bos) return tok::with_add_bos(std::move(t), true);
+    return t;
+  };
 
   std::vector<std::string> kinds;
   for (const char* key : {"normalizer", "pre_tokenizer", "decoder"}) collect_types(member(root, key), kinds);
@@ -426,8 +443,8 @@ std::unique_ptr<Tokenizer> tokenizer_from_json(const json& root, const std::stri
       std::string scheme = opt_string(*ms, "prepend_scheme", "always", in_ms);
       prefix = opt_bool(*ms, "add_prefix_space", true, in_ms) && scheme != "never";
     }
-    return tok::make_sentencepiece(std::move(pieces), std::move(types), std::move(table), bos, eos,
-                                   unk, prefix, source);
+    return record_add_bos(tok::make_sentencepiece(std::move(pieces), std::move(types), std::move(table),
+                                                  bos, eos, unk, prefix, source));
   }
 
   if (!has_type(kinds, "ByteLevel"))
@@ -452,8 +469,8 @@ std::unique_ptr<Tokenizer> tokenizer_from_json(const json& root, const std::stri
       bl && opt_bool(*bl, "add_prefix_space", false, source + ": pre_tokenizer ByteLevel"))
     throw fail("key 'pre_tokenizer' ByteLevel", "add_prefix_space is not supported");
   bool ignore_merges = opt_bool(model, "ignore_merges", false, in_model);
-  return tok::make_byte_level_from_pairs(tokens, merges, types, bos, eos, pattern, ignore_merges,
-                                         source);
+  return record_add_bos(tok::make_byte_level_from_pairs(tokens, merges, types, bos, eos, pattern,
+                                                        ignore_merges, source));
 }
 
 }  // namespace
@@ -509,7 +526,8 @@ std::unique_ptr<Tokenizer> parse_llama2c_tokenizer(std::string_view data, const 
   std::vector<TokenType> types = tok::spm_guess_types(tokens, bos, eos);
   std::vector<int32_t> type_ids(types.size());
   for (size_t i = 0; i < types.size(); ++i) type_ids[i] = static_cast<int32_t>(types[i]);
-  return make_sentencepiece_bpe(tokens, scores, type_ids, bos, eos, true, source);
+  // llama2.c feeds BOS first.
+  return tok::with_add_bos(make_sentencepiece_bpe(tokens, scores, type_ids, bos, eos, true, source), true);
 }
 
 std::unique_ptr<Tokenizer> load_gguf_tokenizer(const GgufFile& file) { return tokenizer_from_gguf(file); }

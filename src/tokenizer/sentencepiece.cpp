@@ -33,10 +33,11 @@ class SentencePieceBpe final : public BpeTokenizer {
  public:
   SentencePieceBpe(std::vector<std::string> pieces, std::vector<TokenType> types,
                    MergeTable merges, int32_t bos, int32_t eos, int32_t unk, bool add_space_prefix,
-                   const std::string& source)
+                   const std::string& source, std::vector<float> scores)
       : pieces_(std::move(pieces)),
         types_(std::move(types)),
         merges_(std::move(merges)),
+        scores_(std::move(scores)),
         bos_(bos),
         eos_(eos),
         unk_(unk),
@@ -133,6 +134,21 @@ class SentencePieceBpe final : public BpeTokenizer {
   int32_t bos_id() const override { return bos_; }
   int32_t eos_id() const override { return eos_; }
 
+  VocabSpec spec() const override {
+    VocabSpec v;
+    v.byte_level = false;
+    v.pieces = pieces_;
+    v.types = types_;
+    v.merges = merges_.entries();
+    v.scores = scores_;
+    v.add_space_prefix = add_space_prefix_;
+    v.bos_id = bos_;
+    v.eos_id = eos_;
+    v.unk_id = unk_;
+    v.add_bos = add_bos_;
+    return v;
+  }
+
  private:
   void check(int32_t id) const {
     if (id < 0 || static_cast<size_t>(id) >= pieces_.size())
@@ -160,6 +176,7 @@ class SentencePieceBpe final : public BpeTokenizer {
   std::vector<std::string> pieces_;  // raw bytes, ' ' for a space; a byte token holds its byte
   std::vector<TokenType> types_;
   MergeTable merges_;
+  std::vector<float> scores_;  // as loaded; empty when the merges came as ranks
   std::unordered_map<std::string_view, int32_t> piece_ids_;  // normal tokens (views of pieces_)
   std::array<int32_t, 256> byte_ids_{};
   SpecialMatcher specials_;
@@ -172,12 +189,14 @@ class SentencePieceBpe final : public BpeTokenizer {
 std::unique_ptr<Tokenizer> make_sentencepiece(std::vector<std::string> pieces,
                                               std::vector<TokenType> types, MergeTable merges,
                                               int32_t bos_id, int32_t eos_id, int32_t unk_id,
-                                              bool add_space_prefix, const std::string& source) {
+                                              bool add_space_prefix, const std::string& source,
+                                              std::vector<float> scores) {
   check_special_id(bos_id, pieces.size(), "BOS", source);
   check_special_id(eos_id, pieces.size(), "EOS", source);
   check_special_id(unk_id, pieces.size(), "UNK", source);
   return std::make_unique<SentencePieceBpe>(std::move(pieces), std::move(types), std::move(merges),
-                                            bos_id, eos_id, unk_id, add_space_prefix, source);
+                                            bos_id, eos_id, unk_id, add_space_prefix, source,
+                                            std::move(scores));
 }
 
 std::string spm_piece_to_raw(std::string_view token) {
@@ -259,7 +278,7 @@ std::unique_ptr<Tokenizer> make_sentencepiece_bpe(const std::vector<std::string>
   tok::MergeTable table;
   tok::add_all_splits(table, pieces, mergeable, rank);
   return tok::make_sentencepiece(std::move(pieces), std::move(types), std::move(table), bos_id,
-                                 eos_id, unk_id, add_space_prefix, source);
+                                 eos_id, unk_id, add_space_prefix, source, scores);
 }
 
 }  // namespace pricer

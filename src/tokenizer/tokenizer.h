@@ -48,8 +48,8 @@ inline constexpr const char* kLlama3Pattern =
 inline constexpr const char* kGpt2Pattern =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 
-// The split pattern for a GGUF tokenizer.ggml.pre name ("llama-bpe", "gpt-2", "default", ""),
-// or "llama3" / "gpt2". Throws Error for a name this build does not know.
+// The split pattern for a GGUF tokenizer.ggml.pre name ("llama-bpe", "smaug-bpe", "gpt-2",
+// "default", ""), or "llama3" / "gpt2". Throws Error for a name this build does not know.
 std::string pretokenizer_pattern(const std::string& name);
 
 // Byte-level BPE (GPT-2 / Llama 3): `tokens` spelled in GPT-2's byte-to-unicode alphabet as in

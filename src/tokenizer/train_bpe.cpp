@@ -1,13 +1,13 @@
 #include "tokenizer/train_bpe.h"
 
 #include <algorithm>
-#include <nlohmann/json.hpp>
 #include <queue>
 #include <unordered_map>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "tokenizer/bpe.h"
+#include "tokenizer/vocab_export.h"
 
 namespace pricer {
 namespace {
@@ -197,43 +197,17 @@ TrainedBpe train_bpe(const std::vector<std::string>& texts, const BpeTrainOption
   return out;
 }
 
-std::string trained_bpe_json(const TrainedBpe& bpe) {
-  using nlohmann::json;
-  json vocab = json::object(), added = json::array();
-  for (size_t i = 0; i < bpe.tokens.size(); ++i) {
-    if (bpe.token_types[i] == static_cast<int32_t>(TokenType::Control))
-      added.push_back({{"id", i}, {"content", bpe.tokens[i]}, {"special", true}});
-    else
-      vocab[bpe.tokens[i]] = i;
-  }
-  json pre = {{"type", "Sequence"},
-              {"pretokenizers",
-               {{{"type", "Split"}, {"pattern", {{"Regex", kLlama3Pattern}}}, {"behavior", "Isolated"},
-                 {"invert", false}},
-                {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true},
-                 {"use_regex", false}}}}};
-  json post = {{"type", "TemplateProcessing"},
-               {"single", {{{"SpecialToken", {{"id", kBos}, {"type_id", 0}}}},
-                           {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
-               {"pair", json::array()},
-               {"special_tokens", {{kBos, {{"id", kBos}, {"ids", {bpe.bos_id}}, {"tokens", {kBos}}}}}}};
-  json j = {{"version", "1.0"},
-            {"added_tokens", added},
-            {"normalizer", nullptr},
-            {"pre_tokenizer", pre},
-            {"post_processor", post},
-            {"decoder", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", false}}},
-            {"model", {{"type", "BPE"}, {"ignore_merges", false}, {"vocab", vocab}, {"merges", bpe.merges}}}};
-  return j.dump();
-}
+std::string trained_bpe_json(const TrainedBpe& bpe) { return *hf_tokenizer_json(*make_trained_tokenizer(bpe)); }
 
 void save_tokenizer_json(const TrainedBpe& bpe, const std::string& path) {
   write_file_atomic(path, trained_bpe_json(bpe));
 }
 
 std::unique_ptr<Tokenizer> make_trained_tokenizer(const TrainedBpe& bpe) {
-  return make_byte_level_bpe(bpe.tokens, bpe.merges, bpe.token_types, bpe.bos_id, bpe.eos_id,
-                             kLlama3Pattern, false, "trained BPE");
+  // pretrain puts BOS before every text.
+  return tok::with_add_bos(make_byte_level_bpe(bpe.tokens, bpe.merges, bpe.token_types, bpe.bos_id,
+                                               bpe.eos_id, kLlama3Pattern, false, "trained BPE"),
+                           true);
 }
 
 }  // namespace pricer

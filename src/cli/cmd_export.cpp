@@ -1,0 +1,285 @@
+// pricer export: writes a model (optionally with a LoRA adapter merged in) as one GGUF file that
+// llama.cpp and every pricer command load, tokenizer embedded, or as a Hugging Face directory
+// (config.json, model.safetensors, tokenizer.json), in the weight format asked for.
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "cli/command.h"
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/progress.h"
+#include "io/model_file.h"
+#include "quant/ggml_blocks.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/vocab_export.h"
+#include "train/adapter_io.h"
+#include "train/model_export.h"
+
+namespace fs = std::filesystem;
+
+namespace pricer::cli {
+namespace {
+
+struct Options {
+  std::string model, tokenizer, adapter, out, format, dtype = "auto", name;
+  bool merge = false, quiet = false;
+};
+
+constexpr const char* kGgufDtypes[] = {"f32", "bf16", "f16", "q8_0", "q4_0", "q4_k", "q6_k"};
+constexpr const char* kSafetensorsDtypes[] = {"f32", "bf16", "f16"};
+
+std::string resolve_format(const Options& o) {
+  if (!o.format.empty()) {
+    require(o.format == "gguf" || o.format == "safetensors",
+            "--format: expected gguf or safetensors, got '" + o.format + "'");
+    return o.format;
+  }
+  const fs::path ext = fs::path(o.out).extension();
+  if (ext == ".gguf") return "gguf";
+  if (ext.empty()) return "safetensors";
+  throw Error("--format not given and '" + o.out + "' names neither a .gguf file nor a directory; add --format gguf|safetensors");
+}
+
+// The weight format asked for; std::nullopt = each tensor as stored (where the format can hold it).
+std::optional<DType> resolve_dtype(const std::string& name, const std::string& format) {
+  if (name == "auto") return std::nullopt;
+  std::string allowed = "auto";
+  auto check = [&](const auto& list) {
+    for (const char* d : list) {
+      allowed += std::string(", ") + d;
+      if (name == d) return true;
+    }
+    return false;
+  };
+  const bool ok = format == "gguf" ? check(kGgufDtypes) : check(kSafetensorsDtypes);
+  require(ok, "--dtype '" + name + "' cannot be written as " + format + " (choose " + allowed + ")");
+  return dtype_from_name(name);
+}
+
+// Fails before a possibly large model is loaded when the output cannot be written.
+void check_output(const std::string& out, const std::string& format) {
+  std::error_code ec;
+  if (format == "gguf") {
+    require(!fs::is_directory(out, ec), "--out " + out + ": is a directory; a GGUF export is one file");
+    fs::path dir = fs::path(out).parent_path();
+    if (dir.empty()) dir = ".";
+    require(fs::is_directory(dir, ec), "--out " + out + ": cannot write there: " + dir.string() + " is not a directory");
+    require(::access(dir.c_str(), W_OK) == 0, "--out " + out + ": cannot write there: " + dir.string() + " is not writable");
+    return;
+  }
+  require(!fs::exists(out, ec) || fs::is_directory(out, ec),
+          "--out " + out + ": exists and is not a directory; a safetensors export is a Hugging Face directory");
+  fs::create_directories(out, ec);
+  require(!ec, "--out " + out + ": cannot create the directory: " + ec.message());
+  require(::access(out.c_str(), W_OK) == 0, "--out " + out + ": the directory is not writable");
+}
+
+// The tokenizer given, else the one inside or beside the model; nullptr when there is none.
+std::unique_ptr<Tokenizer> open_tokenizer(const Options& o, const ModelFile& mf) {
+  if (!o.tokenizer.empty()) return load_tokenizer(o.tokenizer);
+  if (mf.format == "gguf") {
+    for (const GgufKV& kv : mf.gguf_metadata)
+      if (kv.key == "tokenizer.ggml.model") return load_tokenizer(o.model);
+    return nullptr;
+  }
+  const fs::path dir = mf.format == "hf" ? fs::path(o.model) : fs::path(o.model).parent_path();
+  if (mf.format != "llama2c" && (fs::exists(dir / "tokenizer.json") || fs::exists(dir / "tokenizer.model")))
+    return load_tokenizer(dir.string());
+  return nullptr;
+}
+
+// Where a tokenizer.json the tokenizer came from lies, if it came from one.
+std::optional<fs::path> source_tokenizer_json(const Options& o, const ModelFile& mf) {
+  fs::path p = !o.tokenizer.empty() ? fs::path(o.tokenizer)
+               : mf.format == "hf"   ? fs::path(o.model)
+                                     : fs::path(o.model).parent_path();
+  if (fs::is_directory(p)) p /= "tokenizer.json";
+  if (p.filename() == "tokenizer.json" && fs::exists(p)) return p;
+  return std::nullopt;
+}
+
+int64_t data_bytes(DType t, int64_t n) { return t == DType::F32 ? 4 * n : static_cast<int64_t>(raw_bytes(t, n)); }
+
+bool is_vector(const std::string& name) { return name.ends_with("norm.weight") || name.ends_with(".bias"); }
+
+// The format a matrix is written in: the one asked for when its rows are whole blocks of it,
+// else the nearest that holds them (q8_0, then f16), as llama.cpp's quantizer falls back.
+DType fitting_dtype(DType want, int64_t cols) {
+  auto fits = [&](DType t) { return t == DType::F32 || cols % block_layout(t).elems == 0; };
+  if (fits(want)) return want;
+  if ((want == DType::Q4_K || want == DType::Q6_K) && fits(DType::Q8_0)) return DType::Q8_0;
+  return DType::F16;
+}
+
+// llama.cpp's general.file_type (llama_ftype) for a model written all in one format.
+std::optional<uint32_t> llama_file_type(DType t) {
+  switch (t) {
+    case DType::F32: return 0;
+    case DType::F16: return 1;
+    case DType::Q4_0: return 2;
+    case DType::Q8_0: return 7;
+    case DType::Q4_K: return 14;  // Q4_K_S: q4_k throughout
+    case DType::Q6_K: return 18;
+    case DType::BF16: return 32;
+    default: return std::nullopt;
+  }
+}
+
+std::string human_bytes(int64_t b) {
+  char buf[32];
+  const double d = static_cast<double>(b);
+  if (d >= 1024.0 * 1024 * 1024) std::snprintf(buf, sizeof buf, "%.2f GiB", d / (1024.0 * 1024 * 1024));
+  else if (d >= 1024.0 * 1024) std::snprintf(buf, sizeof buf, "%.2f MiB", d / (1024.0 * 1024));
+  else std::snprintf(buf, sizeof buf, "%.1f KiB", d / 1024.0);
+  return buf;
+}
+
+int run(const Options& o) {
+  require(!o.model.empty(), "--model is required");
+  require(!o.out.empty(), "--out is required");
+  require(!o.merge || !o.adapter.empty(), "--merge needs --adapter (the LoRA adapter to merge into the weights)");
+  require(o.adapter.empty() || fs::exists(o.adapter), "--adapter " + o.adapter + ": no such file or directory");
+  const std::string format = resolve_format(o);
+  const std::optional<DType> dtype = resolve_dtype(o.dtype, format);
+  check_output(o.out, format);
+
+  ModelFile mf = load_model_file(o.model);
+  const std::unique_ptr<Tokenizer> tok = open_tokenizer(o, mf);
+  const ModelConfig cfg = mf.config;
+  if (tok) {
+    require(tok->vocab_size() <= cfg.vocab_size, "the tokenizer has " + std::to_string(tok->vocab_size()) +
+                                                     " tokens, more than the model's vocab of " +
+                                                     std::to_string(cfg.vocab_size));
+  } else {
+    require(format != "gguf", o.model + " holds no tokenizer and a GGUF export always embeds one: give --tokenizer");
+  }
+
+  // With an adapter the model is built to merge it (or to write it beside the base); without one
+  // the loaded tensors are written as they are.
+  std::map<std::string, Weight> tensors;
+  std::optional<LlamaModel> model;
+  if (!o.adapter.empty()) {
+    model.emplace(LlamaModel::from_weights(cfg, std::move(mf.tensors), mf.source));
+    load_adapter(*model, o.adapter);
+    tensors = export_tensors(*model, o.merge);
+  } else {
+    tensors = std::move(mf.tensors);
+  }
+
+  // Every tensor's output format, decided here so the writers convert one tensor at a time.
+  TensorWriteOptions write;
+  int64_t total = 0;
+  int fallbacks = 0;
+  std::string fallback_example;
+  for (const auto& [name, w] : tensors) {
+    DType d = w.dtype();
+    if (format == "gguf" && is_vector(name)) {
+      d = DType::F32;
+    } else if (dtype) {
+      d = fitting_dtype(*dtype, w.cols());
+      if (d != *dtype && ++fallbacks == 1) fallback_example = name + " (" + std::to_string(w.cols()) + " columns) as " + std::string(dtype_name(d));
+    } else if (d == DType::NF4 || (format == "safetensors" && d != DType::F32 && d != DType::F16 && d != DType::BF16)) {
+      d = format == "gguf" ? DType::F16 : DType::F32;
+    }
+    write.dtypes[name] = d;
+    total += data_bytes(d, w.numel());
+  }
+  if (fallbacks > 0) {
+    std::fprintf(stderr, "note: %d tensor%s with rows that are not whole %s blocks written in a format that holds them, e.g. %s\n",
+                 fallbacks, fallbacks == 1 ? "" : "s", std::string(dtype_name(*dtype)).c_str(), fallback_example.c_str());
+  }
+
+  ProgressOptions po;
+  po.bytes = true;
+  po.enabled = !o.quiet;
+  Progress progress("export", static_cast<uint64_t>(total), po);
+  write.on_written = [&progress](uint64_t b) { progress.add(b); };
+  std::string tokenizer_note = "no tokenizer";
+  if (format == "gguf") {
+    GgufExportOptions go;
+    go.name = o.name.empty() ? fs::path(o.model).filename().replace_extension().string() : o.name;
+    go.extra = gguf_tokenizer_metadata(*tok, cfg.vocab_size);
+    if (dtype) {
+      if (auto ft = llama_file_type(*dtype)) go.extra.push_back({"general.file_type", GgufValue::u32(*ft)});
+    }
+    go.write = write;
+    save_gguf(o.out, cfg, tensors, go);
+    tokenizer_note = "tokenizer embedded";
+  } else {
+    save_hf_dir(o.out, cfg, tensors, DType::F32, write);
+    if (tok) {
+      const fs::path dir(o.out);
+      if (auto json = hf_tokenizer_json(*tok)) {
+        write_file_atomic(dir / "tokenizer.json", *json);
+        nlohmann::json config = {{"tokenizer_class", "PreTrainedTokenizerFast"}};
+        if (tok->bos_id() >= 0) config["bos_token"] = tok->token_bytes(tok->bos_id());
+        if (tok->eos_id() >= 0) config["eos_token"] = tok->token_bytes(tok->eos_id());
+        write_file_atomic(dir / "tokenizer_config.json", config.dump(2) + "\n");
+        tokenizer_note = "tokenizer.json";
+      } else if (auto src = source_tokenizer_json(o, mf)) {
+        fs::copy_file(*src, dir / "tokenizer.json", fs::copy_options::overwrite_existing);
+        if (fs::exists(src->parent_path() / "tokenizer_config.json"))
+          fs::copy_file(src->parent_path() / "tokenizer_config.json", dir / "tokenizer_config.json",
+                        fs::copy_options::overwrite_existing);
+        tokenizer_note = "tokenizer.json copied";
+      } else {
+        std::fprintf(stderr, "note: the SentencePiece-style tokenizer has no exact tokenizer.json form; "
+                             "none written (load the export with --tokenizer)\n");
+      }
+    }
+  }
+  progress.finish();
+
+  std::string adapter_note;
+  if (!o.adapter.empty() && !o.merge) {
+    // Without --merge the adapter goes beside the base, in the output's own format.
+    if (format == "gguf") {
+      const std::string path = fs::path(o.out).replace_extension(".lora.gguf").string();
+      save_gguf_adapter(*model, path);
+      adapter_note = "; adapter " + path + " (llama.cpp --lora)";
+    } else {
+      const std::string path = (fs::path(o.out) / "adapter").string();
+      save_peft_adapter(*model, path, o.out);
+      adapter_note = "; adapter " + path + " (PEFT)";
+    }
+  } else if (o.merge) {
+    adapter_note = "; adapter merged";
+  }
+  std::printf("%s: %s, %s, %zu tensors, %s, %s%s\n", o.out.c_str(), format.c_str(),
+              dtype ? std::string(dtype_name(*dtype)).c_str() : "formats as stored", tensors.size(),
+              human_bytes(total).c_str(), tokenizer_note.c_str(), adapter_note.c_str());
+  return 0;
+}
+
+Registrar reg{"export", "Write a model (optionally with its LoRA adapter merged) as GGUF or a Hugging Face directory",
+              [](CLI::App& sub) {
+                auto o = std::make_shared<Options>();
+                sub.add_option("-m,--model", o->model, "GGUF file, Hugging Face directory, .safetensors file or llama2.c .bin");
+                sub.add_option("--tokenizer", o->tokenizer,
+                               "tokenizer.model, tokenizer.json, tok*.bin or GGUF (default: the model's own; a GGUF "
+                               "export always embeds one)");
+                sub.add_option("--adapter", o->adapter, "LoRA adapter (PEFT directory or GGUF LoRA)");
+                sub.add_flag("--merge", o->merge,
+                             "Merge the adapter into the weights (W + scale B A): one model that predicts as base + "
+                             "adapter. Without --merge the base is written and the adapter beside it in the same "
+                             "format (OUT.lora.gguf for llama.cpp --lora, or OUT/adapter as PEFT)");
+                sub.add_option("-o,--out", o->out, "Output: a .gguf file, or a directory for safetensors");
+                sub.add_option("--format", o->format, "gguf or safetensors (default: gguf for a .gguf name, else safetensors)");
+                sub.add_option("--dtype", o->dtype,
+                               "Weight format: auto (as stored), f32, bf16, f16, q8_0, q4_0, q4_k, q6_k (GGUF); "
+                               "auto, f32, bf16, f16 (safetensors). Norms stay f32 in GGUF; a matrix whose rows are "
+                               "not whole blocks falls back to q8_0 or f16")
+                    ->capture_default_str();
+                sub.add_option("--name", o->name, "general.name of a GGUF export (default: the model's file name)");
+                sub.add_flag("-q,--quiet", o->quiet, "No progress bar");
+                return [o] { return run(*o); };
+              }};
+
+}  // namespace
+}  // namespace pricer::cli
