@@ -38,7 +38,7 @@ class TrainCli : public ::testing::Test {
 
   // A QLoRA run over the 32 training examples: 8 steps an epoch.
   std::vector<std::string> train_args(const std::string& out, const std::vector<std::string>& extra = {}) const {
-    std::vector<std::string> a = {"-t", "2", "train", "--model", suite("model.gguf"), "--tokenizer",
+    std::vector<std::string> a = {"-t", "1", "train", "--model", suite("model.gguf"), "--tokenizer",
                                   suite("tokenizer.json"), "--data", suite("train.jsonl"), "--out", dir_ / out,
                                   "--runs-db", dir_ / "runs.db", "--rank", "4", "--alpha", "8", "--batch-size", "4",
                                   "--micro-batch", "2", "--max-length", "64"};
@@ -145,7 +145,7 @@ TEST_F(TrainCli, PretrainWritesAModelWithItsTokenizerAndIsMonitored) {
   for (const auto& p : price_prompts(5, 0, 200)) corpus += nlohmann::json{{"text", p.prompt}}.dump() + "\n";
   write_file_atomic(dir_ / "corpus.jsonl", corpus);
   std::string out, err;
-  ASSERT_EQ(run_pricer({"-t", "2", "pretrain", "--corpus", dir_ / "corpus.jsonl", "--vocab-size", "1300", "--dim", "64",
+  ASSERT_EQ(run_pricer({"-t", "1", "pretrain", "--corpus", dir_ / "corpus.jsonl", "--vocab-size", "1300", "--dim", "64",
                         "--layers", "2", "--heads", "4", "--kv-heads", "2", "--ffn", "128", "--context", "128",
                         "--max-length", "32", "--batch-size", "8", "--micro-batch", "4", "--max-steps", "6",
                         "--eval-every", "3", "--out", dir_ / "pre", "--runs-db", dir_ / "runs.db"},
@@ -180,7 +180,7 @@ TEST_F(TrainCli, PretrainWritesAModelWithItsTokenizerAndIsMonitored) {
   EXPECT_TRUE(fs::exists(fs::path(run.log_dir) / "metrics.jsonl"));
 
   // The pretrained model is a base for `pricer train`.
-  ASSERT_EQ(run_pricer({"-t", "2", "train", "--model", model, "--data", suite("train.jsonl"), "--out", dir_ / "ft",
+  ASSERT_EQ(run_pricer({"-t", "1", "train", "--model", model, "--data", suite("train.jsonl"), "--out", dir_ / "ft",
                         "--runs-db", dir_ / "runs.db", "--rank", "2", "--batch-size", "8", "--max-steps", "2",
                         "--max-length", "64", "--quiet"},
                        dir_.path() / "ft", nullptr, &err),
