@@ -445,6 +445,7 @@ TEST_F(Export, BadArgumentsGiveClearErrors) {
       {"--model " + base() + " --out " + (dir_ / "x.bin").string(), "add --format"},
       {"--model " + base() + " --out " + blocker + "/x.gguf", "is not a directory"},
       {"--model " + base() + " --out " + blocker + " --format safetensors", "exists and is not a directory"},
+      {"--model " + base() + " --out " + blocker + "/sub/dir --format safetensors", "is not a directory"},
       {"--model " + base() + " --out " + out + " --merge", "--merge needs --adapter"},
       {"--model " + (dir_ / "missing.gguf").string() + " --out " + out, "missing.gguf: no such file"},
       {"--model " + base() + " --adapter " + (dir_ / "nowhere").string() + " --merge --out " + out,

@@ -75,9 +75,11 @@ void check_output(const std::string& out, const std::string& format) {
   }
   require(!fs::exists(out, ec) || fs::is_directory(out, ec),
           "--out " + out + ": exists and is not a directory; a safetensors export is a Hugging Face directory");
-  fs::create_directories(out, ec);
-  require(!ec, "--out " + out + ": cannot create the directory: " + ec.message());
-  require(::access(out.c_str(), W_OK) == 0, "--out " + out + ": the directory is not writable");
+  // The directory, or the nearest existing one above it where it will be created.
+  fs::path dir = fs::absolute(out, ec);
+  while (!fs::exists(dir, ec) && dir.has_parent_path() && dir.parent_path() != dir) dir = dir.parent_path();
+  require(fs::is_directory(dir, ec), "--out " + out + ": cannot create it: " + dir.string() + " is not a directory");
+  require(::access(dir.c_str(), W_OK) == 0, "--out " + out + ": cannot write there: " + dir.string() + " is not writable");
 }
 
 // The tokenizer given, else the one inside or beside the model; nullptr when there is none.
