@@ -84,7 +84,7 @@ TEST(TrainLearning, PretrainThenQloraFineTuneLearnsThePriceTask) {
   lc.dropout = 0.0f;
   lc.targets = parse_lora_targets("all");
   ft.add_lora(lc, 4);
-  auto be = make_cpu_backend();
+  auto be = make_cpu_backend(dtype_from_name(TrainConfig{}.compute_dtype));  // as the trainer's
   const EvalResult untuned = evaluate(ft, *be, val, &tok, 0, 32);
   ASSERT_GT(untuned.mae, 0);
 

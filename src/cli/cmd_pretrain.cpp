@@ -22,11 +22,14 @@ struct PretrainShape {
   std::vector<std::string> corpus;
   int64_t vocab = 4096, dim = 256, layers = 4, heads = 8, kv_heads = 4, ffn = 768, context = 512;
   int64_t max_texts = 0, tokenizer_texts = 20000;
+  bool with_completions = false;
 };
 
-// Corpus texts: JSON lines with a "text" field (or a curate split's "prompt", without its
-// completion, so no price is learnt from it), or plain text, a document per line.
-std::vector<std::string> read_corpus(const std::vector<std::string>& files, int64_t max_texts) {
+// Corpus texts: JSON lines with a "text" field (or a curate split's "prompt", with its
+// completion only when asked: product pages read together with their prices), or plain text, a
+// document per line.
+std::vector<std::string> read_corpus(const std::vector<std::string>& files, int64_t max_texts,
+                                     bool with_completions) {
   std::vector<std::string> texts;
   for (const auto& path : files) {
     std::ifstream in(path);
@@ -43,8 +46,12 @@ std::vector<std::string> read_corpus(const std::vector<std::string>& files, int6
         nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
         require(!j.is_discarded() && j.is_object(), path + ":" + std::to_string(lineno) + ": not a JSON object");
         if (j.contains("text") && j["text"].is_string()) texts.push_back(j["text"].get<std::string>());
-        else if (j.contains("prompt") && j["prompt"].is_string())
-          texts.push_back(j["prompt"].get<std::string>());
+        else if (j.contains("prompt") && j["prompt"].is_string()) {
+          std::string text = j["prompt"].get<std::string>();
+          if (with_completions && j.contains("completion") && j["completion"].is_string())
+            text += j["completion"].get<std::string>();
+          texts.push_back(std::move(text));
+        }
         else throw Error(path + ":" + std::to_string(lineno) + ": no \"text\" (or \"prompt\") string field");
       }
       if (max_texts > 0 && static_cast<int64_t>(texts.size()) >= max_texts) return texts;
@@ -60,7 +67,7 @@ int run_pretrain(const TrainConfig& cfg, const PretrainShape& sh, bool quiet) {
   c.dataset = sh.corpus.front();
   c.validate();
   fs::create_directories(c.out_dir);
-  const auto texts = read_corpus(sh.corpus, sh.max_texts);
+  const auto texts = read_corpus(sh.corpus, sh.max_texts, sh.with_completions);
   require(texts.size() >= 2, "pretrain: the corpus holds fewer than 2 texts");
   std::fprintf(stderr, "%zu texts\n", texts.size());
 
@@ -142,6 +149,9 @@ Registrar reg{"pretrain", "Train a BPE tokenizer and a small Llama model from sc
   sub.add_option("--config", set->config_path(), "YAML file of training settings");
   sub.add_option("--corpus", sh->corpus, "Text corpus files (JSON lines with a text field, or plain text)")->required();
   sub.add_option("--max-texts", sh->max_texts, "Use at most this many texts (0 = all)")->capture_default_str();
+  sub.add_flag("--with-completions", sh->with_completions,
+               "Curate splits: read each prompt with its completion (product pages with their prices; "
+               "without it number tokens learn no sense of size)");
   sub.add_option("--vocab-size", sh->vocab, "Tokenizer vocabulary (>= 1248: bytes, numbers 0-999, specials)")->capture_default_str();
   sub.add_option("--tokenizer-texts", sh->tokenizer_texts, "Texts the tokenizer is trained on")->capture_default_str();
   sub.add_option("--dim", sh->dim, "Hidden size")->capture_default_str();

@@ -80,6 +80,8 @@ Registrar reg{"train", "Fine-tune a base model with QLoRA on a price dataset", [
   set->add("--data,-d", &TrainConfig::dataset, "Dataset: curate directory, or JSON lines (prompt/completion or input_ids/completion_start)");
   sub.add_option("--val", *val, "Validation JSON lines (default: the dataset directory's val split)");
   set->add("--base-dtype", &TrainConfig::base_dtype, "Frozen base format: nf4, bf16 or f32");
+  set->add("--compute-dtype", &TrainConfig::compute_dtype,
+           "Precision of the base's linears: bf16 (bf16 operands, f32 sums; about twice as fast) or f32");
   set->add("--rank,-r", &TrainConfig::rank, "LoRA rank");
   set->add("--alpha", &TrainConfig::alpha, "LoRA alpha");
   set->add("--dropout", &TrainConfig::dropout, "LoRA dropout");

@@ -32,7 +32,7 @@ double number_param(const PricerContext& ctx, const std::string& key, double fal
 
 std::string options_key(const ModelPricerOptions& o) {
   return nlohmann::json{{"model", o.model},       {"adapter", o.adapter},     {"tokenizer", o.tokenizer},
-                        {"dtype", o.base_dtype},  {"template", o.prompt_template},
+                        {"dtype", o.base_dtype},  {"compute", o.compute_dtype}, {"template", o.prompt_template},
                         {"max_prompt", o.max_prompt_tokens}, {"batch", o.batch}, {"coverage", o.coverage}}
       .dump();
 }
@@ -105,6 +105,7 @@ std::unique_ptr<Pricer> make_llm_pricer(const std::string& name, const PricerCon
   }
   o.tokenizer = param(ctx, "tokenizer");
   o.base_dtype = param(ctx, "base_dtype", o.base_dtype);
+  o.compute_dtype = param(ctx, "compute_dtype", o.compute_dtype);
   o.prompt_template = param(ctx, "prompt_template", o.prompt_template);
   o.coverage = number_param(ctx, "coverage", o.coverage);
   o.batch = static_cast<int64_t>(number_param(ctx, "batch", static_cast<double>(o.batch)));

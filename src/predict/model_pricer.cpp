@@ -102,7 +102,7 @@ ModelPricer::ModelPricer(const ModelPricerOptions& opt) : opt_(opt) {
           "tokenizer has " + std::to_string(tok_->vocab_size()) + " tokens, more than the model's " +
               std::to_string(model_->config().vocab_size));
   pd_ = std::make_unique<PriceDistribution>(*tok_);
-  be_ = make_cpu_backend();
+  be_ = make_cpu_backend(dtype_from_name(opt.compute_dtype));
   const int64_t room = model_->config().max_seq_len - opt.greedy_max_tokens;
   require(room >= kPromptTail + 2, "model pricer: the model's context (" +
                                        std::to_string(model_->config().max_seq_len) +

@@ -26,7 +26,8 @@ struct ModelPricerOptions {
   std::string model;
   std::string adapter;  // PEFT directory or GGUF LoRA; empty = the base model alone
   std::string tokenizer;  // default: the model's
-  std::string base_dtype = "nf4";  // how the projections are held, as `pricer train --base-dtype`
+  std::string base_dtype = "nf4";
+  std::string compute_dtype = "bf16";  // the base's linears, as `pricer train --compute-dtype`  // how the projections are held, as `pricer train --base-dtype`
   std::string prompt_template = "What does this cost to the nearest dollar?\n\n{text}\n\nPrice is $";
   // Longer prompts lose their middle (head and last 16 tokens kept), as `pricer train
   // --max-length` (default 128) cut them in fine-tuning.

@@ -63,6 +63,7 @@ void TrainConfig::apply_yaml(const std::string& path) {
     PRICER_KEY("dataset", dataset)
     PRICER_KEY("out_dir", out_dir)
     PRICER_KEY("base_dtype", base_dtype)
+    PRICER_KEY("compute_dtype", compute_dtype)
     PRICER_KEY("max_length", max_length)
     PRICER_KEY("rank", rank)
     PRICER_KEY("lora_r", rank)
@@ -100,7 +101,7 @@ void TrainConfig::apply_yaml(const std::string& path) {
 
 nlohmann::json TrainConfig::to_json() const {
   return {{"model", model}, {"tokenizer", tokenizer}, {"dataset", dataset}, {"out_dir", out_dir},
-          {"base_dtype", base_dtype}, {"max_length", max_length}, {"rank", rank}, {"alpha", alpha},
+          {"base_dtype", base_dtype}, {"compute_dtype", compute_dtype}, {"max_length", max_length}, {"rank", rank}, {"alpha", alpha},
           {"dropout", dropout}, {"targets", targets}, {"rslora", rslora}, {"init_adapter", init_adapter},
           {"optimizer", optimizer}, {"lr", lr}, {"schedule", schedule}, {"warmup_ratio", warmup_ratio},
           {"weight_decay", weight_decay}, {"max_grad_norm", max_grad_norm}, {"momentum", momentum},
@@ -112,6 +113,8 @@ nlohmann::json TrainConfig::to_json() const {
 
 void TrainConfig::validate() const {
   require(max_length >= 4, "max_length must be at least 4");
+  require(compute_dtype == "bf16" || compute_dtype == "f32",
+          "compute_dtype must be bf16 or f32, not '" + compute_dtype + "'");
   require(batch_size >= 1 && micro_batch >= 1, "batch_size and micro_batch must be positive");
   require(epochs >= 1 || max_steps > 0, "epochs must be at least 1 (or set max_steps)");
   require(lr > 0 && std::isfinite(lr), "lr must be positive");
@@ -388,7 +391,7 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
   cfg.validate();
   require(!train.empty(), cfg.dataset + ": no training examples");
   fs::create_directories(cfg.out_dir);
-  auto be = make_cpu_backend();
+  auto be = make_cpu_backend(dtype_from_name(cfg.compute_dtype));
 
   const uint64_t need = check_training_memory(model, cfg, mode_full);
 

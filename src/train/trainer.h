@@ -27,6 +27,7 @@ struct TrainConfig {
   std::string dataset;    // curate directory or JSON lines
   std::string out_dir = "runs/train";
   std::string base_dtype = "nf4";
+  std::string compute_dtype = "bf16";  // the base's linears: bf16 operands with f32 sums, or f32
   int64_t max_length = 128;
   // LoRA.
   int64_t rank = 32;
