@@ -3,7 +3,7 @@ PRESET ?= release
 BUILD  := build
 JOBS   ?= $(shell nproc)
 
-.PHONY: all setup build test demo bench fuzz clean
+.PHONY: all setup build test demo demo-real bench fuzz clean
 
 all: build
 
@@ -19,6 +19,10 @@ test: build
 
 demo: build
 	@scripts/demo
+
+# The same pipeline on the real Amazon data in ../shared/data (or $PRICER_DATA).
+demo-real: build
+	@scripts/demo-real
 
 bench: build
 	@scripts/bench
