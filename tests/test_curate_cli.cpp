@@ -1,12 +1,11 @@
 // `pricer curate` end to end through the CLI binary, and on the curated Amazon prices data in
 // ../shared when it is present.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <cstdlib>
 #include <filesystem>
 #include <string>
 
+#include "cli_test_util.h"
 #include "data/curate.h"
 #include "data/curate/curate_test_util.h"
 
@@ -16,12 +15,9 @@ using nlohmann::json;
 namespace {
 
 int run_cli(const std::string& args, std::string* output = nullptr) {
-  TempDir log;
-  const std::string cmd = std::string(PRICER_BINARY) + " " + args + " > " + (log / "out.txt") +
-                          " 2>&1";
-  const int status = std::system(cmd.c_str());
-  if (output) *output = read_file(log / "out.txt");
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  const pricer::cli_test::CliRun r = pricer::cli_test::run_cli(args);
+  if (output) *output = r.out;
+  return r.rc;
 }
 
 }  // namespace

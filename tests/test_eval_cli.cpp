@@ -3,40 +3,25 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
-#include <sys/wait.h>
+
+#include "cli_test_util.h"
 
 using nlohmann::json;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct CliRun {
-  int rc = -1;
-  std::string out;
-};
+using pricer::cli_test::CliRun;
+using pricer::cli_test::slurp;
 
+// Runs go to a scratch database, not runs/ under the working directory.
 CliRun run(const std::string& args) {
-  // Runs go to a scratch database, not runs/ under the working directory.
   const std::string db = (fs::temp_directory_path() / "pricer_eval_cli_runs.db").string();
-  const std::string cmd = "PRICER_RUNS_DB=" + db + " " + std::string(PRICER_BINARY) + " " + args + " 2>&1";
-  CliRun r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  while (std::fgets(buf, sizeof buf, p)) r.out += buf;
-  const int status = pclose(p);
-  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), {});
+  return pricer::cli_test::run_cli(args, "", "PRICER_RUNS_DB=" + db);
 }
 
 class EvalCli : public ::testing::Test {

@@ -9,6 +9,7 @@
 #include "eval/llm_pricer.h"
 #include "monitor/run_db.h"
 #include "predict/calibration.h"
+#include "cli_test_util.h"
 #include "tiny_pricer_model.h"
 
 namespace pricer::eval {
@@ -142,7 +143,7 @@ TEST_F(EvalModel, EvalCliRanksTheLlmsWithTheBaselines) {
   const auto test = items(12, 31);
   write("train.jsonl", items(40, 30));
   write("test.jsonl", test);
-  const auto r = tiny::run_cli("eval --data " + data.string() +
+  const auto r = cli_test::run_cli("eval --data " + data.string() +
                                " --pricers finetuned,finetuned-greedy,base,tfidf,mean --param model=" +
                                w_.base.string() + " --param adapter=" + w_.adapter.string() +
                                " --param base_dtype=f32 --bootstrap 50 --out " + out.string() +
@@ -151,7 +152,7 @@ TEST_F(EvalModel, EvalCliRanksTheLlmsWithTheBaselines) {
   for (const char* name : {"finetuned ", "finetuned-greedy", "base ", "tfidf", "mean"})
     EXPECT_NE(r.out.find(name), std::string::npos) << name << "\n" << r.out;
 
-  const json res = json::parse(tiny::slurp(out / "results.json"));
+  const json res = json::parse(cli_test::slurp(out / "results.json"));
   std::map<std::string, json> by_name;
   for (const auto& p : res["pricers"]) by_name[p["name"]] = p;
   ASSERT_EQ(by_name.size(), 5u);
@@ -177,7 +178,7 @@ TEST_F(EvalModel, EvalCliRanksTheLlmsWithTheBaselines) {
   }
   EXPECT_NEAR(ft["metrics"]["mae"].get<double>(), mae, 1e-6 * mae);
 
-  const std::string html = tiny::slurp(out / "report.html");
+  const std::string html = cli_test::slurp(out / "report.html");
   EXPECT_NE(html.find("<td>finetuned</td>"), std::string::npos);
   EXPECT_NE(html.find("<td>base</td>"), std::string::npos);
   EXPECT_NE(html.find("interval_coverage"), std::string::npos);
@@ -201,7 +202,7 @@ TEST_F(EvalModel, EvalCliRanksTheLlmsWithTheBaselines) {
 
 TEST_F(EvalModel, EvalCliFailsCleanlyOnAMissingAdapter) {
   std::ofstream(w_.dir / "items.jsonl") << json{{"text", "Item mug"}, {"price", 12.5}}.dump() << "\n";
-  const auto r = tiny::run_cli("eval --data " + (w_.dir / "items.jsonl").string() + " --pricers finetuned --param model=" +
+  const auto r = cli_test::run_cli("eval --data " + (w_.dir / "items.jsonl").string() + " --pricers finetuned --param model=" +
                                w_.base.string() + " --param adapter=" + (w_.dir / "nowhere").string() +
                                " --no-record --out " + (w_.dir / "o").string());
   EXPECT_EQ(r.rc, 1) << r.out;

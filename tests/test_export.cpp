@@ -18,6 +18,7 @@
 #include "kernels/backend.h"
 #include "model/generate.h"
 #include "test_io_util.h"
+#include "cli_test_util.h"
 #include "tiny_pricer_model.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/train_bpe.h"
@@ -268,7 +269,7 @@ class Export : public ::testing::Test {
     return LlamaModel::from_weights(c, std::move(tensors), "rounded");
   }
 
-  static tiny::CliRun run_export(const std::string& args) { return tiny::run_cli("export -q " + args); }
+  static cli_test::CliRun run_export(const std::string& args) { return cli_test::run_cli("export -q " + args); }
 
   static fs::path dir_;
   static TrainedBpe* bpe_;
@@ -406,7 +407,7 @@ TEST_F(Export, GgufCarriesTheTokenizerAndGeneratesAsTheSource) {
   EXPECT_EQ(run(out.string(), *out_tok), want);
 
   // And `pricer generate` needs nothing but the file.
-  const auto g = tiny::run_cli("generate --model " + out.string() + " --prompt '" + prompt +
+  const auto g = cli_test::run_cli("generate --model " + out.string() + " --prompt '" + prompt +
                                "' --temperature 0 --max-tokens 24 --ignore-eos -q");
   ASSERT_EQ(g.rc, 0) << g.out;
   EXPECT_EQ(g.out, prompt + src_tok->decode(want));
@@ -424,9 +425,9 @@ TEST_F(Export, Stories260KGgufPrintsLlama2cTextWithoutATokenizerArgument) {
   r = run_export("--model " + (st / "stories260K.bin").string() + " --tokenizer " + (st / "tok512.bin").string() +
                  " --out " + out.string() + " --dtype f32");
   ASSERT_EQ(r.rc, 0) << r.out;
-  const auto g = tiny::run_cli("generate --model " + out.string() + " --temperature 0 --max-tokens 200 -q");
+  const auto g = cli_test::run_cli("generate --model " + out.string() + " --temperature 0 --max-tokens 200 -q");
   ASSERT_EQ(g.rc, 0) << g.out;
-  EXPECT_EQ(g.out, tiny::slurp(st / "expected_stdout_t0_n200.txt"));
+  EXPECT_EQ(g.out, cli_test::slurp(st / "expected_stdout_t0_n200.txt"));
 }
 
 TEST_F(Export, BadArgumentsGiveClearErrors) {

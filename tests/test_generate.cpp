@@ -3,22 +3,20 @@
 // stories260K test (greedy ids and printed text), also through GGUF and Hugging Face copies.
 #include <gtest/gtest.h>
 
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
+#include "cli_test_util.h"
 #include "core/error.h"
 #include "io/model_file.h"
 #include "model/generate.h"
@@ -37,12 +35,8 @@ using Ids = std::vector<int32_t>;
 
 const fs::path kShared = PRICER_SHARED_DIR;
 
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+using cli_test::CliRun;
+using cli_test::slurp;
 
 fs::path temp_dir(const std::string& name) {
   fs::path d = fs::temp_directory_path() / ("pricer_generate_" + name + "_" + std::to_string(::getpid()));
@@ -51,28 +45,17 @@ fs::path temp_dir(const std::string& name) {
   return d;
 }
 
-struct CliResult {
-  int rc = -1;
-  std::string out, err;
-};
-
 // Runs `pricer generate ARGS`, capturing stdout and stderr apart. One thread: these models are
 // tiny, and the test suite runs many binaries at once.
-CliResult run_generate(const std::string& args, const fs::path& dir) {
-  const std::string cmd = std::string(PRICER_BINARY) + " -t 1 generate " + args + " > " + (dir / "out.txt").string() +
-                          " 2> " + (dir / "err.txt").string();
-  const int rc = std::system(cmd.c_str());
-  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, slurp(dir / "out.txt"), slurp(dir / "err.txt")};
+CliRun run_generate(const std::string& args) {
+  return cli_test::run_cli_split("-t 1 generate " + args);
 }
 
 std::string shell_quoted(const fs::path& p) { return "'" + p.string() + "'"; }
 
 std::vector<float> random_logits(size_t n, uint32_t seed, float scale = 2.0f) {
   std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
+  return test_io::random_floats(n, rng, scale);
 }
 
 // ---- Plain references: softmax, top-k and top-p written the obvious way. ----
@@ -470,11 +453,11 @@ TEST_F(GenerateCli, PrintsWhatTheLibraryGeneratesAndStopsAtEos) {
   ASSERT_FALSE(free_run.empty());
 
   const std::string args = "--model " + shell_quoted(dir_ / "model") + " --prompt 'The price' --temperature 0 --max-tokens 12";
-  CliResult r = run_generate(args, dir_);
+  CliRun r = run_generate(args);
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_EQ(r.out, "The price" + tok->decode(free_run));
   EXPECT_NE(r.err.find("generated " + std::to_string(free_run.size()) + " tokens"), std::string::npos) << r.err;
-  r = run_generate(args + " --no-echo -q", dir_);
+  r = run_generate(args + " --no-echo -q");
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_EQ(r.out, tok->decode(free_run));
   EXPECT_EQ(r.err, "");
@@ -485,19 +468,19 @@ TEST_F(GenerateCli, PrintsWhatTheLibraryGeneratesAndStopsAtEos) {
   ModelConfig c = cfg_;
   c.eos_id = free_run[k];
   save(c);
-  r = run_generate(args, dir_);
+  r = run_generate(args);
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_EQ(r.out, "The price" + tok->decode(Ids(free_run.begin(), free_run.begin() + static_cast<long>(first))));
   EXPECT_NE(r.err.find("stop token"), std::string::npos) << r.err;
   // --ignore-eos runs to the budget.
-  r = run_generate(args + " --ignore-eos --no-echo", dir_);
+  r = run_generate(args + " --ignore-eos --no-echo");
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_NE(r.err.find("generated 12 tokens"), std::string::npos) << r.err;
 
   // Seeded sampling prints the same text twice.
   const std::string sampled = "--model " + shell_quoted(dir_ / "model") + " --temperature 1 --top-k 20 --seed 5 -n 16";
-  const CliResult s1 = run_generate(sampled, dir_);
-  const CliResult s2 = run_generate(sampled, dir_);
+  const CliRun s1 = run_generate(sampled);
+  const CliRun s2 = run_generate(sampled);
   ASSERT_EQ(s1.rc, 0) << s1.err;
   EXPECT_EQ(s1.out, s2.out);
   EXPECT_NE(s1.err.find("seed 5"), std::string::npos) << s1.err;
@@ -513,8 +496,8 @@ TEST_F(GenerateCli, BaseDtypeIsTheInMemoryFormat) {
   GenerationOptions g = greedy(10);
   g.stop_ids = {257, 256};
   const Ids ids = generate(m, *be, Ids{256}, g).tokens;
-  const CliResult r =
-      run_generate("--model " + shell_quoted(dir_ / "model") + " --base-dtype nf4 --temperature 0 -n 10", dir_);
+  const CliRun r =
+      run_generate("--model " + shell_quoted(dir_ / "model") + " --base-dtype nf4 --temperature 0 -n 10");
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_EQ(r.out, tok->decode(ids));
 }
@@ -522,7 +505,7 @@ TEST_F(GenerateCli, BaseDtypeIsTheInMemoryFormat) {
 TEST_F(GenerateCli, BadArgumentsAreClearErrors) {
   const std::string model = "--model " + shell_quoted(dir_ / "model");
   auto expect_error = [&](const std::string& args, const std::string& needle) {
-    const CliResult r = run_generate(args, dir_);
+    const CliRun r = run_generate(args);
     EXPECT_EQ(r.rc, 1) << args << "\n" << r.err;
     EXPECT_NE(r.err.find(needle), std::string::npos) << args << "\n" << r.err;
     EXPECT_EQ(r.out, "") << args;
@@ -610,10 +593,10 @@ TEST_F(Stories260K, GgufAndHuggingFaceCopiesGenerateTheSameTokens) {
   std::string sampled_bin;
   for (const fs::path& m : {fs::path(model()), tmp / "stories260K.gguf", tmp / "hf"}) {
     const std::string base = "--model " + shell_quoted(m) + " --tokenizer " + shell_quoted(tokenizer());
-    CliResult r = run_generate(base + " --temperature 0 --max-tokens 200", tmp);
+    CliRun r = run_generate(base + " --temperature 0 --max-tokens 200");
     ASSERT_EQ(r.rc, 0) << r.err;
     EXPECT_EQ(r.out, want) << m;
-    r = run_generate(base + sample, tmp);
+    r = run_generate(base + sample);
     ASSERT_EQ(r.rc, 0) << r.err;
     if (sampled_bin.empty()) sampled_bin = r.out;
     EXPECT_EQ(r.out, sampled_bin) << m;
@@ -622,10 +605,9 @@ TEST_F(Stories260K, GgufAndHuggingFaceCopiesGenerateTheSameTokens) {
 }
 
 TEST_F(Stories260K, CliPrintsLlama2csOutputExactly) {
-  const fs::path tmp = temp_dir("stories_cli");
   const std::string want = slurp(dir_ / "expected_stdout_t0_n200.txt");
   const std::string base = "--model " + shell_quoted(model()) + " --tokenizer " + shell_quoted(tokenizer());
-  CliResult r = run_generate(base + " --temperature 0 --max-tokens 200", tmp);
+  CliRun r = run_generate(base + " --temperature 0 --max-tokens 200");
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_EQ(r.out, want);
   EXPECT_NE(r.err.find("generated 200 tokens"), std::string::npos) << r.err;
@@ -637,13 +619,12 @@ TEST_F(Stories260K, CliPrintsLlama2csOutputExactly) {
   const auto n_prompt = static_cast<int64_t>(tok->encode(opening).size());
   ASSERT_EQ(tok->encode(opening), Ids(expected_.begin(), expected_.begin() + n_prompt));
   const std::string rest = " --temperature 0 --max-tokens " + std::to_string(200 - n_prompt);
-  r = run_generate(base + " --prompt '" + opening + "'" + rest, tmp);
+  r = run_generate(base + " --prompt '" + opening + "'" + rest);
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_EQ(r.out, want);
-  r = run_generate(base + " --prompt '" + opening + "' --no-echo" + rest, tmp);
+  r = run_generate(base + " --prompt '" + opening + "' --no-echo" + rest);
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_EQ(r.out, want.substr(opening.size()));
-  fs::remove_all(tmp);
 }
 
 }  // namespace

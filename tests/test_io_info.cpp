@@ -1,32 +1,17 @@
 // `pricer info`: run the CLI on generated models and check what it reports.
 #include <gtest/gtest.h>
 
-#include <cstdio>
 #include <fstream>
 
+#include "cli_test_util.h"
 #include "test_io_util.h"
 
 namespace pricer {
 namespace {
 
 using namespace test_io;
-
-struct CliRun {
-  int status;
-  std::string out;
-};
-
-CliRun run_pricer(const std::string& args) {
-  const std::string cmd = std::string(PRICER_BINARY) + " " + args + " 2>&1";
-  std::FILE* p = ::popen(cmd.c_str(), "r");
-  if (p == nullptr) return {-1, ""};
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int st = ::pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
-}
+using cli_test::CliRun;
+using cli_test::run_cli;
 
 TEST(InfoCommand, ReportsArchitectureParametersAndMemory) {
   auto c = tiny_config();
@@ -36,15 +21,15 @@ TEST(InfoCommand, ReportsArchitectureParametersAndMemory) {
   const std::string path = (dir / "m.gguf").string();
   save_gguf(path, c, tensors);
 
-  const CliRun text = run_pricer("info --tensors " + path);
-  ASSERT_EQ(text.status, 0) << text.out;
+  const CliRun text = run_cli("info --tensors " + path);
+  ASSERT_EQ(text.rc, 0) << text.out;
   EXPECT_NE(text.out.find("architecture llama, q/k/v bias"), std::string::npos) << text.out;
   EXPECT_NE(text.out.find("parameters   " + std::to_string(c.n_params())), std::string::npos) << text.out;
   EXPECT_NE(text.out.find("model.layers.1.mlp.down_proj.weight"), std::string::npos);
   EXPECT_NE(text.out.find("4 heads, 2 kv heads, head dim 4"), std::string::npos) << text.out;
 
-  const CliRun js = run_pricer("info --json " + path);
-  ASSERT_EQ(js.status, 0) << js.out;
+  const CliRun js = run_cli("info --json " + path);
+  ASSERT_EQ(js.rc, 0) << js.out;
   const auto j = nlohmann::json::parse(js.out);
   EXPECT_EQ(j["format"], "gguf");
   EXPECT_EQ(j["parameters"], c.n_params());
@@ -71,8 +56,8 @@ TEST(InfoCommand, HuggingFaceDirectoryAndLlama2cCheckpoint) {
   const auto tensors = random_model(c, 32);
   const auto dir = temp_dir("info_formats");
   save_hf_dir((dir / "hf").string(), c, tensors);
-  const CliRun hf = run_pricer("info --json " + (dir / "hf").string());
-  ASSERT_EQ(hf.status, 0) << hf.out;
+  const CliRun hf = run_cli("info --json " + (dir / "hf").string());
+  ASSERT_EQ(hf.rc, 0) << hf.out;
   const auto j = nlohmann::json::parse(hf.out);
   EXPECT_EQ(j["format"], "hf");
   EXPECT_EQ(j["parameters"], c.n_params());
@@ -80,12 +65,12 @@ TEST(InfoCommand, HuggingFaceDirectoryAndLlama2cCheckpoint) {
 
   // The committed llama2.c checkpoint (tools/golden/make_io_fixtures.py): one layer, one kv head.
   const std::string bin = std::string(PRICER_SOURCE_DIR) + "/tests/data/io/meta_style.bin";
-  const CliRun text = run_pricer("info " + bin);
-  ASSERT_EQ(text.status, 0) << text.out;
+  const CliRun text = run_cli("info " + bin);
+  ASSERT_EQ(text.rc, 0) << text.out;
   EXPECT_NE(text.out.find("(llama2c)"), std::string::npos) << text.out;
   EXPECT_NE(text.out.find(", 1 kv heads,"), std::string::npos) << text.out;
-  const CliRun js = run_pricer("info --json " + bin);
-  ASSERT_EQ(js.status, 0) << js.out;
+  const CliRun js = run_cli("info --json " + bin);
+  ASSERT_EQ(js.rc, 0) << js.out;
   const auto b = nlohmann::json::parse(js.out);
   EXPECT_EQ(b["format"], "llama2c");
   int64_t params = 0;
@@ -98,8 +83,8 @@ TEST(InfoCommand, CorruptFileIsACleanError) {
   const auto dir = temp_dir("bad");
   const std::string path = (dir / "broken.gguf").string();
   std::ofstream(path, std::ios::binary) << "GGUF\x03";
-  const CliRun r = run_pricer("info " + path);
-  EXPECT_EQ(r.status, 1) << r.out;
+  const CliRun r = run_cli("info " + path);
+  EXPECT_EQ(r.rc, 1) << r.out;
   EXPECT_NE(r.out.find("pricer: error: " + path), std::string::npos) << r.out;
 }
 

@@ -2,12 +2,10 @@
 // The CLI is exercised end to end through the built binary on a database filled via the API.
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -16,6 +14,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "cli_test_util.h"
 #include "core/error.h"
 #include "monitor/interrupt.h"
 #include "monitor/recorder.h"
@@ -45,24 +44,9 @@ class MonitorTest : public ::testing::Test {
     return o;
   }
 
-  struct Result {
-    int rc;
-    std::string out, err;
-  };
   // Runs the pricer binary with `args` (already shell-quoted where needed).
-  Result pricer(const std::string& args, const std::string& env = "") const {
-    auto err_file = dir_ / "stderr.txt";
-    std::string cmd =
-        env + " '" + std::string(PRICER_BINARY) + "' " + args + " 2>'" + err_file.string() + "'";
-    FILE* p = ::popen(cmd.c_str(), "r");
-    if (!p) throw std::runtime_error("popen failed");
-    std::string out;
-    char buf[4096];
-    for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-    int status = ::pclose(p);
-    std::ifstream in(err_file);
-    std::string err{std::istreambuf_iterator<char>(in), {}};
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out, err};
+  static ::pricer::cli_test::CliRun pricer(const std::string& args, const std::string& env = "") {
+    return ::pricer::cli_test::run_cli_split(args, "", env);
   }
 
   fs::path dir_;
@@ -79,10 +63,7 @@ NewRun train_run(const std::string& name) {
   return r;
 }
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
+using pricer::cli_test::slurp;
 
 std::size_t count(const std::string& s, const std::string& what) {
   std::size_t n = 0;

@@ -13,6 +13,7 @@
 #include "io/model_file.h"
 #include "predict/calibration.h"
 #include "predict/model_pricer.h"
+#include "cli_test_util.h"
 #include "tiny_pricer_model.h"
 
 namespace pricer {
@@ -358,12 +359,12 @@ TEST_F(PredictCli, ArgumentStdinAndJsonLines) {
   ModelPricer mp(f32_options(w_, true));
   const double want = in_process_price(mp.prompt_for(text));
 
-  auto r = tiny::run_cli(model_args() + "'" + text + "'");
+  auto r = cli_test::run_cli(model_args() + "'" + text + "'");
   ASSERT_EQ(r.rc, 0) << r.out;
   EXPECT_EQ(r.out.rfind("$", 0), 0u) << r.out;
   EXPECT_NE(r.out.find("80% interval"), std::string::npos) << r.out;
 
-  r = tiny::run_cli(model_args() + "--json --top 4 '" + text + "'");
+  r = cli_test::run_cli(model_args() + "--json --top 4 '" + text + "'");
   ASSERT_EQ(r.rc, 0) << r.out;
   const json j = json::parse(r.out);
   EXPECT_NEAR(j["price"].get<double>(), want, 1e-6 * want);
@@ -379,7 +380,7 @@ TEST_F(PredictCli, ArgumentStdinAndJsonLines) {
   EXPECT_LE(sum, 1.0 + 1e-9);
   EXPECT_GE(j["top"][0]["prob"].get<double>(), j["top"][3]["prob"].get<double>());
 
-  r = tiny::run_cli(model_args() + "--json", text + "\n");
+  r = cli_test::run_cli(model_args() + "--json", text + "\n");
   ASSERT_EQ(r.rc, 0) << r.out;
   EXPECT_NEAR(json::parse(r.out)["price"].get<double>(), want, 1e-6 * want);
 
@@ -388,7 +389,7 @@ TEST_F(PredictCli, ArgumentStdinAndJsonLines) {
                       json{{"prompt", mp.prompt_for(batch[2])}}.dump() + "\n";
   std::ofstream(w_.dir / "in.jsonl") << lines;
   for (const std::string& src : {(w_.dir / "in.jsonl").string(), std::string("-")}) {
-    r = tiny::run_cli(model_args() + "--jsonl " + src, src == "-" ? lines : "");
+    r = cli_test::run_cli(model_args() + "--jsonl " + src, src == "-" ? lines : "");
     ASSERT_EQ(r.rc, 0) << r.out;
     std::vector<json> out;
     std::istringstream ss(r.out);
@@ -405,7 +406,7 @@ TEST_F(PredictCli, ArgumentStdinAndJsonLines) {
     EXPECT_FALSE(out[0].contains("id"));
   }
 
-  r = tiny::run_cli(model_args() + "--mode greedy --json '" + text + "'");
+  r = cli_test::run_cli(model_args() + "--mode greedy --json '" + text + "'");
   ASSERT_EQ(r.rc, 0) << r.out;
   const json g = json::parse(r.out);
   EXPECT_EQ(g["mode"], "greedy");
@@ -419,12 +420,12 @@ TEST_F(PredictCli, BadLinesNameTheLineOrAreSkippedAndCounted) {
   std::ofstream(w_.dir / "bad.jsonl") << "{\"text\": \"Item mug\"}\n{\"text\": \"Item\n[1, 2]\n{\"title\": \"x\"}\n"
                                       << "{\"text\": \"Item lamp\"}\n";
   const std::string file = (w_.dir / "bad.jsonl").string();
-  auto r = tiny::run_cli(model_args() + "--jsonl " + file);
+  auto r = cli_test::run_cli(model_args() + "--jsonl " + file);
   EXPECT_EQ(r.rc, 1) << r.out;
   EXPECT_NE(r.out.find(file + ":2: malformed JSON"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("\"price\""), std::string::npos) << "nothing is priced before the input is checked";
 
-  r = tiny::run_cli(model_args() + "--jsonl " + file + " --skip-invalid");
+  r = cli_test::run_cli(model_args() + "--jsonl " + file + " --skip-invalid");
   ASSERT_EQ(r.rc, 0) << r.out;
   EXPECT_NE(r.out.find("skipped 3 invalid lines (first: " + file + ":2: malformed JSON)"), std::string::npos) << r.out;
   size_t priced = 0;
@@ -432,13 +433,13 @@ TEST_F(PredictCli, BadLinesNameTheLineOrAreSkippedAndCounted) {
   EXPECT_EQ(priced, 2u);
   EXPECT_NE(r.out.find("\"line\":5"), std::string::npos) << r.out;
 
-  r = tiny::run_cli(model_args() + "--jsonl " + (w_.dir / "missing.jsonl").string());
+  r = cli_test::run_cli(model_args() + "--jsonl " + (w_.dir / "missing.jsonl").string());
   EXPECT_EQ(r.rc, 1);
   EXPECT_NE(r.out.find("missing.jsonl: cannot open"), std::string::npos) << r.out;
-  r = tiny::run_cli(model_args(), "");
+  r = cli_test::run_cli(model_args());
   EXPECT_EQ(r.rc, 1);
   EXPECT_NE(r.out.find("empty product text"), std::string::npos) << r.out;
-  r = tiny::run_cli(model_args() + "--mode mean x");
+  r = cli_test::run_cli(model_args() + "--mode mean x");
   EXPECT_EQ(r.rc, 1);
   EXPECT_NE(r.out.find("unknown price mode"), std::string::npos) << r.out;
 }
@@ -457,17 +458,17 @@ TEST_F(PredictCli, CalibrateReportsCoverageOnTheValSplit) {
   val.close();
   batch.close();
   const fs::path out = w_.dir / "calib";
-  auto r = tiny::run_cli(model_args() + "--calibrate " + (w_.dir / "data").string() + " --out " + out.string());
+  auto r = cli_test::run_cli(model_args() + "--calibrate " + (w_.dir / "data").string() + " --out " + out.string());
   ASSERT_EQ(r.rc, 0) << r.out;
   EXPECT_NE(r.out.find("the 80% interval holds"), std::string::npos) << r.out;
-  const json c = json::parse(tiny::slurp(out / "calibration.json"));
+  const json c = json::parse(cli_test::slurp(out / "calibration.json"));
   EXPECT_EQ(c["items"], 16);
   EXPECT_EQ(c["split"], "val");
   ASSERT_EQ(c["coverage"].size(), 6u);
-  EXPECT_NE(tiny::slurp(out / "calibration.svg").find("<svg"), std::string::npos);
+  EXPECT_NE(cli_test::slurp(out / "calibration.svg").find("<svg"), std::string::npos);
 
   // The same share, counted from the intervals `predict --jsonl` prints for those prompts.
-  r = tiny::run_cli(model_args() + "--jsonl " + (w_.dir / "val_prompts.jsonl").string());
+  r = cli_test::run_cli(model_args() + "--jsonl " + (w_.dir / "val_prompts.jsonl").string());
   ASSERT_EQ(r.rc, 0) << r.out;
   std::istringstream ss(r.out);
   size_t i = 0, inside = 0;

@@ -9,6 +9,7 @@
 #include <sstream>
 #include <thread>
 
+#include "cli_test_util.h"
 #include "core/error.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/tokenizer.h"
@@ -21,12 +22,7 @@ namespace {
 
 const fs::path kShared = PRICER_SHARED_DIR;
 
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+using pricer::cli_test::slurp;
 
 // GPT-2 spelling of a byte string, written out independently of the library's table.
 std::string spell(std::string_view raw) {

@@ -3,12 +3,12 @@
 
 #include <unistd.h>
 
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "cli_test_util.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/tokenizer.h"
 
@@ -32,13 +32,6 @@ json vocab_json() {
           {"pre_tokenizer", {{"type", "ByteLevel"}}}};
 }
 
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 class TokenizeCli : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -49,14 +42,11 @@ class TokenizeCli : public ::testing::Test {
   void TearDown() override { fs::remove_all(dir_); }
   // Runs the CLI on `input`; returns the exit status, stdout in out, stderr in err.
   int run(const std::string& args, const std::string& input, std::string& out, std::string& err) {
-    std::ofstream(dir_ / "in.txt", std::ios::binary) << input;
-    std::string cmd = std::string(PRICER_BINARY) + " tokenize --tokenizer " + (dir_ / "tokenizer.json").string() +
-                      " " + args + " < " + (dir_ / "in.txt").string() + " > " + (dir_ / "out.txt").string() +
-                      " 2> " + (dir_ / "err.txt").string();
-    int rc = std::system(cmd.c_str());
-    out = slurp(dir_ / "out.txt");
-    err = slurp(dir_ / "err.txt");
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+    const auto r =
+        pricer::cli_test::run_cli_split("tokenize --tokenizer " + (dir_ / "tokenizer.json").string() + " " + args, input);
+    out = r.out;
+    err = r.err;
+    return r.rc;
   }
   fs::path dir_;
 };

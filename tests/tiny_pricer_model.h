@@ -6,14 +6,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <random>
 #include <string>
-#include <sys/wait.h>
-#include <unistd.h>
 #include <vector>
 
 #include "io/gguf.h"
@@ -142,36 +138,6 @@ inline World make_world(const std::filesystem::path& dir, float stddev = 0.3f) {
 inline std::filesystem::path temp_dir(const std::string& what) {
   return std::filesystem::temp_directory_path() /
          ("pricer_" + what + "_" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
-}
-
-struct CliRun {
-  int rc = -1;
-  std::string out;
-};
-
-// Runs the pricer binary with `args` (stderr joined to stdout), `input` on stdin when given.
-inline CliRun run_cli(const std::string& args, const std::string& input = "") {
-  std::string cmd = std::string(PRICER_BINARY) + " " + args + " 2>&1";
-  if (!input.empty()) {
-    const auto in = std::filesystem::temp_directory_path() / ("pricer_cli_stdin_" + std::to_string(::getpid()));
-    std::ofstream(in, std::ios::binary) << input;
-    cmd = cmd + " < " + in.string();
-  } else {
-    cmd += " < /dev/null";
-  }
-  CliRun r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  while (std::fgets(buf, sizeof buf, p)) r.out += buf;
-  const int status = pclose(p);
-  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
-inline std::string slurp(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), {});
 }
 
 }  // namespace pricer::tiny
