@@ -5,9 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstring>
-#include <fstream>
 
+#include "golden_util.h"
 #include "monitor/run_db.h"
 #include "train/adapter_io.h"
 #include "train/trainer.h"
@@ -18,51 +17,13 @@ namespace {
 
 using namespace train_test;
 
-const std::string kGolden = std::string(PRICER_SOURCE_DIR) + "/tests/data/golden/";
+using namespace golden;
 
-struct Golden {
-  nlohmann::json manifest;
-  std::string blob;
-  Golden() {
-    std::ifstream js(kGolden + "train_step.json");
-    if (!js) throw Error("cannot open " + kGolden + "train_step.json");
-    manifest = nlohmann::json::parse(js);
-    blob = read_file(kGolden + "train_step.bin", 1 << 24);
-  }
-  std::vector<float> get(const std::string& name) const {
-    const auto& t = manifest["tensors"].at(name);
-    int64_t n = 1;
-    for (int64_t d : t.at("shape").get<std::vector<int64_t>>()) n *= d;
-    const size_t off = t.at("offset").get<size_t>();
-    if (off + n * 4 > blob.size()) throw Error("golden tensor " + name + " past the end");
-    std::vector<float> v(n);
-    std::memcpy(v.data(), blob.data() + off, n * 4);
-    return v;
-  }
-};
-
+// The base with a context of 64, as the training examples need.
 LlamaModel golden_model(const Golden& g) {
-  const auto& c = g.manifest["config"];
-  ModelConfig cfg;
-  cfg.vocab_size = c["vocab_size"];
-  cfg.dim = c["dim"];
-  cfg.n_layers = c["n_layers"];
-  cfg.n_heads = c["n_heads"];
-  cfg.n_kv_heads = c["n_kv_heads"];
-  cfg.head_dim = c["head_dim"];
-  cfg.ffn_dim = c["ffn_dim"];
-  cfg.rms_eps = c["rms_eps"];
-  cfg.rope_theta = c["rope_theta"];
-  cfg.tied_embeddings = c["tied_embeddings"];
+  ModelConfig cfg = config_of(g.manifest["config"]);
   cfg.max_seq_len = 64;
-  std::map<std::string, Weight> w;
-  for (const auto& [name, info] : g.manifest["tensors"].items()) {
-    if (!name.starts_with("model.")) continue;
-    const auto shape = info["shape"].get<std::vector<int64_t>>();
-    const auto v = g.get(name);
-    w[name] = Weight::from_f32(v.data(), shape.size() == 2 ? shape[0] : 1, shape.back(), DType::F32);
-  }
-  return LlamaModel::from_weights(cfg, std::move(w), "golden");
+  return base_model(g, cfg);
 }
 
 std::string peft_module(const std::string& key) {  // "0.q_proj" -> "model.layers.0.self_attn.q_proj"
@@ -80,11 +41,11 @@ struct Case {
 class TrainGolden : public ::testing::TestWithParam<Case> {};
 
 TEST_P(TrainGolden, StepsFromAPeftAdapterMatchPyTorch) {
-  const Golden g;
+  const Golden g("train_step");
   const auto& spec = g.manifest["runs"][GetParam().run];
   ScratchDir dir;
   LlamaModel m = golden_model(g);
-  load_adapter(m, kGolden + "train_step_adapter");
+  load_adapter(m, kDir + "train_step_adapter");
   ASSERT_EQ(m.lora_config().rank, 4);
   ASSERT_FLOAT_EQ(m.lora_config().scale(), g.manifest["lora"]["scale"].get<float>());
   const auto init = adapter_tensors(m);
@@ -117,7 +78,7 @@ TEST_P(TrainGolden, StepsFromAPeftAdapterMatchPyTorch) {
   const auto after = adapter_tensors(m);
   for (const auto& [key, v] : after) {
     const std::string name = GetParam().run + "." + peft_module(key) + ".lora_" + key.substr(key.size() - 1) + ".weight";
-    const std::vector<float> want = g.get(name);
+    const std::vector<float> want = g.get<float>(name);
     const std::vector<float>& start = init.at(key);
     ASSERT_EQ(v.size(), want.size()) << name;
     double diff = 0, moved = 0;
