@@ -1,11 +1,9 @@
 // `pricer train`: QLoRA fine-tuning of a base model on a price dataset.
 #include <cstdio>
-#include <filesystem>
 
 #include "cli/train_options.h"
 #include "core/error.h"
 #include "io/model_file.h"
-#include "train/adapter_io.h"
 
 namespace pricer::cli {
 namespace {
@@ -22,28 +20,10 @@ int run_train(const TrainConfig& cfg, bool quiet, const std::string& val_path, c
   auto tok = load_tokenizer(c.tokenizer.empty() ? c.model : c.tokenizer);
   require(tok->vocab_size() <= mf.config.vocab_size,
           "the tokenizer has " + std::to_string(tok->vocab_size()) + " tokens, more than the model's vocabulary");
-  if (!c.init_adapter.empty()) {
-    load_adapter(model, c.init_adapter);
-    // The adapter's own settings are the run's: recorded with it and checked on --resume.
-    const LoraConfig& lc = model.lora_config();
-    c.rank = lc.rank;
-    c.alpha = lc.alpha;
-    c.dropout = lc.dropout;
-    c.rslora = lc.rslora;
-    c.targets.clear();
-    for (int p = 0; p < kNumProj; ++p)
-      if (lc.targets[p]) c.targets += (c.targets.empty() ? "" : ",") + std::string(proj_name(static_cast<Proj>(p)));
+  attach_adapters(model, c);
+  if (!c.init_adapter.empty())
     std::fprintf(stderr, "starting from adapter %s (rank %lld, alpha %g, %s)\n", c.init_adapter.c_str(),
                  static_cast<long long>(c.rank), static_cast<double>(c.alpha), c.targets.c_str());
-  } else {
-    LoraConfig lc;
-    lc.rank = c.rank;
-    lc.alpha = c.alpha;
-    lc.dropout = c.dropout;
-    lc.rslora = c.rslora;
-    lc.targets = parse_lora_targets(c.targets);
-    model.add_lora(lc, c.seed);
-  }
   check_training_memory(model, c, false);  // before the dataset is read and tokenized
   DatasetOptions dopt;
   dopt.max_length = c.max_length;
@@ -52,13 +32,7 @@ int run_train(const TrainConfig& cfg, bool quiet, const std::string& val_path, c
   if (!val_path.empty()) val = load_examples(val_path, "val", *tok, mf.config.vocab_size, dopt);
   else if (has_split(c.dataset, "val")) val = load_examples(c.dataset, "val", *tok, mf.config.vocab_size, dopt);
   std::fprintf(stderr, "%zu training and %zu validation examples\n", train.size(), val.size());
-  TrainHooks hooks;
-  const std::string base_name = c.model;
-  hooks.save_output = [base_name](const LlamaModel& m, const std::string& dir) {
-    save_peft_adapter(m, dir, base_name);
-    save_gguf_adapter(m, (std::filesystem::path(dir) / "adapter.gguf").string());
-  };
-  const TrainSummary s = run_training(c, model, *tok, train, val, false, hooks, command_line);
+  const TrainSummary s = run_training(c, model, *tok, train, val, false, adapter_output_hooks(c.model), command_line);
   std::printf("run %lld: %lld steps, train loss %.4f", static_cast<long long>(s.run_id), static_cast<long long>(s.steps),
               s.last_train_loss);
   if (!val.empty()) {

@@ -12,7 +12,6 @@
 #include "io/model_file.h"
 #include "monitor/recorder.h"
 #include "tokenizer/tokenizer.h"
-#include "train/adapter_io.h"
 
 namespace fs = std::filesystem;
 
@@ -214,23 +213,8 @@ TrialOutcome TrainTrialRunner::operator()(TrialContext& ctx) const {
   c.progress = c.progress && cfg_.search.parallel == 1;
 
   LlamaModel model = LlamaModel::from_weights(s.base.config, s.base.tensors, s.base.source);
-  if (!c.init_adapter.empty()) {
-    load_adapter(model, c.init_adapter);
-  } else {
-    LoraConfig lc;
-    lc.rank = c.rank;
-    lc.alpha = c.alpha;
-    lc.dropout = c.dropout;
-    lc.rslora = c.rslora;
-    lc.targets = parse_lora_targets(c.targets);
-    model.add_lora(lc, c.seed);
-  }
-  TrainHooks hooks;
-  const std::string base_name = c.model;
-  hooks.save_output = [base_name](const LlamaModel& m, const std::string& dir) {
-    save_peft_adapter(m, dir, base_name);
-    save_gguf_adapter(m, (fs::path(dir) / "adapter.gguf").string());
-  };
+  attach_adapters(model, c);
+  TrainHooks hooks = adapter_output_hooks(c.model);
 
   monitor::RunDb db(s.runs_db);
   int64_t run_id = 0;

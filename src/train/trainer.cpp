@@ -19,6 +19,7 @@
 #include "monitor/interrupt.h"
 #include "monitor/recorder.h"
 #include "predict/price_distribution.h"
+#include "train/adapter_io.h"
 #include "train/optimizer.h"
 
 namespace fs = std::filesystem;
@@ -609,6 +610,37 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
   save_checkpoint(ckpt, done, cfg_json, params, opt);
   rec.finish();
   return summarize();
+}
+
+void attach_adapters(LlamaModel& model, TrainConfig& cfg) {
+  if (cfg.init_adapter.empty()) {
+    LoraConfig lc;
+    lc.rank = cfg.rank;
+    lc.alpha = cfg.alpha;
+    lc.dropout = cfg.dropout;
+    lc.rslora = cfg.rslora;
+    lc.targets = parse_lora_targets(cfg.targets);
+    model.add_lora(lc, cfg.seed);
+    return;
+  }
+  load_adapter(model, cfg.init_adapter);
+  const LoraConfig& lc = model.lora_config();
+  cfg.rank = lc.rank;
+  cfg.alpha = lc.alpha;
+  cfg.dropout = lc.dropout;
+  cfg.rslora = lc.rslora;
+  cfg.targets.clear();
+  for (int p = 0; p < kNumProj; ++p)
+    if (lc.targets[p]) cfg.targets += (cfg.targets.empty() ? "" : ",") + std::string(proj_name(static_cast<Proj>(p)));
+}
+
+TrainHooks adapter_output_hooks(const std::string& base_model_name) {
+  TrainHooks hooks;
+  hooks.save_output = [base_model_name](const LlamaModel& m, const std::string& dir) {
+    save_peft_adapter(m, dir, base_model_name);
+    save_gguf_adapter(m, (fs::path(dir) / "adapter.gguf").string());
+  };
+  return hooks;
 }
 
 }  // namespace pricer

@@ -86,6 +86,13 @@ struct TrainHooks {
   std::function<void(const LlamaModel&, const std::string& dir)> save_output;
 };
 
+// Gives `model` the run's LoRA adapters: those of cfg.init_adapter when set, whose settings then
+// become cfg's (recorded with the run and checked on --resume); else new ones with cfg's rank,
+// alpha, dropout, rslora and targets, initialised from cfg.seed.
+void attach_adapters(LlamaModel& model, TrainConfig& cfg);
+// Hooks whose save_output writes the adapters as PEFT (naming the base model) and <dir>/adapter.gguf.
+TrainHooks adapter_output_hooks(const std::string& base_model_name);
+
 // Validation metrics on up to `max_items` examples: mean loss over completion tokens, and the MAE
 // of the expected price over number tokens when the examples carry prices.
 struct EvalResult {
