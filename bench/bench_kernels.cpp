@@ -52,18 +52,21 @@ void timed(benchmark::State& state, const std::string& key, Mode mode, F&& f) {
   }
 }
 
-std::unique_ptr<Backend> backend(Mode mode) {
+std::unique_ptr<Backend> backend(Mode mode, DType compute = DType::F32) {
   pricer::set_threads(mode == Mode::Fast1 ? 1 : 0);
-  return mode == Mode::Reference ? pricer::make_reference_backend() : pricer::make_cpu_backend();
+  return mode == Mode::Reference ? pricer::make_reference_backend(compute) : pricer::make_cpu_backend(compute);
 }
 
-void BM_linear(benchmark::State& state, DType t, int64_t out, int64_t in, int64_t n, Mode mode) {
+// compute: the precision of the linear (bf16 = bf16 operands, f32 sums), reference and fast alike.
+void BM_linear(benchmark::State& state, DType t, int64_t out, int64_t in, int64_t n, Mode mode,
+               DType compute = DType::F32) {
   const Vec w = random_vec(out * in, 1, 0.02f), x = random_vec(n * in, 2);
   const Weight W = Weight::from_f32(w.data(), out, in, t);
   Vec y(n * out);
-  auto b = backend(mode);
+  auto b = backend(mode, compute);
   const std::string key = "linear " + std::string(pricer::dtype_name(t)) + std::to_string(out) + "x" +
-                          std::to_string(in) + " n" + std::to_string(n);
+                          std::to_string(in) + " n" + std::to_string(n) + " " +
+                          std::string(pricer::dtype_name(compute));
   timed(state, key, mode, [&] {
     b->linear_forward(W, x.data(), y.data(), n, 0.0f);
     benchmark::DoNotOptimize(y.data());
@@ -135,6 +138,9 @@ BENCHMARK_CAPTURE(BM_linear, f32_8192x2048_fast, DType::F32, 8192, 2048, 256, Mo
 BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_reference, DType::NF4, 8192, 2048, 256, Mode::Reference)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
 BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_fast_1thread, DType::NF4, 8192, 2048, 256, Mode::Fast1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_fast, DType::NF4, 8192, 2048, 256, Mode::FastAll)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_bf16_reference, DType::NF4, 8192, 2048, 256, Mode::Reference, DType::BF16)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
+BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_bf16_fast_1thread, DType::NF4, 8192, 2048, 256, Mode::Fast1, DType::BF16)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_bf16_fast, DType::NF4, 8192, 2048, 256, Mode::FastAll, DType::BF16)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_gemv_reference, DType::NF4, 8192, 2048, 1, Mode::Reference)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_gemv_fast_1thread, DType::NF4, 8192, 2048, 1, Mode::Fast1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_gemv_fast, DType::NF4, 8192, 2048, 1, Mode::FastAll)->Unit(benchmark::kMillisecond)->UseRealTime();
