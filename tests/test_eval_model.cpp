@@ -82,7 +82,7 @@ TEST_F(EvalModel, PricersReadTheirParamsAndShareOneLoad) {
   PricerContext none;
   EXPECT_THROW(make_pricer("base", none), Error);
   PricerContext bad_mode = c;
-  bad_mode.params["mode"] = "median";
+  bad_mode.params["mode"] = "mode-that-does-not-exist";
   EXPECT_THROW(make_pricer("base", bad_mode), Error);
   PricerContext bad_cov = c;
   bad_cov.params["coverage"] = "0.8x";

@@ -50,12 +50,20 @@ TEST(PriceDistribution, ExpectedValueGreedyAndInterval) {
   EXPECT_NEAR(e.number_mass, 0.9, 1e-6);
   EXPECT_NEAR(e.expected, (10 * 0.2 + 20 * 0.5 + 30 * 0.2) / 0.9, 1e-5);
   EXPECT_EQ(e.greedy, 20);
+  EXPECT_EQ(e.median, 20);  // cdf 0.222 at 10, 0.777 at 20
   // Renormalised cdf: 10 -> 0.222, 20 -> 0.777, 30 -> 1: 10th pct is 10, 90th is 30.
   EXPECT_EQ(e.lo, 10);
   EXPECT_EQ(e.hi, 30);
   ASSERT_EQ(e.top.size(), 2u);
   EXPECT_EQ(e.top[0].value, 20);
   EXPECT_NEAR(e.top[0].prob, 0.5 / 0.9, 1e-6);
+  // A long tail pulls the mean but not the median.
+  std::vector<float> skew(v.size(), -1e9f);
+  skew[id_of(10)] = std::log(0.6f);
+  skew[id_of(90)] = std::log(0.4f);
+  const PriceEstimate s = pd.estimate(skew.data(), static_cast<int64_t>(v.size()), 0.8, 2);
+  EXPECT_NEAR(s.expected, 42.0, 1e-4);
+  EXPECT_EQ(s.median, 10);
   // A narrower interval collapses onto the mode.
   PriceEstimate n = pd.estimate(logits.data(), static_cast<int64_t>(v.size()), 0.2, 1);
   EXPECT_EQ(n.lo, 20);

@@ -213,7 +213,8 @@ pricer::cli::Registrar reg{
           "pricing with FILE:LINE and the reason; with --skip-invalid such lines are skipped "
           "and counted on stderr.\n"
           "Modes: expected = mean over all number tokens of the next-token distribution; top3 = "
-          "mean over the three likeliest; greedy = generate (KV cache) and parse the text.\n"
+          "mean over the three likeliest; greedy = generate (KV cache) and parse the text; median = "
+          "the distribution's median (least expected absolute error).\n"
           "--calibrate DIR measures, on the labelled split (default val), how often intervals of "
           "several coverages hold the true price, and draws it to --out.\n"
           "Threads: pricer -t N predict ... (default: all cores).");
@@ -225,7 +226,7 @@ pricer::cli::Registrar reg{
           ->capture_default_str();
       sub.add_option("--compute-dtype", m.compute_dtype, "Precision of the base's linears: bf16 or f32")
           ->capture_default_str();
-      sub.add_option("--mode", a->mode, "expected, top3 or greedy")->capture_default_str();
+      sub.add_option("--mode", a->mode, "expected, top3, greedy or median")->capture_default_str();
       sub.add_option("--coverage", m.coverage, "Probability of the prediction interval")
           ->capture_default_str()
           ->check(CLI::Range(0.01, 0.99));

@@ -31,9 +31,11 @@ const std::map<std::string, PricerFactory>& pricer_factories() {
       {"finetuned", [](const PricerContext& c) { return make_llm_pricer("finetuned", c); }},
       {"finetuned-top3", [](const PricerContext& c) { return make_llm_pricer("finetuned-top3", c); }},
       {"finetuned-greedy", [](const PricerContext& c) { return make_llm_pricer("finetuned-greedy", c); }},
+      {"finetuned-median", [](const PricerContext& c) { return make_llm_pricer("finetuned-median", c); }},
       {"base", [](const PricerContext& c) { return make_llm_pricer("base", c); }},
       {"base-top3", [](const PricerContext& c) { return make_llm_pricer("base-top3", c); }},
       {"base-greedy", [](const PricerContext& c) { return make_llm_pricer("base-greedy", c); }},
+      {"base-median", [](const PricerContext& c) { return make_llm_pricer("base-median", c); }},
   };
   return factories;
 }

@@ -51,7 +51,8 @@ PriceMode price_mode_from_name(const std::string& name) {
   if (name == "expected") return PriceMode::Expected;
   if (name == "top3") return PriceMode::Top3;
   if (name == "greedy") return PriceMode::Greedy;
-  throw Error("unknown price mode '" + name + "' (expected, top3 or greedy)");
+  if (name == "median") return PriceMode::Median;
+  throw Error("unknown price mode '" + name + "' (expected, top3, greedy or median)");
 }
 
 const char* price_mode_name(PriceMode mode) {
@@ -59,6 +60,7 @@ const char* price_mode_name(PriceMode mode) {
     case PriceMode::Expected: return "expected";
     case PriceMode::Top3: return "top3";
     case PriceMode::Greedy: return "greedy";
+    case PriceMode::Median: return "median";
   }
   return "expected";
 }
@@ -140,6 +142,8 @@ PricePrediction ModelPricer::read_logits(const float* logits, PriceMode mode) co
       den += p.dist.top[i].prob;
     }
     p.price = den > 0 ? num / den : p.dist.expected;
+  } else if (mode == PriceMode::Median && p.dist.number_mass > 0) {
+    p.price = p.dist.median;
   } else {
     p.price = p.dist.expected;
   }

@@ -18,8 +18,9 @@ enum class PriceMode {
   Expected,  // mean over all number tokens (the default)
   Top3,      // mean over the three most likely number tokens, renormalised (the course's way)
   Greedy,    // generate greedily and parse the text
+  Median,    // median of the number-token distribution (least expected absolute error)
 };
-PriceMode price_mode_from_name(const std::string& name);  // expected | top3 | greedy
+PriceMode price_mode_from_name(const std::string& name);  // expected | top3 | greedy | median
 const char* price_mode_name(PriceMode mode);
 
 struct ModelPricerOptions {

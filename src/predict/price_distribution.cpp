@@ -91,6 +91,14 @@ PriceEstimate PriceDistribution::estimate(const float* logits, int64_t vocab, do
   }
   e.greedy = values_[best];
   std::tie(e.lo, e.hi) = interval(p, coverage);
+  double cum = 0;
+  for (size_t k : by_value_) {
+    cum += p[k];
+    if (cum >= 0.5) {
+      e.median = values_[k];
+      break;
+    }
+  }
   std::vector<size_t> by_p(p.size());
   std::iota(by_p.begin(), by_p.end(), 0);
   const size_t k = std::min<size_t>(static_cast<size_t>(std::max(top_k, 0)), by_p.size());

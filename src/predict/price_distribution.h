@@ -20,6 +20,8 @@ struct PriceTopToken {
 struct PriceEstimate {
   double expected = 0;      // mean over number tokens, renormalised
   double greedy = 0;        // the most likely number token's value
+  double median = 0;        // the distribution's median: the estimate with the least expected
+                            // absolute error, where the mean is pulled by a long tail
   double lo = 0, hi = 0;    // central interval from the distribution's quantiles
   double number_mass = 0;   // probability the model put on number tokens at all
   std::vector<PriceTopToken> top;
