@@ -312,12 +312,13 @@ void save_gguf(const std::string& path, const ModelConfig& c, const std::map<std
     const Weight* wt = &t;
     const int64_t hd = c.head_dim;
     const auto* on_written = &opt.write.on_written;
-    w.add_tensor(hf_to_gguf(name), ne, dtype_to_ggml(as), [wt, as, heads, hd, vec, on_written, src, name] {
+    const std::string tensor_name = name;  // structured bindings cannot be captured before C++20's P1091 (clang 14)
+    w.add_tensor(hf_to_gguf(name), ne, dtype_to_ggml(as), [wt, as, heads, hd, vec, on_written, src, tensor_name] {
       std::vector<uint8_t> b;
       try {
         b = weight_bytes(*wt, as);
       } catch (const Error& e) {
-        throw Error(src + ": tensor '" + name + "' as " + std::string(dtype_name(as)) + ": " + e.what());
+        throw Error(src + ": tensor '" + tensor_name + "' as " + std::string(dtype_name(as)) + ": " + e.what());
       }
       if (heads > 0) {
         const size_t rows = vec ? static_cast<size_t>(wt->cols()) : static_cast<size_t>(wt->rows());
