@@ -5,6 +5,7 @@
 // generation needs nothing else, and fails clearly on bad arguments. Also: a base format the
 // model's widths cannot hold is refused naming the file and the tensor.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -195,7 +196,8 @@ TEST_F(TokenizerExport, GgufLlamaVocabRoundTrips) {
 class Export : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = fs::temp_directory_path() / "pricer_export_test";
+    // One directory per process: ctest runs each test of this suite as its own process, in parallel.
+    dir_ = fs::temp_directory_path() / ("pricer_export_test_" + std::to_string(::getpid()));
     fs::remove_all(dir_);
     fs::create_directories(dir_);
     bpe_ = new TrainedBpe(tiny::tokenizer_vocab());
