@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <random>
 
@@ -247,4 +249,34 @@ TEST(EvalBaselines, SharedAmazonPricesMatchTheKnownBar) {
   // The published bar: constant mean ≈ $108, TF-IDF ridge on log price ≈ $61.
   EXPECT_NEAR(rm.metrics.mae, 108.0, 6.0);
   EXPECT_NEAR(rr.metrics.mae, 61.0, 6.0);
+}
+
+TEST(EvalLeaderboard, ColumnsStayAlignedWithLongNames) {
+  std::vector<Item> train(4), test(20);
+  const double prices[] = {10, 20, 30, 100};
+  for (int i = 0; i < 4; ++i) train[i].price = prices[i];
+  for (int i = 0; i < 20; ++i) test[i].price = 5.0 * (i + 1);
+  MeanPricer mean;
+  RandomPricer random(3);
+  std::vector<PricerResult> results = {evaluate_pricer(mean, train, test), evaluate_pricer(random, train, test)};
+  results[0].name = "a-very-long-pricer-name-indeed";
+  results[1].name = "short";
+  sort_by_mae(results);
+  const std::string text = leaderboard_text(results);
+  // Every line puts the MAE column at the same place: the header's "MAE $" ends where each
+  // row's MAE number ends.
+  std::vector<std::string> lines;
+  for (std::size_t at = 0, nl; (nl = text.find('\n', at)) != std::string::npos; at = nl + 1)
+    lines.push_back(text.substr(at, nl - at));
+  ASSERT_EQ(lines.size(), 3u);
+  const std::size_t mae_end = lines[0].find("MAE $") + 5;
+  for (std::size_t i = 1; i < lines.size(); ++i) {
+    const double mae = results[i - 1].metrics.mae;
+    char number[32];
+    std::snprintf(number, sizeof number, "%.2f", mae);
+    const std::size_t at = lines[i].find(std::string(" ") + number + " ");
+    ASSERT_NE(at, std::string::npos) << lines[i];
+    EXPECT_EQ(at + 1 + std::strlen(number), mae_end) << lines[i];
+    EXPECT_EQ(lines[i].size(), lines[0].size()) << lines[i];
+  }
 }

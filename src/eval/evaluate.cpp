@@ -122,11 +122,13 @@ json results_json(const std::vector<Item>& items, const std::vector<PricerResult
 }
 
 std::string leaderboard_text(const std::vector<PricerResult>& results) {
-  std::string out;
-  char line[256];
-  std::snprintf(line, sizeof line, "%-4s %-14s %9s  %-19s %7s %7s %6s %10s\n", "rank", "pricer",
-                "MAE $", "95% CI (bootstrap)", "RMSLE", "R2", "hits", "items/s");
-  out += line;
+  // The name column is as wide as the longest pricer name, so the columns stay aligned.
+  int name_width = 14;
+  for (const auto& r : results) name_width = std::max(name_width, static_cast<int>(r.name.size()));
+  std::vector<char> line(static_cast<std::size_t>(name_width) + 128);
+  std::snprintf(line.data(), line.size(), "%-4s %-*s %9s  %-19s %7s %7s %6s %10s\n", "rank", name_width,
+                "pricer", "MAE $", "95% CI (bootstrap)", "RMSLE", "R2", "hits", "items/s");
+  std::string out = line.data();
   for (std::size_t i = 0; i < results.size(); ++i) {
     const auto& r = results[i];
     const auto& m = r.metrics;
@@ -134,11 +136,10 @@ std::string leaderboard_text(const std::vector<PricerResult>& results) {
                            fmt("%.2f", m.mae_ci_bootstrap.hi) + "]";
     // Trivial pricers run at hundreds of millions of items/s; keep the column narrow.
     const std::string speed = fmt(r.items_per_second < 1e6 ? "%.1f" : "%.2e", r.items_per_second);
-    std::snprintf(line, sizeof line, "%-4zu %-14s %9.2f  %-19s %7.3f %7s %5.1f%% %10s\n", i + 1,
-                  r.name.c_str(), m.mae, ci.c_str(), m.rmsle,
-                  std::isfinite(m.r2) ? fmt("%.3f", m.r2).c_str() : "n/a", 100.0 * hit_rate(m),
-                  speed.c_str());
-    out += line;
+    std::snprintf(line.data(), line.size(), "%-4zu %-*s %9.2f  %-19s %7.3f %7s %5.1f%% %10s\n", i + 1,
+                  name_width, r.name.c_str(), m.mae, ci.c_str(), m.rmsle,
+                  std::isfinite(m.r2) ? fmt("%.3f", m.r2).c_str() : "n/a", 100.0 * hit_rate(m), speed.c_str());
+    out += line.data();
   }
   return out;
 }
