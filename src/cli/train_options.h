@@ -72,7 +72,7 @@ inline void add_loop_options(TrainOptionSet& s) {
   s.add("--eval-every", &TrainConfig::eval_every, "Optimizer steps between evaluations (0 = end only)");
   s.add("--eval-items", &TrainConfig::eval_items, "Validation items per evaluation (0 = all)");
   s.add("--early-stopping", &TrainConfig::early_stopping, "Evaluations without improvement before stopping (0 = off)");
-  s.add("--eval-metric", &TrainConfig::eval_metric, "loss or mae: what 'best' means");
+  s.add("--eval-metric", &TrainConfig::eval_metric, "loss or mae (of the median price read off the next-token distribution): what 'best' means");
   s.add("--save-every", &TrainConfig::save_every, "Optimizer steps between checkpoints");
   s.add_flag("--resume", &TrainConfig::resume, "Continue from <out>/checkpoint.bin");
   s.add("--seed", &TrainConfig::seed, "Seed for data order, adapters and dropout");

@@ -233,7 +233,7 @@ EvalResult evaluate(LlamaModel& model, Backend& be, const std::vector<PricedExam
   } catch (const Error&) {
     return r;  // a vocabulary without number tokens has no price reading
   }
-  double abs_err = 0, covered = 0;
+  double abs_err = 0, abs_err_mean = 0, covered = 0;
   const int64_t vocab = model.config().vocab_size;
   for (int64_t i = 0; i < n; i += micro_batch) {
     // The prompts alone, each its own sequence; logits at each prompt's last token.
@@ -255,11 +255,13 @@ EvalResult evaluate(LlamaModel& model, Backend& be, const std::vector<PricedExam
     for (size_t k = 0; k < rows.size(); ++k) {
       const PriceEstimate e = pd->estimate(logits.data() + k * vocab, vocab, 0.8, 0);
       const double truth = val[i + static_cast<int64_t>(k)].price;
-      abs_err += std::abs(e.expected - truth);
+      abs_err += std::abs(e.median - truth);
+      abs_err_mean += std::abs(e.expected - truth);
       covered += (truth >= e.lo && truth <= e.hi + 1.0) ? 1 : 0;  // whole-dollar tokens cover [v, v+1)
     }
   }
   r.mae = abs_err / static_cast<double>(n);
+  r.mae_mean = abs_err_mean / static_cast<double>(n);
   r.interval_coverage = covered / static_cast<double>(n);
   return r;
 }
@@ -458,6 +460,7 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
     std::map<std::string, double> m = {{"eval/loss", e.loss}};
     if (e.mae >= 0) {
       m["eval/mae"] = e.mae;
+      m["eval/mae_mean"] = e.mae_mean;
       m["eval/interval80_coverage"] = e.interval_coverage;
     }
     rec.log_metrics(st.step, m);
@@ -484,7 +487,7 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
     if (cfg.progress)
       std::fprintf(stderr, "%s%s step %lld: eval loss %.4f", tty ? "\n" : "", label.c_str(),
                    static_cast<long long>(st.step), e.loss);
-    if (cfg.progress && e.mae >= 0) std::fprintf(stderr, ", MAE $%.2f", e.mae);
+    if (cfg.progress && e.mae >= 0) std::fprintf(stderr, ", MAE $%.2f (mean readout $%.2f)", e.mae, e.mae_mean);
     if (cfg.progress) std::fprintf(stderr, "\n");
   };
 

@@ -93,11 +93,14 @@ void attach_adapters(LlamaModel& model, TrainConfig& cfg);
 // Hooks whose save_output writes the adapters as PEFT (naming the base model) and <dir>/adapter.gguf.
 TrainHooks adapter_output_hooks(const std::string& base_model_name);
 
-// Validation metrics on up to `max_items` examples: mean loss over completion tokens, and the MAE
-// of the expected price over number tokens when the examples carry prices.
+// Validation metrics on up to `max_items` examples: mean loss over completion tokens and, when the
+// examples carry prices, the MAE of the price read off the next-token distribution over number
+// tokens: its median (the estimate with the least expected absolute error, so the one the MAE
+// judges fairly) and its mean.
 struct EvalResult {
   double loss = 0;
-  double mae = -1;
+  double mae = -1;       // median readout
+  double mae_mean = -1;  // expected-value readout
   double interval_coverage = -1;  // share of true prices inside the 80% interval
 };
 EvalResult evaluate(LlamaModel& model, Backend& be, const std::vector<PricedExample>& val,
