@@ -516,6 +516,11 @@ TEST_F(SweepTest, EndToEndOnTinyModel) {
     EXPECT_FALSE(db.metric_series(r.id, "eval/loss").empty());
   }
   EXPECT_EQ(db.list_runs().size(), 4u);
+  for (const auto& t : st->trials)
+    if (t.status == TrialStatus::pruned) {
+      EXPECT_EQ(t.message.rfind("pruned at step " + std::to_string(t.steps), 0), 0u) << t.message;
+      EXPECT_EQ(db.get_run(t.run_ids[0]).message, t.message) << "the run says why it ended";
+    }
   for (const auto& t : st->trials) {
     const auto series = db.metric_series(t.run_ids[0], "eval/loss");
     double best = INFINITY;

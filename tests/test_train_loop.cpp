@@ -442,7 +442,14 @@ TEST_F(TrainLoop, EarlyStoppingWhenValidationStopsImproving) {
   const std::string err = testing::internal::GetCapturedStderr();
   EXPECT_TRUE(s.early_stopped);
   EXPECT_LT(s.steps, 12);
-  EXPECT_NE(err.find("early stopping: 2 evaluations without improvement"), std::string::npos) << err;
+  EXPECT_EQ(s.stop_message, "early stopped at step " + std::to_string(s.steps) + ": 2 evaluations without improvement");
+  EXPECT_NE(err.find(s.stop_message), std::string::npos) << err;
+  {
+    monitor::RunDb db(dir_ / "runs.db", monitor::RunDb::Mode::existing);
+    const auto run = db.get_run(s.run_id);
+    EXPECT_EQ(run.status, monitor::RunStatus::finished);
+    EXPECT_EQ(run.message, s.stop_message) << "the run says why it ended early";
+  }
   // Replaying the rule on the logged evaluations: the run stops at the first evaluation that is
   // the second in a row without a new best, and is evaluated once there.
   const auto evals = metric(s.run_id, "eval/loss");
@@ -460,6 +467,67 @@ TEST_F(TrainLoop, EarlyStoppingWhenValidationStopsImproving) {
   EXPECT_EQ(stop_at, s.steps);
   EXPECT_DOUBLE_EQ(s.best_eval_loss, best);
   EXPECT_GT(s.last_eval_loss, s.best_eval_loss);
+}
+
+// A hook sees every evaluation with the best values so far and can stop the run there, cleanly.
+TEST_F(TrainLoop, EvalHookSeesEachEvaluationAndCanStopTheRun) {
+  const auto tr = examples(0, 16);
+  const auto val = examples(100, 6);
+  TrainConfig c = config();
+  c.eval_every = 2;
+  c.epochs = 3;
+  c.lr = 3e-2f;
+  LlamaModel m = lora_model();
+  int64_t started = 0;
+  std::vector<EvalReport> seen;
+  TrainHooks hooks;
+  hooks.save_output = [](const LlamaModel& model, const std::string& dir) { save_peft_adapter(model, dir, "tiny"); };
+  hooks.on_start = [&](int64_t id) { started = id; };
+  hooks.on_eval = [&](const EvalReport& r) -> std::string {
+    seen.push_back(r);
+    return r.step == 6 ? "stopped by the test at step 6" : "";
+  };
+  const TrainSummary s = train(c, m, tr, val, hooks);
+  EXPECT_EQ(started, s.run_id);
+  EXPECT_EQ(s.steps, 6) << "12 steps planned";
+  EXPECT_FALSE(s.early_stopped);
+  EXPECT_EQ(s.stop_message, "stopped by the test at step 6");
+  const auto evals = metric(s.run_id, "eval/loss");
+  ASSERT_EQ(seen.size(), evals.size()) << "no second evaluation at the step it stopped";
+  double best = INFINITY;
+  for (size_t i = 0; i < seen.size(); ++i) {
+    EXPECT_EQ(seen[i].step, evals[i].step);
+    EXPECT_DOUBLE_EQ(seen[i].result.loss, evals[i].value);
+    best = std::min(best, evals[i].value);
+    EXPECT_DOUBLE_EQ(seen[i].best_loss, best);
+    EXPECT_GE(seen[i].best_mae, 0.0);
+    EXPECT_FALSE(seen[i].final_eval);
+  }
+  monitor::RunDb db(dir_ / "runs.db", monitor::RunDb::Mode::existing);
+  const auto run = db.get_run(s.run_id);
+  EXPECT_EQ(run.status, monitor::RunStatus::finished);
+  EXPECT_EQ(run.message, s.stop_message);
+  EXPECT_EQ(checkpoint_state((fs::path(c.out_dir) / "checkpoint.bin").string()).at("step"), 6);
+  LlamaModel loaded = LlamaModel::random(tiny_config(tiny_tokenizer().vocab_size()), 1, 0.1f);
+  load_adapter(loaded, (fs::path(c.out_dir) / "last").string());
+  EXPECT_EQ(adapter_tensors(loaded), adapter_tensors(m));
+
+  // A run that goes to its end: the final evaluation is marked so, and its answer is moot.
+  seen.clear();
+  hooks.on_eval = [&](const EvalReport& r) -> std::string {
+    seen.push_back(r);
+    return r.final_eval ? "too late to stop" : "";
+  };
+  TrainConfig full = config("full");
+  full.eval_every = 5;
+  full.epochs = 2;
+  LlamaModel m2 = lora_model();
+  const TrainSummary s2 = train(full, m2, tr, val, hooks);
+  EXPECT_EQ(s2.steps, 8);
+  EXPECT_TRUE(s2.stop_message.empty());
+  ASSERT_EQ(seen.size(), 3u) << "steps 0, 5 and the final 8";
+  EXPECT_TRUE(seen.back().final_eval);
+  EXPECT_EQ(seen.back().step, 8);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -74,7 +74,7 @@ void RunRecorder::add_artifact(const std::string& kind, const std::filesystem::p
   db_.add_artifact(id_, {kind, path.string(), step});
 }
 
-void RunRecorder::finish() { end(RunStatus::finished, ""); }
+void RunRecorder::finish(std::string_view message) { end(RunStatus::finished, message); }
 void RunRecorder::fail(std::string_view message) { end(RunStatus::failed, message); }
 void RunRecorder::interrupt(std::string_view message) { end(RunStatus::interrupted, message); }
 

@@ -47,7 +47,7 @@ class RunRecorder {
   void add_artifact(const std::string& kind, const std::filesystem::path& path,
                     std::optional<std::int64_t> step = std::nullopt);
 
-  void finish();
+  void finish(std::string_view message = "");
   void fail(std::string_view message);
   void interrupt(std::string_view message = "interrupted by signal");
 

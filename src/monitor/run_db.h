@@ -49,7 +49,7 @@ struct RunInfo {
   RunKind kind = RunKind::train;
   std::optional<std::string> sweep_id;
   RunStatus status = RunStatus::running;
-  std::string message;  // why a run failed or was interrupted
+  std::string message;  // why a run failed, was interrupted or ended early
   double started = 0;   // Unix seconds
   std::optional<double> ended;
   std::string command_line;

@@ -2,11 +2,9 @@
 
 #include <yaml-cpp/yaml.h>
 
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <limits>
 
 #include "core/error.h"
 #include "io/model_file.h"
@@ -193,18 +191,6 @@ TrainTrialRunner::TrainTrialRunner(const SweepConfig& cfg) : cfg_(cfg), shared_(
 
 TrainTrialRunner::~TrainTrialRunner() = default;
 
-namespace {
-
-// Thrown from the after-step hook to stop a pruned trial.
-struct TrialPruned {
-  int64_t step;
-};
-
-double seconds_now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-}  // namespace
 
 TrialOutcome TrainTrialRunner::operator()(TrialContext& ctx) const {
   const Shared& s = *shared_;
@@ -217,56 +203,29 @@ TrialOutcome TrainTrialRunner::operator()(TrialContext& ctx) const {
   TrainHooks hooks = adapter_output_hooks(c.model);
 
   monitor::RunDb db(s.runs_db);
-  int64_t run_id = 0;
-  const std::string metric = cfg_.metric_name();
-  // The run the training loop created for this session: the newest running run in our directory.
-  auto find_run = [&] {
-    for (const auto& r : db.list_runs())
-      if (r.output_dir == c.out_dir && r.status == monitor::RunStatus::running && r.id > run_id) run_id = r.id;
-    if (run_id == 0) return;
+  hooks.on_start = [&](int64_t run_id) {
     db.set_sweep(run_id, cfg_.name);
     ctx.add_run(run_id);
   };
-  hooks.after_step = [&](int64_t step) {
-    if (run_id == 0) find_run();
-    if (run_id == 0 || !cfg_.search.pruning.is_rung(step)) return;
-    bool evaluated_now = false;
-    double best = std::numeric_limits<double>::infinity();
-    std::vector<int64_t> runs = ctx.trial.run_ids;
-    runs.push_back(run_id);
-    for (int64_t id : runs)
-      for (const auto& p : db.metric_series(id, metric)) {
-        if (p.step > step || !std::isfinite(p.value)) continue;
-        best = std::min(best, p.value);
-        evaluated_now = evaluated_now || (id == run_id && p.step == step);
-      }
-    if (!evaluated_now) return;  // the last step: the final evaluation decides
-    if (!ctx.report(step, best)) throw TrialPruned{step};
+  // At a rung, the trial's best value so far goes to ASHA; the final evaluation is scored below.
+  hooks.on_eval = [&](const EvalReport& r) -> std::string {
+    if (r.final_eval || !cfg_.search.pruning.is_rung(r.step)) return "";
+    const double best = cfg_.objective == "mae" ? r.best_mae : r.best_loss;
+    if (!(best >= 0) || ctx.report(r.step, best)) return "";
+    return "pruned at step " + std::to_string(r.step) + " by the sweep (not among the best 1/" +
+           std::to_string(cfg_.search.pruning.reduction_factor) + " at this rung)";
   };
 
-  TrainSummary sum;
-  try {
-    sum = run_training(c, model, *s.tok, s.train, s.val, false, hooks,
-                       "pricer sweep --config " + cfg_.file + "  # " + fs::path(c.out_dir).filename().string());
-  } catch (const TrialPruned& p) {
-    char msg[160];
-    std::snprintf(msg, sizeof msg, "pruned at step %lld by the sweep (not among the best 1/%lld at this rung)",
-                  static_cast<long long>(p.step), static_cast<long long>(cfg_.search.pruning.reduction_factor));
-    db.set_status(run_id, monitor::RunStatus::finished, msg, seconds_now());
-    TrialOutcome out;
-    out.pruned = true;
-    out.steps = p.step;
-    out.message = msg;
-    return out;
-  }
-  if (run_id != sum.run_id) {
-    run_id = sum.run_id;
-    db.set_sweep(run_id, cfg_.name);
-    ctx.add_run(run_id);
-  }
+  const TrainSummary sum = run_training(c, model, *s.tok, s.train, s.val, false, hooks,
+                                        "pricer sweep --config " + cfg_.file + "  # " + fs::path(c.out_dir).filename().string());
   TrialOutcome out;
   out.steps = sum.steps;
   out.interrupted = sum.interrupted;
+  if (!sum.stop_message.empty() && !sum.early_stopped) {
+    out.pruned = true;  // scored by its last rung
+    out.message = sum.stop_message;
+    return out;
+  }
   if (cfg_.objective == "mae") {
     require(sum.best_eval_mae >= 0, c.dataset + ": no validation MAE (no prices, or a tokenizer without number tokens); "
                                                 "use objective: loss");
@@ -274,7 +233,7 @@ TrialOutcome TrainTrialRunner::operator()(TrialContext& ctx) const {
   } else {
     out.objective = sum.best_eval_loss;
   }
-  if (sum.early_stopped) out.message = "early stopped at step " + std::to_string(sum.steps);
+  if (sum.early_stopped) out.message = sum.stop_message;
   return out;
 }
 

@@ -3,9 +3,10 @@
 // trial's parameters applied, in <out_dir>/trial-NNN, recorded in the run database as a
 // sweep-trial run of the sweep. The base model, tokenizer and data are loaded once per sweep.
 //
-// ASHA uses the training loop's own evaluations: trials evaluate every `min_steps` steps, and
-// the after-step hook reads the evaluation just logged at a rung from the run database; a
-// pruned trial is stopped from that hook (its run is then marked finished, "pruned at step N").
+// ASHA uses the training loop's own evaluations: trials evaluate every `min_steps` steps, and at
+// a rung the loop's on_eval hook hands the trial's best value so far to the sweep; a pruned trial
+// is stopped from that hook (its last adapters and checkpoint are written and its run is marked
+// finished, "pruned at step N").
 // The learning-rate schedule of a trial is that of its full budget whether or not it is pruned.
 #include <memory>
 #include <string>

@@ -445,6 +445,7 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
   monitor::InterruptGuard guard;
   TrainSummary sum;
   sum.run_id = rec.id();
+  if (hooks.on_start) hooks.on_start(rec.id());
   const std::string label = mode_full ? "pretrain" : "train";
   const double t_start = now_s();
   double last_draw = 0;
@@ -489,6 +490,10 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
                    static_cast<long long>(st.step), e.loss);
     if (cfg.progress && e.mae >= 0) std::fprintf(stderr, ", MAE $%.2f (mean readout $%.2f)", e.mae, e.mae_mean);
     if (cfg.progress) std::fprintf(stderr, "\n");
+    if (hooks.on_eval) {
+      const std::string why = hooks.on_eval({st.step, e, st.best_eval_loss, st.best_eval_mae, final_eval});
+      if (!final_eval) sum.stop_message = why;
+    }
   };
 
   auto summarize = [&] {
@@ -575,9 +580,14 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
       }
       const bool last = st.step >= total;
       if (cfg.eval_every > 0 && st.step % cfg.eval_every == 0 && !last) run_eval(false);
-      if (cfg.early_stopping > 0 && st.evals_without_improvement >= cfg.early_stopping) {
-        std::fprintf(stderr, "%searly stopping: %lld evaluations without improvement\n", tty ? "\n" : "",
-                     static_cast<long long>(st.evals_without_improvement));
+      if (!sum.stop_message.empty()) {
+        if (cfg.progress) std::fprintf(stderr, "%sstopped at step %lld: %s\n", tty ? "\n" : "", static_cast<long long>(st.step),
+                                       sum.stop_message.c_str());
+        stop = true;
+      } else if (cfg.early_stopping > 0 && st.evals_without_improvement >= cfg.early_stopping) {
+        sum.stop_message = "early stopped at step " + std::to_string(st.step) + ": " +
+                           std::to_string(st.evals_without_improvement) + " evaluations without improvement";
+        std::fprintf(stderr, "%s%s\n", tty ? "\n" : "", sum.stop_message.c_str());
         sum.early_stopped = true;
         stop = true;
       }
@@ -611,7 +621,7 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
   }
   LoopState done = st;
   save_checkpoint(ckpt, done, cfg_json, params, opt);
-  rec.finish();
+  rec.finish(sum.stop_message);
   return summarize();
 }
 

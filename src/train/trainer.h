@@ -76,22 +76,14 @@ struct TrainSummary {
   double first_eval_mae = -1, best_eval_mae = -1, last_eval_mae = -1;
   bool interrupted = false;
   bool early_stopped = false;
+  std::string stop_message;  // why a hook stopped the run (empty when it did not)
   int64_t run_id = 0;
-};
-
-struct TrainHooks {
-  // Called after every optimizer step (tests use it to simulate a crash at a given step).
-  std::function<void(int64_t step)> after_step;
-  // Saves the trained model's outputs (adapters or full model) to a directory.
-  std::function<void(const LlamaModel&, const std::string& dir)> save_output;
 };
 
 // Gives `model` the run's LoRA adapters: those of cfg.init_adapter when set, whose settings then
 // become cfg's (recorded with the run and checked on --resume); else new ones with cfg's rank,
 // alpha, dropout, rslora and targets, initialised from cfg.seed.
 void attach_adapters(LlamaModel& model, TrainConfig& cfg);
-// Hooks whose save_output writes the adapters as PEFT (naming the base model) and <dir>/adapter.gguf.
-TrainHooks adapter_output_hooks(const std::string& base_model_name);
 
 // Validation metrics on up to `max_items` examples: mean loss over completion tokens and, when the
 // examples carry prices, the MAE of the price read off the next-token distribution over number
@@ -105,6 +97,30 @@ struct EvalResult {
 };
 EvalResult evaluate(LlamaModel& model, Backend& be, const std::vector<PricedExample>& val,
                     const Tokenizer* tok, int64_t max_items, int64_t micro_batch);
+
+// What the loop hands on_eval after each evaluation.
+struct EvalReport {
+  int64_t step = 0;
+  EvalResult result;
+  double best_loss = 0, best_mae = -1;  // best so far in the run, earlier sessions of a resumed run included
+  bool final_eval = false;              // the evaluation after the last step: stopping is moot
+};
+
+struct TrainHooks {
+  // Called after every optimizer step (tests use it to simulate a crash at a given step).
+  std::function<void(int64_t step)> after_step;
+  // Saves the trained model's outputs (adapters or full model) to a directory.
+  std::function<void(const LlamaModel&, const std::string& dir)> save_output;
+  // Called once the run is in the run database, with its id.
+  std::function<void(int64_t run_id)> on_start;
+  // Called after every evaluation. A non-empty answer stops training there, cleanly: the last
+  // outputs and a checkpoint are written and the run is finished with that message (a sweep
+  // pruning a trial uses it).
+  std::function<std::string(const EvalReport&)> on_eval;
+};
+
+// Hooks whose save_output writes the adapters as PEFT (naming the base model) and <dir>/adapter.gguf.
+TrainHooks adapter_output_hooks(const std::string& base_model_name);
 
 // Runs (or resumes) training. mode_full = pretraining all parameters.
 TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Tokenizer& tok,
