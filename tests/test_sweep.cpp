@@ -1,12 +1,13 @@
 // Hyperparameter sweeps: config and search-space errors, sampler determinism, TPE against its
 // own random start-up trials on a function of the learning rate with a known optimum, ASHA
-// promotion decisions, resuming an interrupted sweep, and `pricer sweep` end to end on a tiny
-// model and synthetic dataset.
+// promotion decisions, the wall-time budget, resuming an interrupted sweep, and `pricer sweep`
+// end to end on a tiny model and synthetic dataset.
 #include <gtest/gtest.h>
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -15,6 +16,7 @@
 #include <numeric>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -368,6 +370,36 @@ TEST_F(SweepTest, ResumeContinuesWithoutRedoingFinishedTrials) {
   more.search.trials = 16;
   EXPECT_EQ(run_sweep(more, fn).trials.size(), 16u);
   EXPECT_EQ(calls[15], 1);
+}
+
+// A wall-time budget: no trial starts once it is spent (one running then finishes), and it counts
+// the time of every session, so a restarted sweep does nothing until the budget grows.
+TEST_F(SweepTest, TimeBudgetStopsStartingTrialsAcrossSessions) {
+  SweepSpec spec = synthetic_spec(dir_ / "timed", "random", 3, 0);  // no trial budget: time decides
+  spec.search.time_budget_s = 0.5;
+  int calls = 0;
+  auto fn = [&](TrialContext& ctx) {
+    ++calls;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    return synthetic_trial()(ctx);
+  };
+  const SweepState first = run_sweep(spec, fn);
+  ASSERT_GE(first.trials.size(), 1u);
+  EXPECT_LE(first.trials.size(), 5u) << "each trial takes at least 0.1 s of the 0.5 s";
+  EXPECT_EQ(calls, static_cast<int>(first.trials.size()));
+  for (const auto& t : first.trials) EXPECT_EQ(t.status, TrialStatus::complete);
+  EXPECT_GE(first.elapsed_s, 0.5);
+  EXPECT_LT(first.elapsed_s, 0.5 + 0.1 + 1.0) << "at most one trial runs past the budget (with slack for a busy machine)";
+
+  const SweepState again = run_sweep(spec, fn);
+  EXPECT_EQ(again.trials.size(), first.trials.size()) << "the budget is spent: nothing starts";
+  EXPECT_EQ(calls, static_cast<int>(first.trials.size()));
+
+  spec.search.time_budget_s = first.elapsed_s + 0.3;
+  const SweepState more = run_sweep(spec, fn);
+  EXPECT_GT(more.trials.size(), first.trials.size()) << "a larger budget continues the sweep";
+  EXPECT_GE(more.elapsed_s, spec.search.time_budget_s);
+  for (size_t i = 0; i < first.trials.size(); ++i) EXPECT_EQ(more.trials[i].params, first.trials[i].params);
 }
 
 TEST_F(SweepTest, FailedTrialsAreRecordedAndRepeatedFailuresStop) {
