@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -60,6 +61,20 @@ class SweepTest : public ::testing::Test {
       return e.what();
     }
     return "";
+  }
+
+  // A random tiny model with its tokenizer, synthetic price prompts (train and val) and a sweep
+  // config fine-tuning it: `top` holds the sweep keys, `train` extra keys of its train mapping.
+  std::string tiny_training_sweep(const std::string& top, const std::string& train) const {
+    fs::create_directories(dir_ / "data");
+    train_test::write_tiny_model((dir_ / "model.gguf").string(), 5);
+    train_test::write_price_jsonl((dir_ / "data" / "train.jsonl").string(), train_test::price_prompts(7, 0, 64));
+    train_test::write_price_jsonl((dir_ / "data" / "val.jsonl").string(), train_test::price_prompts(7, 1000, 16));
+    return write("sweep.yaml", top + "out_dir: " + (dir_ / "sw").string() + "\ntrain:\n  model: " +
+                                   (dir_ / "model.gguf").string() + "\n  tokenizer: " + (dir_ / "tokenizer.json").string() +
+                                   "\n  dataset: " + (dir_ / "data").string() +
+                                   "\n  base_dtype: f32\n  max_length: 64\n  batch_size: 8\n  micro_batch: 8\n"
+                                   "  warmup_ratio: 0\n" + train);
   }
 
   fs::path dir_;
@@ -237,18 +252,9 @@ TEST_F(SweepTest, TpeBeatsItsRandomStartupTrials) {
 // synthetic price prompts and is scored by its validation loss. Too small a learning rate barely
 // moves the adapters and too large a one overshoots, so the good region lies in between.
 TEST_F(SweepTest, TpeTunesTheLearningRateOfRealTrainingRuns) {
-  fs::create_directories(dir_ / "data");
-  train_test::write_tiny_model((dir_ / "model.gguf").string(), 5);
-  train_test::write_price_jsonl((dir_ / "data" / "train.jsonl").string(), train_test::price_prompts(7, 0, 64));
-  train_test::write_price_jsonl((dir_ / "data" / "val.jsonl").string(), train_test::price_prompts(7, 1000, 16));
-  const std::string file = write("sweep.yaml", "name: lr\nout_dir: " + (dir_ / "sw").string() +
-                                                   "\nseed: 1\nalgorithm: tpe\nstartup_trials: 8\ntrials: 20\n"
-                                                   "train:\n  model: " + (dir_ / "model.gguf").string() +
-                                                   "\n  tokenizer: " + (dir_ / "tokenizer.json").string() +
-                                                   "\n  dataset: " + (dir_ / "data").string() +
-                                                   "\n  base_dtype: f32\n  max_length: 64\n  batch_size: 8\n  micro_batch: 8\n"
-                                                   "  max_steps: 12\n  warmup_ratio: 0\n  eval_items: 16\n  save_every: 0\n"
-                                                   "space:\n  lr: {type: log_uniform, low: 1.0e-5, high: 1.0}\n");
+  const std::string file = tiny_training_sweep("name: lr\nseed: 1\nalgorithm: tpe\nstartup_trials: 8\ntrials: 20\n"
+                                               "space:\n  lr: {type: log_uniform, low: 1.0e-5, high: 1.0}\n",
+                                               "  max_steps: 12\n  eval_items: 16\n  save_every: 0\n");
   SweepConfig cfg = SweepConfig::load(file);
   cfg.train.progress = false;
   cfg.train.runs_db = (dir_ / "runs.db").string();
@@ -451,6 +457,52 @@ TEST_F(SweepTest, TimeBudgetStopsStartingTrialsAcrossSessions) {
   EXPECT_GT(more.trials.size(), first.trials.size()) << "a larger budget continues the sweep";
   EXPECT_GE(more.elapsed_s, spec.search.time_budget_s);
   for (size_t i = 0; i < first.trials.size(); ++i) EXPECT_EQ(more.trials[i].params, first.trials[i].params);
+}
+
+// `pricer sweep` stopped by Ctrl-C in the middle of a trial and started again ends with exactly
+// the results of a sweep that was never stopped: finished trials are kept, the interrupted one
+// resumes from its checkpoint (bitwise, same thread count), and the rest run as planned.
+TEST_F(SweepTest, InterruptedSweepResumesToTheSameResults) {
+  const std::string file = tiny_training_sweep("name: resume\nseed: 3\nalgorithm: random\ntrials: 3\n"
+                                               "space:\n  lr: {type: log_uniform, low: 1.0e-3, high: 1.0e-1}\n",
+                                               "  epochs: 10\n  max_steps: 80\n  eval_every: 20\n  eval_items: 16\n  save_every: 5\n");
+  auto args = [&](const std::string& out) {
+    return std::vector<std::string>{"-t", "1", "sweep", "--config", file, "-q", "--out", (dir_ / out).string(),
+                                    "--runs-db", (dir_ / (out + ".db")).string()};
+  };
+  std::string err;
+  ASSERT_EQ(train_test::run_pricer(args("ref"), dir_ / "ref-log", nullptr, &err), 0) << err;
+  {
+    train_test::Child child(args("sw"), dir_ / "sw-log");
+    const fs::path mid_trial = dir_ / "sw" / "trial-001" / "checkpoint.bin";
+    for (int i = 0; i < 20000 && !fs::exists(mid_trial) && !child.done(); ++i) ::usleep(1000);
+    ASSERT_TRUE(fs::exists(mid_trial)) << child.err();
+    child.signal(SIGINT);
+    EXPECT_EQ(child.exit_code(), 130) << child.err();
+  }
+  const auto mid = SweepState::load(dir_ / "sw" / "sweep.json");
+  ASSERT_TRUE(mid);
+  ASSERT_EQ(mid->trials.size(), 2u);
+  EXPECT_EQ(mid->trials[0].status, TrialStatus::complete);
+  EXPECT_EQ(mid->trials[1].status, TrialStatus::running);
+
+  ASSERT_EQ(train_test::run_pricer(args("sw"), dir_ / "sw-log2", nullptr, &err), 0) << err;
+  const auto ref = SweepState::load(dir_ / "ref" / "sweep.json");
+  const auto done = SweepState::load(dir_ / "sw" / "sweep.json");
+  ASSERT_TRUE(ref && done);
+  ASSERT_EQ(done->trials.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(done->trials[i].status, TrialStatus::complete);
+    EXPECT_EQ(done->trials[i].params, ref->trials[i].params) << "trial " << i;
+    EXPECT_EQ(done->trials[i].objective, ref->trials[i].objective) << "trial " << i << ": bitwise";
+    EXPECT_EQ(done->trials[i].steps, 80);
+  }
+  // The interrupted trial has two runs: the one Ctrl-C stopped and the one that finished it.
+  ASSERT_EQ(done->trials[1].run_ids.size(), 2u);
+  monitor::RunDb db(dir_ / "sw.db", monitor::RunDb::Mode::existing);
+  EXPECT_EQ(db.get_run(done->trials[1].run_ids[0]).status, monitor::RunStatus::interrupted);
+  EXPECT_EQ(db.get_run(done->trials[1].run_ids[1]).status, monitor::RunStatus::finished);
+  EXPECT_EQ(db.list_runs().size(), 4u);
 }
 
 TEST_F(SweepTest, FailedTrialsAreRecordedAndRepeatedFailuresStop) {
