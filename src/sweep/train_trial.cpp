@@ -191,7 +191,6 @@ TrainTrialRunner::TrainTrialRunner(const SweepConfig& cfg) : cfg_(cfg), shared_(
 
 TrainTrialRunner::~TrainTrialRunner() = default;
 
-
 TrialOutcome TrainTrialRunner::operator()(TrialContext& ctx) const {
   const Shared& s = *shared_;
   TrainConfig c = trial_train_config(cfg_, ctx.trial);
