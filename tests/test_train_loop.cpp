@@ -528,6 +528,17 @@ TEST_F(TrainLoop, EvalHookSeesEachEvaluationAndCanStopTheRun) {
   ASSERT_EQ(seen.size(), 3u) << "steps 0, 5 and the final 8";
   EXPECT_TRUE(seen.back().final_eval);
   EXPECT_EQ(seen.back().step, 8);
+
+  // A stop at the untrained baseline trains nothing.
+  hooks.on_eval = [](const EvalReport& r) -> std::string { return r.step == 0 ? "nothing to do" : ""; };
+  LlamaModel m3 = lora_model();
+  const auto before = adapter_tensors(m3);
+  TrainConfig none = config("none");
+  none.eval_every = 4;
+  const TrainSummary s3 = train(none, m3, tr, val, hooks);
+  EXPECT_EQ(s3.steps, 0);
+  EXPECT_EQ(s3.stop_message, "nothing to do");
+  EXPECT_EQ(adapter_tensors(m3), before);
 }
 
 // ---------------------------------------------------------------------------------------------

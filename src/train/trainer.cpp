@@ -511,7 +511,7 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
 
   if (st.step == 0 && cfg.eval_every > 0) run_eval(false);  // the untrained baseline
 
-  bool stop = false;
+  bool stop = !sum.stop_message.empty();  // a hook may stop the run at the baseline already
   for (; st.epoch < std::max<int64_t>(1, cfg.epochs) && !stop; ++st.epoch) {
     const auto batches = epoch_batches(train, cfg.batch_size, cfg.seed, st.epoch);
     for (; st.batch_in_epoch < static_cast<int64_t>(batches.size()); ++st.batch_in_epoch) {
