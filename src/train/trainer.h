@@ -76,7 +76,7 @@ struct TrainSummary {
   double first_eval_mae = -1, best_eval_mae = -1, last_eval_mae = -1;
   bool interrupted = false;
   bool early_stopped = false;
-  std::string stop_message;  // why a hook stopped the run (empty when it did not)
+  std::string stop_message;  // why the run ended before its last step: a hook's answer or early stopping
   int64_t run_id = 0;
 };
 
