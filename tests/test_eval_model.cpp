@@ -100,7 +100,8 @@ TEST_F(EvalModel, PredictionsAndStatsFollowTheModel) {
   ModelPricer direct(options(true));
   std::vector<std::string> prompts;
   for (const auto& it : its) prompts.push_back(it.prompt);
-  const auto want = direct.predict(prompts, PriceMode::Expected);
+  // The plain name reads the one default readout, as training's validation MAE and predict do.
+  const auto want = direct.predict(prompts, kDefaultPriceMode);
   size_t inside = 0;
   double max_diff = 0;
   for (size_t i = 0; i < its.size(); ++i) {
@@ -110,7 +111,8 @@ TEST_F(EvalModel, PredictionsAndStatsFollowTheModel) {
   }
   EXPECT_GT(max_diff, 1.0) << "the adapter changes the prices";
   const json s = tuned->stats();
-  EXPECT_EQ(s["mode"], "expected");
+  EXPECT_EQ(s["mode"], price_mode_name(kDefaultPriceMode));
+  EXPECT_EQ(s["readout"], price_mode_description(kDefaultPriceMode));
   EXPECT_EQ(s["model"], w_.base.string());
   EXPECT_EQ(s["adapter"], w_.adapter.string());
   EXPECT_DOUBLE_EQ(s["interval_nominal"].get<double>(), 0.8);
@@ -127,6 +129,10 @@ TEST_F(EvalModel, PredictionsAndStatsFollowTheModel) {
   greedy->predict(its);
   EXPECT_EQ(greedy->stats()["mode"], "greedy");
   EXPECT_TRUE(greedy->stats().contains("greedy_unparsed"));
+  // Every readout is available by name.
+  const auto mean = direct.predict(prompts, PriceMode::Expected);
+  const auto pe = make_pricer("finetuned-expected", context())->predict(its);
+  for (size_t i = 0; i < its.size(); ++i) EXPECT_NEAR(pe[i], mean[i].price, 1e-9 * mean[i].price) << i;
 }
 
 TEST_F(EvalModel, EvalCliRanksTheLlmsWithTheBaselines) {
@@ -157,7 +163,7 @@ TEST_F(EvalModel, EvalCliRanksTheLlmsWithTheBaselines) {
   for (const auto& p : res["pricers"]) by_name[p["name"]] = p;
   ASSERT_EQ(by_name.size(), 5u);
   const json& ft = by_name.at("finetuned");
-  EXPECT_EQ(ft["stats"]["mode"], "expected");
+  EXPECT_EQ(ft["stats"]["mode"], price_mode_name(kDefaultPriceMode));
   EXPECT_EQ(ft["stats"]["adapter"], w_.adapter.string());
   EXPECT_GE(ft["stats"]["interval_coverage"].get<double>(), 0.0);
   EXPECT_LE(ft["stats"]["interval_coverage"].get<double>(), 1.0);
@@ -169,7 +175,8 @@ TEST_F(EvalModel, EvalCliRanksTheLlmsWithTheBaselines) {
   ModelPricer direct(options(true));
   std::vector<std::string> prompts;
   for (const auto& it : test) prompts.push_back(it.prompt);
-  const auto want = direct.predict(prompts, PriceMode::Expected);
+  // The plain name reads the one default readout, as training's validation MAE and predict do.
+  const auto want = direct.predict(prompts, kDefaultPriceMode);
   ASSERT_EQ(res["items"].size(), 12u);
   double mae = 0;
   for (size_t i = 0; i < 12; ++i) {

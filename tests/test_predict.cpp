@@ -12,7 +12,9 @@
 #include "core/error.h"
 #include "io/model_file.h"
 #include "predict/calibration.h"
+#include "data/text.h"
 #include "predict/model_pricer.h"
+#include "train/trainer.h"
 #include "cli_test_util.h"
 #include "tiny_pricer_model.h"
 
@@ -133,6 +135,29 @@ TEST_F(Predict, ExpectedValueAndIntervalMatchHandComputation) {
     const HandEstimate h = hand_estimate(m, mp.tokenizer(), mp.encode_prompt(prompts[i]), 0.8);
     EXPECT_NEAR(top3[i].price, h.top3, 1e-4 * h.top3) << i;
   }
+}
+
+TEST_F(Predict, RawTextsAreCutToCurationsTokenBudgetBeforeTheTemplate) {
+  // One setting on both sides: what curation keeps of a text, and what training and prediction
+  // keep of a prompt.
+  EXPECT_EQ(ModelPricerOptions{}.text_token_budget, data::CleanOptions{}.token_budget);
+  EXPECT_EQ(ModelPricerOptions{}.max_prompt_tokens, TrainConfig{}.max_length);
+  EXPECT_EQ(ModelPricerOptions{}.max_prompt_tokens, DatasetOptions{}.max_length);
+
+  ModelPricerOptions o = f32_options(w_, false);
+  o.text_token_budget = 4;
+  ModelPricer mp(o);
+  const std::string text = "Item steel drill pro deluxe cable lamp mug";
+  uint32_t kept = 0;
+  const std::string cut = data::cut_to_tokens(text, mp.tokenizer(), 4, &kept);
+  EXPECT_LT(cut.size(), text.size());
+  EXPECT_EQ(text.rfind(cut, 0), 0u) << "a prefix of the text: " << cut;
+  EXPECT_EQ(kept, mp.tokenizer().encode(cut).size());
+  EXPECT_LE(kept, 4u);
+  EXPECT_EQ(mp.prompt_for(text), "What does this cost to the nearest dollar?\n\n" + cut + "\n\nPrice is $");
+  EXPECT_EQ(data::cut_to_tokens("Item mug", mp.tokenizer(), 4), "Item mug") << "short texts stay whole";
+  o.text_token_budget = 0;
+  EXPECT_NE(ModelPricer(o).prompt_for(text).find(text), std::string::npos) << "0: no cut";
 }
 
 TEST_F(Predict, IntervalWidensWithCoverage) {
@@ -349,7 +374,7 @@ class PredictCli : public Predict {
   }
   double in_process_price(const std::string& prompt) {
     if (!mp_) mp_ = std::make_unique<ModelPricer>(f32_options(w_, true));
-    return mp_->predict({prompt}, PriceMode::Expected)[0].price;
+    return mp_->predict({prompt}, kDefaultPriceMode)[0].price;
   }
   std::unique_ptr<ModelPricer> mp_;
 };
@@ -368,7 +393,8 @@ TEST_F(PredictCli, ArgumentStdinAndJsonLines) {
   ASSERT_EQ(r.rc, 0) << r.out;
   const json j = json::parse(r.out);
   EXPECT_NEAR(j["price"].get<double>(), want, 1e-6 * want);
-  EXPECT_EQ(j["mode"], "expected");
+  EXPECT_EQ(j["mode"], price_mode_name(kDefaultPriceMode));  // the one default readout, named
+  EXPECT_DOUBLE_EQ(j["median"].get<double>(), j["price"].get<double>());
   EXPECT_LE(j["interval"]["lo"].get<double>(), j["interval"]["hi"].get<double>());
   EXPECT_DOUBLE_EQ(j["interval"]["coverage"].get<double>(), 0.8);
   ASSERT_EQ(j["top"].size(), 4u);

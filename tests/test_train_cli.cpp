@@ -189,6 +189,44 @@ TEST_F(TrainCli, PretrainWritesAModelWithItsTokenizerAndIsMonitored) {
   EXPECT_TRUE(fs::exists(dir_ / "ft/last/adapter.gguf"));
 }
 
+TEST_F(TrainCli, FullFineTuningTrainsEveryWeightAndSavesTheWholeModel) {
+  std::string err;
+  auto full_args = [&](const std::string& out, const std::vector<std::string>& extra) {
+    std::vector<std::string> a = {"-t", "1", "train", "--model", suite("model.gguf"), "--tokenizer",
+                                  suite("tokenizer.json"), "--data", suite("train.jsonl"), "--val",
+                                  suite("val.jsonl"), "--out", dir_ / out, "--runs-db", dir_ / "runs.db",
+                                  "--full", "--batch-size", "4", "--max-length", "64", "--max-steps", "4",
+                                  "--eval-every", "2", "--lr", "1e-3", "--quiet"};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  };
+  // Full fine-tuning trains f32 weights: a quantized base is refused up front, with what to add.
+  EXPECT_NE(run_pricer(full_args("nf4", {}), dir_.path() / "nf4", nullptr, &err), 0);
+  EXPECT_NE(err.find("--base-dtype f32"), std::string::npos) << err;
+
+  ASSERT_EQ(run_pricer(full_args("full", {"--base-dtype", "f32"}), dir_.path() / "full", nullptr, &err), 0) << err;
+  EXPECT_FALSE(fs::exists(dir_ / "full/last/adapter.gguf"));
+  const ModelFile base = load_model_file(suite("model.gguf"));
+  const ModelFile tuned = load_model_file(dir_ / "full/last/model.gguf");
+  EXPECT_EQ(tuned.config.dim, base.config.dim);
+  EXPECT_EQ(tuned.config.vocab_size, base.config.vocab_size);
+  // Every tensor the loss reaches moved: embedding, norms, every projection of every layer.
+  for (const auto& [name, w] : base.tensors) {
+    ASSERT_TRUE(tuned.tensors.contains(name)) << name;
+    EXPECT_NE(tuned.tensors.at(name).to_f32(), w.to_f32()) << name << " was not trained";
+  }
+  // The tokenizer travels inside the model file, so the result is a base like any other.
+  const auto tok = load_tokenizer(dir_ / "full/last/model.gguf");
+  EXPECT_EQ(tok->encode("Price is $42"), load_tokenizer(suite("tokenizer.json"))->encode("Price is $42"));
+
+  const monitor::RunInfo run = last_run();
+  monitor::RunDb db(dir_ / "runs.db", monitor::RunDb::Mode::existing);
+  EXPECT_EQ(db.params(run.id)["mode"], "full");
+  EXPECT_EQ(db.params(run.id)["full"], true);
+  // Validation reads prices off the model as in QLoRA runs.
+  EXPECT_EQ(db.metric_series(run.id, "eval/mae").size(), 3u);
+}
+
 TEST_F(TrainCli, KilledWithSigkillAndResumedEndsBitwiseLikeAnUninterruptedRun) {
   const auto [ref, ref_gguf] = reference_adapter();
   ASSERT_FALSE(ref.empty());

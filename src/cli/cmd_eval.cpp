@@ -171,7 +171,7 @@ pricer::cli::Registrar reg{
                      "and their -top3 / -greedy variants): model=PATH, adapter=PATH, "
                      "finetuned_model=PATH (a merged model instead of model + adapter), "
                      "tokenizer=PATH, base_dtype=nf4|bf16|f32, compute_dtype=bf16|f32, mode=expected|top3|greedy|median, "
-                     "coverage=0.8, batch=16, max_prompt_tokens=128, prompt_template=TEXT");
+                     "coverage=0.8, batch=16, max_prompt_tokens=256, text_tokens=110, prompt_template=TEXT");
       sub.add_option("--run-name", a->run_name, "Name in the run database (default eval-<out dir>)");
       sub.add_option("--runs-db", a->runs_db, "Run database (default runs/pricer.db or $PRICER_RUNS_DB)");
       sub.add_flag("!--no-record", a->record, "Do not record the run in the run database");

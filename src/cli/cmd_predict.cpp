@@ -29,7 +29,7 @@ using namespace pricer;
 
 struct PredictArgs {
   ModelPricerOptions model;
-  std::string mode = "expected";
+  std::string mode = price_mode_name(kDefaultPriceMode);
   std::string text;
   std::string jsonl;
   bool raw_prompt = false;
@@ -102,6 +102,7 @@ json prediction_json(const PricePrediction& p, PriceMode mode, const ModelPricer
   json j = {{"price", p.price},
             {"mode", price_mode_name(mode)},
             {"interval", {{"lo", p.dist.lo}, {"hi", p.dist.hi}, {"coverage", mp.options().coverage}}},
+            {"median", p.dist.median},
             {"expected", p.dist.expected},
             {"number_mass", p.dist.number_mass},
             {"top", top}};
@@ -212,9 +213,10 @@ pricer::cli::Registrar reg{
           "with its \"line\" number. A malformed or text-less line stops the run before any "
           "pricing with FILE:LINE and the reason; with --skip-invalid such lines are skipped "
           "and counted on stderr.\n"
-          "Modes: expected = mean over all number tokens of the next-token distribution; top3 = "
-          "mean over the three likeliest; greedy = generate (KV cache) and parse the text; median = "
-          "the distribution's median (least expected absolute error).\n"
+          "Modes: median (the default, as training's validation MAE and eval read it) = the median of "
+          "the next-token distribution over number tokens, the estimate with the least expected "
+          "absolute error; expected = its mean; top3 = mean over the three likeliest; greedy = "
+          "generate (KV cache) and parse the text.\n"
           "--calibrate DIR measures, on the labelled split (default val), how often intervals of "
           "several coverages hold the true price, and draws it to --out.\n"
           "Threads: pricer -t N predict ... (default: all cores).");
@@ -226,12 +228,16 @@ pricer::cli::Registrar reg{
           ->capture_default_str();
       sub.add_option("--compute-dtype", m.compute_dtype, "Precision of the base's linears: bf16 or f32")
           ->capture_default_str();
-      sub.add_option("--mode", a->mode, "expected, top3, greedy or median")->capture_default_str();
+      sub.add_option("--mode", a->mode, "median, expected, top3 or greedy")->capture_default_str();
       sub.add_option("--coverage", m.coverage, "Probability of the prediction interval")
           ->capture_default_str()
           ->check(CLI::Range(0.01, 0.99));
       sub.add_option("--top", m.top_k, "Number tokens listed with --json")->capture_default_str()->check(CLI::Range(0, 1000));
       sub.add_option("--batch", m.batch, "Prompts per forward pass")->capture_default_str()->check(CLI::Range(1, 4096));
+      sub.add_option("--text-tokens", m.text_token_budget,
+                     "Raw texts are cut to this many tokens before the template, as curate cuts them (0 = no cut)")
+          ->capture_default_str()
+          ->check(CLI::Range(0, 1 << 20));
       sub.add_option("--max-prompt-tokens", m.max_prompt_tokens,
                      "Longer prompts lose their middle, as in training")
           ->capture_default_str()

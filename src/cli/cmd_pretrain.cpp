@@ -124,15 +124,7 @@ int run_pretrain(const TrainConfig& cfg, const PretrainShape& sh, bool quiet) {
   LlamaModel model = LlamaModel::random(mc, c.seed);
   model.enable_full_training();
 
-  const std::vector<GgufKV> kvs = gguf_tokenizer_metadata(*tok, mc.vocab_size);
-  TrainHooks hooks;
-  hooks.save_output = [kvs, mc](const LlamaModel& m, const std::string& dir) {
-    fs::create_directories(dir);
-    GgufExportOptions go;
-    go.name = "pricer-pretrained";
-    go.extra = kvs;
-    save_gguf((fs::path(dir) / "model.gguf").string(), mc, export_tensors(m, false), go);
-  };
+  const TrainHooks hooks = full_model_output_hooks(*tok, mc, "pricer-pretrained");
   const TrainSummary s = run_training(c, model, *tok, chunks, val, true, hooks, command_line());
   const fs::path final_model = fs::path(c.out_dir) / "model.gguf";
   hooks.save_output(model, c.out_dir);

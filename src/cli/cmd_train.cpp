@@ -16,15 +16,20 @@ int run_train(const TrainConfig& cfg, bool quiet, const std::string& val_path, c
   c.validate();
   std::fprintf(stderr, "loading %s (base %s)\n", c.model.c_str(), c.base_dtype.c_str());
   ModelFile mf = load_model_file(c.model, dtype_from_name(c.base_dtype));
+  const ModelConfig config = mf.config;
   LlamaModel model = LlamaModel::from_weights(mf.config, std::move(mf.tensors), mf.source);
   auto tok = load_tokenizer(c.tokenizer.empty() ? c.model : c.tokenizer);
   require(tok->vocab_size() <= mf.config.vocab_size,
           "the tokenizer has " + std::to_string(tok->vocab_size()) + " tokens, more than the model's vocabulary");
-  attach_adapters(model, c);
-  if (!c.init_adapter.empty())
-    std::fprintf(stderr, "starting from adapter %s (rank %lld, alpha %g, %s)\n", c.init_adapter.c_str(),
-                 static_cast<long long>(c.rank), static_cast<double>(c.alpha), c.targets.c_str());
-  check_training_memory(model, c, false);  // before the dataset is read and tokenized
+  if (c.full) {
+    model.enable_full_training();
+  } else {
+    attach_adapters(model, c);
+    if (!c.init_adapter.empty())
+      std::fprintf(stderr, "starting from adapter %s (rank %lld, alpha %g, %s)\n", c.init_adapter.c_str(),
+                   static_cast<long long>(c.rank), static_cast<double>(c.alpha), c.targets.c_str());
+  }
+  check_training_memory(model, c, c.full);  // before the dataset is read and tokenized
   DatasetOptions dopt;
   dopt.max_length = c.max_length;
   const auto train = load_examples(c.dataset, "train", *tok, mf.config.vocab_size, dopt);
@@ -32,15 +37,19 @@ int run_train(const TrainConfig& cfg, bool quiet, const std::string& val_path, c
   if (!val_path.empty()) val = load_examples(val_path, "val", *tok, mf.config.vocab_size, dopt);
   else if (has_split(c.dataset, "val")) val = load_examples(c.dataset, "val", *tok, mf.config.vocab_size, dopt);
   std::fprintf(stderr, "%zu training and %zu validation examples\n", train.size(), val.size());
-  const TrainSummary s = run_training(c, model, *tok, train, val, false, adapter_output_hooks(c.model), command_line);
+  const TrainHooks hooks =
+      c.full ? full_model_output_hooks(*tok, config, "pricer-finetuned") : adapter_output_hooks(c.model);
+  const TrainSummary s = run_training(c, model, *tok, train, val, c.full, hooks, command_line);
   std::printf("run %lld: %lld steps, train loss %.4f", static_cast<long long>(s.run_id), static_cast<long long>(s.steps),
               s.last_train_loss);
   if (!val.empty()) {
     std::printf(", eval loss %.4f -> %.4f", s.first_eval_loss, s.last_eval_loss);
     if (s.last_eval_mae >= 0) std::printf(", eval MAE $%.2f -> $%.2f", s.first_eval_mae, s.last_eval_mae);
   }
-  std::printf("%s\nadapters: %s/last (PEFT + adapter.gguf)%s\n", s.interrupted ? " (interrupted)" : "",
-              c.out_dir.c_str(), val.empty() ? "" : (", best: " + c.out_dir + "/best").c_str());
+  const char* what = c.full ? "model" : "adapters";
+  const char* files = c.full ? "model.gguf" : "PEFT + adapter.gguf";
+  std::printf("%s\n%s: %s/last (%s)%s\n", s.interrupted ? " (interrupted)" : "", what, c.out_dir.c_str(), files,
+              val.empty() ? "" : (", best: " + c.out_dir + "/best").c_str());
   return s.interrupted ? 130 : 0;
 }
 
@@ -62,6 +71,9 @@ Registrar reg{"train", "Fine-tune a base model with QLoRA on a price dataset", [
   set->add("--targets", &TrainConfig::targets, "Adapted projections: q,k,v,o,gate,up,down or all");
   set->add_flag("--rslora", &TrainConfig::rslora, "Scale by alpha/sqrt(rank)");
   set->add("--init-adapter", &TrainConfig::init_adapter, "Start from a PEFT directory or GGUF LoRA adapter");
+  set->add_flag("--full", &TrainConfig::full,
+                "Full fine-tuning: train every weight (needs --base-dtype f32) and save <out>/last/model.gguf; "
+                "best for small bases, QLoRA for large ones");
   add_loop_options(*set);
   sub.add_flag("--quiet,-q", *quiet, "No progress output");
   return [set, quiet, val]() {

@@ -378,19 +378,7 @@ struct RecordCleaner::Impl {
     // category as meta_Cell_Phones_and_Accessories.jsonl ("Cell Phones and Accessories").
     std::replace(out.category.begin(), out.category.end(), '_', ' ');
     if (tok) {
-      auto ids = tok->encode(work);
-      if (ids.size() > static_cast<size_t>(opt.token_budget)) {
-        ids.resize(static_cast<size_t>(opt.token_budget));
-        out.text = tok->decode(ids);
-        const size_t decoded = out.text.size();
-        trim_partial_utf8(out.text);
-        rtrim(out.text);
-        // Byte-level tokens can end mid-character; count what is actually kept.
-        if (out.text.size() != decoded) ids = tok->encode(out.text);
-      } else {
-        out.text = work;
-      }
-      out.length = static_cast<uint32_t>(ids.size());
+      out.text = cut_to_tokens(work, *tok, opt.token_budget, &out.length);
     } else {
       out.text = work;
       out.length = static_cast<uint32_t>(truncate_words(out.text, opt.word_budget()));

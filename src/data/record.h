@@ -39,12 +39,16 @@ inline bool is_bad_input(Reject r) {
          r == Reject::LineTooLong;
 }
 
+// Tokens of product text a curated prompt holds (the course's 160-token prompts: about 110 of
+// text plus the template); prediction cuts raw texts to the same budget.
+inline constexpr int kDefaultTokenBudget = 110;
+
 struct CleanOptions {
   double min_price = 0.50;
   double max_price = 999.49;
   size_t min_chars = 600;   // cleaned text shorter than this is rejected
   size_t max_chars = 4000;  // cleaned text is cut to this many characters first
-  int token_budget = 110;   // the summary is cut to this many tokens
+  int token_budget = kDefaultTokenBudget;  // the summary is cut to this many tokens
   double words_per_token = 0.75;  // word budget when no tokenizer is given
   bool scrub_part_numbers = true;
   size_t max_line_bytes = 1 << 20;

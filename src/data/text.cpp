@@ -98,6 +98,22 @@ void rtrim(std::string& s) {
   while (!s.empty() && is_space(static_cast<unsigned char>(s.back()))) s.pop_back();
 }
 
+std::string cut_to_tokens(const std::string& text, const Tokenizer& tok, int64_t budget, uint32_t* n_tokens) {
+  std::vector<int32_t> ids = tok.encode(text);
+  std::string out = text;
+  if (budget >= 0 && ids.size() > static_cast<size_t>(budget)) {
+    ids.resize(static_cast<size_t>(budget));
+    out = tok.decode(ids);
+    const size_t decoded = out.size();
+    trim_partial_utf8(out);
+    rtrim(out);
+    // Byte-level tokens can end mid-character; count what is actually kept.
+    if (out.size() != decoded) ids = tok.encode(out);
+  }
+  if (n_tokens) *n_tokens = static_cast<uint32_t>(ids.size());
+  return out;
+}
+
 size_t truncate_words(std::string& s, size_t max_words) {
   size_t n = 0, i = 0;
   while (i < s.size()) {

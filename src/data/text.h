@@ -5,6 +5,8 @@
 #include <string>
 #include <string_view>
 
+#include "tokenizer/tokenizer.h"
+
 namespace pricer::data {
 
 // A "part number": at least 7 characters, only A-Z and 0-9, with at least one letter and one
@@ -26,6 +28,12 @@ size_t utf8_prefix_words(std::string_view s, size_t max_chars);
 void trim_partial_utf8(std::string& s);
 // Removes trailing ASCII whitespace.
 void rtrim(std::string& s);
+
+// The first `budget` tokens of `text`, decoded back (an incomplete UTF-8 character and trailing
+// whitespace dropped), or `text` itself when it is not longer; *n_tokens receives the number of
+// tokens kept. Curation cuts every summary this way, and prediction cuts raw texts the same.
+std::string cut_to_tokens(const std::string& text, const Tokenizer& tok, int64_t budget,
+                          uint32_t* n_tokens = nullptr);
 
 // Keeps the first max_words whitespace-separated words (separators kept as they are).
 // Returns the number of words kept.

@@ -33,7 +33,7 @@ double number_param(const PricerContext& ctx, const std::string& key, double fal
 std::string options_key(const ModelPricerOptions& o) {
   return nlohmann::json{{"model", o.model},       {"adapter", o.adapter},     {"tokenizer", o.tokenizer},
                         {"dtype", o.base_dtype},  {"compute", o.compute_dtype}, {"template", o.prompt_template},
-                        {"max_prompt", o.max_prompt_tokens}, {"batch", o.batch}, {"coverage", o.coverage}}
+                        {"max_prompt", o.max_prompt_tokens}, {"text_tokens", o.text_token_budget}, {"batch", o.batch}, {"coverage", o.coverage}}
       .dump();
 }
 
@@ -61,6 +61,7 @@ std::vector<double> LlmPricer::predict(const std::vector<Item>& items) {
   const double n = static_cast<double>(std::max<std::size_t>(preds.size(), 1));
   const ModelPricerOptions& o = model_->options();
   stats_ = {{"mode", price_mode_name(mode_)},
+            {"readout", price_mode_description(mode_)},
             {"model", o.model},
             {"adapter", o.adapter},
             {"interval_nominal", o.coverage},
@@ -88,7 +89,7 @@ std::unique_ptr<Pricer> make_llm_pricer(const std::string& name, const PricerCon
   const auto dash = name.find('-');
   const std::string kind = name.substr(0, dash);
   require(kind == "finetuned" || kind == "base", "not an LLM pricer: \"" + name + "\"");
-  const PriceMode mode = price_mode_from_name(dash == std::string::npos ? param(ctx, "mode", "expected")
+  const PriceMode mode = price_mode_from_name(dash == std::string::npos ? param(ctx, "mode", price_mode_name(kDefaultPriceMode))
                                                                         : name.substr(dash + 1));
   ModelPricerOptions o;
   const std::string base = param(ctx, "model"), merged = param(ctx, "finetuned_model");
@@ -109,6 +110,8 @@ std::unique_ptr<Pricer> make_llm_pricer(const std::string& name, const PricerCon
   o.prompt_template = param(ctx, "prompt_template", o.prompt_template);
   o.coverage = number_param(ctx, "coverage", o.coverage);
   o.batch = static_cast<int64_t>(number_param(ctx, "batch", static_cast<double>(o.batch)));
+  o.text_token_budget =
+      static_cast<int64_t>(number_param(ctx, "text_tokens", static_cast<double>(o.text_token_budget)));
   o.max_prompt_tokens =
       static_cast<int64_t>(number_param(ctx, "max_prompt_tokens", static_cast<double>(o.max_prompt_tokens)));
   o.progress = true;

@@ -32,12 +32,13 @@ class LlmPricer : public Pricer {
 // The ModelPricer for these options: the live one when another pricer holds it, else loaded now.
 std::shared_ptr<ModelPricer> shared_model_pricer(const ModelPricerOptions& opt);
 
-// Builds "finetuned", "base" and their "-top3" / "-greedy" variants from --param settings:
+// Builds "finetuned", "base" (the default readout, kDefaultPriceMode: the median) and their
+// "-median" / "-expected" / "-top3" / "-greedy" variants from --param settings:
 //   model=PATH           base model (both pricers)
 //   adapter=PATH         LoRA adapter of "finetuned" (PEFT directory or GGUF LoRA)
 //   finetuned_model=PATH a merged fine-tuned model, instead of model + adapter
-//   tokenizer=PATH  base_dtype=nf4|bf16|f32  mode=expected|top3|greedy (plain names)
-//   coverage=0.8  batch=16  max_prompt_tokens=128  prompt_template=...
+//   tokenizer=PATH  base_dtype=nf4|bf16|f32  mode=median|expected|top3|greedy (plain names)
+//   coverage=0.8  batch=16  max_prompt_tokens=256  text_tokens=110  prompt_template=...
 std::unique_ptr<Pricer> make_llm_pricer(const std::string& name, const PricerContext& ctx);
 
 }  // namespace pricer::eval

@@ -27,12 +27,15 @@ const std::map<std::string, PricerFactory>& pricer_factories() {
          return std::make_unique<HumanPricer>(c.human_csv);
        }},
       {"frontier", [](const PricerContext& c) { return std::make_unique<FrontierPricer>(c.frontier); }},
-      // The LLMs (see llm_pricer.h for their --param keys): plain names read --param mode.
+      // The LLMs (see llm_pricer.h for their --param keys): plain names read --param mode (default:
+      // the default readout, kDefaultPriceMode).
       {"finetuned", [](const PricerContext& c) { return make_llm_pricer("finetuned", c); }},
+      {"finetuned-expected", [](const PricerContext& c) { return make_llm_pricer("finetuned-expected", c); }},
       {"finetuned-top3", [](const PricerContext& c) { return make_llm_pricer("finetuned-top3", c); }},
       {"finetuned-greedy", [](const PricerContext& c) { return make_llm_pricer("finetuned-greedy", c); }},
       {"finetuned-median", [](const PricerContext& c) { return make_llm_pricer("finetuned-median", c); }},
       {"base", [](const PricerContext& c) { return make_llm_pricer("base", c); }},
+      {"base-expected", [](const PricerContext& c) { return make_llm_pricer("base-expected", c); }},
       {"base-top3", [](const PricerContext& c) { return make_llm_pricer("base-top3", c); }},
       {"base-greedy", [](const PricerContext& c) { return make_llm_pricer("base-greedy", c); }},
       {"base-median", [](const PricerContext& c) { return make_llm_pricer("base-median", c); }},

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "core/threads.h"
+#include "data/text.h"
 #include "io/model_file.h"
 #include "kernels/parallel.h"
 #include "train/adapter_io.h"
@@ -46,24 +47,6 @@ int32_t argmax(const std::vector<float>& v) {
 }
 
 }  // namespace
-
-PriceMode price_mode_from_name(const std::string& name) {
-  if (name == "expected") return PriceMode::Expected;
-  if (name == "top3") return PriceMode::Top3;
-  if (name == "greedy") return PriceMode::Greedy;
-  if (name == "median") return PriceMode::Median;
-  throw Error("unknown price mode '" + name + "' (expected, top3, greedy or median)");
-}
-
-const char* price_mode_name(PriceMode mode) {
-  switch (mode) {
-    case PriceMode::Expected: return "expected";
-    case PriceMode::Top3: return "top3";
-    case PriceMode::Greedy: return "greedy";
-    case PriceMode::Median: return "median";
-  }
-  return "expected";
-}
 
 double parse_price(const std::string& text) {
   std::string digits;
@@ -114,7 +97,8 @@ ModelPricer::ModelPricer(const ModelPricerOptions& opt) : opt_(opt) {
 std::string ModelPricer::prompt_for(const std::string& text) const {
   std::string p = opt_.prompt_template;
   const auto at = p.find("{text}");
-  if (at != std::string::npos) p.replace(at, 6, text);
+  if (at != std::string::npos)
+    p.replace(at, 6, opt_.text_token_budget > 0 ? data::cut_to_tokens(text, *tok_, opt_.text_token_budget) : text);
   return p;
 }
 
@@ -135,18 +119,7 @@ PricePrediction ModelPricer::read_logits(const float* logits, PriceMode mode) co
   PricePrediction p;
   const int64_t vocab = model_->config().vocab_size;
   p.dist = pd_->estimate(logits, vocab, opt_.coverage, std::max(opt_.top_k, 3));
-  if (mode == PriceMode::Top3 && !p.dist.top.empty()) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < std::min<size_t>(3, p.dist.top.size()); ++i) {
-      num += p.dist.top[i].prob * p.dist.top[i].value;
-      den += p.dist.top[i].prob;
-    }
-    p.price = den > 0 ? num / den : p.dist.expected;
-  } else if (mode == PriceMode::Median && p.dist.number_mass > 0) {
-    p.price = p.dist.median;
-  } else {
-    p.price = p.dist.expected;
-  }
+  p.price = read_price(p.dist, mode);
   p.dist.top.resize(std::min<size_t>(p.dist.top.size(), static_cast<size_t>(opt_.top_k)));
   if (opt_.keep_distribution) p.number_probs = pd_->number_probs(logits, vocab, nullptr);
   return p;

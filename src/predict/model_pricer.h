@@ -7,21 +7,14 @@
 #include <string>
 #include <vector>
 
+#include "data/record.h"
 #include "kernels/backend.h"
 #include "model/llama.h"
 #include "predict/price_distribution.h"
 #include "tokenizer/tokenizer.h"
+#include "train/dataset.h"
 
 namespace pricer {
-
-enum class PriceMode {
-  Expected,  // mean over all number tokens (the default)
-  Top3,      // mean over the three most likely number tokens, renormalised (the course's way)
-  Greedy,    // generate greedily and parse the text
-  Median,    // median of the number-token distribution (least expected absolute error)
-};
-PriceMode price_mode_from_name(const std::string& name);  // expected | top3 | greedy | median
-const char* price_mode_name(PriceMode mode);
 
 struct ModelPricerOptions {
   std::string model;
@@ -30,9 +23,12 @@ struct ModelPricerOptions {
   std::string base_dtype = "nf4";
   std::string compute_dtype = "bf16";  // the base's linears, as `pricer train --compute-dtype`  // how the projections are held, as `pricer train --base-dtype`
   std::string prompt_template = "What does this cost to the nearest dollar?\n\n{text}\n\nPrice is $";
+  // A raw product text is cut to this many tokens before it fills the template, as curation cuts
+  // every training text (0 = no cut); curated prompts are used as they are.
+  int64_t text_token_budget = data::kDefaultTokenBudget;
   // Longer prompts lose their middle (head and last 16 tokens kept), as `pricer train
-  // --max-length` (default 128) cut them in fine-tuning.
-  int64_t max_prompt_tokens = 128;
+  // --max-length` cuts training examples (the same default).
+  int64_t max_prompt_tokens = kDefaultMaxTokens;
   int64_t batch = 16;            // prompts per forward pass
   double coverage = 0.8;         // probability of the prediction interval
   int top_k = 5;                 // number tokens listed per prediction

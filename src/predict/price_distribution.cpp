@@ -24,6 +24,47 @@ int number_value(const std::string& s) {
 
 }  // namespace
 
+PriceMode price_mode_from_name(const std::string& name) {
+  if (name == "median") return PriceMode::Median;
+  if (name == "expected") return PriceMode::Expected;
+  if (name == "top3") return PriceMode::Top3;
+  if (name == "greedy") return PriceMode::Greedy;
+  throw Error("unknown price mode '" + name + "' (median, expected, top3 or greedy)");
+}
+
+const char* price_mode_name(PriceMode mode) {
+  switch (mode) {
+    case PriceMode::Median: return "median";
+    case PriceMode::Expected: return "expected";
+    case PriceMode::Top3: return "top3";
+    case PriceMode::Greedy: return "greedy";
+  }
+  return "median";
+}
+
+const char* price_mode_description(PriceMode mode) {
+  switch (mode) {
+    case PriceMode::Median: return "median of the price distribution";
+    case PriceMode::Expected: return "expected value of the price distribution";
+    case PriceMode::Top3: return "mean of the three likeliest prices";
+    case PriceMode::Greedy: return "greedy completion";
+  }
+  return "";
+}
+
+double read_price(const PriceEstimate& e, PriceMode mode) {
+  if (mode == PriceMode::Median && e.number_mass > 0) return e.median;
+  if (mode == PriceMode::Top3 && !e.top.empty()) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < std::min<size_t>(3, e.top.size()); ++i) {
+      num += e.top[i].prob * e.top[i].value;
+      den += e.top[i].prob;
+    }
+    if (den > 0) return num / den;
+  }
+  return e.expected;
+}
+
 PriceDistribution::PriceDistribution(const Tokenizer& tok) {
   for (int32_t id = 0; id < tok.vocab_size(); ++id) {
     const int v = number_value(tok.token_bytes(id));

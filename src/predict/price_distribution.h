@@ -4,6 +4,7 @@
 // trains) every number 0-999 is a single token, so the distribution over those tokens is a
 // distribution over prices: its mean is a point estimate, its quantiles an interval.
 #include <cstdint>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -26,6 +27,22 @@ struct PriceEstimate {
   double number_mass = 0;   // probability the model put on number tokens at all
   std::vector<PriceTopToken> top;
 };
+
+// How a point price is read off the distribution. One default for every reader: training's
+// validation MAE, `pricer predict` and eval's "finetuned"/"base" pricers.
+enum class PriceMode {
+  Median,    // the distribution's median: the estimate with the least expected absolute error
+  Expected,  // mean over all number tokens
+  Top3,      // mean over the three most likely number tokens, renormalised (the course's way)
+  Greedy,    // generate greedily and parse the text (the model pricer's; reads as Expected here)
+};
+inline constexpr PriceMode kDefaultPriceMode = PriceMode::Median;
+PriceMode price_mode_from_name(const std::string& name);  // median | expected | top3 | greedy
+const char* price_mode_name(PriceMode mode);
+// Words for reports: "median of the price distribution", ...
+const char* price_mode_description(PriceMode mode);
+// The point estimate of `mode` (Greedy reads as Expected: the text is the model pricer's job).
+double read_price(const PriceEstimate& e, PriceMode mode);
 
 class PriceDistribution {
  public:

@@ -22,8 +22,12 @@ struct PricedExample {
   double price = 0;  // NaN when the source has none
 };
 
+// Tokens per example in training and per prompt in prediction: room for a curated prompt (the
+// text's token budget plus the template) and its completion, so neither side cuts it.
+inline constexpr int64_t kDefaultMaxTokens = 256;
+
 struct DatasetOptions {
-  int64_t max_length = 128;   // longer examples lose prompt tokens from the middle
+  int64_t max_length = kDefaultMaxTokens;   // longer examples lose prompt tokens from the middle
   int64_t keep_prompt_tail = 16;  // ... keeping the prompt's last tokens ("Price is $")
   bool add_bos = true, add_eos = false;
 };

@@ -19,7 +19,10 @@
 #include "monitor/interrupt.h"
 #include "monitor/recorder.h"
 #include "predict/price_distribution.h"
+#include "io/model_file.h"
+#include "tokenizer/vocab_export.h"
 #include "train/adapter_io.h"
+#include "train/model_export.h"
 #include "train/optimizer.h"
 
 namespace fs = std::filesystem;
@@ -75,6 +78,7 @@ void TrainConfig::apply_yaml(const std::string& path) {
     PRICER_KEY("targets", targets)
     PRICER_KEY("rslora", rslora)
     PRICER_KEY("init_adapter", init_adapter)
+    PRICER_KEY("full", full)
     PRICER_KEY("optimizer", optimizer)
     PRICER_KEY("lr", lr)
     PRICER_KEY("learning_rate", lr)
@@ -103,7 +107,7 @@ void TrainConfig::apply_yaml(const std::string& path) {
 nlohmann::json TrainConfig::to_json() const {
   return {{"model", model}, {"tokenizer", tokenizer}, {"dataset", dataset}, {"out_dir", out_dir},
           {"base_dtype", base_dtype}, {"compute_dtype", compute_dtype}, {"max_length", max_length}, {"rank", rank}, {"alpha", alpha},
-          {"dropout", dropout}, {"targets", targets}, {"rslora", rslora}, {"init_adapter", init_adapter},
+          {"dropout", dropout}, {"targets", targets}, {"rslora", rslora}, {"init_adapter", init_adapter}, {"full", full},
           {"optimizer", optimizer}, {"lr", lr}, {"schedule", schedule}, {"warmup_ratio", warmup_ratio},
           {"weight_decay", weight_decay}, {"max_grad_norm", max_grad_norm}, {"momentum", momentum},
           {"epochs", epochs}, {"max_steps", max_steps}, {"batch_size", batch_size}, {"micro_batch", micro_batch},
@@ -114,6 +118,8 @@ nlohmann::json TrainConfig::to_json() const {
 
 void TrainConfig::validate() const {
   require(max_length >= 4, "max_length must be at least 4");
+  require(!full || base_dtype == "f32", "full fine-tuning trains every weight in f32: add --base-dtype f32");
+  require(!full || init_adapter.empty(), "full fine-tuning trains no adapters: --init-adapter does not apply");
   require(compute_dtype == "bf16" || compute_dtype == "f32",
           "compute_dtype must be bf16 or f32, not '" + compute_dtype + "'");
   require(batch_size >= 1 && micro_batch >= 1, "batch_size and micro_batch must be positive");
@@ -253,9 +259,9 @@ EvalResult evaluate(LlamaModel& model, Backend& be, const std::vector<PricedExam
     b.loss_mask.assign(b.tokens.size(), 0);
     const std::vector<float> logits = model.logits(b, rows, be);
     for (size_t k = 0; k < rows.size(); ++k) {
-      const PriceEstimate e = pd->estimate(logits.data() + k * vocab, vocab, 0.8, 0);
+      const PriceEstimate e = pd->estimate(logits.data() + k * vocab, vocab, 0.8, 3);
       const double truth = val[i + static_cast<int64_t>(k)].price;
-      abs_err += std::abs(e.median - truth);
+      abs_err += std::abs(read_price(e, kDefaultPriceMode) - truth);
       abs_err_mean += std::abs(e.expected - truth);
       covered += (truth >= e.lo && truth <= e.hi + 1.0) ? 1 : 0;  // whole-dollar tokens cover [v, v+1)
     }
@@ -415,7 +421,7 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
   if (cfg.resume && fs::exists(ckpt)) {
     nlohmann::json saved;
     st = load_checkpoint(ckpt, params, opt, &saved);
-    for (const char* k : {"rank", "alpha", "targets", "batch_size", "micro_batch", "seed", "max_length", "lr",
+    for (const char* k : {"full", "rank", "alpha", "targets", "batch_size", "micro_batch", "seed", "max_length", "lr",
                           "schedule", "epochs", "max_steps", "optimizer"})
       require(saved.value(k, nlohmann::json()) == cfg_json.value(k, nlohmann::json()),
               ckpt + ": saved with " + k + " = " + saved.value(k, nlohmann::json()).dump() +
@@ -457,7 +463,7 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
   auto run_eval = [&](bool final_eval) {
     if (val.empty() || evaluated_at == st.step) return;
     evaluated_at = st.step;
-    const EvalResult e = evaluate(model, *be, val, mode_full ? nullptr : &tok, cfg.eval_items, cfg.micro_batch);
+    const EvalResult e = evaluate(model, *be, val, &tok, cfg.eval_items, cfg.micro_batch);
     std::map<std::string, double> m = {{"eval/loss", e.loss}};
     if (e.mae >= 0) {
       m["eval/mae"] = e.mae;
@@ -488,7 +494,9 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
     if (cfg.progress)
       std::fprintf(stderr, "%s%s step %lld: eval loss %.4f", tty ? "\n" : "", label.c_str(),
                    static_cast<long long>(st.step), e.loss);
-    if (cfg.progress && e.mae >= 0) std::fprintf(stderr, ", MAE $%.2f (mean readout $%.2f)", e.mae, e.mae_mean);
+    if (cfg.progress && e.mae >= 0)
+      std::fprintf(stderr, ", MAE $%.2f (%s; expected value $%.2f)", e.mae, price_mode_name(kDefaultPriceMode),
+                   e.mae_mean);
     if (cfg.progress) std::fprintf(stderr, "\n");
     if (hooks.on_eval) {
       const std::string why = hooks.on_eval({st.step, e, st.best_eval_loss, st.best_eval_mae, final_eval});
@@ -652,6 +660,19 @@ TrainHooks adapter_output_hooks(const std::string& base_model_name) {
   hooks.save_output = [base_model_name](const LlamaModel& m, const std::string& dir) {
     save_peft_adapter(m, dir, base_model_name);
     save_gguf_adapter(m, (fs::path(dir) / "adapter.gguf").string());
+  };
+  return hooks;
+}
+
+TrainHooks full_model_output_hooks(const Tokenizer& tok, const ModelConfig& config, const std::string& name) {
+  TrainHooks hooks;
+  hooks.save_output = [kvs = gguf_tokenizer_metadata(tok, config.vocab_size), config, name](
+                          const LlamaModel& m, const std::string& dir) {
+    fs::create_directories(dir);
+    GgufExportOptions go;
+    go.name = name;
+    go.extra = kvs;
+    save_gguf((fs::path(dir) / "model.gguf").string(), config, export_tensors(m, false), go);
   };
   return hooks;
 }
