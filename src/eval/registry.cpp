@@ -1,6 +1,7 @@
 // The pricer registry: one line per pricer.
 #include "core/error.h"
 #include "eval/baselines.h"
+#include "eval/ensemble.h"
 #include "eval/frontier_pricer.h"
 #include "eval/human.h"
 #include "eval/llm_pricer.h"
@@ -39,6 +40,8 @@ const std::map<std::string, PricerFactory>& pricer_factories() {
       {"base-top3", [](const PricerContext& c) { return make_llm_pricer("base-top3", c); }},
       {"base-greedy", [](const PricerContext& c) { return make_llm_pricer("base-greedy", c); }},
       {"base-median", [](const PricerContext& c) { return make_llm_pricer("base-median", c); }},
+      // Stacks the others (see ensemble.h for its --param keys).
+      {"ensemble", [](const PricerContext& c) { return make_ensemble_pricer(c); }},
   };
   return factories;
 }

@@ -1,0 +1,77 @@
+#pragma once
+// The ensemble pricer: stacks other pricers, as the course's last stage combined its pricers.
+// Each member's price becomes a feature log(price); the ensemble predicts
+// exp(b + sum_j w_j log p_j) with non-negative weights w fitted by least squares in log-price
+// space, only ever on predictions for items the member did not learn from:
+//  - members fitted here (the classic baselines) are cross-fitted: the training split is cut
+//    into K folds and each fold is priced by a member fitted on the other folds;
+//  - members trained elsewhere (the LLMs, which learned from the training split) cannot be
+//    refitted, so the weights are fitted on held-out items no member saw (--param
+//    ensemble_fit=PATH): the classic members, fitted on the whole training split, price them too.
+// The final classic members are fitted on the whole training split. The scored items are never
+// the fit items: predicting a set that is mostly among them is an error.
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "eval/pricer.h"
+
+namespace pricer::eval {
+
+struct EnsembleMember {
+  std::string name;
+  std::function<std::unique_ptr<Pricer>()> make;  // a fresh, unfitted instance per call
+};
+
+struct EnsembleOptions {
+  int folds = 5;
+  uint64_t seed = 42;
+  double ridge = 1e-3;            // on the weights, relative to the number of fit items
+  std::vector<Item> holdout;      // items for the weights when a member was trained elsewhere
+  std::string holdout_source;     // where they came from, for stats
+};
+
+// Non-negative least squares with a free intercept and a small ridge: minimises
+// sum_i (b + sum_j w_j x[j][i] - y_i)^2 + ridge * n * |w|^2 over w >= 0 by cyclic coordinate
+// descent on the centred problem (exact for a handful of members).
+struct StackWeights {
+  std::vector<double> weights;
+  double intercept = 0;
+};
+StackWeights fit_stack_weights(const std::vector<std::vector<double>>& x, const std::vector<double>& y,
+                               double ridge);
+
+class EnsemblePricer : public Pricer {
+ public:
+  EnsemblePricer(std::vector<EnsembleMember> members, EnsembleOptions opt);
+  std::string name() const override { return "ensemble"; }
+  bool needs_training() const override { return true; }
+  void fit(const std::vector<Item>& train) override;
+  std::vector<double> predict(const std::vector<Item>& items) override;
+  // Weights per member, intercept, how they were fitted (cross-fit or held-out, on how many
+  // items) and the fit items' MAE.
+  nlohmann::json stats() const override;
+
+ private:
+  std::vector<std::vector<double>> member_features(const std::vector<Item>& items);
+
+  std::vector<EnsembleMember> members_;
+  EnsembleOptions opt_;
+  std::vector<std::unique_ptr<Pricer>> fitted_;  // the final members, in members_ order
+  StackWeights weights_;
+  std::unordered_set<uint64_t> fit_items_;  // hashes of the items the weights saw
+  nlohmann::json stats_ = nlohmann::json::object();
+};
+
+// The ensemble of `pricer eval` from --param settings:
+//   ensemble=tfidf,xgboost,finetuned  members (default: tfidf and xgboost, and finetuned with its
+//                                     expected-value readout when a fine-tuned model is given)
+//   ensemble_fit=PATH                 held-out items for the weights (a JSON-lines file, or a
+//                                     curate directory's ensemble_fit_split, default "test")
+//   ensemble_folds=5                  folds of the cross-fitting
+std::unique_ptr<Pricer> make_ensemble_pricer(const PricerContext& ctx);
+
+}  // namespace pricer::eval

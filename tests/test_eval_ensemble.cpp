@@ -1,0 +1,207 @@
+// The ensemble pricer: its non-negative stacking weights against known answers, cross-fitting
+// that never lets a member price what it was fitted on (nor the scored split touch any fit), the
+// held-out path for members trained elsewhere, and that stacking two noisy pricers beats both.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <memory>
+#include <random>
+#include <set>
+
+#include "core/error.h"
+#include "eval/ensemble.h"
+
+using namespace pricer::eval;
+
+namespace {
+
+std::vector<Item> make_items(int n, int first_id, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::lognormal_distribution<double> price(3.5, 1.0);
+  std::vector<Item> items;
+  for (int i = 0; i < n; ++i) {
+    Item it;
+    it.title = "item " + std::to_string(first_id + i);
+    it.text = it.title + " text";
+    it.price = std::min(999.0, std::max(0.5, price(rng)));
+    items.push_back(it);
+  }
+  return items;
+}
+
+// What every spy saw, across all instances.
+struct Journal {
+  std::vector<std::set<std::string>> fits;  // titles fitted on, per fit call
+  std::vector<std::pair<size_t, std::set<std::string>>> predictions;  // (fit call or npos, titles)
+};
+
+// A pricer that knows the truth up to a planted multiplicative noise (a seeded hash of the
+// title), and writes down what it is fitted on and asked to price.
+class SpyPricer : public Pricer {
+ public:
+  SpyPricer(Journal* j, uint64_t salt, double noise, bool trains) : j_(j), salt_(salt), noise_(noise), trains_(trains) {}
+  std::string name() const override { return "spy"; }
+  bool needs_training() const override { return trains_; }
+  void fit(const std::vector<Item>& train) override {
+    std::set<std::string> t;
+    for (const auto& it : train) t.insert(it.title);
+    fit_call_ = j_->fits.size();
+    j_->fits.push_back(std::move(t));
+  }
+  std::vector<double> predict(const std::vector<Item>& items) override {
+    std::set<std::string> t;
+    std::vector<double> out;
+    for (const auto& it : items) {
+      t.insert(it.title);
+      std::mt19937_64 rng(std::hash<std::string>{}(it.title) ^ salt_);
+      std::normal_distribution<double> e(0.0, noise_);
+      out.push_back(it.price * std::exp(e(rng)));
+    }
+    j_->predictions.emplace_back(fit_call_, std::move(t));
+    return out;
+  }
+
+ private:
+  Journal* j_;
+  uint64_t salt_;
+  double noise_;
+  bool trains_;
+  size_t fit_call_ = static_cast<size_t>(-1);
+};
+
+EnsembleMember spy(Journal* j, uint64_t salt, double noise, bool trains = true) {
+  return {"spy" + std::to_string(salt), [=] { return std::make_unique<SpyPricer>(j, salt, noise, trains); }};
+}
+
+double mae(const std::vector<Item>& items, const std::vector<double>& pred) {
+  double s = 0;
+  for (size_t i = 0; i < items.size(); ++i) s += std::abs(pred[i] - items[i].price);
+  return s / static_cast<double>(items.size());
+}
+
+}  // namespace
+
+TEST(StackWeights, RecoverAPlantedBlendAndStayNonNegative) {
+  std::mt19937_64 rng(3);
+  std::normal_distribution<double> n(0.0, 1.0);
+  std::vector<std::vector<double>> x(3);
+  std::vector<double> y;
+  for (int i = 0; i < 500; ++i) {
+    const double a = n(rng), b = n(rng);
+    x[0].push_back(a);
+    x[1].push_back(b);
+    x[2].push_back(-a - b + 0.1 * n(rng));  // pulls against the answer: a negative weight would fit it
+    y.push_back(0.3 + 0.6 * a + 0.4 * b);
+  }
+  const StackWeights w = fit_stack_weights(x, y, 0.0);
+  EXPECT_NEAR(w.weights[0], 0.6, 1e-6);
+  EXPECT_NEAR(w.weights[1], 0.4, 1e-6);
+  EXPECT_EQ(w.weights[2], 0.0);
+  EXPECT_NEAR(w.intercept, 0.3, 1e-6);
+  // The ridge shrinks the weights toward zero, never past it.
+  const StackWeights r = fit_stack_weights(x, y, 1.0);
+  EXPECT_LT(r.weights[0] + r.weights[1], 1.0);
+  EXPECT_GT(r.weights[0], 0.0);
+  EXPECT_THROW(fit_stack_weights({}, y, 0.0), pricer::Error);
+  EXPECT_THROW(fit_stack_weights({{1.0}}, y, 0.0), pricer::Error);
+}
+
+TEST(Ensemble, CrossFittingNeverPricesWhatAMemberWasFittedOnNorSeesTheScoredSplit) {
+  Journal j;
+  const auto train = make_items(200, 0, 1), scored = make_items(80, 1000, 2);
+  EnsembleOptions o;
+  o.folds = 4;
+  EnsemblePricer ens({spy(&j, 1, 0.5), spy(&j, 2, 0.5)}, o);
+  ens.fit(train);
+  const auto pred = ens.predict(scored);
+
+  std::set<std::string> scored_titles, oof;
+  for (const auto& it : scored) scored_titles.insert(it.title);
+  for (const auto& fit : j.fits)
+    for (const auto& t : fit) EXPECT_FALSE(scored_titles.contains(t)) << t << ": a scored item in a fit";
+  size_t oof_predictions = 0;
+  for (const auto& [call, titles] : j.predictions) {
+    ASSERT_LT(call, j.fits.size()) << "every member is fitted before it prices";
+    const bool final_member = j.fits[call].size() == train.size();
+    if (final_member) continue;  // the final members, fitted on the whole split, price the scored items
+    ++oof_predictions;
+    for (const auto& t : titles) {
+      EXPECT_FALSE(j.fits[call].contains(t)) << t << " priced by a member fitted on it";
+      EXPECT_FALSE(scored_titles.contains(t));
+      oof.insert(t);
+    }
+  }
+  EXPECT_EQ(oof_predictions, 8u) << "4 folds x 2 members";
+  EXPECT_EQ(oof.size(), train.size()) << "every training item is priced out of fold";
+
+  const auto s = ens.stats();
+  EXPECT_EQ(s["fit_items"], train.size());
+  EXPECT_EQ(s["folds"], 4);
+  EXPECT_GT(s["weights"]["spy1"].get<double>(), 0.0);
+  EXPECT_EQ(pred.size(), scored.size());
+  // The split its weights were fitted on cannot be scored.
+  EXPECT_THROW(ens.predict(train), pricer::Error);
+}
+
+TEST(Ensemble, StackingTwoIndependentlyNoisyPricersBeatsEach) {
+  Journal j;
+  const auto train = make_items(600, 0, 5), scored = make_items(400, 5000, 6);
+  EnsemblePricer ens({spy(&j, 7, 0.6), spy(&j, 8, 0.6)}, EnsembleOptions{});
+  ens.fit(train);
+  const double e = mae(scored, ens.predict(scored));
+  SpyPricer a(&j, 7, 0.6, true), b(&j, 8, 0.6, true);
+  const double ma = mae(scored, a.predict(scored)), mb = mae(scored, b.predict(scored));
+  EXPECT_LT(e, 0.9 * std::min(ma, mb)) << "ensemble " << e << " members " << ma << ", " << mb;
+  // Equally good members weigh alike; least squares on noisy features shrinks their sum below 1
+  // (var y / (2 var y + noise) each: about 0.42 here).
+  const double w7 = ens.stats()["weights"]["spy7"].get<double>(), w8 = ens.stats()["weights"]["spy8"].get<double>();
+  EXPECT_NEAR(w7, w8, 0.1);
+  EXPECT_NEAR(w7 + w8, 0.85, 0.1);
+}
+
+TEST(Ensemble, MembersTrainedElsewhereAreWeighedOnHeldOutItemsOnly) {
+  Journal j;
+  const auto train = make_items(200, 0, 1), holdout = make_items(60, 500, 3), scored = make_items(50, 1000, 2);
+  // An LLM-like member (not fitted here) and a classic one.
+  EnsemblePricer without({spy(&j, 1, 0.3, false), spy(&j, 2, 0.5)}, EnsembleOptions{});
+  try {
+    without.fit(train);
+    FAIL() << "fitting weights on the split an outside member trained on must be refused";
+  } catch (const pricer::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("ensemble_fit"), std::string::npos) << e.what();
+  }
+
+  Journal k;
+  EnsembleOptions o;
+  o.holdout = holdout;
+  o.holdout_source = "held.jsonl";
+  EnsemblePricer ens({spy(&k, 1, 0.3, false), spy(&k, 2, 0.5)}, o);
+  ens.fit(train);
+  std::set<std::string> train_titles;
+  for (const auto& it : train) train_titles.insert(it.title);
+  for (const auto& [call, titles] : k.predictions)
+    for (const auto& t : titles) EXPECT_FALSE(train_titles.contains(t)) << "weights fitted on " << t;
+  ASSERT_EQ(k.fits.size(), 1u) << "the classic member is fitted once, on the whole training split";
+  EXPECT_EQ(k.fits[0].size(), train.size());
+  EXPECT_EQ(ens.stats()["fit_items"], holdout.size());
+  EXPECT_EQ(ens.stats()["fit_source"], "held.jsonl");
+  // The less noisy member gets the larger weight.
+  EXPECT_GT(ens.stats()["weights"]["spy1"].get<double>(), ens.stats()["weights"]["spy2"].get<double>());
+  EXPECT_EQ(ens.predict(scored).size(), scored.size());
+  EXPECT_THROW(ens.predict(holdout), pricer::Error);
+}
+
+TEST(Ensemble, RegistryBuildsItFromParams) {
+  PricerContext ctx;
+  ctx.params["ensemble"] = "tfidf,mean";
+  auto p = make_pricer("ensemble", ctx);
+  EXPECT_EQ(p->name(), "ensemble");
+  EXPECT_TRUE(p->needs_training());
+  ctx.params["ensemble"] = "tfidf,ensemble";
+  EXPECT_THROW(make_pricer("ensemble", ctx), pricer::Error);
+  ctx.params["ensemble"] = "tfidf,nonesuch";
+  EXPECT_THROW(make_pricer("ensemble", ctx), pricer::Error);
+  ctx.params["ensemble"] = "tfidf";
+  ctx.params["ensemble_folds"] = "x";
+  EXPECT_THROW(make_pricer("ensemble", ctx), pricer::Error);
+}
