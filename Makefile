@@ -3,7 +3,7 @@ PRESET ?= release
 BUILD  := build
 JOBS   ?= $(shell nproc)
 
-.PHONY: all setup build test demo demo-real bench fuzz clean
+.PHONY: all setup build test demo demo-real quality bench fuzz clean
 
 all: build
 
@@ -23,6 +23,11 @@ demo: build
 # The same pipeline on the real Amazon data in ../shared/data (or $PRICER_DATA).
 demo-real: build
 	@scripts/demo-real
+
+# The full real-data recipe (at most an hour on 2 cores); rewrites its table in docs/results.md.
+quality: build
+	@REAL_SCALE=quality scripts/demo-real
+	@scripts/results-table quality-out/leaderboard.md docs/results.md
 
 bench: build
 	@scripts/bench

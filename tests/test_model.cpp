@@ -404,6 +404,49 @@ TEST(LlamaModel, FullParameterGradientsMatchFiniteDifferences) {
   }
 }
 
+TEST(LlamaModel, SoftTargetsAreCrossEntropyAgainstADistributionWithExactGradients) {
+  auto ref = make_reference_backend();
+  LlamaModel m = tiny_model(false, true);
+  m.enable_full_training();
+  Batch b = make_batch(examples(48, 8), BatchMode::Packing, 0);
+  std::vector<int64_t> rows;
+  for (int64_t t = 0; t < b.size(); ++t)
+    if (b.loss_mask[t]) rows.push_back(t);
+  ASSERT_GE(rows.size(), 2u);
+  // A one-hot soft target is the hard target: same loss, same gradients.
+  m.zero_grad();
+  const float hard = m.forward_backward(b, *ref);
+  const auto g_hard = grads_of(m);
+  Batch onehot = b;
+  onehot.soft_targets.push_back({rows[0], {b.targets[rows[0]]}, {1.0f}});
+  m.zero_grad();
+  EXPECT_NEAR(m.forward_backward(onehot, *ref), hard, 1e-6);
+  const auto g_onehot = grads_of(m);
+  ASSERT_EQ(g_onehot.size(), g_hard.size());
+  for (size_t i = 0; i < g_hard.size(); ++i)
+    for (size_t j = 0; j < g_hard[i].size(); ++j) ASSERT_NEAR(g_onehot[i][j], g_hard[i][j], 1e-6) << i << "," << j;
+
+  // A spread label moves loss and gradients, and they agree with finite differences of loss().
+  Batch soft = b;
+  soft.soft_targets.push_back({rows[0], {1, 2, b.targets[rows[0]]}, {0.25f, 0.25f, 0.5f}});
+  soft.soft_targets.push_back({rows[1], {3, 4}, {0.5f, 0.5f}});
+  m.zero_grad();
+  const float l = m.forward_backward(soft, *ref);
+  EXPECT_NE(l, hard);
+  EXPECT_NEAR(m.loss(soft, *ref), l, 1e-6);
+  const auto g = grads_of(m);
+  check_gradients(m, [&] { return double(m.loss(soft, *ref)); }, g, 1e-2f, "soft targets");
+
+  // Bad soft targets are refused with the row named.
+  Batch bad = b;
+  bad.soft_targets.push_back({rows[0], {1, 2}, {0.5f, 0.6f}});
+  EXPECT_THROW(m.loss(bad, *ref), Error);
+  bad.soft_targets = {{0, {1}, {1.0f}}};
+  if (!b.loss_mask[0]) EXPECT_THROW(m.loss(bad, *ref), Error);
+  bad.soft_targets = {{rows[0], {1}, {1.0f}}, {rows[0], {2}, {1.0f}}};
+  EXPECT_THROW(m.loss(bad, *ref), Error);
+}
+
 TEST(LlamaModel, GradientsAccumulateUntilZeroed) {
   auto ref = make_reference_backend();
   LlamaModel m = tiny_model(false, true);

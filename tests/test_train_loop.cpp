@@ -11,6 +11,7 @@
 
 #include "cli/train_options.h"
 #include "monitor/run_db.h"
+#include "predict/price_distribution.h"
 #include "train/adapter_io.h"
 #include "train/trainer.h"
 #include "train_test_util.h"
@@ -543,6 +544,56 @@ TEST_F(TrainLoop, EvalHookSeesEachEvaluationAndCanStopTheRun) {
 
 // ---------------------------------------------------------------------------------------------
 // Batches grouped by length: every example once an epoch, a new order each epoch, little padding.
+
+TEST_F(TrainLoop, PriceSmoothingSpreadsThePriceTokensLabelOverNearbyPrices) {
+  const auto data = examples(0, 12);
+  const PriceDistribution pd(tiny_tokenizer());
+  const NumberTokens numbers{pd.ids(), pd.values()};
+  auto value_of = [&](int32_t id) {
+    const auto it = std::find(numbers.ids.begin(), numbers.ids.end(), id);
+    return it == numbers.ids.end() ? -1 : numbers.values[it - numbers.ids.begin()];
+  };
+  const std::vector<int64_t> idx = {3, 0, 7, 11};
+  Batch b = batch_of(data, idx);
+  add_price_smoothing(b, data, idx, numbers, 0.1);
+  b.validate(tiny_tokenizer().vocab_size(), 1 << 20, "smoothed batch");  // rows masked, distributions
+  ASSERT_EQ(b.soft_targets.size(), idx.size()) << "every example's price token gets a spread label";
+  for (size_t s = 0; s < idx.size(); ++s) {
+    const SoftTarget& st = b.soft_targets[s];
+    const int truth = value_of(b.targets[st.position]);
+    ASSERT_GE(truth, 0) << "the smoothed position predicts the price token";
+    EXPECT_EQ(st.position, b.cu_seqlens[s] + data[idx[s]].prompt_len - 1);
+    // The peak is the true price; weight falls with the distance in log price, both ways.
+    const size_t peak = std::max_element(st.probs.begin(), st.probs.end()) - st.probs.begin();
+    EXPECT_EQ(value_of(st.ids[peak]), truth);
+    for (size_t k = 0; k < st.ids.size(); ++k)
+      for (size_t l = 0; l < st.ids.size(); ++l) {
+        const double dk = std::abs(std::log1p(value_of(st.ids[k])) - std::log1p(truth));
+        const double dl = std::abs(std::log1p(value_of(st.ids[l])) - std::log1p(truth));
+        if (dk + 1e-9 < dl) EXPECT_GT(st.probs[k], st.probs[l]);
+      }
+    EXPECT_GT(st.ids.size(), 1u);
+  }
+  // A wider Gaussian shares more of the credit.
+  Batch wide = batch_of(data, idx);
+  add_price_smoothing(wide, data, idx, numbers, 0.5);
+  EXPECT_GT(wide.soft_targets[0].ids.size(), b.soft_targets[0].ids.size());
+  EXPECT_THROW(add_price_smoothing(wide, data, idx, numbers, 0.0), Error);
+
+  // In training it changes what is learned, and is recorded with the run.
+  TrainConfig c = config("smooth");
+  c.max_steps = 3;
+  c.price_smoothing = 0.1f;
+  LlamaModel smooth = lora_model(), plain = lora_model();
+  const TrainSummary ss = train(c, smooth, data);
+  EXPECT_TRUE(std::isfinite(ss.last_train_loss));
+  c.price_smoothing = 0;
+  c.out_dir = dir_ / "plain";
+  train(c, plain, data);
+  EXPECT_NE(smooth.lora(0, Proj::Q)->B, plain.lora(0, Proj::Q)->B);
+  monitor::RunDb db(dir_ / "runs.db", monitor::RunDb::Mode::existing);
+  EXPECT_FLOAT_EQ(db.params(ss.run_id)["price_smoothing"].get<float>(), 0.1f);
+}
 
 TEST(TrainBatches, GroupedByLengthShuffledAndComplete) {
   std::vector<PricedExample> data(2000);

@@ -68,6 +68,9 @@ inline void add_loop_options(TrainOptionSet& s) {
   s.add("--max-steps", &TrainConfig::max_steps, "Stop after this many optimizer steps (0 = no limit)");
   s.add("--batch-size", &TrainConfig::batch_size, "Examples per optimizer step");
   s.add("--micro-batch", &TrainConfig::micro_batch, "Examples per forward/backward (gradient accumulation)");
+  s.add("--price-smoothing", &TrainConfig::price_smoothing,
+        "Spread the price token's label over nearby prices: a Gaussian of this width in log(1 + price), "
+        "e.g. 0.1 (0 = one-hot)");
   s.add_flag("--checkpoint-layers", &TrainConfig::checkpoint_layers, "Recompute each layer in backward (less memory)");
   s.add("--eval-every", &TrainConfig::eval_every, "Optimizer steps between evaluations (0 = end only)");
   s.add("--eval-items", &TrainConfig::eval_items, "Validation items per evaluation (0 = all)");

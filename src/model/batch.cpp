@@ -1,6 +1,7 @@
 #include "model/batch.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "core/error.h"
 
@@ -39,6 +40,21 @@ void Batch::validate(int64_t vocab, int64_t max_pos, const std::string& what) co
               what + ": target " + std::to_string(targets[t]) + " at row " + std::to_string(t) +
                   " outside the vocabulary of " + std::to_string(vocab));
     }
+  }
+  std::vector<uint8_t> soft_at(T, 0);
+  for (const SoftTarget& st : soft_targets) {
+    const std::string where = what + ": soft target at row " + std::to_string(st.position);
+    require(st.position >= 0 && st.position < static_cast<int64_t>(T) && loss_mask[st.position],
+            where + " is not a loss-masked row");
+    require(!soft_at[st.position]++, where + " is given twice");
+    require(!st.ids.empty() && st.ids.size() == st.probs.size(), where + ": ids and probs differ in length");
+    double sum = 0;
+    for (size_t k = 0; k < st.ids.size(); ++k) {
+      require(st.ids[k] >= 0 && st.ids[k] < vocab, where + ": id " + std::to_string(st.ids[k]) + " outside the vocabulary");
+      require(std::isfinite(st.probs[k]) && st.probs[k] >= 0, where + ": probabilities must be finite and >= 0");
+      sum += st.probs[k];
+    }
+    require(std::abs(sum - 1.0) < 1e-3, where + ": probabilities sum to " + std::to_string(sum) + ", not 1");
   }
 }
 

@@ -11,18 +11,28 @@
 
 namespace pricer {
 
+// A target distribution for one position in place of its one-hot next token: the loss there is
+// the cross-entropy -sum_k probs[k] log p(ids[k]) against a soft label (probs sum to 1). The
+// trainer spreads a price's label over nearby price tokens this way (TrainConfig::price_smoothing).
+struct SoftTarget {
+  int64_t position = 0;  // a loss-masked row of the batch
+  std::vector<int32_t> ids;
+  std::vector<float> probs;
+};
+
 struct Batch {
   std::vector<int32_t> tokens;      // [T]
   std::vector<int32_t> positions;   // [T] rotary positions, restarting at 0 in every sequence
   std::vector<int32_t> cu_seqlens;  // [S + 1] sequence i occupies [cu[i], cu[i+1])
   std::vector<int32_t> targets;     // [T]
   std::vector<uint8_t> loss_mask;   // [T]
+  std::vector<SoftTarget> soft_targets;  // optional, at most one per position
 
   int64_t size() const { return static_cast<int64_t>(tokens.size()); }
   int64_t n_sequences() const { return cu_seqlens.empty() ? 0 : int64_t(cu_seqlens.size()) - 1; }
   int64_t n_loss_tokens() const;
-  // Throws Error naming `what` on inconsistent sizes, ids outside [0, vocab), bad cu_seqlens or
-  // positions at or beyond max_pos.
+  // Throws Error naming `what` on inconsistent sizes, ids outside [0, vocab), bad cu_seqlens,
+  // positions at or beyond max_pos, or a soft target off the loss mask or not a distribution.
   void validate(int64_t vocab, int64_t max_pos, const std::string& what) const;
 };
 

@@ -575,8 +575,37 @@ void LlamaModel::cached_attention(Backend& be, int64_t l, const float* q, float*
 // ---------------------------------------------------------------------------------------------
 // Output head, only at the rows that need it: never a [T, vocab] tensor.
 
+namespace {
+
+// Turns cross_entropy's one-hot result for a row into a soft target's: the gradient
+// (p - onehot) * scale becomes (p - q) * scale, and the loss -sum_k q_k log p_k, from the row's
+// log-sum-exp and its logits at the target ids (saved before cross_entropy overwrote them).
+float apply_soft_target(float* grad, const SoftTarget& st, int32_t hard, double lse, const float* id_logits,
+                        float scale) {
+  grad[hard] += scale;
+  double loss = 0;
+  for (size_t k = 0; k < st.ids.size(); ++k) {
+    grad[st.ids[k]] -= st.probs[k] * scale;
+    loss -= static_cast<double>(st.probs[k]) * (static_cast<double>(id_logits[k]) - lse);
+  }
+  return static_cast<float>(loss);
+}
+
+// For each of `rows` (ascending), the soft target at that position or nullptr.
+std::vector<const SoftTarget*> soft_targets_of(std::span<const int64_t> rows, std::span<const SoftTarget> soft) {
+  std::vector<const SoftTarget*> of(rows.size(), nullptr);
+  for (const SoftTarget& st : soft) {
+    const auto it = std::lower_bound(rows.begin(), rows.end(), st.position);
+    if (it != rows.end() && *it == st.position) of[static_cast<size_t>(it - rows.begin())] = &st;
+  }
+  return of;
+}
+
+}  // namespace
+
 float LlamaModel::head_loss(Backend& be, const float* h, std::span<const int64_t> rows,
-                            const int32_t* targets, float grad_scale, float* dh, Scratch& s) {
+                            const int32_t* targets, std::span<const SoftTarget> soft, float grad_scale,
+                            float* dh, Scratch& s) {
   const int64_t M = static_cast<int64_t>(rows.size()), D = cfg_.dim, V = cfg_.vocab_size;
   s.hsel.resize(M * D);
   s.hnsel.resize(M * D);
@@ -593,10 +622,27 @@ float LlamaModel::head_loss(Backend& be, const float* h, std::span<const int64_t
   s.logits.resize(chunk * V);
   s.losses.resize(M);
   const Weight& W = head();
+  const std::vector<const SoftTarget*> soft_of = soft_targets_of(rows, soft);
+  std::vector<float> id_logits;
   for (int64_t r0 = 0; r0 < M; r0 += chunk) {
     const int64_t n = std::min(chunk, M - r0);
     be.linear_forward(W, s.hnsel.data() + r0 * D, s.logits.data(), n, 0.0f);
+    for (int64_t i = r0; i < r0 + n; ++i) {  // keep what cross_entropy overwrites
+      if (!soft_of[i]) continue;
+      const float* row = s.logits.data() + (i - r0) * V;
+      id_logits.push_back(row[s.tsel[i]]);
+      for (int32_t id : soft_of[i]->ids) id_logits.push_back(row[id]);
+    }
     be.cross_entropy(s.logits.data(), s.tsel.data() + r0, s.losses.data() + r0, n, V, grad_scale);
+    size_t at = 0;
+    for (int64_t i = r0; i < r0 + n; ++i) {
+      if (!soft_of[i]) continue;
+      const double lse = static_cast<double>(s.losses[i]) + id_logits[at];  // loss = lse - logit[target]
+      s.losses[i] = apply_soft_target(s.logits.data() + (i - r0) * V, *soft_of[i], s.tsel[i], lse,
+                                      id_logits.data() + at + 1, grad_scale);
+      at += 1 + soft_of[i]->ids.size();
+    }
+    id_logits.clear();
     if (!dh) continue;
     be.linear_backward_input(W, s.logits.data(), s.dhnsel.data() + r0 * D, n);
     if (full_) {
@@ -670,7 +716,7 @@ float LlamaModel::forward_backward(const Batch& b, Backend& be, const TrainOptio
   }
   std::vector<float> dres(T * D, 0.0f);
   const float inv_m = 1.0f / static_cast<float>(rows.size());
-  const float total = head_loss(be, xs[NL].data(), rows, b.targets.data(), inv_m, dres.data(), s);
+  const float total = head_loss(be, xs[NL].data(), rows, b.targets.data(), b.soft_targets, inv_m, dres.data(), s);
   for (int64_t l = NL - 1; l >= 0; --l) {
     Acts& a = acts[opt.checkpoint ? 0 : l];
     if (opt.checkpoint) {
@@ -691,7 +737,7 @@ float LlamaModel::loss(const Batch& b, Backend& be) {
   std::vector<float> h(b.size() * cfg_.dim);
   run_forward(be, b, h.data(), s, nullptr);
   const float inv_m = 1.0f / static_cast<float>(rows.size());
-  return head_loss(be, h.data(), rows, b.targets.data(), inv_m, nullptr, s) * inv_m;
+  return head_loss(be, h.data(), rows, b.targets.data(), b.soft_targets, inv_m, nullptr, s) * inv_m;
 }
 
 std::vector<float> LlamaModel::logits(const Batch& batch, std::span<const int64_t> rows, Backend& be) {

@@ -158,7 +158,8 @@ class LlamaModel {
   // Final norm + head at `rows` of the last hidden state h [T, dim]. With targets: returns the
   // summed loss and, when dh != nullptr, writes the gradient w.r.t. h (rows not listed untouched).
   float head_loss(Backend& be, const float* h, std::span<const int64_t> rows,
-                  const int32_t* targets, float grad_scale, float* dh, Scratch& s);
+                  const int32_t* targets, std::span<const SoftTarget> soft, float grad_scale, float* dh,
+                  Scratch& s);
   std::vector<float> head_logits(Backend& be, const float* h, std::span<const int64_t> rows,
                                  Scratch& s);
   void run_forward(Backend& be, const Batch& b, float* h, Scratch& s, KvCache* cache);

@@ -155,4 +155,31 @@ Batch batch_of(const std::vector<PricedExample>& data, const std::vector<int64_t
   return make_batch(ex, BatchMode::Packing, 0);
 }
 
+void add_price_smoothing(Batch& b, const std::vector<PricedExample>& data, const std::vector<int64_t>& idx,
+                         const NumberTokens& numbers, double sigma) {
+  require(sigma > 0 && std::isfinite(sigma), "price smoothing: sigma must be positive");
+  require(static_cast<int64_t>(idx.size()) == b.n_sequences(), "price smoothing: the batch is not these examples");
+  for (size_t s = 0; s < idx.size(); ++s) {
+    const PricedExample& ex = data[idx[s]];
+    const int64_t pos = b.cu_seqlens[s] + ex.prompt_len - 1;  // predicts the first completion token
+    if (ex.prompt_len < 1 || ex.prompt_len >= static_cast<int64_t>(ex.tokens.size()) || !b.loss_mask[pos]) continue;
+    const auto hit = std::find(numbers.ids.begin(), numbers.ids.end(), b.targets[pos]);
+    if (hit == numbers.ids.end()) continue;
+    const double center = std::log1p(numbers.values[hit - numbers.ids.begin()]);
+    SoftTarget st;
+    st.position = pos;
+    double sum = 0;
+    for (size_t k = 0; k < numbers.ids.size(); ++k) {
+      const double z = (std::log1p(numbers.values[k]) - center) / sigma;
+      const double w = std::exp(-0.5 * z * z);
+      if (w < 1e-3) continue;
+      st.ids.push_back(numbers.ids[k]);
+      st.probs.push_back(static_cast<float>(w));
+      sum += w;
+    }
+    for (float& p : st.probs) p = static_cast<float>(p / sum);
+    b.soft_targets.push_back(std::move(st));
+  }
+}
+
 }  // namespace pricer

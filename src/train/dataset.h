@@ -51,4 +51,18 @@ std::vector<std::vector<int64_t>> epoch_batches(const std::vector<PricedExample>
 // A Batch of the given examples, packed back to back (no padding to compute).
 Batch batch_of(const std::vector<PricedExample>& data, const std::vector<int64_t>& idx);
 
+// The number tokens of a vocabulary with their values (0..999), for price smoothing.
+struct NumberTokens {
+  std::vector<int32_t> ids;
+  std::vector<int> values;
+};
+
+// Spreads the label of each example's first completion token (its whole-dollar price token)
+// over the number tokens, with weights exp(-(ln(1 + v) - ln(1 + v_true))^2 / (2 sigma^2)) (those
+// under 1e-3 of the peak dropped): nearby prices share the credit, so the model learns from every
+// example that $45 is nearer $47 than $470, which a one-hot label never says. Examples whose first
+// completion token is not a number keep their one-hot label. sigma > 0.
+void add_price_smoothing(Batch& b, const std::vector<PricedExample>& data, const std::vector<int64_t>& idx,
+                         const NumberTokens& numbers, double sigma);
+
 }  // namespace pricer

@@ -91,6 +91,7 @@ void TrainConfig::apply_yaml(const std::string& path) {
     PRICER_KEY("max_steps", max_steps)
     PRICER_KEY("batch_size", batch_size)
     PRICER_KEY("micro_batch", micro_batch)
+    PRICER_KEY("price_smoothing", price_smoothing)
     PRICER_KEY("checkpoint_layers", checkpoint_layers)
     PRICER_KEY("eval_every", eval_every)
     PRICER_KEY("eval_items", eval_items)
@@ -111,6 +112,7 @@ nlohmann::json TrainConfig::to_json() const {
           {"optimizer", optimizer}, {"lr", lr}, {"schedule", schedule}, {"warmup_ratio", warmup_ratio},
           {"weight_decay", weight_decay}, {"max_grad_norm", max_grad_norm}, {"momentum", momentum},
           {"epochs", epochs}, {"max_steps", max_steps}, {"batch_size", batch_size}, {"micro_batch", micro_batch},
+          {"price_smoothing", price_smoothing},
           {"checkpoint_layers", checkpoint_layers}, {"eval_every", eval_every}, {"eval_items", eval_items},
           {"early_stopping", early_stopping}, {"eval_metric", eval_metric}, {"save_every", save_every},
           {"seed", seed}, {"run_name", run_name}};
@@ -130,6 +132,7 @@ void TrainConfig::validate() const {
   require(optimizer == "adamw" || optimizer == "sgd", "optimizer must be adamw or sgd, not '" + optimizer + "'");
   require(warmup_ratio >= 0 && warmup_ratio < 1, "warmup_ratio must be in [0, 1)");
   require(eval_metric == "loss" || eval_metric == "mae", "eval_metric must be loss or mae");
+  require(price_smoothing >= 0 && std::isfinite(price_smoothing), "price_smoothing must be >= 0");
   require(eval_every >= 0 && save_every >= 0 && early_stopping >= 0 && eval_items >= 0,
           "eval_every, save_every, eval_items and early_stopping cannot be negative");
 }
@@ -404,6 +407,11 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
 
   const uint64_t need = check_training_memory(model, cfg, mode_full);
 
+  NumberTokens numbers;
+  if (cfg.price_smoothing > 0) {
+    const PriceDistribution pd(tok);  // throws when the vocabulary has no number tokens
+    numbers = {pd.ids(), pd.values()};
+  }
   std::vector<Param> params = model.trainable_params();
   OptimizerConfig oc;
   oc.kind = cfg.optimizer == "sgd" ? OptimizerKind::SGD : OptimizerKind::AdamW;
@@ -421,17 +429,21 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
   if (cfg.resume && fs::exists(ckpt)) {
     nlohmann::json saved;
     st = load_checkpoint(ckpt, params, opt, &saved);
+    // A setting a checkpoint predates had its default value then.
+    const nlohmann::json defaults = TrainConfig{}.to_json();
     for (const char* k : {"full", "rank", "alpha", "targets", "batch_size", "micro_batch", "seed", "max_length", "lr",
-                          "schedule", "epochs", "max_steps", "optimizer"})
-      require(saved.value(k, nlohmann::json()) == cfg_json.value(k, nlohmann::json()),
-              ckpt + ": saved with " + k + " = " + saved.value(k, nlohmann::json()).dump() +
-                  ", this run has " + cfg_json.value(k, nlohmann::json()).dump());
+                          "schedule", "epochs", "max_steps", "optimizer", "price_smoothing"}) {
+      const nlohmann::json was = saved.value(k, defaults.value(k, nlohmann::json()));
+      require(was == cfg_json.value(k, nlohmann::json()),
+              ckpt + ": saved with " + k + " = " + was.dump() + ", this run has " + cfg_json.value(k, nlohmann::json()).dump());
+    }
     std::fprintf(stderr, "resuming from %s at step %lld\n", ckpt.c_str(), static_cast<long long>(st.step));
   }
 
   monitor::NewRun nr;
   nr.name = cfg.run_name.empty() ? fs::path(cfg.out_dir).filename().string() : cfg.run_name;
-  nr.kind = mode_full ? monitor::RunKind::pretrain : monitor::RunKind::train;
+  const bool pretraining = mode_full && !cfg.full;  // full fine-tuning is training too
+  nr.kind = pretraining ? monitor::RunKind::pretrain : monitor::RunKind::train;
   nr.command_line = command_line;
   nr.base_model = cfg.model;
   nr.dataset = cfg.dataset;
@@ -452,7 +464,7 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
   TrainSummary sum;
   sum.run_id = rec.id();
   if (hooks.on_start) hooks.on_start(rec.id());
-  const std::string label = mode_full ? "pretrain" : "train";
+  const std::string label = pretraining ? "pretrain" : "train";
   const double t_start = now_s();
   double last_draw = 0;
   int64_t tokens_done = 0;
@@ -534,6 +546,7 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
         const std::vector<int64_t> part(idx.begin() + static_cast<int64_t>(at),
                                         idx.begin() + static_cast<int64_t>(std::min(idx.size(), at + cfg.micro_batch)));
         micro.push_back(batch_of(train, part));
+        if (cfg.price_smoothing > 0) add_price_smoothing(micro.back(), train, part, numbers, cfg.price_smoothing);
       }
       // Each micro-batch's mean-loss gradient weighs by its share of the batch's loss tokens, so
       // the step is that of one big batch (transformers' num_items_in_batch). Gradients add up in

@@ -52,6 +52,9 @@ struct TrainConfig {
   int64_t max_steps = 0;  // > 0: stop after this many optimizer steps
   int64_t batch_size = 32;
   int64_t micro_batch = 8;
+  // > 0: the price token's label is spread over nearby prices, a Gaussian of this width in
+  // log(1 + price) (add_price_smoothing); 0: the plain one-hot cross-entropy.
+  float price_smoothing = 0.0f;
   bool checkpoint_layers = false;
   // Evaluation.
   int64_t eval_every = 50;   // optimizer steps; 0 = only at the end
