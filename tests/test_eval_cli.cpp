@@ -108,6 +108,34 @@ TEST_F(EvalCli, BaselinesProduceResultsAndReport) {
   EXPECT_EQ(html.find("href=\"http"), std::string::npos);
 }
 
+TEST_F(EvalCli, EnsembleReportsItsWeightsInResultsAndReport) {
+  const fs::path out = dir_ / "out";
+  const CliRun r = run("eval --data " + (dir_ / "data").string() +
+                       " --pricers ensemble,tfidf,linear --param ensemble=tfidf,linear --bootstrap 100 --out " +
+                       out.string());
+  ASSERT_EQ(r.rc, 0) << r.out;
+  const json res = json::parse(slurp(out / "results.json"));
+  json ens;
+  for (const auto& p : res["pricers"])
+    if (p["name"] == "ensemble") ens = p;
+  ASSERT_FALSE(ens.is_null());
+  const json& st = ens["stats"];
+  EXPECT_EQ(st["fit"], "cross-fitted on the training split");
+  EXPECT_EQ(st["fit_items"], 300);
+  // Four words of eight: a few test items repeat a training text; the count is reported.
+  EXPECT_LT(st["scored_items_in_fit"].get<int>(), 30);
+  EXPECT_GE(st["weights"]["tfidf"].get<double>(), 0.0);
+  EXPECT_GE(st["weights"]["linear"].get<double>(), 0.0);
+  EXPECT_GT(st["weights"]["tfidf"].get<double>() + st["weights"]["linear"].get<double>(), 0.0);
+  const std::string html = slurp(out / "report.html");
+  EXPECT_NE(html.find(st["formula"].get<std::string>()), std::string::npos) << "the report shows the blend";
+  // A member that cannot be built fails the ensemble before any pricing.
+  const CliRun bad = run("eval --data " + (dir_ / "data").string() +
+                         " --pricers ensemble --param ensemble=tfidf,finetuned --param finetuned_model=/nonexistent.gguf"
+                         " --out " + (dir_ / "bad").string());
+  EXPECT_NE(bad.rc, 0);
+}
+
 TEST_F(EvalCli, HumanExportThenImport) {
   const fs::path csv = dir_ / "todo.csv";
   CliRun r = run("eval --data " + (dir_ / "data/test.jsonl").string() + " --limit 5 --human-export " +
