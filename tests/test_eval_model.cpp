@@ -157,6 +157,10 @@ TEST_F(EvalModel, EvalCliRanksTheLlmsWithTheBaselines) {
   ASSERT_EQ(r.rc, 0) << r.out;
   for (const char* name : {"finetuned ", "finetuned-greedy", "base ", "tfidf", "mean"})
     EXPECT_NE(r.out.find(name), std::string::npos) << name << "\n" << r.out;
+  // The leaderboard names each LLM pricer's readout.
+  EXPECT_NE(r.out.find(std::string("finetuned: ") + price_mode_description(kDefaultPriceMode)), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("finetuned-greedy: greedy completion"), std::string::npos) << r.out;
 
   const json res = json::parse(cli_test::slurp(out / "results.json"));
   std::map<std::string, json> by_name;

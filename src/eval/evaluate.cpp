@@ -141,6 +141,10 @@ std::string leaderboard_text(const std::vector<PricerResult>& results) {
                   std::isfinite(m.r2) ? fmt("%.3f", m.r2).c_str() : "n/a", 100.0 * hit_rate(m), speed.c_str());
     out += line.data();
   }
+  // The LLM pricers name how they read a price off the model.
+  for (const auto& r : results)
+    if (r.stats.is_object() && r.stats.contains("readout") && r.stats["readout"].is_string())
+      out += "     " + r.name + ": " + r.stats["readout"].get<std::string>() + "\n";
   return out;
 }
 
