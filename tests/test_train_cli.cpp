@@ -187,6 +187,7 @@ TEST_F(TrainCli, PretrainWritesAModelWithItsTokenizerAndIsMonitored) {
             0)
       << err;
   EXPECT_TRUE(fs::exists(dir_ / "ft/last/adapter.gguf"));
+  EXPECT_NE(err.find("full fine-tuning (--full"), std::string::npos) << "a tiny base gets the advice: " << err;
 }
 
 TEST_F(TrainCli, FullFineTuningTrainsEveryWeightAndSavesTheWholeModel) {
