@@ -193,15 +193,10 @@ namespace pricer::eval {
 
 namespace {
 
-std::string ctx_param(const PricerContext& ctx, const std::string& key, const std::string& fallback = "") {
-  auto it = ctx.params.find(key);
-  return it == ctx.params.end() ? fallback : it->second;
-}
-
 std::vector<std::string> default_members(const PricerContext& ctx) {
   std::vector<std::string> names = {"tfidf"};
   if (pricer_factories().contains("xgboost")) names.push_back("xgboost");
-  if (!ctx_param(ctx, "adapter").empty() || !ctx_param(ctx, "finetuned_model").empty()) {
+  if (!ctx.param("adapter").empty() || !ctx.param("finetuned_model").empty()) {
     names.push_back("finetuned");
     names.push_back("finetuned-expected");
   }
@@ -212,7 +207,7 @@ std::vector<std::string> default_members(const PricerContext& ctx) {
 
 std::unique_ptr<Pricer> make_ensemble_pricer(const PricerContext& ctx) {
   std::vector<std::string> names;
-  std::stringstream list(ctx_param(ctx, "ensemble"));
+  std::stringstream list(ctx.param("ensemble"));
   for (std::string n; std::getline(list, n, ',');)
     if (!n.empty()) names.push_back(n);
   if (names.empty()) names = default_members(ctx);
@@ -224,12 +219,12 @@ std::unique_ptr<Pricer> make_ensemble_pricer(const PricerContext& ctx) {
   }
   EnsembleOptions o;
   o.seed = ctx.seed;
-  const std::string folds = ctx_param(ctx, "ensemble_folds", "5");
+  const std::string folds = ctx.param("ensemble_folds", "5");
   require(folds.find_first_not_of("0123456789") == std::string::npos && folds.size() < 4,
           "--param ensemble_folds=" + folds + " is not a fold count");
   o.folds = std::stoi(folds);
-  if (const std::string fit = ctx_param(ctx, "ensemble_fit"); !fit.empty()) {
-    const std::string split = ctx_param(ctx, "ensemble_fit_split", "test");
+  if (const std::string fit = ctx.param("ensemble_fit"); !fit.empty()) {
+    const std::string split = ctx.param("ensemble_fit_split", "test");
     o.holdout = read_split(fit, split);
     require(!o.holdout.empty(), fit + ": no held-out items for the ensemble's weights");
     o.holdout_source = std::filesystem::is_directory(fit) ? fit + " (" + split + ")" : fit;

@@ -11,13 +11,8 @@ namespace pricer::eval {
 
 namespace {
 
-std::string param(const PricerContext& ctx, const std::string& key, const std::string& fallback = "") {
-  auto it = ctx.params.find(key);
-  return it == ctx.params.end() ? fallback : it->second;
-}
-
 double number_param(const PricerContext& ctx, const std::string& key, double fallback) {
-  const std::string s = param(ctx, key);
+  const std::string s = ctx.param(key);
   if (s.empty()) return fallback;
   std::size_t used = 0;
   double v = 0;
@@ -89,10 +84,10 @@ std::unique_ptr<Pricer> make_llm_pricer(const std::string& name, const PricerCon
   const auto dash = name.find('-');
   const std::string kind = name.substr(0, dash);
   require(kind == "finetuned" || kind == "base", "not an LLM pricer: \"" + name + "\"");
-  const PriceMode mode = price_mode_from_name(dash == std::string::npos ? param(ctx, "mode", price_mode_name(kDefaultPriceMode))
-                                                                        : name.substr(dash + 1));
+  const PriceMode mode = price_mode_from_name(
+      dash == std::string::npos ? ctx.param("mode", price_mode_name(kDefaultPriceMode)) : name.substr(dash + 1));
   ModelPricerOptions o;
-  const std::string base = param(ctx, "model"), merged = param(ctx, "finetuned_model");
+  const std::string base = ctx.param("model"), merged = ctx.param("finetuned_model");
   if (kind == "base") {
     require(!base.empty(), "pricer \"" + name + "\" needs --param model=PATH (the base model)");
     o.model = base;
@@ -100,14 +95,14 @@ std::unique_ptr<Pricer> make_llm_pricer(const std::string& name, const PricerCon
     o.model = merged;
   } else {
     o.model = base;
-    o.adapter = param(ctx, "adapter");
+    o.adapter = ctx.param("adapter");
     require(!o.model.empty() && !o.adapter.empty(),
             "pricer \"" + name + "\" needs --param model=PATH --param adapter=PATH (or --param finetuned_model=PATH)");
   }
-  o.tokenizer = param(ctx, "tokenizer");
-  o.base_dtype = param(ctx, "base_dtype", o.base_dtype);
-  o.compute_dtype = param(ctx, "compute_dtype", o.compute_dtype);
-  o.prompt_template = param(ctx, "prompt_template", o.prompt_template);
+  o.tokenizer = ctx.param("tokenizer");
+  o.base_dtype = ctx.param("base_dtype", o.base_dtype);
+  o.compute_dtype = ctx.param("compute_dtype", o.compute_dtype);
+  o.prompt_template = ctx.param("prompt_template", o.prompt_template);
   o.coverage = number_param(ctx, "coverage", o.coverage);
   o.batch = static_cast<int64_t>(number_param(ctx, "batch", static_cast<double>(o.batch)));
   o.text_token_budget =

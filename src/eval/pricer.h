@@ -35,6 +35,12 @@ struct PricerContext {
   // Free-form settings from `--param key=value`, for pricers with their own options
   // (e.g. a model path); each pricer documents the keys it reads.
   std::map<std::string, std::string> params;
+
+  // The --param value for key, or fallback when it was not given.
+  std::string param(const std::string& key, const std::string& fallback = "") const {
+    auto it = params.find(key);
+    return it == params.end() ? fallback : it->second;
+  }
 };
 
 using PricerFactory = std::function<std::unique_ptr<Pricer>(const PricerContext&)>;
