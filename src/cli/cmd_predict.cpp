@@ -126,7 +126,7 @@ int run_calibration(const PredictArgs& a, ModelPricerOptions opt) {
     truth.push_back(it.price);
   }
   // Intervals come from the first completion token's distribution, the same in every mode.
-  const auto preds = mp.predict(prompts, PriceMode::Expected);
+  const auto preds = mp.predict(prompts, kDefaultPriceMode);
   const Calibration c = calibrate(mp.distribution(), preds, truth, a.levels);
   std::printf("interval calibration on %zu items of %s (mean probability on number tokens %.3f)\n", c.n,
               a.calibrate.c_str(), c.mean_number_mass);
