@@ -8,10 +8,7 @@
 
 #include "cli/train_options.h"
 #include "core/error.h"
-#include "io/model_file.h"
-#include "tokenizer/vocab_export.h"
 #include "tokenizer/train_bpe.h"
-#include "train/model_export.h"
 
 namespace fs = std::filesystem;
 
