@@ -189,6 +189,15 @@ TEST(Ensemble, MembersTrainedElsewhereAreWeighedOnHeldOutItemsOnly) {
   EXPECT_GT(ens.stats()["weights"]["spy1"].get<double>(), ens.stats()["weights"]["spy2"].get<double>());
   EXPECT_EQ(ens.predict(scored).size(), scored.size());
   EXPECT_THROW(ens.predict(holdout), pricer::Error);
+
+  // Members are built once (a member that loads a model loads it once); only folds build more.
+  int built = 0;
+  EnsembleMember counted = spy(&k, 1, 0.3, false);
+  counted.make = [&built, inner = counted.make] { ++built; return inner(); };
+  EnsemblePricer once({counted, spy(&k, 2, 0.5)}, o);
+  once.fit(train);
+  once.predict(scored);
+  EXPECT_EQ(built, 1);
 }
 
 TEST(Ensemble, RegistryBuildsItFromParams) {

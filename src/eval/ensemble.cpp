@@ -1,8 +1,8 @@
 #include "eval/ensemble.h"
 
 #include <algorithm>
-#include <filesystem>
 #include <cmath>
+#include <filesystem>
 #include <numeric>
 #include <random>
 #include <sstream>
@@ -91,6 +91,9 @@ EnsemblePricer::EnsemblePricer(std::vector<EnsembleMember> members, EnsembleOpti
     : members_(std::move(members)), opt_(std::move(opt)) {
   require(!members_.empty(), "ensemble: no members");
   require(opt_.folds >= 2, "ensemble: cross-fitting needs at least 2 folds");
+  // The final members, built once here: a bad name or a missing setting fails before any fitting,
+  // and a member that loads a model loads it once.
+  for (const auto& m : members_) fitted_.push_back(m.make());
 }
 
 std::vector<std::vector<double>> EnsemblePricer::member_features(const std::vector<Item>& items) {
@@ -104,11 +107,10 @@ std::vector<std::vector<double>> EnsemblePricer::member_features(const std::vect
 }
 
 void EnsemblePricer::fit(const std::vector<Item>& train) {
-  fitted_.clear();
+  stats_ = nlohmann::json::object();
   bool trained_elsewhere = false;
-  for (const auto& m : members_) {
-    fitted_.push_back(m.make());
-    if (fitted_.back()->needs_training()) fitted_.back()->fit(train);
+  for (auto& m : fitted_) {
+    if (m->needs_training()) m->fit(train);
     else trained_elsewhere = true;
   }
   std::vector<std::vector<double>> x;
@@ -169,7 +171,7 @@ void EnsemblePricer::fit(const std::vector<Item>& train) {
 }
 
 std::vector<double> EnsemblePricer::predict(const std::vector<Item>& items) {
-  require(!fitted_.empty(), "ensemble: predict before fit");
+  require(!fit_items_.empty(), "ensemble: predict before fit");
   size_t seen = 0;
   for (const auto& it : items) seen += fit_items_.contains(item_key(it));
   // A few items shared by two splits are the data's; most of them means the scored split is the
@@ -214,15 +216,14 @@ std::unique_ptr<Pricer> make_ensemble_pricer(const PricerContext& ctx) {
   std::vector<EnsembleMember> members;
   for (const auto& n : names) {
     require(n != "ensemble", "ensemble: an ensemble cannot be its own member");
-    make_pricer(n, ctx);  // a bad name or missing setting fails now, before any fitting
     members.push_back({n, [n, ctx] { return make_pricer(n, ctx); }});
   }
   EnsembleOptions o;
   o.seed = ctx.seed;
-  const std::string folds = ctx.param("ensemble_folds", "5");
-  require(folds.find_first_not_of("0123456789") == std::string::npos && folds.size() < 4,
-          "--param ensemble_folds=" + folds + " is not a fold count");
-  o.folds = std::stoi(folds);
+  const double folds = ctx.number_param("ensemble_folds", 5);
+  require(folds == std::floor(folds) && folds >= 2 && folds <= 100,
+          "--param ensemble_folds=" + ctx.param("ensemble_folds") + ": a whole number of folds, 2 to 100");
+  o.folds = static_cast<int>(folds);
   if (const std::string fit = ctx.param("ensemble_fit"); !fit.empty()) {
     const std::string split = ctx.param("ensemble_fit_split", "test");
     o.holdout = read_split(fit, split);

@@ -60,7 +60,7 @@ class EnsemblePricer : public Pricer {
 
   std::vector<EnsembleMember> members_;
   EnsembleOptions opt_;
-  std::vector<std::unique_ptr<Pricer>> fitted_;  // the final members, in members_ order
+  std::vector<std::unique_ptr<Pricer>> fitted_;  // the final members, in members_ order, built once
   StackWeights weights_;
   std::unordered_set<uint64_t> fit_items_;  // hashes of the items the weights saw
   nlohmann::json stats_ = nlohmann::json::object();

@@ -11,20 +11,6 @@ namespace pricer::eval {
 
 namespace {
 
-double number_param(const PricerContext& ctx, const std::string& key, double fallback) {
-  const std::string s = ctx.param(key);
-  if (s.empty()) return fallback;
-  std::size_t used = 0;
-  double v = 0;
-  try {
-    v = std::stod(s, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  require(used == s.size() && std::isfinite(v), "--param " + key + "=" + s + " is not a number");
-  return v;
-}
-
 std::string options_key(const ModelPricerOptions& o) {
   return nlohmann::json{{"model", o.model},       {"adapter", o.adapter},     {"tokenizer", o.tokenizer},
                         {"dtype", o.base_dtype},  {"compute", o.compute_dtype}, {"template", o.prompt_template},
@@ -103,12 +89,12 @@ std::unique_ptr<Pricer> make_llm_pricer(const std::string& name, const PricerCon
   o.base_dtype = ctx.param("base_dtype", o.base_dtype);
   o.compute_dtype = ctx.param("compute_dtype", o.compute_dtype);
   o.prompt_template = ctx.param("prompt_template", o.prompt_template);
-  o.coverage = number_param(ctx, "coverage", o.coverage);
-  o.batch = static_cast<int64_t>(number_param(ctx, "batch", static_cast<double>(o.batch)));
+  o.coverage = ctx.number_param("coverage", o.coverage);
+  o.batch = static_cast<int64_t>(ctx.number_param("batch", static_cast<double>(o.batch)));
   o.text_token_budget =
-      static_cast<int64_t>(number_param(ctx, "text_tokens", static_cast<double>(o.text_token_budget)));
+      static_cast<int64_t>(ctx.number_param("text_tokens", static_cast<double>(o.text_token_budget)));
   o.max_prompt_tokens =
-      static_cast<int64_t>(number_param(ctx, "max_prompt_tokens", static_cast<double>(o.max_prompt_tokens)));
+      static_cast<int64_t>(ctx.number_param("max_prompt_tokens", static_cast<double>(o.max_prompt_tokens)));
   o.progress = true;
   return std::make_unique<LlmPricer>(name, shared_model_pricer(o), mode);
 }

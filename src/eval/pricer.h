@@ -41,6 +41,9 @@ struct PricerContext {
     auto it = params.find(key);
     return it == params.end() ? fallback : it->second;
   }
+  // The --param value for key as a finite number, or fallback when it was not given; Error naming
+  // the setting otherwise.
+  double number_param(const std::string& key, double fallback) const;
 };
 
 using PricerFactory = std::function<std::unique_ptr<Pricer>(const PricerContext&)>;

@@ -1,4 +1,6 @@
 // The pricer registry: one line per pricer.
+#include <cmath>
+
 #include "core/error.h"
 #include "eval/baselines.h"
 #include "eval/ensemble.h"
@@ -9,6 +11,20 @@
 #include "eval/xgboost_pricer.h"
 
 namespace pricer::eval {
+
+double PricerContext::number_param(const std::string& key, double fallback) const {
+  const std::string s = param(key);
+  if (s.empty()) return fallback;
+  std::size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(s, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  require(used == s.size() && std::isfinite(v), "--param " + key + "=" + s + " is not a number");
+  return v;
+}
 
 const std::map<std::string, PricerFactory>& pricer_factories() {
   static const std::map<std::string, PricerFactory> factories = {
