@@ -158,6 +158,8 @@ TEST_F(Predict, RawTextsAreCutToCurationsTokenBudgetBeforeTheTemplate) {
   EXPECT_EQ(data::cut_to_tokens("Item mug", mp.tokenizer(), 4), "Item mug") << "short texts stay whole";
   o.text_token_budget = 0;
   EXPECT_NE(ModelPricer(o).prompt_for(text).find(text), std::string::npos) << "0: no cut";
+  o.text_token_budget = -1;
+  EXPECT_THROW(ModelPricer{o}, Error) << "a negative budget is refused, not read as no cut";
 }
 
 TEST_F(Predict, IntervalWidensWithCoverage) {

@@ -205,7 +205,9 @@ TEST_F(TrainCli, FullFineTuningTrainsEveryWeightAndSavesTheWholeModel) {
   EXPECT_NE(run_pricer(full_args("nf4", {}), dir_.path() / "nf4", nullptr, &err), 0);
   EXPECT_NE(err.find("--base-dtype f32"), std::string::npos) << err;
 
-  ASSERT_EQ(run_pricer(full_args("full", {"--base-dtype", "f32"}), dir_.path() / "full", nullptr, &err), 0) << err;
+  std::string out;
+  ASSERT_EQ(run_pricer(full_args("full", {"--base-dtype", "f32"}), dir_.path() / "full", &out, &err), 0) << err;
+  EXPECT_NE(out.find("last: " + (dir_ / "full/last") + " (model.gguf)"), std::string::npos) << out;
   EXPECT_FALSE(fs::exists(dir_ / "full/last/adapter.gguf"));
   const ModelFile base = load_model_file(suite("model.gguf"));
   const ModelFile tuned = load_model_file(dir_ / "full/last/model.gguf");
@@ -268,6 +270,10 @@ TEST_P(TrainCliSignal, SignalSavesACheckpointAndExitsCleanly) {
     start_and_signal(child, "sig", GetParam());
     EXPECT_EQ(child.exit_code(), 130) << child.err();
     err = child.err();
+    // The summary names what is on disk: the checkpoint, not a last/ that was never written.
+    EXPECT_FALSE(fs::exists(dir_ / "sig/last"));
+    EXPECT_EQ(child.out().find("last: "), std::string::npos) << child.out();
+    EXPECT_NE(child.out().find("checkpoint: "), std::string::npos) << child.out();
   }
   EXPECT_NE(err.find("interrupted: checkpoint saved to"), std::string::npos) << err;
   const int64_t step = checkpoint_state(dir_ / "sig/checkpoint.bin")["step"].get<int64_t>();

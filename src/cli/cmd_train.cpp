@@ -1,9 +1,12 @@
 // `pricer train`: QLoRA fine-tuning of a base model on a price dataset.
 #include <cstdio>
+#include <filesystem>
 
 #include "cli/train_options.h"
 #include "core/error.h"
 #include "io/model_file.h"
+
+namespace fs = std::filesystem;
 
 namespace pricer::cli {
 namespace {
@@ -20,7 +23,6 @@ int run_train(const TrainConfig& cfg, bool quiet, const std::string& val_path, c
   c.validate();
   std::fprintf(stderr, "loading %s (base %s)\n", c.model.c_str(), c.base_dtype.c_str());
   ModelFile mf = load_model_file(c.model, dtype_from_name(c.base_dtype));
-  const ModelConfig config = mf.config;
   LlamaModel model = LlamaModel::from_weights(mf.config, std::move(mf.tensors), mf.source);
   auto tok = load_tokenizer(c.tokenizer.empty() ? c.model : c.tokenizer);
   require(tok->vocab_size() <= mf.config.vocab_size,
@@ -29,11 +31,11 @@ int run_train(const TrainConfig& cfg, bool quiet, const std::string& val_path, c
     model.enable_full_training();
   } else {
     // Adapters on a frozen base of a few million parameters barely move it (docs/results.md).
-    if (config.n_params() < kFullFineTuningAdvisedBelow)
+    if (mf.config.n_params() < kFullFineTuningAdvisedBelow)
       std::fprintf(stderr,
                    "note: this base has %.1f M parameters; on bases this small full fine-tuning (--full "
                    "--base-dtype f32) measured far better than adapters (docs/results.md)\n",
-                   static_cast<double>(config.n_params()) / 1e6);
+                   static_cast<double>(mf.config.n_params()) / 1e6);
     attach_adapters(model, c);
     if (!c.init_adapter.empty())
       std::fprintf(stderr, "starting from adapter %s (rank %lld, alpha %g, %s)\n", c.init_adapter.c_str(),
@@ -48,7 +50,7 @@ int run_train(const TrainConfig& cfg, bool quiet, const std::string& val_path, c
   else if (has_split(c.dataset, "val")) val = load_examples(c.dataset, "val", *tok, mf.config.vocab_size, dopt);
   std::fprintf(stderr, "%zu training and %zu validation examples\n", train.size(), val.size());
   const TrainHooks hooks =
-      c.full ? full_model_output_hooks(*tok, config, "pricer-finetuned") : adapter_output_hooks(c.model);
+      c.full ? full_model_output_hooks(*tok, mf.config, "pricer-finetuned") : adapter_output_hooks(c.model);
   const TrainSummary s = run_training(c, model, *tok, train, val, c.full, hooks, command_line);
   std::printf("run %lld: %lld steps, train loss %.4f", static_cast<long long>(s.run_id), static_cast<long long>(s.steps),
               s.last_train_loss);
@@ -56,10 +58,16 @@ int run_train(const TrainConfig& cfg, bool quiet, const std::string& val_path, c
     std::printf(", eval loss %.4f -> %.4f", s.first_eval_loss, s.last_eval_loss);
     if (s.last_eval_mae >= 0) std::printf(", eval MAE $%.2f -> $%.2f", s.first_eval_mae, s.last_eval_mae);
   }
-  const char* what = c.full ? "model" : "adapters";
-  const char* files = c.full ? "model.gguf" : "PEFT + adapter.gguf";
-  std::printf("%s\n%s: %s/last (%s)%s\n", s.interrupted ? " (interrupted)" : "", what, c.out_dir.c_str(), files,
-              val.empty() ? "" : (", best: " + c.out_dir + "/best").c_str());
+  std::printf("%s\n", s.interrupted ? " (interrupted)" : "");
+  // Only what is on disk: an interrupted run wrote its checkpoint, not last/ (nor, before its first
+  // evaluation, best/).
+  const char* file = c.full ? "model.gguf" : "adapter.gguf";
+  for (const char* dir : {"last", "best"}) {
+    const fs::path d = fs::path(c.out_dir) / dir;
+    if (fs::exists(d / file))
+      std::printf("%s: %s (%s)\n", dir, d.c_str(), c.full ? "model.gguf" : "PEFT + adapter.gguf");
+  }
+  if (s.interrupted) std::printf("checkpoint: %s/checkpoint.bin (continue with --resume)\n", c.out_dir.c_str());
   return s.interrupted ? 130 : 0;
 }
 

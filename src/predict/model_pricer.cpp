@@ -75,6 +75,8 @@ ModelPricer::ModelPricer(const ModelPricerOptions& opt) : opt_(opt) {
   require(opt.greedy_max_tokens >= 1 && opt.greedy_max_tokens <= 64,
           "model pricer: greedy_max_tokens must be in [1, 64]");
   require(opt.top_k >= 0, "model pricer: top_k must not be negative");
+  require(opt.text_token_budget >= 0 && opt.max_prompt_tokens >= 0,
+          "model pricer: text_tokens and max_prompt_tokens cannot be negative");
   ModelFile mf = load_model_file(opt.model, dtype_from_name(opt.base_dtype));
   model_ = std::make_unique<LlamaModel>(LlamaModel::from_weights(mf.config, std::move(mf.tensors), mf.source));
   if (!opt.adapter.empty()) {
