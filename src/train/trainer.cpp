@@ -16,10 +16,10 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/progress.h"
+#include "io/model_file.h"
 #include "monitor/interrupt.h"
 #include "monitor/recorder.h"
 #include "predict/price_distribution.h"
-#include "io/model_file.h"
 #include "tokenizer/vocab_export.h"
 #include "train/adapter_io.h"
 #include "train/model_export.h"
@@ -401,6 +401,7 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
                           const std::vector<PricedExample>& train, const std::vector<PricedExample>& val,
                           bool mode_full, const TrainHooks& hooks, const std::string& command_line) {
   cfg.validate();
+  require(mode_full == model.full_training(), "run_training: mode_full and the model's training mode disagree");
   require(!train.empty(), cfg.dataset + ": no training examples");
   fs::create_directories(cfg.out_dir);
   auto be = make_cpu_backend(dtype_from_name(cfg.compute_dtype));

@@ -132,7 +132,8 @@ TrainHooks adapter_output_hooks(const std::string& base_model_name);
 // (pretraining and full fine-tuning).
 TrainHooks full_model_output_hooks(const Tokenizer& tok, const ModelConfig& config, const std::string& name);
 
-// Runs (or resumes) training. mode_full = pretraining all parameters.
+// Runs (or resumes) training. mode_full: every parameter is trained (pretraining, or full
+// fine-tuning when cfg.full; the model must be in full-training mode), else the adapters.
 TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Tokenizer& tok,
                           const std::vector<PricedExample>& train, const std::vector<PricedExample>& val,
                           bool mode_full, const TrainHooks& hooks, const std::string& command_line);
