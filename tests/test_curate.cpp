@@ -117,9 +117,10 @@ TEST(CurateRecord, RawRecordBecomesCleanText) {
   opt.min_chars = 10;
   CleanItem out;
   ASSERT_EQ(run(j.dump(), out, opt), Reject::None);
+  // The category and spec table come right after the title, so a token budget keeps them.
   EXPECT_EQ(out.text,
-            "Dryer Repair Kit\nFixes noisy dryers.\nIncludes rollers.\nFits drums\nEasy "
-            "install\nBrand: Acme; Item Weight: 1.7 pounds");
+            "Dryer Repair Kit\nCategory: Tools\nBrand: Acme; Item Weight: 1.7 pounds\nFixes "
+            "noisy dryers.\nIncludes rollers.\nFits drums\nEasy install");
   EXPECT_EQ(out.title, "Dryer Repair Kit W10837240");  // the title field keeps its words
   EXPECT_DOUBLE_EQ(out.price, 22.99);
   EXPECT_EQ(out.category, "Tools");
@@ -141,20 +142,61 @@ TEST(CurateRecord, DetailsAsJsonStringAndCuratedFormat) {
               {"details", R"({"Brand": "Lux", "Part Number": "P1", "Wattage": 40})"},
               {"price", 10}};
   ASSERT_EQ(run(raw.dump(), out, opt), Reject::None);
-  EXPECT_EQ(out.text, "Lamp\nBrand: Lux; Wattage: 40");
+  EXPECT_EQ(out.text, "Lamp\nBrand: Lux; Wattage: 40");  // no category known: no category line
   // A details string that is not JSON is kept as text.
   raw["details"] = "hand written spec";
   ASSERT_EQ(run(raw.dump(), out, opt), Reject::None);
   EXPECT_EQ(out.text, "Lamp\nhand written spec");
-  // Curated format: the text already starts with the title; category from the record.
+  // Curated format: the text already starts with the title; category from the record; its
+  // details string goes after the title line like a raw record's.
   json cur = {{"title", "Desk Lamp"}, {"category", "Home"}, {"price", 25.5},
               {"text", "Desk Lamp\nBright  and adjustable"}, {"details", "{}"}};
   ASSERT_EQ(run(cur.dump(), out, opt), Reject::None);
-  EXPECT_EQ(out.text, "Desk Lamp\nBright and adjustable");
+  EXPECT_EQ(out.text, "Desk Lamp\nCategory: Home\nBright and adjustable");
+  cur["details"] = R"({"Item Weight": "2 pounds", "Part Number": "P1"})";
+  ASSERT_EQ(run(cur.dump(), out, opt), Reject::None);
+  EXPECT_EQ(out.text, "Desk Lamp\nCategory: Home\nItem Weight: 2 pounds\nBright and adjustable");
   EXPECT_EQ(out.category, "Home");
   cur["category"] = nullptr;
   ASSERT_EQ(run(cur.dump(), out, opt), Reject::None);
   EXPECT_EQ(out.category, "Unknown");
+}
+
+TEST(CurateRecord, SpecPlacementAndCaps) {
+  CleanOptions opt;
+  opt.min_chars = 5;
+  CleanItem out;
+  const std::string long_value(200, 'x');
+  json cur = {{"title", "Desk Lamp"},
+              {"category", "Home"},
+              {"price", 25.5},
+              {"text", "Desk Lamp\nBright and adjustable\nSecond line"},
+              {"details", json({{"Brand", "Lux"}, {"Included Components", "bulb " + long_value}})
+                              .dump()}};
+  ASSERT_EQ(run(cur.dump(), out, opt), Reject::None);
+  // A value longer than a fact is cut at a word boundary.
+  EXPECT_EQ(out.text,
+            "Desk Lamp\nCategory: Home\nBrand: Lux; Included Components: bulb\nBright and "
+            "adjustable\nSecond line");
+  opt.specs = SpecPlacement::Last;
+  ASSERT_EQ(run(cur.dump(), out, opt), Reject::None);
+  EXPECT_EQ(out.text,
+            "Desk Lamp\nBright and adjustable\nSecond line\nCategory: Home\nBrand: Lux; "
+            "Included Components: bulb");
+  opt.specs = SpecPlacement::None;
+  ASSERT_EQ(run(cur.dump(), out, opt), Reject::None);
+  EXPECT_EQ(out.text, "Desk Lamp\nBright and adjustable\nSecond line");
+  // The whole table is capped too, so the description keeps part of the budget.
+  opt.specs = SpecPlacement::First;
+  json many;
+  for (int i = 0; i < 40; ++i) many["Key" + std::to_string(i)] = "value " + std::to_string(i);
+  cur["details"] = many.dump();
+  ASSERT_EQ(run(cur.dump(), out, opt), Reject::None);
+  const size_t table = out.text.find('\n', out.text.find("Key0"));
+  EXPECT_LE(table - out.text.find("Key0"), 300u);
+  EXPECT_NE(out.text.find("Bright and adjustable"), std::string::npos);
+  EXPECT_EQ(parse_spec_placement("last"), SpecPlacement::Last);
+  EXPECT_THROW(parse_spec_placement("middle"), pricer::Error);
 }
 
 TEST(CurateRecord, PriceRules) {

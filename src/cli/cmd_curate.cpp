@@ -31,7 +31,7 @@ std::string unescape(const std::string& s) {
 struct Args {
   pricer::data::CurateOptions opt;
   std::string out, tokenizer, train = "0.8", val = "0.1", test = "0.1";
-  std::string prompt, completion;
+  std::string prompt, completion, specs = "first";
   std::vector<std::string> category_weights, drop_details;
   uint64_t synthetic = 0;
   bool keep_part_numbers = false, no_dedup = false, quiet = false, no_charts = false;
@@ -64,6 +64,7 @@ int run(Args& a) {
     o.category_weights[cw.substr(0, eq)] = v;
   }
   if (!a.drop_details.empty()) o.clean.drop_details = a.drop_details;
+  o.clean.specs = data::parse_spec_placement(a.specs);
   o.clean.scrub_part_numbers = !a.keep_part_numbers;
   o.clean.max_line_bytes = a.max_line_kb * 1024;
   o.dedup = !a.no_dedup;
@@ -134,10 +135,15 @@ pricer::cli::Registrar reg{
       sub.add_option("--words-per-token", o.clean.words_per_token,
                      "Word budget = this x token budget when no tokenizer is given")
           ->capture_default_str();
+      sub.add_option("--specs", a->specs,
+                     "Where the summary puts the category and spec table: first (after the "
+                     "title, kept by the token budget), last (after the description) or none")
+          ->capture_default_str();
       sub.add_option("--drop-detail", a->drop_details,
                      "Spec-table key left out of the text (repeatable; replaces the default "
                      "list: Part Number, Best Sellers Rank, Batteries Included?, Batteries "
-                     "Required?, Item model number)");
+                     "Required?, Item model number, Application Permissions, Approximate "
+                     "Download Time, Date first listed on Amazon)");
       sub.add_flag("--keep-part-numbers", a->keep_part_numbers,
                    "Keep words that look like part numbers");
       sub.add_option("--prompt-template", a->prompt,

@@ -470,6 +470,7 @@ CurateResult curate(const CurateOptions& opt) {
                  {"min_chars", co.min_chars},
                  {"max_chars", co.max_chars},
                  {"scrub_part_numbers", co.scrub_part_numbers},
+                 {"specs", spec_placement_name(co.specs)},
                  {"drop_details", drops},
                  {"max_line_bytes", co.max_line_bytes},
                  {"dedup", opt.dedup},

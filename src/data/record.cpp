@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/error.h"
 #include "data/text.h"
 #include "tokenizer/tokenizer.h"
 
@@ -31,6 +32,29 @@ const char* reject_name(Reject r) {
   }
   return "unknown";
 }
+
+SpecPlacement parse_spec_placement(const std::string& s) {
+  if (s == "first") return SpecPlacement::First;
+  if (s == "last") return SpecPlacement::Last;
+  if (s == "none") return SpecPlacement::None;
+  throw Error("--specs: '" + s + "' is not one of first, last, none");
+}
+
+const char* spec_placement_name(SpecPlacement p) {
+  switch (p) {
+    case SpecPlacement::First: return "first";
+    case SpecPlacement::Last: return "last";
+    case SpecPlacement::None: return "none";
+  }
+  return "unknown";
+}
+
+namespace {
+// A spec value longer than this is a list of parts or a paragraph, not a fact; the whole table
+// is capped too, so that with the specs first the description still gets part of the budget.
+constexpr size_t kMaxSpecValueChars = 60;
+constexpr size_t kMaxSpecChars = 300;
+}  // namespace
 
 std::string category_from_filename(std::string_view path) {
   auto slash = path.find_last_of('/');
@@ -78,6 +102,9 @@ struct RecordCleaner::Impl {
   bool price_string_bad = false;
   double price = 0;
   std::string work;
+  // The category line build_text added (characters, and the byte where it ends): the minimum
+  // length rule counts the product's own text, not this label.
+  size_t category_chars = 0, category_end = 0;
 
   Impl(const CleanOptions& o, const Tokenizer* t) : opt(o), tok(t) {}
 
@@ -164,7 +191,12 @@ struct RecordCleaner::Impl {
       details += ": ";
       const size_t value_at = details.size();
       if (auto e = render_value(fld.value(), details, 1)) return e;
-      if (details.size() == value_at) details.resize(mark);  // null / empty value
+      if (details.size() == value_at) {
+        details.resize(mark);  // null / empty value
+      } else if (details.size() - value_at > kMaxSpecValueChars) {
+        const std::string_view value = std::string_view(details).substr(value_at);
+        details.resize(value_at + utf8_prefix_words(value, kMaxSpecValueChars));
+      }
     }
     return simdjson::SUCCESS;
   }
@@ -315,30 +347,43 @@ struct RecordCleaner::Impl {
     return wrong ? Reject::WrongType : Reject::None;
   }
 
-  // Builds the cleaned text within max_chars; sections separated by newlines.
-  void build_text(bool curated) {
+  // Builds the cleaned text within max_chars; sections separated by newlines: the title, the
+  // category and spec table when they go first, the description, then the specs when last.
+  void build_text(bool curated, std::string_view category) {
     work.clear();
     const bool scrub = opt.scrub_part_numbers;
-    append_words(work, title, scrub);
     auto section = [&](std::string_view s) {
       if (work.size() > opt.max_chars * 4) return;  // already far past the cut
       if (!work.empty() && work.back() != '\n') work += '\n';
       append_words(work, s, scrub);
     };
-    if (curated) {
-      // The curated text already starts with the (scrubbed) title; its lines stay lines.
-      work.clear();
-      std::string_view rest = text_field;
-      while (!rest.empty()) {
-        const size_t nl = rest.find('\n');
-        section(rest.substr(0, nl));
-        rest.remove_prefix(nl == std::string_view::npos ? rest.size() : nl + 1);
+    category_chars = category_end = 0;
+    auto specs = [&] {
+      if (category != "Unknown") {
+        section("Category: " + std::string(category));
+        category_end = work.size();
+        category_chars = utf8_length("\nCategory: ") + utf8_length(category);
       }
+      if (!details.empty())
+        section(std::string_view(details).substr(0, utf8_prefix_words(details, kMaxSpecChars)));
+    };
+    // The curated text already starts with the (scrubbed) title; its lines stay lines.
+    std::string_view rest = text_field;
+    auto next_line = [&] {
+      const size_t nl = rest.find('\n');
+      std::string_view line = rest.substr(0, nl);
+      rest.remove_prefix(nl == std::string_view::npos ? rest.size() : nl + 1);
+      return line;
+    };
+    section(curated ? next_line() : title);
+    if (opt.specs == SpecPlacement::First) specs();
+    if (curated) {
+      while (!rest.empty()) section(next_line());
     } else {
       for (auto d : description) section(d);
       for (auto& feat : features) section(feat);
-      if (!details.empty()) section(details);
     }
+    if (opt.specs == SpecPlacement::Last) specs();
     rtrim(work);
     work.resize(utf8_prefix_words(work, opt.max_chars));
   }
@@ -362,14 +407,6 @@ struct RecordCleaner::Impl {
       why = "price " + std::to_string(price) + " outside the allowed range";
       return Reject::PriceOutOfRange;
     }
-    const bool curated = has_text && !has_desc;
-    build_text(curated);
-    const size_t chars = utf8_length(work);
-    if (chars < opt.min_chars) {
-      why = std::to_string(chars) + " characters of text";
-      return Reject::TooShort;
-    }
-    out.price = price;
     if (!file_category.empty()) out.category = file_category;
     else if (!main_category.empty()) out.category = main_category;
     else if (!category_field.empty()) out.category = category_field;
@@ -377,6 +414,15 @@ struct RecordCleaner::Impl {
     // One spelling per category: "Cell_Phones_and_Accessories" (curated data) is the same
     // category as meta_Cell_Phones_and_Accessories.jsonl ("Cell Phones and Accessories").
     std::replace(out.category.begin(), out.category.end(), '_', ' ');
+    const bool curated = has_text && !has_desc;
+    build_text(curated, out.category);
+    size_t chars = utf8_length(work);
+    if (category_end > 0 && work.size() >= category_end) chars -= std::min(chars, category_chars);
+    if (chars < opt.min_chars) {
+      why = std::to_string(chars) + " characters of text";
+      return Reject::TooShort;
+    }
+    out.price = price;
     if (tok) {
       out.text = cut_to_tokens(work, *tok, opt.token_budget, &out.length);
     } else {

@@ -43,6 +43,14 @@ inline bool is_bad_input(Reject r) {
 // text plus the template); prediction cuts raw texts to the same budget.
 inline constexpr int kDefaultTokenBudget = 110;
 
+// Where the summary puts the category and the spec table (weight, size, brand, ...): right after
+// the title, so the token budget keeps them (they say more about a price than the end of a
+// description does), after the description, or nowhere.
+enum class SpecPlacement : uint8_t { First, Last, None };
+// "first" | "last" | "none"; throws Error naming the flag otherwise.
+SpecPlacement parse_spec_placement(const std::string& s);
+const char* spec_placement_name(SpecPlacement p);
+
 struct CleanOptions {
   double min_price = 0.50;
   double max_price = 999.49;
@@ -52,10 +60,13 @@ struct CleanOptions {
   double words_per_token = 0.75;  // word budget when no tokenizer is given
   bool scrub_part_numbers = true;
   size_t max_line_bytes = 1 << 20;
-  // Spec-table keys left out of the text: they identify a listing, not a price.
-  std::vector<std::string> drop_details = {"Part Number", "Best Sellers Rank",
-                                           "Batteries Included?", "Batteries Required?",
-                                           "Item model number"};
+  SpecPlacement specs = SpecPlacement::First;
+  // Spec-table keys left out of the text: they identify a listing, not a price, or are
+  // app-store boilerplate that would crowd the budget.
+  std::vector<std::string> drop_details = {
+      "Part Number",          "Best Sellers Rank",          "Batteries Included?",
+      "Batteries Required?",  "Item model number",          "Application Permissions",
+      "Approximate Download Time", "Date first listed on Amazon"};
   size_t word_budget() const {
     return static_cast<size_t>(words_per_token * token_budget);
   }
