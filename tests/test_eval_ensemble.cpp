@@ -106,6 +106,35 @@ TEST(StackWeights, RecoverAPlantedBlendAndStayNonNegative) {
   EXPECT_THROW(fit_stack_weights({{1.0}}, y, 0.0), pricer::Error);
 }
 
+TEST(StackWeights, TheDollarObjectiveTrustsTheMemberRightOnExpensiveItems) {
+  // Member 0 is close on expensive items and far off on cheap ones, member 1 the reverse: least
+  // squares in log space weighs both alike, the dollar MAE is made on the expensive items.
+  std::mt19937_64 rng(5);
+  std::normal_distribution<double> n(0.0, 1.0);
+  std::vector<std::vector<double>> x(2);
+  std::vector<double> y;
+  for (int i = 0; i < 600; ++i) {
+    const bool expensive = i % 2 == 0;
+    const double truth = expensive ? std::log(300.0) + 0.5 * n(rng) : std::log(5.0) + 0.5 * n(rng);
+    x[0].push_back(truth + (expensive ? 0.05 : 0.8) * n(rng));
+    x[1].push_back(truth + (expensive ? 0.8 : 0.05) * n(rng));
+    y.push_back(truth);
+  }
+  const StackWeights ls = fit_stack_weights(x, y, 0.0);
+  const StackWeights mae = refine_stack_weights_for_mae(x, y, ls);
+  EXPECT_LT(stack_dollar_mae(x, y, mae), 0.8 * stack_dollar_mae(x, y, ls));
+  EXPECT_GT(mae.weights[0], ls.weights[0] + 0.2);
+  EXPECT_GE(mae.weights[1], 0.0);
+  // An exact blend is already the optimum: the search keeps it.
+  std::vector<double> blend;
+  for (size_t i = 0; i < y.size(); ++i) blend.push_back(0.1 + 0.7 * x[0][i] + 0.3 * x[1][i]);
+  const StackWeights exact = refine_stack_weights_for_mae(x, blend, fit_stack_weights(x, blend, 0.0));
+  EXPECT_NEAR(exact.weights[0], 0.7, 1e-6);
+  EXPECT_NEAR(stack_dollar_mae(x, blend, exact), 0.0, 1e-6);
+  EXPECT_EQ(parse_stack_objective("log-ls"), StackObjective::LogSquares);
+  EXPECT_THROW(parse_stack_objective("rmse"), pricer::Error);
+}
+
 TEST(Ensemble, CrossFittingNeverPricesWhatAMemberWasFittedOnNorSeesTheScoredSplit) {
   Journal j;
   const auto train = make_items(200, 0, 1), scored = make_items(80, 1000, 2);
@@ -146,7 +175,9 @@ TEST(Ensemble, CrossFittingNeverPricesWhatAMemberWasFittedOnNorSeesTheScoredSpli
 TEST(Ensemble, StackingTwoIndependentlyNoisyPricersBeatsEach) {
   Journal j;
   const auto train = make_items(600, 0, 5), scored = make_items(400, 5000, 6);
-  EnsemblePricer ens({spy(&j, 7, 0.6), spy(&j, 8, 0.6)}, EnsembleOptions{});
+  EnsembleOptions o;
+  o.objective = StackObjective::LogSquares;
+  EnsemblePricer ens({spy(&j, 7, 0.6), spy(&j, 8, 0.6)}, o);
   ens.fit(train);
   const double e = mae(scored, ens.predict(scored));
   SpyPricer a(&j, 7, 0.6, true), b(&j, 8, 0.6, true);

@@ -87,6 +87,54 @@ StackWeights fit_stack_weights(const std::vector<std::vector<double>>& x, const 
   return sw;
 }
 
+StackObjective parse_stack_objective(const std::string& s) {
+  if (s == "mae") return StackObjective::DollarMae;
+  if (s == "log-ls") return StackObjective::LogSquares;
+  throw Error("--param ensemble_objective=" + s + ": mae or log-ls");
+}
+
+const char* stack_objective_name(StackObjective o) {
+  return o == StackObjective::DollarMae ? "mae" : "log-ls";
+}
+
+double stack_dollar_mae(const std::vector<std::vector<double>>& x, const std::vector<double>& y,
+                        const StackWeights& w) {
+  double s = 0;
+  for (size_t i = 0; i < y.size(); ++i) {
+    double z = w.intercept;
+    for (size_t j = 0; j < x.size(); ++j) z += w.weights[j] * x[j][i];
+    s += std::abs(std::exp(z) - std::exp(y[i]));
+  }
+  return s / static_cast<double>(std::max<size_t>(1, y.size()));
+}
+
+StackWeights refine_stack_weights_for_mae(const std::vector<std::vector<double>>& x,
+                                          const std::vector<double>& y, StackWeights start) {
+  StackWeights best = std::move(start);
+  double best_mae = stack_dollar_mae(x, y, best);
+  const size_t k = best.weights.size();
+  // Coordinates 0..k-1 are the weights, k the intercept; the step halves when no move helps.
+  for (double step = 0.05; step > 1e-4;) {
+    bool improved = false;
+    for (size_t c = 0; c <= k; ++c) {
+      for (double dir : {step, -step}) {
+        StackWeights t = best;
+        double& v = c < k ? t.weights[c] : t.intercept;
+        v += dir;
+        if (c < k && v < 0) continue;
+        const double m = stack_dollar_mae(x, y, t);
+        if (m < best_mae) {
+          best = std::move(t);
+          best_mae = m;
+          improved = true;
+        }
+      }
+    }
+    if (!improved) step /= 2;
+  }
+  return best;
+}
+
 EnsemblePricer::EnsemblePricer(std::vector<EnsembleMember> members, EnsembleOptions opt)
     : members_(std::move(members)), opt_(std::move(opt)) {
   require(!members_.empty(), "ensemble: no members");
@@ -153,6 +201,8 @@ void EnsemblePricer::fit(const std::vector<Item>& train) {
     fit_items_.insert(item_key(it));
   }
   weights_ = fit_stack_weights(x, y, opt_.ridge);
+  if (opt_.objective == StackObjective::DollarMae) weights_ = refine_stack_weights_for_mae(x, y, weights_);
+  stats_["objective"] = stack_objective_name(opt_.objective);
   std::vector<double> fit_pred(y.size(), weights_.intercept);
   for (size_t j = 0; j < x.size(); ++j)
     for (size_t i = 0; i < y.size(); ++i) fit_pred[i] += weights_.weights[j] * x[j][i];
@@ -224,6 +274,7 @@ std::unique_ptr<Pricer> make_ensemble_pricer(const PricerContext& ctx) {
   require(folds == std::floor(folds) && folds >= 2 && folds <= 100,
           "--param ensemble_folds=" + ctx.param("ensemble_folds") + ": a whole number of folds, 2 to 100");
   o.folds = static_cast<int>(folds);
+  o.objective = parse_stack_objective(ctx.param("ensemble_objective", "mae"));
   if (const std::string fit = ctx.param("ensemble_fit"); !fit.empty()) {
     const std::string split = ctx.param("ensemble_fit_split", "test");
     o.holdout = read_split(fit, split);
