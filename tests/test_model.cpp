@@ -361,6 +361,55 @@ TEST(LlamaModel, AdapterGradientsMatchFiniteDifferences) {
   }
 }
 
+TEST(LlamaModel, TrainableTokenRowsStartAsTheBaseAndHaveExactGradients) {
+  auto ref = make_reference_backend();
+  const Batch b = make_batch(examples(48, 5), BatchMode::Packing, 0);
+  // Rows that occur in the batch as inputs and as targets, so both paths carry gradient.
+  std::vector<int32_t> ids;
+  for (size_t t = 0; t < b.tokens.size(); t += 3) ids.push_back(b.tokens[t]);
+  for (bool tied : {true, false}) {
+    for (bool with_lora : {false, true}) {
+      const std::string what = std::string(tied ? "tied" : "untied") + (with_lora ? " + lora" : "");
+      LlamaModel base = tiny_model(false, tied);
+      LlamaModel m = base;
+      if (with_lora) {
+        m.add_lora(lora_all(3), 5);
+        randomize_lora_b(m, 40);
+      }
+      const float before = m.loss(b, *ref);
+      m.add_trainable_tokens(ids);
+      EXPECT_EQ(m.loss(b, *ref), before) << what << ": fresh rows must leave the model unchanged";
+      const std::vector<Param> ps = m.trainable_params();
+      ASSERT_EQ(ps.size(), (with_lora ? 28u : 0u) + (tied ? 1u : 2u)) << what;
+      // Move the rows away from the base so that the head's correction term is exercised.
+      for (const Param& p : ps)
+        if (p.name.find("token_adapter") != std::string::npos) fill_random(p.value, p.size, 0.3f, 77);
+      m.zero_grad();
+      m.forward_backward(b, *ref);
+      check_gradients(m, [&] { return double(m.loss(b, *ref)); }, grads_of(m), 1e-2f, what);
+    }
+  }
+  // Rows touch only their tokens: a token outside the set keeps the frozen logit.
+  LlamaModel m = tiny_model(false, false);
+  const std::vector<float> base_logits = m.logits(b, std::vector<int64_t>{0}, *ref);
+  m.add_trainable_tokens({5, 2, 5});
+  EXPECT_EQ(m.trainable_tokens().ids, (std::vector<int32_t>{2, 5}));
+  for (const Param& p : m.trainable_params()) fill_random(p.value, p.size, 0.3f, 78);
+  const std::vector<float> got = m.logits(b, std::vector<int64_t>{0}, *ref);
+  for (int64_t v = 0; v < 48; ++v) {
+    if (v == 2 || v == 5) {
+      EXPECT_NE(got[v], base_logits[v]);
+    } else if (b.tokens[0] != 2 && b.tokens[0] != 5) {
+      EXPECT_EQ(got[v], base_logits[v]) << v;
+    }
+  }
+  EXPECT_THROW(m.add_trainable_tokens({48}), Error);
+  EXPECT_THROW(m.add_trainable_tokens({}), Error);
+  LlamaModel full = tiny_model(false, true);
+  full.enable_full_training();
+  EXPECT_THROW(full.add_trainable_tokens({1}), Error);
+}
+
 TEST(LlamaModel, DropoutIsDeterministicAndDifferentiable) {
   auto ref = make_reference_backend();
   LlamaModel m = tiny_model(false, true);
@@ -442,7 +491,9 @@ TEST(LlamaModel, SoftTargetsAreCrossEntropyAgainstADistributionWithExactGradient
   bad.soft_targets.push_back({rows[0], {1, 2}, {0.5f, 0.6f}});
   EXPECT_THROW(m.loss(bad, *ref), Error);
   bad.soft_targets = {{0, {1}, {1.0f}}};
-  if (!b.loss_mask[0]) EXPECT_THROW(m.loss(bad, *ref), Error);
+  if (!b.loss_mask[0]) {
+    EXPECT_THROW(m.loss(bad, *ref), Error);
+  }
   bad.soft_targets = {{rows[0], {1}, {1.0f}}, {rows[0], {2}, {1.0f}}};
   EXPECT_THROW(m.loss(bad, *ref), Error);
 }

@@ -3,11 +3,16 @@
 // for adapters that do not fit the model.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 
 #include "io/gguf.h"
 #include "io/safetensors.h"
+#include "kernels/backend.h"
 #include "train/adapter_io.h"
+#include "train/model_export.h"
 #include "train_test_util.h"
 
 namespace pricer {
@@ -167,6 +172,131 @@ TEST_F(Adapters, GgufRoundTripIsBitwiseAndMatchesLlamaCppLayout) {
       }
     EXPECT_LT(worst, 1e-5);
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Trained token rows (PEFT's trainable_token_indices) beside the adapters.
+
+// `adapted("q,v")` with rows {50, 3, 7} trained away from the base, tied or not.
+LlamaModel with_token_rows(bool tied, const std::vector<int32_t>& ids = {50, 3, 7}) {
+  ModelConfig c = small_config();
+  c.tied_embeddings = tied;
+  LlamaModel m = LlamaModel::random(c, 5, 0.1f);
+  LoraConfig lc;
+  lc.rank = 2;
+  lc.alpha = 4.0f;
+  lc.targets = parse_lora_targets("q,v");
+  m.add_lora(lc, 5);
+  m.add_trainable_tokens(ids);
+  float x = 0.02f;
+  for (float& v : m.token_embed_rows()) v = (x = std::fmod(x * 1.618f + 0.311f, 1.0f)) - 0.5f;
+  for (float& v : m.token_head_rows()) v = (x = std::fmod(x * 1.618f + 0.311f, 1.0f)) - 0.5f;
+  return m;
+}
+
+std::vector<float> last_logits(LlamaModel& m) {
+  auto be = make_reference_backend();
+  Batch b;
+  b.tokens = {1, 7, 20, 3, 50};  // trained rows as inputs, and every logit row is read
+  b.positions = {0, 1, 2, 3, 4};
+  b.cu_seqlens = {0, 5};
+  return m.logits(b, std::vector<int64_t>{4}, *be);
+}
+
+TEST_F(Adapters, TrainedTokenRowsRoundTripThroughPeftAndGguf) {
+  for (bool tied : {true, false}) {
+    SCOPED_TRACE(tied ? "tied" : "untied");
+    const LlamaModel m = with_token_rows(tied);
+    const fs::path d = dir_ / (tied ? "tied" : "untied");
+    // PEFT: PEFT's tensor names and config key.
+    save_peft_adapter(m, (d / "peft").string(), "base");
+    const auto cfg = nlohmann::json::parse(slurp(d / "peft/adapter_config.json"));
+    EXPECT_EQ(cfg["trainable_token_indices"]["embed_tokens"], (nlohmann::json{3, 7, 50}));
+    EXPECT_EQ(cfg["trainable_token_indices"].contains("lm_head"), !tied);
+    const auto st = SafetensorsFile::open((d / "peft/adapter_model.safetensors").string());
+    const auto* rows = st.find("base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta");
+    ASSERT_TRUE(rows);
+    EXPECT_EQ(rows->shape, (std::vector<int64_t>{3, 32}));
+    EXPECT_EQ(st.find("base_model.model.lm_head.token_adapter.trainable_tokens_delta") != nullptr, !tied);
+    // Loaded onto the same base: the same rows and the same predictions, bitwise.
+    LlamaModel base = LlamaModel::random(m.config(), 5, 0.1f);
+    LlamaModel back = base;
+    load_adapter(back, (d / "peft").string());
+    EXPECT_EQ(back.trainable_tokens().ids, m.trainable_tokens().ids);
+    EXPECT_EQ(back.trainable_tokens().embed, m.trainable_tokens().embed);
+    EXPECT_EQ(back.trainable_tokens().head, m.trainable_tokens().head);
+    LlamaModel m_copy = m;
+    const std::vector<float> want = last_logits(m_copy);
+    EXPECT_EQ(last_logits(back), want);
+
+    // GGUF: adapter.gguf stays a plain llama.cpp LoRA file; the rows go beside it.
+    const std::string gguf = (d / "adapter.gguf").string();
+    save_gguf_adapter(m, gguf);
+    ASSERT_TRUE(fs::exists(d / "adapter.tokens.gguf"));
+    const GgufFile f = GgufFile::open(gguf);
+    for (const auto& t : f.tensors()) EXPECT_TRUE(t.name.ends_with(".lora_a") || t.name.ends_with(".lora_b")) << t.name;
+    EXPECT_EQ(f.get_string("pricer.token_rows"), "adapter.tokens.gguf");
+    LlamaModel gback = base;
+    load_adapter(gback, gguf);
+    EXPECT_EQ(gback.trainable_tokens().embed, m.trainable_tokens().embed);
+    EXPECT_EQ(last_logits(gback), want);
+
+    // Merged into the model: the rows replace theirs in the embedding and head.
+    LlamaModel merged = LlamaModel::from_weights(m.config(), export_tensors(m, true), "merged");
+    const std::vector<float> got = last_logits(merged);
+    for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-5f) << i;
+    LlamaModel plain = base;
+    EXPECT_GT(std::abs(last_logits(plain)[7] - want[7]), 1e-3f) << "the rows must matter";
+
+    // The rows' file is never lost silently, and a later save without rows removes it.
+    fs::rename(d / "adapter.tokens.gguf", d / "moved.gguf");
+    LlamaModel lost = base;
+    try {
+      load_adapter(lost, gguf);
+      ADD_FAILURE() << "an adapter whose token rows are missing must not load";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("adapter.tokens.gguf"), std::string::npos) << e.what();
+    }
+    save_gguf_adapter(adapted("q,v"), (d / "moved.gguf").string());  // reuse the name: no rows now
+    EXPECT_FALSE(fs::exists(d / "moved.tokens.gguf"));
+  }
+}
+
+TEST_F(Adapters, PeftTokenIndicesThatDoNotFitAreRejected) {
+  const LlamaModel m = with_token_rows(false);
+  const fs::path d = dir_ / "p";
+  save_peft_adapter(m, d.string(), "base");
+  const std::string cfg_path = (d / "adapter_config.json").string();
+  auto cfg = nlohmann::json::parse(slurp(cfg_path));
+  auto expect_error = [&](const nlohmann::json& indices, const std::string& part) {
+    auto c = cfg;
+    c["trainable_token_indices"] = indices;
+    std::ofstream(cfg_path) << c.dump();
+    LlamaModel back = LlamaModel::random(m.config(), 5, 0.1f);
+    try {
+      load_adapter(back, d.string());
+      ADD_FAILURE() << "loaded " << indices.dump();
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+    }
+  };
+  expect_error({{"embed_tokens", {3, 7, 50}}, {"lm_head", {3, 7}}}, "same token rows");
+  expect_error({{"embed_tokens", {3, 7, 96}}, {"lm_head", {3, 7, 96}}}, "outside the vocabulary");
+  expect_error({{"embed_tokens", {3, 3, 50}}}, "listed twice");
+  expect_error({{"embed_tokens", {3, 7}}}, "wrong shape");
+  expect_error({{"conv", {3}}}, "only embed_tokens and lm_head");
+  expect_error({{"embed_tokens", {"a"}}}, "non-integer");
+  // The list form names the embedding's rows; an untied head PEFT did not train keeps the base's.
+  auto c = cfg;
+  c["trainable_token_indices"] = {3, 7, 50};
+  std::ofstream(cfg_path) << c.dump();
+  LlamaModel base = LlamaModel::random(m.config(), 5, 0.1f);
+  LlamaModel back = base;
+  load_adapter(back, d.string());
+  EXPECT_EQ(back.trainable_tokens().embed, m.trainable_tokens().embed);
+  LlamaModel fresh = base;
+  fresh.add_trainable_tokens({3, 7, 50});
+  EXPECT_EQ(back.trainable_tokens().head, fresh.trainable_tokens().head);
 }
 
 // ---------------------------------------------------------------------------------------------

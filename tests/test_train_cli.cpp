@@ -230,6 +230,38 @@ TEST_F(TrainCli, FullFineTuningTrainsEveryWeightAndSavesTheWholeModel) {
   EXPECT_EQ(db.metric_series(run.id, "eval/mae").size(), 3u);
 }
 
+TEST_F(TrainCli, TrainableNumberTokenRowsAreTrainedSavedAndCheckedOnResume) {
+  std::string err;
+  const std::vector<std::string> extra = {"--trainable-tokens", "numbers", "--max-steps", "6", "--save-every", "3",
+                                          "--lr", "1e-2", "--quiet"};
+  ASSERT_EQ(run_pricer(train_args("rows", extra), dir_.path() / "rows", nullptr, &err), 0) << err;
+  EXPECT_NE(err.find("training 1000 token rows"), std::string::npos) << err;
+  const auto cfg = nlohmann::json::parse(slurp(dir_ / "rows/last/adapter_config.json"));
+  ASSERT_TRUE(cfg["trainable_token_indices"].contains("embed_tokens")) << cfg.dump();
+  EXPECT_EQ(cfg["trainable_token_indices"]["embed_tokens"].size(), 1000u);
+  EXPECT_TRUE(fs::exists(dir_ / "rows/last/adapter.tokens.gguf"));
+  // Both forms load and agree; the rows the prices were trained on moved away from the base.
+  const ModelFile mf = load_model_file(suite("model.gguf"));
+  LlamaModel peft = LlamaModel::from_weights(mf.config, mf.tensors, "base");
+  LlamaModel gguf = peft, base = peft;
+  load_adapter(peft, dir_ / "rows/last");
+  load_adapter(gguf, dir_ / "rows/last/adapter.gguf");
+  EXPECT_EQ(peft.trainable_tokens().embed, gguf.trainable_tokens().embed);
+  base.add_trainable_tokens(peft.trainable_tokens().ids);
+  EXPECT_NE(peft.trainable_tokens().embed, base.trainable_tokens().embed);
+  const monitor::RunInfo run = last_run();
+  monitor::RunDb db(dir_ / "runs.db", monitor::RunDb::Mode::existing);
+  EXPECT_EQ(db.params(run.id)["trainable_tokens"], "numbers");
+
+  // A resume must train the same rows; a spec that is not a list of ids is refused up front.
+  EXPECT_NE(run_pricer(train_args("rows", {"--max-steps", "6", "--save-every", "3", "--lr", "1e-2", "--resume"}),
+                       dir_.path() / "rows-resume", nullptr, &err),
+            0);
+  EXPECT_NE(err.find("trainable_tokens"), std::string::npos) << err;
+  EXPECT_NE(run_pricer(train_args("bad", {"--trainable-tokens", "7,x"}), dir_.path() / "bad", nullptr, &err), 0);
+  EXPECT_NE(err.find("'x' is not a token id"), std::string::npos) << err;
+}
+
 TEST_F(TrainCli, KilledWithSigkillAndResumedEndsBitwiseLikeAnUninterruptedRun) {
   const auto [ref, ref_gguf] = reference_adapter();
   ASSERT_FALSE(ref.empty());

@@ -37,6 +37,9 @@ int run_train(const TrainConfig& cfg, bool quiet, const std::string& val_path, c
                    "--base-dtype f32) measured far better than adapters (docs/results.md)\n",
                    static_cast<double>(mf.config.n_params()) / 1e6);
     attach_adapters(model, c);
+    attach_trainable_tokens(model, c, *tok);
+    if (model.has_trainable_tokens())
+      std::fprintf(stderr, "training %zu token rows besides the adapters\n", model.trainable_tokens().ids.size());
     if (!c.init_adapter.empty())
       std::fprintf(stderr, "starting from adapter %s (rank %lld, alpha %g, %s)\n", c.init_adapter.c_str(),
                    static_cast<long long>(c.rank), static_cast<double>(c.alpha), c.targets.c_str());
@@ -89,6 +92,9 @@ Registrar reg{"train", "Fine-tune a base model with QLoRA on a price dataset", [
   set->add("--targets", &TrainConfig::targets, "Adapted projections: q,k,v,o,gate,up,down or all");
   set->add_flag("--rslora", &TrainConfig::rslora, "Scale by alpha/sqrt(rank)");
   set->add("--init-adapter", &TrainConfig::init_adapter, "Start from a PEFT directory or GGUF LoRA adapter");
+  set->add("--trainable-tokens", &TrainConfig::trainable_tokens,
+           "Also train these token rows of the frozen embedding and head (PEFT trainable_token_indices): "
+           "numbers (the price tokens 0-999) or ids 17,42,...");
   set->add_flag("--full", &TrainConfig::full,
                 "Full fine-tuning: train every weight (needs --base-dtype f32) and save <out>/last/model.gguf; "
                 "best for small bases, QLoRA for large ones");

@@ -319,8 +319,75 @@ const LoraAdapter* LlamaModel::lora(int64_t layer, Proj p) const {
   return const_cast<LlamaModel*>(this)->lora(layer, p);
 }
 
+void LlamaModel::add_trainable_tokens(std::vector<int32_t> ids) {
+  require(!full_, "trainable token rows are for a frozen base; full-parameter training trains them all");
+  require(!ids.empty(), "trainable tokens: no token ids");
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  const int64_t V = cfg_.vocab_size, D = cfg_.dim, n = static_cast<int64_t>(ids.size());
+  for (int32_t id : ids)
+    require(id >= 0 && id < V, "trainable tokens: id " + std::to_string(id) + " outside the vocabulary [0, " +
+                                   std::to_string(V) + ")");
+  TrainableTokens t;
+  t.ids = std::move(ids);
+  t.slot.assign(V, -1);
+  t.embed.resize(n * D);
+  t.head_base.resize(n * D);
+  for (int64_t j = 0; j < n; ++j) {
+    t.slot[t.ids[j]] = static_cast<int32_t>(j);
+    embed_.dequantize_rows(t.ids[j], 1, t.embed.data() + j * D);
+    head().dequantize_rows(t.ids[j], 1, t.head_base.data() + j * D);
+  }
+  if (!cfg_.tied_embeddings) t.head = t.head_base;
+  t.d_embed.assign(t.embed.size(), 0.0f);
+  t.d_head.assign(t.head.size(), 0.0f);
+  tokens_ = std::move(t);
+}
+
+void LlamaModel::embed_tokens(Backend& be, const int32_t* tokens, float* h, int64_t T) const {
+  be.embedding_forward(embed_, tokens, h, T);
+  if (tokens_.empty()) return;
+  const int64_t D = cfg_.dim;
+  for (int64_t t = 0; t < T; ++t) {
+    const int32_t j = tokens_.slot[tokens[t]];
+    if (j >= 0) std::copy_n(tokens_.embed.data() + j * D, D, h + t * D);
+  }
+}
+
+void LlamaModel::token_rows_logits(const float* hn, float* logits, int64_t n) const {
+  if (tokens_.empty()) return;
+  const int64_t D = cfg_.dim, V = cfg_.vocab_size;
+  const std::vector<float>& rows = cfg_.tied_embeddings ? tokens_.embed : tokens_.head;
+  for (int64_t i = 0; i < n; ++i) {
+    for (size_t j = 0; j < tokens_.ids.size(); ++j) {
+      double dot = 0;
+      for (int64_t d = 0; d < D; ++d) dot += static_cast<double>(hn[i * D + d]) * rows[j * D + d];
+      logits[i * V + tokens_.ids[j]] = static_cast<float>(dot);
+    }
+  }
+}
+
+void LlamaModel::token_rows_head_backward(const float* dlogits, const float* hn, float* dhn, int64_t n) {
+  if (tokens_.empty()) return;
+  const int64_t D = cfg_.dim, V = cfg_.vocab_size;
+  const bool tied = cfg_.tied_embeddings;
+  const std::vector<float>& rows = tied ? tokens_.embed : tokens_.head;
+  std::vector<float>& drows = tied ? tokens_.d_embed : tokens_.d_head;
+  for (int64_t i = 0; i < n; ++i) {
+    for (size_t j = 0; j < tokens_.ids.size(); ++j) {
+      const float g = dlogits[i * V + tokens_.ids[j]];
+      if (g == 0.0f) continue;
+      for (int64_t d = 0; d < D; ++d) {
+        dhn[i * D + d] += g * (rows[j * D + d] - tokens_.head_base[j * D + d]);
+        drows[j * D + d] += g * hn[i * D + d];
+      }
+    }
+  }
+}
+
 void LlamaModel::enable_full_training() {
   require(!has_lora(), "full-parameter training is not combined with LoRA adapters");
+  require(!has_trainable_tokens(), "full-parameter training trains every token row already");
   auto check = [](const Weight& w, const std::string& name) {
     require(w.dtype() == DType::F32, "full-parameter training needs f32 weights; " + name + " is " +
                                          std::string(dtype_name(w.dtype())));
@@ -372,14 +439,19 @@ std::vector<Param> LlamaModel::trainable_params() {
     }
     add("model.norm.weight", norm_, d_norm_, false);
     if (!cfg_.tied_embeddings) add("lm_head.weight", head_.f32(), d_head_, true);
-  } else if (has_lora()) {
-    for (int64_t l = 0; l < cfg_.n_layers; ++l) {
+  } else {
+    for (int64_t l = 0; has_lora() && l < cfg_.n_layers; ++l) {
       for (Proj p : kAllProj) {
         LoraAdapter* ad = lora(l, p);
         if (!ad) continue;
         add(proj_prefix(l, p) + ".lora_A.weight", ad->A, ad->dA, true);
         add(proj_prefix(l, p) + ".lora_B.weight", ad->B, ad->dB, true);
       }
+    }
+    if (has_trainable_tokens()) {
+      add("model.embed_tokens.token_adapter.trainable_tokens_delta", tokens_.embed, tokens_.d_embed, true);
+      if (!cfg_.tied_embeddings)
+        add("lm_head.token_adapter.trainable_tokens_delta", tokens_.head, tokens_.d_head, true);
     }
   }
   return ps;
@@ -627,6 +699,7 @@ float LlamaModel::head_loss(Backend& be, const float* h, std::span<const int64_t
   for (int64_t r0 = 0; r0 < M; r0 += chunk) {
     const int64_t n = std::min(chunk, M - r0);
     be.linear_forward(W, s.hnsel.data() + r0 * D, s.logits.data(), n, 0.0f);
+    token_rows_logits(s.hnsel.data() + r0 * D, s.logits.data(), n);
     for (int64_t i = r0; i < r0 + n; ++i) {  // keep what cross_entropy overwrites
       if (!soft_of[i]) continue;
       const float* row = s.logits.data() + (i - r0) * V;
@@ -645,6 +718,7 @@ float LlamaModel::head_loss(Backend& be, const float* h, std::span<const int64_t
     id_logits.clear();
     if (!dh) continue;
     be.linear_backward_input(W, s.logits.data(), s.dhnsel.data() + r0 * D, n);
+    token_rows_head_backward(s.logits.data(), s.hnsel.data() + r0 * D, s.dhnsel.data() + r0 * D, n);
     if (full_) {
       float* dW = cfg_.tied_embeddings ? d_embed_.data() : d_head_.data();
       be.gemm(true, false, V, D, n, 1.0f, s.logits.data(), s.hnsel.data() + r0 * D, 1.0f, dW);
@@ -671,6 +745,7 @@ std::vector<float> LlamaModel::head_logits(Backend& be, const float* h, std::spa
   be.rmsnorm_forward(s.hsel.data(), norm_.data(), s.hnsel.data(), s.rstd_sel.data(), M, D, cfg_.rms_eps);
   std::vector<float> logits(M * cfg_.vocab_size);
   be.linear_forward(head(), s.hnsel.data(), logits.data(), M, 0.0f);
+  token_rows_logits(s.hnsel.data(), logits.data(), M);
   return logits;
 }
 
@@ -681,7 +756,7 @@ void LlamaModel::run_forward(Backend& be, const Batch& b, float* h, Scratch& s, 
   const int64_t T = b.size(), D = cfg_.dim;
   Acts a;
   std::vector<float> next(T * D);
-  be.embedding_forward(embed_, b.tokens.data(), h, T);
+  embed_tokens(be, b.tokens.data(), h, T);
   for (int64_t l = 0; l < cfg_.n_layers; ++l) {
     layer_forward(be, l, h, next.data(), b, a, s, Dropout{}, cache);
     std::copy(next.begin(), next.end(), h);
@@ -702,7 +777,8 @@ float LlamaModel::forward_backward(const Batch& b, Backend& be, const TrainOptio
   b.validate(cfg_.vocab_size, cfg_.max_seq_len, "training batch");
   const std::vector<int64_t> rows = masked_rows(b);
   require(!rows.empty(), "training batch: no completion (loss-masked) tokens");
-  require(full_ || has_lora(), "forward_backward: nothing to train (no adapters, not in full mode)");
+  require(full_ || has_lora() || has_trainable_tokens(),
+          "forward_backward: nothing to train (no adapters or token rows, not in full mode)");
   const int64_t T = b.size(), D = cfg_.dim, NL = cfg_.n_layers;
   const Dropout dr{.on = true, .seed = opt.dropout_seed, .step = opt.step};
   Scratch s;
@@ -710,7 +786,7 @@ float LlamaModel::forward_backward(const Batch& b, Backend& be, const TrainOptio
   // is kept, and one Acts is reused for every layer's recomputation.
   std::vector<std::vector<float>> xs(NL + 1, std::vector<float>(T * D));
   std::vector<Acts> acts(opt.checkpoint ? 1 : NL);
-  be.embedding_forward(embed_, b.tokens.data(), xs[0].data(), T);
+  embed_tokens(be, b.tokens.data(), xs[0].data(), T);
   for (int64_t l = 0; l < NL; ++l) {
     layer_forward(be, l, xs[l].data(), xs[l + 1].data(), b, acts[opt.checkpoint ? 0 : l], s, dr, nullptr);
   }
@@ -726,6 +802,10 @@ float LlamaModel::forward_backward(const Batch& b, Backend& be, const TrainOptio
     layer_backward(be, l, xs[l].data(), dres.data(), b, a, s, dr);
   }
   if (full_) be.embedding_backward(b.tokens.data(), dres.data(), d_embed_.data(), T, D);
+  for (int64_t t = 0; !tokens_.empty() && t < T; ++t) {
+    const int32_t j = tokens_.slot[b.tokens[t]];
+    if (j >= 0) add_into(tokens_.d_embed.data() + j * D, dres.data() + t * D, D);
+  }
   return total * inv_m;
 }
 

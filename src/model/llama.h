@@ -51,6 +51,18 @@ struct LayerWeights {
   std::vector<float> bq, bk, bv;           // q/k/v biases; empty unless config.qkv_bias
 };
 
+// PEFT's trainable_token_indices: trainable copies of some token rows of the frozen embedding
+// (and of the head: the same rows when tied, their own when not). PEFT stores the rows
+// themselves, not differences ("trainable_tokens_delta" is a misnomer it keeps).
+struct TrainableTokens {
+  std::vector<int32_t> ids;              // ascending, unique
+  std::vector<int32_t> slot;             // [vocab]: row index in the copies, or -1
+  std::vector<float> embed, d_embed;     // [ids, dim]
+  std::vector<float> head, d_head;       // [ids, dim]; empty when the head is tied
+  std::vector<float> head_base;          // [ids, dim] the frozen head's rows, as it computes them
+  bool empty() const { return ids.empty(); }
+};
+
 struct TrainOptions {
   bool checkpoint = false;    // keep only each layer's input; recompute the layer in backward
   uint64_t dropout_seed = 0;  // LoRA dropout masks are a pure function of (seed, step, place)
@@ -106,11 +118,21 @@ class LlamaModel {
   LoraAdapter* lora(int64_t layer, Proj p);  // nullptr where p is not adapted
   const LoraAdapter* lora(int64_t layer, Proj p) const;
 
+  // Makes the embedding (and head) rows of `ids` trainable, initialised from the frozen weights
+  // (so the model is unchanged until trained); with or without LoRA adapters, not in full mode.
+  void add_trainable_tokens(std::vector<int32_t> ids);
+  bool has_trainable_tokens() const { return !tokens_.empty(); }
+  void remove_trainable_tokens() { tokens_ = {}; }
+  const TrainableTokens& trainable_tokens() const { return tokens_; }
+  // The trained rows, for loading saved ones (same ids, same sizes) and for merging.
+  std::vector<float>& token_embed_rows() { return tokens_.embed; }
+  std::vector<float>& token_head_rows() { return tokens_.head; }
+
   // Makes every tensor trainable; all weights must be f32 and no adapters attached.
   void enable_full_training();
   bool full_training() const { return full_; }
 
-  // Adapters (QLoRA) or every tensor (full mode), with gradient buffers.
+  // Adapters and token rows (QLoRA) or every tensor (full mode), with gradient buffers.
   std::vector<Param> trainable_params();
   void zero_grad();
 
@@ -163,6 +185,11 @@ class LlamaModel {
   std::vector<float> head_logits(Backend& be, const float* h, std::span<const int64_t> rows,
                                  Scratch& s);
   void run_forward(Backend& be, const Batch& b, float* h, Scratch& s, KvCache* cache);
+  void embed_tokens(Backend& be, const int32_t* tokens, float* h, int64_t T) const;
+  // The trained rows' share of the head: their logits replace the frozen head's, and in backward
+  // their gradients and the correction of dhn (the frozen head's backward used its own rows).
+  void token_rows_logits(const float* hn, float* logits, int64_t n) const;
+  void token_rows_head_backward(const float* dlogits, const float* hn, float* dhn, int64_t n);
 
   ModelConfig cfg_;
   Weight embed_;
@@ -173,6 +200,8 @@ class LlamaModel {
 
   LoraConfig lora_{.rank = 0};
   std::vector<std::array<LoraAdapter, kNumProj>> adapters_;  // [layer][proj]; rank 0 = none
+
+  TrainableTokens tokens_;
 
   bool full_ = false;
   std::vector<LayerGrads> grads_;

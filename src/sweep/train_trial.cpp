@@ -199,6 +199,7 @@ TrialOutcome TrainTrialRunner::operator()(TrialContext& ctx) const {
 
   LlamaModel model = LlamaModel::from_weights(s.base.config, s.base.tensors, s.base.source);
   attach_adapters(model, c);
+  attach_trainable_tokens(model, c, *s.tok);
   TrainHooks hooks = adapter_output_hooks(c.model);
 
   monitor::RunDb db(s.runs_db);

@@ -1,5 +1,7 @@
 #include "train/adapter_io.h"
 
+#include <algorithm>
+#include <climits>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -88,7 +90,70 @@ fs::path peft_dir(const std::string& path) {
   return fs::is_directory(path) ? fs::path(path) : fs::path(path).parent_path();
 }
 
+constexpr const char* kPeftEmbedRows = "base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta";
+constexpr const char* kPeftHeadRows = "base_model.model.lm_head.token_adapter.trainable_tokens_delta";
+constexpr const char* kGgufEmbedRows = "token_embd.weight.rows";
+constexpr const char* kGgufHeadRows = "output.weight.rows";
+
+std::vector<int32_t> ids_of(const std::vector<int64_t>& v, const std::string& where) {
+  std::vector<int32_t> ids;
+  for (int64_t x : v) {
+    require(x >= 0 && x <= INT32_MAX, where + ": token id " + std::to_string(x) + " out of range");
+    ids.push_back(static_cast<int32_t>(x));
+  }
+  return ids;
+}
+
+// Rows saved in `file_ids` order become the model's trainable rows (kept sorted by id).
+void set_token_rows(LlamaModel& model, const std::vector<int32_t>& file_ids, const std::vector<float>& embed,
+                    const std::vector<float>* head, const std::string& where) {
+  std::vector<int32_t> sorted = file_ids;
+  std::sort(sorted.begin(), sorted.end());
+  require(std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end(), where + ": a token id is listed twice");
+  model.add_trainable_tokens(file_ids);  // checks the ids against the vocabulary
+  const int64_t D = model.config().dim;
+  const TrainableTokens& t = model.trainable_tokens();
+  for (size_t k = 0; k < file_ids.size(); ++k) {
+    const int64_t j = t.slot[file_ids[k]];
+    std::copy_n(embed.data() + k * D, D, model.token_embed_rows().data() + j * D);
+    if (head) std::copy_n(head->data() + k * D, D, model.token_head_rows().data() + j * D);
+  }
+}
+
+// PEFT's trainable_token_indices: a list (the embedding's rows) or {module: ids}; pricer trains
+// the same rows of the embedding and (untied) head.
+std::vector<int32_t> peft_token_indices(const nlohmann::json& j, const std::string& where, bool* head_listed) {
+  *head_listed = false;
+  if (!j.contains("trainable_token_indices") || j["trainable_token_indices"].is_null()) return {};
+  const nlohmann::json& t = j["trainable_token_indices"];
+  auto read = [&](const nlohmann::json& list) {
+    require(list.is_array(), where + ": trainable_token_indices must list token ids");
+    std::vector<int64_t> v;
+    for (const auto& x : list) {
+      require(x.is_number_integer(), where + ": trainable_token_indices holds a non-integer");
+      v.push_back(x.get<int64_t>());
+    }
+    return ids_of(v, where);
+  };
+  if (t.is_array()) return read(t);
+  require(t.is_object(), where + ": trainable_token_indices must be a list or an object of lists");
+  std::vector<int32_t> embed, head;
+  for (const auto& [module, list] : t.items()) {
+    if (module.ends_with("embed_tokens")) embed = read(list);
+    else if (module.ends_with("lm_head")) head = read(list), *head_listed = true;
+    else throw Error(where + ": trainable_token_indices for '" + module + "': only embed_tokens and lm_head are supported");
+  }
+  require(!embed.empty(), where + ": trainable_token_indices has no embed_tokens rows");
+  require(!*head_listed || head == embed, where + ": pricer trains the same token rows in the embedding and the head");
+  return embed;
+}
+
 }  // namespace
+
+std::string token_rows_path(const std::string& gguf_adapter_path) {
+  fs::path p(gguf_adapter_path);
+  return (p.parent_path() / (p.stem().string() + ".tokens.gguf")).string();
+}
 
 void save_peft_adapter(const LlamaModel& model, const std::string& dir, const std::string& base_model_name) {
   require(model.has_lora(), "no LoRA adapters to save");
@@ -107,6 +172,17 @@ void save_peft_adapter(const LlamaModel& model, const std::string& dir, const st
       w.add(peft_name(l, p, 'B'), "F32", {a->out, a->rank}, bytes_of(a->B));
     }
   }
+  nlohmann::json token_indices = nullptr;
+  if (model.has_trainable_tokens()) {
+    const TrainableTokens& t = model.trainable_tokens();
+    const int64_t n = static_cast<int64_t>(t.ids.size()), D = model.config().dim;
+    w.add(kPeftEmbedRows, "F32", {n, D}, bytes_of(t.embed));
+    token_indices = {{"embed_tokens", t.ids}};
+    if (!model.config().tied_embeddings) {
+      w.add(kPeftHeadRows, "F32", {n, D}, bytes_of(t.head));
+      token_indices["lm_head"] = t.ids;
+    }
+  }
   const auto st = w.to_bytes();
   write_file_atomic((fs::path(dir) / "adapter_model.safetensors").string(), std::string(st.begin(), st.end()));
   nlohmann::json cfg = {{"peft_type", "LORA"},
@@ -121,7 +197,8 @@ void save_peft_adapter(const LlamaModel& model, const std::string& dir, const st
                         {"fan_in_fan_out", false},
                         {"inference_mode", true},
                         {"init_lora_weights", true},
-                        {"modules_to_save", nullptr}};
+                        {"modules_to_save", nullptr},
+                        {"trainable_token_indices", token_indices}};
   write_file_atomic((fs::path(dir) / "adapter_config.json").string(), cfg.dump(2) + "\n");
 }
 
@@ -145,6 +222,23 @@ void save_gguf_adapter(const LlamaModel& model, const std::string& path) {
         b = rope_rows_from_hf(b, heads, c.head_dim, static_cast<size_t>(a->rank) * 4);
       w.add_tensor(gguf_name(l, p, 'b'), {a->rank, a->out}, GgmlType::F32, std::move(b));
     }
+  }
+  const std::string rows_path = token_rows_path(path);
+  if (model.has_trainable_tokens()) {
+    const TrainableTokens& t = model.trainable_tokens();
+    const int64_t n = static_cast<int64_t>(t.ids.size());
+    GgufWriter rw;
+    rw.add("general.architecture", GgufValue::string(c.architecture));
+    rw.add("general.type", GgufValue::string("adapter"));
+    rw.add("adapter.type", GgufValue::string("token_rows"));
+    rw.add("adapter.token_rows.ids", GgufValue::i32_array(t.ids));
+    rw.add_tensor(kGgufEmbedRows, {c.dim, n}, GgmlType::F32, bytes_of(t.embed));
+    if (!c.tied_embeddings) rw.add_tensor(kGgufHeadRows, {c.dim, n}, GgmlType::F32, bytes_of(t.head));
+    const auto rb = rw.to_bytes();
+    write_file_atomic(rows_path, std::string(rb.begin(), rb.end()));
+    w.add("pricer.token_rows", GgufValue::string(fs::path(rows_path).filename().string()));
+  } else {
+    fs::remove(rows_path);  // rows of an earlier save must not come back with this adapter
   }
   const auto bytes = w.to_bytes();
   write_file_atomic(path, std::string(bytes.begin(), bytes.end()));
@@ -194,7 +288,8 @@ LoraConfig read_adapter_config(const std::string& path) {
     require(j["target_modules"].is_array(), cfg_path.string() + ": target_modules must be a list");
     for (const auto& m : j["target_modules"]) {
       require(m.is_string(), cfg_path.string() + ": target_modules holds a non-string");
-      list += (list.empty() ? "" : ",") + m.get<std::string>();
+      if (!list.empty()) list += ',';
+      list += m.get<std::string>();
     }
   }
   lc.targets = parse_lora_targets(list);
@@ -202,9 +297,41 @@ LoraConfig read_adapter_config(const std::string& path) {
   return lc;
 }
 
+namespace {
+
+void load_gguf_token_rows(LlamaModel& model, const std::string& adapter_path, const std::string& rows_name) {
+  const fs::path rows_path = fs::path(adapter_path).parent_path() / rows_name;
+  require(fs::path(rows_name).filename() == rows_name && fs::exists(rows_path),
+          adapter_path + ": saved with trained token rows in " + rows_path.string() + ", which is missing");
+  GgufFile f = GgufFile::open(rows_path.string());
+  const std::string src = rows_path.string();
+  require(f.get_string("general.type") == "adapter" && f.get_string("adapter.type") == "token_rows",
+          src + ": not a token-rows file (general.type / adapter.type)");
+  const std::vector<int32_t> ids = ids_of(f.get_int_array("adapter.token_rows.ids"), src);
+  require(!ids.empty(), src + ": no token ids");
+  const ModelConfig& c = model.config();
+  auto rows = [&](const char* name) {
+    const GgufTensorInfo* t = nullptr;
+    for (const auto& ti : f.tensors())
+      if (ti.name == name) t = &ti;
+    require(t != nullptr, src + ": missing tensor " + name);
+    require(t->type == GgmlType::F32, src + ": tensor " + std::string(name) + " is not F32");
+    require(t->ne == std::vector<int64_t>{c.dim, static_cast<int64_t>(ids.size())},
+            src + ": tensor " + std::string(name) + " has the wrong shape");
+    return floats_of(f.tensor_data(*t));
+  };
+  const std::vector<float> embed = rows(kGgufEmbedRows);
+  std::vector<float> head;
+  if (!c.tied_embeddings) head = rows(kGgufHeadRows);
+  set_token_rows(model, ids, embed, c.tied_embeddings ? nullptr : &head, src);
+}
+
+}  // namespace
+
 void load_adapter(LlamaModel& model, const std::string& path) {
   const LoraConfig lc = read_adapter_config(path);
   model.add_lora(lc, 0);
+  model.remove_trainable_tokens();
   const ModelConfig& c = model.config();
   if (is_gguf(path)) {
     GgufFile f = GgufFile::open(path);
@@ -234,6 +361,7 @@ void load_adapter(LlamaModel& model, const std::string& path) {
         }
       }
     }
+    if (const auto rows_name = f.get_string_opt("pricer.token_rows")) load_gguf_token_rows(model, path, *rows_name);
     return;
   }
   const fs::path st_path = peft_dir(path) / "adapter_model.safetensors";
@@ -257,6 +385,24 @@ void load_adapter(LlamaModel& model, const std::string& path) {
       }
     }
   }
+  const fs::path cfg_path = peft_dir(path) / "adapter_config.json";
+  std::ifstream in(cfg_path);
+  const nlohmann::json j = nlohmann::json::parse(in, nullptr, false);  // read_adapter_config checked it
+  bool head_listed = false;
+  const std::vector<int32_t> ids = peft_token_indices(j, cfg_path.string(), &head_listed);
+  if (ids.empty()) return;
+  const int64_t n = static_cast<int64_t>(ids.size());
+  auto rows = [&](const char* name) {
+    const SafetensorsTensor* t = f.find(name);
+    require(t != nullptr, st_path.string() + ": missing tensor " + name + " (adapter_config.json lists trainable tokens)");
+    require_shape(st_path.string(), name, t->shape, n, c.dim);
+    return to_f32(f, *t);
+  };
+  const std::vector<float> embed = rows(kPeftEmbedRows);
+  // An untied head whose rows PEFT did not train keeps the base's rows: set_token_rows's default.
+  std::vector<float> head;
+  if (!c.tied_embeddings && head_listed) head = rows(kPeftHeadRows);
+  set_token_rows(model, ids, embed, head.empty() ? nullptr : &head, cfg_path.string());
 }
 
 }  // namespace pricer

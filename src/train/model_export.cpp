@@ -1,5 +1,7 @@
 #include "train/model_export.h"
 
+#include <algorithm>
+
 #include "kernels/backend.h"
 
 namespace pricer {
@@ -13,6 +15,15 @@ std::string proj_key(int64_t l, Proj p) {
   return "model.layers." + std::to_string(l) + (attn ? ".self_attn." : ".mlp.") + proj_name(p);
 }
 
+// `w` with its rows `ids` replaced by `rows` [ids, cols] (trained token rows merged).
+Weight with_rows(const Weight& w, const std::vector<int32_t>& ids, const std::vector<float>& rows) {
+  std::vector<float> all = w.to_f32();
+  const int64_t cols = w.cols();
+  for (size_t j = 0; j < ids.size(); ++j)
+    std::copy_n(rows.data() + static_cast<int64_t>(j) * cols, cols, all.data() + ids[j] * cols);
+  return Weight::from_f32(all.data(), w.rows(), cols, DType::F32);
+}
+
 }  // namespace
 
 std::map<std::string, Weight> export_tensors(const LlamaModel& model, bool merge_lora) {
@@ -20,6 +31,11 @@ std::map<std::string, Weight> export_tensors(const LlamaModel& model, bool merge
   std::map<std::string, Weight> out;
   out["model.embed_tokens.weight"] = model.embedding();
   if (!c.tied_embeddings) out["lm_head.weight"] = model.head();
+  if (merge_lora && model.has_trainable_tokens()) {
+    const TrainableTokens& t = model.trainable_tokens();
+    out["model.embed_tokens.weight"] = with_rows(model.embedding(), t.ids, t.embed);
+    if (!c.tied_embeddings) out["lm_head.weight"] = with_rows(model.head(), t.ids, t.head);
+  }
   out["model.norm.weight"] = vec(const_cast<LlamaModel&>(model).final_norm());
   auto be = make_cpu_backend();
   for (int64_t l = 0; l < c.n_layers; ++l) {

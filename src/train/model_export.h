@@ -10,7 +10,8 @@
 
 namespace pricer {
 
-// merge_lora: projections with an adapter become f32 W + scale * B A (others keep their format).
+// merge_lora: projections with an adapter become f32 W + scale * B A (others keep their format),
+// and trained token rows replace theirs in the embedding and head (which then become f32).
 std::map<std::string, Weight> export_tensors(const LlamaModel& model, bool merge_lora);
 
 }  // namespace pricer

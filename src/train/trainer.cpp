@@ -9,7 +9,9 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <climits>
 #include <numbers>
+#include <sstream>
 
 #include <unistd.h>
 
@@ -78,6 +80,7 @@ void TrainConfig::apply_yaml(const std::string& path) {
     PRICER_KEY("targets", targets)
     PRICER_KEY("rslora", rslora)
     PRICER_KEY("init_adapter", init_adapter)
+    PRICER_KEY("trainable_tokens", trainable_tokens)
     PRICER_KEY("full", full)
     PRICER_KEY("optimizer", optimizer)
     PRICER_KEY("lr", lr)
@@ -108,7 +111,8 @@ void TrainConfig::apply_yaml(const std::string& path) {
 nlohmann::json TrainConfig::to_json() const {
   return {{"model", model}, {"tokenizer", tokenizer}, {"dataset", dataset}, {"out_dir", out_dir},
           {"base_dtype", base_dtype}, {"compute_dtype", compute_dtype}, {"max_length", max_length}, {"rank", rank}, {"alpha", alpha},
-          {"dropout", dropout}, {"targets", targets}, {"rslora", rslora}, {"init_adapter", init_adapter}, {"full", full},
+          {"dropout", dropout}, {"targets", targets}, {"rslora", rslora}, {"init_adapter", init_adapter},
+          {"trainable_tokens", trainable_tokens}, {"full", full},
           {"optimizer", optimizer}, {"lr", lr}, {"schedule", schedule}, {"warmup_ratio", warmup_ratio},
           {"weight_decay", weight_decay}, {"max_grad_norm", max_grad_norm}, {"momentum", momentum},
           {"epochs", epochs}, {"max_steps", max_steps}, {"batch_size", batch_size}, {"micro_batch", micro_batch},
@@ -122,6 +126,7 @@ void TrainConfig::validate() const {
   require(max_length >= 4, "max_length must be at least 4");
   require(!full || base_dtype == "f32", "full fine-tuning trains every weight in f32: add --base-dtype f32");
   require(!full || init_adapter.empty(), "full fine-tuning trains no adapters: --init-adapter does not apply");
+  require(!full || trainable_tokens.empty(), "full fine-tuning trains every token row: --trainable-tokens does not apply");
   require(compute_dtype == "bf16" || compute_dtype == "f32",
           "compute_dtype must be bf16 or f32, not '" + compute_dtype + "'");
   require(batch_size >= 1 && micro_batch >= 1, "batch_size and micro_batch must be positive");
@@ -337,9 +342,10 @@ void save_checkpoint(const std::string& path, const LoopState& st, const nlohman
   write_file_atomic(path, out);
 }
 
-// Restores params and optimizer; returns the loop state and the saved config.
+// Restores params and optimizer after `check_config` accepted the saved settings (so a run with
+// other settings hears which, not that the tensors differ); returns the loop state.
 LoopState load_checkpoint(const std::string& path, std::vector<Param>& params, Optimizer& opt,
-                          nlohmann::json* saved_cfg) {
+                          const std::function<void(const nlohmann::json&)>& check_config) {
   const std::string data = read_file(path, uint64_t(1) << 40);
   size_t pos = 0;
   auto need = [&](size_t n, const char* what) {
@@ -355,6 +361,7 @@ LoopState load_checkpoint(const std::string& path, std::vector<Param>& params, O
   nlohmann::json header = nlohmann::json::parse(data.substr(pos, hlen), nullptr, false);
   require(!header.is_discarded() && header.is_object(), path + ": corrupt header JSON");
   pos += hlen;
+  check_config(header.at("config"));
   const auto& tensors = header.at("tensors");
   require(tensors.size() == params.size(), path + ": holds " + std::to_string(tensors.size()) +
                                                " tensors, the model being trained has " + std::to_string(params.size()));
@@ -376,7 +383,6 @@ LoopState load_checkpoint(const std::string& path, std::vector<Param>& params, O
   opt.load_state({reinterpret_cast<const uint8_t*>(data.data() + pos), olen}, path);
   LoopState st;
   st.from_json(header.at("state"));
-  if (saved_cfg) *saved_cfg = header.at("config");
   return st;
 }
 
@@ -428,16 +434,16 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
   LoopState st;
   const nlohmann::json cfg_json = cfg.to_json();
   if (cfg.resume && fs::exists(ckpt)) {
-    nlohmann::json saved;
-    st = load_checkpoint(ckpt, params, opt, &saved);
-    // A setting a checkpoint predates had its default value then.
-    const nlohmann::json defaults = TrainConfig{}.to_json();
-    for (const char* k : {"full", "rank", "alpha", "targets", "batch_size", "micro_batch", "seed", "max_length", "lr",
-                          "schedule", "epochs", "max_steps", "optimizer", "price_smoothing"}) {
-      const nlohmann::json was = saved.value(k, defaults.value(k, nlohmann::json()));
-      require(was == cfg_json.value(k, nlohmann::json()),
-              ckpt + ": saved with " + k + " = " + was.dump() + ", this run has " + cfg_json.value(k, nlohmann::json()).dump());
-    }
+    st = load_checkpoint(ckpt, params, opt, [&](const nlohmann::json& saved) {
+      // A setting a checkpoint predates had its default value then.
+      const nlohmann::json defaults = TrainConfig{}.to_json();
+      for (const char* k : {"full", "rank", "alpha", "targets", "batch_size", "micro_batch", "seed", "max_length", "lr",
+                            "schedule", "epochs", "max_steps", "optimizer", "price_smoothing", "trainable_tokens"}) {
+        const nlohmann::json was = saved.value(k, defaults.value(k, nlohmann::json()));
+        require(was == cfg_json.value(k, nlohmann::json()),
+                ckpt + ": saved with " + k + " = " + was.dump() + ", this run has " + cfg_json.value(k, nlohmann::json()).dump());
+      }
+    });
     std::fprintf(stderr, "resuming from %s at step %lld\n", ckpt.c_str(), static_cast<long long>(st.step));
   }
 
@@ -665,8 +671,45 @@ void attach_adapters(LlamaModel& model, TrainConfig& cfg) {
   cfg.dropout = lc.dropout;
   cfg.rslora = lc.rslora;
   cfg.targets.clear();
-  for (int p = 0; p < kNumProj; ++p)
-    if (lc.targets[p]) cfg.targets += (cfg.targets.empty() ? "" : ",") + std::string(proj_name(static_cast<Proj>(p)));
+  for (int p = 0; p < kNumProj; ++p) {
+    if (!lc.targets[p]) continue;
+    if (!cfg.targets.empty()) cfg.targets += ',';
+    cfg.targets += proj_name(static_cast<Proj>(p));
+  }
+}
+
+void attach_trainable_tokens(LlamaModel& model, TrainConfig& cfg, const Tokenizer& tok) {
+  if (model.has_trainable_tokens()) {  // brought by --init-adapter: its rows, named in cfg
+    std::string ids;
+    for (int32_t id : model.trainable_tokens().ids) {
+      if (!ids.empty()) ids += ',';
+      ids += std::to_string(id);
+    }
+    require(cfg.trainable_tokens.empty() || cfg.trainable_tokens == ids || cfg.trainable_tokens == "numbers",
+            "--trainable-tokens: the initial adapter has its own token rows (" + ids + ")");
+    cfg.trainable_tokens = ids;
+    return;
+  }
+  if (cfg.trainable_tokens.empty()) return;
+  std::vector<int32_t> ids;
+  if (cfg.trainable_tokens == "numbers") {
+    ids = PriceDistribution(tok).ids();  // throws when the vocabulary has no number tokens
+  } else {
+    std::stringstream list(cfg.trainable_tokens);
+    for (std::string item; std::getline(list, item, ',');) {
+      size_t used = 0;
+      long long v = -1;
+      try {
+        v = std::stoll(item, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      require(used == item.size() && !item.empty() && v >= 0 && v <= INT32_MAX,
+              "--trainable-tokens: '" + item + "' is not a token id (give numbers or ids like 17,42)");
+      ids.push_back(static_cast<int32_t>(v));
+    }
+  }
+  model.add_trainable_tokens(std::move(ids));
 }
 
 TrainHooks adapter_output_hooks(const std::string& base_model_name) {

@@ -36,6 +36,9 @@ struct TrainConfig {
   std::string targets = "q,k,v,o";
   bool rslora = false;
   std::string init_adapter;
+  // Trainable token rows (PEFT's trainable_token_indices) beside the adapters: "" none,
+  // "numbers" (the number tokens a price is read from), or token ids "17,42,...".
+  std::string trainable_tokens;
   // Full fine-tuning: every weight trained in f32 (no adapters), the whole model saved. For a
   // base of a few million parameters this prices better than QLoRA; for a 1B-3B base it needs
   // 16 bytes a parameter, where QLoRA's frozen NF4 base is the way.
@@ -91,6 +94,10 @@ struct TrainSummary {
 // become cfg's (recorded with the run and checked on --resume); else new ones with cfg's rank,
 // alpha, dropout, rslora and targets, initialised from cfg.seed.
 void attach_adapters(LlamaModel& model, TrainConfig& cfg);
+// Makes cfg.trainable_tokens' rows trainable (after attach_adapters; an --init-adapter with rows
+// brought its own and names them in cfg). Throws Error on an unknown spec or an id outside the
+// vocabulary.
+void attach_trainable_tokens(LlamaModel& model, TrainConfig& cfg, const Tokenizer& tok);
 
 // Validation metrics on up to `max_items` examples: mean loss over completion tokens and, when the
 // examples carry prices, the MAE of the price read off the next-token distribution over number
