@@ -288,6 +288,36 @@ TEST_F(SweepTest, TpeTunesTheLearningRateOfRealTrainingRuns) {
   EXPECT_LT(tpe_vals[tpe_vals.size() / 2], random_vals[random_vals.size() / 2]) << "TPE's proposals are better overall";
 }
 
+TEST_F(SweepTest, FullFineTuningTrialsTrainEveryWeight) {
+  const std::string file = tiny_training_sweep("name: full\nseed: 1\nalgorithm: random\ntrials: 2\n"
+                                               "space:\n  lr: {type: log_uniform, low: 1.0e-4, high: 1.0e-2}\n",
+                                               "  full: true\n  max_steps: 4\n  eval_items: 16\n  save_every: 0\n");
+  SweepConfig cfg = SweepConfig::load(file);
+  cfg.train.progress = false;
+  cfg.train.runs_db = (dir_ / "runs.db").string();
+  const TrainTrialRunner runner(cfg);
+  SweepSpec spec;
+  spec.name = cfg.name;
+  spec.out_dir = cfg.out_dir;
+  spec.space = cfg.space;
+  spec.search = cfg.search;
+  spec.progress = false;
+  const SweepState st = run_sweep(spec, std::cref(runner));
+  ASSERT_EQ(st.trials.size(), 2u);
+  int models = 0;
+  for (const auto& entry : fs::recursive_directory_iterator(dir_ / "sw")) {
+    EXPECT_NE(entry.path().filename(), "adapter.gguf") << "a full fine-tuning trial trains no adapters";
+    models += entry.path().filename() == "model.gguf";
+  }
+  EXPECT_GE(models, 2) << "each trial's whole model is saved";
+  for (const auto& t : st.trials) {
+    ASSERT_EQ(t.status, TrialStatus::complete) << t.message;
+    EXPECT_GT(t.objective, 0.0);
+  }
+  monitor::RunDb db(dir_ / "runs.db", monitor::RunDb::Mode::existing);
+  EXPECT_EQ(db.params(db.list_runs().back().id)["mode"], "full");
+}
+
 // ---------------------------------------------------------------------------------------------
 // ASHA
 

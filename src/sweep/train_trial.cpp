@@ -198,9 +198,15 @@ TrialOutcome TrainTrialRunner::operator()(TrialContext& ctx) const {
   c.progress = c.progress && cfg_.search.parallel == 1;
 
   LlamaModel model = LlamaModel::from_weights(s.base.config, s.base.tensors, s.base.source);
-  attach_adapters(model, c);
-  attach_trainable_tokens(model, c, *s.tok);
-  TrainHooks hooks = adapter_output_hooks(c.model);
+  TrainHooks hooks;
+  if (c.full) {  // every weight, as `train --full`: the trial's model goes to last|best/model.gguf
+    model.enable_full_training();
+    hooks = full_model_output_hooks(*s.tok, s.base.config, "pricer-finetuned");
+  } else {
+    attach_adapters(model, c);
+    attach_trainable_tokens(model, c, *s.tok);
+    hooks = adapter_output_hooks(c.model);
+  }
 
   monitor::RunDb db(s.runs_db);
   hooks.on_start = [&](int64_t run_id) {
@@ -216,7 +222,7 @@ TrialOutcome TrainTrialRunner::operator()(TrialContext& ctx) const {
            std::to_string(cfg_.search.pruning.reduction_factor) + " at this rung)";
   };
 
-  const TrainSummary sum = run_training(c, model, *s.tok, s.train, s.val, false, hooks,
+  const TrainSummary sum = run_training(c, model, *s.tok, s.train, s.val, c.full, hooks,
                                         "pricer sweep --config " + cfg_.file + "  # " + fs::path(c.out_dir).filename().string());
   TrialOutcome out;
   out.steps = sum.steps;
