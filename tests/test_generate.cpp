@@ -51,7 +51,12 @@ CliRun run_generate(const std::string& args) {
   return cli_test::run_cli_split("-t 1 generate " + args);
 }
 
-std::string shell_quoted(const fs::path& p) { return "'" + p.string() + "'"; }
+std::string shell_quoted(const fs::path& p) {
+  std::string q = "'";
+  q += p.string();
+  q += '\'';
+  return q;
+}
 
 std::vector<float> random_logits(size_t n, uint32_t seed, float scale = 2.0f) {
   std::mt19937 rng(seed);

@@ -570,7 +570,9 @@ TEST_F(TrainLoop, PriceSmoothingSpreadsThePriceTokensLabelOverNearbyPrices) {
       for (size_t l = 0; l < st.ids.size(); ++l) {
         const double dk = std::abs(std::log1p(value_of(st.ids[k])) - std::log1p(truth));
         const double dl = std::abs(std::log1p(value_of(st.ids[l])) - std::log1p(truth));
-        if (dk + 1e-9 < dl) EXPECT_GT(st.probs[k], st.probs[l]);
+        if (dk + 1e-9 < dl) {
+          EXPECT_GT(st.probs[k], st.probs[l]);
+        }
       }
     EXPECT_GT(st.ids.size(), 1u);
   }
