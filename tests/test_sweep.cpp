@@ -77,6 +77,21 @@ class SweepTest : public ::testing::Test {
                                    "  warmup_ratio: 0\n" + train);
   }
 
+  // Runs the sweep of `file` with trials that really train, recorded in dir_/runs.db.
+  SweepState run_training_sweep(const std::string& file) const {
+    SweepConfig cfg = SweepConfig::load(file);
+    cfg.train.progress = false;
+    cfg.train.runs_db = (dir_ / "runs.db").string();
+    const TrainTrialRunner runner(cfg);
+    SweepSpec spec;
+    spec.name = cfg.name;
+    spec.out_dir = cfg.out_dir;
+    spec.space = cfg.space;
+    spec.search = cfg.search;
+    spec.progress = false;
+    return run_sweep(spec, std::cref(runner));
+  }
+
   fs::path dir_;
 };
 
@@ -255,17 +270,7 @@ TEST_F(SweepTest, TpeTunesTheLearningRateOfRealTrainingRuns) {
   const std::string file = tiny_training_sweep("name: lr\nseed: 1\nalgorithm: tpe\nstartup_trials: 8\ntrials: 20\n"
                                                "space:\n  lr: {type: log_uniform, low: 1.0e-5, high: 1.0}\n",
                                                "  max_steps: 12\n  eval_items: 16\n  save_every: 0\n");
-  SweepConfig cfg = SweepConfig::load(file);
-  cfg.train.progress = false;
-  cfg.train.runs_db = (dir_ / "runs.db").string();
-  const TrainTrialRunner runner(cfg);
-  SweepSpec spec;
-  spec.name = cfg.name;
-  spec.out_dir = cfg.out_dir;
-  spec.space = cfg.space;
-  spec.search = cfg.search;
-  spec.progress = false;
-  const SweepState st = run_sweep(spec, std::cref(runner));
+  const SweepState st = run_training_sweep(file);
   ASSERT_EQ(st.trials.size(), 20u);
   // Seeds 1-4 all land at lr 0.02-0.035 with a loss of about 3.37; the startup trials' best was
   // 3.46-4.25.
@@ -292,17 +297,7 @@ TEST_F(SweepTest, FullFineTuningTrialsTrainEveryWeight) {
   const std::string file = tiny_training_sweep("name: full\nseed: 1\nalgorithm: random\ntrials: 2\n"
                                                "space:\n  lr: {type: log_uniform, low: 1.0e-4, high: 1.0e-2}\n",
                                                "  full: true\n  max_steps: 4\n  eval_items: 16\n  save_every: 0\n");
-  SweepConfig cfg = SweepConfig::load(file);
-  cfg.train.progress = false;
-  cfg.train.runs_db = (dir_ / "runs.db").string();
-  const TrainTrialRunner runner(cfg);
-  SweepSpec spec;
-  spec.name = cfg.name;
-  spec.out_dir = cfg.out_dir;
-  spec.space = cfg.space;
-  spec.search = cfg.search;
-  spec.progress = false;
-  const SweepState st = run_sweep(spec, std::cref(runner));
+  const SweepState st = run_training_sweep(file);
   ASSERT_EQ(st.trials.size(), 2u);
   int models = 0;
   for (const auto& entry : fs::recursive_directory_iterator(dir_ / "sw")) {
