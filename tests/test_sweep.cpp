@@ -500,7 +500,8 @@ TEST_F(SweepTest, InterruptedSweepResumesToTheSameResults) {
   {
     train_test::Child child(args("sw"), dir_ / "sw-log");
     const fs::path mid_trial = dir_ / "sw" / "trial-001" / "checkpoint.bin";
-    for (int i = 0; i < 20000 && !fs::exists(mid_trial) && !child.done(); ++i) ::usleep(1000);
+    // The bound only ends a hang: a busy machine may take minutes to reach the second trial.
+    for (int i = 0; i < 300000 && !fs::exists(mid_trial) && !child.done(); ++i) ::usleep(1000);
     ASSERT_TRUE(fs::exists(mid_trial)) << child.err();
     child.signal(SIGINT);
     EXPECT_EQ(child.exit_code(), 130) << child.err();
