@@ -114,7 +114,9 @@ StackWeights refine_stack_weights_for_mae(const std::vector<std::vector<double>>
   double best_mae = stack_dollar_mae(x, y, best);
   const size_t k = best.weights.size();
   // Coordinates 0..k-1 are the weights, k the intercept; the step halves when no move helps.
-  for (double step = 0.05; step > 1e-4;) {
+  // Every accepted move lowers the MAE; the sweep cap bounds the search on any input.
+  int sweeps = 0;
+  for (double step = 0.05; step > 1e-4 && sweeps < 100000; ++sweeps) {
     bool improved = false;
     for (size_t c = 0; c <= k; ++c) {
       for (double dir : {step, -step}) {

@@ -139,9 +139,14 @@ std::vector<int32_t> peft_token_indices(const nlohmann::json& j, const std::stri
   require(t.is_object(), where + ": trainable_token_indices must be a list or an object of lists");
   std::vector<int32_t> embed, head;
   for (const auto& [module, list] : t.items()) {
-    if (module.ends_with("embed_tokens")) embed = read(list);
-    else if (module.ends_with("lm_head")) head = read(list), *head_listed = true;
-    else throw Error(where + ": trainable_token_indices for '" + module + "': only embed_tokens and lm_head are supported");
+    if (module.ends_with("embed_tokens")) {
+      embed = read(list);
+    } else if (module.ends_with("lm_head")) {
+      head = read(list);
+      *head_listed = true;
+    } else {
+      throw Error(where + ": trainable_token_indices for '" + module + "': only embed_tokens and lm_head are supported");
+    }
   }
   require(!embed.empty(), where + ": trainable_token_indices has no embed_tokens rows");
   require(!*head_listed || head == embed, where + ": pricer trains the same token rows in the embedding and the head");
