@@ -286,6 +286,17 @@ TEST_F(Adapters, PeftTokenIndicesThatDoNotFitAreRejected) {
   expect_error({{"embed_tokens", {3, 7}}}, "wrong shape");
   expect_error({{"conv", {3}}}, "only embed_tokens and lm_head");
   expect_error({{"embed_tokens", {"a"}}}, "non-integer");
+  // Rows that are not numbers never reach a forward pass.
+  LlamaModel bad = with_token_rows(true);
+  bad.token_embed_rows()[40] = std::nanf("");
+  save_gguf_adapter(bad, dir_ / "nan.gguf");
+  LlamaModel back_nan = LlamaModel::random(bad.config(), 5, 0.1f);
+  try {
+    load_adapter(back_nan, dir_ / "nan.gguf");
+    ADD_FAILURE() << "non-finite token rows loaded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("token row 1 holds a non-finite value"), std::string::npos) << e.what();
+  }
   // The list form names the embedding's rows; an untied head PEFT did not train keeps the base's.
   auto c = cfg;
   c["trainable_token_indices"] = {3, 7, 50};

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -110,6 +111,10 @@ void set_token_rows(LlamaModel& model, const std::vector<int32_t>& file_ids, con
   std::vector<int32_t> sorted = file_ids;
   std::sort(sorted.begin(), sorted.end());
   require(std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end(), where + ": a token id is listed twice");
+  for (const std::vector<float>* rows : {&embed, head})
+    for (size_t i = 0; rows && i < rows->size(); ++i)
+      require(std::isfinite((*rows)[i]), where + ": token row " + std::to_string(i / model.config().dim) +
+                                             " holds a non-finite value");
   model.add_trainable_tokens(file_ids);  // checks the ids against the vocabulary
   const int64_t D = model.config().dim;
   const TrainableTokens& t = model.trainable_tokens();
