@@ -15,6 +15,7 @@
 #include "eval/xgboost_pricer.h"
 
 using namespace pricer::eval;
+using pricer::SparseMatrix;
 
 namespace {
 

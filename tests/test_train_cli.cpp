@@ -11,6 +11,8 @@
 
 #include "monitor/run_db.h"
 #include "monitor/tfevents.h"
+#include "io/gguf.h"
+#include "retrieval/comparables.h"
 #include "tokenizer/tokenizer.h"
 #include "train/adapter_io.h"
 #include "train_test_util.h"
@@ -228,6 +230,40 @@ TEST_F(TrainCli, FullFineTuningTrainsEveryWeightAndSavesTheWholeModel) {
   EXPECT_EQ(db.params(run.id)["full"], true);
   // Validation reads prices off the model as in QLoRA runs.
   EXPECT_EQ(db.metric_series(run.id, "eval/mae").size(), 3u);
+}
+
+TEST_F(TrainCli, ComparablesTravelWithTheModelAndPredictionAddsThemOrRefuses) {
+  std::string out, err;
+  const std::vector<std::string> args = {"-t", "1", "train", "--model", suite("model.gguf"), "--tokenizer",
+                                         suite("tokenizer.json"), "--data", suite("train.jsonl"), "--val",
+                                         suite("val.jsonl"), "--out", dir_ / "cmp", "--runs-db", dir_ / "runs.db",
+                                         "--full", "--base-dtype", "f32", "--batch-size", "4", "--max-length", "96",
+                                         "--max-steps", "2", "--eval-every", "1", "--comparables", "3", "--quiet"};
+  ASSERT_EQ(run_pricer(args, dir_.path() / "cmp", &out, &err), 0) << err;
+  EXPECT_NE(err.find("prices of its 3 most similar training items"), std::string::npos) << err;
+  for (const char* d : {"last", "best"}) {
+    const auto index = retrieval::ComparablesIndex::load((dir_.path() / "cmp" / d / "comparables.gguf").string());
+    EXPECT_EQ(index.k(), 3);
+    EXPECT_EQ(index.size(), 32u);
+    EXPECT_EQ(GgufFile::open((dir_.path() / "cmp" / d / "model.gguf").string()).get_int(retrieval::kComparablesKey), 3);
+  }
+  // Prediction finds the index beside the model and says so; without it, it refuses.
+  const std::string model = dir_ / "cmp/last/model.gguf";
+  const std::vector<std::string> predict = {"-t", "1", "predict", "--model", model, "--base-dtype", "f32",
+                                            "oak dining table, seats six"};
+  ASSERT_EQ(run_pricer(predict, dir_.path(), &out, &err), 0) << err;
+  EXPECT_NE(err.find("comparables"), std::string::npos) << err;
+  EXPECT_NE(out.find("$"), std::string::npos) << out;
+  fs::remove(dir_ / "cmp/last/comparables.gguf");
+  EXPECT_NE(run_pricer(predict, dir_.path(), &out, &err), 0);
+  EXPECT_NE(err.find("trained with comparables"), std::string::npos) << err;
+  // Resuming with another k is refused, naming the setting.
+  std::vector<std::string> resume = args;
+  resume.back() = "--resume";
+  resume[resume.size() - 2] = "2";
+  resume.insert(resume.end() - 1, "--quiet");
+  EXPECT_NE(run_pricer(resume, dir_.path() / "cmp", &out, &err), 0);
+  EXPECT_NE(err.find("comparables"), std::string::npos) << err;
 }
 
 TEST_F(TrainCli, TrainableNumberTokenRowsAreTrainedSavedAndCheckedOnResume) {

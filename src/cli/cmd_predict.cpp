@@ -113,12 +113,20 @@ json prediction_json(const PricePrediction& p, PriceMode mode, const ModelPricer
   return j;
 }
 
+// A model trained with comparables prices with them: say where they come from.
+void note_comparables(const ModelPricer& mp) {
+  if (const auto* c = mp.comparables())
+    std::fprintf(stderr, "prompts get the prices of their %d most similar training items (comparables: %s)\n",
+                 c->k(), mp.comparables_path().c_str());
+}
+
 int run_calibration(const PredictArgs& a, ModelPricerOptions opt) {
   const auto items = eval::read_split(a.calibrate, a.split, a.limit);
   require(!items.empty(), a.calibrate + ": no items to calibrate on");
   opt.keep_distribution = true;
   opt.progress = true;
   ModelPricer mp(opt);
+  note_comparables(mp);
   std::vector<std::string> prompts;
   std::vector<double> truth;
   for (const auto& it : items) {
@@ -162,6 +170,7 @@ int run_predict(PredictArgs& a) {
     require(!isatty(STDIN_FILENO), "no product text: give it as an argument, pipe it on stdin, or use --jsonl FILE");
   opt.progress = batch;
   ModelPricer mp(opt);
+  note_comparables(mp);
 
   std::vector<Request> reqs;
   if (batch) {

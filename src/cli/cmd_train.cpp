@@ -5,6 +5,7 @@
 #include "cli/train_options.h"
 #include "core/error.h"
 #include "io/model_file.h"
+#include "train/training_data.h"
 
 namespace fs = std::filesystem;
 
@@ -45,15 +46,16 @@ int run_train(const TrainConfig& cfg, bool quiet, const std::string& val_path, c
                    static_cast<long long>(c.rank), static_cast<double>(c.alpha), c.targets.c_str());
   }
   check_training_memory(model, c, c.full);  // before the dataset is read and tokenized
-  DatasetOptions dopt;
-  dopt.max_length = c.max_length;
-  const auto train = load_examples(c.dataset, "train", *tok, mf.config.vocab_size, dopt);
-  std::vector<PricedExample> val;
-  if (!val_path.empty()) val = load_examples(val_path, "val", *tok, mf.config.vocab_size, dopt);
-  else if (has_split(c.dataset, "val")) val = load_examples(c.dataset, "val", *tok, mf.config.vocab_size, dopt);
+  const TrainingData data = load_training_data(c, val_path, *tok, mf.config.vocab_size);
+  const auto& train = data.train;
+  const auto& val = data.val;
   std::fprintf(stderr, "%zu training and %zu validation examples\n", train.size(), val.size());
-  const TrainHooks hooks =
-      c.full ? full_model_output_hooks(*tok, mf.config, "pricer-finetuned") : adapter_output_hooks(c.model);
+  if (data.comparables)
+    std::fprintf(stderr, "every prompt holds the prices of its %d most similar training items\n", data.comparables->k());
+  const TrainHooks hooks = with_comparables_output(
+      c.full ? full_model_output_hooks(*tok, mf.config, "pricer-finetuned", data.comparables ? data.comparables->k() : 0)
+             : adapter_output_hooks(c.model),
+      data.comparables);
   const TrainSummary s = run_training(c, model, *tok, train, val, c.full, hooks, command_line);
   std::printf("run %lld: %lld steps, train loss %.4f", static_cast<long long>(s.run_id), static_cast<long long>(s.steps),
               s.last_train_loss);
@@ -98,6 +100,9 @@ Registrar reg{"train", "Fine-tune a base model with QLoRA on a price dataset", [
   set->add_flag("--full", &TrainConfig::full,
                 "Full fine-tuning: train every weight (needs --base-dtype f32) and save <out>/last/model.gguf; "
                 "best for small bases, QLoRA for large ones");
+  set->add("--comparables", &TrainConfig::comparables,
+           "Write the prices of the K most similar training items into every prompt (0 = off); the index "
+           "is saved beside each output, and prediction adds the same");
   add_loop_options(*set);
   sub.add_flag("--quiet,-q", *quiet, "No progress output");
   return [set, quiet, val]() {

@@ -1,21 +1,20 @@
 #pragma once
-// Text features for the classic baselines: word tokens, hand-made numeric features for the linear
-// model, and a TF-IDF vectoriser (unigrams + bigrams) for ridge and boosted trees.
+// Text features for the classic baselines: hand-made numeric features for the linear model; the
+// TF-IDF vectoriser (unigrams + bigrams) for ridge and boosted trees is retrieval's.
 #include <cstddef>
 #include <cstdint>
 #include <string>
-#include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "eval/item.h"
 #include "eval/linalg.h"
+#include "retrieval/tfidf.h"
 
 namespace pricer::eval {
 
-// Lower-cased runs of two or more word characters (ASCII letters, digits, '_', and any byte of a
-// multi-byte UTF-8 sequence), like scikit-learn's default token pattern \b\w\w+\b.
-std::vector<std::string> word_tokens(std::string_view text);
+using retrieval::TfidfOptions;
+using retrieval::TfidfVectorizer;
+using retrieval::word_tokens;
 
 // Numeric features of one item: log length, word count, digit count, numbers mentioned, the
 // largest number mentioned, a handful of price-telling keywords, and a one-hot of the training
@@ -29,33 +28,6 @@ class SimpleFeatures {
 
  private:
   std::vector<std::string> categories_;
-};
-
-struct TfidfOptions {
-  std::size_t max_features = 50000;  // most frequent terms (by document frequency) kept
-  std::size_t min_df = 2;            // terms in fewer documents are dropped
-  bool bigrams = true;
-};
-
-// Sublinear tf (1 + ln tf), smoothed idf (ln((1+n)/(1+df)) + 1), rows l2-normalised: the same
-// weighting as scikit-learn's TfidfVectorizer(sublinear_tf=True).
-class TfidfVectorizer {
- public:
-  explicit TfidfVectorizer(TfidfOptions opt = {}) : opt_(opt) {}
-  void fit(const std::vector<std::string>& docs);
-  SparseMatrix transform(const std::vector<std::string>& docs) const;
-  std::size_t vocabulary_size() const { return idf_.size(); }
-  // Column of a term ("word" or "word word"), -1 when not in the vocabulary.
-  long column(const std::string& term) const;
-  double idf(std::size_t column) const { return idf_[column]; }
-
- private:
-  // Terms are kept as 64-bit FNV-1a hashes: building the vocabulary then allocates no strings,
-  // and a collision among the ~10^6 distinct terms of a corpus is improbable (p ~ 1e-7).
-  std::vector<uint64_t> terms(std::string_view doc) const;
-  TfidfOptions opt_;
-  std::unordered_map<uint64_t, uint32_t> vocab_;
-  std::vector<double> idf_;
 };
 
 }  // namespace pricer::eval

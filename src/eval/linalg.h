@@ -5,20 +5,13 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/sparse_matrix.h"
+
 namespace pricer::eval {
 
 // Solves A x = b for a symmetric positive-definite n×n row-major A by Cholesky factorisation.
 // Throws Error when A is not positive definite (e.g. collinear features without a ridge term).
 std::vector<double> solve_spd(std::vector<double> a, std::vector<double> b, std::size_t n);
-
-// Compressed sparse rows; values are float because TF-IDF weights need no more.
-struct SparseMatrix {
-  std::size_t rows = 0;
-  std::size_t cols = 0;
-  std::vector<std::size_t> indptr{0};  // rows + 1 entries
-  std::vector<uint32_t> indices;
-  std::vector<float> values;
-};
 
 // y = X w
 void spmv(const SparseMatrix& x, const std::vector<double>& w, std::vector<double>& y);

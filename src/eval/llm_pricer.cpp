@@ -48,7 +48,9 @@ std::vector<double> LlmPricer::predict(const std::vector<Item>& items) {
             {"interval_nominal", o.coverage},
             {"interval_coverage", static_cast<double>(inside) / n},
             {"interval_mean_width", width / n},
-            {"mean_number_mass", mass / n}};
+            {"mean_number_mass", mass / n},
+            {"comparables", model_->comparables() ? model_->comparables()->k() : 0}};
+  if (model_->comparables()) stats_["comparables_index"] = model_->comparables_path();
   if (mode_ == PriceMode::Greedy) stats_["greedy_unparsed"] = unparsed;
   return prices;
 }

@@ -204,6 +204,7 @@ std::optional<DType> ggml_to_dtype(GgmlType t) {
     case GgmlType::Q4_0: return DType::Q4_0;
     case GgmlType::Q4_K: return DType::Q4_K;
     case GgmlType::Q6_K: return DType::Q6_K;
+    case GgmlType::I32: case GgmlType::I64: case GgmlType::F64: break;  // not weights
   }
   return std::nullopt;
 }

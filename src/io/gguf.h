@@ -26,9 +26,12 @@ enum class GgufType : uint32_t {
 };
 std::string_view gguf_type_name(GgufType t);
 
-// Tensor element types, numbered as ggml numbers them. The named ones are those pricer can hold
-// as a Weight; a file may hold any other ggml type (its table still parses, with sizes known).
-enum class GgmlType : uint32_t { F32 = 0, F16 = 1, Q4_0 = 2, Q8_0 = 8, Q4_K = 12, Q6_K = 14, BF16 = 30 };
+// Tensor element types, numbered as ggml numbers them. The named ones are those pricer writes: the
+// Weight dtypes, and plain integers and doubles for index files; a file may hold any other ggml
+// type (its table still parses, with sizes known).
+enum class GgmlType : uint32_t {
+  F32 = 0, F16 = 1, Q4_0 = 2, Q8_0 = 8, Q4_K = 12, Q6_K = 14, I32 = 26, I64 = 27, F64 = 28, BF16 = 30
+};
 // Elements and bytes per block of a ggml type (1 element for plain types); false when unknown.
 bool ggml_block_size(GgmlType t, int64_t* elems, int64_t* bytes);
 std::string ggml_type_name(GgmlType t);  // "q8_0", ..., or "type N"

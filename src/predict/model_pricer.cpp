@@ -42,6 +42,25 @@ bool number_complete(const std::string& text) {
   return false;
 }
 
+// The comparables index a model or adapter was trained with lies beside it: in the adapter's
+// directory, else beside the model file (or in a model directory). A full model trained with them
+// also says so in its metadata, so a lost index is an error rather than prices read off prompts
+// the model never saw.
+std::string find_comparables(const ModelPricerOptions& opt, const ModelFile& mf) {
+  namespace fs = std::filesystem;
+  const auto beside = [](const std::string& p) {
+    const fs::path dir = fs::is_directory(p) ? fs::path(p) : fs::path(p).parent_path();
+    return (dir / retrieval::kComparablesFile).string();
+  };
+  if (!opt.adapter.empty() && fs::exists(beside(opt.adapter))) return beside(opt.adapter);
+  if (fs::exists(beside(opt.model))) return beside(opt.model);
+  const bool marked = std::any_of(mf.gguf_metadata.begin(), mf.gguf_metadata.end(),
+                                  [](const GgufKV& kv) { return kv.key == retrieval::kComparablesKey; });
+  require(!marked, opt.model + ": this model was trained with comparables in its prompts, and their index " +
+                       beside(opt.model) + " is missing (copy it beside the model)");
+  return {};
+}
+
 int32_t argmax(const std::vector<float>& v) {
   return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
 }
@@ -78,6 +97,9 @@ ModelPricer::ModelPricer(const ModelPricerOptions& opt) : opt_(opt) {
   require(opt.text_token_budget >= 0 && opt.max_prompt_tokens >= 0,
           "model pricer: text_tokens and max_prompt_tokens cannot be negative");
   ModelFile mf = load_model_file(opt.model, dtype_from_name(opt.base_dtype));
+  comparables_path_ = find_comparables(opt, mf);
+  if (!comparables_path_.empty())
+    comparables_ = std::make_unique<retrieval::ComparablesIndex>(retrieval::ComparablesIndex::load(comparables_path_));
   model_ = std::make_unique<LlamaModel>(LlamaModel::from_weights(mf.config, std::move(mf.tensors), mf.source));
   if (!opt.adapter.empty()) {
     require(std::filesystem::exists(opt.adapter),
@@ -102,6 +124,10 @@ std::string ModelPricer::prompt_for(const std::string& text) const {
   if (at != std::string::npos)
     p.replace(at, 6, opt_.text_token_budget > 0 ? data::cut_to_tokens(text, *tok_, opt_.text_token_budget) : text);
   return p;
+}
+
+std::string ModelPricer::model_prompt(const std::string& prompt) const {
+  return comparables_ ? retrieval::prompt_with_comparables(*comparables_, prompt) : prompt;
 }
 
 std::vector<int32_t> ModelPricer::encode_prompt(const std::string& prompt) const {
@@ -150,7 +176,7 @@ std::vector<PricePrediction> ModelPricer::predict(const std::vector<std::string>
   std::vector<std::vector<int32_t>> ids(prompts.size());
   kernels::ParallelErrors errors;
 #pragma omp parallel for num_threads(threads()) schedule(dynamic, 8)
-  for (size_t i = 0; i < prompts.size(); ++i) errors.run([&] { ids[i] = encode_prompt(prompts[i]); });
+  for (size_t i = 0; i < prompts.size(); ++i) errors.run([&] { ids[i] = encode_prompt(model_prompt(prompts[i])); });
   errors.rethrow();
 
   std::vector<PricePrediction> out(prompts.size());

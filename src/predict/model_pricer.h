@@ -11,6 +11,7 @@
 #include "kernels/backend.h"
 #include "model/llama.h"
 #include "predict/price_distribution.h"
+#include "retrieval/comparables.h"
 #include "tokenizer/tokenizer.h"
 #include "train/dataset.h"
 
@@ -48,9 +49,15 @@ struct PricePrediction {
 class ModelPricer {
  public:
   explicit ModelPricer(const ModelPricerOptions& opt);
-  // A prompt per item (already templated), predictions in order.
+  // A prompt per item (already templated), predictions in order; model_prompt() is applied here.
   std::vector<PricePrediction> predict(const std::vector<std::string>& prompts, PriceMode mode);
   std::string prompt_for(const std::string& text) const;
+  // The prompt as the model was trained to read it: with its comparables when the model or
+  // adapter was trained with them (their index beside it), otherwise unchanged.
+  std::string model_prompt(const std::string& prompt) const;
+  // The comparables index in use (nullptr when none) and the file it came from.
+  const retrieval::ComparablesIndex* comparables() const { return comparables_.get(); }
+  const std::string& comparables_path() const { return comparables_path_; }
   // BOS (when the tokenizer has one) + the prompt's tokens, shortened to fit max_prompt_tokens
   // and the model's context (leaving room for greedy generation).
   std::vector<int32_t> encode_prompt(const std::string& prompt) const;
@@ -69,6 +76,8 @@ class ModelPricer {
   std::unique_ptr<LlamaModel> model_;
   std::unique_ptr<Backend> be_;
   std::unique_ptr<PriceDistribution> pd_;
+  std::unique_ptr<retrieval::ComparablesIndex> comparables_;
+  std::string comparables_path_;
 };
 
 // Parses the first number of a completion ("123.00", "1,299", " $45"); NaN when none.

@@ -10,6 +10,7 @@
 #include "io/model_file.h"
 #include "monitor/recorder.h"
 #include "tokenizer/tokenizer.h"
+#include "train/training_data.h"
 
 namespace fs = std::filesystem;
 
@@ -168,6 +169,7 @@ struct TrainTrialRunner::Shared {
   ModelFile base;
   std::unique_ptr<Tokenizer> tok;
   std::vector<PricedExample> train, val;
+  std::shared_ptr<const retrieval::ComparablesIndex> comparables;  // the same for every trial
   fs::path runs_db;
 };
 
@@ -178,12 +180,11 @@ TrainTrialRunner::TrainTrialRunner(const SweepConfig& cfg) : cfg_(cfg), shared_(
   shared_->tok = load_tokenizer(c.tokenizer.empty() ? c.model : c.tokenizer);
   require(shared_->tok->vocab_size() <= shared_->base.config.vocab_size,
           "the tokenizer has " + std::to_string(shared_->tok->vocab_size()) + " tokens, more than the model's vocabulary");
-  DatasetOptions dopt;
-  dopt.max_length = c.max_length;
-  const int64_t vocab = shared_->base.config.vocab_size;
-  shared_->train = load_examples(c.dataset, "train", *shared_->tok, vocab, dopt);
   require(has_split(c.dataset, "val"), c.dataset + ": a sweep needs a validation split (val) to score trials");
-  shared_->val = load_examples(c.dataset, "val", *shared_->tok, vocab, dopt);
+  TrainingData data = load_training_data(c, "", *shared_->tok, shared_->base.config.vocab_size);
+  shared_->train = std::move(data.train);
+  shared_->val = std::move(data.val);
+  shared_->comparables = std::move(data.comparables);
   require(!shared_->val.empty(), c.dataset + ": the validation split is empty");
   std::fprintf(stderr, "%zu training and %zu validation examples\n", shared_->train.size(), shared_->val.size());
   shared_->runs_db = c.runs_db.empty() ? monitor::default_runs_db() : fs::path(c.runs_db);
@@ -201,12 +202,13 @@ TrialOutcome TrainTrialRunner::operator()(TrialContext& ctx) const {
   TrainHooks hooks;
   if (c.full) {  // every weight, as `train --full`: the trial's model goes to last|best/model.gguf
     model.enable_full_training();
-    hooks = full_model_output_hooks(*s.tok, s.base.config, "pricer-finetuned");
+    hooks = full_model_output_hooks(*s.tok, s.base.config, "pricer-finetuned", s.comparables ? s.comparables->k() : 0);
   } else {
     attach_adapters(model, c);
     attach_trainable_tokens(model, c, *s.tok);
     hooks = adapter_output_hooks(c.model);
   }
+  hooks = with_comparables_output(std::move(hooks), s.comparables);
 
   monitor::RunDb db(s.runs_db);
   hooks.on_start = [&](int64_t run_id) {

@@ -39,22 +39,30 @@ double price_of(const nlohmann::json& j) {
   return std::numeric_limits<double>::quiet_NaN();
 }
 
-std::vector<PricedExample> load_jsonl(const std::string& path, const Tokenizer& tok, int64_t vocab,
-                                      const DatasetOptions& opt) {
+// Calls `each(json, where)` for every non-blank line of a JSON-lines file, each an object.
+void for_each_record(const std::string& path, const std::function<void(const nlohmann::json&, const std::string&)>& each) {
   std::ifstream in(path);
   require(in.good(), path + ": cannot open");
-  std::vector<PricedExample> out;
   std::string line;
   int64_t lineno = 0;
   while (std::getline(in, line)) {
     ++lineno;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     const std::string where = path + ":" + std::to_string(lineno);
-    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
     require(!j.is_discarded() && j.is_object(), where + ": not a JSON object");
+    each(j, where);
+  }
+}
+
+std::vector<PricedExample> load_jsonl(const std::string& path, const Tokenizer& tok, int64_t vocab,
+                                      const DatasetOptions& opt) {
+  std::vector<PricedExample> out;
+  for_each_record(path, [&](const nlohmann::json& j, const std::string& where) {
     PricedExample ex;
     ex.price = price_of(j);
     if (j.contains("input_ids")) {
+      require(!opt.rewrite_prompt, where + ": pre-tokenized records hold no prompt text to add comparables to");
       require(j["input_ids"].is_array() && j.contains("completion_start") && j["completion_start"].is_number_integer(),
               where + ": pre-tokenized records need an input_ids array and an integer completion_start");
       for (const auto& v : j["input_ids"]) {
@@ -67,8 +75,10 @@ std::vector<PricedExample> load_jsonl(const std::string& path, const Tokenizer& 
     } else {
       require(j.contains("prompt") && j["prompt"].is_string() && j.contains("completion") && j["completion"].is_string(),
               where + ": expected string fields prompt and completion (or input_ids + completion_start)");
+      const std::string& prompt = j["prompt"].get_ref<const std::string&>();
       if (opt.add_bos && tok.bos_id() >= 0) ex.tokens.push_back(tok.bos_id());
-      for (int32_t id : tok.encode(j["prompt"].get<std::string>())) ex.tokens.push_back(id);
+      for (int32_t id : tok.encode(opt.rewrite_prompt ? opt.rewrite_prompt(prompt, out.size()) : prompt))
+        ex.tokens.push_back(id);
       ex.prompt_len = static_cast<int64_t>(ex.tokens.size());
       for (int32_t id : tok.encode(j["completion"].get<std::string>())) ex.tokens.push_back(id);
       if (opt.add_eos && tok.eos_id() >= 0) ex.tokens.push_back(tok.eos_id());
@@ -77,8 +87,15 @@ std::vector<PricedExample> load_jsonl(const std::string& path, const Tokenizer& 
             where + ": the completion must start after at least one prompt token and be non-empty");
     fit_length(ex, opt.max_length, opt.keep_prompt_tail);
     out.push_back(std::move(ex));
-  }
+  });
   return out;
+}
+
+std::string jsonl_of(const std::string& source, const std::string& split) {
+  if (!fs::is_directory(source)) return source;
+  const fs::path jsonl = fs::path(source) / (split + ".jsonl");
+  require(fs::exists(jsonl), source + ": no " + split + ".jsonl in this dataset directory");
+  return jsonl.string();
 }
 
 }  // namespace
@@ -98,6 +115,15 @@ void fit_length(PricedExample& ex, int64_t max_length, int64_t keep_tail) {
   ex.prompt_len = head + tail;
 }
 
+std::vector<PromptRecord> load_prompt_records(const std::string& source, const std::string& split) {
+  std::vector<PromptRecord> out;
+  for_each_record(jsonl_of(source, split), [&](const nlohmann::json& j, const std::string& where) {
+    require(j.contains("prompt") && j["prompt"].is_string(), where + ": expected a string field prompt");
+    out.push_back({j["prompt"].get<std::string>(), price_of(j)});
+  });
+  return out;
+}
+
 bool has_split(const std::string& source, const std::string& split) {
   return fs::is_directory(source) &&
          (fs::exists(fs::path(source) / (split + ".bin")) || fs::exists(fs::path(source) / (split + ".jsonl")));
@@ -107,7 +133,7 @@ std::vector<PricedExample> load_examples(const std::string& source, const std::s
                                          const Tokenizer& tok, int64_t vocab, const DatasetOptions& opt) {
   if (!fs::is_directory(source)) return load_jsonl(source, tok, vocab, opt);
   const fs::path shard = fs::path(source) / (split + ".bin");
-  if (fs::exists(shard)) {
+  if (fs::exists(shard) && !opt.rewrite_prompt) {
     data::ShardReader r(shard.string());
     require(r.vocab_size() <= vocab, shard.string() + ": tokenized for a vocabulary of " +
                                          std::to_string(r.vocab_size()) + ", the model has " + std::to_string(vocab));
@@ -124,7 +150,9 @@ std::vector<PricedExample> load_examples(const std::string& source, const std::s
     return out;
   }
   const fs::path jsonl = fs::path(source) / (split + ".jsonl");
-  require(fs::exists(jsonl), source + ": no " + split + ".bin or " + split + ".jsonl in this dataset directory");
+  require(fs::exists(jsonl), source + ": no " + split + ".jsonl in this dataset directory" +
+                                 (opt.rewrite_prompt ? " (comparables are added to the prompts' text)"
+                                                     : std::string(" (nor ") + split + ".bin)"));
   return load_jsonl(jsonl.string(), tok, vocab, opt);
 }
 

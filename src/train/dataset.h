@@ -8,6 +8,7 @@
 //  - a JSON-lines file of {"prompt", "completion"[, "price"]} objects;
 //  - a JSON-lines file of pre-tokenized {"input_ids": [...], "completion_start": n[, "price"]}.
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -30,12 +31,24 @@ struct DatasetOptions {
   int64_t max_length = kDefaultMaxTokens;   // longer examples lose prompt tokens from the middle
   int64_t keep_prompt_tail = 16;  // ... keeping the prompt's last tokens ("Price is $")
   bool add_bos = true, add_eos = false;
+  // When set, each prompt is rewritten before tokenizing (e.g. comparables inserted), given its
+  // record's row in the split; a curate directory is then read in its JSON-lines form, since its
+  // token shards hold no text.
+  std::function<std::string(const std::string& prompt, std::size_t row)> rewrite_prompt;
+};
+
+// One priced prompt of a split, as text.
+struct PromptRecord {
+  std::string prompt;
+  double price = 0;  // NaN when the record has none
 };
 
 // Loads one split ("train", "val", "test") of `source` (a curate directory), or the whole file
 // when `source` is a JSON-lines file (split ignored). Throws Error naming the file and line.
 std::vector<PricedExample> load_examples(const std::string& source, const std::string& split,
                                          const Tokenizer& tok, int64_t vocab, const DatasetOptions& opt);
+// The prompts and prices of one split (JSON-lines form), in the row order load_examples uses.
+std::vector<PromptRecord> load_prompt_records(const std::string& source, const std::string& split);
 // True when `source` is a directory that holds `split` in either form.
 bool has_split(const std::string& source, const std::string& split);
 

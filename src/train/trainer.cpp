@@ -22,6 +22,7 @@
 #include "monitor/interrupt.h"
 #include "monitor/recorder.h"
 #include "predict/price_distribution.h"
+#include "retrieval/comparables.h"
 #include "tokenizer/vocab_export.h"
 #include "train/adapter_io.h"
 #include "train/model_export.h"
@@ -82,6 +83,7 @@ void TrainConfig::apply_yaml(const std::string& path) {
     PRICER_KEY("init_adapter", init_adapter)
     PRICER_KEY("trainable_tokens", trainable_tokens)
     PRICER_KEY("full", full)
+    PRICER_KEY("comparables", comparables)
     PRICER_KEY("optimizer", optimizer)
     PRICER_KEY("lr", lr)
     PRICER_KEY("learning_rate", lr)
@@ -112,7 +114,7 @@ nlohmann::json TrainConfig::to_json() const {
   return {{"model", model}, {"tokenizer", tokenizer}, {"dataset", dataset}, {"out_dir", out_dir},
           {"base_dtype", base_dtype}, {"compute_dtype", compute_dtype}, {"max_length", max_length}, {"rank", rank}, {"alpha", alpha},
           {"dropout", dropout}, {"targets", targets}, {"rslora", rslora}, {"init_adapter", init_adapter},
-          {"trainable_tokens", trainable_tokens}, {"full", full},
+          {"trainable_tokens", trainable_tokens}, {"full", full}, {"comparables", comparables},
           {"optimizer", optimizer}, {"lr", lr}, {"schedule", schedule}, {"warmup_ratio", warmup_ratio},
           {"weight_decay", weight_decay}, {"max_grad_norm", max_grad_norm}, {"momentum", momentum},
           {"epochs", epochs}, {"max_steps", max_steps}, {"batch_size", batch_size}, {"micro_batch", micro_batch},
@@ -127,6 +129,8 @@ void TrainConfig::validate() const {
   require(!full || base_dtype == "f32", "full fine-tuning trains every weight in f32: add --base-dtype f32");
   require(!full || init_adapter.empty(), "full fine-tuning trains no adapters: --init-adapter does not apply");
   require(!full || trainable_tokens.empty(), "full fine-tuning trains every token row: --trainable-tokens does not apply");
+  require(comparables >= 0 && comparables <= retrieval::kMaxComparables,
+          "comparables must be in [0, " + std::to_string(retrieval::kMaxComparables) + "]");
   require(compute_dtype == "bf16" || compute_dtype == "f32",
           "compute_dtype must be bf16 or f32, not '" + compute_dtype + "'");
   require(batch_size >= 1 && micro_batch >= 1, "batch_size and micro_batch must be positive");
@@ -438,7 +442,8 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
       // A setting a checkpoint predates had its default value then.
       const nlohmann::json defaults = TrainConfig{}.to_json();
       for (const char* k : {"full", "rank", "alpha", "targets", "batch_size", "micro_batch", "seed", "max_length", "lr",
-                            "schedule", "epochs", "max_steps", "optimizer", "price_smoothing", "trainable_tokens"}) {
+                            "schedule", "epochs", "max_steps", "optimizer", "price_smoothing", "trainable_tokens",
+                            "comparables"}) {
         const nlohmann::json was = saved.value(k, defaults.value(k, nlohmann::json()));
         require(was == cfg_json.value(k, nlohmann::json()),
                 ckpt + ": saved with " + k + " = " + was.dump() + ", this run has " + cfg_json.value(k, nlohmann::json()).dump());
@@ -721,10 +726,13 @@ TrainHooks adapter_output_hooks(const std::string& base_model_name) {
   return hooks;
 }
 
-TrainHooks full_model_output_hooks(const Tokenizer& tok, const ModelConfig& config, const std::string& name) {
+TrainHooks full_model_output_hooks(const Tokenizer& tok, const ModelConfig& config, const std::string& name,
+                                   int comparables_k) {
   TrainHooks hooks;
-  hooks.save_output = [kvs = gguf_tokenizer_metadata(tok, config.vocab_size), config, name](
-                          const LlamaModel& m, const std::string& dir) {
+  std::vector<GgufKV> kvs = gguf_tokenizer_metadata(tok, config.vocab_size);
+  if (comparables_k > 0)
+    kvs.push_back({retrieval::kComparablesKey, GgufValue::u32(static_cast<uint32_t>(comparables_k))});
+  hooks.save_output = [kvs = std::move(kvs), config, name](const LlamaModel& m, const std::string& dir) {
     fs::create_directories(dir);
     GgufExportOptions go;
     go.name = name;

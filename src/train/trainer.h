@@ -43,6 +43,9 @@ struct TrainConfig {
   // base of a few million parameters this prices better than QLoRA; for a 1B-3B base it needs
   // 16 bytes a parameter, where QLoRA's frozen NF4 base is the way.
   bool full = false;
+  // > 0: every prompt gets the prices of its this many most similar training items (comparables),
+  // and the index travels with the outputs so prediction adds the same.
+  int64_t comparables = 0;
   // Optimisation.
   std::string optimizer = "adamw";  // adamw | sgd
   float lr = 1e-4f;
@@ -136,8 +139,9 @@ struct TrainHooks {
 // Hooks whose save_output writes the adapters as PEFT (naming the base model) and <dir>/adapter.gguf.
 TrainHooks adapter_output_hooks(const std::string& base_model_name);
 // Hooks whose save_output writes the whole model as <dir>/model.gguf with the tokenizer embedded
-// (pretraining and full fine-tuning).
-TrainHooks full_model_output_hooks(const Tokenizer& tok, const ModelConfig& config, const std::string& name);
+// (pretraining and full fine-tuning); comparables_k > 0 marks a model trained with comparables.
+TrainHooks full_model_output_hooks(const Tokenizer& tok, const ModelConfig& config, const std::string& name,
+                                   int comparables_k = 0);
 
 // Runs (or resumes) training. mode_full: every parameter is trained (pretraining, or full
 // fine-tuning when cfg.full; the model must be in full-training mode), else the adapters.

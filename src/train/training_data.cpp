@@ -1,0 +1,61 @@
+#include "train/training_data.h"
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include "core/error.h"
+
+namespace fs = std::filesystem;
+
+namespace pricer {
+
+namespace {
+
+std::shared_ptr<const retrieval::ComparablesIndex> build_index(const TrainConfig& cfg) {
+  const std::vector<PromptRecord> records = load_prompt_records(cfg.dataset, "train");
+  std::vector<std::string> prompts;
+  std::vector<double> prices;
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    require(std::isfinite(records[i].price) && records[i].price > 0,
+            cfg.dataset + ": training record " + std::to_string(i + 1) +
+                " has no positive price, which comparables need");
+    prompts.push_back(records[i].prompt);
+    prices.push_back(records[i].price);
+  }
+  return std::make_shared<const retrieval::ComparablesIndex>(prompts, prices, static_cast<int>(cfg.comparables));
+}
+
+}  // namespace
+
+TrainingData load_training_data(const TrainConfig& cfg, const std::string& val_path, const Tokenizer& tok,
+                                int64_t vocab) {
+  TrainingData d;
+  DatasetOptions train_opt, val_opt;
+  train_opt.max_length = val_opt.max_length = cfg.max_length;
+  if (cfg.comparables > 0) {
+    d.comparables = build_index(cfg);
+    const auto index = d.comparables;
+    train_opt.rewrite_prompt = [index](const std::string& prompt, std::size_t row) {
+      return retrieval::prompt_with_comparables(*index, prompt, static_cast<int64_t>(row));
+    };
+    val_opt.rewrite_prompt = [index](const std::string& prompt, std::size_t) {
+      return retrieval::prompt_with_comparables(*index, prompt);
+    };
+  }
+  d.train = load_examples(cfg.dataset, "train", tok, vocab, train_opt);
+  if (!val_path.empty()) d.val = load_examples(val_path, "val", tok, vocab, val_opt);
+  else if (has_split(cfg.dataset, "val")) d.val = load_examples(cfg.dataset, "val", tok, vocab, val_opt);
+  return d;
+}
+
+TrainHooks with_comparables_output(TrainHooks hooks, std::shared_ptr<const retrieval::ComparablesIndex> index) {
+  if (!index) return hooks;
+  hooks.save_output = [save = hooks.save_output, index](const LlamaModel& m, const std::string& dir) {
+    save(m, dir);
+    index->save((fs::path(dir) / retrieval::kComparablesFile).string());
+  };
+  return hooks;
+}
+
+}  // namespace pricer
