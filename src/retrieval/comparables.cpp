@@ -5,7 +5,6 @@
 #include <cstring>
 
 #include "core/error.h"
-#include "io/gguf.h"
 
 namespace pricer::retrieval {
 
@@ -113,8 +112,10 @@ void ComparablesIndex::save(const std::string& path) const {
   w.write(path);
 }
 
-ComparablesIndex ComparablesIndex::load(const std::string& path) {
-  const GgufFile f = GgufFile::open(path);
+ComparablesIndex ComparablesIndex::load(const std::string& path) { return from_gguf(GgufFile::open(path)); }
+
+ComparablesIndex ComparablesIndex::from_gguf(const GgufFile& f) {
+  const std::string& path = f.source();
   require(f.get_string_opt("general.type") == std::string(kKind), path + ": not a comparables index");
   ComparablesIndex x;
   const int64_t k = f.get_int("pricer.comparables.k");

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/sparse_matrix.h"
+#include "io/gguf.h"
 #include "retrieval/tfidf.h"
 
 namespace pricer::retrieval {
@@ -34,6 +35,7 @@ class ComparablesIndex {
   ComparablesIndex(const std::vector<std::string>& docs, const std::vector<double>& prices, int k);
   // Reads an index written by save(); throws Error naming the file and what is wrong.
   static ComparablesIndex load(const std::string& path);
+  static ComparablesIndex from_gguf(const GgufFile& file);  // errors name file.source()
   void save(const std::string& path) const;  // GGUF, written atomically
 
   int k() const { return k_; }
