@@ -145,4 +145,50 @@ nlohmann::json TfidfRidgePricer::stats() const {
           {"cg_iterations", model_.iterations}};
 }
 
+namespace {
+
+// What the comparables index reads of an item: its prompt as curated, as an LLM reads it.
+std::string retrieval_text(const Item& it) { return it.prompt.empty() ? document_of(it) : it.prompt; }
+
+double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+}  // namespace
+
+void ComparablesPricer::fit(const std::vector<Item>& train) {
+  require_train(train, "comparables");
+  std::vector<std::string> docs;
+  std::vector<double> prices;
+  for (const auto& it : train) {
+    if (!(it.price > 0)) continue;  // a free item is no price evidence
+    docs.push_back(retrieval_text(it));
+    prices.push_back(it.price);
+  }
+  require(!docs.empty(), "comparables: no training item has a positive price");
+  index_ = std::make_unique<retrieval::ComparablesIndex>(docs, prices, k_);
+  fallback_ = median_of(prices);
+}
+
+std::vector<double> ComparablesPricer::predict(const std::vector<Item>& items) {
+  require(index_ != nullptr, "comparables: predict before fit");
+  std::vector<double> out(items.size());
+  without_ = 0;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    const auto near = index_->nearest(retrieval_text(items[i]));
+    std::vector<double> prices;
+    for (const auto& c : near) prices.push_back(c.price);
+    without_ += prices.empty();
+    out[i] = prices.empty() ? fallback_ : median_of(prices);
+  }
+  return out;
+}
+
+nlohmann::json ComparablesPricer::stats() const {
+  return {{"k", k_}, {"indexed", index_ ? index_->size() : 0}, {"without_comparables", without_},
+          {"fallback_price", fallback_}};
+}
+
 }  // namespace pricer::eval

@@ -1,10 +1,12 @@
 #pragma once
 // Classic pricers fit on the training split: the bar any model has to clear.
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "eval/features.h"
 #include "eval/pricer.h"
+#include "retrieval/comparables.h"
 
 namespace pricer::eval {
 
@@ -69,6 +71,25 @@ class TfidfRidgePricer : public Pricer {
   TfidfRidgeOptions opt_;
   TfidfVectorizer vectorizer_;
   RidgeModel model_;
+};
+
+// The median price of the k training items most similar to a product: TF-IDF cosine over the
+// prompts, the comparables a model trained with `--comparables` reads; the training median when no
+// training item shares a word. What retrieval alone prices at.
+class ComparablesPricer : public Pricer {
+ public:
+  explicit ComparablesPricer(int k = 5) : k_(k) {}
+  std::string name() const override { return "comparables"; }
+  bool needs_training() const override { return true; }
+  void fit(const std::vector<Item>& train) override;
+  std::vector<double> predict(const std::vector<Item>& items) override;
+  nlohmann::json stats() const override;
+
+ private:
+  int k_;
+  std::unique_ptr<retrieval::ComparablesIndex> index_;
+  double fallback_ = 0;
+  std::size_t without_ = 0;  // items of the last predict() that no training item shares a word with
 };
 
 // The text a bag-of-words model reads: the title (when the text does not start with it) and text.

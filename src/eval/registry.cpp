@@ -32,6 +32,13 @@ const std::map<std::string, PricerFactory>& pricer_factories() {
       {"mean", [](const PricerContext&) { return std::make_unique<MeanPricer>(); }},
       {"linear", [](const PricerContext&) { return std::make_unique<LinearPricer>(); }},
       {"tfidf", [](const PricerContext&) { return std::make_unique<TfidfRidgePricer>(); }},
+      {"comparables", [](const PricerContext& c) {
+         const double k = c.number_param("comparables_k", 5);
+         require(k == std::floor(k) && k >= 1 && k <= retrieval::kMaxComparables,
+                 "--param comparables_k=" + c.param("comparables_k") + ": a whole number from 1 to " +
+                     std::to_string(retrieval::kMaxComparables));
+         return std::make_unique<ComparablesPricer>(static_cast<int>(k));
+       }},
 #ifdef PRICER_HAVE_XGBOOST
       {"xgboost", [](const PricerContext& c) {
          XgboostOptions o;
