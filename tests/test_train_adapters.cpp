@@ -375,6 +375,17 @@ TEST_F(Adapters, PeftAdaptersThatDoNotFitAreRejected) {
   expect_load_error(target, dir_ / "good", {"adapter_model.safetensors", "not found"});
 }
 
+TEST_F(Adapters, AdaptersHoldingNonFiniteValuesAreRefusedByName) {
+  LlamaModel m = adapted("q,v");
+  m.lora(1, Proj::V)->B[5] = std::numeric_limits<float>::infinity();
+  save_peft_adapter(m, dir_ / "peft", "base");
+  save_gguf_adapter(m, dir_ / "inf.gguf");
+  LlamaModel target = LlamaModel::random(small_config(), 9, 0.1f);
+  expect_load_error(target, dir_ / "peft", {"adapter_model.safetensors", "layers.1.self_attn.v_proj.lora_B",
+                                            "non-finite value (element 5)"});
+  expect_load_error(target, dir_ / "inf.gguf", {"inf.gguf", "blk.1.attn_v.weight.lora_b", "non-finite"});
+}
+
 TEST_F(Adapters, GgufAdaptersThatDoNotFitAreRejected) {
   const LlamaModel m = adapted("q,k");
   const GgufFile good = [&] {

@@ -190,6 +190,37 @@ TEST_F(TrainLoop, NonFiniteStepIsSkippedAndReported) {
   }
 }
 
+// A run whose loss or weights go non-finite for good is an error, its run marked failed, and no
+// last/ is written; so is starting from weights that hold a NaN.
+TEST_F(TrainLoop, DivergedRunStopsWithAnErrorAndIsMarkedFailed) {
+  const auto data = examples(0, 24);
+  LlamaModel m = lora_model();
+  TrainConfig c = config("diverged");
+  c.lr = 1e30f;
+  c.max_grad_norm = 0;
+  TrainHooks hooks;
+  bool saved = false;
+  hooks.save_output = [&](const LlamaModel&, const std::string&) { saved = true; };
+  try {
+    train(c, m, data, {}, hooks);
+    ADD_FAILURE() << "a run at lr 1e30 finished";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("training diverged"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(saved) << "a diverged run wrote its outputs";
+  monitor::RunDb db(dir_ / "runs.db", monitor::RunDb::Mode::existing);
+  EXPECT_EQ(db.list_runs().back().status, monitor::RunStatus::failed);
+
+  LlamaModel poisoned = lora_model();
+  poisoned.lora(1, Proj::Q)->A[3] = NAN;
+  try {
+    train(config("poisoned"), poisoned, data);
+    ADD_FAILURE() << "training started from a NaN weight";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("NaN or infinite"), std::string::npos) << e.what();
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Checkpoints: always complete on disk, and a run resumed from one ends bitwise where an
 // uninterrupted run ends (dropout on, several epochs, the crash mid-epoch).

@@ -79,6 +79,13 @@ void require_shape(const std::string& src, const std::string& name, const std::v
               std::to_string(cols) + "])");
 }
 
+// An adapter holding NaN or infinity would price every item as NaN: refuse it by name.
+void require_finite(const std::vector<float>& v, const std::string& src, const std::string& name) {
+  for (std::size_t i = 0; i < v.size(); ++i)
+    require(std::isfinite(v[i]), src + ": tensor " + name + " holds a non-finite value (element " + std::to_string(i) +
+                                     "); the run that wrote it diverged");
+}
+
 bool is_gguf(const std::string& path) {
   if (fs::is_directory(path)) return false;
   std::ifstream in(path, std::ios::binary);
@@ -368,6 +375,7 @@ void load_adapter(LlamaModel& model, const std::string& path) {
             a->B = heads ? floats_of(rope_rows_to_hf(raw, heads, c.head_dim, static_cast<size_t>(a->rank) * 4))
                          : floats_of(raw);
           }
+          require_finite(ab == 'a' ? a->A : a->B, path, name);
         }
       }
     }
@@ -392,6 +400,7 @@ void load_adapter(LlamaModel& model, const std::string& path) {
           require_shape(st_path.string(), name, t->shape, a->out, a->rank);
           a->B = to_f32(f, *t);
         }
+        require_finite(ab == 'A' ? a->A : a->B, st_path.string(), name);
       }
     }
   }

@@ -18,6 +18,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/progress.h"
+#include "core/threads.h"
 #include "io/model_file.h"
 #include "monitor/interrupt.h"
 #include "monitor/recorder.h"
@@ -398,6 +399,27 @@ void scale_grads(const std::vector<Param>& params, double factor) {
     for (int64_t i = 0; i < p.size; ++i) p.grad[i] *= f;
 }
 
+// The first trainable tensor holding a NaN or infinity, "" when every value is finite. Weights
+// that went non-finite never come back: every later loss is NaN.
+std::string first_non_finite(const std::vector<Param>& params) {
+  for (const Param& p : params) {
+    bool finite = true;
+#pragma omp parallel for reduction(&& : finite) num_threads(threads())
+    for (int64_t i = 0; i < p.size; ++i) finite = finite && std::isfinite(p.value[i]);
+    if (!finite) return p.name;
+  }
+  return {};
+}
+
+std::string lr_text(float lr) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", static_cast<double>(lr));
+  return buf;
+}
+
+// Non-finite steps in a row after which a run is stopped as diverged (one can be a bad batch).
+constexpr int64_t kMaxNonFiniteSteps = 5;
+
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
@@ -451,6 +473,9 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
     });
     std::fprintf(stderr, "resuming from %s at step %lld\n", ckpt.c_str(), static_cast<long long>(st.step));
   }
+  if (const std::string bad = first_non_finite(params); !bad.empty())
+    throw Error((cfg.resume && fs::exists(ckpt) ? ckpt : cfg.model) + ": tensor " + bad +
+                " holds NaN or infinite values; training cannot start from it");
 
   monitor::NewRun nr;
   nr.name = cfg.run_name.empty() ? fs::path(cfg.out_dir).filename().string() : cfg.run_name;
@@ -481,6 +506,7 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
   double last_draw = 0;
   int64_t tokens_done = 0;
   const int64_t start_step = st.step;
+  int64_t non_finite_run = 0;  // consecutive steps whose loss or gradient was non-finite
   const bool tty = ::isatty(STDERR_FILENO) == 1;
 
   int64_t evaluated_at = -1;  // the final evaluation is skipped when this step was just evaluated
@@ -585,8 +611,16 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
       if (finite) {
         opt.step(*be, lr);
         st.last_train_loss = loss;
+        non_finite_run = 0;
+        if (const std::string bad = first_non_finite(params); !bad.empty())
+          throw Error("training diverged at step " + std::to_string(st.step + 1) + ": " + bad +
+                      " went non-finite after the update (lr " + lr_text(lr) + "); lower --lr or --max-grad-norm");
       } else {
         ++st.skipped;
+        if (++non_finite_run >= kMaxNonFiniteSteps)
+          throw Error("training diverged: the " + std::string(std::isfinite(loss) ? "gradient norm" : "loss") +
+                      " was non-finite for " + std::to_string(non_finite_run) + " steps in a row (to step " +
+                      std::to_string(st.step + 1) + "); lower --lr");
       }
       ++st.step;  // metrics of an update are logged at the step count after it (1 = first update)
       const double elapsed = now_s() - t_start;
