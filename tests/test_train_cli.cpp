@@ -232,6 +232,32 @@ TEST_F(TrainCli, FullFineTuningTrainsEveryWeightAndSavesTheWholeModel) {
   EXPECT_EQ(db.metric_series(run.id, "eval/mae").size(), 3u);
 }
 
+TEST_F(TrainCli, ARunIsNeverReplacedWithoutOverwriteAndResumeNeedsACheckpoint) {
+  std::string out, err;
+  const std::vector<std::string> once = {"--max-steps", "2", "--save-every", "1", "--quiet"};
+  ASSERT_EQ(run_pricer(train_args("kept", once), dir_.path() / "kept1", &out, &err), 0) << err;
+  const std::string ckpt = slurp(dir_ / "kept/checkpoint.bin");
+  // Again without --resume: refused before any work, the run untouched.
+  EXPECT_NE(run_pricer(train_args("kept", once), dir_.path() / "kept2", &out, &err), 0);
+  EXPECT_NE(err.find("holds a run already"), std::string::npos) << err;
+  EXPECT_NE(err.find("--resume"), std::string::npos) << err;
+  EXPECT_NE(err.find("--overwrite"), std::string::npos) << err;
+  EXPECT_EQ(slurp(dir_ / "kept/checkpoint.bin"), ckpt);
+  // --overwrite replaces it whole: nothing of the old run survives (no stale best/).
+  fs::create_directories(dir_ / "kept/best");
+  std::ofstream(dir_ / "kept/best/stale") << "old";
+  std::vector<std::string> over = once;
+  over.push_back("--overwrite");
+  ASSERT_EQ(run_pricer(train_args("kept", over), dir_.path() / "kept3", &out, &err), 0) << err;
+  EXPECT_FALSE(fs::exists(dir_ / "kept/best/stale"));
+  EXPECT_TRUE(fs::exists(dir_ / "kept/last/adapter.gguf"));
+  // --resume with nothing to resume is an error, not a fresh start.
+  std::vector<std::string> resume = once;
+  resume.push_back("--resume");
+  EXPECT_NE(run_pricer(train_args("empty", resume), dir_.path() / "empty", &out, &err), 0);
+  EXPECT_NE(err.find("no checkpoint.bin to resume from"), std::string::npos) << err;
+}
+
 TEST_F(TrainCli, ComparablesTravelWithTheModelAndPredictionAddsThemOrRefuses) {
   std::string out, err;
   const std::vector<std::string> args = {"-t", "1", "train", "--model", suite("model.gguf"), "--tokenizer",

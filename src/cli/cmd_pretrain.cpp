@@ -63,6 +63,7 @@ int run_pretrain(const TrainConfig& cfg, const PretrainShape& sh, bool quiet) {
   c.progress = !quiet;
   c.dataset = sh.corpus.front();
   c.validate();
+  prepare_output_dir(c);
   fs::create_directories(c.out_dir);
   const auto texts = read_corpus(sh.corpus, sh.max_texts, sh.with_completions);
   require(texts.size() >= 2, "pretrain: the corpus holds fewer than 2 texts");

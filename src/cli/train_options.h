@@ -78,6 +78,7 @@ inline void add_loop_options(TrainOptionSet& s) {
   s.add("--eval-metric", &TrainConfig::eval_metric, "loss or mae (of the median price read off the next-token distribution): what 'best' means");
   s.add("--save-every", &TrainConfig::save_every, "Optimizer steps between checkpoints");
   s.add_flag("--resume", &TrainConfig::resume, "Continue from <out>/checkpoint.bin");
+  s.add_flag("--overwrite", &TrainConfig::overwrite, "Replace a run already in --out (checkpoint, best/, last/)");
   s.add("--seed", &TrainConfig::seed, "Seed for data order, adapters and dropout");
   s.add("--run-name", &TrainConfig::run_name, "Name in the run database");
   s.add("--runs-db", &TrainConfig::runs_db, "Run database (default runs/pricer.db or $PRICER_RUNS_DB)");

@@ -147,6 +147,24 @@ void TrainConfig::validate() const {
           "eval_every, save_every, eval_items and early_stopping cannot be negative");
 }
 
+void prepare_output_dir(const TrainConfig& cfg) {
+  const fs::path out(cfg.out_dir);
+  require(!fs::exists(out) || fs::is_directory(out), cfg.out_dir + ": exists and is not a directory (--out)");
+  require(!(cfg.resume && cfg.overwrite), "--resume and --overwrite contradict each other: continue the run or replace it");
+  const bool has_checkpoint = fs::exists(out / "checkpoint.bin");
+  if (cfg.resume) {
+    require(has_checkpoint, cfg.out_dir + ": no checkpoint.bin to resume from (drop --resume to start a run)");
+    return;
+  }
+  std::vector<fs::path> previous;
+  for (const char* name : {"checkpoint.bin", "best", "last"})
+    if (fs::exists(out / name)) previous.push_back(out / name);
+  if (previous.empty()) return;
+  require(cfg.overwrite, cfg.out_dir + " holds a run already (" + previous.front().filename().string() +
+                             "): continue it with --resume, or replace it with --overwrite");
+  for (const auto& p : previous) fs::remove_all(p);
+}
+
 float scheduled_lr(const TrainConfig& cfg, int64_t step, int64_t total) {
   // transformers' get_{cosine,linear,constant}_schedule_with_warmup, warmup steps = ceil(ratio x total).
   const int64_t warmup = static_cast<int64_t>(std::ceil(cfg.warmup_ratio * static_cast<double>(total)));
@@ -459,7 +477,7 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
   const std::string ckpt = (fs::path(cfg.out_dir) / "checkpoint.bin").string();
   LoopState st;
   const nlohmann::json cfg_json = cfg.to_json();
-  if (cfg.resume && fs::exists(ckpt)) {
+  if (cfg.resume && fs::exists(ckpt)) {  // a sweep trial may resume before its first checkpoint
     st = load_checkpoint(ckpt, params, opt, [&](const nlohmann::json& saved) {
       // A setting a checkpoint predates had its default value then.
       const nlohmann::json defaults = TrainConfig{}.to_json();

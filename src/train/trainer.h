@@ -70,6 +70,7 @@ struct TrainConfig {
   // Run state.
   int64_t save_every = 50;  // optimizer steps between checkpoints (0 = only on exit)
   bool resume = false;
+  bool overwrite = false;  // replace a run already in out_dir (its checkpoint, best/ and last/)
   uint64_t seed = 42;
   std::string run_name;
   std::string runs_db;  // empty: the default run database
@@ -142,6 +143,12 @@ TrainHooks adapter_output_hooks(const std::string& base_model_name);
 // (pretraining and full fine-tuning); comparables_k > 0 marks a model trained with comparables.
 TrainHooks full_model_output_hooks(const Tokenizer& tok, const ModelConfig& config, const std::string& name,
                                    int comparables_k = 0);
+
+// Makes out_dir ready for a run, before any data is read or computed: a run already there
+// (checkpoint.bin, best/ or last/) is continued only with cfg.resume and replaced only with
+// cfg.overwrite (its files removed first, so nothing stale survives); otherwise it is an error
+// naming both flags. --resume without a checkpoint is an error too.
+void prepare_output_dir(const TrainConfig& cfg);
 
 // Runs (or resumes) training. mode_full: every parameter is trained (pretraining, or full
 // fine-tuning when cfg.full; the model must be in full-training mode), else the adapters.
