@@ -265,6 +265,57 @@ TEST_F(TrainLoop, CheckpointIsAtomicAndResumeIsBitwise) {
   EXPECT_EQ(adapter_tensors(resumed), adapter_tensors(ref));
 }
 
+// --ema: training itself is unchanged, the saved model is the moving average of the weights (as a
+// plain loop over the per-step weights computes it), and a resumed run saves the same average.
+TEST_F(TrainLoop, WeightAverageIsWhatIsSavedAndResumesBitwise) {
+  const auto data = examples(0, 10);
+  TrainConfig c = config("plain");
+  c.epochs = 2;
+  c.batch_size = 3;
+  c.micro_batch = 3;
+  c.save_every = 2;
+  LlamaModel plain = lora_model(3);
+  train(c, plain, data);
+
+  c.out_dir = dir_ / "ema";
+  c.ema = 0.8;
+  LlamaModel m = lora_model(3);
+  std::vector<std::map<std::string, std::vector<float>>> live(1, adapter_tensors(m));
+  std::map<std::string, std::vector<float>> saved;
+  TrainHooks hooks;
+  hooks.after_step = [&](int64_t) { live.push_back(adapter_tensors(m)); };
+  hooks.save_output = [&](const LlamaModel& at, const std::string&) { saved = adapter_tensors(at); };
+  train(c, m, data, {}, hooks);
+  ASSERT_EQ(live.size(), 9u);
+  EXPECT_EQ(adapter_tensors(m), adapter_tensors(plain)) << "the average must not change training";
+  // The scalar twin: shadow = d shadow + (1 - d) w after each step, d = min(0.8, (1 + n) / (10 + n)).
+  auto expect = live[0];
+  for (std::size_t n = 0; n + 1 < live.size(); ++n) {
+    const float d = static_cast<float>(std::min(0.8, (1.0 + static_cast<double>(n)) / (10.0 + static_cast<double>(n))));
+    for (auto& [k, v] : expect)
+      for (std::size_t i = 0; i < v.size(); ++i) v[i] = d * v[i] + (1.0f - d) * live[n + 1].at(k)[i];
+  }
+  EXPECT_LT(max_rel_diff(saved, expect), 1e-5);
+  EXPECT_GT(max_rel_diff(saved, live.back()), 1e-3) << "the saved weights are the average, not the last step's";
+
+  // Crash after step 5, resume: the same average is saved, bit for bit.
+  c.out_dir = dir_ / "ema-crash";
+  LlamaModel crashed = lora_model(3);
+  TrainHooks crash;
+  crash.after_step = [&](int64_t step) {
+    if (step == 5) throw std::runtime_error("simulated crash");
+  };
+  EXPECT_THROW(train(c, crashed, data, {}, crash), std::runtime_error);
+  c.resume = true;
+  LlamaModel resumed = lora_model(3);
+  std::map<std::string, std::vector<float>> saved_resumed;
+  TrainHooks after;
+  after.save_output = [&](const LlamaModel& at, const std::string&) { saved_resumed = adapter_tensors(at); };
+  train(c, resumed, data, {}, after);
+  EXPECT_EQ(saved_resumed, saved);
+  EXPECT_EQ(adapter_tensors(resumed), adapter_tensors(plain));
+}
+
 TEST_F(TrainLoop, BadCheckpointsAreRejectedWithTheReason) {
   const auto data = examples(0, 4);
   TrainConfig c = config();

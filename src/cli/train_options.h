@@ -71,6 +71,9 @@ inline void add_loop_options(TrainOptionSet& s) {
   s.add("--price-smoothing", &TrainConfig::price_smoothing,
         "Spread the price token's label over nearby prices: a Gaussian of this width in log(1 + price), "
         "e.g. 0.1 (0 = one-hot)");
+  s.add("--ema", &TrainConfig::ema,
+        "Evaluate and save an exponential moving average of the weights with this decay, e.g. 0.998 "
+        "(0 = the weights as trained)");
   s.add_flag("--checkpoint-layers", &TrainConfig::checkpoint_layers, "Recompute each layer in backward (less memory)");
   s.add("--eval-every", &TrainConfig::eval_every, "Optimizer steps between evaluations (0 = end only)");
   s.add("--eval-items", &TrainConfig::eval_items, "Validation items per evaluation (0 = all)");

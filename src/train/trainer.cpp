@@ -28,6 +28,7 @@
 #include "train/adapter_io.h"
 #include "train/model_export.h"
 #include "train/optimizer.h"
+#include "train/weight_average.h"
 
 namespace fs = std::filesystem;
 
@@ -98,6 +99,7 @@ void TrainConfig::apply_yaml(const std::string& path) {
     PRICER_KEY("batch_size", batch_size)
     PRICER_KEY("micro_batch", micro_batch)
     PRICER_KEY("price_smoothing", price_smoothing)
+    PRICER_KEY("ema", ema)
     PRICER_KEY("checkpoint_layers", checkpoint_layers)
     PRICER_KEY("eval_every", eval_every)
     PRICER_KEY("eval_items", eval_items)
@@ -119,7 +121,7 @@ nlohmann::json TrainConfig::to_json() const {
           {"optimizer", optimizer}, {"lr", lr}, {"schedule", schedule}, {"warmup_ratio", warmup_ratio},
           {"weight_decay", weight_decay}, {"max_grad_norm", max_grad_norm}, {"momentum", momentum},
           {"epochs", epochs}, {"max_steps", max_steps}, {"batch_size", batch_size}, {"micro_batch", micro_batch},
-          {"price_smoothing", price_smoothing},
+          {"price_smoothing", price_smoothing}, {"ema", ema},
           {"checkpoint_layers", checkpoint_layers}, {"eval_every", eval_every}, {"eval_items", eval_items},
           {"early_stopping", early_stopping}, {"eval_metric", eval_metric}, {"save_every", save_every},
           {"seed", seed}, {"run_name", run_name}};
@@ -143,6 +145,7 @@ void TrainConfig::validate() const {
   require(warmup_ratio >= 0 && warmup_ratio < 1, "warmup_ratio must be in [0, 1)");
   require(eval_metric == "loss" || eval_metric == "mae", "eval_metric must be loss or mae");
   require(price_smoothing >= 0 && std::isfinite(price_smoothing), "price_smoothing must be >= 0");
+  require(ema == 0 || (ema > 0 && ema < 1), "ema must be 0 (off) or a decay in (0, 1), e.g. 0.998");
   require(eval_every >= 0 && save_every >= 0 && early_stopping >= 0 && eval_items >= 0,
           "eval_every, save_every, eval_items and early_stopping cannot be negative");
 }
@@ -221,7 +224,9 @@ uint64_t estimate_training_memory(const LlamaModel& model, const TrainConfig& cf
   const uint64_t per_layer = T * (6 * c.dim + 2 * c.n_kv_heads * c.head_dim + 3 * c.ffn_dim) * 4;
   const uint64_t acts = cfg.checkpoint_layers ? T * c.dim * 4 * c.n_layers + per_layer : per_layer * c.n_layers;
   const uint64_t loss_rows = mode_full ? T : static_cast<uint64_t>(cfg.micro_batch) * 4;
-  return weights + trainable * 16 + acts + loss_rows * c.vocab_size * 4 * 2;
+  // Per trainable weight: its gradient and the two Adam moments (and the weight when full), plus
+  // the moving average's copy with --ema.
+  return weights + trainable * (cfg.ema > 0 ? 20 : 16) + acts + loss_rows * c.vocab_size * 4 * 2;
 }
 
 namespace {
@@ -349,7 +354,7 @@ struct LoopState {
 void put_u64(std::string& s, uint64_t v) { s.append(reinterpret_cast<const char*>(&v), 8); }
 
 void save_checkpoint(const std::string& path, const LoopState& st, const nlohmann::json& cfg,
-                     const std::vector<Param>& params, const Optimizer& opt) {
+                     const std::vector<Param>& params, const Optimizer& opt, const WeightAverage* avg) {
   std::string out(kCkptMagic, 8);
   nlohmann::json header = {{"version", 1}, {"state", st.to_json()}, {"config", cfg}};
   nlohmann::json tensors = nlohmann::json::array();
@@ -362,12 +367,17 @@ void save_checkpoint(const std::string& path, const LoopState& st, const nlohman
   const std::vector<uint8_t> o = opt.save_state();
   put_u64(out, o.size());
   out.append(reinterpret_cast<const char*>(o.data()), o.size());
+  if (avg) {  // only with --ema: checkpoints of other runs are unchanged
+    const std::vector<uint8_t> a = avg->save_state();
+    put_u64(out, a.size());
+    out.append(reinterpret_cast<const char*>(a.data()), a.size());
+  }
   write_file_atomic(path, out);
 }
 
 // Restores params and optimizer after `check_config` accepted the saved settings (so a run with
 // other settings hears which, not that the tensors differ); returns the loop state.
-LoopState load_checkpoint(const std::string& path, std::vector<Param>& params, Optimizer& opt,
+LoopState load_checkpoint(const std::string& path, std::vector<Param>& params, Optimizer& opt, WeightAverage* avg,
                           const std::function<void(const nlohmann::json&)>& check_config) {
   const std::string data = read_file(path, uint64_t(1) << 40);
   size_t pos = 0;
@@ -404,6 +414,15 @@ LoopState load_checkpoint(const std::string& path, std::vector<Param>& params, O
   pos += 8;
   need(olen, "optimizer state");
   opt.load_state({reinterpret_cast<const uint8_t*>(data.data() + pos), olen}, path);
+  pos += olen;
+  if (avg) {
+    need(8, "weight average length");
+    uint64_t alen;
+    std::memcpy(&alen, data.data() + pos, 8);
+    pos += 8;
+    need(alen, "weight average");
+    avg->load_state({reinterpret_cast<const uint8_t*>(data.data() + pos), alen}, path);
+  }
   LoopState st;
   st.from_json(header.at("state"));
   return st;
@@ -477,13 +496,20 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
   const std::string ckpt = (fs::path(cfg.out_dir) / "checkpoint.bin").string();
   LoopState st;
   const nlohmann::json cfg_json = cfg.to_json();
+  std::optional<WeightAverage> avg;
+  if (cfg.ema > 0) avg.emplace(params, cfg.ema);
+  // Evaluation and saved outputs see the averaged weights when there are any.
+  auto averaged = [&](const std::function<void()>& f) {
+    if (avg) avg->with_averaged(params, f);
+    else f();
+  };
   if (cfg.resume && fs::exists(ckpt)) {  // a sweep trial may resume before its first checkpoint
-    st = load_checkpoint(ckpt, params, opt, [&](const nlohmann::json& saved) {
+    st = load_checkpoint(ckpt, params, opt, avg ? &*avg : nullptr, [&](const nlohmann::json& saved) {
       // A setting a checkpoint predates had its default value then.
       const nlohmann::json defaults = TrainConfig{}.to_json();
       for (const char* k : {"full", "rank", "alpha", "targets", "batch_size", "micro_batch", "seed", "max_length", "lr",
                             "schedule", "epochs", "max_steps", "optimizer", "price_smoothing", "trainable_tokens",
-                            "comparables"}) {
+                            "comparables", "ema"}) {
         const nlohmann::json was = saved.value(k, defaults.value(k, nlohmann::json()));
         require(was == cfg_json.value(k, nlohmann::json()),
                 ckpt + ": saved with " + k + " = " + was.dump() + ", this run has " + cfg_json.value(k, nlohmann::json()).dump());
@@ -531,7 +557,8 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
   auto run_eval = [&](bool final_eval) {
     if (val.empty() || evaluated_at == st.step) return;
     evaluated_at = st.step;
-    const EvalResult e = evaluate(model, *be, val, &tok, cfg.eval_items, cfg.micro_batch);
+    EvalResult e;
+    averaged([&] { e = evaluate(model, *be, val, &tok, cfg.eval_items, cfg.micro_batch); });
     std::map<std::string, double> m = {{"eval/loss", e.loss}};
     if (e.mae >= 0) {
       m["eval/mae"] = e.mae;
@@ -553,7 +580,7 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
       st.evals_without_improvement = 0;
       if (hooks.save_output) {
         const std::string dir = (fs::path(cfg.out_dir) / "best").string();
-        hooks.save_output(model, dir);
+        averaged([&] { hooks.save_output(model, dir); });
         rec.add_artifact("best", dir, st.step);
       }
     } else if (!final_eval) {
@@ -633,6 +660,7 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
         if (const std::string bad = first_non_finite(params); !bad.empty())
           throw Error("training diverged at step " + std::to_string(st.step + 1) + ": " + bad +
                       " went non-finite after the update (lr " + lr_text(lr) + "); lower --lr or --max-grad-norm");
+        if (avg) avg->update(params);
       } else {
         ++st.skipped;
         if (++non_finite_run >= kMaxNonFiniteSteps)
@@ -684,7 +712,7 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
           next.batch_in_epoch = 0;
           ++next.epoch;
         }
-        save_checkpoint(ckpt, next, cfg_json, params, opt);
+        save_checkpoint(ckpt, next, cfg_json, params, opt, avg ? &*avg : nullptr);
       }
       if (hooks.after_step) hooks.after_step(st.step);
       if (interrupted) {
@@ -701,11 +729,11 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
   run_eval(true);
   if (hooks.save_output) {
     const std::string dir = (fs::path(cfg.out_dir) / "last").string();
-    hooks.save_output(model, dir);
+    averaged([&] { hooks.save_output(model, dir); });
     rec.add_artifact("last", dir, st.step);
   }
   LoopState done = st;
-  save_checkpoint(ckpt, done, cfg_json, params, opt);
+  save_checkpoint(ckpt, done, cfg_json, params, opt, avg ? &*avg : nullptr);
   rec.finish(sum.stop_message);
   return summarize();
 }

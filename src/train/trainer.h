@@ -61,6 +61,9 @@ struct TrainConfig {
   // > 0: the price token's label is spread over nearby prices, a Gaussian of this width in
   // log(1 + price) (add_price_smoothing); 0: the plain one-hot cross-entropy.
   float price_smoothing = 0.0f;
+  // > 0: evaluation and the saved model use an exponential moving average of the weights with this
+  // decay (e.g. 0.998), updated after every step (WeightAverage); 0: the weights as trained.
+  double ema = 0.0;
   bool checkpoint_layers = false;
   // Evaluation.
   int64_t eval_every = 50;   // optimizer steps; 0 = only at the end
