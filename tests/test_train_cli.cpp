@@ -283,6 +283,23 @@ TEST_F(TrainCli, ComparablesTravelWithTheModelAndPredictionAddsThemOrRefuses) {
   fs::remove(dir_ / "cmp/last/comparables.gguf");
   EXPECT_NE(run_pricer(predict, dir_.path(), &out, &err), 0);
   EXPECT_NE(err.find("trained with comparables"), std::string::npos) << err;
+  // An adapter trained with comparables is marked the same way: without its index, refused.
+  ASSERT_EQ(run_pricer(train_args("cmp-lora", {"--max-steps", "2", "--comparables", "2", "--quiet"}),
+                       dir_.path() / "cmp-lora", &out, &err),
+            0)
+      << err;
+  EXPECT_EQ(GgufFile::open((dir_.path() / "cmp-lora/last/adapter.gguf").string()).get_int(retrieval::kComparablesKey), 2);
+  for (const std::string& adapter : {dir_ / "cmp-lora/last", dir_ / "cmp-lora/last/adapter.gguf"}) {
+    const std::vector<std::string> lora = {"-t", "1", "predict", "--model", suite("model.gguf"), "--tokenizer",
+                                           suite("tokenizer.json"), "--adapter", adapter, "oak dining table"};
+    ASSERT_EQ(run_pricer(lora, dir_.path(), &out, &err), 0) << err;
+    EXPECT_NE(err.find("comparables: " + (dir_ / "cmp-lora/last/comparables.gguf")), std::string::npos) << err;
+  }
+  fs::remove(dir_ / "cmp-lora/last/comparables.gguf");
+  const std::vector<std::string> lora = {"-t", "1", "predict", "--model", suite("model.gguf"), "--tokenizer",
+                                         suite("tokenizer.json"), "--adapter", dir_ / "cmp-lora/last", "oak table"};
+  EXPECT_NE(run_pricer(lora, dir_.path(), &out, &err), 0);
+  EXPECT_NE(err.find("trained with comparables"), std::string::npos) << err;
   // Resuming with another k is refused, naming the setting.
   std::vector<std::string> resume = args;
   resume.back() = "--resume";

@@ -55,7 +55,7 @@ int run_train(const TrainConfig& cfg, bool quiet, const std::string& val_path, c
     std::fprintf(stderr, "every prompt holds the prices of its %d most similar training items\n", data.comparables->k());
   const TrainHooks hooks = with_comparables_output(
       c.full ? full_model_output_hooks(*tok, mf.config, "pricer-finetuned", data.comparables ? data.comparables->k() : 0)
-             : adapter_output_hooks(c.model),
+             : adapter_output_hooks(c.model, data.comparables ? data.comparables->k() : 0),
       data.comparables);
   const TrainSummary s = run_training(c, model, *tok, train, val, c.full, hooks, command_line);
   std::printf("run %lld: %lld steps, train loss %.4f", static_cast<long long>(s.run_id), static_cast<long long>(s.steps),

@@ -43,21 +43,28 @@ bool number_complete(const std::string& text) {
 }
 
 // The comparables index a model or adapter was trained with lies beside it: in the adapter's
-// directory, else beside the model file (or in a model directory). A full model trained with them
-// also says so in its metadata, so a lost index is an error rather than prices read off prompts
-// the model never saw.
+// directory, else beside the model file (or in a model directory). The trained weights' GGUF (the
+// adapter's, else the model's) also says so in its metadata, so a lost index is an error rather
+// than prices read off prompts the model never saw. (A PEFT directory without pricer's
+// adapter.gguf carries no such mark.)
 std::string find_comparables(const ModelPricerOptions& opt, const ModelFile& mf) {
   namespace fs = std::filesystem;
   const auto beside = [](const std::string& p) {
     const fs::path dir = fs::is_directory(p) ? fs::path(p) : fs::path(p).parent_path();
     return (dir / retrieval::kComparablesFile).string();
   };
-  if (!opt.adapter.empty() && fs::exists(beside(opt.adapter))) return beside(opt.adapter);
-  if (fs::exists(beside(opt.model))) return beside(opt.model);
-  const bool marked = std::any_of(mf.gguf_metadata.begin(), mf.gguf_metadata.end(),
-                                  [](const GgufKV& kv) { return kv.key == retrieval::kComparablesKey; });
-  require(!marked, opt.model + ": this model was trained with comparables in its prompts, and their index " +
-                       beside(opt.model) + " is missing (copy it beside the model)");
+  const std::string trained = opt.adapter.empty() ? opt.model : opt.adapter;
+  if (fs::exists(beside(trained))) return beside(trained);
+  bool marked = false;
+  if (opt.adapter.empty()) {
+    marked = std::any_of(mf.gguf_metadata.begin(), mf.gguf_metadata.end(),
+                         [](const GgufKV& kv) { return kv.key == retrieval::kComparablesKey; });
+  } else {
+    const fs::path gguf = fs::is_directory(opt.adapter) ? fs::path(opt.adapter) / "adapter.gguf" : fs::path(opt.adapter);
+    marked = gguf.extension() == ".gguf" && fs::exists(gguf) && GgufFile::open(gguf.string()).has(retrieval::kComparablesKey);
+  }
+  require(!marked, trained + ": trained with comparables in its prompts, and their index " + beside(trained) +
+                       " is missing (copy it beside the " + (opt.adapter.empty() ? "model)" : "adapter)"));
   return {};
 }
 

@@ -206,7 +206,7 @@ TrialOutcome TrainTrialRunner::operator()(TrialContext& ctx) const {
   } else {
     attach_adapters(model, c);
     attach_trainable_tokens(model, c, *s.tok);
-    hooks = adapter_output_hooks(c.model);
+    hooks = adapter_output_hooks(c.model, s.comparables ? s.comparables->k() : 0);
   }
   hooks = with_comparables_output(std::move(hooks), s.comparables);
 

@@ -219,7 +219,7 @@ void save_peft_adapter(const LlamaModel& model, const std::string& dir, const st
   write_file_atomic((fs::path(dir) / "adapter_config.json").string(), cfg.dump(2) + "\n");
 }
 
-void save_gguf_adapter(const LlamaModel& model, const std::string& path) {
+void save_gguf_adapter(const LlamaModel& model, const std::string& path, const std::vector<GgufKV>& extra) {
   require(model.has_lora(), "no LoRA adapters to save");
   const ModelConfig& c = model.config();
   const LoraConfig& lc = model.lora_config();
@@ -229,6 +229,7 @@ void save_gguf_adapter(const LlamaModel& model, const std::string& path) {
   w.add("adapter.type", GgufValue::string("lora"));
   // llama.cpp scales by alpha / rank; rsLoRA's alpha / sqrt(rank) is expressed as an equivalent alpha.
   w.add("adapter.lora.alpha", GgufValue::f32(lc.scale() * static_cast<float>(lc.rank)));
+  for (const GgufKV& kv : extra) w.add(kv.key, kv.value);
   for (int64_t l = 0; l < c.n_layers; ++l) {
     for (Proj p : kAll) {
       const LoraAdapter* a = model.lora(l, p);

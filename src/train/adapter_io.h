@@ -13,6 +13,9 @@
 // lora_a/lora_b pair; adapter.gguf names that file (pricer.token_rows) so it is never lost
 // silently. For llama.cpp, `pricer export --adapter` merges rows and adapters into one model.
 #include <string>
+#include <vector>
+
+#include "io/gguf.h"
 
 #include "model/llama.h"
 
@@ -22,7 +25,8 @@ namespace pricer {
 std::string token_rows_path(const std::string& gguf_adapter_path);
 
 void save_peft_adapter(const LlamaModel& model, const std::string& dir, const std::string& base_model_name);
-void save_gguf_adapter(const LlamaModel& model, const std::string& path);
+// `extra` metadata is added to adapter.gguf (e.g. pricer.comparables for an adapter trained with them).
+void save_gguf_adapter(const LlamaModel& model, const std::string& path, const std::vector<GgufKV>& extra = {});
 
 // The LoRA configuration stored with an adapter (PEFT directory or GGUF file). Throws Error
 // naming the file on anything unreadable or inconsistent.

@@ -149,11 +149,7 @@ std::vector<PricedExample> load_examples(const std::string& source, const std::s
     }
     return out;
   }
-  const fs::path jsonl = fs::path(source) / (split + ".jsonl");
-  require(fs::exists(jsonl), source + ": no " + split + ".jsonl in this dataset directory" +
-                                 (opt.rewrite_prompt ? " (comparables are added to the prompts' text)"
-                                                     : std::string(" (nor ") + split + ".bin)"));
-  return load_jsonl(jsonl.string(), tok, vocab, opt);
+  return load_jsonl(jsonl_of(source, split), tok, vocab, opt);
 }
 
 std::vector<std::vector<int64_t>> epoch_batches(const std::vector<PricedExample>& data, int64_t batch_size,

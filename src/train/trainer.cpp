@@ -441,7 +441,7 @@ void scale_grads(const std::vector<Param>& params, double factor) {
 std::string first_non_finite(const std::vector<Param>& params) {
   for (const Param& p : params) {
     bool finite = true;
-#pragma omp parallel for reduction(&& : finite) num_threads(threads())
+#pragma omp parallel for reduction(&& : finite) num_threads(threads()) if (p.size > 65536)
     for (int64_t i = 0; i < p.size; ++i) finite = finite && std::isfinite(p.value[i]);
     if (!finite) return p.name;
   }
@@ -797,11 +797,22 @@ void attach_trainable_tokens(LlamaModel& model, TrainConfig& cfg, const Tokenize
   model.add_trainable_tokens(std::move(ids));
 }
 
-TrainHooks adapter_output_hooks(const std::string& base_model_name) {
+namespace {
+
+// The metadata that says a model or adapter was trained with comparables (none when k is 0).
+std::vector<GgufKV> comparables_marker(int comparables_k) {
+  if (comparables_k <= 0) return {};
+  return {{retrieval::kComparablesKey, GgufValue::u32(static_cast<uint32_t>(comparables_k))}};
+}
+
+}  // namespace
+
+TrainHooks adapter_output_hooks(const std::string& base_model_name, int comparables_k) {
   TrainHooks hooks;
-  hooks.save_output = [base_model_name](const LlamaModel& m, const std::string& dir) {
+  hooks.save_output = [base_model_name, marker = comparables_marker(comparables_k)](const LlamaModel& m,
+                                                                                    const std::string& dir) {
     save_peft_adapter(m, dir, base_model_name);
-    save_gguf_adapter(m, (fs::path(dir) / "adapter.gguf").string());
+    save_gguf_adapter(m, (fs::path(dir) / "adapter.gguf").string(), marker);
   };
   return hooks;
 }
@@ -810,8 +821,7 @@ TrainHooks full_model_output_hooks(const Tokenizer& tok, const ModelConfig& conf
                                    int comparables_k) {
   TrainHooks hooks;
   std::vector<GgufKV> kvs = gguf_tokenizer_metadata(tok, config.vocab_size);
-  if (comparables_k > 0)
-    kvs.push_back({retrieval::kComparablesKey, GgufValue::u32(static_cast<uint32_t>(comparables_k))});
+  for (GgufKV& kv : comparables_marker(comparables_k)) kvs.push_back(std::move(kv));
   hooks.save_output = [kvs = std::move(kvs), config, name](const LlamaModel& m, const std::string& dir) {
     fs::create_directories(dir);
     GgufExportOptions go;

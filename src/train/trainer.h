@@ -141,7 +141,8 @@ struct TrainHooks {
 };
 
 // Hooks whose save_output writes the adapters as PEFT (naming the base model) and <dir>/adapter.gguf.
-TrainHooks adapter_output_hooks(const std::string& base_model_name);
+// comparables_k > 0 marks adapter.gguf as trained with comparables (as full_model_output_hooks does).
+TrainHooks adapter_output_hooks(const std::string& base_model_name, int comparables_k = 0);
 // Hooks whose save_output writes the whole model as <dir>/model.gguf with the tokenizer embedded
 // (pretraining and full fine-tuning); comparables_k > 0 marks a model trained with comparables.
 TrainHooks full_model_output_hooks(const Tokenizer& tok, const ModelConfig& config, const std::string& name,
