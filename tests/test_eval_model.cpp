@@ -135,6 +135,49 @@ TEST_F(EvalModel, PredictionsAndStatsFollowTheModel) {
   for (size_t i = 0; i < its.size(); ++i) EXPECT_NEAR(pe[i], mean[i].price, 1e-9 * mean[i].price) << i;
 }
 
+// Several fine-tuned models price as the log(1 + price) mean of their own prices; the stats name
+// each model with its own MAE, so a report shows what the average bought.
+TEST_F(EvalModel, SeveralModelsPriceAsTheAverageOfTheirLogPrices) {
+  const fs::path other = w_.dir / "other.gguf";
+  tiny::save_model(LlamaModel::random(tiny::model_config(w_.bpe), 12, 0.3f), w_.bpe, other.string());
+  const auto its = items(12, 5);
+  PricerContext c;
+  c.params = {{"finetuned_model", w_.base.string() + "," + other.string()}, {"base_dtype", "f32"}};
+  auto avg = make_pricer("finetuned", c);
+  const auto got = avg->predict(its);
+
+  std::vector<std::string> prompts;
+  for (const auto& it : its) prompts.push_back(it.prompt);
+  ModelPricerOptions a = options(false), b = options(false);
+  b.model = other.string();
+  const auto pa = ModelPricer(a).predict(prompts, kDefaultPriceMode);
+  const auto pb = ModelPricer(b).predict(prompts, kDefaultPriceMode);
+  double mae_a = 0, max_gap = 0;
+  for (size_t i = 0; i < its.size(); ++i) {
+    const double want = std::expm1((std::log1p(pa[i].price) + std::log1p(pb[i].price)) / 2);
+    EXPECT_NEAR(got[i], want, 1e-9 * (1 + want)) << i;
+    EXPECT_GE(got[i], std::min(pa[i].price, pb[i].price) - 1e-9) << i;
+    EXPECT_LE(got[i], std::max(pa[i].price, pb[i].price) + 1e-9) << i;
+    mae_a += std::abs(pa[i].price - its[i].price) / static_cast<double>(its.size());
+    max_gap = std::max(max_gap, std::abs(pa[i].price - pb[i].price));
+  }
+  EXPECT_GT(max_gap, 1.0) << "two different models, two different prices";
+  const json s = avg->stats();
+  ASSERT_EQ(s["models"].size(), 2u);
+  EXPECT_EQ(s["models"][0]["model"], w_.base.string());
+  EXPECT_EQ(s["models"][1]["model"], other.string());
+  EXPECT_NEAR(s["models"][0]["mae"].get<double>(), mae_a, 1e-9 * (1 + mae_a));
+  EXPECT_NE(s["averaged"].get<std::string>().find("2 models"), std::string::npos);
+
+  // Adapters on one base average alike; several models and several adapters at once is an error.
+  PricerContext adapters = context();
+  adapters.params["adapter"] = w_.adapter.string() + "," + w_.adapter.string();
+  const auto twice = make_pricer("finetuned", adapters)->predict(its);
+  const auto once = make_pricer("finetuned", context())->predict(its);
+  for (size_t i = 0; i < its.size(); ++i) EXPECT_NEAR(twice[i], once[i], 1e-9 * (1 + once[i])) << i;
+  EXPECT_THROW(member_options(options(false), {"a.gguf", "b.gguf"}, {"x", "y"}), Error);
+}
+
 TEST_F(EvalModel, EvalCliRanksTheLlmsWithTheBaselines) {
   const fs::path data = w_.dir / "data", out = w_.dir / "eval", db = w_.dir / "runs.db";
   fs::create_directories(data);

@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "io/model_file.h"
 #include "predict/calibration.h"
+#include "predict/model_average.h"
 #include "data/text.h"
 #include "predict/model_pricer.h"
 #include "train/trainer.h"
@@ -442,6 +443,57 @@ TEST_F(PredictCli, ArgumentStdinAndJsonLines) {
   if (g["parsed"].get<bool>()) {
     EXPECT_DOUBLE_EQ(g["price"].get<double>(), parse_price(g["completion"]));
   }
+}
+
+// Two --model flags price as the log(1 + price) mean of the two; the JSON names each model's own
+// price and top tokens; --calibrate refuses more than one model.
+TEST_F(PredictCli, SeveralModelsPriceAsTheirAverage) {
+  const fs::path other = w_.dir / "other.gguf";
+  tiny::save_model(LlamaModel::random(tiny::model_config(w_.bpe), 12, 0.3f), w_.bpe, other.string());
+  const std::string text = "Item steel drill pro";
+  ModelPricerOptions a = f32_options(w_, false), b = a;
+  b.model = other.string();
+  ModelPricer ma(a), mb(b);
+  const double pa = ma.predict({ma.prompt_for(text)}, kDefaultPriceMode)[0].price;
+  const double pb = mb.predict({mb.prompt_for(text)}, kDefaultPriceMode)[0].price;
+  const std::string args = "predict --model " + w_.base.string() + " --model " + other.string() + " --base-dtype f32 ";
+  auto r = cli_test::run_cli(args + "--json '" + text + "'");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  const json j = json::parse(r.out.substr(r.out.find('{')));
+  const double want = std::expm1((std::log1p(pa) + std::log1p(pb)) / 2);
+  EXPECT_NEAR(j["price"].get<double>(), want, 1e-6 * want);
+  ASSERT_EQ(j["models"].size(), 2u);
+  EXPECT_NEAR(j["models"][0]["price"].get<double>(), pa, 1e-6 * pa);
+  EXPECT_NEAR(j["models"][1]["price"].get<double>(), pb, 1e-6 * pb);
+  EXPECT_EQ(j["models"][1]["model"], other.string());
+  EXPECT_FALSE(j["models"][0]["top"].empty());
+  EXPECT_FALSE(j.contains("top")) << "the average has no one distribution to list tokens from";
+  EXPECT_LE(j["interval"]["lo"].get<double>(), j["interval"]["hi"].get<double>());
+
+  r = cli_test::run_cli(args + "--calibrate " + w_.dir.string());
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.out.find("one model"), std::string::npos) << r.out;
+}
+
+TEST(PredictAverage, ReadoutsAverageInLogOnePlusPrice) {
+  PricePrediction a, b;
+  a.price = a.dist.median = 9, a.dist.expected = 99, a.dist.lo = 0, a.dist.hi = 20, a.dist.number_mass = 0.5;
+  b.price = b.dist.median = 99, b.dist.expected = 9, b.dist.lo = 8, b.dist.hi = 200, b.dist.number_mass = 1.0;
+  b.parsed = false;
+  a.dist.top.push_back({3, 9, 0.7});
+  const auto one = average_predictions({{a}});
+  EXPECT_EQ(one[0].dist.top.size(), 1u) << "one model comes back unchanged";
+  const PricePrediction m = average_predictions({{a}, {b}})[0];
+  EXPECT_NEAR(m.price, 30.622776601683793, 1e-9);  // sqrt(10 * 100) - 1
+  EXPECT_NEAR(m.dist.median, m.price, 1e-12);
+  EXPECT_NEAR(m.dist.expected, m.price, 1e-12);
+  EXPECT_NEAR(m.dist.lo, 2.0, 1e-12);  // sqrt(1 * 9) - 1
+  EXPECT_NEAR(m.dist.hi, std::sqrt(21.0 * 201.0) - 1, 1e-9);
+  EXPECT_DOUBLE_EQ(m.dist.number_mass, 0.75);
+  EXPECT_FALSE(m.parsed);
+  EXPECT_TRUE(m.dist.top.empty());
+  EXPECT_THROW(average_predictions({{a}, {}}), Error);
+  EXPECT_THROW(average_predictions({}), Error);
 }
 
 TEST_F(PredictCli, BadLinesNameTheLineOrAreSkippedAndCounted) {

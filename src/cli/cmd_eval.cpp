@@ -35,15 +35,6 @@ struct EvalArgs {
   PricerContext ctx;
 };
 
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string name;
-  while (std::getline(ss, name, ','))
-    if (!name.empty()) out.push_back(name);
-  return out;
-}
-
 int run_eval(EvalArgs& a) {
   const bool data_is_dir = fs::is_directory(a.data);
   const std::string split = !a.split.empty() ? a.split
@@ -67,7 +58,7 @@ int run_eval(EvalArgs& a) {
   // Build every pricer before the first (possibly long) run, so a bad name fails at once.
   std::vector<std::unique_ptr<Pricer>> pricers;
   bool need_train = false;
-  for (const auto& name : split_list(a.pricers)) {
+  for (const auto& name : split_comma_list(a.pricers)) {
     pricers.push_back(make_pricer(name, a.ctx));
     need_train = need_train || pricers.back()->needs_training();
   }

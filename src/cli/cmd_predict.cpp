@@ -19,6 +19,7 @@
 #include "core/error.h"
 #include "eval/item.h"
 #include "predict/calibration.h"
+#include "predict/model_average.h"
 #include "predict/model_pricer.h"
 
 namespace {
@@ -29,6 +30,8 @@ using namespace pricer;
 
 struct PredictArgs {
   ModelPricerOptions model;
+  std::vector<std::string> models;    // several: priced as their average
+  std::vector<std::string> adapters;  // several, on one base: priced as their average
   std::string mode = price_mode_name(kDefaultPriceMode);
   std::string text;
   std::string jsonl;
@@ -55,7 +58,7 @@ std::string read_stream(std::istream& in) {
 
 // Reads the whole batch before any model work, so a bad line fails fast instead of after
 // minutes of pricing. Lines are {"text": ...} (templated) or {"prompt": ...} (used verbatim).
-std::vector<Request> read_requests(std::istream& in, const std::string& name, const ModelPricer& mp,
+std::vector<Request> read_requests(std::istream& in, const std::string& name, const ModelAverage& mp,
                                    bool skip_invalid) {
   std::vector<Request> reqs;
   std::string line, first_error;
@@ -95,17 +98,32 @@ std::vector<Request> read_requests(std::istream& in, const std::string& name, co
   return reqs;
 }
 
-json prediction_json(const PricePrediction& p, PriceMode mode, const ModelPricer& mp) {
+// One model's price, its readouts and its likeliest number tokens.
+json member_json(const PricePrediction& p, const ModelPricer& mp) {
   json top = json::array();
   for (const auto& t : p.dist.top)
     top.push_back({{"token", mp.tokenizer().token_bytes(t.id)}, {"id", t.id}, {"prob", t.prob}});
-  json j = {{"price", p.price},
-            {"mode", price_mode_name(mode)},
-            {"interval", {{"lo", p.dist.lo}, {"hi", p.dist.hi}, {"coverage", mp.options().coverage}}},
-            {"median", p.dist.median},
-            {"expected", p.dist.expected},
-            {"number_mass", p.dist.number_mass},
-            {"top", top}};
+  return {{"price", p.price},          {"median", p.dist.median}, {"expected", p.dist.expected},
+          {"number_mass", p.dist.number_mass}, {"top", top}};
+}
+
+// The prediction; several models add "models", each one's own (the price is their average).
+json prediction_json(const ModelAverage& avg, std::size_t i, const PricePrediction& p, PriceMode mode) {
+  const auto& members = avg.members();
+  json j = member_json(p, *members.front());
+  j["mode"] = price_mode_name(mode);
+  j["interval"] = {{"lo", p.dist.lo}, {"hi", p.dist.hi}, {"coverage", members.front()->options().coverage}};
+  if (members.size() > 1) {
+    j.erase("top");
+    j["averaged"] = "log(1 + price) mean";
+    j["models"] = json::array();
+    for (std::size_t m = 0; m < members.size(); ++m) {
+      json one = member_json(avg.member_predictions()[m][i], *members[m]);
+      one["model"] = members[m]->options().model;
+      if (!members[m]->options().adapter.empty()) one["adapter"] = members[m]->options().adapter;
+      j["models"].push_back(one);
+    }
+  }
   if (mode == PriceMode::Greedy) {
     j["completion"] = p.text;
     j["parsed"] = p.parsed;
@@ -162,15 +180,21 @@ int run_calibration(const PredictArgs& a, ModelPricerOptions opt) {
 int run_predict(PredictArgs& a) {
   ModelPricerOptions opt = a.model;
   if (a.raw_prompt) opt.prompt_template = "{text}";
-  if (!a.calibrate.empty()) return run_calibration(a, opt);
+  std::vector<ModelPricerOptions> members = member_options(opt, a.models, a.adapters);
+  if (!a.calibrate.empty()) {
+    require(members.size() == 1, "--calibrate measures one model's intervals: give one --model and at most one --adapter");
+    return run_calibration(a, members.front());
+  }
   const PriceMode mode = price_mode_from_name(a.mode);
   require(a.text.empty() || a.jsonl.empty(), "give either a product text or --jsonl, not both");
   const bool batch = !a.jsonl.empty();
   if (!batch && a.text.empty())
     require(!isatty(STDIN_FILENO), "no product text: give it as an argument, pipe it on stdin, or use --jsonl FILE");
-  opt.progress = batch;
-  ModelPricer mp(opt);
-  note_comparables(mp);
+  for (auto& m : members) m.progress = batch;
+  ModelAverage mp(members);
+  for (const auto& m : mp.members()) note_comparables(*m);
+  if (mp.members().size() > 1)
+    std::fprintf(stderr, "prices are the average of %zu models (log(1 + price) mean)\n", mp.members().size());
 
   std::vector<Request> reqs;
   if (batch) {
@@ -194,14 +218,14 @@ int run_predict(PredictArgs& a) {
   for (std::size_t i = 0; i < preds.size(); ++i) {
     const PricePrediction& p = preds[i];
     if (batch || a.as_json) {
-      json j = prediction_json(p, mode, mp);
+      json j = prediction_json(mp, i, p, mode);
       if (batch) j["line"] = reqs[i].line;
       if (!reqs[i].id.is_null()) j["id"] = reqs[i].id;
       std::cout << j.dump() << "\n";
       continue;
     }
-    std::printf("$%.2f  (%.0f%% interval $%.0f - $%.0f, %s)\n", p.price, 100 * opt.coverage, p.dist.lo, p.dist.hi,
-                price_mode_name(mode));
+    std::printf("$%.2f  (%.0f%% interval $%.0f - $%.0f, %s%s)\n", p.price, 100 * opt.coverage, p.dist.lo, p.dist.hi,
+                price_mode_name(mode), mp.members().size() > 1 ? ", averaged over the models" : "");
     if (mode == PriceMode::Greedy && !p.parsed)
       std::printf("note: the completion \"%s\" held no number; price is the expected value\n", p.text.c_str());
   }
@@ -230,8 +254,12 @@ pricer::cli::Registrar reg{
           "several coverages hold the true price, and draws it to --out.\n"
           "Threads: pricer -t N predict ... (default: all cores).");
       sub.add_option("text", a->text, "Product text to price");
-      sub.add_option("--model", m.model, "Base (or merged) model: GGUF, safetensors dir, llama2.c")->required();
-      sub.add_option("--adapter", m.adapter, "LoRA adapter: PEFT directory or GGUF LoRA");
+      sub.add_option("--model", a->models,
+                     "Base (or merged) model: GGUF, safetensors dir, llama2.c; repeat it to average several "
+                     "merged models")
+          ->required();
+      sub.add_option("--adapter", a->adapters,
+                     "LoRA adapter: PEFT directory or GGUF LoRA; repeat it to average several on one base");
       sub.add_option("--tokenizer", m.tokenizer, "Tokenizer (default: the model's)");
       sub.add_option("--base-dtype", m.base_dtype, "How the projections are held: nf4, bf16, f32")
           ->capture_default_str();

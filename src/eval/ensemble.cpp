@@ -260,10 +260,7 @@ std::vector<std::string> default_members(const PricerContext& ctx) {
 }  // namespace
 
 std::unique_ptr<Pricer> make_ensemble_pricer(const PricerContext& ctx) {
-  std::vector<std::string> names;
-  std::stringstream list(ctx.param("ensemble"));
-  for (std::string n; std::getline(list, n, ',');)
-    if (!n.empty()) names.push_back(n);
+  std::vector<std::string> names = ctx.list_param("ensemble");
   if (names.empty()) names = default_members(ctx);
   std::vector<EnsembleMember> members;
   for (const auto& n : names) {

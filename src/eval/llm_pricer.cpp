@@ -18,16 +18,32 @@ std::string options_key(const ModelPricerOptions& o) {
       .dump();
 }
 
+// What one model is: its files and whether its prompts carry comparables.
+nlohmann::json member_stats(const ModelPricer& mp) {
+  const ModelPricerOptions& o = mp.options();
+  nlohmann::json j = {{"model", o.model}, {"adapter", o.adapter},
+                      {"comparables", mp.comparables() ? mp.comparables()->k() : 0}};
+  if (mp.comparables()) j["comparables_index"] = mp.comparables_path();
+  return j;
+}
+
+// A member's own MAE on these items, so a report shows what the average bought.
+double mean_abs_error(const std::vector<PricePrediction>& preds, const std::vector<Item>& items) {
+  double sum = 0;
+  for (std::size_t i = 0; i < preds.size(); ++i) sum += std::abs(preds[i].price - items[i].price);
+  return preds.empty() ? 0.0 : sum / static_cast<double>(preds.size());
+}
+
 }  // namespace
 
-LlmPricer::LlmPricer(std::string name, std::shared_ptr<ModelPricer> model, PriceMode mode)
-    : name_(std::move(name)), model_(std::move(model)), mode_(mode) {}
+LlmPricer::LlmPricer(std::string name, std::vector<std::shared_ptr<ModelPricer>> models, PriceMode mode)
+    : name_(std::move(name)), models_(std::move(models)), mode_(mode) {}
 
 std::vector<double> LlmPricer::predict(const std::vector<Item>& items) {
   std::vector<std::string> prompts;
   prompts.reserve(items.size());
-  for (const auto& it : items) prompts.push_back(it.prompt.empty() ? model_->prompt_for(it.text) : it.prompt);
-  const std::vector<PricePrediction> preds = model_->predict(prompts, mode_);
+  for (const auto& it : items) prompts.push_back(it.prompt.empty() ? models_.prompt_for(it.text) : it.prompt);
+  const std::vector<PricePrediction> preds = models_.predict(prompts, mode_);
   std::vector<double> prices;
   std::size_t inside = 0, unparsed = 0;
   double width = 0, mass = 0;
@@ -40,17 +56,24 @@ std::vector<double> LlmPricer::predict(const std::vector<Item>& items) {
     unparsed += !p.parsed;
   }
   const double n = static_cast<double>(std::max<std::size_t>(preds.size(), 1));
-  const ModelPricerOptions& o = model_->options();
+  const ModelPricerOptions& o = models_.members().front()->options();
   stats_ = {{"mode", price_mode_name(mode_)},
             {"readout", price_mode_description(mode_)},
-            {"model", o.model},
-            {"adapter", o.adapter},
             {"interval_nominal", o.coverage},
             {"interval_coverage", static_cast<double>(inside) / n},
             {"interval_mean_width", width / n},
-            {"mean_number_mass", mass / n},
-            {"comparables", model_->comparables() ? model_->comparables()->k() : 0}};
-  if (model_->comparables()) stats_["comparables_index"] = model_->comparables_path();
+            {"mean_number_mass", mass / n}};
+  if (models_.members().size() == 1) {
+    stats_.update(member_stats(*models_.members().front()));
+  } else {
+    stats_["averaged"] = "log(1 + price) mean of " + std::to_string(models_.members().size()) + " models";
+    stats_["models"] = nlohmann::json::array();
+    for (std::size_t m = 0; m < models_.members().size(); ++m) {
+      nlohmann::json j = member_stats(*models_.members()[m]);
+      j["mae"] = mean_abs_error(models_.member_predictions()[m], items);
+      stats_["models"].push_back(j);
+    }
+  }
   if (mode_ == PriceMode::Greedy) stats_["greedy_unparsed"] = unparsed;
   return prices;
 }
@@ -75,16 +98,16 @@ std::unique_ptr<Pricer> make_llm_pricer(const std::string& name, const PricerCon
   const PriceMode mode = price_mode_from_name(
       dash == std::string::npos ? ctx.param("mode", price_mode_name(kDefaultPriceMode)) : name.substr(dash + 1));
   ModelPricerOptions o;
-  const std::string base = ctx.param("model"), merged = ctx.param("finetuned_model");
+  const std::string base = ctx.param("model");
+  const std::vector<std::string> merged = ctx.list_param("finetuned_model");
+  std::vector<std::string> adapters;
   if (kind == "base") {
     require(!base.empty(), "pricer \"" + name + "\" needs --param model=PATH (the base model)");
     o.model = base;
-  } else if (!merged.empty()) {
-    o.model = merged;
-  } else {
+  } else if (merged.empty()) {
     o.model = base;
-    o.adapter = ctx.param("adapter");
-    require(!o.model.empty() && !o.adapter.empty(),
+    adapters = ctx.list_param("adapter");
+    require(!o.model.empty() && !adapters.empty(),
             "pricer \"" + name + "\" needs --param model=PATH --param adapter=PATH (or --param finetuned_model=PATH)");
   }
   o.tokenizer = ctx.param("tokenizer");
@@ -98,7 +121,9 @@ std::unique_ptr<Pricer> make_llm_pricer(const std::string& name, const PricerCon
   o.max_prompt_tokens =
       static_cast<int64_t>(ctx.number_param("max_prompt_tokens", static_cast<double>(o.max_prompt_tokens)));
   o.progress = true;
-  return std::make_unique<LlmPricer>(name, shared_model_pricer(o), mode);
+  std::vector<std::shared_ptr<ModelPricer>> models;
+  for (const auto& m : member_options(o, merged, adapters)) models.push_back(shared_model_pricer(m));
+  return std::make_unique<LlmPricer>(name, std::move(models), mode);
 }
 
 }  // namespace pricer::eval

@@ -7,13 +7,15 @@
 #include <vector>
 
 #include "eval/pricer.h"
+#include "predict/model_average.h"
 #include "predict/model_pricer.h"
 
 namespace pricer::eval {
 
 class LlmPricer : public Pricer {
  public:
-  LlmPricer(std::string name, std::shared_ptr<ModelPricer> model, PriceMode mode);
+  // Several models (the runs of one recipe) price as their average (predict/model_average.h).
+  LlmPricer(std::string name, std::vector<std::shared_ptr<ModelPricer>> models, PriceMode mode);
   std::string name() const override { return name_; }
   // Curate items are priced from their prompt verbatim (what the model was trained on), plain
   // product lines from the prompt template filled with their text.
@@ -24,7 +26,7 @@ class LlmPricer : public Pricer {
 
  private:
   std::string name_;
-  std::shared_ptr<ModelPricer> model_;
+  ModelAverage models_;
   PriceMode mode_;
   nlohmann::json stats_ = nlohmann::json::object();
 };
@@ -35,8 +37,9 @@ std::shared_ptr<ModelPricer> shared_model_pricer(const ModelPricerOptions& opt);
 // Builds "finetuned", "base" (the default readout, kDefaultPriceMode: the median) and their
 // "-median" / "-expected" / "-top3" / "-greedy" variants from --param settings:
 //   model=PATH           base model (both pricers)
-//   adapter=PATH         LoRA adapter of "finetuned" (PEFT directory or GGUF LoRA)
-//   finetuned_model=PATH a merged fine-tuned model, instead of model + adapter
+//   adapter=PATH[,PATH]  LoRA adapter(s) of "finetuned" (PEFT directory or GGUF LoRA)
+//   finetuned_model=PATH[,PATH] merged fine-tuned model(s), instead of model + adapter
+// Several adapters or models price as one: their prices averaged in log(1 + price).
 //   tokenizer=PATH  base_dtype=nf4|bf16|f32  mode=median|expected|top3|greedy (plain names)
 //   coverage=0.8  batch=16  max_prompt_tokens=256  text_tokens=110  prompt_template=...
 std::unique_ptr<Pricer> make_llm_pricer(const std::string& name, const PricerContext& ctx);

@@ -44,7 +44,12 @@ struct PricerContext {
   // The --param value for key as a finite number, or fallback when it was not given; Error naming
   // the setting otherwise.
   double number_param(const std::string& key, double fallback) const;
+  // The --param value for key as a comma-separated list (empty items dropped).
+  std::vector<std::string> list_param(const std::string& key) const;
 };
+
+// "a,b,,c" -> {a, b, c}: pricer names, model paths.
+std::vector<std::string> split_comma_list(const std::string& s);
 
 using PricerFactory = std::function<std::unique_ptr<Pricer>(const PricerContext&)>;
 

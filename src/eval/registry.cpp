@@ -1,5 +1,6 @@
 // The pricer registry: one line per pricer.
 #include <cmath>
+#include <sstream>
 
 #include "core/error.h"
 #include "eval/baselines.h"
@@ -24,6 +25,18 @@ double PricerContext::number_param(const std::string& key, double fallback) cons
   }
   require(used == s.size() && std::isfinite(v), "--param " + key + "=" + s + " is not a number");
   return v;
+}
+
+std::vector<std::string> split_comma_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream list(s);
+  for (std::string item; std::getline(list, item, ',');)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+std::vector<std::string> PricerContext::list_param(const std::string& key) const {
+  return split_comma_list(param(key));
 }
 
 const std::map<std::string, PricerFactory>& pricer_factories() {
