@@ -7,6 +7,9 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -15,19 +18,11 @@
 
 #include "core/error.h"
 #include "eval/frontier_pricer.h"
+#include "cli_test_util.h"
 
 using namespace pricer::eval;
+namespace fs = std::filesystem;
 using nlohmann::json;
-
-TEST(EvalFrontier, ParsePrice) {
-  EXPECT_EQ(parse_price("$1,299.99 each"), 1299.99);
-  EXPECT_EQ(parse_price("Price is 12."), 12.0);
-  EXPECT_EQ(parse_price("about .5 dollars"), 0.5);
-  EXPECT_EQ(parse_price("30-40 dollars"), 30.0);
-  EXPECT_EQ(parse_price("$ 7"), 7.0);
-  EXPECT_FALSE(parse_price("I cannot tell.").has_value());
-  EXPECT_FALSE(parse_price("").has_value());
-}
 
 TEST(EvalFrontier, PromptInTheCourseStyle) {
   EXPECT_NE(frontier_system_prompt().find("Reply only with the price, no explanation"),
@@ -180,9 +175,10 @@ TEST(EvalFrontier, RepliesRetriesAndFailures) {
   EXPECT_DOUBLE_EQ(prices[0], 1234.5);
   EXPECT_DOUBLE_EQ(prices[1], 42.0);  // 429, then success
   EXPECT_DOUBLE_EQ(prices[2], 7.25);  // timed out once, then success
-  EXPECT_DOUBLE_EQ(prices[3], 0.0);   // no number in the reply
-  EXPECT_DOUBLE_EQ(prices[4], 0.0);   // 503 on every attempt
-  EXPECT_DOUBLE_EQ(prices[5], 0.0);   // a reply without choices
+  // Unpriced, never a made-up $0: no number in the reply, 503 on every attempt, no choices.
+  EXPECT_TRUE(std::isnan(prices[3]));
+  EXPECT_TRUE(std::isnan(prices[4]));
+  EXPECT_TRUE(std::isnan(prices[5]));
   EXPECT_DOUBLE_EQ(prices[6], 19.0);
   EXPECT_EQ(stub.calls("ratelimit"), 2);
   EXPECT_EQ(stub.calls("slow"), 2);
@@ -208,6 +204,9 @@ TEST(EvalFrontier, RepliesRetriesAndFailures) {
   EXPECT_EQ(s["failures"][0]["id"], 3);
   EXPECT_EQ(s["failures"][0]["reply"], "I am not able to estimate that.");
   EXPECT_EQ(s["failures"][1]["error"], "HTTP 503");
+  const std::string why = p.unpriced_reason();
+  EXPECT_NE(why.find("HTTP 503 (1 item)"), std::string::npos) << why;
+  EXPECT_NE(why.find("no price in the reply (1 item)"), std::string::npos) << why;
   ::unsetenv("PRICER_TEST_FRONTIER_KEY");
 }
 
@@ -230,7 +229,9 @@ TEST(EvalFrontier, WorkersRunConcurrently) {
 TEST(EvalFrontier, OversizedReplyIsRefused) {
   Stub stub;
   FrontierPricer p(config_for(stub));
-  EXPECT_EQ(p.predict(items_of({"huge", "price:3"})), (std::vector<double>{0.0, 3.0}));
+  const auto prices = p.predict(items_of({"huge", "price:3"}));
+  EXPECT_TRUE(std::isnan(prices[0]));
+  EXPECT_EQ(prices[1], 3.0);
   EXPECT_EQ(stub.calls("huge"), 1);  // not retried: it would come back as big
   const json s = p.stats();
   EXPECT_EQ(s["failed"], 1);
@@ -250,6 +251,19 @@ TEST(EvalFrontier, UnauthorizedAbortsWithAHint) {
   }
 }
 
+// Replies that hold no price are unpriced, not read loosely: a negative amount, an overflow.
+TEST(EvalFrontier, RepliesThatAreNoPriceAreUnpriced) {
+  Stub stub;
+  FrontierPricer p(config_for(stub));
+  const auto prices = p.predict(items_of({"price:-$45", "price:1e999", "price:$-3", "price:About $1,250.", "price:2e2"}));
+  EXPECT_TRUE(std::isnan(prices[0]));
+  EXPECT_TRUE(std::isnan(prices[1]));
+  EXPECT_TRUE(std::isnan(prices[2]));
+  EXPECT_EQ(prices[3], 1250.0);
+  EXPECT_EQ(prices[4], 200.0);
+  EXPECT_EQ(p.stats()["unparsed"], 3);
+}
+
 TEST(EvalFrontier, NothingListeningCountsAsFailed) {
   // Bind a port, then close it, so nothing listens there.
   int port;
@@ -263,7 +277,59 @@ TEST(EvalFrontier, NothingListeningCountsAsFailed) {
   c.timeout_s = 0.5;
   c.backoff_s = 0.01;
   FrontierPricer p(c);
-  EXPECT_EQ(p.predict(items_of({"anything"})), std::vector<double>{0.0});
+  EXPECT_TRUE(std::isnan(p.predict(items_of({"anything"}))[0]));
   EXPECT_EQ(p.stats()["failed"], 1);
   EXPECT_EQ(p.stats()["retries"], 1);
+}
+
+namespace {
+
+// An eval data file whose item texts key the stub's behaviour.
+fs::path write_items(const fs::path& dir, const std::vector<std::string>& texts) {
+  fs::create_directories(dir);
+  std::ofstream out(dir / "items.jsonl");
+  double price = 10;
+  for (const auto& t : texts) out << json{{"title", t}, {"text", t}, {"price", price += 7}}.dump() << "\n";
+  return dir / "items.jsonl";
+}
+
+}  // namespace
+
+// An API that prices nothing fails the pricer and the command; the others are still scored,
+// ranked and written. One that prices some items is "incomplete": figures, no rank.
+TEST(EvalFrontier, EvalMarksAFrontierThatCouldNotPriceAndFails) {
+  const fs::path dir = fs::temp_directory_path() / ("frontier_eval_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  const fs::path data = write_items(dir, {"down", "down", "garbage"});
+  // Port 9 (discard) has no HTTP server: each request fails at once or after the timeout.
+  auto r = pricer::cli_test::run_cli("eval --data " + data.string() + " --train " + data.string() +
+                                     " --pricers frontier,mean --no-record --frontier-url http://127.0.0.1:9" +
+                                     " --frontier-retries 0 --frontier-timeout 1 --out " + (dir / "dead").string());
+  EXPECT_NE(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("frontier could not price any item"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("items without a price: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(" (3 items)"), std::string::npos) << "the reason, counted\n" << r.out;
+  const json dead = json::parse(pricer::cli_test::slurp(dir / "dead" / "results.json"));
+  EXPECT_EQ(dead["pricers"][0]["name"], "mean");
+  EXPECT_EQ(dead["pricers"][0]["status"], "complete");
+  EXPECT_EQ(dead["pricers"][1]["status"], "failed");
+  EXPECT_TRUE(dead["pricers"][1]["metrics"].is_null());
+  EXPECT_TRUE(dead["items"][0]["predictions"]["frontier"].is_null());
+  EXPECT_NE(r.out.find("FAILED"), std::string::npos) << r.out;
+  EXPECT_EQ(pricer::cli_test::slurp(dir / "dead" / "report.html").find("frontier: MAE"), std::string::npos);
+
+  Stub stub;
+  const fs::path mixed = write_items(dir / "mixed", {"price:20", "garbage", "price:40"});
+  r = pricer::cli_test::run_cli("eval --data " + mixed.string() + " --train " + mixed.string() +
+                                " --pricers frontier,mean --no-record" +
+                                " --frontier-url " + stub.url() + " --frontier-retries 0 --out " + (dir / "part").string());
+  EXPECT_EQ(r.rc, 0) << r.out;
+  const json part = json::parse(pricer::cli_test::slurp(dir / "part" / "results.json"));
+  EXPECT_EQ(part["pricers"][1]["name"], "frontier");
+  EXPECT_EQ(part["pricers"][1]["status"], "incomplete");
+  EXPECT_EQ(part["pricers"][1]["unpriced"], 1);
+  EXPECT_EQ(part["pricers"][1]["metrics"]["n"], 2);
+  EXPECT_NE(r.out.find("-    frontier"), std::string::npos) << "not ranked\n" << r.out;
+  EXPECT_NE(r.out.find("not ranked"), std::string::npos) << r.out;
+  fs::remove_all(dir);
 }

@@ -90,7 +90,8 @@ TEST(EvalItems, BadLinesNameFileAndLine) {
       {"[1, 2]", "expected a JSON object"},
       {R"({"text": "x"})", "missing \"price\""},
       {R"({"text": "x", "price": "12.5"})", "\"price\" must be a number"},
-      {R"({"text": "x", "price": -1})", "finite and non-negative"},
+      {R"({"text": "x", "price": -1})", "must be a price from 0 to"},
+      {R"({"text": "x", "price": 1e308})", "must be a price from 0 to"},
       {R"({"price": 3})", "needs a non-empty \"text\" or \"prompt\""},
       {R"({"text": 7, "price": 3})", "\"text\" must be a string"},
       {R"({"text": "x", "price": 3, "category": 5})", "\"category\" must be a string or null"},
@@ -155,6 +156,9 @@ TEST(EvalCsv, HumanExportImportRoundTrip) {
   const auto guesses = t.write("done.csv", "price,id,note\n\"$1,250.50\",2,big\n30,0,\n 12 ,1,\n7,3,\"x,y\"\n");
   HumanPricer human(guesses);
   EXPECT_EQ(human.predict(items), (std::vector<double>{30, 12, 1250.5, 7}));
+  // Thousands written without quotes, in the last column, and a spreadsheet's UTF-8 BOM.
+  const auto loose = t.write("loose.csv", "\xEF\xBB\xBFid,price\n2,$1,250\n0,30\n1,12\n3,\"$7\"\n");
+  EXPECT_EQ(read_human_csv(loose, 4), (std::vector<double>{30, 12, 1250, 7}));
 }
 
 TEST(EvalCsv, HumanImportValidates) {
@@ -167,8 +171,11 @@ TEST(EvalCsv, HumanImportValidates) {
       {"id,price\n0,1\n-1,2\n", ":3: id \"-1\" is not"},
       {"id,price\n0,1\n5,2\n", ":3: id 5 out of range: the evaluation has 2 items"},
       {"id,price\n0,1\n0,2\n", ":3: id 0 appears twice"},
-      {"id,price\n0,1\n1,abc\n", ":3: price \"abc\" is not a number"},
-      {"id,price\n0,1\n1,-4\n", ":3: price must be finite and non-negative"},
+      {"id,price\n0,1\n1,abc\n", ":3: price \"abc\" is not a price"},
+      {"id,price\n0,1\n1,-4\n", ":3: price \"-4\" is not a price"},
+      {"id,price\n0,1\n1,1e308\n", ":3: price \"1e308\" is not a price"},
+      {"id,price\n0,1\n1,99999999999\n", ":3: price \"99999999999\" is beyond"},
+      {"price,id\n1,0\n$1,250,1\n", ":3: 3 fields for a 2-column header (quote prices"},
       {"id,price\n0,1\n1,inf\n", ":3: price"},
       {"id,price\n0,1\n1\n", ":3: expected at least 2 fields"},
       {"id,price\n0,1\n", "no guess for id 1 (1 ids missing)"},

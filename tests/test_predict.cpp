@@ -15,6 +15,7 @@
 #include "predict/model_average.h"
 #include "data/text.h"
 #include "predict/model_pricer.h"
+#include "predict/price_text.h"
 #include "train/trainer.h"
 #include "cli_test_util.h"
 #include "tiny_pricer_model.h"
@@ -306,7 +307,7 @@ TEST_F(Predict, GreedyFromKvCacheMatchesFullRecompute) {
     ASSERT_FALSE(p[0].text.empty());
     EXPECT_EQ(hand.substr(0, p[0].text.size()), p[0].text);
     if (p[0].parsed) {
-      EXPECT_DOUBLE_EQ(p[0].price, parse_price(p[0].text));
+      EXPECT_DOUBLE_EQ(p[0].price, *price_in_text(p[0].text));
     } else {
       EXPECT_DOUBLE_EQ(p[0].price, p[0].dist.expected);
     }
@@ -332,12 +333,27 @@ TEST_F(Predict, LongPromptsKeepHeadAndTailWithinContext) {
   EXPECT_EQ(ModelPricer(o).encode_prompt(prompt).size(), 40u);
 }
 
-TEST(PredictParse, ReadsTheFirstNumber) {
-  EXPECT_DOUBLE_EQ(parse_price("123.00"), 123.0);
-  EXPECT_DOUBLE_EQ(parse_price(" $1,299.50 or so"), 1299.5);
-  EXPECT_DOUBLE_EQ(parse_price("45"), 45.0);
-  EXPECT_DOUBLE_EQ(parse_price("7. Next"), 7.0);
-  EXPECT_TRUE(std::isnan(parse_price("no idea")));
+// One reader of prices in free text, for completions and API replies alike.
+TEST(PriceText, ReadsTheFirstPriceAndRefusesWhatIsNone) {
+  EXPECT_EQ(price_in_text("123.00"), 123.0);
+  EXPECT_EQ(price_in_text(" $1,299.50 or so"), 1299.5);
+  EXPECT_EQ(price_in_text("$1,299.99 each"), 1299.99);
+  EXPECT_EQ(price_in_text("45"), 45.0);
+  EXPECT_EQ(price_in_text("7. Next"), 7.0);
+  EXPECT_EQ(price_in_text("Price is 12."), 12.0);
+  EXPECT_EQ(price_in_text("about .5 dollars"), 0.5);
+  EXPECT_EQ(price_in_text("30-40 dollars"), 30.0);
+  EXPECT_EQ(price_in_text("$ 7"), 7.0);
+  EXPECT_EQ(price_in_text("12, 13"), 12.0);
+  EXPECT_EQ(price_in_text("1.5e3"), 1500.0);
+  EXPECT_EQ(price_in_text("3 each"), 3.0);  // an "e" that starts a word is no exponent
+  EXPECT_FALSE(price_in_text("no idea").has_value());
+  EXPECT_FALSE(price_in_text("").has_value());
+  EXPECT_FALSE(price_in_text("-$45").has_value());
+  EXPECT_FALSE(price_in_text("$-45").has_value());
+  EXPECT_FALSE(price_in_text("-45").has_value());
+  EXPECT_FALSE(price_in_text("1e999").has_value());
+  EXPECT_FALSE(price_in_text("2e9").has_value());  // beyond any product's price
   EXPECT_THROW(price_mode_from_name("mean"), Error);
 }
 
@@ -441,7 +457,7 @@ TEST_F(PredictCli, ArgumentStdinAndJsonLines) {
   EXPECT_EQ(g["mode"], "greedy");
   ASSERT_TRUE(g.contains("completion") && g.contains("parsed"));
   if (g["parsed"].get<bool>()) {
-    EXPECT_DOUBLE_EQ(g["price"].get<double>(), parse_price(g["completion"]));
+    EXPECT_DOUBLE_EQ(g["price"].get<double>(), *price_in_text(g["completion"].get<std::string>()));
   }
 }
 

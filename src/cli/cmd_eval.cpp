@@ -35,6 +35,35 @@ struct EvalArgs {
   PricerContext ctx;
 };
 
+// The figures of every pricer that priced every item (the others: how many went unpriced); the
+// run fails when a pricer priced nothing.
+void record_results(pricer::monitor::RunRecorder& rec, const std::vector<PricerResult>& results,
+                    const std::string& out, const std::string& failed) {
+  std::map<std::string, double> m;
+  for (const auto& r : results) {
+    if (!r.complete()) {
+      m[r.name + "/unpriced"] = static_cast<double>(r.unpriced);
+      continue;
+    }
+    const auto& x = r.metrics;
+    m[r.name + "/mae"] = x.mae;
+    m[r.name + "/rmsle"] = x.rmsle;
+    m[r.name + "/r2"] = x.r2;
+    m[r.name + "/hit_rate"] = static_cast<double>(x.green) / static_cast<double>(x.n);
+    m[r.name + "/items_per_s"] = r.items_per_second;
+    if (r.stats.contains("interval_coverage"))
+      m[r.name + "/interval_coverage"] = r.stats["interval_coverage"].get<double>();
+  }
+  rec.log_metrics(0, m);
+  rec.add_artifact("results", fs::path(out) / "results.json");
+  rec.add_artifact("report", fs::path(out) / "report.html");
+  if (failed.empty())
+    rec.finish();
+  else
+    rec.fail("could not price any item: " + failed);
+  std::printf("recorded as run %lld\n", static_cast<long long>(rec.id()));
+}
+
 int run_eval(EvalArgs& a) {
   const bool data_is_dir = fs::is_directory(a.data);
   const std::string split = !a.split.empty() ? a.split
@@ -96,8 +125,11 @@ int run_eval(EvalArgs& a) {
   for (auto& p : pricers) {
     std::fprintf(stderr, "eval: %s on %zu items...\n", p->name().c_str(), items.size());
     results.push_back(evaluate_pricer(*p, train, items, mopt));
-    std::fprintf(stderr, "eval: %s MAE $%.2f\n", results.back().name.c_str(),
-                 results.back().metrics.mae);
+    const PricerResult& r = results.back();
+    if (r.complete())
+      std::fprintf(stderr, "eval: %s MAE $%.2f\n", r.name.c_str(), r.metrics.mae);
+    else
+      std::fprintf(stderr, "eval: %s %s: %s\n", r.name.c_str(), r.failed() ? "FAILED" : "incomplete", r.failure.c_str());
   }
   sort_by_mae(results);
   const nlohmann::json meta = {{"data", a.data},
@@ -107,27 +139,18 @@ int run_eval(EvalArgs& a) {
                                {"seed", a.ctx.seed},
                                {"bootstrap_resamples", a.bootstrap}};
   write_results(a.out, items, results, meta);
-  if (rec) {
-    std::map<std::string, double> m;
-    for (const auto& r : results) {
-      const auto& x = r.metrics;
-      m[r.name + "/mae"] = x.mae;
-      m[r.name + "/rmsle"] = x.rmsle;
-      m[r.name + "/r2"] = x.r2;
-      m[r.name + "/hit_rate"] = static_cast<double>(x.green) / static_cast<double>(x.n);
-      m[r.name + "/items_per_s"] = r.items_per_second;
-      if (r.stats.contains("interval_coverage"))
-        m[r.name + "/interval_coverage"] = r.stats["interval_coverage"].get<double>();
-    }
-    rec->log_metrics(0, m);
-    rec->add_artifact("results", fs::path(a.out) / "results.json");
-    rec->add_artifact("report", fs::path(a.out) / "report.html");
-    rec->finish();
-    std::printf("recorded as run %lld\n", static_cast<long long>(rec->id()));
-  }
+  std::string failed;
+  for (const auto& r : results)
+    if (r.failed()) failed += (failed.empty() ? "" : ", ") + r.name;
+  if (rec) record_results(*rec, results, a.out, failed);
   std::fputs(leaderboard_text(results).c_str(), stdout);
   std::printf("wrote %s and %s\n", (fs::path(a.out) / "results.json").c_str(),
               (fs::path(a.out) / "report.html").c_str());
+  if (!failed.empty()) {
+    std::fprintf(stderr, "error: %s could not price any item (see above); the others' results are written\n",
+                 failed.c_str());
+    return 1;
+  }
   return 0;
 }
 

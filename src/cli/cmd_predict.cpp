@@ -257,9 +257,11 @@ pricer::cli::Registrar reg{
       sub.add_option("--model", a->models,
                      "Base (or merged) model: GGUF, safetensors dir, llama2.c; repeat it to average several "
                      "merged models")
-          ->required();
+          ->required()
+          ->allow_extra_args(false);
       sub.add_option("--adapter", a->adapters,
-                     "LoRA adapter: PEFT directory or GGUF LoRA; repeat it to average several on one base");
+                     "LoRA adapter: PEFT directory or GGUF LoRA; repeat it to average several on one base")
+          ->allow_extra_args(false);
       sub.add_option("--tokenizer", m.tokenizer, "Tokenizer (default: the model's)");
       sub.add_option("--base-dtype", m.base_dtype, "How the projections are held: nf4, bf16, f32")
           ->capture_default_str();

@@ -101,6 +101,10 @@ class RecordCleaner {
 // "meta_Cell_Phones_and_Accessories.jsonl.gz" -> "Cell Phones and Accessories"; "" otherwise.
 std::string category_from_filename(std::string_view path);
 
+// Above this a "price" is corrupt data or a parse gone wrong (1e308, "1e999"), not a product's:
+// readers of prices (eval items, human guesses, model and API replies) refuse it.
+inline constexpr double kMaxPlausiblePrice = 1e9;
+
 // Price strings as found in the raw data: "$1,299.99", "12.5", " $3 ". nullopt-like: returns
 // false for "None", "", ranges ("$5 - $9") and anything else that is not one number.
 bool parse_price_string(std::string_view s, double& price);

@@ -4,7 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <set>
+#include <map>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -42,13 +42,28 @@ double hit_rate(const Metrics& m) { return static_cast<double>(m.green) / static
 
 std::string category_label(const std::string& c) { return c.empty() ? "(none)" : c; }
 
+json metrics_json(const Metrics& m) {
+  json cats = json::object();
+  for (const auto& [c, s] : m.per_category) cats[category_label(c)] = {{"n", s.n}, {"mae", s.mae}};
+  return {{"n", m.n},
+          {"mae", m.mae},
+          {"mae_ci95_bootstrap", {m.mae_ci_bootstrap.lo, m.mae_ci_bootstrap.hi}},
+          {"mae_ci95_normal", {m.mae_ci_normal.lo, m.mae_ci_normal.hi}},
+          {"mse", m.mse},
+          {"rmse", m.rmse},
+          {"rmsle", m.rmsle},
+          {"r2", number_or_null(m.r2)},
+          {"hits", {{"green", m.green}, {"orange", m.orange}, {"red", m.red}}},
+          {"hit_rate", hit_rate(m)},
+          {"per_category", cats}};
+}
+
 }  // namespace
 
-PricerResult evaluate_pricer(Pricer& pricer, const std::vector<Item>& train,
-                             const std::vector<Item>& items, const MetricOptions& opt) {
-  require(!items.empty(), "evaluate: no items to price");
-  PricerResult r;
-  r.name = pricer.name();
+namespace {
+
+// Fits and prices; what the pricer threw becomes the result's failure.
+void run_pricer(Pricer& pricer, const std::vector<Item>& train, const std::vector<Item>& items, PricerResult& r) {
   auto t0 = std::chrono::steady_clock::now();
   if (pricer.needs_training()) {
     require(!train.empty(), "pricer \"" + r.name + "\" needs a training split (--train)");
@@ -61,23 +76,52 @@ PricerResult evaluate_pricer(Pricer& pricer, const std::vector<Item>& train,
   require(r.predictions.size() == items.size(),
           "pricer \"" + r.name + "\" returned " + std::to_string(r.predictions.size()) +
               " prices for " + std::to_string(items.size()) + " items");
-  for (std::size_t i = 0; i < items.size(); ++i)
-    require(std::isfinite(r.predictions[i]),
-            "pricer \"" + r.name + "\" returned a non-finite price for item " + std::to_string(i));
-  r.items_per_second = static_cast<double>(items.size()) / std::max(r.predict_seconds, 1e-9);
-  std::vector<double> truth;
-  std::vector<std::string> cats;
-  for (const auto& it : items) {
-    truth.push_back(it.price);
-    cats.push_back(it.category);
+}
+
+}  // namespace
+
+PricerResult evaluate_pricer(Pricer& pricer, const std::vector<Item>& train,
+                             const std::vector<Item>& items, const MetricOptions& opt) {
+  require(!items.empty(), "evaluate: no items to price");
+  PricerResult r;
+  r.name = pricer.name();
+  try {
+    run_pricer(pricer, train, items, r);
+  } catch (const std::exception& e) {
+    r.predictions.assign(items.size(), std::nan(""));
+    r.failure = e.what();
   }
-  r.metrics = compute_metrics(truth, r.predictions, cats, opt);
-  r.stats = pricer.stats();
+  r.items_per_second = static_cast<double>(items.size()) / std::max(r.predict_seconds, 1e-9);
+  std::vector<double> truth, priced;
+  std::vector<std::string> cats;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (!std::isfinite(r.predictions[i])) {
+      r.predictions[i] = std::nan("");
+      ++r.unpriced;
+      continue;
+    }
+    truth.push_back(items[i].price);
+    priced.push_back(r.predictions[i]);
+    cats.push_back(items[i].category);
+  }
+  if (r.unpriced > 0 && r.failure.empty()) {
+    const std::string why = pricer.unpriced_reason();
+    r.failure = std::to_string(r.unpriced) + " of " + std::to_string(items.size()) + " items unpriced" +
+                (why.empty() ? "" : ": " + why);
+  }
+  if (!priced.empty()) r.metrics = compute_metrics(truth, priced, cats, opt);
+  try {
+    r.stats = pricer.stats();
+  } catch (const std::exception&) {
+    r.stats = json::object();  // a pricer that failed early may have no figures to give
+  }
   return r;
 }
 
 void sort_by_mae(std::vector<PricerResult>& results) {
-  std::sort(results.begin(), results.end(), [](const PricerResult& a, const PricerResult& b) {
+  auto tier = [](const PricerResult& r) { return r.complete() ? 0 : r.failed() ? 2 : 1; };
+  std::sort(results.begin(), results.end(), [&](const PricerResult& a, const PricerResult& b) {
+    if (tier(a) != tier(b)) return tier(a) < tier(b);
     return a.metrics.mae != b.metrics.mae ? a.metrics.mae < b.metrics.mae : a.name < b.name;
   });
 }
@@ -86,32 +130,20 @@ json results_json(const std::vector<Item>& items, const std::vector<PricerResult
                   const json& meta) {
   json pricers = json::array();
   for (const auto& r : results) {
-    const Metrics& m = r.metrics;
-    json cats = json::object();
-    for (const auto& [c, s] : m.per_category) cats[category_label(c)] = {{"n", s.n}, {"mae", s.mae}};
-    pricers.push_back(
-        {{"name", r.name},
-         {"metrics",
-          {{"n", m.n},
-           {"mae", m.mae},
-           {"mae_ci95_bootstrap", {m.mae_ci_bootstrap.lo, m.mae_ci_bootstrap.hi}},
-           {"mae_ci95_normal", {m.mae_ci_normal.lo, m.mae_ci_normal.hi}},
-           {"mse", m.mse},
-           {"rmse", m.rmse},
-           {"rmsle", m.rmsle},
-           {"r2", number_or_null(m.r2)},
-           {"hits", {{"green", m.green}, {"orange", m.orange}, {"red", m.red}}},
-           {"hit_rate", hit_rate(m)},
-           {"per_category", cats}}},
-         {"timing",
-          {{"fit_s", r.fit_seconds}, {"predict_s", r.predict_seconds},
-           {"items_per_s", r.items_per_second}}},
-         {"stats", r.stats}});
+    json entry = {{"name", r.name},
+                  {"status", r.status()},
+                  {"unpriced", r.unpriced},
+                  {"timing",
+                   {{"fit_s", r.fit_seconds}, {"predict_s", r.predict_seconds}, {"items_per_s", r.items_per_second}}},
+                  {"stats", r.stats}};
+    if (!r.failure.empty()) entry["failure"] = r.failure;
+    entry["metrics"] = r.failed() ? json(nullptr) : metrics_json(r.metrics);
+    pricers.push_back(entry);
   }
   json rows = json::array();
   for (std::size_t i = 0; i < items.size(); ++i) {
     json preds = json::object();
-    for (const auto& r : results) preds[r.name] = r.predictions[i];
+    for (const auto& r : results) preds[r.name] = number_or_null(r.predictions[i]);
     rows.push_back({{"id", i},
                     {"title", items[i].title},
                     {"category", items[i].category.empty() ? json(nullptr) : json(items[i].category)},
@@ -132,14 +164,28 @@ std::string leaderboard_text(const std::vector<PricerResult>& results) {
   for (std::size_t i = 0; i < results.size(); ++i) {
     const auto& r = results[i];
     const auto& m = r.metrics;
+    const std::string rank = r.complete() ? std::to_string(i + 1) : "-";
+    if (r.failed()) {
+      std::snprintf(line.data(), line.size(), "%-4s %-*s %9s  (could not price any item)\n", rank.c_str(), name_width,
+                    r.name.c_str(), "FAILED");
+      out += line.data();
+      continue;
+    }
     const std::string ci = "[" + fmt("%.2f", m.mae_ci_bootstrap.lo) + ", " +
                            fmt("%.2f", m.mae_ci_bootstrap.hi) + "]";
     // Trivial pricers run at hundreds of millions of items/s; keep the column narrow.
     const std::string speed = fmt(r.items_per_second < 1e6 ? "%.1f" : "%.2e", r.items_per_second);
-    std::snprintf(line.data(), line.size(), "%-4zu %-*s %9.2f  %-19s %7.3f %7s %5.1f%% %10s\n", i + 1,
+    std::snprintf(line.data(), line.size(), "%-4s %-*s %9.2f  %-19s %7.3f %7s %5.1f%% %10s\n", rank.c_str(),
                   name_width, r.name.c_str(), m.mae, ci.c_str(), m.rmsle,
                   std::isfinite(m.r2) ? fmt("%.3f", m.r2).c_str() : "n/a", 100.0 * hit_rate(m), speed.c_str());
     out += line.data();
+  }
+  // Why a pricer is out of the ranking.
+  for (const auto& r : results) {
+    if (r.complete()) continue;
+    out += "     " + r.name + ": " + r.status() + " - " + r.failure;
+    if (!r.failed()) out += " (figures over the " + std::to_string(r.metrics.n) + " priced items, not ranked)";
+    out += "\n";
   }
   // The LLM pricers name how they read a price off the model.
   for (const auto& r : results)
@@ -165,7 +211,8 @@ std::string report_html(const std::vector<Item>& items, const std::vector<Pricer
   h += "</p>\n";
 
   std::vector<report::Bar> bars;
-  for (const auto& r : results) bars.push_back({r.name, r.metrics.mae});
+  for (const auto& r : results)
+    if (r.complete()) bars.push_back({r.name, r.metrics.mae});
   report::ChartOptions lb;
   lb.title = "Leaderboard: mean absolute error (lower is better)";
   lb.y_label = "MAE ($)";
@@ -176,7 +223,15 @@ std::string report_html(const std::vector<Item>& items, const std::vector<Pricer
        "<th>fit s</th><th>items/s</th></tr>\n";
   for (const auto& r : results) {
     const auto& m = r.metrics;
-    h += "<tr><td>" + escape_xml(r.name) + "</td><td>" + fmt("%.2f", m.mae) + "</td><td>" +
+    if (r.failed()) {
+      h += "<tr class=\"failed\"><td>" + escape_xml(r.name) + "</td><td colspan=\"11\">failed: " +
+           escape_xml(r.failure) + "</td></tr>\n";
+      continue;
+    }
+    const std::string label = r.complete() ? escape_xml(r.name)
+                                           : escape_xml(r.name) + " (incomplete: " + std::to_string(r.unpriced) +
+                                                 " unpriced, not ranked)";
+    h += "<tr><td>" + label + "</td><td>" + fmt("%.2f", m.mae) + "</td><td>" +
          fmt("%.2f", m.mae_ci_bootstrap.lo) + " &ndash; " + fmt("%.2f", m.mae_ci_bootstrap.hi) +
          "</td><td>" + fmt("%.2f", m.mae_ci_normal.lo) + " &ndash; " +
          fmt("%.2f", m.mae_ci_normal.hi) + "</td><td>" + fmt("%.3f", m.rmsle) + "</td><td>" +
@@ -190,26 +245,32 @@ std::string report_html(const std::vector<Item>& items, const std::vector<Pricer
   h += "</table>\n<p>Hits: green when the error is under $40 or 20% of the true price, orange "
        "under $80 or 40%, red otherwise.</p>\n";
 
-  std::set<std::string> categories;
-  for (const auto& it : items) categories.insert(it.category);
+  std::map<std::string, std::size_t> categories;
+  for (const auto& it : items) ++categories[it.category];
   h += "<h2>MAE by category</h2>\n<table><tr><th>category</th><th>items</th>";
-  for (const auto& r : results) h += "<th>" + escape_xml(r.name) + "</th>";
+  for (const auto& r : results)
+    if (!r.failed()) h += "<th>" + escape_xml(r.name) + "</th>";
   h += "</tr>\n";
-  for (const auto& c : categories) {
-    h += "<tr><td>" + escape_xml(category_label(c)) + "</td><td>" +
-         std::to_string(results.empty() ? 0 : results[0].metrics.per_category.at(c).n) + "</td>";
-    for (const auto& r : results) h += "<td>" + fmt("%.2f", r.metrics.per_category.at(c).mae) + "</td>";
+  for (const auto& [c, n] : categories) {
+    h += "<tr><td>" + escape_xml(category_label(c)) + "</td><td>" + std::to_string(n) + "</td>";
+    for (const auto& r : results) {
+      if (r.failed()) continue;
+      const auto it = r.metrics.per_category.find(c);
+      h += "<td>" + (it == r.metrics.per_category.end() ? std::string("&ndash;") : fmt("%.2f", it->second.mae)) + "</td>";
+    }
     h += "</tr>\n";
   }
   h += "</table>\n";
 
-  std::vector<double> truth;
-  for (const auto& it : items) truth.push_back(it.price);
   const std::vector<report::LegendEntry> legend = {{"green", bucket_color(Bucket::green)},
                                                    {"orange", bucket_color(Bucket::orange)},
                                                    {"red", bucket_color(Bucket::red)}};
   for (const auto& r : results) {
     const auto& m = r.metrics;
+    if (r.failed()) {
+      h += "<h2>" + escape_xml(r.name) + "</h2>\n<p><strong>failed</strong>: " + escape_xml(r.failure) + "</p>\n";
+      continue;
+    }
     h += "<h2>" + escape_xml(r.name) + "</h2>\n";
     // What the pricer reports about itself (model settings, interval coverage, tokens, cost):
     // the scalar figures; nested ones (a linear model's weights) stay in results.json.
@@ -221,11 +282,16 @@ std::string report_html(const std::vector<Item>& items, const std::vector<Pricer
       figures += (figures.empty() ? "" : " &middot; ") + escape_xml(k) + ": " + escape_xml(value);
     }
     if (!figures.empty()) h += "<p>" + figures + "</p>\n";
+    if (!r.complete()) h += "<p><strong>incomplete</strong>: " + escape_xml(r.failure) + "</p>\n";
     h += "<div class=\"charts\">\n";
     std::vector<report::Point> pts;
-    for (std::size_t i = 0; i < items.size(); ++i)
-      pts.push_back({items[i].price, r.predictions[i],
-                     bucket_color(bucket(items[i].price, r.predictions[i]))});
+    std::vector<double> truth, priced;
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      if (!std::isfinite(r.predictions[i])) continue;
+      pts.push_back({items[i].price, r.predictions[i], bucket_color(bucket(items[i].price, r.predictions[i]))});
+      truth.push_back(items[i].price);
+      priced.push_back(r.predictions[i]);
+    }
     report::ChartOptions sc;
     sc.title = r.name + ": MAE $" + fmt("%.2f", m.mae) + ", RMSLE " + fmt("%.2f", m.rmsle) +
                ", hits " + fmt("%.1f%%", 100.0 * hit_rate(m));
@@ -235,7 +301,7 @@ std::string report_html(const std::vector<Item>& items, const std::vector<Pricer
     sc.height = 480;
     h += report::scatter_svg(pts, sc, true, legend) + "\n";
 
-    const auto run = running_mae(truth, r.predictions);
+    const auto run = running_mae(truth, priced);
     report::Series s;
     s.name = "running MAE";
     for (std::size_t k = 0; k < run.size(); ++k) {

@@ -10,10 +10,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <map>
 #include <memory>
 #include <thread>
 
 #include "core/error.h"
+#include "predict/price_text.h"
 
 namespace pricer::eval {
 
@@ -27,27 +29,21 @@ std::string frontier_user_prompt(const std::string& text) {
   return "How much does this cost?\n\n" + text;
 }
 
-std::optional<double> parse_price(const std::string& reply) {
-  std::string s;
-  for (char c : reply)
-    if (c != ',' && c != '$') s += c;
-  auto digit = [&](std::size_t i) { return i < s.size() && std::isdigit(static_cast<unsigned char>(s[i])); };
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (!digit(i) && !(s[i] == '.' && digit(i + 1))) continue;
-    std::size_t j = i;
-    while (digit(j)) ++j;
-    if (j < s.size() && s[j] == '.' && digit(j + 1)) {
-      ++j;
-      while (digit(j)) ++j;
-    }
-    return std::strtod(s.substr(i, j - i).c_str(), nullptr);
-  }
-  return std::nullopt;
-}
-
 namespace {
 
 bool retryable_status(int status) { return status == 429 || status >= 500; }
+
+// httplib names its errors in one word ("Read"); say what happened.
+std::string transport_error(httplib::Error e, double timeout_s) {
+  switch (e) {
+    case httplib::Error::Read:
+      return "no reply (read failed or timed out after " + std::to_string(static_cast<int>(std::ceil(timeout_s))) + " s)";
+    case httplib::Error::Write: return "request not sent (write failed)";
+    case httplib::Error::Connection: return "connection refused or unreachable";
+    case httplib::Error::ConnectionTimeout: return "connection timed out";
+    default: return httplib::to_string(e);
+  }
+}
 
 std::string snippet(const std::string& body) {
   return body.size() <= 200 ? body : body.substr(0, 200) + "...";
@@ -148,9 +144,10 @@ FrontierOutcome price_one(httplib::Client& cli, const FrontierConfig& cfg, const
         return out;
       }
       out.reply = content->get<std::string>();
-      const auto price = parse_price(out.reply);
+      const auto price = price_in_text(out.reply);
       out.unparsed = !price.has_value();
-      out.price = price.value_or(0.0);
+      if (out.unparsed) out.error = "no price in the reply";
+      out.price = price.value_or(std::nan(""));
       return out;
     }
     if (res && !retryable_status(res->status)) {
@@ -171,7 +168,7 @@ FrontierOutcome price_one(httplib::Client& cli, const FrontierConfig& cfg, const
           wait = std::min(s, cfg.max_backoff_s);
       }
     } else {
-      out.error = httplib::to_string(res.error());
+      out.error = transport_error(res.error(), cfg.timeout_s);
     }
     if (attempt >= cfg.max_retries) {
       out.failed = true;
@@ -215,15 +212,20 @@ std::vector<double> FrontierPricer::predict(const std::vector<Item>& items) {
 
   std::vector<double> prices;
   prices.reserve(items.size());
-  std::size_t failed = 0;
-  for (const auto& o : last_) {
-    prices.push_back(o.price);
-    failed += o.failed || o.unparsed;
-  }
-  if (failed > 0)
-    std::fprintf(stderr, "frontier: %zu of %zu items got no usable price and count as $0\n",
-                 failed, items.size());
+  for (const auto& o : last_) prices.push_back(o.failed || o.unparsed ? std::nan("") : o.price);
+  if (const std::string why = unpriced_reason(); !why.empty())
+    std::fprintf(stderr, "frontier: items without a price: %s\n", why.c_str());
   return prices;
+}
+
+std::string FrontierPricer::unpriced_reason() const {
+  std::map<std::string, std::size_t> by_error;
+  for (const auto& o : last_)
+    if (o.failed || o.unparsed) ++by_error[o.error.empty() ? "unknown error" : o.error];
+  std::string out;
+  for (const auto& [error, n] : by_error)
+    out += (out.empty() ? "" : "; ") + error + " (" + std::to_string(n) + (n == 1 ? " item)" : " items)");
+  return out;
 }
 
 json FrontierPricer::stats() const {

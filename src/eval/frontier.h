@@ -30,7 +30,4 @@ inline constexpr std::size_t kMaxReplyBytes = 1u << 20;
 std::string frontier_system_prompt();
 std::string frontier_user_prompt(const std::string& text);
 
-// The first number in a reply, commas removed ("$1,299.99 each" -> 1299.99); nullopt when none.
-std::optional<double> parse_price(const std::string& reply);
-
 }  // namespace pricer::eval

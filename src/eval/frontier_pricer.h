@@ -12,7 +12,7 @@ namespace pricer::eval {
 
 // What happened to one item.
 struct FrontierOutcome {
-  double price = 0.0;
+  double price = 0.0;  // meaningful only when neither failed nor unparsed
   long prompt_tokens = 0, completion_tokens = 0;
   int retries = 0;
   bool failed = false;    // every attempt failed (timeouts, 429, 5xx, connection errors)
@@ -25,10 +25,12 @@ class FrontierPricer : public Pricer {
  public:
   explicit FrontierPricer(FrontierConfig cfg);
   std::string name() const override { return "frontier"; }
-  // A reply without a number, or an item whose retries all failed, is priced 0 and counted in
-  // stats() ("unparsed", "failed"), so one bad item does not void a paid run. Other HTTP errors
-  // (401, 404, ...) would fail every item alike and abort the run with an Error.
+  // A reply without a price, or an item whose retries all failed, is left unpriced (NaN) and
+  // counted in stats() ("unparsed", "failed"), so one bad item does not void a paid run. Other
+  // HTTP errors (401, 404, ...) would fail every item alike and abort the pricer with an Error.
   std::vector<double> predict(const std::vector<Item>& items) override;
+  // The unpriced items' errors with their counts: "Could not establish connection (3 items)".
+  std::string unpriced_reason() const override;
   nlohmann::json stats() const override;
 
  private:

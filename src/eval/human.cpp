@@ -6,6 +6,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "data/record.h"
 
 namespace pricer::eval {
 
@@ -97,22 +98,33 @@ std::string lower(std::string s) {
 }
 
 double parse_price_field(const std::string& raw, const std::string& where) {
-  std::string s = trim(raw);
-  if (!s.empty() && s.front() == '$') s.erase(0, 1);
-  s.erase(std::remove(s.begin(), s.end(), ','), s.end());
   double v = 0.0;
-  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  require(!s.empty() && ec == std::errc() && end == s.data() + s.size(),
-          where + ": price \"" + raw + "\" is not a number");
-  require(std::isfinite(v) && v >= 0.0, where + ": price must be finite and non-negative");
+  require(data::parse_price_string(raw, v),
+          where + ": price \"" + raw + "\" is not a price (write it as 12.50, $12.50 or \"$1,250\")");
+  require(v <= data::kMaxPlausiblePrice, where + ": price \"" + raw + "\" is beyond any product's");
   return v;
+}
+
+// The price cell of a row. "2,$1,250" written without quotes splits into three fields; when the
+// price is the last column the extra fields are its thousands, so they are joined back.
+std::string price_cell(const CsvRecord& rec, std::size_t header_size, std::size_t price_col,
+                       const std::string& where) {
+  if (rec.fields.size() <= header_size) return rec.fields[price_col];
+  require(price_col + 1 == header_size, where + ": " + std::to_string(rec.fields.size()) +
+                                            " fields for a " + std::to_string(header_size) +
+                                            "-column header (quote prices with commas: \"$1,250\")");
+  std::string joined = rec.fields[price_col];
+  for (std::size_t c = price_col + 1; c < rec.fields.size(); ++c) joined += "," + rec.fields[c];
+  return joined;
 }
 
 }  // namespace
 
 std::vector<double> read_human_csv(const std::filesystem::path& file, std::size_t count) {
   const std::string name = file.string();
-  const auto records = parse_csv(read_file(file, kMaxCsvBytes), name);
+  std::string text = read_file(file, kMaxCsvBytes);
+  if (text.starts_with("\xEF\xBB\xBF")) text.erase(0, 3);  // the UTF-8 BOM spreadsheets write
+  const auto records = parse_csv(text, name);
   require(!records.empty(), name + ": empty file (expected a header \"id,price\")");
   long id_col = -1, price_col = -1;
   const auto& header = records[0].fields;
@@ -131,6 +143,7 @@ std::vector<double> read_human_csv(const std::filesystem::path& file, std::size_
     require(rec.fields.size() > static_cast<std::size_t>(std::max(id_col, price_col)),
             where + ": expected at least " + std::to_string(std::max(id_col, price_col) + 1) +
                 " fields, got " + std::to_string(rec.fields.size()));
+    const std::string price_text = price_cell(rec, header.size(), static_cast<std::size_t>(price_col), where);
     const std::string id_text = trim(rec.fields[static_cast<std::size_t>(id_col)]);
     std::size_t id = 0;
     const auto [end, ec] = std::from_chars(id_text.data(), id_text.data() + id_text.size(), id);
@@ -140,7 +153,7 @@ std::vector<double> read_human_csv(const std::filesystem::path& file, std::size_
                             std::to_string(count) + " items");
     require(!seen[id], where + ": id " + id_text + " appears twice");
     seen[id] = true;
-    prices[id] = parse_price_field(rec.fields[static_cast<std::size_t>(price_col)], where);
+    prices[id] = parse_price_field(price_text, where);
   }
   const auto missing = std::find(seen.begin(), seen.end(), false);
   require(missing == seen.end(),

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "data/record.h"
 
 namespace pricer::eval {
 
@@ -51,8 +52,9 @@ Item parse_item(const std::string& line, const std::string& where) {
   require(price->is_number(),
           where + ": \"price\" must be a number, got " + std::string(price->type_name()));
   item.price = price->get<double>();
-  require(std::isfinite(item.price) && item.price >= 0.0,
-          where + ": \"price\" must be finite and non-negative");
+  require(std::isfinite(item.price) && item.price >= 0.0 && item.price <= data::kMaxPlausiblePrice,
+          where + ": \"price\" must be a price from 0 to " + std::to_string(static_cast<long long>(data::kMaxPlausiblePrice)) +
+              ", got " + price->dump());
   item.title = optional_string(obj, "title", where);
   item.category = optional_string(obj, "category", where);
   item.prompt = optional_string(obj, "prompt", where);

@@ -21,8 +21,12 @@ class Pricer {
   // Whether fit() needs a training split (the classic baselines do; a model or a human not).
   virtual bool needs_training() const { return false; }
   virtual void fit(const std::vector<Item>& train) { (void)train; }
-  // One price per item, in item order.
+  // One price per item, in item order; NaN for an item the pricer could not price (a request that
+  // failed, a reply without a price), never a made-up number.
   virtual std::vector<double> predict(const std::vector<Item>& items) = 0;
+  // Why items went unpriced in the last predict() ("connection refused: 3 items"); empty when
+  // the pricer has nothing to add.
+  virtual std::string unpriced_reason() const { return ""; }
   // Extra figures for results.json (tokens, cost, failed replies, model settings).
   virtual nlohmann::json stats() const { return nlohmann::json::object(); }
 };

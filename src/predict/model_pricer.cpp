@@ -4,10 +4,12 @@
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <optional>
 
 #include "core/error.h"
 #include "core/progress.h"
 #include "core/threads.h"
+#include "predict/price_text.h"
 #include "data/text.h"
 #include "io/model_file.h"
 #include "kernels/parallel.h"
@@ -21,7 +23,7 @@ namespace {
 // Prompt tokens kept at the end of a shortened prompt, as training keeps them (DatasetOptions).
 constexpr int64_t kPromptTail = 16;
 
-// True once more tokens cannot change what parse_price reads: the number is followed by a
+// True once more tokens cannot change what price_in_text reads: the number is followed by a
 // character that ends it, or it has its cents ("123.00", the completion format).
 bool number_complete(const std::string& text) {
   bool digit = false;
@@ -73,26 +75,6 @@ int32_t argmax(const std::vector<float>& v) {
 }
 
 }  // namespace
-
-double parse_price(const std::string& text) {
-  std::string digits;
-  bool seen_digit = false, seen_dot = false;
-  for (char c : text) {
-    if (c >= '0' && c <= '9') {
-      digits += c;
-      seen_digit = true;
-    } else if (c == ',' && seen_digit) {
-      continue;
-    } else if (c == '.' && seen_digit && !seen_dot) {
-      digits += c;
-      seen_dot = true;
-    } else if (seen_digit) {
-      break;
-    }
-  }
-  if (!seen_digit) return std::numeric_limits<double>::quiet_NaN();
-  return std::stod(digits);
-}
 
 ModelPricer::ModelPricer(const ModelPricerOptions& opt) : opt_(opt) {
   require(!opt.model.empty(), "model pricer: no model given");
@@ -173,9 +155,9 @@ void ModelPricer::generate(const std::vector<int32_t>& prompt, PricePrediction& 
     if (number_complete(p.text) || step + 1 == opt_.greedy_max_tokens) break;
     lg = model_->decode(cache, next, *be_);
   }
-  p.price = parse_price(p.text);
-  p.parsed = !std::isnan(p.price);
-  if (!p.parsed) p.price = p.dist.expected;
+  const std::optional<double> price = price_in_text(p.text);
+  p.parsed = price.has_value();
+  p.price = price.value_or(p.dist.expected);
 }
 
 std::vector<PricePrediction> ModelPricer::predict(const std::vector<std::string>& prompts, PriceMode mode) {

@@ -80,7 +80,4 @@ class ModelPricer {
   std::string comparables_path_;
 };
 
-// Parses the first number of a completion ("123.00", "1,299", " $45"); NaN when none.
-double parse_price(const std::string& text);
-
 }  // namespace pricer
