@@ -191,3 +191,35 @@ TEST_F(AtomicFileTest, ReadFileLimitAppliesToStreams) {
   ::kill(child, SIGKILL);
   ::waitpid(child, nullptr, 0);
 }
+
+// A directory is replaced as one unit: after the swap it holds only the new files; a writer that
+// throws leaves the old version whole; no staging directory stays behind either way.
+TEST_F(AtomicFileTest, DirectoryIsReplacedAsOneUnit) {
+  const fs::path out = dir_ / "last";
+  pricer::replace_directory_atomic(out, [](const fs::path& staging) {
+    pricer::write_file_atomic(staging / "a.bin", "old a");
+    pricer::write_file_atomic(staging / "b.bin", "old b");
+  });
+  EXPECT_EQ(slurp(out / "a.bin"), "old a");
+  pricer::replace_directory_atomic(out, [](const fs::path& staging) {
+    pricer::write_file_atomic(staging / "a.bin", "new a");
+  });
+  EXPECT_EQ(slurp(out / "a.bin"), "new a");
+  EXPECT_FALSE(fs::exists(out / "b.bin")) << "nothing of the old version survives";
+  EXPECT_THROW(pricer::replace_directory_atomic(out,
+                                                [](const fs::path& staging) {
+                                                  pricer::write_file_atomic(staging / "a.bin", "half");
+                                                  throw std::runtime_error("writer died");
+                                                }),
+               std::runtime_error);
+  EXPECT_EQ(slurp(out / "a.bin"), "new a");
+  EXPECT_EQ(entries(), 1u) << "no staging directory left";
+
+  // What killed writers leave (".<name>.tmp.<pid>.<n>") is removed; everything else stays.
+  fs::create_directories(dir_ / ".best.tmp.99.0");
+  std::ofstream(dir_ / ".x.json.tmp.99.3") << "partial";
+  std::ofstream(dir_ / "keep.tmp") << "mine";
+  pricer::remove_stale_temporaries(dir_);
+  EXPECT_EQ(entries(), 2u);
+  EXPECT_TRUE(fs::exists(dir_ / "keep.tmp"));
+}

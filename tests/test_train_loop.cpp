@@ -4,12 +4,19 @@
 // length-grouped batches.
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdlib>
+#include <fstream>
 #include <numbers>
 #include <set>
 
 #include "cli/train_options.h"
+#include "core/atomic_file.h"
+#include "core/dir_lock.h"
+#include "core/threads.h"
 #include "monitor/run_db.h"
 #include "predict/price_distribution.h"
 #include "train/adapter_io.h"
@@ -263,6 +270,106 @@ TEST_F(TrainLoop, CheckpointIsAtomicAndResumeIsBitwise) {
   EXPECT_NE(testing::internal::GetCapturedStderr().find("resuming from"), std::string::npos);
   EXPECT_EQ(s.steps, 8);
   EXPECT_EQ(adapter_tensors(resumed), adapter_tensors(ref));
+}
+
+// Fault injection: a run killed at each fsync and rename of its checkpoint and adapter writes (as
+// kill -9 would: no destructor runs) resumes to the same adapters, byte for byte, as a run never
+// killed, and leaves no temporary file behind. Every run happens in a child process, on one
+// thread: a process that never started a thread pool forks safely.
+TEST_F(TrainLoop, KilledAtAnyFsyncOrRenameResumesToTheSameAdapters) {
+  set_threads(1);
+  const auto data = examples(0, 10), val = examples(100, 4);
+  const TrainHooks hooks = adapter_output_hooks("tiny");
+  auto config_for = [&](const std::string& out) {
+    TrainConfig c = config(out);
+    c.epochs = 2;
+    c.batch_size = 3;
+    c.micro_batch = 3;
+    c.save_every = 2;
+    c.eval_every = 3;
+    return c;
+  };
+  // Runs training in a child; kill_at > 0 ends it at that fsync/rename. Returns the events seen.
+  // resume: continue from the checkpoint; else start over (replacing what a run killed before its
+  // first checkpoint wrote, as --overwrite does).
+  auto child = [&](const std::string& out, bool resume, long kill_at) -> long {
+    const fs::path events = dir_ / (out + ".events");
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      ::alarm(120);
+      long n = 0;
+      set_durability_hook([&](std::string_view, const fs::path&) {
+        if (++n == kill_at) ::_exit(9);
+      });
+      try {
+        TrainConfig c = config_for(out);
+        c.resume = resume;
+        c.overwrite = !resume;
+        const DirectoryLock lock = prepare_output_dir(c);
+        LlamaModel m = lora_model(3);
+        train(c, m, data, val, hooks);
+      } catch (const std::exception& e) {
+        std::ofstream(dir_ / (out + ".error")) << e.what();
+        ::_exit(3);
+      }
+      std::ofstream(events) << n;
+      ::_exit(0);
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status)) << out;
+    if (kill_at > 0) {
+      EXPECT_EQ(WEXITSTATUS(status), 9) << out << ": not killed at event " << kill_at;
+      return 0;
+    }
+    EXPECT_EQ(WEXITSTATUS(status), 0) << out << ": " << slurp(dir_ / (out + ".error"));
+    long n = 0;
+    std::ifstream(events) >> n;
+    return n;
+  };
+  auto files_of = [](const fs::path& dir) {
+    std::map<std::string, std::string> out;
+    for (const char* sub : {"best", "last"})
+      for (const auto& e : fs::directory_iterator(dir / sub))
+        out[std::string(sub) + "/" + e.path().filename().string()] = slurp(e.path());
+    return out;
+  };
+  const long events = child("ref", false, 0);
+  ASSERT_GT(events, 20) << "checkpoints and two adapter directories: many fsyncs and renames";
+  const auto want = files_of(dir_ / "ref");
+  ASSERT_EQ(want.size(), 6u);  // PEFT (config + weights) and GGUF, in best/ and last/
+  for (long k = 1; k <= events; ++k) {
+    const std::string out = "killed-" + std::to_string(k);
+    child(out, false, k);
+    const bool started = fs::exists(fs::path(dir_ / out) / "checkpoint.bin");
+    if (started) child(out, true, 0);
+    else child(out, false, 0);
+    EXPECT_EQ(files_of(dir_ / out), want) << "killed at event " << k << " of " << events;
+    for (const auto& e : fs::directory_iterator(dir_ / out))
+      EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos) << e.path();
+    fs::remove_all(dir_ / out);
+  }
+}
+
+// One run per output directory: a second is refused while the first holds it, naming its pid.
+TEST_F(TrainLoop, AnOutputDirectoryHoldsOneRunAtATime) {
+  const TrainConfig c = config("locked");
+  const DirectoryLock held = prepare_output_dir(c);
+  try {
+    prepare_output_dir(c);
+    ADD_FAILURE() << "a second run into a locked directory";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("in use by another run (pid " + std::to_string(::getpid()) + ")"),
+              std::string::npos) << e.what();
+  }
+  // Stale temporaries of a killed writer go at the next start; other files stay.
+  fs::create_directories(fs::path(dir_ / "free") / ".best.tmp.123.0");
+  std::ofstream(fs::path(dir_ / "free") / ".checkpoint.bin.tmp.123.1") << "x";
+  std::ofstream(fs::path(dir_ / "free") / "notes.txt") << "mine";
+  const DirectoryLock other = prepare_output_dir(config("free"));
+  EXPECT_FALSE(fs::exists(fs::path(dir_ / "free") / ".best.tmp.123.0"));
+  EXPECT_FALSE(fs::exists(fs::path(dir_ / "free") / ".checkpoint.bin.tmp.123.1"));
+  EXPECT_TRUE(fs::exists(fs::path(dir_ / "free") / "notes.txt"));
 }
 
 // --ema: training itself is unchanged, the saved model is the moving average of the weights (as a

@@ -63,7 +63,7 @@ int run_pretrain(const TrainConfig& cfg, const PretrainShape& sh, bool quiet) {
   c.progress = !quiet;
   c.dataset = sh.corpus.front();
   c.validate();
-  prepare_output_dir(c);
+  const DirectoryLock out_lock = prepare_output_dir(c);
   fs::create_directories(c.out_dir);
   const auto texts = read_corpus(sh.corpus, sh.max_texts, sh.with_completions);
   require(texts.size() >= 2, "pretrain: the corpus holds fewer than 2 texts");
@@ -125,11 +125,17 @@ int run_pretrain(const TrainConfig& cfg, const PretrainShape& sh, bool quiet) {
   const TrainHooks hooks = full_model_output_hooks(*tok, mc, "pricer-pretrained");
   const TrainSummary s = run_training(c, model, *tok, chunks, val, true, hooks, command_line());
   const fs::path final_model = fs::path(c.out_dir) / "model.gguf";
+  if (s.interrupted) {
+    // The checkpoint holds the run; a model.gguf now would pass for a finished base.
+    std::printf("run %lld: interrupted at step %lld of its schedule (train loss %.4f): continue it with --resume\n",
+                static_cast<long long>(s.run_id), static_cast<long long>(s.steps), s.last_train_loss);
+    return 130;
+  }
   hooks.save_output(model, c.out_dir);
-  std::printf("run %lld: %lld steps, train loss %.4f, eval loss %.4f -> %.4f%s\nmodel: %s (tokenizer embedded; also %s)\n",
+  std::printf("run %lld: %lld steps, train loss %.4f, eval loss %.4f -> %.4f\nmodel: %s (tokenizer embedded; also %s)\n",
               static_cast<long long>(s.run_id), static_cast<long long>(s.steps), s.last_train_loss, s.first_eval_loss,
-              s.last_eval_loss, s.interrupted ? " (interrupted)" : "", final_model.c_str(), tok_path.c_str());
-  return s.interrupted ? 130 : 0;
+              s.last_eval_loss, final_model.c_str(), tok_path.c_str());
+  return 0;
 }
 
 Registrar reg{"pretrain", "Train a BPE tokenizer and a small Llama model from scratch on a text corpus", [](CLI::App& sub) {

@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <stdio.h>
+
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -14,6 +16,15 @@ namespace pricer {
 namespace {
 
 std::string errno_text(int err) { return std::strerror(err); }
+
+std::function<void(std::string_view, const std::filesystem::path&)>& durability_hook() {
+  static std::function<void(std::string_view, const std::filesystem::path&)> hook;
+  return hook;
+}
+
+void before(std::string_view event, const std::filesystem::path& path) {
+  if (durability_hook()) durability_hook()(event, path);
+}
 
 [[noreturn]] void fail(const std::filesystem::path& path, const char* what, int err) {
   throw Error("cannot " + std::string(what) + " " + path.string() + ": " + errno_text(err));
@@ -49,7 +60,74 @@ void write_all(int fd, const char* data, std::size_t size, const std::filesystem
   }
 }
 
+// fsync of a file or directory by path.
+void sync_path(const std::filesystem::path& path) {
+  before("fsync", path);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail(path, "open to sync", errno);
+  int rc = ::fsync(fd);
+  int err = errno;
+  ::close(fd);
+  // Some file systems cannot sync directories (EINVAL); the rename is then as durable as it gets.
+  if (rc != 0 && err != EINVAL) fail(path, "sync", err);
+}
+
+bool is_temporary_name(const std::string& name) {
+  return name.size() > 1 && name[0] == '.' && name.find(".tmp.") != std::string::npos;
+}
+
 }  // namespace
+
+void set_durability_hook(std::function<void(std::string_view, const std::filesystem::path&)> hook) {
+  durability_hook() = std::move(hook);
+}
+
+void replace_directory_atomic(const std::filesystem::path& dir,
+                              const std::function<void(const std::filesystem::path&)>& fill) {
+  namespace fs = std::filesystem;
+  require(!dir.filename().empty(), "cannot write '" + dir.string() + "': not a directory name");
+  fs::path staging;
+  for (int attempt = 0;; ++attempt) {
+    staging = temp_name(dir);
+    if (::mkdir(staging.c_str(), 0777) == 0) break;
+    if (errno != EEXIST || attempt == 100) fail(dir, "create a staging directory for", errno);
+  }
+  try {
+    fill(staging);
+    for (const auto& e : fs::recursive_directory_iterator(staging))
+      if (e.is_regular_file()) sync_path(e.path());
+    sync_path(staging);
+    before("rename", dir);
+    if (fs::exists(dir)) {
+      // One rename swaps the two names: no moment without a complete `dir`.
+      if (::renameat2(AT_FDCWD, staging.c_str(), AT_FDCWD, dir.c_str(), RENAME_EXCHANGE) != 0) {
+        if (errno != EINVAL && errno != ENOSYS) fail(dir, "replace", errno);
+        // A file system without the exchange: the old version steps aside first; a crash between
+        // the two renames leaves it under the staging name, complete, where the next start cleans.
+        const fs::path old = temp_name(dir);
+        if (::rename(dir.c_str(), old.c_str()) != 0) fail(dir, "move aside", errno);
+        if (::rename(staging.c_str(), dir.c_str()) != 0) fail(dir, "replace", errno);
+        staging = old;
+      }
+    } else if (::rename(staging.c_str(), dir.c_str()) != 0) {
+      fail(dir, "create", errno);
+    }
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(staging, ec);
+    throw;
+  }
+  sync_path(directory_of(dir));
+  std::error_code ec;
+  fs::remove_all(staging, ec);  // after an exchange: the previous version
+}
+
+void remove_stale_temporaries(const std::filesystem::path& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+    if (is_temporary_name(it->path().filename().string())) fs::remove_all(it->path(), ec);
+}
 
 AtomicFile::AtomicFile(std::filesystem::path target) : target_(std::move(target)) {
   require(!target_.empty() && !target_.filename().empty(),
@@ -105,22 +183,17 @@ void AtomicFile::write(std::string_view data) {
 void AtomicFile::commit() {
   require(fd_ >= 0, "cannot write " + target_.string() + ": file already committed");
   flush_buffer();
+  before("fsync", temp_);
   if (::fsync(fd_) != 0) fail(target_, "flush", errno);
   int fd = fd_;
   fd_ = -1;
   if (::close(fd) != 0) fail(target_, "close", errno);
+  before("rename", target_);
   if (::rename(temp_.c_str(), target_.c_str()) != 0) fail(target_, "replace", errno);
   committed_ = true;
   temp_.clear();
   // Without this the rename may be lost on power failure even though the data was synced.
-  auto dir = directory_of(target_);
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) fail(dir, "open directory to sync", errno);
-  int rc = ::fsync(dfd);
-  int err = errno;
-  ::close(dfd);
-  // Some file systems cannot sync directories (EINVAL); the rename is then as durable as it gets.
-  if (rc != 0 && err != EINVAL) fail(dir, "sync directory", err);
+  sync_path(directory_of(target_));
 }
 
 void write_file_atomic(const std::filesystem::path& path, std::string_view data) {

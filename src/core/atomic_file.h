@@ -44,6 +44,20 @@ void write_file_atomic(const std::filesystem::path& path, std::string_view data)
 void write_file_atomic(const std::filesystem::path& path,
                        const std::function<void(AtomicFile&)>& fill);
 
+// Replaces the directory `dir` with what `fill` writes into an empty staging directory beside it
+// (synced, then swapped in with one rename), so `dir` always holds one complete version: an
+// adapter's PEFT and GGUF files from the same step. If `fill` throws, `dir` is untouched.
+void replace_directory_atomic(const std::filesystem::path& dir,
+                              const std::function<void(const std::filesystem::path& staging)>& fill);
+
+// Removes the temporary files and staging directories that killed writers left in `dir` (names
+// ".<target>.tmp.<pid>.<n>"). Call it only while no other process writes there.
+void remove_stale_temporaries(const std::filesystem::path& dir);
+
+// Test seam for fault injection: called before every fsync and rename these functions make, with
+// the event ("fsync", "rename") and the path. A hook may end the process there, as a crash would.
+void set_durability_hook(std::function<void(std::string_view event, const std::filesystem::path&)> hook);
+
 // Reads a whole file, refusing files larger than max_bytes (checked before allocating, and again
 // while reading for files whose size is not known up front, such as pipes).
 std::string read_file(const std::filesystem::path& path, std::size_t max_bytes);

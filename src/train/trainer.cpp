@@ -150,22 +150,25 @@ void TrainConfig::validate() const {
           "eval_every, save_every, eval_items and early_stopping cannot be negative");
 }
 
-void prepare_output_dir(const TrainConfig& cfg) {
+DirectoryLock prepare_output_dir(const TrainConfig& cfg) {
   const fs::path out(cfg.out_dir);
   require(!fs::exists(out) || fs::is_directory(out), cfg.out_dir + ": exists and is not a directory (--out)");
   require(!(cfg.resume && cfg.overwrite), "--resume and --overwrite contradict each other: continue the run or replace it");
+  DirectoryLock lock(out, "--out");
+  remove_stale_temporaries(out);
   const bool has_checkpoint = fs::exists(out / "checkpoint.bin");
   if (cfg.resume) {
     require(has_checkpoint, cfg.out_dir + ": no checkpoint.bin to resume from (drop --resume to start a run)");
-    return;
+    return lock;
   }
   std::vector<fs::path> previous;
   for (const char* name : {"checkpoint.bin", "best", "last"})
     if (fs::exists(out / name)) previous.push_back(out / name);
-  if (previous.empty()) return;
+  if (previous.empty()) return lock;
   require(cfg.overwrite, cfg.out_dir + " holds a run already (" + previous.front().filename().string() +
                              "): continue it with --resume, or replace it with --overwrite");
   for (const auto& p : previous) fs::remove_all(p);
+  return lock;
 }
 
 float scheduled_lr(const TrainConfig& cfg, int64_t step, int64_t total) {
@@ -457,6 +460,11 @@ std::string lr_text(float lr) {
 // Non-finite steps in a row after which a run is stopped as diverged (one can be a bad batch).
 constexpr int64_t kMaxNonFiniteSteps = 5;
 
+// best/ and last/ are replaced as one unit: their PEFT and GGUF files always come from one step.
+void save_output_atomic(const TrainHooks& hooks, const LlamaModel& model, const std::string& dir) {
+  replace_directory_atomic(dir, [&](const fs::path& staging) { hooks.save_output(model, staging.string()); });
+}
+
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
@@ -580,7 +588,7 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
       st.evals_without_improvement = 0;
       if (hooks.save_output) {
         const std::string dir = (fs::path(cfg.out_dir) / "best").string();
-        averaged([&] { hooks.save_output(model, dir); });
+        averaged([&] { save_output_atomic(hooks, model, dir); });
         rec.add_artifact("best", dir, st.step);
       }
     } else if (!final_eval) {
@@ -729,7 +737,7 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
   run_eval(true);
   if (hooks.save_output) {
     const std::string dir = (fs::path(cfg.out_dir) / "last").string();
-    averaged([&] { hooks.save_output(model, dir); });
+    averaged([&] { save_output_atomic(hooks, model, dir); });
     rec.add_artifact("last", dir, st.step);
   }
   LoopState done = st;

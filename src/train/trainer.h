@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/dir_lock.h"
 #include "kernels/backend.h"
 #include "model/llama.h"
 #include "tokenizer/tokenizer.h"
@@ -151,8 +152,10 @@ TrainHooks full_model_output_hooks(const Tokenizer& tok, const ModelConfig& conf
 // Makes out_dir ready for a run, before any data is read or computed: a run already there
 // (checkpoint.bin, best/ or last/) is continued only with cfg.resume and replaced only with
 // cfg.overwrite (its files removed first, so nothing stale survives); otherwise it is an error
-// naming both flags. --resume without a checkpoint is an error too.
-void prepare_output_dir(const TrainConfig& cfg);
+// naming both flags. --resume without a checkpoint is an error too. The directory stays locked
+// for this process while the returned lock lives (a second run into it is refused, naming the
+// pid), and what killed writers left there (temporary files, staging directories) is removed.
+DirectoryLock prepare_output_dir(const TrainConfig& cfg);
 
 // Runs (or resumes) training. mode_full: every parameter is trained (pretraining, or full
 // fine-tuning when cfg.full; the model must be in full-training mode), else the adapters.
