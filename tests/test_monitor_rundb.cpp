@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "monitor/recorder.h"
 #include "monitor/run_db.h"
 
 namespace fs = std::filesystem;
@@ -336,7 +337,7 @@ TEST_F(RunDbTest, MigratesVersionOneFiles) {
     INSERT INTO metrics VALUES (1, 2, 'train/loss', 2.0);
   )sql");
   RunDb db(db_path_);
-  EXPECT_EQ(db.schema_version(), 2);
+  EXPECT_EQ(db.schema_version(), RunDb::kSchemaVersion);
   auto old = db.get_run(1);
   EXPECT_EQ(old.name, "old-run");
   EXPECT_EQ(old.status, RunStatus::finished);
@@ -356,6 +357,10 @@ TEST_F(RunDbTest, MigratesVersionOneFiles) {
   db.log_metrics(1, 2, {{"train/loss", 1.0}}, 40.0);
   EXPECT_EQ(db.metric_series(1, "train/loss").size(), 2u);
   EXPECT_EQ(db.artifacts(id).size(), 1u);
+  // Version 3's process and heartbeat: unknown for the old run, recorded for the new one.
+  EXPECT_FALSE(db.get_run(1).pid);
+  EXPECT_EQ(db.get_run(id).pid, ::getpid());
+  EXPECT_EQ(db.get_run(1).heartbeat, 40.0) << "a metrics write beats the heartbeat";
 }
 
 TEST_F(RunDbTest, RefusesFilesThatAreNotRunDatabases) {
@@ -410,4 +415,90 @@ TEST_F(RunDbTest, CorruptedDatabaseIsReported) {
   });
   EXPECT_NE(msg.find(db_path_.string()), std::string::npos) << msg;
   EXPECT_NE(msg.find("malformed"), std::string::npos) << msg;
+}
+
+// A run marked running whose process is gone shows as crashed; one whose heartbeat stopped long
+// ago as stale; a live one as running.
+TEST_F(RunDbTest, RunsWhoseProcessDiedShowAsCrashed) {
+  const pid_t child = ::fork();
+  if (child == 0) {
+    try {
+      RunDb db(db_path_);
+      const auto id = db.create_run(sample_run("killed"), 100.0);
+      db.log_metrics(id, 1, {{"train/loss", 2.0}}, 160.0);
+    } catch (...) {
+      ::_exit(1);
+    }
+    ::_exit(0);  // no status written: as kill -9 leaves it
+  }
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  RunDb db(db_path_);
+  const auto mine = db.create_run(sample_run("alive"), 1000.0);
+  const RunInfo dead = db.get_run(1);
+  EXPECT_EQ(dead.status, RunStatus::running);
+  EXPECT_EQ(dead.pid, child);
+  EXPECT_EQ(liveness(dead, 200.0), RunLiveness::crashed);
+  EXPECT_EQ(shown_status(dead, 200.0), "crashed");
+  EXPECT_EQ(shown_status(db.get_run(mine), 1001.0), "running");
+  RunInfo elsewhere = db.get_run(mine);
+  elsewhere.host = "another-machine";
+  EXPECT_EQ(liveness(elsewhere, 1000.0 + kStaleAfterSeconds + 1), RunLiveness::stale);
+  EXPECT_EQ(liveness(elsewhere, 1000.0 + kStaleAfterSeconds - 1), RunLiveness::alive);
+  db.set_status(mine, RunStatus::finished, "", 1002.0);
+  EXPECT_EQ(shown_status(db.get_run(mine), 99999.0), "finished");
+}
+
+// Monitoring never stops the run: while another process holds the database's write lock the
+// recorder keeps its writes, warns once, and lands them all once the lock is free.
+TEST_F(RunDbTest, ALockedDatabaseDelaysRecordsButNeverStopsTheRun) {
+  RecorderOptions o;
+  o.db_path = db_path_;
+  o.log_dir = dir_ / "logs";
+  o.busy_timeout_ms = 50;
+  o.retry_every_s = 0;
+  RunRecorder rec(sample_run("busy"), o);
+  sqlite3* other = nullptr;
+  ASSERT_EQ(sqlite3_open(db_path_.c_str(), &other), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(other, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK);
+  testing::internal::CaptureStderr();
+  EXPECT_NO_THROW(rec.log_metrics(1, {{"train/loss", 3.0}}));
+  EXPECT_NO_THROW(rec.log_metrics(2, {{"train/loss", 2.0}}));
+  EXPECT_NO_THROW(rec.add_artifact("last", dir_ / "last", 2));
+  const std::string warned = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(rec.pending_writes(), 3u);
+  EXPECT_NE(warned.find("the run goes on"), std::string::npos) << warned;
+  EXPECT_EQ(warned.find("warning", warned.find("warning") + 1), std::string::npos) << "warned once: " << warned;
+  ASSERT_EQ(sqlite3_exec(other, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(other);
+  testing::internal::CaptureStderr();
+  rec.log_metrics(3, {{"train/loss", 1.0}});
+  EXPECT_NE(testing::internal::GetCapturedStderr().find("nothing lost"), std::string::npos);
+  EXPECT_EQ(rec.pending_writes(), 0u);
+  rec.finish();
+  RunDb db(db_path_);
+  EXPECT_EQ(db.metric_series(rec.id(), "train/loss").size(), 3u);
+  EXPECT_EQ(db.artifacts(rec.id()).size(), 1u);
+  EXPECT_EQ(db.get_run(rec.id()).status, RunStatus::finished);
+  // The JSON-lines log had every step all along.
+  std::ifstream log(dir_ / "logs" / "metrics.jsonl");
+  int lines = 0;
+  for (std::string l; std::getline(log, l);) ++lines;
+  EXPECT_EQ(lines, 3);
+}
+
+// Without a database (--no-record): the logs only, and no database file appears.
+TEST_F(RunDbTest, RecorderWithoutDatabaseWritesLogsOnly) {
+  RecorderOptions o;
+  o.database = false;
+  o.db_path = db_path_;
+  o.log_dir = dir_ / "logs";
+  RunRecorder rec(sample_run("quiet"), o);
+  rec.log_metrics(1, {{"train/loss", 3.0}});
+  rec.add_artifact("last", dir_ / "last", 1);
+  rec.finish();
+  EXPECT_EQ(rec.id(), 0);
+  EXPECT_FALSE(fs::exists(db_path_));
+  EXPECT_TRUE(fs::exists(dir_ / "logs" / "metrics.jsonl"));
 }

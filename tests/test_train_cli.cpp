@@ -4,6 +4,8 @@
 // save a checkpoint and exit cleanly; --init-adapter, the YAML config and the memory check.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <chrono>
 #include <cstdlib>
 #include <set>
@@ -256,6 +258,14 @@ TEST_F(TrainCli, ARunIsNeverReplacedWithoutOverwriteAndResumeNeedsACheckpoint) {
   resume.push_back("--resume");
   EXPECT_NE(run_pricer(train_args("empty", resume), dir_.path() / "empty", &out, &err), 0);
   EXPECT_NE(err.find("no checkpoint.bin to resume from"), std::string::npos) << err;
+  // --no-record: the run stays out of the database; its metrics are in <out>/logs.
+  std::vector<std::string> quiet = train_args("unrecorded", once);
+  quiet.push_back("--no-record");
+  quiet[std::find(quiet.begin(), quiet.end(), "--runs-db") - quiet.begin() + 1] = dir_ / "other.db";
+  ASSERT_EQ(run_pricer(quiet, dir_.path() / "unrecorded", &out, &err), 0) << err;
+  EXPECT_FALSE(fs::exists(dir_ / "other.db"));
+  EXPECT_TRUE(fs::exists(dir_ / "unrecorded/logs/metrics.jsonl"));
+  EXPECT_TRUE(fs::exists(dir_ / "unrecorded/last/adapter.gguf"));
 }
 
 TEST_F(TrainCli, ComparablesTravelWithTheModelAndPredictionAddsThemOrRefuses) {

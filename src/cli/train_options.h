@@ -85,6 +85,8 @@ inline void add_loop_options(TrainOptionSet& s) {
   s.add("--seed", &TrainConfig::seed, "Seed for data order, adapters and dropout");
   s.add("--run-name", &TrainConfig::run_name, "Name in the run database");
   s.add("--runs-db", &TrainConfig::runs_db, "Run database (default runs/pricer.db or $PRICER_RUNS_DB)");
+  s.add_flag("--no-record", &TrainConfig::no_record,
+             "Keep the run out of the run database (metrics still go to <out>/logs as JSON lines and TensorBoard)");
 }
 
 }  // namespace pricer::cli

@@ -1,7 +1,10 @@
 #include "monitor/run_db.h"
 
+#include <signal.h>
 #include <sqlite3.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cmath>
 #include <limits>
 
@@ -100,6 +103,9 @@ class RunDb::Statement {
     return is_null(col) ? std::numeric_limits<double>::quiet_NaN()
                         : sqlite3_column_double(stmt_, col);
   }
+  std::optional<std::int64_t> opt_int64(int col) {
+    return is_null(col) ? std::nullopt : std::optional<std::int64_t>(int64(col));
+  }
   std::optional<double> opt_real(int col) {
     return is_null(col) ? std::nullopt : std::optional<double>(sqlite3_column_double(stmt_, col));
   }
@@ -172,12 +178,18 @@ CREATE TABLE artifacts (
   step INTEGER);
 CREATE INDEX artifacts_by_run ON artifacts(run_id);
 )sql",
+    R"sql(
+ALTER TABLE runs ADD COLUMN host TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN pid INTEGER;
+ALTER TABLE runs ADD COLUMN heartbeat REAL;
+)sql",
 };
 static_assert(std::size(kMigrations) == RunDb::kSchemaVersion);
 
 constexpr const char* kRunColumns =
     "id, name, kind, sweep_id, status, message, started, ended, command_line, base_model, "
-    "dataset, output_dir, log_dir";
+    "dataset, output_dir, log_dir, host, pid, heartbeat";
+constexpr int kRunColumnCount = 16;
 
 // BEGIN IMMEDIATE takes the write lock up front: a deferred transaction that upgrades from read to
 // write can fail with SQLITE_BUSY without waiting, which parallel trials would hit.
@@ -253,6 +265,30 @@ void RunDb::fail(const std::string& what, int rc) {
   throw Error("run database " + path_.string() + ": " + what + ": " + detail);
 }
 
+void RunDb::set_busy_timeout(int ms) { sqlite3_busy_timeout(db_, ms); }
+
+std::string this_host() {
+  char name[256] = {};
+  return ::gethostname(name, sizeof name - 1) == 0 ? std::string(name) : std::string();
+}
+
+RunLiveness liveness(const RunInfo& run, double now) {
+  if (run.status != RunStatus::running) return RunLiveness::ended;
+  if (run.pid && !run.host.empty() && run.host == this_host() && ::kill(static_cast<pid_t>(*run.pid), 0) != 0 &&
+      errno == ESRCH)
+    return RunLiveness::crashed;
+  const double last = run.heartbeat.value_or(run.started);
+  return now - last > kStaleAfterSeconds ? RunLiveness::stale : RunLiveness::alive;
+}
+
+std::string_view shown_status(const RunInfo& run, double now) {
+  switch (liveness(run, now)) {
+    case RunLiveness::crashed: return "crashed";
+    case RunLiveness::stale: return "stale";
+    default: return to_string(run.status);
+  }
+}
+
 void RunDb::exec(const char* sql, const char* what) {
   int rc = sqlite3_exec(db_, sql, nullptr, nullptr, nullptr);
   if (rc != SQLITE_OK) fail(what, rc);
@@ -314,11 +350,13 @@ void RunDb::migrate() {
 std::int64_t RunDb::create_run(const NewRun& run, double started) {
   auto& q = prepare(
       "INSERT INTO runs (name, kind, sweep_id, status, started, command_line, base_model, "
-      "dataset, output_dir, log_dir) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)");
+      "dataset, output_dir, log_dir, host, pid, heartbeat) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   q.bind(1, std::string_view(run.name)).bind(2, to_string(run.kind)).bind(3, run.sweep_id);
   q.bind(4, started).bind(5, std::string_view(run.command_line));
   q.bind(6, std::string_view(run.base_model)).bind(7, std::string_view(run.dataset));
   q.bind(8, std::string_view(run.output_dir)).bind(9, std::string_view(run.log_dir));
+  const std::string host = this_host();
+  q.bind(10, std::string_view(host)).bind(11, static_cast<std::int64_t>(::getpid())).bind(12, started);
   q.run("cannot create run");
   return sqlite3_last_insert_rowid(db_);
 }
@@ -374,6 +412,8 @@ void RunDb::log_metrics(std::int64_t run, std::int64_t step,
     q.reset().bind(1, run).bind(2, step).bind(3, std::string_view(name)).bind(4, value);
     q.bind(5, wall_time).run("cannot store metrics");
   }
+  auto& beat = prepare("UPDATE runs SET heartbeat = ? WHERE id = ?");
+  beat.bind(1, wall_time).bind(2, run).run("cannot record the heartbeat");
   tx.commit();
 }
 
@@ -385,7 +425,7 @@ void RunDb::add_artifact(std::int64_t run, const Artifact& artifact) {
 
 namespace {
 
-// Reads the kRunColumns (columns 0 to 12) of the current row.
+// Reads the kRunColumns (columns 0 to kRunColumnCount - 1) of the current row.
 RunInfo read_run(RunDb::Statement& q, const std::filesystem::path& path) {
   RunInfo r;
   r.id = q.int64(0);
@@ -406,6 +446,9 @@ RunInfo read_run(RunDb::Statement& q, const std::filesystem::path& path) {
   r.dataset = q.text(10);
   r.output_dir = q.text(11);
   r.log_dir = q.text(12);
+  r.host = q.text(13);
+  r.pid = q.opt_int64(14);
+  r.heartbeat = q.opt_real(15);
   return r;
 }
 
@@ -436,9 +479,10 @@ std::vector<RunSummary> RunDb::summarize_runs() {
   while (q.step("cannot summarize runs")) {
     RunSummary s;
     s.run = read_run(q, path_);
-    if (!q.is_null(13)) s.last_step = q.int64(13);
-    s.last_loss = q.opt_real(14);
-    s.best_loss = q.opt_real(15) ? q.opt_real(15) : q.opt_real(16);
+    // The summary columns follow the run's kRunColumnCount.
+    if (!q.is_null(kRunColumnCount)) s.last_step = q.int64(kRunColumnCount);
+    s.last_loss = q.opt_real(kRunColumnCount + 1);
+    s.best_loss = q.opt_real(kRunColumnCount + 2) ? q.opt_real(kRunColumnCount + 2) : q.opt_real(kRunColumnCount + 3);
     out.push_back(std::move(s));
   }
   return out;

@@ -57,7 +57,19 @@ struct RunInfo {
   std::string dataset;
   std::string output_dir;
   std::string log_dir;
+  std::string host;                  // machine the run was started on
+  std::optional<std::int64_t> pid;   // its process there
+  std::optional<double> heartbeat;   // Unix seconds of its last metrics write
 };
+
+// A run marked running whose process is gone (same host, no such pid) has crashed (kill -9,
+// power loss); one silent for kStaleAfterSeconds may have (another host, or a hang).
+enum class RunLiveness { ended, alive, stale, crashed };
+inline constexpr double kStaleAfterSeconds = 15 * 60;
+RunLiveness liveness(const RunInfo& run, double now);
+// The status to show: "crashed" or "stale" for such runs, else the recorded one.
+std::string_view shown_status(const RunInfo& run, double now);
+std::string this_host();
 
 struct MetricPoint {
   std::int64_t step = 0;
@@ -81,7 +93,7 @@ struct RunSummary {
 
 class RunDb {
  public:
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   enum class Mode { create, existing };
   // `existing` refuses to create a missing file (for read-mostly tools such as `pricer runs`).
@@ -92,6 +104,8 @@ class RunDb {
   RunDb& operator=(const RunDb&) = delete;
 
   const std::filesystem::path& path() const { return path_; }
+  // How long a write waits for another process's lock before it fails.
+  void set_busy_timeout(int ms);
   int schema_version();
 
   std::int64_t create_run(const NewRun& run, double started);

@@ -32,8 +32,11 @@ std::string local_time(double unix_seconds) {
   return buf;
 }
 
+// A run that died without a word lasted until its last heartbeat.
 double run_duration(const RunInfo& r, double now) {
-  return (r.ended ? *r.ended : (r.status == RunStatus::running ? now : NAN)) - r.started;
+  if (r.ended) return *r.ended - r.started;
+  if (r.status != RunStatus::running) return NAN;
+  return (liveness(r, now) == RunLiveness::alive ? now : r.heartbeat.value_or(r.started)) - r.started;
 }
 
 // Column widths count code points, not bytes, so names with accents stay aligned.
@@ -105,7 +108,7 @@ std::string format_run_table(const std::vector<RunSummary>& runs, double now) {
       {"ID", "NAME", "KIND", "STATUS", "STEPS", "LAST LOSS", "BEST LOSS", "DURATION", "STARTED"}};
   for (const auto& s : runs) {
     rows.push_back({std::to_string(s.run.id), clip(s.run.name, 40),
-                    std::string(to_string(s.run.kind)), std::string(to_string(s.run.status)),
+                    std::string(to_string(s.run.kind)), std::string(shown_status(s.run, now)),
                     s.last_step ? std::to_string(*s.last_step) : "-", number(s.last_loss),
                     number(s.best_loss), format_duration(run_duration(s.run, now)),
                     local_time(s.run.started)});
@@ -131,13 +134,19 @@ std::string format_run_table(const std::vector<RunSummary>& runs, double now) {
 std::string format_run_details(RunDb& db, std::int64_t id, double now) {
   RunInfo r = db.get_run(id);
   std::string out = "run " + std::to_string(r.id) + ": " + r.name + " (" +
-                    std::string(to_string(r.kind)) + ", " + std::string(to_string(r.status)) +
+                    std::string(to_string(r.kind)) + ", " + std::string(shown_status(r, now)) +
                     ")\n";
   auto field = [&](const std::string& label, const std::string& value) {
     if (!value.empty()) out += "  " + pad(label, 12) + value + "\n";
   };
   field("started", local_time(r.started));
   if (r.ended) field("ended", local_time(*r.ended));
+  if (liveness(r, now) == RunLiveness::crashed)
+    field("crashed", "marked running, but its process (pid " + std::to_string(*r.pid) + " on " + r.host +
+                         ") is gone; last heartbeat " + local_time(r.heartbeat.value_or(r.started)));
+  else if (liveness(r, now) == RunLiveness::stale)
+    field("stale", "no heartbeat since " + local_time(r.heartbeat.value_or(r.started)) +
+                       ": it may have died on another machine, or hang");
   field("duration", format_duration(run_duration(r, now)));
   if (r.sweep_id) field("sweep", *r.sweep_id);
   field("message", r.message);

@@ -539,6 +539,8 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
   nr.output_dir = cfg.out_dir;
   monitor::RecorderOptions ro;
   if (!cfg.runs_db.empty()) ro.db_path = cfg.runs_db;
+  ro.database = !cfg.no_record;
+  if (cfg.no_record) ro.log_dir = fs::path(cfg.out_dir) / "logs";
   monitor::RunRecorder rec(nr, ro);
   nlohmann::json params_json = cfg_json;
   params_json["mode"] = mode_full ? "full" : "lora";

@@ -78,6 +78,7 @@ struct TrainConfig {
   uint64_t seed = 42;
   std::string run_name;
   std::string runs_db;  // empty: the default run database
+  bool no_record = false;  // no run database entry; metrics go to <out_dir>/logs only
   bool progress = true;
 
   // Keys as in the YAML config file; unknown keys are an error naming the file.
