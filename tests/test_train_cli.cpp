@@ -381,6 +381,49 @@ TEST_F(TrainCli, KilledWithSigkillAndResumedEndsBitwiseLikeAnUninterruptedRun) {
   EXPECT_NE(err.find("lr"), std::string::npos) << err;
 }
 
+// --resume continues only the run saved there: every setting but the step budget, cadence, name
+// and paths must match, and so must the base model and the examples (by fingerprint, not by
+// name); all differences are listed at once.
+TEST_F(TrainCli, ResumeRefusesAnotherRunListingEveryDifference) {
+  std::string out, err;
+  const std::vector<std::string> once = {"--max-steps", "2", "--save-every", "1", "--quiet"};
+  ASSERT_EQ(run_pricer(train_args("ident", once), dir_.path() / "i1", &out, &err), 0) << err;
+  auto resumed = [&](std::vector<std::string> args) {
+    args.push_back("--resume");
+    return run_pricer(args, dir_.path() / "i2", &out, &err);
+  };
+  std::vector<std::string> other = once;
+  for (const char* a : {"--lr", "1e-3", "--weight-decay", "0.5", "--dropout", "0.2"}) other.push_back(a);
+  EXPECT_NE(resumed(train_args("ident", other)), 0);
+  for (const char* key : {"lr: saved", "weight_decay: saved", "dropout: saved", "--epochs/--max-steps"})
+    EXPECT_NE(err.find(key), std::string::npos) << key << "\n" << err;
+
+  std::vector<std::string> data = train_args("ident", once);
+  data[std::find(data.begin(), data.end(), "--data") - data.begin() + 1] = suite("val.jsonl");
+  EXPECT_NE(resumed(data), 0);
+  EXPECT_NE(err.find("the training examples differ"), std::string::npos) << err;
+
+  // The same model under another name is the same run; a changed one is not.
+  fs::copy_file(suite("model.gguf"), dir_ / "copy.gguf");
+  fs::copy_file(suite("model.gguf"), dir_ / "changed.gguf");
+  {
+    std::fstream f(dir_ / "changed.gguf", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(-1, std::ios::end);
+    const char last = static_cast<char>(f.get());
+    f.seekp(-1, std::ios::end);
+    f.put(static_cast<char>(last ^ 1));
+  }
+  std::vector<std::string> model = train_args("ident", once);
+  const auto at = std::find(model.begin(), model.end(), "--model") - model.begin() + 1;
+  model[at] = dir_ / "changed.gguf";
+  EXPECT_NE(resumed(model), 0);
+  EXPECT_NE(err.find("the base model is not the one"), std::string::npos) << err;
+  model[at] = dir_ / "copy.gguf";
+  model[std::find(model.begin(), model.end(), "--max-steps") - model.begin() + 1] = "3";  // extending is allowed
+  EXPECT_EQ(resumed(model), 0) << err;
+  EXPECT_EQ(checkpoint_state(dir_ / "ident/checkpoint.bin")["step"].get<int64_t>(), 3) << out << err;
+}
+
 class TrainCliSignal : public TrainCli, public ::testing::WithParamInterface<int> {};
 
 TEST_P(TrainCliSignal, SignalSavesACheckpointAndExitsCleanly) {

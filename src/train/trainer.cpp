@@ -28,6 +28,7 @@
 #include "train/adapter_io.h"
 #include "train/model_export.h"
 #include "train/optimizer.h"
+#include "train/run_identity.h"
 #include "train/weight_average.h"
 
 namespace fs = std::filesystem;
@@ -503,7 +504,8 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
 
   const std::string ckpt = (fs::path(cfg.out_dir) / "checkpoint.bin").string();
   LoopState st;
-  const nlohmann::json cfg_json = cfg.to_json();
+  nlohmann::json cfg_json = cfg.to_json();
+  cfg_json["identity"] = run_identity(cfg, train);
   std::optional<WeightAverage> avg;
   if (cfg.ema > 0) avg.emplace(params, cfg.ema);
   // Evaluation and saved outputs see the averaged weights when there are any.
@@ -513,15 +515,13 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
   };
   if (cfg.resume && fs::exists(ckpt)) {  // a sweep trial may resume before its first checkpoint
     st = load_checkpoint(ckpt, params, opt, avg ? &*avg : nullptr, [&](const nlohmann::json& saved) {
-      // A setting a checkpoint predates had its default value then.
-      const nlohmann::json defaults = TrainConfig{}.to_json();
-      for (const char* k : {"full", "rank", "alpha", "targets", "batch_size", "micro_batch", "seed", "max_length", "lr",
-                            "schedule", "epochs", "max_steps", "optimizer", "price_smoothing", "trainable_tokens",
-                            "comparables", "ema"}) {
-        const nlohmann::json was = saved.value(k, defaults.value(k, nlohmann::json()));
-        require(was == cfg_json.value(k, nlohmann::json()),
-                ckpt + ": saved with " + k + " = " + was.dump() + ", this run has " + cfg_json.value(k, nlohmann::json()).dump());
-      }
+      const std::vector<std::string> diff = resume_mismatches(saved, cfg_json);
+      if (diff.empty()) return;
+      std::string list;
+      for (const auto& d : diff) list += "\n  " + d;
+      throw Error(ckpt + ": this run is not the one saved there:" + list +
+                  "\n(only the step budget --epochs/--max-steps, evaluation and checkpoint cadence, the run name and"
+                  " file paths may change on --resume; start a new run with another --out, or --overwrite)");
     });
     std::fprintf(stderr, "resuming from %s at step %lld\n", ckpt.c_str(), static_cast<long long>(st.step));
   }
@@ -733,7 +733,10 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
       }
       if (stop) break;
     }
-    if (!stop) st.batch_in_epoch = 0;
+    // A stopped run keeps its place (the epoch not advanced), so a resume with a larger step
+    // budget continues from exactly there.
+    if (stop) break;
+    st.batch_in_epoch = 0;
   }
   if (cfg.progress && tty) std::fprintf(stderr, "\n");
   run_eval(true);
