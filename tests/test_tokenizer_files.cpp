@@ -200,17 +200,20 @@ TEST(BadFiles, Tiktoken) {
     static const char* al = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     good += std::string{al[b >> 2], al[(b & 3) << 4], '=', '='} + " " + std::to_string(b) + "\n";
   }
-  auto t = pricer::parse_tiktoken(good, "tok.model");
+  // Meta's file has 128,000 ranks: one cut short at a line boundary is refused, not renumbered.
+  expect_error([&] { pricer::parse_tiktoken(good, "tok.model"); }, {"tok.model", "256 ranks", "128000", "truncated"});
+  // The format itself, on a small file (no rank count expected):
+  auto t = pricer::parse_tiktoken(good, "tok.model", 0);
   EXPECT_EQ(t->vocab_size(), 256 + 256);
   EXPECT_EQ(t->bos_id(), 256);
   EXPECT_EQ(t->encode("hi"), (Ids{'h', 'i'}));
-  expect_error([&] { pricer::parse_tiktoken(good + "aGk* 256\n", "tok.model"); }, {"tok.model", "line 257", "base64", "column 4"});
-  expect_error([&] { pricer::parse_tiktoken(good + "aGk 256\n", "tok.model"); }, {"tok.model", "line 257", "base64"});
-  expect_error([&] { pricer::parse_tiktoken(good + "aGk=\n", "tok.model"); }, {"tok.model", "line 257"});
-  expect_error([&] { pricer::parse_tiktoken(good + "aGk= x\n", "tok.model"); }, {"tok.model", "line 257", "rank"});
-  expect_error([&] { pricer::parse_tiktoken(good + "aGk= 7\n", "tok.model"); }, {"tok.model", "line 257", "twice"});
-  expect_error([&] { pricer::parse_tiktoken(good + "aGk= 99999999\n", "tok.model"); }, {"tok.model", "line 257", "outside"});
-  expect_error([] { pricer::parse_tiktoken("", "tok.model"); }, {"tok.model", "no tokens"});
+  expect_error([&] { pricer::parse_tiktoken(good + "aGk* 256\n", "tok.model", 0); }, {"tok.model", "line 257", "base64", "column 4"});
+  expect_error([&] { pricer::parse_tiktoken(good + "aGk 256\n", "tok.model", 0); }, {"tok.model", "line 257", "base64"});
+  expect_error([&] { pricer::parse_tiktoken(good + "aGk=\n", "tok.model", 0); }, {"tok.model", "line 257"});
+  expect_error([&] { pricer::parse_tiktoken(good + "aGk= x\n", "tok.model", 0); }, {"tok.model", "line 257", "rank"});
+  expect_error([&] { pricer::parse_tiktoken(good + "aGk= 7\n", "tok.model", 0); }, {"tok.model", "line 257", "twice"});
+  expect_error([&] { pricer::parse_tiktoken(good + "aGk= 99999999\n", "tok.model", 0); }, {"tok.model", "line 257", "outside"});
+  expect_error([] { pricer::parse_tiktoken("", "tok.model", 0); }, {"tok.model", "no tokens"});
 }
 
 TEST(BadFiles, LoadTokenizerPaths) {

@@ -248,7 +248,8 @@ bool looks_like_tiktoken(std::string_view text) {
 
 }  // namespace
 
-std::unique_ptr<Tokenizer> parse_tiktoken(std::string_view text, const std::string& source) {
+std::unique_ptr<Tokenizer> parse_tiktoken(std::string_view text, const std::string& source,
+                                          std::size_t expected_ranks) {
   struct Entry {
     std::string bytes;
     size_t rank;
@@ -279,6 +280,10 @@ std::unique_ptr<Tokenizer> parse_tiktoken(std::string_view text, const std::stri
     entries.push_back({decoded, rank, line_no});
   }
   if (entries.empty()) throw Error(source + ": no tokens");
+  if (expected_ranks > 0 && entries.size() != expected_ranks)
+    throw Error(source + ": " + std::to_string(entries.size()) + " ranks, but a Llama 3 tokenizer.model has " +
+                std::to_string(expected_ranks) +
+                ": the file is truncated or not Llama 3's (its special tokens would get the wrong ids)");
   // Ranks are the token ids: they must number the tokens 0..n-1, each once.
   const size_t n = entries.size();
   std::vector<std::string> pieces(n);

@@ -80,7 +80,12 @@ std::unique_ptr<Tokenizer> make_sentencepiece_bpe(const std::vector<std::string>
 //
 // Meta's tiktoken tokenizer.model: "<base64 token> <rank>" a line; Llama 3's 256 special tokens
 // follow the ranks (<|begin_of_text|> = BOS, <|end_of_text|> = EOS).
-std::unique_ptr<Tokenizer> parse_tiktoken(std::string_view text, const std::string& source);
+// Meta's Llama 3 tokenizer.model holds exactly this many ranks; its 256 special tokens follow.
+inline constexpr std::size_t kLlama3Ranks = 128000;
+// expected_ranks (0 = any): a file cut short at a line boundary still parses, and would number
+// the special tokens from its last rank (BOS 50000 instead of 128000): the count is checked.
+std::unique_ptr<Tokenizer> parse_tiktoken(std::string_view text, const std::string& source,
+                                          std::size_t expected_ranks = kLlama3Ranks);
 // Hugging Face tokenizer.json with a BPE model (byte-level, or SentencePiece-style with
 // byte_fallback). bos_token / eos_token name the tokens when known (tokenizer_config.json);
 // empty: guessed from the post-processor template and well-known names.
