@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <numbers>
 #include <set>
 
@@ -531,7 +532,8 @@ TEST_F(TrainLoop, YamlConfigWithCommandLineOverrides) {
   EXPECT_EQ(c.batch_size, 8);
   EXPECT_EQ(c.targets, "all");
   EXPECT_TRUE(c.rslora);
-  EXPECT_EQ(c.micro_batch, 8) << "keys not in the file keep their defaults";
+  EXPECT_EQ(c.micro_batch, 0) << "keys not in the file keep their defaults";
+  EXPECT_EQ(c.micro(), 8) << "the batch of 8 in one pass";
 
   CLI::App app;
   cli::TrainOptionSet set(app);
@@ -556,7 +558,31 @@ TEST_F(TrainLoop, YamlConfigWithCommandLineOverrides) {
       for (const auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
     }
   };
-  expect_error("lr: 0.001\nlearnig_rate: 0.1\n", {yaml, "unknown key 'learnig_rate'", "line 2"});
+  expect_error("lr: 0.001\nlearnig_rate: 0.1\n", {yaml, "unknown key 'learnig_rate'", "line 2", "(keys: model, "});
+  expect_error("lr: 0.001\nbatch_sise: 8\n", {"did you mean 'batch_size'?"});
+  expect_error("lr: 0.001\nlr: 0.1\n", {yaml, "'lr' at line 2 is given twice"});
+  // The keys are the long options: data and out as --data and --out.
+  write_file_atomic(yaml, "data: d.jsonl\nout: runs/x\ndropout: 0.1\n");
+  TrainConfig aliases;
+  aliases.apply_yaml(yaml);
+  EXPECT_EQ(aliases.dataset, "d.jsonl");
+  EXPECT_EQ(aliases.out_dir, "runs/x");
+  EXPECT_EQ(aliases.to_json()["dropout"].dump(), "0.1") << "settings read as given, not as float noise";
+  // Settings that cannot be meant are refused.
+  auto refused = [](const std::function<void(TrainConfig&)>& set, const std::string& part) {
+    TrainConfig t;
+    set(t);
+    try {
+      t.validate();
+      ADD_FAILURE() << "accepted: " << part;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+    }
+  };
+  refused([](TrainConfig& t) { t.batch_size = 4, t.micro_batch = 8; }, "micro_batch (8) cannot exceed batch_size (4)");
+  refused([](TrainConfig& t) { t.max_steps = -1; }, "max_steps cannot be negative");
+  refused([](TrainConfig& t) { t.weight_decay = -0.1f; }, "weight_decay");
+  refused([](TrainConfig& t) { t.max_grad_norm = -1; }, "max_grad_norm");
   expect_error("rank: sixteen\n", {yaml, "'rank'", "line 1"});
   expect_error("- lr\n- rank\n", {yaml, "mapping"});
   expect_error("lr: [0.1\n", {yaml});

@@ -82,8 +82,10 @@ int run_eval(EvalArgs& a) {
   for (const auto& p : a.params) {
     const auto eq = p.find('=');
     pricer::require(eq != std::string::npos && eq > 0, "--param \"" + p + "\" is not key=value");
-    a.ctx.params[p.substr(0, eq)] = p.substr(eq + 1);
+    pricer::require(a.ctx.params.emplace(p.substr(0, eq), p.substr(eq + 1)).second,
+                    "--param " + p.substr(0, eq) + " is given twice");
   }
+  check_param_keys(a.ctx.params);
   // Build every pricer before the first (possibly long) run, so a bad name fails at once.
   std::vector<std::unique_ptr<Pricer>> pricers;
   bool need_train = false;

@@ -179,7 +179,11 @@ int run_calibration(const PredictArgs& a, ModelPricerOptions opt) {
 
 int run_predict(PredictArgs& a) {
   ModelPricerOptions opt = a.model;
+  require(!a.raw_prompt || opt.prompt_template == ModelPricerOptions{}.prompt_template,
+          "--raw-prompt takes the text as the whole prompt: it cannot go with --prompt-template");
   if (a.raw_prompt) opt.prompt_template = "{text}";
+  require(a.jsonl.empty() || a.jsonl == "-" || !fs::is_directory(a.jsonl),
+          a.jsonl + ": a directory; --jsonl reads one JSON-lines file (or - for stdin)");
   std::vector<ModelPricerOptions> members = member_options(opt, a.models, a.adapters);
   if (!a.calibrate.empty()) {
     require(members.size() == 1, "--calibrate measures one model's intervals: give one --model and at most one --adapter");

@@ -63,6 +63,9 @@ int run_pretrain(const TrainConfig& cfg, const PretrainShape& sh, bool quiet) {
   c.progress = !quiet;
   c.dataset = sh.corpus.front();
   c.validate();
+  require(sh.context >= c.max_length, "--context " + std::to_string(sh.context) + " is shorter than --max-length " +
+                                          std::to_string(c.max_length) +
+                                          ": the model could not read its own training windows");
   const DirectoryLock out_lock = prepare_output_dir(c);
   fs::create_directories(c.out_dir);
   const auto texts = read_corpus(sh.corpus, sh.max_texts, sh.with_completions);
@@ -113,7 +116,7 @@ int run_pretrain(const TrainConfig& cfg, const PretrainShape& sh, bool quiet) {
   mc.n_kv_heads = sh.kv_heads;
   mc.head_dim = sh.dim / sh.heads;
   mc.ffn_dim = sh.ffn;
-  mc.max_seq_len = std::max(sh.context, L);
+  mc.max_seq_len = sh.context;
   mc.rope_theta = 500000.0f;
   mc.tied_embeddings = true;
   mc.bos_id = bpe.bos_id;

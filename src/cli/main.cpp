@@ -5,6 +5,7 @@
 
 #include "cli/command.h"
 #include "core/error.h"
+#include "core/suggest.h"
 #include "core/threads.h"
 
 namespace pricer::cli {
@@ -19,6 +20,26 @@ std::string g_command_line;
 const std::string& command_line() { return g_command_line; }
 }  // namespace pricer::cli
 
+namespace {
+
+// Far beyond any machine's cores; larger counts crash the OpenMP runtime.
+constexpr int kMaxThreads = 1024;
+
+// The first argument that is neither an option nor the value of -t/--threads: the command word.
+std::string first_word(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "-t" || a == "--threads") {
+      ++i;
+      continue;
+    }
+    if (!a.empty() && a[0] != '-') return a;
+  }
+  return "";
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   using namespace pricer::cli;
   for (int i = 0; i < argc; ++i) g_command_line += (i ? " " : "") + std::string(argv[i]);
@@ -27,7 +48,8 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "pricer 0.1.0");
   int threads = 0;
   app.add_option("-t,--threads", threads, "Threads for every parallel stage (0 = all cores)")
-      ->envname("PRICER_THREADS");
+      ->envname("PRICER_THREADS")
+      ->check(CLI::Range(0, kMaxThreads));
 
   auto& specs = registry();
   std::sort(specs.begin(), specs.end(), [](auto& a, auto& b) { return a.name < b.name; });
@@ -39,6 +61,14 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
+    std::vector<std::string> names;
+    for (const auto& spec : specs) names.push_back(spec.name);
+    if (const std::string word = first_word(argc, argv);
+        !word.empty() && std::find(names.begin(), names.end(), word) == names.end()) {
+      std::fprintf(stderr, "pricer: unknown command '%s'%s (pricer --help lists them)\n", word.c_str(),
+                   pricer::did_you_mean(word, names).c_str());
+      return 2;
+    }
     return app.exit(e);
   }
   pricer::set_threads(threads);

@@ -67,7 +67,7 @@ inline void add_loop_options(TrainOptionSet& s) {
   s.add("--epochs", &TrainConfig::epochs, "Passes over the training split");
   s.add("--max-steps", &TrainConfig::max_steps, "Stop after this many optimizer steps (0 = no limit)");
   s.add("--batch-size", &TrainConfig::batch_size, "Examples per optimizer step");
-  s.add("--micro-batch", &TrainConfig::micro_batch, "Examples per forward/backward (gradient accumulation)");
+  s.add("--micro-batch", &TrainConfig::micro_batch, "Examples per forward/backward (gradient accumulation); 0 = the batch size, up to 8");
   s.add("--price-smoothing", &TrainConfig::price_smoothing,
         "Spread the price token's label over nearby prices: a Gaussian of this width in log(1 + price), "
         "e.g. 0.1 (0 = one-hot)");

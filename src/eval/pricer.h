@@ -40,17 +40,20 @@ struct PricerContext {
   // (e.g. a model path); each pricer documents the keys it reads.
   std::map<std::string, std::string> params;
 
-  // The --param value for key, or fallback when it was not given.
-  std::string param(const std::string& key, const std::string& fallback = "") const {
-    auto it = params.find(key);
-    return it == params.end() ? fallback : it->second;
-  }
+  // The --param value for key, or fallback when it was not given. Every key a pricer reads is
+  // listed in known_param_keys() (asking for another is a bug, and throws).
+  std::string param(const std::string& key, const std::string& fallback = "") const;
   // The --param value for key as a finite number, or fallback when it was not given; Error naming
   // the setting otherwise.
   double number_param(const std::string& key, double fallback) const;
   // The --param value for key as a comma-separated list (empty items dropped).
   std::vector<std::string> list_param(const std::string& key) const;
 };
+
+// Every --param key some pricer reads; check_param_keys() refuses others (a typo such as
+// "cverage=0.9" would otherwise be ignored), suggesting the nearest.
+const std::vector<std::string>& known_param_keys();
+void check_param_keys(const std::map<std::string, std::string>& params);
 
 // "a,b,,c" -> {a, b, c}: pricer names, model paths.
 std::vector<std::string> split_comma_list(const std::string& s);

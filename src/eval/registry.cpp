@@ -1,8 +1,10 @@
 // The pricer registry: one line per pricer.
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
 #include "core/error.h"
+#include "core/suggest.h"
 #include "eval/baselines.h"
 #include "eval/ensemble.h"
 #include "eval/frontier_pricer.h"
@@ -12,6 +14,33 @@
 #include "eval/xgboost_pricer.h"
 
 namespace pricer::eval {
+
+const std::vector<std::string>& known_param_keys() {
+  static const std::vector<std::string> keys = {
+      "model", "adapter", "finetuned_model", "tokenizer", "base_dtype", "compute_dtype", "mode", "coverage", "batch",
+      "max_prompt_tokens", "text_tokens", "prompt_template", "comparables_k", "ensemble", "ensemble_folds",
+      "ensemble_objective", "ensemble_fit", "ensemble_fit_split"};
+  return keys;
+}
+
+void check_param_keys(const std::map<std::string, std::string>& params) {
+  const auto& keys = known_param_keys();
+  for (const auto& [key, value] : params) {
+    if (std::find(keys.begin(), keys.end(), key) != keys.end()) continue;
+    std::string list;
+    for (const auto& k : keys) list += (list.empty() ? "" : ", ") + k;
+    throw Error("--param " + key + "=" + value + ": no pricer reads '" + key + "'" + did_you_mean(key, keys) +
+                " (keys: " + list + ")");
+  }
+}
+
+std::string PricerContext::param(const std::string& key, const std::string& fallback) const {
+  const auto& keys = known_param_keys();
+  require(std::find(keys.begin(), keys.end(), key) != keys.end(),
+          "internal: --param key '" + key + "' is read but not listed in known_param_keys()");
+  auto it = params.find(key);
+  return it == params.end() ? fallback : it->second;
+}
 
 double PricerContext::number_param(const std::string& key, double fallback) const {
   const std::string s = param(key);

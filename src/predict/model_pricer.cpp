@@ -83,6 +83,8 @@ ModelPricer::ModelPricer(const ModelPricerOptions& opt) : opt_(opt) {
   require(opt.greedy_max_tokens >= 1 && opt.greedy_max_tokens <= 64,
           "model pricer: greedy_max_tokens must be in [1, 64]");
   require(opt.top_k >= 0, "model pricer: top_k must not be negative");
+  require(opt.prompt_template.find("{text}") != std::string::npos,
+          "prompt template \"" + opt.prompt_template + "\" has no {text}: every product would get the same prompt");
   require(opt.text_token_budget >= 0 && opt.max_prompt_tokens >= 0,
           "model pricer: text_tokens and max_prompt_tokens cannot be negative");
   ModelFile mf = load_model_file(opt.model, dtype_from_name(opt.base_dtype));

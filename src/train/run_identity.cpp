@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -49,6 +50,16 @@ const std::set<std::string>& may_change() {
                                              "save_every", "run_name",  "out_dir",    "model",      "dataset",
                                              "tokenizer",  "checkpoint_layers"};
   return keys;
+}
+
+// Numbers agree to float precision: a checkpoint may hold a float setting widened with its noise
+// (0.10000000149011612) where the run now says 0.1.
+bool same_setting(const nlohmann::json& a, const nlohmann::json& b) {
+  if (a.is_number() && b.is_number()) {
+    const double x = a.get<double>(), y = b.get<double>();
+    return x == y || std::abs(x - y) <= 1e-6 * std::max(std::abs(x), std::abs(y));
+  }
+  return a == b;
 }
 
 }  // namespace
@@ -104,7 +115,8 @@ std::vector<std::string> resume_mismatches(const nlohmann::json& saved, const nl
       continue;
     }
     const nlohmann::json was = saved.contains(key) ? saved[key] : defaults.value(key, nlohmann::json());
-    if (was != value) out.push_back(key + ": saved " + was.dump() + ", now " + value.dump());
+    if (same_setting(was, value)) continue;
+    out.push_back(key + ": saved " + was.dump() + ", now " + value.dump());
   }
   return out;
 }

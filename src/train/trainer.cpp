@@ -6,6 +6,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <cmath>
+#include <charconv>
+#include <set>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -17,6 +19,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/suggest.h"
 #include "core/progress.h"
 #include "core/threads.h"
 #include "io/model_file.h"
@@ -60,10 +63,15 @@ void TrainConfig::apply_yaml(const std::string& path) {
   }
   if (!root || root.IsNull()) return;
   require(root.IsMap(), path + ": expected a mapping of settings");
+  std::set<std::string> seen;
   for (const auto& kv : root) {
     const std::string key = kv.first.as<std::string>();
     const YAML::Node& v = kv.second;
+    require(seen.insert(key).second,
+            path + ": key '" + key + "' at line " + std::to_string(kv.first.Mark().line + 1) + " is given twice");
+    std::vector<std::string> valid;  // every key tried before the match: all of them when none matches
 #define PRICER_KEY(name, field)        \
+  valid.push_back(name);               \
   if (key == name) {                   \
     read_key(v, name, field, path);    \
     continue;                          \
@@ -71,7 +79,9 @@ void TrainConfig::apply_yaml(const std::string& path) {
     PRICER_KEY("model", model)
     PRICER_KEY("tokenizer", tokenizer)
     PRICER_KEY("dataset", dataset)
+    PRICER_KEY("data", dataset)  // as the --data option
     PRICER_KEY("out_dir", out_dir)
+    PRICER_KEY("out", out_dir)  // as the --out option
     PRICER_KEY("base_dtype", base_dtype)
     PRICER_KEY("compute_dtype", compute_dtype)
     PRICER_KEY("max_length", max_length)
@@ -110,22 +120,40 @@ void TrainConfig::apply_yaml(const std::string& path) {
     PRICER_KEY("seed", seed)
     PRICER_KEY("run_name", run_name)
 #undef PRICER_KEY
-    throw Error(path + ": unknown key '" + key + "' at line " + std::to_string(kv.first.Mark().line + 1));
+    std::string list;
+    for (const auto& k : valid) list += (list.empty() ? "" : ", ") + k;
+    throw Error(path + ": unknown key '" + key + "' at line " + std::to_string(kv.first.Mark().line + 1) +
+                did_you_mean(key, valid) + " (keys: " + list + ")");
   }
 }
 
+namespace {
+
+// A float setting as the user wrote it: 0.1f is stored as 0.1, not 0.10000000149011612.
+double shortest(float v) {
+  char buf[32];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  return std::strtod(std::string(buf, r.ptr).c_str(), nullptr);
+}
+
+}  // namespace
+
 nlohmann::json TrainConfig::to_json() const {
   return {{"model", model}, {"tokenizer", tokenizer}, {"dataset", dataset}, {"out_dir", out_dir},
-          {"base_dtype", base_dtype}, {"compute_dtype", compute_dtype}, {"max_length", max_length}, {"rank", rank}, {"alpha", alpha},
-          {"dropout", dropout}, {"targets", targets}, {"rslora", rslora}, {"init_adapter", init_adapter},
+          {"base_dtype", base_dtype}, {"compute_dtype", compute_dtype}, {"max_length", max_length}, {"rank", rank}, {"alpha", shortest(alpha)},
+          {"dropout", shortest(dropout)}, {"targets", targets}, {"rslora", rslora}, {"init_adapter", init_adapter},
           {"trainable_tokens", trainable_tokens}, {"full", full}, {"comparables", comparables},
-          {"optimizer", optimizer}, {"lr", lr}, {"schedule", schedule}, {"warmup_ratio", warmup_ratio},
-          {"weight_decay", weight_decay}, {"max_grad_norm", max_grad_norm}, {"momentum", momentum},
-          {"epochs", epochs}, {"max_steps", max_steps}, {"batch_size", batch_size}, {"micro_batch", micro_batch},
-          {"price_smoothing", price_smoothing}, {"ema", ema},
+          {"optimizer", optimizer}, {"lr", shortest(lr)}, {"schedule", schedule}, {"warmup_ratio", warmup_ratio},
+          {"weight_decay", shortest(weight_decay)}, {"max_grad_norm", shortest(max_grad_norm)}, {"momentum", shortest(momentum)},
+          {"epochs", epochs}, {"max_steps", max_steps}, {"batch_size", batch_size}, {"micro_batch", micro()},
+          {"price_smoothing", shortest(price_smoothing)}, {"ema", ema},
           {"checkpoint_layers", checkpoint_layers}, {"eval_every", eval_every}, {"eval_items", eval_items},
           {"early_stopping", early_stopping}, {"eval_metric", eval_metric}, {"save_every", save_every},
           {"seed", seed}, {"run_name", run_name}};
+}
+
+int64_t TrainConfig::micro() const {
+  return micro_batch > 0 ? micro_batch : std::min(batch_size, kDefaultMicroBatch);
 }
 
 void TrainConfig::validate() const {
@@ -137,7 +165,14 @@ void TrainConfig::validate() const {
           "comparables must be in [0, " + std::to_string(retrieval::kMaxComparables) + "]");
   require(compute_dtype == "bf16" || compute_dtype == "f32",
           "compute_dtype must be bf16 or f32, not '" + compute_dtype + "'");
-  require(batch_size >= 1 && micro_batch >= 1, "batch_size and micro_batch must be positive");
+  require(batch_size >= 1 && micro_batch >= 0, "batch_size must be positive and micro_batch not negative");
+  require(micro_batch <= batch_size, "micro_batch (" + std::to_string(micro_batch) + ") cannot exceed batch_size (" +
+                                         std::to_string(batch_size) + "): it splits a batch into smaller passes");
+  require(max_steps >= 0, "max_steps cannot be negative (0 = no limit)");
+  require(weight_decay >= 0 && std::isfinite(weight_decay), "weight_decay must be >= 0");
+  require(max_grad_norm >= 0 && std::isfinite(max_grad_norm), "max_grad_norm must be >= 0 (0 = off)");
+  require(momentum >= 0 && momentum < 1, "momentum must be in [0, 1)");
+  require(dropout >= 0 && dropout < 1, "dropout must be in [0, 1)");
   require(epochs >= 1 || max_steps > 0, "epochs must be at least 1 (or set max_steps)");
   require(lr > 0 && std::isfinite(lr), "lr must be positive");
   require(schedule == "cosine" || schedule == "linear" || schedule == "constant",
@@ -223,11 +258,11 @@ uint64_t estimate_training_memory(const LlamaModel& model, const TrainConfig& cf
     for (const Weight& w : model.layer(l).proj) weights += w.bytes();
   const uint64_t trainable = mode_full ? static_cast<uint64_t>(c.n_params())
                                        : static_cast<uint64_t>(cfg.rank) * c.n_layers * (9 * c.dim + 3 * c.ffn_dim);
-  const uint64_t T = static_cast<uint64_t>(cfg.micro_batch * cfg.max_length);
+  const uint64_t T = static_cast<uint64_t>(cfg.micro() * cfg.max_length);
   // Saved per layer: inputs, norms, q/k/v/attention output, gate/up/hidden (f32).
   const uint64_t per_layer = T * (6 * c.dim + 2 * c.n_kv_heads * c.head_dim + 3 * c.ffn_dim) * 4;
   const uint64_t acts = cfg.checkpoint_layers ? T * c.dim * 4 * c.n_layers + per_layer : per_layer * c.n_layers;
-  const uint64_t loss_rows = mode_full ? T : static_cast<uint64_t>(cfg.micro_batch) * 4;
+  const uint64_t loss_rows = mode_full ? T : static_cast<uint64_t>(cfg.micro()) * 4;
   // Per trainable weight: its gradient and the two Adam moments (and the weight when full), plus
   // the moving average's copy with --ema.
   return weights + trainable * (cfg.ema > 0 ? 20 : 16) + acts + loss_rows * c.vocab_size * 4 * 2;
@@ -568,7 +603,7 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
     if (val.empty() || evaluated_at == st.step) return;
     evaluated_at = st.step;
     EvalResult e;
-    averaged([&] { e = evaluate(model, *be, val, &tok, cfg.eval_items, cfg.micro_batch); });
+    averaged([&] { e = evaluate(model, *be, val, &tok, cfg.eval_items, cfg.micro()); });
     std::map<std::string, double> m = {{"eval/loss", e.loss}};
     if (e.mae >= 0) {
       m["eval/mae"] = e.mae;
@@ -635,9 +670,9 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
       const auto& idx = batches[st.batch_in_epoch];
       model.zero_grad();
       std::vector<Batch> micro;
-      for (size_t at = 0; at < idx.size(); at += static_cast<size_t>(cfg.micro_batch)) {
+      for (size_t at = 0; at < idx.size(); at += static_cast<size_t>(cfg.micro())) {
         const std::vector<int64_t> part(idx.begin() + static_cast<int64_t>(at),
-                                        idx.begin() + static_cast<int64_t>(std::min(idx.size(), at + cfg.micro_batch)));
+                                        idx.begin() + static_cast<int64_t>(std::min(idx.size(), at + cfg.micro())));
         micro.push_back(batch_of(train, part));
         if (cfg.price_smoothing > 0) add_price_smoothing(micro.back(), train, part, numbers, cfg.price_smoothing);
       }

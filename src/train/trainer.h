@@ -21,6 +21,8 @@
 
 namespace pricer {
 
+inline constexpr int64_t kDefaultMicroBatch = 8;
+
 struct TrainConfig {
   // What to train on.
   std::string model;      // base model (any format pricer loads)
@@ -58,7 +60,7 @@ struct TrainConfig {
   int64_t epochs = 1;
   int64_t max_steps = 0;  // > 0: stop after this many optimizer steps
   int64_t batch_size = 32;
-  int64_t micro_batch = 8;
+  int64_t micro_batch = 0;  // 0: the batch size, up to kDefaultMicroBatch; see micro()
   // > 0: the price token's label is spread over nearby prices, a Gaussian of this width in
   // log(1 + price) (add_price_smoothing); 0: the plain one-hot cross-entropy.
   float price_smoothing = 0.0f;
@@ -85,6 +87,11 @@ struct TrainConfig {
   void apply_yaml(const std::string& path);
   nlohmann::json to_json() const;
   void validate() const;
+
+  // Examples per forward/backward pass: micro_batch, or when it is 0 the batch size up to
+  // kDefaultMicroBatch (so --batch-size 4 alone is not refused for a micro-batch it never set).
+  int64_t micro() const;
+
 };
 
 struct TrainSummary {
