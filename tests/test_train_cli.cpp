@@ -253,6 +253,14 @@ TEST_F(TrainCli, ARunIsNeverReplacedWithoutOverwriteAndResumeNeedsACheckpoint) {
   ASSERT_EQ(run_pricer(train_args("kept", over), dir_.path() / "kept3", &out, &err), 0) << err;
   EXPECT_FALSE(fs::exists(dir_ / "kept/best/stale"));
   EXPECT_TRUE(fs::exists(dir_ / "kept/last/adapter.gguf"));
+  // `pricer info` on the adapter, in either form: its LoRA settings and its base, not an error.
+  for (const std::string& a : {dir_ / "kept/last", dir_ / "kept/last/adapter.gguf"}) {
+    ASSERT_EQ(run_pricer({"info", a}, dir_.path(), &out, &err), 0) << err;
+    EXPECT_NE(out.find("rank         4, alpha 8"), std::string::npos) << out;
+    EXPECT_NE(out.find("targets      q_proj,k_proj,v_proj,o_proj"), std::string::npos) << out;
+    EXPECT_NE(out.find("base model   "), std::string::npos) << out;
+    EXPECT_EQ(out.find("(not named in the file)"), std::string::npos) << out;
+  }
   // --resume with nothing to resume is an error, not a fresh start.
   std::vector<std::string> resume = once;
   resume.push_back("--resume");

@@ -1,11 +1,16 @@
 // pricer info MODEL: what a model file holds — architecture, tensors, parameter count, and the
 // memory its weights need with the projections held as f32, bf16 or NF4 (the QLoRA base).
 #include <cstdio>
+#include <filesystem>
+#include <optional>
 #include <map>
 #include <string>
 
 #include "cli/command.h"
+#include "core/atomic_file.h"
+#include "io/gguf.h"
 #include "io/model_file.h"
+#include "train/adapter_io.h"
 
 namespace pricer::cli {
 
@@ -37,7 +42,50 @@ std::string human(int64_t bytes) {
   return buf;
 }
 
+// A LoRA adapter (PEFT directory or GGUF LoRA) rather than a model.
+bool is_adapter(const std::string& path) {
+  namespace fs = std::filesystem;
+  if (fs::is_directory(path)) return fs::exists(fs::path(path) / "adapter_config.json");
+  if (!path.ends_with(".gguf")) return false;
+  return GgufFile::open(path).get_string_opt("general.type") == std::optional<std::string>("adapter");
+}
+
+// The base model an adapter names: PEFT's base_model_name_or_path, GGUF's general.base_model.0.name.
+std::string adapter_base(const std::string& path) {
+  namespace fs = std::filesystem;
+  if (fs::is_directory(path)) {
+    const auto j = nlohmann::json::parse(read_file(fs::path(path) / "adapter_config.json", 1 << 20), nullptr, false);
+    return j.is_object() && j.value("base_model_name_or_path", nlohmann::json()).is_string()
+               ? j["base_model_name_or_path"].get<std::string>()
+               : "";
+  }
+  return GgufFile::open(path).get_string_opt("general.base_model.0.name").value_or("");
+}
+
+int run_adapter_info(const std::string& path, bool as_json) {
+  const LoraConfig lc = read_adapter_config(path);
+  std::string targets;
+  for (int p = 0; p < kNumProj; ++p)
+    if (lc.targets[static_cast<size_t>(p)]) targets += (targets.empty() ? "" : ",") + std::string(proj_name(static_cast<Proj>(p)));
+  const std::string base = adapter_base(path);
+  if (as_json) {
+    std::printf("%s\n", nlohmann::json{{"source", path}, {"format", "lora-adapter"}, {"rank", lc.rank},
+                                       {"alpha", lc.alpha}, {"rslora", lc.rslora}, {"targets", targets},
+                                       {"base_model", base}}
+                            .dump(2)
+                            .c_str());
+    return 0;
+  }
+  std::printf("adapter      %s (LoRA)\n", path.c_str());
+  std::printf("rank         %lld, alpha %g%s (scale %g)\n", static_cast<long long>(lc.rank), lc.alpha,
+              lc.rslora ? ", rsLoRA" : "", lc.scale());
+  std::printf("targets      %s\n", targets.c_str());
+  std::printf("base model   %s\n", base.empty() ? "(not named in the file)" : base.c_str());
+  return 0;
+}
+
 int run_info(const std::string& path, bool list_tensors, bool show_metadata, bool as_json) {
+  if (is_adapter(path)) return run_adapter_info(path, as_json);
   const ModelFile m = load_model_file(path);
   const ModelConfig& c = m.config;
   int64_t params = 0, stored = 0, proj_elems = 0, other_bytes = 0;

@@ -857,10 +857,13 @@ std::vector<GgufKV> comparables_marker(int comparables_k) {
 
 TrainHooks adapter_output_hooks(const std::string& base_model_name, int comparables_k) {
   TrainHooks hooks;
-  hooks.save_output = [base_model_name, marker = comparables_marker(comparables_k)](const LlamaModel& m,
-                                                                                    const std::string& dir) {
+  std::vector<GgufKV> extra = comparables_marker(comparables_k);
+  // GGUF's convention for what a file derives from, so `pricer info` can name the base.
+  extra.push_back({"general.base_model.count", GgufValue::u32(1)});
+  extra.push_back({"general.base_model.0.name", GgufValue::string(base_model_name)});
+  hooks.save_output = [base_model_name, extra](const LlamaModel& m, const std::string& dir) {
     save_peft_adapter(m, dir, base_model_name);
-    save_gguf_adapter(m, (fs::path(dir) / "adapter.gguf").string(), marker);
+    save_gguf_adapter(m, (fs::path(dir) / "adapter.gguf").string(), extra);
   };
   return hooks;
 }
