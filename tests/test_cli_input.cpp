@@ -75,4 +75,28 @@ TEST_F(CliInput, PretrainRefusesAContextShorterThanItsWindows) {
   EXPECT_NE(r.out.find("--context 16 is shorter than --max-length 128"), std::string::npos) << r.out;
 }
 
+// Outputs are checked before the work: a file where a directory should go, or a directory that
+// cannot be written, is an error naming it at once, not an internal error after the compute.
+TEST_F(CliInput, OutputsThatCannotBeWrittenAreRefusedUpFront) {
+  std::ofstream(dir_ / "a-file") << "x";
+  auto r = run_cli("eval --data " + path("items.jsonl") + " --pricers mean --no-record --out " + path("a-file"));
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_NE(r.out.find("a-file (--out): exists and is not a directory"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("eval: mean"), std::string::npos) << "refused before pricing\n" << r.out;
+  r = run_cli("curate " + path("items.jsonl") + " -o " + path("a-file"));
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.out.find("exists and is not a directory"), std::string::npos) << r.out;
+  if (::geteuid() != 0) {  // root writes anywhere
+    fs::create_directories(dir_ / "locked");
+    fs::permissions(dir_ / "locked", fs::perms::owner_read | fs::perms::owner_exec);
+    r = run_cli("eval --data " + path("items.jsonl") + " --pricers mean --no-record --out " + path("locked"));
+    EXPECT_NE(r.out.find("cannot write there"), std::string::npos) << r.out;
+    fs::permissions(dir_ / "locked", fs::perms::owner_all);
+  }
+  // A directory given to curate as input names what to give instead.
+  r = run_cli("curate " + dir_.string() + " -o " + path("cur"));
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.out.find("a directory; give the JSON-lines files in it"), std::string::npos) << r.out;
+}
+
 }  // namespace

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "cli/command.h"
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "eval/evaluate.h"
 #include "eval/human.h"
@@ -86,6 +87,7 @@ int run_eval(EvalArgs& a) {
                     "--param " + p.substr(0, eq) + " is given twice");
   }
   check_param_keys(a.ctx.params);
+  pricer::ensure_output_dir(a.out, "--out");  // before the pricers run, not after
   // Build every pricer before the first (possibly long) run, so a bad name fails at once.
   std::vector<std::unique_ptr<Pricer>> pricers;
   bool need_train = false;

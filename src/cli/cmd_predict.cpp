@@ -139,6 +139,7 @@ void note_comparables(const ModelPricer& mp) {
 }
 
 int run_calibration(const PredictArgs& a, ModelPricerOptions opt) {
+  ensure_output_dir(a.out, "--out");
   const auto items = eval::read_split(a.calibrate, a.split, a.limit);
   require(!items.empty(), a.calibrate + ": no items to calibrate on");
   opt.keep_distribution = true;

@@ -122,6 +122,20 @@ void replace_directory_atomic(const std::filesystem::path& dir,
   fs::remove_all(staging, ec);  // after an exchange: the previous version
 }
 
+void ensure_output_dir(const std::filesystem::path& dir, const std::string& what) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  require(!fs::exists(dir, ec) || fs::is_directory(dir, ec),
+          dir.string() + " (" + what + "): exists and is not a directory");
+  fs::create_directories(dir, ec);
+  require(!ec, dir.string() + " (" + what + "): cannot create the directory: " + ec.message());
+  const fs::path probe = temp_name(dir / "write-probe");
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+  if (fd < 0) throw Error(dir.string() + " (" + what + "): cannot write there: " + errno_text(errno));
+  ::close(fd);
+  ::unlink(probe.c_str());
+}
+
 void remove_stale_temporaries(const std::filesystem::path& dir) {
   namespace fs = std::filesystem;
   std::error_code ec;

@@ -58,6 +58,11 @@ void remove_stale_temporaries(const std::filesystem::path& dir);
 // the event ("fsync", "rename") and the path. A hook may end the process there, as a crash would.
 void set_durability_hook(std::function<void(std::string_view event, const std::filesystem::path&)> hook);
 
+// Makes sure `dir` can take output before any work is done: creates it when missing and proves it
+// writable with a probe file; Error naming the path and the option (`what`, e.g. "--out")
+// when it is a file, or cannot be created or written.
+void ensure_output_dir(const std::filesystem::path& dir, const std::string& what);
+
 // Reads a whole file, refusing files larger than max_bytes (checked before allocating, and again
 // while reading for files whose size is not known up front, such as pipes).
 std::string read_file(const std::filesystem::path& path, std::size_t max_bytes);

@@ -15,6 +15,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "core/threads.h"
@@ -293,12 +294,13 @@ CurateResult curate(const CurateOptions& opt) {
   std::vector<std::string> file_categories;
   uint64_t total_bytes = 0;
   for (auto& in : opt.inputs) {
+    require(!fs::is_directory(in), in + ": a directory; give the JSON-lines files in it (e.g. " + in + "/*.jsonl)");
     require(fs::is_regular_file(in), in + ": no such file");
     file_categories.push_back(category_from_filename(in));
     total_bytes += file_size(in);
   }
   const fs::path out_dir(opt.out_dir);
-  fs::create_directories(out_dir);
+  ensure_output_dir(out_dir, "--out");
 
   // ---- Ingest: parse, clean, dedup; accepted items go to the spill file. ----
   const fs::path spill_path = out_dir / ".curate-spill.tmp";
