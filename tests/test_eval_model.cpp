@@ -169,6 +169,15 @@ TEST_F(EvalModel, SeveralModelsPriceAsTheAverageOfTheirLogPrices) {
   EXPECT_NEAR(s["models"][0]["mae"].get<double>(), mae_a, 1e-9 * (1 + mae_a));
   EXPECT_NE(s["averaged"].get<std::string>().find("2 models"), std::string::npos);
 
+  // The base stays the base when fine-tuned models are given beside it.
+  PricerContext both = c;
+  both.params["model"] = w_.base.string();
+  PricerContext plain;
+  plain.params = {{"model", w_.base.string()}, {"base_dtype", "f32"}};
+  const auto base_alone = make_pricer("base", plain)->predict(its);
+  EXPECT_EQ(make_pricer("base", both)->predict(its), base_alone);
+  EXPECT_NE(make_pricer("base", both)->predict(its), got);
+
   // Adapters on one base average alike; several models and several adapters at once is an error.
   PricerContext adapters = context();
   adapters.params["adapter"] = w_.adapter.string() + "," + w_.adapter.string();

@@ -58,7 +58,10 @@ std::vector<double> LlmPricer::predict(const std::vector<Item>& items) {
   const double n = static_cast<double>(std::max<std::size_t>(preds.size(), 1));
   const ModelPricerOptions& o = models_.members().front()->options();
   stats_ = {{"mode", price_mode_name(mode_)},
-            {"readout", price_mode_description(mode_)},
+            {"readout", std::string(price_mode_description(mode_)) +
+                            (models_.members().size() > 1
+                                 ? ", averaged over " + std::to_string(models_.members().size()) + " models in log(1 + price)"
+                                 : "")},
             {"interval_nominal", o.coverage},
             {"interval_coverage", static_cast<double>(inside) / n},
             {"interval_mean_width", width / n},
@@ -99,7 +102,8 @@ std::unique_ptr<Pricer> make_llm_pricer(const std::string& name, const PricerCon
       dash == std::string::npos ? ctx.param("mode", price_mode_name(kDefaultPriceMode)) : name.substr(dash + 1));
   ModelPricerOptions o;
   const std::string base = ctx.param("model");
-  const std::vector<std::string> merged = ctx.list_param("finetuned_model");
+  // The base reads neither the fine-tuned models nor the adapters: it is what they start from.
+  const std::vector<std::string> merged = kind == "base" ? std::vector<std::string>{} : ctx.list_param("finetuned_model");
   std::vector<std::string> adapters;
   if (kind == "base") {
     require(!base.empty(), "pricer \"" + name + "\" needs --param model=PATH (the base model)");
