@@ -172,6 +172,20 @@ TEST_F(TrainCli, PretrainWritesAModelWithItsTokenizerAndIsMonitored) {
   EXPECT_TRUE(fs::exists(dir_ / "pre/tokenizer.json"));
   EXPECT_TRUE(fs::exists(dir_ / "pre/best/model.gguf"));
 
+  // The same run from a --config file: the model's shape and the corpus are keys as well (the
+  // command line still wins: --layers 1 here).
+  write_file_atomic(dir_ / "pre.yaml", "corpus: " + (dir_ / "corpus.jsonl") + "\nvocab_size: 1300\ndim: 64\nlayers: 2\n"
+                                       "heads: 4\nkv_heads: 2\nffn: 128\ncontext: 128\nmax_length: 32\nbatch_size: 8\n"
+                                       "micro_batch: 4\nmax_steps: 2\nout: " + (dir_ / "pre-yaml") + "\n");
+  ASSERT_EQ(run_pricer({"-t", "1", "pretrain", "--config", dir_ / "pre.yaml", "--layers", "1", "--quiet", "--no-record"},
+                       dir_.path() / "pre-yaml", &out, &err),
+            0)
+      << err;
+  const ModelFile from_yaml = load_model_file(dir_ / "pre-yaml/model.gguf");
+  EXPECT_EQ(from_yaml.config.dim, 64);
+  EXPECT_EQ(from_yaml.config.n_layers, 1);
+  EXPECT_EQ(from_yaml.config.vocab_size, 1300);
+
   const monitor::RunInfo run = last_run();
   EXPECT_EQ(run.kind, monitor::RunKind::pretrain);
   EXPECT_EQ(run.status, monitor::RunStatus::finished);

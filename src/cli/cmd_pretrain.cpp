@@ -1,10 +1,12 @@
 // `pricer pretrain`: trains a byte-level BPE tokenizer on a text corpus and a small
 // Llama-architecture model from scratch (every parameter) on it; saves a GGUF model with the
 // tokenizer embedded, which every other command loads.
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <yaml-cpp/yaml.h>
 
 #include "cli/train_options.h"
 #include "core/error.h"
@@ -141,12 +143,52 @@ int run_pretrain(const TrainConfig& cfg, const PretrainShape& sh, bool quiet) {
   return 0;
 }
 
+// The model-shape settings a pretraining --config file may hold besides the training ones, as
+// the long options with "_"; the command line wins over the file.
+const std::vector<std::string> kShapeKeys = {"corpus", "max_texts", "with_completions", "vocab_size", "tokenizer_texts",
+                                             "dim", "layers", "heads", "kv_heads", "ffn", "context"};
+
+void apply_shape_yaml(const std::string& path, PretrainShape& sh, const CLI::App& sub) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::Exception& e) {
+    throw Error(path + ": " + e.what());
+  }
+  if (!root.IsMap()) return;  // TrainConfig::apply_yaml says what is wrong
+  auto read = [&](const std::string& key, auto& into) {
+    std::string option = "--" + key;
+    std::replace(option.begin(), option.end(), '_', '-');
+    if (key == "vocab_size") option = "--vocab-size";
+    if (!root[key] || sub.get_option(option)->count() > 0) return;
+    try {
+      into = root[key].as<std::remove_reference_t<decltype(into)>>();
+    } catch (const YAML::Exception& e) {
+      throw Error(path + ": key '" + key + "' at line " + std::to_string(root[key].Mark().line + 1) + ": " + e.what());
+    }
+  };
+  if (root["corpus"] && root["corpus"].IsScalar() && sub.get_option("--corpus")->count() == 0)
+    sh.corpus = {root["corpus"].as<std::string>()};
+  else
+    read("corpus", sh.corpus);
+  read("max_texts", sh.max_texts);
+  read("with_completions", sh.with_completions);
+  read("vocab_size", sh.vocab);
+  read("tokenizer_texts", sh.tokenizer_texts);
+  read("dim", sh.dim);
+  read("layers", sh.layers);
+  read("heads", sh.heads);
+  read("kv_heads", sh.kv_heads);
+  read("ffn", sh.ffn);
+  read("context", sh.context);
+}
+
 Registrar reg{"pretrain", "Train a BPE tokenizer and a small Llama model from scratch on a text corpus", [](CLI::App& sub) {
   auto set = std::make_shared<TrainOptionSet>(sub);
   auto sh = std::make_shared<PretrainShape>();
   auto quiet = std::make_shared<bool>(false);
   sub.add_option("--config", set->config_path(), "YAML file of training settings");
-  sub.add_option("--corpus", sh->corpus, "Text corpus files (JSON lines with a text field, or plain text)")->required();
+  sub.add_option("--corpus", sh->corpus, "Text corpus files (JSON lines with a text field, or plain text)");
   sub.add_option("--max-texts", sh->max_texts, "Use at most this many texts (0 = all)")->capture_default_str();
   sub.add_flag("--with-completions", sh->with_completions,
                "Curate splits: read each prompt with its completion (product pages with their prices; "
@@ -160,8 +202,10 @@ Registrar reg{"pretrain", "Train a BPE tokenizer and a small Llama model from sc
   sub.add_option("--ffn", sh->ffn, "MLP intermediate size")->capture_default_str();
   sub.add_option("--context", sh->context, "Maximum context of the saved model")->capture_default_str();
   add_loop_options(*set);
+  set->set_other_keys(kShapeKeys);
   sub.add_flag("--quiet,-q", *quiet, "No progress output");
-  return [set, sh, quiet]() {
+  return [set, sh, quiet, &sub]() {
+    if (!set->config_path().empty()) apply_shape_yaml(set->config_path(), *sh, sub);
     TrainConfig d;  // pretraining defaults differ from fine-tuning's
     d.out_dir = "runs/pretrain";
     d.lr = 1e-3f;

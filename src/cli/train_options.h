@@ -30,11 +30,13 @@ class TrainOptionSet {
     });
   }
   std::string& config_path() { return config_path_; }
+  // Keys of the --config file that the command reads itself (see TrainConfig::apply_yaml).
+  void set_other_keys(std::vector<std::string> keys) { other_keys_ = std::move(keys); }
 
   // The effective configuration after parsing.
   TrainConfig resolve(const TrainConfig& base) const {
     TrainConfig cfg = base;
-    if (!config_path_.empty()) cfg.apply_yaml(config_path_);
+    if (!config_path_.empty()) cfg.apply_yaml(config_path_, other_keys_);
     for (const auto& copy : copies_) copy(cfg, given_);
     return cfg;
   }
@@ -50,6 +52,7 @@ class TrainOptionSet {
   CLI::App& sub_;
   TrainConfig defaults_, given_;
   std::string config_path_;
+  std::vector<std::string> other_keys_;
   std::vector<std::function<void(TrainConfig&, const TrainConfig&)>> copies_;
 };
 

@@ -54,7 +54,7 @@ void read_key(const YAML::Node& node, const char* key, T& into, const std::strin
 
 }  // namespace
 
-void TrainConfig::apply_yaml(const std::string& path) {
+void TrainConfig::apply_yaml(const std::string& path, const std::vector<std::string>& other_keys) {
   YAML::Node root;
   try {
     root = YAML::LoadFile(path);
@@ -69,7 +69,8 @@ void TrainConfig::apply_yaml(const std::string& path) {
     const YAML::Node& v = kv.second;
     require(seen.insert(key).second,
             path + ": key '" + key + "' at line " + std::to_string(kv.first.Mark().line + 1) + " is given twice");
-    std::vector<std::string> valid;  // every key tried before the match: all of them when none matches
+    if (std::find(other_keys.begin(), other_keys.end(), key) != other_keys.end()) continue;
+    std::vector<std::string> valid = other_keys;  // and every key tried before the match
 #define PRICER_KEY(name, field)        \
   valid.push_back(name);               \
   if (key == name) {                   \

@@ -84,7 +84,9 @@ struct TrainConfig {
   bool progress = true;
 
   // Keys as in the YAML config file; unknown keys are an error naming the file.
-  void apply_yaml(const std::string& path);
+  // `other_keys`: keys a caller reads from the same file itself (pretraining's model shape);
+  // skipped here, and listed with the valid keys when one is unknown.
+  void apply_yaml(const std::string& path, const std::vector<std::string>& other_keys = {});
   nlohmann::json to_json() const;
   void validate() const;
 
