@@ -17,8 +17,10 @@ constexpr uint32_t kVersion = 1;
 
 template <class T>
 void put(std::vector<uint8_t>& out, const T& v) {
-  const auto* p = reinterpret_cast<const uint8_t*>(&v);
-  out.insert(out.end(), p, p + sizeof(T));
+  // resize + memcpy rather than a range insert, which GCC 12 misreads as out of bounds.
+  const std::size_t at = out.size();
+  out.resize(at + sizeof(T));
+  std::memcpy(out.data() + at, &v, sizeof(T));
 }
 
 class Reader {
