@@ -39,7 +39,13 @@ std::vector<std::string> generated_texts(size_t n) {
     while (s.size() < 700) {
       int k = kind(rng);
       if (k == 0) s += std::to_string(num(rng)) + " " + words[w(rng)];
-      else if (k == 1) s += "$" + std::to_string(num(rng)) + "." + std::to_string(num(rng) % 100);
+      else if (k == 1) {
+        // Appended piece by piece: GCC 12 misreads "$" + std::string&& as an overlapping copy.
+        s += '$';
+        s += std::to_string(num(rng));
+        s += '.';
+        s += std::to_string(num(rng) % 100);
+      }
       else if (k == 2) s += ", ";
       else if (k == 3) s += ". ";
       else s += words[w(rng)];

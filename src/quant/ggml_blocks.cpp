@@ -336,10 +336,6 @@ void deq_q6_k_ref(const uint8_t* x, float* y, int64_t nb) {
 
 // ---------------------------------------------------------------- AVX2 dequantization
 
-inline __m256 bytes_u8_to_ps(const uint8_t* p) {
-  return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
-}
-
 void deq_q8_0_fast(const uint8_t* x, float* y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, x += kQ8_0Bytes, y += kQK8_0) {
     const __m256 d = _mm256_set1_ps(load_f16(x));
