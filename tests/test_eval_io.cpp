@@ -86,7 +86,8 @@ TEST(EvalItems, BadLinesNameFileAndLine) {
   struct Case {
     std::string line, expect;
   } cases[] = {
-      {"{\"text\": \"x\", \"price\": 3", "malformed JSON"},
+      {"{\"text\": \"x\", \"price\": 3", "invalid JSON"},
+      {R"({"text": "x", "price": 3, "price": 300})", "duplicate JSON key 'price'"},
       {"[1, 2]", "expected a JSON object"},
       {R"({"text": "x"})", "missing \"price\""},
       {R"({"text": "x", "price": "12.5"})", "\"price\" must be a number"},

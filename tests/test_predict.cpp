@@ -518,12 +518,12 @@ TEST_F(PredictCli, BadLinesNameTheLineOrAreSkippedAndCounted) {
   const std::string file = (w_.dir / "bad.jsonl").string();
   auto r = cli_test::run_cli(model_args() + "--jsonl " + file);
   EXPECT_EQ(r.rc, 1) << r.out;
-  EXPECT_NE(r.out.find(file + ":2: malformed JSON"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(file + ":2: invalid JSON"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("\"price\""), std::string::npos) << "nothing is priced before the input is checked";
 
   r = cli_test::run_cli(model_args() + "--jsonl " + file + " --skip-invalid");
   ASSERT_EQ(r.rc, 0) << r.out;
-  EXPECT_NE(r.out.find("skipped 3 invalid lines (first: " + file + ":2: malformed JSON)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("skipped 3 invalid lines (first: " + file + ":2: invalid JSON"), std::string::npos) << r.out;
   size_t priced = 0;
   for (size_t at = 0; (at = r.out.find("\"price\"", at)) != std::string::npos; ++at) ++priced;
   EXPECT_EQ(priced, 2u);

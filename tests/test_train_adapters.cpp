@@ -367,7 +367,9 @@ TEST_F(Adapters, PeftAdaptersThatDoNotFitAreRejected) {
   write_file_atomic(cfg, "{\"r\": 4, \"target_modules\": [\"q_proj\", \"lm_head\"]}");
   EXPECT_THROW(load_adapter(target, dir_ / "good"), Error);
   write_file_atomic(cfg, "{\"r\": 4,");
-  expect_load_error(target, dir_ / "good", {cfg, "not valid JSON"});
+  expect_load_error(target, dir_ / "good", {cfg, "invalid JSON"});
+  write_file_atomic(cfg, "{\"r\": 4, \"r\": 8, \"target_modules\": [\"q_proj\"]}");
+  expect_load_error(target, dir_ / "good", {cfg, "duplicate JSON key 'r'"});
   fs::remove(cfg);
   expect_load_error(target, dir_ / "good", {cfg, "cannot open"});
   write_file_atomic(cfg, good_cfg);

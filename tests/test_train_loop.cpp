@@ -352,6 +352,20 @@ TEST_F(TrainLoop, KilledAtAnyFsyncOrRenameResumesToTheSameAdapters) {
   }
 }
 
+// Training data is parsed strictly: a line that is not JSON, or holds a key twice, is an error
+// naming the file and line (the last key would otherwise win silently).
+TEST_F(TrainLoop, TrainingLinesAreParsedStrictly) {
+  const std::string path = dir_ / "dup.jsonl";
+  write_file_atomic(path, "{\"prompt\": \"a\", \"completion\": \"1.00\"}\n"
+                          "{\"prompt\": \"b\", \"completion\": \"2.00\", \"completion\": \"900.00\"}\n");
+  try {
+    load_examples(path, "train", tiny_tokenizer(), tiny_tokenizer().vocab_size(), DatasetOptions{});
+    ADD_FAILURE() << "a duplicate key was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(path + ":2: duplicate JSON key 'completion'"), std::string::npos) << e.what();
+  }
+}
+
 // One run per output directory: a second is refused while the first holds it, naming its pid.
 TEST_F(TrainLoop, AnOutputDirectoryHoldsOneRunAtATime) {
   const TrainConfig c = config("locked");

@@ -17,6 +17,7 @@
 #include "cli/command.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "io/json_util.h"
 #include "eval/item.h"
 #include "predict/calibration.h"
 #include "predict/model_average.h"
@@ -71,9 +72,13 @@ std::vector<Request> read_requests(std::istream& in, const std::string& name, co
     std::string error;
     Request r;
     r.line = line_no;
-    const json j = json::parse(line, nullptr, false);
-    if (j.is_discarded()) {
-      error = where + ": malformed JSON";
+    json j;
+    try {
+      j = parse_json_strict(line, where);  // malformed, or a key given twice
+    } catch (const Error& e) {
+      error = e.what();
+    }
+    if (!error.empty()) {
     } else if (!j.is_object()) {
       error = where + ": expected a JSON object with a \"text\" field";
     } else if (auto p = j.find("prompt"); p != j.end() && p->is_string() && !p->get<std::string>().empty()) {

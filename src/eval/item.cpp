@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "io/json_util.h"
 #include "data/record.h"
 
 namespace pricer::eval {
@@ -39,12 +40,8 @@ std::string optional_string(const json& obj, const char* key, const std::string&
 }
 
 Item parse_item(const std::string& line, const std::string& where) {
-  json obj;
-  try {
-    obj = json::parse(line);
-  } catch (const json::parse_error& e) {
-    throw Error(where + ": malformed JSON: " + e.what());
-  }
+  // Strict: a key given twice is an error, not the last one silently winning.
+  const json obj = parse_json_strict(line, where);
   require(obj.is_object(), where + ": expected a JSON object, got " + std::string(obj.type_name()));
   Item item;
   auto price = obj.find("price");

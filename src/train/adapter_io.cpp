@@ -10,6 +10,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "io/json_util.h"
 #include "io/gguf.h"
 #include "io/model_file.h"
 #include "io/safetensors.h"
@@ -290,8 +291,9 @@ LoraConfig read_adapter_config(const std::string& path) {
   const fs::path cfg_path = peft_dir(path) / "adapter_config.json";
   std::ifstream in(cfg_path);
   require(in.good(), cfg_path.string() + ": cannot open (a PEFT adapter directory needs adapter_config.json)");
-  nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
-  require(!j.is_discarded() && j.is_object(), cfg_path.string() + ": not valid JSON");
+  const std::string text((std::istreambuf_iterator<char>(in)), {});
+  nlohmann::json j = parse_json_strict(text, cfg_path.string());
+  require(j.is_object(), cfg_path.string() + ": not a JSON object");
   require(j.value("peft_type", "LORA") == "LORA", cfg_path.string() + ": peft_type is not LORA");
   require(j.contains("r") && j["r"].is_number_integer(), cfg_path.string() + ": r missing or not an integer");
   lc.rank = j["r"].get<int64_t>();

@@ -9,6 +9,7 @@
 #include <numeric>
 
 #include "core/error.h"
+#include "io/json_util.h"
 #include "data/shard.h"
 
 namespace fs = std::filesystem;
@@ -49,8 +50,8 @@ void for_each_record(const std::string& path, const std::function<void(const nlo
     ++lineno;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     const std::string where = path + ":" + std::to_string(lineno);
-    const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
-    require(!j.is_discarded() && j.is_object(), where + ": not a JSON object");
+    const nlohmann::json j = parse_json_strict(line, where);
+    require(j.is_object(), where + ": not a JSON object");
     each(j, where);
   }
 }
