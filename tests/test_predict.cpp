@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "io/gguf.h"
 #include "io/model_file.h"
 #include "predict/calibration.h"
 #include "predict/model_average.h"
@@ -489,6 +490,39 @@ TEST_F(PredictCli, SeveralModelsPriceAsTheirAverage) {
   r = cli_test::run_cli(args + "--calibrate " + w_.dir.string());
   EXPECT_NE(r.rc, 0);
   EXPECT_NE(r.out.find("one model"), std::string::npos) << r.out;
+}
+
+// A model holding a NaN weight is refused by file and tensor, not left to price NaN.
+TEST_F(Predict, AModelWithNonFiniteWeightsIsRefusedByTensor) {
+  const fs::path bad = w_.dir / "nan.gguf";
+  fs::copy_file(w_.base, bad);
+  std::string name;
+  uint64_t at = 0;
+  {
+    const GgufFile g = GgufFile::open(bad.string());
+    for (const auto& t : g.tensors())
+      if (t.type == GgmlType::F32 && t.name.find("ffn_down") != std::string::npos) {
+        name = t.name;
+        at = g.data_start() + t.offset + 4 * 3;
+        break;
+      }
+  }
+  ASSERT_FALSE(name.empty());
+  {
+    std::fstream f(bad, std::ios::in | std::ios::out | std::ios::binary);
+    const float nan = std::nanf("");
+    f.seekp(static_cast<std::streamoff>(at));
+    f.write(reinterpret_cast<const char*>(&nan), 4);
+  }
+  ModelPricerOptions o = f32_options(w_, false);
+  o.model = bad.string();
+  try {
+    ModelPricer mp(o);
+    ADD_FAILURE() << "a NaN weight was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(bad.string() + ": tensor "), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("NaN or infinite"), std::string::npos) << e.what();
+  }
 }
 
 TEST(PredictAverage, ReadoutsAverageInLogOnePlusPrice) {

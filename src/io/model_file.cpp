@@ -234,4 +234,19 @@ ModelFile load_model_file(const std::string& path, std::optional<DType> base_dty
                      "checkpoint or a Hugging Face model directory)");
 }
 
+std::string first_non_finite_tensor(const ModelFile& m) {
+  std::vector<float> rows;
+  for (const auto& [name, w] : m.tensors) {
+    const int64_t block = std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(1, w.cols()));
+    for (int64_t r = 0; r < w.rows(); r += block) {
+      const int64_t n = std::min(block, w.rows() - r);
+      rows.resize(static_cast<size_t>(n * w.cols()));
+      w.dequantize_rows(r, n, rows.data());
+      for (float v : rows)
+        if (!std::isfinite(v)) return name;
+    }
+  }
+  return "";
+}
+
 }  // namespace pricer

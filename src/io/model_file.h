@@ -45,6 +45,10 @@ struct ModelFile {
 // every layer (not embeddings, norms or the head) to that format (e.g. NF4 for QLoRA).
 ModelFile load_model_file(const std::string& path, std::optional<DType> base_dtype = std::nullopt);
 
+// The first tensor holding a NaN or infinite value ("" when none), read row block by row block:
+// a model that cannot price must be refused by name, not produce NaN prices.
+std::string first_non_finite_tensor(const ModelFile& m);
+
 // Format-specific entry points (the in-memory ones serve tests and fuzzing; `name` appears in
 // error messages in place of a path).
 ModelFile load_gguf_model(const GgufFile& file, std::optional<DType> base_dtype = std::nullopt);

@@ -88,6 +88,8 @@ ModelPricer::ModelPricer(const ModelPricerOptions& opt) : opt_(opt) {
   require(opt.text_token_budget >= 0 && opt.max_prompt_tokens >= 0,
           "model pricer: text_tokens and max_prompt_tokens cannot be negative");
   ModelFile mf = load_model_file(opt.model, dtype_from_name(opt.base_dtype));
+  if (const std::string bad = first_non_finite_tensor(mf); !bad.empty())
+    throw Error(opt.model + ": tensor " + bad + " holds NaN or infinite values; the model cannot price");
   comparables_path_ = find_comparables(opt, mf);
   if (!comparables_path_.empty())
     comparables_ = std::make_unique<retrieval::ComparablesIndex>(retrieval::ComparablesIndex::load(comparables_path_));
