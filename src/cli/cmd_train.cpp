@@ -25,6 +25,8 @@ int run_train(const TrainConfig& cfg, bool quiet, const std::string& val_path, c
   const DirectoryLock out_lock = prepare_output_dir(c);
   std::fprintf(stderr, "loading %s (base %s)\n", c.model.c_str(), c.base_dtype.c_str());
   ModelFile mf = load_model_file(c.model, dtype_from_name(c.base_dtype));
+  if (const std::string bad = first_non_finite_tensor(mf); !bad.empty())
+    throw Error(c.model + ": tensor " + bad + " holds NaN or infinite values; training cannot start from it");
   LlamaModel model = LlamaModel::from_weights(mf.config, std::move(mf.tensors), mf.source);
   auto tok = load_tokenizer(c.tokenizer.empty() ? c.model : c.tokenizer);
   require(tok->vocab_size() <= mf.config.vocab_size,
