@@ -219,7 +219,9 @@ TEST_F(AtomicFileTest, DirectoryIsReplacedAsOneUnit) {
   fs::create_directories(dir_ / ".best.tmp.99.0");
   std::ofstream(dir_ / ".x.json.tmp.99.3") << "partial";
   std::ofstream(dir_ / "keep.tmp") << "mine";
+  std::ofstream(dir_ / ".notes.tmp.txt") << "mine too";  // a dot file that merely looks alike
   pricer::remove_stale_temporaries(dir_);
-  EXPECT_EQ(entries(), 2u);
+  EXPECT_EQ(entries(), 3u);
   EXPECT_TRUE(fs::exists(dir_ / "keep.tmp"));
+  EXPECT_TRUE(fs::exists(dir_ / ".notes.tmp.txt"));
 }

@@ -159,7 +159,6 @@ void apply_shape_yaml(const std::string& path, PretrainShape& sh, const CLI::App
   auto read = [&](const std::string& key, auto& into) {
     std::string option = "--" + key;
     std::replace(option.begin(), option.end(), '_', '-');
-    if (key == "vocab_size") option = "--vocab-size";
     if (!root[key] || sub.get_option(option)->count() > 0) return;
     try {
       into = root[key].as<std::remove_reference_t<decltype(into)>>();

@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -72,8 +73,17 @@ void sync_path(const std::filesystem::path& path) {
   if (rc != 0 && err != EINVAL) fail(path, "sync", err);
 }
 
+// Exactly temp_name()'s pattern ".<target>.tmp.<pid>.<n>": a user's ".notes.tmp.txt" is not one.
 bool is_temporary_name(const std::string& name) {
-  return name.size() > 1 && name[0] == '.' && name.find(".tmp.") != std::string::npos;
+  const auto at = name.rfind(".tmp.");
+  if (name.size() < 2 || name[0] != '.' || at == std::string::npos || at == 0) return false;
+  const std::string tail = name.substr(at + 5);
+  const auto dot = tail.find('.');
+  auto digits = [](std::string_view d) {
+    return !d.empty() && std::all_of(d.begin(), d.end(), [](char c) { return c >= '0' && c <= '9'; });
+  };
+  return dot != std::string::npos && digits(std::string_view(tail).substr(0, dot)) &&
+         digits(std::string_view(tail).substr(dot + 1));
 }
 
 }  // namespace
