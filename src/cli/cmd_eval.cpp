@@ -214,6 +214,11 @@ pricer::cli::Registrar reg{
           ->check(CLI::NonNegativeNumber);
       sub.add_option("--frontier-max-tokens", f.max_tokens, "max_tokens sent (0 = not sent)")
           ->check(CLI::NonNegativeNumber);
+      sub.add_option("--frontier-temperature", f.temperature, "temperature sent (default: not sent)")
+          ->check(CLI::Range(0.0, 2.0));
+      sub.add_option("--frontier-prompt", f.user_template,
+                     "User message, {text} the product text (\"{text}\" for a served pricer model)")
+          ->capture_default_str();
       sub.add_option("--frontier-usd-in", f.usd_per_m_input, "USD per million prompt tokens")
           ->check(CLI::NonNegativeNumber);
       sub.add_option("--frontier-usd-out", f.usd_per_m_output,

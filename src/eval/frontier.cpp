@@ -25,8 +25,9 @@ std::string frontier_system_prompt() {
   return "You estimate prices of items. Reply only with the price, no explanation";
 }
 
-std::string frontier_user_prompt(const std::string& text) {
-  return "How much does this cost?\n\n" + text;
+std::string frontier_user_prompt(const std::string& text, const std::string& user_template) {
+  const auto at = user_template.find("{text}");
+  return user_template.substr(0, at) + text + user_template.substr(at + 6);
 }
 
 namespace {
@@ -56,6 +57,9 @@ FrontierPricer::FrontierPricer(FrontierConfig cfg) : cfg_(std::move(cfg)) {
   require(cfg_.max_retries >= 0 && cfg_.max_retries <= 100, "frontier: retries must be 0..100");
   require(cfg_.timeout_s > 0.0 && cfg_.backoff_s >= 0.0 && cfg_.max_backoff_s >= 0.0,
           "frontier: timeout must be positive and backoff non-negative");
+  require(cfg_.user_template.find("{text}") != std::string::npos,
+          "frontier: the user message template must hold {text}");
+  require(cfg_.temperature <= 2.0, "frontier: temperature must be at most 2");
   const auto scheme_end = cfg_.base_url.find("://");
   require(scheme_end != std::string::npos,
           "frontier: base URL \"" + cfg_.base_url + "\" needs a scheme (http:// or https://)");
@@ -94,8 +98,9 @@ FrontierOutcome price_one(httplib::Client& cli, const FrontierConfig& cfg, const
   json body = {{"model", cfg.model},
                {"messages",
                 {{{"role", "system"}, {"content", frontier_system_prompt()}},
-                 {{"role", "user"}, {"content", frontier_user_prompt(item.text)}}}}};
+                 {{"role", "user"}, {"content", frontier_user_prompt(item.text, cfg.user_template)}}}}};
   if (cfg.max_tokens > 0) body["max_tokens"] = cfg.max_tokens;
+  if (cfg.temperature >= 0) body["temperature"] = cfg.temperature;
   const std::string payload = body.dump();
 
   FrontierOutcome out;

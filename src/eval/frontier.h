@@ -19,6 +19,10 @@ struct FrontierConfig {
   double backoff_s = 1.0;                      // first retry delay; doubles on each retry
   double max_backoff_s = 60.0;
   int max_tokens = 0;                          // 0 = not sent
+  double temperature = -1;                     // < 0 = not sent (the API's default)
+  // The user message; {text} is the product text. The default asks as the course did; "{text}"
+  // sends the text alone (a served price model applies its own prompt to it).
+  std::string user_template = "How much does this cost?\n\n{text}";
   double usd_per_m_input = 0.0;                // price per million prompt tokens
   double usd_per_m_output = 0.0;               // price per million completion tokens
 };
@@ -28,6 +32,6 @@ inline constexpr std::size_t kMaxReplyBytes = 1u << 20;
 
 // The two chat messages sent for one item.
 std::string frontier_system_prompt();
-std::string frontier_user_prompt(const std::string& text);
+std::string frontier_user_prompt(const std::string& text, const std::string& user_template = FrontierConfig{}.user_template);
 
 }  // namespace pricer::eval

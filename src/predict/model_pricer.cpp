@@ -23,27 +23,6 @@ namespace {
 // Prompt tokens kept at the end of a shortened prompt, as training keeps them (DatasetOptions).
 constexpr int64_t kPromptTail = 16;
 
-// True once more tokens cannot change what price_in_text reads: the number is followed by a
-// character that ends it, or it has its cents ("123.00", the completion format).
-bool number_complete(const std::string& text) {
-  bool digit = false;
-  size_t dot = std::string::npos;
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (c >= '0' && c <= '9') {
-      digit = true;
-      if (dot != std::string::npos && i - dot >= 2) return true;
-    } else if (c == '.' && digit && dot == std::string::npos) {
-      dot = i;
-    } else if (c == ',' && digit) {
-      continue;
-    } else if (digit) {
-      return true;
-    }
-  }
-  return false;
-}
-
 // The comparables index a model or adapter was trained with lies beside it: in the adapter's
 // directory, else beside the model file (or in a model directory). The trained weights' GGUF (the
 // adapter's, else the model's) also says so in its metadata, so a lost index is an error rather

@@ -66,6 +66,10 @@ class ModelPricer {
   const Tokenizer& tokenizer() const { return *tok_; }
   const PriceDistribution& distribution() const { return *pd_; }
   const LlamaModel& model() const { return *model_; }
+  // The loaded model and its backend for text generation beside pricing (`pricer serve`). Not
+  // thread-safe: one thread at a time runs the model, as predict() does.
+  LlamaModel& model() { return *model_; }
+  Backend& backend() { return *be_; }
 
  private:
   PricePrediction read_logits(const float* logits, PriceMode mode) const;

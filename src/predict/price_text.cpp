@@ -51,4 +51,23 @@ std::optional<double> price_in_text(std::string_view text) {
   return std::nullopt;
 }
 
+bool number_complete(const std::string& text) {
+  bool digit = false;
+  size_t dot = std::string::npos;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c >= '0' && c <= '9') {
+      digit = true;
+      if (dot != std::string::npos && i - dot >= 2) return true;
+    } else if (c == '.' && digit && dot == std::string::npos) {
+      dot = i;
+    } else if (c == ',' && digit) {
+      continue;
+    } else if (digit) {
+      return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace pricer

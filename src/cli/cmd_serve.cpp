@@ -1,0 +1,120 @@
+// pricer serve: the model behind HTTP (OpenAI-compatible completions and chat, the price API).
+// SIGTERM or Ctrl-C stops taking requests, answers those in flight, then exits 0.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "cli/command.h"
+#include "core/error.h"
+#include "predict/model_pricer.h"
+#include "serve/server.h"
+
+namespace pricer::cli {
+namespace {
+
+struct ServeArgs {
+  ModelPricerOptions model;
+  serve::ServerOptions server;
+  serve::EngineOptions engine;
+  std::string readout = price_mode_name(kDefaultPriceMode);
+};
+
+// The id clients name the model by: the run's directory for a run's output
+// ("runs/kettle/last/model.gguf" -> "kettle", ".../best/adapter" -> "kettle/best"), else the
+// file's name.
+std::string default_model_name(const ModelPricerOptions& m) {
+  std::filesystem::path p = std::filesystem::path(m.adapter.empty() ? m.model : m.adapter).lexically_normal();
+  if (!p.has_filename()) p = p.parent_path();
+  auto generic = [](const std::string& n) { return n == "model.gguf" || n == "adapter.gguf" || n == "adapter"; };
+  while (generic(p.filename().string()) && p.has_parent_path()) p = p.parent_path();
+  const std::string name = p.filename().string();
+  if ((name == "last" || name == "best") && p.has_parent_path() && !p.parent_path().filename().empty())
+    return p.parent_path().filename().string() + (name == "best" ? "/best" : "");
+  return name.empty() ? "pricer" : name;
+}
+
+// SIGTERM and SIGINT write their number to a pipe (all a handler may safely do, whichever thread
+// it lands on); a watcher thread reads it and stops the server.
+int g_signal_pipe[2] = {-1, -1};
+extern "C" void on_stop_signal(int sig) {
+  const unsigned char b = static_cast<unsigned char>(sig);
+  [[maybe_unused]] const ssize_t n = ::write(g_signal_pipe[1], &b, 1);
+}
+
+int run_serve(ServeArgs& a) {
+  a.server.readout = price_mode_from_name(a.readout);
+  if (a.server.model_name.empty()) a.server.model_name = default_model_name(a.model);
+  require(::pipe(g_signal_pipe) == 0, "serve: cannot create a pipe");
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+
+  auto model = std::make_shared<ModelPricer>(a.model);
+  auto engine = std::make_shared<serve::Engine>(model, a.engine);
+  serve::Server server(engine, a.server);
+  const int port = server.bind();
+  std::fprintf(stderr, "serving %s on http://%s:%d (OpenAI API under /v1, price API at /v1/price)\n",
+               a.server.model_name.c_str(), a.server.host.c_str(), port);
+  std::thread watcher([&] {
+    unsigned char sig = 0;
+    while (::read(g_signal_pipe[0], &sig, 1) < 0 && errno == EINTR) {
+    }
+    if (sig == SIGTERM || sig == SIGINT) {
+      std::fprintf(stderr, "serve: %s: finishing the requests in flight\n", sig == SIGTERM ? "SIGTERM" : "interrupt");
+      server.stop();
+    }
+  });
+  server.run();
+  // run() returns once stopped; wake a watcher still waiting (a stop that came from elsewhere).
+  const unsigned char zero = 0;
+  [[maybe_unused]] const ssize_t n = ::write(g_signal_pipe[1], &zero, 1);
+  watcher.join();
+  engine.reset();
+  std::fprintf(stderr, "serve: stopped\n");
+  return 0;
+}
+
+const Registrar reg{
+    "serve", "Serve a model over HTTP: OpenAI-compatible completions and chat, and a price API",
+    [](CLI::App& sub) -> Runner {
+      auto a = std::make_shared<ServeArgs>();
+      ModelPricerOptions& m = a->model;
+      sub.add_option("-m,--model", m.model, "Model: GGUF, Hugging Face directory or pricer checkpoint")->required();
+      sub.add_option("--adapter", m.adapter, "LoRA adapter: PEFT directory or GGUF LoRA");
+      sub.add_option("--tokenizer", m.tokenizer, "Tokenizer (default: the model's)");
+      sub.add_option("--base-dtype", m.base_dtype, "How the projections are held: nf4, bf16, f32")->capture_default_str();
+      sub.add_option("--compute-dtype", m.compute_dtype, "Precision of the base's linears: bf16 or f32")
+          ->capture_default_str();
+      sub.add_option("--prompt-template", m.prompt_template, "Price prompt with {text} (default: the curate prompt)");
+      sub.add_option("--batch", m.batch, "Price prompts per forward pass")->capture_default_str()->check(CLI::Range(1, 4096));
+      sub.add_option("--readout", a->readout, "Default price readout of /v1/price: median, expected, top3 or greedy")
+          ->capture_default_str();
+      auto& s = a->server;
+      sub.add_option("--host", s.host, "Address to listen on")->capture_default_str();
+      sub.add_option("--port", s.port, "Port (0 = any free port, printed)")->capture_default_str()->check(CLI::Range(0, 65535));
+      sub.add_option("--model-name", s.model_name, "Model id clients send (default: the model's or adapter's name)");
+      sub.add_option("--timeout", s.request_timeout_s, "Seconds a request may take, queueing included")
+          ->capture_default_str()
+          ->check(CLI::Range(0.1, 86400.0));
+      sub.add_option("--max-body", s.max_body_bytes, "Largest request body in bytes (413 above)")
+          ->capture_default_str()
+          ->check(CLI::Range(1024, 1 << 30));
+      sub.add_option("--queue", a->engine.queue, "Requests waiting or running at most (503 above)")
+          ->capture_default_str()
+          ->check(CLI::Range(1, 100000));
+      sub.add_option("--max-active", a->engine.max_active, "Generations advancing together")
+          ->capture_default_str()
+          ->check(CLI::Range(1, 1024));
+      return [a] { return run_serve(*a); };
+    }};
+
+}  // namespace
+}  // namespace pricer::cli

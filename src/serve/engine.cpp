@@ -1,0 +1,294 @@
+#include "serve/engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <numeric>
+
+#include "core/error.h"
+#include "predict/prediction_json.h"
+#include "predict/price_text.h"
+#include "serve/stop_text.h"
+#include "tokenizer/text_stream.h"
+
+namespace pricer::serve {
+
+using nlohmann::json;
+
+namespace {
+
+ApiError timeout_error() {
+  return ApiError(504, "the request was not finished within the server's request timeout", "timeout_error", "",
+                  "timeout");
+}
+
+ApiError internal_error(const std::exception& e) {
+  return ApiError(500, std::string("the model failed: ") + e.what(), "server_error");
+}
+
+}  // namespace
+
+// ---- jobs ----
+
+GenerationUpdate GenerationJob::take(std::chrono::milliseconds wait) {
+  std::unique_lock lock(mu_);
+  cv_.wait_for(lock, wait, [&] { return pending_.done || !pending_.text.empty() || !pending_.tokens.empty(); });
+  GenerationUpdate out = std::move(pending_);
+  pending_ = {};
+  // Done stays done: the finish is reported again to whoever asks later.
+  pending_.done = out.done;
+  pending_.finish_reason = out.finish_reason;
+  pending_.error = out.error;
+  return out;
+}
+
+void GenerationJob::publish(const std::string& text, const SampledToken* token) {
+  {
+    std::lock_guard lock(mu_);
+    pending_.text += text;
+    if (token != nullptr) pending_.tokens.push_back(*token);
+  }
+  cv_.notify_all();
+}
+
+void GenerationJob::finish(std::string reason, std::optional<ApiError> error) {
+  {
+    std::lock_guard lock(mu_);
+    pending_.done = true;
+    pending_.finish_reason = std::move(reason);
+    pending_.error = std::move(error);
+  }
+  cv_.notify_all();
+}
+
+std::vector<json> PriceJob::wait() {
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [&] { return done_; });
+  if (error_) throw *error_;
+  return results_;
+}
+
+void PriceJob::finish(std::vector<json> results, std::optional<ApiError> error) {
+  {
+    std::lock_guard lock(mu_);
+    done_ = true;
+    results_ = std::move(results);
+    error_ = std::move(error);
+  }
+  cv_.notify_all();
+}
+
+SampledToken token_logprobs(const float* logits, int64_t n, int32_t id, int k) {
+  const float mx = *std::max_element(logits, logits + n);
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += std::exp(static_cast<double>(logits[i] - mx));
+  const double lse = mx + std::log(sum);
+  SampledToken t;
+  t.id = id;
+  t.logprob = static_cast<float>(logits[id] - lse);
+  std::vector<int32_t> order(static_cast<size_t>(n));
+  std::iota(order.begin(), order.end(), 0);
+  const auto kk = static_cast<std::ptrdiff_t>(std::min<int64_t>(std::max(k, 0), n));
+  std::partial_sort(order.begin(), order.begin() + kk, order.end(),
+                    [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
+  for (std::ptrdiff_t i = 0; i < kk; ++i) t.top.push_back({order[i], static_cast<float>(logits[order[i]] - lse)});
+  return t;
+}
+
+// ---- the engine ----
+
+struct Engine::Active {
+  std::shared_ptr<GenerationJob> job;
+  KvCache cache;
+  Sampler sampler;
+  TextStream text;
+  StopText stop;
+  std::vector<float> logits;
+  std::string reply;  // the text so far, for end_at_price
+  int64_t generated = 0;
+  Active(std::shared_ptr<GenerationJob> j, KvCache c, const Tokenizer& tok)
+      : job(std::move(j)), cache(std::move(c)), sampler(job->options.sampling), text(tok, job->prompt),
+        stop(job->stop) {}
+};
+
+Engine::Engine(std::shared_ptr<ModelPricer> model, EngineOptions options)
+    : model_(model), average_(std::vector<std::shared_ptr<ModelPricer>>{model}), opt_(options) {
+  require(opt_.queue >= 1 && opt_.max_active >= 1, "serve: the queue and the active generations must be at least 1");
+  stats_.capacity = opt_.queue;
+  worker_ = std::thread([this] { loop(); });
+}
+
+Engine::~Engine() {
+  close();
+  if (worker_.joinable()) worker_.join();
+}
+
+bool Engine::submit(std::shared_ptr<GenerationJob> job) {
+  {
+    std::lock_guard lock(mu_);
+    if (closing_ || gen_queue_.size() + price_queue_.size() + active_count_ >= opt_.queue) {
+      ++stats_.refused;
+      return false;
+    }
+    gen_queue_.push_back(std::move(job));
+  }
+  cv_.notify_all();
+  return true;
+}
+
+bool Engine::submit(std::shared_ptr<PriceJob> job) {
+  {
+    std::lock_guard lock(mu_);
+    if (closing_ || gen_queue_.size() + price_queue_.size() + active_count_ >= opt_.queue) {
+      ++stats_.refused;
+      return false;
+    }
+    price_queue_.push_back(std::move(job));
+  }
+  cv_.notify_all();
+  return true;
+}
+
+void Engine::close() {
+  {
+    std::lock_guard lock(mu_);
+    closing_ = true;
+  }
+  cv_.notify_all();
+}
+
+bool Engine::closing() const {
+  std::lock_guard lock(mu_);
+  return closing_;
+}
+
+EngineStats Engine::stats() const {
+  std::lock_guard lock(mu_);
+  EngineStats s = stats_;
+  s.waiting = gen_queue_.size() + price_queue_.size();
+  s.active = active_count_;
+  return s;
+}
+
+void Engine::loop() {
+  std::vector<std::unique_ptr<Active>> active;
+  for (;;) {
+    std::vector<std::shared_ptr<PriceJob>> prices;
+    std::vector<std::shared_ptr<GenerationJob>> admitted;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return closing_ || !price_queue_.empty() || !gen_queue_.empty() || !active.empty(); });
+      if (closing_ && price_queue_.empty() && gen_queue_.empty() && active.empty()) return;
+      prices.assign(price_queue_.begin(), price_queue_.end());
+      price_queue_.clear();
+      while (!gen_queue_.empty() && active.size() + admitted.size() < opt_.max_active) {
+        admitted.push_back(std::move(gen_queue_.front()));
+        gen_queue_.pop_front();
+      }
+      active_count_ = active.size() + admitted.size() + prices.size();
+    }
+    if (!prices.empty()) price(prices);
+    for (auto& job : admitted) {
+      if (auto a = start(std::move(job))) active.push_back(std::move(a));
+    }
+    std::erase_if(active, [&](std::unique_ptr<Active>& a) { return !step(*a); });
+    std::lock_guard lock(mu_);
+    stats_.served += prices.size() + admitted.size();
+    active_count_ = active.size();
+  }
+}
+
+// Every queued price request in one pass per readout: the prompts of all of them batched.
+void Engine::price(std::vector<std::shared_ptr<PriceJob>>& jobs) {
+  std::map<PriceMode, std::vector<std::shared_ptr<PriceJob>>> by_mode;
+  const auto now = Clock::now();
+  for (auto& j : jobs) {
+    if (now > j->deadline) {
+      j->finish({}, timeout_error());
+    } else {
+      by_mode[j->mode].push_back(j);
+    }
+  }
+  for (auto& [mode, group] : by_mode) {
+    std::vector<std::string> prompts;
+    for (const auto& j : group) prompts.insert(prompts.end(), j->prompts.begin(), j->prompts.end());
+    try {
+      const std::vector<PricePrediction> preds = average_.predict(prompts, mode);
+      std::size_t i = 0;
+      for (auto& j : group) {
+        std::vector<json> out;
+        for (std::size_t k = 0; k < j->prompts.size(); ++k, ++i) out.push_back(prediction_json(average_, i, preds[i], mode));
+        j->finish(std::move(out), std::nullopt);
+      }
+      std::lock_guard lock(mu_);
+      ++stats_.price_batches;
+      stats_.priced += prompts.size();
+    } catch (const std::exception& e) {
+      for (auto& j : group) j->finish({}, internal_error(e));
+    }
+  }
+}
+
+std::unique_ptr<Engine::Active> Engine::start(std::shared_ptr<GenerationJob> job) {
+  if (job->cancelled()) {
+    job->finish("cancelled");
+    return nullptr;
+  }
+  if (Clock::now() > job->deadline) {
+    job->finish("", timeout_error());
+    return nullptr;
+  }
+  try {
+    LlamaModel& m = model_->model();
+    const auto cap = static_cast<int64_t>(job->prompt.size()) + job->options.max_tokens;
+    auto a = std::make_unique<Active>(job, m.make_cache(cap), model_->tokenizer());
+    a->logits = m.prefill(a->cache, job->prompt, model_->backend());
+    return a;
+  } catch (const std::exception& e) {
+    job->finish("", internal_error(e));
+    return nullptr;
+  }
+}
+
+bool Engine::step(Active& a) {
+  GenerationJob& job = *a.job;
+  if (job.cancelled()) {
+    job.finish("cancelled");
+    return false;
+  }
+  if (Clock::now() > job.deadline) {
+    job.publish(a.stop.push(a.text.finish()), nullptr);
+    job.finish("", timeout_error());
+    return false;
+  }
+  try {
+    const int64_t n = job.options.sample_vocab;
+    const int32_t id = a.sampler.sample(std::span<const float>(a.logits.data(), static_cast<size_t>(n)));
+    if (std::find(job.options.stop_ids.begin(), job.options.stop_ids.end(), id) != job.options.stop_ids.end()) {
+      job.publish(a.stop.push(a.text.finish()) + a.stop.finish(), nullptr);
+      job.finish("stop");
+      return false;
+    }
+    SampledToken tok{id, 0, {}};
+    if (job.top_logprobs >= 0) tok = token_logprobs(a.logits.data(), n, id, job.top_logprobs);
+    ++a.generated;
+    const std::string text = a.text.push(id);
+    std::string piece = a.stop.push(text);
+    a.reply += text;
+    const bool priced = job.end_at_price && number_complete(a.reply);
+    const bool last = priced || a.generated >= job.options.max_tokens;
+    if (last && !a.stop.stopped()) piece += a.stop.push(a.text.finish()) + a.stop.finish();
+    job.publish(piece, &tok);
+    if (a.stop.stopped() || last) {
+      job.finish(a.stop.stopped() || priced ? "stop" : "length");
+      return false;
+    }
+    a.logits = model_->model().decode(a.cache, id, model_->backend());
+    return true;
+  } catch (const std::exception& e) {
+    job.finish("", internal_error(e));
+    return false;
+  }
+}
+
+}  // namespace pricer::serve

@@ -1,0 +1,405 @@
+#include "serve/server.h"
+
+#include <httplib.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <chrono>
+#include <ctime>
+#include <random>
+
+#include "core/error.h"
+
+namespace pricer::serve {
+
+using nlohmann::json;
+
+namespace {
+
+// Token texts are raw bytes and may split a UTF-8 character: replaced, never a throw.
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+void send_json(httplib::Response& res, int status, const json& j) {
+  res.status = status;
+  res.set_content(dump(j), "application/json");
+}
+
+void send_error(httplib::Response& res, const ApiError& e) {
+  if (e.status == 503) res.set_header("Retry-After", "1");
+  send_json(res, e.status, error_body(e));
+}
+
+ApiError busy_error(const Engine& engine) {
+  return engine.closing() ? ApiError(503, "the server is shutting down", "server_error", "", "shutting_down")
+                          : ApiError(503, "the server's queue is full; retry later", "server_error", "", "queue_full");
+}
+
+// A request id: a counter from a random start, mixed (splitmix64's finalizer) so ids look unrelated.
+std::string random_id(const char* prefix) {
+  static std::atomic<uint64_t> counter{(static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}()};
+  uint64_t x = counter.fetch_add(1) + 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  x ^= x >> 31;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(x));
+  return std::string(prefix) + buf;
+}
+
+// Runs a handler; whatever it throws becomes an error reply.
+template <class F>
+httplib::Server::Handler guarded(F fn) {
+  return [fn](const httplib::Request& req, httplib::Response& res) {
+    try {
+      fn(req, res);
+    } catch (const ApiError& e) {
+      send_error(res, e);
+    } catch (const Error& e) {
+      send_error(res, ApiError(400, e.what()));
+    } catch (const std::exception& e) {
+      send_error(res, ApiError(500, std::string("internal error: ") + e.what(), "server_error"));
+    }
+  };
+}
+
+// ---- turning a completion request into a generation job ----
+
+std::vector<int32_t> chat_prompt(ModelPricer& mp, const CompletionRequest& r) {
+  // A price model has no chat template: the last user message is the product text, priced
+  // through the model's own prompt template (and comparables, when it was trained with them).
+  for (auto it = r.messages.rbegin(); it != r.messages.rend(); ++it) {
+    if (it->role == "user") return mp.encode_prompt(mp.model_prompt(mp.prompt_for(it->content)));
+  }
+  throw ApiError(400, "'messages' holds no message with role 'user'", "invalid_request_error", "messages");
+}
+
+std::vector<int32_t> completion_prompt(const Tokenizer& tok, const CompletionRequest& r) {
+  if (r.prompt_is_ids) {
+    for (size_t i = 0; i < r.prompt_ids.size(); ++i) {
+      if (r.prompt_ids[i] >= tok.vocab_size())
+        throw ApiError(400, "token id " + std::to_string(r.prompt_ids[i]) + " is outside the vocabulary of " +
+                                std::to_string(tok.vocab_size()), "invalid_request_error", "prompt");
+    }
+    return r.prompt_ids;
+  }
+  std::vector<int32_t> ids;
+  if (tok.bos_id() >= 0) ids.push_back(tok.bos_id());
+  for (int32_t id : tok.encode(r.prompt)) ids.push_back(id);
+  if (ids.empty()) throw ApiError(400, "the prompt is empty", "invalid_request_error", "prompt");
+  return ids;
+}
+
+std::shared_ptr<GenerationJob> make_job(ModelPricer& mp, const CompletionRequest& r, Clock::time_point deadline) {
+  const Tokenizer& tok = mp.tokenizer();
+  const int64_t ctx = mp.model().config().max_seq_len;
+  auto job = std::make_shared<GenerationJob>();
+  job->prompt = r.endpoint == Endpoint::Chat ? chat_prompt(mp, r) : completion_prompt(tok, r);
+  const auto n = static_cast<int64_t>(job->prompt.size());
+  const int64_t room = ctx - n;
+  if (room < 1 || (r.max_tokens && *r.max_tokens > room)) {
+    throw ApiError(400,
+                   "This model's maximum context length is " + std::to_string(ctx) + " tokens. However, you requested " +
+                       std::to_string(n + r.max_tokens.value_or(1)) + " tokens (" + std::to_string(n) +
+                       " in the prompt, " + std::to_string(r.max_tokens.value_or(1)) +
+                       " for the completion). Please reduce the prompt or the completion length.",
+                   "invalid_request_error", r.endpoint == Endpoint::Chat ? "messages" : "prompt",
+                   "context_length_exceeded");
+  }
+  // OpenAI's defaults: 16 new tokens for a completion, up to the context for a chat reply.
+  job->options.max_tokens = r.max_tokens.value_or(r.endpoint == Endpoint::Chat ? room : std::min<int64_t>(16, room));
+  job->options.sample_vocab = std::min<int64_t>(tok.vocab_size(), mp.model().config().vocab_size);
+  for (int32_t id : {tok.eos_id(), mp.model().config().eos_id})
+    if (id >= 0) job->options.stop_ids.push_back(id);
+  job->options.sampling.temperature = r.temperature;
+  job->options.sampling.top_p = r.top_p;
+  job->options.sampling.top_k = 0;  // OpenAI's API has no top-k
+  job->options.sampling.seed = r.seed.value_or(std::random_device{}());
+  job->stop = r.stop;
+  job->top_logprobs = r.top_logprobs;
+  // A chat reply is a price, as `pricer predict --mode greedy` reads it: it ends with the number.
+  job->end_at_price = r.endpoint == Endpoint::Chat;
+  job->deadline = deadline;
+  return job;
+}
+
+// ---- replies ----
+
+json usage_json(int64_t prompt, int64_t completion) {
+  return {{"prompt_tokens", prompt}, {"completion_tokens", completion}, {"total_tokens", prompt + completion}};
+}
+
+// Completions' logprobs: parallel arrays, alternatives as {token: logprob} maps.
+json completion_logprobs(const Tokenizer& tok, const std::vector<SampledToken>& toks, size_t offset) {
+  json j = {{"tokens", json::array()}, {"token_logprobs", json::array()}, {"top_logprobs", json::array()},
+            {"text_offset", json::array()}};
+  for (const auto& t : toks) {
+    const std::string s = tok.token_bytes(t.id);
+    j["tokens"].push_back(s);
+    j["token_logprobs"].push_back(t.logprob);
+    json top = json::object();
+    for (const auto& a : t.top) top[tok.token_bytes(a.id)] = a.logprob;
+    j["top_logprobs"].push_back(top);
+    j["text_offset"].push_back(offset);
+    offset += s.size();
+  }
+  return j;
+}
+
+json byte_array(const std::string& s) {
+  json b = json::array();
+  for (unsigned char c : s) b.push_back(static_cast<int>(c));
+  return b;
+}
+
+// Chat's logprobs: one entry per token with its bytes and its alternatives.
+json chat_logprobs(const Tokenizer& tok, const std::vector<SampledToken>& toks) {
+  json content = json::array();
+  for (const auto& t : toks) {
+    const std::string s = tok.token_bytes(t.id);
+    json top = json::array();
+    for (const auto& a : t.top) {
+      const std::string as = tok.token_bytes(a.id);
+      top.push_back({{"token", as}, {"logprob", a.logprob}, {"bytes", byte_array(as)}});
+    }
+    content.push_back({{"token", s}, {"logprob", t.logprob}, {"bytes", byte_array(s)}, {"top_logprobs", top}});
+  }
+  return {{"content", content}};
+}
+
+struct ReplyContext {
+  std::string id, model;
+  long created = 0;
+  Endpoint endpoint = Endpoint::Completions;
+  bool logprobs = false;
+  int64_t prompt_tokens = 0;
+};
+
+json reply_head(const ReplyContext& c, bool chunk) {
+  const char* object = c.endpoint == Endpoint::Chat ? (chunk ? "chat.completion.chunk" : "chat.completion")
+                                                    : "text_completion";
+  return {{"id", c.id}, {"object", object}, {"created", c.created}, {"model", c.model}};
+}
+
+json whole_reply(const ReplyContext& c, const Tokenizer& tok, const std::string& text,
+                 const std::vector<SampledToken>& toks, const std::string& finish, size_t text_offset) {
+  json choice = {{"index", 0}, {"finish_reason", finish}};
+  if (c.endpoint == Endpoint::Chat) {
+    choice["message"] = {{"role", "assistant"}, {"content", text}};
+    choice["logprobs"] = c.logprobs ? chat_logprobs(tok, toks) : json(nullptr);
+  } else {
+    choice["text"] = text;
+    choice["logprobs"] = c.logprobs ? completion_logprobs(tok, toks, text_offset) : json(nullptr);
+  }
+  json j = reply_head(c, false);
+  j["choices"] = json::array({choice});
+  j["usage"] = usage_json(c.prompt_tokens, static_cast<int64_t>(toks.size()));
+  return j;
+}
+
+json chunk_reply(const ReplyContext& c, const Tokenizer& tok, const std::string& text,
+                 const std::vector<SampledToken>& toks, const std::string& finish, bool first, size_t text_offset) {
+  json choice = {{"index", 0}, {"finish_reason", finish.empty() ? json(nullptr) : json(finish)}};
+  if (c.endpoint == Endpoint::Chat) {
+    json delta = json::object();
+    if (first) delta["role"] = "assistant";
+    if (!text.empty() || first) delta["content"] = text;
+    choice["delta"] = delta;
+    choice["logprobs"] = c.logprobs && !toks.empty() ? chat_logprobs(tok, toks) : json(nullptr);
+  } else {
+    choice["text"] = text;
+    choice["logprobs"] = c.logprobs && !toks.empty() ? completion_logprobs(tok, toks, text_offset) : json(nullptr);
+  }
+  json j = reply_head(c, true);
+  j["choices"] = json::array({choice});
+  return j;
+}
+
+std::string sse(const json& j) { return "data: " + dump(j) + "\n\n"; }
+
+}  // namespace
+
+Server::Server(std::shared_ptr<Engine> engine, ServerOptions options)
+    : engine_(std::move(engine)), opt_(std::move(options)), http_(std::make_unique<httplib::Server>()) {
+  created_ = static_cast<long>(std::time(nullptr));
+  const std::size_t threads = opt_.http_threads > 0 ? static_cast<std::size_t>(opt_.http_threads)
+                                                    : (engine_ ? engine_->stats().capacity : 0) + 8;
+  http_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  http_->set_payload_max_length(opt_.max_body_bytes);
+  http_->set_keep_alive_max_count(1000);
+  // httplib's default adds SO_REUSEPORT, which lets a second server share a busy port unnoticed.
+  http_->set_socket_options([this](int sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    listen_fd_ = sock;
+  });
+  routes();
+}
+
+Server::~Server() = default;
+
+int Server::bind() {
+  port_ = opt_.port == 0 ? http_->bind_to_any_port(opt_.host)
+                         : (http_->bind_to_port(opt_.host, opt_.port) ? opt_.port : -1);
+  require(port_ > 0, "serve: cannot listen on " + opt_.host + ":" + std::to_string(opt_.port) +
+                         " (in use, or not an address of this machine)");
+  // httplib listens with a backlog of 5: a burst of clients connecting at once would overflow it
+  // and see their connections reset. Listening again sets a deeper one.
+  if (listen_fd_ >= 0) ::listen(listen_fd_, kListenBacklog);
+  return port_;
+}
+
+void Server::run() { http_->listen_after_bind(); }
+
+void Server::stop() {
+  if (engine_) engine_->close();
+  http_->stop();
+}
+
+void Server::routes() {
+  const std::size_t max_body = opt_.max_body_bytes;
+  // Errors httplib answers itself (no route, a body too large) get OpenAI's error object too.
+  http_->set_error_handler(httplib::Server::HandlerWithResponse(
+      [max_body](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    ApiError e(res.status, "bad request");
+    if (res.status == 404) e = ApiError(404, "Unknown request URL: " + req.method + " " + req.path, "invalid_request_error", "", "unknown_url");
+    if (res.status == 413)
+      e = ApiError(413, "the request body is larger than " + std::to_string(max_body) + " bytes", "invalid_request_error",
+                   "", "request_too_large");
+    send_json(res, res.status, error_body(e));
+    return httplib::Server::HandlerResponse::Handled;
+  }));
+
+  http_->Get("/health", guarded([this](const httplib::Request&, httplib::Response& res) {
+    const EngineStats s = engine_->stats();
+    const bool closing = engine_->closing();
+    send_json(res, closing ? 503 : 200,
+              {{"status", closing ? "shutting down" : "ok"},
+               {"model", opt_.model_name},
+               {"queue", {{"waiting", s.waiting}, {"active", s.active}, {"capacity", s.capacity}}},
+               {"served", s.served},
+               {"refused", s.refused},
+               {"price_batches", s.price_batches},
+               {"priced", s.priced}});
+  }));
+
+  auto model_json = [this] {
+    return json{{"id", opt_.model_name}, {"object", "model"}, {"created", created_}, {"owned_by", "pricer"}};
+  };
+  http_->Get("/v1/models", guarded([model_json](const httplib::Request&, httplib::Response& res) {
+    send_json(res, 200, {{"object", "list"}, {"data", json::array({model_json()})}});
+  }));
+  http_->Get(R"(/v1/models/(.+))", guarded([this, model_json](const httplib::Request& req, httplib::Response& res) {
+    if (req.matches[1] != opt_.model_name)
+      throw ApiError(404, "The model '" + std::string(req.matches[1]) + "' does not exist", "invalid_request_error",
+                     "model", "model_not_found");
+    send_json(res, 200, model_json());
+  }));
+
+  auto check_model = [this](const std::string& model) {
+    if (model != opt_.model_name)
+      throw ApiError(404, "The model '" + model + "' does not exist; this server serves '" + opt_.model_name + "'",
+                     "invalid_request_error", "model", "model_not_found");
+  };
+
+  auto completion = [this, check_model](Endpoint endpoint) {
+    return guarded([this, check_model, endpoint](const httplib::Request& req, httplib::Response& res) {
+      const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                               std::chrono::duration<double>(opt_.request_timeout_s));
+      const CompletionRequest r = parse_completion_request(parse_body(req.body), endpoint);
+      check_model(r.model);
+      ModelPricer& mp = engine_->model();
+      auto job = make_job(mp, r, deadline);
+      ReplyContext c{random_id(endpoint == Endpoint::Chat ? "chatcmpl-" : "cmpl-"), opt_.model_name,
+                     static_cast<long>(std::time(nullptr)), endpoint, r.top_logprobs >= 0,
+                     static_cast<int64_t>(job->prompt.size())};
+      const std::string echo = r.echo ? (r.prompt_is_ids ? mp.tokenizer().decode(r.prompt_ids) : r.prompt) : "";
+      if (!engine_->submit(job)) throw busy_error(*engine_);
+      if (!r.stream) {
+        std::string text = echo;
+        std::vector<SampledToken> toks;
+        for (;;) {
+          GenerationUpdate u = job->take(std::chrono::milliseconds(200));
+          text += u.text;
+          toks.insert(toks.end(), u.tokens.begin(), u.tokens.end());
+          if (!u.done) continue;
+          if (u.error) throw *u.error;
+          send_json(res, 200, whole_reply(c, mp.tokenizer(), text, toks, u.finish_reason, echo.size()));
+          return;
+        }
+      }
+      // Server-sent events: a chunk per update, the finish, usage when asked, then [DONE].
+      struct StreamState {
+        bool first = true;
+        size_t offset = 0;
+        int64_t completion_tokens = 0;
+      };
+      auto st = std::make_shared<StreamState>();
+      const bool include_usage = r.include_usage;
+      res.set_header("Cache-Control", "no-cache");
+      res.set_chunked_content_provider(
+          "text/event-stream",
+          [this, job, c, st, echo, include_usage](size_t, httplib::DataSink& sink) {
+            auto write = [&](const std::string& s) {
+              if (sink.write(s.data(), s.size())) return true;
+              job->cancel();  // the client is gone
+              return false;
+            };
+            const Tokenizer& tok = engine_->model().tokenizer();
+            GenerationUpdate u = job->take(std::chrono::milliseconds(200));
+            if (st->first && !echo.empty()) u.text = echo + u.text;
+            if (u.error) {
+              if (!write(sse(error_body(*u.error)))) return false;
+              sink.done();
+              return true;
+            }
+            if (!u.text.empty() || !u.tokens.empty() || st->first || u.done) {
+              if (!write(sse(chunk_reply(c, tok, u.text, u.tokens, u.done ? u.finish_reason : "", st->first, st->offset))))
+                return false;
+              st->first = false;
+              st->offset += u.text.size();
+              st->completion_tokens += static_cast<int64_t>(u.tokens.size());
+            }
+            if (!u.done) return true;
+            if (include_usage) {
+              json usage = reply_head(c, true);
+              usage["choices"] = json::array();
+              usage["usage"] = usage_json(c.prompt_tokens, st->completion_tokens);
+              if (!write(sse(usage))) return false;
+            }
+            if (!write("data: [DONE]\n\n")) return false;
+            sink.done();
+            return true;
+          },
+          [job](bool success) {
+            if (!success) job->cancel();
+          });
+    });
+  };
+  http_->Post("/v1/completions", completion(Endpoint::Completions));
+  http_->Post("/v1/chat/completions", completion(Endpoint::Chat));
+
+  http_->Post("/v1/price", guarded([this, check_model](const httplib::Request& req, httplib::Response& res) {
+    const auto t0 = Clock::now();
+    const PriceRequest r = parse_price_request(parse_body(req.body));
+    if (!r.model.empty()) check_model(r.model);
+    auto job = std::make_shared<PriceJob>();
+    try {
+      job->mode = r.readout.empty() ? opt_.readout : price_mode_from_name(r.readout);
+    } catch (const Error& e) {
+      throw ApiError(400, e.what(), "invalid_request_error", "readout");
+    }
+    for (const auto& t : r.texts) job->prompts.push_back(engine_->model().prompt_for(t));
+    job->deadline = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt_.request_timeout_s));
+    if (!engine_->submit(job)) throw busy_error(*engine_);
+    std::vector<json> results = job->wait();
+    const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    json j = r.batch ? json{{"results", results}} : results.front();
+    j["model"] = opt_.model_name;
+    j["readout"] = price_mode_description(job->mode);
+    j["timing"] = {{"total_ms", ms}, {"items", results.size()}};
+    send_json(res, 200, j);
+  }));
+}
+
+}  // namespace pricer::serve
