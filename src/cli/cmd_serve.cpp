@@ -1,4 +1,5 @@
-// pricer serve: the model behind HTTP (OpenAI-compatible completions and chat, the price API).
+// pricer serve: the model behind HTTP (OpenAI-compatible completions and chat, the price API) and
+// the web app (price a product, watch runs live, sweeps, evaluations, beat the model).
 // SIGTERM or Ctrl-C stops taking requests, answers those in flight, then exits 0.
 #include <signal.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 
 #include "cli/command.h"
 #include "core/error.h"
+#include "monitor/recorder.h"
 #include "predict/model_pricer.h"
 #include "serve/server.h"
 
@@ -49,7 +51,7 @@ extern "C" void on_stop_signal(int sig) {
 
 int run_serve(ServeArgs& a) {
   a.server.readout = price_mode_from_name(a.readout);
-  if (a.server.model_name.empty()) a.server.model_name = default_model_name(a.model);
+  if (a.server.model_name.empty() && !a.model.model.empty()) a.server.model_name = default_model_name(a.model);
   require(::pipe(g_signal_pipe) == 0, "serve: cannot create a pipe");
   struct sigaction sa {};
   sa.sa_handler = on_stop_signal;
@@ -57,12 +59,24 @@ int run_serve(ServeArgs& a) {
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGINT, &sa, nullptr);
 
-  auto model = std::make_shared<ModelPricer>(a.model);
-  auto engine = std::make_shared<serve::Engine>(model, a.engine);
+  if (a.server.runs_db.empty()) a.server.runs_db = monitor::default_runs_db().string();
+  // Without a model: the web app's dashboard alone.
+  std::shared_ptr<serve::Engine> engine;
+  if (!a.model.model.empty()) {
+    a.model.keep_distribution = true;  // the web app charts each price's distribution
+    engine = std::make_shared<serve::Engine>(std::make_shared<ModelPricer>(a.model), a.engine);
+  } else {
+    a.server.model_name.clear();
+  }
   serve::Server server(engine, a.server);
   const int port = server.bind();
-  std::fprintf(stderr, "serving %s on http://%s:%d (OpenAI API under /v1, price API at /v1/price)\n",
-               a.server.model_name.c_str(), a.server.host.c_str(), port);
+  if (engine) {
+    std::fprintf(stderr, "serving %s on http://%s:%d (web app at /, OpenAI API under /v1, price API at /v1/price)\n",
+                 a.server.model_name.c_str(), a.server.host.c_str(), port);
+  } else {
+    std::fprintf(stderr, "serving the dashboard of %s on http://%s:%d (no model)\n", a.server.runs_db.c_str(),
+                 a.server.host.c_str(), port);
+  }
   std::thread watcher([&] {
     unsigned char sig = 0;
     while (::read(g_signal_pipe[0], &sig, 1) < 0 && errno == EINTR) {
@@ -87,7 +101,7 @@ const Registrar reg{
     [](CLI::App& sub) -> Runner {
       auto a = std::make_shared<ServeArgs>();
       ModelPricerOptions& m = a->model;
-      sub.add_option("-m,--model", m.model, "Model: GGUF, Hugging Face directory or pricer checkpoint")->required();
+      sub.add_option("-m,--model", m.model, "Model: GGUF, Hugging Face directory or pricer checkpoint (none: the dashboard alone)");
       sub.add_option("--adapter", m.adapter, "LoRA adapter: PEFT directory or GGUF LoRA");
       sub.add_option("--tokenizer", m.tokenizer, "Tokenizer (default: the model's)");
       sub.add_option("--base-dtype", m.base_dtype, "How the projections are held: nf4, bf16, f32")->capture_default_str();
@@ -107,6 +121,11 @@ const Registrar reg{
       sub.add_option("--max-body", s.max_body_bytes, "Largest request body in bytes (413 above)")
           ->capture_default_str()
           ->check(CLI::Range(1024, 1 << 30));
+      sub.add_option("--runs-db", s.runs_db, "Run database the web app shows (default runs/pricer.db or $PRICER_RUNS_DB)");
+      sub.add_option("--game-data", s.game_data, "Dataset (directory or JSON-lines file) for the \"Beat the model\" page");
+      sub.add_option("--game-split", s.game_split, "Split of --game-data to play")->capture_default_str();
+      sub.add_option("--game-out", s.game_out, "CSV keeping the guesses, as eval --human-import reads them")
+          ->capture_default_str();
       sub.add_option("--queue", a->engine.queue, "Requests waiting or running at most (503 above)")
           ->capture_default_str()
           ->check(CLI::Range(1, 100000));

@@ -245,7 +245,7 @@ CompletionRequest parse_completion_request(const json& body, Endpoint endpoint) 
 
 PriceRequest parse_price_request(const json& body) {
   if (!body.is_object()) bad("", "the request body must be a JSON object");
-  check_known(body, {"text", "texts", "readout", "model"});
+  check_known(body, {"text", "texts", "readout", "model", "distribution"});
   PriceRequest r;
   const bool one = body.contains("text"), many = body.contains("texts");
   if (one == many) bad(one ? "texts" : "text", "give either 'text' (one product) or 'texts' (a batch)");
@@ -266,6 +266,7 @@ PriceRequest parse_price_request(const json& body) {
   }
   if (body.contains("readout")) r.readout = get_string(body["readout"], "readout");
   if (body.contains("model")) r.model = get_string(body["model"], "model");
+  if (body.contains("distribution")) r.distribution = get_bool(body["distribution"], "distribution");
   return r;
 }
 

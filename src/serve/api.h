@@ -54,12 +54,14 @@ inline constexpr int kMaxChatTopLogprobs = 20;
 CompletionRequest parse_completion_request(const nlohmann::json& body, Endpoint endpoint);
 
 // POST /v1/price: {"text": "..."} for one product, {"texts": [...]} for a batch; optional
-// "readout" (median | expected | top3 | greedy) and "model".
+// "readout" (median | expected | top3 | greedy), "model" and "distribution" (true: every number
+// token's probability too, for charts).
 struct PriceRequest {
   std::vector<std::string> texts;
   bool batch = false;  // answered as {"results": [...]} rather than one object
   std::string readout;  // empty: the server's default
   std::string model;    // empty: the served model
+  bool distribution = false;  // add the whole distribution over the number tokens
 };
 inline constexpr std::size_t kMaxPriceBatch = 1024;
 PriceRequest parse_price_request(const nlohmann::json& body);

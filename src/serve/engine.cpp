@@ -217,7 +217,12 @@ void Engine::price(std::vector<std::shared_ptr<PriceJob>>& jobs) {
       std::size_t i = 0;
       for (auto& j : group) {
         std::vector<json> out;
-        for (std::size_t k = 0; k < j->prompts.size(); ++k, ++i) out.push_back(prediction_json(average_, i, preds[i], mode));
+        for (std::size_t k = 0; k < j->prompts.size(); ++k, ++i) {
+          json one = prediction_json(average_, i, preds[i], mode);
+          if (j->distribution && !preds[i].number_probs.empty())
+            one["distribution"] = {{"values", model_->distribution().values()}, {"probs", preds[i].number_probs}};
+          out.push_back(std::move(one));
+        }
         j->finish(std::move(out), std::nullopt);
       }
       std::lock_guard lock(mu_);

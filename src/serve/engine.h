@@ -76,6 +76,7 @@ class PriceJob {
  public:
   std::vector<std::string> prompts;  // already templated
   PriceMode mode = kDefaultPriceMode;
+  bool distribution = false;         // add each price's whole distribution over the number tokens
   Clock::time_point deadline;
 
   // Blocks until priced: one JSON object per prompt (predict --json's form), or the error.

@@ -9,6 +9,7 @@
 #include <random>
 
 #include "core/error.h"
+#include "serve/web_assets.h"
 
 namespace pricer::serve {
 
@@ -226,6 +227,11 @@ Server::Server(std::shared_ptr<Engine> engine, ServerOptions options)
   http_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   http_->set_payload_max_length(opt_.max_body_bytes);
   http_->set_keep_alive_max_count(1000);
+  if (!opt_.runs_db.empty()) dashboard_ = std::make_unique<Dashboard>(opt_.runs_db);
+  if (!opt_.game_data.empty()) {
+    game_ = std::make_unique<Game>(opt_.game_data, opt_.game_split, opt_.game_out);
+    game_model_prices_.resize(game_->size());
+  }
   // httplib's default adds SO_REUSEPORT, which lets a second server share a busy port unnoticed.
   http_->set_socket_options([this](int sock) {
     int yes = 1;
@@ -251,6 +257,7 @@ int Server::bind() {
 void Server::run() { http_->listen_after_bind(); }
 
 void Server::stop() {
+  stopping_ = true;
   if (engine_) engine_->close();
   http_->stop();
 }
@@ -271,26 +278,41 @@ void Server::routes() {
   }));
 
   http_->Get("/health", guarded([this](const httplib::Request&, httplib::Response& res) {
-    const EngineStats s = engine_->stats();
-    const bool closing = engine_->closing();
-    send_json(res, closing ? 503 : 200,
-              {{"status", closing ? "shutting down" : "ok"},
-               {"model", opt_.model_name},
-               {"queue", {{"waiting", s.waiting}, {"active", s.active}, {"capacity", s.capacity}}},
-               {"served", s.served},
-               {"refused", s.refused},
-               {"price_batches", s.price_batches},
-               {"priced", s.priced}});
+    const bool closing = stopping_ || (engine_ && engine_->closing());
+    json j = {{"status", closing ? "shutting down" : "ok"},
+              {"model", engine_ ? json(opt_.model_name) : json(nullptr)},
+              {"runs_db", opt_.runs_db.empty() ? json(nullptr) : json(opt_.runs_db)}};
+    if (engine_) {
+      const EngineStats s = engine_->stats();
+      j["queue"] = {{"waiting", s.waiting}, {"active", s.active}, {"capacity", s.capacity}};
+      j["served"] = s.served;
+      j["refused"] = s.refused;
+      j["price_batches"] = s.price_batches;
+      j["priced"] = s.priced;
+    }
+    send_json(res, closing ? 503 : 200, j);
   }));
+  app_routes();
+  if (game_) game_routes();
+  model_routes();
+}
 
+Engine& Server::engine() {
+  if (!engine_)
+    throw ApiError(404, "this server serves no model (it was started without --model)", "invalid_request_error",
+                   "model", "model_not_found");
+  return *engine_;
+}
+
+void Server::model_routes() {
   auto model_json = [this] {
     return json{{"id", opt_.model_name}, {"object", "model"}, {"created", created_}, {"owned_by", "pricer"}};
   };
-  http_->Get("/v1/models", guarded([model_json](const httplib::Request&, httplib::Response& res) {
-    send_json(res, 200, {{"object", "list"}, {"data", json::array({model_json()})}});
+  http_->Get("/v1/models", guarded([this, model_json](const httplib::Request&, httplib::Response& res) {
+    send_json(res, 200, {{"object", "list"}, {"data", engine_ ? json::array({model_json()}) : json::array()}});
   }));
   http_->Get(R"(/v1/models/(.+))", guarded([this, model_json](const httplib::Request& req, httplib::Response& res) {
-    if (req.matches[1] != opt_.model_name)
+    if (!engine_ || req.matches[1] != opt_.model_name)
       throw ApiError(404, "The model '" + std::string(req.matches[1]) + "' does not exist", "invalid_request_error",
                      "model", "model_not_found");
     send_json(res, 200, model_json());
@@ -308,13 +330,13 @@ void Server::routes() {
                                                std::chrono::duration<double>(opt_.request_timeout_s));
       const CompletionRequest r = parse_completion_request(parse_body(req.body), endpoint);
       check_model(r.model);
-      ModelPricer& mp = engine_->model();
+      ModelPricer& mp = engine().model();
       auto job = make_job(mp, r, deadline);
       ReplyContext c{random_id(endpoint == Endpoint::Chat ? "chatcmpl-" : "cmpl-"), opt_.model_name,
                      static_cast<long>(std::time(nullptr)), endpoint, r.top_logprobs >= 0,
                      static_cast<int64_t>(job->prompt.size())};
       const std::string echo = r.echo ? (r.prompt_is_ids ? mp.tokenizer().decode(r.prompt_ids) : r.prompt) : "";
-      if (!engine_->submit(job)) throw busy_error(*engine_);
+      if (!engine().submit(job)) throw busy_error(engine());
       if (!r.stream) {
         std::string text = echo;
         std::vector<SampledToken> toks;
@@ -345,7 +367,7 @@ void Server::routes() {
               job->cancel();  // the client is gone
               return false;
             };
-            const Tokenizer& tok = engine_->model().tokenizer();
+            const Tokenizer& tok = engine().model().tokenizer();
             GenerationUpdate u = job->take(std::chrono::milliseconds(200));
             if (st->first && !echo.empty()) u.text = echo + u.text;
             if (u.error) {
@@ -389,15 +411,115 @@ void Server::routes() {
     } catch (const Error& e) {
       throw ApiError(400, e.what(), "invalid_request_error", "readout");
     }
-    for (const auto& t : r.texts) job->prompts.push_back(engine_->model().prompt_for(t));
+    for (const auto& t : r.texts) job->prompts.push_back(engine().model().prompt_for(t));
+    job->distribution = r.distribution;
     job->deadline = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt_.request_timeout_s));
-    if (!engine_->submit(job)) throw busy_error(*engine_);
+    if (!engine().submit(job)) throw busy_error(engine());
     std::vector<json> results = job->wait();
     const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     json j = r.batch ? json{{"results", results}} : results.front();
     j["model"] = opt_.model_name;
     j["readout"] = price_mode_description(job->mode);
     j["timing"] = {{"total_ms", ms}, {"items", results.size()}};
+    send_json(res, 200, j);
+  }));
+}
+
+// ---- the web app ----
+
+void Server::app_routes() {
+  for (const WebAsset& a : web_assets()) {
+    const std::string path = std::string(a.path) == "/index.html" ? "/" : a.path;
+    http_->Get(path, [a](const httplib::Request&, httplib::Response& res) {
+      res.set_content(reinterpret_cast<const char*>(a.data), a.size, a.content_type);
+    });
+  }
+  http_->Get("/api/info", guarded([this](const httplib::Request&, httplib::Response& res) {
+    send_json(res, 200, {{"model", engine_ ? json(opt_.model_name) : json(nullptr)},
+                         {"readout", price_mode_name(opt_.readout)},
+                         {"runs_db", opt_.runs_db.empty() ? json(nullptr) : json(opt_.runs_db)},
+                         {"game", game_ != nullptr}});
+  }));
+  auto dashboard = [this]() -> Dashboard& {
+    if (!dashboard_) throw ApiError(404, "this server reads no run database (start it with --runs-db)");
+    return *dashboard_;
+  };
+  http_->Get("/api/runs", guarded([dashboard](const httplib::Request&, httplib::Response& res) {
+    send_json(res, 200, dashboard().runs());
+  }));
+  http_->Get(R"(/api/runs/(\d{1,18}))", guarded([dashboard](const httplib::Request& req, httplib::Response& res) {
+    int64_t after = -1;
+    if (req.has_param("after")) {
+      const std::string v = req.get_param_value("after");
+      char* end = nullptr;
+      after = std::strtoll(v.c_str(), &end, 10);
+      if (v.empty() || *end != '\0') throw ApiError(400, "'after' must be a step number", "invalid_request_error", "after");
+    }
+    send_json(res, 200, dashboard().run(std::stoll(req.matches[1]), after));
+  }));
+  http_->Get("/api/sweeps", guarded([dashboard](const httplib::Request&, httplib::Response& res) {
+    send_json(res, 200, dashboard().sweeps());
+  }));
+  http_->Get("/api/evals", guarded([dashboard](const httplib::Request&, httplib::Response& res) {
+    send_json(res, 200, dashboard().evals());
+  }));
+  http_->Get(R"(/api/evals/(\d{1,18})/report)", guarded([dashboard](const httplib::Request& req, httplib::Response& res) {
+    res.set_content(dashboard().eval_report(std::stoll(req.matches[1])), "text/html; charset=utf-8");
+  }));
+}
+
+// The model's prices of the guessed items not priced yet, in one batch.
+void Server::price_game_items(std::size_t upto) {
+  if (!engine_) return;
+  auto job = std::make_shared<PriceJob>();
+  std::vector<std::size_t> ids;
+  for (std::size_t i = 0; i < upto; ++i) {
+    if (game_model_prices_[i]) continue;
+    const eval::Item& it = game_->item(i);
+    ids.push_back(i);
+    job->prompts.push_back(it.prompt.empty() ? engine_->model().prompt_for(it.text) : it.prompt);
+  }
+  if (ids.empty()) return;
+  job->mode = opt_.readout;
+  job->deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt_.request_timeout_s));
+  if (!engine_->submit(job)) throw busy_error(*engine_);
+  const std::vector<json> results = job->wait();
+  for (std::size_t k = 0; k < ids.size(); ++k) game_model_prices_[ids[k]] = results[k]["price"].get<double>();
+}
+
+// The game's state with the person's running MAE and the model's on the same items.
+json Server::game_state() {
+  json j = game_->state();
+  const std::vector<double> guesses = game_->guesses();
+  price_game_items(guesses.size());
+  double person = 0, model = 0;
+  for (std::size_t i = 0; i < guesses.size(); ++i) {
+    person += std::abs(guesses[i] - game_->item(i).price);
+    if (game_model_prices_[i]) model += std::abs(*game_model_prices_[i] - game_->item(i).price);
+  }
+  const auto n = static_cast<double>(guesses.size());
+  j["person_mae"] = guesses.empty() ? json(nullptr) : json(person / n);
+  j["model_mae"] = guesses.empty() || !engine_ ? json(nullptr) : json(model / n);
+  return j;
+}
+
+void Server::game_routes() {
+  http_->Get("/api/game", guarded([this](const httplib::Request&, httplib::Response& res) {
+    std::lock_guard lock(game_mu_);
+    send_json(res, 200, game_state());
+  }));
+  http_->Post("/api/game/guess", guarded([this](const httplib::Request& req, httplib::Response& res) {
+    const json body = parse_body(req.body);
+    if (!body.is_object() || !body.contains("id") || !body["id"].is_number_unsigned())
+      throw ApiError(400, "'id' must be the item's id", "invalid_request_error", "id");
+    if (!body.contains("price") || !body["price"].is_number())
+      throw ApiError(400, "'price' must be a number", "invalid_request_error", "price");
+    std::lock_guard lock(game_mu_);
+    const auto id = body["id"].get<std::size_t>();
+    const double truth = game_->guess(id, body["price"].get<double>());
+    json j = {{"id", id}, {"price", truth}, {"guess", body["price"]}};
+    j["state"] = game_state();
+    j["model_price"] = game_model_prices_[id] ? json(*game_model_prices_[id]) : json(nullptr);
     send_json(res, 200, j);
   }));
 }
