@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "cli_test_util.h"
+#include "monitor/run_db.h"
 #include "serve/server.h"
 #include "tiny_pricer_model.h"
 #include "train_test_util.h"
@@ -242,4 +243,46 @@ TEST_F(ServeWeb, TheEvalsPageShowsARecordedLeaderboardAndItsReport) {
   // Without a model the Price page says so instead of offering to price.
   const std::string price = dom(r.url + "#price");
   EXPECT_EQ(price.find("id=\"price-nomodel\" hidden"), std::string::npos);
+}
+
+TEST_F(ServeWeb, TheSweepsPageShowsTrialsPrunedOnesAndTheBest) {
+  // A sweep's trials as the sweep records them: settings, eval/mae per step, a pruned one.
+  const fs::path db_path = dir_ / "runs.db";
+  {
+    monitor::RunDb db(db_path);
+    const double t0 = 1.8e9;
+    struct Trial {
+      double lr;
+      int rank;
+      std::vector<double> mae;
+      bool pruned;
+    };
+    const std::vector<Trial> trials = {{1e-4, 8, {90, 70, 60, 55}, false}, {3e-4, 16, {85, 62, 50, 44}, false},
+                                       {1e-3, 32, {95, 93}, true}, {2e-5, 8, {99, 97, 96, 95}, false}};
+    for (size_t i = 0; i < trials.size(); ++i) {
+      monitor::NewRun run;
+      run.name = "trial-" + std::to_string(i);
+      const int64_t id = db.create_run(run, t0 + static_cast<double>(i));
+      db.set_sweep(id, "lr-rank");
+      db.log_params(id, {{"lr", trials[i].lr}, {"rank", trials[i].rank}});
+      for (size_t s = 0; s < trials[i].mae.size(); ++s) db.log_metrics(id, 100 * (s + 1), {{"eval/mae", trials[i].mae[s]}},
+                       t0 + static_cast<double>(i + s));
+      db.set_status(id, monitor::RunStatus::finished, trials[i].pruned ? "pruned at step 200 by the sweep" : "",
+                    t0 + static_cast<double>(i) + 10);
+    }
+  }
+  ServerOptions so;
+  so.runs_db = db_path.string();
+  Running r(nullptr, so);
+  const std::string url = r.url + "#sweeps/lr-rank";
+  const std::string html = dom(url);
+  EXPECT_NE(html.find("lr-rank (4 trials)"), std::string::npos) << html.substr(0, 4000);
+  EXPECT_NE(html.find(">pruned<"), std::string::npos);
+  EXPECT_EQ(attribute(html, "id=\"sweep-steps\"", "data-points"), "14");    // every trial's evaluations
+  EXPECT_EQ(attribute(html, "id=\"sweep-parallel\"", "data-points"), "12");  // 4 trials x (lr, rank, objective)
+  // The best finished trial (the pruned one scored 93 and is not a finished configuration).
+  const size_t best = html.find("id=\"sweep-best\"");
+  ASSERT_NE(best, std::string::npos);
+  EXPECT_NE(html.find("run 2 (trial-1), eval/mae 44", best), std::string::npos) << html.substr(best, 300);
+  screenshot(url, "sweeps");
 }
