@@ -21,6 +21,7 @@
 #include "eval/frontier_pricer.h"
 #include "eval/item.h"
 #include "model/generate.h"
+#include "monitor/run_db.h"
 #include "predict/price_text.h"
 #include "serve/server.h"
 #include "tiny_pricer_model.h"
@@ -509,4 +510,69 @@ TEST_F(Serve, SigtermFinishesInFlightRequestsThenExitsZero) {
   EXPECT_TRUE(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0) << cli_test::slurp(log);
   EXPECT_NE(cli_test::slurp(log).find("finishing the requests in flight"), std::string::npos);
   EXPECT_FALSE(httplib::Client("127.0.0.1", port).Get("/health"));  // nobody listens any more
+}
+
+TEST_F(Serve, WithoutAModelTheDashboardAnswersAndModelEndpointsSay404) {
+  const auto db_path = world_->dir / ("dash_" + std::to_string(::getpid()) + ".db");
+  std::filesystem::remove(db_path);
+  {
+    monitor::RunDb db(db_path);
+    monitor::NewRun run;
+    run.name = "curves";
+    const int64_t id = db.create_run(run, 1.8e9);
+    for (int s = 1; s <= 5; ++s) db.log_metrics(id, s, {{"train/loss", 5.0 - s}, {"train/tokens_per_s", 100.0 * s}}, 1.8e9 + s);
+    db.log_metrics(id, 5, {{"eval/mae", 42.0}}, 1.8e9 + 5);
+  }
+  auto engine = std::shared_ptr<Engine>();
+  ServerOptions so;
+  so.port = 0;
+  so.runs_db = db_path.string();
+  Server server(engine, so);
+  const int port = server.bind();
+  std::thread th([&] { server.run(); });
+  httplib::Client c("127.0.0.1", port);
+  const json runs = json::parse(c.Get("/api/runs")->body);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0]["name"], "curves");
+  EXPECT_EQ(runs[0]["steps"], 5);
+  EXPECT_EQ(runs[0]["best_val_mae"], 42.0);
+  EXPECT_EQ(runs[0]["tokens_per_s"], 500.0);
+  const json all = json::parse(c.Get("/api/runs/1")->body);
+  EXPECT_EQ(all["metrics"]["train/loss"].size(), 5u);
+  const json later = json::parse(c.Get("/api/runs/1?after=3")->body);  // only what is new to a live page
+  ASSERT_EQ(later["metrics"]["train/loss"].size(), 2u);
+  EXPECT_EQ(later["metrics"]["train/loss"][0][0], 4);
+  EXPECT_EQ(c.Get("/api/runs/9")->status, 404);
+  EXPECT_EQ(c.Get("/api/runs/1?after=x")->status, 400);
+  auto price = c.Post("/v1/price", json{{"text", "a lamp"}}.dump(), "application/json");
+  EXPECT_EQ(price->status, 404);
+  EXPECT_EQ(json::parse(price->body)["error"]["code"], "model_not_found");
+  EXPECT_TRUE(json::parse(c.Get("/v1/models")->body)["data"].empty());
+  const json health = json::parse(c.Get("/health")->body);
+  EXPECT_EQ(health["status"], "ok");
+  EXPECT_TRUE(health["model"].is_null());
+  auto page = c.Get("/");
+  ASSERT_TRUE(page && page->status == 200);
+  EXPECT_NE(page->body.find("<title>pricer</title>"), std::string::npos);
+  EXPECT_EQ(c.Get("/chart.js")->status, 200);
+  EXPECT_EQ(c.Get("/api/game")->status, 404);  // no --game-data
+  server.stop();
+  th.join();
+  std::filesystem::remove(db_path);
+}
+
+TEST_F(Serve, PriceRequestsCanAskForTheWholeDistribution) {
+  ModelPricerOptions o;
+  o.model = world_->base.string();
+  o.base_dtype = "f32";
+  o.keep_distribution = true;
+  Running r(std::make_shared<ModelPricer>(o), {});
+  const Reply rep = post(r, "/v1/price", json{{"text", "Item steel"}, {"distribution", true}});
+  ASSERT_EQ(rep.status, 200) << rep.raw;
+  const json& d = rep.body["distribution"];
+  ASSERT_EQ(d["values"].size(), d["probs"].size());
+  double mass = 0;
+  for (const auto& p : d["probs"]) mass += p.get<double>();
+  EXPECT_NEAR(mass, 1.0, 1e-6);  // renormalised over the number tokens
+  EXPECT_FALSE(post(r, "/v1/price", json{{"text", "Item steel"}}).body.contains("distribution"));
 }

@@ -1,4 +1,4 @@
-// `pricer bench train|forward`: one LoRA training step (forward + backward + AdamW) or prompt
+// `pricer bench train|forward|serve`: one LoRA training step (forward + backward + AdamW) or prompt
 // processing on a Llama-shaped model with random weights, printed as one JSON line. The default
 // shape is Llama-3.2-1B's; the weights are generated tensor by tensor directly in the base format,
 // so the benchmark's own set-up never holds an f32 copy of the model.
@@ -16,6 +16,7 @@
 #include "core/threads.h"
 #include "kernels/backend.h"
 #include "model/llama.h"
+#include "serve/load.h"
 #include "train/optimizer.h"
 
 namespace pricer::cli {
@@ -251,10 +252,32 @@ void add_options(CLI::App& sub, BenchOptions& o) {
   sub.add_option("--seed", o.seed, "Weights and batch seed")->capture_default_str();
 }
 
-Registrar reg{"bench", "Benchmark a LoRA training step or prompt processing (one JSON line)", [](CLI::App& sub) {
+// `bench serve`: the server under load, one JSON line per measurement.
+int run_bench_serve(const serve::ServeBenchOptions& o) {
+  for (const auto& j : serve::bench_serve(o)) std::printf("%s\n", j.dump().c_str());
+  return 0;
+}
+
+void add_serve_options(CLI::App& s, serve::ServeBenchOptions& o) {
+  s.add_option("-m,--model", o.model.model, "Model (GGUF, Hugging Face directory)")->required();
+  s.add_option("--adapter", o.model.adapter, "LoRA adapter");
+  s.add_option("--base-dtype", o.model.base_dtype, "How the projections are held: nf4, bf16, f32")->capture_default_str();
+  s.add_option("--clients", o.clients, "Concurrent clients, one setting each")->delimiter(',')->check(CLI::Range(1, 1024));
+  s.add_option("--requests", o.per_client, "Requests per client")->capture_default_str()->check(CLI::Range(1, 1000000));
+  s.add_option("--max-tokens", o.max_tokens, "Tokens generated per completion request")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
+}
+
+Registrar reg{"bench", "Benchmark a LoRA training step, prompt processing or the server (JSON lines)", [](CLI::App& sub) {
   auto o = std::make_shared<BenchOptions>();
+  auto so = std::make_shared<serve::ServeBenchOptions>();
   auto what = std::make_shared<std::string>();
   sub.require_subcommand(1);
+  CLI::App* s = sub.add_subcommand("serve", "pricer serve under load: requests/s and p50/p99 latency at 1, 4 and 16 "
+                                            "clients, price and completion requests, and the gain from batching");
+  add_serve_options(*s, *so);
+  s->callback([what] { *what = "serve"; });
   for (const char* name : {"train", "forward"}) {
     CLI::App* s = sub.add_subcommand(name, std::string(name) == "train"
                                                ? "Forward + backward + AdamW on LoRA adapters over a frozen base"
@@ -262,7 +285,7 @@ Registrar reg{"bench", "Benchmark a LoRA training step or prompt processing (one
     add_options(*s, *o);
     s->callback([what, name] { *what = name; });
   }
-  return [o, what]() { return run_bench(*what, *o); };
+  return [o, so, what]() { return *what == "serve" ? run_bench_serve(*so) : run_bench(*what, *o); };
 }};
 
 }  // namespace

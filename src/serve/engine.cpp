@@ -179,8 +179,9 @@ void Engine::loop() {
       std::unique_lock lock(mu_);
       cv_.wait(lock, [&] { return closing_ || !price_queue_.empty() || !gen_queue_.empty() || !active.empty(); });
       if (closing_ && price_queue_.empty() && gen_queue_.empty() && active.empty()) return;
-      prices.assign(price_queue_.begin(), price_queue_.end());
-      price_queue_.clear();
+      const std::size_t take = opt_.batch_prices ? price_queue_.size() : std::min<std::size_t>(1, price_queue_.size());
+      prices.assign(price_queue_.begin(), price_queue_.begin() + static_cast<std::ptrdiff_t>(take));
+      price_queue_.erase(price_queue_.begin(), price_queue_.begin() + static_cast<std::ptrdiff_t>(take));
       while (!gen_queue_.empty() && active.size() + admitted.size() < opt_.max_active) {
         admitted.push_back(std::move(gen_queue_.front()));
         gen_queue_.pop_front();

@@ -96,6 +96,7 @@ class PriceJob {
 struct EngineOptions {
   std::size_t queue = 64;     // requests waiting or running at most; more are refused (503)
   std::size_t max_active = 8;  // generations advancing together
+  bool batch_prices = true;    // price every waiting request in one pass (false: one at a time, to measure the gain)
 };
 
 struct EngineStats {
