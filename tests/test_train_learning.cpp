@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <map>
 
+#include "core/random.h"
 #include "data/text.h"
 #include "train/trainer.h"
 #include "train_test_util.h"
@@ -59,7 +60,7 @@ std::vector<PricedExample> text_examples(const Tokenizer& tok, uint64_t first, u
   for (uint64_t i = first; i < first + n; ++i) {
     const auto j = nlohmann::json::parse(data::synthetic_item(21, i, false).line);
     const auto& d = j["details"];
-    const uint64_t h = data::mix64(i + 777);
+    const uint64_t h = mix64(i + 777);
     const int watts = 5 * (1 + static_cast<int>(h % 30)), ml = 10 * (1 + static_cast<int>((h >> 16) % 60)),
               grams = 5 * (1 + static_cast<int>((h >> 32) % 120));
     std::string text = j["title"].get<std::string>() + "\nWeight " + d["Item Weight"].get<std::string>() + ", " +

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "cli/command.h"
+#include "core/random.h"
 #include "core/threads.h"
 #include "kernels/backend.h"
 #include "model/llama.h"
@@ -31,13 +32,6 @@ struct BenchOptions {
   uint64_t seed = 1;
 };
 
-uint64_t mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
 // Uniform values with standard deviation 0.02 (Llama's init scale), from a counter-based hash so
 // the rows can be filled in parallel and the result does not depend on the thread count.
 Weight random_weight(int64_t rows, int64_t cols, DType dtype, uint64_t seed) {
@@ -55,7 +49,7 @@ Weight random_weight(int64_t rows, int64_t cols, DType dtype, uint64_t seed) {
       for (int64_t r0 = 0; r0 < rows; r0 += band) {
         const int64_t nr = std::min(band, rows - r0);
         for (int64_t i = 0; i < nr * cols; ++i) {
-          const uint64_t h = mix(seed ^ mix(static_cast<uint64_t>(r0 * cols + i)));
+          const uint64_t h = mix64(seed ^ mix64(static_cast<uint64_t>(r0 * cols + i)));
           buf[i] = a * (2.0f * static_cast<float>((h >> 40) * 0x1p-24) - 1.0f);
         }
         Weight part = Weight::from_f32(buf.data(), nr, cols, dtype);
@@ -77,7 +71,7 @@ Weight random_weight(int64_t rows, int64_t cols, DType dtype, uint64_t seed) {
   std::vector<float> f(static_cast<size_t>(rows * cols));
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < rows * cols; ++i) {
-    const uint64_t h = mix(seed ^ mix(static_cast<uint64_t>(i)));
+    const uint64_t h = mix64(seed ^ mix64(static_cast<uint64_t>(i)));
     f[i] = a * (2.0f * static_cast<float>((h >> 40) * 0x1p-24) - 1.0f);
   }
   return Weight::from_f32(f.data(), rows, cols, dtype);
@@ -124,7 +118,7 @@ Batch random_batch(const BenchOptions& o) {
   for (int64_t b = 0; b < o.batch; ++b) {
     ex[b].tokens.resize(static_cast<size_t>(o.seq + 1));
     for (int64_t t = 0; t <= o.seq; ++t)
-      ex[b].tokens[t] = static_cast<int32_t>(mix(o.seed * 7919 + b * 100003 + t) % o.vocab);
+      ex[b].tokens[t] = static_cast<int32_t>(mix64(o.seed * 7919 + b * 100003 + t) % o.vocab);
     ex[b].prompt_len = o.seq + 1 - o.loss_tokens;
   }
   return make_batch(ex, BatchMode::Packing, 0);

@@ -18,6 +18,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/progress.h"
+#include "core/random.h"
 #include "core/threads.h"
 #include "data/jsonl_reader.h"
 #include "data/shard.h"

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/random.h"
 #include "data/text.h"
 
 namespace pricer::data {
@@ -16,7 +17,7 @@ namespace {
 
 struct Rng {
   uint64_t s;
-  uint64_t next() { return mix64(s += 0x9E3779B97F4A7C15ull); }
+  uint64_t next() { return mix64(s += kGoldenGamma); }
   double uniform() { return (static_cast<double>(next() >> 11) + 0.5) * 0x1p-53; }
   size_t pick(size_t n) { return static_cast<size_t>(next() % n); }
   double normal() {
@@ -149,7 +150,7 @@ std::string fill(std::string_view t, const std::vector<std::pair<std::string_vie
 }  // namespace
 
 SyntheticItem synthetic_item(uint64_t seed, uint64_t index, bool inflate) {
-  Rng rng{mix64(seed * 0x9E3779B97F4A7C15ull + index)};
+  Rng rng{mix64(seed * kGoldenGamma + index)};
   const Category& cat = rng.of(categories());
   const Level& type = rng.of(cat.types);
   const Brand& brand = rng.of(brands());

@@ -1,5 +1,7 @@
 #include "data/text.h"
 
+#include "core/random.h"
+
 namespace pricer::data {
 
 namespace {
@@ -148,13 +150,6 @@ std::string normalize_title(std::string_view title) {
   for (char& c : out)
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
   return out;
-}
-
-uint64_t mix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
 }
 
 uint64_t hash64(std::string_view s) {

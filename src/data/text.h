@@ -46,6 +46,5 @@ std::string normalize_title(std::string_view title);
 // 64-bit FNV-1a with a final avalanche: stable across platforms and runs, so dedup and seeded
 // sampling give the same dataset everywhere.
 uint64_t hash64(std::string_view s);
-uint64_t mix64(uint64_t x);  // splitmix64 finaliser
 
 }  // namespace pricer::data

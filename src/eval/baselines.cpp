@@ -4,17 +4,11 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/random.h"
 
 namespace pricer::eval {
 
 namespace {
-
-uint64_t splitmix64(uint64_t& state) {
-  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
 
 void require_train(const std::vector<Item>& train, const std::string& who) {
   require(!train.empty(), who + ": the training split is empty");

@@ -5,19 +5,13 @@
 #include <limits>
 
 #include "core/error.h"
+#include "core/random.h"
 
 namespace pricer::eval {
 
 namespace {
 
 constexpr double kZ95 = 1.959963984540054;
-
-uint64_t splitmix64(uint64_t& state) {
-  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
 
 // Index in [0, n) by multiply-shift; its bias is below 2^-32 for any n we can hold.
 std::size_t draw_index(uint64_t& state, std::size_t n) {

@@ -5,17 +5,11 @@
 #include <numbers>
 
 #include "core/error.h"
+#include "core/random.h"
 
 namespace pricer {
 
 namespace {
-
-uint64_t mix64(uint64_t x) {  // splitmix64 finalizer
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
 
 // A small counter-based generator: the same seed gives the same numbers on every platform
 // (std:: distributions are implementation-defined).

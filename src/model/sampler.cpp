@@ -7,7 +7,7 @@
 #include <string>
 
 #include "core/error.h"
-#include "data/text.h"
+#include "core/random.h"
 
 namespace pricer {
 
@@ -83,8 +83,8 @@ std::vector<Candidate> sampling_candidates(std::span<const float> logits, const 
 Sampler::Sampler(const SamplingOptions& options) : options_(options), state_(options.seed) { options_.validate(); }
 
 double Sampler::uniform() {
-  state_ += 0x9E3779B97F4A7C15ull;
-  return static_cast<double>(data::mix64(state_) >> 11) * 0x1.0p-53;
+  state_ += kGoldenGamma;
+  return static_cast<double>(mix64(state_) >> 11) * 0x1.0p-53;
 }
 
 int32_t Sampler::sample(std::span<const float> logits) {

@@ -9,6 +9,7 @@
 #include <random>
 
 #include "core/error.h"
+#include "core/random.h"
 #include "serve/web_assets.h"
 
 namespace pricer::serve {
@@ -35,15 +36,11 @@ ApiError busy_error(const Engine& engine) {
                           : ApiError(503, "the server's queue is full; retry later", "server_error", "", "queue_full");
 }
 
-// A request id: a counter from a random start, mixed (splitmix64's finalizer) so ids look unrelated.
+// A request id: a counter from a random start, mixed so that ids look unrelated.
 std::string random_id(const char* prefix) {
   static std::atomic<uint64_t> counter{(static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}()};
-  uint64_t x = counter.fetch_add(1) + 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  x ^= x >> 31;
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(x));
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(mix64(counter.fetch_add(1))));
   return std::string(prefix) + buf;
 }
 

@@ -9,6 +9,7 @@
 #include <numeric>
 
 #include "core/error.h"
+#include "core/random.h"
 #include "io/json_util.h"
 #include "data/shard.h"
 
@@ -17,13 +18,6 @@ namespace fs = std::filesystem;
 namespace pricer {
 
 namespace {
-
-uint64_t mix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
 
 // Fisher-Yates with a counter-based generator: identical on every platform.
 template <typename T>

@@ -9,6 +9,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/random.h"
 #include "data/text.h"
 
 namespace pricer {
@@ -37,10 +38,10 @@ uint64_t file_fingerprint(const fs::path& file) {
     in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
     return data::hash64(buf);
   };
-  uint64_t h = data::mix64(size);
-  h = data::mix64(h ^ read_at(0, kEdge));
-  h = data::mix64(h ^ read_at(size > kEdge ? size - kEdge : 0, kEdge));
-  for (int i = 1; i <= kBlocks; ++i) h = data::mix64(h ^ read_at(size / (kBlocks + 1) * i, kBlock));
+  uint64_t h = mix64(size);
+  h = mix64(h ^ read_at(0, kEdge));
+  h = mix64(h ^ read_at(size > kEdge ? size - kEdge : 0, kEdge));
+  for (int i = 1; i <= kBlocks; ++i) h = mix64(h ^ read_at(size / (kBlocks + 1) * i, kBlock));
   return h;
 }
 
@@ -74,18 +75,18 @@ std::string model_fingerprint(const std::string& path) {
   } else {
     files.push_back(path);
   }
-  uint64_t h = data::mix64(files.size());
+  uint64_t h = mix64(files.size());
   // A directory's file names are part of it (config.json, model-00001-of-00002.safetensors); a
   // single file's name is not.
-  for (const auto& f : files) h = data::mix64(h ^ (dir ? data::hash64(f.filename().string()) : 0) ^ file_fingerprint(f));
+  for (const auto& f : files) h = mix64(h ^ (dir ? data::hash64(f.filename().string()) : 0) ^ file_fingerprint(f));
   return hex(h);
 }
 
 std::string examples_fingerprint(const std::vector<PricedExample>& examples) {
-  uint64_t h = data::mix64(examples.size());
+  uint64_t h = mix64(examples.size());
   for (const auto& e : examples) {
     const std::string_view bytes(reinterpret_cast<const char*>(e.tokens.data()), e.tokens.size() * sizeof(int32_t));
-    h = data::mix64(h ^ data::hash64(bytes) ^ static_cast<uint64_t>(e.prompt_len));
+    h = mix64(h ^ data::hash64(bytes) ^ static_cast<uint64_t>(e.prompt_len));
   }
   return hex(h);
 }
