@@ -13,6 +13,7 @@
 #include "cli/command.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/format.h"
 #include "core/progress.h"
 #include "io/model_file.h"
 #include "quant/ggml_blocks.h"
@@ -133,15 +134,6 @@ std::optional<uint32_t> llama_file_type(DType t) {
   }
 }
 
-std::string human_bytes(int64_t b) {
-  char buf[32];
-  const double d = static_cast<double>(b);
-  if (d >= 1024.0 * 1024 * 1024) std::snprintf(buf, sizeof buf, "%.2f GiB", d / (1024.0 * 1024 * 1024));
-  else if (d >= 1024.0 * 1024) std::snprintf(buf, sizeof buf, "%.2f MiB", d / (1024.0 * 1024));
-  else std::snprintf(buf, sizeof buf, "%.1f KiB", d / 1024.0);
-  return buf;
-}
-
 int run(const Options& o) {
   require(!o.model.empty(), "--model is required");
   require(!o.out.empty(), "--out is required");
@@ -255,7 +247,7 @@ int run(const Options& o) {
   }
   std::printf("%s: %s, %s, %zu tensors, %s, %s%s\n", o.out.c_str(), format.c_str(),
               dtype ? std::string(dtype_name(*dtype)).c_str() : "formats as stored", tensors.size(),
-              human_bytes(total).c_str(), tokenizer_note.c_str(), adapter_note.c_str());
+              human_bytes(static_cast<uint64_t>(total)).c_str(), tokenizer_note.c_str(), adapter_note.c_str());
   return 0;
 }
 

@@ -6,6 +6,7 @@
 
 #include "cli/command.h"
 #include "core/atomic_file.h"
+#include "core/clock.h"
 #include "core/error.h"
 #include "monitor/recorder.h"
 #include "monitor/run_report.h"
@@ -13,10 +14,6 @@
 
 namespace pricer::cli {
 namespace {
-
-double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 struct RunsOptions {
   std::string db = monitor::default_runs_db().string();
@@ -29,7 +26,7 @@ struct RunsOptions {
 
 int show_run(const RunsOptions& o) {
   monitor::RunDb db(o.db, monitor::RunDb::Mode::existing);
-  std::cout << monitor::format_run_details(db, o.show_id, now_seconds());
+  std::cout << monitor::format_run_details(db, o.show_id, unix_seconds());
   if (o.no_svg) return 0;
   std::string svg = monitor::loss_chart_svg(db, o.show_id);
   if (svg.empty()) {
@@ -88,7 +85,7 @@ Runner setup(CLI::App& sub) {
     auto runs = db.summarize_runs();
     if (!o->sweep.empty())
       std::erase_if(runs, [&](const auto& r) { return r.run.sweep_id != o->sweep; });
-    std::cout << monitor::format_run_table(runs, now_seconds());
+    std::cout << monitor::format_run_table(runs, unix_seconds());
     return 0;
   };
 }

@@ -1,3 +1,5 @@
+#include "core/clock.h"
+#include "core/format.h"
 #include "core/progress.h"
 
 #include <unistd.h>
@@ -8,12 +10,6 @@
 namespace pricer {
 
 namespace {
-
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
 
 // 1234567 -> "1.23M": compact enough that the line fits an 80-column terminal.
 std::string compact_count(double v) {
@@ -81,8 +77,7 @@ Progress::~Progress() { finish(); }
 
 double Progress::now() const {
   if (opt_.clock) return opt_.clock();
-  using namespace std::chrono;
-  return duration<double>(steady_clock::now().time_since_epoch()).count();
+  return monotonic_seconds();
 }
 
 void Progress::add(uint64_t n) {

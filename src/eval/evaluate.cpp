@@ -1,3 +1,4 @@
+#include "core/format.h"
 #include "eval/evaluate.h"
 
 #include <algorithm>
@@ -18,12 +19,6 @@ namespace {
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
 }
 
 // JSON has no NaN; an undefined figure (R² of a constant truth) is written as null.

@@ -1,3 +1,4 @@
+#include "core/clock.h"
 #include "monitor/recorder.h"
 
 #include <chrono>
@@ -13,10 +14,6 @@ namespace {
 constexpr int kEndBusyTimeoutMs = 10000;
 // Beyond this many waiting writes the oldest are dropped (the JSON-lines log keeps every one).
 constexpr std::size_t kMaxPendingWrites = 100000;
-
-double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 // Run names come from users and configs; the directory name must stay one safe path component.
 std::string directory_name(std::int64_t id, const std::string& name) {
@@ -48,7 +45,7 @@ RunRecorder::RunRecorder(const NewRun& run, const RecorderOptions& options) {
   db_ = std::make_unique<RunDb>(options.db_path.empty() ? default_runs_db() : options.db_path);
   NewRun stored = run;
   stored.log_dir.clear();
-  id_ = db_->create_run(stored, now_seconds());
+  id_ = db_->create_run(stored, unix_seconds());
   try {
     log_dir_ = options.log_dir.empty() ? db_->path().parent_path() / directory_name(id_, run.name)
                                        : options.log_dir;
@@ -78,7 +75,7 @@ RunRecorder::~RunRecorder() {
 
 bool RunRecorder::flush_pending(bool force) {
   // While the database fails, a retry every few seconds: each try may wait for the lock.
-  if (warned_ && !force && now_seconds() < retry_after_) return false;
+  if (warned_ && !force && unix_seconds() < retry_after_) return false;
   while (!pending_.empty()) {
     try {
       pending_.front()(*db_);
@@ -87,7 +84,7 @@ bool RunRecorder::flush_pending(bool force) {
         std::fprintf(stderr, "\nwarning: run database: %s; the run goes on, its figures are kept and retried "
                              "(and are in %s)\n", e.what(), log_dir_.c_str());
       warned_ = true;
-      retry_after_ = now_seconds() + retry_every_s_;
+      retry_after_ = unix_seconds() + retry_every_s_;
       return false;
     }
     pending_.pop_front();
@@ -109,7 +106,7 @@ void RunRecorder::log_params(const nlohmann::json& params) {
 }
 
 void RunRecorder::log_metrics(std::int64_t step, const std::map<std::string, double>& metrics) {
-  double t = now_seconds();
+  double t = unix_seconds();
   if (jsonl_) jsonl_->log(step, t, metrics);
   if (events_) events_->add_scalars(step, metrics, t);
   write_db([id = id_, step, metrics, t](RunDb& db) { db.log_metrics(id, step, metrics, t); });
@@ -127,7 +124,7 @@ void RunRecorder::interrupt(std::string_view message) { end(RunStatus::interrupt
 void RunRecorder::end(RunStatus status, std::string_view message) {
   status_ = status;
   if (!db_) return;
-  write_db([id = id_, status, m = std::string(message), t = now_seconds()](RunDb& db) {
+  write_db([id = id_, status, m = std::string(message), t = unix_seconds()](RunDb& db) {
     db.set_status(id, status, m, t);
   });
   for (int attempt = 0; !pending_.empty() && attempt < 3; ++attempt) {

@@ -1,3 +1,4 @@
+#include "core/format.h"
 #include "monitor/run_report.h"
 
 #include <algorithm>
@@ -9,12 +10,6 @@
 
 namespace pricer::monitor {
 namespace {
-
-std::string fmt(const char* format, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, format, v);
-  return buf;
-}
 
 std::string number(double v) {
   if (std::isfinite(v)) return fmt("%.4g", v);

@@ -1,3 +1,4 @@
+#include "core/clock.h"
 #include "monitor/tfevents.h"
 
 #include <fcntl.h>
@@ -204,10 +205,6 @@ Event decode_event(std::string_view data, std::uint64_t base, const std::string&
   return event;
 }
 
-double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 std::string host_name() {
   char buf[256] = {};
   if (::gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "localhost";
@@ -280,7 +277,7 @@ std::vector<Event> read_events(const std::filesystem::path& path, std::size_t ma
   return parse_events(read_file(path, max_bytes), path.string());
 }
 
-EventWriter::EventWriter(const std::filesystem::path& dir) : EventWriter(dir, now_seconds()) {}
+EventWriter::EventWriter(const std::filesystem::path& dir) : EventWriter(dir, unix_seconds()) {}
 
 EventWriter::EventWriter(const std::filesystem::path& dir, double wall_time) {
   std::error_code ec;

@@ -1,3 +1,4 @@
+#include "core/clock.h"
 #include "serve/dashboard.h"
 
 #include <chrono>
@@ -17,10 +18,6 @@ using nlohmann::json;
 namespace fs = std::filesystem;
 
 namespace {
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 // NaN and infinities are not JSON: they travel as null.
 json number(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
@@ -90,7 +87,7 @@ json Dashboard::runs() const {
   json out = json::array();
   auto db = open(db_);
   if (!db) return out;
-  const double now = now_s();
+  const double now = unix_seconds();
   for (const auto& s : db->summarize_runs()) out.push_back(run_row(*db, s, now));
   return out;
 }
@@ -102,7 +99,7 @@ json Dashboard::run(int64_t id, int64_t after_step) const {
     for (auto& s : db->summarize_runs())
       if (s.run.id == id) found = s;
   if (!found) throw ApiError(404, "no run " + std::to_string(id) + " in " + db_.string(), "invalid_request_error", "id");
-  json j = run_row(*db, *found, now_s());
+  json j = run_row(*db, *found, unix_seconds());
   j["command_line"] = found->run.command_line;
   j["base_model"] = found->run.base_model;
   j["dataset"] = found->run.dataset;
@@ -119,7 +116,7 @@ json Dashboard::sweeps() const {
   json out = json::array();
   auto db = open(db_);
   if (!db) return out;
-  const double now = now_s();
+  const double now = unix_seconds();
   std::map<std::string, json> by_sweep;
   for (const auto& s : db->summarize_runs()) {
     if (!s.run.sweep_id) continue;
@@ -141,7 +138,7 @@ json Dashboard::evals() const {
   json out = json::array();
   auto db = open(db_);
   if (!db) return out;
-  const double now = now_s();
+  const double now = unix_seconds();
   const auto all = db->summarize_runs();
   for (auto it = all.rbegin(); it != all.rend(); ++it) {
     if (it->run.kind != monitor::RunKind::eval) continue;

@@ -1,3 +1,4 @@
+#include "core/clock.h"
 #include "sweep/sweep.h"
 
 #include <chrono>
@@ -34,10 +35,6 @@ nlohmann::json SearchOptions::to_json() const {
 fs::path state_path(const SweepSpec& spec) { return spec.out_dir / "sweep.json"; }
 
 namespace {
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 std::string trial_dir_name(int64_t number) {
   char buf[32];
@@ -88,7 +85,7 @@ class SweepRunner {
       state_.save(path);
     }
     monitor::InterruptGuard guard;
-    start_ = now_s();
+    start_ = monotonic_seconds();
     const uint64_t total = spec_.search.trials > 0 ? static_cast<uint64_t>(spec_.search.trials) : 0;
     ProgressOptions po;
     po.enabled = spec_.progress;
@@ -111,7 +108,7 @@ class SweepRunner {
     progress_->finish();
     {
       std::lock_guard lock(mu_);
-      state_.elapsed_s += now_s() - start_;
+      state_.elapsed_s += monotonic_seconds() - start_;
       state_.save(path);
     }
     if (error) std::rethrow_exception(error);
@@ -128,7 +125,7 @@ class SweepRunner {
 
   bool budget_left() const {
     const auto& s = spec_.search;
-    if (s.time_budget_s > 0 && state_.elapsed_s + (now_s() - start_) >= s.time_budget_s) return false;
+    if (s.time_budget_s > 0 && state_.elapsed_s + (monotonic_seconds() - start_) >= s.time_budget_s) return false;
     return true;
   }
 
@@ -178,7 +175,7 @@ class SweepRunner {
           state_.save(state_path(spec_));
         }
       };
-      const double t0 = now_s();
+      const double t0 = monotonic_seconds();
       TrialOutcome out;
       std::string failure;
       try {
@@ -188,7 +185,7 @@ class SweepRunner {
       }
       std::lock_guard lock(mu_);
       TrialRecord& t = state_.trials[static_cast<size_t>(number)];
-      t.seconds += now_s() - t0;
+      t.seconds += monotonic_seconds() - t0;
       if (!failure.empty()) {
         t.status = TrialStatus::failed;
         t.message = failure;

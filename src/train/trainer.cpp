@@ -1,3 +1,5 @@
+#include "core/clock.h"
+#include "core/format.h"
 #include "train/trainer.h"
 
 #include <yaml-cpp/yaml.h>
@@ -271,14 +273,6 @@ uint64_t estimate_training_memory(const LlamaModel& model, const TrainConfig& cf
 
 namespace {
 
-std::string human_bytes(uint64_t n) {
-  char buf[32];
-  if (n < (uint64_t(1) << 20)) std::snprintf(buf, sizeof buf, "%.0f KiB", static_cast<double>(n) / 0x1p10);
-  else if (n < (uint64_t(1) << 30)) std::snprintf(buf, sizeof buf, "%.0f MiB", static_cast<double>(n) / 0x1p20);
-  else std::snprintf(buf, sizeof buf, "%.1f GiB", static_cast<double>(n) / 0x1p30);
-  return buf;
-}
-
 }  // namespace
 
 uint64_t check_training_memory(const LlamaModel& model, const TrainConfig& cfg, bool mode_full) {
@@ -502,10 +496,6 @@ void save_output_atomic(const TrainHooks& hooks, const LlamaModel& model, const 
   replace_directory_atomic(dir, [&](const fs::path& staging) { hooks.save_output(model, staging.string()); });
 }
 
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -592,7 +582,7 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
   sum.run_id = rec.id();
   if (hooks.on_start) hooks.on_start(rec.id());
   const std::string label = pretraining ? "pretrain" : "train";
-  const double t_start = now_s();
+  const double t_start = monotonic_seconds();
   double last_draw = 0;
   int64_t tokens_done = 0;
   const int64_t start_step = st.step;
@@ -715,7 +705,7 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
                       std::to_string(st.step + 1) + "); lower --lr");
       }
       ++st.step;  // metrics of an update are logged at the step count after it (1 = first update)
-      const double elapsed = now_s() - t_start;
+      const double elapsed = monotonic_seconds() - t_start;
       const double tok_s = tokens_done / std::max(1e-9, elapsed);
       if (finite) {
         rec.log_metrics(st.step, {{"train/loss", loss}, {"train/grad_norm", norm}, {"train/lr", lr}, {"train/tokens_per_s", tok_s}});
@@ -726,8 +716,8 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
         rec.log_metrics(st.step, {{"train/skipped_steps", static_cast<double>(st.skipped)}});
       }
       // On a terminal the line redraws in place; in a log, a line every few seconds.
-      if (cfg.progress && (now_s() - last_draw > (tty ? 0.2 : 5.0) || st.step == total)) {
-        last_draw = now_s();
+      if (cfg.progress && (monotonic_seconds() - last_draw > (tty ? 0.2 : 5.0) || st.step == total)) {
+        last_draw = monotonic_seconds();
         const double frac = static_cast<double>(st.step) / static_cast<double>(total);
         const int filled = static_cast<int>(frac * 24);
         const double rate = static_cast<double>(st.step - start_step) / std::max(1e-9, elapsed);
