@@ -1,11 +1,12 @@
-#include "core/clock.h"
-#include "core/format.h"
 #include "core/progress.h"
 
 #include <unistd.h>
 
 #include <chrono>
 #include <cmath>
+
+#include "core/clock.h"
+#include "core/format.h"
 
 namespace pricer {
 

@@ -1,6 +1,6 @@
 #pragma once
-// Runs pricers over an item set and writes what came out: results.json, report.html and a
-// leaderboard for the terminal.
+// Runs pricers over an item set and writes what came out: results.json, report.html (rendered by
+// eval/report.h) and a leaderboard for the terminal.
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -45,10 +45,6 @@ nlohmann::json results_json(const std::vector<Item>& items, const std::vector<Pr
 
 // Fixed-width leaderboard, one pricer a line, best first.
 std::string leaderboard_text(const std::vector<PricerResult>& results);
-
-// Self-contained HTML (inline SVG and CSS, no scripts or external assets).
-std::string report_html(const std::vector<Item>& items, const std::vector<PricerResult>& results,
-                        const nlohmann::json& meta);
 
 // Writes <dir>/results.json and <dir>/report.html, creating dir.
 void write_results(const std::filesystem::path& dir, const std::vector<Item>& items,

@@ -51,6 +51,11 @@ struct Metrics {
   std::map<std::string, CategoryStat> per_category;  // key "" = items without a category
 };
 
+// Share of items whose error is green (under $40 or 20% of the price).
+inline double hit_rate(const Metrics& m) { return static_cast<double>(m.green) / static_cast<double>(m.n); }
+// How an item's category is shown: "(none)" for the items without one.
+inline std::string category_label(const std::string& c) { return c.empty() ? "(none)" : c; }
+
 // truth, pred and categories must have the same, non-zero length.
 Metrics compute_metrics(const std::vector<double>& truth, const std::vector<double>& pred,
                         const std::vector<std::string>& categories,

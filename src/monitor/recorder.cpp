@@ -1,10 +1,10 @@
-#include "core/clock.h"
 #include "monitor/recorder.h"
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 
+#include "core/clock.h"
 #include "core/error.h"
 
 namespace pricer::monitor {

@@ -1,4 +1,3 @@
-#include "core/format.h"
 #include "monitor/run_report.h"
 
 #include <algorithm>
@@ -6,6 +5,7 @@
 #include <cstdio>
 #include <ctime>
 
+#include "core/format.h"
 #include "report/svg.h"
 
 namespace pricer::monitor {

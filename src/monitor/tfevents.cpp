@@ -1,4 +1,3 @@
-#include "core/clock.h"
 #include "monitor/tfevents.h"
 
 #include <fcntl.h>
@@ -10,6 +9,7 @@
 #include <cstring>
 
 #include "core/atomic_file.h"
+#include "core/clock.h"
 #include "core/error.h"
 #include "monitor/crc32c.h"
 

@@ -1,4 +1,3 @@
-#include "core/clock.h"
 #include "serve/dashboard.h"
 
 #include <chrono>
@@ -8,6 +7,7 @@
 #include <optional>
 #include <sstream>
 
+#include "core/clock.h"
 #include "core/error.h"
 #include "monitor/run_db.h"
 #include "serve/api.h"

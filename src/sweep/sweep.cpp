@@ -1,4 +1,3 @@
-#include "core/clock.h"
 #include "sweep/sweep.h"
 
 #include <chrono>
@@ -7,6 +6,7 @@
 #include <mutex>
 #include <thread>
 
+#include "core/clock.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "monitor/interrupt.h"

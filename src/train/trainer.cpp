@@ -1,5 +1,3 @@
-#include "core/clock.h"
-#include "core/format.h"
 #include "train/trainer.h"
 
 #include <yaml-cpp/yaml.h>
@@ -20,7 +18,9 @@
 #include <unistd.h>
 
 #include "core/atomic_file.h"
+#include "core/clock.h"
 #include "core/error.h"
+#include "core/format.h"
 #include "core/suggest.h"
 #include "core/progress.h"
 #include "core/threads.h"

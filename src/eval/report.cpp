@@ -1,0 +1,153 @@
+#include "eval/report.h"
+
+#include <cmath>
+
+#include "core/format.h"
+#include "report/svg.h"
+
+namespace pricer::eval {
+
+using nlohmann::json;
+
+namespace {
+
+const char* bucket_color(Bucket b) {
+  switch (b) {
+    case Bucket::green: return "#2ca02c";
+    case Bucket::orange: return "#ff7f0e";
+    case Bucket::red: return "#d62728";
+  }
+  return "#d62728";
+}
+
+}  // namespace
+
+std::string report_html(const std::vector<Item>& items, const std::vector<PricerResult>& results,
+                        const json& meta) {
+  using report::escape_xml;
+  std::string h;
+  h += "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n";
+  h += "<title>pricer evaluation</title>\n<style>\n"
+       "body{font-family:sans-serif;margin:2em;max-width:1100px;color:#222}\n"
+       "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
+       "text-align:right}th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}\n"
+       ".charts{display:flex;flex-wrap:wrap;gap:1em}\n"
+       "</style></head><body>\n<h1>pricer evaluation</h1>\n";
+  h += "<p>" + std::to_string(items.size()) + " items";
+  for (const auto& [k, v] : meta.items())
+    h += " &middot; " + escape_xml(k) + ": " + escape_xml(v.is_string() ? v.get<std::string>() : v.dump());
+  h += "</p>\n";
+
+  std::vector<report::Bar> bars;
+  for (const auto& r : results)
+    if (r.complete()) bars.push_back({r.name, r.metrics.mae});
+  report::ChartOptions lb;
+  lb.title = "Leaderboard: mean absolute error (lower is better)";
+  lb.y_label = "MAE ($)";
+  h += "<h2>Leaderboard</h2>\n" + report::bar_chart_svg(bars, lb) + "\n";
+
+  h += "<table><tr><th>pricer</th><th>MAE $</th><th>95% CI (bootstrap)</th><th>95% CI (normal)</th>"
+       "<th>RMSLE</th><th>MSE</th><th>R&sup2;</th><th>green</th><th>orange</th><th>red</th>"
+       "<th>fit s</th><th>items/s</th></tr>\n";
+  for (const auto& r : results) {
+    const auto& m = r.metrics;
+    if (r.failed()) {
+      h += "<tr class=\"failed\"><td>" + escape_xml(r.name) + "</td><td colspan=\"11\">failed: " +
+           escape_xml(r.failure) + "</td></tr>\n";
+      continue;
+    }
+    const std::string label = r.complete() ? escape_xml(r.name)
+                                           : escape_xml(r.name) + " (incomplete: " + std::to_string(r.unpriced) +
+                                                 " unpriced, not ranked)";
+    h += "<tr><td>" + label + "</td><td>" + fmt("%.2f", m.mae) + "</td><td>" +
+         fmt("%.2f", m.mae_ci_bootstrap.lo) + " &ndash; " + fmt("%.2f", m.mae_ci_bootstrap.hi) +
+         "</td><td>" + fmt("%.2f", m.mae_ci_normal.lo) + " &ndash; " +
+         fmt("%.2f", m.mae_ci_normal.hi) + "</td><td>" + fmt("%.3f", m.rmsle) + "</td><td>" +
+         fmt("%.0f", m.mse) + "</td><td>" + (std::isfinite(m.r2) ? fmt("%.3f", m.r2) : "n/a") +
+         "</td><td>" + fmt("%.1f%%", 100.0 * hit_rate(m)) + "</td><td>" +
+         fmt("%.1f%%", 100.0 * static_cast<double>(m.orange) / static_cast<double>(m.n)) +
+         "</td><td>" + fmt("%.1f%%", 100.0 * static_cast<double>(m.red) / static_cast<double>(m.n)) +
+         "</td><td>" + fmt("%.2f", r.fit_seconds) + "</td><td>" + fmt("%.1f", r.items_per_second) +
+         "</td></tr>\n";
+  }
+  h += "</table>\n<p>Hits: green when the error is under $40 or 20% of the true price, orange "
+       "under $80 or 40%, red otherwise.</p>\n";
+
+  std::map<std::string, std::size_t> categories;
+  for (const auto& it : items) ++categories[it.category];
+  h += "<h2>MAE by category</h2>\n<table><tr><th>category</th><th>items</th>";
+  for (const auto& r : results)
+    if (!r.failed()) h += "<th>" + escape_xml(r.name) + "</th>";
+  h += "</tr>\n";
+  for (const auto& [c, n] : categories) {
+    h += "<tr><td>" + escape_xml(category_label(c)) + "</td><td>" + std::to_string(n) + "</td>";
+    for (const auto& r : results) {
+      if (r.failed()) continue;
+      const auto it = r.metrics.per_category.find(c);
+      h += "<td>" + (it == r.metrics.per_category.end() ? std::string("&ndash;") : fmt("%.2f", it->second.mae)) + "</td>";
+    }
+    h += "</tr>\n";
+  }
+  h += "</table>\n";
+
+  const std::vector<report::LegendEntry> legend = {{"green", bucket_color(Bucket::green)},
+                                                   {"orange", bucket_color(Bucket::orange)},
+                                                   {"red", bucket_color(Bucket::red)}};
+  for (const auto& r : results) {
+    const auto& m = r.metrics;
+    if (r.failed()) {
+      h += "<h2>" + escape_xml(r.name) + "</h2>\n<p><strong>failed</strong>: " + escape_xml(r.failure) + "</p>\n";
+      continue;
+    }
+    h += "<h2>" + escape_xml(r.name) + "</h2>\n";
+    // What the pricer reports about itself (model settings, interval coverage, tokens, cost):
+    // the scalar figures; nested ones (a linear model's weights) stay in results.json.
+    std::string figures;
+    for (const auto& [k, v] : r.stats.items()) {
+      if (v.is_structured()) continue;
+      std::string value = v.is_string() ? v.get<std::string>() : v.dump();
+      if (v.is_number_float()) value = fmt("%.4g", v.get<double>());
+      figures += (figures.empty() ? "" : " &middot; ") + escape_xml(k) + ": " + escape_xml(value);
+    }
+    if (!figures.empty()) h += "<p>" + figures + "</p>\n";
+    if (!r.complete()) h += "<p><strong>incomplete</strong>: " + escape_xml(r.failure) + "</p>\n";
+    h += "<div class=\"charts\">\n";
+    std::vector<report::Point> pts;
+    std::vector<double> truth, priced;
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      if (!std::isfinite(r.predictions[i])) continue;
+      pts.push_back({items[i].price, r.predictions[i], bucket_color(bucket(items[i].price, r.predictions[i]))});
+      truth.push_back(items[i].price);
+      priced.push_back(r.predictions[i]);
+    }
+    report::ChartOptions sc;
+    sc.title = r.name + ": MAE $" + fmt("%.2f", m.mae) + ", RMSLE " + fmt("%.2f", m.rmsle) +
+               ", hits " + fmt("%.1f%%", 100.0 * hit_rate(m));
+    sc.x_label = "true price ($)";
+    sc.y_label = "predicted price ($)";
+    sc.width = 540;
+    sc.height = 480;
+    h += report::scatter_svg(pts, sc, true, legend) + "\n";
+
+    const auto run = running_mae(truth, priced);
+    report::Series s;
+    s.name = "running MAE";
+    for (std::size_t k = 0; k < run.size(); ++k) {
+      s.x.push_back(static_cast<double>(k + 1));
+      s.y.push_back(run[k].mean);
+      s.lo.push_back(run[k].lo);
+      s.hi.push_back(run[k].hi);
+    }
+    report::ChartOptions lc;
+    lc.title = r.name + ": running MAE with 95% band (normal approximation)";
+    lc.x_label = "items seen";
+    lc.y_label = "MAE ($)";
+    lc.width = 540;
+    lc.height = 480;
+    h += report::line_chart_svg({s}, lc) + "\n</div>\n";
+  }
+  h += "</body></html>\n";
+  return h;
+}
+
+}  // namespace pricer::eval
