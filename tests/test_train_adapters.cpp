@@ -11,8 +11,8 @@
 #include "io/gguf.h"
 #include "io/safetensors.h"
 #include "kernels/backend.h"
+#include "model/model_export.h"
 #include "train/adapter_io.h"
-#include "train/model_export.h"
 #include "train_test_util.h"
 
 namespace pricer {

@@ -15,9 +15,9 @@
 #include "io/gguf.h"
 #include "io/model_file.h"
 #include "model/llama.h"
+#include "model/model_export.h"
 #include "tokenizer/train_bpe.h"
 #include "train/adapter_io.h"
-#include "train/model_export.h"
 
 namespace pricer::tiny {
 

@@ -21,9 +21,9 @@
 #include "data/synthetic.h"
 #include "io/model_file.h"
 #include "model/llama.h"
+#include "model/model_export.h"
 #include "tokenizer/train_bpe.h"
 #include "train/dataset.h"
-#include "train/model_export.h"
 
 namespace pricer::train_test {
 

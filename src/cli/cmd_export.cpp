@@ -16,11 +16,11 @@
 #include "core/format.h"
 #include "core/progress.h"
 #include "io/model_file.h"
+#include "model/model_export.h"
 #include "quant/ggml_blocks.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/vocab_export.h"
 #include "train/adapter_io.h"
-#include "train/model_export.h"
 
 namespace fs = std::filesystem;
 

@@ -1,4 +1,4 @@
-#include "train/model_export.h"
+#include "model/model_export.h"
 
 #include <algorithm>
 
