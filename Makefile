@@ -27,7 +27,7 @@ demo-real: build
 # The full real-data recipe (at most an hour on 2 cores); rewrites its table in docs/results.md.
 quality: build
 	@REAL_SCALE=quality scripts/demo-real
-	@scripts/results-table quality-out/leaderboard.md docs/results.md
+	@scripts/results-table $${DEMO_OUT:-quality-out}/leaderboard.md docs/results.md
 
 bench: build
 	@scripts/bench

@@ -28,6 +28,7 @@ LoadResult run_load(int port, const std::string& path, const std::vector<std::st
       httplib::Client cli("127.0.0.1", port);
       cli.set_read_timeout(600, 0);
       cli.set_keep_alive(true);
+      cli.set_tcp_nodelay(true);
       for (int i = 0; i < per_client; ++i) {
         const std::string& body = bodies[static_cast<size_t>(c * per_client + i) % bodies.size()];
         const auto s = Clock::now();

@@ -224,6 +224,9 @@ Server::Server(std::shared_ptr<Engine> engine, ServerOptions options)
   http_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   http_->set_payload_max_length(opt_.max_body_bytes);
   http_->set_keep_alive_max_count(1000);
+  // A reply's headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm
+  // holds the second until the client's delayed ACK, tens of milliseconds per request.
+  http_->set_tcp_nodelay(true);
   if (!opt_.runs_db.empty()) dashboard_ = std::make_unique<Dashboard>(opt_.runs_db);
   if (!opt_.game_data.empty()) {
     game_ = std::make_unique<Game>(opt_.game_data, opt_.game_split, opt_.game_out);
