@@ -247,9 +247,15 @@ void add_options(CLI::App& sub, BenchOptions& o) {
 }
 
 // `bench serve`: the server under load, one JSON line per measurement.
+// A measurement with failed requests is no measurement: exit 1, saying how many failed.
 int run_bench_serve(const serve::ServeBenchOptions& o) {
-  for (const auto& j : serve::bench_serve(o)) std::printf("%s\n", j.dump().c_str());
-  return 0;
+  int64_t errors = 0;
+  for (const auto& j : serve::bench_serve(o)) {
+    std::printf("%s\n", j.dump().c_str());
+    errors += j["errors"].get<int64_t>();
+  }
+  if (errors > 0) std::fprintf(stderr, "bench serve: %lld requests failed\n", static_cast<long long>(errors));
+  return errors > 0 ? 1 : 0;
 }
 
 void add_serve_options(CLI::App& s, serve::ServeBenchOptions& o) {

@@ -471,10 +471,12 @@ std::vector<RunSummary> RunDb::summarize_runs() {
       "   ORDER BY step DESC LIMIT 1)"
       ", (SELECT min(value) FROM metrics m WHERE m.run_id = r.id AND m.name = ?2)"
       ", (SELECT min(value) FROM metrics m WHERE m.run_id = r.id AND m.name = ?1)"
+      ", (SELECT min(value) FROM metrics m WHERE m.run_id = r.id AND m.name = ?3)"
+      ", (SELECT value FROM metrics m WHERE m.run_id = r.id AND m.name = ?4 ORDER BY step DESC LIMIT 1)"
       " FROM runs r ORDER BY id";
   auto& q = prepare(sql.c_str());
   ResetOnExit done{q};
-  q.bind(1, kTrainLoss).bind(2, kEvalLoss);
+  q.bind(1, kTrainLoss).bind(2, kEvalLoss).bind(3, kEvalMae).bind(4, kTokensPerSecond);
   std::vector<RunSummary> out;
   while (q.step("cannot summarize runs")) {
     RunSummary s;
@@ -483,6 +485,8 @@ std::vector<RunSummary> RunDb::summarize_runs() {
     if (!q.is_null(kRunColumnCount)) s.last_step = q.int64(kRunColumnCount);
     s.last_loss = q.opt_real(kRunColumnCount + 1);
     s.best_loss = q.opt_real(kRunColumnCount + 2) ? q.opt_real(kRunColumnCount + 2) : q.opt_real(kRunColumnCount + 3);
+    s.best_mae = q.opt_real(kRunColumnCount + 4);
+    s.last_tokens_per_s = q.opt_real(kRunColumnCount + 5);
     out.push_back(std::move(s));
   }
   return out;

@@ -31,6 +31,8 @@ RunStatus parse_run_status(std::string_view text);
 // Metric names shared by every producer, so listings and charts find the losses.
 inline constexpr std::string_view kTrainLoss = "train/loss";
 inline constexpr std::string_view kEvalLoss = "eval/loss";
+inline constexpr std::string_view kEvalMae = "eval/mae";
+inline constexpr std::string_view kTokensPerSecond = "train/tokens_per_s";
 
 struct NewRun {
   std::string name;
@@ -89,6 +91,8 @@ struct RunSummary {
   std::optional<std::int64_t> last_step;
   std::optional<double> last_loss;  // last train/loss
   std::optional<double> best_loss;  // lowest eval/loss, or lowest train/loss without evals
+  std::optional<double> best_mae;   // lowest eval/mae
+  std::optional<double> last_tokens_per_s;  // last train/tokens_per_s
 };
 
 class RunDb {

@@ -28,13 +28,6 @@ json maybe(const std::optional<T>& v) {
   return *v;
 }
 
-std::optional<double> min_of(const std::vector<monitor::MetricPoint>& s) {
-  std::optional<double> best;
-  for (const auto& p : s)
-    if (std::isfinite(p.value) && (!best || p.value < *best)) best = p.value;
-  return best;
-}
-
 std::optional<double> last_of(const std::vector<monitor::MetricPoint>& s) {
   for (auto it = s.rbegin(); it != s.rend(); ++it)
     if (std::isfinite(it->value)) return it->value;
@@ -48,7 +41,7 @@ json series_json(const std::vector<monitor::MetricPoint>& s, int64_t after_step)
   return out;
 }
 
-json run_row(monitor::RunDb& db, const monitor::RunSummary& s, double now) {
+json run_row(const monitor::RunSummary& s, double now) {
   const monitor::RunInfo& r = s.run;
   const double end = r.ended.value_or(now);
   return {{"id", r.id},
@@ -62,8 +55,8 @@ json run_row(monitor::RunDb& db, const monitor::RunSummary& s, double now) {
           {"steps", maybe(s.last_step)},
           {"last_loss", maybe(s.last_loss)},
           {"best_loss", maybe(s.best_loss)},
-          {"best_val_mae", maybe(min_of(db.metric_series(r.id, "eval/mae")))},
-          {"tokens_per_s", maybe(last_of(db.metric_series(r.id, "train/tokens_per_s")))},
+          {"best_val_mae", maybe(s.best_mae)},
+          {"tokens_per_s", maybe(s.last_tokens_per_s)},
           {"output_dir", r.output_dir}};
 }
 
@@ -88,7 +81,7 @@ json Dashboard::runs() const {
   auto db = open(db_);
   if (!db) return out;
   const double now = unix_seconds();
-  for (const auto& s : db->summarize_runs()) out.push_back(run_row(*db, s, now));
+  for (const auto& s : db->summarize_runs()) out.push_back(run_row(s, now));
   return out;
 }
 
@@ -99,7 +92,7 @@ json Dashboard::run(int64_t id, int64_t after_step) const {
     for (auto& s : db->summarize_runs())
       if (s.run.id == id) found = s;
   if (!found) throw ApiError(404, "no run " + std::to_string(id) + " in " + db_.string(), "invalid_request_error", "id");
-  json j = run_row(*db, *found, unix_seconds());
+  json j = run_row(*found, unix_seconds());
   j["command_line"] = found->run.command_line;
   j["base_model"] = found->run.base_model;
   j["dataset"] = found->run.dataset;
@@ -120,7 +113,7 @@ json Dashboard::sweeps() const {
   std::map<std::string, json> by_sweep;
   for (const auto& s : db->summarize_runs()) {
     if (!s.run.sweep_id) continue;
-    json t = run_row(*db, s, now);
+    json t = run_row(s, now);
     t["params"] = db->params(s.run.id);
     t["pruned"] = s.run.message.rfind("pruned", 0) == 0;
     for (const char* m : {"eval/mae", "eval/loss"}) {
@@ -142,7 +135,7 @@ json Dashboard::evals() const {
   const auto all = db->summarize_runs();
   for (auto it = all.rbegin(); it != all.rend(); ++it) {
     if (it->run.kind != monitor::RunKind::eval) continue;
-    json e = run_row(*db, *it, now);
+    json e = run_row(*it, now);
     e["results"] = nullptr;
     for (const auto& a : db->artifacts(it->run.id)) {
       if (a.kind != "results") continue;

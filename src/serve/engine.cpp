@@ -123,31 +123,23 @@ Engine::~Engine() {
   if (worker_.joinable()) worker_.join();
 }
 
-bool Engine::submit(std::shared_ptr<GenerationJob> job) {
+// Queues a job unless the engine is closing or holds its capacity already (waiting or running).
+template <class Job>
+bool Engine::admit(std::deque<std::shared_ptr<Job>>& queue, std::shared_ptr<Job> job) {
   {
     std::lock_guard lock(mu_);
     if (closing_ || gen_queue_.size() + price_queue_.size() + active_count_ >= opt_.queue) {
       ++stats_.refused;
       return false;
     }
-    gen_queue_.push_back(std::move(job));
+    queue.push_back(std::move(job));
   }
   cv_.notify_all();
   return true;
 }
 
-bool Engine::submit(std::shared_ptr<PriceJob> job) {
-  {
-    std::lock_guard lock(mu_);
-    if (closing_ || gen_queue_.size() + price_queue_.size() + active_count_ >= opt_.queue) {
-      ++stats_.refused;
-      return false;
-    }
-    price_queue_.push_back(std::move(job));
-  }
-  cv_.notify_all();
-  return true;
-}
+bool Engine::submit(std::shared_ptr<GenerationJob> job) { return admit(gen_queue_, std::move(job)); }
+bool Engine::submit(std::shared_ptr<PriceJob> job) { return admit(price_queue_, std::move(job)); }
 
 void Engine::close() {
   {

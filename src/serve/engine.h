@@ -122,6 +122,8 @@ class Engine {
 
  private:
   struct Active;
+  template <class Job>
+  bool admit(std::deque<std::shared_ptr<Job>>& queue, std::shared_ptr<Job> job);
   void loop();
   void price(std::vector<std::shared_ptr<PriceJob>>& jobs);
   std::unique_ptr<Active> start(std::shared_ptr<GenerationJob> job);
