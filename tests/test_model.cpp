@@ -583,6 +583,47 @@ TEST(LlamaModel, KvCacheMatchesTheFullForward) {
   }
 }
 
+TEST(LlamaModel, SequencesSharingAPassMatchTheirOwnCaches) {
+  for (const char* backend : {"reference", "cpu"}) {
+    auto be = std::string(backend) == "cpu" ? make_cpu_backend() : make_reference_backend();
+    LlamaModel m = tiny_model(true, false);
+    m.add_lora(lora_all(2), 5);
+    randomize_lora_b(m, 91);
+    const int64_t V = m.config().vocab_size;
+    const std::vector<std::vector<int32_t>> prompts = {{3, 17, 42}, {8}, {30, 1, 0, 45, 12, 19}};
+    const std::vector<std::vector<int32_t>> next = {{5, 9}, {44, 2}, {7, 7}};
+    // Alone: each sequence with its own cache, one after another.
+    std::vector<std::vector<float>> alone;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      KvCache c = m.make_cache(12);
+      alone.push_back(m.prefill(c, prompts[i], *be));
+      for (int32_t t : next[i]) alone.push_back(m.decode(c, t, *be));
+    }
+    // Together: one pass for the three prompts, then one per step for the three next tokens.
+    std::vector<KvCache> caches;
+    for (size_t i = 0; i < prompts.size(); ++i) caches.push_back(m.make_cache(12));
+    std::vector<KvCache*> ptrs = {&caches[0], &caches[1], &caches[2]};
+    std::vector<std::vector<float>> together(alone.size());
+    auto keep = [&](const std::vector<float>& lg, size_t step) {
+      for (size_t i = 0; i < 3; ++i) together[i * 3 + step].assign(lg.begin() + i * V, lg.begin() + (i + 1) * V);
+    };
+    keep(m.prefill_many(ptrs, prompts, *be), 0);
+    for (size_t step = 0; step < 2; ++step) {
+      const std::vector<int32_t> toks = {next[0][step], next[1][step], next[2][step]};
+      keep(m.decode_many(ptrs, toks, *be), step + 1);
+    }
+    for (size_t i = 0; i < alone.size(); ++i) expect_close(together[i], alone[i], 1e-5, backend);
+    EXPECT_EQ(caches[2].length(), 8);
+    // Mixing a prompt into a decoding pass, or one cache twice, is refused before anything runs.
+    KvCache fresh = m.make_cache(12);
+    std::vector<KvCache*> mixed = {&caches[0], &fresh};
+    EXPECT_THROW(m.decode_many(mixed, std::vector<int32_t>{1, 2}, *be), Error);
+    std::vector<KvCache*> twice = {&caches[0], &caches[0]};
+    EXPECT_THROW(m.decode_many(twice, std::vector<int32_t>{1, 2}, *be), Error);
+    EXPECT_EQ(caches[0].length(), 5);
+  }
+}
+
 TEST(LlamaModel, Nf4BaseEqualsItsDequantizedTwin) {
   ModelConfig c = tiny_config();
   c.dim = 64;

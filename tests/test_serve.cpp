@@ -400,6 +400,41 @@ TEST_F(Serve, QueuedPriceRequestsShareOnePassAndAFullQueueSays503) {
   EXPECT_GE(get(r, "/health").body["refused"].get<uint64_t>(), 1u);
 }
 
+TEST_F(Serve, WaitingGenerationsShareForwardPassesAndGiveTheirOwnText) {
+  Running r(mp_, {});
+  const std::vector<std::string> prompts = {"Item steel", "Brand", "Item 4 pack of", "Red"};
+  auto body = [&](size_t i) {
+    return json{{"model", "tiny"}, {"prompt", prompts[i]}, {"max_tokens", 6 + static_cast<int>(i)}, {"temperature", 0}};
+  };
+  std::vector<Reply> alone;
+  for (size_t i = 0; i < prompts.size(); ++i) alone.push_back(post(r, "/v1/completions", body(i)));
+  const json before = get(r, "/health").body;
+  // The four wait behind a long price job, so they start together.
+  std::thread big([&] { post(r, "/v1/price", json{{"texts", texts(1024, 9)}, {"readout", "greedy"}}); });
+  ASSERT_TRUE(wait_health(r, [](const json& h) { return h["queue"]["active"] == 1; }));
+  std::vector<Reply> together(prompts.size());
+  std::vector<std::thread> clients;
+  for (size_t i = 0; i < prompts.size(); ++i) clients.emplace_back([&, i] { together[i] = post(r, "/v1/completions", body(i)); });
+  ASSERT_TRUE(wait_health(r, [](const json& h) { return h["queue"]["waiting"] == 4; }));
+  big.join();
+  for (auto& c : clients) c.join();
+  // Alone, a generation takes a pass per token it returns (the prompt's, then each but the last fed
+  // back), one more when a stop token ended it; together they took as many passes as the longest,
+  // each carrying every generation still running.
+  uint64_t longest = 0, rows_alone = 0;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    ASSERT_EQ(together[i].status, 200) << together[i].raw;
+    const json& choice = together[i].body["choices"][0];
+    EXPECT_EQ(choice["text"], alone[i].body["choices"][0]["text"]) << prompts[i];
+    const uint64_t passes = together[i].body["usage"]["completion_tokens"].get<uint64_t>() + (choice["finish_reason"] == "stop");
+    longest = std::max(longest, passes);
+    rows_alone += passes;
+  }
+  const json after = get(r, "/health").body;
+  EXPECT_EQ(after["generation_passes"].get<uint64_t>() - before["generation_passes"].get<uint64_t>(), longest);
+  EXPECT_EQ(after["generation_rows"].get<uint64_t>() - before["generation_rows"].get<uint64_t>(), rows_alone);
+}
+
 TEST_F(Serve, RequestsPastTheirTimeoutAreAnswered504) {
   ServerOptions so;
   so.request_timeout_s = 1e-6;

@@ -522,7 +522,7 @@ void LlamaModel::proj_backward(Backend& be, int64_t l, Proj p, const float* x, c
 // One decoder layer
 
 void LlamaModel::layer_forward(Backend& be, int64_t l, const float* x, float* out, const Batch& b,
-                               Acts& a, Scratch& s, const Dropout& dr, KvCache* cache) {
+                               Acts& a, Scratch& s, const Dropout& dr, std::span<KvCache* const> caches) {
   const int64_t T = b.size(), D = cfg_.dim, F = cfg_.ffn_dim, hd = cfg_.head_dim;
   const int H = static_cast<int>(cfg_.n_heads), KV = static_cast<int>(cfg_.n_kv_heads);
   const LayerWeights& L = layers_[l];
@@ -546,18 +546,23 @@ void LlamaModel::layer_forward(Backend& be, int64_t l, const float* x, float* ou
   proj_forward(be, l, Proj::V, a.xn.data(), a.v.data(), T, a, s, dr);
   be.rope(a.q.data(), b.positions.data(), T, H, static_cast<int>(hd), inv_freq_.data(), false);
   be.rope(a.k.data(), b.positions.data(), T, KV, static_cast<int>(hd), inv_freq_.data(), false);
-  if (cache) {
-    // Cache rows are per kv head so each head's keys form one contiguous [len, hd] matrix.
-    for (int64_t t = 0; t < T; ++t) {
+  // Cache rows are per kv head so each head's keys form one contiguous [len, hd] matrix.
+  for (size_t seq = 0; seq < caches.size(); ++seq) {
+    KvCache& c = *caches[seq];
+    for (int64_t t = b.cu_seqlens[seq]; t < b.cu_seqlens[seq + 1]; ++t) {
+      const int64_t at = c.len_ + t - b.cu_seqlens[seq];
       for (int g = 0; g < KV; ++g) {
-        const int64_t dst = (g * cache->cap_ + cache->len_ + t) * hd;
-        std::copy_n(a.k.data() + (t * KV + g) * hd, hd, cache->k_[l].data() + dst);
-        std::copy_n(a.v.data() + (t * KV + g) * hd, hd, cache->v_[l].data() + dst);
+        std::copy_n(a.k.data() + (t * KV + g) * hd, hd, c.k_[l].data() + (g * c.cap_ + at) * hd);
+        std::copy_n(a.v.data() + (t * KV + g) * hd, hd, c.v_[l].data() + (g * c.cap_ + at) * hd);
       }
     }
   }
-  if (cache && cache->len_ > 0) {
-    cached_attention(be, l, a.q.data(), a.att.data(), *cache, s);
+  if (!caches.empty() && caches[0]->len_ > 0) {
+    // Decoding: one token per sequence (forward_cached's rule), each against its own cache.
+    for (size_t seq = 0; seq < caches.size(); ++seq) {
+      const int64_t off = static_cast<int64_t>(seq) * H * hd;
+      cached_attention(be, l, a.q.data() + off, a.att.data() + off, *caches[seq], s);
+    }
   } else {
     be.attention_forward(a.q.data(), a.k.data(), a.v.data(), a.att.data(), a.lse.data(), b.cu_seqlens,
                          H, KV, static_cast<int>(hd));
@@ -746,13 +751,14 @@ std::vector<float> LlamaModel::head_logits(Backend& be, const float* h, std::spa
 // ---------------------------------------------------------------------------------------------
 // Passes
 
-void LlamaModel::run_forward(Backend& be, const Batch& b, float* h, Scratch& s, KvCache* cache) {
+void LlamaModel::run_forward(Backend& be, const Batch& b, float* h, Scratch& s,
+                             std::span<KvCache* const> caches) {
   const int64_t T = b.size(), D = cfg_.dim;
   Acts a;
   std::vector<float> next(T * D);
   embed_tokens(be, b.tokens.data(), h, T);
   for (int64_t l = 0; l < cfg_.n_layers; ++l) {
-    layer_forward(be, l, h, next.data(), b, a, s, Dropout{}, cache);
+    layer_forward(be, l, h, next.data(), b, a, s, Dropout{}, caches);
     std::copy(next.begin(), next.end(), h);
   }
 }
@@ -782,7 +788,7 @@ float LlamaModel::forward_backward(const Batch& b, Backend& be, const TrainOptio
   std::vector<Acts> acts(opt.checkpoint ? 1 : NL);
   embed_tokens(be, b.tokens.data(), xs[0].data(), T);
   for (int64_t l = 0; l < NL; ++l) {
-    layer_forward(be, l, xs[l].data(), xs[l + 1].data(), b, acts[opt.checkpoint ? 0 : l], s, dr, nullptr);
+    layer_forward(be, l, xs[l].data(), xs[l + 1].data(), b, acts[opt.checkpoint ? 0 : l], s, dr, {});
   }
   std::vector<float> dres(T * D, 0.0f);
   const float inv_m = 1.0f / static_cast<float>(rows.size());
@@ -791,7 +797,7 @@ float LlamaModel::forward_backward(const Batch& b, Backend& be, const TrainOptio
     Acts& a = acts[opt.checkpoint ? 0 : l];
     if (opt.checkpoint) {
       s.out.resize(T * D);
-      layer_forward(be, l, xs[l].data(), s.out.data(), b, a, s, dr, nullptr);
+      layer_forward(be, l, xs[l].data(), s.out.data(), b, a, s, dr, {});
     }
     layer_backward(be, l, xs[l].data(), dres.data(), b, a, s, dr);
   }
@@ -809,7 +815,7 @@ float LlamaModel::loss(const Batch& b, Backend& be) {
   require(!rows.empty(), "evaluation batch: no completion (loss-masked) tokens");
   Scratch s;
   std::vector<float> h(b.size() * cfg_.dim);
-  run_forward(be, b, h.data(), s, nullptr);
+  run_forward(be, b, h.data(), s, {});
   const float inv_m = 1.0f / static_cast<float>(rows.size());
   return head_loss(be, h.data(), rows, b.targets.data(), b.soft_targets, inv_m, nullptr, s) * inv_m;
 }
@@ -826,7 +832,7 @@ std::vector<float> LlamaModel::logits(const Batch& batch, std::span<const int64_
   }
   Scratch s;
   std::vector<float> h(b.size() * cfg_.dim);
-  run_forward(be, b, h.data(), s, nullptr);
+  run_forward(be, b, h.data(), s, {});
   return head_logits(be, h.data(), rows, s);
 }
 
@@ -845,31 +851,76 @@ KvCache LlamaModel::make_cache(int64_t capacity) const {
   return c;
 }
 
+std::vector<float> LlamaModel::forward_cached(std::span<KvCache* const> caches, const Batch& b, Backend& be) {
+  const int64_t n = b.n_sequences();
+  require(n >= 1 && static_cast<int64_t>(caches.size()) == n, "cached pass: one cache per sequence");
+  const bool decoding = caches[0]->len_ > 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const KvCache& c = *caches[i];
+    const int64_t len = b.cu_seqlens[i + 1] - b.cu_seqlens[i];
+    require(static_cast<int64_t>(c.k_.size()) == cfg_.n_layers, "cached pass: a cache made for another model");
+    require(std::count(caches.begin(), caches.end(), caches[i]) == 1, "cached pass: a cache given twice");
+    require(c.len_ + len <= c.cap_, "cached pass: " + std::to_string(len) + " tokens overflow a kv cache (" +
+                                        std::to_string(c.len_) + " of " + std::to_string(c.cap_) + " used)");
+    require((c.len_ > 0) == decoding && (!decoding || len == 1),
+            "cached pass: prompts need empty caches; sequences with cached tokens take one token at a time");
+  }
+  Batch full = b;
+  full.targets.assign(b.tokens.size(), 0);
+  full.loss_mask.assign(b.tokens.size(), 0);
+  full.validate(cfg_.vocab_size, cfg_.max_seq_len, "cached pass");
+  Scratch s;
+  std::vector<float> h(b.size() * cfg_.dim);
+  run_forward(be, full, h.data(), s, caches);
+  std::vector<int64_t> last(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    caches[i]->len_ += b.cu_seqlens[i + 1] - b.cu_seqlens[i];
+    last[i] = b.cu_seqlens[i + 1] - 1;
+  }
+  return head_logits(be, h.data(), last, s);
+}
+
+namespace {
+// One batch of each sequence's next tokens, positioned after what its cache holds.
+Batch cached_batch(std::span<const std::vector<int32_t>> seqs, std::span<KvCache* const> caches) {
+  Batch b;
+  b.cu_seqlens.push_back(0);
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    for (size_t t = 0; t < seqs[i].size(); ++t) {
+      b.tokens.push_back(seqs[i][t]);
+      b.positions.push_back(static_cast<int32_t>(caches[i]->length() + static_cast<int64_t>(t)));
+    }
+    b.cu_seqlens.push_back(static_cast<int32_t>(b.tokens.size()));
+  }
+  return b;
+}
+}  // namespace
+
+std::vector<float> LlamaModel::prefill_many(std::span<KvCache* const> caches,
+                                            std::span<const std::vector<int32_t>> prompts, Backend& be) {
+  require(caches.size() == prompts.size(), "prefill: one cache per prompt");
+  for (const auto& p : prompts) require(!p.empty(), "prefill: an empty prompt");
+  return forward_cached(caches, cached_batch(prompts, caches), be);
+}
+
+std::vector<float> LlamaModel::decode_many(std::span<KvCache* const> caches, std::span<const int32_t> tokens,
+                                           Backend& be) {
+  require(caches.size() == tokens.size(), "decode: one cache per token");
+  std::vector<std::vector<int32_t>> seqs;
+  for (int32_t t : tokens) seqs.push_back({t});
+  return forward_cached(caches, cached_batch(seqs, caches), be);
+}
+
 std::vector<float> LlamaModel::prefill(KvCache& cache, std::span<const int32_t> tokens, Backend& be) {
   require(!tokens.empty(), "prefill: no tokens");
-  require(static_cast<int64_t>(cache.k_.size()) == cfg_.n_layers, "prefill: cache made for another model");
   require(cache.len_ + static_cast<int64_t>(tokens.size()) <= cache.cap_,
           "prefill: " + std::to_string(tokens.size()) + " tokens overflow the kv cache (" +
               std::to_string(cache.len_) + " of " + std::to_string(cache.cap_) + " used)");
+  KvCache* one[] = {&cache};
   // An empty cache takes the whole prompt in one causal pass; after that tokens go one by one.
-  const size_t step = cache.len_ == 0 ? tokens.size() : 1;
+  if (cache.len_ == 0) return prefill_many(one, std::vector<std::vector<int32_t>>{{tokens.begin(), tokens.end()}}, be);
   std::vector<float> out;
-  for (size_t i = 0; i < tokens.size(); i += step) {
-    const int64_t n = static_cast<int64_t>(std::min(step, tokens.size() - i));
-    Batch b;
-    b.tokens.assign(tokens.begin() + i, tokens.begin() + i + n);
-    for (int64_t t = 0; t < n; ++t) b.positions.push_back(static_cast<int32_t>(cache.len_ + t));
-    b.cu_seqlens = {0, static_cast<int32_t>(n)};
-    b.targets.assign(n, 0);
-    b.loss_mask.assign(n, 0);
-    b.validate(cfg_.vocab_size, cfg_.max_seq_len, "prefill");
-    Scratch s;
-    std::vector<float> h(n * cfg_.dim);
-    run_forward(be, b, h.data(), s, &cache);
-    cache.len_ += n;
-    const int64_t last = n - 1;
-    out = head_logits(be, h.data(), std::span<const int64_t>(&last, 1), s);
-  }
+  for (int32_t t : tokens) out = decode_many(one, std::span<const int32_t>(&t, 1), be);
   return out;
 }
 

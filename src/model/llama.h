@@ -148,6 +148,13 @@ class LlamaModel {
   // Appends tokens to the cache and returns the logits [vocab] after the last of them.
   std::vector<float> prefill(KvCache& cache, std::span<const int32_t> tokens, Backend& be);
   std::vector<float> decode(KvCache& cache, int32_t token, Backend& be);
+  // Several sequences in one pass, each with its own cache (so requests share the weight reads
+  // and the head's matrix product): prompts into empty caches, packed back to back, or one token
+  // each into caches of any length. Returns logits [n, vocab], row i after sequence i's last token.
+  std::vector<float> prefill_many(std::span<KvCache* const> caches,
+                                  std::span<const std::vector<int32_t>> prompts, Backend& be);
+  std::vector<float> decode_many(std::span<KvCache* const> caches, std::span<const int32_t> tokens,
+                                 Backend& be);
 
   struct Acts;     // saved activations of one layer
   struct Scratch;  // reusable work buffers
@@ -171,8 +178,9 @@ class LlamaModel {
                     Acts& acts, Scratch& s, const Dropout& dr);
   void proj_backward(Backend& be, int64_t l, Proj p, const float* x, const float* dy, float* dx,
                      int64_t T, const Acts& acts, Scratch& s, const Dropout& dr);
+  // caches: none, or one per sequence of b (their new keys and values are appended).
   void layer_forward(Backend& be, int64_t l, const float* x, float* out, const Batch& b, Acts& a,
-                     Scratch& s, const Dropout& dr, KvCache* cache);
+                     Scratch& s, const Dropout& dr, std::span<KvCache* const> caches);
   void layer_backward(Backend& be, int64_t l, const float* x, float* dres, const Batch& b,
                       const Acts& a, Scratch& s, const Dropout& dr);
   void cached_attention(Backend& be, int64_t l, const float* q, float* out, KvCache& cache,
@@ -184,7 +192,9 @@ class LlamaModel {
                   Scratch& s);
   std::vector<float> head_logits(Backend& be, const float* h, std::span<const int64_t> rows,
                                  Scratch& s);
-  void run_forward(Backend& be, const Batch& b, float* h, Scratch& s, KvCache* cache);
+  void run_forward(Backend& be, const Batch& b, float* h, Scratch& s, std::span<KvCache* const> caches);
+  // One pass of b's sequences through their caches; logits after each sequence's last token.
+  std::vector<float> forward_cached(std::span<KvCache* const> caches, const Batch& b, Backend& be);
   void embed_tokens(Backend& be, const int32_t* tokens, float* h, int64_t T) const;
   // The trained rows' share of the head: their logits replace the frozen head's, and in backward
   // their gradients and the correction of dhn (the frozen head's backward used its own rows).

@@ -181,10 +181,8 @@ void Engine::loop() {
       active_count_ = active.size() + admitted.size() + prices.size();
     }
     if (!prices.empty()) price(prices);
-    for (auto& job : admitted) {
-      if (auto a = start(std::move(job))) active.push_back(std::move(a));
-    }
-    std::erase_if(active, [&](std::unique_ptr<Active>& a) { return !step(*a); });
+    start(admitted, active);
+    advance(active);
     std::lock_guard lock(mu_);
     stats_.served += prices.size() + admitted.size();
     active_count_ = active.size();
@@ -227,66 +225,113 @@ void Engine::price(std::vector<std::shared_ptr<PriceJob>>& jobs) {
   }
 }
 
-std::unique_ptr<Engine::Active> Engine::start(std::shared_ptr<GenerationJob> job) {
-  if (job->cancelled()) {
-    job->finish("cancelled");
-    return nullptr;
+// The admitted generations' prompts in one packed pass, each into its own cache.
+void Engine::start(std::vector<std::shared_ptr<GenerationJob>>& jobs, std::vector<std::unique_ptr<Active>>& active) {
+  std::vector<std::unique_ptr<Active>> started;
+  for (auto& job : jobs) {
+    if (job->cancelled()) {
+      job->finish("cancelled");
+    } else if (Clock::now() > job->deadline) {
+      job->finish("", timeout_error());
+    } else {
+      try {
+        const auto cap = static_cast<int64_t>(job->prompt.size()) + job->options.max_tokens;
+        started.push_back(std::make_unique<Active>(job, model_->model().make_cache(cap), model_->tokenizer()));
+      } catch (const std::exception& e) {
+        job->finish("", internal_error(e));
+      }
+    }
   }
-  if (Clock::now() > job->deadline) {
-    job->finish("", timeout_error());
-    return nullptr;
+  if (started.empty()) return;
+  std::vector<KvCache*> caches;
+  std::vector<std::vector<int32_t>> prompts;
+  for (auto& a : started) {
+    caches.push_back(&a->cache);
+    prompts.push_back(a->job->prompt);
   }
   try {
-    LlamaModel& m = model_->model();
-    const auto cap = static_cast<int64_t>(job->prompt.size()) + job->options.max_tokens;
-    auto a = std::make_unique<Active>(job, m.make_cache(cap), model_->tokenizer());
-    a->logits = m.prefill(a->cache, job->prompt, model_->backend());
-    return a;
+    take_logits(started, model_->model().prefill_many(caches, prompts, model_->backend()));
+    count_pass(prompts.size());
+    for (auto& a : started) active.push_back(std::move(a));
   } catch (const std::exception& e) {
-    job->finish("", internal_error(e));
-    return nullptr;
+    for (auto& a : started) a->job->finish("", internal_error(e));
   }
 }
 
-bool Engine::step(Active& a) {
+// Every running generation one token further: each samples from its logits, and those that go on
+// are decoded together in one pass.
+void Engine::advance(std::vector<std::unique_ptr<Active>>& active) {
+  std::vector<int32_t> next;
+  std::erase_if(active, [&](std::unique_ptr<Active>& a) {
+    try {
+      const std::optional<int32_t> id = sample(*a);
+      if (id) next.push_back(*id);
+      return !id;
+    } catch (const std::exception& e) {
+      a->job->finish("", internal_error(e));
+      return true;
+    }
+  });
+  if (active.empty()) return;
+  std::vector<KvCache*> caches;
+  for (auto& a : active) caches.push_back(&a->cache);
+  try {
+    take_logits(active, model_->model().decode_many(caches, next, model_->backend()));
+    count_pass(next.size());
+  } catch (const std::exception& e) {
+    for (auto& a : active) a->job->finish("", internal_error(e));
+    active.clear();
+  }
+}
+
+void Engine::count_pass(std::size_t sequences) {
+  std::lock_guard lock(mu_);
+  ++stats_.generation_passes;
+  stats_.generation_rows += sequences;
+}
+
+void Engine::take_logits(std::vector<std::unique_ptr<Active>>& seqs, const std::vector<float>& logits) {
+  const auto V = static_cast<std::ptrdiff_t>(model_->model().config().vocab_size);
+  for (std::size_t i = 0; i < seqs.size(); ++i) {
+    const auto row = logits.begin() + static_cast<std::ptrdiff_t>(i) * V;
+    seqs[i]->logits.assign(row, row + V);
+  }
+}
+
+// Samples and publishes a's next token; the token when the generation goes on, nullopt once done.
+std::optional<int32_t> Engine::sample(Active& a) {
   GenerationJob& job = *a.job;
   if (job.cancelled()) {
     job.finish("cancelled");
-    return false;
+    return std::nullopt;
   }
   if (Clock::now() > job.deadline) {
     job.publish(a.stop.push(a.text.finish()), nullptr);
     job.finish("", timeout_error());
-    return false;
+    return std::nullopt;
   }
-  try {
-    const int64_t n = job.options.sample_vocab;
-    const int32_t id = a.sampler.sample(std::span<const float>(a.logits.data(), static_cast<size_t>(n)));
-    if (std::find(job.options.stop_ids.begin(), job.options.stop_ids.end(), id) != job.options.stop_ids.end()) {
-      job.publish(a.stop.push(a.text.finish()) + a.stop.finish(), nullptr);
-      job.finish("stop");
-      return false;
-    }
-    SampledToken tok{id, 0, {}};
-    if (job.top_logprobs >= 0) tok = token_logprobs(a.logits.data(), n, id, job.top_logprobs);
-    ++a.generated;
-    const std::string text = a.text.push(id);
-    std::string piece = a.stop.push(text);
-    a.reply += text;
-    const bool priced = job.end_at_price && number_complete(a.reply);
-    const bool last = priced || a.generated >= job.options.max_tokens;
-    if (last && !a.stop.stopped()) piece += a.stop.push(a.text.finish()) + a.stop.finish();
-    job.publish(piece, &tok);
-    if (a.stop.stopped() || last) {
-      job.finish(a.stop.stopped() || priced ? "stop" : "length");
-      return false;
-    }
-    a.logits = model_->model().decode(a.cache, id, model_->backend());
-    return true;
-  } catch (const std::exception& e) {
-    job.finish("", internal_error(e));
-    return false;
+  const int64_t n = job.options.sample_vocab;
+  const int32_t id = a.sampler.sample(std::span<const float>(a.logits.data(), static_cast<size_t>(n)));
+  if (std::find(job.options.stop_ids.begin(), job.options.stop_ids.end(), id) != job.options.stop_ids.end()) {
+    job.publish(a.stop.push(a.text.finish()) + a.stop.finish(), nullptr);
+    job.finish("stop");
+    return std::nullopt;
   }
+  SampledToken tok{id, 0, {}};
+  if (job.top_logprobs >= 0) tok = token_logprobs(a.logits.data(), n, id, job.top_logprobs);
+  ++a.generated;
+  const std::string text = a.text.push(id);
+  std::string piece = a.stop.push(text);
+  a.reply += text;
+  const bool priced = job.end_at_price && number_complete(a.reply);
+  const bool last = priced || a.generated >= job.options.max_tokens;
+  if (last && !a.stop.stopped()) piece += a.stop.push(a.text.finish()) + a.stop.finish();
+  job.publish(piece, &tok);
+  if (a.stop.stopped() || last) {
+    job.finish(a.stop.stopped() || priced ? "stop" : "length");
+    return std::nullopt;
+  }
+  return id;
 }
 
 }  // namespace pricer::serve

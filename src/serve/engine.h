@@ -1,8 +1,9 @@
 #pragma once
 // The model behind `pricer serve`: one worker thread owns it and serves every request from a
 // bounded queue. Price requests queued together are priced in one batched forward pass;
-// generations take turns token by token (each with its own KV cache), so a short request is not
-// held behind a long one and every stream advances. Requests past their deadline end with a
+// generations advance together token by token, each with its own KV cache but sharing one forward
+// pass per step (new prompts are prefilled together too), so a short request is not held behind a
+// long one and every stream advances. Requests past their deadline end with a
 // timeout error; cancelled ones (a client gone) are dropped at the next token.
 #include <atomic>
 #include <chrono>
@@ -102,6 +103,7 @@ struct EngineOptions {
 struct EngineStats {
   std::size_t waiting = 0, active = 0, capacity = 0;
   uint64_t served = 0, refused = 0, price_batches = 0, priced = 0;
+  uint64_t generation_passes = 0, generation_rows = 0;  // generations' forward passes; sequences they carried
 };
 
 class Engine {
@@ -126,8 +128,11 @@ class Engine {
   bool admit(std::deque<std::shared_ptr<Job>>& queue, std::shared_ptr<Job> job);
   void loop();
   void price(std::vector<std::shared_ptr<PriceJob>>& jobs);
-  std::unique_ptr<Active> start(std::shared_ptr<GenerationJob> job);
-  bool step(Active& a);  // false once the job is finished
+  void start(std::vector<std::shared_ptr<GenerationJob>>& jobs, std::vector<std::unique_ptr<Active>>& active);
+  void advance(std::vector<std::unique_ptr<Active>>& active);
+  std::optional<int32_t> sample(Active& a);
+  void count_pass(std::size_t sequences);
+  void take_logits(std::vector<std::unique_ptr<Active>>& seqs, const std::vector<float>& logits);
 
   std::shared_ptr<ModelPricer> model_;
   ModelAverage average_;

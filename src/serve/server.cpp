@@ -289,6 +289,8 @@ void Server::routes() {
       j["refused"] = s.refused;
       j["price_batches"] = s.price_batches;
       j["priced"] = s.priced;
+      j["generation_passes"] = s.generation_passes;
+      j["generation_rows"] = s.generation_rows;
     }
     send_json(res, closing ? 503 : 200, j);
   }));
