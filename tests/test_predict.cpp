@@ -193,9 +193,15 @@ TEST_F(Predict, BatchedEqualsOneByOne) {
     EXPECT_EQ(a[i].dist.lo, b[i].dist.lo) << i;
     EXPECT_EQ(a[i].dist.hi, b[i].dist.hi) << i;
   }
-  // Greedy mode (one KV cache per prompt) reads the same first-token distribution.
-  const auto g = single.predict(prompts, PriceMode::Greedy);
-  for (size_t i = 0; i < prompts.size(); ++i) EXPECT_NEAR(g[i].dist.expected, b[i].price, 1e-4) << i;
+  // Greedy mode (one KV cache per prompt) reads the same first-token distribution, and decoding
+  // three prompts together (finished ones dropping out) generates what each does alone.
+  const auto g = single.predict(prompts, PriceMode::Greedy), gb = batched.predict(prompts, PriceMode::Greedy);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    EXPECT_NEAR(g[i].dist.expected, b[i].price, 1e-4) << i;
+    EXPECT_EQ(gb[i].text, g[i].text) << i;
+    EXPECT_EQ(gb[i].parsed, g[i].parsed) << i;
+    EXPECT_NEAR(gb[i].price, g[i].price, 1e-6 * std::max(1.0, g[i].price)) << i;  // unparsed: the mean
+  }
 }
 
 TEST_F(Predict, AdapterChangesPredictionsAsLoaded) {

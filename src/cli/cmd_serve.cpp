@@ -129,8 +129,9 @@ const Registrar reg{
       sub.add_option("--queue", a->engine.queue, "Requests waiting or running at most (503 above)")
           ->capture_default_str()
           ->check(CLI::Range(1, 100000));
-      sub.add_flag("!--no-price-batching", a->engine.batch_prices,
-                   "Price one request per forward pass instead of all that wait (docs/benchmarks.md)");
+      sub.add_flag("!--no-batching", a->engine.batching,
+                   "One request per forward pass: no batching of waiting price requests, no shared "
+                   "generation passes (docs/benchmarks.md)");
       sub.add_option("--max-active", a->engine.max_active, "Generations advancing together")
           ->capture_default_str()
           ->check(CLI::Range(1, 1024));

@@ -13,6 +13,7 @@
 #include "data/text.h"
 #include "io/model_file.h"
 #include "kernels/parallel.h"
+#include "model/sampler.h"
 #include "train/adapter_io.h"
 #include "train/dataset.h"
 
@@ -47,10 +48,6 @@ std::string find_comparables(const ModelPricerOptions& opt, const ModelFile& mf)
   require(!marked, trained + ": trained with comparables in its prompts, and their index " + beside(trained) +
                        " is missing (copy it beside the " + (opt.adapter.empty() ? "model)" : "adapter)"));
   return {};
-}
-
-int32_t argmax(const std::vector<float>& v) {
-  return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
 }
 
 }  // namespace
@@ -125,22 +122,43 @@ PricePrediction ModelPricer::read_logits(const float* logits, PriceMode mode) co
   return p;
 }
 
-// Greedy decoding from a KV cache: the prompt in one causal pass, then one token at a time until
-// the number is complete, EOS, or the budget; the text parsed as a price.
-void ModelPricer::generate(const std::vector<int32_t>& prompt, PricePrediction& p) {
-  KvCache cache = model_->make_cache(static_cast<int64_t>(prompt.size()) + opt_.greedy_max_tokens);
-  std::vector<float> lg = model_->prefill(cache, prompt, *be_);
-  p = read_logits(lg.data(), PriceMode::Greedy);
-  for (int64_t step = 0; step < opt_.greedy_max_tokens; ++step) {
-    const int32_t next = argmax(lg);
-    if (next == tok_->eos_id() || next >= tok_->vocab_size()) break;
-    p.text += tok_->token_bytes(next);
-    if (number_complete(p.text) || step + 1 == opt_.greedy_max_tokens) break;
-    lg = model_->decode(cache, next, *be_);
+// Greedy decoding of a group of prompts, each with its own KV cache: the prompts in one packed
+// pass, then one pass per step for those whose number is not complete yet (until EOS or the
+// budget); each text parsed as a price.
+void ModelPricer::generate(std::span<const std::vector<int32_t>> prompts, std::span<PricePrediction> out) {
+  const auto V = static_cast<size_t>(model_->config().vocab_size);
+  std::vector<KvCache> caches;
+  std::vector<KvCache*> running;
+  std::vector<size_t> live;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    caches.push_back(model_->make_cache(static_cast<int64_t>(prompts[i].size()) + opt_.greedy_max_tokens));
+    live.push_back(i);
   }
-  const std::optional<double> price = price_in_text(p.text);
-  p.parsed = price.has_value();
-  p.price = price.value_or(p.dist.expected);
+  for (auto& c : caches) running.push_back(&c);
+  std::vector<float> lg = model_->prefill_many(running, prompts, *be_);
+  for (size_t i = 0; i < prompts.size(); ++i) out[i] = read_logits(lg.data() + i * V, PriceMode::Greedy);
+  for (int64_t step = 0; !live.empty(); ++step) {
+    std::vector<size_t> go;
+    std::vector<int32_t> next;
+    running.clear();
+    for (size_t k = 0; k < live.size(); ++k) {
+      PricePrediction& p = out[live[k]];
+      const int32_t id = argmax(std::span<const float>(lg.data() + k * V, V));
+      if (id == tok_->eos_id() || id >= tok_->vocab_size()) continue;
+      p.text += tok_->token_bytes(id);
+      if (number_complete(p.text) || step + 1 == opt_.greedy_max_tokens) continue;
+      go.push_back(live[k]);
+      next.push_back(id);
+      running.push_back(&caches[live[k]]);
+    }
+    live = std::move(go);
+    if (!live.empty()) lg = model_->decode_many(running, next, *be_);
+  }
+  for (PricePrediction& p : out) {
+    const std::optional<double> price = price_in_text(p.text);
+    p.parsed = price.has_value();
+    p.price = price.value_or(p.dist.expected);
+  }
 }
 
 std::vector<PricePrediction> ModelPricer::predict(const std::vector<std::string>& prompts, PriceMode mode) {
@@ -155,17 +173,14 @@ std::vector<PricePrediction> ModelPricer::predict(const std::vector<std::string>
   ProgressOptions po;
   po.enabled = opt_.progress;
   Progress bar(std::string("pricing (") + price_mode_name(mode) + ")", prompts.size(), po);
-  if (mode == PriceMode::Greedy) {
-    for (size_t i = 0; i < prompts.size(); ++i) {
-      generate(ids[i], out[i]);
-      bar.add(1);
-    }
-    bar.finish();
-    return out;
-  }
   const int64_t vocab = model_->config().vocab_size;
   for (size_t i0 = 0; i0 < prompts.size(); i0 += static_cast<size_t>(opt_.batch)) {
     const size_t i1 = std::min(prompts.size(), i0 + static_cast<size_t>(opt_.batch));
+    if (mode == PriceMode::Greedy) {
+      generate(std::span(ids).subspan(i0, i1 - i0), std::span(out).subspan(i0, i1 - i0));
+      bar.add(i1 - i0);
+      continue;
+    }
     // Prompts packed back to back (no padding); the head runs only at each prompt's last token.
     Batch b;
     std::vector<int64_t> rows;

@@ -4,6 +4,7 @@
 // through batched forward passes that compute the head only at each prompt's last position;
 // greedy decoding runs each prompt through a KV cache.
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -73,7 +74,7 @@ class ModelPricer {
 
  private:
   PricePrediction read_logits(const float* logits, PriceMode mode) const;
-  void generate(const std::vector<int32_t>& prompt, PricePrediction& p);
+  void generate(std::span<const std::vector<int32_t>> prompts, std::span<PricePrediction> out);
 
   ModelPricerOptions opt_;
   std::unique_ptr<Tokenizer> tok_;

@@ -171,7 +171,7 @@ void Engine::loop() {
       std::unique_lock lock(mu_);
       cv_.wait(lock, [&] { return closing_ || !price_queue_.empty() || !gen_queue_.empty() || !active.empty(); });
       if (closing_ && price_queue_.empty() && gen_queue_.empty() && active.empty()) return;
-      const std::size_t take = opt_.batch_prices ? price_queue_.size() : std::min<std::size_t>(1, price_queue_.size());
+      const std::size_t take = opt_.batching ? price_queue_.size() : std::min<std::size_t>(1, price_queue_.size());
       prices.assign(price_queue_.begin(), price_queue_.begin() + static_cast<std::ptrdiff_t>(take));
       price_queue_.erase(price_queue_.begin(), price_queue_.begin() + static_cast<std::ptrdiff_t>(take));
       while (!gen_queue_.empty() && active.size() + admitted.size() < opt_.max_active) {
@@ -225,6 +225,19 @@ void Engine::price(std::vector<std::shared_ptr<PriceJob>>& jobs) {
   }
 }
 
+// One pass over every sequence, or with batching off one pass each; the logits of all, in order.
+template <class Pass>
+std::vector<float> Engine::run_passes(const std::vector<KvCache*>& caches, const Pass& pass) {
+  const std::size_t group = opt_.batching ? caches.size() : 1;
+  std::vector<float> logits;
+  for (std::size_t at = 0; at < caches.size(); at += group) {
+    const std::vector<float> part = pass(std::span(caches).subspan(at, group), at);
+    logits.insert(logits.end(), part.begin(), part.end());
+    count_pass(group);
+  }
+  return logits;
+}
+
 // The admitted generations' prompts in one packed pass, each into its own cache.
 void Engine::start(std::vector<std::shared_ptr<GenerationJob>>& jobs, std::vector<std::unique_ptr<Active>>& active) {
   std::vector<std::unique_ptr<Active>> started;
@@ -250,13 +263,15 @@ void Engine::start(std::vector<std::shared_ptr<GenerationJob>>& jobs, std::vecto
     prompts.push_back(a->job->prompt);
   }
   try {
-    take_logits(started, model_->model().prefill_many(caches, prompts, model_->backend()));
-    count_pass(prompts.size());
+    take_logits(started, run_passes(caches, [&](std::span<KvCache* const> c, std::size_t at) {
+                  return model_->model().prefill_many(c, std::span(prompts).subspan(at, c.size()), model_->backend());
+                }));
     for (auto& a : started) active.push_back(std::move(a));
   } catch (const std::exception& e) {
     for (auto& a : started) a->job->finish("", internal_error(e));
   }
 }
+
 
 // Every running generation one token further: each samples from its logits, and those that go on
 // are decoded together in one pass.
@@ -276,8 +291,9 @@ void Engine::advance(std::vector<std::unique_ptr<Active>>& active) {
   std::vector<KvCache*> caches;
   for (auto& a : active) caches.push_back(&a->cache);
   try {
-    take_logits(active, model_->model().decode_many(caches, next, model_->backend()));
-    count_pass(next.size());
+    take_logits(active, run_passes(caches, [&](std::span<KvCache* const> c, std::size_t at) {
+                  return model_->model().decode_many(c, std::span(next).subspan(at, c.size()), model_->backend());
+                }));
   } catch (const std::exception& e) {
     for (auto& a : active) a->job->finish("", internal_error(e));
     active.clear();

@@ -97,7 +97,8 @@ class PriceJob {
 struct EngineOptions {
   std::size_t queue = 64;     // requests waiting or running at most; more are refused (503)
   std::size_t max_active = 8;  // generations advancing together
-  bool batch_prices = true;    // price every waiting request in one pass (false: one at a time, to measure the gain)
+  bool batching = true;         // waiting price requests in one pass, generations sharing passes
+                               // (false: one request per pass, to measure the gain)
 };
 
 struct EngineStats {
@@ -131,6 +132,8 @@ class Engine {
   void start(std::vector<std::shared_ptr<GenerationJob>>& jobs, std::vector<std::unique_ptr<Active>>& active);
   void advance(std::vector<std::unique_ptr<Active>>& active);
   std::optional<int32_t> sample(Active& a);
+  template <class Pass>
+  std::vector<float> run_passes(const std::vector<KvCache*>& caches, const Pass& pass);
   void count_pass(std::size_t sequences);
   void take_logits(std::vector<std::unique_ptr<Active>>& seqs, const std::vector<float>& logits);
 

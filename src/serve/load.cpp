@@ -67,7 +67,7 @@ json result_json(const std::string& endpoint, bool batching, const LoadResult& r
 std::vector<json> measure(std::shared_ptr<ModelPricer> mp, const ServeBenchOptions& o, bool batching,
                           const std::vector<int>& clients, const std::vector<std::string>& endpoints) {
   EngineOptions eo;
-  eo.batch_prices = batching;
+  eo.batching = batching;
   eo.queue = 1024;
   auto engine = std::make_shared<Engine>(mp, eo);
   ServerOptions so;
@@ -101,7 +101,7 @@ std::vector<json> bench_serve(const ServeBenchOptions& o) {
   auto mp = std::make_shared<ModelPricer>(o.model);
   std::vector<json> out = measure(mp, o, true, o.clients, {"/v1/price", "/v1/completions"});
   const int most = *std::max_element(o.clients.begin(), o.clients.end());
-  for (auto& j : measure(mp, o, false, {most}, {"/v1/price"})) out.push_back(std::move(j));
+  for (auto& j : measure(mp, o, false, {most}, {"/v1/price", "/v1/completions"})) out.push_back(std::move(j));
   return out;
 }
 

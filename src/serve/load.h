@@ -30,8 +30,8 @@ struct ServeBenchOptions {
   int max_tokens = 8;  // of each completion request
 };
 
-// Every (endpoint, clients) setting, and the price endpoint at the most clients with batching
-// off; one JSON object per measurement.
+// Every (endpoint, clients) setting, and both endpoints at the most clients with batching off;
+// one JSON object per measurement.
 std::vector<nlohmann::json> bench_serve(const ServeBenchOptions& o);
 
 }  // namespace pricer::serve
