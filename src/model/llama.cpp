@@ -751,16 +751,32 @@ std::vector<float> LlamaModel::head_logits(Backend& be, const float* h, std::spa
 // ---------------------------------------------------------------------------------------------
 // Passes
 
-void LlamaModel::run_forward(Backend& be, const Batch& b, float* h, Scratch& s,
-                             std::span<KvCache* const> caches) {
+namespace {
+// Inference passes reuse one set of buffers per thread: fresh multi-megabyte vectors every pass
+// cost page faults and zeroing that outweighed what batching prompts gains (docs/benchmarks.md).
+struct InferenceBuffers {
+  LlamaModel::Acts acts;
+  LlamaModel::Scratch scratch;
+  std::vector<float> h, next;
+};
+InferenceBuffers& inference_buffers() {
+  thread_local InferenceBuffers buffers;
+  return buffers;
+}
+}  // namespace
+
+// The last hidden state of b's tokens (in the thread's buffers, valid until the next pass).
+const float* LlamaModel::run_forward(Backend& be, const Batch& b, std::span<KvCache* const> caches) {
   const int64_t T = b.size(), D = cfg_.dim;
-  Acts a;
-  std::vector<float> next(T * D);
-  embed_tokens(be, b.tokens.data(), h, T);
+  InferenceBuffers& w = inference_buffers();
+  w.h.resize(T * D);
+  w.next.resize(T * D);
+  embed_tokens(be, b.tokens.data(), w.h.data(), T);
   for (int64_t l = 0; l < cfg_.n_layers; ++l) {
-    layer_forward(be, l, h, next.data(), b, a, s, Dropout{}, caches);
-    std::copy(next.begin(), next.end(), h);
+    layer_forward(be, l, w.h.data(), w.next.data(), b, w.acts, w.scratch, Dropout{}, caches);
+    std::swap(w.h, w.next);
   }
+  return w.h.data();
 }
 
 namespace {
@@ -813,11 +829,9 @@ float LlamaModel::loss(const Batch& b, Backend& be) {
   b.validate(cfg_.vocab_size, cfg_.max_seq_len, "evaluation batch");
   const std::vector<int64_t> rows = masked_rows(b);
   require(!rows.empty(), "evaluation batch: no completion (loss-masked) tokens");
-  Scratch s;
-  std::vector<float> h(b.size() * cfg_.dim);
-  run_forward(be, b, h.data(), s, {});
+  const float* h = run_forward(be, b, {});
   const float inv_m = 1.0f / static_cast<float>(rows.size());
-  return head_loss(be, h.data(), rows, b.targets.data(), b.soft_targets, inv_m, nullptr, s) * inv_m;
+  return head_loss(be, h, rows, b.targets.data(), b.soft_targets, inv_m, nullptr, inference_buffers().scratch) * inv_m;
 }
 
 std::vector<float> LlamaModel::logits(const Batch& batch, std::span<const int64_t> rows, Backend& be) {
@@ -830,10 +844,8 @@ std::vector<float> LlamaModel::logits(const Batch& batch, std::span<const int64_
     require(r >= 0 && r < b.size(), "inference batch: row " + std::to_string(r) + " outside [0, " +
                                         std::to_string(b.size()) + ")");
   }
-  Scratch s;
-  std::vector<float> h(b.size() * cfg_.dim);
-  run_forward(be, b, h.data(), s, {});
-  return head_logits(be, h.data(), rows, s);
+  const float* h = run_forward(be, b, {});
+  return head_logits(be, h, rows, inference_buffers().scratch);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -869,15 +881,13 @@ std::vector<float> LlamaModel::forward_cached(std::span<KvCache* const> caches, 
   full.targets.assign(b.tokens.size(), 0);
   full.loss_mask.assign(b.tokens.size(), 0);
   full.validate(cfg_.vocab_size, cfg_.max_seq_len, "cached pass");
-  Scratch s;
-  std::vector<float> h(b.size() * cfg_.dim);
-  run_forward(be, full, h.data(), s, caches);
+  const float* h = run_forward(be, full, caches);
   std::vector<int64_t> last(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
     caches[i]->len_ += b.cu_seqlens[i + 1] - b.cu_seqlens[i];
     last[i] = b.cu_seqlens[i + 1] - 1;
   }
-  return head_logits(be, h.data(), last, s);
+  return head_logits(be, h, last, inference_buffers().scratch);
 }
 
 namespace {

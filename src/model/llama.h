@@ -192,7 +192,7 @@ class LlamaModel {
                   Scratch& s);
   std::vector<float> head_logits(Backend& be, const float* h, std::span<const int64_t> rows,
                                  Scratch& s);
-  void run_forward(Backend& be, const Batch& b, float* h, Scratch& s, std::span<KvCache* const> caches);
+  const float* run_forward(Backend& be, const Batch& b, std::span<KvCache* const> caches);
   // One pass of b's sequences through their caches; logits after each sequence's last token.
   std::vector<float> forward_cached(std::span<KvCache* const> caches, const Batch& b, Backend& be);
   void embed_tokens(Backend& be, const int32_t* tokens, float* h, int64_t T) const;
