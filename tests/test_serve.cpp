@@ -310,6 +310,29 @@ TEST_F(Serve, ChatRepliesWithThePriceAsGreedyPricingReadsIt) {
   }
 }
 
+TEST_F(Serve, AModelWithAChatTemplateGetsItsConversationFormat) {
+  ServerOptions so;
+  so.chat = ChatStyle{ChatFormat::ChatML, ""};
+  Running r(mp_, so);
+  const std::vector<ChatMessage> messages = {{"system", "Be brief"}, {"user", "Item steel kettle"}};
+  json msgs = json::array();
+  for (const auto& m : messages) msgs.push_back({{"role", m.role}, {"content", m.content}});
+  const Reply chat = post(r, "/v1/chat/completions", json{{"model", "tiny"}, {"messages", msgs}, {"max_tokens", 6}, {"temperature", 0}});
+  ASSERT_EQ(chat.status, 200) << chat.raw;
+  // The same as completing the conversation's ChatML text: a conversation, not a price prompt.
+  const Reply plain = post(r, "/v1/completions", json{{"model", "tiny"}, {"prompt", render_chat(so.chat, messages)},
+                                                      {"max_tokens", 6}, {"temperature", 0}});
+  ASSERT_EQ(plain.status, 200) << plain.raw;
+  EXPECT_EQ(chat.body["choices"][0]["message"]["content"], plain.body["choices"][0]["text"]);
+  EXPECT_EQ(chat.body["usage"], plain.body["usage"]);
+  // A template pricer cannot write: chat is refused by name, completions still work.
+  ServerOptions unknown;
+  unknown.chat_refusal = "the model's chat template is not one pricer can write";
+  Running u(mp_, unknown);
+  expect_error(post(u, "/v1/chat/completions", json{{"model", "tiny"}, {"messages", msgs}}), 400, "messages");
+  EXPECT_EQ(post(u, "/v1/completions", json{{"model", "tiny"}, {"prompt", "Item"}, {"max_tokens", 2}}).status, 200);
+}
+
 TEST_F(Serve, PriceApiIsThePredictorsReadout) {
   Running r(mp_, {});
   const auto t = texts(3, 5);

@@ -25,7 +25,30 @@ struct ServeArgs {
   serve::ServerOptions server;
   serve::EngineOptions engine;
   std::string readout = price_mode_name(kDefaultPriceMode);
+  std::string chat_template = "auto";
 };
+
+// How chat messages become a prompt: the named format, or with "auto" the one the model's chat
+// template writes (none: the model is a price model). A template not recognised leaves the
+// server up for everything else; its chat requests are refused, naming the way out.
+void resolve_chat(ServeArgs& a) {
+  if (a.chat_template != "auto") {
+    a.server.chat.format = serve::chat_format_from_name(a.chat_template);
+    if (a.server.chat.format == serve::ChatFormat::Llama31) a.server.chat.today = "26 Jul 2024";
+    return;
+  }
+  std::string jinja = serve::read_chat_template(a.model.tokenizer.empty() ? a.model.model : a.model.tokenizer);
+  if (jinja.empty() && !a.model.tokenizer.empty()) jinja = serve::read_chat_template(a.model.model);
+  if (jinja.empty()) return;
+  if (const auto style = serve::detect_chat_style(jinja)) {
+    a.server.chat = *style;
+    std::fprintf(stderr, "chat: the model's template is %s\n", serve::chat_format_name(style->format));
+  } else {
+    a.server.chat_refusal = "the model's chat template is not one pricer can write (llama3, llama3.1, chatml, gemma, "
+                            "phi3); start the server with --chat-template NAME, or use /v1/completions";
+    std::fprintf(stderr, "chat: %s\n", a.server.chat_refusal.c_str());
+  }
+}
 
 // The id clients name the model by: the run's directory for a run's output
 // ("runs/kettle/last/model.gguf" -> "kettle", ".../best/adapter" -> "kettle/best"), else the
@@ -63,6 +86,7 @@ int run_serve(ServeArgs& a) {
   // Without a model: the web app's dashboard alone.
   std::shared_ptr<serve::Engine> engine;
   if (!a.model.model.empty()) {
+    resolve_chat(a);
     a.model.keep_distribution = true;  // the web app charts each price's distribution
     engine = std::make_shared<serve::Engine>(std::make_shared<ModelPricer>(a.model), a.engine);
   } else {
@@ -125,6 +149,10 @@ const Registrar reg{
       sub.add_option("--game-data", s.game_data, "Dataset (directory or JSON-lines file) for the \"Beat the model\" page");
       sub.add_option("--game-split", s.game_split, "Split of --game-data to play")->capture_default_str();
       sub.add_option("--game-out", s.game_out, "CSV keeping the guesses, as eval --human-import reads them")
+          ->capture_default_str();
+      sub.add_option("--chat-template", a->chat_template,
+                     "How chat messages become a prompt: auto (the model's template; none = price the last user "
+                     "message), none, llama3, llama3.1, chatml, gemma, phi3")
           ->capture_default_str();
       sub.add_option("--queue", a->engine.queue, "Requests waiting or running at most (503 above)")
           ->capture_default_str()

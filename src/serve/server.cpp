@@ -62,7 +62,14 @@ httplib::Server::Handler guarded(F fn) {
 
 // ---- turning a completion request into a generation job ----
 
-std::vector<int32_t> chat_prompt(ModelPricer& mp, const CompletionRequest& r) {
+std::vector<int32_t> chat_prompt(ModelPricer& mp, const ChatStyle& style, const CompletionRequest& r) {
+  if (style.format != ChatFormat::PricePrompt) {
+    const Tokenizer& tok = mp.tokenizer();
+    std::vector<int32_t> ids;
+    if (tok.bos_id() >= 0) ids.push_back(tok.bos_id());
+    for (int32_t id : tok.encode(render_chat(style, r.messages), true)) ids.push_back(id);
+    return ids;
+  }
   // A price model has no chat template: the last user message is the product text, priced
   // through the model's own prompt template (and comparables, when it was trained with them).
   for (auto it = r.messages.rbegin(); it != r.messages.rend(); ++it) {
@@ -87,11 +94,14 @@ std::vector<int32_t> completion_prompt(const Tokenizer& tok, const CompletionReq
   return ids;
 }
 
-std::shared_ptr<GenerationJob> make_job(ModelPricer& mp, const CompletionRequest& r, Clock::time_point deadline) {
+std::shared_ptr<GenerationJob> make_job(ModelPricer& mp, const ServerOptions& o, const CompletionRequest& r,
+                                        Clock::time_point deadline) {
   const Tokenizer& tok = mp.tokenizer();
   const int64_t ctx = mp.model().config().max_seq_len;
+  const bool chat = r.endpoint == Endpoint::Chat;
+  if (chat && !o.chat_refusal.empty()) throw ApiError(400, o.chat_refusal, "invalid_request_error", "messages");
   auto job = std::make_shared<GenerationJob>();
-  job->prompt = r.endpoint == Endpoint::Chat ? chat_prompt(mp, r) : completion_prompt(tok, r);
+  job->prompt = chat ? chat_prompt(mp, o.chat, r) : completion_prompt(tok, r);
   const auto n = static_cast<int64_t>(job->prompt.size());
   const int64_t room = ctx - n;
   if (room < 1 || (r.max_tokens && *r.max_tokens > room)) {
@@ -108,14 +118,21 @@ std::shared_ptr<GenerationJob> make_job(ModelPricer& mp, const CompletionRequest
   job->options.sample_vocab = std::min<int64_t>(tok.vocab_size(), mp.model().config().vocab_size);
   for (int32_t id : {tok.eos_id(), mp.model().config().eos_id})
     if (id >= 0) job->options.stop_ids.push_back(id);
+  if (chat) {
+    for (const std::string& end : chat_end_tokens(o.chat.format)) {
+      const std::vector<int32_t> ids = tok.encode(end, true);
+      if (ids.size() == 1) job->options.stop_ids.push_back(ids[0]);
+    }
+  }
   job->options.sampling.temperature = r.temperature;
   job->options.sampling.top_p = r.top_p;
   job->options.sampling.top_k = 0;  // OpenAI's API has no top-k
   job->options.sampling.seed = r.seed.value_or(std::random_device{}());
   job->stop = r.stop;
   job->top_logprobs = r.top_logprobs;
-  // A chat reply is a price, as `pricer predict --mode greedy` reads it: it ends with the number.
-  job->end_at_price = r.endpoint == Endpoint::Chat;
+  // A price model's chat reply is a price, as `pricer predict --mode greedy` reads it: it ends
+  // with the number.
+  job->end_at_price = chat && o.chat.format == ChatFormat::PricePrompt;
   job->deadline = deadline;
   return job;
 }
@@ -333,7 +350,7 @@ void Server::model_routes() {
       const CompletionRequest r = parse_completion_request(parse_body(req.body), endpoint);
       check_model(r.model);
       ModelPricer& mp = engine().model();
-      auto job = make_job(mp, r, deadline);
+      auto job = make_job(mp, opt_, r, deadline);
       ReplyContext c{random_id(endpoint == Endpoint::Chat ? "chatcmpl-" : "cmpl-"), opt_.model_name,
                      static_cast<long>(std::time(nullptr)), endpoint, r.top_logprobs >= 0,
                      static_cast<int64_t>(job->prompt.size())};

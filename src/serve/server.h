@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "serve/chat_format.h"
 #include "serve/dashboard.h"
 #include "serve/engine.h"
 #include "serve/game.h"
@@ -34,6 +35,8 @@ struct ServerOptions {
   std::string game_data;                // a dataset (directory or file) for "Beat the model"
   std::string game_split = "test";
   std::string game_out = "guesses.csv";  // where the person's guesses are kept
+  ChatStyle chat;                       // how chat messages become a prompt
+  std::string chat_refusal;             // when set, chat requests are answered 400 with it
 };
 
 class Server {
