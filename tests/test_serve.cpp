@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <fstream>
 #include <csignal>
 #include <thread>
 
@@ -29,6 +30,7 @@
 using namespace pricer;
 using namespace pricer::serve;
 using nlohmann::json;
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -145,6 +147,50 @@ std::vector<std::string> texts(int n, uint32_t seed) {
   for (const auto& p : tiny::products(n, seed)) t.push_back(p.text);
   return t;
 }
+
+// The real `pricer serve` binary on a free loopback port, stopped with SIGTERM.
+struct ServeProcess {
+  int port = 0;
+  pid_t pid = 0;
+  fs::path log;
+  ServeProcess(const std::string& model, fs::path log_file) : log(std::move(log_file)) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+      socklen_t len = sizeof a;
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+      port = ntohs(a.sin_port);
+    }
+    ::close(fd);
+    const std::string cmd = "exec '" + std::string(PRICER_BINARY) + "' serve -m '" + model +
+                            "' --base-dtype f32 --model-name tiny --port " + std::to_string(port) + " 2> '" +
+                            log.string() + "'";
+    const char* argv[] = {"/bin/sh", "-c", cmd.c_str(), nullptr};
+    if (posix_spawn(&pid, "/bin/sh", nullptr, nullptr, const_cast<char* const*>(argv), environ) != 0) pid = 0;
+  }
+  ~ServeProcess() {
+    if (pid > 0) stop();
+  }
+  bool wait_up() const {
+    httplib::Client cli("127.0.0.1", port);
+    for (int i = 0; i < 600 && pid > 0; ++i) {
+      auto res = cli.Get("/health");
+      if (res && res->status == 200) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  }
+  // SIGTERM, then the exit status.
+  int stop() {
+    ::kill(pid, SIGTERM);
+    int wstatus = 0;
+    ::waitpid(pid, &wstatus, 0);
+    pid = 0;
+    return wstatus;
+  }
+};
 
 class Serve : public ::testing::Test {
  protected:
@@ -516,37 +562,12 @@ TEST_F(Serve, TheFrontierPricerPricesThroughTheServerAsTheModelDoes) {
 }
 
 TEST_F(Serve, SigtermFinishesInFlightRequestsThenExitsZero) {
-  // A free port for the real binary.
-  int port = 0;
-  {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    socklen_t len = sizeof a;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    port = ntohs(a.sin_port);
-    ::close(fd);
-  }
-  const std::string log = (world_->dir / "serve.log").string();
-  const std::string cmd = "exec '" + std::string(PRICER_BINARY) + "' serve -m '" + world_->base.string() +
-                          "' --base-dtype f32 --model-name tiny --port " + std::to_string(port) + " 2> '" + log + "'";
-  pid_t pid = 0;
-  const char* argv[] = {"/bin/sh", "-c", cmd.c_str(), nullptr};
-  ASSERT_EQ(posix_spawn(&pid, "/bin/sh", nullptr, nullptr, const_cast<char* const*>(argv), environ), 0);
-  httplib::Client cli("127.0.0.1", port);
-  cli.set_read_timeout(60, 0);
-  bool up = false;
-  for (int i = 0; i < 600 && !up; ++i) {
-    auto res = cli.Get("/health");
-    up = res && res->status == 200;
-    if (!up) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  ASSERT_TRUE(up) << cli_test::slurp(log);
+  ServeProcess srv(world_->base.string(), world_->dir / "serve.log");
+  ASSERT_TRUE(srv.wait_up()) << cli_test::slurp(srv.log);
+  httplib::Client cli("127.0.0.1", srv.port);
   int status = 0;
   std::thread inflight([&] {
-    httplib::Client c("127.0.0.1", port);
+    httplib::Client c("127.0.0.1", srv.port);
     c.set_read_timeout(60, 0);
     auto res = c.Post("/v1/price", json{{"texts", texts(1024, 9)}, {"readout", "greedy"}}.dump(), "application/json");
     status = res ? res->status : -1;
@@ -560,14 +581,50 @@ TEST_F(Serve, SigtermFinishesInFlightRequestsThenExitsZero) {
     busy = res && json::parse(res->body)["queue"]["active"] == 1;
   }
   ASSERT_TRUE(busy);
-  ::kill(pid, SIGTERM);
+  const int wstatus = srv.stop();
   inflight.join();
   EXPECT_EQ(status, 200);  // the request in flight was answered
-  int wstatus = 0;
-  ASSERT_EQ(::waitpid(pid, &wstatus, 0), pid);
-  EXPECT_TRUE(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0) << cli_test::slurp(log);
-  EXPECT_NE(cli_test::slurp(log).find("finishing the requests in flight"), std::string::npos);
-  EXPECT_FALSE(httplib::Client("127.0.0.1", port).Get("/health"));  // nobody listens any more
+  EXPECT_TRUE(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0) << cli_test::slurp(srv.log);
+  EXPECT_NE(cli_test::slurp(srv.log).find("finishing the requests in flight"), std::string::npos);
+  EXPECT_FALSE(httplib::Client("127.0.0.1", srv.port).Get("/health"));  // nobody listens any more
+}
+
+TEST_F(Serve, EvalOfTheFrontierPricerAgainstServePricesAsTheFinetunedPricerDoes) {
+  // The commands a user runs: `pricer serve`, then `pricer eval --pricers frontier` pointed at it,
+  // against `pricer eval --pricers finetuned-greedy` on the same model and items.
+  const fs::path dir = world_->dir / "dogfood";
+  fs::create_directories(dir / "data");
+  {
+    std::ofstream out(dir / "data" / "test.jsonl");
+    for (const auto& p : tiny::products(40, 31)) {
+      out << json{{"text", p.text}, {"price", p.price}, {"title", p.text}}.dump() << "\n";
+    }
+  }
+  ServeProcess srv(world_->base.string(), dir / "serve.log");
+  ASSERT_TRUE(srv.wait_up()) << cli_test::slurp(srv.log);
+  const std::string common = "eval --data '" + (dir / "data").string() + "' --split test --no-record ";
+  const cli_test::CliRun frontier = cli_test::run_cli(
+      common + "--pricers frontier --frontier-url http://127.0.0.1:" + std::to_string(srv.port) +
+      "/v1 --frontier-model tiny --frontier-key-env '' --frontier-prompt '{text}' --frontier-temperature 0 --out '" +
+      (dir / "frontier").string() + "'");
+  const cli_test::CliRun local = cli_test::run_cli(common + "--pricers finetuned-greedy --param finetuned_model='" +
+                                                   world_->base.string() + "' --param base_dtype=f32 --out '" +
+                                                   (dir / "local").string() + "'");
+  EXPECT_EQ(WEXITSTATUS(srv.stop()), 0);
+  const json served = json::parse(cli_test::slurp(dir / "frontier" / "results.json"));
+  const json direct = json::parse(cli_test::slurp(dir / "local" / "results.json"));
+  ASSERT_EQ(served["items"].size(), 40u) << frontier.out;
+  ASSERT_EQ(direct["items"].size(), 40u) << local.out;
+  int priced = 0;
+  for (size_t i = 0; i < 40; ++i) {
+    const json& f = served["items"][i]["predictions"]["frontier"];
+    // Unpriced through the server only where the reply held no number (greedy pricing falls back
+    // to the distribution's mean there, which no chat reply carries).
+    if (f.is_null()) continue;
+    ++priced;
+    EXPECT_EQ(f.get<double>(), direct["items"][i]["predictions"]["finetuned-greedy"].get<double>()) << i;
+  }
+  EXPECT_GT(priced, 0) << frontier.out;
 }
 
 TEST_F(Serve, WithoutAModelTheDashboardAnswersAndModelEndpointsSay404) {

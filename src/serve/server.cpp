@@ -113,8 +113,11 @@ std::shared_ptr<GenerationJob> make_job(ModelPricer& mp, const ServerOptions& o,
                    "invalid_request_error", r.endpoint == Endpoint::Chat ? "messages" : "prompt",
                    "context_length_exceeded");
   }
-  // OpenAI's defaults: 16 new tokens for a completion, up to the context for a chat reply.
-  job->options.max_tokens = r.max_tokens.value_or(r.endpoint == Endpoint::Chat ? room : std::min<int64_t>(16, room));
+  // OpenAI's defaults: 16 new tokens for a completion, up to the context for a chat reply; a
+  // price model's reply gets greedy pricing's budget, so that both read the same number.
+  const bool price_reply = chat && o.chat.format == ChatFormat::PricePrompt;
+  const int64_t chat_budget = price_reply ? std::min(room, mp.options().greedy_max_tokens) : room;
+  job->options.max_tokens = r.max_tokens.value_or(chat ? chat_budget : std::min<int64_t>(16, room));
   job->options.sample_vocab = std::min<int64_t>(tok.vocab_size(), mp.model().config().vocab_size);
   for (int32_t id : {tok.eos_id(), mp.model().config().eos_id})
     if (id >= 0) job->options.stop_ids.push_back(id);
@@ -132,7 +135,7 @@ std::shared_ptr<GenerationJob> make_job(ModelPricer& mp, const ServerOptions& o,
   job->top_logprobs = r.top_logprobs;
   // A price model's chat reply is a price, as `pricer predict --mode greedy` reads it: it ends
   // with the number.
-  job->end_at_price = chat && o.chat.format == ChatFormat::PricePrompt;
+  job->end_at_price = price_reply;
   job->deadline = deadline;
   return job;
 }
