@@ -133,6 +133,10 @@ const Registrar reg{
           ->capture_default_str();
       sub.add_option("--prompt-template", m.prompt_template, "Price prompt with {text} (default: the curate prompt)");
       sub.add_option("--batch", m.batch, "Price prompts per forward pass")->capture_default_str()->check(CLI::Range(1, 4096));
+      sub.add_option("--greedy-tokens", m.greedy_max_tokens,
+                     "Token budget of the greedy readout and of a price model's chat reply")
+          ->capture_default_str()
+          ->check(CLI::Range(1, 64));
       sub.add_option("--readout", a->readout, "Default price readout of /v1/price: median, expected, top3 or greedy")
           ->capture_default_str();
       auto& s = a->server;
