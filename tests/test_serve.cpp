@@ -691,3 +691,43 @@ TEST_F(Serve, PriceRequestsCanAskForTheWholeDistribution) {
   EXPECT_NEAR(mass, 1.0, 1e-6);  // renormalised over the number tokens
   EXPECT_FALSE(post(r, "/v1/price", json{{"text", "Item steel"}}).body.contains("distribution"));
 }
+
+TEST(ServeGame, GuessesAreKeptForTheirItemsAndOneServerHoldsThem) {
+  const fs::path dir = fs::temp_directory_path() / ("pricer_serve_game_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  auto write_split = [&](const std::string& name, uint32_t seed) {
+    std::ofstream out(dir / name);
+    for (const auto& p : tiny::products(5, seed)) out << json{{"text", p.text}, {"price", p.price}}.dump() << "\n";
+  };
+  write_split("a.jsonl", 1);
+  write_split("b.jsonl", 2);
+  const fs::path file = dir / "guesses.csv";
+  {
+    Game g(dir / "a.jsonl", "test", file);
+    g.guess(0, 12.5);
+    g.guess(1, 3);
+    // A second server on the same guesses file is refused while the first holds it.
+    try {
+      Game(dir / "a.jsonl", "test", file);
+      ADD_FAILURE() << "a second game on the same file was accepted";
+    } catch (const std::exception& e) {
+      EXPECT_NE(std::string(e.what()).find("guesses.csv is in use"), std::string::npos) << e.what();
+    }
+  }
+  // Restarted on the same items: the guesses go on; on other items: refused, naming both.
+  EXPECT_EQ(Game(dir / "a.jsonl", "test", file).guesses(), (std::vector<double>{12.5, 3}));
+  try {
+    Game(dir / "b.jsonl", "test", file);
+    ADD_FAILURE() << "guesses for other items were taken";
+  } catch (const std::exception& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("a.jsonl"), std::string::npos) << m;
+    EXPECT_NE(m.find("b.jsonl"), std::string::npos) << m;
+    EXPECT_NE(m.find("--game-out"), std::string::npos) << m;
+  }
+  // A guesses file made elsewhere (no record beside it) is taken as it is.
+  fs::remove(file.string() + ".game.json");
+  EXPECT_EQ(Game(dir / "b.jsonl", "test", file).guesses().size(), 2u);
+  fs::remove_all(dir);
+}

@@ -24,11 +24,12 @@ std::string holder_pid(int fd) {
 
 }  // namespace
 
-DirectoryLock::DirectoryLock(const std::filesystem::path& dir, const std::string& what) {
+DirectoryLock::DirectoryLock(const std::filesystem::path& dir, const std::string& what, const std::string& lock_name,
+                             const std::string& subject) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   require(!ec, dir.string() + ": cannot create directory (" + what + "): " + ec.message());
-  const std::filesystem::path file = dir / ".pricer.lock";
+  const std::filesystem::path file = dir / lock_name;
   fd_ = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
   require(fd_ >= 0, file.string() + ": cannot open the lock file (" + what + "): " + std::strerror(errno));
   if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
@@ -36,7 +37,7 @@ DirectoryLock::DirectoryLock(const std::filesystem::path& dir, const std::string
     const std::string pid = err == EWOULDBLOCK ? holder_pid(fd_) : "";
     ::close(fd_);
     fd_ = -1;
-    require(err != EWOULDBLOCK, dir.string() + " is in use by another run (pid " + pid +
+    require(err != EWOULDBLOCK, (subject.empty() ? dir.string() : subject) + " is in use by another run (pid " + pid +
                                     "): wait for it to end, or choose another " + what);
     throw Error(file.string() + ": cannot lock: " + std::strerror(err));
   }

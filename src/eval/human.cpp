@@ -121,8 +121,10 @@ std::string price_cell(const CsvRecord& rec, std::size_t header_size, std::size_
 }  // namespace
 
 std::vector<double> read_human_csv(const std::filesystem::path& file, std::size_t count) {
-  const std::string name = file.string();
-  std::string text = read_file(file, kMaxCsvBytes);
+  return parse_human_csv(read_file(file, kMaxCsvBytes), file.string(), count);
+}
+
+std::vector<double> parse_human_csv(std::string text, const std::string& name, std::size_t count) {
   if (text.starts_with("\xEF\xBB\xBF")) text.erase(0, 3);  // the UTF-8 BOM spreadsheets write
   const auto records = parse_csv(text, name);
   require(!records.empty(), name + ": empty file (expected a header \"id,price\")");

@@ -35,6 +35,8 @@ void write_human_csv(const std::filesystem::path& file, const std::vector<Item>&
 // id in [0, count) must appear exactly once; prices are finite, non-negative numbers, optionally
 // written with a leading '$' and thousands separators.
 std::vector<double> read_human_csv(const std::filesystem::path& file, std::size_t count);
+// The same from the file's text (`name` for messages).
+std::vector<double> parse_human_csv(std::string text, const std::string& name, std::size_t count);
 
 class HumanPricer : public Pricer {
  public:

@@ -2,11 +2,12 @@
 
 #include <cmath>
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/random.h"
+#include "data/text.h"
+#include "io/json_util.h"
 #include "data/record.h"
 #include "eval/human.h"
 #include "serve/api.h"
@@ -26,21 +27,53 @@ std::string shown_text(const eval::Item& it) {
   return it.prompt.substr(first + 2, last - first - 2);
 }
 
+// The lock beside the guesses file: ".guesses.csv.lock".
+std::string lock_name(const std::filesystem::path& file) {
+  std::string name(".");
+  name += file.filename().string();
+  name += ".lock";
+  return name;
+}
+
 }  // namespace
 
 Game::Game(std::filesystem::path data, std::string split, std::filesystem::path guesses)
-    : data_(std::move(data)), file_(std::move(guesses)), split_(std::move(split)) {
+    : data_(std::move(data)),
+      file_(std::move(guesses)),
+      lock_(file_.parent_path().empty() ? "." : file_.parent_path(), "--game-out", lock_name(file_), file_.string()),
+      split_(std::move(split)) {
   items_ = eval::read_split(data_, split_);
   require(!items_.empty(), data_.string() + ": no items in split " + split_);
-  if (std::filesystem::exists(file_)) {
-    std::ifstream in(file_, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    const std::size_t records = eval::parse_csv(ss.str(), file_.string()).size();
-    const std::size_t n = records > 0 ? records - 1 : 0;  // the header is no guess
-    require(n <= items_.size(), file_.string() + ": more guesses than items in the split");
-    guesses_ = eval::read_human_csv(file_, n);  // ids 0..n-1, each once
-  }
+  if (!std::filesystem::exists(file_)) return;
+  check_record();
+  std::string text = read_file(file_, eval::kMaxCsvBytes);
+  const std::size_t records = eval::parse_csv(text, file_.string()).size();
+  const std::size_t n = records > 0 ? records - 1 : 0;  // the header is no guess
+  require(n <= items_.size(), file_.string() + ": more guesses than items in the split");
+  guesses_ = eval::parse_human_csv(text, file_.string(), n);  // ids 0..n-1, each once
+}
+
+// What the guesses are for: the data, the split and a fingerprint of its items (texts and prices).
+json Game::record() const {
+  uint64_t h = items_.size();
+  for (const auto& it : items_) h = mix64(h ^ data::hash64(it.text)) ^ static_cast<uint64_t>(std::llround(it.price * 100));
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+  return {{"data", std::filesystem::absolute(data_).lexically_normal().string()},
+          {"split", split_},
+          {"items", items_.size()},
+          {"fingerprint", hex}};
+}
+
+void Game::check_record() const {
+  const std::filesystem::path meta = file_.string() + ".game.json";
+  if (!std::filesystem::exists(meta)) return;  // guesses from elsewhere: nothing to check against
+  const json was = parse_json_strict(read_file(meta, 1u << 20), meta.string());
+  const json now = record();
+  require(was.is_object() && was.value("fingerprint", "") == now["fingerprint"].get<std::string>(),
+          file_.string() + " holds guesses for split " + (was.is_object() ? was.value("split", "?") : "?") + " of " +
+              (was.is_object() ? was.value("data", "?") : "?") + ", not for split " + split_ + " of " +
+              now["data"].get<std::string>() + ": choose another --game-out (or the data those guesses are for)");
 }
 
 json Game::state() const {
@@ -83,6 +116,7 @@ void Game::save() const {
     std::snprintf(buf, sizeof buf, "%zu,%.2f\n", i, guesses_[i]);
     csv += buf;
   }
+  write_file_atomic(file_.string() + ".game.json", record().dump(2) + "\n");
   write_file_atomic(file_, csv);
 }
 

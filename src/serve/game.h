@@ -3,7 +3,9 @@
 // order, exactly as `pricer eval --data DIR --split S` reads them; each guess is saved at once to a
 // CSV in the form `eval --human-import` reads (id,price; ids are positions in the split), so
 // after K guesses `eval --limit K --pricers human,... --human-import FILE` puts the person on the
-// leaderboard. A restarted server continues after the last saved guess.
+// leaderboard. A restarted server continues after the last saved guess. Beside the CSV,
+// <file>.game.json records which data, split and items the guesses are for, so a restart on other
+// data is refused instead of mixing guesses; one server at a time holds the file (a lock).
 #include <cstddef>
 #include <filesystem>
 #include <mutex>
@@ -13,14 +15,16 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/dir_lock.h"
 #include "eval/item.h"
 
 namespace pricer::serve {
 
 class Game {
  public:
-  // Throws Error naming the file when the split cannot be read or the guesses file is not a
-  // contiguous run of guesses for this split.
+  // Throws Error naming the file when the split cannot be read, the guesses file is not a
+  // contiguous run of guesses for this split (or was made for other items), or another process
+  // holds it.
   Game(std::filesystem::path data, std::string split, std::filesystem::path guesses);
 
   std::size_t size() const { return items_.size(); }
@@ -36,7 +40,10 @@ class Game {
 
  private:
   void save() const;
+  void check_record() const;
+  nlohmann::json record() const;
   std::filesystem::path data_, file_;
+  DirectoryLock lock_;
   std::string split_;
   std::vector<eval::Item> items_;
   mutable std::mutex mu_;
