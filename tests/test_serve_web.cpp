@@ -13,6 +13,7 @@
 #include <httplib.h>
 
 #include <chrono>
+#include <fstream>
 #include <cstdlib>
 #include <regex>
 #include <thread>
@@ -220,6 +221,65 @@ TEST_F(ServeWeb, TheGameShowsAProductAndItsGuessesJoinTheLeaderboard) {
   const json results = json::parse(cli_test::slurp(dir_ / "eval" / "results.json"));
   EXPECT_EQ(results["pricers"][0]["name"], "human");
   EXPECT_EQ(results["pricers"][0]["metrics"]["n"], 3);
+}
+
+TEST_F(ServeWeb, AnUploadedFileIsPricedWithProgressAndDownloads) {
+  // The Price page's batch upload driven as a person uses it (file input, button, downloads) over
+  // the DevTools protocol: tests/web/batch_upload.js, its one npm package installed by scripts/setup.
+  const fs::path driver = fs::path(PRICER_SOURCE_DIR) / "tests" / "web";
+  ASSERT_TRUE(fs::exists(driver / "node_modules" / "chrome-remote-interface"))
+      << "tests/web/node_modules is missing: scripts/setup installs it (npm ci)";
+  auto world = tiny::make_world(dir_ / "world");
+  ModelPricerOptions o;
+  o.model = world.base.string();
+  o.base_dtype = "f32";
+  auto mp = std::make_shared<ModelPricer>(o);
+  std::vector<std::string> texts;
+  std::string lines;
+  for (const auto& p : tiny::products(70, 8)) {
+    texts.push_back(p.text);
+    lines += json{{"id", "sku-" + std::to_string(texts.size())}, {"text", p.text}}.dump() + "\n";
+  }
+  std::ofstream(dir_ / "items.jsonl") << lines;
+  const fs::path out = dir_ / "downloads";
+  fs::create_directories(out);
+  Running r(mp, ServerOptions{});
+  const std::string cmd = "cd '" + driver.string() + "' && timeout 300 node batch_upload.js '" + chromium() + "' '" + r.url +
+                          "' '" + (dir_ / "items.jsonl").string() + "' '" + out.string() + "' 2>&1";
+  std::string printed;
+  if (std::FILE* p = ::popen(cmd.c_str(), "r")) {
+    char buf[8192];
+    for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) printed.append(buf, n);
+    ::pclose(p);
+  }
+  const json state = json::parse(printed, nullptr, false);
+  ASSERT_TRUE(state.is_object()) << printed;
+  EXPECT_TRUE(state["error"].is_null()) << printed;
+  EXPECT_EQ(state["done"], 70);
+  EXPECT_EQ(state["progress"]["value"], 70);
+  EXPECT_EQ(state["progress"]["max"], 70);
+  EXPECT_TRUE(std::regex_search(state["status"].get<std::string>(), std::regex("^70/70 · [0-9.]+ items/s · ETA"))) << printed;
+  EXPECT_GE(state["statuses"].size(), 1u);
+  fs::copy_file(out / "batch.png", output_dir() / "batch.png", fs::copy_options::overwrite_existing);
+  // The downloads hold every item's price, in order, as the price API gives it for the same text.
+  std::ifstream jl(out / "prices.jsonl");
+  std::vector<json> rows;
+  for (std::string line; std::getline(jl, line);) rows.push_back(json::parse(line));
+  ASSERT_EQ(rows.size(), 70u);
+  const std::vector<PricePrediction> direct = mp->predict([&] {
+    std::vector<std::string> prompts;
+    for (const auto& t : texts) prompts.push_back(mp->prompt_for(t));
+    return prompts;
+  }(), kDefaultPriceMode);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_EQ(rows[i]["id"], "sku-" + std::to_string(i + 1));
+    EXPECT_EQ(rows[i]["line"], i + 1);
+    EXPECT_EQ(rows[i]["text"], texts[i]);
+    EXPECT_NEAR(rows[i]["price"].get<double>(), direct[i].price, 1e-6 * std::max(1.0, direct[i].price)) << i;
+  }
+  const std::string csv = cli_test::slurp(out / "prices.csv");
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 71);
+  EXPECT_EQ(csv.substr(0, csv.find('\n')), "line,id,price,lo,hi,readout,text");
 }
 
 TEST_F(ServeWeb, TheEvalsPageShowsARecordedLeaderboardAndItsReport) {
