@@ -306,7 +306,7 @@ TEST_F(TrainLoop, KilledAtAnyFsyncOrRenameResumesToTheSameAdapters) {
         TrainConfig c = config_for(out);
         c.resume = resume;
         c.overwrite = !resume;
-        const DirectoryLock lock = prepare_output_dir(c);
+        const auto lock = prepare_output_dir(c);
         LlamaModel m = lora_model(3);
         train(c, m, data, val, hooks);
       } catch (const std::exception& e) {
@@ -369,7 +369,7 @@ TEST_F(TrainLoop, TrainingLinesAreParsedStrictly) {
 // One run per output directory: a second is refused while the first holds it, naming its pid.
 TEST_F(TrainLoop, AnOutputDirectoryHoldsOneRunAtATime) {
   const TrainConfig c = config("locked");
-  const DirectoryLock held = prepare_output_dir(c);
+  const auto held = prepare_output_dir(c);
   try {
     prepare_output_dir(c);
     ADD_FAILURE() << "a second run into a locked directory";
@@ -381,7 +381,7 @@ TEST_F(TrainLoop, AnOutputDirectoryHoldsOneRunAtATime) {
   fs::create_directories(fs::path(dir_ / "free") / ".best.tmp.123.0");
   std::ofstream(fs::path(dir_ / "free") / ".checkpoint.bin.tmp.123.1") << "x";
   std::ofstream(fs::path(dir_ / "free") / "notes.txt") << "mine";
-  const DirectoryLock other = prepare_output_dir(config("free"));
+  const auto other = prepare_output_dir(config("free"));
   EXPECT_FALSE(fs::exists(fs::path(dir_ / "free") / ".best.tmp.123.0"));
   EXPECT_FALSE(fs::exists(fs::path(dir_ / "free") / ".checkpoint.bin.tmp.123.1"));
   EXPECT_TRUE(fs::exists(fs::path(dir_ / "free") / "notes.txt"));

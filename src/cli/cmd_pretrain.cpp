@@ -68,7 +68,7 @@ int run_pretrain(const TrainConfig& cfg, const PretrainShape& sh, bool quiet) {
   require(sh.context >= c.max_length, "--context " + std::to_string(sh.context) + " is shorter than --max-length " +
                                           std::to_string(c.max_length) +
                                           ": the model could not read its own training windows");
-  const DirectoryLock out_lock = prepare_output_dir(c);
+  const auto out_lock = prepare_output_dir(c);
   fs::create_directories(c.out_dir);
   const auto texts = read_corpus(sh.corpus, sh.max_texts, sh.with_completions);
   require(texts.size() >= 2, "pretrain: the corpus holds fewer than 2 texts");

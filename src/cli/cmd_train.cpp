@@ -22,7 +22,7 @@ int run_train(const TrainConfig& cfg, bool quiet, const std::string& val_path, c
   TrainConfig c = cfg;
   c.progress = !quiet;
   c.validate();
-  const DirectoryLock out_lock = prepare_output_dir(c);
+  const auto out_lock = prepare_output_dir(c);
   std::fprintf(stderr, "loading %s (base %s)\n", c.model.c_str(), c.base_dtype.c_str());
   ModelFile mf = load_model_file(c.model, dtype_from_name(c.base_dtype));
   if (const std::string bad = first_non_finite_tensor(mf); !bad.empty())

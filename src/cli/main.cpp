@@ -4,6 +4,7 @@
 #include <map>
 
 #include "cli/command.h"
+#include "core/comm.h"
 #include "core/error.h"
 #include "core/suggest.h"
 #include "core/threads.h"
@@ -40,12 +41,38 @@ std::string first_word(int argc, char** argv) {
 
 }  // namespace
 
+namespace {
+
+// The subcommand's exit code; under MPI an error on any rank ends every rank, naming it.
+int run_command(const std::map<CLI::App*, pricer::cli::Runner>& runners) {
+  const bool job = pricer::comm::size() > 1;
+  try {
+    for (auto& [sub, run] : runners) {
+      if (sub->parsed()) return run();
+    }
+  } catch (const pricer::Error& e) {
+    if (job) pricer::comm::abort_job(std::string("error: ") + e.what(), 1);
+    std::fprintf(stderr, "pricer: error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    if (job) pricer::comm::abort_job(std::string("internal error: ") + e.what(), 2);
+    std::fprintf(stderr, "pricer: internal error: %s\n", e.what());
+    return 2;
+  }
+  return 0;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   using namespace pricer::cli;
+  pricer::comm::init(argc, argv);
   for (int i = 0; i < argc; ++i) g_command_line += (i ? " " : "") + std::string(argv[i]);
   CLI::App app{"pricer: fine-tune a small open LLM into a product price estimator (QLoRA on CPU)"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "pricer 0.1.0");
+  app.set_version_flag("--version", std::string("pricer 0.1.0 (") +
+                                        (pricer::comm::built_with_mpi() ? "with MPI: mpirun -np N pricer train ... runs data-parallel"
+                                                                        : "without MPI: one process") + ")");
   int threads = 0;
   app.add_option("-t,--threads", threads, "Threads for every parallel stage (0 = all cores)")
       ->envname("PRICER_THREADS")
@@ -67,21 +94,15 @@ int main(int argc, char** argv) {
         !word.empty() && std::find(names.begin(), names.end(), word) == names.end()) {
       std::fprintf(stderr, "pricer: unknown command '%s'%s (pricer --help lists them)\n", word.c_str(),
                    pricer::did_you_mean(word, names).c_str());
+      pricer::comm::finalize();
       return 2;
     }
-    return app.exit(e);
+    const int code = app.exit(e);
+    pricer::comm::finalize();
+    return code;
   }
   pricer::set_threads(threads);
-  try {
-    for (auto& [sub, run] : runners) {
-      if (sub->parsed()) return run();
-    }
-  } catch (const pricer::Error& e) {
-    std::fprintf(stderr, "pricer: error: %s\n", e.what());
-    return 1;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "pricer: internal error: %s\n", e.what());
-    return 2;
-  }
-  return 0;
+  const int code = run_command(runners);
+  pricer::comm::finalize();
+  return code;
 }

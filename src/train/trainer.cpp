@@ -19,6 +19,7 @@
 
 #include "core/atomic_file.h"
 #include "core/clock.h"
+#include "core/comm.h"
 #include "core/error.h"
 #include "core/format.h"
 #include "core/progress.h"
@@ -189,7 +190,14 @@ void TrainConfig::validate() const {
           "eval_every, save_every, eval_items and early_stopping cannot be negative");
 }
 
-DirectoryLock prepare_output_dir(const TrainConfig& cfg) {
+std::optional<DirectoryLock> prepare_output_dir(const TrainConfig& cfg) {
+  std::optional<DirectoryLock> lock;
+  if (comm::root()) lock.emplace(prepare_locked_output_dir(cfg));
+  comm::any(false);  // the other ranks wait until the directory is ready (or the job is ended)
+  return lock;
+}
+
+DirectoryLock prepare_locked_output_dir(const TrainConfig& cfg) {
   const fs::path out(cfg.out_dir);
   require(!fs::exists(out) || fs::is_directory(out), cfg.out_dir + ": exists and is not a directory (--out)");
   require(!(cfg.resume && cfg.overwrite), "--resume and --overwrite contradict each other: continue the run or replace it");
@@ -499,6 +507,52 @@ void save_output_atomic(const TrainHooks& hooks, const LlamaModel& model, const 
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
+// One batch's gradient
+
+namespace {
+
+struct BatchGradient {
+  double loss = 0;         // mean over the batch's loss tokens
+  int64_t tokens_fed = 0;  // tokens this process ran forward and backward
+};
+
+// The gradient of the batch's mean loss into the params' grads. Each micro-batch's mean-loss
+// gradient weighs by its share of the batch's loss tokens, so the step is that of one big batch
+// (transformers' num_items_in_batch). Gradients add up in place: before micro-batch m the sum so
+// far is rescaled from 1/k[m-1] to 1/k[m] units. Under MPI each rank runs every size-th
+// micro-batch (the same dropout masks as one process running them all), its sum is brought to
+// loss-token units, and the ranks' sums are added in rank order before the scale to 1/K.
+BatchGradient accumulate_gradients(LlamaModel& model, const std::vector<Param>& params, const std::vector<Batch>& micro,
+                                   Backend& be, const TrainConfig& cfg, int64_t step) {
+  double sums[3] = {0, 0, 0};  // loss x tokens, loss tokens, tokens fed
+  double last_k = 0;
+  for (size_t m = static_cast<size_t>(comm::rank()); m < micro.size(); m += static_cast<size_t>(comm::size())) {
+    const double k = static_cast<double>(micro[m].n_loss_tokens());
+    if (last_k > 0) scale_grads(params, last_k / k);
+    TrainOptions to;
+    to.checkpoint = cfg.checkpoint_layers;
+    to.dropout_seed = cfg.seed;
+    to.step = static_cast<uint64_t>(step) * 4096 + static_cast<uint64_t>(m);
+    const float l = model.forward_backward(micro[m], be, to);
+    sums[0] += static_cast<double>(l) * k;
+    sums[1] += k;
+    sums[2] += static_cast<double>(micro[m].size());
+    last_k = k;
+  }
+  const int64_t fed = static_cast<int64_t>(sums[2]);
+  if (comm::size() > 1) {
+    scale_grads(params, last_k);  // to loss-token units (a rank without a micro-batch holds zeros)
+    for (const Param& p : params) comm::sum(std::span<float>(p.grad, static_cast<size_t>(p.size)));
+    comm::sum(std::span<double>(sums, 2));
+    last_k = 1;
+  }
+  scale_grads(params, last_k / sums[1]);
+  return {sums[0] / sums[1], fed};
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
 // The loop
 
 TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Tokenizer& tok,
@@ -508,6 +562,8 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
   require(mode_full == model.full_training(), "run_training: mode_full and the model's training mode disagree");
   require(!train.empty(), cfg.dataset + ": no training examples");
   fs::create_directories(cfg.out_dir);
+  // Under MPI rank 0 alone speaks and writes (progress, run database, checkpoints, outputs).
+  const bool talk = cfg.progress && comm::root();
   auto be = make_cpu_backend(dtype_from_name(cfg.compute_dtype));
 
   const uint64_t need = check_training_memory(model, cfg, mode_full);
@@ -549,7 +605,7 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
                   "\n(only the step budget --epochs/--max-steps, evaluation and checkpoint cadence, the run name and"
                   " file paths may change on --resume; start a new run with another --out, or --overwrite)");
     });
-    std::fprintf(stderr, "resuming from %s at step %lld\n", ckpt.c_str(), static_cast<long long>(st.step));
+    if (comm::root()) std::fprintf(stderr, "resuming from %s at step %lld\n", ckpt.c_str(), static_cast<long long>(st.step));
   }
   if (const std::string bad = first_non_finite(params); !bad.empty())
     throw Error((cfg.resume && fs::exists(ckpt) ? ckpt : cfg.model) + ": tensor " + bad +
@@ -567,6 +623,10 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
   if (!cfg.runs_db.empty()) ro.db_path = cfg.runs_db;
   ro.database = !cfg.no_record;
   if (cfg.no_record) ro.log_dir = fs::path(cfg.out_dir) / "logs";
+  if (!comm::root()) {  // records nothing: rank 0 records the run
+    ro.database = ro.jsonl = ro.tensorboard = false;
+    ro.log_dir = fs::path(cfg.out_dir) / "logs";
+  }
   monitor::RunRecorder rec(nr, ro);
   nlohmann::json params_json = cfg_json;
   params_json["mode"] = mode_full ? "full" : "lora";
@@ -575,6 +635,7 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
   params_json["total_steps"] = total;
   params_json["resumed_at_step"] = st.step;
   params_json["memory_estimate_mib"] = need >> 20;
+  params_json["ranks"] = comm::size();
   rec.log_params(params_json);
 
   monitor::InterruptGuard guard;
@@ -614,7 +675,7 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
     if (metric < st.best_metric) {
       st.best_metric = metric;
       st.evals_without_improvement = 0;
-      if (hooks.save_output) {
+      if (hooks.save_output && comm::root()) {
         const std::string dir = (fs::path(cfg.out_dir) / "best").string();
         averaged([&] { save_output_atomic(hooks, model, dir); });
         rec.add_artifact("best", dir, st.step);
@@ -622,13 +683,13 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
     } else if (!final_eval) {
       ++st.evals_without_improvement;
     }
-    if (cfg.progress)
+    if (talk)
       std::fprintf(stderr, "%s%s step %lld: eval loss %.4f", tty ? "\n" : "", label.c_str(),
                    static_cast<long long>(st.step), e.loss);
-    if (cfg.progress && e.mae >= 0)
+    if (talk && e.mae >= 0)
       std::fprintf(stderr, ", MAE $%.2f (%s; expected value $%.2f)", e.mae, price_mode_name(kDefaultPriceMode),
                    e.mae_mean);
-    if (cfg.progress) std::fprintf(stderr, "\n");
+    if (talk) std::fprintf(stderr, "\n");
     if (hooks.on_eval) {
       const std::string why = hooks.on_eval({st.step, e, st.best_eval_loss, st.best_eval_mae, final_eval});
       if (!final_eval) sum.stop_message = why;
@@ -667,25 +728,9 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
         micro.push_back(batch_of(train, part));
         if (cfg.price_smoothing > 0) add_price_smoothing(micro.back(), train, part, numbers, cfg.price_smoothing);
       }
-      // Each micro-batch's mean-loss gradient weighs by its share of the batch's loss tokens, so
-      // the step is that of one big batch (transformers' num_items_in_batch). Gradients add up in
-      // place: before micro-batch m the sum so far is rescaled from 1/k[m-1] to 1/k[m] units,
-      // and the total from 1/k[last] to 1/K at the end.
-      double loss_sum = 0, loss_tokens = 0;
-      for (size_t m = 0; m < micro.size(); ++m) {
-        const double k = static_cast<double>(micro[m].n_loss_tokens());
-        if (m > 0) scale_grads(params, static_cast<double>(micro[m - 1].n_loss_tokens()) / k);
-        TrainOptions to;
-        to.checkpoint = cfg.checkpoint_layers;
-        to.dropout_seed = cfg.seed;
-        to.step = static_cast<uint64_t>(st.step) * 4096 + static_cast<uint64_t>(m);
-        const float l = model.forward_backward(micro[m], *be, to);
-        loss_sum += static_cast<double>(l) * k;
-        loss_tokens += k;
-        tokens_done += micro[m].size();
-      }
-      scale_grads(params, static_cast<double>(micro.back().n_loss_tokens()) / loss_tokens);
-      const double loss = loss_sum / loss_tokens;
+      const BatchGradient g = accumulate_gradients(model, params, micro, *be, cfg, st.step);
+      tokens_done += g.tokens_fed;
+      const double loss = g.loss;
       const float norm = clip_grad_norm(opt.groups(), cfg.max_grad_norm);
       const float lr = scheduled_lr(cfg, st.step, total);
       const bool finite = std::isfinite(loss) && std::isfinite(norm);
@@ -710,13 +755,13 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
       if (finite) {
         rec.log_metrics(st.step, {{"train/loss", loss}, {"train/grad_norm", norm}, {"train/lr", lr}, {"train/tokens_per_s", tok_s}});
       } else {
-        std::fprintf(stderr, "%s%s step %lld: non-finite %s (%g), update skipped (%lld so far)\n", cfg.progress && tty ? "\n" : "",
+        if (comm::root()) std::fprintf(stderr, "%s%s step %lld: non-finite %s (%g), update skipped (%lld so far)\n", talk && tty ? "\n" : "",
                      label.c_str(), static_cast<long long>(st.step), std::isfinite(loss) ? "gradient norm" : "loss",
                      std::isfinite(loss) ? static_cast<double>(norm) : loss, static_cast<long long>(st.skipped));
         rec.log_metrics(st.step, {{"train/skipped_steps", static_cast<double>(st.skipped)}});
       }
       // On a terminal the line redraws in place; in a log, a line every few seconds.
-      if (cfg.progress && (monotonic_seconds() - last_draw > (tty ? 0.2 : 5.0) || st.step == total)) {
+      if (talk && (monotonic_seconds() - last_draw > (tty ? 0.2 : 5.0) || st.step == total)) {
         last_draw = monotonic_seconds();
         const double frac = static_cast<double>(st.step) / static_cast<double>(total);
         const int filled = static_cast<int>(frac * 24);
@@ -730,17 +775,17 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
       const bool last = st.step >= total;
       if (cfg.eval_every > 0 && st.step % cfg.eval_every == 0 && !last) run_eval(false);
       if (!sum.stop_message.empty()) {
-        if (cfg.progress) std::fprintf(stderr, "%sstopped at step %lld: %s\n", tty ? "\n" : "", static_cast<long long>(st.step),
+        if (talk) std::fprintf(stderr, "%sstopped at step %lld: %s\n", tty ? "\n" : "", static_cast<long long>(st.step),
                                        sum.stop_message.c_str());
         stop = true;
       } else if (cfg.early_stopping > 0 && st.evals_without_improvement >= cfg.early_stopping) {
         sum.stop_message = "early stopped at step " + std::to_string(st.step) + ": " +
                            std::to_string(st.evals_without_improvement) + " evaluations without improvement";
-        std::fprintf(stderr, "%s%s\n", tty ? "\n" : "", sum.stop_message.c_str());
+        if (comm::root()) std::fprintf(stderr, "%s%s\n", tty ? "\n" : "", sum.stop_message.c_str());
         sum.early_stopped = true;
         stop = true;
       }
-      const bool interrupted = monitor::interrupt_requested();
+      const bool interrupted = comm::any(monitor::interrupt_requested());
       if ((cfg.save_every > 0 && st.step % cfg.save_every == 0) || interrupted) {
         LoopState next = st;
         ++next.batch_in_epoch;  // the checkpoint resumes after this batch
@@ -748,11 +793,12 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
           next.batch_in_epoch = 0;
           ++next.epoch;
         }
-        save_checkpoint(ckpt, next, cfg_json, params, opt, avg ? &*avg : nullptr);
+        if (comm::root()) save_checkpoint(ckpt, next, cfg_json, params, opt, avg ? &*avg : nullptr);
       }
       if (hooks.after_step) hooks.after_step(st.step);
       if (interrupted) {
-        std::fprintf(stderr, "%sinterrupted: checkpoint saved to %s; continue with --resume\n", tty ? "\n" : "", ckpt.c_str());
+        if (comm::root())
+          std::fprintf(stderr, "%sinterrupted: checkpoint saved to %s; continue with --resume\n", tty ? "\n" : "", ckpt.c_str());
         rec.interrupt();
         sum.interrupted = true;
         return summarize();
@@ -764,15 +810,14 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
     if (stop) break;
     st.batch_in_epoch = 0;
   }
-  if (cfg.progress && tty) std::fprintf(stderr, "\n");
+  if (talk && tty) std::fprintf(stderr, "\n");
   run_eval(true);
-  if (hooks.save_output) {
+  if (hooks.save_output && comm::root()) {
     const std::string dir = (fs::path(cfg.out_dir) / "last").string();
     averaged([&] { save_output_atomic(hooks, model, dir); });
     rec.add_artifact("last", dir, st.step);
   }
-  LoopState done = st;
-  save_checkpoint(ckpt, done, cfg_json, params, opt, avg ? &*avg : nullptr);
+  if (comm::root()) save_checkpoint(ckpt, st, cfg_json, params, opt, avg ? &*avg : nullptr);
   rec.finish(sum.stop_message);
   return summarize();
 }

@@ -165,7 +165,9 @@ TrainHooks full_model_output_hooks(const Tokenizer& tok, const ModelConfig& conf
 // naming both flags. --resume without a checkpoint is an error too. The directory stays locked
 // for this process while the returned lock lives (a second run into it is refused, naming the
 // pid), and what killed writers left there (temporary files, staging directories) is removed.
-DirectoryLock prepare_output_dir(const TrainConfig& cfg);
+// Under MPI rank 0 does this and holds the lock (nullopt elsewhere); the others wait for it.
+std::optional<DirectoryLock> prepare_output_dir(const TrainConfig& cfg);
+DirectoryLock prepare_locked_output_dir(const TrainConfig& cfg);  // the same in this process alone
 
 // Runs (or resumes) training. mode_full: every parameter is trained (pretraining, or full
 // fine-tuning when cfg.full; the model must be in full-training mode), else the adapters.

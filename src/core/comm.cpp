@@ -1,0 +1,137 @@
+#include "core/comm.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#ifdef PRICER_HAVE_MPI
+#include <mpi.h>
+#endif
+
+namespace pricer::comm {
+
+namespace {
+
+int g_rank = 0, g_size = 1;
+bool g_joined = false;
+int g_error_fd = 2;  // where a fatal error of this rank is written (stderr, kept when silenced)
+
+// Ranks other than 0 would repeat rank 0's every line (they run the same job): their stdout and
+// stderr go to /dev/null, and only a fatal error, naming the rank, reaches the terminal.
+void silence_other_ranks() {
+  if (g_rank == 0) return;
+  g_error_fd = ::dup(2);
+  const int null = ::open("/dev/null", O_WRONLY);
+  if (null < 0 || g_error_fd < 0) return;
+  std::fflush(stdout);
+  std::fflush(stderr);
+  ::dup2(null, 1);
+  ::dup2(null, 2);
+  ::close(null);
+}
+
+// Launchers announce the world in the environment: Open MPI, PMIx (Slurm), MPICH's Hydra.
+bool launched_by_mpi() {
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE"})
+    if (std::getenv(v) != nullptr) return true;
+  return false;
+}
+
+#ifdef PRICER_HAVE_MPI
+// Counts travel as int: slices of at most this many elements.
+constexpr std::size_t kMaxPiece = std::size_t(1) << 26;
+
+template <class T>
+void ordered_sum(std::span<T> data, MPI_Datatype type) {
+  const auto n = static_cast<std::size_t>(g_size);
+  for (std::size_t at = 0; at < data.size(); at += kMaxPiece * n) {
+    const std::span<T> piece = data.subspan(at, std::min(data.size() - at, kMaxPiece * n));
+    const std::size_t chunk = (piece.size() + n - 1) / n;  // rank r owns [r * chunk, (r + 1) * chunk)
+    std::vector<T> send(chunk * n, T(0)), recv(chunk * n);
+    std::copy(piece.begin(), piece.end(), send.begin());
+    MPI_Alltoall(send.data(), static_cast<int>(chunk), type, recv.data(), static_cast<int>(chunk), type, MPI_COMM_WORLD);
+    std::vector<T> mine(chunk, T(0));
+    for (std::size_t r = 0; r < n; ++r)
+      for (std::size_t i = 0; i < chunk; ++i) mine[i] += recv[r * chunk + i];
+    MPI_Allgather(mine.data(), static_cast<int>(chunk), type, send.data(), static_cast<int>(chunk), type, MPI_COMM_WORLD);
+    std::copy_n(send.begin(), piece.size(), piece.begin());
+  }
+}
+#endif
+
+}  // namespace
+
+bool built_with_mpi() {
+#ifdef PRICER_HAVE_MPI
+  return true;
+#else
+  return false;
+#endif
+}
+
+void init(int& argc, char**& argv) {
+#ifdef PRICER_HAVE_MPI
+  if (!launched_by_mpi()) return;
+  int provided = 0;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+  MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+  g_joined = true;
+  silence_other_ranks();
+#else
+  (void)argc;
+  (void)argv;
+  if (launched_by_mpi())
+    std::fprintf(stderr, "pricer: warning: started by an MPI launcher, but this build has no MPI: every process "
+                         "runs the whole job alone (install libopenmpi-dev and rebuild)\n");
+#endif
+}
+
+void finalize() {
+#ifdef PRICER_HAVE_MPI
+  if (g_joined) MPI_Finalize();
+  g_joined = false;
+#endif
+}
+
+int rank() { return g_rank; }
+int size() { return g_size; }
+
+void sum(std::span<float> data) {
+#ifdef PRICER_HAVE_MPI
+  if (g_size > 1) ordered_sum(data, MPI_FLOAT);
+#else
+  (void)data;
+#endif
+}
+
+void sum(std::span<double> data) {
+#ifdef PRICER_HAVE_MPI
+  if (g_size > 1) ordered_sum(data, MPI_DOUBLE);
+#else
+  (void)data;
+#endif
+}
+
+bool any(bool flag) {
+  double v = flag ? 1.0 : 0.0;
+  sum(std::span<double>(&v, 1));
+  return v > 0;
+}
+
+void abort_job(const std::string& message, int code) {
+  const std::string line = "pricer: rank " + std::to_string(g_rank) + " of " + std::to_string(g_size) + ": " + message + "\n";
+  std::fflush(stderr);
+  [[maybe_unused]] const ssize_t n = ::write(g_error_fd, line.data(), line.size());
+#ifdef PRICER_HAVE_MPI
+  if (g_joined && g_size > 1) MPI_Abort(MPI_COMM_WORLD, code);
+#endif
+  std::exit(code);
+}
+
+}  // namespace pricer::comm
