@@ -9,6 +9,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "cli/train_options.h"
+#include "core/comm.h"
 #include "core/error.h"
 #include "tokenizer/train_bpe.h"
 
@@ -83,7 +84,7 @@ int run_pretrain(const TrainConfig& cfg, const PretrainShape& sh, bool quiet) {
                                     texts.begin() + std::min<int64_t>(sh.tokenizer_texts, static_cast<int64_t>(texts.size())));
     std::fprintf(stderr, "training a %lld-token BPE tokenizer on %zu texts\n", static_cast<long long>(sh.vocab), sample.size());
     bpe = train_bpe(sample, bo);
-    save_tokenizer_json(bpe, tok_path.string());
+    if (comm::root()) save_tokenizer_json(bpe, tok_path.string());  // every rank trains the same one
   }
   auto tok = make_trained_tokenizer(bpe);
 
@@ -136,7 +137,7 @@ int run_pretrain(const TrainConfig& cfg, const PretrainShape& sh, bool quiet) {
                 static_cast<long long>(s.run_id), static_cast<long long>(s.steps), s.last_train_loss);
     return 130;
   }
-  hooks.save_output(model, c.out_dir);
+  if (comm::root()) hooks.save_output(model, c.out_dir);
   std::printf("run %lld: %lld steps, train loss %.4f, eval loss %.4f -> %.4f\nmodel: %s (tokenizer embedded; also %s)\n",
               static_cast<long long>(s.run_id), static_cast<long long>(s.steps), s.last_train_loss, s.first_eval_loss,
               s.last_eval_loss, final_model.c_str(), tok_path.c_str());
