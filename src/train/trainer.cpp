@@ -513,7 +513,7 @@ namespace {
 
 struct BatchGradient {
   double loss = 0;         // mean over the batch's loss tokens
-  int64_t tokens_fed = 0;  // tokens this process ran forward and backward
+  int64_t tokens_fed = 0;  // tokens run forward and backward, by every rank together
 };
 
 // The gradient of the batch's mean loss into the params' grads. Each micro-batch's mean-loss
@@ -539,15 +539,14 @@ BatchGradient accumulate_gradients(LlamaModel& model, const std::vector<Param>& 
     sums[2] += static_cast<double>(micro[m].size());
     last_k = k;
   }
-  const int64_t fed = static_cast<int64_t>(sums[2]);
   if (comm::size() > 1) {
     scale_grads(params, last_k);  // to loss-token units (a rank without a micro-batch holds zeros)
     for (const Param& p : params) comm::sum(std::span<float>(p.grad, static_cast<size_t>(p.size)));
-    comm::sum(std::span<double>(sums, 2));
+    comm::sum(std::span<double>(sums, 3));
     last_k = 1;
   }
   scale_grads(params, last_k / sums[1]);
-  return {sums[0] / sums[1], fed};
+  return {sums[0] / sums[1], static_cast<int64_t>(sums[2])};
 }
 
 }  // namespace
