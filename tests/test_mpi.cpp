@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <sstream>
 #include <thread>
 
 #include "core/comm.h"
@@ -187,6 +188,63 @@ TEST_F(Mpi, AKilledRankEndsTheJobWithAnErrorNotAHang) {
   const auto killed_at = std::chrono::steady_clock::now();
   job.join();  // launch() gives up after 300 s: a hang fails here, it does not block the suite
   EXPECT_LT(std::chrono::steady_clock::now() - killed_at, std::chrono::seconds(60)) << log("killed");
+}
+
+}  // namespace
+}  // namespace pricer
+
+namespace pricer {
+namespace {
+
+TEST_F(Mpi, EvalOnTwoRanksPricesAsOneProcessDoes) {
+  // Items with texts and prices; the classic baselines fit on the training split, the model
+  // prices through its own prompt.
+  std::string test, train;
+  for (const auto& p : price_prompts(4, 0, 41)) test += nlohmann::json{{"text", p.prompt}, {"price", p.price}}.dump() + "\n";
+  for (const auto& p : price_prompts(4, 500, 60)) train += nlohmann::json{{"text", p.prompt}, {"price", p.price}}.dump() + "\n";
+  write_file_atomic(dir_ / "test.jsonl", test);
+  write_file_atomic(dir_ / "train.jsonl", train);
+  auto args = [&](const std::string& out) {
+    return std::vector<std::string>{"-t", "1", "eval", "--data", dir_ / "test.jsonl", "--train", dir_ / "train.jsonl",
+                                    "--pricers", "mean,linear,tfidf,finetuned", "--param",
+                                    "finetuned_model=" + suite("model.gguf"), "--param", "tokenizer=" + suite("tokenizer.json"),
+                                    "--param", "base_dtype=f32", "--out", dir_ / out, "--runs-db", dir_ / "runs.db"};
+  };
+  ASSERT_EQ(launch(0, args("one"), dir_.path() / "eval1.log"), 0) << log("eval1");
+  ASSERT_EQ(launch(2, args("two"), dir_.path() / "eval2.log"), 0) << log("eval2");
+  const auto one = nlohmann::json::parse(slurp(dir_ / "one/results.json"));
+  const auto two = nlohmann::json::parse(slurp(dir_ / "two/results.json"));
+  ASSERT_EQ(two["items"].size(), 41u);
+  EXPECT_EQ(two["meta"]["ranks"], 2);
+  for (size_t i = 0; i < 41; ++i) {
+    for (const char* p : {"mean", "linear", "tfidf"})  // the same arithmetic on every rank: exact
+      EXPECT_EQ(two["items"][i]["predictions"][p], one["items"][i]["predictions"][p]) << p << " item " << i;
+    // The model's prompts are batched with other neighbours on each rank: equal to rounding.
+    const double a = one["items"][i]["predictions"]["finetuned"], b = two["items"][i]["predictions"]["finetuned"];
+    EXPECT_NEAR(b, a, 1e-5 * std::max(1.0, a)) << "item " << i;
+  }
+  // One run recorded for the two ranks.
+  monitor::RunDb db(dir_ / "runs.db", monitor::RunDb::Mode::existing);
+  EXPECT_EQ(db.list_runs().size(), 2u);
+
+  // predict --jsonl: the two ranks' shares printed by rank 0 in input order.
+  auto predict = [&](int ranks, const std::string& name) {
+    EXPECT_EQ(launch(ranks, {"-t", "1", "predict", "--model", suite("model.gguf"), "--tokenizer", suite("tokenizer.json"),
+                             "--base-dtype", "f32", "--jsonl", dir_ / "test.jsonl"}, dir_.path() / (name + ".log")), 0)
+        << log(name);
+    std::vector<nlohmann::json> rows;
+    std::istringstream in(log(name));
+    for (std::string line; std::getline(in, line);)
+      if (line.starts_with("{")) rows.push_back(nlohmann::json::parse(line));
+    return rows;
+  };
+  const auto alone = predict(0, "predict1"), shared = predict(2, "predict2");
+  ASSERT_EQ(alone.size(), 41u);
+  ASSERT_EQ(shared.size(), 41u);
+  for (size_t i = 0; i < 41; ++i) {
+    EXPECT_EQ(shared[i]["line"], i + 1);
+    EXPECT_NEAR(shared[i]["price"].get<double>(), alone[i]["price"].get<double>(), 1e-5 * std::max(1.0, alone[i]["price"].get<double>()));
+  }
 }
 
 }  // namespace

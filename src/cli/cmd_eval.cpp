@@ -8,6 +8,7 @@
 
 #include "cli/command.h"
 #include "core/atomic_file.h"
+#include "core/comm.h"
 #include "core/error.h"
 #include "eval/evaluate.h"
 #include "eval/human.h"
@@ -87,7 +88,7 @@ int run_eval(EvalArgs& a) {
                     "--param " + p.substr(0, eq) + " is given twice");
   }
   check_param_keys(a.ctx.params);
-  pricer::ensure_output_dir(a.out, "--out");  // before the pricers run, not after
+  if (pricer::comm::root()) pricer::ensure_output_dir(a.out, "--out");  // before the pricers run, not after
   // Build every pricer before the first (possibly long) run, so a bad name fails at once.
   std::vector<std::unique_ptr<Pricer>> pricers;
   bool need_train = false;
@@ -106,8 +107,9 @@ int run_eval(EvalArgs& a) {
   }
 
   // The run goes into the run database before the first pricer, so a failed one is on record.
+  // Under MPI every rank prices its share of the items; rank 0 alone records and writes.
   std::unique_ptr<pricer::monitor::RunRecorder> rec;
-  if (a.record) {
+  if (a.record && pricer::comm::root()) {
     pricer::monitor::NewRun nr;
     nr.name = !a.run_name.empty() ? a.run_name : "eval-" + fs::path(a.out).filename().string();
     nr.kind = pricer::monitor::RunKind::eval;
@@ -141,8 +143,9 @@ int run_eval(EvalArgs& a) {
                                {"train", need_train ? train_source : ""},
                                {"train_items", train.size()},
                                {"seed", a.ctx.seed},
-                               {"bootstrap_resamples", a.bootstrap}};
-  write_results(a.out, items, results, meta);
+                               {"bootstrap_resamples", a.bootstrap},
+                               {"ranks", pricer::comm::size()}};
+  if (pricer::comm::root()) write_results(a.out, items, results, meta);
   std::string failed;
   for (const auto& r : results)
     if (r.failed()) failed += (failed.empty() ? "" : ", ") + r.name;

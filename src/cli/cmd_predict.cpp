@@ -16,6 +16,7 @@
 
 #include "cli/command.h"
 #include "core/atomic_file.h"
+#include "core/comm.h"
 #include "core/error.h"
 #include "eval/item.h"
 #include "io/json_util.h"
@@ -177,6 +178,7 @@ int run_predict(PredictArgs& a) {
   std::vector<Request> reqs;
   if (batch) {
     if (a.jsonl == "-") {
+      require(comm::size() == 1, "--jsonl -: under mpirun stdin reaches rank 0 only; give the batch as a file");
       reqs = read_requests(std::cin, "stdin", mp, a.skip_invalid);
     } else {
       std::ifstream in(a.jsonl, std::ios::binary);
@@ -189,19 +191,24 @@ int run_predict(PredictArgs& a) {
     require(!text.empty(), "empty product text");
     reqs.push_back({0, nullptr, mp.prompt_for(text)});
   }
+  // Under MPI each rank prices a contiguous share of a batch; rank 0 prints every share in order.
+  const auto [begin, end] = batch ? comm::share(reqs.size()) : std::pair<std::size_t, std::size_t>{0, reqs.size()};
   std::vector<std::string> prompts;
-  for (const auto& r : reqs) prompts.push_back(r.prompt);
-  const std::vector<PricePrediction> preds = mp.predict(prompts, mode);
+  for (std::size_t i = begin; i < end; ++i) prompts.push_back(reqs[i].prompt);
+  const std::vector<PricePrediction> preds = prompts.empty() ? std::vector<PricePrediction>{} : mp.predict(prompts, mode);
 
-  for (std::size_t i = 0; i < preds.size(); ++i) {
-    const PricePrediction& p = preds[i];
-    if (batch || a.as_json) {
-      json j = prediction_json(mp, i, p, mode);
-      if (batch) j["line"] = reqs[i].line;
-      if (!reqs[i].id.is_null()) j["id"] = reqs[i].id;
-      std::cout << j.dump() << "\n";
-      continue;
+  if (batch || a.as_json) {
+    std::string lines;
+    for (std::size_t i = 0; i < preds.size(); ++i) {
+      json j = prediction_json(mp, i, preds[i], mode);
+      if (batch) j["line"] = reqs[begin + i].line;
+      if (!reqs[begin + i].id.is_null()) j["id"] = reqs[begin + i].id;
+      lines += j.dump() + "\n";
     }
+    for (const std::string& share : batch ? comm::all_texts(lines) : std::vector<std::string>{lines})
+      if (comm::root()) std::cout << share;
+  } else {
+    const PricePrediction& p = preds.front();
     std::printf("$%.2f  (%.0f%% interval $%.0f - $%.0f, %s%s)\n", p.price, 100 * opt.coverage, p.dist.lo, p.dist.hi,
                 price_mode_name(mode), mp.members().size() > 1 ? ", averaged over the models" : "");
     if (mode == PriceMode::Greedy && !p.parsed)

@@ -124,6 +124,28 @@ bool any(bool flag) {
   return v > 0;
 }
 
+std::vector<std::string> all_texts(const std::string& mine) {
+#ifdef PRICER_HAVE_MPI
+  if (g_size > 1) {
+    int len = static_cast<int>(mine.size());
+    std::vector<int> lens(static_cast<std::size_t>(g_size)), at(static_cast<std::size_t>(g_size), 0);
+    MPI_Allgather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, MPI_COMM_WORLD);
+    for (int r = 1; r < g_size; ++r) at[r] = at[r - 1] + lens[r - 1];
+    std::string all(static_cast<std::size_t>(at.back() + lens.back()), '\0');
+    MPI_Allgatherv(mine.data(), len, MPI_CHAR, all.data(), lens.data(), at.data(), MPI_CHAR, MPI_COMM_WORLD);
+    std::vector<std::string> out;
+    for (int r = 0; r < g_size; ++r) out.push_back(all.substr(static_cast<std::size_t>(at[r]), static_cast<std::size_t>(lens[r])));
+    return out;
+  }
+#endif
+  return {mine};
+}
+
+std::pair<std::size_t, std::size_t> share(std::size_t n) {
+  const auto r = static_cast<std::size_t>(g_rank), k = static_cast<std::size_t>(g_size);
+  return {n * r / k, n * (r + 1) / k};
+}
+
 void abort_job(const std::string& message, int code) {
   const std::string line = "pricer: rank " + std::to_string(g_rank) + " of " + std::to_string(g_size) + ": " + message + "\n";
   std::fflush(stderr);

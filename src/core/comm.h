@@ -4,6 +4,8 @@
 // the one file that speaks MPI.
 #include <span>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace pricer::comm {
 
@@ -27,6 +29,10 @@ void sum(std::span<float> data);
 void sum(std::span<double> data);
 // Every rank's flag ORed together (e.g. "an interrupt arrived here").
 bool any(bool flag);
+// Every rank's text, in rank order, on every rank.
+std::vector<std::string> all_texts(const std::string& mine);
+// The items [begin, end) of n that this rank takes: contiguous shares, in rank order.
+std::pair<std::size_t, std::size_t> share(std::size_t n);
 
 // Ends every rank of the job after a failure on this one, naming the rank; never returns.
 [[noreturn]] void abort_job(const std::string& message, int code);

@@ -7,6 +7,7 @@
 #include <map>
 
 #include "core/atomic_file.h"
+#include "core/comm.h"
 #include "core/error.h"
 #include "core/format.h"
 #include "eval/report.h"
@@ -44,20 +45,46 @@ json metrics_json(const Metrics& m) {
 
 namespace {
 
-// Fits and prices; what the pricer threw becomes the result's failure.
+// Fits and prices; what the pricer threw becomes the result's failure. Under MPI every rank fits,
+// prices its share of the items and the shares are put together in item order; a failure on any
+// rank fails the pricer on every rank (no rank is left waiting for the others).
 void run_pricer(Pricer& pricer, const std::vector<Item>& train, const std::vector<Item>& items, PricerResult& r) {
-  auto t0 = std::chrono::steady_clock::now();
-  if (pricer.needs_training()) {
-    require(!train.empty(), "pricer \"" + r.name + "\" needs a training split (--train)");
-    pricer.fit(train);
+  const bool sharded = comm::size() > 1 && pricer.shardable();
+  const auto [begin, end] = sharded ? comm::share(items.size()) : std::pair<std::size_t, std::size_t>{0, items.size()};
+  std::string error;
+  try {
+    auto t0 = std::chrono::steady_clock::now();
+    if (pricer.needs_training()) {
+      require(!train.empty(), "pricer \"" + r.name + "\" needs a training split (--train)");
+      pricer.fit(train);
+    }
+    r.fit_seconds = seconds_since(t0);
+    t0 = std::chrono::steady_clock::now();
+    const std::vector<Item> mine(items.begin() + static_cast<std::ptrdiff_t>(begin),
+                                 items.begin() + static_cast<std::ptrdiff_t>(end));
+    r.predictions = mine.empty() ? std::vector<double>{} : pricer.predict(mine);
+    r.predict_seconds = seconds_since(t0);
+    require(r.predictions.size() == mine.size(), "pricer \"" + r.name + "\" returned " +
+                                                     std::to_string(r.predictions.size()) + " prices for " +
+                                                     std::to_string(mine.size()) + " items");
+  } catch (const std::exception& e) {
+    error = e.what();
   }
-  r.fit_seconds = seconds_since(t0);
-  t0 = std::chrono::steady_clock::now();
-  r.predictions = pricer.predict(items);
-  r.predict_seconds = seconds_since(t0);
-  require(r.predictions.size() == items.size(),
-          "pricer \"" + r.name + "\" returned " + std::to_string(r.predictions.size()) +
-              " prices for " + std::to_string(items.size()) + " items");
+  if (!sharded) {
+    if (!error.empty()) throw Error(error);
+    return;
+  }
+  const std::vector<std::string> errors = comm::all_texts(error);
+  for (std::size_t k = 0; k < errors.size(); ++k)
+    if (!errors[k].empty()) throw Error("rank " + std::to_string(k) + ": " + errors[k]);
+  // Each rank fills its share, the others add zeros.
+  std::vector<double> all(items.size(), 0.0);
+  std::copy(r.predictions.begin(), r.predictions.end(), all.begin() + static_cast<std::ptrdiff_t>(begin));
+  comm::sum(all);
+  r.predictions = std::move(all);
+  double seconds = r.predict_seconds;
+  comm::sum(std::span<double>(&seconds, 1));
+  r.predict_seconds = seconds / comm::size();  // the ranks' mean: they price side by side
 }
 
 }  // namespace

@@ -46,6 +46,7 @@ class HumanPricer : public Pricer {
     return read_human_csv(csv_, items.size());
   }
   nlohmann::json stats() const override { return {{"guesses", csv_.string()}}; }
+  bool shardable() const override { return false; }  // guesses are read by item position
 
  private:
   std::filesystem::path csv_;

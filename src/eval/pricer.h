@@ -29,6 +29,9 @@ class Pricer {
   virtual std::string unpriced_reason() const { return ""; }
   // Extra figures for results.json (tokens, cost, failed replies, model settings).
   virtual nlohmann::json stats() const { return nlohmann::json::object(); }
+  // Whether items may be priced in shares (one per MPI rank) and the prices put together; false
+  // for a pricer that reads items by their position (the human's guesses).
+  virtual bool shardable() const { return true; }
 };
 
 // Everything a factory may need to build its pricer.
