@@ -11,12 +11,14 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <set>
 #include <sstream>
 #include <thread>
 
 #include "core/comm.h"
 #include "io/safetensors.h"
 #include "monitor/run_db.h"
+#include "sweep/state.h"
 #include "train_test_util.h"
 
 namespace pricer {
@@ -245,6 +247,52 @@ TEST_F(Mpi, EvalOnTwoRanksPricesAsOneProcessDoes) {
     EXPECT_EQ(shared[i]["line"], i + 1);
     EXPECT_NEAR(shared[i]["price"].get<double>(), alone[i]["price"].get<double>(), 1e-5 * std::max(1.0, alone[i]["price"].get<double>()));
   }
+}
+
+}  // namespace
+}  // namespace pricer
+
+namespace pricer {
+namespace {
+
+TEST_F(Mpi, ASweepRunsOneTrialPerRankWithOneStateOnRankZero) {
+  // A tiny base grown from synthetic data, then a 4-trial sweep on 2 ranks with pruning.
+  ASSERT_EQ(launch(0, {"curate", "--synthetic", "160", "--seed", "3", "--train", "120", "--val", "20", "--test", "20",
+                       "-o", dir_ / "data", "--no-charts"}, dir_.path() / "curate.log"), 0) << log("curate");
+  ASSERT_EQ(launch(0, {"-t", "1", "pretrain", "--corpus", dir_ / "data/train.jsonl", "--vocab-size", "1300",
+                       "--tokenizer-texts", "120", "--dim", "16", "--layers", "1", "--heads", "2", "--kv-heads", "1",
+                       "--ffn", "32", "--context", "256", "--max-length", "64", "--batch-size", "4", "--micro-batch", "4",
+                       "--max-steps", "1", "--eval-every", "0", "--out", dir_ / "base", "-q", "--no-record"},
+                   dir_.path() / "pretrain.log"), 0) << log("pretrain");
+  write_file_atomic(dir_ / "sweep.yaml",
+                    "name: ranks\nout_dir: " + (dir_ / "sw") + "\nseed: 5\nalgorithm: tpe\nstartup_trials: 2\ntrials: 4\n"
+                    "pruning: {min_steps: 2, reduction_factor: 2}\n"
+                    "train:\n  model: " + (dir_ / "base/model.gguf") + "\n  dataset: " + (dir_ / "data") +
+                    "\n  base_dtype: f32\n  max_length: 96\n  batch_size: 4\n  micro_batch: 4\n  max_steps: 6\n"
+                    "  eval_items: 8\n  save_every: 0\n"
+                    "space:\n  lr: {type: log_uniform, low: 1.0e-4, high: 1.0e-1}\n  rank: [2, 4]\n");
+  ASSERT_EQ(launch(2, {"-t", "1", "sweep", "--config", dir_ / "sweep.yaml", "-q", "--runs-db", dir_ / "runs.db"},
+                   dir_.path() / "sweep.log"), 0) << log("sweep");
+  EXPECT_NE(log("sweep").find("one per MPI rank"), std::string::npos) << log("sweep");
+  const auto st = sweep::SweepState::load(dir_.path() / "sw" / "sweep.json");
+  ASSERT_TRUE(st);
+  ASSERT_EQ(st->trials.size(), 4u);
+  for (const auto& t : st->trials) {
+    EXPECT_TRUE(t.status == sweep::TrialStatus::complete || t.status == sweep::TrialStatus::pruned) << t.message;
+    EXPECT_EQ(t.rungs.count(2), 1u) << "every trial reported its first rung to rank 0";
+    ASSERT_EQ(t.run_ids.size(), 1u) << "each trial's run reached rank 0's state";
+    EXPECT_TRUE(fs::exists(fs::path(t.out_dir) / "last" / "adapter_model.safetensors") || t.status == sweep::TrialStatus::pruned)
+        << t.out_dir;
+  }
+  monitor::RunDb db(dir_ / "runs.db", monitor::RunDb::Mode::existing);
+  EXPECT_EQ(db.list_runs().size(), 4u);
+  std::set<int> ran_on;
+  for (const auto& r : db.list_runs()) {
+    EXPECT_EQ(db.params(r.id)["ranks"], 1) << "a trial trains alone on its rank";
+    ran_on.insert(db.params(r.id)["world_rank"].get<int>());
+  }
+  EXPECT_EQ(ran_on, (std::set<int>{0, 1}));
+  EXPECT_TRUE(fs::exists(dir_.path() / "sw" / "report.html"));
 }
 
 }  // namespace

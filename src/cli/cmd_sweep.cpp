@@ -7,6 +7,7 @@
 
 #include "cli/command.h"
 #include "core/atomic_file.h"
+#include "core/comm.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "core/threads.h"
@@ -39,14 +40,16 @@ int run_sweep_command(const SweepArgs& a) {
   if (a.quiet) cfg.train.progress = false;
   cfg.search.validate();
 
-  // The threads (pricer --threads) are divided between the trials that run at once.
-  const int per_trial = std::max(1, threads() / cfg.search.parallel);
+  // The threads (pricer --threads) are divided between the trials that run at once; under MPI
+  // each rank runs one trial with all of its own.
+  if (comm::world_size() > 1) cfg.search.parallel = comm::world_size();
+  const int per_trial = comm::world_size() > 1 ? threads() : std::max(1, threads() / cfg.search.parallel);
   set_threads(per_trial);
-  std::fprintf(stderr, "sweep %s: %s, %s%s, %d trial(s) at once with %d thread(s) each -> %s\n", cfg.name.c_str(),
+  std::fprintf(stderr, "sweep %s: %s, %s%s, %d trial(s) at once%s with %d thread(s) each -> %s\n", cfg.name.c_str(),
                cfg.search.algorithm.c_str(),
                cfg.search.trials > 0 ? (std::to_string(cfg.search.trials) + " trials").c_str() : "no trial limit",
                cfg.search.time_budget_s > 0 ? (", " + format_duration(cfg.search.time_budget_s)).c_str() : "",
-               cfg.search.parallel, per_trial, cfg.out_dir.c_str());
+               cfg.search.parallel, comm::world_size() > 1 ? " (one per MPI rank)" : "", per_trial, cfg.out_dir.c_str());
 
   const sweep::TrainTrialRunner runner(cfg);
   sweep::SweepSpec spec;
@@ -72,6 +75,7 @@ int run_sweep_command(const SweepArgs& a) {
   };
   bool interrupted = false;
   const sweep::SweepState st = sweep::run_sweep(spec, std::cref(runner), &interrupted);
+  if (comm::world_rank() != 0) return 0;  // rank 0 reports the sweep
 
   std::cout << "\n" << sweep::format_ranked_table(st, cfg.space, cfg.objective, 20);
   const fs::path out(cfg.out_dir);

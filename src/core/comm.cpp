@@ -1,6 +1,7 @@
 #include "core/comm.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -8,6 +9,8 @@
 
 #include <fcntl.h>
 #include <unistd.h>
+
+#include "core/error.h"
 
 #ifdef PRICER_HAVE_MPI
 #include <mpi.h>
@@ -18,7 +21,8 @@ namespace pricer::comm {
 namespace {
 
 int g_rank = 0, g_size = 1;
-bool g_joined = false;
+bool g_joined = false, g_multiple = false;
+std::atomic<int> g_solo{0};
 int g_error_fd = 2;  // where a fatal error of this rank is written (stderr, kept when silenced)
 
 // Ranks other than 0 would repeat rank 0's every line (they run the same job): their stdout and
@@ -43,6 +47,7 @@ bool launched_by_mpi() {
 }
 
 #ifdef PRICER_HAVE_MPI
+constexpr int kTextTag = 17;
 // Counts travel as int: slices of at most this many elements.
 constexpr std::size_t kMaxPiece = std::size_t(1) << 26;
 
@@ -78,7 +83,8 @@ void init(int& argc, char**& argv) {
 #ifdef PRICER_HAVE_MPI
   if (!launched_by_mpi()) return;
   int provided = 0;
-  MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
+  g_multiple = provided >= MPI_THREAD_MULTIPLE;
   MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
   MPI_Comm_size(MPI_COMM_WORLD, &g_size);
   g_joined = true;
@@ -99,12 +105,43 @@ void finalize() {
 #endif
 }
 
-int rank() { return g_rank; }
-int size() { return g_size; }
+int rank() { return g_solo > 0 ? 0 : g_rank; }
+int size() { return g_solo > 0 ? 1 : g_size; }
+int world_rank() { return g_rank; }
+int world_size() { return g_size; }
+bool threads_may_communicate() { return g_multiple; }
+
+Solo::Solo() { ++g_solo; }
+Solo::~Solo() { --g_solo; }
+
+void send_text(int to, const std::string& text) {
+#ifdef PRICER_HAVE_MPI
+  MPI_Send(text.data(), static_cast<int>(text.size()), MPI_CHAR, to, kTextTag, MPI_COMM_WORLD);
+#else
+  (void)to;
+  (void)text;
+  throw Error("send_text: this build has no MPI");
+#endif
+}
+
+std::string recv_text(int from) {
+#ifdef PRICER_HAVE_MPI
+  MPI_Status st;
+  MPI_Probe(from, kTextTag, MPI_COMM_WORLD, &st);
+  int n = 0;
+  MPI_Get_count(&st, MPI_CHAR, &n);
+  std::string text(static_cast<std::size_t>(n), '\0');
+  MPI_Recv(text.data(), n, MPI_CHAR, from, kTextTag, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+  return text;
+#else
+  (void)from;
+  throw Error("recv_text: this build has no MPI");
+#endif
+}
 
 void sum(std::span<float> data) {
 #ifdef PRICER_HAVE_MPI
-  if (g_size > 1) ordered_sum(data, MPI_FLOAT);
+  if (size() > 1) ordered_sum(data, MPI_FLOAT);
 #else
   (void)data;
 #endif
@@ -112,7 +149,7 @@ void sum(std::span<float> data) {
 
 void sum(std::span<double> data) {
 #ifdef PRICER_HAVE_MPI
-  if (g_size > 1) ordered_sum(data, MPI_DOUBLE);
+  if (size() > 1) ordered_sum(data, MPI_DOUBLE);
 #else
   (void)data;
 #endif
@@ -126,7 +163,7 @@ bool any(bool flag) {
 
 std::vector<std::string> all_texts(const std::string& mine) {
 #ifdef PRICER_HAVE_MPI
-  if (g_size > 1) {
+  if (size() > 1) {
     int len = static_cast<int>(mine.size());
     std::vector<int> lens(static_cast<std::size_t>(g_size)), at(static_cast<std::size_t>(g_size), 0);
     MPI_Allgather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, MPI_COMM_WORLD);
@@ -142,7 +179,7 @@ std::vector<std::string> all_texts(const std::string& mine) {
 }
 
 std::pair<std::size_t, std::size_t> share(std::size_t n) {
-  const auto r = static_cast<std::size_t>(g_rank), k = static_cast<std::size_t>(g_size);
+  const auto r = static_cast<std::size_t>(rank()), k = static_cast<std::size_t>(size());
   return {n * r / k, n * (r + 1) / k};
 }
 

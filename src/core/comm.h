@@ -34,6 +34,24 @@ std::vector<std::string> all_texts(const std::string& mine);
 // The items [begin, end) of n that this rank takes: contiguous shares, in rank order.
 std::pair<std::size_t, std::size_t> share(std::size_t n);
 
+// Point to point on the whole world (whatever Solo says): one message of text, in order per pair.
+void send_text(int to, const std::string& text);
+std::string recv_text(int from);
+int world_rank();
+int world_size();
+// Whether several threads of this process may communicate at once (MPI_THREAD_MULTIPLE).
+bool threads_may_communicate();
+
+// While a Solo lives this process is a job of its own, rank 0 of 1, for everything above but
+// send_text / recv_text (a sweep's trial trains alone on its rank).
+class Solo {
+ public:
+  Solo();
+  ~Solo();
+  Solo(const Solo&) = delete;
+  Solo& operator=(const Solo&) = delete;
+};
+
 // Ends every rank of the job after a failure on this one, naming the rank; never returns.
 [[noreturn]] void abort_job(const std::string& message, int code);
 

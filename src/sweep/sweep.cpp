@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "core/clock.h"
+#include "core/comm.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "monitor/interrupt.h"
@@ -59,6 +60,43 @@ void check_same_settings(const nlohmann::json& stored, const nlohmann::json& now
   throw Error(path.string() + ": the sweep was started with different settings; use another out_dir");
 }
 
+nlohmann::json outcome_json(const TrialOutcome& o) {
+  return {{"interrupted", o.interrupted}, {"pruned", o.pruned}, {"objective", o.objective}, {"steps", o.steps},
+          {"message", o.message}};
+}
+
+TrialOutcome outcome_from_json(const nlohmann::json& j) {
+  TrialOutcome o;
+  o.interrupted = j.at("interrupted").get<bool>();
+  o.pruned = j.at("pruned").get<bool>();
+  o.objective = j.at("objective").is_number() ? j["objective"].get<double>() : NAN;  // a NaN travels as null
+  o.steps = j.at("steps").get<int64_t>();
+  o.message = j.at("message").get<std::string>();
+  return o;
+}
+
+// A rank other than 0 in a sweep under MPI: runs the trials rank 0 sends, reporting back, until
+// told to stop.
+void serve_trials(const TrialFn& fn) {
+  for (;;) {
+    const nlohmann::json m = nlohmann::json::parse(comm::recv_text(0));
+    if (m.contains("stop")) return;
+    TrialContext ctx;
+    ctx.trial = TrialRecord::from_json(m.at("trial"));
+    ctx.resume = m.at("resume").get<bool>();
+    ctx.report = [](int64_t step, double value) {
+      comm::send_text(0, nlohmann::json{{"report", {step, value}}}.dump());
+      return nlohmann::json::parse(comm::recv_text(0)).at("go").get<bool>();
+    };
+    ctx.add_run = [](int64_t run_id) { comm::send_text(0, nlohmann::json{{"run", run_id}}.dump()); };
+    try {
+      comm::send_text(0, nlohmann::json{{"done", outcome_json(fn(ctx))}}.dump());
+    } catch (const Error& e) {
+      comm::send_text(0, nlohmann::json{{"failed", e.what()}}.dump());
+    }
+  }
+}
+
 class SweepRunner {
  public:
   SweepRunner(const SweepSpec& spec, const TrialFn& fn) : spec_(spec), fn_(fn), sampler_(make_sampler(spec.search.algorithm, spec.search.tpe)) {}
@@ -92,17 +130,20 @@ class SweepRunner {
     progress_ = std::make_unique<Progress>("sweep " + spec_.name, total, po);
     progress_->set(finished_count());
 
+    // Under MPI one worker per rank: worker w runs its trials on rank w (0: here).
+    const int workers_n = comm::world_size() > 1 ? comm::world_size() : spec_.search.parallel;
     std::vector<std::thread> workers;
     std::exception_ptr error;
-    for (int w = 0; w < spec_.search.parallel; ++w)
-      workers.emplace_back([this, &error] {
+    for (int w = 0; w < workers_n; ++w)
+      workers.emplace_back([this, &error, w] {
         try {
-          work();
+          work(w);
         } catch (...) {
           std::lock_guard lock(mu_);
           if (!error) error = std::current_exception();
           stop_ = true;
         }
+        if (w > 0 && comm::world_size() > 1) comm::send_text(w, R"({"stop": true})");  // its rank's loop ends
       });
     for (auto& t : workers) t.join();
     progress_->finish();
@@ -156,7 +197,7 @@ class SweepRunner {
     return ctx;
   }
 
-  void work() {
+  void work(int worker) {
     for (;;) {
       TrialContext ctx;
       {
@@ -179,7 +220,7 @@ class SweepRunner {
       TrialOutcome out;
       std::string failure;
       try {
-        out = fn_(ctx);
+        out = worker > 0 && comm::world_size() > 1 ? run_remote(worker, ctx) : fn_(ctx);
       } catch (const Error& e) {
         failure = e.what();
       }
@@ -222,6 +263,24 @@ class SweepRunner {
     }
   }
 
+  // Runs ctx's trial on rank `rank` and answers its reports and runs as they come.
+  TrialOutcome run_remote(int rank, TrialContext& ctx) {
+    comm::send_text(rank, nlohmann::json{{"trial", ctx.trial.to_json()}, {"resume", ctx.resume}}.dump());
+    for (;;) {
+      const nlohmann::json m = nlohmann::json::parse(comm::recv_text(rank));
+      if (m.contains("report")) {
+        const bool go = ctx.report(m["report"][0].get<int64_t>(), m["report"][1].get<double>());
+        comm::send_text(rank, nlohmann::json{{"go", go}}.dump());
+      } else if (m.contains("run")) {
+        ctx.add_run(m["run"].get<int64_t>());
+      } else if (m.contains("failed")) {
+        throw Error(m["failed"].get<std::string>());
+      } else {
+        return outcome_from_json(m.at("done"));
+      }
+    }
+  }
+
   bool report(int64_t number, int64_t step, double value) {
     if (!spec_.search.pruning.is_rung(step)) return true;
     std::lock_guard lock(mu_);
@@ -252,6 +311,16 @@ class SweepRunner {
 }  // namespace
 
 SweepState run_sweep(const SweepSpec& spec, const TrialFn& trial, bool* interrupted) {
+  // Under MPI every trial trains on its own rank, alone; rank 0 keeps the sweep's state.
+  const comm::Solo solo;
+  if (comm::world_size() > 1) {
+    require(comm::threads_may_communicate(), "sweep under MPI: this MPI library cannot serve several ranks at once "
+                                             "from rank 0 (no MPI_THREAD_MULTIPLE)");
+    if (comm::world_rank() != 0) {
+      serve_trials(trial);
+      return {};
+    }
+  }
   SweepRunner runner(spec, trial);
   return runner.run(interrupted);
 }

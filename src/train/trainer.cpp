@@ -635,6 +635,7 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
   params_json["resumed_at_step"] = st.step;
   params_json["memory_estimate_mib"] = need >> 20;
   params_json["ranks"] = comm::size();
+  if (comm::world_size() > 1) params_json["world_rank"] = comm::world_rank();  // which rank ran it (a sweep's trials)
   rec.log_params(params_json);
 
   monitor::InterruptGuard guard;
