@@ -68,12 +68,7 @@ void expect_same_tensors(const std::string& a, const std::string& b) {
 class Mpi : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    suite_ = new fs::path(fs::temp_directory_path() / ("pricer_mpi_" + std::to_string(::getpid())));
-    fs::remove_all(*suite_);
-    fs::create_directories(*suite_);
-    write_tiny_model((*suite_ / "model.gguf").string(), 11);
-    write_price_jsonl((*suite_ / "train.jsonl").string(), price_prompts(3, 0, 32));
-    write_price_jsonl((*suite_ / "val.jsonl").string(), price_prompts(3, 1000, 8));
+    suite_ = make_training_suite("mpi");
   }
   static void TearDownTestSuite() {
     fs::remove_all(*suite_);

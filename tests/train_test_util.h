@@ -207,6 +207,18 @@ class Child {
   bool waited_ = false;
 };
 
+// The files the CLI training suites share, in a fresh directory named for `what` and the pid: a
+// tiny model (model.gguf + tokenizer.json), 32 training and 8 validation price examples.
+inline fs::path* make_training_suite(const std::string& what) {
+  auto* dir = new fs::path(fs::temp_directory_path() / ("pricer_" + what + "_" + std::to_string(::getpid())));
+  fs::remove_all(*dir);
+  fs::create_directories(*dir);
+  write_tiny_model((*dir / "model.gguf").string(), 11);
+  write_price_jsonl((*dir / "train.jsonl").string(), price_prompts(3, 0, 32));
+  write_price_jsonl((*dir / "val.jsonl").string(), price_prompts(3, 1000, 8));
+  return dir;
+}
+
 // Runs pricer to completion; returns the exit code, with stdout/stderr in out/err.
 inline int run_pricer(const std::vector<std::string>& args, const fs::path& log_prefix, std::string* out = nullptr,
                       std::string* err = nullptr) {
