@@ -45,23 +45,33 @@ json metrics_json(const Metrics& m) {
 
 namespace {
 
-// Fits and prices; what the pricer threw becomes the result's failure. Under MPI every rank fits,
-// prices its share of the items and the shares are put together in item order; a failure on any
+json pricer_stats(const Pricer& pricer) {
+  try {
+    return pricer.stats();
+  } catch (const std::exception&) {
+    return json::object();  // a pricer that failed early may have no figures to give
+  }
+}
+
+// Fits and prices; what the pricer threw becomes the result's failure. Under MPI every rank fits
+// and prices its share of the items (a pricer that may not be sharded: rank 0 all of them) and
+// the shares are put together in item order on every rank, with their stats; a failure on any
 // rank fails the pricer on every rank (no rank is left waiting for the others).
 void run_pricer(Pricer& pricer, const std::vector<Item>& train, const std::vector<Item>& items, PricerResult& r) {
-  const bool sharded = comm::size() > 1 && pricer.shardable();
-  const auto [begin, end] = sharded ? comm::share(items.size()) : std::pair<std::size_t, std::size_t>{0, items.size()};
+  const bool job = comm::size() > 1;
+  auto [begin, end] = comm::share(items.size());
+  if (!pricer.shardable()) begin = 0, end = comm::root() ? items.size() : 0;
   std::string error;
   try {
     auto t0 = std::chrono::steady_clock::now();
-    if (pricer.needs_training()) {
+    const std::vector<Item> mine(items.begin() + static_cast<std::ptrdiff_t>(begin),
+                                 items.begin() + static_cast<std::ptrdiff_t>(end));
+    if (pricer.needs_training() && !mine.empty()) {
       require(!train.empty(), "pricer \"" + r.name + "\" needs a training split (--train)");
       pricer.fit(train);
     }
     r.fit_seconds = seconds_since(t0);
     t0 = std::chrono::steady_clock::now();
-    const std::vector<Item> mine(items.begin() + static_cast<std::ptrdiff_t>(begin),
-                                 items.begin() + static_cast<std::ptrdiff_t>(end));
     r.predictions = mine.empty() ? std::vector<double>{} : pricer.predict(mine);
     r.predict_seconds = seconds_since(t0);
     require(r.predictions.size() == mine.size(), "pricer \"" + r.name + "\" returned " +
@@ -70,8 +80,9 @@ void run_pricer(Pricer& pricer, const std::vector<Item>& train, const std::vecto
   } catch (const std::exception& e) {
     error = e.what();
   }
-  if (!sharded) {
+  if (!job) {
     if (!error.empty()) throw Error(error);
+    r.stats = pricer_stats(pricer);
     return;
   }
   const std::vector<std::string> errors = comm::all_texts(error);
@@ -82,9 +93,14 @@ void run_pricer(Pricer& pricer, const std::vector<Item>& train, const std::vecto
   std::copy(r.predictions.begin(), r.predictions.end(), all.begin() + static_cast<std::ptrdiff_t>(begin));
   comm::sum(all);
   r.predictions = std::move(all);
-  double seconds = r.predict_seconds;
-  comm::sum(std::span<double>(&seconds, 1));
-  r.predict_seconds = seconds / comm::size();  // the ranks' mean: they price side by side
+  double seconds[2] = {r.fit_seconds, r.predict_seconds};
+  comm::sum(seconds);
+  r.fit_seconds = seconds[0] / comm::size();  // the ranks' mean: they work side by side
+  r.predict_seconds = seconds[1] / comm::size();
+  std::vector<json> shares;
+  for (const std::string& s : comm::all_texts(end > begin ? pricer_stats(pricer).dump() : ""))
+    if (!s.empty()) shares.push_back(json::parse(s));
+  r.stats = shares.empty() ? json::object() : pricer.combine_stats(shares);
 }
 
 }  // namespace
@@ -119,11 +135,7 @@ PricerResult evaluate_pricer(Pricer& pricer, const std::vector<Item>& train,
                 (why.empty() ? "" : ": " + why);
   }
   if (!priced.empty()) r.metrics = compute_metrics(truth, priced, cats, opt);
-  try {
-    r.stats = pricer.stats();
-  } catch (const std::exception&) {
-    r.stats = json::object();  // a pricer that failed early may have no figures to give
-  }
+  if (r.stats.is_null()) r.stats = pricer_stats(pricer);
   return r;
 }
 

@@ -32,6 +32,7 @@ class FrontierPricer : public Pricer {
   // The unpriced items' errors with their counts: "Could not establish connection (3 items)".
   std::string unpriced_reason() const override;
   nlohmann::json stats() const override;
+  bool shardable() const override { return false; }  // one paid request per item, from rank 0
 
  private:
   FrontierConfig cfg_;

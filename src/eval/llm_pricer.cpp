@@ -83,6 +83,15 @@ std::vector<double> LlmPricer::predict(const std::vector<Item>& items) {
 
 nlohmann::json LlmPricer::stats() const { return stats_; }
 
+nlohmann::json LlmPricer::combine_stats(const std::vector<nlohmann::json>& shares) const {
+  nlohmann::json all = shares.front();
+  if (!all.contains("greedy_unparsed")) return all;
+  int64_t unparsed = 0;
+  for (const auto& s : shares) unparsed += s.value("greedy_unparsed", int64_t{0});
+  all["greedy_unparsed"] = unparsed;
+  return all;
+}
+
 std::shared_ptr<ModelPricer> shared_model_pricer(const ModelPricerOptions& opt) {
   static std::mutex mu;
   static std::map<std::string, std::weak_ptr<ModelPricer>> live;

@@ -23,6 +23,7 @@ class LlmPricer : public Pricer {
   // mode, model, adapter, the interval's nominal and observed coverage on these items, its mean
   // width, the mean probability on number tokens, and (greedy) completions without a number.
   nlohmann::json stats() const override;
+  nlohmann::json combine_stats(const std::vector<nlohmann::json>& shares) const override;
 
  private:
   std::string name_;

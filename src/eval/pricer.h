@@ -29,9 +29,13 @@ class Pricer {
   virtual std::string unpriced_reason() const { return ""; }
   // Extra figures for results.json (tokens, cost, failed replies, model settings).
   virtual nlohmann::json stats() const { return nlohmann::json::object(); }
-  // Whether items may be priced in shares (one per MPI rank) and the prices put together; false
-  // for a pricer that reads items by their position (the human's guesses).
+  // Whether items may be priced in shares (one per MPI rank) and the prices put together. A
+  // pricer that may not (the human's guesses, read by item position; a paid API, called once per
+  // item) prices them all on rank 0.
   virtual bool shardable() const { return true; }
+  // The stats of a sharded evaluation from each share's stats() in rank order: the first by
+  // default (settings, the same on every rank); pricers that count per item add up their counts.
+  virtual nlohmann::json combine_stats(const std::vector<nlohmann::json>& shares) const { return shares.front(); }
 };
 
 // Everything a factory may need to build its pricer.
