@@ -177,6 +177,326 @@ BatchGradient accumulate_gradients(LlamaModel& model, const std::vector<Param>& 
 // ---------------------------------------------------------------------------------------------
 // The loop
 
+namespace {
+
+// One training run from its first (or resumed) step to its outputs. The loop's parts are
+// methods: a step, an evaluation, a checkpoint, the progress line; the members are what they
+// share. Under MPI rank 0 alone speaks and writes (progress, run database, checkpoints, outputs).
+class TrainingRun {
+ public:
+  TrainingRun(const TrainConfig& cfg, LlamaModel& model, const Tokenizer& tok, const std::vector<PricedExample>& train,
+              const std::vector<PricedExample>& val, bool mode_full, const TrainHooks& hooks)
+      : cfg_(cfg), model_(model), tok_(tok), train_(train), val_(val), mode_full_(mode_full), hooks_(hooks),
+        be_(make_cpu_backend(dtype_from_name(cfg.compute_dtype))), params_(model.trainable_params()),
+        opt_(optimizer_config(cfg), make_param_groups(params_, cfg.weight_decay)),
+        ckpt_((fs::path(cfg.out_dir) / "checkpoint.bin").string()), talk_(cfg.progress && comm::root()),
+        label_(mode_full && !cfg.full ? "pretrain" : "train") {  // full fine-tuning is training too
+    if (cfg.price_smoothing > 0) {
+      const PriceDistribution pd(tok);  // throws when the vocabulary has no number tokens
+      numbers_ = {pd.ids(), pd.values()};
+    }
+    const int64_t batches_per_epoch = (static_cast<int64_t>(train.size()) + cfg.batch_size - 1) / cfg.batch_size;
+    total_ = batches_per_epoch * std::max<int64_t>(1, cfg.epochs);
+    if (cfg.max_steps > 0) total_ = std::min(total_, cfg.max_steps);
+    if (cfg.max_steps > 0 && cfg.epochs <= 0) total_ = cfg.max_steps;
+    cfg_json_ = cfg.to_json();
+    cfg_json_["identity"] = run_identity(cfg, train);
+    if (cfg.ema > 0) avg_.emplace(params_, cfg.ema);
+  }
+
+  TrainSummary run(uint64_t memory_need, const std::string& command_line) {
+    resume_if_asked();
+    open_record(memory_need, command_line);
+    monitor::InterruptGuard guard;
+    sum_.run_id = rec_->id();
+    if (hooks_.on_start) hooks_.on_start(rec_->id());
+    t_start_ = monotonic_seconds();
+    start_step_ = st_.step;
+    if (st_.step == 0 && cfg_.eval_every > 0) evaluate(false);  // the untrained baseline
+    bool stop = !sum_.stop_message.empty();  // a hook may stop the run at the baseline already
+    for (; st_.epoch < std::max<int64_t>(1, cfg_.epochs) && !stop; ++st_.epoch) {
+      const auto batches = epoch_batches(train_, cfg_.batch_size, cfg_.seed, st_.epoch);
+      for (; st_.batch_in_epoch < static_cast<int64_t>(batches.size()); ++st_.batch_in_epoch) {
+        if (st_.step >= total_) {
+          stop = true;
+          break;
+        }
+        step(batches[st_.batch_in_epoch]);
+        stop = after_step(static_cast<int64_t>(batches.size()));
+        if (sum_.interrupted) return summarize();
+        if (stop) break;
+      }
+      // A stopped run keeps its place (the epoch not advanced), so a resume with a larger step
+      // budget continues from exactly there.
+      if (stop) break;
+      st_.batch_in_epoch = 0;
+    }
+    finish();
+    return summarize();
+  }
+
+ private:
+  static OptimizerConfig optimizer_config(const TrainConfig& cfg) {
+    OptimizerConfig oc;
+    oc.kind = cfg.optimizer == "sgd" ? OptimizerKind::SGD : OptimizerKind::AdamW;
+    oc.momentum = cfg.momentum;
+    return oc;
+  }
+
+  // Evaluation and saved outputs see the averaged weights when there are any.
+  void averaged(const std::function<void()>& f) {
+    if (avg_) avg_->with_averaged(params_, f);
+    else f();
+  }
+
+  void resume_if_asked() {
+    if (cfg_.resume && fs::exists(ckpt_)) {  // a sweep trial may resume before its first checkpoint
+      st_ = load_checkpoint(ckpt_, params_, opt_, avg_ ? &*avg_ : nullptr, [&](const nlohmann::json& saved) {
+        const std::vector<std::string> diff = resume_mismatches(saved, cfg_json_);
+        if (diff.empty()) return;
+        std::string list;
+        for (const auto& d : diff) list += "\n  " + d;
+        throw Error(ckpt_ + ": this run is not the one saved there:" + list +
+                    "\n(only the step budget --epochs/--max-steps, evaluation and checkpoint cadence, the run name and"
+                    " file paths may change on --resume; start a new run with another --out, or --overwrite)");
+      });
+      if (comm::root()) std::fprintf(stderr, "resuming from %s at step %lld\n", ckpt_.c_str(), static_cast<long long>(st_.step));
+    }
+    if (const std::string bad = first_non_finite(params_); !bad.empty())
+      throw Error((cfg_.resume && fs::exists(ckpt_) ? ckpt_ : cfg_.model) + ": tensor " + bad +
+                  " holds NaN or infinite values; training cannot start from it");
+  }
+
+  void open_record(uint64_t memory_need, const std::string& command_line) {
+    monitor::NewRun nr;
+    nr.name = cfg_.run_name.empty() ? fs::path(cfg_.out_dir).filename().string() : cfg_.run_name;
+    nr.kind = label_ == "pretrain" ? monitor::RunKind::pretrain : monitor::RunKind::train;
+    nr.command_line = command_line;
+    nr.base_model = cfg_.model;
+    nr.dataset = cfg_.dataset;
+    nr.output_dir = cfg_.out_dir;
+    monitor::RecorderOptions ro;
+    if (!cfg_.runs_db.empty()) ro.db_path = cfg_.runs_db;
+    ro.database = !cfg_.no_record;
+    if (cfg_.no_record) ro.log_dir = fs::path(cfg_.out_dir) / "logs";
+    if (!comm::root()) {  // records nothing: rank 0 records the run
+      ro.database = ro.jsonl = ro.tensorboard = false;
+      ro.log_dir = fs::path(cfg_.out_dir) / "logs";
+    }
+    rec_ = std::make_unique<monitor::RunRecorder>(nr, ro);
+    nlohmann::json p = cfg_json_;
+    p["mode"] = mode_full_ ? "full" : "lora";
+    p["train_examples"] = train_.size();
+    p["val_examples"] = val_.size();
+    p["total_steps"] = total_;
+    p["resumed_at_step"] = st_.step;
+    p["memory_estimate_mib"] = memory_need >> 20;
+    p["ranks"] = comm::size();
+    if (comm::world_size() > 1) p["world_rank"] = comm::world_rank();  // which rank ran it (a sweep's trials)
+    rec_->log_params(p);
+  }
+
+  // One optimizer step on the batch `idx` (skipped, and counted, when loss or gradient is not finite).
+  void step(const std::vector<int64_t>& idx) {
+    model_.zero_grad();
+    std::vector<Batch> micro;
+    for (size_t at = 0; at < idx.size(); at += static_cast<size_t>(cfg_.micro())) {
+      const std::vector<int64_t> part(idx.begin() + static_cast<int64_t>(at),
+                                      idx.begin() + static_cast<int64_t>(std::min(idx.size(), at + cfg_.micro())));
+      micro.push_back(batch_of(train_, part));
+      if (cfg_.price_smoothing > 0) add_price_smoothing(micro.back(), train_, part, numbers_, cfg_.price_smoothing);
+    }
+    const BatchGradient g = accumulate_gradients(model_, params_, micro, *be_, cfg_, st_.step);
+    tokens_done_ += g.tokens_fed;
+    const double loss = g.loss;
+    const float norm = clip_grad_norm(opt_.groups(), cfg_.max_grad_norm);
+    const float lr = scheduled_lr(cfg_, st_.step, total_);
+    const bool finite = std::isfinite(loss) && std::isfinite(norm);
+    if (finite) {
+      opt_.step(*be_, lr);
+      st_.last_train_loss = loss;
+      non_finite_run_ = 0;
+      if (const std::string bad = first_non_finite(params_); !bad.empty())
+        throw Error("training diverged at step " + std::to_string(st_.step + 1) + ": " + bad +
+                    " went non-finite after the update (lr " + lr_text(lr) + "); lower --lr or --max-grad-norm");
+      if (avg_) avg_->update(params_);
+    } else {
+      ++st_.skipped;
+      if (++non_finite_run_ >= kMaxNonFiniteSteps)
+        throw Error("training diverged: the " + std::string(std::isfinite(loss) ? "gradient norm" : "loss") +
+                    " was non-finite for " + std::to_string(non_finite_run_) + " steps in a row (to step " +
+                    std::to_string(st_.step + 1) + "); lower --lr");
+    }
+    ++st_.step;  // metrics of an update are logged at the step count after it (1 = first update)
+    const double tok_s = static_cast<double>(tokens_done_) / std::max(1e-9, monotonic_seconds() - t_start_);
+    if (finite) {
+      rec_->log_metrics(st_.step, {{"train/loss", loss}, {"train/grad_norm", norm}, {"train/lr", lr}, {"train/tokens_per_s", tok_s}});
+    } else {
+      if (comm::root())
+        std::fprintf(stderr, "%s%s step %lld: non-finite %s (%g), update skipped (%lld so far)\n", talk_ && tty_ ? "\n" : "",
+                     label_.c_str(), static_cast<long long>(st_.step), std::isfinite(loss) ? "gradient norm" : "loss",
+                     std::isfinite(loss) ? static_cast<double>(norm) : loss, static_cast<long long>(st_.skipped));
+      rec_->log_metrics(st_.step, {{"train/skipped_steps", static_cast<double>(st_.skipped)}});
+    }
+    draw_progress(loss, lr, tok_s);
+  }
+
+  // On a terminal the line redraws in place; in a log, a line every few seconds.
+  void draw_progress(double loss, float lr, double tok_s) {
+    if (!talk_ || (monotonic_seconds() - last_draw_ <= (tty_ ? 0.2 : 5.0) && st_.step != total_)) return;
+    last_draw_ = monotonic_seconds();
+    const double frac = static_cast<double>(st_.step) / static_cast<double>(total_);
+    const int filled = static_cast<int>(frac * 24);
+    const double rate = static_cast<double>(st_.step - start_step_) / std::max(1e-9, last_draw_ - t_start_);
+    std::fprintf(stderr, "%s%s [%s%s] %3.0f%% step %lld/%lld loss %.4f lr %.2e %.0f tok/s ETA %s%s", tty_ ? "\r" : "",
+                 label_.c_str(), std::string(filled, '#').c_str(), std::string(24 - filled, '.').c_str(), frac * 100,
+                 static_cast<long long>(st_.step), static_cast<long long>(total_), loss, lr, tok_s,
+                 format_duration(static_cast<double>(total_ - st_.step) / rate).c_str(), tty_ ? "\x1b[K" : "\n");
+    std::fflush(stderr);
+  }
+
+  // After a step: evaluation when due, stop decisions, checkpoint, the hook; true to stop.
+  bool after_step(int64_t batches_in_epoch) {
+    bool stop = false;
+    if (cfg_.eval_every > 0 && st_.step % cfg_.eval_every == 0 && st_.step < total_) evaluate(false);
+    if (!sum_.stop_message.empty()) {
+      if (talk_) std::fprintf(stderr, "%sstopped at step %lld: %s\n", tty_ ? "\n" : "", static_cast<long long>(st_.step),
+                              sum_.stop_message.c_str());
+      stop = true;
+    } else if (cfg_.early_stopping > 0 && st_.evals_without_improvement >= cfg_.early_stopping) {
+      sum_.stop_message = "early stopped at step " + std::to_string(st_.step) + ": " +
+                          std::to_string(st_.evals_without_improvement) + " evaluations without improvement";
+      if (comm::root()) std::fprintf(stderr, "%s%s\n", tty_ ? "\n" : "", sum_.stop_message.c_str());
+      sum_.early_stopped = true;
+      stop = true;
+    }
+    const bool interrupted = comm::any(monitor::interrupt_requested());
+    if ((cfg_.save_every > 0 && st_.step % cfg_.save_every == 0) || interrupted) {
+      LoopState next = st_;
+      ++next.batch_in_epoch;  // the checkpoint resumes after this batch
+      if (next.batch_in_epoch >= batches_in_epoch) {
+        next.batch_in_epoch = 0;
+        ++next.epoch;
+      }
+      save(next);
+    }
+    if (hooks_.after_step) hooks_.after_step(st_.step);
+    if (interrupted) {
+      if (comm::root())
+        std::fprintf(stderr, "%sinterrupted: checkpoint saved to %s; continue with --resume\n", tty_ ? "\n" : "", ckpt_.c_str());
+      rec_->interrupt();
+      sum_.interrupted = true;
+    }
+    return stop;
+  }
+
+  void save(const LoopState& st) {
+    if (comm::root()) save_checkpoint(ckpt_, st, cfg_json_, params_, opt_, avg_ ? &*avg_ : nullptr);
+  }
+
+  void save_output(const char* which) {
+    if (!hooks_.save_output || !comm::root()) return;
+    const std::string dir = (fs::path(cfg_.out_dir) / which).string();
+    averaged([&] { save_output_atomic(hooks_, model_, dir); });
+    rec_->add_artifact(which, dir, st_.step);
+  }
+
+  void evaluate(bool final_eval) {
+    if (val_.empty() || evaluated_at_ == st_.step) return;  // the final one is skipped when just done
+    evaluated_at_ = st_.step;
+    EvalResult e;
+    averaged([&] { e = pricer::evaluate(model_, *be_, val_, &tok_, cfg_.eval_items, cfg_.micro()); });
+    std::map<std::string, double> m = {{"eval/loss", e.loss}};
+    if (e.mae >= 0) {
+      m["eval/mae"] = e.mae;
+      m["eval/mae_mean"] = e.mae_mean;
+      m["eval/interval80_coverage"] = e.interval_coverage;
+    }
+    rec_->log_metrics(st_.step, m);
+    record_eval(e, final_eval);
+    if (talk_) {
+      std::fprintf(stderr, "%s%s step %lld: eval loss %.4f", tty_ ? "\n" : "", label_.c_str(),
+                   static_cast<long long>(st_.step), e.loss);
+      if (e.mae >= 0)
+        std::fprintf(stderr, ", MAE $%.2f (%s; expected value $%.2f)", e.mae, price_mode_name(kDefaultPriceMode),
+                     e.mae_mean);
+      std::fprintf(stderr, "\n");
+    }
+    if (hooks_.on_eval) {
+      const std::string why = hooks_.on_eval({st_.step, e, st_.best_eval_loss, st_.best_eval_mae, final_eval});
+      if (!final_eval) sum_.stop_message = why;
+    }
+  }
+
+  // The evaluation's figures into the loop state; a new best saves best/.
+  void record_eval(const EvalResult& e, bool final_eval) {
+    if (std::isnan(st_.first_eval_loss)) {
+      st_.first_eval_loss = e.loss;
+      st_.first_eval_mae = e.mae;
+    }
+    st_.last_eval_loss = e.loss;
+    st_.last_eval_mae = e.mae;
+    if (std::isnan(st_.best_eval_loss) || e.loss < st_.best_eval_loss) st_.best_eval_loss = e.loss;
+    if (e.mae >= 0 && (st_.best_eval_mae < 0 || e.mae < st_.best_eval_mae)) st_.best_eval_mae = e.mae;
+    const double metric = cfg_.eval_metric == "mae" && e.mae >= 0 ? e.mae : e.loss;
+    if (metric < st_.best_metric) {
+      st_.best_metric = metric;
+      st_.evals_without_improvement = 0;
+      save_output("best");
+    } else if (!final_eval) {
+      ++st_.evals_without_improvement;
+    }
+  }
+
+  void finish() {
+    if (talk_ && tty_) std::fprintf(stderr, "\n");
+    evaluate(true);
+    save_output("last");
+    save(st_);
+    rec_->finish(sum_.stop_message);
+  }
+
+  TrainSummary summarize() {
+    sum_.steps = st_.step;
+    sum_.skipped_steps = st_.skipped;
+    sum_.last_train_loss = st_.last_train_loss;
+    sum_.first_eval_loss = st_.first_eval_loss;
+    sum_.best_eval_loss = st_.best_eval_loss;
+    sum_.last_eval_loss = st_.last_eval_loss;
+    sum_.first_eval_mae = st_.first_eval_mae;
+    sum_.best_eval_mae = st_.best_eval_mae;
+    sum_.last_eval_mae = st_.last_eval_mae;
+    return sum_;
+  }
+
+  const TrainConfig& cfg_;
+  LlamaModel& model_;
+  const Tokenizer& tok_;
+  const std::vector<PricedExample>& train_;
+  const std::vector<PricedExample>& val_;
+  const bool mode_full_;
+  const TrainHooks& hooks_;
+  std::unique_ptr<Backend> be_;
+  std::vector<Param> params_;
+  Optimizer opt_;
+  const std::string ckpt_;
+  const bool talk_, tty_ = ::isatty(STDERR_FILENO) == 1;
+  const std::string label_;
+  NumberTokens numbers_;
+  int64_t total_ = 0;
+  nlohmann::json cfg_json_;
+  std::optional<WeightAverage> avg_;
+  LoopState st_;
+  std::unique_ptr<monitor::RunRecorder> rec_;
+  TrainSummary sum_;
+  double t_start_ = 0, last_draw_ = 0;
+  int64_t tokens_done_ = 0, start_step_ = 0;
+  int64_t non_finite_run_ = 0;  // consecutive steps whose loss or gradient was non-finite
+  int64_t evaluated_at_ = -1;
+};
+
+}  // namespace
+
 TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Tokenizer& tok,
                           const std::vector<PricedExample>& train, const std::vector<PricedExample>& val,
                           bool mode_full, const TrainHooks& hooks, const std::string& command_line) {
@@ -184,265 +504,9 @@ TrainSummary run_training(const TrainConfig& cfg, LlamaModel& model, const Token
   require(mode_full == model.full_training(), "run_training: mode_full and the model's training mode disagree");
   require(!train.empty(), cfg.dataset + ": no training examples");
   fs::create_directories(cfg.out_dir);
-  // Under MPI rank 0 alone speaks and writes (progress, run database, checkpoints, outputs).
-  const bool talk = cfg.progress && comm::root();
-  auto be = make_cpu_backend(dtype_from_name(cfg.compute_dtype));
-
   const uint64_t need = check_training_memory(model, cfg, mode_full);
-
-  NumberTokens numbers;
-  if (cfg.price_smoothing > 0) {
-    const PriceDistribution pd(tok);  // throws when the vocabulary has no number tokens
-    numbers = {pd.ids(), pd.values()};
-  }
-  std::vector<Param> params = model.trainable_params();
-  OptimizerConfig oc;
-  oc.kind = cfg.optimizer == "sgd" ? OptimizerKind::SGD : OptimizerKind::AdamW;
-  oc.momentum = cfg.momentum;
-  Optimizer opt(oc, make_param_groups(params, cfg.weight_decay));
-
-  const int64_t batches_per_epoch = (static_cast<int64_t>(train.size()) + cfg.batch_size - 1) / cfg.batch_size;
-  int64_t total = batches_per_epoch * std::max<int64_t>(1, cfg.epochs);
-  if (cfg.max_steps > 0) total = std::min(total, cfg.max_steps);
-  if (cfg.max_steps > 0 && cfg.epochs <= 0) total = cfg.max_steps;
-
-  const std::string ckpt = (fs::path(cfg.out_dir) / "checkpoint.bin").string();
-  LoopState st;
-  nlohmann::json cfg_json = cfg.to_json();
-  cfg_json["identity"] = run_identity(cfg, train);
-  std::optional<WeightAverage> avg;
-  if (cfg.ema > 0) avg.emplace(params, cfg.ema);
-  // Evaluation and saved outputs see the averaged weights when there are any.
-  auto averaged = [&](const std::function<void()>& f) {
-    if (avg) avg->with_averaged(params, f);
-    else f();
-  };
-  if (cfg.resume && fs::exists(ckpt)) {  // a sweep trial may resume before its first checkpoint
-    st = load_checkpoint(ckpt, params, opt, avg ? &*avg : nullptr, [&](const nlohmann::json& saved) {
-      const std::vector<std::string> diff = resume_mismatches(saved, cfg_json);
-      if (diff.empty()) return;
-      std::string list;
-      for (const auto& d : diff) list += "\n  " + d;
-      throw Error(ckpt + ": this run is not the one saved there:" + list +
-                  "\n(only the step budget --epochs/--max-steps, evaluation and checkpoint cadence, the run name and"
-                  " file paths may change on --resume; start a new run with another --out, or --overwrite)");
-    });
-    if (comm::root()) std::fprintf(stderr, "resuming from %s at step %lld\n", ckpt.c_str(), static_cast<long long>(st.step));
-  }
-  if (const std::string bad = first_non_finite(params); !bad.empty())
-    throw Error((cfg.resume && fs::exists(ckpt) ? ckpt : cfg.model) + ": tensor " + bad +
-                " holds NaN or infinite values; training cannot start from it");
-
-  monitor::NewRun nr;
-  nr.name = cfg.run_name.empty() ? fs::path(cfg.out_dir).filename().string() : cfg.run_name;
-  const bool pretraining = mode_full && !cfg.full;  // full fine-tuning is training too
-  nr.kind = pretraining ? monitor::RunKind::pretrain : monitor::RunKind::train;
-  nr.command_line = command_line;
-  nr.base_model = cfg.model;
-  nr.dataset = cfg.dataset;
-  nr.output_dir = cfg.out_dir;
-  monitor::RecorderOptions ro;
-  if (!cfg.runs_db.empty()) ro.db_path = cfg.runs_db;
-  ro.database = !cfg.no_record;
-  if (cfg.no_record) ro.log_dir = fs::path(cfg.out_dir) / "logs";
-  if (!comm::root()) {  // records nothing: rank 0 records the run
-    ro.database = ro.jsonl = ro.tensorboard = false;
-    ro.log_dir = fs::path(cfg.out_dir) / "logs";
-  }
-  monitor::RunRecorder rec(nr, ro);
-  nlohmann::json params_json = cfg_json;
-  params_json["mode"] = mode_full ? "full" : "lora";
-  params_json["train_examples"] = train.size();
-  params_json["val_examples"] = val.size();
-  params_json["total_steps"] = total;
-  params_json["resumed_at_step"] = st.step;
-  params_json["memory_estimate_mib"] = need >> 20;
-  params_json["ranks"] = comm::size();
-  if (comm::world_size() > 1) params_json["world_rank"] = comm::world_rank();  // which rank ran it (a sweep's trials)
-  rec.log_params(params_json);
-
-  monitor::InterruptGuard guard;
-  TrainSummary sum;
-  sum.run_id = rec.id();
-  if (hooks.on_start) hooks.on_start(rec.id());
-  const std::string label = pretraining ? "pretrain" : "train";
-  const double t_start = monotonic_seconds();
-  double last_draw = 0;
-  int64_t tokens_done = 0;
-  const int64_t start_step = st.step;
-  int64_t non_finite_run = 0;  // consecutive steps whose loss or gradient was non-finite
-  const bool tty = ::isatty(STDERR_FILENO) == 1;
-
-  int64_t evaluated_at = -1;  // the final evaluation is skipped when this step was just evaluated
-  auto run_eval = [&](bool final_eval) {
-    if (val.empty() || evaluated_at == st.step) return;
-    evaluated_at = st.step;
-    EvalResult e;
-    averaged([&] { e = evaluate(model, *be, val, &tok, cfg.eval_items, cfg.micro()); });
-    std::map<std::string, double> m = {{"eval/loss", e.loss}};
-    if (e.mae >= 0) {
-      m["eval/mae"] = e.mae;
-      m["eval/mae_mean"] = e.mae_mean;
-      m["eval/interval80_coverage"] = e.interval_coverage;
-    }
-    rec.log_metrics(st.step, m);
-    if (std::isnan(st.first_eval_loss)) {
-      st.first_eval_loss = e.loss;
-      st.first_eval_mae = e.mae;
-    }
-    st.last_eval_loss = e.loss;
-    st.last_eval_mae = e.mae;
-    if (std::isnan(st.best_eval_loss) || e.loss < st.best_eval_loss) st.best_eval_loss = e.loss;
-    if (e.mae >= 0 && (st.best_eval_mae < 0 || e.mae < st.best_eval_mae)) st.best_eval_mae = e.mae;
-    const double metric = cfg.eval_metric == "mae" && e.mae >= 0 ? e.mae : e.loss;
-    if (metric < st.best_metric) {
-      st.best_metric = metric;
-      st.evals_without_improvement = 0;
-      if (hooks.save_output && comm::root()) {
-        const std::string dir = (fs::path(cfg.out_dir) / "best").string();
-        averaged([&] { save_output_atomic(hooks, model, dir); });
-        rec.add_artifact("best", dir, st.step);
-      }
-    } else if (!final_eval) {
-      ++st.evals_without_improvement;
-    }
-    if (talk)
-      std::fprintf(stderr, "%s%s step %lld: eval loss %.4f", tty ? "\n" : "", label.c_str(),
-                   static_cast<long long>(st.step), e.loss);
-    if (talk && e.mae >= 0)
-      std::fprintf(stderr, ", MAE $%.2f (%s; expected value $%.2f)", e.mae, price_mode_name(kDefaultPriceMode),
-                   e.mae_mean);
-    if (talk) std::fprintf(stderr, "\n");
-    if (hooks.on_eval) {
-      const std::string why = hooks.on_eval({st.step, e, st.best_eval_loss, st.best_eval_mae, final_eval});
-      if (!final_eval) sum.stop_message = why;
-    }
-  };
-
-  auto summarize = [&] {
-    sum.steps = st.step;
-    sum.skipped_steps = st.skipped;
-    sum.last_train_loss = st.last_train_loss;
-    sum.first_eval_loss = st.first_eval_loss;
-    sum.best_eval_loss = st.best_eval_loss;
-    sum.last_eval_loss = st.last_eval_loss;
-    sum.first_eval_mae = st.first_eval_mae;
-    sum.best_eval_mae = st.best_eval_mae;
-    sum.last_eval_mae = st.last_eval_mae;
-    return sum;
-  };
-
-  if (st.step == 0 && cfg.eval_every > 0) run_eval(false);  // the untrained baseline
-
-  bool stop = !sum.stop_message.empty();  // a hook may stop the run at the baseline already
-  for (; st.epoch < std::max<int64_t>(1, cfg.epochs) && !stop; ++st.epoch) {
-    const auto batches = epoch_batches(train, cfg.batch_size, cfg.seed, st.epoch);
-    for (; st.batch_in_epoch < static_cast<int64_t>(batches.size()); ++st.batch_in_epoch) {
-      if (st.step >= total) {
-        stop = true;
-        break;
-      }
-      const auto& idx = batches[st.batch_in_epoch];
-      model.zero_grad();
-      std::vector<Batch> micro;
-      for (size_t at = 0; at < idx.size(); at += static_cast<size_t>(cfg.micro())) {
-        const std::vector<int64_t> part(idx.begin() + static_cast<int64_t>(at),
-                                        idx.begin() + static_cast<int64_t>(std::min(idx.size(), at + cfg.micro())));
-        micro.push_back(batch_of(train, part));
-        if (cfg.price_smoothing > 0) add_price_smoothing(micro.back(), train, part, numbers, cfg.price_smoothing);
-      }
-      const BatchGradient g = accumulate_gradients(model, params, micro, *be, cfg, st.step);
-      tokens_done += g.tokens_fed;
-      const double loss = g.loss;
-      const float norm = clip_grad_norm(opt.groups(), cfg.max_grad_norm);
-      const float lr = scheduled_lr(cfg, st.step, total);
-      const bool finite = std::isfinite(loss) && std::isfinite(norm);
-      if (finite) {
-        opt.step(*be, lr);
-        st.last_train_loss = loss;
-        non_finite_run = 0;
-        if (const std::string bad = first_non_finite(params); !bad.empty())
-          throw Error("training diverged at step " + std::to_string(st.step + 1) + ": " + bad +
-                      " went non-finite after the update (lr " + lr_text(lr) + "); lower --lr or --max-grad-norm");
-        if (avg) avg->update(params);
-      } else {
-        ++st.skipped;
-        if (++non_finite_run >= kMaxNonFiniteSteps)
-          throw Error("training diverged: the " + std::string(std::isfinite(loss) ? "gradient norm" : "loss") +
-                      " was non-finite for " + std::to_string(non_finite_run) + " steps in a row (to step " +
-                      std::to_string(st.step + 1) + "); lower --lr");
-      }
-      ++st.step;  // metrics of an update are logged at the step count after it (1 = first update)
-      const double elapsed = monotonic_seconds() - t_start;
-      const double tok_s = tokens_done / std::max(1e-9, elapsed);
-      if (finite) {
-        rec.log_metrics(st.step, {{"train/loss", loss}, {"train/grad_norm", norm}, {"train/lr", lr}, {"train/tokens_per_s", tok_s}});
-      } else {
-        if (comm::root()) std::fprintf(stderr, "%s%s step %lld: non-finite %s (%g), update skipped (%lld so far)\n", talk && tty ? "\n" : "",
-                     label.c_str(), static_cast<long long>(st.step), std::isfinite(loss) ? "gradient norm" : "loss",
-                     std::isfinite(loss) ? static_cast<double>(norm) : loss, static_cast<long long>(st.skipped));
-        rec.log_metrics(st.step, {{"train/skipped_steps", static_cast<double>(st.skipped)}});
-      }
-      // On a terminal the line redraws in place; in a log, a line every few seconds.
-      if (talk && (monotonic_seconds() - last_draw > (tty ? 0.2 : 5.0) || st.step == total)) {
-        last_draw = monotonic_seconds();
-        const double frac = static_cast<double>(st.step) / static_cast<double>(total);
-        const int filled = static_cast<int>(frac * 24);
-        const double rate = static_cast<double>(st.step - start_step) / std::max(1e-9, elapsed);
-        std::fprintf(stderr, "%s%s [%s%s] %3.0f%% step %lld/%lld loss %.4f lr %.2e %.0f tok/s ETA %s%s", tty ? "\r" : "",
-                     label.c_str(), std::string(filled, '#').c_str(), std::string(24 - filled, '.').c_str(), frac * 100,
-                     static_cast<long long>(st.step), static_cast<long long>(total), loss, lr, tok_s,
-                     format_duration(static_cast<double>(total - st.step) / rate).c_str(), tty ? "\x1b[K" : "\n");
-        std::fflush(stderr);
-      }
-      const bool last = st.step >= total;
-      if (cfg.eval_every > 0 && st.step % cfg.eval_every == 0 && !last) run_eval(false);
-      if (!sum.stop_message.empty()) {
-        if (talk) std::fprintf(stderr, "%sstopped at step %lld: %s\n", tty ? "\n" : "", static_cast<long long>(st.step),
-                                       sum.stop_message.c_str());
-        stop = true;
-      } else if (cfg.early_stopping > 0 && st.evals_without_improvement >= cfg.early_stopping) {
-        sum.stop_message = "early stopped at step " + std::to_string(st.step) + ": " +
-                           std::to_string(st.evals_without_improvement) + " evaluations without improvement";
-        if (comm::root()) std::fprintf(stderr, "%s%s\n", tty ? "\n" : "", sum.stop_message.c_str());
-        sum.early_stopped = true;
-        stop = true;
-      }
-      const bool interrupted = comm::any(monitor::interrupt_requested());
-      if ((cfg.save_every > 0 && st.step % cfg.save_every == 0) || interrupted) {
-        LoopState next = st;
-        ++next.batch_in_epoch;  // the checkpoint resumes after this batch
-        if (next.batch_in_epoch >= static_cast<int64_t>(batches.size())) {
-          next.batch_in_epoch = 0;
-          ++next.epoch;
-        }
-        if (comm::root()) save_checkpoint(ckpt, next, cfg_json, params, opt, avg ? &*avg : nullptr);
-      }
-      if (hooks.after_step) hooks.after_step(st.step);
-      if (interrupted) {
-        if (comm::root())
-          std::fprintf(stderr, "%sinterrupted: checkpoint saved to %s; continue with --resume\n", tty ? "\n" : "", ckpt.c_str());
-        rec.interrupt();
-        sum.interrupted = true;
-        return summarize();
-      }
-      if (stop) break;
-    }
-    // A stopped run keeps its place (the epoch not advanced), so a resume with a larger step
-    // budget continues from exactly there.
-    if (stop) break;
-    st.batch_in_epoch = 0;
-  }
-  if (talk && tty) std::fprintf(stderr, "\n");
-  run_eval(true);
-  if (hooks.save_output && comm::root()) {
-    const std::string dir = (fs::path(cfg.out_dir) / "last").string();
-    averaged([&] { save_output_atomic(hooks, model, dir); });
-    rec.add_artifact("last", dir, st.step);
-  }
-  if (comm::root()) save_checkpoint(ckpt, st, cfg_json, params, opt, avg ? &*avg : nullptr);
-  rec.finish(sum.stop_message);
-  return summarize();
+  TrainingRun run(cfg, model, tok, train, val, mode_full, hooks);
+  return run.run(need, command_line);
 }
 
 void attach_adapters(LlamaModel& model, TrainConfig& cfg) {
