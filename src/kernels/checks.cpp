@@ -15,27 +15,30 @@ int64_t check_attention(std::span<const int32_t> cu_seqlens, int heads, int kv_h
   require(cu_seqlens[0] == 0,
           "attention: cu_seqlens[0] must be 0, got " + std::to_string(cu_seqlens[0]));
   for (size_t i = 1; i < cu_seqlens.size(); ++i) {
-    require(cu_seqlens[i] >= cu_seqlens[i - 1],
-            "attention: cu_seqlens[" + std::to_string(i) + "] = " + std::to_string(cu_seqlens[i]) +
-                " is less than cu_seqlens[" + std::to_string(i - 1) + "] = " +
-                std::to_string(cu_seqlens[i - 1]));
+    require(cu_seqlens[i] >= cu_seqlens[i - 1], [&] {
+      return "attention: cu_seqlens[" + std::to_string(i) + "] = " + std::to_string(cu_seqlens[i]) +
+          " is less than cu_seqlens[" + std::to_string(i - 1) + "] = " +
+          std::to_string(cu_seqlens[i - 1]);
+    });
   }
   return cu_seqlens.back();
 }
 
 void check_ids(const char* op, const int32_t* ids, int64_t n, int64_t vocab) {
   for (int64_t i = 0; i < n; ++i) {
-    require(ids[i] >= 0 && ids[i] < vocab, std::string(op) + ": id " + std::to_string(ids[i]) +
-                                               " at position " + std::to_string(i) +
-                                               " is outside the table [0, " + std::to_string(vocab) + ")");
+    require(ids[i] >= 0 && ids[i] < vocab, [&] {
+      return std::string(op) + ": id " + std::to_string(ids[i]) + " at position " +
+          std::to_string(i) + " is outside the table [0, " + std::to_string(vocab) + ")";
+    });
   }
 }
 
 void check_targets(const int32_t* targets, int64_t n, int64_t vocab) {
   for (int64_t i = 0; i < n; ++i) {
-    require(targets[i] < vocab, "cross_entropy: target " + std::to_string(targets[i]) + " at row " +
-                                    std::to_string(i) + " is outside the vocabulary [0, " +
-                                    std::to_string(vocab) + ")");
+    require(targets[i] < vocab, [&] {
+      return "cross_entropy: target " + std::to_string(targets[i]) + " at row " + std::to_string(i) +
+          " is outside the vocabulary [0, " + std::to_string(vocab) + ")";
+    });
   }
 }
 

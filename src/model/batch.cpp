@@ -24,21 +24,25 @@ void Batch::validate(int64_t vocab, int64_t max_pos, const std::string& what) co
               cu_seqlens.back() == static_cast<int32_t>(T),
           what + ": cu_seqlens must run from 0 to the token count " + std::to_string(T));
   for (size_t i = 1; i < cu_seqlens.size(); ++i) {
-    require(cu_seqlens[i] > cu_seqlens[i - 1],
-            what + ": cu_seqlens[" + std::to_string(i) + "] = " + std::to_string(cu_seqlens[i]) +
-                " does not increase");
+    require(cu_seqlens[i] > cu_seqlens[i - 1], [&] {
+      return what + ": cu_seqlens[" + std::to_string(i) + "] = " + std::to_string(cu_seqlens[i]) +
+          " does not increase";
+    });
   }
   for (size_t t = 0; t < T; ++t) {
-    require(tokens[t] >= 0 && tokens[t] < vocab,
-            what + ": token " + std::to_string(tokens[t]) + " at row " + std::to_string(t) +
-                " outside the vocabulary of " + std::to_string(vocab));
-    require(positions[t] >= 0 && positions[t] < max_pos,
-            what + ": position " + std::to_string(positions[t]) + " at row " + std::to_string(t) +
-                " outside [0, " + std::to_string(max_pos) + ")");
+    require(tokens[t] >= 0 && tokens[t] < vocab, [&] {
+      return what + ": token " + std::to_string(tokens[t]) + " at row " + std::to_string(t) +
+          " outside the vocabulary of " + std::to_string(vocab);
+    });
+    require(positions[t] >= 0 && positions[t] < max_pos, [&] {
+      return what + ": position " + std::to_string(positions[t]) + " at row " + std::to_string(t) +
+          " outside [0, " + std::to_string(max_pos) + ")";
+    });
     if (loss_mask[t]) {
-      require(targets[t] >= 0 && targets[t] < vocab,
-              what + ": target " + std::to_string(targets[t]) + " at row " + std::to_string(t) +
-                  " outside the vocabulary of " + std::to_string(vocab));
+      require(targets[t] >= 0 && targets[t] < vocab, [&] {
+        return what + ": target " + std::to_string(targets[t]) + " at row " + std::to_string(t) +
+            " outside the vocabulary of " + std::to_string(vocab);
+      });
     }
   }
   std::vector<uint8_t> soft_at(T, 0);
@@ -50,8 +54,12 @@ void Batch::validate(int64_t vocab, int64_t max_pos, const std::string& what) co
     require(!st.ids.empty() && st.ids.size() == st.probs.size(), where + ": ids and probs differ in length");
     double sum = 0;
     for (size_t k = 0; k < st.ids.size(); ++k) {
-      require(st.ids[k] >= 0 && st.ids[k] < vocab, where + ": id " + std::to_string(st.ids[k]) + " outside the vocabulary");
-      require(std::isfinite(st.probs[k]) && st.probs[k] >= 0, where + ": probabilities must be finite and >= 0");
+      require(st.ids[k] >= 0 && st.ids[k] < vocab, [&] {
+        return where + ": id " + std::to_string(st.ids[k]) + " outside the vocabulary";
+      });
+      require(std::isfinite(st.probs[k]) && st.probs[k] >= 0, [&] {
+        return where + ": probabilities must be finite and >= 0";
+      });
       sum += st.probs[k];
     }
     require(std::abs(sum - 1.0) < 1e-3, where + ": probabilities sum to " + std::to_string(sum) + ", not 1");

@@ -31,9 +31,10 @@ GenerationResult generate(LlamaModel& model, Backend& be, std::span<const int32_
           "generate: sampling vocab " + std::to_string(o.sample_vocab) + " outside 0.." +
               std::to_string(cfg.vocab_size));
   for (int64_t i = 0; i < n_prompt; ++i)
-    require(prompt[i] >= 0 && prompt[i] < cfg.vocab_size,
-            "generate: prompt token " + std::to_string(i) + " is id " + std::to_string(prompt[i]) +
-                ", outside the model's vocab of " + std::to_string(cfg.vocab_size));
+    require(prompt[i] >= 0 && prompt[i] < cfg.vocab_size, [&] {
+      return "generate: prompt token " + std::to_string(i) + " is id " + std::to_string(prompt[i]) +
+          ", outside the model's vocab of " + std::to_string(cfg.vocab_size);
+    });
   Sampler sampler(o.sampling);
 
   // Every new token but the last is fed back, so the cache holds prompt + max_tokens - 1.
