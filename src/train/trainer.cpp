@@ -139,6 +139,22 @@ struct BatchGradient {
   int64_t tokens_fed = 0;  // tokens run forward and backward, by every rank together
 };
 
+// Every param's gradient summed over the ranks in one exchange (one per tensor would pay the
+// network's latency hundreds of times a step: LoRA has two tensors per adapted projection).
+void sum_over_ranks(const std::vector<Param>& params) {
+  size_t n = 0;
+  for (const Param& p : params) n += static_cast<size_t>(p.size);
+  std::vector<float> all(n);
+  size_t at = 0;
+  for (const Param& p : params) at = static_cast<size_t>(std::copy_n(p.grad, p.size, all.begin() + at) - all.begin());
+  comm::sum(all);
+  at = 0;
+  for (const Param& p : params) {
+    std::copy_n(all.begin() + at, p.size, p.grad);
+    at += static_cast<size_t>(p.size);
+  }
+}
+
 // The gradient of the batch's mean loss into the params' grads. Each micro-batch's mean-loss
 // gradient weighs by its share of the batch's loss tokens, so the step is that of one big batch
 // (transformers' num_items_in_batch). Gradients add up in place: before micro-batch m the sum so
@@ -164,7 +180,7 @@ BatchGradient accumulate_gradients(LlamaModel& model, const std::vector<Param>& 
   }
   if (comm::size() > 1) {
     scale_grads(params, last_k);  // to loss-token units (a rank without a micro-batch holds zeros)
-    for (const Param& p : params) comm::sum(std::span<float>(p.grad, static_cast<size_t>(p.size)));
+    sum_over_ranks(params);
     comm::sum(std::span<double>(sums, 3));
     last_k = 1;
   }
