@@ -877,11 +877,8 @@ std::vector<float> LlamaModel::forward_cached(std::span<KvCache* const> caches, 
     require((c.len_ > 0) == decoding && (!decoding || len == 1),
             "cached pass: prompts need empty caches; sequences with cached tokens take one token at a time");
   }
-  Batch full = b;
-  full.targets.assign(b.tokens.size(), 0);
-  full.loss_mask.assign(b.tokens.size(), 0);
-  full.validate(cfg_.vocab_size, cfg_.max_seq_len, "cached pass");
-  const float* h = run_forward(be, full, caches);
+  b.validate(cfg_.vocab_size, cfg_.max_seq_len, "cached pass");
+  const float* h = run_forward(be, b, caches);
   std::vector<int64_t> last(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
     caches[i]->len_ += b.cu_seqlens[i + 1] - b.cu_seqlens[i];
@@ -902,6 +899,8 @@ Batch cached_batch(std::span<const std::vector<int32_t>> seqs, std::span<KvCache
     }
     b.cu_seqlens.push_back(static_cast<int32_t>(b.tokens.size()));
   }
+  b.targets.assign(b.tokens.size(), 0);  // nothing to predict: blank, for the one validation path
+  b.loss_mask.assign(b.tokens.size(), 0);
   return b;
 }
 }  // namespace
