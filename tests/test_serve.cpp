@@ -726,6 +726,14 @@ TEST(ServeGame, GuessesAreKeptForTheirItemsAndOneServerHoldsThem) {
     EXPECT_NE(m.find("b.jsonl"), std::string::npos) << m;
     EXPECT_NE(m.find("--game-out"), std::string::npos) << m;
   }
+  // A damaged record is an error naming the file, not a crash.
+  std::ofstream(file.string() + ".game.json") << R"({"fingerprint": 7})";
+  try {
+    Game(dir / "a.jsonl", "test", file);
+    ADD_FAILURE() << "a damaged record was taken";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("guesses.csv holds guesses"), std::string::npos) << e.what();
+  }
   // A guesses file made elsewhere (no record beside it) is taken as it is.
   fs::remove(file.string() + ".game.json");
   EXPECT_EQ(Game(dir / "b.jsonl", "test", file).guesses().size(), 2u);

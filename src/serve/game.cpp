@@ -44,6 +44,7 @@ Game::Game(std::filesystem::path data, std::string split, std::filesystem::path 
       split_(std::move(split)) {
   items_ = eval::read_split(data_, split_);
   require(!items_.empty(), data_.string() + ": no items in split " + split_);
+  record_ = make_record();
   if (!std::filesystem::exists(file_)) return;
   check_record();
   std::string text = read_file(file_, eval::kMaxCsvBytes);
@@ -54,7 +55,7 @@ Game::Game(std::filesystem::path data, std::string split, std::filesystem::path 
 }
 
 // What the guesses are for: the data, the split and a fingerprint of its items (texts and prices).
-json Game::record() const {
+json Game::make_record() const {
   uint64_t h = items_.size();
   for (const auto& it : items_) h = mix64(h ^ data::hash64(it.text)) ^ static_cast<uint64_t>(std::llround(it.price * 100));
   char hex[17];
@@ -69,11 +70,13 @@ void Game::check_record() const {
   const std::filesystem::path meta = file_.string() + ".game.json";
   if (!std::filesystem::exists(meta)) return;  // guesses from elsewhere: nothing to check against
   const json was = parse_json_strict(read_file(meta, 1u << 20), meta.string());
-  const json now = record();
-  require(was.is_object() && was.value("fingerprint", "") == now["fingerprint"].get<std::string>(),
-          file_.string() + " holds guesses for split " + (was.is_object() ? was.value("split", "?") : "?") + " of " +
-              (was.is_object() ? was.value("data", "?") : "?") + ", not for split " + split_ + " of " +
-              now["data"].get<std::string>() + ": choose another --game-out (or the data those guesses are for)");
+  auto text = [&](const char* key) {
+    return was.is_object() && was.contains(key) && was[key].is_string() ? was[key].get<std::string>() : "?";
+  };
+  require(text("fingerprint") == record_["fingerprint"].get<std::string>(),
+          file_.string() + " holds guesses for split " + text("split") + " of " + text("data") + ", not for split " +
+              split_ + " of " + record_["data"].get<std::string>() +
+              ": choose another --game-out (or the data those guesses are for)");
 }
 
 json Game::state() const {
@@ -116,7 +119,8 @@ void Game::save() const {
     std::snprintf(buf, sizeof buf, "%zu,%.2f\n", i, guesses_[i]);
     csv += buf;
   }
-  write_file_atomic(file_.string() + ".game.json", record().dump(2) + "\n");
+  if (!record_written_) write_file_atomic(file_.string() + ".game.json", record_.dump(2) + "\n");
+  record_written_ = true;  // it does not change while the game runs
   write_file_atomic(file_, csv);
 }
 

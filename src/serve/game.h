@@ -41,13 +41,15 @@ class Game {
  private:
   void save() const;
   void check_record() const;
-  nlohmann::json record() const;
+  nlohmann::json make_record() const;
   std::filesystem::path data_, file_;
   DirectoryLock lock_;
   std::string split_;
   std::vector<eval::Item> items_;
   mutable std::mutex mu_;
   std::vector<double> guesses_;
+  nlohmann::json record_;  // data, split and fingerprint of the items, computed once
+  mutable bool record_written_ = false;
 };
 
 }  // namespace pricer::serve
