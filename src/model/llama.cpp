@@ -871,12 +871,16 @@ std::vector<float> LlamaModel::forward_cached(std::span<KvCache* const> caches, 
     const KvCache& c = *caches[i];
     const int64_t len = b.cu_seqlens[i + 1] - b.cu_seqlens[i];
     require(static_cast<int64_t>(c.k_.size()) == cfg_.n_layers, "cached pass: a cache made for another model");
-    require(std::count(caches.begin(), caches.end(), caches[i]) == 1, "cached pass: a cache given twice");
-    require(c.len_ + len <= c.cap_, "cached pass: " + std::to_string(len) + " tokens overflow a kv cache (" +
-                                        std::to_string(c.len_) + " of " + std::to_string(c.cap_) + " used)");
+    require(c.len_ + len <= c.cap_, [&] {
+      return "cached pass: " + std::to_string(len) + " tokens overflow a kv cache (" + std::to_string(c.len_) +
+          " of " + std::to_string(c.cap_) + " used)";
+    });
     require((c.len_ > 0) == decoding && (!decoding || len == 1),
             "cached pass: prompts need empty caches; sequences with cached tokens take one token at a time");
   }
+  std::vector<KvCache*> sorted(caches.begin(), caches.end());  // a batch may carry thousands of them
+  std::sort(sorted.begin(), sorted.end());
+  require(std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end(), "cached pass: a cache given twice");
   b.validate(cfg_.vocab_size, cfg_.max_seq_len, "cached pass");
   const float* h = run_forward(be, b, caches);
   std::vector<int64_t> last(static_cast<size_t>(n));
