@@ -583,7 +583,7 @@ TEST_F(SweepTest, BestConfigYamlReadsBackIntoTrain) {
   EXPECT_EQ(tc.max_steps, 20);
   const std::string yaml = write("best.yaml", train_config_yaml(tc, "best trial\nsecond line"));
   TrainConfig back;
-  back.apply_yaml(yaml);
+  back.apply_yaml_file(yaml);
   nlohmann::json a = tc.to_json(), b = back.to_json();
   a.erase("run_name");
   b.erase("run_name");
@@ -696,7 +696,7 @@ TEST_F(SweepTest, EndToEndOnTinyModel) {
   const auto ranked = ranked_trials(*st);
   ASSERT_EQ(ranked.front()->status, TrialStatus::complete);
   TrainConfig best;
-  best.apply_yaml((dir_ / "sw" / "best.yaml").string());
+  best.apply_yaml_file((dir_ / "sw" / "best.yaml").string());
   EXPECT_FLOAT_EQ(best.lr, ranked.front()->params["lr"].get<float>());
   EXPECT_EQ(best.rank, ranked.front()->params["rank"].get<int64_t>());
   EXPECT_EQ(best.targets, ranked.front()->params["targets"].get<std::string>());

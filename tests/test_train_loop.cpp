@@ -14,6 +14,8 @@
 #include <numbers>
 #include <set>
 
+#include <yaml-cpp/yaml.h>
+
 #include "cli/train_options.h"
 #include "core/atomic_file.h"
 #include "core/dir_lock.h"
@@ -538,7 +540,7 @@ TEST_F(TrainLoop, YamlConfigWithCommandLineOverrides) {
   write_file_atomic(yaml, "# recipe\nlr: 0.0002\nlora_r: 16\nalpha: 32\nschedule: linear\nbatch_size: 8\n"
                           "targets: all\nrslora: true\nmax_steps: 40\n");
   TrainConfig c;
-  c.apply_yaml(yaml);
+  c.apply_yaml_file(yaml);
   EXPECT_FLOAT_EQ(c.lr, 2e-4f);
   EXPECT_EQ(c.rank, 16);
   EXPECT_FLOAT_EQ(c.alpha, 32.0f);
@@ -550,12 +552,9 @@ TEST_F(TrainLoop, YamlConfigWithCommandLineOverrides) {
   EXPECT_EQ(c.micro(), 8) << "the batch of 8 in one pass";
 
   CLI::App app;
-  cli::TrainOptionSet set(app);
-  app.add_option("--config", set.config_path());
-  cli::add_loop_options(set);
-  set.add("--rank,-r", &TrainConfig::rank, "LoRA rank");
+  cli::TrainOptionSet set(app, TrainCommand::train, TrainConfig{});
   app.parse("--max-steps 5 --lr 0.001 --config " + yaml, false);
-  const TrainConfig r = set.resolve(TrainConfig{});
+  const TrainConfig r = set.resolve();
   EXPECT_FLOAT_EQ(r.lr, 1e-3f) << "the command line overrides the file";
   EXPECT_EQ(r.max_steps, 5);
   EXPECT_EQ(r.rank, 16) << "the file overrides the defaults";
@@ -566,7 +565,7 @@ TEST_F(TrainLoop, YamlConfigWithCommandLineOverrides) {
     write_file_atomic(yaml, text);
     TrainConfig t;
     try {
-      t.apply_yaml(yaml);
+      t.apply_yaml_file(yaml);
       ADD_FAILURE() << "accepted: " << text;
     } catch (const Error& e) {
       for (const auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
@@ -578,7 +577,7 @@ TEST_F(TrainLoop, YamlConfigWithCommandLineOverrides) {
   // The keys are the long options: data and out as --data and --out.
   write_file_atomic(yaml, "data: d.jsonl\nout: runs/x\ndropout: 0.1\n");
   TrainConfig aliases;
-  aliases.apply_yaml(yaml);
+  aliases.apply_yaml_file(yaml);
   EXPECT_EQ(aliases.dataset, "d.jsonl");
   EXPECT_EQ(aliases.out_dir, "runs/x");
   EXPECT_EQ(aliases.to_json()["dropout"].dump(), "0.1") << "settings read as given, not as float noise";
@@ -600,6 +599,83 @@ TEST_F(TrainLoop, YamlConfigWithCommandLineOverrides) {
   expect_error("rank: sixteen\n", {yaml, "'rank'", "line 1"});
   expect_error("- lr\n- rank\n", {yaml, "mapping"});
   expect_error("lr: [0.1\n", {yaml});
+}
+
+// The settings table is the one declaration: every setting is an option of the commands it
+// applies to, a YAML key and a recorded value (or, for an invocation's controls, neither), and a
+// value set through any front end reads back the same through the others.
+
+// A value for `s` other than its default, by type.
+nlohmann::json changed_value(const TrainConfig& d, const TrainSetting& s) {
+  const nlohmann::json v = setting_value(d, s);
+  switch (s.type()) {
+    case SettingType::text: return v.get<std::string>() + "x";
+    case SettingType::integer: return v.get<int64_t>() + 3;
+    case SettingType::real: return v.get<double>() * 2 + 0.5;
+    case SettingType::boolean: return !v.get<bool>();
+  }
+  return v;
+}
+
+TEST(TrainSettings, EachSettingIsAnOptionAKeyAndARecordAlike) {
+  const TrainConfig defaults;
+  TrainConfig direct;
+  std::string yaml;
+  std::vector<std::string> args;
+  for (const TrainSetting& s : train_settings()) {
+    const nlohmann::json v = changed_value(defaults, s);
+    set_setting(direct, s, v);
+    EXPECT_EQ(setting_value(direct, s), v) << s.name;
+    std::string option = "--" + std::string(s.name);
+    std::replace(option.begin(), option.end(), '_', '-');
+    args.push_back(option);
+    if (s.type() != SettingType::boolean) args.push_back(v.is_string() ? v.get<std::string>() : v.dump());
+    if (s.recorded) yaml += std::string(s.name) + ": " + v.dump() + "\n";
+    EXPECT_EQ(defaults.to_json().contains(std::string(s.name)), s.recorded) << s.name;
+  }
+  EXPECT_EQ(defaults.to_json().size(), static_cast<size_t>(std::count_if(
+      train_settings().begin(), train_settings().end(), [](const TrainSetting& s) { return s.recorded; })))
+      << "nothing recorded outside the table";
+
+  CLI::App app;
+  cli::TrainOptionSet set(app, TrainCommand::train, defaults);
+  std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 parses a vector from the back
+  app.parse(reversed);
+  const TrainConfig from_cli = set.resolve();
+  TrainConfig from_yaml;
+  from_yaml.apply_yaml(YAML::Load(yaml), "settings.yaml");
+  EXPECT_EQ(from_cli.to_json(), direct.to_json());
+  EXPECT_EQ(from_yaml.to_json(), direct.to_json());
+  for (const TrainSetting& s : train_settings())
+    EXPECT_EQ(setting_value(from_cli, s), setting_value(direct, s)) << s.name;
+
+  // Pretraining has the loop's settings, not the base's or the adapters'.
+  CLI::App pre;
+  cli::TrainOptionSet pre_set(pre, TrainCommand::pretrain, defaults);
+  for (const TrainSetting& s : train_settings()) {
+    const std::string option = s.option_names().substr(0, s.option_names().find(','));
+    bool has = true;
+    try {
+      pre.get_option(option);
+    } catch (const CLI::OptionNotFound&) {
+      has = false;
+    }
+    EXPECT_EQ(has, !s.fine_tuning_only) << option;
+  }
+  TrainConfig p;
+  try {
+    p.apply_yaml(YAML::Load("lr: 0.01\nrank: 8\n"), "pre.yaml", TrainCommand::pretrain);
+    ADD_FAILURE() << "pretraining took an adapter setting";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("pre.yaml: unknown key 'rank' at line 2 (a fine-tuning setting)"),
+              std::string::npos) << e.what();
+  }
+  try {
+    p.apply_yaml(YAML::Load("resume: true\n"), "pre.yaml", TrainCommand::pretrain);
+    ADD_FAILURE() << "a file resumed a run";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("a command-line option only"), std::string::npos) << e.what();
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -183,11 +183,26 @@ void apply_shape_yaml(const std::string& path, PretrainShape& sh, const CLI::App
   read("context", sh.context);
 }
 
+// Pretraining's defaults: a model learnt from nothing takes a larger rate and batch than an
+// adapter on a trained base.
+TrainConfig pretrain_defaults() {
+  TrainConfig d;
+  d.out_dir = "runs/pretrain";
+  d.lr = 1e-3f;
+  d.warmup_ratio = 0.05;
+  d.weight_decay = 0.01f;
+  d.max_grad_norm = 1.0f;
+  d.batch_size = 16;
+  d.micro_batch = 16;
+  d.max_length = 128;
+  d.eval_every = 100;
+  d.eval_items = 64;
+  return d;
+}
+
 Registrar reg{"pretrain", "Train a BPE tokenizer and a small Llama model from scratch on a text corpus", [](CLI::App& sub) {
-  auto set = std::make_shared<TrainOptionSet>(sub);
   auto sh = std::make_shared<PretrainShape>();
   auto quiet = std::make_shared<bool>(false);
-  sub.add_option("--config", set->config_path(), "YAML file of training settings");
   sub.add_option("--corpus", sh->corpus, "Text corpus files (JSON lines with a text field, or plain text)");
   sub.add_option("--max-texts", sh->max_texts, "Use at most this many texts (0 = all)")->capture_default_str();
   sub.add_flag("--with-completions", sh->with_completions,
@@ -201,23 +216,12 @@ Registrar reg{"pretrain", "Train a BPE tokenizer and a small Llama model from sc
   sub.add_option("--kv-heads", sh->kv_heads, "Key/value heads")->capture_default_str();
   sub.add_option("--ffn", sh->ffn, "MLP intermediate size")->capture_default_str();
   sub.add_option("--context", sh->context, "Maximum context of the saved model")->capture_default_str();
-  add_loop_options(*set);
+  auto set = std::make_shared<TrainOptionSet>(sub, TrainCommand::pretrain, pretrain_defaults());
   set->set_other_keys(kShapeKeys);
   sub.add_flag("--quiet,-q", *quiet, "No progress output");
   return [set, sh, quiet, &sub]() {
     if (!set->config_path().empty()) apply_shape_yaml(set->config_path(), *sh, sub);
-    TrainConfig d;  // pretraining defaults differ from fine-tuning's
-    d.out_dir = "runs/pretrain";
-    d.lr = 1e-3f;
-    d.warmup_ratio = 0.05;
-    d.weight_decay = 0.01f;
-    d.max_grad_norm = 1.0f;
-    d.batch_size = 16;
-    d.micro_batch = 16;
-    d.max_length = 128;
-    d.eval_every = 100;
-    d.eval_items = 64;
-    return run_pretrain(set->resolve(d), *sh, *quiet);
+    return run_pretrain(set->resolve(), *sh, *quiet);
   };
 }};
 

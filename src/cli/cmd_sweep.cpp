@@ -58,7 +58,7 @@ int run_sweep_command(const SweepArgs& a) {
   spec.space = cfg.space;
   spec.search = cfg.search;
   nlohmann::json base = cfg.train.to_json();
-  for (const char* k : {"out_dir", "run_name"}) base.erase(k);
+  for (const char* k : {"out", "run_name"}) base.erase(k);
   spec.settings = {{"objective", cfg.objective}, {"train", base}};
   spec.progress = cfg.train.progress;
   spec.on_trial_end = [&](const sweep::TrialRecord& t, const sweep::SweepState& st) {

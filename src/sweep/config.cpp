@@ -47,29 +47,6 @@ T read_as(const YAML::Node& n, const std::string& file, const std::string& key) 
   }
 }
 
-// A mapping of train settings goes through TrainConfig::apply_yaml (a temporary file), so the
-// keys and their checks are exactly those of `pricer train --config`.
-void apply_train_mapping(TrainConfig& cfg, const YAML::Node& node, const std::string& file) {
-  YAML::Emitter em;
-  em << node;
-  const fs::path tmp = fs::temp_directory_path() / ("pricer-sweep-train-" + std::to_string(::getpid()) + ".yaml");
-  {
-    std::ofstream out(tmp);
-    out << em.c_str() << "\n";
-    require(out.good(), tmp.string() + ": cannot write");
-  }
-  try {
-    cfg.apply_yaml(tmp.string());
-  } catch (const Error& e) {
-    fs::remove(tmp);
-    std::string msg = e.what();
-    const std::string t = tmp.string();
-    if (msg.starts_with(t)) msg = msg.substr(t.size());
-    throw Error(file + ": key 'train'" + at_line(node) + msg + " (lines counted within the train mapping)");
-  }
-  fs::remove(tmp);
-}
-
 }  // namespace
 
 SweepConfig SweepConfig::load(const std::string& path) {
@@ -92,8 +69,8 @@ SweepConfig SweepConfig::load(const std::string& path) {
     else if (key == "out_dir") c.out_dir = read_as<std::string>(v, path, key);
     else if (key == "train") {
       have_train = true;
-      if (v.IsScalar()) c.train.apply_yaml(v.Scalar());
-      else if (v.IsMap()) apply_train_mapping(c.train, v, path);
+      if (v.IsScalar()) c.train.apply_yaml_file(v.Scalar());
+      else if (v.IsMap()) c.train.apply_yaml(v, path + ": key 'train'");
       else throw Error(path + ": key 'train'" + at_line(v) + ": a pricer train config file or a mapping of its keys");
     } else if (key == "objective") c.objective = read_as<std::string>(v, path, key);
     else if (key == "algorithm") c.search.algorithm = read_as<std::string>(v, path, key);

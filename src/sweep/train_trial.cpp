@@ -18,43 +18,22 @@ namespace pricer::sweep {
 
 namespace {
 
-enum class KeyType { real, integer, text, boolean };
+// A sweep's own parameter besides the searchable settings: alpha = ratio x rank.
+constexpr std::string_view kAlphaRatio = "alpha_ratio";
 
-struct SearchableKey {
-  const char* name;
-  KeyType type;
-};
-
-// The settings a sweep may vary (the data, model and run plumbing stay fixed).
-constexpr SearchableKey kSearchable[] = {
-    {"lr", KeyType::real},           {"rank", KeyType::integer},       {"alpha", KeyType::real},
-    {"alpha_ratio", KeyType::real},  {"dropout", KeyType::real},       {"targets", KeyType::text},
-    {"rslora", KeyType::boolean},    {"optimizer", KeyType::text},     {"schedule", KeyType::text},
-    {"warmup_ratio", KeyType::real}, {"weight_decay", KeyType::real},  {"max_grad_norm", KeyType::real},
-    {"momentum", KeyType::real},     {"epochs", KeyType::integer},     {"max_steps", KeyType::integer},
-    {"batch_size", KeyType::integer}};
-
-const SearchableKey* find_key(const std::string& name) {
-  for (const auto& k : kSearchable)
-    if (name == k.name) return &k;
-  return nullptr;
+// The setting a space parameter varies (null for alpha_ratio); an Error when it names none a
+// sweep may vary.
+const TrainSetting* searchable_setting(const std::string& name, const std::string& where) {
+  if (name == kAlphaRatio) return nullptr;
+  const TrainSetting* s = find_train_setting(name);
+  if (s && s->searchable && s->name == name) return s;
+  std::string list;
+  for (const TrainSetting& t : train_settings())
+    if (t.searchable) list += std::string(t.name) + ", ";
+  throw Error(where + ": not a setting a sweep can vary (expected one of " + list + std::string(kAlphaRatio) + ")");
 }
 
-std::string searchable_list() {
-  std::string s;
-  for (const auto& k : kSearchable) s += (s.empty() ? "" : ", ") + std::string(k.name);
-  return s;
-}
-
-bool fits(KeyType t, const nlohmann::json& v) {
-  switch (t) {
-    case KeyType::real: return v.is_number();
-    case KeyType::integer: return v.is_number_integer();
-    case KeyType::text: return v.is_string();
-    case KeyType::boolean: return v.is_boolean();
-  }
-  return false;
-}
+SettingType param_type(const TrainSetting* s) { return s ? s->type() : SettingType::real; }
 
 // The shortest decimal that reads back as the same value: as the same float for values that are
 // floats (most settings), else as the same double.
@@ -77,15 +56,14 @@ void check_space_keys(const SweepConfig& cfg, const YAML::Node& space_node) {
   for (const auto& p : cfg.space.params) {
     const YAML::Node at = space_node[p.name];
     const std::string where = cfg.file + ": space." + p.name + " (line " + std::to_string(at.Mark().line + 1) + ")";
-    const SearchableKey* k = find_key(p.name);
-    if (!k) throw Error(where + ": not a setting a sweep can vary (expected one of " + searchable_list() + ")");
+    const SettingType type = param_type(searchable_setting(p.name, where));
     if (p.kind == ParamKind::choice) {
       for (const auto& c : p.choices)
-        if (!fits(k->type, c))
+        if (!fits(type, c))
           throw Error(where + ": choice " + c.dump() + " does not fit " + p.name);
-    } else if (k->type == KeyType::text || k->type == KeyType::boolean) {
+    } else if (type == SettingType::text || type == SettingType::boolean) {
       throw Error(where + ": " + p.name + " takes a list of choices, not a numeric range");
-    } else if (k->type == KeyType::integer && !p.is_int()) {
+    } else if (type == SettingType::integer && !p.is_int()) {
       throw Error(where + ": " + p.name + " is an integer: use type int or log_int");
     }
   }
@@ -110,25 +88,10 @@ void check_space_keys(const SweepConfig& cfg, const YAML::Node& space_node) {
 }
 
 void apply_param(TrainConfig& c, const std::string& name, const nlohmann::json& v) {
-  auto set = [](auto& field, const nlohmann::json& value) { field = value.get<std::remove_reference_t<decltype(field)>>(); };
-  const SearchableKey* k = find_key(name);
-  require(k && fits(k->type, v), "sweep parameter '" + name + "' cannot take the value " + v.dump());
-  if (name == "lr") set(c.lr, v);
-  else if (name == "rank") set(c.rank, v);
-  else if (name == "alpha") set(c.alpha, v);
-  else if (name == "alpha_ratio") c.alpha = 0;  // set from the rank below, once every parameter is in
-  else if (name == "dropout") set(c.dropout, v);
-  else if (name == "targets") set(c.targets, v);
-  else if (name == "rslora") set(c.rslora, v);
-  else if (name == "optimizer") set(c.optimizer, v);
-  else if (name == "schedule") set(c.schedule, v);
-  else if (name == "warmup_ratio") set(c.warmup_ratio, v);
-  else if (name == "weight_decay") set(c.weight_decay, v);
-  else if (name == "max_grad_norm") set(c.max_grad_norm, v);
-  else if (name == "momentum") set(c.momentum, v);
-  else if (name == "epochs") set(c.epochs, v);
-  else if (name == "max_steps") set(c.max_steps, v);
-  else if (name == "batch_size") set(c.batch_size, v);
+  const TrainSetting* s = searchable_setting(name, "sweep parameter '" + name + "'");
+  require(fits(param_type(s), v), [&] { return "sweep parameter '" + name + "' cannot take the value " + v.dump(); });
+  if (s) set_setting(c, *s, v);
+  else c.alpha = 0;  // alpha_ratio: set from the rank once every parameter is in
 }
 
 TrainConfig trial_train_config(const SweepConfig& cfg, const TrialRecord& trial) {
@@ -166,27 +129,15 @@ std::string train_config_yaml(const TrainConfig& cfg, const std::string& comment
 // ---------------------------------------------------------------------------------------------
 
 struct TrainTrialRunner::Shared {
-  ModelFile base;
-  std::unique_ptr<Tokenizer> tok;
-  std::vector<PricedExample> train, val;
-  std::shared_ptr<const retrieval::ComparablesIndex> comparables;  // the same for every trial
+  TrainInputs in;  // the same base, tokenizer and examples for every trial
   fs::path runs_db;
 };
 
 TrainTrialRunner::TrainTrialRunner(const SweepConfig& cfg) : cfg_(cfg), shared_(std::make_unique<Shared>()) {
   const TrainConfig& c = cfg.train;
-  std::fprintf(stderr, "loading %s (base %s)\n", c.model.c_str(), c.base_dtype.c_str());
-  shared_->base = load_model_file(c.model, dtype_from_name(c.base_dtype));
-  shared_->tok = load_tokenizer(c.tokenizer.empty() ? c.model : c.tokenizer);
-  require(shared_->tok->vocab_size() <= shared_->base.config.vocab_size,
-          "the tokenizer has " + std::to_string(shared_->tok->vocab_size()) + " tokens, more than the model's vocabulary");
   require(has_split(c.dataset, "val"), c.dataset + ": a sweep needs a validation split (val) to score trials");
-  TrainingData data = load_training_data(c, "", *shared_->tok, shared_->base.config.vocab_size);
-  shared_->train = std::move(data.train);
-  shared_->val = std::move(data.val);
-  shared_->comparables = std::move(data.comparables);
-  require(!shared_->val.empty(), c.dataset + ": the validation split is empty");
-  std::fprintf(stderr, "%zu training and %zu validation examples\n", shared_->train.size(), shared_->val.size());
+  shared_->in = load_train_inputs(c);
+  require(!shared_->in.data.val.empty(), c.dataset + ": the validation split is empty");
   shared_->runs_db = c.runs_db.empty() ? monitor::default_runs_db() : fs::path(c.runs_db);
 }
 
@@ -198,17 +149,9 @@ TrialOutcome TrainTrialRunner::operator()(TrialContext& ctx) const {
   c.resume = ctx.resume;
   c.progress = c.progress && cfg_.search.parallel == 1;
 
-  LlamaModel model = LlamaModel::from_weights(s.base.config, s.base.tensors, s.base.source);
-  TrainHooks hooks;
-  if (c.full) {  // every weight, as `train --full`: the trial's model goes to last|best/model.gguf
-    model.enable_full_training();
-    hooks = full_model_output_hooks(*s.tok, s.base.config, "pricer-finetuned", s.comparables ? s.comparables->k() : 0);
-  } else {
-    attach_adapters(model, c);
-    attach_trainable_tokens(model, c, *s.tok);
-    hooks = adapter_output_hooks(c.model, s.comparables ? s.comparables->k() : 0);
-  }
-  hooks = with_comparables_output(std::move(hooks), s.comparables);
+  const ModelFile& base = s.in.base;
+  LlamaModel model = LlamaModel::from_weights(base.config, base.tensors, base.source);
+  TrainHooks hooks = make_trainable(model, c, s.in);
 
   monitor::RunDb db(s.runs_db);
   hooks.on_start = [&](int64_t run_id) {
@@ -224,7 +167,7 @@ TrialOutcome TrainTrialRunner::operator()(TrialContext& ctx) const {
            std::to_string(cfg_.search.pruning.reduction_factor) + " at this rung)";
   };
 
-  const TrainSummary sum = run_training(c, model, *s.tok, s.train, s.val, c.full, hooks,
+  const TrainSummary sum = run_training(c, model, *s.in.tok, s.in.data.train, s.in.data.val, c.full, hooks,
                                         "pricer sweep --config " + cfg_.file + "  # " + fs::path(c.out_dir).filename().string());
   TrialOutcome out;
   out.steps = sum.steps;

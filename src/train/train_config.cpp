@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <numbers>
 #include <set>
+#include <type_traits>
 
 #include "core/atomic_file.h"
 #include "core/comm.h"
@@ -21,92 +22,81 @@ namespace pricer {
 
 namespace {
 
-template <typename T>
-void read_key(const YAML::Node& node, const char* key, T& into, const std::string& path) {
-  try {
-    into = node.as<T>();
-  } catch (const YAML::Exception& e) {
-    throw Error(path + ": key '" + key + "' at line " + std::to_string(node.Mark().line + 1) + ": " + e.what());
-  }
-}
+using C = TrainConfig;
 
-}  // namespace
+// Every training setting, in the order the options are listed. Names are the long options with
+// '_'; `train` reads them all, `pretrain` those not marked fine-tuning only.
+const TrainSetting kSettings[] = {
+    // What to train on (fine-tuning).
+    {"model", "-m", &C::model, "Base model: GGUF, Hugging Face directory, safetensors or llama2.c .bin", true},
+    {"tokenizer", "", &C::tokenizer, "Tokenizer (default: the model's)", true},
+    {"data", "-d", &C::dataset,
+     "Dataset: curate directory, or JSON lines (prompt/completion or input_ids/completion_start)", true},
+    {"base_dtype", "", &C::base_dtype, "Frozen base format: nf4, bf16 or f32", true},
+    {"compute_dtype", "", &C::compute_dtype,
+     "Precision of the base's linears: bf16 (bf16 operands, f32 sums; about twice as fast) or f32", true},
+    // The adapters (fine-tuning).
+    {"rank", "-r", &C::rank, "LoRA rank", true, true},
+    {"alpha", "", &C::alpha, "LoRA alpha", true, true},
+    {"dropout", "", &C::dropout, "LoRA dropout", true, true},
+    {"targets", "", &C::targets, "Adapted projections: q,k,v,o,gate,up,down or all", true, true},
+    {"rslora", "", &C::rslora, "Scale by alpha/sqrt(rank)", true, true},
+    {"init_adapter", "", &C::init_adapter, "Start from a PEFT directory or GGUF LoRA adapter", true},
+    {"trainable_tokens", "", &C::trainable_tokens,
+     "Also train these token rows of the frozen embedding and head (PEFT trainable_token_indices): "
+     "numbers (the price tokens 0-999) or ids 17,42,...",
+     true},
+    {"full", "", &C::full,
+     "Full fine-tuning: train every weight (needs --base-dtype f32) and save <out>/last/model.gguf; "
+     "best for small bases, QLoRA for large ones",
+     true},
+    {"comparables", "", &C::comparables,
+     "Write the prices of the K most similar training items into every prompt (0 = off); the index "
+     "is saved beside each output, and prediction adds the same",
+     true},
+    // The loop (both commands).
+    {"out", "", &C::out_dir, "Output directory (adapters or model, checkpoint)"},
+    {"max_length", "", &C::max_length, "Maximum tokens per example"},
+    {"optimizer", "", &C::optimizer, "adamw or sgd", false, true},
+    {"lr", "", &C::lr, "Peak learning rate", false, true},
+    {"schedule", "", &C::schedule, "cosine, linear or constant (after warmup)", false, true},
+    {"warmup_ratio", "", &C::warmup_ratio, "Share of steps spent warming up", false, true},
+    {"weight_decay", "", &C::weight_decay, "Decoupled weight decay", false, true},
+    {"max_grad_norm", "", &C::max_grad_norm, "Global gradient-norm clip (0 = off)", false, true},
+    {"momentum", "", &C::momentum, "SGD momentum", false, true},
+    {"epochs", "", &C::epochs, "Passes over the training split", false, true},
+    {"max_steps", "", &C::max_steps, "Stop after this many optimizer steps (0 = no limit)", false, true},
+    {"batch_size", "", &C::batch_size, "Examples per optimizer step", false, true},
+    {"micro_batch", "", &C::micro_batch,
+     "Examples per forward/backward (gradient accumulation); 0 = the batch size, up to 8"},
+    {"price_smoothing", "", &C::price_smoothing,
+     "Spread the price token's label over nearby prices: a Gaussian of this width in log(1 + price), "
+     "e.g. 0.1 (0 = one-hot)"},
+    {"ema", "", &C::ema,
+     "Evaluate and save an exponential moving average of the weights with this decay, e.g. 0.998 "
+     "(0 = the weights as trained)"},
+    {"checkpoint_layers", "", &C::checkpoint_layers, "Recompute each layer in backward (less memory)"},
+    {"eval_every", "", &C::eval_every, "Optimizer steps between evaluations (0 = end only)"},
+    {"eval_items", "", &C::eval_items, "Validation items per evaluation (0 = all)"},
+    {"early_stopping", "", &C::early_stopping, "Evaluations without improvement before stopping (0 = off)"},
+    {"eval_metric", "", &C::eval_metric,
+     "loss or mae (of the median price read off the next-token distribution): what 'best' means"},
+    {"save_every", "", &C::save_every, "Optimizer steps between checkpoints"},
+    {"seed", "", &C::seed, "Seed for data order, adapters and dropout"},
+    {"run_name", "", &C::run_name, "Name in the run database"},
+    // This invocation's controls.
+    {"resume", "", &C::resume, "Continue from <out>/checkpoint.bin", false, false, false},
+    {"overwrite", "", &C::overwrite, "Replace a run already in --out (checkpoint, best/, last/)", false, false, false},
+    {"runs_db", "", &C::runs_db, "Run database (default runs/pricer.db or $PRICER_RUNS_DB)", false, false, false},
+    {"no_record", "", &C::no_record,
+     "Keep the run out of the run database (metrics still go to <out>/logs as JSON lines and TensorBoard)", false,
+     false, false},
+};
 
-void TrainConfig::apply_yaml(const std::string& path, const std::vector<std::string>& other_keys) {
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::Exception& e) {
-    throw Error(path + ": " + e.what());
-  }
-  if (!root || root.IsNull()) return;
-  require(root.IsMap(), path + ": expected a mapping of settings");
-  std::set<std::string> seen;
-  for (const auto& kv : root) {
-    const std::string key = kv.first.as<std::string>();
-    const YAML::Node& v = kv.second;
-    require(seen.insert(key).second,
-            path + ": key '" + key + "' at line " + std::to_string(kv.first.Mark().line + 1) + " is given twice");
-    if (std::find(other_keys.begin(), other_keys.end(), key) != other_keys.end()) continue;
-    std::vector<std::string> valid = other_keys;  // and every key tried before the match
-#define PRICER_KEY(name, field)        \
-  valid.push_back(name);               \
-  if (key == name) {                   \
-    read_key(v, name, field, path);    \
-    continue;                          \
-  }
-    PRICER_KEY("model", model)
-    PRICER_KEY("tokenizer", tokenizer)
-    PRICER_KEY("dataset", dataset)
-    PRICER_KEY("data", dataset)  // as the --data option
-    PRICER_KEY("out_dir", out_dir)
-    PRICER_KEY("out", out_dir)  // as the --out option
-    PRICER_KEY("base_dtype", base_dtype)
-    PRICER_KEY("compute_dtype", compute_dtype)
-    PRICER_KEY("max_length", max_length)
-    PRICER_KEY("rank", rank)
-    PRICER_KEY("lora_r", rank)
-    PRICER_KEY("alpha", alpha)
-    PRICER_KEY("lora_alpha", alpha)
-    PRICER_KEY("dropout", dropout)
-    PRICER_KEY("lora_dropout", dropout)
-    PRICER_KEY("targets", targets)
-    PRICER_KEY("rslora", rslora)
-    PRICER_KEY("init_adapter", init_adapter)
-    PRICER_KEY("trainable_tokens", trainable_tokens)
-    PRICER_KEY("full", full)
-    PRICER_KEY("comparables", comparables)
-    PRICER_KEY("optimizer", optimizer)
-    PRICER_KEY("lr", lr)
-    PRICER_KEY("learning_rate", lr)
-    PRICER_KEY("schedule", schedule)
-    PRICER_KEY("warmup_ratio", warmup_ratio)
-    PRICER_KEY("weight_decay", weight_decay)
-    PRICER_KEY("max_grad_norm", max_grad_norm)
-    PRICER_KEY("momentum", momentum)
-    PRICER_KEY("epochs", epochs)
-    PRICER_KEY("max_steps", max_steps)
-    PRICER_KEY("batch_size", batch_size)
-    PRICER_KEY("micro_batch", micro_batch)
-    PRICER_KEY("price_smoothing", price_smoothing)
-    PRICER_KEY("ema", ema)
-    PRICER_KEY("checkpoint_layers", checkpoint_layers)
-    PRICER_KEY("eval_every", eval_every)
-    PRICER_KEY("eval_items", eval_items)
-    PRICER_KEY("early_stopping", early_stopping)
-    PRICER_KEY("eval_metric", eval_metric)
-    PRICER_KEY("save_every", save_every)
-    PRICER_KEY("seed", seed)
-    PRICER_KEY("run_name", run_name)
-#undef PRICER_KEY
-    std::string list;
-    for (const auto& k : valid) list += (list.empty() ? "" : ", ") + k;
-    throw Error(path + ": unknown key '" + key + "' at line " + std::to_string(kv.first.Mark().line + 1) +
-                did_you_mean(key, valid) + " (keys: " + list + ")");
-  }
-}
-
-namespace {
+// Other names a config file may use: PEFT's and transformers' words, and the struct's.
+const std::pair<std::string_view, std::string_view> kAliases[] = {
+    {"dataset", "data"}, {"out_dir", "out"},           {"lora_r", "rank"},
+    {"lora_alpha", "alpha"}, {"lora_dropout", "dropout"}, {"learning_rate", "lr"}};
 
 // A float setting as the user wrote it: 0.1f is stored as 0.1, not 0.10000000149011612.
 double shortest(float v) {
@@ -115,20 +105,117 @@ double shortest(float v) {
   return std::strtod(std::string(buf, r.ptr).c_str(), nullptr);
 }
 
+std::string line_of(const YAML::Node& n) { return std::to_string(n.Mark().line + 1); }
+
+void read_setting(TrainConfig& cfg, const TrainSetting& s, const YAML::Node& v, const std::string& where) {
+  std::visit(
+      [&](auto member) {
+        try {
+          cfg.*member = v.as<std::remove_reference_t<decltype(cfg.*member)>>();
+        } catch (const YAML::Exception& e) {
+          throw Error(where + ": key '" + std::string(s.name) + "' at line " + line_of(v) + ": " + e.what());
+        }
+      },
+      s.field);
+}
+
 }  // namespace
 
+SettingType TrainSetting::type() const {
+  switch (field.index()) {
+    case 0: return SettingType::text;
+    case 1: case 2: return SettingType::integer;
+    case 3: case 4: return SettingType::real;
+    default: return SettingType::boolean;
+  }
+}
+
+std::string TrainSetting::option_names() const {
+  std::string o = "--";
+  o.append(name);
+  std::replace(o.begin(), o.end(), '_', '-');
+  if (!short_option.empty()) o.append(",").append(short_option);
+  return o;
+}
+
+std::span<const TrainSetting> train_settings() { return kSettings; }
+
+const TrainSetting* find_train_setting(std::string_view name) {
+  for (const auto& [alias, canonical] : kAliases)
+    if (name == alias) name = canonical;
+  for (const TrainSetting& s : kSettings)
+    if (s.name == name) return &s;
+  return nullptr;
+}
+
+nlohmann::json setting_value(const TrainConfig& cfg, const TrainSetting& s) {
+  return std::visit(
+      [&](auto member) -> nlohmann::json {
+        const auto& v = cfg.*member;
+        if constexpr (std::is_same_v<std::remove_cvref_t<decltype(v)>, float>) return shortest(v);
+        else return v;
+      },
+      s.field);
+}
+
+bool fits(SettingType type, const nlohmann::json& v) {
+  switch (type) {
+    case SettingType::real: return v.is_number();
+    case SettingType::integer: return v.is_number_integer();
+    case SettingType::text: return v.is_string();
+    case SettingType::boolean: return v.is_boolean();
+  }
+  return false;
+}
+
+void set_setting(TrainConfig& cfg, const TrainSetting& s, const nlohmann::json& value) {
+  require(fits(s.type(), value), [&] { return "setting '" + std::string(s.name) + "' cannot take the value " + value.dump(); });
+  std::visit([&](auto member) { cfg.*member = value.get<std::remove_reference_t<decltype(cfg.*member)>>(); }, s.field);
+}
+
+void TrainConfig::apply_yaml_file(const std::string& path, TrainCommand command,
+                                  const std::vector<std::string>& other_keys) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::Exception& e) {
+    throw Error(path + ": " + e.what());
+  }
+  if (!root || root.IsNull()) return;
+  apply_yaml(root, path, command, other_keys);
+}
+
+void TrainConfig::apply_yaml(const YAML::Node& mapping, const std::string& where, TrainCommand command,
+                             const std::vector<std::string>& other_keys) {
+  require(mapping.IsMap(), where + ": expected a mapping of settings");
+  std::set<std::string> seen;
+  for (const auto& kv : mapping) {
+    const std::string key = kv.first.as<std::string>();
+    const TrainSetting* s = find_train_setting(key);
+    require(seen.insert(s ? std::string(s->name) : key).second,
+            [&] { return where + ": key '" + key + "' at line " + line_of(kv.first) + " is given twice"; });
+    if (std::find(other_keys.begin(), other_keys.end(), key) != other_keys.end()) continue;
+    if (s && s->recorded && s->applies_to(command)) {
+      read_setting(*this, *s, kv.second, where);
+      continue;
+    }
+    std::vector<std::string> valid = other_keys;
+    for (const TrainSetting& t : kSettings)
+      if (t.recorded && t.applies_to(command)) valid.emplace_back(t.name);
+    std::string list;
+    for (const auto& k : valid) list += (list.empty() ? "" : ", ") + k;
+    const std::string why = s ? (s->recorded ? " (a fine-tuning setting)" : " (a command-line option only)")
+                              : did_you_mean(key, valid);
+    throw Error(where + ": unknown key '" + key + "' at line " + line_of(kv.first) + why + " (keys: " + list + ")");
+  }
+}
+
 nlohmann::json TrainConfig::to_json() const {
-  return {{"model", model}, {"tokenizer", tokenizer}, {"dataset", dataset}, {"out_dir", out_dir},
-          {"base_dtype", base_dtype}, {"compute_dtype", compute_dtype}, {"max_length", max_length}, {"rank", rank}, {"alpha", shortest(alpha)},
-          {"dropout", shortest(dropout)}, {"targets", targets}, {"rslora", rslora}, {"init_adapter", init_adapter},
-          {"trainable_tokens", trainable_tokens}, {"full", full}, {"comparables", comparables},
-          {"optimizer", optimizer}, {"lr", shortest(lr)}, {"schedule", schedule}, {"warmup_ratio", warmup_ratio},
-          {"weight_decay", shortest(weight_decay)}, {"max_grad_norm", shortest(max_grad_norm)}, {"momentum", shortest(momentum)},
-          {"epochs", epochs}, {"max_steps", max_steps}, {"batch_size", batch_size}, {"micro_batch", micro()},
-          {"price_smoothing", shortest(price_smoothing)}, {"ema", ema},
-          {"checkpoint_layers", checkpoint_layers}, {"eval_every", eval_every}, {"eval_items", eval_items},
-          {"early_stopping", early_stopping}, {"eval_metric", eval_metric}, {"save_every", save_every},
-          {"seed", seed}, {"run_name", run_name}};
+  nlohmann::json j = nlohmann::json::object();
+  for (const TrainSetting& s : kSettings)
+    if (s.recorded) j[std::string(s.name)] = setting_value(*this, s);
+  j["micro_batch"] = micro();  // the effective one
+  return j;
 }
 
 int64_t TrainConfig::micro() const {

@@ -49,6 +49,36 @@ TrainingData load_training_data(const TrainConfig& cfg, const std::string& val_p
   return d;
 }
 
+TrainInputs load_train_inputs(const TrainConfig& cfg, const std::string& val_path) {
+  TrainInputs in;
+  std::fprintf(stderr, "loading %s (base %s)\n", cfg.model.c_str(), cfg.base_dtype.c_str());
+  in.base = load_model_file(cfg.model, dtype_from_name(cfg.base_dtype));
+  if (const std::string bad = first_non_finite_tensor(in.base); !bad.empty())
+    throw Error(cfg.model + ": tensor " + bad + " holds NaN or infinite values; training cannot start from it");
+  in.tok = load_tokenizer(cfg.tokenizer.empty() ? cfg.model : cfg.tokenizer);
+  require(in.tok->vocab_size() <= in.base.config.vocab_size, [&] {
+    return "the tokenizer has " + std::to_string(in.tok->vocab_size()) + " tokens, more than the model's vocabulary (" +
+           std::to_string(in.base.config.vocab_size) + ")";
+  });
+  in.data = load_training_data(cfg, val_path, *in.tok, in.base.config.vocab_size);
+  std::fprintf(stderr, "%zu training and %zu validation examples\n", in.data.train.size(), in.data.val.size());
+  return in;
+}
+
+TrainHooks make_trainable(LlamaModel& model, TrainConfig& cfg, const TrainInputs& in) {
+  const int comparables_k = in.data.comparables ? in.data.comparables->k() : 0;
+  TrainHooks hooks;
+  if (cfg.full) {
+    model.enable_full_training();
+    hooks = full_model_output_hooks(*in.tok, in.base.config, "pricer-finetuned", comparables_k);
+  } else {
+    attach_adapters(model, cfg);
+    attach_trainable_tokens(model, cfg, *in.tok);
+    hooks = adapter_output_hooks(cfg.model, comparables_k);
+  }
+  return with_comparables_output(std::move(hooks), in.data.comparables);
+}
+
 TrainHooks with_comparables_output(TrainHooks hooks, std::shared_ptr<const retrieval::ComparablesIndex> index) {
   if (!index) return hooks;
   hooks.save_output = [save = hooks.save_output, index](const LlamaModel& m, const std::string& dir) {

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "io/model_file.h"
 #include "retrieval/comparables.h"
 #include "train/dataset.h"
 #include "train/trainer.h"
@@ -22,6 +23,21 @@ struct TrainingData {
 // alone, as a new product would.
 TrainingData load_training_data(const TrainConfig& cfg, const std::string& val_path, const Tokenizer& tok,
                                 int64_t vocab);
+
+// Everything a fine-tuning run reads, in order: the base (stored as cfg.base_dtype; refused when a
+// tensor holds NaN or infinity), the tokenizer (cfg.tokenizer, else the base's own; refused when
+// larger than the base's vocabulary), then the examples (load_training_data).
+struct TrainInputs {
+  ModelFile base;
+  std::unique_ptr<Tokenizer> tok;
+  TrainingData data;
+};
+TrainInputs load_train_inputs(const TrainConfig& cfg, const std::string& val_path = "");
+
+// Makes `model` (built from in.base) trainable as cfg says: every weight (cfg.full), or the
+// adapters and trainable token rows (cfg then holds an --init-adapter's settings). Returns the
+// hooks that save its outputs: model.gguf or the adapters, with the comparables index beside.
+TrainHooks make_trainable(LlamaModel& model, TrainConfig& cfg, const TrainInputs& in);
 
 // `hooks` whose save_output also writes the comparables index beside each output (when there is
 // one), so the model or adapter is never without the prompts it was trained on.
