@@ -11,6 +11,7 @@
 
 #include "core/random.h"
 #include "data/text.h"
+#include "predict/validation_prices.h"
 #include "train/trainer.h"
 #include "train_test_util.h"
 
@@ -115,8 +116,8 @@ TEST(TrainLearning, PretrainThenQloraFineTuneLearnsThePriceTask) {
   lc.targets = parse_lora_targets("all");
   ft.add_lora(lc, 4);
   auto be = make_cpu_backend(dtype_from_name(TrainConfig{}.compute_dtype));  // as the trainer's
-  const EvalResult untuned = evaluate(ft, *be, val, &tok, 0, 32);
-  ASSERT_GT(untuned.mae, 0);
+  const EvalResult untuned = evaluate(ft, *be, val, 0, 32, validation_price_scorer(tok));
+  ASSERT_GT(untuned.prices.mae, 0);
 
   TrainConfig fc = pc;
   fc.out_dir = dir / "finetune";
@@ -128,15 +129,15 @@ TEST(TrainLearning, PretrainThenQloraFineTuneLearnsThePriceTask) {
   fc.max_steps = 360;
   fc.eval_every = 120;
   fc.eval_items = 0;
-  const TrainSummary fs_ = run_training(fc, ft, tok, train, val, false, {}, "test");
+  const TrainSummary fs_ = run_training(fc, ft, tok, train, val, false, with_price_scores({}, tok), "test");
   EXPECT_DOUBLE_EQ(fs_.first_eval_loss, untuned.loss) << "the first evaluation is the untuned model";
-  const EvalResult tuned = evaluate(ft, *be, val, &tok, 0, 32);
+  const EvalResult tuned = evaluate(ft, *be, val, 0, 32, validation_price_scorer(tok));
   RecordProperty("untuned_loss", std::to_string(untuned.loss));
   RecordProperty("tuned_loss", std::to_string(tuned.loss));
-  RecordProperty("untuned_mae", std::to_string(untuned.mae));
-  RecordProperty("tuned_mae", std::to_string(tuned.mae));
-  RecordProperty("untuned_mae_mean", std::to_string(untuned.mae_mean));
-  RecordProperty("tuned_mae_mean", std::to_string(tuned.mae_mean));
+  RecordProperty("untuned_mae", std::to_string(untuned.prices.mae));
+  RecordProperty("tuned_mae", std::to_string(tuned.prices.mae));
+  RecordProperty("untuned_mae_mean", std::to_string(untuned.prices.mae_mean));
+  RecordProperty("tuned_mae_mean", std::to_string(tuned.prices.mae_mean));
   // The best constant guess for absolute error: the median training price.
   std::vector<double> prices;
   for (const auto& e : train) prices.push_back(e.price);
@@ -150,9 +151,9 @@ TEST(TrainLearning, PretrainThenQloraFineTuneLearnsThePriceTask) {
   // MAE stays well above zero; it still beats the best constant guess, which knowing only the
   // price distribution cannot.
   EXPECT_LT(tuned.loss, 0.25 * untuned.loss) << "untuned " << untuned.loss;
-  EXPECT_LT(tuned.mae, 0.6 * untuned.mae) << "untuned " << untuned.mae;
-  EXPECT_LT(tuned.mae_mean, 0.6 * untuned.mae_mean) << "untuned " << untuned.mae_mean;
-  EXPECT_LT(tuned.mae, 0.9 * constant_mae) << "a constant guess " << constant_mae;
+  EXPECT_LT(tuned.prices.mae, 0.6 * untuned.prices.mae) << "untuned " << untuned.prices.mae;
+  EXPECT_LT(tuned.prices.mae_mean, 0.6 * untuned.prices.mae_mean) << "untuned " << untuned.prices.mae_mean;
+  EXPECT_LT(tuned.prices.mae, 0.9 * constant_mae) << "a constant guess " << constant_mae;
   EXPECT_DOUBLE_EQ(fs_.last_eval_loss, tuned.loss);
 }
 

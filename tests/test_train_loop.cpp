@@ -22,6 +22,7 @@
 #include "core/threads.h"
 #include "monitor/run_db.h"
 #include "predict/price_distribution.h"
+#include "predict/validation_prices.h"
 #include "train/adapter_io.h"
 #include "train/trainer.h"
 #include "train_test_util.h"
@@ -68,7 +69,9 @@ class TrainLoop : public ::testing::Test {
   }
   TrainSummary train(const TrainConfig& c, LlamaModel& m, const std::vector<PricedExample>& tr,
                      const std::vector<PricedExample>& val = {}, const TrainHooks& hooks = {}) {
-    return run_training(c, m, tiny_tokenizer(), tr, val, false, hooks, "test");
+    TrainHooks with_prices = hooks;
+    if (!with_prices.score_prices) with_prices.score_prices = validation_price_scorer(tiny_tokenizer());
+    return run_training(c, m, tiny_tokenizer(), tr, val, false, with_prices, "test");
   }
   std::vector<monitor::MetricPoint> metric(int64_t run, const std::string& name) const {
     monitor::RunDb db(dir_ / "runs.db", monitor::RunDb::Mode::existing);

@@ -11,6 +11,7 @@
 #include "cli/train_options.h"
 #include "core/comm.h"
 #include "core/error.h"
+#include "predict/validation_prices.h"
 #include "tokenizer/train_bpe.h"
 
 namespace fs = std::filesystem;
@@ -128,7 +129,7 @@ int run_pretrain(const TrainConfig& cfg, const PretrainShape& sh, bool quiet) {
   LlamaModel model = LlamaModel::random(mc, c.seed);
   model.enable_full_training();
 
-  const TrainHooks hooks = full_model_output_hooks(*tok, mc, "pricer-pretrained");
+  const TrainHooks hooks = with_price_scores(full_model_output_hooks(*tok, mc, "pricer-pretrained"), *tok);
   const TrainSummary s = run_training(c, model, *tok, chunks, val, true, hooks, command_line());
   const fs::path final_model = fs::path(c.out_dir) / "model.gguf";
   if (s.interrupted) {

@@ -4,6 +4,7 @@
 
 #include "cli/train_options.h"
 #include "core/error.h"
+#include "predict/validation_prices.h"
 #include "io/model_file.h"
 #include "train/training_data.h"
 
@@ -31,7 +32,7 @@ int run_train(const TrainConfig& cfg, bool quiet, const std::string& val_path, c
                  "note: this base has %.1f M parameters; on bases this small full fine-tuning (--full "
                  "--base-dtype f32) measured far better than adapters (docs/results.md)\n",
                  static_cast<double>(in.base.config.n_params()) / 1e6);
-  const TrainHooks hooks = make_trainable(model, c, in);
+  const TrainHooks hooks = with_price_scores(make_trainable(model, c, in), *in.tok);
   if (model.has_trainable_tokens())
     std::fprintf(stderr, "training %zu token rows besides the adapters\n", model.trainable_tokens().ids.size());
   if (!c.init_adapter.empty())

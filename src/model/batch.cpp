@@ -96,4 +96,27 @@ Batch make_batch(std::span<const Example> examples, BatchMode mode, int32_t pad_
   return b;
 }
 
+Batch prompt_batch(std::span<const std::span<const int32_t>> prompts, std::span<const int64_t> offsets) {
+  require(offsets.empty() || offsets.size() == prompts.size(), "prompt_batch: one offset per prompt");
+  Batch b;
+  b.cu_seqlens.push_back(0);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const int64_t start = offsets.empty() ? 0 : offsets[i];
+    for (size_t t = 0; t < prompts[i].size(); ++t) {
+      b.tokens.push_back(prompts[i][t]);
+      b.positions.push_back(static_cast<int32_t>(start + static_cast<int64_t>(t)));
+    }
+    b.cu_seqlens.push_back(static_cast<int32_t>(b.tokens.size()));
+  }
+  b.targets.assign(b.tokens.size(), 0);
+  b.loss_mask.assign(b.tokens.size(), 0);
+  return b;
+}
+
+std::vector<int64_t> last_rows(const Batch& b) {
+  std::vector<int64_t> rows;
+  for (size_t i = 1; i < b.cu_seqlens.size(); ++i) rows.push_back(b.cu_seqlens[i] - 1);
+  return rows;
+}
+
 }  // namespace pricer

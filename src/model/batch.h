@@ -52,4 +52,11 @@ enum class BatchMode {
 // shorter than 2 tokens or a prompt_len outside [1, size).
 Batch make_batch(std::span<const Example> examples, BatchMode mode, int32_t pad_id);
 
+// Prompts for inference, back to back with no padding, each its own sequence whose positions start
+// at offsets[i] (what its KV cache already holds; 0 for all when offsets is empty). Targets are
+// blank and nothing is in the loss: the logits wanted are those of each sequence's last row.
+Batch prompt_batch(std::span<const std::span<const int32_t>> prompts, std::span<const int64_t> offsets = {});
+// Each sequence's last row in a batch: where the next token of each prompt is read.
+std::vector<int64_t> last_rows(const Batch& b);
+
 }  // namespace pricer

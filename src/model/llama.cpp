@@ -894,18 +894,10 @@ std::vector<float> LlamaModel::forward_cached(std::span<KvCache* const> caches, 
 namespace {
 // One batch of each sequence's next tokens, positioned after what its cache holds.
 Batch cached_batch(std::span<const std::vector<int32_t>> seqs, std::span<KvCache* const> caches) {
-  Batch b;
-  b.cu_seqlens.push_back(0);
-  for (size_t i = 0; i < seqs.size(); ++i) {
-    for (size_t t = 0; t < seqs[i].size(); ++t) {
-      b.tokens.push_back(seqs[i][t]);
-      b.positions.push_back(static_cast<int32_t>(caches[i]->length() + static_cast<int64_t>(t)));
-    }
-    b.cu_seqlens.push_back(static_cast<int32_t>(b.tokens.size()));
-  }
-  b.targets.assign(b.tokens.size(), 0);  // nothing to predict: blank, for the one validation path
-  b.loss_mask.assign(b.tokens.size(), 0);
-  return b;
+  std::vector<std::span<const int32_t>> prompts(seqs.begin(), seqs.end());
+  std::vector<int64_t> offsets;
+  for (const KvCache* c : caches) offsets.push_back(c->length());
+  return prompt_batch(prompts, offsets);
 }
 }  // namespace
 

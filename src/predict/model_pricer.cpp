@@ -182,17 +182,10 @@ std::vector<PricePrediction> ModelPricer::predict(const std::vector<std::string>
       continue;
     }
     // Prompts packed back to back (no padding); the head runs only at each prompt's last token.
-    Batch b;
-    std::vector<int64_t> rows;
-    b.cu_seqlens.push_back(0);
-    for (size_t i = i0; i < i1; ++i) {
-      for (size_t t = 0; t < ids[i].size(); ++t) {
-        b.tokens.push_back(ids[i][t]);
-        b.positions.push_back(static_cast<int32_t>(t));
-      }
-      b.cu_seqlens.push_back(static_cast<int32_t>(b.tokens.size()));
-      rows.push_back(static_cast<int64_t>(b.tokens.size()) - 1);
-    }
+    const std::vector<std::span<const int32_t>> batch(ids.begin() + static_cast<std::ptrdiff_t>(i0),
+                                                      ids.begin() + static_cast<std::ptrdiff_t>(i1));
+    const Batch b = prompt_batch(batch);
+    const std::vector<int64_t> rows = last_rows(b);
     const std::vector<float> logits = model_->logits(b, rows, *be_);
     for (size_t k = 0; k < rows.size(); ++k) out[i0 + k] = read_logits(logits.data() + k * vocab, mode);
     bar.add(i1 - i0);

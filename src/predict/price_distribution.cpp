@@ -5,24 +5,9 @@
 #include <numeric>
 
 #include "core/error.h"
+#include "tokenizer/number_tokens.h"
 
 namespace pricer {
-
-namespace {
-
-// 0..999 written plainly: "0", "7", "42", "999" but not "007" or "1000".
-int number_value(const std::string& s) {
-  if (s.empty() || s.size() > 3) return -1;
-  if (s.size() > 1 && s[0] == '0') return -1;
-  int v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return -1;
-    v = v * 10 + (c - '0');
-  }
-  return v;
-}
-
-}  // namespace
 
 PriceMode price_mode_from_name(const std::string& name) {
   if (name == "median") return PriceMode::Median;
@@ -66,14 +51,9 @@ double read_price(const PriceEstimate& e, PriceMode mode) {
 }
 
 PriceDistribution::PriceDistribution(const Tokenizer& tok) {
-  for (int32_t id = 0; id < tok.vocab_size(); ++id) {
-    const int v = number_value(tok.token_bytes(id));
-    if (v >= 0) {
-      ids_.push_back(id);
-      values_.push_back(v);
-    }
-  }
-  require(!ids_.empty(), "tokenizer has no number tokens 0-999: prices cannot be read from the model");
+  NumberTokens numbers = number_tokens(tok);
+  ids_ = std::move(numbers.ids);
+  values_ = std::move(numbers.values);
   by_value_.resize(ids_.size());
   std::iota(by_value_.begin(), by_value_.end(), 0);
   std::stable_sort(by_value_.begin(), by_value_.end(), [&](size_t a, size_t b) { return values_[a] < values_[b]; });

@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "predict/validation_prices.h"
 #include "io/model_file.h"
 #include "monitor/recorder.h"
 #include "tokenizer/tokenizer.h"
@@ -151,7 +152,7 @@ TrialOutcome TrainTrialRunner::operator()(TrialContext& ctx) const {
 
   const ModelFile& base = s.in.base;
   LlamaModel model = LlamaModel::from_weights(base.config, base.tensors, base.source);
-  TrainHooks hooks = make_trainable(model, c, s.in);
+  TrainHooks hooks = with_price_scores(make_trainable(model, c, s.in), *s.in.tok);
 
   monitor::RunDb db(s.runs_db);
   hooks.on_start = [&](int64_t run_id) {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "model/batch.h"
+#include "tokenizer/number_tokens.h"
 #include "tokenizer/tokenizer.h"
 
 namespace pricer {
@@ -63,12 +64,6 @@ std::vector<std::vector<int64_t>> epoch_batches(const std::vector<PricedExample>
 
 // A Batch of the given examples, packed back to back (no padding to compute).
 Batch batch_of(const std::vector<PricedExample>& data, const std::vector<int64_t>& idx);
-
-// The number tokens of a vocabulary with their values (0..999), for price smoothing.
-struct NumberTokens {
-  std::vector<int32_t> ids;
-  std::vector<int> values;
-};
 
 // Spreads the label of each example's first completion token (its whole-dollar price token)
 // over the number tokens, with weights exp(-(ln(1 + v) - ln(1 + v_true))^2 / (2 sigma^2)) (those

@@ -16,7 +16,6 @@
 #include "model/model_export.h"
 #include "monitor/interrupt.h"
 #include "monitor/recorder.h"
-#include "predict/price_distribution.h"
 #include "retrieval/comparables.h"
 #include "tokenizer/vocab_export.h"
 #include "train/adapter_io.h"
@@ -32,8 +31,8 @@ namespace pricer {
 // ---------------------------------------------------------------------------------------------
 // Evaluation
 
-EvalResult evaluate(LlamaModel& model, Backend& be, const std::vector<PricedExample>& val,
-                    const Tokenizer* tok, int64_t max_items, int64_t micro_batch) {
+EvalResult evaluate(LlamaModel& model, Backend& be, const std::vector<PricedExample>& val, int64_t max_items,
+                    int64_t micro_batch, const PriceScorer& score_prices) {
   EvalResult r;
   const int64_t n = max_items > 0 ? std::min<int64_t>(max_items, static_cast<int64_t>(val.size()))
                                   : static_cast<int64_t>(val.size());
@@ -48,43 +47,8 @@ EvalResult evaluate(LlamaModel& model, Backend& be, const std::vector<PricedExam
     tokens += k;
   }
   r.loss = loss_sum / std::max(1.0, tokens);
-  if (!tok || std::isnan(val[0].price)) return r;
-  std::unique_ptr<PriceDistribution> pd;
-  try {
-    pd = std::make_unique<PriceDistribution>(*tok);
-  } catch (const Error&) {
-    return r;  // a vocabulary without number tokens has no price reading
-  }
-  double abs_err = 0, abs_err_mean = 0, covered = 0;
-  const int64_t vocab = model.config().vocab_size;
-  for (int64_t i = 0; i < n; i += micro_batch) {
-    // The prompts alone, each its own sequence; logits at each prompt's last token.
-    Batch b;
-    std::vector<int64_t> rows;
-    b.cu_seqlens.push_back(0);
-    for (int64_t j = i; j < std::min(n, i + micro_batch); ++j) {
-      const PricedExample& ex = val[j];
-      for (int64_t t = 0; t < ex.prompt_len; ++t) {
-        b.tokens.push_back(ex.tokens[t]);
-        b.positions.push_back(static_cast<int32_t>(t));
-      }
-      b.cu_seqlens.push_back(static_cast<int32_t>(b.tokens.size()));
-      rows.push_back(static_cast<int64_t>(b.tokens.size()) - 1);
-    }
-    b.targets.assign(b.tokens.size(), 0);
-    b.loss_mask.assign(b.tokens.size(), 0);
-    const std::vector<float> logits = model.logits(b, rows, be);
-    for (size_t k = 0; k < rows.size(); ++k) {
-      const PriceEstimate e = pd->estimate(logits.data() + k * vocab, vocab, 0.8, 3);
-      const double truth = val[i + static_cast<int64_t>(k)].price;
-      abs_err += std::abs(read_price(e, kDefaultPriceMode) - truth);
-      abs_err_mean += std::abs(e.expected - truth);
-      covered += (truth >= e.lo && truth <= e.hi + 1.0) ? 1 : 0;  // whole-dollar tokens cover [v, v+1)
-    }
-  }
-  r.mae = abs_err / static_cast<double>(n);
-  r.mae_mean = abs_err_mean / static_cast<double>(n);
-  r.interval_coverage = covered / static_cast<double>(n);
+  if (score_prices && !std::isnan(val[0].price))
+    r.prices = score_prices(model, be, std::span(val).first(static_cast<size_t>(n)), micro_batch);
   return r;
 }
 
@@ -208,8 +172,7 @@ class TrainingRun {
         ckpt_((fs::path(cfg.out_dir) / "checkpoint.bin").string()), talk_(cfg.progress && comm::root()),
         label_(mode_full && !cfg.full ? "pretrain" : "train") {  // full fine-tuning is training too
     if (cfg.price_smoothing > 0) {
-      const PriceDistribution pd(tok);  // throws when the vocabulary has no number tokens
-      numbers_ = {pd.ids(), pd.values()};
+      numbers_ = number_tokens(tok);  // throws when the vocabulary has no number tokens
     }
     const int64_t batches_per_epoch = (static_cast<int64_t>(train.size()) + cfg.batch_size - 1) / cfg.batch_size;
     total_ = batches_per_epoch * std::max<int64_t>(1, cfg.epochs);
@@ -421,21 +384,21 @@ class TrainingRun {
     if (val_.empty() || evaluated_at_ == st_.step) return;  // the final one is skipped when just done
     evaluated_at_ = st_.step;
     EvalResult e;
-    averaged([&] { e = pricer::evaluate(model_, *be_, val_, &tok_, cfg_.eval_items, cfg_.micro()); });
+    averaged([&] { e = pricer::evaluate(model_, *be_, val_, cfg_.eval_items, cfg_.micro(), hooks_.score_prices); });
     std::map<std::string, double> m = {{"eval/loss", e.loss}};
-    if (e.mae >= 0) {
-      m["eval/mae"] = e.mae;
-      m["eval/mae_mean"] = e.mae_mean;
-      m["eval/interval80_coverage"] = e.interval_coverage;
+    if (e.prices.mae >= 0) {
+      m["eval/mae"] = e.prices.mae;
+      m["eval/mae_mean"] = e.prices.mae_mean;
+      m["eval/interval80_coverage"] = e.prices.interval_coverage;
     }
     rec_->log_metrics(st_.step, m);
     record_eval(e, final_eval);
     if (talk_) {
       std::fprintf(stderr, "%s%s step %lld: eval loss %.4f", tty_ ? "\n" : "", label_.c_str(),
                    static_cast<long long>(st_.step), e.loss);
-      if (e.mae >= 0)
-        std::fprintf(stderr, ", MAE $%.2f (%s; expected value $%.2f)", e.mae, price_mode_name(kDefaultPriceMode),
-                     e.mae_mean);
+      if (e.prices.mae >= 0)
+        std::fprintf(stderr, ", MAE $%.2f (%s; expected value $%.2f)", e.prices.mae, e.prices.readout.c_str(),
+                     e.prices.mae_mean);
       std::fprintf(stderr, "\n");
     }
     if (hooks_.on_eval) {
@@ -448,13 +411,13 @@ class TrainingRun {
   void record_eval(const EvalResult& e, bool final_eval) {
     if (std::isnan(st_.first_eval_loss)) {
       st_.first_eval_loss = e.loss;
-      st_.first_eval_mae = e.mae;
+      st_.first_eval_mae = e.prices.mae;
     }
     st_.last_eval_loss = e.loss;
-    st_.last_eval_mae = e.mae;
+    st_.last_eval_mae = e.prices.mae;
     if (std::isnan(st_.best_eval_loss) || e.loss < st_.best_eval_loss) st_.best_eval_loss = e.loss;
-    if (e.mae >= 0 && (st_.best_eval_mae < 0 || e.mae < st_.best_eval_mae)) st_.best_eval_mae = e.mae;
-    const double metric = cfg_.eval_metric == "mae" && e.mae >= 0 ? e.mae : e.loss;
+    if (e.prices.mae >= 0 && (st_.best_eval_mae < 0 || e.prices.mae < st_.best_eval_mae)) st_.best_eval_mae = e.prices.mae;
+    const double metric = cfg_.eval_metric == "mae" && e.prices.mae >= 0 ? e.prices.mae : e.loss;
     if (metric < st_.best_metric) {
       st_.best_metric = metric;
       st_.evals_without_improvement = 0;
@@ -565,7 +528,7 @@ void attach_trainable_tokens(LlamaModel& model, TrainConfig& cfg, const Tokenize
   if (cfg.trainable_tokens.empty()) return;
   std::vector<int32_t> ids;
   if (cfg.trainable_tokens == "numbers") {
-    ids = PriceDistribution(tok).ids();  // throws when the vocabulary has no number tokens
+    ids = number_tokens(tok).ids;  // throws when the vocabulary has no number tokens
   } else {
     std::stringstream list(cfg.trainable_tokens);
     for (std::string item; std::getline(list, item, ',');) {

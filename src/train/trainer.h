@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -43,18 +44,26 @@ void attach_adapters(LlamaModel& model, TrainConfig& cfg);
 // vocabulary.
 void attach_trainable_tokens(LlamaModel& model, TrainConfig& cfg, const Tokenizer& tok);
 
-// Validation metrics on up to `max_items` examples: mean loss over completion tokens and, when the
-// examples carry prices, the MAE of the price read off the next-token distribution over number
-// tokens: with the default readout (kDefaultPriceMode, as `predict` and `eval` read it) and with
-// its mean.
+// Price metrics of validation items, read off the model by the caller's pricing code (the
+// trainer knows no prices): the MAE of the default readout, of the expected value, and the share of
+// true prices inside the 80% interval.
+struct PriceScores {
+  double mae = -1;
+  double mae_mean = -1;
+  double interval_coverage = -1;
+  std::string readout;  // the default readout's name, for the progress line
+};
+using PriceScorer = std::function<PriceScores(LlamaModel& model, Backend& be, std::span<const PricedExample> items,
+                                              int64_t micro_batch)>;
+
+// Validation metrics on up to `max_items` examples: mean loss over completion tokens and, when
+// the examples carry prices and a scorer is given, its price metrics.
 struct EvalResult {
   double loss = 0;
-  double mae = -1;       // default readout
-  double mae_mean = -1;  // expected-value readout
-  double interval_coverage = -1;  // share of true prices inside the 80% interval
+  PriceScores prices;  // mae < 0: none read
 };
-EvalResult evaluate(LlamaModel& model, Backend& be, const std::vector<PricedExample>& val,
-                    const Tokenizer* tok, int64_t max_items, int64_t micro_batch);
+EvalResult evaluate(LlamaModel& model, Backend& be, const std::vector<PricedExample>& val, int64_t max_items,
+                    int64_t micro_batch, const PriceScorer& score_prices = {});
 
 // What the loop hands on_eval after each evaluation.
 struct EvalReport {
@@ -75,6 +84,9 @@ struct TrainHooks {
   // outputs and a checkpoint are written and the run is finished with that message (a sweep
   // pruning a trial uses it).
   std::function<std::string(const EvalReport&)> on_eval;
+  // Reads the validation prices at every evaluation (predict's validation_price_scorer); unset,
+  // evaluations measure the loss alone.
+  PriceScorer score_prices;
 };
 
 // Hooks whose save_output writes the adapters as PEFT (naming the base model) and <dir>/adapter.gguf.
