@@ -32,14 +32,16 @@ std::string mpirun() {
   return "";
 }
 
-// Runs `mpirun -np N pricer ARGS` (N = 0: pricer alone), output to log; the exit status.
-int launch(int ranks, const std::vector<std::string>& args, const fs::path& log) {
+// Runs `mpirun -np N pricer ARGS` (N = 0: pricer alone), output to log (stderr to err_log when
+// given: mpirun forwards the ranks' two streams separately, so lines of one may land inside lines
+// of the other); the exit status.
+int launch(int ranks, const std::vector<std::string>& args, const fs::path& log, const fs::path& err_log = {}) {
   std::string cmd = ranks > 0 ? "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 300 " + mpirun() +
                                     " --oversubscribe -np " + std::to_string(ranks) + " "
                               : std::string("timeout 300 ");
   cmd += std::string("'") + PRICER_BINARY + "'";
   for (const auto& a : args) cmd += " '" + a + "'";
-  cmd += " > '" + log.string() + "' 2>&1";
+  cmd += " > '" + log.string() + "' " + (err_log.empty() ? std::string("2>&1") : "2> '" + err_log.string() + "'");
   const int status = std::system(cmd.c_str());
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
@@ -230,8 +232,9 @@ TEST_F(Mpi, EvalOnTwoRanksPricesAsOneProcessDoes) {
   // predict --jsonl: the two ranks' shares printed by rank 0 in input order.
   auto predict = [&](int ranks, const std::string& name) {
     EXPECT_EQ(launch(ranks, {"-t", "1", "predict", "--model", suite("model.gguf"), "--tokenizer", suite("tokenizer.json"),
-                             "--base-dtype", "f32", "--jsonl", dir_ / "test.jsonl"}, dir_.path() / (name + ".log")), 0)
-        << log(name);
+                             "--base-dtype", "f32", "--jsonl", dir_ / "test.jsonl"}, dir_.path() / (name + ".log"),
+                     dir_.path() / (name + ".err")), 0)
+        << log(name) << slurp(dir_ / (name + ".err"));
     std::vector<nlohmann::json> rows;
     std::istringstream in(log(name));
     for (std::string line; std::getline(in, line);)

@@ -15,19 +15,6 @@ namespace pricer::data {
 
 namespace {
 
-struct Rng {
-  uint64_t s;
-  uint64_t next() { return mix64(s += kGoldenGamma); }
-  double uniform() { return (static_cast<double>(next() >> 11) + 0.5) * 0x1p-53; }
-  size_t pick(size_t n) { return static_cast<size_t>(next() % n); }
-  double normal() {
-    const double u1 = uniform(), u2 = uniform();
-    return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
-  }
-  template <class T>
-  const T& of(const std::vector<T>& v) { return v[pick(v.size())]; }
-};
-
 struct Level {
   const char* text;  // how the level reads in the product text
   double factor;
@@ -150,16 +137,16 @@ std::string fill(std::string_view t, const std::vector<std::pair<std::string_vie
 }  // namespace
 
 SyntheticItem synthetic_item(uint64_t seed, uint64_t index, bool inflate) {
-  Rng rng{mix64(seed * kGoldenGamma + index)};
-  const Category& cat = rng.of(categories());
-  const Level& type = rng.of(cat.types);
-  const Brand& brand = rng.of(brands());
-  const Level& size = rng.of(cat.sizes);
-  const Level& material = rng.of(cat.materials);
-  const Level& warranty = rng.of(kWarranty);
-  const int pack = rng.of(kPacks);
-  const std::string color = rng.of(kColors);
-  const std::string use1 = rng.of(cat.uses), use2 = rng.of(cat.uses);
+  Rng rng(mix64(seed * kGoldenGamma + index) + kGoldenGamma);
+  const Category& cat = rng.pick(categories());
+  const Level& type = rng.pick(cat.types);
+  const Brand& brand = rng.pick(brands());
+  const Level& size = rng.pick(cat.sizes);
+  const Level& material = rng.pick(cat.materials);
+  const Level& warranty = rng.pick(kWarranty);
+  const int pack = rng.pick(kPacks);
+  const std::string color = rng.pick(kColors);
+  const std::string use1 = rng.pick(cat.uses), use2 = rng.pick(cat.uses);
 
   const double rule = cat.base * type.factor * brand.factor * size.factor * material.factor *
                       warranty.factor * std::pow(pack, 0.8);
@@ -168,9 +155,9 @@ SyntheticItem synthetic_item(uint64_t seed, uint64_t index, bool inflate) {
 
   // Model numbers look like part numbers on purpose: curation must scrub them.
   char model[16];
-  std::snprintf(model, sizeof model, "%c%c%05u%c", 'A' + static_cast<char>(rng.pick(26)),
-                'A' + static_cast<char>(rng.pick(26)), static_cast<unsigned>(rng.pick(100000)),
-                'A' + static_cast<char>(rng.pick(26)));
+  std::snprintf(model, sizeof model, "%c%c%05u%c", 'A' + static_cast<char>(rng.below(26)),
+                'A' + static_cast<char>(rng.below(26)), static_cast<unsigned>(rng.below(100000)),
+                'A' + static_cast<char>(rng.below(26)));
   const std::string pack_text = pack > 1 ? "Pack of " + std::to_string(pack) : "Single Unit";
   const std::vector<std::pair<std::string_view, std::string>> kv = {
       {"brand", brand.name},          {"type", type.text},
@@ -219,32 +206,32 @@ SyntheticItem synthetic_item(uint64_t seed, uint64_t index, bool inflate) {
 
   nlohmann::ordered_json j;
   j["main_category"] = cat.name;
-  j["title"] = fill(rng.of(titles), kv);
+  j["title"] = fill(rng.pick(titles), kv);
   if (inflate) {
     j["average_rating"] = std::round((3.0 + 2.0 * rng.uniform()) * 10) / 10;
-    j["rating_number"] = rng.pick(5000);
+    j["rating_number"] = rng.below(5000);
   }
   std::vector<std::string> feats;
   std::vector<size_t> order(features.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng.pick(i)]);
-  const size_t n_feat = 4 + rng.pick(4);
+  for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng.below(i)]);
+  const size_t n_feat = 4 + rng.below(4);
   for (size_t i = 0; i < n_feat; ++i) feats.push_back(fill(features[order[i]], kv));
   j["features"] = feats;
   std::vector<std::string> desc;
-  std::string para = fill(rng.of(openers), kv);
+  std::string para = fill(rng.pick(openers), kv);
   std::vector<size_t> mid(middles.size());
   for (size_t i = 0; i < mid.size(); ++i) mid[i] = i;
-  for (size_t i = mid.size(); i > 1; --i) std::swap(mid[i - 1], mid[rng.pick(i)]);
-  const size_t n_mid = 3 + rng.pick(4);
+  for (size_t i = mid.size(); i > 1; --i) std::swap(mid[i - 1], mid[rng.below(i)]);
+  const size_t n_mid = 3 + rng.below(4);
   for (size_t i = 0; i < n_mid; ++i) para += " " + fill(middles[mid[i]], kv);
   desc.push_back(para);
-  desc.push_back(fill(rng.of(closers), kv));
+  desc.push_back(fill(rng.pick(closers), kv));
   j["description"] = desc;
   j["price"] = price;
   if (inflate) {
     nlohmann::ordered_json images = nlohmann::ordered_json::array();
-    const size_t n_img = 2 + rng.pick(5);
+    const size_t n_img = 2 + rng.below(5);
     for (size_t i = 0; i < n_img; ++i) {
       const std::string id = std::to_string(rng.next() % 100000000000ull);
       images.push_back({{"thumb", "https://m.media-amazon.com/images/I/" + id + "._SS40_.jpg"},
@@ -268,10 +255,10 @@ SyntheticItem synthetic_item(uint64_t seed, uint64_t index, bool inflate) {
                   {"Product Dimensions", dims},
                   {"Item model number", model},
                   {"Warranty", std::string(warranty.text) + " limited warranty"},
-                  {"Best Sellers Rank", {{cat.name, 1 + rng.pick(200000)}}},
-                  {"Date First Available", "March " + std::to_string(1 + rng.pick(28)) + ", " +
-                                               std::to_string(2015 + rng.pick(9))}};
-  if (inflate) j["parent_asin"] = "B0" + std::to_string(10000000 + rng.pick(89999999));
+                  {"Best Sellers Rank", {{cat.name, 1 + rng.below(200000)}}},
+                  {"Date First Available", "March " + std::to_string(1 + rng.below(28)) + ", " +
+                                               std::to_string(2015 + rng.below(9))}};
+  if (inflate) j["parent_asin"] = "B0" + std::to_string(10000000 + rng.below(89999999));
 
   SyntheticItem item;
   item.line = j.dump();

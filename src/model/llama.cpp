@@ -11,22 +11,6 @@ namespace pricer {
 
 namespace {
 
-// A small counter-based generator: the same seed gives the same numbers on every platform
-// (std:: distributions are implementation-defined).
-class Rng {
- public:
-  explicit Rng(uint64_t seed) : state_(mix64(seed)) {}
-  uint64_t next() { return mix64(state_++); }
-  float uniform() { return static_cast<float>((next() >> 40) * 0x1p-24); }  // [0, 1)
-  float normal() {
-    const double u1 = ((next() >> 11) + 1.0) * 0x1p-53, u2 = (next() >> 11) * 0x1p-53;
-    return static_cast<float>(std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * std::numbers::pi * u2));
-  }
-
- private:
-  uint64_t state_;
-};
-
 const char* proj_module(Proj p) { return static_cast<int>(p) <= static_cast<int>(Proj::O) ? "self_attn" : "mlp"; }
 
 std::string proj_prefix(int64_t l, Proj p) {
@@ -234,10 +218,10 @@ LlamaModel LlamaModel::random(const ModelConfig& cfg, uint64_t seed, float stdde
   cfg.validate("random model config");
   LlamaModel m;
   m.cfg_ = cfg;
-  Rng rng(seed);
+  Rng rng(mix64(seed), 1);  // counter-based
   auto matrix = [&](int64_t rows, int64_t cols) {
     std::vector<float> w(static_cast<size_t>(rows * cols));
-    for (float& x : w) x = rng.normal() * stddev;
+    for (float& x : w) x = static_cast<float>(rng.normal()) * stddev;
     return Weight::from_f32(w.data(), rows, cols, DType::F32);
   };
   m.embed_ = matrix(cfg.vocab_size, cfg.dim);
@@ -292,10 +276,10 @@ void LlamaModel::add_lora(const LoraConfig& lc, uint64_t seed) {
       ad.rank = lc.rank;
       // PEFT: kaiming_uniform_(a=sqrt(5)) on A is U(-1/sqrt(in), 1/sqrt(in)); B starts at zero
       // so the adapted model equals the base at step 0.
-      Rng rng(mix64(seed) ^ mix64(static_cast<uint64_t>(l * kNumProj + static_cast<int>(p))));
+      Rng rng(mix64(mix64(seed) ^ mix64(static_cast<uint64_t>(l * kNumProj + static_cast<int>(p)))), 1);
       const float bound = 1.0f / std::sqrt(static_cast<float>(ad.in));
       ad.A.resize(ad.rank * ad.in);
-      for (float& a : ad.A) a = (2.0f * rng.uniform() - 1.0f) * bound;
+      for (float& a : ad.A) a = (2.0f * rng.uniform_float() - 1.0f) * bound;
       ad.B.assign(ad.out * ad.rank, 0.0f);
       ad.dA.assign(ad.A.size(), 0.0f);
       ad.dB.assign(ad.B.size(), 0.0f);

@@ -152,38 +152,6 @@ nlohmann::json SearchSpace::to_json() const {
 
 // ---------------------------------------------------------------------------------------------
 
-namespace {
-
-uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-}  // namespace
-
-Rng::Rng(uint64_t seed) {
-  for (auto& s : s_) s = splitmix64(seed);
-}
-
-uint64_t Rng::next() {
-  const uint64_t result = rotl(s_[1] * 5, 7) * 9;
-  const uint64_t t = s_[1] << 17;
-  s_[2] ^= s_[0];
-  s_[3] ^= s_[1];
-  s_[1] ^= s_[2];
-  s_[0] ^= s_[3];
-  s_[2] ^= t;
-  s_[3] = rotl(s_[3], 45);
-  return result;
-}
-
-double Rng::uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
-
-double Rng::normal() {
-  const double u1 = 1.0 - uniform();  // (0, 1]
-  const double u2 = uniform();
-  return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * std::numbers::pi * u2);
-}
-
-uint64_t Rng::below(uint64_t n) { return n == 0 ? 0 : next() % n; }
-
 uint64_t trial_seed(uint64_t sweep_seed, int64_t trial_number) {
   uint64_t x = sweep_seed ^ (static_cast<uint64_t>(trial_number) * 0xd1b54a32d192ed03ULL);
   return splitmix64(x);

@@ -9,6 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/random.h"
+
 namespace YAML {
 class Node;
 }
@@ -41,19 +43,6 @@ struct SearchSpace {
   static SearchSpace from_yaml(const YAML::Node& node, const std::string& file);
   const ParamSpec* find(const std::string& name) const;
   nlohmann::json to_json() const;
-};
-
-// splitmix64-seeded xoshiro256**: fast, fully specified output.
-class Rng {
- public:
-  explicit Rng(uint64_t seed);
-  uint64_t next();
-  double uniform();  // [0, 1)
-  double normal();   // standard normal (Box-Muller)
-  uint64_t below(uint64_t n);
-
- private:
-  uint64_t s_[4];
 };
 
 // The seed of one trial's draws: a mix of the sweep seed and the trial number.
