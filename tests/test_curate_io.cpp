@@ -103,7 +103,13 @@ TEST(CurateShard, CorruptShardsAreErrorsNamingThePlace) {
     std::vector<int32_t> a = {3, 4, 5}, b = {7, 8};
     w.add(a, 1, 3.0);
     w.add(b, 2, 4.0);
+    w.finish();
+    ShardWriter unfinished(dir / "unfinished.bin", 50, -1, -1);
+    unfinished.add(a, 1, 3.0);
   }
+  EXPECT_FALSE(std::filesystem::exists(dir / "unfinished.bin")) << "a shard never finished is never published";
+  for (const auto& e : std::filesystem::directory_iterator(dir.path))
+    EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos) << e.path() << " left behind";
   const std::string good = read_file(dir / "good.bin");
   auto variant = [&](const std::string& name, auto mutate) {
     std::string s = good;

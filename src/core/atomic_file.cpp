@@ -204,6 +204,24 @@ void AtomicFile::write(std::string_view data) {
   buffer_.append(data);
 }
 
+void AtomicFile::write_at(std::size_t offset, std::string_view data) {
+  require(fd_ >= 0, "cannot write " + target_.string() + ": file already committed");
+  flush_buffer();
+  const struct stat st = [&] {
+    struct stat s {};
+    if (::fstat(fd_, &s) != 0) fail(target_, "write", errno);
+    return s;
+  }();
+  require(offset + data.size() <= static_cast<std::size_t>(st.st_size),
+          "cannot write " + target_.string() + ": write_at past the bytes written");
+  for (std::size_t done = 0; done < data.size();) {
+    const ssize_t n = ::pwrite(fd_, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) fail(target_, "write", errno);
+    done += static_cast<std::size_t>(n);
+  }
+}
+
 void AtomicFile::commit() {
   require(fd_ >= 0, "cannot write " + target_.string() + ": file already committed");
   flush_buffer();

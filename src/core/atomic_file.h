@@ -22,6 +22,8 @@ class AtomicFile {
   AtomicFile& operator=(const AtomicFile&) = delete;
 
   void write(std::string_view data);
+  // Overwrites bytes already written, from `offset` (a header whose counts are known at the end).
+  void write_at(std::size_t offset, std::string_view data);
   void commit();
 
   const std::filesystem::path& target() const { return target_; }

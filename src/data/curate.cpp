@@ -271,210 +271,320 @@ nlohmann::ordered_json distribution(std::vector<double> v) {
   return j;
 }
 
-void write_file(const fs::path& p, const std::string& content) {
-  std::ofstream out(p, std::ios::binary);
-  out << content;
-  out.close();
-  require(out.good(), p.string() + ": write failed");
-}
-
-}  // namespace
-
-CurateResult curate(const CurateOptions& opt) {
+void check_options(const CurateOptions& opt) {
   const CleanOptions& co = opt.clean;
   require(!opt.inputs.empty(), "curate: no input files");
   require(!opt.out_dir.empty(), "curate: no output directory");
-  require(co.min_price >= 0 && co.min_price <= co.max_price,
-          "curate: the price range must satisfy 0 <= min <= max");
+  require(co.min_price >= 0 && co.min_price <= co.max_price, "curate: the price range must satisfy 0 <= min <= max");
   require(co.token_budget > 0 && co.words_per_token > 0, "curate: the token budget must be > 0");
   require(co.max_chars >= co.min_chars, "curate: max chars must be >= min chars");
   require(std::isfinite(opt.price_weight_power) && opt.price_weight_power >= 0,
           "curate: price weight power must be >= 0");
   for (auto& [cat, w] : opt.category_weights)
     require(std::isfinite(w) && w >= 0, "curate: category weight for '" + cat + "' must be >= 0");
-  std::vector<std::string> file_categories;
+}
+
+// The accepted items' strings, kept on disk until their split is written (a catalogue of millions
+// does not fit in memory). The file lives in the output directory and goes with the object.
+class SpillFile {
+ public:
+  explicit SpillFile(fs::path path) : path_(std::move(path)), f_(std::fopen(path_.c_str(), "w+b")) {
+    require(f_ != nullptr, path_.string() + ": cannot create");
+  }
+  ~SpillFile() {
+    std::fclose(f_);
+    std::error_code ec;
+    fs::remove(path_, ec);
+  }
+  SpillFile(const SpillFile&) = delete;
+  SpillFile& operator=(const SpillFile&) = delete;
+
+  // Appends title then text; returns the title's offset.
+  uint64_t append(const std::string& title, const std::string& text) {
+    require(std::fwrite(title.data(), 1, title.size(), f_) == title.size() &&
+                std::fwrite(text.data(), 1, text.size(), f_) == text.size(),
+            [&] { return path_.string() + ": write failed (disk full?)"; });
+    const uint64_t at = end_;
+    end_ += title.size() + text.size();
+    return at;
+  }
+  void flush() { require(std::fflush(f_) == 0, path_.string() + ": write failed"); }
+  void read(const Compact& c, std::string& title, std::string& text) {
+    buf_.resize(c.title_len + c.text_len);
+    require(fseeko(f_, static_cast<off_t>(c.offset), SEEK_SET) == 0 &&
+                std::fread(buf_.data(), 1, buf_.size(), f_) == buf_.size(),
+            [&] { return path_.string() + ": read failed"; });
+    title.assign(buf_.data(), c.title_len);
+    text.assign(buf_.data() + c.title_len, c.text_len);
+  }
+
+ private:
+  fs::path path_;
+  std::FILE* f_;
+  uint64_t end_ = 0;
+  std::vector<char> buf_;
+};
+
+struct FileStats {
+  uint64_t lines = 0, blank = 0, accepted = 0;
+};
+
+// What ingestion leaves: the accepted, deduplicated items and an account of every line.
+struct Ingested {
+  std::vector<Compact> pool;
+  std::vector<std::string> categories;
+  uint64_t counts[kNumRejects] = {};
+  std::vector<std::vector<std::string>> examples = std::vector<std::vector<std::string>>(kNumRejects);
+  std::vector<FileStats> files;
   uint64_t total_bytes = 0;
+
+  uint64_t rejected() const {
+    uint64_t n = 0;
+    for (int r = 1; r < kNumRejects; ++r) n += counts[r];
+    return n;
+  }
+};
+
+// Counts a rejected line and keeps a few examples; under --strict, a bad line is an error.
+void record_rejection(const CurateOptions& opt, Ingested& ing, size_t file, uint64_t line, Reject reason,
+                      const std::string& why) {
+  ++ing.counts[static_cast<int>(reason)];
+  const std::string where = opt.inputs[file] + ":" + std::to_string(line);
+  if (opt.strict && is_bad_input(reason)) throw Error(where + ": " + reject_name(reason) + ": " + why);
+  auto& ex = ing.examples[static_cast<int>(reason)];
+  if (ex.size() < static_cast<size_t>(opt.max_examples)) ex.push_back(where + ": " + why);
+}
+
+// Parse, clean and deduplicate every input line; accepted items go to the spill file.
+Ingested ingest(const CurateOptions& opt, SpillFile& spill) {
+  Ingested ing;
+  ing.files.resize(opt.inputs.size());
+  std::vector<std::string> file_categories;
   for (auto& in : opt.inputs) {
     require(!fs::is_directory(in), in + ": a directory; give the JSON-lines files in it (e.g. " + in + "/*.jsonl)");
     require(fs::is_regular_file(in), in + ": no such file");
     file_categories.push_back(category_from_filename(in));
-    total_bytes += file_size(in);
+    ing.total_bytes += file_size(in);
   }
-  const fs::path out_dir(opt.out_dir);
-  ensure_output_dir(out_dir, "--out");
-
-  // ---- Ingest: parse, clean, dedup; accepted items go to the spill file. ----
-  const fs::path spill_path = out_dir / ".curate-spill.tmp";
-  std::FILE* spill = std::fopen(spill_path.c_str(), "w+b");
-  require(spill != nullptr, spill_path.string() + ": cannot create");
-  struct SpillGuard {
-    std::FILE* f;
-    fs::path p;
-    ~SpillGuard() {
-      std::fclose(f);
-      std::error_code ec;
-      fs::remove(p, ec);
-    }
-  } spill_guard{spill, spill_path};
-
-  std::vector<Compact> pool;
-  std::vector<std::string> categories;
   std::unordered_map<std::string, uint32_t> category_index;
   std::unordered_set<uint64_t> seen_titles, seen_texts;
-  uint64_t counts[kNumRejects] = {};
-  std::vector<std::vector<std::string>> examples(kNumRejects);
-  struct FileStats {
-    uint64_t lines = 0, blank = 0, accepted = 0;
-  };
-  std::vector<FileStats> file_stats(opt.inputs.size());
-  uint64_t spill_at = 0;
-
   ProgressOptions popt;
   popt.bytes = true;
   popt.enabled = opt.progress;
-  Progress progress("curate", total_bytes, popt);
-
-  auto reject = [&](size_t file, uint64_t line, Reject reason, const std::string& why) {
-    ++counts[static_cast<int>(reason)];
-    const std::string where = opt.inputs[file] + ":" + std::to_string(line);
-    if (opt.strict && is_bad_input(reason))
-      throw Error(where + ": " + reject_name(reason) + ": " + why);
-    auto& ex = examples[static_cast<int>(reason)];
-    if (ex.size() < static_cast<size_t>(opt.max_examples)) ex.push_back(where + ": " + why);
-  };
-
+  Progress progress("curate", ing.total_bytes, popt);
   run_pipeline(opt, file_categories, progress, [&](ChunkResult& r) {
-    FileStats& fsx = file_stats[r.file];
+    FileStats& fsx = ing.files[r.file];
     fsx.lines += r.lines;
     fsx.blank += r.blank;
-    for (auto& rj : r.rejects) reject(r.file, rj.line, rj.reason, rj.why);
+    for (auto& rj : r.rejects) record_rejection(opt, ing, r.file, rj.line, rj.reason, rj.why);
     for (size_t i = 0; i < r.items.size(); ++i) {
-      CleanItem& it = r.items[i];
-      const uint64_t title_key = hash64(normalize_title(it.title));
-      const uint64_t text_key = hash64(it.text);
-      if (opt.dedup) {
-        if (seen_titles.count(title_key)) {
-          reject(r.file, r.item_lines[i], Reject::DuplicateTitle, "title seen before");
-          continue;
-        }
-        if (seen_texts.count(text_key)) {
-          reject(r.file, r.item_lines[i], Reject::DuplicateText, "text seen before");
-          continue;
-        }
-        seen_titles.insert(title_key);
-        seen_texts.insert(text_key);
+      const CleanItem& it = r.items[i];
+      const uint64_t title_key = hash64(normalize_title(it.title)), text_key = hash64(it.text);
+      if (opt.dedup && seen_titles.count(title_key)) {
+        record_rejection(opt, ing, r.file, r.item_lines[i], Reject::DuplicateTitle, "title seen before");
+        continue;
       }
-      auto [cit, added] = category_index.emplace(it.category, categories.size());
-      if (added) categories.push_back(it.category);
-      Compact c{spill_at, text_key, it.price, static_cast<uint32_t>(it.title.size()),
-                static_cast<uint32_t>(it.text.size()), it.length, cit->second};
-      require(std::fwrite(it.title.data(), 1, it.title.size(), spill) == it.title.size() &&
-                  std::fwrite(it.text.data(), 1, it.text.size(), spill) == it.text.size(),
-              spill_path.string() + ": write failed (disk full?)");
-      spill_at += it.title.size() + it.text.size();
-      pool.push_back(c);
+      if (opt.dedup && seen_texts.count(text_key)) {
+        record_rejection(opt, ing, r.file, r.item_lines[i], Reject::DuplicateText, "text seen before");
+        continue;
+      }
+      if (opt.dedup) seen_titles.insert(title_key), seen_texts.insert(text_key);
+      auto [cit, added] = category_index.emplace(it.category, ing.categories.size());
+      if (added) ing.categories.push_back(it.category);
+      ing.pool.push_back({spill.append(it.title, it.text), text_key, it.price, static_cast<uint32_t>(it.title.size()),
+                          static_cast<uint32_t>(it.text.size()), it.length, cit->second});
       ++fsx.accepted;
     }
   });
-  progress.set(total_bytes);
+  progress.set(ing.total_bytes);
   progress.finish();
-  require(std::fflush(spill) == 0, spill_path.string() + ": write failed");
+  spill.flush();
+  return ing;
+}
 
-  // ---- Weighted sampling (Efraimidis-Spirakis: key log(u)/w, keep the largest). ----
+// The sample: pool indices in the order the splits take them (test, val, then train).
+struct Sample {
+  std::vector<uint32_t> order;
+  size_t eligible = 0;  // items with a positive sampling weight
+};
+
+// Weighted sampling without replacement (Efraimidis-Spirakis: key log(u)/w, keep the largest), each
+// item's u drawn from its own hash so the sample depends on neither input order nor threads; then
+// a seeded shuffle, so the split does not follow the sampling weights.
+Sample weighted_sample(const CurateOptions& opt, const Ingested& ing) {
+  const auto& pool = ing.pool;
   double max_price = 0;
   for (auto& c : pool) max_price = std::max(max_price, c.price);
-  std::vector<double> cat_weight(categories.size(), 1.0);
+  std::vector<double> cat_weight(ing.categories.size(), 1.0);
   for (const auto& [key, w] : opt.category_weights) {
     std::string name = key;
     std::replace(name.begin(), name.end(), '_', ' ');  // categories are spelled with spaces
-    for (size_t i = 0; i < categories.size(); ++i)
-      if (categories[i] == name) cat_weight[i] = w;
+    for (size_t i = 0; i < ing.categories.size(); ++i)
+      if (ing.categories[i] == name) cat_weight[i] = w;
   }
-  struct Cand {
-    double key;
-    uint32_t idx;
-  };
-  std::vector<Cand> cands;
-  cands.reserve(pool.size());
+  std::vector<std::pair<double, uint32_t>> cands;  // (key, pool index)
   for (uint32_t i = 0; i < pool.size(); ++i) {
-    const Compact& c = pool[i];
-    const double w = std::pow(c.price / max_price, opt.price_weight_power) * cat_weight[c.category];
+    const double w = std::pow(pool[i].price / max_price, opt.price_weight_power) * cat_weight[pool[i].category];
     if (!(w > 0)) continue;
-    // u in (0, 1) from the item's own hash: the draw does not depend on input order or threads.
-    const double u = (static_cast<double>(mix64(opt.seed ^ c.key) >> 11) + 0.5) * 0x1p-53;
+    const double u = (static_cast<double>(mix64(opt.seed ^ pool[i].key) >> 11) + 0.5) * 0x1p-53;  // (0, 1)
     cands.push_back({std::log(u) / w, i});
   }
   const bool all_counts = !opt.train.fraction && !opt.val.fraction && !opt.test.fraction;
   uint64_t want = opt.sample;
   if (want == 0)
-    want = all_counts ? static_cast<uint64_t>(opt.train.value + opt.val.value + opt.test.value)
-                      : cands.size();
+    want = all_counts ? static_cast<uint64_t>(opt.train.value + opt.val.value + opt.test.value) : cands.size();
   const size_t n_sel = static_cast<size_t>(std::min<uint64_t>(want, cands.size()));
-  auto better = [&](const Cand& a, const Cand& b) {
-    if (a.key != b.key) return a.key > b.key;
-    return pool[a.idx].key < pool[b.idx].key;
+  auto better = [&](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first > b.first : pool[a.second].key < pool[b.second].key;
   };
-  const size_t eligible = cands.size();
-  if (n_sel < cands.size())
-    std::nth_element(cands.begin(), cands.begin() + n_sel, cands.end(), better);
-  cands.resize(n_sel);
-  // Shuffle the sample so the split does not follow the sampling weights.
+  Sample s;
+  s.eligible = cands.size();
+  if (n_sel < cands.size()) std::nth_element(cands.begin(), cands.begin() + static_cast<std::ptrdiff_t>(n_sel), cands.end(), better);
+  for (size_t i = 0; i < n_sel; ++i) s.order.push_back(cands[i].second);
   const uint64_t shuffle_seed = mix64(opt.seed + 0x5851F42D4C957F2Dull);
-  std::sort(cands.begin(), cands.end(), [&](const Cand& a, const Cand& b) {
-    const uint64_t ka = mix64(pool[a.idx].key ^ shuffle_seed),
-                   kb = mix64(pool[b.idx].key ^ shuffle_seed);
-    return ka != kb ? ka < kb : pool[a.idx].key < pool[b.idx].key;
+  std::sort(s.order.begin(), s.order.end(), [&](uint32_t a, uint32_t b) {
+    const uint64_t ka = mix64(pool[a].key ^ shuffle_seed), kb = mix64(pool[b].key ^ shuffle_seed);
+    return ka != kb ? ka < kb : pool[a].key < pool[b].key;
   });
+  return s;
+}
 
+struct Split {
+  const char* name;
+  size_t begin, end;  // in the sample's order
+};
+
+// Split sizes: test and val are filled first, so a shortfall shrinks train.
+struct SplitPlan {
+  uint64_t train = 0, val = 0, test = 0;
+  uint64_t requested = 0;
+  std::vector<Split> splits;  // train, val, test
+};
+
+SplitPlan plan_splits(const CurateOptions& opt, size_t n_sel) {
   auto size_of = [&](const SplitSize& s) {
-    return s.fraction ? static_cast<uint64_t>(std::llround(s.value * n_sel))
+    return s.fraction ? static_cast<uint64_t>(std::llround(s.value * static_cast<double>(n_sel)))
                       : static_cast<uint64_t>(s.value);
   };
-  // Test and val are filled first: a shortfall shrinks train.
-  const uint64_t n_test = std::min<uint64_t>(size_of(opt.test), n_sel);
-  const uint64_t n_val = std::min<uint64_t>(size_of(opt.val), n_sel - n_test);
-  const uint64_t n_train = std::min<uint64_t>(size_of(opt.train), n_sel - n_test - n_val);
-  struct Split {
-    const char* name;
-    size_t begin, end;
-  };
-  const Split splits[3] = {{"train", n_test + n_val, n_test + n_val + n_train},
-                           {"val", n_test, n_test + n_val},
-                           {"test", 0, n_test}};
+  SplitPlan p;
+  p.test = std::min<uint64_t>(size_of(opt.test), n_sel);
+  p.val = std::min<uint64_t>(size_of(opt.val), n_sel - p.test);
+  p.train = std::min<uint64_t>(size_of(opt.train), n_sel - p.test - p.val);
+  p.requested = size_of(opt.train) + size_of(opt.val) + size_of(opt.test);
+  p.splits = {{"train", p.test + p.val, p.test + p.val + p.train}, {"val", p.test, p.test + p.val}, {"test", 0, p.test}};
+  return p;
+}
 
-  // ---- Outputs ----
-  CurateResult result;
-  nlohmann::ordered_json& st = result.stats;
+// What one split's writing measured, for stats.json and the charts.
+struct SplitOutput {
+  std::vector<double> prices, summary_lengths, token_lengths;
+  std::map<std::string, std::vector<double>> category_prices;
+};
+
+// Tokenizes a batch of prompts with their completions in parallel: BOS, prompt, completion, EOS;
+// cstart[k] is where completion k starts.
+void tokenize_batch(const Tokenizer& tok, const std::vector<std::string>& prompts,
+                    const std::vector<std::string>& completions, int threads, std::vector<std::vector<int32_t>>& ids,
+                    std::vector<uint32_t>& cstart) {
+  ids.assign(prompts.size(), {});
+  cstart.assign(prompts.size(), 0);
+#pragma omp parallel for schedule(dynamic, 8) num_threads(threads)
+  for (size_t k = 0; k < prompts.size(); ++k) {
+    std::vector<int32_t>& v = ids[k];
+    if (tok.bos_id() >= 0) v.push_back(tok.bos_id());
+    const auto p = tok.encode(prompts[k]);
+    v.insert(v.end(), p.begin(), p.end());
+    cstart[k] = static_cast<uint32_t>(v.size());
+    const auto c = tok.encode(completions[k]);
+    v.insert(v.end(), c.begin(), c.end());
+    if (tok.eos_id() >= 0) v.push_back(tok.eos_id());
+  }
+}
+
+// Writes <split>.jsonl (and <split>.bin with a tokenizer), each published whole when complete.
+SplitOutput write_split(const CurateOptions& opt, const Split& sp, const Ingested& ing, const Sample& sample,
+                        SpillFile& spill) {
+  const fs::path out_dir(opt.out_dir);
+  AtomicFile jsonl(out_dir / (std::string(sp.name) + ".jsonl"));
+  std::unique_ptr<ShardWriter> shard;
+  const fs::path shard_path = out_dir / (std::string(sp.name) + ".bin");
+  // A shard left from an earlier run with a tokenizer would no longer match the JSON lines.
+  if (!opt.tokenizer) fs::remove(shard_path);
+  else shard = std::make_unique<ShardWriter>(shard_path.string(), opt.tokenizer->vocab_size(), opt.tokenizer->bos_id(),
+                                             opt.tokenizer->eos_id());
+  const int threads = std::max(1, opt.threads > 0 ? opt.threads : pricer::threads());
+  SplitOutput out;
+  constexpr size_t kBatch = 512;  // strings read in order, tokenized in parallel, written in order
+  for (size_t b = sp.begin; b < sp.end; b += kBatch) {
+    const size_t e = std::min(sp.end, b + kBatch);
+    std::vector<std::string> prompts, completions;
+    std::string title, text;
+    for (size_t k = b; k < e; ++k) {
+      const Compact& c = ing.pool[sample.order[k]];
+      spill.read(c, title, text);
+      const std::string& cat = ing.categories[c.category];
+      prompts.push_back(fill_template(opt.prompt_template, {{"text", text}, {"title", title}, {"category", cat}}));
+      completions.push_back(fill_template(opt.completion_template, {{"price", std::to_string(std::llround(c.price))}}));
+      nlohmann::ordered_json j = {{"prompt", prompts.back()}, {"completion", completions.back()}, {"price", c.price},
+                                  {"category", cat}, {"title", title}};
+      jsonl.write(j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n");
+      out.prices.push_back(c.price);
+      out.summary_lengths.push_back(c.length);
+      out.category_prices[cat].push_back(c.price);
+    }
+    if (!shard) continue;
+    std::vector<std::vector<int32_t>> ids;
+    std::vector<uint32_t> cstart;
+    tokenize_batch(*opt.tokenizer, prompts, completions, threads, ids, cstart);
+    for (size_t k = 0; k < ids.size(); ++k) {
+      shard->add(ids[k], cstart[k], ing.pool[sample.order[b + k]].price);
+      out.token_lengths.push_back(static_cast<double>(ids[k].size()));
+    }
+  }
+  jsonl.commit();
+  if (shard) shard->finish();
+  return out;
+}
+
+nlohmann::ordered_json split_stats(const SplitOutput& o, const Split& sp, bool tokens) {
+  nlohmann::ordered_json s;
+  s["count"] = sp.end - sp.begin;
+  s["price"] = distribution(o.prices);
+  s["summary_length"] = distribution(o.summary_lengths);
+  if (tokens) s["sequence_tokens"] = distribution(o.token_lengths);
+  nlohmann::ordered_json cats = nlohmann::ordered_json::object();
+  for (auto& [cat, ps] : o.category_prices) cats[cat] = distribution(ps);
+  s["categories"] = cats;
+  return s;
+}
+
+// stats.json's account of the inputs, the length budget and the rules applied.
+void describe_inputs_and_rules(const CurateOptions& opt, const Ingested& ing, nlohmann::ordered_json& st) {
+  const CleanOptions& co = opt.clean;
   st["inputs"] = nlohmann::ordered_json::array();
-  uint64_t total_lines = 0, total_blank = 0;
-  for (size_t f = 0; f < opt.inputs.size(); ++f) {
+  for (size_t f = 0; f < opt.inputs.size(); ++f)
     st["inputs"].push_back({{"path", opt.inputs[f]},
                             {"bytes", file_size(opt.inputs[f])},
-                            {"lines", file_stats[f].lines},
-                            {"blank_lines", file_stats[f].blank},
-                            {"accepted", file_stats[f].accepted}});
-    total_lines += file_stats[f].lines;
-    total_blank += file_stats[f].blank;
-  }
+                            {"lines", ing.files[f].lines},
+                            {"blank_lines", ing.files[f].blank},
+                            {"accepted", ing.files[f].accepted}});
   const bool tokens = opt.tokenizer != nullptr;
   st["budget"] = {{"unit", tokens ? "tokens" : "words"},
                   {"token_budget", co.token_budget},
                   {"tokenizer", tokens ? nlohmann::ordered_json(opt.tokenizer_path) : nullptr}};
   if (!tokens) {
     st["budget"]["word_budget"] = co.word_budget();
-    st["budget"]["note"] = "no tokenizer given: summaries cut to " +
-                           std::to_string(co.word_budget()) + " words (" +
+    st["budget"]["note"] = "no tokenizer given: summaries cut to " + std::to_string(co.word_budget()) + " words (" +
                            std::to_string(co.words_per_token) + " words per token x " +
                            std::to_string(co.token_budget) + " tokens)";
   }
-  nlohmann::ordered_json drops = co.drop_details;
   st["rules"] = {{"min_price", co.min_price},
                  {"max_price", co.max_price},
                  {"min_chars", co.min_chars},
                  {"max_chars", co.max_chars},
                  {"scrub_part_numbers", co.scrub_part_numbers},
                  {"specs", spec_placement_name(co.specs)},
-                 {"drop_details", drops},
+                 {"drop_details", nlohmann::ordered_json(co.drop_details)},
                  {"max_line_bytes", co.max_line_bytes},
                  {"dedup", opt.dedup},
                  {"seed", opt.seed},
@@ -482,167 +592,107 @@ CurateResult curate(const CurateOptions& opt) {
                  {"category_weights", opt.category_weights},
                  {"prompt_template", opt.prompt_template},
                  {"completion_template", opt.completion_template}};
-  uint64_t rejected = 0;
+}
+
+// stats.json's counts: lines, rejections by reason, the pool, the sample and its splits.
+void describe_counts(const Ingested& ing, const Sample& sample, const SplitPlan& plan, nlohmann::ordered_json& st) {
+  uint64_t lines = 0, blank = 0;
+  for (const FileStats& f : ing.files) lines += f.lines, blank += f.blank;
+  st["counts"] = {{"lines", lines},          {"blank_lines", blank},           {"accepted", ing.pool.size()},
+                  {"rejected", ing.rejected()}, {"eligible", sample.eligible}, {"sampled", sample.order.size()},
+                  {"train", plan.train},     {"val", plan.val},                {"test", plan.test}};
+  if (plan.requested > sample.order.size()) st["counts"]["shortfall"] = plan.requested - sample.order.size();
   nlohmann::ordered_json rej = nlohmann::ordered_json::object();
-  for (int r = 1; r < kNumRejects; ++r) {
-    rejected += counts[r];
-    if (counts[r] == 0) continue;
-    rej[reject_name(static_cast<Reject>(r))] = {{"count", counts[r]}, {"examples", examples[r]}};
-  }
-  st["counts"] = {{"lines", total_lines},   {"blank_lines", total_blank},
-                  {"accepted", pool.size()}, {"rejected", rejected},
-                  {"eligible", eligible},
-                  {"sampled", n_sel},        {"train", n_train},
-                  {"val", n_val},            {"test", n_test}};
-  if (size_of(opt.train) + size_of(opt.val) + size_of(opt.test) > n_sel)
-    st["counts"]["shortfall"] = size_of(opt.train) + size_of(opt.val) + size_of(opt.test) - n_sel;
+  for (int r = 1; r < kNumRejects; ++r)
+    if (ing.counts[r] > 0)
+      rej[reject_name(static_cast<Reject>(r))] = {{"count", ing.counts[r]}, {"examples", ing.examples[r]}};
   st["rejections"] = rej;
-  {
-    std::vector<double> prices;
-    std::map<std::string, uint64_t> cat_counts;
-    for (auto& c : pool) {
-      prices.push_back(c.price);
-      ++cat_counts[categories[c.category]];
-    }
-    st["pool"] = {{"price", distribution(prices)}, {"categories", cat_counts}};
+  std::vector<double> prices;
+  std::map<std::string, uint64_t> cat_counts;
+  for (auto& c : ing.pool) {
+    prices.push_back(c.price);
+    ++cat_counts[ing.categories[c.category]];
   }
+  st["pool"] = {{"price", distribution(prices)}, {"categories", cat_counts}};
+}
 
-  std::vector<char> strbuf;
-  auto read_spill = [&](const Compact& c, std::string& title, std::string& text) {
-    strbuf.resize(c.title_len + c.text_len);
-    require(fseeko(spill, static_cast<off_t>(c.offset), SEEK_SET) == 0 &&
-                std::fread(strbuf.data(), 1, strbuf.size(), spill) == strbuf.size(),
-            spill_path.string() + ": read failed");
-    title.assign(strbuf.data(), c.title_len);
-    text.assign(strbuf.data() + c.title_len, c.text_len);
-  };
-
-  const int n_threads = std::max(1, opt.threads > 0 ? opt.threads : pricer::threads());
-  std::vector<double> all_prices, all_lengths;
-  std::map<std::string, uint64_t> all_cats;
-  nlohmann::ordered_json split_stats = nlohmann::ordered_json::object();
-  for (const Split& sp : splits) {
-    const fs::path jsonl_path = out_dir / (std::string(sp.name) + ".jsonl");
-    std::ofstream out(jsonl_path, std::ios::binary);
-    require(out.good(), jsonl_path.string() + ": cannot create");
-    std::unique_ptr<ShardWriter> shard;
-    // A shard left from an earlier run with a tokenizer would no longer match the JSON lines.
-    if (!tokens) fs::remove(out_dir / (std::string(sp.name) + ".bin"));
-    if (tokens)
-      shard = std::make_unique<ShardWriter>((out_dir / (std::string(sp.name) + ".bin")).string(),
-                                            opt.tokenizer->vocab_size(), opt.tokenizer->bos_id(),
-                                            opt.tokenizer->eos_id());
-    std::vector<double> prices, lengths, summary_lengths;
-    std::map<std::string, std::vector<double>> cat_prices;
-    // Batches: strings read in order, tokenized in parallel, written in order.
-    constexpr size_t kBatch = 512;
-    for (size_t b = sp.begin; b < sp.end; b += kBatch) {
-      const size_t e = std::min(sp.end, b + kBatch);
-      std::vector<std::string> prompts(e - b), completions(e - b);
-      std::vector<std::vector<int32_t>> ids(e - b);
-      std::vector<uint32_t> cstart(e - b);
-      std::string title, text;
-      for (size_t k = b; k < e; ++k) {
-        const Compact& c = pool[cands[k].idx];
-        read_spill(c, title, text);
-        const std::string& cat = categories[c.category];
-        prompts[k - b] = fill_template(opt.prompt_template,
-                                       {{"text", text}, {"title", title}, {"category", cat}});
-        completions[k - b] = fill_template(
-            opt.completion_template, {{"price", std::to_string(std::llround(c.price))}});
-        nlohmann::ordered_json j;
-        j["prompt"] = prompts[k - b];
-        j["completion"] = completions[k - b];
-        j["price"] = c.price;
-        j["category"] = cat;
-        j["title"] = title;
-        out << j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << '\n';
-        prices.push_back(c.price);
-        summary_lengths.push_back(c.length);
-        cat_prices[cat].push_back(c.price);
-      }
-      if (tokens) {
-        const Tokenizer& tok = *opt.tokenizer;
-#pragma omp parallel for schedule(dynamic, 8) num_threads(n_threads)
-        for (size_t k = 0; k < e - b; ++k) {
-          std::vector<int32_t>& v = ids[k];
-          if (tok.bos_id() >= 0) v.push_back(tok.bos_id());
-          auto p = tok.encode(prompts[k]);
-          v.insert(v.end(), p.begin(), p.end());
-          cstart[k] = static_cast<uint32_t>(v.size());
-          auto c = tok.encode(completions[k]);
-          v.insert(v.end(), c.begin(), c.end());
-          if (tok.eos_id() >= 0) v.push_back(tok.eos_id());
-        }
-        for (size_t k = 0; k < e - b; ++k) {
-          shard->add(ids[k], cstart[k], pool[cands[b + k].idx].price);
-          lengths.push_back(static_cast<double>(ids[k].size()));
-        }
-      }
-    }
-    out.close();
-    require(out.good(), jsonl_path.string() + ": write failed");
-    if (shard) shard->finish();
-
-    nlohmann::ordered_json s;
-    s["count"] = sp.end - sp.begin;
-    s["price"] = distribution(prices);
-    s["summary_length"] = distribution(summary_lengths);
-    if (tokens) s["sequence_tokens"] = distribution(lengths);
-    nlohmann::ordered_json cats = nlohmann::ordered_json::object();
-    for (auto& [cat, ps] : cat_prices) {
-      cats[cat] = distribution(ps);
-      all_cats[cat] += ps.size();
-    }
-    s["categories"] = cats;
-    split_stats[sp.name] = s;
-    all_prices.insert(all_prices.end(), prices.begin(), prices.end());
-    const auto& lens = tokens ? lengths : summary_lengths;
-    all_lengths.insert(all_lengths.end(), lens.begin(), lens.end());
+// The three charts beside stats.json: prices, lengths and the category mix of the sample.
+void write_charts(const CurateOptions& opt, const std::vector<SplitOutput>& outs) {
+  const fs::path out_dir(opt.out_dir);
+  const bool tokens = opt.tokenizer != nullptr;
+  std::vector<double> prices, lengths;
+  std::map<std::string, uint64_t> cats;
+  for (const SplitOutput& o : outs) {
+    prices.insert(prices.end(), o.prices.begin(), o.prices.end());
+    const auto& lens = tokens ? o.token_lengths : o.summary_lengths;
+    lengths.insert(lengths.end(), lens.begin(), lens.end());
+    for (const auto& [cat, ps] : o.category_prices) cats[cat] += ps.size();
   }
-  st["splits"] = split_stats;
-  write_file(out_dir / "stats.json", st.dump(2) + "\n");
+  report::ChartOptions c;
+  c.title = "Price distribution (" + std::to_string(prices.size()) + " items)";
+  c.x_label = "price (USD)";
+  c.y_label = "items";
+  write_file_atomic(out_dir / "price_hist.svg",
+                    report::histogram_svg(prices, 50, c, opt.clean.min_price, opt.clean.max_price));
+  c.title = tokens ? "Sequence length (prompt + completion tokens)" : "Summary length (words)";
+  c.x_label = tokens ? "tokens" : "words";
+  write_file_atomic(out_dir / "token_length_hist.svg", report::histogram_svg(lengths, 40, c));
+  std::vector<report::Bar> bars;
+  for (auto& [cat, n] : cats) bars.push_back({cat, static_cast<double>(n)});
+  std::stable_sort(bars.begin(), bars.end(), [](const report::Bar& a, const report::Bar& b) { return a.value > b.value; });
+  c.title = "Category mix";
+  c.x_label = "";
+  write_file_atomic(out_dir / "category_mix.svg", report::bar_chart_svg(bars, c));
+}
 
-  if (opt.charts) {
-    report::ChartOptions c;
-    c.title = "Price distribution (" + std::to_string(all_prices.size()) + " items)";
-    c.x_label = "price (USD)";
-    c.y_label = "items";
-    write_file(out_dir / "price_hist.svg",
-               report::histogram_svg(all_prices, 50, c, co.min_price, co.max_price));
-    c.title = tokens ? "Sequence length (prompt + completion tokens)" : "Summary length (words)";
-    c.x_label = tokens ? "tokens" : "words";
-    write_file(out_dir / "token_length_hist.svg", report::histogram_svg(all_lengths, 40, c));
-    std::vector<report::Bar> bars;
-    for (auto& [cat, n] : all_cats) bars.push_back({cat, static_cast<double>(n)});
-    std::stable_sort(bars.begin(), bars.end(),
-                     [](const report::Bar& a, const report::Bar& b) { return a.value > b.value; });
-    c.title = "Category mix";
-    c.x_label = "";
-    write_file(out_dir / "category_mix.svg", report::bar_chart_svg(bars, c));
+void print_summary(const CurateOptions& opt, const Ingested& ing, const SplitPlan& plan,
+                   const nlohmann::ordered_json& st) {
+  std::fprintf(stderr, "curate: %llu lines, %zu accepted, %llu rejected\n",
+               static_cast<unsigned long long>(st["counts"]["lines"].get<uint64_t>()), ing.pool.size(),
+               static_cast<unsigned long long>(ing.rejected()));
+  for (int r = 1; r < kNumRejects; ++r) {
+    if (ing.counts[r] == 0) continue;
+    const auto& ex = ing.examples[r];
+    std::fprintf(stderr, "  %-20s %10llu%s%s\n", reject_name(static_cast<Reject>(r)),
+                 static_cast<unsigned long long>(ing.counts[r]), ex.empty() ? "" : "  e.g. ",
+                 ex.empty() ? "" : ex[0].c_str());
   }
+  std::fprintf(stderr, "curate: train %llu, val %llu, test %llu -> %s\n", static_cast<unsigned long long>(plan.train),
+               static_cast<unsigned long long>(plan.val), static_cast<unsigned long long>(plan.test),
+               opt.out_dir.c_str());
+  if (st["counts"].contains("shortfall"))
+    std::fprintf(stderr, "curate: warning: %llu fewer items than requested were available\n",
+                 static_cast<unsigned long long>(st["counts"]["shortfall"].get<uint64_t>()));
+}
 
-  if (opt.progress) {
-    std::fprintf(stderr, "curate: %llu lines, %zu accepted, %llu rejected\n",
-                 static_cast<unsigned long long>(total_lines), pool.size(),
-                 static_cast<unsigned long long>(rejected));
-    for (int r = 1; r < kNumRejects; ++r) {
-      if (counts[r] == 0) continue;
-      std::fprintf(stderr, "  %-20s %10llu%s%s\n", reject_name(static_cast<Reject>(r)),
-                   static_cast<unsigned long long>(counts[r]),
-                   examples[r].empty() ? "" : "  e.g. ",
-                   examples[r].empty() ? "" : examples[r][0].c_str());
-    }
-    std::fprintf(stderr, "curate: train %llu, val %llu, test %llu -> %s\n",
-                 static_cast<unsigned long long>(n_train), static_cast<unsigned long long>(n_val),
-                 static_cast<unsigned long long>(n_test), out_dir.c_str());
-    if (st["counts"].contains("shortfall"))
-      std::fprintf(stderr, "curate: warning: %llu fewer items than requested were available\n",
-                   static_cast<unsigned long long>(st["counts"]["shortfall"].get<uint64_t>()));
+}  // namespace
+
+CurateResult curate(const CurateOptions& opt) {
+  check_options(opt);
+  const fs::path out_dir(opt.out_dir);
+  ensure_output_dir(out_dir, "--out");
+  SpillFile spill(out_dir / ".curate-spill.tmp");
+  const Ingested ing = ingest(opt, spill);
+  const Sample sample = weighted_sample(opt, ing);
+  const SplitPlan plan = plan_splits(opt, sample.order.size());
+
+  CurateResult result;
+  nlohmann::ordered_json& st = result.stats;
+  describe_inputs_and_rules(opt, ing, st);
+  describe_counts(ing, sample, plan, st);
+  std::vector<SplitOutput> outs;
+  nlohmann::ordered_json splits = nlohmann::ordered_json::object();
+  for (const Split& sp : plan.splits) {
+    outs.push_back(write_split(opt, sp, ing, sample, spill));
+    splits[sp.name] = split_stats(outs.back(), sp, opt.tokenizer != nullptr);
   }
-  result.train = n_train;
-  result.val = n_val;
-  result.test = n_test;
+  st["splits"] = splits;
+  write_file_atomic(out_dir / "stats.json", st.dump(2) + "\n");
+  if (opt.charts) write_charts(opt, outs);
+  if (opt.progress) print_summary(opt, ing, plan, st);
+  result.train = plan.train;
+  result.val = plan.val;
+  result.test = plan.test;
   return result;
 }
 

@@ -29,39 +29,28 @@ T get(const std::vector<char>& b, size_t at) {
 }  // namespace
 
 ShardWriter::ShardWriter(std::string path, int32_t vocab_size, int32_t bos_id, int32_t eos_id)
-    : path_(std::move(path)), vocab_(vocab_size), bos_(bos_id), eos_(eos_id) {
-  f_ = std::fopen(path_.c_str(), "wb");
-  if (!f_) throw Error(path_ + ": cannot create (" + std::strerror(errno) + ")");
-  // Placeholder header, rewritten with the final counts by finish().
-  std::vector<char> zero(kShardHeaderBytes, 0);
-  std::fwrite(zero.data(), 1, zero.size(), f_);
-}
-
-ShardWriter::~ShardWriter() {
-  try {
-    finish();
-  } catch (const Error&) {
-    // Destructors must not throw; callers that care call finish() themselves.
-  }
+    : path_(std::move(path)), file_(std::make_unique<AtomicFile>(path_)), vocab_(vocab_size), bos_(bos_id),
+      eos_(eos_id) {
+  file_->write(std::string(kShardHeaderBytes, '\0'));  // rewritten with the final counts by finish()
 }
 
 void ShardWriter::add(std::span<const int32_t> ids, uint32_t completion_start, double price) {
-  require(f_ != nullptr, path_ + ": add() after finish()");
+  require(file_ != nullptr, path_ + ": add() after finish()");
   require(completion_start <= ids.size(), path_ + ": completion start past the end of a record");
   const auto n = static_cast<uint32_t>(ids.size());
   char head[16];
   std::memcpy(head, &n, 4);
   std::memcpy(head + 4, &completion_start, 4);
   std::memcpy(head + 8, &price, 8);
-  std::fwrite(head, 1, sizeof head, f_);
-  std::fwrite(ids.data(), sizeof(int32_t), ids.size(), f_);
+  file_->write(std::string_view(head, sizeof head));
+  file_->write(std::string_view(reinterpret_cast<const char*>(ids.data()), ids.size() * sizeof(int32_t)));
   ++records_;
   tokens_ += n;
   payload_ += sizeof head + 4ull * n;
 }
 
 void ShardWriter::finish() {
-  if (!f_) return;
+  require(file_ != nullptr, path_ + ": finish() twice");
   std::vector<char> h(kShardHeaderBytes, 0);
   std::memcpy(h.data(), kShardMagic, 8);
   put<uint32_t>(h, 8, kShardVersion);
@@ -72,11 +61,9 @@ void ShardWriter::finish() {
   put<int32_t>(h, 36, bos_);
   put<int32_t>(h, 40, eos_);
   put<uint64_t>(h, 48, payload_);
-  const bool ok = std::fseek(f_, 0, SEEK_SET) == 0 &&
-                  std::fwrite(h.data(), 1, h.size(), f_) == h.size() && std::ferror(f_) == 0;
-  const bool closed = std::fclose(f_) == 0;
-  f_ = nullptr;
-  require(ok && closed, path_ + ": write failed");
+  file_->write_at(0, std::string_view(h.data(), h.size()));
+  file_->commit();
+  file_.reset();
 }
 
 ShardReader::ShardReader(const std::string& path) {

@@ -20,9 +20,12 @@
 // the completion (EOS last when the tokenizer has one): the loss goes on the completion only.
 #include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
+
+#include "core/atomic_file.h"
 
 namespace pricer::data {
 
@@ -38,19 +41,19 @@ struct ShardRecord {
 
 class ShardWriter {
  public:
-  // Throws Error if the file cannot be created.
+  // Throws Error if the file cannot be created. The records go to a temporary file beside `path`.
   ShardWriter(std::string path, int32_t vocab_size, int32_t bos_id, int32_t eos_id);
-  ~ShardWriter();
   ShardWriter(const ShardWriter&) = delete;
   ShardWriter& operator=(const ShardWriter&) = delete;
 
   void add(std::span<const int32_t> ids, uint32_t completion_start, double price);
-  // Writes the header and closes; the destructor calls it if needed (errors then ignored).
+  // Writes the header and publishes the shard under its name (crash-safe, as write_file_atomic).
+  // A writer destroyed without finish() leaves nothing: an interrupted shard never looks whole.
   void finish();
 
  private:
   std::string path_;
-  std::FILE* f_ = nullptr;
+  std::unique_ptr<AtomicFile> file_;
   int32_t vocab_, bos_, eos_;
   uint64_t records_ = 0, tokens_ = 0, payload_ = 0;
 };
