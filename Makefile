@@ -2,6 +2,7 @@
 PRESET ?= release
 BUILD  := build
 JOBS   ?= $(shell nproc)
+CMAKE_FLAGS ?=   # e.g. -DPRICER_WERROR=ON (what CI builds with)
 
 .PHONY: all setup build test demo demo-real quality bench fuzz clean
 
@@ -11,7 +12,7 @@ setup:
 	@scripts/setup
 
 build: setup
-	@cmake --preset $(PRESET) >/dev/null
+	@cmake --preset $(PRESET) $(CMAKE_FLAGS) >/dev/null
 	@cmake --build --preset $(PRESET) -j $(JOBS)
 
 test: build

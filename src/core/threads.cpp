@@ -4,8 +4,6 @@
 
 #include <thread>
 
-extern "C" void openblas_set_num_threads(int num_threads);
-
 namespace pricer {
 
 namespace {
@@ -17,7 +15,6 @@ void set_threads(int n) {
   if (n <= 0) n = 1;
   g_threads = n;
   omp_set_num_threads(n);
-  openblas_set_num_threads(n);
 }
 
 int threads() {

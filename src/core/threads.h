@@ -1,7 +1,6 @@
 #pragma once
-// The single threads setting. Every parallel region (OpenMP in our kernels and in oneDNN's GEMMs,
-// OpenBLAS in the single-token GEMV) uses the count set here, so results are reproducible for a
-// given count.
+// The single threads setting. Every parallel region (OpenMP in our kernels and in oneDNN's GEMMs)
+// uses the count set here, so results are reproducible for a given count.
 
 namespace pricer {
 

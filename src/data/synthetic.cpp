@@ -134,6 +134,85 @@ std::string fill(std::string_view t, const std::vector<std::pair<std::string_vie
   return out;
 }
 
+using Fields = std::vector<std::pair<std::string_view, std::string>>;
+
+// The product page's wording: templates over the item's fields.
+const std::vector<const char*> kTitles = {
+    "{brand} {type} with {size} {size_name}, {material}, {color} ({pack})",
+    "{brand} {type} - {material}, {size}, {warranty} Warranty, {color}, {pack}",
+    "{type} by {brand}: {size} {size_name}, {material} Build, {pack}",
+    "{brand} {color} {type}, {size}, {material} - Ideal for {use}"};
+const std::vector<const char*> kOpeners = {
+    "The {brand} {type} is built for {use} and made to last.",
+    "Meet the {type} from {brand}, a {tier} brand known for careful engineering.",
+    "Designed for {use}, this {type} combines a {size} {size_name} with a {material} body.",
+    "Whether you are into {use} or {use2}, the {brand} {type} keeps up.",
+    "{brand} designed this {type} after listening to people who rely on their gear for {use}."};
+const std::vector<const char*> kMiddles = {
+    "Its {material} construction feels solid in the hand and resists everyday wear.",
+    "With a {size} {size_name}, it handles more than most products in its class.",
+    "The {color} finish looks at home anywhere, from the kitchen counter to the garage shelf.",
+    "Every unit is tested before it leaves the factory and is covered by a {warranty} warranty.",
+    "Setup takes minutes, and the included guide walks you through every step clearly.",
+    "Thoughtful details such as rounded edges and a balanced weight make it comfortable to use.",
+    "It ships as a {pack} in recyclable packaging with everything you need to get started.",
+    "Owners praise how quietly and reliably it works, day after day, even under heavy use.",
+    "Compared with earlier models, this version is lighter, sturdier and easier to clean."};
+const std::vector<const char*> kClosers = {
+    "A dependable choice for {use2} from a {tier} brand you can trust.",
+    "Order yours today and see why {brand} customers keep coming back.",
+    "If you want a {type} that simply works, this is an easy recommendation.",
+    "Great as a gift for anyone who loves {use2}."};
+const std::vector<const char*> kFeatures = {
+    "{size_name}: {size} - sized right for {use}",
+    "Material: {material} for durability and a premium feel",
+    "Warranty: {warranty} manufacturer warranty with responsive customer support",
+    "What you get: {pack}, user manual and quick start card",
+    "Color: {color}, a finish that resists fingerprints and scratches",
+    "Versatile: works just as well for {use2} as for {use}",
+    "Easy care: wipe clean with a damp cloth; no special tools needed",
+    "Brand promise: {brand} quality control on every unit"};
+
+
+// 4-7 of the feature bullets, in a seeded order.
+std::vector<std::string> features_of(Rng& rng, const Fields& kv) {
+  std::vector<std::string> feats;
+  std::vector<size_t> order(kFeatures.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng.below(i)]);
+  const size_t n_feat = 4 + rng.below(4);
+  for (size_t i = 0; i < n_feat; ++i) feats.push_back(fill(kFeatures[order[i]], kv));
+  return feats;
+}
+
+// An opening paragraph of 3-6 middle sentences, then a closing line.
+std::vector<std::string> description_of(Rng& rng, const Fields& kv) {
+  std::vector<std::string> desc;
+  std::string para = fill(rng.pick(kOpeners), kv);
+  std::vector<size_t> mid(kMiddles.size());
+  for (size_t i = 0; i < mid.size(); ++i) mid[i] = i;
+  for (size_t i = mid.size(); i > 1; --i) std::swap(mid[i - 1], mid[rng.below(i)]);
+  const size_t n_mid = 3 + rng.below(4);
+  for (size_t i = 0; i < n_mid; ++i) para += " " + fill(kMiddles[mid[i]], kv);
+  desc.push_back(para);
+  desc.push_back(fill(rng.pick(kClosers), kv));
+  return desc;
+}
+
+// Image records as the real metadata has them (the inflated catalogue's bulk).
+nlohmann::ordered_json images_of(Rng& rng) {
+  nlohmann::ordered_json images = nlohmann::ordered_json::array();
+  const size_t n_img = 2 + rng.below(5);
+  for (size_t i = 0; i < n_img; ++i) {
+    const std::string id = std::to_string(rng.next() % 100000000000ull);
+    images.push_back({{"thumb", "https://m.media-amazon.com/images/I/" + id + "._SS40_.jpg"},
+                      {"large", "https://m.media-amazon.com/images/I/" + id + ".jpg"},
+                      {"variant", i == 0 ? "MAIN" : "PT0" + std::to_string(i)},
+                      {"hi_res", "https://m.media-amazon.com/images/I/" + id + "._SL1500_.jpg"}});
+  }
+  return images;
+}
+
 }  // namespace
 
 SyntheticItem synthetic_item(uint64_t seed, uint64_t index, bool inflate) {
@@ -159,7 +238,7 @@ SyntheticItem synthetic_item(uint64_t seed, uint64_t index, bool inflate) {
                 'A' + static_cast<char>(rng.below(26)), static_cast<unsigned>(rng.below(100000)),
                 'A' + static_cast<char>(rng.below(26)));
   const std::string pack_text = pack > 1 ? "Pack of " + std::to_string(pack) : "Single Unit";
-  const std::vector<std::pair<std::string_view, std::string>> kv = {
+  const Fields kv = {
       {"brand", brand.name},          {"type", type.text},
       {"size", size.text},            {"size_name", cat.size_name},
       {"material", material.text},    {"warranty", warranty.text},
@@ -168,78 +247,18 @@ SyntheticItem synthetic_item(uint64_t seed, uint64_t index, bool inflate) {
       {"tier", brand.tier},           {"category", cat.name},
       {"model", model}};
 
-  static const std::vector<const char*> titles = {
-      "{brand} {type} with {size} {size_name}, {material}, {color} ({pack})",
-      "{brand} {type} - {material}, {size}, {warranty} Warranty, {color}, {pack}",
-      "{type} by {brand}: {size} {size_name}, {material} Build, {pack}",
-      "{brand} {color} {type}, {size}, {material} - Ideal for {use}"};
-  static const std::vector<const char*> openers = {
-      "The {brand} {type} is built for {use} and made to last.",
-      "Meet the {type} from {brand}, a {tier} brand known for careful engineering.",
-      "Designed for {use}, this {type} combines a {size} {size_name} with a {material} body.",
-      "Whether you are into {use} or {use2}, the {brand} {type} keeps up.",
-      "{brand} designed this {type} after listening to people who rely on their gear for {use}."};
-  static const std::vector<const char*> middles = {
-      "Its {material} construction feels solid in the hand and resists everyday wear.",
-      "With a {size} {size_name}, it handles more than most products in its class.",
-      "The {color} finish looks at home anywhere, from the kitchen counter to the garage shelf.",
-      "Every unit is tested before it leaves the factory and is covered by a {warranty} warranty.",
-      "Setup takes minutes, and the included guide walks you through every step clearly.",
-      "Thoughtful details such as rounded edges and a balanced weight make it comfortable to use.",
-      "It ships as a {pack} in recyclable packaging with everything you need to get started.",
-      "Owners praise how quietly and reliably it works, day after day, even under heavy use.",
-      "Compared with earlier models, this version is lighter, sturdier and easier to clean."};
-  static const std::vector<const char*> closers = {
-      "A dependable choice for {use2} from a {tier} brand you can trust.",
-      "Order yours today and see why {brand} customers keep coming back.",
-      "If you want a {type} that simply works, this is an easy recommendation.",
-      "Great as a gift for anyone who loves {use2}."};
-  static const std::vector<const char*> features = {
-      "{size_name}: {size} - sized right for {use}",
-      "Material: {material} for durability and a premium feel",
-      "Warranty: {warranty} manufacturer warranty with responsive customer support",
-      "What you get: {pack}, user manual and quick start card",
-      "Color: {color}, a finish that resists fingerprints and scratches",
-      "Versatile: works just as well for {use2} as for {use}",
-      "Easy care: wipe clean with a damp cloth; no special tools needed",
-      "Brand promise: {brand} quality control on every unit"};
-
   nlohmann::ordered_json j;
   j["main_category"] = cat.name;
-  j["title"] = fill(rng.pick(titles), kv);
+  j["title"] = fill(rng.pick(kTitles), kv);
   if (inflate) {
     j["average_rating"] = std::round((3.0 + 2.0 * rng.uniform()) * 10) / 10;
     j["rating_number"] = rng.below(5000);
   }
-  std::vector<std::string> feats;
-  std::vector<size_t> order(features.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng.below(i)]);
-  const size_t n_feat = 4 + rng.below(4);
-  for (size_t i = 0; i < n_feat; ++i) feats.push_back(fill(features[order[i]], kv));
-  j["features"] = feats;
-  std::vector<std::string> desc;
-  std::string para = fill(rng.pick(openers), kv);
-  std::vector<size_t> mid(middles.size());
-  for (size_t i = 0; i < mid.size(); ++i) mid[i] = i;
-  for (size_t i = mid.size(); i > 1; --i) std::swap(mid[i - 1], mid[rng.below(i)]);
-  const size_t n_mid = 3 + rng.below(4);
-  for (size_t i = 0; i < n_mid; ++i) para += " " + fill(middles[mid[i]], kv);
-  desc.push_back(para);
-  desc.push_back(fill(rng.pick(closers), kv));
-  j["description"] = desc;
+  j["features"] = features_of(rng, kv);
+  j["description"] = description_of(rng, kv);
   j["price"] = price;
   if (inflate) {
-    nlohmann::ordered_json images = nlohmann::ordered_json::array();
-    const size_t n_img = 2 + rng.below(5);
-    for (size_t i = 0; i < n_img; ++i) {
-      const std::string id = std::to_string(rng.next() % 100000000000ull);
-      images.push_back({{"thumb", "https://m.media-amazon.com/images/I/" + id + "._SS40_.jpg"},
-                        {"large", "https://m.media-amazon.com/images/I/" + id + ".jpg"},
-                        {"variant", i == 0 ? "MAIN" : "PT0" + std::to_string(i)},
-                        {"hi_res", "https://m.media-amazon.com/images/I/" + id + "._SL1500_.jpg"}});
-    }
-    j["images"] = images;
+    j["images"] = images_of(rng);
     j["videos"] = nlohmann::ordered_json::array();
   }
   j["store"] = brand.name;

@@ -1,7 +1,8 @@
 #pragma once
 // The compute interface the model is written against. The CPU backend runs the fast kernels
-// (OpenBLAS GEMMs, AVX2 loops, OpenMP); the reference backend runs the plain scalar twins, so the
-// whole model can be checked against itself op by op. A CUDA backend implements the same calls.
+// (oneDNN GEMMs, AVX2 loops, OpenMP); the reference backend runs the plain scalar twins, so the
+// whole model can be checked against itself op by op. Another device would implement the same
+// calls.
 //
 // Layout conventions: activations are row-major [T, features], T = tokens of a packed batch;
 // sequence i of the batch occupies rows [cu_seqlens[i], cu_seqlens[i+1]) and attends causally

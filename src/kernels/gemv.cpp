@@ -1,6 +1,5 @@
 #include "kernels/gemv.h"
 
-#include <cblas.h>
 #include <immintrin.h>
 
 #include <algorithm>
@@ -135,11 +134,6 @@ float dot_nf4(const Nf4Tensor& t, int64_t start, int64_t n, const float* x) {
 void fused_gemv(const Weight& W, const float* x, float* y, float beta) {
   const int64_t out = W.rows(), in = W.cols();
   if (out == 0) return;
-  if (W.dtype() == DType::F32) {
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(out), static_cast<int>(in), 1.0f,
-                W.f32().data(), static_cast<int>(in), x, 1, beta, y, 1);
-    return;
-  }
   const DType dt = W.dtype();
   const uint8_t* raw = W.raw().data();
   const int nt = threads();
@@ -153,6 +147,7 @@ void fused_gemv(const Weight& W, const float* x, float* y, float beta) {
     for (int64_t o = 0; o < out; ++o) {
       float s = 0;
       switch (dt) {
+        case DType::F32: s = simd::dot(W.f32().data() + o * in, x, in); break;
         case DType::BF16: s = dot_bf16(reinterpret_cast<const uint16_t*>(raw) + o * in, x, in); break;
         case DType::F16: s = dot_f16(reinterpret_cast<const uint16_t*>(raw) + o * in, x, in); break;
         case DType::NF4: s = dot_nf4(W.nf4(), o * in, in, x); break;
