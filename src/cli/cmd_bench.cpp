@@ -16,6 +16,7 @@
 #include "core/random.h"
 #include "core/threads.h"
 #include "kernels/backend.h"
+#include "model/hf_names.h"
 #include "model/llama.h"
 #include "serve/load.h"
 #include "train/optimizer.h"
@@ -98,7 +99,7 @@ LlamaModel build_model(const BenchOptions& o) {
   std::vector<float> ones(cfg.dim, 1.0f);
   const int64_t hd = cfg.head_dim;
   for (int64_t l = 0; l < cfg.n_layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
+    const std::string p = hf_layer_prefix(l);
     w[p + "input_layernorm.weight"] = Weight::from_f32(ones.data(), 1, cfg.dim, DType::F32);
     w[p + "post_attention_layernorm.weight"] = Weight::from_f32(ones.data(), 1, cfg.dim, DType::F32);
     w[p + "self_attn.q_proj.weight"] = random_weight(cfg.n_heads * hd, cfg.dim, base, ++seed);

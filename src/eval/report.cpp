@@ -147,14 +147,7 @@ std::string pricer_section(const std::vector<Item>& items, const PricerResult& r
 std::string report_html(const std::vector<Item>& items, const std::vector<PricerResult>& results,
                         const json& meta) {
   using report::escape_xml;
-  std::string h;
-  h += "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n";
-  h += "<title>pricer evaluation</title>\n<style>\n"
-       "body{font-family:sans-serif;margin:2em;max-width:1100px;color:#222}\n"
-       "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
-       "text-align:right}th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}\n"
-       ".charts{display:flex;flex-wrap:wrap;gap:1em}\n"
-       "</style></head><body>\n<h1>pricer evaluation</h1>\n";
+  std::string h = "<h1>pricer evaluation</h1>\n";
   h += "<p>" + std::to_string(items.size()) + " items";
   for (const auto& [k, v] : meta.items())
     h += " &middot; " + escape_xml(k) + ": " + escape_xml(v.is_string() ? v.get<std::string>() : v.dump());
@@ -162,8 +155,7 @@ std::string report_html(const std::vector<Item>& items, const std::vector<Pricer
   h += leaderboard_section(results);
   h += category_section(items, results);
   for (const auto& r : results) h += pricer_section(items, r);
-  h += "</body></html>\n";
-  return h;
+  return report::html_page("pricer evaluation", h);
 }
 
 }  // namespace pricer::eval

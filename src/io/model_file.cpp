@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "io/bytes.h"
 #include "io/model_common.h"
+#include "model/hf_names.h"
 #include "quant/ggml_blocks.h"
 
 namespace pricer {
@@ -25,7 +26,7 @@ std::string shape_str(Shape s) {
 }
 
 std::string layer_tensor(int64_t layer, const char* suffix) {
-  return "model.layers." + std::to_string(layer) + "." + suffix;
+  return hf_layer_prefix(layer) + suffix;
 }
 
 std::map<std::string, Shape> expected_shapes(const ModelConfig& c) {

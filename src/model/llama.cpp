@@ -6,16 +6,11 @@
 
 #include "core/error.h"
 #include "core/random.h"
+#include "model/hf_names.h"
 
 namespace pricer {
 
 namespace {
-
-const char* proj_module(Proj p) { return static_cast<int>(p) <= static_cast<int>(Proj::O) ? "self_attn" : "mlp"; }
-
-std::string proj_prefix(int64_t l, Proj p) {
-  return "model.layers." + std::to_string(l) + "." + proj_module(p) + "." + proj_name(p);
-}
 
 constexpr Proj kAllProj[kNumProj] = {Proj::Q, Proj::K, Proj::V, Proj::O, Proj::Gate, Proj::Up, Proj::Down};
 
@@ -188,16 +183,16 @@ LlamaModel LlamaModel::from_weights(const ModelConfig& cfg, std::map<std::string
   m.layers_.resize(cfg.n_layers);
   for (int64_t l = 0; l < cfg.n_layers; ++l) {
     LayerWeights& L = m.layers_[l];
-    const std::string pre = "model.layers." + std::to_string(l) + ".";
+    const std::string pre = hf_layer_prefix(l);
     L.attn_norm = take_vector(pre + "input_layernorm.weight", cfg.dim);
     L.ffn_norm = take_vector(pre + "post_attention_layernorm.weight", cfg.dim);
     for (Proj p : kAllProj) {
-      L.proj[static_cast<int>(p)] = take_matrix(proj_prefix(l, p) + ".weight", m.proj_out(p), m.proj_in(p));
+      L.proj[static_cast<int>(p)] = take_matrix(hf_proj_name(l, p) + ".weight", m.proj_out(p), m.proj_in(p));
     }
     if (cfg.qkv_bias) {
-      L.bq = take_vector(proj_prefix(l, Proj::Q) + ".bias", m.proj_out(Proj::Q));
-      L.bk = take_vector(proj_prefix(l, Proj::K) + ".bias", m.proj_out(Proj::K));
-      L.bv = take_vector(proj_prefix(l, Proj::V) + ".bias", m.proj_out(Proj::V));
+      L.bq = take_vector(hf_proj_name(l, Proj::Q) + ".bias", m.proj_out(Proj::Q));
+      L.bk = take_vector(hf_proj_name(l, Proj::K) + ".bias", m.proj_out(Proj::K));
+      L.bv = take_vector(hf_proj_name(l, Proj::V) + ".bias", m.proj_out(Proj::V));
     }
   }
   m.norm_ = take_vector("model.norm.weight", cfg.dim);
@@ -378,7 +373,7 @@ void LlamaModel::enable_full_training() {
     LayerGrads& G = grads_[l];
     for (Proj p : kAllProj) {
       const Weight& w = L.proj[static_cast<int>(p)];
-      check(w, proj_prefix(l, p) + ".weight");
+      check(w, hf_proj_name(l, p) + ".weight");
       G.proj[static_cast<int>(p)].assign(w.numel(), 0.0f);
     }
     G.attn_norm.assign(cfg_.dim, 0.0f);
@@ -403,15 +398,15 @@ std::vector<Param> LlamaModel::trainable_params() {
     for (int64_t l = 0; l < cfg_.n_layers; ++l) {
       LayerWeights& L = layers_[l];
       LayerGrads& G = grads_[l];
-      const std::string pre = "model.layers." + std::to_string(l) + ".";
+      const std::string pre = hf_layer_prefix(l);
       add(pre + "input_layernorm.weight", L.attn_norm, G.attn_norm, false);
       for (Proj p : kAllProj) {
-        add(proj_prefix(l, p) + ".weight", L.proj[static_cast<int>(p)].f32(), G.proj[static_cast<int>(p)], true);
+        add(hf_proj_name(l, p) + ".weight", L.proj[static_cast<int>(p)].f32(), G.proj[static_cast<int>(p)], true);
       }
       if (cfg_.qkv_bias) {
-        add(proj_prefix(l, Proj::Q) + ".bias", L.bq, G.bq, false);
-        add(proj_prefix(l, Proj::K) + ".bias", L.bk, G.bk, false);
-        add(proj_prefix(l, Proj::V) + ".bias", L.bv, G.bv, false);
+        add(hf_proj_name(l, Proj::Q) + ".bias", L.bq, G.bq, false);
+        add(hf_proj_name(l, Proj::K) + ".bias", L.bk, G.bk, false);
+        add(hf_proj_name(l, Proj::V) + ".bias", L.bv, G.bv, false);
       }
       add(pre + "post_attention_layernorm.weight", L.ffn_norm, G.ffn_norm, false);
     }
@@ -422,8 +417,8 @@ std::vector<Param> LlamaModel::trainable_params() {
       for (Proj p : kAllProj) {
         LoraAdapter* ad = lora(l, p);
         if (!ad) continue;
-        add(proj_prefix(l, p) + ".lora_A.weight", ad->A, ad->dA, true);
-        add(proj_prefix(l, p) + ".lora_B.weight", ad->B, ad->dB, true);
+        add(hf_proj_name(l, p) + ".lora_A.weight", ad->A, ad->dA, true);
+        add(hf_proj_name(l, p) + ".lora_B.weight", ad->B, ad->dB, true);
       }
     }
     if (has_trainable_tokens()) {

@@ -3,17 +3,13 @@
 #include <algorithm>
 
 #include "kernels/backend.h"
+#include "model/hf_names.h"
 
 namespace pricer {
 
 namespace {
 
 Weight vec(const std::vector<float>& v) { return Weight::from_f32(v.data(), 1, static_cast<int64_t>(v.size()), DType::F32); }
-
-std::string proj_key(int64_t l, Proj p) {
-  const bool attn = static_cast<int>(p) <= static_cast<int>(Proj::O);
-  return "model.layers." + std::to_string(l) + (attn ? ".self_attn." : ".mlp.") + proj_name(p);
-}
 
 // `w` with its rows `ids` replaced by `rows` [ids, cols] (trained token rows merged).
 Weight with_rows(const Weight& w, const std::vector<int32_t>& ids, const std::vector<float>& rows) {
@@ -40,7 +36,7 @@ std::map<std::string, Weight> export_tensors(const LlamaModel& model, bool merge
   auto be = make_cpu_backend();
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const LayerWeights& lw = model.layer(l);
-    const std::string p = "model.layers." + std::to_string(l) + ".";
+    const std::string p = hf_layer_prefix(l);
     out[p + "input_layernorm.weight"] = vec(lw.attn_norm);
     out[p + "post_attention_layernorm.weight"] = vec(lw.ffn_norm);
     if (c.qkv_bias) {
@@ -53,14 +49,14 @@ std::map<std::string, Weight> export_tensors(const LlamaModel& model, bool merge
       const Weight& w = lw.proj[i];
       const LoraAdapter* a = merge_lora ? model.lora(l, pr) : nullptr;
       if (!a) {
-        out[proj_key(l, pr) + ".weight"] = w;
+        out[hf_proj_name(l, pr) + ".weight"] = w;
         continue;
       }
       std::vector<float> merged = w.to_f32();
       // W[out, in] += scale * B[out, r] A[r, in]
       be->gemm(false, false, a->out, a->in, a->rank, model.lora_config().scale(), a->B.data(), a->A.data(), 1.0f,
                merged.data());
-      out[proj_key(l, pr) + ".weight"] = Weight::from_f32(merged.data(), a->out, a->in, DType::F32);
+      out[hf_proj_name(l, pr) + ".weight"] = Weight::from_f32(merged.data(), a->out, a->in, DType::F32);
     }
   }
   return out;

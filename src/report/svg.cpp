@@ -103,6 +103,21 @@ const std::string& palette_color(size_t i) {
   return colors[i % colors.size()];
 }
 
+std::string html_page(std::string_view title, std::string_view body, std::string_view extra_css) {
+  std::string h = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>";
+  h += escape_xml(title);
+  h += "</title>\n<style>\n"
+       "body{font-family:sans-serif;margin:2em;max-width:1100px;color:#222}\n"
+       "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
+       "text-align:right}th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}\n"
+       ".charts{display:flex;flex-wrap:wrap;gap:1em}\n";
+  h += extra_css;
+  h += "</style></head><body>\n";
+  h += body;
+  h += "</body></html>\n";
+  return h;
+}
+
 std::string escape_xml(std::string_view s) {
   std::string out;
   out.reserve(s.size());

@@ -21,6 +21,10 @@ struct ChartOptions {
 // Escapes &, <, >, " and ' and drops bytes that XML 1.0 forbids (control characters).
 std::string escape_xml(std::string_view s);
 
+// A self-contained HTML page around `body` (already HTML): the report pages' shared head and
+// style (readable tables, a flex row of charts), with `extra_css` after it.
+std::string html_page(std::string_view title, std::string_view body, std::string_view extra_css = {});
+
 // "Nice" axis ticks (steps of 1, 2 or 5 times a power of ten) covering [lo, hi] with about
 // `target` intervals. lo == hi yields a small range around the value.
 std::vector<double> nice_ticks(double lo, double hi, int target = 5);

@@ -83,10 +83,7 @@ std::string sweep_report_html(const SweepState& state, const SearchSpace& space,
   const auto ranked = ranked_trials(state);
   const TrialRecord* best = ranked.empty() || ranked.front()->status != TrialStatus::complete ? nullptr : ranked.front();
 
-  std::string html = "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>sweep " + escape_xml(state.name) +
-                     "</title><style>body{font-family:sans-serif;margin:2em;max-width:1100px}"
-                     "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;"
-                     "text-align:right}th{background:#f3f3f3}.charts svg{margin:0.5em 0}</style></head><body>\n";
+  std::string html;
   html += "<h1>Sweep " + escape_xml(state.name) + "</h1>\n";
   size_t n_complete = 0, n_pruned = 0, n_failed = 0;
   for (const auto& t : state.trials) {
@@ -172,8 +169,8 @@ std::string sweep_report_html(const SweepState& state, const SearchSpace& space,
     const int64_t number = std::stoll(r[1]);
     html += "<td style=\"text-align:left\">" + escape_xml(state.trials[static_cast<size_t>(number)].message) + "</td></tr>\n";
   }
-  html += "</table>\n</body></html>\n";
-  return html;
+  html += "</table>\n";
+  return report::html_page("sweep " + state.name, html, "table{font-size:13px}.charts svg{margin:0.5em 0}\n");
 }
 
 }  // namespace pricer::sweep
