@@ -66,6 +66,78 @@ void record_results(pricer::monitor::RunRecorder& rec, const std::vector<PricerR
   std::printf("recorded as run %lld\n", static_cast<long long>(rec.id()));
 }
 
+// --param key=value settings into the pricers' context; a malformed, repeated or unknown key fails.
+void parse_params(EvalArgs& a) {
+  for (const auto& p : a.params) {
+    const auto eq = p.find('=');
+    pricer::require(eq != std::string::npos && eq > 0, "--param \"" + p + "\" is not key=value");
+    pricer::require(a.ctx.params.emplace(p.substr(0, eq), p.substr(eq + 1)).second,
+                    "--param " + p.substr(0, eq) + " is given twice");
+  }
+  check_param_keys(a.ctx.params);
+}
+
+// Every pricer is built before the first (possibly long) run, so a bad name fails at once;
+// `need_train` is set when one of them needs training items.
+std::vector<std::unique_ptr<Pricer>> build_pricers(const EvalArgs& a, bool& need_train) {
+  std::vector<std::unique_ptr<Pricer>> pricers;
+  for (const auto& name : split_comma_list(a.pricers)) {
+    pricers.push_back(make_pricer(name, a.ctx));
+    need_train = need_train || pricers.back()->needs_training();
+  }
+  pricer::require(!pricers.empty(), "--pricers names no pricer");
+  return pricers;
+}
+
+// The run goes into the run database before the first pricer, so a failed one is on record.
+// Under MPI every rank prices its share of the items; rank 0 alone records (the others, and
+// --no-record, get nullptr).
+std::unique_ptr<pricer::monitor::RunRecorder> start_run_record(const EvalArgs& a, const std::string& split,
+                                                               std::size_t n_items) {
+  if (!a.record || !pricer::comm::root()) return nullptr;
+  pricer::monitor::NewRun nr;
+  nr.name = !a.run_name.empty() ? a.run_name : "eval-" + fs::path(a.out).filename().string();
+  nr.kind = pricer::monitor::RunKind::eval;
+  nr.command_line = pricer::cli::command_line();
+  nr.base_model = a.ctx.params.count("model") ? a.ctx.params.at("model") : "";
+  nr.dataset = a.data;
+  nr.output_dir = a.out;
+  pricer::monitor::RecorderOptions ro;
+  if (!a.runs_db.empty()) ro.db_path = a.runs_db;
+  auto rec = std::make_unique<pricer::monitor::RunRecorder>(nr, ro);
+  rec->log_params({{"pricers", a.pricers}, {"split", split}, {"items", n_items},
+                   {"params", a.ctx.params}, {"seed", a.ctx.seed}, {"bootstrap", a.bootstrap}});
+  return rec;
+}
+
+// Runs each pricer in turn, saying on stderr how it went.
+std::vector<PricerResult> evaluate_pricers(const std::vector<std::unique_ptr<Pricer>>& pricers,
+                                           const std::vector<Item>& train, const std::vector<Item>& items,
+                                           const EvalArgs& a) {
+  MetricOptions mopt;
+  mopt.bootstrap_resamples = a.bootstrap;
+  mopt.bootstrap_seed = a.ctx.seed;
+  std::vector<PricerResult> results;
+  for (auto& p : pricers) {
+    std::fprintf(stderr, "eval: %s on %zu items...\n", p->name().c_str(), items.size());
+    results.push_back(evaluate_pricer(*p, train, items, mopt));
+    const PricerResult& r = results.back();
+    if (r.complete())
+      std::fprintf(stderr, "eval: %s MAE $%.2f\n", r.name.c_str(), r.metrics.mae);
+    else
+      std::fprintf(stderr, "eval: %s %s: %s\n", r.name.c_str(), r.failed() ? "FAILED" : "incomplete", r.failure.c_str());
+  }
+  return results;
+}
+
+// The names of the pricers that priced nothing, comma-separated; empty when none failed.
+std::string failed_pricers(const std::vector<PricerResult>& results) {
+  std::string failed;
+  for (const auto& r : results)
+    if (r.failed()) failed += (failed.empty() ? "" : ", ") + r.name;
+  return failed;
+}
+
 int run_eval(EvalArgs& a) {
   const bool data_is_dir = fs::is_directory(a.data);
   const std::string split = !a.split.empty() ? a.split
@@ -81,22 +153,10 @@ int run_eval(EvalArgs& a) {
     return 0;
   }
 
-  for (const auto& p : a.params) {
-    const auto eq = p.find('=');
-    pricer::require(eq != std::string::npos && eq > 0, "--param \"" + p + "\" is not key=value");
-    pricer::require(a.ctx.params.emplace(p.substr(0, eq), p.substr(eq + 1)).second,
-                    "--param " + p.substr(0, eq) + " is given twice");
-  }
-  check_param_keys(a.ctx.params);
+  parse_params(a);
   if (pricer::comm::root()) pricer::ensure_output_dir(a.out, "--out");  // before the pricers run, not after
-  // Build every pricer before the first (possibly long) run, so a bad name fails at once.
-  std::vector<std::unique_ptr<Pricer>> pricers;
   bool need_train = false;
-  for (const auto& name : split_comma_list(a.pricers)) {
-    pricers.push_back(make_pricer(name, a.ctx));
-    need_train = need_train || pricers.back()->needs_training();
-  }
-  pricer::require(!pricers.empty(), "--pricers names no pricer");
+  const std::vector<std::unique_ptr<Pricer>> pricers = build_pricers(a, need_train);
 
   std::vector<Item> train;
   std::string train_source = a.train.empty() && data_is_dir ? a.data : a.train;
@@ -106,37 +166,8 @@ int run_eval(EvalArgs& a) {
     train = read_split(train_source, "train", a.train_limit);
   }
 
-  // The run goes into the run database before the first pricer, so a failed one is on record.
-  // Under MPI every rank prices its share of the items; rank 0 alone records and writes.
-  std::unique_ptr<pricer::monitor::RunRecorder> rec;
-  if (a.record && pricer::comm::root()) {
-    pricer::monitor::NewRun nr;
-    nr.name = !a.run_name.empty() ? a.run_name : "eval-" + fs::path(a.out).filename().string();
-    nr.kind = pricer::monitor::RunKind::eval;
-    nr.command_line = pricer::cli::command_line();
-    nr.base_model = a.ctx.params.count("model") ? a.ctx.params.at("model") : "";
-    nr.dataset = a.data;
-    nr.output_dir = a.out;
-    pricer::monitor::RecorderOptions ro;
-    if (!a.runs_db.empty()) ro.db_path = a.runs_db;
-    rec = std::make_unique<pricer::monitor::RunRecorder>(nr, ro);
-    rec->log_params({{"pricers", a.pricers}, {"split", split}, {"items", items.size()},
-                     {"params", a.ctx.params}, {"seed", a.ctx.seed}, {"bootstrap", a.bootstrap}});
-  }
-
-  MetricOptions mopt;
-  mopt.bootstrap_resamples = a.bootstrap;
-  mopt.bootstrap_seed = a.ctx.seed;
-  std::vector<PricerResult> results;
-  for (auto& p : pricers) {
-    std::fprintf(stderr, "eval: %s on %zu items...\n", p->name().c_str(), items.size());
-    results.push_back(evaluate_pricer(*p, train, items, mopt));
-    const PricerResult& r = results.back();
-    if (r.complete())
-      std::fprintf(stderr, "eval: %s MAE $%.2f\n", r.name.c_str(), r.metrics.mae);
-    else
-      std::fprintf(stderr, "eval: %s %s: %s\n", r.name.c_str(), r.failed() ? "FAILED" : "incomplete", r.failure.c_str());
-  }
+  const std::unique_ptr<pricer::monitor::RunRecorder> rec = start_run_record(a, split, items.size());
+  std::vector<PricerResult> results = evaluate_pricers(pricers, train, items, a);
   sort_by_mae(results);
   const nlohmann::json meta = {{"data", a.data},
                                {"split", split.empty() ? "(file)" : split},
@@ -146,9 +177,7 @@ int run_eval(EvalArgs& a) {
                                {"bootstrap_resamples", a.bootstrap},
                                {"ranks", pricer::comm::size()}};
   if (pricer::comm::root()) write_results(a.out, items, results, meta);
-  std::string failed;
-  for (const auto& r : results)
-    if (r.failed()) failed += (failed.empty() ? "" : ", ") + r.name;
+  const std::string failed = failed_pricers(results);
   if (rec) record_results(*rec, results, a.out, failed);
   std::fputs(leaderboard_text(results).c_str(), stdout);
   std::printf("wrote %s and %s\n", (fs::path(a.out) / "results.json").c_str(),
@@ -159,6 +188,40 @@ int run_eval(EvalArgs& a) {
     return 1;
   }
   return 0;
+}
+
+// The options of the "frontier" pricer, a hosted model behind an OpenAI-compatible API.
+void add_frontier_options(CLI::App& sub, FrontierConfig& f) {
+  sub.add_option("--frontier-url", f.base_url, "OpenAI-compatible API base URL")
+      ->capture_default_str();
+  sub.add_option("--frontier-model", f.model, "Model name sent to the API")->capture_default_str();
+  sub.add_option("--frontier-key-env", f.api_key_env,
+                 "Environment variable holding the API key")
+      ->capture_default_str();
+  sub.add_option("--frontier-concurrency", f.concurrency, "Requests in flight")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
+  sub.add_option("--frontier-retries", f.max_retries, "Retries after a 429, 5xx or timeout")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100));
+  sub.add_option("--frontier-timeout", f.timeout_s, "Seconds per request attempt")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  sub.add_option("--frontier-backoff", f.backoff_s, "First retry delay in seconds (doubles)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  sub.add_option("--frontier-max-tokens", f.max_tokens, "max_tokens sent (0 = not sent)")
+      ->check(CLI::NonNegativeNumber);
+  sub.add_option("--frontier-temperature", f.temperature, "temperature sent (default: not sent)")
+      ->check(CLI::Range(0.0, 2.0));
+  sub.add_option("--frontier-prompt", f.user_template,
+                 "User message, {text} the product text (\"{text}\" for a served pricer model)")
+      ->capture_default_str();
+  sub.add_option("--frontier-usd-in", f.usd_per_m_input, "USD per million prompt tokens")
+      ->check(CLI::NonNegativeNumber);
+  sub.add_option("--frontier-usd-out", f.usd_per_m_output,
+                 "USD per million completion tokens")
+      ->check(CLI::NonNegativeNumber);
 }
 
 pricer::cli::Registrar reg{
@@ -196,37 +259,7 @@ pricer::cli::Registrar reg{
       sub.add_option("--run-name", a->run_name, "Name in the run database (default eval-<out dir>)");
       sub.add_option("--runs-db", a->runs_db, "Run database (default runs/pricer.db or $PRICER_RUNS_DB)");
       sub.add_flag("!--no-record", a->record, "Do not record the run in the run database");
-      auto& f = a->ctx.frontier;
-      sub.add_option("--frontier-url", f.base_url, "OpenAI-compatible API base URL")
-          ->capture_default_str();
-      sub.add_option("--frontier-model", f.model, "Model name sent to the API")->capture_default_str();
-      sub.add_option("--frontier-key-env", f.api_key_env,
-                     "Environment variable holding the API key")
-          ->capture_default_str();
-      sub.add_option("--frontier-concurrency", f.concurrency, "Requests in flight")
-          ->capture_default_str()
-          ->check(CLI::Range(1, 256));
-      sub.add_option("--frontier-retries", f.max_retries, "Retries after a 429, 5xx or timeout")
-          ->capture_default_str()
-          ->check(CLI::Range(0, 100));
-      sub.add_option("--frontier-timeout", f.timeout_s, "Seconds per request attempt")
-          ->capture_default_str()
-          ->check(CLI::PositiveNumber);
-      sub.add_option("--frontier-backoff", f.backoff_s, "First retry delay in seconds (doubles)")
-          ->capture_default_str()
-          ->check(CLI::NonNegativeNumber);
-      sub.add_option("--frontier-max-tokens", f.max_tokens, "max_tokens sent (0 = not sent)")
-          ->check(CLI::NonNegativeNumber);
-      sub.add_option("--frontier-temperature", f.temperature, "temperature sent (default: not sent)")
-          ->check(CLI::Range(0.0, 2.0));
-      sub.add_option("--frontier-prompt", f.user_template,
-                     "User message, {text} the product text (\"{text}\" for a served pricer model)")
-          ->capture_default_str();
-      sub.add_option("--frontier-usd-in", f.usd_per_m_input, "USD per million prompt tokens")
-          ->check(CLI::NonNegativeNumber);
-      sub.add_option("--frontier-usd-out", f.usd_per_m_output,
-                     "USD per million completion tokens")
-          ->check(CLI::NonNegativeNumber);
+      add_frontier_options(sub, a->ctx.frontier);
       return [a] { return run_eval(*a); };
     }};
 

@@ -134,18 +134,16 @@ std::optional<uint32_t> llama_file_type(DType t) {
   }
 }
 
-int run(const Options& o) {
+// Fails on a missing or contradictory option before anything is read or written.
+void check_options(const Options& o) {
   require(!o.model.empty(), "--model is required");
   require(!o.out.empty(), "--out is required");
   require(!o.merge || !o.adapter.empty(), "--merge needs --adapter (the LoRA adapter to merge into the weights)");
   require(o.adapter.empty() || fs::exists(o.adapter), "--adapter " + o.adapter + ": no such file or directory");
-  const std::string format = resolve_format(o);
-  const std::optional<DType> dtype = resolve_dtype(o.dtype, format);
-  check_output(o.out, format);
+}
 
-  ModelFile mf = load_model_file(o.model);
-  const std::unique_ptr<Tokenizer> tok = open_tokenizer(o, mf);
-  const ModelConfig cfg = mf.config;
+// Every token must fit the model's embedding, and a GGUF export cannot go without a tokenizer.
+void check_tokenizer(const Tokenizer* tok, const ModelConfig& cfg, const std::string& format, const Options& o) {
   if (tok) {
     require(tok->vocab_size() <= cfg.vocab_size, "the tokenizer has " + std::to_string(tok->vocab_size()) +
                                                      " tokens, more than the model's vocab of " +
@@ -153,11 +151,13 @@ int run(const Options& o) {
   } else {
     require(format != "gguf", o.model + " holds no tokenizer and a GGUF export always embeds one: give --tokenizer");
   }
+}
 
-  // With an adapter the model is built to merge it (or to write it beside the base); without one
-  // the loaded tensors are written as they are.
+// With an adapter the model is built to merge it (or to write it beside the base); without one
+// the loaded tensors are written as they are.
+std::map<std::string, Weight> tensors_to_export(const Options& o, ModelFile& mf, const ModelConfig& cfg,
+                                                std::optional<LlamaModel>& model) {
   std::map<std::string, Weight> tensors;
-  std::optional<LlamaModel> model;
   if (!o.adapter.empty()) {
     model.emplace(LlamaModel::from_weights(cfg, std::move(mf.tensors), mf.source));
     load_adapter(*model, o.adapter);
@@ -165,9 +165,13 @@ int run(const Options& o) {
   } else {
     tensors = std::move(mf.tensors);
   }
+  return tensors;
+}
 
-  // Every tensor's output format, decided here so the writers convert one tensor at a time.
-  TensorWriteOptions write;
+// Every tensor's output format, decided here so the writers convert one tensor at a time; returns
+// the bytes of tensor data that will be written.
+int64_t plan_tensor_dtypes(const std::map<std::string, Weight>& tensors, const std::string& format,
+                           const std::optional<DType>& dtype, TensorWriteOptions& write) {
   int64_t total = 0;
   int fallbacks = 0;
   std::string fallback_example;
@@ -188,6 +192,78 @@ int run(const Options& o) {
     std::fprintf(stderr, "note: %d tensor%s with rows that are not whole %s blocks written in a format that holds them, e.g. %s\n",
                  fallbacks, fallbacks == 1 ? "" : "s", std::string(dtype_name(*dtype)).c_str(), fallback_example.c_str());
   }
+  return total;
+}
+
+void write_gguf(const Options& o, const ModelConfig& cfg, const std::map<std::string, Weight>& tensors,
+                const Tokenizer& tok, const std::optional<DType>& dtype, const TensorWriteOptions& write) {
+  GgufExportOptions go;
+  go.name = o.name.empty() ? fs::path(o.model).filename().replace_extension().string() : o.name;
+  go.extra = gguf_tokenizer_metadata(tok, cfg.vocab_size);
+  if (dtype) {
+    if (auto ft = llama_file_type(*dtype)) go.extra.push_back({"general.file_type", GgufValue::u32(*ft)});
+  }
+  go.write = write;
+  save_gguf(o.out, cfg, tensors, go);
+}
+
+// Writes tokenizer.json (and tokenizer_config.json) into the Hugging Face directory: converted
+// from the tokenizer when it has an exact form, else copied from where it came from. Returns
+// the summary's tokenizer note.
+std::string write_hf_tokenizer(const Options& o, const ModelFile& mf, const Tokenizer& tok) {
+  const fs::path dir(o.out);
+  if (auto json = hf_tokenizer_json(tok)) {
+    write_file_atomic(dir / "tokenizer.json", *json);
+    nlohmann::json config = {{"tokenizer_class", "PreTrainedTokenizerFast"}};
+    if (tok.bos_id() >= 0) config["bos_token"] = tok.token_bytes(tok.bos_id());
+    if (tok.eos_id() >= 0) config["eos_token"] = tok.token_bytes(tok.eos_id());
+    write_file_atomic(dir / "tokenizer_config.json", config.dump(2) + "\n");
+    return "tokenizer.json";
+  }
+  if (auto src = source_tokenizer_json(o, mf)) {
+    fs::copy_file(*src, dir / "tokenizer.json", fs::copy_options::overwrite_existing);
+    if (fs::exists(src->parent_path() / "tokenizer_config.json"))
+      fs::copy_file(src->parent_path() / "tokenizer_config.json", dir / "tokenizer_config.json",
+                    fs::copy_options::overwrite_existing);
+    return "tokenizer.json copied";
+  }
+  std::fprintf(stderr, "note: the SentencePiece-style tokenizer has no exact tokenizer.json form; "
+                       "none written (load the export with --tokenizer)\n");
+  return "no tokenizer";
+}
+
+// Without --merge the adapter goes beside the base, in the output's own format. Returns the
+// summary's adapter note.
+std::string write_adapter(const Options& o, const std::string& format, const std::optional<LlamaModel>& model) {
+  if (!o.adapter.empty() && !o.merge) {
+    if (format == "gguf") {
+      const std::string path = fs::path(o.out).replace_extension(".lora.gguf").string();
+      save_gguf_adapter(*model, path);
+      return "; adapter " + path + " (llama.cpp --lora)";
+    }
+    const std::string path = (fs::path(o.out) / "adapter").string();
+    save_peft_adapter(*model, path, o.out);
+    return "; adapter " + path + " (PEFT)";
+  }
+  if (o.merge) return "; adapter merged";
+  return "";
+}
+
+int run(const Options& o) {
+  check_options(o);
+  const std::string format = resolve_format(o);
+  const std::optional<DType> dtype = resolve_dtype(o.dtype, format);
+  check_output(o.out, format);
+
+  ModelFile mf = load_model_file(o.model);
+  const std::unique_ptr<Tokenizer> tok = open_tokenizer(o, mf);
+  const ModelConfig cfg = mf.config;
+  check_tokenizer(tok.get(), cfg, format, o);
+
+  std::optional<LlamaModel> model;
+  const std::map<std::string, Weight> tensors = tensors_to_export(o, mf, cfg, model);
+  TensorWriteOptions write;
+  const int64_t total = plan_tensor_dtypes(tensors, format, dtype, write);
 
   ProgressOptions po;
   po.bytes = true;
@@ -196,55 +272,15 @@ int run(const Options& o) {
   write.on_written = [&progress](uint64_t b) { progress.add(b); };
   std::string tokenizer_note = "no tokenizer";
   if (format == "gguf") {
-    GgufExportOptions go;
-    go.name = o.name.empty() ? fs::path(o.model).filename().replace_extension().string() : o.name;
-    go.extra = gguf_tokenizer_metadata(*tok, cfg.vocab_size);
-    if (dtype) {
-      if (auto ft = llama_file_type(*dtype)) go.extra.push_back({"general.file_type", GgufValue::u32(*ft)});
-    }
-    go.write = write;
-    save_gguf(o.out, cfg, tensors, go);
+    write_gguf(o, cfg, tensors, *tok, dtype, write);
     tokenizer_note = "tokenizer embedded";
   } else {
     save_hf_dir(o.out, cfg, tensors, DType::F32, write);
-    if (tok) {
-      const fs::path dir(o.out);
-      if (auto json = hf_tokenizer_json(*tok)) {
-        write_file_atomic(dir / "tokenizer.json", *json);
-        nlohmann::json config = {{"tokenizer_class", "PreTrainedTokenizerFast"}};
-        if (tok->bos_id() >= 0) config["bos_token"] = tok->token_bytes(tok->bos_id());
-        if (tok->eos_id() >= 0) config["eos_token"] = tok->token_bytes(tok->eos_id());
-        write_file_atomic(dir / "tokenizer_config.json", config.dump(2) + "\n");
-        tokenizer_note = "tokenizer.json";
-      } else if (auto src = source_tokenizer_json(o, mf)) {
-        fs::copy_file(*src, dir / "tokenizer.json", fs::copy_options::overwrite_existing);
-        if (fs::exists(src->parent_path() / "tokenizer_config.json"))
-          fs::copy_file(src->parent_path() / "tokenizer_config.json", dir / "tokenizer_config.json",
-                        fs::copy_options::overwrite_existing);
-        tokenizer_note = "tokenizer.json copied";
-      } else {
-        std::fprintf(stderr, "note: the SentencePiece-style tokenizer has no exact tokenizer.json form; "
-                             "none written (load the export with --tokenizer)\n");
-      }
-    }
+    if (tok) tokenizer_note = write_hf_tokenizer(o, mf, *tok);
   }
   progress.finish();
 
-  std::string adapter_note;
-  if (!o.adapter.empty() && !o.merge) {
-    // Without --merge the adapter goes beside the base, in the output's own format.
-    if (format == "gguf") {
-      const std::string path = fs::path(o.out).replace_extension(".lora.gguf").string();
-      save_gguf_adapter(*model, path);
-      adapter_note = "; adapter " + path + " (llama.cpp --lora)";
-    } else {
-      const std::string path = (fs::path(o.out) / "adapter").string();
-      save_peft_adapter(*model, path, o.out);
-      adapter_note = "; adapter " + path + " (PEFT)";
-    }
-  } else if (o.merge) {
-    adapter_note = "; adapter merged";
-  }
+  const std::string adapter_note = write_adapter(o, format, model);
   std::printf("%s: %s, %s, %zu tensors, %s, %s%s\n", o.out.c_str(), format.c_str(),
               dtype ? std::string(dtype_name(*dtype)).c_str() : "formats as stored", tensors.size(),
               human_bytes(static_cast<uint64_t>(total)).c_str(), tokenizer_note.c_str(), adapter_note.c_str());

@@ -61,7 +61,8 @@ std::vector<std::string> read_corpus(const std::vector<std::string>& files, int6
   return texts;
 }
 
-int run_pretrain(const TrainConfig& cfg, const PretrainShape& sh, bool quiet) {
+// The training settings this run uses, checked before the output directory is touched.
+TrainConfig checked_config(const TrainConfig& cfg, const PretrainShape& sh, bool quiet) {
   require(!sh.corpus.empty(), "pretrain: --corpus is required (JSON lines with a text field, or plain text)");
   TrainConfig c = cfg;
   c.progress = !quiet;
@@ -70,48 +71,48 @@ int run_pretrain(const TrainConfig& cfg, const PretrainShape& sh, bool quiet) {
   require(sh.context >= c.max_length, "--context " + std::to_string(sh.context) + " is shorter than --max-length " +
                                           std::to_string(c.max_length) +
                                           ": the model could not read its own training windows");
-  const auto out_lock = prepare_output_dir(c);
-  fs::create_directories(c.out_dir);
-  const auto texts = read_corpus(sh.corpus, sh.max_texts, sh.with_completions);
-  require(texts.size() >= 2, "pretrain: the corpus holds fewer than 2 texts");
-  std::fprintf(stderr, "%zu texts\n", texts.size());
+  return c;
+}
 
-  const fs::path tok_path = fs::path(c.out_dir) / "tokenizer.json";
-  TrainedBpe bpe;
-  {  // deterministic: a resumed run trains the same tokenizer again
-    BpeTrainOptions bo;
-    bo.vocab_size = static_cast<int32_t>(sh.vocab);
-    std::vector<std::string> sample(texts.begin(),
-                                    texts.begin() + std::min<int64_t>(sh.tokenizer_texts, static_cast<int64_t>(texts.size())));
-    std::fprintf(stderr, "training a %lld-token BPE tokenizer on %zu texts\n", static_cast<long long>(sh.vocab), sample.size());
-    bpe = train_bpe(sample, bo);
-    if (comm::root()) save_tokenizer_json(bpe, tok_path.string());  // every rank trains the same one
-  }
-  auto tok = make_trained_tokenizer(bpe);
+// Deterministic: a resumed run trains the same tokenizer again (and every rank the same one, so
+// rank 0 alone saves it to `tok_path`).
+TrainedBpe train_tokenizer(const std::vector<std::string>& texts, const PretrainShape& sh, const fs::path& tok_path) {
+  BpeTrainOptions bo;
+  bo.vocab_size = static_cast<int32_t>(sh.vocab);
+  std::vector<std::string> sample(texts.begin(),
+                                  texts.begin() + std::min<int64_t>(sh.tokenizer_texts, static_cast<int64_t>(texts.size())));
+  std::fprintf(stderr, "training a %lld-token BPE tokenizer on %zu texts\n", static_cast<long long>(sh.vocab), sample.size());
+  TrainedBpe bpe = train_bpe(sample, bo);
+  if (comm::root()) save_tokenizer_json(bpe, tok_path.string());
+  return bpe;
+}
 
-  // The token stream: each text then EOS, cut into windows of max_length tokens.
-  std::vector<PricedExample> chunks;
+// The token stream: each text then EOS.
+std::vector<int32_t> token_stream(const std::vector<std::string>& texts, const Tokenizer& tok) {
   std::vector<int32_t> stream;
   for (const auto& t : texts) {
-    for (int32_t id : tok->encode(t)) stream.push_back(id);
-    stream.push_back(tok->eos_id());
+    for (int32_t id : tok.encode(t)) stream.push_back(id);
+    stream.push_back(tok.eos_id());
   }
-  const int64_t L = c.max_length;
+  return stream;
+}
+
+// The stream cut into windows of L tokens: BOS, then the first L - 1 tokens of each L-token
+// stretch of the stream (a partial last stretch is dropped); no price to score.
+std::vector<PricedExample> stream_windows(const std::vector<int32_t>& stream, const Tokenizer& tok, int64_t L) {
+  std::vector<PricedExample> chunks;
   for (size_t i = 0; i + static_cast<size_t>(L) <= stream.size(); i += static_cast<size_t>(L)) {
     PricedExample ex;
-    ex.tokens.push_back(tok->bos_id());
+    ex.tokens.push_back(tok.bos_id());
     ex.tokens.insert(ex.tokens.end(), stream.begin() + static_cast<int64_t>(i), stream.begin() + static_cast<int64_t>(i) + L - 1);
     ex.prompt_len = 1;
     ex.price = std::numeric_limits<double>::quiet_NaN();
     chunks.push_back(std::move(ex));
   }
-  require(chunks.size() >= 4, "pretrain: the corpus is too small for max_length " + std::to_string(L));
-  const size_t n_val = std::max<size_t>(1, chunks.size() / 50);
-  std::vector<PricedExample> val(chunks.end() - static_cast<int64_t>(n_val), chunks.end());
-  chunks.resize(chunks.size() - n_val);
-  std::fprintf(stderr, "%zu tokens: %zu training and %zu validation windows of %lld\n", stream.size(), chunks.size(),
-               val.size(), static_cast<long long>(L));
+  return chunks;
+}
 
+ModelConfig pretrain_model_config(const PretrainShape& sh, const TrainedBpe& bpe) {
   ModelConfig mc;
   mc.vocab_size = static_cast<int64_t>(bpe.tokens.size());
   mc.dim = sh.dim;
@@ -126,6 +127,32 @@ int run_pretrain(const TrainConfig& cfg, const PretrainShape& sh, bool quiet) {
   mc.bos_id = bpe.bos_id;
   mc.eos_id = bpe.eos_id;
   mc.validate("pretrain model");
+  return mc;
+}
+
+int run_pretrain(const TrainConfig& cfg, const PretrainShape& sh, bool quiet) {
+  const TrainConfig c = checked_config(cfg, sh, quiet);
+  const auto out_lock = prepare_output_dir(c);
+  fs::create_directories(c.out_dir);
+  const auto texts = read_corpus(sh.corpus, sh.max_texts, sh.with_completions);
+  require(texts.size() >= 2, "pretrain: the corpus holds fewer than 2 texts");
+  std::fprintf(stderr, "%zu texts\n", texts.size());
+
+  const fs::path tok_path = fs::path(c.out_dir) / "tokenizer.json";
+  const TrainedBpe bpe = train_tokenizer(texts, sh, tok_path);
+  auto tok = make_trained_tokenizer(bpe);
+
+  const std::vector<int32_t> stream = token_stream(texts, *tok);
+  const int64_t L = c.max_length;
+  std::vector<PricedExample> chunks = stream_windows(stream, *tok, L);
+  require(chunks.size() >= 4, "pretrain: the corpus is too small for max_length " + std::to_string(L));
+  const size_t n_val = std::max<size_t>(1, chunks.size() / 50);
+  std::vector<PricedExample> val(chunks.end() - static_cast<int64_t>(n_val), chunks.end());
+  chunks.resize(chunks.size() - n_val);
+  std::fprintf(stderr, "%zu tokens: %zu training and %zu validation windows of %lld\n", stream.size(), chunks.size(),
+               val.size(), static_cast<long long>(L));
+
+  const ModelConfig mc = pretrain_model_config(sh, bpe);
   LlamaModel model = LlamaModel::random(mc, c.seed);
   model.enable_full_training();
 

@@ -143,13 +143,8 @@ ChunkResult process_chunk(RecordCleaner& cleaner, const Work& w, std::string_vie
   return r;
 }
 
-// Runs reader -> workers -> in-order consumer. consume() runs on the calling thread.
-template <class Consume>
-void run_pipeline(const CurateOptions& opt, const std::vector<std::string>& file_categories,
-                  Progress& progress, Consume&& consume) {
-  const int n_workers = std::max(1, opt.threads > 0 ? opt.threads : pricer::threads());
-  const uint64_t max_inflight = 2ull * n_workers + 2;
-
+// What the pipeline's threads share; every field is guarded by mu.
+struct PipelineState {
   std::mutex mu;
   std::condition_variable cv;
   std::deque<Work> queue;
@@ -158,97 +153,115 @@ void run_pipeline(const CurateOptions& opt, const std::vector<std::string>& file
   bool reader_done = false, abort = false;
   std::exception_ptr error;
 
-  auto fail = [&](std::exception_ptr e) {
+  // The first error is the one reported; every thread stops at its next wait.
+  void fail(std::exception_ptr e) {
     std::lock_guard lock(mu);
     if (!error) error = e;
     abort = true;
     cv.notify_all();
-  };
-
-  std::thread reader([&] {
-    try {
-      for (size_t f = 0; f < opt.inputs.size(); ++f) {
-        JsonlReader rd(opt.inputs[f], opt.clean.max_line_bytes, opt.chunk_bytes);
-        for (;;) {
-          Work w{0, f, {}};
-          if (!rd.next(w.chunk)) break;
-          progress.add(w.chunk.input_bytes);
-          std::unique_lock lock(mu);
-          cv.wait(lock, [&] { return abort || produced - consumed < max_inflight; });
-          if (abort) return;
-          w.seq = produced++;
-          queue.push_back(std::move(w));
-          cv.notify_all();
-        }
-      }
-    } catch (...) {
-      fail(std::current_exception());
-    }
-    std::lock_guard lock(mu);
-    reader_done = true;
-    cv.notify_all();
-  });
-
-  std::vector<std::thread> workers;
-  for (int t = 0; t < n_workers; ++t) {
-    workers.emplace_back([&] {
-      try {
-        RecordCleaner cleaner(opt.clean, opt.tokenizer);
-        for (;;) {
-          Work w;
-          {
-            std::unique_lock lock(mu);
-            cv.wait(lock, [&] { return abort || !queue.empty() || reader_done; });
-            if (abort || queue.empty()) return;
-            w = std::move(queue.front());
-            queue.pop_front();
-          }
-          ChunkResult r =
-              process_chunk(cleaner, w, file_categories[w.file], opt.clean.max_line_bytes);
-          std::lock_guard lock(mu);
-          done.emplace(w.seq, std::move(r));
-          cv.notify_all();
-        }
-      } catch (...) {
-        fail(std::current_exception());
-      }
-    });
   }
+};
 
-  auto join_all = [&] {
-    {
-      std::lock_guard lock(mu);
-      abort = true;
-      cv.notify_all();
+// The reader thread: chunks of every input, in order, with at most max_inflight chunks read but
+// not yet consumed, so memory stays bounded however far the consumer falls behind.
+void read_chunks(PipelineState& s, const CurateOptions& opt, Progress& progress, uint64_t max_inflight) {
+  try {
+    for (size_t f = 0; f < opt.inputs.size(); ++f) {
+      JsonlReader rd(opt.inputs[f], opt.clean.max_line_bytes, opt.chunk_bytes);
+      for (;;) {
+        Work w{0, f, {}};
+        if (!rd.next(w.chunk)) break;
+        progress.add(w.chunk.input_bytes);
+        std::unique_lock lock(s.mu);
+        s.cv.wait(lock, [&] { return s.abort || s.produced - s.consumed < max_inflight; });
+        if (s.abort) return;
+        w.seq = s.produced++;
+        s.queue.push_back(std::move(w));
+        s.cv.notify_all();
+      }
     }
-    reader.join();
-    for (auto& t : workers) t.join();
-  };
+  } catch (...) {
+    s.fail(std::current_exception());
+  }
+  std::lock_guard lock(s.mu);
+  s.reader_done = true;
+  s.cv.notify_all();
+}
+
+// A worker thread: cleans queued chunks until the reader is done and the queue empty, or an abort.
+void clean_chunks(PipelineState& s, const CurateOptions& opt, const std::vector<std::string>& file_categories) {
+  try {
+    RecordCleaner cleaner(opt.clean, opt.tokenizer);
+    for (;;) {
+      Work w;
+      {
+        std::unique_lock lock(s.mu);
+        s.cv.wait(lock, [&] { return s.abort || !s.queue.empty() || s.reader_done; });
+        if (s.abort || s.queue.empty()) return;
+        w = std::move(s.queue.front());
+        s.queue.pop_front();
+      }
+      ChunkResult r = process_chunk(cleaner, w, file_categories[w.file], opt.clean.max_line_bytes);
+      std::lock_guard lock(s.mu);
+      s.done.emplace(w.seq, std::move(r));
+      s.cv.notify_all();
+    }
+  } catch (...) {
+    s.fail(std::current_exception());
+  }
+}
+
+// The next chunk in input order into r; false once a thread failed or everything is consumed.
+bool take_next_in_order(PipelineState& s, ChunkResult& r) {
+  std::unique_lock lock(s.mu);
+  s.cv.wait(lock, [&] {
+    return s.error || s.done.count(s.consumed) || (s.reader_done && s.consumed == s.produced);
+  });
+  if (s.error) return false;
+  auto it = s.done.find(s.consumed);
+  if (it == s.done.end()) return false;  // reader finished and everything is consumed
+  r = std::move(it->second);
+  s.done.erase(it);
+  ++s.consumed;
+  s.cv.notify_all();
+  return true;
+}
+
+// The threads use the caller's state: they must all be gone before it is.
+void stop_and_join(PipelineState& s, std::thread& reader, std::vector<std::thread>& workers) {
+  {
+    std::lock_guard lock(s.mu);
+    s.abort = true;
+    s.cv.notify_all();
+  }
+  reader.join();
+  for (auto& t : workers) t.join();
+}
+
+// Runs reader -> workers -> in-order consumer. consume() runs on the calling thread.
+template <class Consume>
+void run_pipeline(const CurateOptions& opt, const std::vector<std::string>& file_categories,
+                  Progress& progress, Consume&& consume) {
+  const int n_workers = std::max(1, opt.threads > 0 ? opt.threads : pricer::threads());
+  const uint64_t max_inflight = 2ull * n_workers + 2;
+
+  PipelineState s;
+  std::thread reader([&] { read_chunks(s, opt, progress, max_inflight); });
+  std::vector<std::thread> workers;
+  for (int t = 0; t < n_workers; ++t) workers.emplace_back([&] { clean_chunks(s, opt, file_categories); });
 
   try {
     for (;;) {
       ChunkResult r;
-      {
-        std::unique_lock lock(mu);
-        cv.wait(lock, [&] {
-          return error || done.count(consumed) || (reader_done && consumed == produced);
-        });
-        if (error) break;
-        auto it = done.find(consumed);
-        if (it == done.end()) break;  // reader finished and everything is consumed
-        r = std::move(it->second);
-        done.erase(it);
-        ++consumed;
-        cv.notify_all();
-      }
+      if (!take_next_in_order(s, r)) break;
       consume(r);
     }
   } catch (...) {
-    join_all();
+    stop_and_join(s, reader, workers);
     throw;
   }
-  join_all();
-  if (error) std::rethrow_exception(error);
+  stop_and_join(s, reader, workers);
+  if (s.error) std::rethrow_exception(s.error);
 }
 
 nlohmann::ordered_json distribution(std::vector<double> v) {

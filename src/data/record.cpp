@@ -254,13 +254,98 @@ struct RecordCleaner::Impl {
     return simdjson::SUCCESS;
   }
 
-  Reject parse(std::string_view line, std::string& why) {
+  // Only the first wrong field is described; any later one just keeps the line rejected.
+  static void wrong_field(std::string& why, bool& wrong, std::string_view key,
+                          const char* expected) {
+    if (!wrong) why = "field '" + std::string(key) + "' is not " + expected;
+    wrong = true;
+  }
+
+  // The fields the text, price and category are made of; images, videos, ratings... are
+  // skipped unparsed by the iterator.
+  static bool used_field(std::string_view key) {
+    return key == "title" || key == "text" || key == "main_category" || key == "category" ||
+           key == "price" || key == "description" || key == "features" || key == "details";
+  }
+
+  simdjson::error_code parse_details(od::value v, od::json_type t, std::string& why,
+                                     bool& wrong) {
+    if (t == od::json_type::object) {
+      od::object d;
+      if (auto e = v.get_object().get(d)) return e;
+      return render_details(d);
+    }
+    if (t == od::json_type::string) {
+      std::string_view s;
+      if (auto e = v.get_string().get(s)) return e;
+      details_from_string(s);
+    } else if (t != od::json_type::null) {
+      wrong_field(why, wrong, "details", "an object or a string");
+    }
+    return simdjson::SUCCESS;
+  }
+
+  // A price as a number, a string ("$1,299.99"; "None" and "" mean no price) or null.
+  simdjson::error_code parse_price(od::value v, od::json_type t, std::string& why, bool& wrong) {
+    if (t == od::json_type::number) {
+      if (auto e = v.get_double().get(price)) return e;
+      has_price = true;
+    } else if (t == od::json_type::string) {
+      std::string_view s;
+      if (auto e = v.get_string().get(s)) return e;
+      has_price = parse_price_string(s, price);
+      price_string_bad = !has_price && s != "None" && !s.empty();
+    } else if (t == od::json_type::null) {
+      has_price = false;
+    } else {
+      wrong_field(why, wrong, "price", "a number or a string");
+    }
+    return simdjson::SUCCESS;
+  }
+
+  // title, text, main_category or category: a string, or null for none.
+  simdjson::error_code parse_string_field(std::string_view key, od::value v, od::json_type t,
+                                          std::string& why, bool& wrong) {
+    std::string_view s;
+    if (t == od::json_type::string) {
+      if (auto e = v.get_string().get(s)) return e;
+    } else if (t != od::json_type::null) {
+      wrong_field(why, wrong, key, "a string");
+      return simdjson::SUCCESS;
+    }
+    if (key == "title") title = s, has_title = t == od::json_type::string;
+    else if (key == "text") text_field = s, has_text = t == od::json_type::string;
+    else if (key == "main_category") main_category = s;
+    else category_field = s;
+    return simdjson::SUCCESS;
+  }
+
+  // One of the used fields; a wrong type sets `wrong` (and `why` for the first) and goes on, so
+  // that the rest of the line is still checked for malformed JSON.
+  simdjson::error_code parse_field(std::string_view key, od::value v, std::string& why,
+                                   bool& wrong) {
+    od::json_type t;
+    if (auto e = v.type().get(t)) return e;
+    if (key == "description" || key == "features") {
+      has_desc = true;
+      return string_list(v, key == "description" ? description : features, key, why, wrong);
+    }
+    if (key == "details") return parse_details(v, t, why, wrong);
+    if (key == "price") return parse_price(v, t, why, wrong);
+    return parse_string_field(key, v, t, why, wrong);
+  }
+
+  // Fields the line lacks must not keep the previous line's values.
+  void reset_fields() {
     title = text_field = main_category = category_field = {};
     description.clear();
     features.clear();
     details.clear();
     has_title = has_text = has_price = has_desc = price_string_bad = false;
+  }
 
+  Reject parse(std::string_view line, std::string& why) {
+    reset_fields();
     pad_copy(buf, line);
     od::document doc;
     auto fail = [&](simdjson::error_code e) {
@@ -277,66 +362,13 @@ struct RecordCleaner::Impl {
     od::object obj;
     if (auto e = doc.get_object().get(obj)) return fail(e);
     bool wrong = false;
-    auto wrong_field = [&](std::string_view key, const char* expected) {
-      if (!wrong) why = "field '" + std::string(key) + "' is not " + expected;
-      wrong = true;
-    };
     for (auto f : obj) {
       od::field fld;
       if (auto e = std::move(f).get(fld)) return fail(e);
       std::string_view key;
       if (auto e = fld.unescaped_key().get(key)) return fail(e);
-      od::value v = fld.value();
-      od::json_type t;
-      if (key == "title" || key == "text" || key == "main_category" || key == "category" ||
-          key == "price" || key == "description" || key == "features" || key == "details") {
-        if (auto e = v.type().get(t)) return fail(e);
-      } else {
-        continue;  // images, videos, ratings...: skipped unparsed by the iterator
-      }
-      if (key == "description" || key == "features") {
-        has_desc = true;
-        if (auto e = string_list(v, key == "description" ? description : features, key, why, wrong))
-          return fail(e);
-      } else if (key == "details") {
-        if (t == od::json_type::object) {
-          od::object d;
-          if (auto e = v.get_object().get(d)) return fail(e);
-          if (auto e = render_details(d)) return fail(e);
-        } else if (t == od::json_type::string) {
-          std::string_view s;
-          if (auto e = v.get_string().get(s)) return fail(e);
-          details_from_string(s);
-        } else if (t != od::json_type::null) {
-          wrong_field(key, "an object or a string");
-        }
-      } else if (key == "price") {
-        if (t == od::json_type::number) {
-          if (auto e = v.get_double().get(price)) return fail(e);
-          has_price = true;
-        } else if (t == od::json_type::string) {
-          std::string_view s;
-          if (auto e = v.get_string().get(s)) return fail(e);
-          has_price = parse_price_string(s, price);
-          price_string_bad = !has_price && s != "None" && !s.empty();
-        } else if (t == od::json_type::null) {
-          has_price = false;
-        } else {
-          wrong_field(key, "a number or a string");
-        }
-      } else {
-        std::string_view s;
-        if (t == od::json_type::string) {
-          if (auto e = v.get_string().get(s)) return fail(e);
-        } else if (t != od::json_type::null) {
-          wrong_field(key, "a string");
-          continue;
-        }
-        if (key == "title") title = s, has_title = t == od::json_type::string;
-        else if (key == "text") text_field = s, has_text = t == od::json_type::string;
-        else if (key == "main_category") main_category = s;
-        else category_field = s;
-      }
+      if (!used_field(key)) continue;
+      if (auto e = parse_field(key, fld.value(), why, wrong)) return fail(e);
     }
     // The object is complete; anything after it on the line is not JSON lines.
     const char* rest = nullptr;

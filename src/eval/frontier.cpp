@@ -92,35 +92,101 @@ std::unique_ptr<httplib::Client> make_client(const std::string& origin, double t
   return cli;
 }
 
-FrontierOutcome price_one(httplib::Client& cli, const FrontierConfig& cfg, const std::string& origin,
-                          const std::string& path, const Item& item, const std::string& api_key) {
-  httplib::Headers headers;
-  if (!api_key.empty()) headers.emplace("Authorization", "Bearer " + api_key);
+// The chat-completions request for one item; the same bytes go out on every attempt.
+std::string request_payload(const FrontierConfig& cfg, const Item& item) {
   json body = {{"model", cfg.model},
                {"messages",
                 {{{"role", "system"}, {"content", frontier_system_prompt()}},
                  {{"role", "user"}, {"content", frontier_user_prompt(item.text, cfg.user_template)}}}}};
   if (cfg.max_tokens > 0) body["max_tokens"] = cfg.max_tokens;
   if (cfg.temperature >= 0) body["temperature"] = cfg.temperature;
-  const std::string payload = body.dump();
+  return body.dump();
+}
+
+// One attempt. The reply is read through a capped receiver into `received`: a misbehaving server
+// cannot make us buffer without bound (an overflow ends the attempt as Error::Canceled).
+httplib::Result post_capped(httplib::Client& cli, const std::string& path, const httplib::Headers& headers,
+                            const std::string& payload, std::string& received) {
+  httplib::Request req;
+  req.method = "POST";
+  req.path = path;
+  req.headers = headers;
+  req.headers.emplace("Content-Type", "application/json");
+  req.body = payload;
+  req.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
+    if (received.size() + n > kMaxReplyBytes) return false;
+    received.append(data, n);
+    return true;
+  };
+  return cli.send(req);
+}
+
+// choices[0].message.content when the reply has it as a string, else null.
+const json* reply_content(const json& reply) {
+  if (!reply.is_object() || !reply.contains("choices") || !reply["choices"].is_array() || reply["choices"].empty())
+    return nullptr;
+  const json& choice = reply["choices"][0];
+  if (choice.is_object() && choice.contains("message") && choice["message"].is_object() &&
+      choice["message"].contains("content") && choice["message"]["content"].is_string())
+    return &choice["message"]["content"];
+  return nullptr;
+}
+
+// Token counts are taken whenever the reply has them, even when it holds no usable content.
+void read_usage(const json& reply, FrontierOutcome& out) {
+  if (!reply.is_object() || !reply.contains("usage") || !reply["usage"].is_object()) return;
+  const json& u = reply["usage"];
+  if (u.contains("prompt_tokens") && u["prompt_tokens"].is_number_integer())
+    out.prompt_tokens = u["prompt_tokens"].get<long>();
+  if (u.contains("completion_tokens") && u["completion_tokens"].is_number_integer())
+    out.completion_tokens = u["completion_tokens"].get<long>();
+}
+
+// A 200 reply: its token counts, then the price in its message or why there is none.
+void read_ok_reply(const std::string& received, FrontierOutcome& out) {
+  const json reply = json::parse(received, nullptr, /*allow_exceptions=*/false);
+  const json* content = reply_content(reply);
+  read_usage(reply, out);
+  if (content == nullptr) {
+    out.unparsed = true;
+    out.error = "reply has no choices[0].message.content: " + snippet(received);
+    return;
+  }
+  out.reply = content->get<std::string>();
+  const auto price = price_in_text(out.reply);
+  out.unparsed = !price.has_value();
+  if (out.unparsed) out.error = "no price in the reply";
+  out.price = price.value_or(std::nan(""));
+}
+
+// A status no retry can fix (a bad key, a bad request) stops the whole run.
+[[noreturn]] void throw_http_error(const httplib::Response& res, const FrontierConfig& cfg, const std::string& url,
+                                   const std::string& received) {
+  std::string hint;
+  if (res.status == 401 || res.status == 403) hint = " (is $" + cfg.api_key_env + " set to a valid key?)";
+  throw Error("frontier: HTTP " + std::to_string(res.status) + " from " + url + hint + ": " + snippet(received));
+}
+
+// A server that says when to come back knows better than our schedule.
+double retry_after_wait(const httplib::Response& res, double scheduled, double max_backoff_s) {
+  const auto retry_after = res.get_header_value("Retry-After");
+  if (retry_after.empty()) return scheduled;
+  char* end = nullptr;
+  const double s = std::strtod(retry_after.c_str(), &end);
+  if (end != retry_after.c_str() && std::isfinite(s) && s >= 0.0) return std::min(s, max_backoff_s);
+  return scheduled;
+}
+
+FrontierOutcome price_one(httplib::Client& cli, const FrontierConfig& cfg, const std::string& origin,
+                          const std::string& path, const Item& item, const std::string& api_key) {
+  httplib::Headers headers;
+  if (!api_key.empty()) headers.emplace("Authorization", "Bearer " + api_key);
+  const std::string payload = request_payload(cfg, item);
 
   FrontierOutcome out;
   for (int attempt = 0;; ++attempt) {
-    // Read the reply through a capped receiver: a misbehaving server cannot make us buffer
-    // without bound.
     std::string received;
-    httplib::Request req;
-    req.method = "POST";
-    req.path = path;
-    req.headers = headers;
-    req.headers.emplace("Content-Type", "application/json");
-    req.body = payload;
-    req.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
-      if (received.size() + n > kMaxReplyBytes) return false;
-      received.append(data, n);
-      return true;
-    };
-    auto res = cli.send(req);
+    auto res = post_capped(cli, path, headers, payload, received);
     if (!res && res.error() == httplib::Error::Canceled) {
       out.failed = true;
       out.error = "reply larger than " + std::to_string(kMaxReplyBytes) + " bytes";
@@ -128,51 +194,13 @@ FrontierOutcome price_one(httplib::Client& cli, const FrontierConfig& cfg, const
     }
     double wait = std::min(cfg.backoff_s * std::ldexp(1.0, attempt), cfg.max_backoff_s);
     if (res && res->status == 200) {
-      json reply = json::parse(received, nullptr, /*allow_exceptions=*/false);
-      const json* content = nullptr;
-      if (reply.is_object() && reply.contains("choices") && reply["choices"].is_array() &&
-          !reply["choices"].empty()) {
-        const json& choice = reply["choices"][0];
-        if (choice.is_object() && choice.contains("message") && choice["message"].is_object() &&
-            choice["message"].contains("content") && choice["message"]["content"].is_string())
-          content = &choice["message"]["content"];
-      }
-      if (reply.is_object() && reply.contains("usage") && reply["usage"].is_object()) {
-        const json& u = reply["usage"];
-        if (u.contains("prompt_tokens") && u["prompt_tokens"].is_number_integer())
-          out.prompt_tokens = u["prompt_tokens"].get<long>();
-        if (u.contains("completion_tokens") && u["completion_tokens"].is_number_integer())
-          out.completion_tokens = u["completion_tokens"].get<long>();
-      }
-      if (content == nullptr) {
-        out.unparsed = true;
-        out.error = "reply has no choices[0].message.content: " + snippet(received);
-        return out;
-      }
-      out.reply = content->get<std::string>();
-      const auto price = price_in_text(out.reply);
-      out.unparsed = !price.has_value();
-      if (out.unparsed) out.error = "no price in the reply";
-      out.price = price.value_or(std::nan(""));
+      read_ok_reply(received, out);
       return out;
     }
-    if (res && !retryable_status(res->status)) {
-      std::string hint;
-      if (res->status == 401 || res->status == 403)
-        hint = " (is $" + cfg.api_key_env + " set to a valid key?)";
-      throw Error("frontier: HTTP " + std::to_string(res->status) + " from " + origin + path +
-                  hint + ": " + snippet(received));
-    }
+    if (res && !retryable_status(res->status)) throw_http_error(*res, cfg, origin + path, received);
     if (res) {
       out.error = "HTTP " + std::to_string(res->status);
-      // A server that says when to come back knows better than our schedule.
-      const auto retry_after = res->get_header_value("Retry-After");
-      if (!retry_after.empty()) {
-        char* end = nullptr;
-        const double s = std::strtod(retry_after.c_str(), &end);
-        if (end != retry_after.c_str() && std::isfinite(s) && s >= 0.0)
-          wait = std::min(s, cfg.max_backoff_s);
-      }
+      wait = retry_after_wait(*res, wait, cfg.max_backoff_s);
     } else {
       out.error = transport_error(res.error(), cfg.timeout_s);
     }

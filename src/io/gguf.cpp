@@ -324,19 +324,22 @@ GgufFile GgufFile::parse(std::span<const uint8_t> bytes, const std::string& name
   return f;
 }
 
-void GgufFile::parse_bytes() {
-  ByteReader r(bytes_, source_);
-  r.set_context("header");
+namespace {
+
+// Reads the magic and version; returns the version.
+uint32_t read_magic_and_version(ByteReader& r) {
   const uint32_t magic = r.read<uint32_t>();
   if (magic != kMagic) r.fail("not a GGUF file (wrong magic)");
-  version_ = r.read<uint32_t>();
-  if (version_ == 0x02000000 || version_ == 0x03000000) r.fail("big-endian GGUF is not supported");
-  if (version_ != 2 && version_ != 3) {
-    r.fail("unsupported GGUF version " + std::to_string(version_) + " (2 and 3 are supported)");
+  const uint32_t version = r.read<uint32_t>();
+  if (version == 0x02000000 || version == 0x03000000) r.fail("big-endian GGUF is not supported");
+  if (version != 2 && version != 3) {
+    r.fail("unsupported GGUF version " + std::to_string(version) + " (2 and 3 are supported)");
   }
-  const uint64_t n_tensors = r.read<uint64_t>();
-  const uint64_t n_kv = r.read<uint64_t>();
-  // Every entry takes some bytes, so counts larger than the file allows are rejected up front.
+  return version;
+}
+
+// Every entry takes some bytes, so counts larger than the file allows are rejected up front.
+void check_counts_fit(const ByteReader& r, uint64_t n_tensors, uint64_t n_kv) {
   constexpr uint64_t kMinKV = 8 + 4 + 1, kMinTensor = 8 + 4 + 8 + 4 + 8;
   if (n_kv > r.remaining() / kMinKV) {
     r.fail("metadata count " + std::to_string(n_kv) + " cannot fit in the " + std::to_string(r.remaining()) +
@@ -346,87 +349,94 @@ void GgufFile::parse_bytes() {
     r.fail("tensor count " + std::to_string(n_tensors) + " cannot fit in the " + std::to_string(r.remaining()) +
            " bytes left (truncated or corrupt)");
   }
+}
 
-  std::set<std::string, std::less<>> keys;
-  kv_.reserve(static_cast<size_t>(n_kv));
-  for (uint64_t i = 0; i < n_kv; ++i) {
-    r.set_context("metadata entry " + std::to_string(i));
-    GgufKV kv;
-    kv.key = read_string(r, "key");
-    if (kv.key.empty()) r.fail("empty key");
-    r.set_context("key '" + kv.key + "'");
-    if (!keys.insert(kv.key).second) r.fail("duplicate key");
-    GgufValue& v = kv.value;
-    v.type = v.elem = read_type(r);
-    if (v.type == GgufType::Array) {
-      v.elem = read_type(r);
-      if (v.elem == GgufType::Array) r.fail("arrays of arrays are not supported");
-      const uint64_t count = r.read<uint64_t>();
-      if (count > r.remaining() / min_value_bytes(v.elem)) {
-        r.fail("array of " + std::to_string(count) + " " + std::string(gguf_type_name(v.elem)) +
-               " values cannot fit in the " + std::to_string(r.remaining()) + " bytes left");
-      }
-      const auto n = static_cast<size_t>(count);
-      if (v.elem == GgufType::String) {
-        v.strings.reserve(n);
-      } else if (v.elem == GgufType::F32 || v.elem == GgufType::F64) {
-        v.floats.reserve(n);
-      } else {
-        v.ints.reserve(n);
-      }
-      for (size_t k = 0; k < n; ++k) read_scalar(r, v.elem, v);
-    } else {
-      read_scalar(r, v.type, v);
-    }
-    kv_.push_back(std::move(kv));
+// Reads an array value's element type, count and elements (the array type itself already read).
+void read_array_value(ByteReader& r, GgufValue& v) {
+  v.elem = read_type(r);
+  if (v.elem == GgufType::Array) r.fail("arrays of arrays are not supported");
+  const uint64_t count = r.read<uint64_t>();
+  // The count is bounded by the bytes left before anything is reserved.
+  if (count > r.remaining() / min_value_bytes(v.elem)) {
+    r.fail("array of " + std::to_string(count) + " " + std::string(gguf_type_name(v.elem)) +
+           " values cannot fit in the " + std::to_string(r.remaining()) + " bytes left");
   }
-
-  if (const GgufValue* a = find("general.alignment")) {
-    r.set_context("key 'general.alignment'");
-    if (a->type != GgufType::U32) r.fail("must be a uint32, found " + std::string(gguf_type_name(a->type)));
-    const int64_t al = a->ints[0];
-    if (al <= 0 || (al & (al - 1)) != 0) r.fail("alignment " + std::to_string(al) + " is not a power of two");
-    alignment_ = static_cast<uint32_t>(al);
+  const auto n = static_cast<size_t>(count);
+  if (v.elem == GgufType::String) {
+    v.strings.reserve(n);
+  } else if (v.elem == GgufType::F32 || v.elem == GgufType::F64) {
+    v.floats.reserve(n);
+  } else {
+    v.ints.reserve(n);
   }
+  for (size_t k = 0; k < n; ++k) read_scalar(r, v.elem, v);
+}
 
-  std::set<std::string, std::less<>> names;
-  tensors_.reserve(static_cast<size_t>(n_tensors));
-  for (uint64_t i = 0; i < n_tensors; ++i) {
-    r.set_context("tensor info " + std::to_string(i));
-    GgufTensorInfo t;
-    t.name = read_string(r, "tensor name");
-    r.set_context("tensor '" + t.name + "'");
-    if (t.name.empty()) r.fail("empty tensor name");
-    if (t.name.size() > kMaxTensorName) r.fail("tensor name longer than 64 bytes");
-    if (!names.insert(t.name).second) r.fail("duplicate tensor name");
-    const uint32_t n_dims = r.read<uint32_t>();
-    if (n_dims == 0 || n_dims > kMaxDims) {
-      r.fail("has " + std::to_string(n_dims) + " dimensions (1 to 4 supported)");
-    }
-    for (uint32_t d = 0; d < n_dims; ++d) {
-      const uint64_t x = r.read<uint64_t>();
-      if (x > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) r.fail("absurd dimension " + std::to_string(x));
-      t.ne.push_back(static_cast<int64_t>(x));
-    }
-    t.type = static_cast<GgmlType>(r.read<uint32_t>());
-    t.offset = r.read<uint64_t>();
-    std::string problem;
-    t.nbytes = tensor_nbytes(t.ne, t.type, &problem);
-    if (!problem.empty()) r.fail(problem);
-    if (t.offset % alignment_ != 0) {
-      r.fail("data offset " + std::to_string(t.offset) + " is not a multiple of the alignment " +
-             std::to_string(alignment_));
-    }
-    tensors_.push_back(std::move(t));
+// Reads metadata entry i; `keys` holds the keys read so far, to reject duplicates.
+GgufKV read_kv(ByteReader& r, uint64_t i, std::set<std::string, std::less<>>& keys) {
+  r.set_context("metadata entry " + std::to_string(i));
+  GgufKV kv;
+  kv.key = read_string(r, "key");
+  if (kv.key.empty()) r.fail("empty key");
+  r.set_context("key '" + kv.key + "'");
+  if (!keys.insert(kv.key).second) r.fail("duplicate key");
+  GgufValue& v = kv.value;
+  v.type = v.elem = read_type(r);
+  if (v.type == GgufType::Array) {
+    read_array_value(r, v);
+  } else {
+    read_scalar(r, v.type, v);
   }
+  return kv;
+}
 
-  r.set_context("tensor data");
-  data_start_ = (r.pos() + alignment_ - 1) / alignment_ * alignment_;
-  const uint64_t data_size = data_start_ <= r.size() ? r.size() - data_start_ : 0;
+// The value of general.alignment, which must be a power-of-two uint32.
+uint32_t checked_alignment(ByteReader& r, const GgufValue& a) {
+  r.set_context("key 'general.alignment'");
+  if (a.type != GgufType::U32) r.fail("must be a uint32, found " + std::string(gguf_type_name(a.type)));
+  const int64_t al = a.ints[0];
+  if (al <= 0 || (al & (al - 1)) != 0) r.fail("alignment " + std::to_string(al) + " is not a power of two");
+  return static_cast<uint32_t>(al);
+}
+
+// Reads tensor info i; `names` holds the names read so far, to reject duplicates.
+GgufTensorInfo read_tensor_info(ByteReader& r, uint64_t i, std::set<std::string, std::less<>>& names,
+                                uint32_t alignment) {
+  r.set_context("tensor info " + std::to_string(i));
+  GgufTensorInfo t;
+  t.name = read_string(r, "tensor name");
+  r.set_context("tensor '" + t.name + "'");
+  if (t.name.empty()) r.fail("empty tensor name");
+  if (t.name.size() > kMaxTensorName) r.fail("tensor name longer than 64 bytes");
+  if (!names.insert(t.name).second) r.fail("duplicate tensor name");
+  const uint32_t n_dims = r.read<uint32_t>();
+  if (n_dims == 0 || n_dims > kMaxDims) {
+    r.fail("has " + std::to_string(n_dims) + " dimensions (1 to 4 supported)");
+  }
+  for (uint32_t d = 0; d < n_dims; ++d) {
+    const uint64_t x = r.read<uint64_t>();
+    if (x > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) r.fail("absurd dimension " + std::to_string(x));
+    t.ne.push_back(static_cast<int64_t>(x));
+  }
+  t.type = static_cast<GgmlType>(r.read<uint32_t>());
+  t.offset = r.read<uint64_t>();
+  std::string problem;
+  t.nbytes = tensor_nbytes(t.ne, t.type, &problem);
+  if (!problem.empty()) r.fail(problem);
+  if (t.offset % alignment != 0) {
+    r.fail("data offset " + std::to_string(t.offset) + " is not a multiple of the alignment " +
+           std::to_string(alignment));
+  }
+  return t;
+}
+
+// Every tensor's data must lie inside the data section, and no two may overlap.
+void check_tensor_data_ranges(const std::string& source, const std::vector<GgufTensorInfo>& tensors,
+                              uint64_t data_size) {
   std::vector<const GgufTensorInfo*> by_offset;
-  for (const auto& t : tensors_) {
+  for (const auto& t : tensors) {
     if (t.offset > data_size || t.nbytes > data_size - t.offset) {
-      throw Error(source_ + ": tensor '" + t.name + "': data [" + std::to_string(t.offset) + ", +" +
+      throw Error(source + ": tensor '" + t.name + "': data [" + std::to_string(t.offset) + ", +" +
                   std::to_string(t.nbytes) + ") lies outside the file's data section of " +
                   std::to_string(data_size) + " bytes (file truncated or offset corrupt)");
     }
@@ -438,10 +448,36 @@ void GgufFile::parse_bytes() {
     const auto* a = by_offset[i - 1];
     const auto* b = by_offset[i];
     if (a->offset + a->nbytes > b->offset) {
-      throw Error(source_ + ": tensor '" + b->name + "': data at offset " + std::to_string(b->offset) +
+      throw Error(source + ": tensor '" + b->name + "': data at offset " + std::to_string(b->offset) +
                   " overlaps tensor '" + a->name + "'");
     }
   }
+}
+
+}  // namespace
+
+void GgufFile::parse_bytes() {
+  ByteReader r(bytes_, source_);
+  r.set_context("header");
+  version_ = read_magic_and_version(r);
+  const uint64_t n_tensors = r.read<uint64_t>();
+  const uint64_t n_kv = r.read<uint64_t>();
+  check_counts_fit(r, n_tensors, n_kv);
+
+  std::set<std::string, std::less<>> keys;
+  kv_.reserve(static_cast<size_t>(n_kv));
+  for (uint64_t i = 0; i < n_kv; ++i) kv_.push_back(read_kv(r, i, keys));
+
+  if (const GgufValue* a = find("general.alignment")) alignment_ = checked_alignment(r, *a);
+
+  std::set<std::string, std::less<>> names;
+  tensors_.reserve(static_cast<size_t>(n_tensors));
+  for (uint64_t i = 0; i < n_tensors; ++i) tensors_.push_back(read_tensor_info(r, i, names, alignment_));
+
+  r.set_context("tensor data");
+  data_start_ = (r.pos() + alignment_ - 1) / alignment_ * alignment_;
+  const uint64_t data_size = data_start_ <= r.size() ? r.size() - data_start_ : 0;
+  check_tensor_data_ranges(source_, tensors_, data_size);
 }
 
 const GgufValue* GgufFile::find(std::string_view key) const {

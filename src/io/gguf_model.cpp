@@ -244,6 +244,95 @@ ModelFile load_gguf_model(const GgufFile& f, std::optional<DType> base_dtype) {
   return m;
 }
 
+namespace {
+
+// ModelConfig holds int64_t; llama.cpp reads these keys as uint32.
+GgufValue u32_value(int64_t v) { return GgufValue::u32(static_cast<uint32_t>(v)); }
+
+// The model's hyperparameters under llama.cpp's "general.*", "<arch>.*" and "tokenizer.ggml.*" keys.
+void add_config_metadata(GgufWriter& w, const ModelConfig& c, const std::string& name) {
+  const std::string p = c.architecture + ".";
+  w.add("general.architecture", GgufValue::string(c.architecture));
+  w.add("general.name", GgufValue::string(name));
+  w.add(p + "context_length", u32_value(c.max_seq_len));
+  w.add(p + "embedding_length", u32_value(c.dim));
+  w.add(p + "block_count", u32_value(c.n_layers));
+  w.add(p + "feed_forward_length", u32_value(c.ffn_dim));
+  w.add(p + "rope.dimension_count", u32_value(c.head_dim));
+  w.add(p + "attention.head_count", u32_value(c.n_heads));
+  w.add(p + "attention.head_count_kv", u32_value(c.n_kv_heads));
+  if (c.head_dim * c.n_heads != c.dim) {
+    w.add(p + "attention.key_length", u32_value(c.head_dim));
+    w.add(p + "attention.value_length", u32_value(c.head_dim));
+  }
+  w.add(p + "attention.layer_norm_rms_epsilon", GgufValue::f32(c.rms_eps));
+  w.add(p + "rope.freq_base", GgufValue::f32(c.rope_theta));
+  w.add(p + "vocab_size", u32_value(c.vocab_size));
+  if (c.bos_id >= 0) w.add("tokenizer.ggml.bos_token_id", u32_value(c.bos_id));
+  if (c.eos_id >= 0) w.add("tokenizer.ggml.eos_token_id", u32_value(c.eos_id));
+}
+
+void add_rope_scaling_metadata(GgufWriter& w, const RopeScaling& s) {
+  w.add(kScalingFactor, GgufValue::f32(s.factor));
+  w.add(kScalingLow, GgufValue::f32(s.low_freq_factor));
+  w.add(kScalingHigh, GgufValue::f32(s.high_freq_factor));
+  w.add(kScalingOrig, u32_value(s.original_max_position));
+}
+
+// The format a tensor is written in.
+DType export_format(const std::string& name, const Weight& t, const GgufExportOptions& opt) {
+  if (name.ends_with("norm.weight") || name.ends_with(".bias")) return DType::F32;
+  const auto it = opt.write.dtypes.find(name);
+  const DType d = it != opt.write.dtypes.end() ? it->second : t.dtype();
+  return d == DType::NF4 ? opt.nf4_as : d;
+}
+
+bool any_block_quantized(const std::map<std::string, Weight>& tensors, const GgufExportOptions& opt) {
+  bool quantized = false;
+  for (const auto& [name, t] : tensors) {
+    const DType d = export_format(name, t, opt);
+    quantized |= d == DType::Q8_0 || d == DType::Q4_0 || d == DType::Q4_K || d == DType::Q6_K;
+  }
+  return quantized;
+}
+
+void add_rope_freqs_tensor(GgufWriter& w, const ModelConfig& c) {
+  const std::vector<float> f = llama3_rope_factors(c);
+  std::vector<uint8_t> b(f.size() * sizeof(float));
+  std::memcpy(b.data(), f.data(), b.size());
+  w.add_tensor(kRopeFreqs, {static_cast<int64_t>(f.size())}, GgmlType::F32, std::move(b));
+}
+
+// Adds one weight, its bytes produced (converted, q/k rows permuted) only when the writer asks for them.
+void add_weight_tensor(GgufWriter& w, const std::string& name, const Weight& t, const ModelConfig& c,
+                       const GgufExportOptions& opt, const std::string& src) {
+  const bool permute = permutes_qk(c.architecture);
+  const bool vec = name.ends_with("norm.weight") || name.ends_with(".bias");
+  const DType as = export_format(name, t, opt);
+  const std::vector<int64_t> ne = vec ? std::vector<int64_t>{t.cols()} : std::vector<int64_t>{t.cols(), t.rows()};
+  const bool is_q = name.find("q_proj") != std::string::npos, is_k = name.find("k_proj") != std::string::npos;
+  const int64_t heads = permute && is_q ? c.n_heads : permute && is_k ? c.n_kv_heads : 0;
+  const Weight* wt = &t;
+  const int64_t hd = c.head_dim;
+  const auto* on_written = &opt.write.on_written;
+  w.add_tensor(hf_to_gguf(name), ne, dtype_to_ggml(as), [wt, as, heads, hd, vec, on_written, src, name] {
+    std::vector<uint8_t> b;
+    try {
+      b = weight_bytes(*wt, as);
+    } catch (const Error& e) {
+      throw Error(src + ": tensor '" + name + "' as " + std::string(dtype_name(as)) + ": " + e.what());
+    }
+    if (heads > 0) {
+      const size_t rows = vec ? static_cast<size_t>(wt->cols()) : static_cast<size_t>(wt->rows());
+      b = rope_rows_from_hf(b, heads, hd, b.size() / rows);
+    }
+    if (*on_written) (*on_written)(b.size());
+    return b;
+  });
+}
+
+}  // namespace
+
 void save_gguf(const std::string& path, const ModelConfig& c, const std::map<std::string, Weight>& tensors,
                const GgufExportOptions& opt) {
   const std::string src = path + " (GGUF export)";
@@ -253,81 +342,15 @@ void save_gguf(const std::string& path, const ModelConfig& c, const std::map<std
   require(opt.nf4_as == DType::F16 || opt.nf4_as == DType::F32, src + ": NF4 tensors can be written as f16 or f32 only");
 
   GgufWriter w(opt.alignment);
-  const std::string p = c.architecture + ".";
-  auto u32 = [](int64_t v) { return GgufValue::u32(static_cast<uint32_t>(v)); };
-  w.add("general.architecture", GgufValue::string(c.architecture));
-  w.add("general.name", GgufValue::string(opt.name));
-  w.add(p + "context_length", u32(c.max_seq_len));
-  w.add(p + "embedding_length", u32(c.dim));
-  w.add(p + "block_count", u32(c.n_layers));
-  w.add(p + "feed_forward_length", u32(c.ffn_dim));
-  w.add(p + "rope.dimension_count", u32(c.head_dim));
-  w.add(p + "attention.head_count", u32(c.n_heads));
-  w.add(p + "attention.head_count_kv", u32(c.n_kv_heads));
-  if (c.head_dim * c.n_heads != c.dim) {
-    w.add(p + "attention.key_length", u32(c.head_dim));
-    w.add(p + "attention.value_length", u32(c.head_dim));
-  }
-  w.add(p + "attention.layer_norm_rms_epsilon", GgufValue::f32(c.rms_eps));
-  w.add(p + "rope.freq_base", GgufValue::f32(c.rope_theta));
-  w.add(p + "vocab_size", u32(c.vocab_size));
-  if (c.bos_id >= 0) w.add("tokenizer.ggml.bos_token_id", u32(c.bos_id));
-  if (c.eos_id >= 0) w.add("tokenizer.ggml.eos_token_id", u32(c.eos_id));
+  add_config_metadata(w, c, opt.name);
   const bool scaled = c.rope_scaling.factor > 1.0f;
-  if (scaled) {
-    w.add(kScalingFactor, GgufValue::f32(c.rope_scaling.factor));
-    w.add(kScalingLow, GgufValue::f32(c.rope_scaling.low_freq_factor));
-    w.add(kScalingHigh, GgufValue::f32(c.rope_scaling.high_freq_factor));
-    w.add(kScalingOrig, u32(c.rope_scaling.original_max_position));
-  }
-  // The format each tensor is written in.
-  auto format_of = [&](const std::string& name, const Weight& t) {
-    if (name.ends_with("norm.weight") || name.ends_with(".bias")) return DType::F32;
-    const auto it = opt.write.dtypes.find(name);
-    const DType d = it != opt.write.dtypes.end() ? it->second : t.dtype();
-    return d == DType::NF4 ? opt.nf4_as : d;
-  };
-  bool quantized = false;
-  for (const auto& [name, t] : tensors) {
-    const DType d = format_of(name, t);
-    quantized |= d == DType::Q8_0 || d == DType::Q4_0 || d == DType::Q4_K || d == DType::Q6_K;
-  }
+  if (scaled) add_rope_scaling_metadata(w, c.rope_scaling);
   // llama.cpp refuses block-quantized tensors without the quantization format version.
-  if (quantized) w.add("general.quantization_version", GgufValue::u32(2));
+  if (any_block_quantized(tensors, opt)) w.add("general.quantization_version", GgufValue::u32(2));
   for (const auto& kv : opt.extra) w.add(kv.key, kv.value);
 
-  if (scaled) {
-    const std::vector<float> f = llama3_rope_factors(c);
-    std::vector<uint8_t> b(f.size() * sizeof(float));
-    std::memcpy(b.data(), f.data(), b.size());
-    w.add_tensor(kRopeFreqs, {static_cast<int64_t>(f.size())}, GgmlType::F32, std::move(b));
-  }
-  const bool permute = permutes_qk(c.architecture);
-  for (const auto& [name, t] : tensors) {
-    const bool vec = name.ends_with("norm.weight") || name.ends_with(".bias");
-    const DType as = format_of(name, t);
-    const std::vector<int64_t> ne = vec ? std::vector<int64_t>{t.cols()} : std::vector<int64_t>{t.cols(), t.rows()};
-    const bool is_q = name.find("q_proj") != std::string::npos, is_k = name.find("k_proj") != std::string::npos;
-    const int64_t heads = permute && is_q ? c.n_heads : permute && is_k ? c.n_kv_heads : 0;
-    const Weight* wt = &t;
-    const int64_t hd = c.head_dim;
-    const auto* on_written = &opt.write.on_written;
-    const std::string tensor_name = name;  // structured bindings cannot be captured before C++20's P1091 (clang 14)
-    w.add_tensor(hf_to_gguf(name), ne, dtype_to_ggml(as), [wt, as, heads, hd, vec, on_written, src, tensor_name] {
-      std::vector<uint8_t> b;
-      try {
-        b = weight_bytes(*wt, as);
-      } catch (const Error& e) {
-        throw Error(src + ": tensor '" + tensor_name + "' as " + std::string(dtype_name(as)) + ": " + e.what());
-      }
-      if (heads > 0) {
-        const size_t rows = vec ? static_cast<size_t>(wt->cols()) : static_cast<size_t>(wt->rows());
-        b = rope_rows_from_hf(b, heads, hd, b.size() / rows);
-      }
-      if (*on_written) (*on_written)(b.size());
-      return b;
-    });
-  }
+  if (scaled) add_rope_freqs_tensor(w, c);
+  for (const auto& [name, t] : tensors) add_weight_tensor(w, name, t, c, opt, src);
   w.write(path);
 }
 

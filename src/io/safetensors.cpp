@@ -81,8 +81,10 @@ SafetensorsFile SafetensorsFile::parse(std::span<const uint8_t> bytes, const std
   return f;
 }
 
-void SafetensorsFile::parse_bytes() {
-  ByteReader r(bytes_, source_);
+namespace {
+
+// Reads the header length and returns the JSON text it covers.
+std::span<const uint8_t> read_header_text(ByteReader& r) {
   r.set_context("header length");
   const uint64_t n = r.read<uint64_t>();
   if (n > kMaxHeader) r.fail("header length " + std::to_string(n) + " exceeds the 100 MB limit");
@@ -90,80 +92,116 @@ void SafetensorsFile::parse_bytes() {
     r.fail("truncated: header length " + std::to_string(n) + " but only " +
            std::to_string(r.remaining()) + " bytes follow");
   }
-  auto text = r.take(static_cast<size_t>(n), "header");
-  data_start_ = 8 + n;
-  const uint64_t data_size = bytes_.size() - data_start_;
-  const nlohmann::json header = parse_json_strict(
-      std::string_view(reinterpret_cast<const char*>(text.data()), text.size()), source_ + ": header");
-  if (!header.is_object()) throw Error(source_ + ": header: expected a JSON object");
+  return r.take(static_cast<size_t>(n), "header");
+}
 
-  auto fail = [&](const std::string& name, const std::string& problem) { tensor_fail(source_, name, problem); };
-  for (const auto& [name, entry] : header.items()) {
-    if (name == "__metadata__") {
-      if (!entry.is_object()) throw Error(source_ + ": __metadata__: expected an object");
-      for (const auto& [k, v] : entry.items()) {
-        if (!v.is_string()) throw Error(source_ + ": __metadata__: value of '" + k + "' is not a string");
-        metadata_[k] = v.get<std::string>();
-      }
-      continue;
-    }
-    if (!entry.is_object()) fail(name, "expected an object");
-    SafetensorsTensor t;
-    t.name = name;
-    const auto dt = entry.find("dtype");
-    if (dt == entry.end() || !dt->is_string()) fail(name, "missing string 'dtype'");
-    t.dtype = dt->get<std::string>();
-    const int64_t elem = safetensors_dtype_size(t.dtype);
-    if (elem == 0) fail(name, "unknown dtype '" + t.dtype + "'");
-    const auto sh = entry.find("shape");
-    if (sh == entry.end() || !sh->is_array()) fail(name, "missing array 'shape'");
-    if (sh->size() > 8) fail(name, "shape has " + std::to_string(sh->size()) + " dimensions");
-    for (const auto& d : *sh) {
-      if (!d.is_number_unsigned()) fail(name, "shape entries must be non-negative integers");
-      const uint64_t x = d.get<uint64_t>();
-      if (x > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) fail(name, "absurd dimension");
-      t.shape.push_back(static_cast<int64_t>(x));
-    }
-    const auto off = entry.find("data_offsets");
-    if (off == entry.end() || !off->is_array() || off->size() != 2 || !(*off)[0].is_number_unsigned() ||
-        !(*off)[1].is_number_unsigned()) {
-      fail(name, "'data_offsets' must be [begin, end] with non-negative integers");
-    }
-    t.begin = (*off)[0].get<uint64_t>();
-    t.end = (*off)[1].get<uint64_t>();
-    if (t.begin > t.end) fail(name, "data_offsets begin " + std::to_string(t.begin) + " > end " + std::to_string(t.end));
-    if (t.end > data_size) {
-      fail(name, "data_offsets end " + std::to_string(t.end) + " lies outside the data buffer of " +
-                     std::to_string(data_size) + " bytes (file truncated or offsets corrupt)");
-    }
-    uint64_t nbytes = 0;
-    if (!byte_size(t.shape, elem, &nbytes)) fail(name, "shape has an absurd size");
-    if (nbytes != t.end - t.begin) {
-      fail(name, "shape and dtype " + t.dtype + " need " + std::to_string(nbytes) + " bytes but data_offsets span " +
-                     std::to_string(t.end - t.begin));
-    }
-    tensors_.push_back(std::move(t));
+void read_metadata(const std::string& source, const nlohmann::json& entry, std::map<std::string, std::string>& out) {
+  if (!entry.is_object()) throw Error(source + ": __metadata__: expected an object");
+  for (const auto& [k, v] : entry.items()) {
+    if (!v.is_string()) throw Error(source + ": __metadata__: value of '" + k + "' is not a string");
+    out[k] = v.get<std::string>();
   }
+}
 
-  // The tensors must tile the data buffer: sorted by offset, each starts where the last ended.
+std::vector<int64_t> read_shape(const std::string& source, const std::string& name, const nlohmann::json& entry) {
+  const auto sh = entry.find("shape");
+  if (sh == entry.end() || !sh->is_array()) tensor_fail(source, name, "missing array 'shape'");
+  if (sh->size() > 8) tensor_fail(source, name, "shape has " + std::to_string(sh->size()) + " dimensions");
+  std::vector<int64_t> shape;
+  for (const auto& d : *sh) {
+    if (!d.is_number_unsigned()) tensor_fail(source, name, "shape entries must be non-negative integers");
+    const uint64_t x = d.get<uint64_t>();
+    if (x > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) tensor_fail(source, name, "absurd dimension");
+    shape.push_back(static_cast<int64_t>(x));
+  }
+  return shape;
+}
+
+// Reads t.begin and t.end, which must lie within the data buffer of data_size bytes.
+void read_data_offsets(const std::string& source, const nlohmann::json& entry, uint64_t data_size,
+                       SafetensorsTensor& t) {
+  const std::string& name = t.name;
+  const auto off = entry.find("data_offsets");
+  if (off == entry.end() || !off->is_array() || off->size() != 2 || !(*off)[0].is_number_unsigned() ||
+      !(*off)[1].is_number_unsigned()) {
+    tensor_fail(source, name, "'data_offsets' must be [begin, end] with non-negative integers");
+  }
+  t.begin = (*off)[0].get<uint64_t>();
+  t.end = (*off)[1].get<uint64_t>();
+  if (t.begin > t.end) {
+    tensor_fail(source, name, "data_offsets begin " + std::to_string(t.begin) + " > end " + std::to_string(t.end));
+  }
+  if (t.end > data_size) {
+    tensor_fail(source, name,
+                "data_offsets end " + std::to_string(t.end) + " lies outside the data buffer of " +
+                    std::to_string(data_size) + " bytes (file truncated or offsets corrupt)");
+  }
+}
+
+SafetensorsTensor read_tensor_entry(const std::string& source, const std::string& name, const nlohmann::json& entry,
+                                    uint64_t data_size) {
+  if (!entry.is_object()) tensor_fail(source, name, "expected an object");
+  SafetensorsTensor t;
+  t.name = name;
+  const auto dt = entry.find("dtype");
+  if (dt == entry.end() || !dt->is_string()) tensor_fail(source, name, "missing string 'dtype'");
+  t.dtype = dt->get<std::string>();
+  const int64_t elem = safetensors_dtype_size(t.dtype);
+  if (elem == 0) tensor_fail(source, name, "unknown dtype '" + t.dtype + "'");
+  t.shape = read_shape(source, name, entry);
+  read_data_offsets(source, entry, data_size, t);
+  uint64_t nbytes = 0;
+  if (!byte_size(t.shape, elem, &nbytes)) tensor_fail(source, name, "shape has an absurd size");
+  if (nbytes != t.end - t.begin) {
+    tensor_fail(source, name,
+                "shape and dtype " + t.dtype + " need " + std::to_string(nbytes) + " bytes but data_offsets span " +
+                    std::to_string(t.end - t.begin));
+  }
+  return t;
+}
+
+// The tensors must tile the data buffer: sorted by offset, each starts where the last ended.
+void check_tensors_tile(const std::string& source, const std::vector<SafetensorsTensor>& tensors,
+                        uint64_t data_size) {
   std::vector<const SafetensorsTensor*> order;
-  for (const auto& t : tensors_) order.push_back(&t);
+  for (const auto& t : tensors) order.push_back(&t);
   std::sort(order.begin(), order.end(), [](auto* a, auto* b) {
     return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
   });
   uint64_t expect = 0;
   for (const auto* t : order) {
     if (t->begin != expect) {
-      throw Error(source_ + ": tensor '" + t->name + "': data_offsets begin " + std::to_string(t->begin) +
+      throw Error(source + ": tensor '" + t->name + "': data_offsets begin " + std::to_string(t->begin) +
                   (t->begin < expect ? " overlaps the previous tensor" : " leaves a gap") +
                   " (expected " + std::to_string(expect) + ")");
     }
     expect = t->end;
   }
   if (expect != data_size) {
-    throw Error(source_ + ": data buffer holds " + std::to_string(data_size) + " bytes but the tensors cover " +
+    throw Error(source + ": data buffer holds " + std::to_string(data_size) + " bytes but the tensors cover " +
                 std::to_string(expect));
   }
+}
+
+}  // namespace
+
+void SafetensorsFile::parse_bytes() {
+  ByteReader r(bytes_, source_);
+  const auto text = read_header_text(r);
+  data_start_ = 8 + text.size();
+  const uint64_t data_size = bytes_.size() - data_start_;
+  const nlohmann::json header = parse_json_strict(
+      std::string_view(reinterpret_cast<const char*>(text.data()), text.size()), source_ + ": header");
+  if (!header.is_object()) throw Error(source_ + ": header: expected a JSON object");
+
+  for (const auto& [name, entry] : header.items()) {
+    if (name == "__metadata__") {
+      read_metadata(source_, entry, metadata_);
+    } else {
+      tensors_.push_back(read_tensor_entry(source_, name, entry, data_size));
+    }
+  }
+  check_tensors_tile(source_, tensors_, data_size);
 }
 
 const SafetensorsTensor* SafetensorsFile::find(const std::string& name) const {

@@ -11,6 +11,7 @@
 #include <memory>
 #include <span>
 
+#include "kernels/checks.h"
 #include "quant/weight.h"
 
 namespace pricer {
@@ -45,20 +46,27 @@ class Backend {
   // ---- RoPE, rotate-half convention (HF Llama), in place on x [n, heads * head_dim]:
   // for pair (j, j + head_dim/2), angle = pos[t] * inv_freq[j]. inverse = true applies the
   // transpose rotation (the backward).
-  virtual void rope(float* x, const int32_t* pos, int64_t n, int heads, int head_dim,
-                    const float* inv_freq, bool inverse) = 0;
+  void rope(float* x, const int32_t* pos, int64_t n, int heads, int head_dim, const float* inv_freq,
+            bool inverse) {
+    kernels::check_rope(heads, head_dim);
+    rope_impl(x, pos, n, heads, head_dim, inv_freq, inverse);
+  }
 
   // ---- causal attention per sequence with GQA (head h reads kv head h / (heads / kv_heads)).
   // q, out [T, heads * hd]; k, v [T, kv_heads * hd]; lse [heads, T] log-sum-exp saved for backward.
   // Scores are scaled by 1/sqrt(hd).
-  virtual void attention_forward(const float* q, const float* k, const float* v, float* out,
-                                 float* lse, std::span<const int32_t> cu_seqlens, int heads,
-                                 int kv_heads, int hd) = 0;
+  void attention_forward(const float* q, const float* k, const float* v, float* out, float* lse,
+                         std::span<const int32_t> cu_seqlens, int heads, int kv_heads, int hd) {
+    kernels::check_attention(cu_seqlens, heads, kv_heads, hd);
+    attention_forward_impl(q, k, v, out, lse, cu_seqlens, heads, kv_heads, hd);
+  }
   // dq, dk, dv are overwritten.
-  virtual void attention_backward(const float* q, const float* k, const float* v, const float* out,
-                                  const float* lse, const float* dout, float* dq, float* dk,
-                                  float* dv, std::span<const int32_t> cu_seqlens, int heads,
-                                  int kv_heads, int hd) = 0;
+  void attention_backward(const float* q, const float* k, const float* v, const float* out, const float* lse,
+                          const float* dout, float* dq, float* dk, float* dv, std::span<const int32_t> cu_seqlens,
+                          int heads, int kv_heads, int hd) {
+    kernels::check_attention(cu_seqlens, heads, kv_heads, hd);
+    attention_backward_impl(q, k, v, out, lse, dout, dq, dk, dv, cu_seqlens, heads, kv_heads, hd);
+  }
 
   // ---- SwiGLU: h = silu(g) * u over n elements; backward overwrites dg, du.
   virtual void swiglu_forward(const float* g, const float* u, float* h, int64_t n) = 0;
@@ -69,18 +77,44 @@ class Backend {
   // losses[i] = logsumexp(row) - row[target]; logits are overwritten by the gradient
   // (softmax - onehot) * grad_scale. Returns nothing; losses written per row. A negative target
   // marks a row to ignore (loss 0, gradient 0), like PyTorch's ignore_index.
-  virtual void cross_entropy(float* logits, const int32_t* targets, float* losses, int64_t n,
-                             int64_t vocab, float grad_scale) = 0;
+  void cross_entropy(float* logits, const int32_t* targets, float* losses, int64_t n, int64_t vocab,
+                     float grad_scale) {
+    kernels::check_targets(targets, n, vocab);
+    cross_entropy_impl(logits, targets, losses, n, vocab, grad_scale);
+  }
 
   // ---- embedding rows of table [vocab, dim] (f32 or any Weight format via dequantize_rows).
-  virtual void embedding_forward(const Weight& table, const int32_t* ids, float* out, int64_t n) = 0;
+  void embedding_forward(const Weight& table, const int32_t* ids, float* out, int64_t n) {
+    kernels::check_ids("embedding_forward", ids, n, table.rows());
+    embedding_forward_impl(table, ids, out, n);
+  }
   // dtable[ids[i]] += dout[i]  (full-parameter mode)
   virtual void embedding_backward(const int32_t* ids, const float* dout, float* dtable, int64_t n,
                                   int64_t dim) = 0;
 
   // ---- AdamW with decoupled weight decay and bias correction; step counts from 1.
-  virtual void adamw_step(float* param, const float* grad, float* m, float* v, int64_t n, float lr,
-                          float beta1, float beta2, float eps, float weight_decay, int64_t step) = 0;
+  void adamw_step(float* param, const float* grad, float* m, float* v, int64_t n, float lr, float beta1,
+                  float beta2, float eps, float weight_decay, int64_t step) {
+    kernels::check_adamw_step(step);
+    adamw_step_impl(param, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, step);
+  }
+
+ protected:
+  // The checked ops' implementations: called only after the public wrapper above has checked the
+  // input that comes from files and users (ids, targets, sequence boundaries, head counts), so
+  // each backend checks nothing twice and none forgets a check.
+  virtual void rope_impl(float* x, const int32_t* pos, int64_t n, int heads, int head_dim, const float* inv_freq,
+                         bool inverse) = 0;
+  virtual void attention_forward_impl(const float* q, const float* k, const float* v, float* out, float* lse,
+                                      std::span<const int32_t> cu_seqlens, int heads, int kv_heads, int hd) = 0;
+  virtual void attention_backward_impl(const float* q, const float* k, const float* v, const float* out,
+                                       const float* lse, const float* dout, float* dq, float* dk, float* dv,
+                                       std::span<const int32_t> cu_seqlens, int heads, int kv_heads, int hd) = 0;
+  virtual void cross_entropy_impl(float* logits, const int32_t* targets, float* losses, int64_t n, int64_t vocab,
+                                  float grad_scale) = 0;
+  virtual void embedding_forward_impl(const Weight& table, const int32_t* ids, float* out, int64_t n) = 0;
+  virtual void adamw_step_impl(float* param, const float* grad, float* m, float* v, int64_t n, float lr,
+                               float beta1, float beta2, float eps, float weight_decay, int64_t step) = 0;
 };
 
 // compute: DType::F32 or DType::BF16 (see Backend::compute); anything else throws Error.

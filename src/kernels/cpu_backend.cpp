@@ -237,9 +237,8 @@ class CpuBackend final : public Backend {
     }
   }
 
-  void rope(float* x, const int32_t* pos, int64_t n, int heads, int head_dim,
+  void rope_impl(float* x, const int32_t* pos, int64_t n, int heads, int head_dim,
             const float* inv_freq, bool inverse) override {
-    kernels::check_rope(heads, head_dim);
     const int half = head_dim / 2;
 #pragma omp parallel num_threads(team(n * heads * head_dim))
     {
@@ -272,10 +271,10 @@ class CpuBackend final : public Backend {
     }
   }
 
-  void attention_forward(const float* q, const float* k, const float* v, float* out, float* lse,
+  void attention_forward_impl(const float* q, const float* k, const float* v, float* out, float* lse,
                          std::span<const int32_t> cu_seqlens, int heads, int kv_heads,
                          int hd) override {
-    const int64_t total = kernels::check_attention(cu_seqlens, heads, kv_heads, hd);
+    const int64_t total = cu_seqlens.back();  // checked by Backend::attention_*
     const int64_t nseq = int64_t(cu_seqlens.size()) - 1;
     const int group = heads / kv_heads;
     const float scale = 1.0f / std::sqrt(float(hd));
@@ -316,11 +315,11 @@ class CpuBackend final : public Backend {
     }
   }
 
-  void attention_backward(const float* q, const float* k, const float* v, const float* out,
+  void attention_backward_impl(const float* q, const float* k, const float* v, const float* out,
                           const float* lse, const float* dout, float* dq, float* dk, float* dv,
                           std::span<const int32_t> cu_seqlens, int heads, int kv_heads,
                           int hd) override {
-    const int64_t total = kernels::check_attention(cu_seqlens, heads, kv_heads, hd);
+    const int64_t total = cu_seqlens.back();  // checked by Backend::attention_*
     const int64_t nseq = int64_t(cu_seqlens.size()) - 1;
     const int group = heads / kv_heads;
     const float scale = 1.0f / std::sqrt(float(hd));
@@ -387,9 +386,8 @@ class CpuBackend final : public Backend {
     });
   }
 
-  void cross_entropy(float* logits, const int32_t* targets, float* losses, int64_t n,
+  void cross_entropy_impl(float* logits, const int32_t* targets, float* losses, int64_t n,
                      int64_t vocab, float grad_scale) override {
-    kernels::check_targets(targets, n, vocab);
 #pragma omp parallel for num_threads(team(n * vocab)) schedule(static)
     for (int64_t r = 0; r < n; ++r) {
       float* x = logits + r * vocab;
@@ -415,9 +413,8 @@ class CpuBackend final : public Backend {
     }
   }
 
-  void embedding_forward(const Weight& table, const int32_t* ids, float* out,
+  void embedding_forward_impl(const Weight& table, const int32_t* ids, float* out,
                          int64_t n) override {
-    kernels::check_ids("embedding_forward", ids, n, table.rows());
     const int64_t dim = table.cols();
     const bool f32 = table.dtype() == DType::F32;
     kernels::ParallelErrors errors;
@@ -449,9 +446,8 @@ class CpuBackend final : public Backend {
     }
   }
 
-  void adamw_step(float* param, const float* grad, float* m, float* v, int64_t n, float lr,
+  void adamw_step_impl(float* param, const float* grad, float* m, float* v, int64_t n, float lr,
                   float beta1, float beta2, float eps, float weight_decay, int64_t step) override {
-    kernels::check_adamw_step(step);
     const float bc1 = 1.0f - std::pow(beta1, float(step));
     const float bc2 = 1.0f - std::pow(beta2, float(step));
     const __m256 b1 = _mm256_set1_ps(beta1), b2 = _mm256_set1_ps(beta2);

@@ -72,24 +72,21 @@ class ReferenceBackend final : public Backend {
     ref::rmsnorm_backward<float>(dy, x, w, rstd, dx, dw, n, dim);
   }
 
-  void rope(float* x, const int32_t* pos, int64_t n, int heads, int head_dim,
+  void rope_impl(float* x, const int32_t* pos, int64_t n, int heads, int head_dim,
             const float* inv_freq, bool inverse) override {
-    kernels::check_rope(heads, head_dim);
     ref::rope<float>(x, pos, n, heads, head_dim, inv_freq, inverse);
   }
 
-  void attention_forward(const float* q, const float* k, const float* v, float* out, float* lse,
+  void attention_forward_impl(const float* q, const float* k, const float* v, float* out, float* lse,
                          std::span<const int32_t> cu_seqlens, int heads, int kv_heads,
                          int hd) override {
-    kernels::check_attention(cu_seqlens, heads, kv_heads, hd);
     ref::attention_forward<float>(q, k, v, out, lse, cu_seqlens, heads, kv_heads, hd);
   }
 
-  void attention_backward(const float* q, const float* k, const float* v, const float* out,
+  void attention_backward_impl(const float* q, const float* k, const float* v, const float* out,
                           const float* lse, const float* dout, float* dq, float* dk, float* dv,
                           std::span<const int32_t> cu_seqlens, int heads, int kv_heads,
                           int hd) override {
-    kernels::check_attention(cu_seqlens, heads, kv_heads, hd);
     ref::attention_backward<float>(q, k, v, out, lse, dout, dq, dk, dv, cu_seqlens, heads,
                                    kv_heads, hd);
   }
@@ -103,15 +100,13 @@ class ReferenceBackend final : public Backend {
     ref::swiglu_backward<float>(g, u, dh, dg, du, n);
   }
 
-  void cross_entropy(float* logits, const int32_t* targets, float* losses, int64_t n,
+  void cross_entropy_impl(float* logits, const int32_t* targets, float* losses, int64_t n,
                      int64_t vocab, float grad_scale) override {
-    kernels::check_targets(targets, n, vocab);
     ref::cross_entropy<float>(logits, targets, losses, n, vocab, grad_scale);
   }
 
-  void embedding_forward(const Weight& table, const int32_t* ids, float* out,
+  void embedding_forward_impl(const Weight& table, const int32_t* ids, float* out,
                          int64_t n) override {
-    kernels::check_ids("embedding_forward", ids, n, table.rows());
     if (table.dtype() == DType::F32) {
       ref::embedding_forward<float>(table.f32().data(), table.cols(), ids, out, n);
     } else {
@@ -124,9 +119,8 @@ class ReferenceBackend final : public Backend {
     ref::embedding_backward<float>(ids, dout, dtable, n, dim);
   }
 
-  void adamw_step(float* param, const float* grad, float* m, float* v, int64_t n, float lr,
+  void adamw_step_impl(float* param, const float* grad, float* m, float* v, int64_t n, float lr,
                   float beta1, float beta2, float eps, float weight_decay, int64_t step) override {
-    kernels::check_adamw_step(step);
     ref::adamw_step<float>(param, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, step);
   }
 

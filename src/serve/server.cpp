@@ -234,6 +234,112 @@ json chunk_reply(const ReplyContext& c, const Tokenizer& tok, const std::string&
 
 std::string sse(const json& j) { return "data: " + dump(j) + "\n\n"; }
 
+// ---- the model routes' parts ----
+
+json model_object(const std::string& id, long created) {
+  return json{{"id", id}, {"object", "model"}, {"created", created}, {"owned_by", "pricer"}};
+}
+
+// A request may name only the served model: there is no other to route it to.
+void check_model(const ServerOptions& o, const std::string& model) {
+  if (model != o.model_name)
+    throw ApiError(404, "The model '" + model + "' does not exist; this server serves '" + o.model_name + "'",
+                   "invalid_request_error", "model", "model_not_found");
+}
+
+// Waits for the whole generation, then answers in one reply.
+void send_whole_reply(httplib::Response& res, GenerationJob& job, const ReplyContext& c, const Tokenizer& tok,
+                      const std::string& echo) {
+  std::string text = echo;
+  std::vector<SampledToken> toks;
+  for (;;) {
+    GenerationUpdate u = job.take(std::chrono::milliseconds(200));
+    text += u.text;
+    toks.insert(toks.end(), u.tokens.begin(), u.tokens.end());
+    if (!u.done) continue;
+    if (u.error) throw *u.error;
+    send_json(res, 200, whole_reply(c, tok, text, toks, u.finish_reason, echo.size()));
+    return;
+  }
+}
+
+// What a stream has sent so far, kept across the content provider's calls.
+struct StreamState {
+  bool first = true;
+  size_t offset = 0;
+  int64_t completion_tokens = 0;
+};
+
+// One call of a stream's content provider: the next update as a chunk; after the last one, the
+// usage when asked and [DONE]. False ends the stream (the client is gone).
+bool send_stream_update(httplib::DataSink& sink, GenerationJob& job, const Tokenizer& tok, const ReplyContext& c,
+                        StreamState& st, const std::string& echo, bool include_usage) {
+  auto write = [&](const std::string& s) {
+    if (sink.write(s.data(), s.size())) return true;
+    job.cancel();  // the client is gone
+    return false;
+  };
+  GenerationUpdate u = job.take(std::chrono::milliseconds(200));
+  if (st.first && !echo.empty()) u.text = echo + u.text;
+  if (u.error) {
+    if (!write(sse(error_body(*u.error)))) return false;
+    sink.done();
+    return true;
+  }
+  if (!u.text.empty() || !u.tokens.empty() || st.first || u.done) {
+    if (!write(sse(chunk_reply(c, tok, u.text, u.tokens, u.done ? u.finish_reason : "", st.first, st.offset))))
+      return false;
+    st.first = false;
+    st.offset += u.text.size();
+    st.completion_tokens += static_cast<int64_t>(u.tokens.size());
+  }
+  if (!u.done) return true;
+  if (include_usage) {
+    json usage = reply_head(c, true);
+    usage["choices"] = json::array();
+    usage["usage"] = usage_json(c.prompt_tokens, st.completion_tokens);
+    if (!write(sse(usage))) return false;
+  }
+  if (!write("data: [DONE]\n\n")) return false;
+  sink.done();
+  return true;
+}
+
+// Server-sent events: a chunk per update, the finish, usage when asked, then [DONE]. The provider
+// holds the engine by reference as the handlers hold the server: both outlive every request.
+void stream_reply(httplib::Response& res, const std::shared_ptr<GenerationJob>& job, const ReplyContext& c,
+                  const std::string& echo, bool include_usage, Engine& engine) {
+  auto st = std::make_shared<StreamState>();
+  res.set_header("Cache-Control", "no-cache");
+  res.set_chunked_content_provider(
+      "text/event-stream",
+      [&engine, job, c, st, echo, include_usage](size_t, httplib::DataSink& sink) {
+        return send_stream_update(sink, *job, engine.model().tokenizer(), c, *st, echo, include_usage);
+      },
+      [job](bool success) {
+        if (!success) job->cancel();
+      });
+}
+
+// The readout a price request names, else the server's default; an unknown name is the request's fault.
+PriceMode requested_readout(const PriceRequest& r, PriceMode fallback) {
+  try {
+    return r.readout.empty() ? fallback : price_mode_from_name(r.readout);
+  } catch (const Error& e) {
+    throw ApiError(400, e.what(), "invalid_request_error", "readout");
+  }
+}
+
+// /v1/price's reply: the one result, or {"results": [...]} for a batch, with what produced it.
+json price_reply(const PriceRequest& r, const std::vector<json>& results, const std::string& model_name, PriceMode mode,
+                 double ms) {
+  json j = r.batch ? json{{"results", results}} : results.front();
+  j["model"] = model_name;
+  j["readout"] = price_mode_description(mode);
+  j["timing"] = {{"total_ms", ms}, {"items", results.size()}};
+  return j;
+}
+
 }  // namespace
 
 Server::Server(std::shared_ptr<Engine> engine, ServerOptions options)
@@ -327,31 +433,23 @@ Engine& Server::engine() {
 }
 
 void Server::model_routes() {
-  auto model_json = [this] {
-    return json{{"id", opt_.model_name}, {"object", "model"}, {"created", created_}, {"owned_by", "pricer"}};
-  };
-  http_->Get("/v1/models", guarded([this, model_json](const httplib::Request&, httplib::Response& res) {
-    send_json(res, 200, {{"object", "list"}, {"data", engine_ ? json::array({model_json()}) : json::array()}});
+  http_->Get("/v1/models", guarded([this](const httplib::Request&, httplib::Response& res) {
+    const json data = engine_ ? json::array({model_object(opt_.model_name, created_)}) : json::array();
+    send_json(res, 200, {{"object", "list"}, {"data", data}});
   }));
-  http_->Get(R"(/v1/models/(.+))", guarded([this, model_json](const httplib::Request& req, httplib::Response& res) {
+  http_->Get(R"(/v1/models/(.+))", guarded([this](const httplib::Request& req, httplib::Response& res) {
     if (!engine_ || req.matches[1] != opt_.model_name)
       throw ApiError(404, "The model '" + std::string(req.matches[1]) + "' does not exist", "invalid_request_error",
                      "model", "model_not_found");
-    send_json(res, 200, model_json());
+    send_json(res, 200, model_object(opt_.model_name, created_));
   }));
 
-  auto check_model = [this](const std::string& model) {
-    if (model != opt_.model_name)
-      throw ApiError(404, "The model '" + model + "' does not exist; this server serves '" + opt_.model_name + "'",
-                     "invalid_request_error", "model", "model_not_found");
-  };
-
-  auto completion = [this, check_model](Endpoint endpoint) {
-    return guarded([this, check_model, endpoint](const httplib::Request& req, httplib::Response& res) {
+  auto completion = [this](Endpoint endpoint) {
+    return guarded([this, endpoint](const httplib::Request& req, httplib::Response& res) {
       const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                                std::chrono::duration<double>(opt_.request_timeout_s));
       const CompletionRequest r = parse_completion_request(parse_body(req.body), endpoint);
-      check_model(r.model);
+      check_model(opt_, r.model);
       ModelPricer& mp = engine().model();
       auto job = make_job(mp, opt_, r, deadline);
       ReplyContext c{random_id(endpoint == Endpoint::Chat ? "chatcmpl-" : "cmpl-"), opt_.model_name,
@@ -359,91 +457,28 @@ void Server::model_routes() {
                      static_cast<int64_t>(job->prompt.size())};
       const std::string echo = r.echo ? (r.prompt_is_ids ? mp.tokenizer().decode(r.prompt_ids) : r.prompt) : "";
       if (!engine().submit(job)) throw busy_error(engine());
-      if (!r.stream) {
-        std::string text = echo;
-        std::vector<SampledToken> toks;
-        for (;;) {
-          GenerationUpdate u = job->take(std::chrono::milliseconds(200));
-          text += u.text;
-          toks.insert(toks.end(), u.tokens.begin(), u.tokens.end());
-          if (!u.done) continue;
-          if (u.error) throw *u.error;
-          send_json(res, 200, whole_reply(c, mp.tokenizer(), text, toks, u.finish_reason, echo.size()));
-          return;
-        }
-      }
-      // Server-sent events: a chunk per update, the finish, usage when asked, then [DONE].
-      struct StreamState {
-        bool first = true;
-        size_t offset = 0;
-        int64_t completion_tokens = 0;
-      };
-      auto st = std::make_shared<StreamState>();
-      const bool include_usage = r.include_usage;
-      res.set_header("Cache-Control", "no-cache");
-      res.set_chunked_content_provider(
-          "text/event-stream",
-          [this, job, c, st, echo, include_usage](size_t, httplib::DataSink& sink) {
-            auto write = [&](const std::string& s) {
-              if (sink.write(s.data(), s.size())) return true;
-              job->cancel();  // the client is gone
-              return false;
-            };
-            const Tokenizer& tok = engine().model().tokenizer();
-            GenerationUpdate u = job->take(std::chrono::milliseconds(200));
-            if (st->first && !echo.empty()) u.text = echo + u.text;
-            if (u.error) {
-              if (!write(sse(error_body(*u.error)))) return false;
-              sink.done();
-              return true;
-            }
-            if (!u.text.empty() || !u.tokens.empty() || st->first || u.done) {
-              if (!write(sse(chunk_reply(c, tok, u.text, u.tokens, u.done ? u.finish_reason : "", st->first, st->offset))))
-                return false;
-              st->first = false;
-              st->offset += u.text.size();
-              st->completion_tokens += static_cast<int64_t>(u.tokens.size());
-            }
-            if (!u.done) return true;
-            if (include_usage) {
-              json usage = reply_head(c, true);
-              usage["choices"] = json::array();
-              usage["usage"] = usage_json(c.prompt_tokens, st->completion_tokens);
-              if (!write(sse(usage))) return false;
-            }
-            if (!write("data: [DONE]\n\n")) return false;
-            sink.done();
-            return true;
-          },
-          [job](bool success) {
-            if (!success) job->cancel();
-          });
+      if (r.stream)
+        stream_reply(res, job, c, echo, r.include_usage, engine());
+      else
+        send_whole_reply(res, *job, c, mp.tokenizer(), echo);
     });
   };
   http_->Post("/v1/completions", completion(Endpoint::Completions));
   http_->Post("/v1/chat/completions", completion(Endpoint::Chat));
 
-  http_->Post("/v1/price", guarded([this, check_model](const httplib::Request& req, httplib::Response& res) {
+  http_->Post("/v1/price", guarded([this](const httplib::Request& req, httplib::Response& res) {
     const auto t0 = Clock::now();
     const PriceRequest r = parse_price_request(parse_body(req.body));
-    if (!r.model.empty()) check_model(r.model);
+    if (!r.model.empty()) check_model(opt_, r.model);
     auto job = std::make_shared<PriceJob>();
-    try {
-      job->mode = r.readout.empty() ? opt_.readout : price_mode_from_name(r.readout);
-    } catch (const Error& e) {
-      throw ApiError(400, e.what(), "invalid_request_error", "readout");
-    }
+    job->mode = requested_readout(r, opt_.readout);
     for (const auto& t : r.texts) job->prompts.push_back(engine().model().prompt_for(t));
     job->distribution = r.distribution;
     job->deadline = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt_.request_timeout_s));
     if (!engine().submit(job)) throw busy_error(engine());
     std::vector<json> results = job->wait();
     const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-    json j = r.batch ? json{{"results", results}} : results.front();
-    j["model"] = opt_.model_name;
-    j["readout"] = price_mode_description(job->mode);
-    j["timing"] = {{"total_ms", ms}, {"items", results.size()}};
-    send_json(res, 200, j);
+    send_json(res, 200, price_reply(r, results, opt_.model_name, job->mode, ms));
   }));
 }
 

@@ -52,6 +52,128 @@ Table trial_table(const SweepState& state, const SearchSpace& space, const std::
   return t;
 }
 
+constexpr char kCompleteColor[] = "#4e79a7";
+constexpr char kPrunedColor[] = "#bab0ac";
+constexpr char kBestColor[] = "#e15759";
+
+std::vector<report::LegendEntry> status_legend() {
+  return {{"complete", kCompleteColor}, {"pruned (value at its last rung)", kPrunedColor}};
+}
+
+// The title and a paragraph of trial counts, the objective and the best trial.
+std::string summary_html(const SweepState& state, const std::string& objective) {
+  using report::escape_xml;
+  const auto ranked = ranked_trials(state);
+  const TrialRecord* best = ranked.empty() || ranked.front()->status != TrialStatus::complete ? nullptr : ranked.front();
+
+  std::string html;
+  html += "<h1>Sweep " + escape_xml(state.name) + "</h1>\n";
+  size_t n_complete = 0, n_pruned = 0, n_failed = 0;
+  for (const auto& t : state.trials) {
+    n_complete += t.status == TrialStatus::complete;
+    n_pruned += t.status == TrialStatus::pruned;
+    n_failed += t.status == TrialStatus::failed;
+  }
+  html += "<p>" + std::to_string(state.trials.size()) + " trials: " + std::to_string(n_complete) + " complete, " +
+          std::to_string(n_pruned) + " pruned, " + std::to_string(n_failed) + " failed; objective: validation " +
+          escape_xml(objective) + " (lower is better)";
+  if (best) html += "; best: trial " + std::to_string(best->number) + " with " + number(best->objective);
+  html += ".</p>\n";
+  return html;
+}
+
+// The objective per trial, with the best complete value so far.
+std::string objective_charts_html(const SweepState& state, const std::string& objective) {
+  std::vector<report::Point> points;
+  report::Series best_line{"best so far", {}, {}, {}, {}, kBestColor};
+  double best_so_far = INFINITY;
+  for (const auto& t : state.trials) {
+    if (!t.has_objective) continue;
+    const bool complete = t.status == TrialStatus::complete;
+    points.push_back({static_cast<double>(t.number), t.objective, complete ? kCompleteColor : kPrunedColor});
+    if (complete) {
+      best_so_far = std::min(best_so_far, t.objective);
+      best_line.x.push_back(static_cast<double>(t.number));
+      best_line.y.push_back(best_so_far);
+    }
+  }
+  std::string html;
+  if (!points.empty()) {
+    report::ChartOptions o;
+    o.title = "Validation " + objective + " per trial";
+    o.x_label = "trial";
+    o.y_label = objective;
+    html += report::scatter_svg(points, o, false, status_legend()) + "\n";
+  }
+  if (best_line.x.size() >= 2) {
+    report::ChartOptions o;
+    o.title = "Best validation " + objective + " so far";
+    o.x_label = "trial";
+    o.y_label = objective;
+    html += report::line_chart_svg({best_line}, o) + "\n";
+  }
+  return html;
+}
+
+// The size and y axis every chart of one parameter against the objective shares.
+report::ChartOptions param_chart_options(const std::string& objective) {
+  report::ChartOptions o;
+  o.y_label = objective;
+  o.width = 540;
+  o.height = 340;
+  return o;
+}
+
+// The best complete value reached with each choice; empty when no complete trial has one.
+std::string choice_chart_html(const ParamSpec& p, const SweepState& state, const std::string& objective) {
+  std::vector<report::Bar> bars;
+  for (const auto& c : p.choices) {
+    double v = INFINITY;
+    for (const auto& t : state.trials)
+      if (t.status == TrialStatus::complete && t.params.value(p.name, nlohmann::json()) == c) v = std::min(v, t.objective);
+    if (std::isfinite(v)) bars.push_back({value_text(c), v});
+  }
+  if (bars.empty()) return "";
+  report::ChartOptions o = param_chart_options(objective);
+  o.title = "Best " + objective + " by " + p.name;
+  o.x_label = p.name;
+  return report::bar_chart_svg(bars, o) + "\n";
+}
+
+// Each trial's value of a numeric parameter (log10 for a log-scaled one) against its objective;
+// empty when no trial has both.
+std::string numeric_param_chart_html(const ParamSpec& p, const SweepState& state, const std::string& objective) {
+  std::vector<report::Point> pts;
+  for (const auto& t : state.trials)
+    if (t.has_objective && t.params.contains(p.name) && t.params[p.name].is_number()) {
+      const double x = t.params[p.name].get<double>();
+      pts.push_back({p.is_log() ? std::log10(x) : x, t.objective,
+                     t.status == TrialStatus::complete ? kCompleteColor : kPrunedColor});
+    }
+  if (pts.empty()) return "";
+  report::ChartOptions o = param_chart_options(objective);
+  o.title = p.name + " against " + objective;
+  o.x_label = p.is_log() ? "log10 " + p.name : p.name;
+  return report::scatter_svg(pts, o, false, status_legend()) + "\n";
+}
+
+// The rows of format_ranked_table, none left out, each with its trial's message as a note.
+std::string trials_table_html(const SweepState& state, const SearchSpace& space, const std::string& objective) {
+  using report::escape_xml;
+  std::string html = "<h2>Trials</h2>\n<table>\n<tr>";
+  const Table t = trial_table(state, space, objective, 0);
+  for (const auto& h : t.header) html += "<th>" + escape_xml(h) + "</th>";
+  html += "<th>note</th></tr>\n";
+  for (const auto& r : t.rows) {
+    html += "<tr>";
+    for (const auto& c : r) html += "<td>" + escape_xml(c) + "</td>";
+    const int64_t number = std::stoll(r[1]);
+    html += "<td style=\"text-align:left\">" + escape_xml(state.trials[static_cast<size_t>(number)].message) + "</td></tr>\n";
+  }
+  html += "</table>\n";
+  return html;
+}
+
 }  // namespace
 
 std::string format_ranked_table(const SweepState& state, const SearchSpace& space, const std::string& objective,
@@ -78,98 +200,14 @@ std::string format_ranked_table(const SweepState& state, const SearchSpace& spac
 }
 
 std::string sweep_report_html(const SweepState& state, const SearchSpace& space, const std::string& objective) {
-  using report::escape_xml;
-  const std::string complete_color = "#4e79a7", pruned_color = "#bab0ac", best_color = "#e15759";
-  const auto ranked = ranked_trials(state);
-  const TrialRecord* best = ranked.empty() || ranked.front()->status != TrialStatus::complete ? nullptr : ranked.front();
-
-  std::string html;
-  html += "<h1>Sweep " + escape_xml(state.name) + "</h1>\n";
-  size_t n_complete = 0, n_pruned = 0, n_failed = 0;
-  for (const auto& t : state.trials) {
-    n_complete += t.status == TrialStatus::complete;
-    n_pruned += t.status == TrialStatus::pruned;
-    n_failed += t.status == TrialStatus::failed;
-  }
-  html += "<p>" + std::to_string(state.trials.size()) + " trials: " + std::to_string(n_complete) + " complete, " +
-          std::to_string(n_pruned) + " pruned, " + std::to_string(n_failed) + " failed; objective: validation " +
-          escape_xml(objective) + " (lower is better)";
-  if (best) html += "; best: trial " + std::to_string(best->number) + " with " + number(best->objective);
-  html += ".</p>\n<div class=\"charts\">\n";
-
-  // The objective per trial, with the best complete value so far.
-  std::vector<report::Point> points;
-  report::Series best_line{"best so far", {}, {}, {}, {}, best_color};
-  double best_so_far = INFINITY;
-  for (const auto& t : state.trials) {
-    if (!t.has_objective) continue;
-    const bool complete = t.status == TrialStatus::complete;
-    points.push_back({static_cast<double>(t.number), t.objective, complete ? complete_color : pruned_color});
-    if (complete) {
-      best_so_far = std::min(best_so_far, t.objective);
-      best_line.x.push_back(static_cast<double>(t.number));
-      best_line.y.push_back(best_so_far);
-    }
-  }
-  const std::vector<report::LegendEntry> legend = {{"complete", complete_color}, {"pruned (value at its last rung)", pruned_color}};
-  if (!points.empty()) {
-    report::ChartOptions o;
-    o.title = "Validation " + objective + " per trial";
-    o.x_label = "trial";
-    o.y_label = objective;
-    html += report::scatter_svg(points, o, false, legend) + "\n";
-  }
-  if (best_line.x.size() >= 2) {
-    report::ChartOptions o;
-    o.title = "Best validation " + objective + " so far";
-    o.x_label = "trial";
-    o.y_label = objective;
-    html += report::line_chart_svg({best_line}, o) + "\n";
-  }
-  // Each parameter against the objective.
-  for (const auto& p : space.params) {
-    report::ChartOptions o;
-    o.y_label = objective;
-    o.width = 540;
-    o.height = 340;
-    if (p.kind == ParamKind::choice) {
-      // The best complete value reached with each choice.
-      std::vector<report::Bar> bars;
-      for (const auto& c : p.choices) {
-        double v = INFINITY;
-        for (const auto& t : state.trials)
-          if (t.status == TrialStatus::complete && t.params.value(p.name, nlohmann::json()) == c) v = std::min(v, t.objective);
-        if (std::isfinite(v)) bars.push_back({value_text(c), v});
-      }
-      if (bars.empty()) continue;
-      o.title = "Best " + objective + " by " + p.name;
-      o.x_label = p.name;
-      html += report::bar_chart_svg(bars, o) + "\n";
-    } else {
-      std::vector<report::Point> pts;
-      for (const auto& t : state.trials)
-        if (t.has_objective && t.params.contains(p.name) && t.params[p.name].is_number()) {
-          const double x = t.params[p.name].get<double>();
-          pts.push_back({p.is_log() ? std::log10(x) : x, t.objective,
-                         t.status == TrialStatus::complete ? complete_color : pruned_color});
-        }
-      if (pts.empty()) continue;
-      o.title = p.name + " against " + objective;
-      o.x_label = p.is_log() ? "log10 " + p.name : p.name;
-      html += report::scatter_svg(pts, o, false, legend) + "\n";
-    }
-  }
-  html += "</div>\n<h2>Trials</h2>\n<table>\n<tr>";
-  const Table t = trial_table(state, space, objective, 0);
-  for (const auto& h : t.header) html += "<th>" + escape_xml(h) + "</th>";
-  html += "<th>note</th></tr>\n";
-  for (const auto& r : t.rows) {
-    html += "<tr>";
-    for (const auto& c : r) html += "<td>" + escape_xml(c) + "</td>";
-    const int64_t number = std::stoll(r[1]);
-    html += "<td style=\"text-align:left\">" + escape_xml(state.trials[static_cast<size_t>(number)].message) + "</td></tr>\n";
-  }
-  html += "</table>\n";
+  std::string html = summary_html(state, objective);
+  html += "<div class=\"charts\">\n";
+  html += objective_charts_html(state, objective);
+  for (const auto& p : space.params)
+    html += p.kind == ParamKind::choice ? choice_chart_html(p, state, objective)
+                                        : numeric_param_chart_html(p, state, objective);
+  html += "</div>\n";
+  html += trials_table_html(state, space, objective);
   return report::html_page("sweep " + state.name, html, "table{font-size:13px}.charts svg{margin:0.5em 0}\n");
 }
 

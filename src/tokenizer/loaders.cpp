@@ -67,6 +67,42 @@ std::vector<std::string> llama3_special_tokens() {
   return s;
 }
 
+// One "<base64 token> <rank>" line of a tiktoken file.
+struct TiktokenEntry {
+  std::string bytes;
+  size_t rank;
+  size_t line;
+};
+
+// The file's lines in order, blank ones skipped; ranks are checked later, against the whole file.
+std::vector<TiktokenEntry> read_tiktoken_entries(std::string_view text, const std::string& source) {
+  std::vector<TiktokenEntry> entries;
+  std::string decoded;
+  size_t line_no = 0;
+  for (size_t pos = 0; pos < text.size();) {
+    size_t eol = text.find('\n', pos);
+    if (eol == std::string_view::npos) eol = text.size();
+    std::string_view line = text.substr(pos, eol - pos);
+    pos = eol + 1;
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty()) continue;
+    auto where = [&] { return source + ": line " + std::to_string(line_no) + ": "; };
+    size_t sp = line.find(' ');
+    if (sp == std::string_view::npos) throw Error(where() + "expected '<base64 token> <rank>'");
+    long bad = base64_decode(line.substr(0, sp), decoded);
+    if (bad >= 0)
+      throw Error(where() + "invalid base64 at column " + std::to_string(bad + 1));
+    std::string_view num = line.substr(sp + 1);
+    size_t rank = 0;
+    auto [end, ec] = std::from_chars(num.data(), num.data() + num.size(), rank);
+    if (ec != std::errc() || end != num.data() + num.size() || num.empty())
+      throw Error(where() + "invalid rank '" + std::string(num) + "'");
+    entries.push_back({decoded, rank, line_no});
+  }
+  return entries;
+}
+
 // ---- tokenizer.json helpers ----
 
 // obj[key], or null when absent (no copy: callers keep pointers into the document).
@@ -250,35 +286,7 @@ bool looks_like_tiktoken(std::string_view text) {
 
 std::unique_ptr<Tokenizer> parse_tiktoken(std::string_view text, const std::string& source,
                                           std::size_t expected_ranks) {
-  struct Entry {
-    std::string bytes;
-    size_t rank;
-    size_t line;
-  };
-  std::vector<Entry> entries;
-  std::string decoded;
-  size_t line_no = 0;
-  for (size_t pos = 0; pos < text.size();) {
-    size_t eol = text.find('\n', pos);
-    if (eol == std::string_view::npos) eol = text.size();
-    std::string_view line = text.substr(pos, eol - pos);
-    pos = eol + 1;
-    ++line_no;
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (line.empty()) continue;
-    auto where = [&] { return source + ": line " + std::to_string(line_no) + ": "; };
-    size_t sp = line.find(' ');
-    if (sp == std::string_view::npos) throw Error(where() + "expected '<base64 token> <rank>'");
-    long bad = base64_decode(line.substr(0, sp), decoded);
-    if (bad >= 0)
-      throw Error(where() + "invalid base64 at column " + std::to_string(bad + 1));
-    std::string_view num = line.substr(sp + 1);
-    size_t rank = 0;
-    auto [end, ec] = std::from_chars(num.data(), num.data() + num.size(), rank);
-    if (ec != std::errc() || end != num.data() + num.size() || num.empty())
-      throw Error(where() + "invalid rank '" + std::string(num) + "'");
-    entries.push_back({decoded, rank, line_no});
-  }
+  std::vector<TiktokenEntry> entries = read_tiktoken_entries(text, source);
   if (entries.empty()) throw Error(source + ": no tokens");
   if (expected_ranks > 0 && entries.size() != expected_ranks)
     throw Error(source + ": " + std::to_string(entries.size()) + " ranks, but a Llama 3 tokenizer.model has " +
@@ -314,98 +322,224 @@ std::unique_ptr<Tokenizer> parse_tiktoken(std::string_view text, const std::stri
 
 namespace {
 
-std::unique_ptr<Tokenizer> tokenizer_from_json(const json& root, const std::string& source,
-                                               const std::string& bos_token,
-                                               const std::string& eos_token) {
-  auto fail = [&](const std::string& where, const std::string& what) -> Error {
-    return Error(source + ": " + where + ": " + what);
-  };
-  if (!root.is_object()) throw fail("top level", "expected a JSON object");
+// tokenizer.json errors name the file and the place in it.
+Error json_error(const std::string& source, const std::string& where, const std::string& what) {
+  return Error(source + ": " + where + ": " + what);
+}
+
+// The "model" object; only BPE models are supported.
+const json& bpe_model(const json& root, const std::string& source) {
+  if (!root.is_object()) throw json_error(source, "top level", "expected a JSON object");
   auto mit = root.find("model");
-  if (mit == root.end() || !mit->is_object()) throw fail("key 'model'", "missing or not an object");
+  if (mit == root.end() || !mit->is_object()) throw json_error(source, "key 'model'", "missing or not an object");
   const json& model = *mit;
   if (model.contains("type") && model["type"] != "BPE")
-    throw fail("key 'model.type'", "unsupported model type " + model["type"].dump() + " (only BPE)");
-  auto vit = model.find("vocab");
-  if (vit == model.end() || !vit->is_object()) throw fail("key 'model.vocab'", "missing or not an object");
-  const json& vocab = *vit;
-  static const json no_tokens = json::array();
-  const json& added = member(root, "added_tokens").is_null() ? no_tokens : member(root, "added_tokens");
-  if (!added.is_array()) throw fail("key 'added_tokens'", "not an array");
+    throw json_error(source, "key 'model.type'", "unsupported model type " + model["type"].dump() + " (only BPE)");
+  return model;
+}
 
-  // Ids must fit the entries present (with a little room for unused ids): a hostile id cannot
-  // size the vocab.
-  const size_t limit = vocab.size() + added.size() + 1024;
-  auto check_id = [&](const json& v, const std::string& where) -> size_t {
-    if (!v.is_number_integer()) throw fail(where, "id is not an integer");
-    auto id = v.get<int64_t>();
-    if (id < 0 || static_cast<uint64_t>(id) >= limit)
-      throw fail(where, "id " + std::to_string(id) + " outside 0.." + std::to_string(limit - 1));
-    return static_cast<size_t>(id);
-  };
-  std::vector<std::string> tokens(limit);
-  std::vector<TokenType> types(limit, TokenType::Unused);
+// model.vocab and added_tokens by id; ids that no entry names stay Unused.
+struct JsonVocab {
+  std::vector<std::string> tokens;
+  std::vector<TokenType> types;
+};
+
+// An id must index the vocab's vectors, which read_json_vocab sizes to the largest id allowed.
+size_t checked_id(const json& v, size_t limit, const std::string& source, const std::string& where) {
+  if (!v.is_number_integer()) throw json_error(source, where, "id is not an integer");
+  auto id = v.get<int64_t>();
+  if (id < 0 || static_cast<uint64_t>(id) >= limit)
+    throw json_error(source, where, "id " + std::to_string(id) + " outside 0.." + std::to_string(limit - 1));
+  return static_cast<size_t>(id);
+}
+
+// model.vocab's tokens, each id once. Returns one past the highest id used.
+size_t add_model_vocab(const json& vocab, const std::string& source, JsonVocab& out) {
   size_t n = 0;
   for (const auto& [spelling, v] : vocab.items()) {
-    size_t id = check_id(v, "key 'model.vocab' token '" + spelling + "'");
-    if (types[id] != TokenType::Unused)
-      throw fail("key 'model.vocab' token '" + spelling + "'", "id " + std::to_string(id) +
-                 " already used by '" + tokens[id] + "'");
-    tokens[id] = spelling;
-    types[id] = TokenType::Normal;
+    const std::string where = "key 'model.vocab' token '" + spelling + "'";
+    size_t id = checked_id(v, out.tokens.size(), source, where);
+    if (out.types[id] != TokenType::Unused)
+      throw json_error(source, where, "id " + std::to_string(id) + " already used by '" + out.tokens[id] + "'");
+    out.tokens[id] = spelling;
+    out.types[id] = TokenType::Normal;
     n = std::max(n, id + 1);
   }
+  return n;
+}
+
+// added_tokens may repeat a vocab id: the added entry wins. Returns one past the highest id used.
+size_t add_added_tokens(const json& added, const std::string& source, JsonVocab& out) {
+  size_t n = 0;
   for (size_t i = 0; i < added.size(); ++i) {
     const json& a = added[i];
     std::string where = "added_tokens[" + std::to_string(i) + "]";
     if (!a.is_object() || !a.contains("content") || !a["content"].is_string() || !a.contains("id"))
-      throw fail(where, "expected an object with 'id' and 'content'");
-    size_t id = check_id(a["id"], where);
-    tokens[id] = a["content"].get<std::string>();
+      throw json_error(source, where, "expected an object with 'id' and 'content'");
+    size_t id = checked_id(a["id"], out.tokens.size(), source, where);
+    out.tokens[id] = a["content"].get<std::string>();
     bool special = opt_bool(a, "special", false, source + ": " + where);
-    types[id] = special ? TokenType::Control : TokenType::UserDefined;
+    out.types[id] = special ? TokenType::Control : TokenType::UserDefined;
     n = std::max(n, id + 1);
   }
-  if (n == 0) throw fail("key 'model.vocab'", "empty vocab");
-  tokens.resize(n);
-  types.resize(n);
+  return n;
+}
 
+JsonVocab read_json_vocab(const json& root, const json& model, const std::string& source) {
+  auto vit = model.find("vocab");
+  if (vit == model.end() || !vit->is_object())
+    throw json_error(source, "key 'model.vocab'", "missing or not an object");
+  const json& vocab = *vit;
+  static const json no_tokens = json::array();
+  const json& added = member(root, "added_tokens").is_null() ? no_tokens : member(root, "added_tokens");
+  if (!added.is_array()) throw json_error(source, "key 'added_tokens'", "not an array");
+
+  // Ids must fit the entries present (with a little room for unused ids): a hostile id cannot
+  // size the vocab.
+  const size_t limit = vocab.size() + added.size() + 1024;
+  JsonVocab out{std::vector<std::string>(limit), std::vector<TokenType>(limit, TokenType::Unused)};
+  size_t n = add_model_vocab(vocab, source, out);
+  n = std::max(n, add_added_tokens(added, source, out));
+  if (n == 0) throw json_error(source, "key 'model.vocab'", "empty vocab");
+  out.tokens.resize(n);
+  out.types.resize(n);
+  return out;
+}
+
+// model.merges in priority order, each "left right" or [left, right]; absent or null means none.
+std::vector<std::pair<std::string, std::string>> read_json_merges(const json& model, const std::string& source) {
   std::vector<std::pair<std::string, std::string>> merges;
-  if (auto m = model.find("merges"); m != model.end() && !m->is_null()) {
-    if (!m->is_array()) throw fail("key 'model.merges'", "not an array");
-    merges.reserve(m->size());
-    for (size_t r = 0; r < m->size(); ++r) {
-      const json& e = (*m)[r];
-      std::string where = "model.merges[" + std::to_string(r) + "]";
-      if (e.is_string()) {
-        const auto& s = e.get_ref<const std::string&>();
-        size_t sp = s.find(' ');
-        if (sp == std::string::npos || sp == 0 || sp + 1 == s.size() ||
-            s.find(' ', sp + 1) != std::string::npos)
-          throw fail(where, "expected \"left right\"");
-        merges.emplace_back(s.substr(0, sp), s.substr(sp + 1));
-      } else if (e.is_array() && e.size() == 2 && e[0].is_string() && e[1].is_string()) {
-        merges.emplace_back(e[0].get<std::string>(), e[1].get<std::string>());
-      } else {
-        throw fail(where, "expected \"left right\" or [left, right]");
-      }
+  auto m = model.find("merges");
+  if (m == model.end() || m->is_null()) return merges;
+  if (!m->is_array()) throw json_error(source, "key 'model.merges'", "not an array");
+  merges.reserve(m->size());
+  for (size_t r = 0; r < m->size(); ++r) {
+    const json& e = (*m)[r];
+    std::string where = "model.merges[" + std::to_string(r) + "]";
+    if (e.is_string()) {
+      const auto& s = e.get_ref<const std::string&>();
+      size_t sp = s.find(' ');
+      if (sp == std::string::npos || sp == 0 || sp + 1 == s.size() ||
+          s.find(' ', sp + 1) != std::string::npos)
+        throw json_error(source, where, "expected \"left right\"");
+      merges.emplace_back(s.substr(0, sp), s.substr(sp + 1));
+    } else if (e.is_array() && e.size() == 2 && e[0].is_string() && e[1].is_string()) {
+      merges.emplace_back(e[0].get<std::string>(), e[1].get<std::string>());
+    } else {
+      throw json_error(source, where, "expected \"left right\" or [left, right]");
     }
   }
+  return merges;
+}
 
+// Token ids by spelling, Unused ids left out; a spelling given twice keeps its lowest id.
+std::unordered_map<std::string, int32_t> ids_by_spelling(const JsonVocab& vocab) {
   std::unordered_map<std::string, int32_t> ids;
-  for (size_t i = 0; i < n; ++i)
-    if (types[i] != TokenType::Unused) ids.try_emplace(tokens[i], static_cast<int32_t>(i));
+  for (size_t i = 0; i < vocab.tokens.size(); ++i)
+    if (vocab.types[i] != TokenType::Unused) ids.try_emplace(vocab.tokens[i], static_cast<int32_t>(i));
+  return ids;
+}
+
+// A BOS/EOS named by the caller must be in the vocab: only a guessed one may be absent.
+int32_t named_special_id(const std::string& name, const char* what,
+                         const std::function<int32_t(const std::string&)>& id_of, const std::string& source) {
+  int32_t id = id_of(name);
+  if (id < 0) throw Error(source + ": " + what + " token '" + name + "' is not in the vocab");
+  return id;
+}
+
+struct SpmPieces {
+  std::vector<std::string> pieces;  // raw bytes by id
+  int32_t unk = -1;                 // the first Unknown token
+};
+
+// Picks out byte tokens (<0xNN>, under byte_fallback) and the unknown token among the normal ones:
+// only what stays normal is spelled with "▁" and so converted to raw bytes.
+SpmPieces spm_pieces(const std::vector<std::string>& tokens, std::vector<TokenType>& types, bool byte_fallback,
+                     const std::string& unk_name) {
+  SpmPieces out{std::vector<std::string>(tokens.size()), -1};
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (types[i] == TokenType::Normal) {
+      if (byte_fallback && tokens[i].size() == 6 && tokens[i].rfind("<0x", 0) == 0)
+        types[i] = TokenType::Byte;
+      else if (!unk_name.empty() && tokens[i] == unk_name)
+        types[i] = TokenType::Unknown;
+    }
+    out.pieces[i] = types[i] == TokenType::Normal ? tok::spm_piece_to_raw(tokens[i]) : tokens[i];
+    if (types[i] == TokenType::Unknown && out.unk < 0) out.unk = static_cast<int32_t>(i);
+  }
+  return out;
+}
+
+// SentencePiece merges by rank: both sides and the merged spelling must all be tokens.
+tok::MergeTable spm_merge_table(const std::vector<std::pair<std::string, std::string>>& merges,
+                                const std::function<int32_t(const std::string&)>& id_of,
+                                const std::string& source) {
+  tok::MergeTable table;
+  for (size_t r = 0; r < merges.size(); ++r) {
+    int32_t l = id_of(merges[r].first), rt = id_of(merges[r].second);
+    int32_t j = id_of(merges[r].first + merges[r].second);
+    if (l < 0 || rt < 0 || j < 0)
+      throw json_error(source, "model.merges[" + std::to_string(r) + "]",
+                       "'" + merges[r].first + " " + merges[r].second + "' names a token outside the vocab");
+    table.add(l, rt, static_cast<int32_t>(r), j);
+  }
+  return table;
+}
+
+// The dummy prefix: a Prepend("▁") normalizer, or Metaspace unless told never to.
+bool spm_dummy_prefix(const json& root, const std::vector<std::string>& kinds, const std::string& source) {
+  bool prefix = has_type(kinds, "Prepend");
+  if (const json* ms = find_typed(member(root, "pre_tokenizer"), "Metaspace")) {
+    const std::string in_ms = source + ": pre_tokenizer Metaspace";
+    std::string scheme = opt_string(*ms, "prepend_scheme", "always", in_ms);
+    prefix = opt_bool(*ms, "add_prefix_space", true, in_ms) && scheme != "never";
+  }
+  return prefix;
+}
+
+// Byte-level models run only the steps implemented here (ByteLevel, Split, Sequence, NFC), so
+// anything else is refused rather than silently tokenized differently. Returns the split regex.
+std::string byte_level_split_pattern(const json& root, const std::vector<std::string>& kinds,
+                                     const std::string& source) {
+  if (!has_type(kinds, "ByteLevel"))
+    throw json_error(source, "key 'pre_tokenizer'", "neither byte-level nor SentencePiece-style; unsupported");
+  for (const auto& k : kinds)
+    if (k != "ByteLevel" && k != "Split" && k != "Sequence" && k != "NFC")
+      throw json_error(source, "pre_tokenizer/normalizer/decoder", "unsupported step type '" + k + "'");
+  // The split regex: an explicit Split step, else ByteLevel's built-in GPT-2 pattern.
+  std::string pattern = kGpt2Pattern;
+  const json& pre = member(root, "pre_tokenizer");
+  if (const json* split = find_typed(pre, "Split")) {
+    const json& p = member(*split, "pattern");
+    if (!p.is_object() || !p.contains("Regex") || !p["Regex"].is_string())
+      throw json_error(source, "key 'pre_tokenizer' Split", "expected pattern {\"Regex\": ...}");
+    const std::string in_split = source + ": pre_tokenizer Split";
+    if (opt_string(*split, "behavior", "Isolated", in_split) != "Isolated" ||
+        opt_bool(*split, "invert", false, in_split))
+      throw json_error(source, "key 'pre_tokenizer' Split", "only behavior Isolated without invert is supported");
+    pattern = p["Regex"].get<std::string>();
+  }
+  if (const json* bl = find_typed(pre, "ByteLevel");
+      bl && opt_bool(*bl, "add_prefix_space", false, source + ": pre_tokenizer ByteLevel"))
+    throw json_error(source, "key 'pre_tokenizer' ByteLevel", "add_prefix_space is not supported");
+  return pattern;
+}
+
+std::unique_ptr<Tokenizer> tokenizer_from_json(const json& root, const std::string& source,
+                                               const std::string& bos_token,
+                                               const std::string& eos_token) {
+  const json& model = bpe_model(root, source);
+  JsonVocab vocab = read_json_vocab(root, model, source);
+  std::vector<std::pair<std::string, std::string>> merges = read_json_merges(model, source);
+
+  std::unordered_map<std::string, int32_t> ids = ids_by_spelling(vocab);
   auto id_of = [&](const std::string& name) -> int32_t {
     auto it = ids.find(name);
     return it == ids.end() ? -1 : it->second;
   };
-  auto special_id = [&](const std::string& name, const char* what) -> int32_t {
-    int32_t id = id_of(name);
-    if (id < 0) throw Error(source + ": " + what + " token '" + name + "' is not in the vocab");
-    return id;
-  };
-  int32_t bos = bos_token.empty() ? guess_bos(root, id_of) : special_id(bos_token, "BOS");
-  int32_t eos = eos_token.empty() ? guess_eos(id_of) : special_id(eos_token, "EOS");
+  int32_t bos = bos_token.empty() ? guess_bos(root, id_of) : named_special_id(bos_token, "BOS", id_of, source);
+  int32_t eos = eos_token.empty() ? guess_eos(id_of) : named_special_id(eos_token, "EOS", id_of, source);
   auto record_add_bos = [&](std::unique_ptr<Tokenizer> t) {
     if (bos >= 0 && template_bos(root, id_of) == bos) return tok::with_add_bos(std::move(t), true);
     return t;
@@ -419,62 +553,17 @@ std::unique_ptr<Tokenizer> tokenizer_from_json(const json& root, const std::stri
 
   if (spm) {
     // SentencePiece-style: literal UTF-8 with "▁" for spaces, merges by rank.
-    std::vector<std::string> pieces(n);
-    int32_t unk = -1;
     std::string unk_name = opt_string(model, "unk_token", "", in_model);
-    for (size_t i = 0; i < n; ++i) {
-      if (types[i] == TokenType::Normal) {
-        if (byte_fallback && tokens[i].size() == 6 && tokens[i].rfind("<0x", 0) == 0)
-          types[i] = TokenType::Byte;
-        else if (!unk_name.empty() && tokens[i] == unk_name)
-          types[i] = TokenType::Unknown;
-      }
-      pieces[i] = types[i] == TokenType::Normal ? tok::spm_piece_to_raw(tokens[i]) : tokens[i];
-      if (types[i] == TokenType::Unknown && unk < 0) unk = static_cast<int32_t>(i);
-    }
-    tok::MergeTable table;
-    for (size_t r = 0; r < merges.size(); ++r) {
-      int32_t l = id_of(merges[r].first), rt = id_of(merges[r].second);
-      int32_t j = id_of(merges[r].first + merges[r].second);
-      if (l < 0 || rt < 0 || j < 0)
-        throw fail("model.merges[" + std::to_string(r) + "]",
-                   "'" + merges[r].first + " " + merges[r].second + "' names a token outside the vocab");
-      table.add(l, rt, static_cast<int32_t>(r), j);
-    }
-    // The dummy prefix: a Prepend("▁") normalizer, or Metaspace unless told never to.
-    bool prefix = has_type(kinds, "Prepend");
-    if (const json* ms = find_typed(member(root, "pre_tokenizer"), "Metaspace")) {
-      const std::string in_ms = source + ": pre_tokenizer Metaspace";
-      std::string scheme = opt_string(*ms, "prepend_scheme", "always", in_ms);
-      prefix = opt_bool(*ms, "add_prefix_space", true, in_ms) && scheme != "never";
-    }
-    return record_add_bos(tok::make_sentencepiece(std::move(pieces), std::move(types), std::move(table),
-                                                  bos, eos, unk, prefix, source));
+    SpmPieces spm_vocab = spm_pieces(vocab.tokens, vocab.types, byte_fallback, unk_name);
+    tok::MergeTable table = spm_merge_table(merges, id_of, source);
+    bool prefix = spm_dummy_prefix(root, kinds, source);
+    return record_add_bos(tok::make_sentencepiece(std::move(spm_vocab.pieces), std::move(vocab.types),
+                                                  std::move(table), bos, eos, spm_vocab.unk, prefix, source));
   }
 
-  if (!has_type(kinds, "ByteLevel"))
-    throw fail("key 'pre_tokenizer'", "neither byte-level nor SentencePiece-style; unsupported");
-  for (const auto& k : kinds)
-    if (k != "ByteLevel" && k != "Split" && k != "Sequence" && k != "NFC")
-      throw fail("pre_tokenizer/normalizer/decoder", "unsupported step type '" + k + "'");
-  // The split regex: an explicit Split step, else ByteLevel's built-in GPT-2 pattern.
-  std::string pattern = kGpt2Pattern;
-  const json& pre = member(root, "pre_tokenizer");
-  if (const json* split = find_typed(pre, "Split")) {
-    const json& p = member(*split, "pattern");
-    if (!p.is_object() || !p.contains("Regex") || !p["Regex"].is_string())
-      throw fail("key 'pre_tokenizer' Split", "expected pattern {\"Regex\": ...}");
-    const std::string in_split = source + ": pre_tokenizer Split";
-    if (opt_string(*split, "behavior", "Isolated", in_split) != "Isolated" ||
-        opt_bool(*split, "invert", false, in_split))
-      throw fail("key 'pre_tokenizer' Split", "only behavior Isolated without invert is supported");
-    pattern = p["Regex"].get<std::string>();
-  }
-  if (const json* bl = find_typed(pre, "ByteLevel");
-      bl && opt_bool(*bl, "add_prefix_space", false, source + ": pre_tokenizer ByteLevel"))
-    throw fail("key 'pre_tokenizer' ByteLevel", "add_prefix_space is not supported");
+  std::string pattern = byte_level_split_pattern(root, kinds, source);
   bool ignore_merges = opt_bool(model, "ignore_merges", false, in_model);
-  return record_add_bos(tok::make_byte_level_from_pairs(tokens, merges, types, bos, eos, pattern,
+  return record_add_bos(tok::make_byte_level_from_pairs(vocab.tokens, merges, vocab.types, bos, eos, pattern,
                                                         ignore_merges, source));
 }
 
