@@ -55,8 +55,7 @@ Input& input() {
 // The naive reference: a DOM parse per line with nlohmann-json, then the same rules.
 bool naive_clean(const std::string& line, const CleanOptions& opt, CleanItem& out) {
   auto j = nlohmann::json::parse(line, nullptr, false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("title") || !j["title"].is_string())
-    return false;
+  if (j.is_discarded() || !j.is_object() || !j.contains("title") || !j["title"].is_string()) return false;
   double price = 0;
   const auto& p = j["price"];
   if (p.is_number()) {

@@ -71,7 +71,8 @@ void BM_linear(benchmark::State& state, DType t, int64_t out, int64_t in, int64_
     b->linear_forward(W, x.data(), y.data(), n, 0.0f);
     benchmark::DoNotOptimize(y.data());
   });
-  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * double(n * out * in), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * double(n * out * in), benchmark::Counter::kIsIterationInvariantRate);
 }
 
 void BM_attention(benchmark::State& state, bool backward, Mode mode) {
@@ -85,8 +86,8 @@ void BM_attention(benchmark::State& state, bool backward, Mode mode) {
   b->attention_forward(q.data(), k.data(), v.data(), out.data(), lse.data(), cu, heads, kv, hd);
   timed(state, backward ? "attention backward" : "attention forward", mode, [&] {
     if (backward) {
-      b->attention_backward(q.data(), k.data(), v.data(), out.data(), lse.data(), dout.data(), dq.data(),
-                            dk.data(), dv.data(), cu, heads, kv, hd);
+      b->attention_backward(q.data(), k.data(), v.data(), out.data(), lse.data(), dout.data(), dq.data(), dk.data(),
+                            dv.data(), cu, heads, kv, hd);
       benchmark::DoNotOptimize(dq.data());
     } else {
       b->attention_forward(q.data(), k.data(), v.data(), out.data(), lse.data(), cu, heads, kv, hd);
@@ -126,33 +127,82 @@ void BM_cross_entropy(benchmark::State& state, Mode mode) {
 }  // namespace
 
 // Llama-3.2-1B: hidden 2048, intermediate 8192; 256 tokens per step, and 1 token (generation).
-BENCHMARK_CAPTURE(BM_linear, f32_2048x2048_reference, DType::F32, 2048, 2048, 256, Mode::Reference)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
-BENCHMARK_CAPTURE(BM_linear, f32_2048x2048_fast_1thread, DType::F32, 2048, 2048, 256, Mode::Fast1)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(BM_linear, f32_2048x2048_fast, DType::F32, 2048, 2048, 256, Mode::FastAll)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(BM_linear, nf4_2048x2048_reference, DType::NF4, 2048, 2048, 256, Mode::Reference)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
-BENCHMARK_CAPTURE(BM_linear, nf4_2048x2048_fast_1thread, DType::NF4, 2048, 2048, 256, Mode::Fast1)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(BM_linear, nf4_2048x2048_fast, DType::NF4, 2048, 2048, 256, Mode::FastAll)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(BM_linear, f32_8192x2048_reference, DType::F32, 8192, 2048, 256, Mode::Reference)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
-BENCHMARK_CAPTURE(BM_linear, f32_8192x2048_fast_1thread, DType::F32, 8192, 2048, 256, Mode::Fast1)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(BM_linear, f32_8192x2048_fast, DType::F32, 8192, 2048, 256, Mode::FastAll)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_reference, DType::NF4, 8192, 2048, 256, Mode::Reference)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
-BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_fast_1thread, DType::NF4, 8192, 2048, 256, Mode::Fast1)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_fast, DType::NF4, 8192, 2048, 256, Mode::FastAll)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_bf16_reference, DType::NF4, 8192, 2048, 256, Mode::Reference, DType::BF16)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
-BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_bf16_fast_1thread, DType::NF4, 8192, 2048, 256, Mode::Fast1, DType::BF16)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_bf16_fast, DType::NF4, 8192, 2048, 256, Mode::FastAll, DType::BF16)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_gemv_reference, DType::NF4, 8192, 2048, 1, Mode::Reference)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_gemv_fast_1thread, DType::NF4, 8192, 2048, 1, Mode::Fast1)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_gemv_fast, DType::NF4, 8192, 2048, 1, Mode::FastAll)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(BM_attention, forward_reference, false, Mode::Reference)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_linear, f32_2048x2048_reference, DType::F32, 2048, 2048, 256, Mode::Reference)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Iterations(1);
+BENCHMARK_CAPTURE(BM_linear, f32_2048x2048_fast_1thread, DType::F32, 2048, 2048, 256, Mode::Fast1)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_linear, f32_2048x2048_fast, DType::F32, 2048, 2048, 256, Mode::FastAll)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_linear, nf4_2048x2048_reference, DType::NF4, 2048, 2048, 256, Mode::Reference)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Iterations(1);
+BENCHMARK_CAPTURE(BM_linear, nf4_2048x2048_fast_1thread, DType::NF4, 2048, 2048, 256, Mode::Fast1)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_linear, nf4_2048x2048_fast, DType::NF4, 2048, 2048, 256, Mode::FastAll)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_linear, f32_8192x2048_reference, DType::F32, 8192, 2048, 256, Mode::Reference)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Iterations(1);
+BENCHMARK_CAPTURE(BM_linear, f32_8192x2048_fast_1thread, DType::F32, 8192, 2048, 256, Mode::Fast1)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_linear, f32_8192x2048_fast, DType::F32, 8192, 2048, 256, Mode::FastAll)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_reference, DType::NF4, 8192, 2048, 256, Mode::Reference)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Iterations(1);
+BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_fast_1thread, DType::NF4, 8192, 2048, 256, Mode::Fast1)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_fast, DType::NF4, 8192, 2048, 256, Mode::FastAll)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_bf16_reference, DType::NF4, 8192, 2048, 256, Mode::Reference, DType::BF16)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Iterations(1);
+BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_bf16_fast_1thread, DType::NF4, 8192, 2048, 256, Mode::Fast1, DType::BF16)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_bf16_fast, DType::NF4, 8192, 2048, 256, Mode::FastAll, DType::BF16)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_gemv_reference, DType::NF4, 8192, 2048, 1, Mode::Reference)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_gemv_fast_1thread, DType::NF4, 8192, 2048, 1, Mode::Fast1)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_gemv_fast, DType::NF4, 8192, 2048, 1, Mode::FastAll)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_attention, forward_reference, false, Mode::Reference)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK_CAPTURE(BM_attention, forward_fast_1thread, false, Mode::Fast1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_attention, forward_fast, false, Mode::FastAll)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(BM_attention, backward_reference, true, Mode::Reference)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_attention, backward_reference, true, Mode::Reference)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK_CAPTURE(BM_attention, backward_fast_1thread, true, Mode::Fast1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_attention, backward_fast, true, Mode::FastAll)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_rmsnorm, fwd_bwd_reference, Mode::Reference)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_rmsnorm, fwd_bwd_fast_1thread, Mode::Fast1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_rmsnorm, fwd_bwd_fast, Mode::FastAll)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(BM_cross_entropy, vocab128256_reference, Mode::Reference)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(BM_cross_entropy, vocab128256_fast_1thread, Mode::Fast1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_cross_entropy, vocab128256_reference, Mode::Reference)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_cross_entropy, vocab128256_fast_1thread, Mode::Fast1)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK_CAPTURE(BM_cross_entropy, vocab128256_fast, Mode::FastAll)->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -91,7 +91,7 @@ void raw_types(benchmark::internal::Benchmark* b, bool with_mode) {
     }
   }
 }
-BENCHMARK(BM_RawDequantize)->Apply([](auto* b) { raw_types(b, true); })->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_RawQuantize)->Apply([](auto* b) { raw_types(b, false); })->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_RawDequantize)->Apply([](auto* b) { raw_types(b, true); }) -> Unit(benchmark::kMillisecond);
+BENCHMARK(BM_RawQuantize)->Apply([](auto* b) { raw_types(b, false); }) -> Unit(benchmark::kMillisecond);
 
 }  // namespace

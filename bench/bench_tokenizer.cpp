@@ -25,11 +25,12 @@ fs::path shared_dir() {
 // Product-like text: titles, specs with numbers and units, prices, punctuation.
 std::vector<std::string> generated_texts(size_t n) {
   static const char* words[] = {
-      "Stainless", "Steel", "Replacement", "Kit", "for", "Whirlpool", "Dryer", "Compatible",
-      "with", "Samsung", "LED", "Light", "Bulb", "Pack", "of", "Wireless", "Bluetooth",
-      "Headphones", "Noise", "Cancelling", "Premium", "Quality", "Durable", "Easy", "Install",
-      "the", "and", "a", "is", "to", "in", "black", "White", "inch", "mm", "oz", "lbs",
-      "Warranty", "Battery", "USB-C", "Charging", "Cable", "Heavy-Duty", "Waterproof", "Outdoor"};
+      "Stainless", "Steel",      "Replacement", "Kit",        "for",     "Whirlpool", "Dryer",   "Compatible",
+      "with",      "Samsung",    "LED",         "Light",      "Bulb",    "Pack",      "of",      "Wireless",
+      "Bluetooth", "Headphones", "Noise",       "Cancelling", "Premium", "Quality",   "Durable", "Easy",
+      "Install",   "the",        "and",         "a",          "is",      "to",        "in",      "black",
+      "White",     "inch",       "mm",          "oz",         "lbs",     "Warranty",  "Battery", "USB-C",
+      "Charging",  "Cable",      "Heavy-Duty",  "Waterproof", "Outdoor"};
   std::mt19937 rng(1);
   std::uniform_int_distribution<size_t> w(0, std::size(words) - 1);
   std::uniform_int_distribution<int> num(0, 2000), kind(0, 9);
@@ -45,8 +46,7 @@ std::vector<std::string> generated_texts(size_t n) {
         s += std::to_string(num(rng));
         s += '.';
         s += std::to_string(num(rng) % 100);
-      }
-      else if (k == 2) s += ", ";
+      } else if (k == 2) s += ", ";
       else if (k == 3) s += ". ";
       else s += words[w(rng)];
       s += ' ';

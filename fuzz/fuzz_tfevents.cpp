@@ -33,13 +33,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto again = parse_events(frame_record(encode_event(e)), "reencoded");
     if (again.size() != 1) __builtin_trap();
     const auto& r = again[0];
-    if (r.step != e.step || !same_bits(r.wall_time, e.wall_time) ||
-        r.file_version != e.file_version || r.scalars.size() != e.scalars.size())
+    if (r.step != e.step || !same_bits(r.wall_time, e.wall_time) || r.file_version != e.file_version ||
+        r.scalars.size() != e.scalars.size())
       __builtin_trap();
     for (size_t i = 0; i < e.scalars.size(); ++i)
-      if (r.scalars[i].tag != e.scalars[i].tag ||
-          !same_bits(r.scalars[i].value, e.scalars[i].value))
-        __builtin_trap();
+      if (r.scalars[i].tag != e.scalars[i].tag || !same_bits(r.scalars[i].value, e.scalars[i].value)) __builtin_trap();
   }
   return 0;
 }

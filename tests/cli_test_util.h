@@ -18,7 +18,7 @@ inline std::string slurp(const std::filesystem::path& p) {
 }
 
 struct CliRun {
-  int rc = -1;      // exit status; -1 when the binary did not exit normally
+  int rc = -1;  // exit status; -1 when the binary did not exit normally
   std::string out;  // stdout, with stderr joined to it by run_cli
   std::string err;  // stderr, by run_cli_split
 };

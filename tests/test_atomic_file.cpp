@@ -24,9 +24,8 @@ namespace {
 class AtomicFileTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("pricer_atomic_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = fs::temp_directory_path() / ("pricer_atomic_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }
@@ -37,9 +36,7 @@ class AtomicFileTest : public ::testing::Test {
     return {std::istreambuf_iterator<char>(in), {}};
   }
   // Leftover temporary files would mean a failed write leaks junk into the directory.
-  size_t entries() const {
-    return static_cast<size_t>(std::distance(fs::directory_iterator(dir_), {}));
-  }
+  size_t entries() const { return static_cast<size_t>(std::distance(fs::directory_iterator(dir_), {})); }
   fs::path dir_;
 };
 
@@ -182,8 +179,7 @@ TEST_F(AtomicFileTest, ReadFileLimitAppliesToStreams) {
   if (child == 0) {
     std::ofstream out(fifo, std::ios::binary);
     std::string block(1 << 16, 'x');
-    for (int i = 0; i < 8 && out; ++i)
-      out.write(block.data(), static_cast<std::streamsize>(block.size()));
+    for (int i = 0; i < 8 && out; ++i) out.write(block.data(), static_cast<std::streamsize>(block.size()));
     ::_exit(0);
   }
   auto msg = error_of([&] { pricer::read_file(fifo, 100000); });
@@ -201,9 +197,8 @@ TEST_F(AtomicFileTest, DirectoryIsReplacedAsOneUnit) {
     pricer::write_file_atomic(staging / "b.bin", "old b");
   });
   EXPECT_EQ(slurp(out / "a.bin"), "old a");
-  pricer::replace_directory_atomic(out, [](const fs::path& staging) {
-    pricer::write_file_atomic(staging / "a.bin", "new a");
-  });
+  pricer::replace_directory_atomic(
+      out, [](const fs::path& staging) { pricer::write_file_atomic(staging / "a.bin", "new a"); });
   EXPECT_EQ(slurp(out / "a.bin"), "new a");
   EXPECT_FALSE(fs::exists(out / "b.bin")) << "nothing of the old version survives";
   EXPECT_THROW(pricer::replace_directory_atomic(out,

@@ -19,8 +19,10 @@ class CliInput : public ::testing::Test {
   void SetUp() override {
     dir_ = fs::temp_directory_path() / ("pricer_cli_input_" + std::to_string(::getpid()));
     fs::create_directories(dir_);
-    std::ofstream(dir_ / "items.jsonl") << R"({"text": "a steel mug", "price": 12})" "\n"
-                                        << R"({"text": "a lamp", "price": 30})" "\n";
+    std::ofstream(dir_ / "items.jsonl") << R"({"text": "a steel mug", "price": 12})"
+                                           "\n"
+                                        << R"({"text": "a lamp", "price": 30})"
+                                           "\n";
   }
   void TearDown() override { fs::remove_all(dir_); }
   std::string path(const char* name) const { return (dir_ / name).string(); }
@@ -38,8 +40,8 @@ TEST_F(CliInput, AMistypedCommandIsNamedWithTheNearestOne) {
 }
 
 TEST_F(CliInput, AThreadCountBeyondAnyMachineIsRefused) {
-  const auto r = run_cli("-t 100000 eval --data " + path("items.jsonl") + " --pricers mean --no-record --out " +
-                         path("out"));
+  const auto r =
+      run_cli("-t 100000 eval --data " + path("items.jsonl") + " --pricers mean --no-record --out " + path("out"));
   EXPECT_NE(r.rc, 0);
   EXPECT_NE(r.rc, -1) << "a clean exit, not a crash";
   EXPECT_NE(r.out.find("--threads"), std::string::npos) << r.out;
@@ -69,8 +71,8 @@ TEST_F(CliInput, PredictRefusesPromptsThatCannotBeMeant) {
 }
 
 TEST_F(CliInput, PretrainRefusesAContextShorterThanItsWindows) {
-  const auto r = run_cli("pretrain --corpus " + path("items.jsonl") + " --max-length 128 --context 16 --out " +
-                         path("pre"));
+  const auto r =
+      run_cli("pretrain --corpus " + path("items.jsonl") + " --max-length 128 --context 16 --out " + path("pre"));
   EXPECT_NE(r.rc, 0);
   EXPECT_NE(r.out.find("--context 16 is shorter than --max-length 128"), std::string::npos) << r.out;
 }

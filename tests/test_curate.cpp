@@ -6,9 +6,9 @@
 
 #include "core/error.h"
 #include "data/curate.h"
+#include "data/curate/curate_test_util.h"
 #include "data/record.h"
 #include "data/text.h"
-#include "data/curate/curate_test_util.h"
 
 using namespace pricer::data;
 using curate_test::ByteTokenizer;
@@ -44,11 +44,11 @@ TEST(CurateText, PartNumbers) {
   EXPECT_TRUE(is_part_number("WPW10314173"));
   EXPECT_TRUE(is_part_number("661570V"));
   EXPECT_TRUE(is_part_number("(W10837240),"));
-  EXPECT_FALSE(is_part_number("4392067"));     // digits only
-  EXPECT_FALSE(is_part_number("ABCDEFGH"));    // letters only
-  EXPECT_FALSE(is_part_number("A1B2C3"));      // too short
+  EXPECT_FALSE(is_part_number("4392067"));  // digits only
+  EXPECT_FALSE(is_part_number("ABCDEFGH"));  // letters only
+  EXPECT_FALSE(is_part_number("A1B2C3"));  // too short
   EXPECT_FALSE(is_part_number("Wp10314173"));  // lower case
-  EXPECT_FALSE(is_part_number("XK-48213B"));   // hyphen: not only capitals/digits
+  EXPECT_FALSE(is_part_number("XK-48213B"));  // hyphen: not only capitals/digits
 }
 
 TEST(CurateText, WhitespaceAndScrubbing) {
@@ -94,8 +94,7 @@ TEST(CurateText, PriceStringsAndFileCategories) {
   EXPECT_FALSE(parse_price_string("", p));
   EXPECT_FALSE(parse_price_string("$5 - $9", p));
   EXPECT_FALSE(parse_price_string("-3", p));
-  EXPECT_EQ(category_from_filename("/x/meta_Cell_Phones_and_Accessories.jsonl.gz"),
-            "Cell Phones and Accessories");
+  EXPECT_EQ(category_from_filename("/x/meta_Cell_Phones_and_Accessories.jsonl.gz"), "Cell Phones and Accessories");
   EXPECT_EQ(category_from_filename("train-00.jsonl"), "");
 }
 
@@ -104,12 +103,9 @@ TEST(CurateRecord, RawRecordBecomesCleanText) {
   j["title"] = "Dryer   Repair Kit W10837240";
   j["description"] = {"Fixes noisy dryers.", "Includes   rollers."};
   j["features"] = {"Fits WPW10314173 drums", "Easy install"};
-  j["details"] = {{"Brand", "Acme"},
-                  {"Part Number", "4392067"},
-                  {"Best Sellers Rank", {{"Appliances", 12}}},
-                  {"Item model number", "X1"},
-                  {"Batteries Required?", "No"},
-                  {"Item Weight", "1.7 pounds"}};
+  j["details"] = {
+      {"Brand", "Acme"},           {"Part Number", "4392067"},    {"Best Sellers Rank", {{"Appliances", 12}}},
+      {"Item model number", "X1"}, {"Batteries Required?", "No"}, {"Item Weight", "1.7 pounds"}};
   j["price"] = "$22.99";
   j["main_category"] = "Tools";
   j["images"] = {{{"large", "https://x/y.jpg"}}};
@@ -149,8 +145,11 @@ TEST(CurateRecord, DetailsAsJsonStringAndCuratedFormat) {
   EXPECT_EQ(out.text, "Lamp\nhand written spec");
   // Curated format: the text already starts with the title; category from the record; its
   // details string goes after the title line like a raw record's.
-  json cur = {{"title", "Desk Lamp"}, {"category", "Home"}, {"price", 25.5},
-              {"text", "Desk Lamp\nBright  and adjustable"}, {"details", "{}"}};
+  json cur = {{"title", "Desk Lamp"},
+              {"category", "Home"},
+              {"price", 25.5},
+              {"text", "Desk Lamp\nBright  and adjustable"},
+              {"details", "{}"}};
   ASSERT_EQ(run(cur.dump(), out, opt), Reject::None);
   EXPECT_EQ(out.text, "Desk Lamp\nCategory: Home\nBright and adjustable");
   cur["details"] = R"({"Item Weight": "2 pounds", "Part Number": "P1"})";
@@ -171,8 +170,7 @@ TEST(CurateRecord, SpecPlacementAndCaps) {
               {"category", "Home"},
               {"price", 25.5},
               {"text", "Desk Lamp\nBright and adjustable\nSecond line"},
-              {"details", json({{"Brand", "Lux"}, {"Included Components", "bulb " + long_value}})
-                              .dump()}};
+              {"details", json({{"Brand", "Lux"}, {"Included Components", "bulb " + long_value}}).dump()}};
   ASSERT_EQ(run(cur.dump(), out, opt), Reject::None);
   // A value longer than a fact is cut at a word boundary.
   EXPECT_EQ(out.text,

@@ -26,10 +26,7 @@ TEST(CurateCli, SyntheticCatalogEndToEnd) {
   TempDir dir;
   const std::string out = dir / "ds";
   std::string log;
-  ASSERT_EQ(run_cli("-t 2 curate --synthetic 400 --seed 3 -o " + out +
-                        " --train 200 --val 20 --test 30",
-                    &log),
-            0)
+  ASSERT_EQ(run_cli("-t 2 curate --synthetic 400 --seed 3 -o " + out + " --train 200 --val 20 --test 30", &log), 0)
       << log;
   EXPECT_NE(log.find("train 200, val 20, test 30"), std::string::npos) << log;
   EXPECT_EQ(read_jsonl(out + "/train.jsonl").size(), 200u);
@@ -43,12 +40,10 @@ TEST(CurateCli, SyntheticCatalogEndToEnd) {
   json st = json::parse(read_file(out + "/stats.json"));
   EXPECT_EQ(st["counts"]["lines"], 400);
   EXPECT_EQ(st["counts"]["train"], 200);
-  for (const char* f : {"synthetic_catalog.jsonl", "price_hist.svg", "token_length_hist.svg",
-                        "category_mix.svg"})
+  for (const char* f : {"synthetic_catalog.jsonl", "price_hist.svg", "token_length_hist.svg", "category_mix.svg"})
     EXPECT_TRUE(std::filesystem::exists(out + "/" + f)) << f;
   // Same seed, same dataset.
-  ASSERT_EQ(run_cli("-t 1 curate -q --synthetic 400 --seed 3 -o " + dir / "ds2" +
-                    " --train 200 --val 20 --test 30"),
+  ASSERT_EQ(run_cli("-t 1 curate -q --synthetic 400 --seed 3 -o " + dir / "ds2" + " --train 200 --val 20 --test 30"),
             0);
   EXPECT_EQ(read_file(out + "/train.jsonl"), read_file(dir / "ds2/train.jsonl"));
 }
@@ -89,8 +84,7 @@ TEST(CurateCli, ErrorsExitNonZeroWithAMessage) {
 
 TEST(CurateCli, CuratedAmazonPrices) {
   const std::string val = std::string(PRICER_SHARED_DIR) + "/data/amazon-prices/val.jsonl";
-  if (!std::filesystem::exists(val))
-    GTEST_SKIP() << "shared data not found at " << val << " (../shared is optional)";
+  if (!std::filesystem::exists(val)) GTEST_SKIP() << "shared data not found at " << val << " (../shared is optional)";
   TempDir dir;
   pricer::data::CurateOptions o;
   o.inputs = {val};

@@ -8,12 +8,12 @@
 #include <string>
 
 #include "core/error.h"
+#include "data/curate/curate_test_util.h"
 #include "data/jsonl_reader.h"
 #include "data/record.h"
 #include "data/shard.h"
 #include "data/synthetic.h"
 #include "data/text.h"
-#include "data/curate/curate_test_util.h"
 
 using namespace pricer::data;
 using namespace curate_test;
@@ -84,8 +84,7 @@ TEST(CurateShard, RoundTrip) {
   EXPECT_EQ(r.vocab_size(), 100);
   EXPECT_EQ(r.bos_id(), 1);
   EXPECT_EQ(r.eos_id(), 2);
-  EXPECT_EQ(std::vector<int32_t>(r[0].ids.begin(), r[0].ids.end()),
-            (std::vector<int32_t>{1, 5, 6, 7, 2}));
+  EXPECT_EQ(std::vector<int32_t>(r[0].ids.begin(), r[0].ids.end()), (std::vector<int32_t>{1, 5, 6, 7, 2}));
   EXPECT_EQ(r[0].completion_start, 3u);
   EXPECT_EQ(r[0].price, 12.5);
   EXPECT_EQ(r[1].price, 0.99);
@@ -117,17 +116,12 @@ TEST(CurateShard, CorruptShardsAreErrorsNamingThePlace) {
     write_file(dir / name, s);
     return expect_shard_error(dir / name);
   };
-  EXPECT_NE(variant("magic.bin", [](std::string& s) { s[0] = 'X'; }).find("magic"),
-            std::string::npos);
-  EXPECT_NE(variant("version.bin", [](std::string& s) { put32(s, 8, 9); }).find("version 9"),
-            std::string::npos);
-  EXPECT_NE(variant("short.bin", [](std::string& s) { s.resize(40); }).find("shorter"),
-            std::string::npos);
-  EXPECT_NE(variant("trunc.bin", [](std::string& s) { s.resize(s.size() - 4); }).find("payload"),
-            std::string::npos);
+  EXPECT_NE(variant("magic.bin", [](std::string& s) { s[0] = 'X'; }).find("magic"), std::string::npos);
+  EXPECT_NE(variant("version.bin", [](std::string& s) { put32(s, 8, 9); }).find("version 9"), std::string::npos);
+  EXPECT_NE(variant("short.bin", [](std::string& s) { s.resize(40); }).find("shorter"), std::string::npos);
+  EXPECT_NE(variant("trunc.bin", [](std::string& s) { s.resize(s.size() - 4); }).find("payload"), std::string::npos);
   // Hostile counts must fail before allocating.
-  EXPECT_NE(variant("huge.bin", [](std::string& s) { put64(s, 16, 1ull << 60); }).find("exceed"),
-            std::string::npos);
+  EXPECT_NE(variant("huge.bin", [](std::string& s) { put64(s, 16, 1ull << 60); }).find("exceed"), std::string::npos);
   // Record 1's token id 8 -> 99 (vocab 50).
   std::string e = variant("id.bin", [](std::string& s) { put32(s, 64 + 16 + 12 + 16 + 4, 99); });
   EXPECT_NE(e.find("record 1"), std::string::npos) << e;

@@ -11,8 +11,8 @@
 
 #include "core/error.h"
 #include "data/curate.h"
-#include "data/shard.h"
 #include "data/curate/curate_test_util.h"
+#include "data/shard.h"
 
 using namespace pricer::data;
 using namespace curate_test;
@@ -64,7 +64,7 @@ TEST(CuratePipeline, BadInputIsCountedWithFileAndLine) {
   EXPECT_EQ(c["blank_lines"], 1);
   EXPECT_EQ(c["accepted"], 3);  // lines 1, 6 and 10
   EXPECT_EQ(rejected(r, "malformed_json"), 1u);  // line 3
-  EXPECT_EQ(rejected(r, "wrong_type"), 2u);      // line 4 (numeric title), line 9 (an array)
+  EXPECT_EQ(rejected(r, "wrong_type"), 2u);  // line 4 (numeric title), line 9 (an array)
   auto ex = r.stats["rejections"]["malformed_json"]["examples"];
   ASSERT_EQ(ex.size(), 1u);
   EXPECT_EQ(ex[0].get<std::string>().rfind(kToys + ":3: ", 0), 0u) << ex[0];
@@ -72,15 +72,9 @@ TEST(CuratePipeline, BadInputIsCountedWithFileAndLine) {
   ASSERT_EQ(wt.size(), 2u);
   EXPECT_EQ(wt[0].get<std::string>().rfind(kToys + ":4: ", 0), 0u) << wt[0];
   EXPECT_EQ(wt[1].get<std::string>().rfind(kToys + ":9: ", 0), 0u) << wt[1];
-  EXPECT_EQ(r.stats["rejections"]["invalid_utf8"]["examples"][0].get<std::string>().rfind(
-                kToys + ":5: ", 0),
-            0u);
-  EXPECT_EQ(r.stats["rejections"]["no_price"]["examples"][0].get<std::string>().rfind(
-                kToys + ":7: ", 0),
-            0u);
-  EXPECT_EQ(r.stats["rejections"]["duplicate_title"]["examples"][0].get<std::string>().rfind(
-                kToys + ":8: ", 0),
-            0u);
+  EXPECT_EQ(r.stats["rejections"]["invalid_utf8"]["examples"][0].get<std::string>().rfind(kToys + ":5: ", 0), 0u);
+  EXPECT_EQ(r.stats["rejections"]["no_price"]["examples"][0].get<std::string>().rfind(kToys + ":7: ", 0), 0u);
+  EXPECT_EQ(r.stats["rejections"]["duplicate_title"]["examples"][0].get<std::string>().rfind(kToys + ":8: ", 0), 0u);
   auto train = read_jsonl(dir / "out/train.jsonl");
   ASSERT_EQ(train.size(), 3u);
   std::set<std::string> titles;
@@ -96,8 +90,7 @@ TEST(CuratePipeline, BadInputIsCountedWithFileAndLine) {
   EXPECT_TRUE(titles.count("Glow in the Dark Star Projector for Kids"));
   EXPECT_TRUE(titles.count("Giant Floor Puzzle of the World Map"));
   // Every line is accounted for exactly once.
-  uint64_t total = c["accepted"].get<uint64_t>() + c["rejected"].get<uint64_t>() +
-                   c["blank_lines"].get<uint64_t>();
+  uint64_t total = c["accepted"].get<uint64_t>() + c["rejected"].get<uint64_t>() + c["blank_lines"].get<uint64_t>();
   EXPECT_EQ(total, 10u);
 }
 
@@ -109,8 +102,7 @@ TEST(CuratePipeline, StrictStopsAtTheFirstBadLine) {
     curate(o);
     FAIL() << "expected an error";
   } catch (const pricer::Error& e) {
-    EXPECT_NE(std::string(e.what()).find(kToys + ":3: malformed_json"), std::string::npos)
-        << e.what();
+    EXPECT_NE(std::string(e.what()).find(kToys + ":3: malformed_json"), std::string::npos) << e.what();
   }
 }
 
@@ -138,8 +130,7 @@ TEST(CuratePipeline, DeduplicatesByTitleAndByText) {
   json same_title = raw_record("b", 11);
   same_title["title"] = "  STURDY item a for everyday use ";  // same title after normalising
   json b = raw_record("c", 12);
-  write_file(dir / "in.jsonl",
-             a.dump() + "\n" + same_title.dump() + "\n" + b.dump() + "\n");
+  write_file(dir / "in.jsonl", a.dump() + "\n" + same_title.dump() + "\n" + b.dump() + "\n");
   CurateOptions o = base(dir, {dir / "in.jsonl"});
   CurateResult r = curate(o);
   EXPECT_EQ(r.stats["counts"]["accepted"], 2);
@@ -287,8 +278,7 @@ TEST(CuratePipeline, GzipInputMatchesPlainInput) {
   std::filesystem::create_directories(dir / "gz");
   gzFile f = gzopen(gz.c_str(), "wb");
   ASSERT_NE(f, nullptr);
-  ASSERT_EQ(gzwrite(f, content.data(), static_cast<unsigned>(content.size())),
-            static_cast<int>(content.size()));
+  ASSERT_EQ(gzwrite(f, content.data(), static_cast<unsigned>(content.size())), static_cast<int>(content.size()));
   gzclose(f);
   CurateOptions o = base(dir, {plain});
   curate(o);
@@ -328,7 +318,7 @@ TEST(CuratePipeline, TokenizedShardsMatchTheJsonLines) {
       std::vector<int32_t> ids(s.ids.begin(), s.ids.end());
       ASSERT_GE(ids.size(), 2u);
       EXPECT_EQ(ids.front(), 256);  // BOS
-      EXPECT_EQ(ids.back(), 257);   // EOS
+      EXPECT_EQ(ids.back(), 257);  // EOS
       std::vector<int32_t> prompt(ids.begin() + 1, ids.begin() + s.completion_start);
       std::vector<int32_t> completion(ids.begin() + s.completion_start, ids.end() - 1);
       EXPECT_EQ(tok.decode(prompt), recs[i]["prompt"].get<std::string>());

@@ -128,8 +128,7 @@ TEST(EvalLinalg, RidgeCgMatchesDenseNormalEquations) {
 }
 
 TEST(EvalFeatures, TokensAndTfidfWeights) {
-  EXPECT_EQ(word_tokens("Hello, WORLD a b2 x_y 12"),
-            (std::vector<std::string>{"hello", "world", "b2", "x_y", "12"}));
+  EXPECT_EQ(word_tokens("Hello, WORLD a b2 x_y 12"), (std::vector<std::string>{"hello", "world", "b2", "x_y", "12"}));
   TfidfVectorizer v({100, 1, true});
   v.fit({"red red apple", "green apple"});
   // Vocabulary: apple, green, red, "red red", "red apple", "green apple".
@@ -138,7 +137,7 @@ TEST(EvalFeatures, TokensAndTfidfWeights) {
   ASSERT_GE(v.column("red apple"), 0);
   EXPECT_EQ(v.column("banana"), -1);
   EXPECT_DOUBLE_EQ(v.idf(static_cast<std::size_t>(v.column("apple"))), 1.0);  // in both docs
-  const double idf1 = std::log(3.0 / 2.0) + 1.0;                               // in one doc
+  const double idf1 = std::log(3.0 / 2.0) + 1.0;  // in one doc
   const auto m = v.transform({"red red apple"});
   ASSERT_EQ(m.rows, 1u);
   double red = 0, apple = 0, norm = 0;
@@ -223,15 +222,15 @@ TEST(EvalBaselines, ComparablesPriceAtTheMedianOfTheMostSimilarItems) {
     it.price = price;
     return it;
   };
-  const std::vector<Item> train = {item("oak dining table", 300), item("oak dining table set", 500),
+  const std::vector<Item> train = {item("oak dining table", 300),       item("oak dining table set", 500),
                                    item("oak dining table large", 400), item("usb cable", 5),
-                                   item("usb cable braided", 9), item("usb cable short", 7)};
+                                   item("usb cable braided", 9),        item("usb cable short", 7)};
   ComparablesPricer knn(3);
   knn.fit(train);
-  const auto p = knn.predict({item("oak dining table for six", 0), item("braided usb cable", 0),
-                              item("garden gnome", 0)});
+  const auto p =
+      knn.predict({item("oak dining table for six", 0), item("braided usb cable", 0), item("garden gnome", 0)});
   EXPECT_EQ(p[0], 400);  // median of 300, 500, 400
-  EXPECT_EQ(p[1], 7);    // median of 9, 5, 7
+  EXPECT_EQ(p[1], 7);  // median of 9, 5, 7
   EXPECT_EQ(p[2], 0.5 * (9 + 300)) << "an item sharing no word gets the training median";
   EXPECT_EQ(knn.stats()["without_comparables"], 1);
   // On a world where words set prices, retrieval beats the mean.

@@ -67,7 +67,7 @@ class EvalCli : public ::testing::Test {
 TEST_F(EvalCli, BaselinesProduceResultsAndReport) {
   const fs::path out = dir_ / "out";
   const CliRun r = run("eval --data " + (dir_ / "data").string() +
-                    " --pricers mean,random,linear,tfidf --bootstrap 200 --out " + out.string());
+                       " --pricers mean,random,linear,tfidf --bootstrap 200 --out " + out.string());
   ASSERT_EQ(r.rc, 0) << r.out;
   EXPECT_NE(r.out.find("rank"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("tfidf"), std::string::npos) << r.out;
@@ -110,9 +110,9 @@ TEST_F(EvalCli, BaselinesProduceResultsAndReport) {
 
 TEST_F(EvalCli, EnsembleReportsItsWeightsInResultsAndReport) {
   const fs::path out = dir_ / "out";
-  const CliRun r = run("eval --data " + (dir_ / "data").string() +
-                       " --pricers ensemble,tfidf,linear --param ensemble=tfidf,linear --bootstrap 100 --out " +
-                       out.string());
+  const CliRun r =
+      run("eval --data " + (dir_ / "data").string() +
+          " --pricers ensemble,tfidf,linear --param ensemble=tfidf,linear --bootstrap 100 --out " + out.string());
   ASSERT_EQ(r.rc, 0) << r.out;
   const json res = json::parse(slurp(out / "results.json"));
   json ens;
@@ -130,16 +130,17 @@ TEST_F(EvalCli, EnsembleReportsItsWeightsInResultsAndReport) {
   const std::string html = slurp(out / "report.html");
   EXPECT_NE(html.find(st["formula"].get<std::string>()), std::string::npos) << "the report shows the blend";
   // A member that cannot be built fails the ensemble before any pricing.
-  const CliRun bad = run("eval --data " + (dir_ / "data").string() +
-                         " --pricers ensemble --param ensemble=tfidf,finetuned --param finetuned_model=/nonexistent.gguf"
-                         " --out " + (dir_ / "bad").string());
+  const CliRun bad =
+      run("eval --data " + (dir_ / "data").string() +
+          " --pricers ensemble --param ensemble=tfidf,finetuned --param finetuned_model=/nonexistent.gguf"
+          " --out " +
+          (dir_ / "bad").string());
   EXPECT_NE(bad.rc, 0);
 }
 
 TEST_F(EvalCli, HumanExportThenImport) {
   const fs::path csv = dir_ / "todo.csv";
-  CliRun r = run("eval --data " + (dir_ / "data/test.jsonl").string() + " --limit 5 --human-export " +
-              csv.string());
+  CliRun r = run("eval --data " + (dir_ / "data/test.jsonl").string() + " --limit 5 --human-export " + csv.string());
   ASSERT_EQ(r.rc, 0) << r.out;
   const std::string exported = slurp(csv);
   EXPECT_EQ(exported.rfind("id,text\n0,\"How much", 0), 0u) << exported;
@@ -150,16 +151,16 @@ TEST_F(EvalCli, HumanExportThenImport) {
     for (int i = 0; i < 5; ++i) g << i << "," << 10 * (i + 1) << "\n";
   }
   const fs::path out = dir_ / "out";
-  r = run("eval --data " + (dir_ / "data/test.jsonl").string() + " --limit 5 --pricers human " +
-          "--human-import " + (dir_ / "guesses.csv").string() + " --out " + out.string());
+  r = run("eval --data " + (dir_ / "data/test.jsonl").string() + " --limit 5 --pricers human " + "--human-import " +
+          (dir_ / "guesses.csv").string() + " --out " + out.string());
   ASSERT_EQ(r.rc, 0) << r.out;
   const json res = json::parse(slurp(out / "results.json"));
   ASSERT_EQ(res["items"].size(), 5u);
   EXPECT_EQ(res["items"][3]["predictions"]["human"], 40.0);
 
   // Guesses for a different item set are refused with the file and line.
-  r = run("eval --data " + (dir_ / "data/test.jsonl").string() + " --limit 3 --pricers human " +
-          "--human-import " + (dir_ / "guesses.csv").string() + " --out " + out.string());
+  r = run("eval --data " + (dir_ / "data/test.jsonl").string() + " --limit 3 --pricers human " + "--human-import " +
+          (dir_ / "guesses.csv").string() + " --out " + out.string());
   EXPECT_EQ(r.rc, 1);
   EXPECT_NE(r.out.find("guesses.csv:5: id 3 out of range"), std::string::npos) << r.out;
 }
@@ -170,17 +171,15 @@ TEST_F(EvalCli, BadInputIsACleanError) {
     bad << "{\"text\": \"ok\", \"price\": 5}\n{\"text\": \"no price\"}\n";
   }
   CliRun r = run("eval --data " + (dir_ / "bad.jsonl").string() + " --pricers mean --train " +
-              (dir_ / "data").string() + " --out " + (dir_ / "o").string());
+                 (dir_ / "data").string() + " --out " + (dir_ / "o").string());
   EXPECT_EQ(r.rc, 1);
   EXPECT_NE(r.out.find("bad.jsonl:2: missing \"price\""), std::string::npos) << r.out;
 
-  r = run("eval --data " + (dir_ / "data").string() + " --pricers mean,nosuch --out " +
-          (dir_ / "o").string());
+  r = run("eval --data " + (dir_ / "data").string() + " --pricers mean,nosuch --out " + (dir_ / "o").string());
   EXPECT_EQ(r.rc, 1);
   EXPECT_NE(r.out.find("unknown pricer \"nosuch\""), std::string::npos) << r.out;
 
-  r = run("eval --data " + (dir_ / "data/test.jsonl").string() + " --pricers mean --out " +
-          (dir_ / "o").string());
+  r = run("eval --data " + (dir_ / "data/test.jsonl").string() + " --pricers mean --out " + (dir_ / "o").string());
   EXPECT_EQ(r.rc, 1);
   EXPECT_NE(r.out.find("need training data"), std::string::npos) << r.out;
   EXPECT_FALSE(fs::exists(dir_ / "o" / "results.json"));

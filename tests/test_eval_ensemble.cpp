@@ -39,7 +39,8 @@ struct Journal {
 // title), and writes down what it is fitted on and asked to price.
 class SpyPricer : public Pricer {
  public:
-  SpyPricer(Journal* j, uint64_t salt, double noise, bool trains) : j_(j), salt_(salt), noise_(noise), trains_(trains) {}
+  SpyPricer(Journal* j, uint64_t salt, double noise, bool trains)
+      : j_(j), salt_(salt), noise_(noise), trains_(trains) {}
   std::string name() const override { return "spy"; }
   bool needs_training() const override { return trains_; }
   void fit(const std::vector<Item>& train) override {
@@ -224,7 +225,10 @@ TEST(Ensemble, MembersTrainedElsewhereAreWeighedOnHeldOutItemsOnly) {
   // Members are built once (a member that loads a model loads it once); only folds build more.
   int built = 0;
   EnsembleMember counted = spy(&k, 1, 0.3, false);
-  counted.make = [&built, inner = counted.make] { ++built; return inner(); };
+  counted.make = [&built, inner = counted.make] {
+    ++built;
+    return inner();
+  };
   EnsemblePricer once({counted, spy(&k, 2, 0.5)}, o);
   once.fit(train);
   once.predict(scored);

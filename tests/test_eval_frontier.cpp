@@ -8,25 +8,24 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "cli_test_util.h"
 #include "core/error.h"
 #include "eval/frontier_pricer.h"
-#include "cli_test_util.h"
 
 using namespace pricer::eval;
 namespace fs = std::filesystem;
 using nlohmann::json;
 
 TEST(EvalFrontier, PromptInTheCourseStyle) {
-  EXPECT_NE(frontier_system_prompt().find("Reply only with the price, no explanation"),
-            std::string::npos);
+  EXPECT_NE(frontier_system_prompt().find("Reply only with the price, no explanation"), std::string::npos);
   EXPECT_EQ(frontier_user_prompt("A lamp"), "How much does this cost?\n\nA lamp");
 }
 
@@ -49,9 +48,8 @@ namespace {
 class Stub {
  public:
   Stub() {
-    svr_.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
-      handle(req, res);
-    });
+    svr_.Post("/v1/chat/completions",
+              [this](const httplib::Request& req, httplib::Response& res) { handle(req, res); });
     port_ = svr_.bind_to_any_port("127.0.0.1");
     thread_ = std::thread([this] { svr_.listen_after_bind(); });
   }
@@ -168,8 +166,7 @@ TEST(EvalFrontier, RepliesRetriesAndFailures) {
   Stub stub;
   ::setenv("PRICER_TEST_FRONTIER_KEY", "sk-test", 1);
   FrontierPricer p(config_for(stub));
-  const auto items =
-      items_of({"price:$1,234.50", "ratelimit", "slow", "garbage", "down", "nochoices", "price:19"});
+  const auto items = items_of({"price:$1,234.50", "ratelimit", "slow", "garbage", "down", "nochoices", "price:19"});
   const auto prices = p.predict(items);
   ASSERT_EQ(prices.size(), items.size());
   EXPECT_DOUBLE_EQ(prices[0], 1234.5);
@@ -183,7 +180,7 @@ TEST(EvalFrontier, RepliesRetriesAndFailures) {
   EXPECT_EQ(stub.calls("ratelimit"), 2);
   EXPECT_EQ(stub.calls("slow"), 2);
   EXPECT_EQ(stub.calls("garbage"), 1);  // a bad reply is not retried
-  EXPECT_EQ(stub.calls("down"), 3);     // first attempt + 2 retries
+  EXPECT_EQ(stub.calls("down"), 3);  // first attempt + 2 retries
   EXPECT_EQ(stub.last_auth(), "Bearer sk-test");
   const json body = stub.last_body();
   EXPECT_EQ(body["model"], "stub-model");
@@ -255,7 +252,8 @@ TEST(EvalFrontier, UnauthorizedAbortsWithAHint) {
 TEST(EvalFrontier, RepliesThatAreNoPriceAreUnpriced) {
   Stub stub;
   FrontierPricer p(config_for(stub));
-  const auto prices = p.predict(items_of({"price:-$45", "price:1e999", "price:$-3", "price:About $1,250.", "price:2e2"}));
+  const auto prices =
+      p.predict(items_of({"price:-$45", "price:1e999", "price:$-3", "price:About $1,250.", "price:2e2"}));
   EXPECT_TRUE(std::isnan(prices[0]));
   EXPECT_TRUE(std::isnan(prices[1]));
   EXPECT_TRUE(std::isnan(prices[2]));
@@ -321,8 +319,8 @@ TEST(EvalFrontier, EvalMarksAFrontierThatCouldNotPriceAndFails) {
   Stub stub;
   const fs::path mixed = write_items(dir / "mixed", {"price:20", "garbage", "price:40"});
   r = pricer::cli_test::run_cli("eval --data " + mixed.string() + " --train " + mixed.string() +
-                                " --pricers frontier,mean --no-record" +
-                                " --frontier-url " + stub.url() + " --frontier-retries 0 --out " + (dir / "part").string());
+                                " --pricers frontier,mean --no-record" + " --frontier-url " + stub.url() +
+                                " --frontier-retries 0 --out " + (dir / "part").string());
   EXPECT_EQ(r.rc, 0) << r.out;
   const json part = json::parse(pricer::cli_test::slurp(dir / "part" / "results.json"));
   EXPECT_EQ(part["pricers"][1]["name"], "frontier");

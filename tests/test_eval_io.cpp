@@ -19,8 +19,8 @@ struct TempDir {
   fs::path path;
   TempDir() {
     path = fs::temp_directory_path() /
-           ("pricer_eval_io_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) +
-            "_" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
+           ("pricer_eval_io_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(path);
     fs::create_directories(path);
   }
@@ -52,12 +52,11 @@ TEST(EvalItems, CurateSplitDirectory) {
   EXPECT_DOUBLE_EQ(train[0].price, 34.99);
   EXPECT_NE(train[0].prompt.find("Stainless steel chef knife"), std::string::npos);
   EXPECT_EQ(train[0].text, train[0].prompt);  // no separate text: the prompt is what is read
-  EXPECT_EQ(train[3].category, "");           // null
+  EXPECT_EQ(train[3].category, "");  // null
   EXPECT_EQ(default_eval_split(kData / "split"), "test");
   EXPECT_EQ(read_split(kData / "split", "test").size(), 2u);
   EXPECT_EQ(read_split(kData / "split", "train", 3).size(), 3u);
-  EXPECT_NE(error_of([] { read_split(kData / "split", "val"); }).find("no val.jsonl"),
-            std::string::npos);
+  EXPECT_NE(error_of([] { read_split(kData / "split", "val"); }).find("no val.jsonl"), std::string::npos);
 }
 
 TEST(EvalItems, PlainLinesAndShards) {
@@ -71,7 +70,8 @@ TEST(EvalItems, PlainLinesAndShards) {
   TempDir t;
   const std::string line = R"({"text": "x", "price": 1})";
   t.write("train-01.jsonl", line + "\n" + line + "\n");
-  t.write("train-00.jsonl", R"({"text": "first", "price": 2})" "\n");
+  t.write("train-00.jsonl", R"({"text": "first", "price": 2})"
+                            "\n");
   t.write("val.jsonl", line + "\n");
   const auto shards = read_split(t.path, "train");
   ASSERT_EQ(shards.size(), 3u);
@@ -82,7 +82,8 @@ TEST(EvalItems, PlainLinesAndShards) {
 
 TEST(EvalItems, BadLinesNameFileAndLine) {
   TempDir t;
-  const std::string ok = R"({"text": "fine", "price": 3})" "\n";
+  const std::string ok = R"({"text": "fine", "price": 3})"
+                         "\n";
   struct Case {
     std::string line, expect;
   } cases[] = {
@@ -103,8 +104,7 @@ TEST(EvalItems, BadLinesNameFileAndLine) {
     EXPECT_NE(msg.find(f.string() + ":3: "), std::string::npos) << msg;
     EXPECT_NE(msg.find(c.expect), std::string::npos) << msg;
   }
-  EXPECT_NE(error_of([&] { read_items(t.path / "absent.jsonl"); }).find("cannot open"),
-            std::string::npos);
+  EXPECT_NE(error_of([&] { read_items(t.path / "absent.jsonl"); }).find("cannot open"), std::string::npos);
 }
 
 TEST(EvalItems, OverlongLineIsRejected) {
@@ -131,12 +131,9 @@ TEST(EvalCsv, ParserHandlesQuotesAndLineBreaks) {
   EXPECT_EQ(recs[2].line, 5u);  // the quoted break and the blank line are counted
   EXPECT_EQ(recs[2].fields, (std::vector<std::string>{"1", "plain"}));
   EXPECT_EQ(recs[3].fields, (std::vector<std::string>{"2", ""}));
-  EXPECT_NE(error_of([] { parse_csv("id\n\"open\n", "t.csv"); }).find("t.csv:2: unterminated"),
-            std::string::npos);
-  EXPECT_NE(error_of([] { parse_csv("a\nx\"y\n", "t.csv"); }).find("t.csv:2: quote inside"),
-            std::string::npos);
-  EXPECT_NE(error_of([] { parse_csv("\"a\"b\n", "t.csv"); }).find("t.csv:1: text after"),
-            std::string::npos);
+  EXPECT_NE(error_of([] { parse_csv("id\n\"open\n", "t.csv"); }).find("t.csv:2: unterminated"), std::string::npos);
+  EXPECT_NE(error_of([] { parse_csv("a\nx\"y\n", "t.csv"); }).find("t.csv:2: quote inside"), std::string::npos);
+  EXPECT_NE(error_of([] { parse_csv("\"a\"b\n", "t.csv"); }).find("t.csv:1: text after"), std::string::npos);
 }
 
 TEST(EvalCsv, HumanExportImportRoundTrip) {

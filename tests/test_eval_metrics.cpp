@@ -10,13 +10,13 @@
 using namespace pricer::eval;
 
 TEST(EvalBucket, ThresholdsInDollarsAndPercent) {
-  EXPECT_EQ(bucket(100, 139.9), Bucket::green);   // $39.9 off
-  EXPECT_EQ(bucket(100, 140), Bucket::orange);    // $40 is not under $40, 40% is not under 20%
-  EXPECT_EQ(bucket(300, 350), Bucket::green);     // $50 off but under 20% of $300
+  EXPECT_EQ(bucket(100, 139.9), Bucket::green);  // $39.9 off
+  EXPECT_EQ(bucket(100, 140), Bucket::orange);  // $40 is not under $40, 40% is not under 20%
+  EXPECT_EQ(bucket(300, 350), Bucket::green);  // $50 off but under 20% of $300
   EXPECT_EQ(bucket(100, 179.9), Bucket::orange);  // under $80
-  EXPECT_EQ(bucket(100, 180), Bucket::red);       // $80 and 80%
-  EXPECT_EQ(bucket(500, 690), Bucket::orange);    // $190 is under 40% of $500
-  EXPECT_EQ(bucket(500, 700), Bucket::red);       // $200 is exactly 40%
+  EXPECT_EQ(bucket(100, 180), Bucket::red);  // $80 and 80%
+  EXPECT_EQ(bucket(500, 690), Bucket::orange);  // $190 is under 40% of $500
+  EXPECT_EQ(bucket(500, 700), Bucket::red);  // $200 is exactly 40%
   EXPECT_EQ(bucket(10, 0), Bucket::green);
   EXPECT_STREQ(bucket_name(Bucket::orange), "orange");
 }

@@ -5,11 +5,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli_test_util.h"
 #include "core/error.h"
 #include "eval/llm_pricer.h"
 #include "monitor/run_db.h"
 #include "predict/calibration.h"
-#include "cli_test_util.h"
 #include "tiny_pricer_model.h"
 
 namespace pricer::eval {
@@ -193,7 +193,10 @@ TEST_F(EvalModel, EvalCliRanksTheLlmsWithTheBaselines) {
   auto write = [&](const std::string& name, const std::vector<Item>& its) {
     std::ofstream f(data / name);
     for (const auto& it : its)
-      f << json{{"prompt", it.prompt}, {"completion", "1.00"}, {"price", it.price}, {"category", it.category},
+      f << json{{"prompt", it.prompt},
+                {"completion", "1.00"},
+                {"price", it.price},
+                {"category", it.category},
                 {"title", it.title}}
                .dump()
         << "\n";
@@ -201,11 +204,11 @@ TEST_F(EvalModel, EvalCliRanksTheLlmsWithTheBaselines) {
   const auto test = items(12, 31);
   write("train.jsonl", items(40, 30));
   write("test.jsonl", test);
-  const auto r = cli_test::run_cli("eval --data " + data.string() +
-                               " --pricers finetuned,finetuned-greedy,base,tfidf,mean --param model=" +
-                               w_.base.string() + " --param adapter=" + w_.adapter.string() +
-                               " --param base_dtype=f32 --bootstrap 50 --out " + out.string() +
-                               " --runs-db " + db.string());
+  const auto r =
+      cli_test::run_cli("eval --data " + data.string() +
+                        " --pricers finetuned,finetuned-greedy,base,tfidf,mean --param model=" + w_.base.string() +
+                        " --param adapter=" + w_.adapter.string() + " --param base_dtype=f32 --bootstrap 50 --out " +
+                        out.string() + " --runs-db " + db.string());
   ASSERT_EQ(r.rc, 0) << r.out;
   for (const char* name : {"finetuned ", "finetuned-greedy", "base ", "tfidf", "mean"})
     EXPECT_NE(r.out.find(name), std::string::npos) << name << "\n" << r.out;
@@ -265,9 +268,9 @@ TEST_F(EvalModel, EvalCliRanksTheLlmsWithTheBaselines) {
 
 TEST_F(EvalModel, EvalCliFailsCleanlyOnAMissingAdapter) {
   std::ofstream(w_.dir / "items.jsonl") << json{{"text", "Item mug"}, {"price", 12.5}}.dump() << "\n";
-  const auto r = cli_test::run_cli("eval --data " + (w_.dir / "items.jsonl").string() + " --pricers finetuned --param model=" +
-                               w_.base.string() + " --param adapter=" + (w_.dir / "nowhere").string() +
-                               " --no-record --out " + (w_.dir / "o").string());
+  const auto r = cli_test::run_cli(
+      "eval --data " + (w_.dir / "items.jsonl").string() + " --pricers finetuned --param model=" + w_.base.string() +
+      " --param adapter=" + (w_.dir / "nowhere").string() + " --no-record --out " + (w_.dir / "o").string());
   EXPECT_EQ(r.rc, 1) << r.out;
   EXPECT_NE(r.out.find("nowhere"), std::string::npos) << r.out;
   EXPECT_FALSE(fs::exists(w_.dir / "o" / "results.json"));

@@ -13,13 +13,13 @@
 #include <string>
 #include <vector>
 
+#include "cli_test_util.h"
 #include "io/gguf.h"
 #include "io/model_file.h"
 #include "io/safetensors.h"
 #include "kernels/backend.h"
 #include "model/generate.h"
 #include "test_io_util.h"
-#include "cli_test_util.h"
 #include "tiny_pricer_model.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/train_bpe.h"
@@ -289,8 +289,13 @@ TEST_F(Export, GgufInEachDtypeReloadsWithTheSameLogits) {
   LlamaModel src = load(base());
   const auto want = logits(src);
   const ModelFile base_file = load_model_file(base());
-  for (const DtypeCase& c : {DtypeCase{"f32", 0.0}, {"f16", 2e-3}, {"bf16", 2e-2}, {"q8_0", 3e-2}, {"q6_k", 0.1},
-                             {"q4_0", 0.5}, {"q4_k", 0.4}}) {
+  for (const DtypeCase& c : {DtypeCase{"f32", 0.0},
+                             {"f16", 2e-3},
+                             {"bf16", 2e-2},
+                             {"q8_0", 3e-2},
+                             {"q6_k", 0.1},
+                             {"q4_0", 0.5},
+                             {"q4_k", 0.4}}) {
     SCOPED_TRACE(c.dtype);
     const fs::path out = dir_ / (std::string("m-") + c.dtype + ".gguf");
     const auto r = run_export("--model " + base() + " --out " + out.string() + " --dtype " + c.dtype);
@@ -318,7 +323,8 @@ TEST_F(Export, SafetensorsInEachDtypeReloadsWithTheSameLogitsAndTokenizer) {
   for (const DtypeCase& c : {DtypeCase{"f32", 0.0}, {"f16", 2e-3}, {"bf16", 2e-2}}) {
     SCOPED_TRACE(c.dtype);
     const fs::path out = dir_ / (std::string("hf-") + c.dtype);
-    const auto r = run_export("--model " + base() + " --out " + out.string() + " --format safetensors --dtype " + c.dtype);
+    const auto r =
+        run_export("--model " + base() + " --out " + out.string() + " --format safetensors --dtype " + c.dtype);
     ASSERT_EQ(r.rc, 0) << r.out;
     ASSERT_TRUE(fs::exists(out / "config.json") && fs::exists(out / "model.safetensors") &&
                 fs::exists(out / "tokenizer.json"));
@@ -410,7 +416,7 @@ TEST_F(Export, GgufCarriesTheTokenizerAndGeneratesAsTheSource) {
 
   // And `pricer generate` needs nothing but the file.
   const auto g = cli_test::run_cli("generate --model " + out.string() + " --prompt '" + prompt +
-                               "' --temperature 0 --max-tokens 24 --ignore-eos -q");
+                                   "' --temperature 0 --max-tokens 24 --ignore-eos -q");
   ASSERT_EQ(g.rc, 0) << g.out;
   EXPECT_EQ(g.out, prompt + src_tok->decode(want));
 }
@@ -423,7 +429,8 @@ TEST_F(Export, Stories260KGgufPrintsLlama2cTextWithoutATokenizerArgument) {
   auto r = run_export("--model " + (st / "stories260K.bin").string() + " --tokenizer " + (st / "tok512.bin").string() +
                       " --out " + (dir_ / "stories-q8.gguf").string() + " --dtype q8_0");
   ASSERT_EQ(r.rc, 0) << r.out;
-  EXPECT_EQ(GgufFile::open((dir_ / "stories-q8.gguf").string()).find_tensor("blk.0.ffn_down.weight")->type, GgmlType::F16);
+  EXPECT_EQ(GgufFile::open((dir_ / "stories-q8.gguf").string()).find_tensor("blk.0.ffn_down.weight")->type,
+            GgmlType::F16);
   r = run_export("--model " + (st / "stories260K.bin").string() + " --tokenizer " + (st / "tok512.bin").string() +
                  " --out " + out.string() + " --dtype f32");
   ASSERT_EQ(r.rc, 0) << r.out;

@@ -2,7 +2,6 @@
 // decoding, the KV-cached generation loop, `pricer generate` end to end, and llama2.c's own
 // stories260K test (greedy ids and printed text), also through GGUF and Hugging Face copies.
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <algorithm>
@@ -47,9 +46,7 @@ fs::path temp_dir(const std::string& name) {
 
 // Runs `pricer generate ARGS`, capturing stdout and stderr apart. One thread: these models are
 // tiny, and the test suite runs many binaries at once.
-CliRun run_generate(const std::string& args) {
-  return cli_test::run_cli_split("-t 1 generate " + args);
-}
+CliRun run_generate(const std::string& args) { return cli_test::run_cli_split("-t 1 generate " + args); }
 
 std::string shell_quoted(const fs::path& p) {
   std::string q = "'";
@@ -239,7 +236,11 @@ std::unique_ptr<Tokenizer> byte_fallback_tokenizer() {
     types.push_back(6);
     scores.push_back(0.0f);
   }
-  for (const char* t : {"\xE2\x96\x81", "a", "b", "\xE2\x96\x81" "a", "\xE2\x96\x81" "b"}) {
+  for (const char* t : {"\xE2\x96\x81", "a", "b",
+                        "\xE2\x96\x81"
+                        "a",
+                        "\xE2\x96\x81"
+                        "b"}) {
     tokens.push_back(t);
     types.push_back(1);
     scores.push_back(std::string(t).size() > 3 ? 1.0f : 0.0f);
@@ -249,7 +250,9 @@ std::unique_ptr<Tokenizer> byte_fallback_tokenizer() {
 
 TEST(TextStream, PiecesConcatenateToTheDecodeAndNeverSplitACharacter) {
   const auto tok = byte_fallback_tokenizer();
-  const std::string text = "a b \xC3\xA9 \xF0\x9F\xA6\x99" "b a";
+  const std::string text =
+      "a b \xC3\xA9 \xF0\x9F\xA6\x99"
+      "b a";
   const Ids ids = tok->encode(text);
   for (bool with_bos : {true, false}) {
     Ids context;
@@ -333,7 +336,8 @@ TEST(Generate, StopTokenEndsGenerationBeforeItIsEmitted) {
   // The first token that has not appeared before becomes the stop token.
   size_t k = 0;
   for (size_t i = 1; i < free_run.size() && k == 0; ++i)
-    if (std::find(free_run.begin(), free_run.begin() + static_cast<long>(i), free_run[i]) == free_run.begin() + static_cast<long>(i))
+    if (std::find(free_run.begin(), free_run.begin() + static_cast<long>(i), free_run[i]) ==
+        free_run.begin() + static_cast<long>(i))
       k = i;
   GenerationOptions g = greedy(16);
   g.stop_ids = {free_run[k]};
@@ -417,8 +421,8 @@ void write_byte_tokenizer(const fs::path& dir) {
   for (int b = 0; b < 256; ++b) vocab[alphabet[b]] = b;
   const nlohmann::json j = {
       {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", nlohmann::json::array()}}},
-      {"added_tokens", {{{"id", 256}, {"content", "<s>"}, {"special", true}},
-                        {{"id", 257}, {"content", "</s>"}, {"special", true}}}},
+      {"added_tokens",
+       {{{"id", 256}, {"content", "<s>"}, {"special", true}}, {{"id", 257}, {"content", "</s>"}, {"special", true}}}},
       {"pre_tokenizer", {{"type", "ByteLevel"}}}};
   std::ofstream(dir / "tokenizer.json") << j.dump();
   std::ofstream(dir / "tokenizer_config.json") << R"({"bos_token": "<s>", "eos_token": "</s>"})";
@@ -457,7 +461,8 @@ TEST_F(GenerateCli, PrintsWhatTheLibraryGeneratesAndStopsAtEos) {
   const Ids free_run = generate(m, *be, prompt, g).tokens;
   ASSERT_FALSE(free_run.empty());
 
-  const std::string args = "--model " + shell_quoted(dir_ / "model") + " --prompt 'The price' --temperature 0 --max-tokens 12";
+  const std::string args =
+      "--model " + shell_quoted(dir_ / "model") + " --prompt 'The price' --temperature 0 --max-tokens 12";
   CliRun r = run_generate(args);
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_EQ(r.out, "The price" + tok->decode(free_run));
@@ -501,8 +506,7 @@ TEST_F(GenerateCli, BaseDtypeIsTheInMemoryFormat) {
   GenerationOptions g = greedy(10);
   g.stop_ids = {257, 256};
   const Ids ids = generate(m, *be, Ids{256}, g).tokens;
-  const CliRun r =
-      run_generate("--model " + shell_quoted(dir_ / "model") + " --base-dtype nf4 --temperature 0 -n 10");
+  const CliRun r = run_generate("--model " + shell_quoted(dir_ / "model") + " --base-dtype nf4 --temperature 0 -n 10");
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_EQ(r.out, tok->decode(ids));
 }
@@ -576,7 +580,8 @@ TEST_F(Stories260K, CachedDecodeLogitsEqualTheFullForward) {
   KvCache cache = m.make_cache(static_cast<int64_t>(seq.size()));
   double worst = 0;
   for (size_t t = 0; t < seq.size(); ++t) {
-    const std::vector<float> step = t == 0 ? m.prefill(cache, std::span(seq).first(1), *be) : m.decode(cache, seq[t], *be);
+    const std::vector<float> step =
+        t == 0 ? m.prefill(cache, std::span(seq).first(1), *be) : m.decode(cache, seq[t], *be);
     ASSERT_EQ(step.size(), V);
     for (size_t v = 0; v < V; ++v) worst = std::max(worst, static_cast<double>(std::fabs(step[v] - full[t * V + v])));
     EXPECT_EQ(argmax(step), expected_[t]) << "step " << t;

@@ -25,7 +25,8 @@ std::vector<std::string> hf_order(bool qkv_bias, bool tied) {
     n.push_back(p + s);
   }
   if (qkv_bias) {
-    for (const char* s : {"self_attn.q_proj.bias", "self_attn.k_proj.bias", "self_attn.v_proj.bias"}) n.push_back(p + s);
+    for (const char* s : {"self_attn.q_proj.bias", "self_attn.k_proj.bias", "self_attn.v_proj.bias"})
+      n.push_back(p + s);
   }
   n.push_back("model.norm.weight");
   if (!tied) n.push_back("lm_head.weight");

@@ -156,8 +156,11 @@ TEST(GgufReader, AccessorsReportKeyAndType) {
 
 TEST(GgufWriter, RejectsInconsistentTensors) {
   GgufWriter w;
-  expect_error([&] { w.add_tensor("q", {33, 2}, GgmlType::Q8_0, std::vector<uint8_t>(68)); }, "tensor 'q'",
-               "block size 32");
+  expect_error(
+      [&] {
+        w.add_tensor("q", {33, 2}, GgmlType::Q8_0, std::vector<uint8_t>(68));
+      },
+      "tensor 'q'", "block size 32");
   expect_error([&] { w.add_tensor(std::string(65, 'x'), {1}, GgmlType::F32, std::vector<uint8_t>(4)); },
                "longer than 64");
   w.add_tensor("x", {2}, GgmlType::F32, std::vector<uint8_t>(7));  // wrong size: caught when written
@@ -182,9 +185,18 @@ struct Raw {
     w.put_bytes(s.data(), s.size());
     return *this;
   }
-  Raw& u8(uint8_t v) { w.put(v); return *this; }
-  Raw& u32(uint32_t v) { w.put(v); return *this; }
-  Raw& u64(uint64_t v) { w.put(v); return *this; }
+  Raw& u8(uint8_t v) {
+    w.put(v);
+    return *this;
+  }
+  Raw& u32(uint32_t v) {
+    w.put(v);
+    return *this;
+  }
+  Raw& u64(uint64_t v) {
+    w.put(v);
+    return *this;
+  }
   Raw& kv_u32(const std::string& k, uint32_t v) { return str(k).u32(4).u32(v); }
   Raw& tensor(const std::string& name, std::vector<uint64_t> ne, uint32_t type, uint64_t offset) {
     str(name).u32(static_cast<uint32_t>(ne.size()));
@@ -238,8 +250,7 @@ TEST(GgufCorrupt, TensorTableProblems) {
   expect_parse_error(Raw(3, 1, 0).tensor("t", {1, 1, 1, 1, 1}, 0, 0).data(8).bytes(), "5 dimensions");
   expect_parse_error(Raw(3, 1, 0).tensor("t", {}, 0, 0).data(8).bytes(), "0 dimensions");
   expect_parse_error(Raw(3, 1, 0).tensor("t", {0}, 0, 0).data(8).bytes(), "dimension of 0");
-  expect_parse_error(Raw(3, 1, 0).tensor("t", {uint64_t{1} << 62, uint64_t{1} << 62}, 0, 0).data(8).bytes(),
-                     "absurd");
+  expect_parse_error(Raw(3, 1, 0).tensor("t", {uint64_t{1} << 62, uint64_t{1} << 62}, 0, 0).data(8).bytes(), "absurd");
   expect_parse_error(Raw(3, 1, 0).tensor("t", {~uint64_t{0}}, 0, 0).data(8).bytes(), "absurd dimension");
   expect_parse_error(Raw(3, 1, 0).tensor("t", {4}, 99, 0).data(64).bytes(), "unknown ggml type 99");
   expect_parse_error(Raw(3, 1, 0).tensor("t", {16}, 8, 0).data(64).bytes(), "not a multiple of the q8_0 block");
@@ -277,7 +288,8 @@ TEST(GgufCorrupt, FlippedBytesNeverCrash) {
   save_gguf(path, c, random_model(c, 7));
   const GgufFile base = GgufFile::open(path);
   std::vector<uint8_t> bytes(std::filesystem::file_size(path));
-  std::ifstream(path, std::ios::binary).read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  std::ifstream(path, std::ios::binary)
+      .read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
   int parsed = 0, failed = 0;
   for (size_t i = 0; i < base.data_start(); ++i) {
     for (uint8_t x : {uint8_t{0x01}, uint8_t{0x80}, uint8_t{0xFF}}) {
@@ -355,7 +367,8 @@ TEST(GgufFixture, LoadsAsModel) {
       for (int i = 0; i < 2; ++i) {
         for (int j = 0; j < 2; ++j) {
           const int hf_row = h * 4 + i * 2 + j, file_row = permuted ? h * 4 + 2 * j + i : hf_row;
-          EXPECT_EQ(0, std::memcmp(mine.data() + hf_row * 16, raw.data() + file_row * 16, 16)) << hf << " row " << hf_row;
+          EXPECT_EQ(0, std::memcmp(mine.data() + hf_row * 16, raw.data() + file_row * 16, 16))
+              << hf << " row " << hf_row;
         }
       }
     }

@@ -4,7 +4,6 @@
 // innermost-first shapes, and aligned tensor data. The tables here are written from the spec and
 // llama.cpp's LLM_KV_NAMES / LLM_TENSOR_NAMES, not from the writer.
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <cstring>
@@ -27,9 +26,9 @@ std::vector<uint8_t> file_bytes(const std::string& path) {
 
 GgufFile export_and_open(const ModelConfig& c, const std::map<std::string, Weight>& t, const std::string& name,
                          const GgufExportOptions& opt = {}) {
-  const std::string path =
-      (std::filesystem::temp_directory_path() / ("pricer_gguf_spec_" + name + "_" + std::to_string(::getpid()) + ".gguf"))
-          .string();
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("pricer_gguf_spec_" + name + "_" + std::to_string(::getpid()) + ".gguf"))
+                               .string();
   save_gguf(path, c, t, opt);
   // The file's first bytes: magic "GGUF", version 3, then the tensor and key counts (u64).
   const auto raw = file_bytes(path);

@@ -74,7 +74,8 @@ TEST(InfoCommand, HuggingFaceDirectoryAndLlama2cCheckpoint) {
   const auto b = nlohmann::json::parse(js.out);
   EXPECT_EQ(b["format"], "llama2c");
   int64_t params = 0;
-  for (const auto& [name, t] : b["tensors"].items()) params += t["shape"][0].get<int64_t>() * t["shape"][1].get<int64_t>();
+  for (const auto& [name, t] : b["tensors"].items())
+    params += t["shape"][0].get<int64_t>() * t["shape"][1].get<int64_t>();
   EXPECT_EQ(b["parameters"], params);
   EXPECT_EQ(b["config"]["num_hidden_layers"], 1);
 }

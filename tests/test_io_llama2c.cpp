@@ -48,8 +48,8 @@ Llama2c make_llama2c(Header h, uint32_t seed) {
   if (h.vocab < 0) m.wcls = random_floats(V * D, rng);
   ByteWriter w;
   w.put_bytes(&h, sizeof(h));
-  for (const auto* v : {&m.emb, &m.rms_att, &m.wq, &m.wk, &m.wv, &m.wo, &m.rms_ffn, &m.w1, &m.w2, &m.w3,
-                        &m.rms_final, &m.freq, &m.wcls}) {
+  for (const auto* v : {&m.emb, &m.rms_att, &m.wq, &m.wk, &m.wv, &m.wo, &m.rms_ffn, &m.w1, &m.w2, &m.w3, &m.rms_final,
+                        &m.freq, &m.wcls}) {
     w.put_bytes(v->data(), v->size() * 4);
   }
   m.bytes = std::move(w.out);
@@ -205,8 +205,8 @@ TEST(Llama2c, LoadsThroughTheDispatcher) {
   const Llama2c f = make_llama2c(h, 4);
   const auto dir = temp_dir("disk");
   const auto path = dir / "model.bin";
-  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(f.bytes.data()),
-                                              static_cast<std::streamsize>(f.bytes.size()));
+  std::ofstream(path, std::ios::binary)
+      .write(reinterpret_cast<const char*>(f.bytes.data()), static_cast<std::streamsize>(f.bytes.size()));
   const ModelFile m = load_model_file(path.string());
   EXPECT_EQ(m.source, path.string());
   EXPECT_EQ(m.format, "llama2c");

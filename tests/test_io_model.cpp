@@ -226,8 +226,7 @@ TEST(GgufModel, Llama3RopeScalingRoundTripsAndIsReadFromRopeFreqsAlone) {
     }
     bad.add_tensor(t.name, t.ne, t.type, std::move(b));
   }
-  expect_error([&] { load_gguf_model(GgufFile::parse(bad.to_bytes(), "odd.gguf")); }, "odd.gguf",
-               "rope_freqs.weight");
+  expect_error([&] { load_gguf_model(GgufFile::parse(bad.to_bytes(), "odd.gguf")); }, "odd.gguf", "rope_freqs.weight");
 }
 
 TEST(GgufModel, Nf4IsExportedDequantized) {
@@ -315,55 +314,70 @@ TEST(GgufModel, TensorsContradictingTheConfigAreRefused) {
   expect_error([&] { load(model_gguf(c, tensors, [](auto& w, auto& f) { copy_all(w, f, "blk.1.ffn_up.weight"); })); },
                "x.gguf", "model.layers.1.mlp.up_proj.weight' is missing");
   // Wrong shape: an extra row of q.
-  expect_error([&] {
-    load(model_gguf(c, tensors, [](auto& w, auto& f) {
-      copy_all(w, f, "blk.0.attn_q.weight");
-      w.add_tensor("blk.0.attn_q.weight", {16, 17}, GgmlType::F32, std::vector<uint8_t>(16 * 17 * 4));
-    }));
-  }, "tensor 'blk.0.attn_q.weight'", "contradicts the configuration");
+  expect_error(
+      [&] {
+        load(model_gguf(c, tensors, [](auto& w, auto& f) {
+          copy_all(w, f, "blk.0.attn_q.weight");
+          w.add_tensor("blk.0.attn_q.weight", {16, 17}, GgmlType::F32, std::vector<uint8_t>(16 * 17 * 4));
+        }));
+      },
+      "tensor 'blk.0.attn_q.weight'", "contradicts the configuration");
   // A layer beyond block_count, and a name llama.cpp does not use.
-  expect_error([&] {
-    load(model_gguf(c, tensors, [](auto& w, auto& f) {
-      copy_all(w, f);
-      w.add_tensor("blk.2.attn_norm.weight", {16}, GgmlType::F32, std::vector<uint8_t>(64));
-    }));
-  }, "blk.2.attn_norm.weight", "unexpected");
-  expect_error([&] {
-    load(model_gguf(c, tensors, [](auto& w, auto& f) {
-      copy_all(w, f);
-      w.add_tensor("blk.01.attn_norm.weight", {16}, GgmlType::F32, std::vector<uint8_t>(64));
-    }));
-  }, "blk.01.attn_norm.weight", "not a tensor");
+  expect_error(
+      [&] {
+        load(model_gguf(c, tensors, [](auto& w, auto& f) {
+          copy_all(w, f);
+          w.add_tensor("blk.2.attn_norm.weight", {16}, GgmlType::F32, std::vector<uint8_t>(64));
+        }));
+      },
+      "blk.2.attn_norm.weight", "unexpected");
+  expect_error(
+      [&] {
+        load(model_gguf(c, tensors, [](auto& w, auto& f) {
+          copy_all(w, f);
+          w.add_tensor("blk.01.attn_norm.weight", {16}, GgmlType::F32, std::vector<uint8_t>(64));
+        }));
+      },
+      "blk.01.attn_norm.weight", "not a tensor");
   // Unsupported element type and architecture; absurd config values.
-  expect_error([&] {
-    load(model_gguf(c, tensors, [](auto& w, auto& f) {
-      copy_all(w, f, "blk.0.ffn_gate.weight");
-      w.add_tensor("blk.0.ffn_gate.weight", {16, 24}, static_cast<GgmlType>(26), std::vector<uint8_t>(16 * 24 * 4));
-    }));
-  }, "blk.0.ffn_gate.weight", "i32 is not supported");
-  expect_error([&] {
-    load(model_gguf(c, tensors, [](auto& w, auto& f) {
-      copy_all(w, f);
-      w.add("general.architecture", GgufValue::string("gpt2"));
-    }));
-  }, "general.architecture", "not supported");
-  expect_error([&] {
-    load(model_gguf(c, tensors, [](auto& w, auto& f) {
-      copy_all(w, f);
-      w.add("llama.attention.head_count_kv", GgufValue::u32(3));
-    }));
-  }, "x.gguf", "num_key_value_heads");
-  expect_error([&] {
-    load(model_gguf(c, tensors, [](auto& w, auto& f) {
-      copy_all(w, f, "", "llama.attention.layer_norm_rms_epsilon");
-    }));
-  }, "llama.attention.layer_norm_rms_epsilon", "missing");
-  expect_error([&] {
-    load(model_gguf(c, tensors, [](auto& w, auto& f) {
-      copy_all(w, f);
-      w.add("llama.block_count", GgufValue::string("two"));
-    }));
-  }, "llama.block_count", "expected an integer");
+  expect_error(
+      [&] {
+        load(model_gguf(c, tensors, [](auto& w, auto& f) {
+          copy_all(w, f, "blk.0.ffn_gate.weight");
+          w.add_tensor("blk.0.ffn_gate.weight", {16, 24}, static_cast<GgmlType>(26), std::vector<uint8_t>(16 * 24 * 4));
+        }));
+      },
+      "blk.0.ffn_gate.weight", "i32 is not supported");
+  expect_error(
+      [&] {
+        load(model_gguf(c, tensors, [](auto& w, auto& f) {
+          copy_all(w, f);
+          w.add("general.architecture", GgufValue::string("gpt2"));
+        }));
+      },
+      "general.architecture", "not supported");
+  expect_error(
+      [&] {
+        load(model_gguf(c, tensors, [](auto& w, auto& f) {
+          copy_all(w, f);
+          w.add("llama.attention.head_count_kv", GgufValue::u32(3));
+        }));
+      },
+      "x.gguf", "num_key_value_heads");
+  expect_error(
+      [&] {
+        load(model_gguf(c, tensors,
+                        [](auto& w, auto& f) { copy_all(w, f, "", "llama.attention.layer_norm_rms_epsilon"); }));
+      },
+      "llama.attention.layer_norm_rms_epsilon", "missing");
+  expect_error(
+      [&] {
+        load(model_gguf(c, tensors, [](auto& w, auto& f) {
+          copy_all(w, f);
+          w.add("llama.block_count", GgufValue::string("two"));
+        }));
+      },
+      "llama.block_count", "expected an integer");
 }
 
 TEST(GgufModel, ExportRefusesInconsistentModels) {

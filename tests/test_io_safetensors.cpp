@@ -78,13 +78,16 @@ TEST(Safetensors, CorruptHeaders) {
   expect_bad(raw_file(R"({"a":{"shape":[2],"data_offsets":[0,8]}})", 8), "'dtype'");
   expect_bad(raw_file(R"({"a":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,8]}})", 8), "absurd");
   expect_bad(raw_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-                      R"("a":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})", 16),
+                      R"("a":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})",
+                      16),
              "duplicate JSON key 'a'");
   expect_bad(raw_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-                      R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", 12),
+                      R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+                      12),
              "overlaps");
   expect_bad(raw_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
-                      R"("b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})", 12),
+                      R"("b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
+                      12),
              "leaves a gap");
   expect_bad(raw_file(R"({"__metadata__":{"k":1}})", 0), "__metadata__");
   expect_bad(raw_file(std::string(200, '[') + std::string(200, ']'), 0), "nested deeper");
@@ -145,10 +148,10 @@ TEST(HfConfig, ParsesLlamaAndQwenFields) {
   EXPECT_NO_THROW(c.validate("config.json"));
   expect_same_config(c, hf_config_from_json(hf_config_to_json(c), "again"));
 
-  json qwen = {{"model_type", "qwen2"},     {"vocab_size", 151936},        {"hidden_size", 896},
-               {"intermediate_size", 4864}, {"num_hidden_layers", 24},      {"num_attention_heads", 14},
-               {"num_key_value_heads", 2},  {"rope_scaling", nullptr},      {"head_dim", nullptr},
-               {"tie_word_embeddings", true}, {"rms_norm_eps", 1e-6},       {"rope_theta", 1000000.0}};
+  json qwen = {{"model_type", "qwen2"},       {"vocab_size", 151936},    {"hidden_size", 896},
+               {"intermediate_size", 4864},   {"num_hidden_layers", 24}, {"num_attention_heads", 14},
+               {"num_key_value_heads", 2},    {"rope_scaling", nullptr}, {"head_dim", nullptr},
+               {"tie_word_embeddings", true}, {"rms_norm_eps", 1e-6},    {"rope_theta", 1000000.0}};
   const ModelConfig q = hf_config_from_json(qwen, "qwen/config.json");
   EXPECT_EQ(q.architecture, "qwen2");
   EXPECT_TRUE(q.qkv_bias);
@@ -238,7 +241,8 @@ TEST(HfDir, ShardedCheckpoints) {
     const auto& f = w.f32();
     std::vector<uint8_t> b(f.size() * 4);
     std::memcpy(b.data(), f.data(), b.size());
-    const std::vector<int64_t> shape = w.rows() == 1 ? std::vector<int64_t>{w.cols()} : std::vector<int64_t>{w.rows(), w.cols()};
+    const std::vector<int64_t> shape =
+        w.rows() == 1 ? std::vector<int64_t>{w.cols()} : std::vector<int64_t>{w.rows(), w.cols()};
     (first ? s1 : s2).add(name, "F32", shape, b);
     map[name] = first ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors";
   }
@@ -259,7 +263,8 @@ TEST(HfDir, ShardedCheckpoints) {
   index_with("model.norm.weight", "../model-00001-of-00002.safetensors");
   expect_error([&] { load_model_file(dir.string()); }, "model.safetensors.index.json", "not a plain file name");
   const std::string other = map["model.norm.weight"] == "model-00001-of-00002.safetensors"
-                                ? "model-00002-of-00002.safetensors" : "model-00001-of-00002.safetensors";
+                                ? "model-00002-of-00002.safetensors"
+                                : "model-00001-of-00002.safetensors";
   index_with("model.norm.weight", other);
   expect_error([&] { load_model_file(dir.string()); }, "model.norm.weight", "does not hold it");
   index_with("model.norm.weight", "missing.safetensors");

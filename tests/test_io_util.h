@@ -44,8 +44,8 @@ inline std::vector<float> random_floats(size_t n, std::mt19937& rng, float scale
 }
 
 // Random tensors for every name the config implies; projections stored as proj_dtype.
-inline std::map<std::string, Weight> random_model(const ModelConfig& c, uint32_t seed,
-                                                  DType proj_dtype = DType::F32, DType embed_dtype = DType::F32) {
+inline std::map<std::string, Weight> random_model(const ModelConfig& c, uint32_t seed, DType proj_dtype = DType::F32,
+                                                  DType embed_dtype = DType::F32) {
   std::mt19937 rng(seed);
   std::map<std::string, Weight> t;
   for (const auto& [name, shape] : io_detail::expected_shapes(c)) {
@@ -117,8 +117,7 @@ inline std::filesystem::path temp_dir(const std::string& name) {
 
 // Runs f and requires it to throw pricer::Error whose message contains `needle` (and nothing
 // else: any other exception fails the test).
-inline void expect_error(const std::function<void()>& f, const std::string& needle,
-                         const std::string& needle2 = "") {
+inline void expect_error(const std::function<void()>& f, const std::string& needle, const std::string& needle2 = "") {
   try {
     f();
     ADD_FAILURE() << "expected pricer::Error containing '" << needle << "'";

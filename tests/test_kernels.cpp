@@ -43,8 +43,8 @@ void expect_close(const Vec& got, const Vec& want, float tol, const std::string&
     const double bound = tol * (std::abs(double(want[i])) + mean) + floor + 1e-30;
     const double err = std::abs(double(got[i]) - double(want[i]));
     if (!(err <= bound)) {
-      ADD_FAILURE() << what << "[" << i << "]: fast " << got[i] << " vs reference " << want[i]
-                    << " (err " << err << ", bound " << bound << ")";
+      ADD_FAILURE() << what << "[" << i << "]: fast " << got[i] << " vs reference " << want[i] << " (err " << err
+                    << ", bound " << bound << ")";
       if (++reported >= 5) return;
     }
   }
@@ -297,8 +297,9 @@ TEST_F(Backends, Rope) {
         Vec xf = x, xr = x;
         fast->rope(xf.data(), pos.data(), n, heads, head_dim, inv_freq.data(), inverse);
         ref->rope(xr.data(), pos.data(), n, heads, head_dim, inv_freq.data(), inverse);
-        expect_close(xf, xr, 1e-5f, "rope hd=" + std::to_string(head_dim) + " heads=" + std::to_string(heads) +
-                                        (inverse ? " inverse" : ""));
+        expect_close(
+            xf, xr, 1e-5f,
+            "rope hd=" + std::to_string(head_dim) + " heads=" + std::to_string(heads) + (inverse ? " inverse" : ""));
       }
     }
   }
@@ -311,11 +312,11 @@ struct AttnCase {
 
 TEST_F(Backends, Attention) {
   const AttnCase cases[] = {
-      {{0, 1}, 2, 2, 8},              // a single token
-      {{0, 5, 6, 23}, 4, 4, 8},       // MHA, lengths 5, 1, 17
-      {{0, 70, 73}, 4, 2, 5},         // GQA 2, crosses a key block, odd head_dim
-      {{0, 3, 3, 133}, 4, 1, 64},     // GQA 4, an empty sequence, two key-block boundaries
-      {{0, 1, 40}, 6, 3, 16},         // GQA 2 with 3 kv heads
+      {{0, 1}, 2, 2, 8},  // a single token
+      {{0, 5, 6, 23}, 4, 4, 8},  // MHA, lengths 5, 1, 17
+      {{0, 70, 73}, 4, 2, 5},  // GQA 2, crosses a key block, odd head_dim
+      {{0, 3, 3, 133}, 4, 1, 64},  // GQA 4, an empty sequence, two key-block boundaries
+      {{0, 1, 40}, 6, 3, 16},  // GQA 2 with 3 kv heads
   };
   std::mt19937 rng(5);
   for (const auto& c : cases) {
@@ -333,10 +334,10 @@ TEST_F(Backends, Attention) {
     const Vec dout = random_vec(q.size(), rng);
     Vec dqf(q.size(), 9.0f), dkf(k.size(), 9.0f), dvf(v.size(), 9.0f);
     Vec dqr(q.size()), dkr(k.size()), dvr(v.size());
-    fast->attention_backward(q.data(), k.data(), v.data(), orf.data(), lr.data(), dout.data(), dqf.data(),
-                             dkf.data(), dvf.data(), c.cu, c.heads, c.kv_heads, c.hd);
-    ref->attention_backward(q.data(), k.data(), v.data(), orf.data(), lr.data(), dout.data(), dqr.data(),
-                            dkr.data(), dvr.data(), c.cu, c.heads, c.kv_heads, c.hd);
+    fast->attention_backward(q.data(), k.data(), v.data(), orf.data(), lr.data(), dout.data(), dqf.data(), dkf.data(),
+                             dvf.data(), c.cu, c.heads, c.kv_heads, c.hd);
+    ref->attention_backward(q.data(), k.data(), v.data(), orf.data(), lr.data(), dout.data(), dqr.data(), dkr.data(),
+                            dvr.data(), c.cu, c.heads, c.kv_heads, c.hd);
     expect_close(dqf, dqr, 5e-5f, "attention dq " + tag);
     expect_close(dkf, dkr, 5e-5f, "attention dk " + tag);
     expect_close(dvf, dvr, 5e-5f, "attention dv " + tag);
@@ -453,9 +454,7 @@ TEST_F(Backends, AdamW) {
 TEST_F(Backends, DeterministicForAThreadCount) {
   pricer::set_threads(2);
   std::mt19937 rng(10);
-  auto twice = [&](const std::function<Vec()>& run, const std::string& what) {
-    expect_bitwise(run(), run(), what);
-  };
+  auto twice = [&](const std::function<Vec()>& run, const std::string& what) { expect_bitwise(run(), run(), what); };
   const int64_t n = 40, in = 128, out = 200;
   const Vec x = random_vec(n * in, rng), dy = random_vec(n * out, rng);
   std::vector<Weight> weights;
@@ -465,10 +464,27 @@ TEST_F(Backends, DeterministicForAThreadCount) {
   }
   for (const Weight& W : weights) {
     const std::string f(pricer::dtype_name(W.dtype()));
-    twice([&] { Vec y(n * out); fast->linear_forward(W, x.data(), y.data(), n, 0.0f); return y; }, "linear " + f);
-    twice([&] { Vec y(out); fast->linear_forward(W, x.data(), y.data(), 1, 0.0f); return y; }, "gemv " + f);
-    twice([&] { Vec d(n * in); fast->linear_backward_input(W, dy.data(), d.data(), n); return d; },
-          "linear backward " + f);
+    twice(
+        [&] {
+          Vec y(n * out);
+          fast->linear_forward(W, x.data(), y.data(), n, 0.0f);
+          return y;
+        },
+        "linear " + f);
+    twice(
+        [&] {
+          Vec y(out);
+          fast->linear_forward(W, x.data(), y.data(), 1, 0.0f);
+          return y;
+        },
+        "gemv " + f);
+    twice(
+        [&] {
+          Vec d(n * in);
+          fast->linear_backward_input(W, dy.data(), d.data(), n);
+          return d;
+        },
+        "linear backward " + f);
   }
   const std::vector<int32_t> cu = {0, 50, 51, 120};
   const int heads = 4, kv = 2, hd = 16;
@@ -477,44 +493,54 @@ TEST_F(Backends, DeterministicForAThreadCount) {
   const Vec dout = random_vec(q.size(), rng);
   Vec o(q.size()), lse(T * heads);
   fast->attention_forward(q.data(), k.data(), v.data(), o.data(), lse.data(), cu, heads, kv, hd);
-  twice([&] {
-    Vec o2(q.size()), l2(T * heads);
-    fast->attention_forward(q.data(), k.data(), v.data(), o2.data(), l2.data(), cu, heads, kv, hd);
-    o2.insert(o2.end(), l2.begin(), l2.end());
-    return o2;
-  }, "attention forward");
-  twice([&] {
-    Vec dq(q.size()), dk(k.size()), dv(v.size());
-    fast->attention_backward(q.data(), k.data(), v.data(), o.data(), lse.data(), dout.data(), dq.data(),
-                             dk.data(), dv.data(), cu, heads, kv, hd);
-    dq.insert(dq.end(), dk.begin(), dk.end());
-    dq.insert(dq.end(), dv.begin(), dv.end());
-    return dq;
-  }, "attention backward");
+  twice(
+      [&] {
+        Vec o2(q.size()), l2(T * heads);
+        fast->attention_forward(q.data(), k.data(), v.data(), o2.data(), l2.data(), cu, heads, kv, hd);
+        o2.insert(o2.end(), l2.begin(), l2.end());
+        return o2;
+      },
+      "attention forward");
+  twice(
+      [&] {
+        Vec dq(q.size()), dk(k.size()), dv(v.size());
+        fast->attention_backward(q.data(), k.data(), v.data(), o.data(), lse.data(), dout.data(), dq.data(), dk.data(),
+                                 dv.data(), cu, heads, kv, hd);
+        dq.insert(dq.end(), dk.begin(), dk.end());
+        dq.insert(dq.end(), dv.begin(), dv.end());
+        return dq;
+      },
+      "attention backward");
   const int64_t dim = 1000;  // n * dim is large enough for the element-wise ops to use threads
   const Vec xr = random_vec(n * dim, rng), w = random_vec(dim, rng), g = random_vec(n * dim, rng);
-  twice([&] {
-    Vec y(n * dim), rs(n), dx(n * dim), dw(dim, 0.0f);
-    fast->rmsnorm_forward(xr.data(), w.data(), y.data(), rs.data(), n, dim, 1e-5f);
-    fast->rmsnorm_backward(g.data(), xr.data(), w.data(), rs.data(), dx.data(), dw.data(), n, dim);
-    y.insert(y.end(), dx.begin(), dx.end());
-    y.insert(y.end(), dw.begin(), dw.end());
-    return y;
-  }, "rmsnorm");
-  twice([&] {
-    Vec logits = g, losses(n);
-    std::vector<int32_t> t(n, 5);
-    fast->cross_entropy(logits.data(), t.data(), losses.data(), n, dim, 0.5f);
-    logits.insert(logits.end(), losses.begin(), losses.end());
-    return logits;
-  }, "cross_entropy");
-  twice([&] {
-    std::vector<int32_t> ids(n);
-    for (int64_t i = 0; i < n; ++i) ids[i] = int32_t(i % 7);
-    Vec table(7 * dim, 0.0f);
-    fast->embedding_backward(ids.data(), g.data(), table.data(), n, dim);
-    return table;
-  }, "embedding backward");
+  twice(
+      [&] {
+        Vec y(n * dim), rs(n), dx(n * dim), dw(dim, 0.0f);
+        fast->rmsnorm_forward(xr.data(), w.data(), y.data(), rs.data(), n, dim, 1e-5f);
+        fast->rmsnorm_backward(g.data(), xr.data(), w.data(), rs.data(), dx.data(), dw.data(), n, dim);
+        y.insert(y.end(), dx.begin(), dx.end());
+        y.insert(y.end(), dw.begin(), dw.end());
+        return y;
+      },
+      "rmsnorm");
+  twice(
+      [&] {
+        Vec logits = g, losses(n);
+        std::vector<int32_t> t(n, 5);
+        fast->cross_entropy(logits.data(), t.data(), losses.data(), n, dim, 0.5f);
+        logits.insert(logits.end(), losses.begin(), losses.end());
+        return logits;
+      },
+      "cross_entropy");
+  twice(
+      [&] {
+        std::vector<int32_t> ids(n);
+        for (int64_t i = 0; i < n; ++i) ids[i] = int32_t(i % 7);
+        Vec table(7 * dim, 0.0f);
+        fast->embedding_backward(ids.data(), g.data(), table.data(), n, dim);
+        return table;
+      },
+      "embedding backward");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -573,8 +599,15 @@ TEST(Bf16Conversion, FastEqualsScalarBitForBit) {
       const uint32_t u = bits(rng);
       std::memcpy(&v, &u, 4);  // every bit pattern: NaNs, infinities, subnormals included
     }
-    const float specials[] = {0.0f, -0.0f, 1.0f, 1.00390625f /* tie, rounds to even */,
-                              1.01171875f /* tie, rounds up */, INFINITY, -INFINITY, NAN, 1e-40f,
+    const float specials[] = {0.0f,
+                              -0.0f,
+                              1.0f,
+                              1.00390625f /* tie, rounds to even */,
+                              1.01171875f /* tie, rounds up */,
+                              INFINITY,
+                              -INFINITY,
+                              NAN,
+                              1e-40f,
                               3.4e38f /* rounds to infinity */};
     for (size_t i = 0; i < std::size(specials) && i < x.size(); ++i) x[i] = specials[i];
     std::vector<uint16_t> fast(n), ref(n);

@@ -29,8 +29,7 @@ double dot(const Vec& a, const Vec& b) {
 }
 
 // Compares analytic[i] with (L(x + h e_i) - L(x - h e_i)) / 2h for every i of x; loss reads x.
-void expect_gradient(const char* what, Vec& x, const Vec& analytic,
-                     const std::function<double()>& loss) {
+void expect_gradient(const char* what, Vec& x, const Vec& analytic, const std::function<double()>& loss) {
   ASSERT_EQ(x.size(), analytic.size());
   const double h = 1e-5;
   double max_err = 0;
@@ -44,8 +43,7 @@ void expect_gradient(const char* what, Vec& x, const Vec& analytic,
     const double fd = (lp - lm) / (2 * h);
     const double err = std::abs(fd - analytic[i]) / std::max(1.0, std::abs(fd));
     max_err = std::max(max_err, err);
-    EXPECT_LT(err, 1e-7) << what << "[" << i << "]: finite difference " << fd << " vs analytic "
-                         << analytic[i];
+    EXPECT_LT(err, 1e-7) << what << "[" << i << "]: finite difference " << fd << " vs analytic " << analytic[i];
   }
   // The gradient must not be trivially zero, or the check above proves nothing.
   EXPECT_GT(dot(analytic, analytic), 1e-6) << what;
@@ -63,15 +61,13 @@ TEST(GradCheck, RmsNorm) {
   };
   loss();
   Vec dx(n * dim), dw(dim, 0.0);
-  ref::rmsnorm_backward<double>(R.data(), x.data(), w.data(), rstd.data(), dx.data(), dw.data(), n,
-                                dim);
+  ref::rmsnorm_backward<double>(R.data(), x.data(), w.data(), rstd.data(), dx.data(), dw.data(), n, dim);
   expect_gradient("rmsnorm dx", x, dx, loss);
   expect_gradient("rmsnorm dw", w, dw, loss);
 
   // dw accumulates into what is there; dx is overwritten.
   Vec dx2(n * dim, 123.0), dw2(dim, 1.0);
-  ref::rmsnorm_backward<double>(R.data(), x.data(), w.data(), rstd.data(), dx2.data(), dw2.data(),
-                                n, dim);
+  ref::rmsnorm_backward<double>(R.data(), x.data(), w.data(), rstd.data(), dx2.data(), dw2.data(), n, dim);
   for (int64_t i = 0; i < dim; ++i) EXPECT_NEAR(dw2[i], dw[i] + 1.0, 1e-12);
   for (int64_t i = 0; i < n * dim; ++i) EXPECT_EQ(dx2[i], dx[i]);
 }
@@ -125,14 +121,13 @@ void attention_gradcheck(int heads, int kv_heads, const std::vector<int32_t>& cu
       v = random_vec(T * kv_heads * hd, rng), R = random_vec(T * heads * hd, rng);
   Vec out(T * heads * hd), lse(heads * T);
   auto loss = [&] {
-    ref::attention_forward<double>(q.data(), k.data(), v.data(), out.data(), lse.data(), cu, heads,
-                                   kv_heads, hd);
+    ref::attention_forward<double>(q.data(), k.data(), v.data(), out.data(), lse.data(), cu, heads, kv_heads, hd);
     return dot(out, R);
   };
   loss();
   Vec dq(q.size(), 7.0), dk(k.size(), 7.0), dv(v.size(), 7.0);  // overwritten, not accumulated
-  ref::attention_backward<double>(q.data(), k.data(), v.data(), out.data(), lse.data(), R.data(),
-                                  dq.data(), dk.data(), dv.data(), cu, heads, kv_heads, hd);
+  ref::attention_backward<double>(q.data(), k.data(), v.data(), out.data(), lse.data(), R.data(), dq.data(), dk.data(),
+                                  dv.data(), cu, heads, kv_heads, hd);
   expect_gradient("attention dq", q, dq, loss);
   expect_gradient("attention dk", k, dk, loss);
   expect_gradient("attention dv", v, dv, loss);
@@ -149,17 +144,14 @@ TEST(GradCheck, AttentionSequencesAreIndependent) {
   const int heads = 2, kv = 1, hd = 4;
   const std::vector<int32_t> cu = {0, 3, 6};
   const int64_t T = 6;
-  Vec q = random_vec(T * heads * hd, rng), k = random_vec(T * kv * hd, rng),
-      v = random_vec(T * kv * hd, rng);
+  Vec q = random_vec(T * heads * hd, rng), k = random_vec(T * kv * hd, rng), v = random_vec(T * kv * hd, rng);
   Vec out1(T * heads * hd), out2(T * heads * hd), lse(heads * T);
-  ref::attention_forward<double>(q.data(), k.data(), v.data(), out1.data(), lse.data(), cu, heads,
-                                 kv, hd);
+  ref::attention_forward<double>(q.data(), k.data(), v.data(), out1.data(), lse.data(), cu, heads, kv, hd);
   for (int e = 0; e < hd; ++e) {
     k[4 * hd + e] += 1.0;  // token 4 (second sequence)
     v[1 * hd + e] += 1.0;  // token 1 (first sequence)
   }
-  ref::attention_forward<double>(q.data(), k.data(), v.data(), out2.data(), lse.data(), cu, heads,
-                                 kv, hd);
+  ref::attention_forward<double>(q.data(), k.data(), v.data(), out2.data(), lse.data(), cu, heads, kv, hd);
   const int64_t row = heads * hd;
   for (int64_t t = 0; t < T; ++t) {
     const bool affected = t == 1 || t == 2 || t == 4 || t == 5;
@@ -274,8 +266,7 @@ TEST(GradCheck, GemmTransposesAgree) {
   }
   for (int ta = 0; ta < 2; ++ta) {
     for (int tb = 0; tb < 2; ++tb) {
-      ref::gemm<double>(ta, tb, M, N, K, 1.5, ta ? At.data() : A.data(), tb ? Bt.data() : B.data(),
-                        0.0, C.data());
+      ref::gemm<double>(ta, tb, M, N, K, 1.5, ta ? At.data() : A.data(), tb ? Bt.data() : B.data(), 0.0, C.data());
       for (int64_t i = 0; i < M * N; ++i) EXPECT_NEAR(C[i], C0[i], 1e-12) << ta << tb;
     }
   }

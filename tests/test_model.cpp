@@ -99,8 +99,7 @@ double max_abs(const std::vector<float>& v) {
   return s;
 }
 
-void expect_close(const std::vector<float>& got, const std::vector<float>& want, double rel,
-                  const std::string& what) {
+void expect_close(const std::vector<float>& got, const std::vector<float>& want, double rel, const std::string& what) {
   ASSERT_EQ(got.size(), want.size()) << what;
   const double scale = max_abs(want);
   ASSERT_GT(scale, 0.0) << what;
@@ -112,8 +111,8 @@ void expect_close(const std::vector<float>& got, const std::vector<float>& want,
 // Central differences of `loss` against the analytic gradient, per tensor: along a direction
 // mixing the gradient with a random one (a whole-tensor check), and at the largest entries.
 template <class LossFn>
-void check_gradients(LlamaModel& m, LossFn loss, const std::vector<std::vector<float>>& grads,
-                     float eps, const std::string& what) {
+void check_gradients(LlamaModel& m, LossFn loss, const std::vector<std::vector<float>>& grads, float eps,
+                     const std::string& what) {
   std::vector<Param> params = m.trainable_params();
   ASSERT_EQ(params.size(), grads.size());
   std::mt19937 rng(11);
@@ -356,8 +355,8 @@ TEST(LlamaModel, AdapterGradientsMatchFiniteDifferences) {
     const Batch b = make_batch(examples(48, 5), BatchMode::Packing, 0);
     m.zero_grad();
     m.forward_backward(b, *ref);
-    check_gradients(m, [&] { return double(m.loss(b, *ref)); }, grads_of(m), 1e-2f,
-                    bias ? "bias/untied" : "tied");
+    check_gradients(
+        m, [&] { return double(m.loss(b, *ref)); }, grads_of(m), 1e-2f, bias ? "bias/untied" : "tied");
   }
 }
 
@@ -386,7 +385,8 @@ TEST(LlamaModel, TrainableTokenRowsStartAsTheBaseAndHaveExactGradients) {
         if (p.name.find("token_adapter") != std::string::npos) fill_random(p.value, p.size, 0.3f, 77);
       m.zero_grad();
       m.forward_backward(b, *ref);
-      check_gradients(m, [&] { return double(m.loss(b, *ref)); }, grads_of(m), 1e-2f, what);
+      check_gradients(
+          m, [&] { return double(m.loss(b, *ref)); }, grads_of(m), 1e-2f, what);
     }
   }
   // Rows touch only their tokens: a token outside the set keeps the frozen logit.
@@ -428,7 +428,8 @@ TEST(LlamaModel, DropoutIsDeterministicAndDifferentiable) {
   other.step = 5;
   EXPECT_NE(m.forward_backward(b, *ref, other), l1);
   EXPECT_NE(m.loss(b, *ref), l1);  // evaluation runs without dropout
-  check_gradients(m, [&] { return double(m.forward_backward(b, *ref, opt)); }, g, 2e-3f, "dropout");
+  check_gradients(
+      m, [&] { return double(m.forward_backward(b, *ref, opt)); }, g, 2e-3f, "dropout");
   // Checkpointing regenerates the same masks.
   m.zero_grad();
   TrainOptions ck = opt;
@@ -446,7 +447,8 @@ TEST(LlamaModel, FullParameterGradientsMatchFiniteDifferences) {
     m.zero_grad();
     m.forward_backward(b, *ref);
     const auto g = grads_of(m);
-    check_gradients(m, [&] { return double(m.loss(b, *ref)); }, g, 1e-2f, bias ? "full bias/untied" : "full tied");
+    check_gradients(
+        m, [&] { return double(m.loss(b, *ref)); }, g, 1e-2f, bias ? "full bias/untied" : "full tied");
     m.zero_grad();
     m.forward_backward(b, *ref, TrainOptions{.checkpoint = true});
     EXPECT_EQ(grads_of(m), g) << "checkpointing changed the gradients";
@@ -484,7 +486,8 @@ TEST(LlamaModel, SoftTargetsAreCrossEntropyAgainstADistributionWithExactGradient
   EXPECT_NE(l, hard);
   EXPECT_NEAR(m.loss(soft, *ref), l, 1e-6);
   const auto g = grads_of(m);
-  check_gradients(m, [&] { return double(m.loss(soft, *ref)); }, g, 1e-2f, "soft targets");
+  check_gradients(
+      m, [&] { return double(m.loss(soft, *ref)); }, g, 1e-2f, "soft targets");
 
   // Bad soft targets are refused with the row named.
   Batch bad = b;

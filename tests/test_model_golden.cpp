@@ -53,8 +53,7 @@ Batch load_batch(const Golden& g) {
 }
 
 // Relative to the largest reference magnitude: entries near zero are judged on the tensor's scale.
-void expect_close(const std::vector<float>& got, const std::vector<float>& want, double rel,
-                  const std::string& what) {
+void expect_close(const std::vector<float>& got, const std::vector<float>& want, double rel, const std::string& what) {
   ASSERT_EQ(got.size(), want.size()) << what;
   double scale = 0.0;
   for (float w : want) scale = std::max(scale, std::fabs(double(w)));
@@ -65,8 +64,8 @@ void expect_close(const std::vector<float>& got, const std::vector<float>& want,
     const double d = std::fabs(double(got[i]) - want[i]);
     if (d > worst) worst = d, at = i;
   }
-  EXPECT_LE(worst, rel * scale) << what << ": worst at " << at << " got " << got[at] << " want "
-                                << want[at] << " (scale " << scale << ")";
+  EXPECT_LE(worst, rel * scale) << what << ": worst at " << at << " got " << got[at] << " want " << want[at]
+                                << " (scale " << scale << ")";
 }
 
 class ModelGolden : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {
@@ -130,10 +129,10 @@ TEST_P(ModelGolden, LossLogitsAndAdapterGradients) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Goldens, ModelGolden,
-    ::testing::Combine(::testing::Values("llama3_lora", "qwen_bias_untied"), ::testing::Values("reference", "cpu")),
-    [](const auto& info) { return std::get<0>(info.param) + "_" + std::get<1>(info.param); });
+INSTANTIATE_TEST_SUITE_P(Goldens, ModelGolden,
+                         ::testing::Combine(::testing::Values("llama3_lora", "qwen_bias_untied"),
+                                            ::testing::Values("reference", "cpu")),
+                         [](const auto& info) { return std::get<0>(info.param) + "_" + std::get<1>(info.param); });
 
 }  // namespace
 }  // namespace pricer

@@ -29,9 +29,8 @@ namespace {
 class MonitorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("pricer_monitor_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = fs::temp_directory_path() / ("pricer_monitor_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
     db_ = dir_ / "runs" / "pricer.db";
@@ -310,8 +309,8 @@ TEST_F(MonitorTest, CliListsAndShowsRuns) {
   EXPECT_EQ(count(pts, ","), 100u);
 
   auto custom = dir_ / "chart.svg";
-  auto show_bad = pricer("runs --db '" + db_.string() + "' show " + std::to_string(bad) +
-                         " --svg '" + custom.string() + "'");
+  auto show_bad =
+      pricer("runs --db '" + db_.string() + "' show " + std::to_string(bad) + " --svg '" + custom.string() + "'");
   ASSERT_EQ(show_bad.rc, 0) << show_bad.err;
   EXPECT_NE(show_bad.out.find("diverged"), std::string::npos) << show_bad.out;
   EXPECT_NE(show_bad.out.find("lr-sweep"), std::string::npos) << show_bad.out;
@@ -364,6 +363,5 @@ TEST_F(MonitorTest, CliVerifiesEventFiles) {
   auto bad = pricer("runs events '" + file.string() + "'");
   EXPECT_EQ(bad.rc, 1);
   EXPECT_NE(bad.err.find(file.string()), std::string::npos) << bad.err;
-  EXPECT_NE(bad.err.find("byte offset " + std::to_string(offset + 12)), std::string::npos)
-      << bad.err;
+  EXPECT_NE(bad.err.find("byte offset " + std::to_string(offset + 12)), std::string::npos) << bad.err;
 }

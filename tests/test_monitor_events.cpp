@@ -23,8 +23,7 @@ using namespace pricer::monitor;
 namespace {
 
 fs::path fresh_dir(const std::string& name) {
-  auto dir =
-      fs::temp_directory_path() / ("pricer_events_" + std::to_string(::getpid()) + "_" + name);
+  auto dir = fs::temp_directory_path() / ("pricer_events_" + std::to_string(::getpid()) + "_" + name);
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir;
@@ -72,8 +71,7 @@ TEST(Crc32c, IncrementalEqualsOneShot) {
   for (std::size_t split = 0; split <= s.size(); ++split) {
     auto first = crc32c(s.data(), split);
     EXPECT_EQ(crc32c(s.data() + split, s.size() - split, first), crc32c(s));
-    EXPECT_EQ(crc32c_scalar(s.data() + split, s.size() - split, crc32c_scalar(s.data(), split)),
-              crc32c(s));
+    EXPECT_EQ(crc32c_scalar(s.data() + split, s.size() - split, crc32c_scalar(s.data(), split)), crc32c(s));
   }
 }
 
@@ -89,8 +87,7 @@ TEST(TfEvents, EncodingMatchesWireFormat) {
   Event first;
   first.wall_time = 1.5;
   first.file_version = "brain.Event:2";
-  std::string expected = std::string("\x09\x00\x00\x00\x00\x00\x00\xf8\x3f", 9) +
-                         std::string("\x10\x00", 2) +
+  std::string expected = std::string("\x09\x00\x00\x00\x00\x00\x00\xf8\x3f", 9) + std::string("\x10\x00", 2) +
                          "\x1a\x0d"
                          "brain.Event:2";
   EXPECT_EQ(encode_event(first), expected);
@@ -99,8 +96,8 @@ TEST(TfEvents, EncodingMatchesWireFormat) {
   scalar.wall_time = 2.0;
   scalar.step = 300;  // varint 0xAC 0x02
   scalar.scalars = {{"loss", 0.5f}};
-  std::string value = std::string("\x0a\x04", 2) + "loss" +
-                      std::string("\x15\x00\x00\x00\x3f", 5);  // 0.5f = 0x3F000000
+  std::string value =
+      std::string("\x0a\x04", 2) + "loss" + std::string("\x15\x00\x00\x00\x3f", 5);  // 0.5f = 0x3F000000
   std::string summary = "\x0a" + std::string(1, static_cast<char>(value.size())) + value;
   expected = std::string("\x09\x00\x00\x00\x00\x00\x00\x00\x40", 9) + "\x10\xac\x02" + "\x2a" +
              std::string(1, static_cast<char>(summary.size())) + summary;
@@ -153,10 +150,8 @@ TEST(TfEvents, WriterRoundTripsEveryValue) {
     ASSERT_EQ(e.scalars.size(), 3u);
     for (const auto& s : e.scalars) {
       float want = static_cast<float>(steps[i].at(s.tag));
-      if (std::isnan(want))
-        EXPECT_TRUE(std::isnan(s.value));
-      else
-        EXPECT_EQ(s.value, want) << s.tag << " step " << i;
+      if (std::isnan(want)) EXPECT_TRUE(std::isnan(s.value));
+      else EXPECT_EQ(s.value, want) << s.tag << " step " << i;
     }
   }
   // A second writer in the same directory and second gets its own file.
@@ -201,8 +196,7 @@ TEST(TfEvents, TruncationAndHostileLengthsAreErrors) {
   std::string two = rec + rec;
   for (std::size_t cut = rec.size() + 1; cut < two.size(); ++cut) {
     auto msg = error_of(two.substr(0, cut));
-    EXPECT_NE(msg.find("byte offset " + std::to_string(rec.size())), std::string::npos)
-        << "cut " << cut << ": " << msg;
+    EXPECT_NE(msg.find("byte offset " + std::to_string(rec.size())), std::string::npos) << "cut " << cut << ": " << msg;
   }
   // A length near 2^64 with a valid length checksum must not allocate or wrap around.
   std::string huge(8, '\xff');
@@ -236,10 +230,8 @@ TEST(TfEvents, UnknownFieldsAndNonScalarValuesAreSkipped) {
   // Event with an unknown varint field 9, a graph_def (field 4) and a summary holding an image
   // value (field 4 of Value) next to a simple value.
   std::string image_value = std::string("\x0a\x03", 2) + "img" + std::string("\x22\x02", 2) + "zz";
-  std::string scalar_value =
-      std::string("\x0a\x01", 2) + "s" + std::string("\x15\x00\x00\x80\x3f", 5);
-  std::string summary = "\x0a" + std::string(1, static_cast<char>(image_value.size())) +
-                        image_value + "\x0a" +
+  std::string scalar_value = std::string("\x0a\x01", 2) + "s" + std::string("\x15\x00\x00\x80\x3f", 5);
+  std::string summary = "\x0a" + std::string(1, static_cast<char>(image_value.size())) + image_value + "\x0a" +
                         std::string(1, static_cast<char>(scalar_value.size())) + scalar_value;
   std::string body = std::string("\x48\x05\x22\x01g\x10\x04", 7) + "\x2a" +
                      std::string(1, static_cast<char>(summary.size())) + summary;

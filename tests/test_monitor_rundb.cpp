@@ -23,9 +23,8 @@ namespace {
 class RunDbTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("pricer_rundb_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = fs::temp_directory_path() / ("pricer_rundb_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
     db_path_ = dir_ / "runs" / "pricer.db";
@@ -75,8 +74,7 @@ NewRun sample_run(const std::string& name, RunKind kind = RunKind::train) {
 TEST(RunEnums, NamesRoundTrip) {
   for (auto k : {RunKind::train, RunKind::pretrain, RunKind::eval, RunKind::sweep_trial})
     EXPECT_EQ(parse_run_kind(to_string(k)), k);
-  for (auto s :
-       {RunStatus::running, RunStatus::finished, RunStatus::failed, RunStatus::interrupted})
+  for (auto s : {RunStatus::running, RunStatus::finished, RunStatus::failed, RunStatus::interrupted})
     EXPECT_EQ(parse_run_status(to_string(s)), s);
   EXPECT_EQ(to_string(RunKind::sweep_trial), "sweep-trial");
   EXPECT_THROW(parse_run_kind("training"), pricer::Error);
@@ -128,12 +126,9 @@ TEST_F(RunDbTest, RunsRoundTrip) {
 TEST_F(RunDbTest, ParamsKeepTheirJsonTypes) {
   RunDb db(db_path_);
   auto id = db.create_run(sample_run("p"), 1.0);
-  nlohmann::json params = {{"lr", 2e-4},
-                           {"rank", 16},
-                           {"use_dora", false},
-                           {"targets", {"q", "v"}},
-                           {"schedule", {{"warmup", 10}}},
-                           {"note", nullptr}};
+  nlohmann::json params = {
+      {"lr", 2e-4},     {"rank", 16}, {"use_dora", false}, {"targets", {"q", "v"}}, {"schedule", {{"warmup", 10}}},
+      {"note", nullptr}};
   db.log_params(id, params);
   db.log_params(id, {{"rank", 32}});  // a later value replaces the earlier one
   params["rank"] = 32;
@@ -172,8 +167,7 @@ TEST_F(RunDbTest, MetricSeriesAreOrderedAndReplacedOnRelog) {
   auto grad = db.metric_series(id, "train/grad_norm");
   ASSERT_EQ(grad.size(), 1u);
   EXPECT_TRUE(std::isinf(grad[0].value));
-  EXPECT_EQ(db.metric_names(id),
-            (std::vector<std::string>{"train/grad_norm", "train/loss", "train/lr"}));
+  EXPECT_EQ(db.metric_names(id), (std::vector<std::string>{"train/grad_norm", "train/loss", "train/lr"}));
   EXPECT_TRUE(db.metric_series(id, "nope").empty());
 
   auto msg = error_of([&] { db.log_metrics(other + 50, 1, {{"x", 1.0}}, 1.0); });
@@ -253,8 +247,7 @@ TEST_F(RunDbTest, ParallelWritersAllLand) {
     threads.emplace_back([&, t] {
       try {
         RunDb db(db_path_);  // own connection, as a separate trial process would have
-        auto id =
-            db.create_run(sample_run("trial-" + std::to_string(t), RunKind::sweep_trial), 1.0);
+        auto id = db.create_run(sample_run("trial-" + std::to_string(t), RunKind::sweep_trial), 1.0);
         db.log_params(id, {{"trial", t}});
         for (int s = 0; s < kSteps; ++s)
           db.log_metrics(id, s, {{"train/loss", t + s * 0.01}, {"train/lr", 1e-4}}, 1.0 + s);
@@ -346,7 +339,7 @@ TEST_F(RunDbTest, MigratesVersionOneFiles) {
   EXPECT_EQ(old.log_dir, "");
   EXPECT_EQ(db.params(1), nlohmann::json({{"lr", 0.001}}));
   auto loss = db.metric_series(1, "train/loss");
-  ASSERT_EQ(loss.size(), 2u);            // the duplicate of step 2 is gone...
+  ASSERT_EQ(loss.size(), 2u);  // the duplicate of step 2 is gone...
   EXPECT_DOUBLE_EQ(loss[1].value, 2.0);  // ...keeping the row written last
   EXPECT_TRUE(std::isnan(loss[0].wall_time));
   // Everything version 2 added works on the migrated file.
@@ -378,8 +371,7 @@ TEST_F(RunDbTest, RefusesFilesThatAreNotRunDatabases) {
   EXPECT_NE(msg.find("not a pricer run database"), std::string::npos) << msg;
 
   auto newer = dir_ / "newer.db";
-  raw_sql(newer,
-          "CREATE TABLE schema_version (version INTEGER); INSERT INTO schema_version VALUES (99)");
+  raw_sql(newer, "CREATE TABLE schema_version (version INTEGER); INSERT INTO schema_version VALUES (99)");
   msg = error_of([&] { RunDb db(newer); });
   EXPECT_NE(msg.find("schema version 99"), std::string::npos) << msg;
   EXPECT_NE(msg.find(newer.string()), std::string::npos) << msg;

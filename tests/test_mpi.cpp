@@ -5,7 +5,6 @@
 // value. Skipped where pricer was built without MPI or mpirun is missing (scripts/setup installs
 // both).
 #include <gtest/gtest.h>
-
 #include <signal.h>
 #include <unistd.h>
 
@@ -69,9 +68,7 @@ void expect_same_tensors(const std::string& a, const std::string& b) {
 
 class Mpi : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    suite_ = make_training_suite("mpi");
-  }
+  static void SetUpTestSuite() { suite_ = make_training_suite("mpi"); }
   static void TearDownTestSuite() {
     fs::remove_all(*suite_);
     delete suite_;
@@ -85,11 +82,37 @@ class Mpi : public ::testing::Test {
   // QLoRA over the 32 examples: global batches of 8 in micro-batches of 2 (four per step), with
   // LoRA dropout, so the ranks must draw the masks one process draws.
   std::vector<std::string> train_args(const std::string& out, const std::vector<std::string>& extra = {}) const {
-    std::vector<std::string> a = {"-t", "1", "train", "--model", suite("model.gguf"), "--tokenizer", suite("tokenizer.json"),
-                                  "--data", suite("train.jsonl"), "--val", suite("val.jsonl"), "--out", dir_ / out,
-                                  "--runs-db", dir_ / "runs.db", "--rank", "4", "--alpha", "8", "--dropout", "0.1",
-                                  "--batch-size", "8", "--micro-batch", "2", "--max-length", "64", "--lr", "2e-3",
-                                  "--eval-every", "2"};
+    std::vector<std::string> a = {"-t",
+                                  "1",
+                                  "train",
+                                  "--model",
+                                  suite("model.gguf"),
+                                  "--tokenizer",
+                                  suite("tokenizer.json"),
+                                  "--data",
+                                  suite("train.jsonl"),
+                                  "--val",
+                                  suite("val.jsonl"),
+                                  "--out",
+                                  dir_ / out,
+                                  "--runs-db",
+                                  dir_ / "runs.db",
+                                  "--rank",
+                                  "4",
+                                  "--alpha",
+                                  "8",
+                                  "--dropout",
+                                  "0.1",
+                                  "--batch-size",
+                                  "8",
+                                  "--micro-batch",
+                                  "2",
+                                  "--max-length",
+                                  "64",
+                                  "--lr",
+                                  "2e-3",
+                                  "--eval-every",
+                                  "2"};
     a.insert(a.end(), extra.begin(), extra.end());
     return a;
   }
@@ -127,8 +150,10 @@ TEST_F(Mpi, ATwoRankCheckpointResumesOnOneProcess) {
   };
   ASSERT_EQ(launch(0, train_args("straight", with(flat, {"--max-steps", "6"})), dir_.path() / "straight.log"), 0)
       << log("straight");
-  ASSERT_EQ(launch(2, train_args("split", with(flat, {"--max-steps", "3"})), dir_.path() / "split.log"), 0) << log("split");
-  ASSERT_EQ(launch(0, train_args("split", with(flat, {"--max-steps", "6", "--resume"})), dir_.path() / "resumed.log"), 0)
+  ASSERT_EQ(launch(2, train_args("split", with(flat, {"--max-steps", "3"})), dir_.path() / "split.log"), 0)
+      << log("split");
+  ASSERT_EQ(launch(0, train_args("split", with(flat, {"--max-steps", "6", "--resume"})), dir_.path() / "resumed.log"),
+            0)
       << log("resumed");
   expect_same_tensors(dir_ / "straight/last/adapter_model.safetensors", dir_ / "split/last/adapter_model.safetensors");
 }
@@ -138,10 +163,36 @@ TEST_F(Mpi, PretrainingOnTwoRanksMatchesOneProcess) {
   for (const auto& p : price_prompts(5, 0, 200)) corpus += nlohmann::json{{"text", p.prompt}}.dump() + "\n";
   write_file_atomic(dir_ / "corpus.jsonl", corpus);
   auto args = [&](const std::string& out) {
-    return std::vector<std::string>{"-t", "1", "pretrain", "--corpus", dir_ / "corpus.jsonl", "--vocab-size", "1300",
-                                    "--dim", "64", "--layers", "2", "--heads", "4", "--kv-heads", "2", "--ffn", "128",
-                                    "--context", "128", "--max-length", "32", "--batch-size", "8", "--micro-batch", "2",
-                                    "--max-steps", "4", "--out", dir_ / out, "--no-record"};
+    return std::vector<std::string>{"-t",
+                                    "1",
+                                    "pretrain",
+                                    "--corpus",
+                                    dir_ / "corpus.jsonl",
+                                    "--vocab-size",
+                                    "1300",
+                                    "--dim",
+                                    "64",
+                                    "--layers",
+                                    "2",
+                                    "--heads",
+                                    "4",
+                                    "--kv-heads",
+                                    "2",
+                                    "--ffn",
+                                    "128",
+                                    "--context",
+                                    "128",
+                                    "--max-length",
+                                    "32",
+                                    "--batch-size",
+                                    "8",
+                                    "--micro-batch",
+                                    "2",
+                                    "--max-steps",
+                                    "4",
+                                    "--out",
+                                    dir_ / out,
+                                    "--no-record"};
   };
   ASSERT_EQ(launch(0, args("one"), dir_.path() / "pre1.log"), 0) << log("pre1");
   ASSERT_EQ(launch(2, args("two"), dir_.path() / "pre2.log"), 0) << log("pre2");
@@ -163,7 +214,9 @@ TEST_F(Mpi, PretrainingOnTwoRanksMatchesOneProcess) {
 TEST_F(Mpi, AKilledRankEndsTheJobWithAnErrorNotAHang) {
   // A long run; once it has checkpointed, one of its ranks is killed.
   const fs::path out = dir_ / "killed";
-  std::thread job([&] { EXPECT_NE(launch(2, train_args("killed", {"--epochs", "200", "--save-every", "2"}), dir_.path() / "killed.log"), 0); });
+  std::thread job([&] {
+    EXPECT_NE(launch(2, train_args("killed", {"--epochs", "200", "--save-every", "2"}), dir_.path() / "killed.log"), 0);
+  });
   const auto t0 = std::chrono::steady_clock::now();
   while (!fs::exists(out / "checkpoint.bin") && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(120))
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -202,15 +255,32 @@ TEST_F(Mpi, EvalOnTwoRanksPricesAsOneProcessDoes) {
   // Items with texts and prices; the classic baselines fit on the training split, the model
   // prices through its own prompt.
   std::string test, train;
-  for (const auto& p : price_prompts(4, 0, 41)) test += nlohmann::json{{"text", p.prompt}, {"price", p.price}}.dump() + "\n";
-  for (const auto& p : price_prompts(4, 500, 60)) train += nlohmann::json{{"text", p.prompt}, {"price", p.price}}.dump() + "\n";
+  for (const auto& p : price_prompts(4, 0, 41))
+    test += nlohmann::json{{"text", p.prompt}, {"price", p.price}}.dump() + "\n";
+  for (const auto& p : price_prompts(4, 500, 60))
+    train += nlohmann::json{{"text", p.prompt}, {"price", p.price}}.dump() + "\n";
   write_file_atomic(dir_ / "test.jsonl", test);
   write_file_atomic(dir_ / "train.jsonl", train);
   auto args = [&](const std::string& out) {
-    return std::vector<std::string>{"-t", "1", "eval", "--data", dir_ / "test.jsonl", "--train", dir_ / "train.jsonl",
-                                    "--pricers", "mean,linear,tfidf,finetuned", "--param",
-                                    "finetuned_model=" + suite("model.gguf"), "--param", "tokenizer=" + suite("tokenizer.json"),
-                                    "--param", "base_dtype=f32", "--out", dir_ / out, "--runs-db", dir_ / "runs.db"};
+    return std::vector<std::string>{"-t",
+                                    "1",
+                                    "eval",
+                                    "--data",
+                                    dir_ / "test.jsonl",
+                                    "--train",
+                                    dir_ / "train.jsonl",
+                                    "--pricers",
+                                    "mean,linear,tfidf,finetuned",
+                                    "--param",
+                                    "finetuned_model=" + suite("model.gguf"),
+                                    "--param",
+                                    "tokenizer=" + suite("tokenizer.json"),
+                                    "--param",
+                                    "base_dtype=f32",
+                                    "--out",
+                                    dir_ / out,
+                                    "--runs-db",
+                                    dir_ / "runs.db"};
   };
   ASSERT_EQ(launch(0, args("one"), dir_.path() / "eval1.log"), 0) << log("eval1");
   ASSERT_EQ(launch(2, args("two"), dir_.path() / "eval2.log"), 0) << log("eval2");
@@ -231,9 +301,11 @@ TEST_F(Mpi, EvalOnTwoRanksPricesAsOneProcessDoes) {
 
   // predict --jsonl: the two ranks' shares printed by rank 0 in input order.
   auto predict = [&](int ranks, const std::string& name) {
-    EXPECT_EQ(launch(ranks, {"-t", "1", "predict", "--model", suite("model.gguf"), "--tokenizer", suite("tokenizer.json"),
-                             "--base-dtype", "f32", "--jsonl", dir_ / "test.jsonl"}, dir_.path() / (name + ".log"),
-                     dir_.path() / (name + ".err")), 0)
+    EXPECT_EQ(launch(ranks,
+                     {"-t", "1", "predict", "--model", suite("model.gguf"), "--tokenizer", suite("tokenizer.json"),
+                      "--base-dtype", "f32", "--jsonl", dir_ / "test.jsonl"},
+                     dir_.path() / (name + ".log"), dir_.path() / (name + ".err")),
+              0)
         << log(name) << slurp(dir_ / (name + ".err"));
     std::vector<nlohmann::json> rows;
     std::istringstream in(log(name));
@@ -246,7 +318,8 @@ TEST_F(Mpi, EvalOnTwoRanksPricesAsOneProcessDoes) {
   ASSERT_EQ(shared.size(), 41u);
   for (size_t i = 0; i < 41; ++i) {
     EXPECT_EQ(shared[i]["line"], i + 1);
-    EXPECT_NEAR(shared[i]["price"].get<double>(), alone[i]["price"].get<double>(), 1e-5 * std::max(1.0, alone[i]["price"].get<double>()));
+    EXPECT_NEAR(shared[i]["price"].get<double>(), alone[i]["price"].get<double>(),
+                1e-5 * std::max(1.0, alone[i]["price"].get<double>()));
   }
 }
 
@@ -258,22 +331,64 @@ namespace {
 
 TEST_F(Mpi, ASweepRunsOneTrialPerRankWithOneStateOnRankZero) {
   // A tiny base grown from synthetic data, then a 4-trial sweep on 2 ranks with pruning.
-  ASSERT_EQ(launch(0, {"curate", "--synthetic", "160", "--seed", "3", "--train", "120", "--val", "20", "--test", "20",
-                       "-o", dir_ / "data", "--no-charts"}, dir_.path() / "curate.log"), 0) << log("curate");
-  ASSERT_EQ(launch(0, {"-t", "1", "pretrain", "--corpus", dir_ / "data/train.jsonl", "--vocab-size", "1300",
-                       "--tokenizer-texts", "120", "--dim", "16", "--layers", "1", "--heads", "2", "--kv-heads", "1",
-                       "--ffn", "32", "--context", "256", "--max-length", "64", "--batch-size", "4", "--micro-batch", "4",
-                       "--max-steps", "1", "--eval-every", "0", "--out", dir_ / "base", "-q", "--no-record"},
-                   dir_.path() / "pretrain.log"), 0) << log("pretrain");
+  ASSERT_EQ(launch(0,
+                   {"curate", "--synthetic", "160", "--seed", "3", "--train", "120", "--val", "20", "--test", "20",
+                    "-o", dir_ / "data", "--no-charts"},
+                   dir_.path() / "curate.log"),
+            0)
+      << log("curate");
+  ASSERT_EQ(launch(0,
+                   {"-t",
+                    "1",
+                    "pretrain",
+                    "--corpus",
+                    dir_ / "data/train.jsonl",
+                    "--vocab-size",
+                    "1300",
+                    "--tokenizer-texts",
+                    "120",
+                    "--dim",
+                    "16",
+                    "--layers",
+                    "1",
+                    "--heads",
+                    "2",
+                    "--kv-heads",
+                    "1",
+                    "--ffn",
+                    "32",
+                    "--context",
+                    "256",
+                    "--max-length",
+                    "64",
+                    "--batch-size",
+                    "4",
+                    "--micro-batch",
+                    "4",
+                    "--max-steps",
+                    "1",
+                    "--eval-every",
+                    "0",
+                    "--out",
+                    dir_ / "base",
+                    "-q",
+                    "--no-record"},
+                   dir_.path() / "pretrain.log"),
+            0)
+      << log("pretrain");
   write_file_atomic(dir_ / "sweep.yaml",
-                    "name: ranks\nout_dir: " + (dir_ / "sw") + "\nseed: 5\nalgorithm: tpe\nstartup_trials: 2\ntrials: 4\n"
-                    "pruning: {min_steps: 2, reduction_factor: 2}\n"
-                    "train:\n  model: " + (dir_ / "base/model.gguf") + "\n  dataset: " + (dir_ / "data") +
-                    "\n  base_dtype: f32\n  max_length: 96\n  batch_size: 4\n  micro_batch: 4\n  max_steps: 6\n"
-                    "  eval_items: 8\n  save_every: 0\n"
-                    "space:\n  lr: {type: log_uniform, low: 1.0e-4, high: 1.0e-1}\n  rank: [2, 4]\n");
+                    "name: ranks\nout_dir: " + (dir_ / "sw") +
+                        "\nseed: 5\nalgorithm: tpe\nstartup_trials: 2\ntrials: 4\n"
+                        "pruning: {min_steps: 2, reduction_factor: 2}\n"
+                        "train:\n  model: " +
+                        (dir_ / "base/model.gguf") + "\n  dataset: " + (dir_ / "data") +
+                        "\n  base_dtype: f32\n  max_length: 96\n  batch_size: 4\n  micro_batch: 4\n  max_steps: 6\n"
+                        "  eval_items: 8\n  save_every: 0\n"
+                        "space:\n  lr: {type: log_uniform, low: 1.0e-4, high: 1.0e-1}\n  rank: [2, 4]\n");
   ASSERT_EQ(launch(2, {"-t", "1", "sweep", "--config", dir_ / "sweep.yaml", "-q", "--runs-db", dir_ / "runs.db"},
-                   dir_.path() / "sweep.log"), 0) << log("sweep");
+                   dir_.path() / "sweep.log"),
+            0)
+      << log("sweep");
   EXPECT_NE(log("sweep").find("one per MPI rank"), std::string::npos) << log("sweep");
   const auto st = sweep::SweepState::load(dir_.path() / "sw" / "sweep.json");
   ASSERT_TRUE(st);
@@ -282,7 +397,8 @@ TEST_F(Mpi, ASweepRunsOneTrialPerRankWithOneStateOnRankZero) {
     EXPECT_TRUE(t.status == sweep::TrialStatus::complete || t.status == sweep::TrialStatus::pruned) << t.message;
     EXPECT_EQ(t.rungs.count(2), 1u) << "every trial reported its first rung to rank 0";
     ASSERT_EQ(t.run_ids.size(), 1u) << "each trial's run reached rank 0's state";
-    EXPECT_TRUE(fs::exists(fs::path(t.out_dir) / "last" / "adapter_model.safetensors") || t.status == sweep::TrialStatus::pruned)
+    EXPECT_TRUE(fs::exists(fs::path(t.out_dir) / "last" / "adapter_model.safetensors") ||
+                t.status == sweep::TrialStatus::pruned)
         << t.out_dir;
   }
   monitor::RunDb db(dir_ / "runs.db", monitor::RunDb::Mode::existing);

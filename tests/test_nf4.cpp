@@ -9,11 +9,10 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "core/threads.h"
@@ -149,7 +148,8 @@ TEST(Nf4, QuantizeMatchesGoldenCodeForCode) {
   for (size_t b = 0; b < t.absmax_codes.size(); ++b)
     EXPECT_EQ(t.absmax_codes[b], g.absmax_codes[b]) << "absmax block " << b;
   for (size_t s = 0; s < t.absmax_scales.size(); ++s)
-    EXPECT_EQ(std::bit_cast<uint32_t>(t.absmax_scales[s]), std::bit_cast<uint32_t>(g.absmax_scales[s])) << "scale " << s;
+    EXPECT_EQ(std::bit_cast<uint32_t>(t.absmax_scales[s]), std::bit_cast<uint32_t>(g.absmax_scales[s]))
+        << "scale " << s;
   EXPECT_EQ(std::bit_cast<uint32_t>(t.absmax_offset), std::bit_cast<uint32_t>(g.offset));
 }
 
@@ -201,7 +201,7 @@ TEST(Nf4, PartialBlockPadsWithTheCodeOfZero) {
   ASSERT_EQ(t.absmax_codes.size(), 1u);
   ASSERT_EQ(t.absmax_scales.size(), 1u);
   EXPECT_EQ(t.packed[1] & 0x0f, 7);  // padding nibble
-  EXPECT_EQ(t.packed[1] >> 4, 15);   // 1.0 / absmax 1.0
+  EXPECT_EQ(t.packed[1] >> 4, 15);  // 1.0 / absmax 1.0
   // A single block: offset == absmax, so the stored difference is 0 and it round-trips exactly.
   EXPECT_EQ(t.absmax_offset, 1.0f);
   EXPECT_EQ(nf4_block_absmax(t)[0], 1.0f);
@@ -271,7 +271,8 @@ TEST(Nf4, FastDequantizeEqualsReferenceOnAnyRange) {
       nf4_dequantize(t, a, b - a, fast.data());
       nf4_dequantize_reference(t, a, b - a, ref.data());
       for (int64_t i = 0; i < b - a; ++i)
-        ASSERT_EQ(std::bit_cast<uint32_t>(fast[i]), std::bit_cast<uint32_t>(ref[i])) << "n " << n << " element " << a + i;
+        ASSERT_EQ(std::bit_cast<uint32_t>(fast[i]), std::bit_cast<uint32_t>(ref[i]))
+            << "n " << n << " element " << a + i;
       EXPECT_EQ(fast[b - a], 42.0f) << "wrote past the range";
     }
   }

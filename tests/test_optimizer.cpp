@@ -42,8 +42,8 @@ TEST_P(OptimizerTest, AdamWMatchesTheFormula) {
   EXPECT_EQ(opt.groups()[1].weight_decay, 0.0f);
   std::vector<double> w(t.w.begin(), t.w.end()), n(t.n.begin(), t.n.end());
   std::vector<double> mw(w.size()), vw(w.size()), mn(n.size()), vn(n.size());
-  auto expect = [&](std::vector<double>& p, std::vector<double>& m, std::vector<double>& v,
-                    const std::vector<float>& g, double decay, int step) {
+  auto expect = [&](std::vector<double>& p, std::vector<double>& m, std::vector<double>& v, const std::vector<float>& g,
+                    double decay, int step) {
     for (size_t i = 0; i < p.size(); ++i) {
       m[i] = b1 * m[i] + (1 - b1) * g[i];
       v[i] = b2 * v[i] + (1 - b2) * double(g[i]) * g[i];

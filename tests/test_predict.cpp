@@ -9,17 +9,17 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "cli_test_util.h"
 #include "core/error.h"
+#include "data/text.h"
 #include "io/gguf.h"
 #include "io/model_file.h"
 #include "predict/calibration.h"
 #include "predict/model_average.h"
-#include "data/text.h"
 #include "predict/model_pricer.h"
 #include "predict/price_text.h"
-#include "train/trainer.h"
-#include "cli_test_util.h"
 #include "tiny_pricer_model.h"
+#include "train/trainer.h"
 
 namespace pricer {
 namespace {

@@ -22,8 +22,8 @@ using namespace train_test;
 
 // Random product-like texts over a small vocabulary, so most pairs share some words and ties occur.
 std::vector<std::string> random_docs(std::size_t n, uint32_t seed) {
-  static const char* words[] = {"steel", "knife", "chef", "wireless", "earbuds", "bluetooth", "garden",
-                                "hose", "pack", "set", "red", "blue", "large", "mini", "pro", "kit"};
+  static const char* words[] = {"steel", "knife", "chef", "wireless", "earbuds", "bluetooth", "garden", "hose",
+                                "pack",  "set",   "red",  "blue",     "large",   "mini",      "pro",    "kit"};
   std::mt19937 rng(seed);
   std::vector<std::string> docs;
   for (std::size_t i = 0; i < n; ++i) {
@@ -86,8 +86,7 @@ TEST(Comparables, AnItemSharingNoWordHasNoComparablesAndFewerThanKAreFine) {
   const auto knife = index.nearest(docs[0], 0);
   ASSERT_EQ(knife.size(), 1u);  // only the paring knife shares a word with the chef knife
   EXPECT_EQ(knife[0].item, 1u);
-  EXPECT_EQ(retrieval::comparables_line(index.nearest("bluetooth headphones")),
-            "Similar items sold for: $90, $50");
+  EXPECT_EQ(retrieval::comparables_line(index.nearest("bluetooth headphones")), "Similar items sold for: $90, $50");
 }
 
 TEST(Comparables, TheLineGoesJustBeforeTheAnswerCue) {
@@ -152,19 +151,15 @@ TEST(Comparables, DamagedIndexFilesAreRefusedNamingTheFile) {
   const auto docs = random_docs(50, 4);
   const std::string good = (dir.path() / "good.gguf").string(), bad = (dir.path() / "bad.gguf").string();
   ComparablesIndex(docs, std::vector<double>(docs.size(), 10.0), 3).save(good);
-  const auto set_i32 = [](int32_t v) {
-    return [v](std::vector<uint8_t>& b) { std::memcpy(b.data(), &v, 4); };
-  };
-  const auto set_f64 = [](double v) {
-    return [v](std::vector<uint8_t>& b) { std::memcpy(b.data(), &v, 8); };
-  };
+  const auto set_i32 = [](int32_t v) { return [v](std::vector<uint8_t>& b) { std::memcpy(b.data(), &v, 4); }; };
+  const auto set_f64 = [](double v) { return [v](std::vector<uint8_t>& b) { std::memcpy(b.data(), &v, 8); }; };
   expect_refused(good, bad, "postings.item", set_i32(1000), "names item 1000");
   expect_refused(good, bad, "postings.item", set_i32(-1), "names item -1");
   expect_refused(good, bad, "items.price", set_f64(-3.0), "bad price");
   expect_refused(good, bad, "items.price", set_f64(std::numeric_limits<double>::quiet_NaN()), "bad price");
   expect_refused(good, bad, "terms.idf", set_f64(std::numeric_limits<double>::infinity()), "idf");
-  expect_refused(good, bad, "postings.offset", [](std::vector<uint8_t>& b) { std::memset(b.data() + 8, 0xff, 8); },
-                 "offsets");
+  expect_refused(
+      good, bad, "postings.offset", [](std::vector<uint8_t>& b) { std::memset(b.data() + 8, 0xff, 8); }, "offsets");
   // Another GGUF (a model) is not an index.
   write_tiny_model((dir.path() / "model.gguf").string(), 3);
   EXPECT_THROW(ComparablesIndex::load((dir.path() / "model.gguf").string()), Error);
@@ -199,8 +194,9 @@ TEST(Comparables, TrainingPromptsHoldTheirNeighboursPricesNeverTheirOwn) {
   };
   for (int i = 0; i < 8; ++i) {
     const int twin_price = 10 * (i ^ 1) + 7;
-    EXPECT_NE(prompt_of(d.train[i]).find("\n\nSimilar items sold for: $" + std::to_string(twin_price) + "\n\nPrice is $"),
-              std::string::npos)
+    EXPECT_NE(
+        prompt_of(d.train[i]).find("\n\nSimilar items sold for: $" + std::to_string(twin_price) + "\n\nPrice is $"),
+        std::string::npos)
         << prompt_of(d.train[i]);
   }
   // A validation item sees the training items: both oak tables tie, the first row first.

@@ -3,19 +3,18 @@
 // bounded load test, a graceful SIGTERM of the real binary, and the frontier pricer pricing
 // through the server exactly as the model prices greedily.
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
 #include <netinet/in.h>
 #include <spawn.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <gtest/gtest.h>
-#include <httplib.h>
-
 #include <atomic>
 #include <chrono>
-#include <fstream>
 #include <csignal>
+#include <fstream>
 #include <thread>
 
 #include "cli_test_util.h"
@@ -195,7 +194,8 @@ struct ServeProcess {
 class Serve : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    world_ = new tiny::World(tiny::make_world(std::filesystem::temp_directory_path() / ("pricer_serve_world_" + std::to_string(::getpid()))));
+    world_ = new tiny::World(tiny::make_world(std::filesystem::temp_directory_path() /
+                                              ("pricer_serve_world_" + std::to_string(::getpid()))));
   }
   static void TearDownTestSuite() {
     std::filesystem::remove_all(world_->dir);
@@ -229,7 +229,8 @@ TEST_F(Serve, HealthAndModels) {
 
 TEST_F(Serve, GreedyCompletionIsTheModelsOwnGeneration) {
   Running r(mp_, {});
-  const Reply rep = post(r, "/v1/completions", json{{"model", "tiny"}, {"prompt", "Item steel"}, {"max_tokens", 12}, {"temperature", 0}});
+  const Reply rep = post(r, "/v1/completions",
+                         json{{"model", "tiny"}, {"prompt", "Item steel"}, {"max_tokens", 12}, {"temperature", 0}});
   ASSERT_EQ(rep.status, 200) << rep.raw;
   // The same generation run directly: BOS + the prompt, greedy, 12 tokens or a stop token.
   const Tokenizer& tok = mp_->tokenizer();
@@ -251,7 +252,8 @@ TEST_F(Serve, GreedyCompletionIsTheModelsOwnGeneration) {
 
 TEST_F(Serve, SeededSamplingRepeatsAndLogprobsAreTheModels) {
   Running r(mp_, {});
-  const json body = {{"model", "tiny"}, {"prompt", "Item"}, {"max_tokens", 10}, {"temperature", 1.0}, {"seed", 7}, {"logprobs", 3}};
+  const json body = {{"model", "tiny"},    {"prompt", "Item"}, {"max_tokens", 10},
+                     {"temperature", 1.0}, {"seed", 7},        {"logprobs", 3}};
   const Reply a = post(r, "/v1/completions", body), b = post(r, "/v1/completions", body);
   ASSERT_EQ(a.status, 200) << a.raw;
   EXPECT_EQ(a.body["choices"][0]["text"], b.body["choices"][0]["text"]);
@@ -318,9 +320,10 @@ TEST_F(Serve, StreamingSendsTheSameTextThenDone) {
 TEST_F(Serve, ChatRepliesWithThePriceAsGreedyPricingReadsIt) {
   Running r(mp_, {});
   const std::string text = texts(1, 3).front();
-  const json body = {{"model", "tiny"},
-                     {"messages", {{{"role", "system"}, {"content", "Reply with the price"}}, {{"role", "user"}, {"content", text}}}},
-                     {"temperature", 0}};
+  const json body = {
+      {"model", "tiny"},
+      {"messages", {{{"role", "system"}, {"content", "Reply with the price"}}, {{"role", "user"}, {"content", text}}}},
+      {"temperature", 0}};
   const Reply rep = post(r, "/v1/chat/completions", body);
   ASSERT_EQ(rep.status, 200) << rep.raw;
   EXPECT_EQ(rep.body["object"], "chat.completion");
@@ -363,11 +366,13 @@ TEST_F(Serve, AModelWithAChatTemplateGetsItsConversationFormat) {
   const std::vector<ChatMessage> messages = {{"system", "Be brief"}, {"user", "Item steel kettle"}};
   json msgs = json::array();
   for (const auto& m : messages) msgs.push_back({{"role", m.role}, {"content", m.content}});
-  const Reply chat = post(r, "/v1/chat/completions", json{{"model", "tiny"}, {"messages", msgs}, {"max_tokens", 6}, {"temperature", 0}});
+  const Reply chat = post(r, "/v1/chat/completions",
+                          json{{"model", "tiny"}, {"messages", msgs}, {"max_tokens", 6}, {"temperature", 0}});
   ASSERT_EQ(chat.status, 200) << chat.raw;
   // The same as completing the conversation's ChatML text: a conversation, not a price prompt.
-  const Reply plain = post(r, "/v1/completions", json{{"model", "tiny"}, {"prompt", render_chat(so.chat, messages)},
-                                                      {"max_tokens", 6}, {"temperature", 0}});
+  const Reply plain =
+      post(r, "/v1/completions",
+           json{{"model", "tiny"}, {"prompt", render_chat(so.chat, messages)}, {"max_tokens", 6}, {"temperature", 0}});
   ASSERT_EQ(plain.status, 200) << plain.raw;
   EXPECT_EQ(chat.body["choices"][0]["message"]["content"], plain.body["choices"][0]["text"]);
   EXPECT_EQ(chat.body["usage"], plain.body["usage"]);
@@ -392,8 +397,10 @@ TEST_F(Serve, PriceApiIsThePredictorsReadout) {
   EXPECT_TRUE(one.body["timing"]["total_ms"].is_number());
   const Reply batch = post(r, "/v1/price", json{{"texts", t}, {"readout", "expected"}});
   ASSERT_EQ(batch.body["results"].size(), 3u);
-  const auto expected = mp_->predict({mp_->prompt_for(t[0]), mp_->prompt_for(t[1]), mp_->prompt_for(t[2])}, PriceMode::Expected);
-  for (size_t i = 0; i < 3; ++i) EXPECT_NEAR(batch.body["results"][i]["price"].get<double>(), expected[i].price, 1e-9 * (1 + expected[i].price));
+  const auto expected =
+      mp_->predict({mp_->prompt_for(t[0]), mp_->prompt_for(t[1]), mp_->prompt_for(t[2])}, PriceMode::Expected);
+  for (size_t i = 0; i < 3; ++i)
+    EXPECT_NEAR(batch.body["results"][i]["price"].get<double>(), expected[i].price, 1e-9 * (1 + expected[i].price));
   expect_error(post(r, "/v1/price", json{{"text", "x"}, {"readout", "mean"}}), 400, "readout");
 }
 
@@ -405,11 +412,13 @@ TEST_F(Serve, BadRequestsGetErrorsAndTheServerStaysHealthy) {
   expect_error(post(r, "/v1/completions", std::string("[1, 2]")), 400);
   expect_error(post(r, "/v1/completions", json{{"model", "tiny"}, {"prompt", 5}}), 400, "prompt");
   expect_error(post(r, "/v1/completions", json{{"model", "tiny"}}), 400, "prompt");
-  expect_error(post(r, "/v1/chat/completions", json{{"model", "tiny"}, {"messages", {{{"role", "system"}, {"content", "x"}}}}}), 400,
-               "messages");
+  expect_error(
+      post(r, "/v1/chat/completions", json{{"model", "tiny"}, {"messages", {{{"role", "system"}, {"content", "x"}}}}}),
+      400, "messages");
   expect_error(post(r, "/v1/completions", json{{"model", "gpt-9"}, {"prompt", "x"}}), 404, "model");
   expect_error(post(r, "/v1/completions", json{{"model", "tiny"}, {"prompt", std::string(8000, 'a')}}), 413);
-  const Reply long_reply = post(r, "/v1/completions", json{{"model", "tiny"}, {"prompt", "Item"}, {"max_tokens", 100000}});
+  const Reply long_reply =
+      post(r, "/v1/completions", json{{"model", "tiny"}, {"prompt", "Item"}, {"max_tokens", 100000}});
   expect_error(long_reply, 400, "prompt");
   EXPECT_EQ(long_reply.body["error"]["code"], "context_length_exceeded");
   expect_error(post(r, "/v1/completions", json{{"model", "tiny"}, {"prompt", {1, 999999}}}), 400, "prompt");
@@ -429,8 +438,9 @@ TEST_F(Serve, AClientThatLeavesMidStreamDoesNotHurtTheServer) {
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
     const std::string body = json{{"model", "tiny"}, {"prompt", "Item"}, {"stream", true}, {"max_tokens", 60}}.dump();
-    const std::string req = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
-                            std::to_string(body.size()) + "\r\n\r\n" + body;
+    const std::string req =
+        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+        std::to_string(body.size()) + "\r\n\r\n" + body;
     ASSERT_EQ(::write(fd, req.data(), req.size()), static_cast<ssize_t>(req.size()));
     char buf[64];
     ASSERT_GT(::read(fd, buf, sizeof buf), 0);  // the stream began
@@ -483,7 +493,8 @@ TEST_F(Serve, WaitingGenerationsShareForwardPassesAndGiveTheirOwnText) {
   ASSERT_TRUE(wait_health(r, [](const json& h) { return h["queue"]["active"] == 1; }));
   std::vector<Reply> together(prompts.size());
   std::vector<std::thread> clients;
-  for (size_t i = 0; i < prompts.size(); ++i) clients.emplace_back([&, i] { together[i] = post(r, "/v1/completions", body(i)); });
+  for (size_t i = 0; i < prompts.size(); ++i)
+    clients.emplace_back([&, i] { together[i] = post(r, "/v1/completions", body(i)); });
   ASSERT_TRUE(wait_health(r, [](const json& h) { return h["queue"]["waiting"] == 4; }));
   big.join();
   for (auto& c : clients) c.join();
@@ -495,7 +506,8 @@ TEST_F(Serve, WaitingGenerationsShareForwardPassesAndGiveTheirOwnText) {
     ASSERT_EQ(together[i].status, 200) << together[i].raw;
     const json& choice = together[i].body["choices"][0];
     EXPECT_EQ(choice["text"], alone[i].body["choices"][0]["text"]) << prompts[i];
-    const uint64_t passes = together[i].body["usage"]["completion_tokens"].get<uint64_t>() + (choice["finish_reason"] == "stop");
+    const uint64_t passes =
+        together[i].body["usage"]["completion_tokens"].get<uint64_t>() + (choice["finish_reason"] == "stop");
     longest = std::max(longest, passes);
     rows_alone += passes;
   }
@@ -521,11 +533,12 @@ TEST_F(Serve, SixteenClientsFiftyRequestsEachWithoutAnError) {
   for (int c = 0; c < 16; ++c) {
     clients.emplace_back([&, c] {
       for (int i = 0; i < 50; ++i) {
-        const Reply rep = (i + c) % 2 == 0
-                              ? post(r, "/v1/price", json{{"text", t[c]}})
-                              : post(r, "/v1/completions", json{{"model", "tiny"}, {"prompt", "Item"}, {"max_tokens", 4}});
+        const Reply rep = (i + c) % 2 == 0 ? post(r, "/v1/price", json{{"text", t[c]}})
+                                           : post(r, "/v1/completions",
+                                                  json{{"model", "tiny"}, {"prompt", "Item"}, {"max_tokens", 4}});
         (rep.status == 200 ? ok : failed)++;
-        if (rep.status != 200) ADD_FAILURE() << "client " << c << " request " << i << ": " << rep.status << " " << rep.raw;
+        if (rep.status != 200)
+          ADD_FAILURE() << "client " << c << " request " << i << ": " << rep.status << " " << rep.raw;
       }
     });
   }
@@ -607,9 +620,9 @@ TEST_F(Serve, EvalOfTheFrontierPricerAgainstServePricesAsTheFinetunedPricerDoes)
       common + "--pricers frontier --frontier-url http://127.0.0.1:" + std::to_string(srv.port) +
       "/v1 --frontier-model tiny --frontier-key-env '' --frontier-prompt '{text}' --frontier-temperature 0 --out '" +
       (dir / "frontier").string() + "'");
-  const cli_test::CliRun local = cli_test::run_cli(common + "--pricers finetuned-greedy --param finetuned_model='" +
-                                                   world_->base.string() + "' --param base_dtype=f32 --out '" +
-                                                   (dir / "local").string() + "'");
+  const cli_test::CliRun local =
+      cli_test::run_cli(common + "--pricers finetuned-greedy --param finetuned_model='" + world_->base.string() +
+                        "' --param base_dtype=f32 --out '" + (dir / "local").string() + "'");
   EXPECT_EQ(WEXITSTATUS(srv.stop()), 0);
   const json served = json::parse(cli_test::slurp(dir / "frontier" / "results.json"));
   const json direct = json::parse(cli_test::slurp(dir / "local" / "results.json"));
@@ -635,7 +648,8 @@ TEST_F(Serve, WithoutAModelTheDashboardAnswersAndModelEndpointsSay404) {
     monitor::NewRun run;
     run.name = "curves";
     const int64_t id = db.create_run(run, 1.8e9);
-    for (int s = 1; s <= 5; ++s) db.log_metrics(id, s, {{"train/loss", 5.0 - s}, {"train/tokens_per_s", 100.0 * s}}, 1.8e9 + s);
+    for (int s = 1; s <= 5; ++s)
+      db.log_metrics(id, s, {{"train/loss", 5.0 - s}, {"train/tokens_per_s", 100.0 * s}}, 1.8e9 + s);
     db.log_metrics(id, 5, {{"eval/mae", 42.0}}, 1.8e9 + 5);
   }
   auto engine = std::shared_ptr<Engine>();

@@ -23,10 +23,13 @@ std::pair<int, std::string> refusal(const json& body, Endpoint e) {
 }  // namespace
 
 TEST(ServeApi, CompletionRequestReadsEveryField) {
-  const json body = {{"model", "m"},      {"prompt", "Hello"},        {"max_tokens", 7},
-                     {"temperature", 0},  {"top_p", 0.5},             {"seed", 42},
-                     {"stop", {"\n", "."}}, {"logprobs", 3},           {"stream", true},
-                     {"stream_options", {{"include_usage", true}}}, {"echo", true}, {"n", 1}, {"user", "u"}};
+  const json body = {{"model", "m"},        {"prompt", "Hello"},
+                     {"max_tokens", 7},     {"temperature", 0},
+                     {"top_p", 0.5},        {"seed", 42},
+                     {"stop", {"\n", "."}}, {"logprobs", 3},
+                     {"stream", true},      {"stream_options", {{"include_usage", true}}},
+                     {"echo", true},        {"n", 1},
+                     {"user", "u"}};
   const CompletionRequest r = parse_completion_request(body, Endpoint::Completions);
   EXPECT_EQ(r.model, "m");
   EXPECT_EQ(r.prompt, "Hello");
@@ -60,20 +63,21 @@ TEST(ServeApi, PromptsAsTextOrTokenIds) {
 }
 
 TEST(ServeApi, ChatMessagesAndLogprobs) {
-  const json body = {{"model", "m"},
-                     {"messages",
-                      {{{"role", "system"}, {"content", "be brief"}},
-                       {{"role", "user"}, {"content", {{{"type", "text"}, {"text", "a "}}, {{"type", "text"}, {"text", "lamp"}}}}}}},
-                     {"logprobs", true},
-                     {"top_logprobs", 4},
-                     {"max_completion_tokens", 9}};
+  const json body = {
+      {"model", "m"},
+      {"messages",
+       {{{"role", "system"}, {"content", "be brief"}},
+        {{"role", "user"}, {"content", {{{"type", "text"}, {"text", "a "}}, {{"type", "text"}, {"text", "lamp"}}}}}}},
+      {"logprobs", true},
+      {"top_logprobs", 4},
+      {"max_completion_tokens", 9}};
   const CompletionRequest r = parse_completion_request(body, Endpoint::Chat);
   ASSERT_EQ(r.messages.size(), 2u);
   EXPECT_EQ(r.messages[1].content, "a lamp");
   EXPECT_EQ(r.top_logprobs, 4);
   EXPECT_EQ(r.max_tokens.value(), 9);
-  const auto plain = parse_completion_request({{"model", "m"}, {"messages", {{{"role", "user"}, {"content", "x"}}}}, {"logprobs", true}},
-                                              Endpoint::Chat);
+  const auto plain = parse_completion_request(
+      {{"model", "m"}, {"messages", {{{"role", "user"}, {"content", "x"}}}}, {"logprobs", true}}, Endpoint::Chat);
   EXPECT_EQ(plain.top_logprobs, 0);
 }
 
@@ -98,7 +102,8 @@ TEST(ServeApi, BadRequestsNameTheParameter) {
       {{{"model", "m"}, {"prompt", "x"}, {"logprobs", 6}}, Endpoint::Completions, "logprobs"},
       {{{"model", "m"}, {"prompt", "x"}, {"n", 2}}, Endpoint::Completions, "n"},
       {{{"model", "m"}, {"prompt", "x"}, {"frequency_penalty", 0.5}}, Endpoint::Completions, "frequency_penalty"},
-      {{{"model", "m"}, {"prompt", "x"}, {"stream_options", {{"include_usage", true}}}}, Endpoint::Completions,
+      {{{"model", "m"}, {"prompt", "x"}, {"stream_options", {{"include_usage", true}}}},
+       Endpoint::Completions,
        "stream_options"},
       {{{"model", "m"}, {"prompt", "x"}, {"wat", 1}}, Endpoint::Completions, "wat"},
       {{{"model", "m"}, {"messages", json::array()}}, Endpoint::Chat, "messages"},
@@ -106,7 +111,8 @@ TEST(ServeApi, BadRequestsNameTheParameter) {
       {{{"model", "m"}, {"messages", {{{"role", "user"}}}}}, Endpoint::Chat, "messages[0].content"},
       {{{"model", "m"}, {"messages", user}, {"top_logprobs", 2}}, Endpoint::Chat, "top_logprobs"},
       {{{"model", "m"}, {"messages", user}, {"logprobs", true}, {"top_logprobs", 21}}, Endpoint::Chat, "top_logprobs"},
-      {{{"model", "m"}, {"messages", user}, {"max_tokens", 3}, {"max_completion_tokens", 3}}, Endpoint::Chat,
+      {{{"model", "m"}, {"messages", user}, {"max_tokens", 3}, {"max_completion_tokens", 3}},
+       Endpoint::Chat,
        "max_completion_tokens"},
       {{{"model", "m"}, {"messages", user}, {"prompt", "x"}}, Endpoint::Chat, "prompt"},
   };
@@ -140,9 +146,10 @@ TEST(ServeApi, PriceRequests) {
   EXPECT_TRUE(r.batch);
   EXPECT_EQ(r.texts.size(), 2u);
   EXPECT_EQ(r.readout, "expected");
-  for (const json& bad : {json{{"text", "a"}, {"texts", {"b"}}}, json::object(), json{{"text", "  \n"}},
-                          json{{"texts", json::array()}}, json{{"texts", std::vector<std::string>(kMaxPriceBatch + 1, "x")}},
-                          json{{"text", 5}}, json{{"text", "a"}, {"colour", "red"}}}) {
+  for (const json& bad :
+       {json{{"text", "a"}, {"texts", {"b"}}}, json::object(), json{{"text", "  \n"}}, json{{"texts", json::array()}},
+        json{{"texts", std::vector<std::string>(kMaxPriceBatch + 1, "x")}}, json{{"text", 5}},
+        json{{"text", "a"}, {"colour", "red"}}}) {
     EXPECT_THROW(parse_price_request(bad), ApiError) << bad.dump().substr(0, 80);
   }
 }
@@ -159,11 +166,11 @@ TEST(StopText, CutsAtTheFirstStopEvenAcrossPieces) {
 
 TEST(StopText, HoldsBackOnlyWhatMayStartAStop) {
   StopText s({"END"});
-  EXPECT_EQ(s.push("abcE"), "abc");   // "E" may begin "END"
-  EXPECT_EQ(s.push("Nx"), "ENx");     // "ENx" cannot
+  EXPECT_EQ(s.push("abcE"), "abc");  // "E" may begin "END"
+  EXPECT_EQ(s.push("Nx"), "ENx");  // "ENx" cannot
   EXPECT_EQ(s.push("EN"), "");
   EXPECT_FALSE(s.stopped());
-  EXPECT_EQ(s.finish(), "EN");        // generation ended for another reason: nothing is lost
+  EXPECT_EQ(s.finish(), "EN");  // generation ended for another reason: nothing is lost
 }
 
 TEST(StopText, NoStopsPassesEverything) {

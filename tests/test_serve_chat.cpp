@@ -1,11 +1,11 @@
 // Chat formats: each family's prompt for one conversation, recognising templates by their
 // markers, and finding a model's template in GGUF and Hugging Face files.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <regex>
-#include <unistd.h>
 
 #include "core/error.h"
 #include "io/gguf.h"
@@ -16,10 +16,8 @@ using namespace pricer::serve;
 
 namespace {
 
-const std::vector<ChatMessage> kConversation = {{"system", " Be brief. "},
-                                                {"user", "Price this kettle.\n"},
-                                                {"assistant", "$25"},
-                                                {"user", "And the toaster?"}};
+const std::vector<ChatMessage> kConversation = {
+    {"system", " Be brief. "}, {"user", "Price this kettle.\n"}, {"assistant", "$25"}, {"user", "And the toaster?"}};
 
 std::string render(ChatFormat f, std::vector<ChatMessage> m = kConversation) {
   return render_chat(ChatStyle{f, "26 Jul 2024"}, m);
@@ -46,23 +44,26 @@ TEST(ChatFormat, Llama3PutsEveryMessageUnderItsHeaderTrimmed) {
 }
 
 TEST(ChatFormat, Llama31OpensWithTheDatedSystemHeader) {
-  const std::string head = "<|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n"
-                           "Today Date: 26 Jul 2024\n\n";
-  EXPECT_EQ(render(ChatFormat::Llama31),
-            head + "Be brief.<|eot_id|>"
-                   "<|start_header_id|>user<|end_header_id|>\n\nPrice this kettle.<|eot_id|>"
-                   "<|start_header_id|>assistant<|end_header_id|>\n\n$25<|eot_id|>"
-                   "<|start_header_id|>user<|end_header_id|>\n\nAnd the toaster?<|eot_id|>"
-                   "<|start_header_id|>assistant<|end_header_id|>\n\n");
+  const std::string head =
+      "<|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n"
+      "Today Date: 26 Jul 2024\n\n";
+  EXPECT_EQ(render(ChatFormat::Llama31), head +
+                                             "Be brief.<|eot_id|>"
+                                             "<|start_header_id|>user<|end_header_id|>\n\nPrice this kettle.<|eot_id|>"
+                                             "<|start_header_id|>assistant<|end_header_id|>\n\n$25<|eot_id|>"
+                                             "<|start_header_id|>user<|end_header_id|>\n\nAnd the toaster?<|eot_id|>"
+                                             "<|start_header_id|>assistant<|end_header_id|>\n\n");
   // Without a system message the header is there all the same, empty; "developer" is "system".
   EXPECT_EQ(render(ChatFormat::Llama31, {{"user", "Hi"}}),
-            head + "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
-                   "<|start_header_id|>assistant<|end_header_id|>\n\n");
+            head +
+                "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
+                "<|start_header_id|>assistant<|end_header_id|>\n\n");
   EXPECT_EQ(render(ChatFormat::Llama31, {{"developer", "Terse"}, {"user", "Hi"}}),
             render(ChatFormat::Llama31, {{"system", "Terse"}, {"user", "Hi"}}));
   EXPECT_EQ(render(ChatFormat::Llama31, {{"tool", " 42 "}}),
-            head + "<|eot_id|><|start_header_id|>ipython<|end_header_id|>\n\n\" 42 \"<|eot_id|>"
-                   "<|start_header_id|>assistant<|end_header_id|>\n\n");
+            head +
+                "<|eot_id|><|start_header_id|>ipython<|end_header_id|>\n\n\" 42 \"<|eot_id|>"
+                "<|start_header_id|>assistant<|end_header_id|>\n\n");
 }
 
 TEST(ChatFormat, ChatMLGemmaAndPhi3) {
@@ -87,7 +88,8 @@ TEST(ChatFormat, TemplatesAreRecognisedByTheirMarkers) {
   EXPECT_EQ(fixed->format, ChatFormat::Llama31);
   EXPECT_EQ(fixed->today, "26 Jul 2024");
   // Llama 3.2 dates its header with today's date, as transformers' strftime_now gives it.
-  const auto dated = detect_chat_style("<|start_header_id|><|end_header_id|>Cutting Knowledge Date strftime_now(\"%d %b %Y\")");
+  const auto dated =
+      detect_chat_style("<|start_header_id|><|end_header_id|>Cutting Knowledge Date strftime_now(\"%d %b %Y\")");
   ASSERT_TRUE(dated);
   EXPECT_TRUE(std::regex_match(dated->today, std::regex("[0-9]{2} [A-Z][a-z]{2} [0-9]{4}"))) << dated->today;
   EXPECT_EQ(detect_chat_style("{{'<|im_start|>' + message['role']}}")->format, ChatFormat::ChatML);

@@ -4,17 +4,16 @@
 // page's own code path by opening #price?text=...; a run's curve is seen growing while a tiny
 // training writes to the run database. Screenshots of every page go to the test output
 // ($PRICER_TEST_OUTPUT, else the temp directory). Skipped where chromium is not installed.
+#include <gtest/gtest.h>
+#include <httplib.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <gtest/gtest.h>
-#include <httplib.h>
-
 #include <chrono>
-#include <fstream>
 #include <cstdlib>
+#include <fstream>
 #include <regex>
 #include <thread>
 
@@ -48,7 +47,8 @@ fs::path output_dir() {
 std::string browser(const std::string& what, const std::string& url) {
   const std::string cmd = "timeout 120 '" + chromium() +
                           "' --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1280,1400 "
-                          "--virtual-time-budget=6000 " + what + " '" + url + "' 2>/dev/null";
+                          "--virtual-time-budget=6000 " +
+                          what + " '" + url + "' 2>/dev/null";
   std::string out;
   if (std::FILE* p = ::popen(cmd.c_str(), "r")) {
     char buf[8192];
@@ -98,7 +98,8 @@ struct Running {
 class ServeWeb : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (chromium().empty()) GTEST_SKIP() << "chromium is not installed (scripts/setup installs it): web app tests skipped";
+    if (chromium().empty())
+      GTEST_SKIP() << "chromium is not installed (scripts/setup installs it): web app tests skipped";
     dir_ = fs::temp_directory_path() / ("pricer_serve_web_" + std::to_string(::getpid()) + "_" +
                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
@@ -139,10 +140,11 @@ TEST_F(ServeWeb, ARunsCurveGrowsWhileItTrains) {
   write_tiny_model((dir_ / "model.gguf").string(), 11);
   write_price_jsonl((dir_ / "train.jsonl").string(), price_prompts(3, 0, 32));
   const fs::path db = dir_ / "runs.db";
-  const std::string cmd = "exec '" + std::string(PRICER_BINARY) + "' -t 1 train --model '" + (dir_ / "model.gguf").string() +
-                          "' --tokenizer '" + (dir_ / "tokenizer.json").string() + "' --data '" +
-                          (dir_ / "train.jsonl").string() + "' --out '" + (dir_ / "run").string() + "' --runs-db '" +
-                          db.string() + "' --rank 4 --alpha 8 --batch-size 4 --micro-batch 2 --max-length 64 "
+  const std::string cmd = "exec '" + std::string(PRICER_BINARY) + "' -t 1 train --model '" +
+                          (dir_ / "model.gguf").string() + "' --tokenizer '" + (dir_ / "tokenizer.json").string() +
+                          "' --data '" + (dir_ / "train.jsonl").string() + "' --out '" + (dir_ / "run").string() +
+                          "' --runs-db '" + db.string() +
+                          "' --rank 4 --alpha 8 --batch-size 4 --micro-batch 2 --max-length 64 "
                           "--epochs 100000 --save-every 1000000 --run-name growing > /dev/null 2>&1";
   pid_t pid = 0;
   const char* argv[] = {"/bin/sh", "-c", cmd.c_str(), nullptr};
@@ -215,8 +217,9 @@ TEST_F(ServeWeb, TheGameShowsAProductAndItsGuessesJoinTheLeaderboard) {
     EXPECT_EQ(json::parse(c.Get("/api/game")->body)["item"]["id"], 3);
   }
   // The saved file is what eval's human pricer reads.
-  const auto e = cli_test::run_cli("eval --data " + (dir_ / "test.jsonl").string() + " --limit 3 --pricers human --human-import " +
-                                   (dir_ / "guesses.csv").string() + " --no-record --out " + (dir_ / "eval").string());
+  const auto e =
+      cli_test::run_cli("eval --data " + (dir_ / "test.jsonl").string() + " --limit 3 --pricers human --human-import " +
+                        (dir_ / "guesses.csv").string() + " --no-record --out " + (dir_ / "eval").string());
   EXPECT_EQ(e.rc, 0) << e.out;
   const json results = json::parse(cli_test::slurp(dir_ / "eval" / "results.json"));
   EXPECT_EQ(results["pricers"][0]["name"], "human");
@@ -244,8 +247,8 @@ TEST_F(ServeWeb, AnUploadedFileIsPricedWithProgressAndDownloads) {
   const fs::path out = dir_ / "downloads";
   fs::create_directories(out);
   Running r(mp, ServerOptions{});
-  const std::string cmd = "cd '" + driver.string() + "' && timeout 300 node batch_upload.js '" + chromium() + "' '" + r.url +
-                          "' '" + (dir_ / "items.jsonl").string() + "' '" + out.string() + "' 2>&1";
+  const std::string cmd = "cd '" + driver.string() + "' && timeout 300 node batch_upload.js '" + chromium() + "' '" +
+                          r.url + "' '" + (dir_ / "items.jsonl").string() + "' '" + out.string() + "' 2>&1";
   std::string printed;
   if (std::FILE* p = ::popen(cmd.c_str(), "r")) {
     char buf[8192];
@@ -258,7 +261,8 @@ TEST_F(ServeWeb, AnUploadedFileIsPricedWithProgressAndDownloads) {
   EXPECT_EQ(state["done"], 70);
   EXPECT_EQ(state["progress"]["value"], 70);
   EXPECT_EQ(state["progress"]["max"], 70);
-  EXPECT_TRUE(std::regex_search(state["status"].get<std::string>(), std::regex("^70/70 · [0-9.]+ items/s · ETA"))) << printed;
+  EXPECT_TRUE(std::regex_search(state["status"].get<std::string>(), std::regex("^70/70 · [0-9.]+ items/s · ETA")))
+      << printed;
   EXPECT_GE(state["statuses"].size(), 1u);
   fs::copy_file(out / "batch.png", output_dir() / "batch.png", fs::copy_options::overwrite_existing);
   // The downloads hold every item's price, in order, as the price API gives it for the same text.
@@ -266,11 +270,13 @@ TEST_F(ServeWeb, AnUploadedFileIsPricedWithProgressAndDownloads) {
   std::vector<json> rows;
   for (std::string line; std::getline(jl, line);) rows.push_back(json::parse(line));
   ASSERT_EQ(rows.size(), 70u);
-  const std::vector<PricePrediction> direct = mp->predict([&] {
-    std::vector<std::string> prompts;
-    for (const auto& t : texts) prompts.push_back(mp->prompt_for(t));
-    return prompts;
-  }(), kDefaultPriceMode);
+  const std::vector<PricePrediction> direct = mp->predict(
+      [&] {
+        std::vector<std::string> prompts;
+        for (const auto& t : texts) prompts.push_back(mp->prompt_for(t));
+        return prompts;
+      }(),
+      kDefaultPriceMode);
   for (size_t i = 0; i < rows.size(); ++i) {
     EXPECT_EQ(rows[i]["id"], "sku-" + std::to_string(i + 1));
     EXPECT_EQ(rows[i]["line"], i + 1);
@@ -317,16 +323,18 @@ TEST_F(ServeWeb, TheSweepsPageShowsTrialsPrunedOnesAndTheBest) {
       std::vector<double> mae;
       bool pruned;
     };
-    const std::vector<Trial> trials = {{1e-4, 8, {90, 70, 60, 55}, false}, {3e-4, 16, {85, 62, 50, 44}, false},
-                                       {1e-3, 32, {95, 93}, true}, {2e-5, 8, {99, 97, 96, 95}, false}};
+    const std::vector<Trial> trials = {{1e-4, 8, {90, 70, 60, 55}, false},
+                                       {3e-4, 16, {85, 62, 50, 44}, false},
+                                       {1e-3, 32, {95, 93}, true},
+                                       {2e-5, 8, {99, 97, 96, 95}, false}};
     for (size_t i = 0; i < trials.size(); ++i) {
       monitor::NewRun run;
       run.name = "trial-" + std::to_string(i);
       const int64_t id = db.create_run(run, t0 + static_cast<double>(i));
       db.set_sweep(id, "lr-rank");
       db.log_params(id, {{"lr", trials[i].lr}, {"rank", trials[i].rank}});
-      for (size_t s = 0; s < trials[i].mae.size(); ++s) db.log_metrics(id, 100 * (s + 1), {{"eval/mae", trials[i].mae[s]}},
-                       t0 + static_cast<double>(i + s));
+      for (size_t s = 0; s < trials[i].mae.size(); ++s)
+        db.log_metrics(id, 100 * (s + 1), {{"eval/mae", trials[i].mae[s]}}, t0 + static_cast<double>(i + s));
       db.set_status(id, monitor::RunStatus::finished, trials[i].pruned ? "pruned at step 200 by the sweep" : "",
                     t0 + static_cast<double>(i) + 10);
     }
@@ -338,7 +346,7 @@ TEST_F(ServeWeb, TheSweepsPageShowsTrialsPrunedOnesAndTheBest) {
   const std::string html = dom(url);
   EXPECT_NE(html.find("lr-rank (4 trials)"), std::string::npos) << html.substr(0, 4000);
   EXPECT_NE(html.find(">pruned<"), std::string::npos);
-  EXPECT_EQ(attribute(html, "id=\"sweep-steps\"", "data-points"), "14");    // every trial's evaluations
+  EXPECT_EQ(attribute(html, "id=\"sweep-steps\"", "data-points"), "14");  // every trial's evaluations
   EXPECT_EQ(attribute(html, "id=\"sweep-parallel\"", "data-points"), "12");  // 4 trials x (lr, rank, objective)
   // The best finished trial (the pruned one scored 93 and is not a finished configuration).
   const size_t best = html.find("id=\"sweep-best\"");

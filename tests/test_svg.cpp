@@ -28,9 +28,7 @@ void expect_well_formed(const std::string& svg) {
       auto semi = svg.find(';', i);
       ASSERT_NE(semi, std::string::npos);
       std::string ent = svg.substr(i, semi - i + 1);
-      EXPECT_TRUE(ent == "&amp;" || ent == "&lt;" || ent == "&gt;" || ent == "&quot;" ||
-                  ent == "&apos;")
-          << ent;
+      EXPECT_TRUE(ent == "&amp;" || ent == "&lt;" || ent == "&gt;" || ent == "&quot;" || ent == "&apos;") << ent;
       i = semi + 1;
       continue;
     }
@@ -75,9 +73,7 @@ TEST(Svg, NiceTicksCoverTheRangeWithRoundSteps) {
     EXPECT_LE(t.size(), 12u);
     const double step = t[1] - t[0];
     const double mant = step / std::pow(10.0, std::floor(std::log10(step)));
-    EXPECT_TRUE(std::abs(mant - 1) < 1e-6 || std::abs(mant - 2) < 1e-6 ||
-                std::abs(mant - 5) < 1e-6)
-        << "step " << step;
+    EXPECT_TRUE(std::abs(mant - 1) < 1e-6 || std::abs(mant - 2) < 1e-6 || std::abs(mant - 5) < 1e-6) << "step " << step;
   }
   auto flat = nice_ticks(5, 5);
   EXPECT_LT(flat.front(), 5);
@@ -112,8 +108,8 @@ TEST(Svg, HistogramCountsFallInTheRightBins) {
 
 TEST(Svg, EmptyInputsStillGiveAValidDocument) {
   ChartOptions opt;
-  for (const std::string& svg : {histogram_svg({}, 10, opt), bar_chart_svg({}, opt),
-                                 scatter_svg({}, opt), line_chart_svg({}, opt)}) {
+  for (const std::string& svg :
+       {histogram_svg({}, 10, opt), bar_chart_svg({}, opt), scatter_svg({}, opt), line_chart_svg({}, opt)}) {
     expect_well_formed(svg);
     EXPECT_NE(svg.find("no data"), std::string::npos);
   }
@@ -140,7 +136,8 @@ TEST(Svg, ScatterDrawsIdentityLineAndPointColours) {
   EXPECT_NE(svg.find("fill=\"#123456\""), std::string::npos);
   // The identity line runs from bottom-left to top-right: x and y pixel extents are equal.
   std::smatch m;
-  ASSERT_TRUE(std::regex_search(svg, m, std::regex("<line x1=\"([0-9.]+)\" y1=\"([0-9.]+)\" x2=\"([0-9.]+)\" y2=\"([0-9.]+)\" stroke=\"#555\"")));
+  ASSERT_TRUE(std::regex_search(
+      svg, m, std::regex("<line x1=\"([0-9.]+)\" y1=\"([0-9.]+)\" x2=\"([0-9.]+)\" y2=\"([0-9.]+)\" stroke=\"#555\"")));
   EXPECT_LT(std::stod(m[1]), std::stod(m[3]));
   EXPECT_GT(std::stod(m[2]), std::stod(m[4]));
   EXPECT_NO_FATAL_FAILURE(expect_well_formed(scatter_svg(pts, opt, false)));
@@ -171,8 +168,7 @@ TEST(Svg, LineChartWithBand) {
 }
 
 TEST(Svg, SparklineMapsMinToLowestAndMaxToHighestBlock) {
-  EXPECT_EQ(sparkline({0, 1, 2, 3, 4, 5, 6, 7}),
-            "\u2581\u2582\u2583\u2584\u2585\u2586\u2587\u2588");
+  EXPECT_EQ(sparkline({0, 1, 2, 3, 4, 5, 6, 7}), "\u2581\u2582\u2583\u2584\u2585\u2586\u2587\u2588");
   EXPECT_EQ(sparkline({5, NAN, 5}), "\u2584 \u2584");
   EXPECT_EQ(sparkline({}), "");
 }

@@ -70,11 +70,12 @@ class SweepTest : public ::testing::Test {
     train_test::write_tiny_model((dir_ / "model.gguf").string(), 5);
     train_test::write_price_jsonl((dir_ / "data" / "train.jsonl").string(), train_test::price_prompts(7, 0, 64));
     train_test::write_price_jsonl((dir_ / "data" / "val.jsonl").string(), train_test::price_prompts(7, 1000, 16));
-    return write("sweep.yaml", top + "out_dir: " + (dir_ / "sw").string() + "\ntrain:\n  model: " +
-                                   (dir_ / "model.gguf").string() + "\n  tokenizer: " + (dir_ / "tokenizer.json").string() +
-                                   "\n  dataset: " + (dir_ / "data").string() +
+    return write("sweep.yaml", top + "out_dir: " + (dir_ / "sw").string() +
+                                   "\ntrain:\n  model: " + (dir_ / "model.gguf").string() + "\n  tokenizer: " +
+                                   (dir_ / "tokenizer.json").string() + "\n  dataset: " + (dir_ / "data").string() +
                                    "\n  base_dtype: f32\n  max_length: 64\n  batch_size: 8\n  micro_batch: 8\n"
-                                   "  warmup_ratio: 0\n" + train);
+                                   "  warmup_ratio: 0\n" +
+                                   train);
   }
 
   // Runs the sweep of `file` with trials that really train, recorded in dir_/runs.db.
@@ -166,7 +167,8 @@ TEST_F(SweepTest, SpaceErrorsNameFileAndKey) {
   expect_error(std::string(kTrain) + "time_budget: 2 weeks\nspace: {lr: [0.1]}\n", "time_budget");
   expect_error(std::string(kTrain) + "algorithm: grid\nspace: {lr: [0.1]}\n", "unknown sweep algorithm 'grid'");
   expect_error(std::string(kTrain) + "objective: accuracy\nspace: {lr: [0.1]}\n", "objective");
-  expect_error("train: {model: m.gguf, dataset: d, lerning_rate: 1}\nspace: {lr: [0.1]}\n", "unknown key 'lerning_rate'");
+  expect_error("train: {model: m.gguf, dataset: d, lerning_rate: 1}\nspace: {lr: [0.1]}\n",
+               "unknown key 'lerning_rate'");
   expect_error(std::string(kTrain) + "trials: 3\n", "missing key 'space'");
   expect_error(std::string(kTrain) + "space: {warmup_ratio: {type: uniform, low: 0, high: 1}}\n", "warmup_ratio");
   expect_error(std::string(kTrain) + "space: {alpha: [8], alpha_ratio: [2]}\n", "not both");
@@ -245,7 +247,8 @@ TEST(SweepSampler, ParzenDensityIntegratesToOneAndPeaksAtPoints) {
 // learning rate than those start-up trials did, and concentrate near the optimum.
 TEST_F(SweepTest, TpeBeatsItsRandomStartupTrials) {
   for (uint64_t seed : {1, 2, 3}) {
-    const SweepState st = run_sweep(synthetic_spec(dir_ / ("tpe" + std::to_string(seed)), "tpe", seed, 40), synthetic_trial());
+    const SweepState st =
+        run_sweep(synthetic_spec(dir_ / ("tpe" + std::to_string(seed)), "tpe", seed, 40), synthetic_trial());
     ASSERT_EQ(st.trials.size(), 40u);
     double best_random = INFINITY, best_tpe = INFINITY;
     std::vector<double> random_vals, tpe_vals;
@@ -267,9 +270,10 @@ TEST_F(SweepTest, TpeBeatsItsRandomStartupTrials) {
 // synthetic price prompts and is scored by its validation loss. Too small a learning rate barely
 // moves the adapters and too large a one overshoots, so the good region lies in between.
 TEST_F(SweepTest, TpeTunesTheLearningRateOfRealTrainingRuns) {
-  const std::string file = tiny_training_sweep("name: lr\nseed: 1\nalgorithm: tpe\nstartup_trials: 8\ntrials: 20\n"
-                                               "space:\n  lr: {type: log_uniform, low: 1.0e-5, high: 1.0}\n",
-                                               "  max_steps: 12\n  eval_items: 16\n  save_every: 0\n");
+  const std::string file = tiny_training_sweep(
+      "name: lr\nseed: 1\nalgorithm: tpe\nstartup_trials: 8\ntrials: 20\n"
+      "space:\n  lr: {type: log_uniform, low: 1.0e-5, high: 1.0}\n",
+      "  max_steps: 12\n  eval_items: 16\n  save_every: 0\n");
   const SweepState st = run_training_sweep(file);
   ASSERT_EQ(st.trials.size(), 20u);
   // Seeds 1-4 all land at lr 0.02-0.035 with a loss of about 3.37; the startup trials' best was
@@ -294,9 +298,10 @@ TEST_F(SweepTest, TpeTunesTheLearningRateOfRealTrainingRuns) {
 }
 
 TEST_F(SweepTest, FullFineTuningTrialsTrainEveryWeight) {
-  const std::string file = tiny_training_sweep("name: full\nseed: 1\nalgorithm: random\ntrials: 2\n"
-                                               "space:\n  lr: {type: log_uniform, low: 1.0e-4, high: 1.0e-2}\n",
-                                               "  full: true\n  max_steps: 4\n  eval_items: 16\n  save_every: 0\n");
+  const std::string file = tiny_training_sweep(
+      "name: full\nseed: 1\nalgorithm: random\ntrials: 2\n"
+      "space:\n  lr: {type: log_uniform, low: 1.0e-4, high: 1.0e-2}\n",
+      "  full: true\n  max_steps: 4\n  eval_items: 16\n  save_every: 0\n");
   const SweepState st = run_training_sweep(file);
   ASSERT_EQ(st.trials.size(), 2u);
   int models = 0;
@@ -341,7 +346,9 @@ TEST(SweepAsha, RungsAndPromotions) {
 TEST_F(SweepTest, AshaPrunesTheRightTrials) {
   SweepSpec spec = synthetic_spec(dir_ / "asha", "random", 11, 24);
   spec.search.pruning = {2, 3};  // rungs at 2, 6, 18; trials train 30 steps
-  auto curve = [](const nlohmann::json& p, int64_t step) { return synthetic_objective(p) + 1.0 / static_cast<double>(step); };
+  auto curve = [](const nlohmann::json& p, int64_t step) {
+    return synthetic_objective(p) + 1.0 / static_cast<double>(step);
+  };
   std::map<int64_t, int64_t> steps_run;
   const SweepState st = run_sweep(spec, [&](TrialContext& ctx) {
     TrialOutcome o;
@@ -471,7 +478,8 @@ TEST_F(SweepTest, TimeBudgetStopsStartingTrialsAcrossSessions) {
   EXPECT_EQ(calls, static_cast<int>(first.trials.size()));
   for (const auto& t : first.trials) EXPECT_EQ(t.status, TrialStatus::complete);
   EXPECT_GE(first.elapsed_s, 0.5);
-  EXPECT_LT(first.elapsed_s, 0.5 + 0.1 + 1.0) << "at most one trial runs past the budget (with slack for a busy machine)";
+  EXPECT_LT(first.elapsed_s, 0.5 + 0.1 + 1.0)
+      << "at most one trial runs past the budget (with slack for a busy machine)";
 
   const SweepState again = run_sweep(spec, fn);
   EXPECT_EQ(again.trials.size(), first.trials.size()) << "the budget is spent: nothing starts";
@@ -488,11 +496,15 @@ TEST_F(SweepTest, TimeBudgetStopsStartingTrialsAcrossSessions) {
 // the results of a sweep that was never stopped: finished trials are kept, the interrupted one
 // resumes from its checkpoint (bitwise, same thread count), and the rest run as planned.
 TEST_F(SweepTest, InterruptedSweepResumesToTheSameResults) {
-  const std::string file = tiny_training_sweep("name: resume\nseed: 3\nalgorithm: random\ntrials: 3\n"
-                                               "space:\n  lr: {type: log_uniform, low: 1.0e-3, high: 1.0e-1}\n",
-                                               "  epochs: 10\n  max_steps: 80\n  eval_every: 20\n  eval_items: 16\n  save_every: 5\n");
+  const std::string file = tiny_training_sweep(
+      "name: resume\nseed: 3\nalgorithm: random\ntrials: 3\n"
+      "space:\n  lr: {type: log_uniform, low: 1.0e-3, high: 1.0e-1}\n",
+      "  epochs: 10\n  max_steps: 80\n  eval_every: 20\n  eval_items: 16\n  save_every: 5\n");
   auto args = [&](const std::string& out) {
-    return std::vector<std::string>{"-t", "1", "sweep", "--config", file, "-q", "--out", (dir_ / out).string(),
+    return std::vector<std::string>{"-t",        "1",
+                                    "sweep",     "--config",
+                                    file,        "-q",
+                                    "--out",     (dir_ / out).string(),
                                     "--runs-db", (dir_ / (out + ".db")).string()};
   };
   std::string err;
@@ -575,7 +587,8 @@ TEST_F(SweepTest, BestConfigYamlReadsBackIntoTrain) {
   TrialRecord t;
   t.number = 3;
   t.out_dir = (dir_ / "trial-003").string();
-  t.params = {{"lr", 0.00012345678}, {"rank", 8}, {"alpha_ratio", 2.0}, {"targets", "q,v"}, {"warmup_ratio", 0.0123456789}};
+  t.params = {
+      {"lr", 0.00012345678}, {"rank", 8}, {"alpha_ratio", 2.0}, {"targets", "q,v"}, {"warmup_ratio", 0.0123456789}};
   const TrainConfig tc = trial_train_config(cfg, t);
   EXPECT_FLOAT_EQ(tc.alpha, 16.0f);
   EXPECT_EQ(tc.rank, 8);
@@ -631,8 +644,8 @@ TEST_F(SweepTest, ReportDrawsObjectiveAndEachParameter) {
 TEST_F(SweepTest, EndToEndOnTinyModel) {
   const std::string bin = PRICER_BINARY;
   auto run = [&](const std::string& args) {
-    const std::string cmd = "cd '" + dir_.string() + "' && '" + bin + "' " + args + " >>'" + (dir_ / "log.txt").string() +
-                            "' 2>&1";
+    const std::string cmd =
+        "cd '" + dir_.string() + "' && '" + bin + "' " + args + " >>'" + (dir_ / "log.txt").string() + "' 2>&1";
     return std::system(cmd.c_str());
   };
   auto log = [&] {

@@ -50,22 +50,23 @@ std::string spell(std::string_view raw) {
 nlohmann::json hand_vocab_json(bool array_merges, bool llama3_split) {
   nlohmann::json vocab = nlohmann::json::object();
   for (int b = 0; b < 256; ++b) vocab[spell(std::string(1, char(b)))] = b;
-  std::vector<std::pair<std::string, std::string>> merges = {
-      {" ", "t"}, {"h", "e"}, {" t", "he"}, {"l", "o"}, {"lo", "w"}, {"e", "r"}, {"w", "e"}, {"1", "2"}};
+  std::vector<std::pair<std::string, std::string>> merges = {{" ", "t"},  {"h", "e"}, {" t", "he"}, {"l", "o"},
+                                                             {"lo", "w"}, {"e", "r"}, {"w", "e"},   {"1", "2"}};
   nlohmann::json m = nlohmann::json::array();
   int id = 256;
   for (auto& [l, r] : merges) {
     vocab[spell(l + r)] = id++;
-    if (array_merges)
-      m.push_back({spell(l), spell(r)});
-    else
-      m.push_back(spell(l) + " " + spell(r));
+    if (array_merges) m.push_back({spell(l), spell(r)});
+    else m.push_back(spell(l) + " " + spell(r));
   }
   nlohmann::json pre = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}};
   if (llama3_split)
     pre = {{"type", "Sequence"},
            {"pretokenizers",
-            {{{"type", "Split"}, {"pattern", {{"Regex", pricer::kLlama3Pattern}}}, {"behavior", "Isolated"}, {"invert", false}},
+            {{{"type", "Split"},
+              {"pattern", {{"Regex", pricer::kLlama3Pattern}}},
+              {"behavior", "Isolated"},
+              {"invert", false}},
              {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}}}};
   return {{"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", m}}},
           {"added_tokens",
@@ -83,9 +84,9 @@ std::unique_ptr<Tokenizer> hand_tokenizer(bool array_merges = false, bool llama3
 
 TEST(ByteAlphabet, KnownSpellingsAndRoundTrip) {
   const auto& a = pricer::tok::byte_to_unicode();
-  EXPECT_EQ(a[' '], "\xC4\xA0");   // Ġ U+0120
+  EXPECT_EQ(a[' '], "\xC4\xA0");  // Ġ U+0120
   EXPECT_EQ(a['\n'], "\xC4\x8A");  // Ċ U+010A
-  EXPECT_EQ(a[0], "\xC4\x80");     // Ā U+0100
+  EXPECT_EQ(a[0], "\xC4\x80");  // Ā U+0100
   EXPECT_EQ(a[0xAD], "\xC5\x83");  // Ń U+0143
   EXPECT_EQ(a['A'], "A");
   std::string all, back;
@@ -202,9 +203,14 @@ TEST(SentencePieceJson, ByteFallbackVocab) {
   int id = 259;  // ▁ t h e ▁t he ▁the
   for (const char* p : {"\xE2\x96\x81", "t", "h", "e", "\xE2\x96\x81t", "he", "\xE2\x96\x81the"}) vocab[p] = id++;
   nlohmann::json j = {
-      {"model", {{"type", "BPE"}, {"vocab", vocab}, {"byte_fallback", true}, {"unk_token", "<unk>"},
-                 {"merges", {"\xE2\x96\x81 t", "h e", "\xE2\x96\x81t he"}}}},
-      {"added_tokens", {{{"id", 1}, {"content", "<s>"}, {"special", true}}, {{"id", 2}, {"content", "</s>"}, {"special", true}}}},
+      {"model",
+       {{"type", "BPE"},
+        {"vocab", vocab},
+        {"byte_fallback", true},
+        {"unk_token", "<unk>"},
+        {"merges", {"\xE2\x96\x81 t", "h e", "\xE2\x96\x81t he"}}}},
+      {"added_tokens",
+       {{{"id", 1}, {"content", "<s>"}, {"special", true}}, {{"id", 2}, {"content", "</s>"}, {"special", true}}}},
       {"normalizer", {{"type", "Sequence"}, {"normalizers", {{{"type", "Prepend"}, {"prepend", "\xE2\x96\x81"}}}}}},
       {"decoder", {{"type", "ByteFallback"}}}};
   auto t = pricer::parse_tokenizer_json(j.dump(), "spm.json");
@@ -246,7 +252,12 @@ TEST(SentencePiece, HandVocabMergesByScoreWithByteFallback) {
     tokens.push_back(buf);
   }
   const int base = 259;  // "▁", "a", "b", "c", "▁a", "ab", "bc", "▁abc"
-  for (const char* s : {"\xE2\x96\x81", "a", "b", "c", "\xE2\x96\x81" "a", "ab", "bc", "\xE2\x96\x81" "ab"})
+  for (const char* s : {"\xE2\x96\x81", "a", "b", "c",
+                        "\xE2\x96\x81"
+                        "a",
+                        "ab", "bc",
+                        "\xE2\x96\x81"
+                        "ab"})
     tokens.push_back(s);
   std::vector<float> scores(tokens.size(), 0.0f);
   scores[base + 4] = -1.0f;  // ▁a
@@ -275,7 +286,17 @@ TEST(SentencePiece, HandVocabMergesByScoreWithByteFallback) {
 }
 
 TEST(SentencePiece, ReferenceModeAgrees) {
-  std::vector<std::string> tokens = {"<unk>", "<s>", "</s>", "\xE2\x96\x81", "a", "b", "aa", "ab", "\xE2\x96\x81" "a", "aab"};
+  std::vector<std::string> tokens = {"<unk>",
+                                     "<s>",
+                                     "</s>",
+                                     "\xE2\x96\x81",
+                                     "a",
+                                     "b",
+                                     "aa",
+                                     "ab",
+                                     "\xE2\x96\x81"
+                                     "a",
+                                     "aab"};
   std::vector<float> scores = {0, 0, 0, -1, -1, -1, -2, -2, -3, -4};
   auto fast = pricer::make_sentencepiece_bpe(tokens, scores, {}, 1, 2, true, "t");
   auto ref = pricer::make_sentencepiece_bpe(tokens, scores, {}, 1, 2, true, "t");
@@ -296,7 +317,9 @@ class Llama3 : public ::testing::Test {
     tok_ = nullptr;
   }
   void SetUp() override {
-    if (!tok_) GTEST_SKIP() << "shared fixture " << kShared / "fixtures/llama3-tokenizer" << " not present";
+    if (!tok_)
+      GTEST_SKIP() << "shared fixture " << kShared / "fixtures/llama3-tokenizer"
+                   << " not present";
   }
   static Tokenizer* tok_;
 };
@@ -367,7 +390,9 @@ std::vector<std::string> jsonl_texts(const fs::path& dir, size_t max_lines) {
 
 TEST_F(Llama3, ProductTextRoundTripsAndMatchesReference) {
   fs::path prices = kShared / "data/amazon-prices", text = kShared / "data/amazon-text";
-  if (!fs::exists(prices) || !fs::exists(text)) GTEST_SKIP() << "shared data " << kShared / "data" << " not present";
+  if (!fs::exists(prices) || !fs::exists(text))
+    GTEST_SKIP() << "shared data " << kShared / "data"
+                 << " not present";
   auto texts = jsonl_texts(prices, 1500);
   auto more = jsonl_texts(text, 1500);
   texts.insert(texts.end(), more.begin(), more.end());

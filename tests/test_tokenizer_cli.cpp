@@ -1,6 +1,5 @@
 // `pricer tokenize` end to end: the CLI's output must equal the library's encode of each line.
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <filesystem>
@@ -25,11 +24,11 @@ json vocab_json() {
   vocab[sp[' '] + "t"] = 256;
   vocab["he"] = 257;
   vocab[sp[' '] + "the"] = 258;
-  return {{"model", {{"type", "BPE"}, {"vocab", vocab},
-                     {"merges", {sp[' '] + " t", "h e", sp[' '] + "t he"}}}},
-          {"added_tokens", {{{"id", 259}, {"content", "<s>"}, {"special", true}},
-                            {{"id", 260}, {"content", "</s>"}, {"special", true}}}},
-          {"pre_tokenizer", {{"type", "ByteLevel"}}}};
+  return {
+      {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", {sp[' '] + " t", "h e", sp[' '] + "t he"}}}},
+      {"added_tokens",
+       {{{"id", 259}, {"content", "<s>"}, {"special", true}}, {{"id", 260}, {"content", "</s>"}, {"special", true}}}},
+      {"pre_tokenizer", {{"type", "ByteLevel"}}}};
 }
 
 class TokenizeCli : public ::testing::Test {
@@ -42,8 +41,8 @@ class TokenizeCli : public ::testing::Test {
   void TearDown() override { fs::remove_all(dir_); }
   // Runs the CLI on `input`; returns the exit status, stdout in out, stderr in err.
   int run(const std::string& args, const std::string& input, std::string& out, std::string& err) {
-    const auto r =
-        pricer::cli_test::run_cli_split("tokenize --tokenizer " + (dir_ / "tokenizer.json").string() + " " + args, input);
+    const auto r = pricer::cli_test::run_cli_split(
+        "tokenize --tokenizer " + (dir_ / "tokenizer.json").string() + " " + args, input);
     out = r.out;
     err = r.err;
     return r.rc;

@@ -41,13 +41,16 @@ void expect_round_trips(const std::string& tokenizer_file) {
   const fs::path path = kShared / tokenizer_file;
   if (!fs::exists(path)) GTEST_SKIP() << "shared tokenizer " << path << " not present";
   const auto& texts = product_texts();
-  if (texts.empty()) GTEST_SKIP() << "shared data " << kShared / "data/amazon-prices" << " not present";
+  if (texts.empty())
+    GTEST_SKIP() << "shared data " << kShared / "data/amazon-prices"
+                 << " not present";
   ASSERT_GT(texts.size(), 13000u);  // 12,104 train + 1,000 val items
   const auto tok = pricer::load_tokenizer(path.string());
   size_t failures = 0;
   for (size_t i = 0; i < texts.size(); ++i) {
     const std::vector<int32_t> ids = tok->encode(texts[i]);
-    if (tok->decode(ids) != texts[i] && ++failures <= 3) ADD_FAILURE() << tokenizer_file << ": text " << i << " does not round trip:\n" << texts[i];
+    if (tok->decode(ids) != texts[i] && ++failures <= 3)
+      ADD_FAILURE() << tokenizer_file << ": text " << i << " does not round trip:\n" << texts[i];
   }
   EXPECT_EQ(failures, 0u);
 }

@@ -1,13 +1,13 @@
 // Tokenizer files: GGUF vocabs through the GGUF reader, and bad input of every format turning into
 // pricer::Error that names the file and the place.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <unistd.h>
 
 #include "core/error.h"
 #include "io/gguf.h"
@@ -89,7 +89,8 @@ TEST(GgufVocab, Gpt2VocabMatchesTokenizerJson) {
 }
 
 TEST(GgufVocab, LlamaVocabWithScores) {
-  std::vector<std::string> tokens = {"<unk>", "<s>", "</s>", "<0x41>", "\xE2\x96\x81", "h", "i", "\xE2\x96\x81h", "\xE2\x96\x81hi"};
+  std::vector<std::string> tokens = {"<unk>", "<s>", "</s>",          "<0x41>",        "\xE2\x96\x81",
+                                     "h",     "i",   "\xE2\x96\x81h", "\xE2\x96\x81hi"};
   std::vector<float> scores = {0, 0, 0, 0, -5, -5, -5, -1, -2};
   std::vector<int32_t> types = {2, 3, 3, 6, 1, 1, 1, 1, 1};
   pricer::GgufWriter w;
@@ -169,7 +170,8 @@ TEST(BadFiles, TokenizerJson) {
 TEST(BadFiles, Llama2cTokBin) {
   auto good = tokbin({{0, "<unk>"}, {0, "<s>"}, {0, "</s>"}, {-1, "a"}}, 5);
   EXPECT_EQ(pricer::parse_llama2c_tokenizer(good, "tok.bin")->vocab_size(), 4);
-  expect_error([] { pricer::parse_llama2c_tokenizer(std::string("\x05\x00", 2), "tok.bin"); }, {"tok.bin", "offset 0", "truncated"});
+  expect_error([] { pricer::parse_llama2c_tokenizer(std::string("\x05\x00", 2), "tok.bin"); },
+               {"tok.bin", "offset 0", "truncated"});
   expect_error([&] { pricer::parse_llama2c_tokenizer(good.substr(0, good.size() - 1), "tok.bin"); },
                {"tok.bin", "token 3", "truncated"});
   expect_error([&] { pricer::parse_llama2c_tokenizer(good.substr(0, good.size() - 3), "tok.bin"); },
@@ -183,12 +185,20 @@ TEST(BadFiles, Llama2cTokBin) {
   int32_t minus = -3;
   std::memcpy(neg.data() + 8, &minus, 4);
   expect_error([&] { pricer::parse_llama2c_tokenizer(neg, "tok.bin"); }, {"tok.bin", "offset 8", "-3"});
-  expect_error([] { pricer::parse_llama2c_tokenizer(tokbin({{0, "toolong"}}, 3), "tok.bin"); }, {"tok.bin", "max_token_length 3"});
+  expect_error(
+      [] {
+        pricer::parse_llama2c_tokenizer(tokbin({{0, "toolong"}}, 3), "tok.bin");
+      },
+      {"tok.bin", "max_token_length 3"});
   auto bad_max = good;
   int32_t m = -1;
   std::memcpy(bad_max.data(), &m, 4);
   expect_error([&] { pricer::parse_llama2c_tokenizer(bad_max, "tok.bin"); }, {"tok.bin", "max_token_length"});
-  expect_error([] { pricer::parse_llama2c_tokenizer(tokbin({{std::nanf(""), "a"}}, 3), "tok.bin"); }, {"tok.bin", "NaN"});
+  expect_error(
+      [] {
+        pricer::parse_llama2c_tokenizer(tokbin({{std::nanf(""), "a"}}, 3), "tok.bin");
+      },
+      {"tok.bin", "NaN"});
   expect_error([&] { pricer::parse_llama2c_tokenizer(good, "tok.bin", 3); }, {"tok.bin", "after the last token"});
   expect_error([&] { pricer::parse_llama2c_tokenizer(good, "tok.bin", 9); }, {"tok.bin", "token 4", "truncated"});
   expect_error([] { pricer::parse_llama2c_tokenizer(tokbin({}, 3), "tok.bin"); }, {"tok.bin", "no tokens"});
@@ -207,12 +217,15 @@ TEST(BadFiles, Tiktoken) {
   EXPECT_EQ(t->vocab_size(), 256 + 256);
   EXPECT_EQ(t->bos_id(), 256);
   EXPECT_EQ(t->encode("hi"), (Ids{'h', 'i'}));
-  expect_error([&] { pricer::parse_tiktoken(good + "aGk* 256\n", "tok.model", 0); }, {"tok.model", "line 257", "base64", "column 4"});
-  expect_error([&] { pricer::parse_tiktoken(good + "aGk 256\n", "tok.model", 0); }, {"tok.model", "line 257", "base64"});
+  expect_error([&] { pricer::parse_tiktoken(good + "aGk* 256\n", "tok.model", 0); },
+               {"tok.model", "line 257", "base64", "column 4"});
+  expect_error([&] { pricer::parse_tiktoken(good + "aGk 256\n", "tok.model", 0); },
+               {"tok.model", "line 257", "base64"});
   expect_error([&] { pricer::parse_tiktoken(good + "aGk=\n", "tok.model", 0); }, {"tok.model", "line 257"});
   expect_error([&] { pricer::parse_tiktoken(good + "aGk= x\n", "tok.model", 0); }, {"tok.model", "line 257", "rank"});
   expect_error([&] { pricer::parse_tiktoken(good + "aGk= 7\n", "tok.model", 0); }, {"tok.model", "line 257", "twice"});
-  expect_error([&] { pricer::parse_tiktoken(good + "aGk= 99999999\n", "tok.model", 0); }, {"tok.model", "line 257", "outside"});
+  expect_error([&] { pricer::parse_tiktoken(good + "aGk= 99999999\n", "tok.model", 0); },
+               {"tok.model", "line 257", "outside"});
   expect_error([] { pricer::parse_tiktoken("", "tok.model", 0); }, {"tok.model", "no tokens"});
 }
 

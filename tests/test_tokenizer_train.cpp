@@ -1,12 +1,12 @@
 // BPE training: numbers 0-999 are single tokens, the trained vocab round-trips text, learns the
 // frequent words, is deterministic, and loads back from its tokenizer.json.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
-#include <unistd.h>
 
 #include "core/error.h"
 #include "tokenizer/train_bpe.h"
@@ -17,8 +17,8 @@ using Ids = std::vector<int32_t>;
 namespace {
 
 std::vector<std::string> corpus(size_t n, unsigned seed) {
-  const char* words[] = {"the", "steel", "kit", "replacement", "for", "dryer", "with", "pack",
-                         "wireless", "light", "Heavy-Duty", "inch", "USB", "cable", "quality"};
+  const char* words[] = {"the",      "steel", "kit",        "replacement", "for", "dryer", "with",   "pack",
+                         "wireless", "light", "Heavy-Duty", "inch",        "USB", "cable", "quality"};
   std::mt19937 rng(seed);
   std::vector<std::string> out;
   for (size_t i = 0; i < n; ++i) {

@@ -83,7 +83,8 @@ TEST_F(Adapters, PeftRoundTripIsBitwiseWithPeftNamesAndConfig) {
   EXPECT_EQ(cfg["r"], 4);
   EXPECT_EQ(cfg["lora_alpha"], 12.0);
   EXPECT_EQ(cfg["base_model_name_or_path"], "org/base-model");
-  EXPECT_EQ(cfg["target_modules"], (nlohmann::json{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}));
+  EXPECT_EQ(cfg["target_modules"],
+            (nlohmann::json{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}));
 
   // A subset of targets and rsLoRA survive too; the file path works as well as the directory.
   const LlamaModel sub = adapted("q,v", true);
@@ -102,7 +103,8 @@ TEST_F(Adapters, PeftHalfPrecisionAdaptersLoad) {
   SafetensorsWriter w;
   for (int64_t l = 0; l < 2; ++l) {
     for (char ab : {'A', 'B'}) {
-      const std::string name = "base_model.model.model.layers." + std::to_string(l) + ".self_attn.q_proj.lora_" + ab + ".weight";
+      const std::string name =
+          "base_model.model.model.layers." + std::to_string(l) + ".self_attn.q_proj.lora_" + ab + ".weight";
       const std::vector<int64_t> shape = ab == 'A' ? std::vector<int64_t>{4, 32} : std::vector<int64_t>{32, 4};
       std::vector<uint8_t> data(2 * 128);
       for (size_t i = 0; i < 128; ++i) {
@@ -328,7 +330,8 @@ TEST_F(Adapters, PeftAdaptersThatDoNotFitAreRejected) {
   const std::string st = dir_ / "bad/adapter_model.safetensors";
   auto rewrite = [&](const std::string& skip, const std::string& reshape, const std::string& dtype) {
     fs::create_directories(dir_ / "bad");
-    fs::copy_file(dir_ / "good/adapter_config.json", dir_ / "bad/adapter_config.json", fs::copy_options::overwrite_existing);
+    fs::copy_file(dir_ / "good/adapter_config.json", dir_ / "bad/adapter_config.json",
+                  fs::copy_options::overwrite_existing);
     const auto in = SafetensorsFile::open(dir_ / "good/adapter_model.safetensors");
     SafetensorsWriter w;
     for (const auto& t : in.tensors()) {
@@ -383,8 +386,8 @@ TEST_F(Adapters, AdaptersHoldingNonFiniteValuesAreRefusedByName) {
   save_peft_adapter(m, dir_ / "peft", "base");
   save_gguf_adapter(m, dir_ / "inf.gguf");
   LlamaModel target = LlamaModel::random(small_config(), 9, 0.1f);
-  expect_load_error(target, dir_ / "peft", {"adapter_model.safetensors", "layers.1.self_attn.v_proj.lora_B",
-                                            "non-finite value (element 5)"});
+  expect_load_error(target, dir_ / "peft",
+                    {"adapter_model.safetensors", "layers.1.self_attn.v_proj.lora_B", "non-finite value (element 5)"});
   expect_load_error(target, dir_ / "inf.gguf", {"inf.gguf", "blk.1.attn_v.weight.lora_b", "non-finite"});
 }
 
@@ -397,7 +400,8 @@ TEST_F(Adapters, GgufAdaptersThatDoNotFitAreRejected) {
   auto rewrite = [&](const std::string& path, const std::string& skip, const std::string& reshape,
                      const std::string& type) {
     GgufWriter w;
-    for (const auto& kv : good.metadata()) w.add(kv.key, kv.key == "general.type" && !type.empty() ? GgufValue::string(type) : kv.value);
+    for (const auto& kv : good.metadata())
+      w.add(kv.key, kv.key == "general.type" && !type.empty() ? GgufValue::string(type) : kv.value);
     for (const auto& t : good.tensors()) {
       if (t.name == skip) continue;
       std::vector<int64_t> ne = t.ne;

@@ -5,15 +5,14 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-
 #include <chrono>
 #include <cstdlib>
 #include <set>
 #include <thread>
 
+#include "io/gguf.h"
 #include "monitor/run_db.h"
 #include "monitor/tfevents.h"
-#include "io/gguf.h"
 #include "retrieval/comparables.h"
 #include "tokenizer/tokenizer.h"
 #include "train/adapter_io.h"
@@ -26,9 +25,7 @@ using namespace train_test;
 
 class TrainCli : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    suite_ = make_training_suite("train_cli");
-  }
+  static void SetUpTestSuite() { suite_ = make_training_suite("train_cli"); }
   static void TearDownTestSuite() {
     fs::remove_all(*suite_);
     delete suite_;
@@ -37,10 +34,29 @@ class TrainCli : public ::testing::Test {
 
   // A QLoRA run over the 32 training examples: 8 steps an epoch.
   std::vector<std::string> train_args(const std::string& out, const std::vector<std::string>& extra = {}) const {
-    std::vector<std::string> a = {"-t", "1", "train", "--model", suite("model.gguf"), "--tokenizer",
-                                  suite("tokenizer.json"), "--data", suite("train.jsonl"), "--out", dir_ / out,
-                                  "--runs-db", dir_ / "runs.db", "--rank", "4", "--alpha", "8", "--batch-size", "4",
-                                  "--micro-batch", "2", "--max-length", "64"};
+    std::vector<std::string> a = {"-t",
+                                  "1",
+                                  "train",
+                                  "--model",
+                                  suite("model.gguf"),
+                                  "--tokenizer",
+                                  suite("tokenizer.json"),
+                                  "--data",
+                                  suite("train.jsonl"),
+                                  "--out",
+                                  dir_ / out,
+                                  "--runs-db",
+                                  dir_ / "runs.db",
+                                  "--rank",
+                                  "4",
+                                  "--alpha",
+                                  "8",
+                                  "--batch-size",
+                                  "4",
+                                  "--micro-batch",
+                                  "2",
+                                  "--max-length",
+                                  "64"};
     a.insert(a.end(), extra.begin(), extra.end());
     return a;
   }
@@ -144,10 +160,39 @@ TEST_F(TrainCli, PretrainWritesAModelWithItsTokenizerAndIsMonitored) {
   for (const auto& p : price_prompts(5, 0, 200)) corpus += nlohmann::json{{"text", p.prompt}}.dump() + "\n";
   write_file_atomic(dir_ / "corpus.jsonl", corpus);
   std::string out, err;
-  ASSERT_EQ(run_pricer({"-t", "1", "pretrain", "--corpus", dir_ / "corpus.jsonl", "--vocab-size", "1300", "--dim", "64",
-                        "--layers", "2", "--heads", "4", "--kv-heads", "2", "--ffn", "128", "--context", "128",
-                        "--max-length", "32", "--batch-size", "8", "--micro-batch", "4", "--max-steps", "6",
-                        "--eval-every", "3", "--out", dir_ / "pre", "--runs-db", dir_ / "runs.db"},
+  ASSERT_EQ(run_pricer({"-t",
+                        "1",
+                        "pretrain",
+                        "--corpus",
+                        dir_ / "corpus.jsonl",
+                        "--vocab-size",
+                        "1300",
+                        "--dim",
+                        "64",
+                        "--layers",
+                        "2",
+                        "--heads",
+                        "4",
+                        "--kv-heads",
+                        "2",
+                        "--ffn",
+                        "128",
+                        "--context",
+                        "128",
+                        "--max-length",
+                        "32",
+                        "--batch-size",
+                        "8",
+                        "--micro-batch",
+                        "4",
+                        "--max-steps",
+                        "6",
+                        "--eval-every",
+                        "3",
+                        "--out",
+                        dir_ / "pre",
+                        "--runs-db",
+                        dir_ / "runs.db"},
                        dir_.path() / "pre", &out, &err),
             0)
       << err;
@@ -169,12 +214,16 @@ TEST_F(TrainCli, PretrainWritesAModelWithItsTokenizerAndIsMonitored) {
 
   // The same run from a --config file: the model's shape and the corpus are keys as well (the
   // command line still wins: --layers 1 here).
-  write_file_atomic(dir_ / "pre.yaml", "corpus: " + (dir_ / "corpus.jsonl") + "\nvocab_size: 1300\ndim: 64\nlayers: 2\n"
-                                       "heads: 4\nkv_heads: 2\nffn: 128\ncontext: 128\nmax_length: 32\nbatch_size: 8\n"
-                                       "micro_batch: 4\nmax_steps: 2\nout: " + (dir_ / "pre-yaml") + "\n");
-  ASSERT_EQ(run_pricer({"-t", "1", "pretrain", "--config", dir_ / "pre.yaml", "--layers", "1", "--quiet", "--no-record"},
-                       dir_.path() / "pre-yaml", &out, &err),
-            0)
+  write_file_atomic(dir_ / "pre.yaml",
+                    "corpus: " + (dir_ / "corpus.jsonl") +
+                        "\nvocab_size: 1300\ndim: 64\nlayers: 2\n"
+                        "heads: 4\nkv_heads: 2\nffn: 128\ncontext: 128\nmax_length: 32\nbatch_size: 8\n"
+                        "micro_batch: 4\nmax_steps: 2\nout: " +
+                        (dir_ / "pre-yaml") + "\n");
+  ASSERT_EQ(
+      run_pricer({"-t", "1", "pretrain", "--config", dir_ / "pre.yaml", "--layers", "1", "--quiet", "--no-record"},
+                 dir_.path() / "pre-yaml", &out, &err),
+      0)
       << err;
   const ModelFile from_yaml = load_model_file(dir_ / "pre-yaml/model.gguf");
   EXPECT_EQ(from_yaml.config.dim, 64);
@@ -193,9 +242,9 @@ TEST_F(TrainCli, PretrainWritesAModelWithItsTokenizerAndIsMonitored) {
   EXPECT_TRUE(fs::exists(fs::path(run.log_dir) / "metrics.jsonl"));
 
   // The pretrained model is a base for `pricer train`.
-  ASSERT_EQ(run_pricer({"-t", "1", "train", "--model", model, "--data", suite("train.jsonl"), "--out", dir_ / "ft",
-                        "--runs-db", dir_ / "runs.db", "--rank", "2", "--batch-size", "8", "--max-steps", "2",
-                        "--max-length", "64", "--quiet"},
+  ASSERT_EQ(run_pricer({"-t",    "1",           "train",     "--model",        model,    "--data", suite("train.jsonl"),
+                        "--out", dir_ / "ft",   "--runs-db", dir_ / "runs.db", "--rank", "2",      "--batch-size",
+                        "8",     "--max-steps", "2",         "--max-length",   "64",     "--quiet"},
                        dir_.path() / "ft", nullptr, &err),
             0)
       << err;
@@ -206,11 +255,33 @@ TEST_F(TrainCli, PretrainWritesAModelWithItsTokenizerAndIsMonitored) {
 TEST_F(TrainCli, FullFineTuningTrainsEveryWeightAndSavesTheWholeModel) {
   std::string err;
   auto full_args = [&](const std::string& out, const std::vector<std::string>& extra) {
-    std::vector<std::string> a = {"-t", "1", "train", "--model", suite("model.gguf"), "--tokenizer",
-                                  suite("tokenizer.json"), "--data", suite("train.jsonl"), "--val",
-                                  suite("val.jsonl"), "--out", dir_ / out, "--runs-db", dir_ / "runs.db",
-                                  "--full", "--batch-size", "4", "--max-length", "64", "--max-steps", "4",
-                                  "--eval-every", "2", "--lr", "1e-3", "--quiet"};
+    std::vector<std::string> a = {"-t",
+                                  "1",
+                                  "train",
+                                  "--model",
+                                  suite("model.gguf"),
+                                  "--tokenizer",
+                                  suite("tokenizer.json"),
+                                  "--data",
+                                  suite("train.jsonl"),
+                                  "--val",
+                                  suite("val.jsonl"),
+                                  "--out",
+                                  dir_ / out,
+                                  "--runs-db",
+                                  dir_ / "runs.db",
+                                  "--full",
+                                  "--batch-size",
+                                  "4",
+                                  "--max-length",
+                                  "64",
+                                  "--max-steps",
+                                  "4",
+                                  "--eval-every",
+                                  "2",
+                                  "--lr",
+                                  "1e-3",
+                                  "--quiet"};
     a.insert(a.end(), extra.begin(), extra.end());
     return a;
   };
@@ -287,11 +358,35 @@ TEST_F(TrainCli, ARunIsNeverReplacedWithoutOverwriteAndResumeNeedsACheckpoint) {
 
 TEST_F(TrainCli, ComparablesTravelWithTheModelAndPredictionAddsThemOrRefuses) {
   std::string out, err;
-  const std::vector<std::string> args = {"-t", "1", "train", "--model", suite("model.gguf"), "--tokenizer",
-                                         suite("tokenizer.json"), "--data", suite("train.jsonl"), "--val",
-                                         suite("val.jsonl"), "--out", dir_ / "cmp", "--runs-db", dir_ / "runs.db",
-                                         "--full", "--base-dtype", "f32", "--batch-size", "4", "--max-length", "96",
-                                         "--max-steps", "2", "--eval-every", "1", "--comparables", "3", "--quiet"};
+  const std::vector<std::string> args = {"-t",
+                                         "1",
+                                         "train",
+                                         "--model",
+                                         suite("model.gguf"),
+                                         "--tokenizer",
+                                         suite("tokenizer.json"),
+                                         "--data",
+                                         suite("train.jsonl"),
+                                         "--val",
+                                         suite("val.jsonl"),
+                                         "--out",
+                                         dir_ / "cmp",
+                                         "--runs-db",
+                                         dir_ / "runs.db",
+                                         "--full",
+                                         "--base-dtype",
+                                         "f32",
+                                         "--batch-size",
+                                         "4",
+                                         "--max-length",
+                                         "96",
+                                         "--max-steps",
+                                         "2",
+                                         "--eval-every",
+                                         "1",
+                                         "--comparables",
+                                         "3",
+                                         "--quiet"};
   ASSERT_EQ(run_pricer(args, dir_.path() / "cmp", &out, &err), 0) << err;
   EXPECT_NE(err.find("prices of its 3 most similar training items"), std::string::npos) << err;
   for (const char* d : {"last", "best"}) {
@@ -302,8 +397,8 @@ TEST_F(TrainCli, ComparablesTravelWithTheModelAndPredictionAddsThemOrRefuses) {
   }
   // Prediction finds the index beside the model and says so; without it, it refuses.
   const std::string model = dir_ / "cmp/last/model.gguf";
-  const std::vector<std::string> predict = {"-t", "1", "predict", "--model", model, "--base-dtype", "f32",
-                                            "oak dining table, seats six"};
+  const std::vector<std::string> predict = {
+      "-t", "1", "predict", "--model", model, "--base-dtype", "f32", "oak dining table, seats six"};
   ASSERT_EQ(run_pricer(predict, dir_.path(), &out, &err), 0) << err;
   EXPECT_NE(err.find("comparables"), std::string::npos) << err;
   EXPECT_NE(out.find("$"), std::string::npos) << out;
@@ -315,16 +410,26 @@ TEST_F(TrainCli, ComparablesTravelWithTheModelAndPredictionAddsThemOrRefuses) {
                        dir_.path() / "cmp-lora", &out, &err),
             0)
       << err;
-  EXPECT_EQ(GgufFile::open((dir_.path() / "cmp-lora/last/adapter.gguf").string()).get_int(retrieval::kComparablesKey), 2);
+  EXPECT_EQ(GgufFile::open((dir_.path() / "cmp-lora/last/adapter.gguf").string()).get_int(retrieval::kComparablesKey),
+            2);
   for (const std::string& adapter : {dir_ / "cmp-lora/last", dir_ / "cmp-lora/last/adapter.gguf"}) {
-    const std::vector<std::string> lora = {"-t", "1", "predict", "--model", suite("model.gguf"), "--tokenizer",
-                                           suite("tokenizer.json"), "--adapter", adapter, "oak dining table"};
+    const std::vector<std::string> lora = {
+        "-t",        "1",     "predict",         "--model", suite("model.gguf"), "--tokenizer", suite("tokenizer.json"),
+        "--adapter", adapter, "oak dining table"};
     ASSERT_EQ(run_pricer(lora, dir_.path(), &out, &err), 0) << err;
     EXPECT_NE(err.find("comparables: " + (dir_ / "cmp-lora/last/comparables.gguf")), std::string::npos) << err;
   }
   fs::remove(dir_ / "cmp-lora/last/comparables.gguf");
-  const std::vector<std::string> lora = {"-t", "1", "predict", "--model", suite("model.gguf"), "--tokenizer",
-                                         suite("tokenizer.json"), "--adapter", dir_ / "cmp-lora/last", "oak table"};
+  const std::vector<std::string> lora = {"-t",
+                                         "1",
+                                         "predict",
+                                         "--model",
+                                         suite("model.gguf"),
+                                         "--tokenizer",
+                                         suite("tokenizer.json"),
+                                         "--adapter",
+                                         dir_ / "cmp-lora/last",
+                                         "oak table"};
   EXPECT_NE(run_pricer(lora, dir_.path(), &out, &err), 0);
   EXPECT_NE(err.find("trained with comparables"), std::string::npos) << err;
   // Resuming with another k is refused, naming the setting.
@@ -338,8 +443,8 @@ TEST_F(TrainCli, ComparablesTravelWithTheModelAndPredictionAddsThemOrRefuses) {
 
 TEST_F(TrainCli, TrainableNumberTokenRowsAreTrainedSavedAndCheckedOnResume) {
   std::string err;
-  const std::vector<std::string> extra = {"--trainable-tokens", "numbers", "--max-steps", "6", "--save-every", "3",
-                                          "--lr", "1e-2", "--quiet"};
+  const std::vector<std::string> extra = {
+      "--trainable-tokens", "numbers", "--max-steps", "6", "--save-every", "3", "--lr", "1e-2", "--quiet"};
   ASSERT_EQ(run_pricer(train_args("rows", extra), dir_.path() / "rows", nullptr, &err), 0) << err;
   EXPECT_NE(err.find("training 1000 token rows"), std::string::npos) << err;
   const auto cfg = nlohmann::json::parse(slurp(dir_ / "rows/last/adapter_config.json"));
@@ -383,8 +488,8 @@ TEST_F(TrainCli, KilledWithSigkillAndResumedEndsBitwiseLikeAnUninterruptedRun) {
   EXPECT_EQ(last_run().status, monitor::RunStatus::running) << "nothing ran after the kill";
 
   std::string err;
-  ASSERT_EQ(run_pricer(train_args("crash", {"--epochs", "5", "--save-every", "4", "--lr", "2e-3", "--resume"}), dir_.path() / "resume",
-                       nullptr, &err),
+  ASSERT_EQ(run_pricer(train_args("crash", {"--epochs", "5", "--save-every", "4", "--lr", "2e-3", "--resume"}),
+                       dir_.path() / "resume", nullptr, &err),
             0)
       << err;
   EXPECT_NE(err.find("resuming from"), std::string::npos) << err;
@@ -465,8 +570,8 @@ TEST_P(TrainCliSignal, SignalSavesACheckpointAndExitsCleanly) {
   monitor::RunDb db(dir_ / "runs.db", monitor::RunDb::Mode::existing);
   EXPECT_EQ(db.metric_series(run.id, "train/loss").back().step, step) << "the checkpoint holds the last step done";
 
-  ASSERT_EQ(run_pricer(train_args("sig", {"--epochs", "5", "--save-every", "4", "--lr", "2e-3", "--resume"}), dir_.path() / "resume",
-                       nullptr, &err),
+  ASSERT_EQ(run_pricer(train_args("sig", {"--epochs", "5", "--save-every", "4", "--lr", "2e-3", "--resume"}),
+                       dir_.path() / "resume", nullptr, &err),
             0)
       << err;
   EXPECT_EQ(slurp(dir_ / "sig/last/adapter_model.safetensors"), ref) << "bitwise equal adapters";
@@ -493,8 +598,8 @@ TEST_F(TrainCli, InitAdapterAndYamlConfigWithOverrides) {
   const std::string yaml = dir_ / "train.yaml";
   write_file_atomic(yaml, "init_adapter: " + (dir_ / "init") + "\nmax_steps: 5\noptimizer: adamw\n");
   std::string out, err;
-  ASSERT_EQ(run_pricer(train_args("out", {"--config", yaml, "--max-steps", "1", "--lr", "1e-4", "--warmup-ratio", "0"}), dir_.path() / "run",
-                       &out, &err),
+  ASSERT_EQ(run_pricer(train_args("out", {"--config", yaml, "--max-steps", "1", "--lr", "1e-4", "--warmup-ratio", "0"}),
+                       dir_.path() / "run", &out, &err),
             0)
       << err;
   EXPECT_NE(out.find("1 steps"), std::string::npos) << "the command line overrides max_steps: " << out;

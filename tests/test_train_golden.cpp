@@ -77,7 +77,8 @@ TEST_P(TrainGolden, StepsFromAPeftAdapterMatchPyTorch) {
 
   const auto after = adapter_tensors(m);
   for (const auto& [key, v] : after) {
-    const std::string name = GetParam().run + "." + peft_module(key) + ".lora_" + key.substr(key.size() - 1) + ".weight";
+    const std::string name =
+        GetParam().run + "." + peft_module(key) + ".lora_" + key.substr(key.size() - 1) + ".weight";
     const std::vector<float> want = g.get<float>(name);
     const std::vector<float>& start = init.at(key);
     ASSERT_EQ(v.size(), want.size()) << name;
@@ -109,7 +110,9 @@ TEST_P(TrainGolden, StepsFromAPeftAdapterMatchPyTorch) {
 // Micro-batch 1 accumulates three sequences of different lengths: the same step as one batch.
 INSTANTIATE_TEST_SUITE_P(Runs, TrainGolden,
                          ::testing::Values(Case{"sgd", 3}, Case{"sgd", 1}, Case{"adamw", 3}, Case{"adamw", 1}),
-                         [](const auto& info) { return info.param.run + "_micro" + std::to_string(info.param.micro_batch); });
+                         [](const auto& info) {
+                           return info.param.run + "_micro" + std::to_string(info.param.micro_batch);
+                         });
 
 }  // namespace
 }  // namespace pricer

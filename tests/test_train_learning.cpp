@@ -23,8 +23,8 @@ using namespace train_test;
 // Dollars per brand (the synthetic catalog's five tiers, budget to luxury).
 double tier_price(const std::string& title) {
   static const std::map<std::string, double> by_brand = {
-      {"Basix", 25},    {"Valuo", 25},  {"Homely", 40},      {"Trekka", 40},     {"Norvant", 50},
-      {"Kestrel", 50},  {"Aurelian", 80}, {"Veltra", 80},    {"Maison Orla", 130}, {"Stratos Pro", 130}};
+      {"Basix", 25},   {"Valuo", 25},    {"Homely", 40}, {"Trekka", 40},       {"Norvant", 50},
+      {"Kestrel", 50}, {"Aurelian", 80}, {"Veltra", 80}, {"Maison Orla", 130}, {"Stratos Pro", 130}};
   for (const auto& [brand, dollars] : by_brand)
     if (title.find(brand) != std::string::npos) return dollars;
   ADD_FAILURE() << "no known brand in " << title;
@@ -103,7 +103,8 @@ TEST(TrainLearning, PretrainThenQloraFineTuneLearnsThePriceTask) {
   pc.epochs = 10;  // max_steps decides
   pc.eval_every = 50;
   pc.eval_items = 64;
-  const TrainSummary ps = run_training(pc, pre, tok, text_examples(tok, 0, 768), text_examples(tok, 50000, 64), true, {}, "test");
+  const TrainSummary ps =
+      run_training(pc, pre, tok, text_examples(tok, 0, 768), text_examples(tok, 50000, 64), true, {}, "test");
   EXPECT_LT(ps.last_eval_loss, 0.7 * ps.first_eval_loss) << "pretraining lowers the text loss";
 
   // 2. QLoRA: the pretrained weights frozen in NF4, adapters on every projection.

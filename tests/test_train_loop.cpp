@@ -3,9 +3,9 @@
 // config with command-line overrides, evaluation with best/last outputs and early stopping, and
 // length-grouped batches.
 #include <gtest/gtest.h>
-
 #include <sys/wait.h>
 #include <unistd.h>
+#include <yaml-cpp/yaml.h>
 
 #include <cmath>
 #include <cstdlib>
@@ -13,8 +13,6 @@
 #include <functional>
 #include <numbers>
 #include <set>
-
-#include <yaml-cpp/yaml.h>
 
 #include "cli/train_options.h"
 #include "core/atomic_file.h"
@@ -361,8 +359,9 @@ TEST_F(TrainLoop, KilledAtAnyFsyncOrRenameResumesToTheSameAdapters) {
 // naming the file and line (the last key would otherwise win silently).
 TEST_F(TrainLoop, TrainingLinesAreParsedStrictly) {
   const std::string path = dir_ / "dup.jsonl";
-  write_file_atomic(path, "{\"prompt\": \"a\", \"completion\": \"1.00\"}\n"
-                          "{\"prompt\": \"b\", \"completion\": \"2.00\", \"completion\": \"900.00\"}\n");
+  write_file_atomic(path,
+                    "{\"prompt\": \"a\", \"completion\": \"1.00\"}\n"
+                    "{\"prompt\": \"b\", \"completion\": \"2.00\", \"completion\": \"900.00\"}\n");
   try {
     load_examples(path, "train", tiny_tokenizer(), tiny_tokenizer().vocab_size(), DatasetOptions{});
     ADD_FAILURE() << "a duplicate key was accepted";
@@ -380,7 +379,8 @@ TEST_F(TrainLoop, AnOutputDirectoryHoldsOneRunAtATime) {
     ADD_FAILURE() << "a second run into a locked directory";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("in use by another run (pid " + std::to_string(::getpid()) + ")"),
-              std::string::npos) << e.what();
+              std::string::npos)
+        << e.what();
   }
   // Stale temporaries of a killed writer go at the next start; other files stay.
   fs::create_directories(fs::path(dir_ / "free") / ".best.tmp.123.0");
@@ -505,7 +505,8 @@ TEST_F(TrainLoop, MemoryEstimateAndClearErrorWhenTheRunWillNotFit) {
   const uint64_t micro16 = estimate_training_memory(m, c, false);
   c.checkpoint_layers = true;
   EXPECT_LT(estimate_training_memory(m, c, false), micro16);
-  EXPECT_GT(estimate_training_memory(m, config(), true), base) << "full mode trains (and stores moments of) every weight";
+  EXPECT_GT(estimate_training_memory(m, config(), true), base)
+      << "full mode trains (and stores moments of) every weight";
   LlamaModel nf4 = lora_model();
   nf4.convert_base(DType::NF4);
   EXPECT_LT(estimate_training_memory(nf4, config(), false), base);
@@ -540,8 +541,9 @@ TEST_F(TrainLoop, MemoryEstimateAndClearErrorWhenTheRunWillNotFit) {
 
 TEST_F(TrainLoop, YamlConfigWithCommandLineOverrides) {
   const std::string yaml = dir_ / "train.yaml";
-  write_file_atomic(yaml, "# recipe\nlr: 0.0002\nlora_r: 16\nalpha: 32\nschedule: linear\nbatch_size: 8\n"
-                          "targets: all\nrslora: true\nmax_steps: 40\n");
+  write_file_atomic(yaml,
+                    "# recipe\nlr: 0.0002\nlora_r: 16\nalpha: 32\nschedule: linear\nbatch_size: 8\n"
+                    "targets: all\nrslora: true\nmax_steps: 40\n");
   TrainConfig c;
   c.apply_yaml_file(yaml);
   EXPECT_FLOAT_EQ(c.lr, 2e-4f);
@@ -636,8 +638,9 @@ TEST(TrainSettings, EachSettingIsAnOptionAKeyAndARecordAlike) {
     if (s.recorded) yaml += std::string(s.name) + ": " + v.dump() + "\n";
     EXPECT_EQ(defaults.to_json().contains(std::string(s.name)), s.recorded) << s.name;
   }
-  EXPECT_EQ(defaults.to_json().size(), static_cast<size_t>(std::count_if(
-      train_settings().begin(), train_settings().end(), [](const TrainSetting& s) { return s.recorded; })))
+  EXPECT_EQ(defaults.to_json().size(),
+            static_cast<size_t>(std::count_if(train_settings().begin(), train_settings().end(),
+                                              [](const TrainSetting& s) { return s.recorded; })))
       << "nothing recorded outside the table";
 
   CLI::App app;
@@ -671,7 +674,8 @@ TEST(TrainSettings, EachSettingIsAnOptionAKeyAndARecordAlike) {
     ADD_FAILURE() << "pretraining took an adapter setting";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("pre.yaml: unknown key 'rank' at line 2 (a fine-tuning setting)"),
-              std::string::npos) << e.what();
+              std::string::npos)
+        << e.what();
   }
   try {
     p.apply_yaml(YAML::Load("resume: true\n"), "pre.yaml", TrainCommand::pretrain);

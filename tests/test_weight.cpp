@@ -2,7 +2,6 @@
 // dequantize error bounds, fast dequantizers against their scalar references), and validation of
 // raw data.
 #include <gtest/gtest.h>
-
 #include <immintrin.h>
 
 #include <bit>
@@ -61,8 +60,8 @@ const DType kBlockTypes[] = {DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, 
 
 TEST(Half, Bf16RoundsToNearestEven) {
   EXPECT_EQ(f32_to_bf16(1.0f), 0x3F80);
-  EXPECT_EQ(f32_to_bf16(1.0f + 0x1p-8f), 0x3F80);          // tie, even stays
-  EXPECT_EQ(f32_to_bf16(1.0f + 3 * 0x1p-8f), 0x3F82);      // tie, odd rounds up
+  EXPECT_EQ(f32_to_bf16(1.0f + 0x1p-8f), 0x3F80);  // tie, even stays
+  EXPECT_EQ(f32_to_bf16(1.0f + 3 * 0x1p-8f), 0x3F82);  // tie, odd rounds up
   EXPECT_EQ(f32_to_bf16(1.0f + 0x1p-8f + 0x1p-20f), 0x3F81);  // just above the tie
   EXPECT_EQ(f32_to_bf16(-2.0f), 0xC000);
   EXPECT_EQ(f32_to_bf16(std::numeric_limits<float>::max()), 0x7F80);  // rounds up to inf
@@ -89,12 +88,14 @@ TEST(Half, F16MatchesHardwareConversion) {
     ASSERT_EQ(std::bit_cast<uint32_t>(sw), std::bit_cast<uint32_t>(hw)) << h;
   }
   std::mt19937 rng(2);
-  std::vector<float> probes = {0.0f, -0.0f, 65504.0f, 65519.99f, 65520.0f, 0x1p-24f, 0x1p-25f, 0x1.8p-25f,
-                               0x1p-14f, 0x1.ffcp-15f, 0x1.ffep-15f, 1.0f + 0x1p-11f, 1.0f + 3 * 0x1p-11f};
+  std::vector<float> probes = {0.0f,         -0.0f,           65504.0f,           65519.99f, 65520.0f,
+                               0x1p-24f,     0x1p-25f,        0x1.8p-25f,         0x1p-14f,  0x1.ffcp-15f,
+                               0x1.ffep-15f, 1.0f + 0x1p-11f, 1.0f + 3 * 0x1p-11f};
   for (int i = 0; i < 300000; ++i) {
     // Concentrate on the f16 range: random sign, exponent 2^-30..2^17, random significand.
     const uint32_t e = static_cast<uint32_t>(97 + rng() % 48);
-    probes.push_back(std::bit_cast<float>(static_cast<uint32_t>((rng() & 0x80000000u) | (e << 23) | (rng() & 0x7fffffu))));
+    probes.push_back(
+        std::bit_cast<float>(static_cast<uint32_t>((rng() & 0x80000000u) | (e << 23) | (rng() & 0x7fffffu))));
   }
   for (float f : probes) {
     const uint16_t hw = _cvtss_sh(f, 0);
@@ -115,7 +116,9 @@ TEST(Weight, F32Bf16F16RoundTrip) {
     EXPECT_EQ(w.bytes(), static_cast<size_t>(rows * cols) * (t == DType::F32 ? 4 : 2));
     const auto y = w.to_f32();
     for (int64_t i = 0; i < rows * cols; ++i) {
-      const float want = t == DType::F32 ? x[i] : t == DType::BF16 ? bf16_to_f32(f32_to_bf16(x[i])) : f16_to_f32(f32_to_f16(x[i]));
+      const float want = t == DType::F32    ? x[i]
+                         : t == DType::BF16 ? bf16_to_f32(f32_to_bf16(x[i]))
+                                            : f16_to_f32(f32_to_f16(x[i]));
       ASSERT_EQ(y[i], want) << dtype_name(t) << " element " << i;
     }
   }
@@ -124,7 +127,8 @@ TEST(Weight, F32Bf16F16RoundTrip) {
 TEST(Weight, DequantizeRowsIsTheMatchingSliceForEveryFormat) {
   const int64_t rows = 7, cols = 512;
   const auto x = gaussian(rows * cols, 4);
-  for (DType t : {DType::F32, DType::BF16, DType::F16, DType::NF4, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K}) {
+  for (DType t :
+       {DType::F32, DType::BF16, DType::F16, DType::NF4, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K}) {
     const Weight w = Weight::from_f32(x.data(), rows, cols, t);
     const auto all = w.to_f32();
     for (int64_t r0 = 0; r0 < rows; ++r0)
@@ -156,9 +160,9 @@ TEST(Weight, HandBuiltQ8_0Block) {
 
 TEST(Weight, HandBuiltQ4_0Block) {
   std::vector<uint8_t> b(18, 0x88);  // every nibble 8 -> 0
-  put_f16(b, 0, 0x4000);             // d = 2
-  b[2] = 0xF0;                       // element 0: 0 - 8 -> -16; element 16: 15 - 8 -> 14
-  b[3] = 0x39;                       // element 1: 9 - 8 -> 2;  element 17: 3 - 8 -> -10
+  put_f16(b, 0, 0x4000);  // d = 2
+  b[2] = 0xF0;  // element 0: 0 - 8 -> -16; element 16: 15 - 8 -> 14
+  b[3] = 0x39;  // element 1: 9 - 8 -> 2;  element 17: 3 - 8 -> -10
   const auto y = Weight::from_raw(DType::Q4_0, 1, 32, b).to_f32();
   EXPECT_EQ(y[0], -16.0f);
   EXPECT_EQ(y[16], 14.0f);
@@ -196,10 +200,10 @@ TEST(Weight, HandBuiltQ4_KBlock) {
   put_f16(b, 2, 0x3800);  // dmin = 0.5
   uint8_t* sc = b.data() + 4;
   sc[0] = 2 | (1 << 6);  // sub-block 0: scale 2; top bits of sub-block 4's scale = 01
-  sc[4] = 3;             // sub-block 0: min 3; top bits of sub-block 4's min = 00
-  sc[8] = 0x21;          // sub-block 4: scale low 1 (-> 1 + 16 = 17), min low 2 (-> 2)
+  sc[4] = 3;  // sub-block 0: min 3; top bits of sub-block 4's min = 00
+  sc[8] = 0x21;  // sub-block 4: scale low 1 (-> 1 + 16 = 17), min low 2 (-> 2)
   uint8_t* q = b.data() + 16;
-  q[0] = 0x05;   // element 0 (sub-block 0, low nibble 5): 2*5 - 0.5*3 = 8.5
+  q[0] = 0x05;  // element 0 (sub-block 0, low nibble 5): 2*5 - 0.5*3 = 8.5
   q[64] = 0x03;  // element 128 (sub-block 4, low nibble 3): 17*3 - 0.5*2 = 50
   const auto y = Weight::from_raw(DType::Q4_K, 1, 256, b).to_f32();
   EXPECT_EQ(y[0], 8.5f);
@@ -218,14 +222,14 @@ TEST(Weight, HandBuiltQ6_KBlock) {
   sc[0] = 4;
   sc[2] = -2;
   sc[4] = 1;
-  ql[0] = 0x75;             // element 0 low 5, element 64 low 7
-  ql[32] = 0x01;            // element 32 low 1
+  ql[0] = 0x75;  // element 0 low 5, element 64 low 7
+  ql[32] = 0x01;  // element 32 low 1
   qh[0] = 2 | (0 << 2) | (1 << 4);
   const auto y = Weight::from_raw(DType::Q6_K, 1, 256, b).to_f32();
-  EXPECT_EQ(y[0], 0.25f * 4 * (37 - 32));     // 5
-  EXPECT_EQ(y[32], 0.25f * -2 * (1 - 32));    // 15.5
-  EXPECT_EQ(y[64], 0.25f * 1 * (23 - 32));    // -2.25
-  EXPECT_EQ(y[1], 0.25f * 4 * (0 - 32));      // -32
+  EXPECT_EQ(y[0], 0.25f * 4 * (37 - 32));  // 5
+  EXPECT_EQ(y[32], 0.25f * -2 * (1 - 32));  // 15.5
+  EXPECT_EQ(y[64], 0.25f * 1 * (23 - 32));  // -2.25
+  EXPECT_EQ(y[1], 0.25f * 4 * (0 - 32));  // -32
 }
 
 TEST(Weight, BlockQuantizationErrorBounds) {
@@ -253,7 +257,7 @@ TEST(Weight, BlockQuantizationErrorBounds) {
   }
   // All formats: the zero region stays exactly zero and the overall error is what each format's
   // bit width allows.
-  const std::pair<DType, double> limits[] = {{DType::F16, 1e-3}, {DType::BF16, 4e-3}, {DType::Q8_0, 0.01},
+  const std::pair<DType, double> limits[] = {{DType::F16, 1e-3},  {DType::BF16, 4e-3}, {DType::Q8_0, 0.01},
                                              {DType::Q6_K, 0.03}, {DType::Q4_K, 0.12}, {DType::Q4_0, 0.15}};
   for (const auto& [t, lim] : limits) {
     const auto y = Weight::from_f32(x.data(), rows, cols, t).to_f32();

@@ -22,8 +22,8 @@
 namespace pricer::tiny {
 
 inline const std::vector<std::string>& product_words() {
-  static const std::vector<std::string> w = {"steel", "plastic", "deluxe", "mini", "pro", "basic",
-                                             "kit", "spare", "cable", "lamp", "drill", "mug"};
+  static const std::vector<std::string> w = {"steel", "plastic", "deluxe", "mini", "pro",   "basic",
+                                             "kit",   "spare",   "cable",  "lamp", "drill", "mug"};
   return w;
 }
 

@@ -161,8 +161,8 @@ inline std::string slurp(const std::string& path) {
 // The pricer binary as a child process: stdout and stderr to files, waitable and signalable.
 class Child {
  public:
-  Child(const std::vector<std::string>& args, const fs::path& log_prefix) : out_(log_prefix.string() + ".out"),
-                                                                             err_(log_prefix.string() + ".err") {
+  Child(const std::vector<std::string>& args, const fs::path& log_prefix)
+      : out_(log_prefix.string() + ".out"), err_(log_prefix.string() + ".err") {
     pid_ = ::fork();
     if (pid_ == 0) {
       std::FILE* o = std::freopen(out_.c_str(), "w", stdout);

@@ -54,10 +54,11 @@ Weight random_weight(int64_t rows, int64_t cols, DType dtype, uint64_t seed) {
           buf[i] = a * (2.0f * static_cast<float>((h >> 40) * 0x1p-24) - 1.0f);
         }
         Weight part = Weight::from_f32(buf.data(), nr, cols, dtype);
-        const auto& bytes = dtype == DType::F32
-                                ? std::vector<uint8_t>(reinterpret_cast<const uint8_t*>(part.f32().data()),
-                                                       reinterpret_cast<const uint8_t*>(part.f32().data()) + nr * cols * 4)
-                                : part.raw();
+        const auto& bytes =
+            dtype == DType::F32
+                ? std::vector<uint8_t>(reinterpret_cast<const uint8_t*>(part.f32().data()),
+                                       reinterpret_cast<const uint8_t*>(part.f32().data()) + nr * cols * 4)
+                : part.raw();
         std::copy(bytes.begin(), bytes.end(), raw.begin() + r0 * static_cast<int64_t>(row_bytes));
       }
     }
@@ -206,8 +207,13 @@ int run_bench(const std::string& what, const BenchOptions& o) {
                       {"compute", o.compute},
                       {"backend", backend->name()},
                       {"threads", threads()},
-                      {"shape", {{"dim", o.dim}, {"layers", o.layers}, {"heads", o.heads}, {"kv_heads", o.kv_heads},
-                                 {"ffn", o.ffn}, {"vocab", o.vocab}}},
+                      {"shape",
+                       {{"dim", o.dim},
+                        {"layers", o.layers},
+                        {"heads", o.heads},
+                        {"kv_heads", o.kv_heads},
+                        {"ffn", o.ffn},
+                        {"vocab", o.vocab}}},
                       {"batch", o.batch},
                       {"seq", o.seq},
                       {"rank", what == "train" ? o.rank : 0},
@@ -233,10 +239,12 @@ void add_options(CLI::App& sub, BenchOptions& o) {
   sub.add_option("--vocab", o.vocab, "Vocabulary size")->capture_default_str();
   sub.add_option("--batch", o.batch, "Sequences per step")->capture_default_str();
   sub.add_option("--seq", o.seq, "Tokens per sequence")->capture_default_str();
-  sub.add_option("--loss-tokens", o.loss_tokens, "Completion tokens per sequence (loss positions)")->capture_default_str();
+  sub.add_option("--loss-tokens", o.loss_tokens, "Completion tokens per sequence (loss positions)")
+      ->capture_default_str();
   sub.add_option("--rank", o.rank, "LoRA rank (alpha = 2 x rank)")->capture_default_str();
   sub.add_option("--targets", o.targets, "LoRA target projections")->capture_default_str();
-  sub.add_option("--dtype,--base-dtype", o.base_dtype, "Base projection format: nf4, bf16, f32, q8_0, q4_0")->capture_default_str();
+  sub.add_option("--dtype,--base-dtype", o.base_dtype, "Base projection format: nf4, bf16, f32, q8_0, q4_0")
+      ->capture_default_str();
   sub.add_option("--embed-dtype", o.embed_dtype, "Embedding / tied head format")->capture_default_str();
   sub.add_option("--compute", o.compute, "Precision of the base linears: bf16 (operands in bf16, f32 sums) or f32")
       ->capture_default_str();
@@ -262,32 +270,38 @@ int run_bench_serve(const serve::ServeBenchOptions& o) {
 void add_serve_options(CLI::App& s, serve::ServeBenchOptions& o) {
   s.add_option("-m,--model", o.model.model, "Model (GGUF, Hugging Face directory)")->required();
   s.add_option("--adapter", o.model.adapter, "LoRA adapter");
-  s.add_option("--base-dtype", o.model.base_dtype, "How the projections are held: nf4, bf16, f32")->capture_default_str();
-  s.add_option("--clients", o.clients, "Concurrent clients, one setting each")->delimiter(',')->check(CLI::Range(1, 1024));
+  s.add_option("--base-dtype", o.model.base_dtype, "How the projections are held: nf4, bf16, f32")
+      ->capture_default_str();
+  s.add_option("--clients", o.clients, "Concurrent clients, one setting each")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 1024));
   s.add_option("--requests", o.per_client, "Requests per client")->capture_default_str()->check(CLI::Range(1, 1000000));
   s.add_option("--max-tokens", o.max_tokens, "Tokens generated per completion request")
       ->capture_default_str()
       ->check(CLI::Range(1, 4096));
 }
 
-Registrar reg{"bench", "Benchmark a LoRA training step, prompt processing or the server (JSON lines)", [](CLI::App& sub) {
-  auto o = std::make_shared<BenchOptions>();
-  auto so = std::make_shared<serve::ServeBenchOptions>();
-  auto what = std::make_shared<std::string>();
-  sub.require_subcommand(1);
-  CLI::App* s = sub.add_subcommand("serve", "pricer serve under load: requests/s and p50/p99 latency at 1, 4 and 16 "
-                                            "clients, price and completion requests, and the gain from batching");
-  add_serve_options(*s, *so);
-  s->callback([what] { *what = "serve"; });
-  for (const char* name : {"train", "forward"}) {
-    CLI::App* s = sub.add_subcommand(name, std::string(name) == "train"
-                                               ? "Forward + backward + AdamW on LoRA adapters over a frozen base"
-                                               : "Prompt processing: forward over the batch, logits at each sequence end");
-    add_options(*s, *o);
-    s->callback([what, name] { *what = name; });
-  }
-  return [o, so, what]() { return *what == "serve" ? run_bench_serve(*so) : run_bench(*what, *o); };
-}};
+Registrar reg{
+    "bench", "Benchmark a LoRA training step, prompt processing or the server (JSON lines)", [](CLI::App& sub) {
+      auto o = std::make_shared<BenchOptions>();
+      auto so = std::make_shared<serve::ServeBenchOptions>();
+      auto what = std::make_shared<std::string>();
+      sub.require_subcommand(1);
+      CLI::App* s = sub.add_subcommand("serve",
+                                       "pricer serve under load: requests/s and p50/p99 latency at 1, 4 and 16 "
+                                       "clients, price and completion requests, and the gain from batching");
+      add_serve_options(*s, *so);
+      s->callback([what] { *what = "serve"; });
+      for (const char* name : {"train", "forward"}) {
+        CLI::App* s =
+            sub.add_subcommand(name, std::string(name) == "train"
+                                         ? "Forward + backward + AdamW on LoRA adapters over a frozen base"
+                                         : "Prompt processing: forward over the batch, logits at each sequence end");
+        add_options(*s, *o);
+        s->callback([what, name] { *what = name; });
+      }
+      return [o, so, what]() { return *what == "serve" ? run_bench_serve(*so) : run_bench(*what, *o); };
+    }};
 
 }  // namespace
 }  // namespace pricer::cli

@@ -49,8 +49,7 @@ int run(Args& a) {
   if (!a.completion.empty()) o.completion_template = unescape(a.completion);
   for (auto& cw : a.category_weights) {
     const auto eq = cw.rfind('=');
-    require(eq != std::string::npos && eq > 0,
-            "--category-weight: expected Category=weight, got '" + cw + "'");
+    require(eq != std::string::npos && eq > 0, "--category-weight: expected Category=weight, got '" + cw + "'");
     const std::string w = cw.substr(eq + 1);
     size_t used = 0;
     double v = -1;
@@ -59,8 +58,7 @@ int run(Args& a) {
     } catch (const std::exception&) {
       used = 0;
     }
-    require(used == w.size() && !w.empty() && v >= 0,
-            "--category-weight: bad weight in '" + cw + "'");
+    require(used == w.size() && !w.empty() && v >= 0, "--category-weight: bad weight in '" + cw + "'");
     o.category_weights[cw.substr(0, eq)] = v;
   }
   if (!a.drop_details.empty()) o.clean.drop_details = a.drop_details;
@@ -96,23 +94,18 @@ pricer::cli::Registrar reg{
     [](CLI::App& sub) -> pricer::cli::Runner {
       auto a = std::make_shared<Args>();
       auto& o = a->opt;
-      sub.add_option("inputs", o.inputs,
-                     "meta_<Category>.jsonl[.gz] (Amazon Reviews 2023) or curated JSON lines");
+      sub.add_option("inputs", o.inputs, "meta_<Category>.jsonl[.gz] (Amazon Reviews 2023) or curated JSON lines");
       sub.add_option("-o,--out", a->out, "Output dataset directory")->required();
       sub.add_option("--synthetic", a->synthetic,
                      "Generate N synthetic products (written to OUT/synthetic_catalog.jsonl) and "
                      "curate them");
-      sub.add_option("--seed", o.seed, "Seed for sampling, splitting and --synthetic")
-          ->capture_default_str();
+      sub.add_option("--seed", o.seed, "Seed for sampling, splitting and --synthetic")->capture_default_str();
       sub.add_option("--tokenizer", a->tokenizer,
                      "Tokenizer for the token budget and .bin shards (tokenizer.model, "
                      "tokenizer.json, tok*.bin, .gguf or a model directory)");
-      sub.add_option("--train", a->train, "Train size: a count, or a fraction of the sample")
-          ->capture_default_str();
-      sub.add_option("--val", a->val, "Validation size: a count or a fraction")
-          ->capture_default_str();
-      sub.add_option("--test", a->test, "Test size: a count or a fraction")
-          ->capture_default_str();
+      sub.add_option("--train", a->train, "Train size: a count, or a fraction of the sample")->capture_default_str();
+      sub.add_option("--val", a->val, "Validation size: a count or a fraction")->capture_default_str();
+      sub.add_option("--test", a->test, "Test size: a count or a fraction")->capture_default_str();
       sub.add_option("--sample", o.sample,
                      "Items to draw by weighted sampling before splitting (0: the sum of the "
                      "counts, or everything)")
@@ -122,16 +115,11 @@ pricer::cli::Registrar reg{
           ->capture_default_str();
       sub.add_option("--category-weight", a->category_weights,
                      "Category=weight multiplier for sampling (repeatable; 0 drops a category)");
-      sub.add_option("--min-price", o.clean.min_price, "Lowest accepted price")
-          ->capture_default_str();
-      sub.add_option("--max-price", o.clean.max_price, "Highest accepted price")
-          ->capture_default_str();
-      sub.add_option("--min-chars", o.clean.min_chars, "Shortest accepted cleaned text")
-          ->capture_default_str();
-      sub.add_option("--max-chars", o.clean.max_chars, "Cleaned text is cut to this first")
-          ->capture_default_str();
-      sub.add_option("--token-budget", o.clean.token_budget, "Summary length in tokens")
-          ->capture_default_str();
+      sub.add_option("--min-price", o.clean.min_price, "Lowest accepted price")->capture_default_str();
+      sub.add_option("--max-price", o.clean.max_price, "Highest accepted price")->capture_default_str();
+      sub.add_option("--min-chars", o.clean.min_chars, "Shortest accepted cleaned text")->capture_default_str();
+      sub.add_option("--max-chars", o.clean.max_chars, "Cleaned text is cut to this first")->capture_default_str();
+      sub.add_option("--token-budget", o.clean.token_budget, "Summary length in tokens")->capture_default_str();
       sub.add_option("--words-per-token", o.clean.words_per_token,
                      "Word budget = this x token budget when no tokenizer is given")
           ->capture_default_str();
@@ -144,14 +132,11 @@ pricer::cli::Registrar reg{
                      "list: Part Number, Best Sellers Rank, Batteries Included?, Batteries "
                      "Required?, Item model number, Application Permissions, Approximate "
                      "Download Time, Date first listed on Amazon)");
-      sub.add_flag("--keep-part-numbers", a->keep_part_numbers,
-                   "Keep words that look like part numbers");
-      sub.add_option("--prompt-template", a->prompt,
-                     "Prompt with {text}, {title}, {category} (\\n for newlines)");
+      sub.add_flag("--keep-part-numbers", a->keep_part_numbers, "Keep words that look like part numbers");
+      sub.add_option("--prompt-template", a->prompt, "Prompt with {text}, {title}, {category} (\\n for newlines)");
       sub.add_option("--completion-template", a->completion,
                      "Completion with {price} = rounded dollars (default \"{price}.00\")");
-      sub.add_option("--max-line-kb", a->max_line_kb, "Longer lines are skipped as bad input")
-          ->capture_default_str();
+      sub.add_option("--max-line-kb", a->max_line_kb, "Longer lines are skipped as bad input")->capture_default_str();
       sub.add_flag("--strict", o.strict, "Stop with an error at the first bad input line");
       sub.add_flag("--no-dedup", a->no_dedup, "Keep duplicate titles and texts");
       sub.add_flag("--no-charts", a->no_charts, "Do not write the SVG charts");

@@ -39,8 +39,8 @@ struct EvalArgs {
 
 // The figures of every pricer that priced every item (the others: how many went unpriced); the
 // run fails when a pricer priced nothing.
-void record_results(pricer::monitor::RunRecorder& rec, const std::vector<PricerResult>& results,
-                    const std::string& out, const std::string& failed) {
+void record_results(pricer::monitor::RunRecorder& rec, const std::vector<PricerResult>& results, const std::string& out,
+                    const std::string& failed) {
   std::map<std::string, double> m;
   for (const auto& r : results) {
     if (!r.complete()) {
@@ -59,10 +59,8 @@ void record_results(pricer::monitor::RunRecorder& rec, const std::vector<PricerR
   rec.log_metrics(0, m);
   rec.add_artifact("results", fs::path(out) / "results.json");
   rec.add_artifact("report", fs::path(out) / "report.html");
-  if (failed.empty())
-    rec.finish();
-  else
-    rec.fail("could not price any item: " + failed);
+  if (failed.empty()) rec.finish();
+  else rec.fail("could not price any item: " + failed);
   std::printf("recorded as run %lld\n", static_cast<long long>(rec.id()));
 }
 
@@ -105,8 +103,12 @@ std::unique_ptr<pricer::monitor::RunRecorder> start_run_record(const EvalArgs& a
   pricer::monitor::RecorderOptions ro;
   if (!a.runs_db.empty()) ro.db_path = a.runs_db;
   auto rec = std::make_unique<pricer::monitor::RunRecorder>(nr, ro);
-  rec->log_params({{"pricers", a.pricers}, {"split", split}, {"items", n_items},
-                   {"params", a.ctx.params}, {"seed", a.ctx.seed}, {"bootstrap", a.bootstrap}});
+  rec->log_params({{"pricers", a.pricers},
+                   {"split", split},
+                   {"items", n_items},
+                   {"params", a.ctx.params},
+                   {"seed", a.ctx.seed},
+                   {"bootstrap", a.bootstrap}});
   return rec;
 }
 
@@ -122,10 +124,10 @@ std::vector<PricerResult> evaluate_pricers(const std::vector<std::unique_ptr<Pri
     std::fprintf(stderr, "eval: %s on %zu items...\n", p->name().c_str(), items.size());
     results.push_back(evaluate_pricer(*p, train, items, mopt));
     const PricerResult& r = results.back();
-    if (r.complete())
-      std::fprintf(stderr, "eval: %s MAE $%.2f\n", r.name.c_str(), r.metrics.mae);
+    if (r.complete()) std::fprintf(stderr, "eval: %s MAE $%.2f\n", r.name.c_str(), r.metrics.mae);
     else
-      std::fprintf(stderr, "eval: %s %s: %s\n", r.name.c_str(), r.failed() ? "FAILED" : "incomplete", r.failure.c_str());
+      std::fprintf(stderr, "eval: %s %s: %s\n", r.name.c_str(), r.failed() ? "FAILED" : "incomplete",
+                   r.failure.c_str());
   }
   return results;
 }
@@ -140,16 +142,15 @@ std::string failed_pricers(const std::vector<PricerResult>& results) {
 
 int run_eval(EvalArgs& a) {
   const bool data_is_dir = fs::is_directory(a.data);
-  const std::string split = !a.split.empty() ? a.split
-                            : data_is_dir    ? default_eval_split(a.data)
-                                             : "";
+  const std::string split = !a.split.empty() ? a.split : data_is_dir ? default_eval_split(a.data) : "";
   const auto items = read_split(a.data, split, a.limit);
   pricer::require(!items.empty(), a.data + ": no items to evaluate");
   if (!a.human_export.empty()) {
     write_human_csv(a.human_export, items);
-    std::printf("wrote %zu items to %s; add a \"price\" column (or write id,price) and pass it "
-                "back with --human-import\n",
-                items.size(), a.human_export.c_str());
+    std::printf(
+        "wrote %zu items to %s; add a \"price\" column (or write id,price) and pass it "
+        "back with --human-import\n",
+        items.size(), a.human_export.c_str());
     return 0;
   }
 
@@ -161,8 +162,7 @@ int run_eval(EvalArgs& a) {
   std::vector<Item> train;
   std::string train_source = a.train.empty() && data_is_dir ? a.data : a.train;
   if (need_train) {
-    pricer::require(!train_source.empty(),
-                    "the chosen pricers need training data: pass --train FILE_OR_DIR");
+    pricer::require(!train_source.empty(), "the chosen pricers need training data: pass --train FILE_OR_DIR");
     train = read_split(train_source, "train", a.train_limit);
   }
 
@@ -192,11 +192,9 @@ int run_eval(EvalArgs& a) {
 
 // The options of the "frontier" pricer, a hosted model behind an OpenAI-compatible API.
 void add_frontier_options(CLI::App& sub, FrontierConfig& f) {
-  sub.add_option("--frontier-url", f.base_url, "OpenAI-compatible API base URL")
-      ->capture_default_str();
+  sub.add_option("--frontier-url", f.base_url, "OpenAI-compatible API base URL")->capture_default_str();
   sub.add_option("--frontier-model", f.model, "Model name sent to the API")->capture_default_str();
-  sub.add_option("--frontier-key-env", f.api_key_env,
-                 "Environment variable holding the API key")
+  sub.add_option("--frontier-key-env", f.api_key_env, "Environment variable holding the API key")
       ->capture_default_str();
   sub.add_option("--frontier-concurrency", f.concurrency, "Requests in flight")
       ->capture_default_str()
@@ -219,8 +217,7 @@ void add_frontier_options(CLI::App& sub, FrontierConfig& f) {
       ->capture_default_str();
   sub.add_option("--frontier-usd-in", f.usd_per_m_input, "USD per million prompt tokens")
       ->check(CLI::NonNegativeNumber);
-  sub.add_option("--frontier-usd-out", f.usd_per_m_output,
-                 "USD per million completion tokens")
+  sub.add_option("--frontier-usd-out", f.usd_per_m_output, "USD per million completion tokens")
       ->check(CLI::NonNegativeNumber);
 }
 
@@ -228,21 +225,17 @@ pricer::cli::Registrar reg{
     "eval", "Evaluate pricers on a data split: metrics, leaderboard, results.json and report.html",
     [](CLI::App& sub) -> pricer::cli::Runner {
       auto a = std::make_shared<EvalArgs>();
-      sub.add_option("--data", a->data,
-                     "Items to price: a JSON-lines file or a directory with test/val splits")
+      sub.add_option("--data", a->data, "Items to price: a JSON-lines file or a directory with test/val splits")
           ->required();
       sub.add_option("--split", a->split, "Split of a --data directory (default: test, else val)");
       sub.add_option("--train", a->train,
                      "Training items for the baselines: a JSON-lines file or a directory with "
                      "train.jsonl or train-*.jsonl (default: the --data directory)");
-      sub.add_option("--pricers", a->pricers, "Comma-separated pricers to evaluate")
-          ->capture_default_str();
-      sub.add_option("--out", a->out, "Directory for results.json and report.html")
-          ->capture_default_str();
+      sub.add_option("--pricers", a->pricers, "Comma-separated pricers to evaluate")->capture_default_str();
+      sub.add_option("--out", a->out, "Directory for results.json and report.html")->capture_default_str();
       sub.add_option("--limit", a->limit, "Evaluate only the first N items (0 = all)");
       sub.add_option("--train-limit", a->train_limit, "Train on only the first N items (0 = all)");
-      sub.add_option("--seed", a->ctx.seed, "Seed of the random pricer and the bootstrap")
-          ->capture_default_str();
+      sub.add_option("--seed", a->ctx.seed, "Seed of the random pricer and the bootstrap")->capture_default_str();
       sub.add_option("--bootstrap", a->bootstrap, "Bootstrap resamples for the MAE interval")
           ->capture_default_str()
           ->check(CLI::Range(1, 1000000));
@@ -250,12 +243,13 @@ pricer::cli::Registrar reg{
                      "Write the items as CSV (id,text) for a person to price, then exit");
       sub.add_option("--human-import", a->ctx.human_csv,
                      "CSV of a person's guesses (id,price) for the \"human\" pricer");
-      sub.add_option("--param", a->params,
-                     "key=value setting for a pricer (repeatable). LLM pricers (finetuned, base, "
-                     "and their -top3 / -greedy variants): model=PATH, adapter=PATH, "
-                     "finetuned_model=PATH (a merged model instead of model + adapter), "
-                     "tokenizer=PATH, base_dtype=nf4|bf16|f32, compute_dtype=bf16|f32, mode=expected|top3|greedy|median, "
-                     "coverage=0.8, batch=16, max_prompt_tokens=256, text_tokens=110, prompt_template=TEXT");
+      sub.add_option(
+          "--param", a->params,
+          "key=value setting for a pricer (repeatable). LLM pricers (finetuned, base, "
+          "and their -top3 / -greedy variants): model=PATH, adapter=PATH, "
+          "finetuned_model=PATH (a merged model instead of model + adapter), "
+          "tokenizer=PATH, base_dtype=nf4|bf16|f32, compute_dtype=bf16|f32, mode=expected|top3|greedy|median, "
+          "coverage=0.8, batch=16, max_prompt_tokens=256, text_tokens=110, prompt_template=TEXT");
       sub.add_option("--run-name", a->run_name, "Name in the run database (default eval-<out dir>)");
       sub.add_option("--runs-db", a->runs_db, "Run database (default runs/pricer.db or $PRICER_RUNS_DB)");
       sub.add_flag("!--no-record", a->record, "Do not record the run in the run database");

@@ -44,7 +44,8 @@ std::string resolve_format(const Options& o) {
   const fs::path ext = fs::path(o.out).extension();
   if (ext == ".gguf") return "gguf";
   if (ext.empty()) return "safetensors";
-  throw Error("--format not given and '" + o.out + "' names neither a .gguf file nor a directory; add --format gguf|safetensors");
+  throw Error("--format not given and '" + o.out +
+              "' names neither a .gguf file nor a directory; add --format gguf|safetensors");
 }
 
 // The weight format asked for; std::nullopt = each tensor as stored (where the format can hold it).
@@ -70,8 +71,10 @@ void check_output(const std::string& out, const std::string& format) {
     require(!fs::is_directory(out, ec), "--out " + out + ": is a directory; a GGUF export is one file");
     fs::path dir = fs::path(out).parent_path();
     if (dir.empty()) dir = ".";
-    require(fs::is_directory(dir, ec), "--out " + out + ": cannot write there: " + dir.string() + " is not a directory");
-    require(::access(dir.c_str(), W_OK) == 0, "--out " + out + ": cannot write there: " + dir.string() + " is not writable");
+    require(fs::is_directory(dir, ec),
+            "--out " + out + ": cannot write there: " + dir.string() + " is not a directory");
+    require(::access(dir.c_str(), W_OK) == 0,
+            "--out " + out + ": cannot write there: " + dir.string() + " is not writable");
     return;
   }
   require(!fs::exists(out, ec) || fs::is_directory(out, ec),
@@ -80,7 +83,8 @@ void check_output(const std::string& out, const std::string& format) {
   fs::path dir = fs::absolute(out, ec);
   while (!fs::exists(dir, ec) && dir.has_parent_path() && dir.parent_path() != dir) dir = dir.parent_path();
   require(fs::is_directory(dir, ec), "--out " + out + ": cannot create it: " + dir.string() + " is not a directory");
-  require(::access(dir.c_str(), W_OK) == 0, "--out " + out + ": cannot write there: " + dir.string() + " is not writable");
+  require(::access(dir.c_str(), W_OK) == 0,
+          "--out " + out + ": cannot write there: " + dir.string() + " is not writable");
 }
 
 // The tokenizer given, else the one inside or beside the model; nullptr when there is none.
@@ -100,8 +104,8 @@ std::unique_ptr<Tokenizer> open_tokenizer(const Options& o, const ModelFile& mf)
 // Where a tokenizer.json the tokenizer came from lies, if it came from one.
 std::optional<fs::path> source_tokenizer_json(const Options& o, const ModelFile& mf) {
   fs::path p = !o.tokenizer.empty() ? fs::path(o.tokenizer)
-               : mf.format == "hf"   ? fs::path(o.model)
-                                     : fs::path(o.model).parent_path();
+               : mf.format == "hf"  ? fs::path(o.model)
+                                    : fs::path(o.model).parent_path();
   if (fs::is_directory(p)) p /= "tokenizer.json";
   if (p.filename() == "tokenizer.json" && fs::exists(p)) return p;
   return std::nullopt;
@@ -181,7 +185,8 @@ int64_t plan_tensor_dtypes(const std::map<std::string, Weight>& tensors, const s
       d = DType::F32;
     } else if (dtype) {
       d = fitting_dtype(*dtype, w.cols());
-      if (d != *dtype && ++fallbacks == 1) fallback_example = name + " (" + std::to_string(w.cols()) + " columns) as " + std::string(dtype_name(d));
+      if (d != *dtype && ++fallbacks == 1)
+        fallback_example = name + " (" + std::to_string(w.cols()) + " columns) as " + std::string(dtype_name(d));
     } else if (d == DType::NF4 || (format == "safetensors" && d != DType::F32 && d != DType::F16 && d != DType::BF16)) {
       d = format == "gguf" ? DType::F16 : DType::F32;
     }
@@ -189,8 +194,10 @@ int64_t plan_tensor_dtypes(const std::map<std::string, Weight>& tensors, const s
     total += data_bytes(d, w.numel());
   }
   if (fallbacks > 0) {
-    std::fprintf(stderr, "note: %d tensor%s with rows that are not whole %s blocks written in a format that holds them, e.g. %s\n",
-                 fallbacks, fallbacks == 1 ? "" : "s", std::string(dtype_name(*dtype)).c_str(), fallback_example.c_str());
+    std::fprintf(
+        stderr,
+        "note: %d tensor%s with rows that are not whole %s blocks written in a format that holds them, e.g. %s\n",
+        fallbacks, fallbacks == 1 ? "" : "s", std::string(dtype_name(*dtype)).c_str(), fallback_example.c_str());
   }
   return total;
 }
@@ -227,8 +234,9 @@ std::string write_hf_tokenizer(const Options& o, const ModelFile& mf, const Toke
                     fs::copy_options::overwrite_existing);
     return "tokenizer.json copied";
   }
-  std::fprintf(stderr, "note: the SentencePiece-style tokenizer has no exact tokenizer.json form; "
-                       "none written (load the export with --tokenizer)\n");
+  std::fprintf(stderr,
+               "note: the SentencePiece-style tokenizer has no exact tokenizer.json form; "
+               "none written (load the export with --tokenizer)\n");
   return "no tokenizer";
 }
 
@@ -287,29 +295,30 @@ int run(const Options& o) {
   return 0;
 }
 
-Registrar reg{"export", "Write a model (optionally with its LoRA adapter merged) as GGUF or a Hugging Face directory",
-              [](CLI::App& sub) {
-                auto o = std::make_shared<Options>();
-                sub.add_option("-m,--model", o->model, "GGUF file, Hugging Face directory, .safetensors file or llama2.c .bin");
-                sub.add_option("--tokenizer", o->tokenizer,
-                               "tokenizer.model, tokenizer.json, tok*.bin or GGUF (default: the model's own; a GGUF "
-                               "export always embeds one)");
-                sub.add_option("--adapter", o->adapter, "LoRA adapter (PEFT directory or GGUF LoRA)");
-                sub.add_flag("--merge", o->merge,
-                             "Merge the adapter into the weights (W + scale B A): one model that predicts as base + "
-                             "adapter. Without --merge the base is written and the adapter beside it in the same "
-                             "format (OUT.lora.gguf for llama.cpp --lora, or OUT/adapter as PEFT)");
-                sub.add_option("-o,--out", o->out, "Output: a .gguf file, or a directory for safetensors");
-                sub.add_option("--format", o->format, "gguf or safetensors (default: gguf for a .gguf name, else safetensors)");
-                sub.add_option("--dtype", o->dtype,
-                               "Weight format: auto (as stored), f32, bf16, f16, q8_0, q4_0, q4_k, q6_k (GGUF); "
-                               "auto, f32, bf16, f16 (safetensors). Norms stay f32 in GGUF; a matrix whose rows are "
-                               "not whole blocks falls back to q8_0 or f16")
-                    ->capture_default_str();
-                sub.add_option("--name", o->name, "general.name of a GGUF export (default: the model's file name)");
-                sub.add_flag("-q,--quiet", o->quiet, "No progress bar");
-                return [o] { return run(*o); };
-              }};
+Registrar reg{
+    "export", "Write a model (optionally with its LoRA adapter merged) as GGUF or a Hugging Face directory",
+    [](CLI::App& sub) {
+      auto o = std::make_shared<Options>();
+      sub.add_option("-m,--model", o->model, "GGUF file, Hugging Face directory, .safetensors file or llama2.c .bin");
+      sub.add_option("--tokenizer", o->tokenizer,
+                     "tokenizer.model, tokenizer.json, tok*.bin or GGUF (default: the model's own; a GGUF "
+                     "export always embeds one)");
+      sub.add_option("--adapter", o->adapter, "LoRA adapter (PEFT directory or GGUF LoRA)");
+      sub.add_flag("--merge", o->merge,
+                   "Merge the adapter into the weights (W + scale B A): one model that predicts as base + "
+                   "adapter. Without --merge the base is written and the adapter beside it in the same "
+                   "format (OUT.lora.gguf for llama.cpp --lora, or OUT/adapter as PEFT)");
+      sub.add_option("-o,--out", o->out, "Output: a .gguf file, or a directory for safetensors");
+      sub.add_option("--format", o->format, "gguf or safetensors (default: gguf for a .gguf name, else safetensors)");
+      sub.add_option("--dtype", o->dtype,
+                     "Weight format: auto (as stored), f32, bf16, f16, q8_0, q4_0, q4_k, q6_k (GGUF); "
+                     "auto, f32, bf16, f16 (safetensors). Norms stay f32 in GGUF; a matrix whose rows are "
+                     "not whole blocks falls back to q8_0 or f16")
+          ->capture_default_str();
+      sub.add_option("--name", o->name, "general.name of a GGUF export (default: the model's file name)");
+      sub.add_flag("-q,--quiet", o->quiet, "No progress bar");
+      return [o] { return run(*o); };
+    }};
 
 }  // namespace
 }  // namespace pricer::cli

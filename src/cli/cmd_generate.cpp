@@ -58,9 +58,9 @@ int run(const Options& o) {
   if (o.base_dtype != "auto") base = dtype_from_name(o.base_dtype);
   ModelFile mf = load_model_file(o.model, base);
   const auto tok = open_tokenizer(o, mf);
-  require(tok->vocab_size() <= mf.config.vocab_size,
-          "the tokenizer has " + std::to_string(tok->vocab_size()) + " tokens, more than the model's vocab of " +
-              std::to_string(mf.config.vocab_size));
+  require(tok->vocab_size() <= mf.config.vocab_size, "the tokenizer has " + std::to_string(tok->vocab_size()) +
+                                                         " tokens, more than the model's vocab of " +
+                                                         std::to_string(mf.config.vocab_size));
   const ModelConfig cfg = mf.config;
   LlamaModel model = LlamaModel::from_weights(cfg, std::move(mf.tensors), mf.source);
 
@@ -75,9 +75,9 @@ int run(const Options& o) {
   const std::vector<int32_t> text_ids = tok->encode(o.prompt);
   prompt.insert(prompt.end(), text_ids.begin(), text_ids.end());
   require(!prompt.empty(), "nothing to start from: the prompt is empty and no BOS is put first (--bos)");
-  require(static_cast<int64_t>(prompt.size()) <= cfg.max_seq_len,
-          "the prompt has " + std::to_string(prompt.size()) + " tokens, more than the model's context of " +
-              std::to_string(cfg.max_seq_len));
+  require(static_cast<int64_t>(prompt.size()) <= cfg.max_seq_len, "the prompt has " + std::to_string(prompt.size()) +
+                                                                      " tokens, more than the model's context of " +
+                                                                      std::to_string(cfg.max_seq_len));
 
   GenerationOptions g;
   g.max_tokens = o.max_tokens;
@@ -115,8 +115,8 @@ int run(const Options& o) {
     const auto n = static_cast<double>(r.tokens.size());
     std::fprintf(stderr, "%s[prompt %zu tokens %.0f tok/s, generated %zu tokens %.1f tok/s, %s",
                  !last.empty() && last.back() != '\n' ? "\n" : "", prompt.size(),
-                 r.prefill_seconds > 0 ? static_cast<double>(prompt.size()) / r.prefill_seconds : 0.0,
-                 r.tokens.size(), r.decode_seconds > 0 ? n / r.decode_seconds : 0.0, stop_reason_name(r.reason));
+                 r.prefill_seconds > 0 ? static_cast<double>(prompt.size()) / r.prefill_seconds : 0.0, r.tokens.size(),
+                 r.decode_seconds > 0 ? n / r.decode_seconds : 0.0, stop_reason_name(r.reason));
     if (!g.sampling.greedy()) std::fprintf(stderr, ", seed %llu", static_cast<unsigned long long>(g.sampling.seed));
     std::fprintf(stderr, "]\n");
   }

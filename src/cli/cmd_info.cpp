@@ -2,8 +2,8 @@
 // memory its weights need with the projections held as f32, bf16 or NF4 (the QLoRA base).
 #include <cstdio>
 #include <filesystem>
-#include <optional>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "cli/command.h"
@@ -66,11 +66,16 @@ int run_adapter_info(const std::string& path, bool as_json) {
   const LoraConfig lc = read_adapter_config(path);
   std::string targets;
   for (int p = 0; p < kNumProj; ++p)
-    if (lc.targets[static_cast<size_t>(p)]) targets += (targets.empty() ? "" : ",") + std::string(proj_name(static_cast<Proj>(p)));
+    if (lc.targets[static_cast<size_t>(p)])
+      targets += (targets.empty() ? "" : ",") + std::string(proj_name(static_cast<Proj>(p)));
   const std::string base = adapter_base(path);
   if (as_json) {
-    std::printf("%s\n", nlohmann::json{{"source", path}, {"format", "lora-adapter"}, {"rank", lc.rank},
-                                       {"alpha", lc.alpha}, {"rslora", lc.rslora}, {"targets", targets},
+    std::printf("%s\n", nlohmann::json{{"source", path},
+                                       {"format", "lora-adapter"},
+                                       {"rank", lc.rank},
+                                       {"alpha", lc.alpha},
+                                       {"rslora", lc.rslora},
+                                       {"targets", targets},
                                        {"base_model", base}}
                             .dump(2)
                             .c_str());
@@ -104,12 +109,8 @@ int run_info(const std::string& path, bool list_tensors, bool show_metadata, boo
                                                  {"nf4", other_bytes + bytes_as(proj_elems, DType::NF4)}};
 
   if (as_json) {
-    nlohmann::json j = {{"source", m.source},
-                        {"format", m.format},
-                        {"config", hf_config_to_json(c)},
-                        {"parameters", params},
-                        {"stored_bytes", stored},
-                        {"memory_bytes", memory}};
+    nlohmann::json j = {{"source", m.source},   {"format", m.format},     {"config", hf_config_to_json(c)},
+                        {"parameters", params}, {"stored_bytes", stored}, {"memory_bytes", memory}};
     for (const auto& [name, w] : m.tensors) {
       j["tensors"][name] = {{"shape", {w.rows(), w.cols()}}, {"dtype", dtype_name(w.dtype())}};
     }
@@ -151,20 +152,19 @@ int run_info(const std::string& path, bool list_tensors, bool show_metadata, boo
   return 0;
 }
 
-const Registrar reg{"info", "Show a model file's architecture, tensors, parameter count and memory needs",
-                    [](CLI::App& sub) -> Runner {
-                      auto path = std::make_shared<std::string>();
-                      auto tensors = std::make_shared<bool>(false);
-                      auto metadata = std::make_shared<bool>(false);
-                      auto json = std::make_shared<bool>(false);
-                      sub.add_option("model", *path,
-                                     "GGUF file, Hugging Face directory, .safetensors file or llama2.c .bin")
-                          ->required();
-                      sub.add_flag("--tensors", *tensors, "List every tensor with its shape and dtype");
-                      sub.add_flag("--metadata", *metadata, "Print the file's metadata");
-                      sub.add_flag("--json", *json, "Print everything as JSON");
-                      return [=] { return run_info(*path, *tensors, *metadata, *json); };
-                    }};
+const Registrar reg{
+    "info", "Show a model file's architecture, tensors, parameter count and memory needs", [](CLI::App& sub) -> Runner {
+      auto path = std::make_shared<std::string>();
+      auto tensors = std::make_shared<bool>(false);
+      auto metadata = std::make_shared<bool>(false);
+      auto json = std::make_shared<bool>(false);
+      sub.add_option("model", *path, "GGUF file, Hugging Face directory, .safetensors file or llama2.c .bin")
+          ->required();
+      sub.add_flag("--tensors", *tensors, "List every tensor with its shape and dtype");
+      sub.add_flag("--metadata", *metadata, "Print the file's metadata");
+      sub.add_flag("--json", *json, "Print everything as JSON");
+      return [=] { return run_info(*path, *tensors, *metadata, *json); };
+    }};
 
 }  // namespace
 

@@ -33,7 +33,7 @@ using namespace pricer;
 
 struct PredictArgs {
   ModelPricerOptions model;
-  std::vector<std::string> models;    // several: priced as their average
+  std::vector<std::string> models;  // several: priced as their average
   std::vector<std::string> adapters;  // several, on one base: priced as their average
   std::string mode = price_mode_name(kDefaultPriceMode);
   std::string text;
@@ -51,13 +51,11 @@ struct PredictArgs {
 // One product to price: where it came from and its prompt.
 struct Request {
   std::size_t line = 0;  // JSON-lines input: its line number
-  json id;               // echoed back when the input line has one
+  json id;  // echoed back when the input line has one
   std::string prompt;
 };
 
-std::string read_stream(std::istream& in) {
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
+std::string read_stream(std::istream& in) { return std::string(std::istreambuf_iterator<char>(in), {}); }
 
 // Reads the whole batch before any model work, so a bad line fails fast instead of after
 // minutes of pricing. Lines are {"text": ...} (templated) or {"prompt": ...} (used verbatim).
@@ -108,8 +106,8 @@ std::vector<Request> read_requests(std::istream& in, const std::string& name, co
 // A model trained with comparables prices with them: say where they come from.
 void note_comparables(const ModelPricer& mp) {
   if (const auto* c = mp.comparables())
-    std::fprintf(stderr, "prompts get the prices of their %d most similar training items (comparables: %s)\n",
-                 c->k(), mp.comparables_path().c_str());
+    std::fprintf(stderr, "prompts get the prices of their %d most similar training items (comparables: %s)\n", c->k(),
+                 mp.comparables_path().c_str());
 }
 
 int run_calibration(const PredictArgs& a, ModelPricerOptions opt) {
@@ -161,7 +159,8 @@ int run_predict(PredictArgs& a) {
           a.jsonl + ": a directory; --jsonl reads one JSON-lines file (or - for stdin)");
   std::vector<ModelPricerOptions> members = member_options(opt, a.models, a.adapters);
   if (!a.calibrate.empty()) {
-    require(members.size() == 1, "--calibrate measures one model's intervals: give one --model and at most one --adapter");
+    require(members.size() == 1,
+            "--calibrate measures one model's intervals: give one --model and at most one --adapter");
     return run_calibration(a, members.front());
   }
   const PriceMode mode = price_mode_from_name(a.mode);
@@ -195,7 +194,8 @@ int run_predict(PredictArgs& a) {
   const auto [begin, end] = batch ? comm::share(reqs.size()) : std::pair<std::size_t, std::size_t>{0, reqs.size()};
   std::vector<std::string> prompts;
   for (std::size_t i = begin; i < end; ++i) prompts.push_back(reqs[i].prompt);
-  const std::vector<PricePrediction> preds = prompts.empty() ? std::vector<PricePrediction>{} : mp.predict(prompts, mode);
+  const std::vector<PricePrediction> preds =
+      prompts.empty() ? std::vector<PricePrediction>{} : mp.predict(prompts, mode);
 
   if (batch || a.as_json) {
     std::string lines;
@@ -256,14 +256,15 @@ pricer::cli::Registrar reg{
       sub.add_option("--coverage", m.coverage, "Probability of the prediction interval")
           ->capture_default_str()
           ->check(CLI::Range(0.01, 0.99));
-      sub.add_option("--top", m.top_k, "Number tokens listed with --json")->capture_default_str()->check(CLI::Range(0, 1000));
+      sub.add_option("--top", m.top_k, "Number tokens listed with --json")
+          ->capture_default_str()
+          ->check(CLI::Range(0, 1000));
       sub.add_option("--batch", m.batch, "Prompts per forward pass")->capture_default_str()->check(CLI::Range(1, 4096));
       sub.add_option("--text-tokens", m.text_token_budget,
                      "Raw texts are cut to this many tokens before the template, as curate cuts them (0 = no cut)")
           ->capture_default_str()
           ->check(CLI::Range(0, 1 << 20));
-      sub.add_option("--max-prompt-tokens", m.max_prompt_tokens,
-                     "Longer prompts lose their middle, as in training")
+      sub.add_option("--max-prompt-tokens", m.max_prompt_tokens, "Longer prompts lose their middle, as in training")
           ->capture_default_str()
           ->check(CLI::Range(18, 1 << 20));
       sub.add_option("--greedy-tokens", m.greedy_max_tokens, "Generation budget of greedy mode")

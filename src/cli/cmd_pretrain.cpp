@@ -1,12 +1,13 @@
 // `pricer pretrain`: trains a byte-level BPE tokenizer on a text corpus and a small
 // Llama-architecture model from scratch (every parameter) on it; saves a GGUF model with the
 // tokenizer embedded, which every other command loads.
+#include <yaml-cpp/yaml.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <yaml-cpp/yaml.h>
 
 #include "cli/train_options.h"
 #include "core/comm.h"
@@ -29,8 +30,7 @@ struct PretrainShape {
 // Corpus texts: JSON lines with a "text" field (or a curate split's "prompt", with its
 // completion only when asked: product pages read together with their prices), or plain text, a
 // document per line.
-std::vector<std::string> read_corpus(const std::vector<std::string>& files, int64_t max_texts,
-                                     bool with_completions) {
+std::vector<std::string> read_corpus(const std::vector<std::string>& files, int64_t max_texts, bool with_completions) {
   std::vector<std::string> texts;
   for (const auto& path : files) {
     std::ifstream in(path);
@@ -52,8 +52,7 @@ std::vector<std::string> read_corpus(const std::vector<std::string>& files, int6
           if (with_completions && j.contains("completion") && j["completion"].is_string())
             text += j["completion"].get<std::string>();
           texts.push_back(std::move(text));
-        }
-        else throw Error(path + ":" + std::to_string(lineno) + ": no \"text\" (or \"prompt\") string field");
+        } else throw Error(path + ":" + std::to_string(lineno) + ": no \"text\" (or \"prompt\") string field");
       }
       if (max_texts > 0 && static_cast<int64_t>(texts.size()) >= max_texts) return texts;
     }
@@ -79,9 +78,10 @@ TrainConfig checked_config(const TrainConfig& cfg, const PretrainShape& sh, bool
 TrainedBpe train_tokenizer(const std::vector<std::string>& texts, const PretrainShape& sh, const fs::path& tok_path) {
   BpeTrainOptions bo;
   bo.vocab_size = static_cast<int32_t>(sh.vocab);
-  std::vector<std::string> sample(texts.begin(),
-                                  texts.begin() + std::min<int64_t>(sh.tokenizer_texts, static_cast<int64_t>(texts.size())));
-  std::fprintf(stderr, "training a %lld-token BPE tokenizer on %zu texts\n", static_cast<long long>(sh.vocab), sample.size());
+  std::vector<std::string> sample(
+      texts.begin(), texts.begin() + std::min<int64_t>(sh.tokenizer_texts, static_cast<int64_t>(texts.size())));
+  std::fprintf(stderr, "training a %lld-token BPE tokenizer on %zu texts\n", static_cast<long long>(sh.vocab),
+               sample.size());
   TrainedBpe bpe = train_bpe(sample, bo);
   if (comm::root()) save_tokenizer_json(bpe, tok_path.string());
   return bpe;
@@ -104,7 +104,8 @@ std::vector<PricedExample> stream_windows(const std::vector<int32_t>& stream, co
   for (size_t i = 0; i + static_cast<size_t>(L) <= stream.size(); i += static_cast<size_t>(L)) {
     PricedExample ex;
     ex.tokens.push_back(tok.bos_id());
-    ex.tokens.insert(ex.tokens.end(), stream.begin() + static_cast<int64_t>(i), stream.begin() + static_cast<int64_t>(i) + L - 1);
+    ex.tokens.insert(ex.tokens.end(), stream.begin() + static_cast<int64_t>(i),
+                     stream.begin() + static_cast<int64_t>(i) + L - 1);
     ex.prompt_len = 1;
     ex.price = std::numeric_limits<double>::quiet_NaN();
     chunks.push_back(std::move(ex));
@@ -166,16 +167,18 @@ int run_pretrain(const TrainConfig& cfg, const PretrainShape& sh, bool quiet) {
     return 130;
   }
   if (comm::root()) hooks.save_output(model, c.out_dir);
-  std::printf("run %lld: %lld steps, train loss %.4f, eval loss %.4f -> %.4f\nmodel: %s (tokenizer embedded; also %s)\n",
-              static_cast<long long>(s.run_id), static_cast<long long>(s.steps), s.last_train_loss, s.first_eval_loss,
-              s.last_eval_loss, final_model.c_str(), tok_path.c_str());
+  std::printf(
+      "run %lld: %lld steps, train loss %.4f, eval loss %.4f -> %.4f\nmodel: %s (tokenizer embedded; also %s)\n",
+      static_cast<long long>(s.run_id), static_cast<long long>(s.steps), s.last_train_loss, s.first_eval_loss,
+      s.last_eval_loss, final_model.c_str(), tok_path.c_str());
   return 0;
 }
 
 // The model-shape settings a pretraining --config file may hold besides the training ones, as
 // the long options with "_"; the command line wins over the file.
-const std::vector<std::string> kShapeKeys = {"corpus", "max_texts", "with_completions", "vocab_size", "tokenizer_texts",
-                                             "dim", "layers", "heads", "kv_heads", "ffn", "context"};
+const std::vector<std::string> kShapeKeys = {"corpus",          "max_texts", "with_completions", "vocab_size",
+                                             "tokenizer_texts", "dim",       "layers",           "heads",
+                                             "kv_heads",        "ffn",       "context"};
 
 void apply_shape_yaml(const std::string& path, PretrainShape& sh, const CLI::App& sub) {
   YAML::Node root;
@@ -197,8 +200,7 @@ void apply_shape_yaml(const std::string& path, PretrainShape& sh, const CLI::App
   };
   if (root["corpus"] && root["corpus"].IsScalar() && sub.get_option("--corpus")->count() == 0)
     sh.corpus = {root["corpus"].as<std::string>()};
-  else
-    read("corpus", sh.corpus);
+  else read("corpus", sh.corpus);
   read("max_texts", sh.max_texts);
   read("with_completions", sh.with_completions);
   read("vocab_size", sh.vocab);
@@ -228,30 +230,33 @@ TrainConfig pretrain_defaults() {
   return d;
 }
 
-Registrar reg{"pretrain", "Train a BPE tokenizer and a small Llama model from scratch on a text corpus", [](CLI::App& sub) {
-  auto sh = std::make_shared<PretrainShape>();
-  auto quiet = std::make_shared<bool>(false);
-  sub.add_option("--corpus", sh->corpus, "Text corpus files (JSON lines with a text field, or plain text)");
-  sub.add_option("--max-texts", sh->max_texts, "Use at most this many texts (0 = all)")->capture_default_str();
-  sub.add_flag("--with-completions", sh->with_completions,
-               "Curate splits: read each prompt with its completion (product pages with their prices; "
-               "without it number tokens learn no sense of size)");
-  sub.add_option("--vocab-size", sh->vocab, "Tokenizer vocabulary (>= 1248: bytes, numbers 0-999, specials)")->capture_default_str();
-  sub.add_option("--tokenizer-texts", sh->tokenizer_texts, "Texts the tokenizer is trained on")->capture_default_str();
-  sub.add_option("--dim", sh->dim, "Hidden size")->capture_default_str();
-  sub.add_option("--layers", sh->layers, "Decoder layers")->capture_default_str();
-  sub.add_option("--heads", sh->heads, "Attention heads")->capture_default_str();
-  sub.add_option("--kv-heads", sh->kv_heads, "Key/value heads")->capture_default_str();
-  sub.add_option("--ffn", sh->ffn, "MLP intermediate size")->capture_default_str();
-  sub.add_option("--context", sh->context, "Maximum context of the saved model")->capture_default_str();
-  auto set = std::make_shared<TrainOptionSet>(sub, TrainCommand::pretrain, pretrain_defaults());
-  set->set_other_keys(kShapeKeys);
-  sub.add_flag("--quiet,-q", *quiet, "No progress output");
-  return [set, sh, quiet, &sub]() {
-    if (!set->config_path().empty()) apply_shape_yaml(set->config_path(), *sh, sub);
-    return run_pretrain(set->resolve(), *sh, *quiet);
-  };
-}};
+Registrar reg{
+    "pretrain", "Train a BPE tokenizer and a small Llama model from scratch on a text corpus", [](CLI::App& sub) {
+      auto sh = std::make_shared<PretrainShape>();
+      auto quiet = std::make_shared<bool>(false);
+      sub.add_option("--corpus", sh->corpus, "Text corpus files (JSON lines with a text field, or plain text)");
+      sub.add_option("--max-texts", sh->max_texts, "Use at most this many texts (0 = all)")->capture_default_str();
+      sub.add_flag("--with-completions", sh->with_completions,
+                   "Curate splits: read each prompt with its completion (product pages with their prices; "
+                   "without it number tokens learn no sense of size)");
+      sub.add_option("--vocab-size", sh->vocab, "Tokenizer vocabulary (>= 1248: bytes, numbers 0-999, specials)")
+          ->capture_default_str();
+      sub.add_option("--tokenizer-texts", sh->tokenizer_texts, "Texts the tokenizer is trained on")
+          ->capture_default_str();
+      sub.add_option("--dim", sh->dim, "Hidden size")->capture_default_str();
+      sub.add_option("--layers", sh->layers, "Decoder layers")->capture_default_str();
+      sub.add_option("--heads", sh->heads, "Attention heads")->capture_default_str();
+      sub.add_option("--kv-heads", sh->kv_heads, "Key/value heads")->capture_default_str();
+      sub.add_option("--ffn", sh->ffn, "MLP intermediate size")->capture_default_str();
+      sub.add_option("--context", sh->context, "Maximum context of the saved model")->capture_default_str();
+      auto set = std::make_shared<TrainOptionSet>(sub, TrainCommand::pretrain, pretrain_defaults());
+      set->set_other_keys(kShapeKeys);
+      sub.add_flag("--quiet,-q", *quiet, "No progress output");
+      return [set, sh, quiet, &sub]() {
+        if (!set->config_path().empty()) apply_shape_yaml(set->config_path(), *sh, sub);
+        return run_pretrain(set->resolve(), *sh, *quiet);
+      };
+    }};
 
 }  // namespace
 }  // namespace pricer::cli

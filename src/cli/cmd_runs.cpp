@@ -51,16 +51,14 @@ int dump_events(const std::string& file) {
   auto events = monitor::read_events(file);
   std::size_t values = 0;
   for (const auto& e : events) {
-    if (!e.file_version.empty())
-      std::printf("wall_time %.3f  file_version %s\n", e.wall_time, e.file_version.c_str());
+    if (!e.file_version.empty()) std::printf("wall_time %.3f  file_version %s\n", e.wall_time, e.file_version.c_str());
     for (const auto& s : e.scalars) {
       std::printf("step %lld  %s = %.9g\n", static_cast<long long>(e.step), s.tag.c_str(),
                   static_cast<double>(s.value));
       ++values;
     }
   }
-  std::printf("%s: %zu records, %zu scalar values, all checksums valid\n", file.c_str(),
-              events.size(), values);
+  std::printf("%s: %zu records, %zu scalar values, all checksums valid\n", file.c_str(), events.size(), values);
   return 0;
 }
 
@@ -74,17 +72,14 @@ Runner setup(CLI::App& sub) {
   show->add_flag("--no-svg", o->no_svg, "Do not write the loss chart");
   show->fallthrough();
   CLI::App* events = sub.add_subcommand("events", "Verify and print a TensorBoard event file");
-  events->add_option("file", o->events_file, "events.out.tfevents.* file")
-      ->required()
-      ->check(CLI::ExistingFile);
+  events->add_option("file", o->events_file, "events.out.tfevents.* file")->required()->check(CLI::ExistingFile);
   sub.require_subcommand(0, 1);
   return [o, show, events]() -> int {
     if (show->parsed()) return show_run(*o);
     if (events->parsed()) return dump_events(o->events_file);
     monitor::RunDb db(o->db, monitor::RunDb::Mode::existing);
     auto runs = db.summarize_runs();
-    if (!o->sweep.empty())
-      std::erase_if(runs, [&](const auto& r) { return r.run.sweep_id != o->sweep; });
+    if (!o->sweep.empty()) std::erase_if(runs, [&](const auto& r) { return r.run.sweep_id != o->sweep; });
     std::cout << monitor::format_run_table(runs, unix_seconds());
     return 0;
   };

@@ -44,8 +44,9 @@ void resolve_chat(ServeArgs& a) {
     a.server.chat = *style;
     std::fprintf(stderr, "chat: the model's template is %s\n", serve::chat_format_name(style->format));
   } else {
-    a.server.chat_refusal = "the model's chat template is not one pricer can write (llama3, llama3.1, chatml, gemma, "
-                            "phi3); start the server with --chat-template NAME, or use /v1/completions";
+    a.server.chat_refusal =
+        "the model's chat template is not one pricer can write (llama3, llama3.1, chatml, gemma, "
+        "phi3); start the server with --chat-template NAME, or use /v1/completions";
     std::fprintf(stderr, "chat: %s\n", a.server.chat_refusal.c_str());
   }
 }
@@ -125,14 +126,18 @@ const Registrar reg{
     [](CLI::App& sub) -> Runner {
       auto a = std::make_shared<ServeArgs>();
       ModelPricerOptions& m = a->model;
-      sub.add_option("-m,--model", m.model, "Model: GGUF, Hugging Face directory or pricer checkpoint (none: the dashboard alone)");
+      sub.add_option("-m,--model", m.model,
+                     "Model: GGUF, Hugging Face directory or pricer checkpoint (none: the dashboard alone)");
       sub.add_option("--adapter", m.adapter, "LoRA adapter: PEFT directory or GGUF LoRA");
       sub.add_option("--tokenizer", m.tokenizer, "Tokenizer (default: the model's)");
-      sub.add_option("--base-dtype", m.base_dtype, "How the projections are held: nf4, bf16, f32")->capture_default_str();
+      sub.add_option("--base-dtype", m.base_dtype, "How the projections are held: nf4, bf16, f32")
+          ->capture_default_str();
       sub.add_option("--compute-dtype", m.compute_dtype, "Precision of the base's linears: bf16 or f32")
           ->capture_default_str();
       sub.add_option("--prompt-template", m.prompt_template, "Price prompt with {text} (default: the curate prompt)");
-      sub.add_option("--batch", m.batch, "Price prompts per forward pass")->capture_default_str()->check(CLI::Range(1, 4096));
+      sub.add_option("--batch", m.batch, "Price prompts per forward pass")
+          ->capture_default_str()
+          ->check(CLI::Range(1, 4096));
       sub.add_option("--greedy-tokens", m.greedy_max_tokens,
                      "Token budget of the greedy readout and of a price model's chat reply")
           ->capture_default_str()
@@ -141,7 +146,9 @@ const Registrar reg{
           ->capture_default_str();
       auto& s = a->server;
       sub.add_option("--host", s.host, "Address to listen on")->capture_default_str();
-      sub.add_option("--port", s.port, "Port (0 = any free port, printed)")->capture_default_str()->check(CLI::Range(0, 65535));
+      sub.add_option("--port", s.port, "Port (0 = any free port, printed)")
+          ->capture_default_str()
+          ->check(CLI::Range(0, 65535));
       sub.add_option("--model-name", s.model_name, "Model id clients send (default: the model's or adapter's name)");
       sub.add_option("--timeout", s.request_timeout_s, "Seconds a request may take, queueing included")
           ->capture_default_str()
@@ -149,8 +156,10 @@ const Registrar reg{
       sub.add_option("--max-body", s.max_body_bytes, "Largest request body in bytes (413 above)")
           ->capture_default_str()
           ->check(CLI::Range(1024, 1 << 30));
-      sub.add_option("--runs-db", s.runs_db, "Run database the web app shows (default runs/pricer.db or $PRICER_RUNS_DB)");
-      sub.add_option("--game-data", s.game_data, "Dataset (directory or JSON-lines file) for the \"Beat the model\" page");
+      sub.add_option("--runs-db", s.runs_db,
+                     "Run database the web app shows (default runs/pricer.db or $PRICER_RUNS_DB)");
+      sub.add_option("--game-data", s.game_data,
+                     "Dataset (directory or JSON-lines file) for the \"Beat the model\" page");
       sub.add_option("--game-split", s.game_split, "Split of --game-data to play")->capture_default_str();
       sub.add_option("--game-out", s.game_out, "CSV keeping the guesses, as eval --human-import reads them")
           ->capture_default_str();

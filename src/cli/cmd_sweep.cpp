@@ -49,7 +49,8 @@ int run_sweep_command(const SweepArgs& a) {
                cfg.search.algorithm.c_str(),
                cfg.search.trials > 0 ? (std::to_string(cfg.search.trials) + " trials").c_str() : "no trial limit",
                cfg.search.time_budget_s > 0 ? (", " + format_duration(cfg.search.time_budget_s)).c_str() : "",
-               cfg.search.parallel, comm::world_size() > 1 ? " (one per MPI rank)" : "", per_trial, cfg.out_dir.c_str());
+               cfg.search.parallel, comm::world_size() > 1 ? " (one per MPI rank)" : "", per_trial,
+               cfg.out_dir.c_str());
 
   const sweep::TrainTrialRunner runner(cfg);
   sweep::SweepSpec spec;
@@ -63,14 +64,16 @@ int run_sweep_command(const SweepArgs& a) {
   spec.progress = cfg.train.progress;
   spec.on_trial_end = [&](const sweep::TrialRecord& t, const sweep::SweepState& st) {
     std::string params;
-    for (const auto& [k, v] : t.params.items()) params += " " + k + "=" + (v.is_string() ? v.get<std::string>() : v.dump());
+    for (const auto& [k, v] : t.params.items())
+      params += " " + k + "=" + (v.is_string() ? v.get<std::string>() : v.dump());
     const auto ranked = sweep::ranked_trials(st);
-    std::fprintf(stderr, "\ntrial %lld %s:%s", static_cast<long long>(t.number), std::string(to_string(t.status)).c_str(),
-                 params.c_str());
+    std::fprintf(stderr, "\ntrial %lld %s:%s", static_cast<long long>(t.number),
+                 std::string(to_string(t.status)).c_str(), params.c_str());
     if (t.has_objective) std::fprintf(stderr, " -> %s %.4f", cfg.objective.c_str(), t.objective);
     if (t.status == sweep::TrialStatus::failed) std::fprintf(stderr, " (%s)", t.message.c_str());
-    if (!ranked.empty()) std::fprintf(stderr, "; best: trial %lld (%.4f)", static_cast<long long>(ranked.front()->number),
-                                      ranked.front()->objective);
+    if (!ranked.empty())
+      std::fprintf(stderr, "; best: trial %lld (%.4f)", static_cast<long long>(ranked.front()->number),
+                   ranked.front()->objective);
     std::fprintf(stderr, "\n");
   };
   bool interrupted = false;
@@ -94,8 +97,8 @@ int run_sweep_command(const SweepArgs& a) {
                   cfg.name.c_str(), static_cast<long long>(best.number), cfg.objective.c_str(), best.objective,
                   static_cast<long long>(best.steps), best.out_dir.c_str(), (out / "best.yaml").c_str());
     write_file_atomic(out / "best.yaml", sweep::train_config_yaml(tc, comment));
-    std::cout << "best: trial " << best.number << " (" << cfg.objective << " " << best.objective
-              << "), config " << (out / "best.yaml").string() << ", adapters " << best.out_dir << "/best\n";
+    std::cout << "best: trial " << best.number << " (" << cfg.objective << " " << best.objective << "), config "
+              << (out / "best.yaml").string() << ", adapters " << best.out_dir << "/best\n";
   } else {
     std::cout << "no trial completed yet, so no best configuration\n";
   }
@@ -107,19 +110,20 @@ int run_sweep_command(const SweepArgs& a) {
   return 0;
 }
 
-Registrar reg{"sweep", "Hyperparameter search over fine-tuning runs (random or TPE, ASHA pruning)", [](CLI::App& sub) {
-  auto a = std::make_shared<SweepArgs>();
-  sub.add_option("--config,-c", a->config, "Sweep YAML: base train settings, search space, budget (docs/sweep.md)")
-      ->required()
-      ->check(CLI::ExistingFile);
-  sub.add_option("--trials", a->trials, "Budget in trials (overrides the config)");
-  sub.add_option("--time-budget", a->time_budget, "Wall-time budget, e.g. 900, 30m, 2h (overrides the config)");
-  sub.add_option("--parallel,-j", a->parallel, "Trials at once (overrides the config)");
-  sub.add_option("--out", a->out, "Sweep directory (overrides out_dir)");
-  sub.add_option("--runs-db", a->runs_db, "Run database (default runs/pricer.db or $PRICER_RUNS_DB)");
-  sub.add_flag("--quiet,-q", a->quiet, "No progress output");
-  return [a]() { return run_sweep_command(*a); };
-}};
+Registrar reg{
+    "sweep", "Hyperparameter search over fine-tuning runs (random or TPE, ASHA pruning)", [](CLI::App& sub) {
+      auto a = std::make_shared<SweepArgs>();
+      sub.add_option("--config,-c", a->config, "Sweep YAML: base train settings, search space, budget (docs/sweep.md)")
+          ->required()
+          ->check(CLI::ExistingFile);
+      sub.add_option("--trials", a->trials, "Budget in trials (overrides the config)");
+      sub.add_option("--time-budget", a->time_budget, "Wall-time budget, e.g. 900, 30m, 2h (overrides the config)");
+      sub.add_option("--parallel,-j", a->parallel, "Trials at once (overrides the config)");
+      sub.add_option("--out", a->out, "Sweep directory (overrides out_dir)");
+      sub.add_option("--runs-db", a->runs_db, "Run database (default runs/pricer.db or $PRICER_RUNS_DB)");
+      sub.add_flag("--quiet,-q", a->quiet, "No progress output");
+      return [a]() { return run_sweep_command(*a); };
+    }};
 
 }  // namespace
 }  // namespace pricer::cli

@@ -56,16 +56,16 @@ int run(const Options& o) {
   return std::cout ? 0 : 1;
 }
 
-pricer::cli::Registrar reg{
-    "tokenize", "Tokenize stdin lines (or JSON lines with \"text\") into JSON arrays of ids",
-    [](CLI::App& sub) -> pricer::cli::Runner {
-      auto o = std::make_shared<Options>();
-      sub.add_option("--tokenizer", o->tokenizer,
-                     "tokenizer.model, tokenizer.json, tok*.bin, GGUF file or model directory")
-          ->required();
-      sub.add_flag("--bos", o->bos, "Put the BOS token first");
-      sub.add_flag("--special", o->special, "Match special-token text (e.g. <|eot_id|>) as special tokens");
-      return [o] { return run(*o); };
-    }};
+pricer::cli::Registrar reg{"tokenize", "Tokenize stdin lines (or JSON lines with \"text\") into JSON arrays of ids",
+                           [](CLI::App& sub) -> pricer::cli::Runner {
+                             auto o = std::make_shared<Options>();
+                             sub.add_option("--tokenizer", o->tokenizer,
+                                            "tokenizer.model, tokenizer.json, tok*.bin, GGUF file or model directory")
+                                 ->required();
+                             sub.add_flag("--bos", o->bos, "Put the BOS token first");
+                             sub.add_flag("--special", o->special,
+                                          "Match special-token text (e.g. <|eot_id|>) as special tokens");
+                             return [o] { return run(*o); };
+                           }};
 
 }  // namespace

@@ -4,8 +4,8 @@
 
 #include "cli/train_options.h"
 #include "core/error.h"
-#include "predict/validation_prices.h"
 #include "io/model_file.h"
+#include "predict/validation_prices.h"
 #include "train/training_data.h"
 
 namespace fs = std::filesystem;
@@ -39,12 +39,13 @@ int run_train(const TrainConfig& cfg, bool quiet, const std::string& val_path, c
     std::fprintf(stderr, "starting from adapter %s (rank %lld, alpha %g, %s)\n", c.init_adapter.c_str(),
                  static_cast<long long>(c.rank), static_cast<double>(c.alpha), c.targets.c_str());
   if (in.data.comparables)
-    std::fprintf(stderr, "every prompt holds the prices of its %d most similar training items\n", in.data.comparables->k());
+    std::fprintf(stderr, "every prompt holds the prices of its %d most similar training items\n",
+                 in.data.comparables->k());
   check_training_memory(model, c, c.full);
   const auto& val = in.data.val;
   const TrainSummary s = run_training(c, model, *in.tok, in.data.train, val, c.full, hooks, command_line);
-  std::printf("run %lld: %lld steps, train loss %.4f", static_cast<long long>(s.run_id), static_cast<long long>(s.steps),
-              s.last_train_loss);
+  std::printf("run %lld: %lld steps, train loss %.4f", static_cast<long long>(s.run_id),
+              static_cast<long long>(s.steps), s.last_train_loss);
   if (!val.empty()) {
     std::printf(", eval loss %.4f -> %.4f", s.first_eval_loss, s.last_eval_loss);
     if (s.last_eval_mae >= 0) std::printf(", eval MAE $%.2f -> $%.2f", s.first_eval_mae, s.last_eval_mae);
@@ -63,13 +64,13 @@ int run_train(const TrainConfig& cfg, bool quiet, const std::string& val_path, c
 }
 
 Registrar reg{"train", "Fine-tune a base model with QLoRA on a price dataset", [](CLI::App& sub) {
-  auto set = std::make_shared<TrainOptionSet>(sub, TrainCommand::train, TrainConfig{});
-  auto quiet = std::make_shared<bool>(false);
-  auto val = std::make_shared<std::string>();
-  sub.add_option("--val", *val, "Validation JSON lines (default: the dataset directory's val split)");
-  sub.add_flag("--quiet,-q", *quiet, "No progress output");
-  return [set, quiet, val]() { return run_train(set->resolve(), *quiet, *val, command_line()); };
-}};
+                auto set = std::make_shared<TrainOptionSet>(sub, TrainCommand::train, TrainConfig{});
+                auto quiet = std::make_shared<bool>(false);
+                auto val = std::make_shared<std::string>();
+                sub.add_option("--val", *val, "Validation JSON lines (default: the dataset directory's val split)");
+                sub.add_flag("--quiet,-q", *quiet, "No progress output");
+                return [set, quiet, val]() { return run_train(set->resolve(), *quiet, *val, command_line()); };
+              }};
 
 }  // namespace
 }  // namespace pricer::cli

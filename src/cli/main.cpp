@@ -70,9 +70,11 @@ int main(int argc, char** argv) {
   for (int i = 0; i < argc; ++i) g_command_line += (i ? " " : "") + std::string(argv[i]);
   CLI::App app{"pricer: fine-tune a small open LLM into a product price estimator (QLoRA on CPU)"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", std::string("pricer 0.1.0 (") +
-                                        (pricer::comm::built_with_mpi() ? "with MPI: mpirun -np N pricer train ... runs data-parallel"
-                                                                        : "without MPI: one process") + ")");
+  app.set_version_flag(
+      "--version", std::string("pricer 0.1.0 (") +
+                       (pricer::comm::built_with_mpi() ? "with MPI: mpirun -np N pricer train ... runs data-parallel"
+                                                       : "without MPI: one process") +
+                       ")");
   int threads = 0;
   app.add_option("-t,--threads", threads, "Threads for every parallel stage (0 = all cores)")
       ->envname("PRICER_THREADS")

@@ -1,10 +1,9 @@
 #include "core/atomic_file.h"
 
 #include <fcntl.h>
+#include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <stdio.h>
 
 #include <algorithm>
 #include <atomic>
@@ -154,8 +153,7 @@ void remove_stale_temporaries(const std::filesystem::path& dir) {
 }
 
 AtomicFile::AtomicFile(std::filesystem::path target) : target_(std::move(target)) {
-  require(!target_.empty() && !target_.filename().empty(),
-          "cannot write '" + target_.string() + "': not a file name");
+  require(!target_.empty() && !target_.filename().empty(), "cannot write '" + target_.string() + "': not a file name");
   for (int attempt = 0; attempt < 100; ++attempt) {
     temp_ = temp_name(target_);
     // Mode 0666 lets the umask decide, as for any newly created file.
@@ -244,8 +242,7 @@ void write_file_atomic(const std::filesystem::path& path, std::string_view data)
   file.commit();
 }
 
-void write_file_atomic(const std::filesystem::path& path,
-                       const std::function<void(AtomicFile&)>& fill) {
+void write_file_atomic(const std::filesystem::path& path, const std::function<void(AtomicFile&)>& fill) {
   AtomicFile file(path);
   fill(file);
   file.commit();
@@ -264,9 +261,8 @@ std::string read_file(const std::filesystem::path& path, std::size_t max_bytes) 
   std::string out;
   if (S_ISREG(st.st_mode)) {
     auto size = static_cast<std::size_t>(st.st_size);
-    require(size <= max_bytes, "cannot read " + path.string() + ": file is " +
-                                   std::to_string(size) + " bytes, limit is " +
-                                   std::to_string(max_bytes));
+    require(size <= max_bytes, "cannot read " + path.string() + ": file is " + std::to_string(size) +
+                                   " bytes, limit is " + std::to_string(max_bytes));
     out.reserve(size);
   }
   char chunk[1 << 16];
@@ -278,8 +274,7 @@ std::string read_file(const std::filesystem::path& path, std::size_t max_bytes) 
     }
     if (n == 0) break;
     require(out.size() + static_cast<std::size_t>(n) <= max_bytes,
-            "cannot read " + path.string() + ": larger than the limit of " +
-                std::to_string(max_bytes) + " bytes");
+            "cannot read " + path.string() + ": larger than the limit of " + std::to_string(max_bytes) + " bytes");
     out.append(chunk, static_cast<std::size_t>(n));
   }
   return out;

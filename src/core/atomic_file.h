@@ -43,8 +43,7 @@ class AtomicFile {
 void write_file_atomic(const std::filesystem::path& path, std::string_view data);
 
 // Replaces `path` with whatever `fill` writes; if `fill` throws, `path` keeps its old content.
-void write_file_atomic(const std::filesystem::path& path,
-                       const std::function<void(AtomicFile&)>& fill);
+void write_file_atomic(const std::filesystem::path& path, const std::function<void(AtomicFile&)>& fill);
 
 // Replaces the directory `dir` with what `fill` writes into an empty staging directory beside it
 // (synced, then swapped in with one rename), so `dir` always holds one complete version: an

@@ -1,14 +1,14 @@
 #include "core/comm.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
-
-#include <fcntl.h>
-#include <unistd.h>
 
 #include "core/error.h"
 
@@ -59,11 +59,13 @@ void ordered_sum(std::span<T> data, MPI_Datatype type) {
     const std::size_t chunk = (piece.size() + n - 1) / n;  // rank r owns [r * chunk, (r + 1) * chunk)
     std::vector<T> send(chunk * n, T(0)), recv(chunk * n);
     std::copy(piece.begin(), piece.end(), send.begin());
-    MPI_Alltoall(send.data(), static_cast<int>(chunk), type, recv.data(), static_cast<int>(chunk), type, MPI_COMM_WORLD);
+    MPI_Alltoall(send.data(), static_cast<int>(chunk), type, recv.data(), static_cast<int>(chunk), type,
+                 MPI_COMM_WORLD);
     std::vector<T> mine(chunk, T(0));
     for (std::size_t r = 0; r < n; ++r)
       for (std::size_t i = 0; i < chunk; ++i) mine[i] += recv[r * chunk + i];
-    MPI_Allgather(mine.data(), static_cast<int>(chunk), type, send.data(), static_cast<int>(chunk), type, MPI_COMM_WORLD);
+    MPI_Allgather(mine.data(), static_cast<int>(chunk), type, send.data(), static_cast<int>(chunk), type,
+                  MPI_COMM_WORLD);
     std::copy_n(send.begin(), piece.size(), piece.begin());
   }
 }
@@ -93,8 +95,9 @@ void init(int& argc, char**& argv) {
   (void)argc;
   (void)argv;
   if (launched_by_mpi())
-    std::fprintf(stderr, "pricer: warning: started by an MPI launcher, but this build has no MPI: every process "
-                         "runs the whole job alone (install libopenmpi-dev and rebuild)\n");
+    std::fprintf(stderr,
+                 "pricer: warning: started by an MPI launcher, but this build has no MPI: every process "
+                 "runs the whole job alone (install libopenmpi-dev and rebuild)\n");
 #endif
 }
 
@@ -171,7 +174,8 @@ std::vector<std::string> all_texts(const std::string& mine) {
     std::string all(static_cast<std::size_t>(at.back() + lens.back()), '\0');
     MPI_Allgatherv(mine.data(), len, MPI_CHAR, all.data(), lens.data(), at.data(), MPI_CHAR, MPI_COMM_WORLD);
     std::vector<std::string> out;
-    for (int r = 0; r < g_size; ++r) out.push_back(all.substr(static_cast<std::size_t>(at[r]), static_cast<std::size_t>(lens[r])));
+    for (int r = 0; r < g_size; ++r)
+      out.push_back(all.substr(static_cast<std::size_t>(at[r]), static_cast<std::size_t>(lens[r])));
     return out;
   }
 #endif
@@ -184,7 +188,8 @@ std::pair<std::size_t, std::size_t> share(std::size_t n) {
 }
 
 void abort_job(const std::string& message, int code) {
-  const std::string line = "pricer: rank " + std::to_string(g_rank) + " of " + std::to_string(g_size) + ": " + message + "\n";
+  const std::string line =
+      "pricer: rank " + std::to_string(g_rank) + " of " + std::to_string(g_size) + ": " + message + "\n";
   std::fflush(stderr);
   [[maybe_unused]] const ssize_t n = ::write(g_error_fd, line.data(), line.size());
 #ifdef PRICER_HAVE_MPI

@@ -42,8 +42,8 @@ DirectoryLock::DirectoryLock(const std::filesystem::path& dir, const std::string
     throw Error(file.string() + ": cannot lock: " + std::strerror(err));
   }
   const std::string pid = std::to_string(::getpid()) + "\n";
-  const bool named = ::ftruncate(fd_, 0) == 0 &&
-                     ::pwrite(fd_, pid.data(), pid.size(), 0) == static_cast<ssize_t>(pid.size());
+  const bool named =
+      ::ftruncate(fd_, 0) == 0 && ::pwrite(fd_, pid.data(), pid.size(), 0) == static_cast<ssize_t>(pid.size());
   (void)named;  // the lock holds without the pid; a refused start then names no holder
 }
 

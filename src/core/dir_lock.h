@@ -12,8 +12,8 @@ class DirectoryLock {
   // Creates `dir` if needed and locks it; Error naming the holder's pid when another process
   // holds it. `what` names the option for the message ("--out"). A lock file of another name
   // guards one file of the directory (`subject`, named in the message) rather than all of it.
-  DirectoryLock(const std::filesystem::path& dir, const std::string& what, const std::string& lock_name = ".pricer.lock",
-                const std::string& subject = "");
+  DirectoryLock(const std::filesystem::path& dir, const std::string& what,
+                const std::string& lock_name = ".pricer.lock", const std::string& subject = "");
   ~DirectoryLock();
   DirectoryLock(DirectoryLock&& other) noexcept;
   DirectoryLock& operator=(DirectoryLock&&) = delete;

@@ -20,7 +20,7 @@ inline void require(bool cond, const std::string& msg) {
 // The same with the message built only when the check fails: for checks inside loops over
 // tokens or elements, where building a message every time would cost more than the check.
 template <class MakeMessage>
-  requires std::invocable<MakeMessage&>
+requires std::invocable<MakeMessage&>
 inline void require(bool cond, MakeMessage&& make_message) {
   if (!cond) throw Error(make_message());
 }

@@ -26,15 +26,13 @@ std::string format_duration(double s) {
   if (!std::isfinite(s) || s < 0) return "--:--";
   auto t = static_cast<long long>(s + 0.5);
   char buf[32];
-  if (t >= 3600)
-    std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", t / 3600, (t / 60) % 60, t % 60);
-  else
-    std::snprintf(buf, sizeof buf, "%lld:%02lld", t / 60, t % 60);
+  if (t >= 3600) std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", t / 3600, (t / 60) % 60, t % 60);
+  else std::snprintf(buf, sizeof buf, "%lld:%02lld", t / 60, t % 60);
   return buf;
 }
 
-std::string format_progress(std::string_view label, uint64_t done, uint64_t total,
-                            double elapsed_s, bool bytes, int bar_width) {
+std::string format_progress(std::string_view label, uint64_t done, uint64_t total, double elapsed_s, bool bytes,
+                            int bar_width) {
   // Built with append() only: GCC 12 warns falsely (-Wrestrict) on "literal" + std::string.
   std::string line(label);
   const double d = static_cast<double>(done), t = static_cast<double>(total);
@@ -55,10 +53,8 @@ std::string format_progress(std::string_view label, uint64_t done, uint64_t tota
     if (total > 0) line.append("/").append(compact_count(t));
   }
   const double rate = elapsed_s > 0 ? d / elapsed_s : 0.0;
-  if (bytes)
-    line.append(" ").append(fmt("%.1f", rate / 1e6)).append(" MB/s");
-  else
-    line.append(" ").append(compact_count(rate)).append(" items/s");
+  if (bytes) line.append(" ").append(fmt("%.1f", rate / 1e6)).append(" MB/s");
+  else line.append(" ").append(compact_count(rate)).append(" items/s");
   if (total > 0) {
     const double eta = rate > 0 && done <= total ? (t - d) / rate : -1.0;
     line.append(" ETA ").append(format_duration(eta));
@@ -93,9 +89,7 @@ void Progress::set(uint64_t done) {
 
 void Progress::set_total(uint64_t total) { total_ = total; }
 
-void Progress::finish() {
-  maybe_draw(true);
-}
+void Progress::finish() { maybe_draw(true); }
 
 void Progress::maybe_draw(bool force) {
   if (!opt_.enabled || !opt_.out) return;
@@ -112,8 +106,7 @@ void Progress::maybe_draw(bool force) {
   if (finished_) return;
   if (!force && t - last_draw_.load(std::memory_order_relaxed) < interval) return;
   last_draw_.store(t, std::memory_order_relaxed);
-  std::string line = format_progress(label_, done_.load(), total_.load(), t - start_, opt_.bytes,
-                                     opt_.bar_width);
+  std::string line = format_progress(label_, done_.load(), total_.load(), t - start_, opt_.bytes, opt_.bar_width);
   if (tty_) {
     // Pad over the previous, possibly longer line instead of relying on terminal escapes.
     const size_t len = line.size();

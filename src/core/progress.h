@@ -14,11 +14,11 @@
 namespace pricer {
 
 struct ProgressOptions {
-  bool bytes = false;             // counts are bytes: shown as MB with MB/s
+  bool bytes = false;  // counts are bytes: shown as MB with MB/s
   std::FILE* out = stderr;
-  int tty = -1;                   // -1: detect with isatty(); 0 plain lines; 1 in-place redraw
-  bool enabled = true;            // false: draw nothing (quiet mode)
-  double min_interval_s = 0.1;    // terminal redraw limit
+  int tty = -1;  // -1: detect with isatty(); 0 plain lines; 1 in-place redraw
+  bool enabled = true;  // false: draw nothing (quiet mode)
+  double min_interval_s = 0.1;  // terminal redraw limit
   double plain_interval_s = 5.0;  // interval between plain lines
   int bar_width = 28;
   std::function<double()> clock;  // seconds since an arbitrary origin; default steady clock
@@ -59,8 +59,8 @@ class Progress {
 
 // One status line, without any carriage return or newline. total == 0 means unknown (no bar,
 // no ETA). Exposed for tests and for callers that print their own status.
-std::string format_progress(std::string_view label, uint64_t done, uint64_t total,
-                            double elapsed_s, bool bytes, int bar_width);
+std::string format_progress(std::string_view label, uint64_t done, uint64_t total, double elapsed_s, bool bytes,
+                            int bar_width);
 // "0:07", "12:34", "1:02:03"; "--:--" for negative or non-finite values.
 std::string format_duration(double seconds);
 

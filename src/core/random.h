@@ -40,7 +40,7 @@ class Rng {
     state_ += step_;
     return out;
   }
-  double uniform() { return static_cast<double>(next() >> 11) * 0x1p-53; }       // [0, 1), 53 bits
+  double uniform() { return static_cast<double>(next() >> 11) * 0x1p-53; }  // [0, 1), 53 bits
   float uniform_float() { return static_cast<float>((next() >> 40) * 0x1p-24); }  // [0, 1), 24 bits
   // Standard normal (Box-Muller; u1 in (0, 1], so the log is finite).
   double normal() {

@@ -48,8 +48,7 @@ SplitSize parse_split_size(const std::string& s, const std::string& flag) {
   return {v, false};
 }
 
-std::string fill_template(const std::string& tmpl,
-                          const std::vector<std::pair<std::string, std::string>>& values) {
+std::string fill_template(const std::string& tmpl, const std::vector<std::pair<std::string, std::string>>& values) {
   std::string out;
   out.reserve(tmpl.size() + 1024);
   size_t i = 0;
@@ -77,7 +76,7 @@ namespace {
 // What stays in memory per accepted item; the strings live in the spill file.
 struct Compact {
   uint64_t offset;  // of the title in the spill file; the text follows it
-  uint64_t key;     // hash of the summary: identity for seeded sampling and shuffling
+  uint64_t key;  // hash of the summary: identity for seeded sampling and shuffling
   double price;
   uint32_t title_len, text_len, length;
   uint32_t category;
@@ -109,8 +108,7 @@ bool blank_line(std::string_view s) {
   return true;
 }
 
-ChunkResult process_chunk(RecordCleaner& cleaner, const Work& w, std::string_view file_category,
-                          size_t max_line) {
+ChunkResult process_chunk(RecordCleaner& cleaner, const Work& w, std::string_view file_category, size_t max_line) {
   ChunkResult r;
   r.file = w.file;
   r.bytes = w.chunk.input_bytes;
@@ -122,8 +120,8 @@ ChunkResult process_chunk(RecordCleaner& cleaner, const Work& w, std::string_vie
     const uint64_t line_no = w.chunk.first_line + i;
     if (tl < w.chunk.too_long.size() && w.chunk.too_long[tl] == line_no) {
       ++tl;
-      r.rejects.push_back({line_no, Reject::LineTooLong,
-                           "longer than the " + std::to_string(max_line) + "-byte line limit"});
+      r.rejects.push_back(
+          {line_no, Reject::LineTooLong, "longer than the " + std::to_string(max_line) + "-byte line limit"});
       continue;
     }
     std::string_view line = w.chunk.line(i);
@@ -214,9 +212,7 @@ void clean_chunks(PipelineState& s, const CurateOptions& opt, const std::vector<
 // The next chunk in input order into r; false once a thread failed or everything is consumed.
 bool take_next_in_order(PipelineState& s, ChunkResult& r) {
   std::unique_lock lock(s.mu);
-  s.cv.wait(lock, [&] {
-    return s.error || s.done.count(s.consumed) || (s.reader_done && s.consumed == s.produced);
-  });
+  s.cv.wait(lock, [&] { return s.error || s.done.count(s.consumed) || (s.reader_done && s.consumed == s.produced); });
   if (s.error) return false;
   auto it = s.done.find(s.consumed);
   if (it == s.done.end()) return false;  // reader finished and everything is consumed
@@ -240,8 +236,8 @@ void stop_and_join(PipelineState& s, std::thread& reader, std::vector<std::threa
 
 // Runs reader -> workers -> in-order consumer. consume() runs on the calling thread.
 template <class Consume>
-void run_pipeline(const CurateOptions& opt, const std::vector<std::string>& file_categories,
-                  Progress& progress, Consume&& consume) {
+void run_pipeline(const CurateOptions& opt, const std::vector<std::string>& file_categories, Progress& progress,
+                  Consume&& consume) {
   const int n_workers = std::max(1, opt.threads > 0 ? opt.threads : pricer::threads());
   const uint64_t max_inflight = 2ull * n_workers + 2;
 
@@ -452,7 +448,8 @@ Sample weighted_sample(const CurateOptions& opt, const Ingested& ing) {
   };
   Sample s;
   s.eligible = cands.size();
-  if (n_sel < cands.size()) std::nth_element(cands.begin(), cands.begin() + static_cast<std::ptrdiff_t>(n_sel), cands.end(), better);
+  if (n_sel < cands.size())
+    std::nth_element(cands.begin(), cands.begin() + static_cast<std::ptrdiff_t>(n_sel), cands.end(), better);
   for (size_t i = 0; i < n_sel; ++i) s.order.push_back(cands[i].second);
   const uint64_t shuffle_seed = mix64(opt.seed + 0x5851F42D4C957F2Dull);
   std::sort(s.order.begin(), s.order.end(), [&](uint32_t a, uint32_t b) {
@@ -484,7 +481,8 @@ SplitPlan plan_splits(const CurateOptions& opt, size_t n_sel) {
   p.val = std::min<uint64_t>(size_of(opt.val), n_sel - p.test);
   p.train = std::min<uint64_t>(size_of(opt.train), n_sel - p.test - p.val);
   p.requested = size_of(opt.train) + size_of(opt.val) + size_of(opt.test);
-  p.splits = {{"train", p.test + p.val, p.test + p.val + p.train}, {"val", p.test, p.test + p.val}, {"test", 0, p.test}};
+  p.splits = {
+      {"train", p.test + p.val, p.test + p.val + p.train}, {"val", p.test, p.test + p.val}, {"test", 0, p.test}};
   return p;
 }
 
@@ -523,8 +521,9 @@ SplitOutput write_split(const CurateOptions& opt, const Split& sp, const Ingeste
   const fs::path shard_path = out_dir / (std::string(sp.name) + ".bin");
   // A shard left from an earlier run with a tokenizer would no longer match the JSON lines.
   if (!opt.tokenizer) fs::remove(shard_path);
-  else shard = std::make_unique<ShardWriter>(shard_path.string(), opt.tokenizer->vocab_size(), opt.tokenizer->bos_id(),
-                                             opt.tokenizer->eos_id());
+  else
+    shard = std::make_unique<ShardWriter>(shard_path.string(), opt.tokenizer->vocab_size(), opt.tokenizer->bos_id(),
+                                          opt.tokenizer->eos_id());
   const int threads = std::max(1, opt.threads > 0 ? opt.threads : pricer::threads());
   SplitOutput out;
   constexpr size_t kBatch = 512;  // strings read in order, tokenized in parallel, written in order
@@ -538,8 +537,11 @@ SplitOutput write_split(const CurateOptions& opt, const Split& sp, const Ingeste
       const std::string& cat = ing.categories[c.category];
       prompts.push_back(fill_template(opt.prompt_template, {{"text", text}, {"title", title}, {"category", cat}}));
       completions.push_back(fill_template(opt.completion_template, {{"price", std::to_string(std::llround(c.price))}}));
-      nlohmann::ordered_json j = {{"prompt", prompts.back()}, {"completion", completions.back()}, {"price", c.price},
-                                  {"category", cat}, {"title", title}};
+      nlohmann::ordered_json j = {{"prompt", prompts.back()},
+                                  {"completion", completions.back()},
+                                  {"price", c.price},
+                                  {"category", cat},
+                                  {"title", title}};
       jsonl.write(j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n");
       out.prices.push_back(c.price);
       out.summary_lengths.push_back(c.length);
@@ -611,9 +613,15 @@ void describe_inputs_and_rules(const CurateOptions& opt, const Ingested& ing, nl
 void describe_counts(const Ingested& ing, const Sample& sample, const SplitPlan& plan, nlohmann::ordered_json& st) {
   uint64_t lines = 0, blank = 0;
   for (const FileStats& f : ing.files) lines += f.lines, blank += f.blank;
-  st["counts"] = {{"lines", lines},          {"blank_lines", blank},           {"accepted", ing.pool.size()},
-                  {"rejected", ing.rejected()}, {"eligible", sample.eligible}, {"sampled", sample.order.size()},
-                  {"train", plan.train},     {"val", plan.val},                {"test", plan.test}};
+  st["counts"] = {{"lines", lines},
+                  {"blank_lines", blank},
+                  {"accepted", ing.pool.size()},
+                  {"rejected", ing.rejected()},
+                  {"eligible", sample.eligible},
+                  {"sampled", sample.order.size()},
+                  {"train", plan.train},
+                  {"val", plan.val},
+                  {"test", plan.test}};
   if (plan.requested > sample.order.size()) st["counts"]["shortfall"] = plan.requested - sample.order.size();
   nlohmann::ordered_json rej = nlohmann::ordered_json::object();
   for (int r = 1; r < kNumRejects; ++r)
@@ -652,7 +660,8 @@ void write_charts(const CurateOptions& opt, const std::vector<SplitOutput>& outs
   write_file_atomic(out_dir / "token_length_hist.svg", report::histogram_svg(lengths, 40, c));
   std::vector<report::Bar> bars;
   for (auto& [cat, n] : cats) bars.push_back({cat, static_cast<double>(n)});
-  std::stable_sort(bars.begin(), bars.end(), [](const report::Bar& a, const report::Bar& b) { return a.value > b.value; });
+  std::stable_sort(bars.begin(), bars.end(),
+                   [](const report::Bar& a, const report::Bar& b) { return a.value > b.value; });
   c.title = "Category mix";
   c.x_label = "";
   write_file_atomic(out_dir / "category_mix.svg", report::bar_chart_svg(bars, c));

@@ -40,13 +40,13 @@ struct CurateOptions {
   std::string prompt_template = "What does this cost to the nearest dollar?\n\n{text}\n\nPrice is $";
   std::string completion_template = "{price}.00";
   const Tokenizer* tokenizer = nullptr;  // null: word budget, no .bin shards
-  std::string tokenizer_path;            // for stats.json
-  bool strict = false;      // first bad input line -> Error naming file:line
-  bool dedup = true;        // by normalised title and by summary text
-  int threads = 0;          // worker threads; 0: pricer::threads()
+  std::string tokenizer_path;  // for stats.json
+  bool strict = false;  // first bad input line -> Error naming file:line
+  bool dedup = true;  // by normalised title and by summary text
+  int threads = 0;  // worker threads; 0: pricer::threads()
   size_t chunk_bytes = 1 << 20;
-  bool progress = true;     // progress bar and summary on stderr
-  int max_examples = 5;     // file:line examples kept per rejection reason
+  bool progress = true;  // progress bar and summary on stderr
+  int max_examples = 5;  // file:line examples kept per rejection reason
   bool charts = true;
 };
 
@@ -60,7 +60,6 @@ struct CurateResult {
 CurateResult curate(const CurateOptions& opt);
 
 // "{x}" placeholders replaced by values; unknown placeholders are left as they are.
-std::string fill_template(const std::string& tmpl,
-                          const std::vector<std::pair<std::string, std::string>>& values);
+std::string fill_template(const std::string& tmpl, const std::vector<std::pair<std::string, std::string>>& values);
 
 }  // namespace pricer::data

@@ -22,8 +22,7 @@ uint64_t file_size(const std::string& path) {
 JsonlReader::JsonlReader(std::string path, size_t max_line_bytes, size_t chunk_bytes)
     : path_(std::move(path)), max_line_(max_line_bytes), chunk_bytes_(chunk_bytes) {
   require(chunk_bytes_ > 0 && chunk_bytes_ < (1ull << 30), path_ + ": chunk size must be 1 byte to 1 GiB");
-  require(max_line_ > 0 && max_line_ < (1ull << 31),
-          path_ + ": line limit must be between 1 byte and 2 GiB");
+  require(max_line_ > 0 && max_line_ < (1ull << 31), path_ + ": line limit must be between 1 byte and 2 GiB");
   gzFile f = gzopen(path_.c_str(), "rb");
   if (!f) throw Error(path_ + ": cannot open (" + std::strerror(errno) + ")");
   gzbuffer(f, 1 << 17);
@@ -44,7 +43,9 @@ bool JsonlReader::refill() {
   // Z_BUF_ERROR at the end means the gzip stream stopped mid-member (a truncated file).
   if (n < 0 || (errnum != Z_OK && errnum != Z_STREAM_END)) {
     throw Error(path_ + ":" + std::to_string(line_no_ + 1) + ": cannot read: " +
-                (errnum == Z_BUF_ERROR ? "truncated gzip stream" : msg ? msg : "read error"));
+                (errnum == Z_BUF_ERROR ? "truncated gzip stream"
+                 : msg                 ? msg
+                                       : "read error"));
   }
   pos_ = 0;
   len_ = static_cast<size_t>(n);

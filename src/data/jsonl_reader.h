@@ -10,11 +10,11 @@
 namespace pricer::data {
 
 struct LineChunk {
-  uint64_t first_line = 1;          // 1-based number of the chunk's first line
-  std::string data;                 // the lines' bytes, back to back (no newlines)
-  std::vector<uint32_t> ends;       // end offset of each line in data
-  std::vector<uint64_t> too_long;   // numbers of lines over the limit (empty in data)
-  uint64_t input_bytes = 0;         // file bytes consumed for this chunk (compressed for .gz)
+  uint64_t first_line = 1;  // 1-based number of the chunk's first line
+  std::string data;  // the lines' bytes, back to back (no newlines)
+  std::vector<uint32_t> ends;  // end offset of each line in data
+  std::vector<uint64_t> too_long;  // numbers of lines over the limit (empty in data)
+  uint64_t input_bytes = 0;  // file bytes consumed for this chunk (compressed for .gz)
 
   size_t size() const { return ends.size(); }
   std::string_view line(size_t i) const {
@@ -47,7 +47,7 @@ class JsonlReader {
   size_t pos_ = 0, len_ = 0;
   bool eof_ = false;
   bool skipping_ = false;  // inside an over-long line
-  uint64_t line_no_ = 0;   // lines completed so far
+  uint64_t line_no_ = 0;  // lines completed so far
   uint64_t consumed_ = 0;  // compressed bytes reported so far
 };
 

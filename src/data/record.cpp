@@ -134,14 +134,12 @@ struct RecordCleaner::Impl {
       case od::json_type::number:
       case od::json_type::boolean: {
         std::string_view raw = v.raw_json_token();
-        while (!raw.empty() && (raw.back() == ' ' || raw.back() == '\n' || raw.back() == '\t' ||
-                                raw.back() == '\r'))
+        while (!raw.empty() && (raw.back() == ' ' || raw.back() == '\n' || raw.back() == '\t' || raw.back() == '\r'))
           raw.remove_suffix(1);
         out.append(raw);
         return simdjson::SUCCESS;
       }
-      case od::json_type::null:
-        return simdjson::SUCCESS;
+      case od::json_type::null: return simdjson::SUCCESS;
       case od::json_type::array: {
         od::array arr;
         if (auto e = v.get_array().get(arr)) return e;
@@ -208,16 +206,16 @@ struct RecordCleaner::Impl {
     od::document d;
     od::object obj;
     const size_t mark = details.size();
-    if (!details_parser.iterate(details_buf.data(), s.size(), details_buf.size()).get(d) &&
-        !d.get_object().get(obj) && !render_details(obj)) {
+    if (!details_parser.iterate(details_buf.data(), s.size(), details_buf.size()).get(d) && !d.get_object().get(obj) &&
+        !render_details(obj)) {
       return;
     }
     details.resize(mark);
     details.append(s);
   }
 
-  simdjson::error_code string_list(od::value v, std::vector<std::string_view>& out,
-                                    std::string_view name, std::string& why, bool& wrong) {
+  simdjson::error_code string_list(od::value v, std::vector<std::string_view>& out, std::string_view name,
+                                   std::string& why, bool& wrong) {
     od::json_type t;
     if (auto e = v.type().get(t)) return e;
     if (t == od::json_type::null) return simdjson::SUCCESS;
@@ -245,8 +243,7 @@ struct RecordCleaner::Impl {
         if (auto e = ev.get_string().get(s)) return e;
         out.push_back(s);
       } else if (et != od::json_type::null && !wrong) {
-        why = std::string("field '") + std::string(name) + "[" + std::to_string(i) +
-              "]' is not a string";
+        why = std::string("field '") + std::string(name) + "[" + std::to_string(i) + "]' is not a string";
         wrong = true;
       }
       ++i;
@@ -255,8 +252,7 @@ struct RecordCleaner::Impl {
   }
 
   // Only the first wrong field is described; any later one just keeps the line rejected.
-  static void wrong_field(std::string& why, bool& wrong, std::string_view key,
-                          const char* expected) {
+  static void wrong_field(std::string& why, bool& wrong, std::string_view key, const char* expected) {
     if (!wrong) why = "field '" + std::string(key) + "' is not " + expected;
     wrong = true;
   }
@@ -264,12 +260,11 @@ struct RecordCleaner::Impl {
   // The fields the text, price and category are made of; images, videos, ratings... are
   // skipped unparsed by the iterator.
   static bool used_field(std::string_view key) {
-    return key == "title" || key == "text" || key == "main_category" || key == "category" ||
-           key == "price" || key == "description" || key == "features" || key == "details";
+    return key == "title" || key == "text" || key == "main_category" || key == "category" || key == "price" ||
+           key == "description" || key == "features" || key == "details";
   }
 
-  simdjson::error_code parse_details(od::value v, od::json_type t, std::string& why,
-                                     bool& wrong) {
+  simdjson::error_code parse_details(od::value v, od::json_type t, std::string& why, bool& wrong) {
     if (t == od::json_type::object) {
       od::object d;
       if (auto e = v.get_object().get(d)) return e;
@@ -304,8 +299,8 @@ struct RecordCleaner::Impl {
   }
 
   // title, text, main_category or category: a string, or null for none.
-  simdjson::error_code parse_string_field(std::string_view key, od::value v, od::json_type t,
-                                          std::string& why, bool& wrong) {
+  simdjson::error_code parse_string_field(std::string_view key, od::value v, od::json_type t, std::string& why,
+                                          bool& wrong) {
     std::string_view s;
     if (t == od::json_type::string) {
       if (auto e = v.get_string().get(s)) return e;
@@ -322,8 +317,7 @@ struct RecordCleaner::Impl {
 
   // One of the used fields; a wrong type sets `wrong` (and `why` for the first) and goes on, so
   // that the rest of the line is still checked for malformed JSON.
-  simdjson::error_code parse_field(std::string_view key, od::value v, std::string& why,
-                                   bool& wrong) {
+  simdjson::error_code parse_field(std::string_view key, od::value v, std::string& why, bool& wrong) {
     od::json_type t;
     if (auto e = v.type().get(t)) return e;
     if (key == "description" || key == "features") {
@@ -396,8 +390,7 @@ struct RecordCleaner::Impl {
         category_end = work.size();
         category_chars = utf8_length("\nCategory: ") + utf8_length(category);
       }
-      if (!details.empty())
-        section(std::string_view(details).substr(0, utf8_prefix_words(details, kMaxSpecChars)));
+      if (!details.empty()) section(std::string_view(details).substr(0, utf8_prefix_words(details, kMaxSpecChars)));
     };
     // The curated text already starts with the (scrubbed) title; its lines stay lines.
     std::string_view rest = text_field;
@@ -465,12 +458,10 @@ struct RecordCleaner::Impl {
   }
 };
 
-RecordCleaner::RecordCleaner(const CleanOptions& opt, const Tokenizer* tok)
-    : impl_(std::make_unique<Impl>(opt, tok)) {}
+RecordCleaner::RecordCleaner(const CleanOptions& opt, const Tokenizer* tok) : impl_(std::make_unique<Impl>(opt, tok)) {}
 RecordCleaner::~RecordCleaner() = default;
 
-Reject RecordCleaner::process(std::string_view line, std::string_view file_category,
-                              CleanItem& out, std::string& why) {
+Reject RecordCleaner::process(std::string_view line, std::string_view file_category, CleanItem& out, std::string& why) {
   why.clear();
   if (line.size() > impl_->opt.max_line_bytes) {
     why = "line of " + std::to_string(line.size()) + " bytes";

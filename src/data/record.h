@@ -35,8 +35,7 @@ enum class Reject : uint8_t {
 inline constexpr int kNumRejects = 12;
 const char* reject_name(Reject r);  // "malformed_json", ...
 inline bool is_bad_input(Reject r) {
-  return r == Reject::MalformedJson || r == Reject::WrongType || r == Reject::InvalidUtf8 ||
-         r == Reject::LineTooLong;
+  return r == Reject::MalformedJson || r == Reject::WrongType || r == Reject::InvalidUtf8 || r == Reject::LineTooLong;
 }
 
 // Tokens of product text a curated prompt holds (the course's 160-token prompts: about 110 of
@@ -54,7 +53,7 @@ const char* spec_placement_name(SpecPlacement p);
 struct CleanOptions {
   double min_price = 0.50;
   double max_price = 999.49;
-  size_t min_chars = 600;   // cleaned text shorter than this is rejected
+  size_t min_chars = 600;  // cleaned text shorter than this is rejected
   size_t max_chars = 4000;  // cleaned text is cut to this many characters first
   int token_budget = kDefaultTokenBudget;  // the summary is cut to this many tokens
   double words_per_token = 0.75;  // word budget when no tokenizer is given
@@ -64,20 +63,17 @@ struct CleanOptions {
   // Spec-table keys left out of the text: they identify a listing, not a price, or are
   // app-store boilerplate that would crowd the budget.
   std::vector<std::string> drop_details = {
-      "Part Number",          "Best Sellers Rank",          "Batteries Included?",
-      "Batteries Required?",  "Item model number",          "Application Permissions",
-      "Approximate Download Time", "Date first listed on Amazon"};
-  size_t word_budget() const {
-    return static_cast<size_t>(words_per_token * token_budget);
-  }
+      "Part Number",       "Best Sellers Rank",       "Batteries Included?",       "Batteries Required?",
+      "Item model number", "Application Permissions", "Approximate Download Time", "Date first listed on Amazon"};
+  size_t word_budget() const { return static_cast<size_t>(words_per_token * token_budget); }
 };
 
 struct CleanItem {
-  std::string title;     // whitespace-simplified original title
+  std::string title;  // whitespace-simplified original title
   std::string category;  // from the file name, else main_category / category, else "Unknown"
   double price = 0;
-  std::string text;      // the summary: cleaned text cut to the budget
-  uint32_t length = 0;   // tokens of the summary (words without a tokenizer)
+  std::string text;  // the summary: cleaned text cut to the budget
+  uint32_t length = 0;  // tokens of the summary (words without a tokenizer)
 };
 
 class RecordCleaner {
@@ -90,8 +86,7 @@ class RecordCleaner {
 
   // file_category: the category implied by the file name ("" if none). On rejection `why`
   // holds a short description (for bad input: what is wrong and where in the line).
-  Reject process(std::string_view line, std::string_view file_category, CleanItem& out,
-                 std::string& why);
+  Reject process(std::string_view line, std::string_view file_category, CleanItem& out, std::string& why);
 
  private:
   struct Impl;

@@ -14,10 +14,10 @@
 namespace pricer::data {
 
 struct SyntheticItem {
-  std::string line;       // one JSON object, no newline
+  std::string line;  // one JSON object, no newline
   std::string category;
   std::string brand;
-  double price = 0;       // what the JSON says (rule x noise, rounded to cents)
+  double price = 0;  // what the JSON says (rule x noise, rounded to cents)
   double rule_price = 0;  // the noise-free hidden rule
 };
 
@@ -26,7 +26,6 @@ struct SyntheticItem {
 SyntheticItem synthetic_item(uint64_t seed, uint64_t index, bool inflate = true);
 
 // Writes n products as JSON lines to path; returns the bytes written. Throws Error on I/O errors.
-uint64_t write_synthetic_catalog(const std::string& path, uint64_t n, uint64_t seed,
-                                 bool inflate = true);
+uint64_t write_synthetic_catalog(const std::string& path, uint64_t n, uint64_t seed, bool inflate = true);
 
 }  // namespace pricer::data

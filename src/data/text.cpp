@@ -12,11 +12,19 @@ inline bool is_space(unsigned char c) {
 
 inline bool is_edge_punct(char c) {
   switch (c) {
-    case ',': case '.': case ';': case ':': case '(': case ')': case '[': case ']':
-    case '!': case '?': case '\'': case '"':
-      return true;
-    default:
-      return false;
+    case ',':
+    case '.':
+    case ';':
+    case ':':
+    case '(':
+    case ')':
+    case '[':
+    case ']':
+    case '!':
+    case '?':
+    case '\'':
+    case '"': return true;
+    default: return false;
   }
 }
 

@@ -32,8 +32,7 @@ void rtrim(std::string& s);
 // The first `budget` tokens of `text`, decoded back (an incomplete UTF-8 character and trailing
 // whitespace dropped), or `text` itself when it is not longer; *n_tokens receives the number of
 // tokens kept. Curation cuts every summary this way, and prediction cuts raw texts the same.
-std::string cut_to_tokens(const std::string& text, const Tokenizer& tok, int64_t budget,
-                          uint32_t* n_tokens = nullptr);
+std::string cut_to_tokens(const std::string& text, const Tokenizer& tok, int64_t budget, uint32_t* n_tokens = nullptr);
 
 // Keeps the first max_words whitespace-separated words (separators kept as they are).
 // Returns the number of words kept.

@@ -30,8 +30,8 @@ std::string document_of(const Item& item) {
 
 void RandomPricer::fit(const std::vector<Item>& train) {
   require_train(train, "random");
-  auto [lo, hi] = std::minmax_element(train.begin(), train.end(),
-                                      [](const Item& a, const Item& b) { return a.price < b.price; });
+  auto [lo, hi] =
+      std::minmax_element(train.begin(), train.end(), [](const Item& a, const Item& b) { return a.price < b.price; });
   lo_ = lo->price;
   hi_ = hi->price;
 }
@@ -134,9 +134,7 @@ std::vector<double> TfidfRidgePricer::predict(const std::vector<Item>& items) {
 }
 
 nlohmann::json TfidfRidgePricer::stats() const {
-  return {{"vocabulary", vectorizer_.vocabulary_size()},
-          {"alpha", opt_.alpha},
-          {"cg_iterations", model_.iterations}};
+  return {{"vocabulary", vectorizer_.vocabulary_size()}, {"alpha", opt_.alpha}, {"cg_iterations", model_.iterations}};
 }
 
 namespace {
@@ -181,7 +179,9 @@ std::vector<double> ComparablesPricer::predict(const std::vector<Item>& items) {
 }
 
 nlohmann::json ComparablesPricer::stats() const {
-  return {{"k", k_}, {"indexed", index_ ? index_->size() : 0}, {"without_comparables", without_},
+  return {{"k", k_},
+          {"indexed", index_ ? index_->size() : 0},
+          {"without_comparables", without_},
           {"fallback_price", fallback_}};
 }
 

@@ -45,8 +45,7 @@ double mae_of(const std::vector<double>& pred, const std::vector<Item>& items) {
 
 }  // namespace
 
-StackWeights fit_stack_weights(const std::vector<std::vector<double>>& x, const std::vector<double>& y,
-                               double ridge) {
+StackWeights fit_stack_weights(const std::vector<std::vector<double>>& x, const std::vector<double>& y, double ridge) {
   const size_t k = x.size(), n = y.size();
   require(k > 0 && n > 0, "ensemble: nothing to fit the weights on");
   for (const auto& col : x) require(col.size() == n, "ensemble: member predictions and prices differ in count");
@@ -93,9 +92,7 @@ StackObjective parse_stack_objective(const std::string& s) {
   throw Error("--param ensemble_objective=" + s + ": mae or log-ls");
 }
 
-const char* stack_objective_name(StackObjective o) {
-  return o == StackObjective::DollarMae ? "mae" : "log-ls";
-}
+const char* stack_objective_name(StackObjective o) { return o == StackObjective::DollarMae ? "mae" : "log-ls"; }
 
 double stack_dollar_mae(const std::vector<std::vector<double>>& x, const std::vector<double>& y,
                         const StackWeights& w) {
@@ -108,8 +105,8 @@ double stack_dollar_mae(const std::vector<std::vector<double>>& x, const std::ve
   return s / static_cast<double>(std::max<size_t>(1, y.size()));
 }
 
-StackWeights refine_stack_weights_for_mae(const std::vector<std::vector<double>>& x,
-                                          const std::vector<double>& y, StackWeights start) {
+StackWeights refine_stack_weights_for_mae(const std::vector<std::vector<double>>& x, const std::vector<double>& y,
+                                          StackWeights start) {
   StackWeights best = std::move(start);
   double best_mae = stack_dollar_mae(x, y, best);
   const size_t k = best.weights.size();

@@ -38,9 +38,9 @@ struct EnsembleOptions {
   int folds = 5;
   StackObjective objective = StackObjective::DollarMae;
   uint64_t seed = 42;
-  double ridge = 1e-3;            // on the weights, relative to the number of fit items
-  std::vector<Item> holdout;      // items for the weights when a member was trained elsewhere
-  std::string holdout_source;     // where they came from, for stats
+  double ridge = 1e-3;  // on the weights, relative to the number of fit items
+  std::vector<Item> holdout;  // items for the weights when a member was trained elsewhere
+  std::string holdout_source;  // where they came from, for stats
 };
 
 // Non-negative least squares with a free intercept and a small ridge: minimises
@@ -50,16 +50,14 @@ struct StackWeights {
   std::vector<double> weights;
   double intercept = 0;
 };
-StackWeights fit_stack_weights(const std::vector<std::vector<double>>& x, const std::vector<double>& y,
-                               double ridge);
+StackWeights fit_stack_weights(const std::vector<std::vector<double>>& x, const std::vector<double>& y, double ridge);
 // From `start` (the least-squares weights), a compass search on the mean absolute error in
 // dollars, mean_i |exp(b + sum_j w_j x[j][i]) - exp(y_i)|, keeping w >= 0: deterministic, never
 // worse than `start`, and cheap for a handful of members.
-StackWeights refine_stack_weights_for_mae(const std::vector<std::vector<double>>& x,
-                                          const std::vector<double>& y, StackWeights start);
+StackWeights refine_stack_weights_for_mae(const std::vector<std::vector<double>>& x, const std::vector<double>& y,
+                                          StackWeights start);
 // mean_i |exp(b + sum_j w_j x[j][i]) - exp(y_i)|
-double stack_dollar_mae(const std::vector<std::vector<double>>& x, const std::vector<double>& y,
-                        const StackWeights& w);
+double stack_dollar_mae(const std::vector<std::vector<double>>& x, const std::vector<double>& y, const StackWeights& w);
 
 class EnsemblePricer : public Pricer {
  public:

@@ -105,8 +105,8 @@ void run_pricer(Pricer& pricer, const std::vector<Item>& train, const std::vecto
 
 }  // namespace
 
-PricerResult evaluate_pricer(Pricer& pricer, const std::vector<Item>& train,
-                             const std::vector<Item>& items, const MetricOptions& opt) {
+PricerResult evaluate_pricer(Pricer& pricer, const std::vector<Item>& train, const std::vector<Item>& items,
+                             const MetricOptions& opt) {
   require(!items.empty(), "evaluate: no items to price");
   PricerResult r;
   r.name = pricer.name();
@@ -147,16 +147,15 @@ void sort_by_mae(std::vector<PricerResult>& results) {
   });
 }
 
-json results_json(const std::vector<Item>& items, const std::vector<PricerResult>& results,
-                  const json& meta) {
+json results_json(const std::vector<Item>& items, const std::vector<PricerResult>& results, const json& meta) {
   json pricers = json::array();
   for (const auto& r : results) {
-    json entry = {{"name", r.name},
-                  {"status", r.status()},
-                  {"unpriced", r.unpriced},
-                  {"timing",
-                   {{"fit_s", r.fit_seconds}, {"predict_s", r.predict_seconds}, {"items_per_s", r.items_per_second}}},
-                  {"stats", r.stats}};
+    json entry = {
+        {"name", r.name},
+        {"status", r.status()},
+        {"unpriced", r.unpriced},
+        {"timing", {{"fit_s", r.fit_seconds}, {"predict_s", r.predict_seconds}, {"items_per_s", r.items_per_second}}},
+        {"stats", r.stats}};
     if (!r.failure.empty()) entry["failure"] = r.failure;
     entry["metrics"] = r.failed() ? json(nullptr) : metrics_json(r.metrics);
     pricers.push_back(entry);
@@ -179,8 +178,8 @@ std::string leaderboard_text(const std::vector<PricerResult>& results) {
   int name_width = 14;
   for (const auto& r : results) name_width = std::max(name_width, static_cast<int>(r.name.size()));
   std::vector<char> line(static_cast<std::size_t>(name_width) + 128);
-  std::snprintf(line.data(), line.size(), "%-4s %-*s %9s  %-19s %7s %7s %6s %10s\n", "rank", name_width,
-                "pricer", "MAE $", "95% CI (bootstrap)", "RMSLE", "R2", "hits", "items/s");
+  std::snprintf(line.data(), line.size(), "%-4s %-*s %9s  %-19s %7s %7s %6s %10s\n", "rank", name_width, "pricer",
+                "MAE $", "95% CI (bootstrap)", "RMSLE", "R2", "hits", "items/s");
   std::string out = line.data();
   for (std::size_t i = 0; i < results.size(); ++i) {
     const auto& r = results[i];
@@ -192,13 +191,12 @@ std::string leaderboard_text(const std::vector<PricerResult>& results) {
       out += line.data();
       continue;
     }
-    const std::string ci = "[" + fmt("%.2f", m.mae_ci_bootstrap.lo) + ", " +
-                           fmt("%.2f", m.mae_ci_bootstrap.hi) + "]";
+    const std::string ci = "[" + fmt("%.2f", m.mae_ci_bootstrap.lo) + ", " + fmt("%.2f", m.mae_ci_bootstrap.hi) + "]";
     // Trivial pricers run at hundreds of millions of items/s; keep the column narrow.
     const std::string speed = fmt(r.items_per_second < 1e6 ? "%.1f" : "%.2e", r.items_per_second);
-    std::snprintf(line.data(), line.size(), "%-4s %-*s %9.2f  %-19s %7.3f %7s %5.1f%% %10s\n", rank.c_str(),
-                  name_width, r.name.c_str(), m.mae, ci.c_str(), m.rmsle,
-                  std::isfinite(m.r2) ? fmt("%.3f", m.r2).c_str() : "n/a", 100.0 * hit_rate(m), speed.c_str());
+    std::snprintf(line.data(), line.size(), "%-4s %-*s %9.2f  %-19s %7.3f %7s %5.1f%% %10s\n", rank.c_str(), name_width,
+                  r.name.c_str(), m.mae, ci.c_str(), m.rmsle, std::isfinite(m.r2) ? fmt("%.3f", m.r2).c_str() : "n/a",
+                  100.0 * hit_rate(m), speed.c_str());
     out += line.data();
   }
   // Why a pricer is out of the ranking.

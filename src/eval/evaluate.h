@@ -15,9 +15,9 @@ namespace pricer::eval {
 struct PricerResult {
   std::string name;
   std::vector<double> predictions;  // NaN where the pricer could not price the item
-  Metrics metrics;                  // over the priced items only
-  std::size_t unpriced = 0;         // items without a price
-  std::string failure;              // why: the pricer's error, or its unpriced items' reason
+  Metrics metrics;  // over the priced items only
+  std::size_t unpriced = 0;  // items without a price
+  std::string failure;  // why: the pricer's error, or its unpriced items' reason
   // Scored and ranked only when every item got a price; with some unpriced it is "incomplete"
   // (figures over the priced ones, not ranked), with none or an error "failed".
   bool complete() const { return unpriced == 0 && failure.empty(); }
@@ -32,8 +32,8 @@ struct PricerResult {
 // Fits the pricer on `train` (when it needs training), predicts `items` as one batch and scores
 // the priced items. A pricer that throws, or prices no item, comes back failed with the reason:
 // the other pricers' results are not lost to it.
-PricerResult evaluate_pricer(Pricer& pricer, const std::vector<Item>& train,
-                             const std::vector<Item>& items, const MetricOptions& opt = {});
+PricerResult evaluate_pricer(Pricer& pricer, const std::vector<Item>& train, const std::vector<Item>& items,
+                             const MetricOptions& opt = {});
 
 // The leaderboard order: complete results by MAE (ties by name), then incomplete, then failed.
 void sort_by_mae(std::vector<PricerResult>& results);

@@ -14,10 +14,10 @@ namespace {
 // Keywords that move prices in product listings: bundles and sets cost more, parts and
 // accessories less, premium materials and electronics more.
 const std::vector<std::string>& keywords() {
-  static const std::vector<std::string> k = {
-      "pack", "set", "kit", "professional", "premium", "replacement", "compatible", "oem",
-      "stainless", "steel", "wireless", "battery", "usb", "led", "case", "cable", "watt",
-      "inch", "heavy", "digital"};
+  static const std::vector<std::string> k = {"pack",        "set",        "kit",  "professional", "premium",
+                                             "replacement", "compatible", "oem",  "stainless",    "steel",
+                                             "wireless",    "battery",    "usb",  "led",          "case",
+                                             "cable",       "watt",       "inch", "heavy",        "digital"};
   return k;
 }
 
@@ -50,9 +50,8 @@ std::vector<double> SimpleFeatures::row(const Item& item) const {
     // Long digit runs are part numbers, not quantities; cap what one can contribute.
     max_number = std::max(max_number, t.size() > 6 ? 1e6 : std::stod(t));
   }
-  std::vector<double> f = {std::log1p(static_cast<double>(item.text.size())),
-                           static_cast<double>(tokens.size()), digits, numbers,
-                           std::log1p(max_number)};
+  std::vector<double> f = {std::log1p(static_cast<double>(item.text.size())), static_cast<double>(tokens.size()),
+                           digits, numbers, std::log1p(max_number)};
   std::unordered_set<std::string> present(tokens.begin(), tokens.end());
   for (const auto& k : keywords()) f.push_back(present.count(k) ? 1.0 : 0.0);
   for (const auto& c : categories_) f.push_back(item.category == c ? 1.0 : 0.0);

@@ -1,5 +1,3 @@
-#include "eval/frontier_pricer.h"
-
 #include <httplib.h>
 
 #include <algorithm>
@@ -15,6 +13,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "eval/frontier_pricer.h"
 #include "predict/price_text.h"
 
 namespace pricer::eval {
@@ -38,7 +37,8 @@ bool retryable_status(int status) { return status == 429 || status >= 500; }
 std::string transport_error(httplib::Error e, double timeout_s) {
   switch (e) {
     case httplib::Error::Read:
-      return "no reply (read failed or timed out after " + std::to_string(static_cast<int>(std::ceil(timeout_s))) + " s)";
+      return "no reply (read failed or timed out after " + std::to_string(static_cast<int>(std::ceil(timeout_s))) +
+             " s)";
     case httplib::Error::Write: return "request not sent (write failed)";
     case httplib::Error::Connection: return "connection refused or unreachable";
     case httplib::Error::ConnectionTimeout: return "connection timed out";
@@ -46,9 +46,7 @@ std::string transport_error(httplib::Error e, double timeout_s) {
   }
 }
 
-std::string snippet(const std::string& body) {
-  return body.size() <= 200 ? body : body.substr(0, 200) + "...";
-}
+std::string snippet(const std::string& body) { return body.size() <= 200 ? body : body.substr(0, 200) + "..."; }
 
 }  // namespace
 
@@ -81,9 +79,8 @@ namespace {
 // One worker's connection, kept alive across its items.
 std::unique_ptr<httplib::Client> make_client(const std::string& origin, double timeout_s) {
   auto cli = std::make_unique<httplib::Client>(origin);
-  const auto usec = std::chrono::duration_cast<std::chrono::microseconds>(
-                        std::chrono::duration<double>(timeout_s))
-                        .count();
+  const auto usec =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::duration<double>(timeout_s)).count();
   cli->set_connection_timeout(usec / 1000000, usec % 1000000);
   cli->set_read_timeout(usec / 1000000, usec % 1000000);
   cli->set_write_timeout(usec / 1000000, usec % 1000000);
@@ -272,16 +269,15 @@ json FrontierPricer::stats() const {
     retries += o.retries;
     failed += o.failed;
     unparsed += o.unparsed;
-    if (o.failed || o.unparsed)
-      failures.push_back({{"id", i}, {"reply", o.reply}, {"error", o.error}});
+    if (o.failed || o.unparsed) failures.push_back({{"id", i}, {"reply", o.reply}, {"error", o.error}});
   }
-  const double cost = (static_cast<double>(prompt) * cfg_.usd_per_m_input +
-                       static_cast<double>(completion) * cfg_.usd_per_m_output) / 1e6;
-  return {{"model", cfg_.model},         {"base_url", cfg_.base_url},
-          {"requests", last_.size()},    {"retries", retries},
-          {"failed", failed},            {"unparsed", unparsed},
-          {"prompt_tokens", prompt},     {"completion_tokens", completion},
-          {"cost_usd", cost},            {"failures", failures}};
+  const double cost =
+      (static_cast<double>(prompt) * cfg_.usd_per_m_input + static_cast<double>(completion) * cfg_.usd_per_m_output) /
+      1e6;
+  return {
+      {"model", cfg_.model}, {"base_url", cfg_.base_url}, {"requests", last_.size()}, {"retries", retries},
+      {"failed", failed},    {"unparsed", unparsed},      {"prompt_tokens", prompt},  {"completion_tokens", completion},
+      {"cost_usd", cost},    {"failures", failures}};
 }
 
 }  // namespace pricer::eval

@@ -15,7 +15,7 @@ struct FrontierOutcome {
   double price = 0.0;  // meaningful only when neither failed nor unparsed
   long prompt_tokens = 0, completion_tokens = 0;
   int retries = 0;
-  bool failed = false;    // every attempt failed (timeouts, 429, 5xx, connection errors)
+  bool failed = false;  // every attempt failed (timeouts, 429, 5xx, connection errors)
   bool unparsed = false;  // the reply held no number
   std::string reply;
   std::string error;
@@ -37,7 +37,7 @@ class FrontierPricer : public Pricer {
  private:
   FrontierConfig cfg_;
   std::string origin_;  // scheme://host[:port]
-  std::string path_;    // <prefix>/chat/completions
+  std::string path_;  // <prefix>/chat/completions
   std::vector<FrontierOutcome> last_;
 };
 

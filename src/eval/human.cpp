@@ -11,8 +11,8 @@
 namespace pricer::eval {
 
 std::string csv_field(std::string_view s) {
-  const bool quote = s.find_first_of(",\"\r\n") != std::string_view::npos ||
-                     (!s.empty() && (s.front() == ' ' || s.back() == ' '));
+  const bool quote =
+      s.find_first_of(",\"\r\n") != std::string_view::npos || (!s.empty() && (s.front() == ' ' || s.back() == ' '));
   if (!quote) return std::string(s);
   std::string out = "\"";
   for (char c : s) {
@@ -55,8 +55,7 @@ std::vector<CsvRecord> parse_csv(std::string_view text, const std::string& name)
                 name + ":" + std::to_string(line) + ": text after a closing quote");
       } else {
         while (i < n && text[i] != ',' && text[i] != '\n' && text[i] != '\r') {
-          require(text[i] != '"', name + ":" + std::to_string(line) +
-                                      ": quote inside an unquoted field");
+          require(text[i] != '"', name + ":" + std::to_string(line) + ": quote inside an unquoted field");
           field += text[i++];
         }
       }
@@ -79,8 +78,7 @@ std::vector<CsvRecord> parse_csv(std::string_view text, const std::string& name)
 
 void write_human_csv(const std::filesystem::path& file, const std::vector<Item>& items) {
   std::string out = "id,text\n";
-  for (std::size_t i = 0; i < items.size(); ++i)
-    out += std::to_string(i) + "," + csv_field(items[i].text) + "\n";
+  for (std::size_t i = 0; i < items.size(); ++i) out += std::to_string(i) + "," + csv_field(items[i].text) + "\n";
   write_file_atomic(file, out);
 }
 
@@ -107,11 +105,10 @@ double parse_price_field(const std::string& raw, const std::string& where) {
 
 // The price cell of a row. "2,$1,250" written without quotes splits into three fields; when the
 // price is the last column the extra fields are its thousands, so they are joined back.
-std::string price_cell(const CsvRecord& rec, std::size_t header_size, std::size_t price_col,
-                       const std::string& where) {
+std::string price_cell(const CsvRecord& rec, std::size_t header_size, std::size_t price_col, const std::string& where) {
   if (rec.fields.size() <= header_size) return rec.fields[price_col];
-  require(price_col + 1 == header_size, where + ": " + std::to_string(rec.fields.size()) +
-                                            " fields for a " + std::to_string(header_size) +
+  require(price_col + 1 == header_size, where + ": " + std::to_string(rec.fields.size()) + " fields for a " +
+                                            std::to_string(header_size) +
                                             "-column header (quote prices with commas: \"$1,250\")");
   std::string joined = rec.fields[price_col];
   for (std::size_t c = price_col + 1; c < rec.fields.size(); ++c) joined += "," + rec.fields[c];
@@ -143,24 +140,23 @@ std::vector<double> parse_human_csv(std::string text, const std::string& name, s
     const auto& rec = records[r];
     const std::string where = name + ":" + std::to_string(rec.line);
     require(rec.fields.size() > static_cast<std::size_t>(std::max(id_col, price_col)),
-            where + ": expected at least " + std::to_string(std::max(id_col, price_col) + 1) +
-                " fields, got " + std::to_string(rec.fields.size()));
+            where + ": expected at least " + std::to_string(std::max(id_col, price_col) + 1) + " fields, got " +
+                std::to_string(rec.fields.size()));
     const std::string price_text = price_cell(rec, header.size(), static_cast<std::size_t>(price_col), where);
     const std::string id_text = trim(rec.fields[static_cast<std::size_t>(id_col)]);
     std::size_t id = 0;
     const auto [end, ec] = std::from_chars(id_text.data(), id_text.data() + id_text.size(), id);
     require(!id_text.empty() && ec == std::errc() && end == id_text.data() + id_text.size(),
             where + ": id \"" + id_text + "\" is not a non-negative integer");
-    require(id < count, where + ": id " + id_text + " out of range: the evaluation has " +
-                            std::to_string(count) + " items");
+    require(id < count,
+            where + ": id " + id_text + " out of range: the evaluation has " + std::to_string(count) + " items");
     require(!seen[id], where + ": id " + id_text + " appears twice");
     seen[id] = true;
     prices[id] = parse_price_field(price_text, where);
   }
   const auto missing = std::find(seen.begin(), seen.end(), false);
-  require(missing == seen.end(),
-          name + ": no guess for id " + std::to_string(missing - seen.begin()) + " (" +
-              std::to_string(std::count(seen.begin(), seen.end(), false)) + " ids missing)");
+  require(missing == seen.end(), name + ": no guess for id " + std::to_string(missing - seen.begin()) + " (" +
+                                     std::to_string(std::count(seen.begin(), seen.end(), false)) + " ids missing)");
   return prices;
 }
 

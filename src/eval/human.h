@@ -42,9 +42,7 @@ class HumanPricer : public Pricer {
  public:
   explicit HumanPricer(std::filesystem::path csv) : csv_(std::move(csv)) {}
   std::string name() const override { return "human"; }
-  std::vector<double> predict(const std::vector<Item>& items) override {
-    return read_human_csv(csv_, items.size());
-  }
+  std::vector<double> predict(const std::vector<Item>& items) override { return read_human_csv(csv_, items.size()); }
   nlohmann::json stats() const override { return {{"guesses", csv_.string()}}; }
   bool shardable() const override { return false; }  // guesses are read by item position
 

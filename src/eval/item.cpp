@@ -6,8 +6,8 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
-#include "io/json_util.h"
 #include "data/record.h"
+#include "io/json_util.h"
 
 namespace pricer::eval {
 
@@ -25,8 +25,7 @@ bool read_line(std::istream& in, std::string& line, const std::string& where) {
     any = true;
     if (c == '\n') return true;
     line.push_back(c);
-    require(line.size() <= kMaxLineBytes,
-            where + ": line longer than " + std::to_string(kMaxLineBytes) + " bytes");
+    require(line.size() <= kMaxLineBytes, where + ": line longer than " + std::to_string(kMaxLineBytes) + " bytes");
   }
   return any;
 }
@@ -34,8 +33,7 @@ bool read_line(std::istream& in, std::string& line, const std::string& where) {
 std::string optional_string(const json& obj, const char* key, const std::string& where) {
   auto it = obj.find(key);
   if (it == obj.end() || it->is_null()) return {};
-  require(it->is_string(), where + ": \"" + key + "\" must be a string or null, got " +
-                               std::string(it->type_name()));
+  require(it->is_string(), where + ": \"" + key + "\" must be a string or null, got " + std::string(it->type_name()));
   return it->get<std::string>();
 }
 
@@ -46,12 +44,11 @@ Item parse_item(const std::string& line, const std::string& where) {
   Item item;
   auto price = obj.find("price");
   require(price != obj.end(), where + ": missing \"price\"");
-  require(price->is_number(),
-          where + ": \"price\" must be a number, got " + std::string(price->type_name()));
+  require(price->is_number(), where + ": \"price\" must be a number, got " + std::string(price->type_name()));
   item.price = price->get<double>();
   require(std::isfinite(item.price) && item.price >= 0.0 && item.price <= data::kMaxPlausiblePrice,
-          where + ": \"price\" must be a price from 0 to " + std::to_string(static_cast<long long>(data::kMaxPlausiblePrice)) +
-              ", got " + price->dump());
+          where + ": \"price\" must be a price from 0 to " +
+              std::to_string(static_cast<long long>(data::kMaxPlausiblePrice)) + ", got " + price->dump());
   item.title = optional_string(obj, "title", where);
   item.category = optional_string(obj, "category", where);
   item.prompt = optional_string(obj, "prompt", where);
@@ -93,24 +90,19 @@ std::vector<Item> read_items(const fs::path& file, std::size_t limit) {
   return items;
 }
 
-std::vector<Item> read_split(const fs::path& dir_or_file, const std::string& split,
-                             std::size_t limit) {
+std::vector<Item> read_split(const fs::path& dir_or_file, const std::string& split, std::size_t limit) {
   if (!fs::is_directory(dir_or_file)) return read_items(dir_or_file, limit);
   const auto files = split_files(dir_or_file, split);
-  require(!files.empty(), dir_or_file.string() + ": no " + split + ".jsonl or " + split +
-                              "-*.jsonl in this directory");
+  require(!files.empty(), dir_or_file.string() + ": no " + split + ".jsonl or " + split + "-*.jsonl in this directory");
   std::vector<Item> items;
   for (const auto& f : files) {
     auto part = read_items(f, limit > 0 ? limit - items.size() : 0);
-    items.insert(items.end(), std::make_move_iterator(part.begin()),
-                 std::make_move_iterator(part.end()));
+    items.insert(items.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
     if (limit > 0 && items.size() >= limit) break;
   }
   return items;
 }
 
-std::string default_eval_split(const fs::path& dir) {
-  return split_files(dir, "test").empty() ? "val" : "test";
-}
+std::string default_eval_split(const fs::path& dir) { return split_files(dir, "test").empty() ? "val" : "test"; }
 
 }  // namespace pricer::eval

@@ -11,8 +11,8 @@ namespace pricer::eval {
 struct Item {
   std::string title;
   std::string category;  // "" when the source has none (null or missing)
-  std::string text;      // the product description a pricer reads
-  std::string prompt;    // the curate prompt verbatim, "" for plain product lines
+  std::string text;  // the product description a pricer reads
+  std::string prompt;  // the curate prompt verbatim, "" for plain product lines
   double price = 0.0;
 };
 
@@ -26,8 +26,7 @@ std::vector<Item> read_items(const std::filesystem::path& file, std::size_t limi
 
 // Items of one split. A file is read as is; a directory yields <split>.jsonl, or else the
 // shards <split>-*.jsonl in name order (e.g. train-00.jsonl, train-01.jsonl, ...).
-std::vector<Item> read_split(const std::filesystem::path& dir_or_file, const std::string& split,
-                             std::size_t limit = 0);
+std::vector<Item> read_split(const std::filesystem::path& dir_or_file, const std::string& split, std::size_t limit = 0);
 
 // The split a directory is evaluated on: "test" when test.jsonl (or shards) exist, else "val".
 std::string default_eval_split(const std::filesystem::path& dir);

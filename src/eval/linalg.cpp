@@ -51,15 +51,13 @@ void spmv_transposed(const SparseMatrix& x, const std::vector<double>& r, std::v
   }
 }
 
-RidgeModel ridge_cg(const SparseMatrix& x, const std::vector<double>& y, double alpha, double tol,
-                    int max_iter) {
+RidgeModel ridge_cg(const SparseMatrix& x, const std::vector<double>& y, double alpha, double tol, int max_iter) {
   require(y.size() == x.rows && x.rows > 0, "ridge: need one target per row");
   require(alpha > 0.0, "ridge: alpha must be positive");
   const std::size_t m = x.cols;
   const double n = static_cast<double>(x.rows);
   // Unknowns are (w, b); the system is [[XᵀX + αI, Xᵀ1], [1ᵀX, n]] (w, b) = (Xᵀy, Σy).
-  auto apply = [&](const std::vector<double>& w, double b, std::vector<double>& out_w,
-                   double& out_b) {
+  auto apply = [&](const std::vector<double>& w, double b, std::vector<double>& out_w, double& out_b) {
     std::vector<double> xw;
     spmv(x, w, xw);
     double sum = 0.0;

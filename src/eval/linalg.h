@@ -27,7 +27,7 @@ struct RidgeModel {
 // Minimises ||X w + b - y||² + alpha ||w||² (the intercept b unpenalised, as scikit-learn's Ridge)
 // by conjugate gradients on the normal equations, never forming XᵀX. Stops when the residual
 // norm falls below tol times its start, or after max_iter steps.
-RidgeModel ridge_cg(const SparseMatrix& x, const std::vector<double>& y, double alpha,
-                    double tol = 1e-8, int max_iter = 2000);
+RidgeModel ridge_cg(const SparseMatrix& x, const std::vector<double>& y, double alpha, double tol = 1e-8,
+                    int max_iter = 2000);
 
 }  // namespace pricer::eval

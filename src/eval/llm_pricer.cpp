@@ -12,17 +12,24 @@ namespace pricer::eval {
 namespace {
 
 std::string options_key(const ModelPricerOptions& o) {
-  return nlohmann::json{{"model", o.model},       {"adapter", o.adapter},     {"tokenizer", o.tokenizer},
-                        {"dtype", o.base_dtype},  {"compute", o.compute_dtype}, {"template", o.prompt_template},
-                        {"max_prompt", o.max_prompt_tokens}, {"text_tokens", o.text_token_budget}, {"batch", o.batch}, {"coverage", o.coverage}}
+  return nlohmann::json{{"model", o.model},
+                        {"adapter", o.adapter},
+                        {"tokenizer", o.tokenizer},
+                        {"dtype", o.base_dtype},
+                        {"compute", o.compute_dtype},
+                        {"template", o.prompt_template},
+                        {"max_prompt", o.max_prompt_tokens},
+                        {"text_tokens", o.text_token_budget},
+                        {"batch", o.batch},
+                        {"coverage", o.coverage}}
       .dump();
 }
 
 // What one model is: its files and whether its prompts carry comparables.
 nlohmann::json member_stats(const ModelPricer& mp) {
   const ModelPricerOptions& o = mp.options();
-  nlohmann::json j = {{"model", o.model}, {"adapter", o.adapter},
-                      {"comparables", mp.comparables() ? mp.comparables()->k() : 0}};
+  nlohmann::json j = {
+      {"model", o.model}, {"adapter", o.adapter}, {"comparables", mp.comparables() ? mp.comparables()->k() : 0}};
   if (mp.comparables()) j["comparables_index"] = mp.comparables_path();
   return j;
 }
@@ -57,15 +64,16 @@ std::vector<double> LlmPricer::predict(const std::vector<Item>& items) {
   }
   const double n = static_cast<double>(std::max<std::size_t>(preds.size(), 1));
   const ModelPricerOptions& o = models_.members().front()->options();
-  stats_ = {{"mode", price_mode_name(mode_)},
-            {"readout", std::string(price_mode_description(mode_)) +
-                            (models_.members().size() > 1
-                                 ? ", averaged over " + std::to_string(models_.members().size()) + " models in log(1 + price)"
-                                 : "")},
-            {"interval_nominal", o.coverage},
-            {"interval_coverage", static_cast<double>(inside) / n},
-            {"interval_mean_width", width / n},
-            {"mean_number_mass", mass / n}};
+  stats_ = {
+      {"mode", price_mode_name(mode_)},
+      {"readout", std::string(price_mode_description(mode_)) +
+                      (models_.members().size() > 1
+                           ? ", averaged over " + std::to_string(models_.members().size()) + " models in log(1 + price)"
+                           : "")},
+      {"interval_nominal", o.coverage},
+      {"interval_coverage", static_cast<double>(inside) / n},
+      {"interval_mean_width", width / n},
+      {"mean_number_mass", mass / n}};
   if (models_.members().size() == 1) {
     stats_.update(member_stats(*models_.members().front()));
   } else {
@@ -112,7 +120,8 @@ std::unique_ptr<Pricer> make_llm_pricer(const std::string& name, const PricerCon
   ModelPricerOptions o;
   const std::string base = ctx.param("model");
   // The base reads neither the fine-tuned models nor the adapters: it is what they start from.
-  const std::vector<std::string> merged = kind == "base" ? std::vector<std::string>{} : ctx.list_param("finetuned_model");
+  const std::vector<std::string> merged =
+      kind == "base" ? std::vector<std::string>{} : ctx.list_param("finetuned_model");
   std::vector<std::string> adapters;
   if (kind == "base") {
     require(!base.empty(), "pricer \"" + name + "\" needs --param model=PATH (the base model)");
@@ -129,8 +138,7 @@ std::unique_ptr<Pricer> make_llm_pricer(const std::string& name, const PricerCon
   o.prompt_template = ctx.param("prompt_template", o.prompt_template);
   o.coverage = ctx.number_param("coverage", o.coverage);
   o.batch = static_cast<int64_t>(ctx.number_param("batch", static_cast<double>(o.batch)));
-  o.text_token_budget =
-      static_cast<int64_t>(ctx.number_param("text_tokens", static_cast<double>(o.text_token_budget)));
+  o.text_token_budget = static_cast<int64_t>(ctx.number_param("text_tokens", static_cast<double>(o.text_token_budget)));
   o.max_prompt_tokens =
       static_cast<int64_t>(ctx.number_param("max_prompt_tokens", static_cast<double>(o.max_prompt_tokens)));
   o.progress = true;

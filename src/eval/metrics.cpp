@@ -50,8 +50,7 @@ const char* bucket_name(Bucket b) {
   return "red";
 }
 
-Interval bootstrap_mean_ci(const std::vector<double>& values, int resamples, uint64_t seed,
-                           double level) {
+Interval bootstrap_mean_ci(const std::vector<double>& values, int resamples, uint64_t seed, double level) {
   require(!values.empty(), "bootstrap: no values");
   require(resamples > 0, "bootstrap: resamples must be positive");
   require(level > 0.0 && level < 1.0, "bootstrap: level must lie in (0, 1)");
@@ -74,8 +73,8 @@ Interval normal_mean_ci(const std::vector<double>& values, double z) {
   if (values.size() < 2) return {m, m};
   double ss = 0.0;
   for (double x : values) ss += (x - m) * (x - m);
-  const double se = std::sqrt(ss / static_cast<double>(values.size() - 1)) /
-                    std::sqrt(static_cast<double>(values.size()));
+  const double se =
+      std::sqrt(ss / static_cast<double>(values.size() - 1)) / std::sqrt(static_cast<double>(values.size()));
   return {m - z * se, m + z * se};
 }
 
@@ -120,8 +119,7 @@ Metrics compute_metrics(const std::vector<double>& truth, const std::vector<doub
   return m;
 }
 
-std::vector<RunningPoint> running_mae(const std::vector<double>& truth,
-                                      const std::vector<double>& pred) {
+std::vector<RunningPoint> running_mae(const std::vector<double>& truth, const std::vector<double>& pred) {
   require(truth.size() == pred.size(), "running MAE: truth and predictions differ in length");
   std::vector<RunningPoint> out;
   out.reserve(truth.size());

@@ -22,8 +22,7 @@ struct Interval {
 // Percentile bootstrap interval of the mean of `values`: `resamples` resamples with replacement
 // drawn from a splitmix64 stream seeded with `seed` (same inputs, same interval on every
 // platform). level is the coverage, e.g. 0.95.
-Interval bootstrap_mean_ci(const std::vector<double>& values, int resamples, uint64_t seed,
-                           double level = 0.95);
+Interval bootstrap_mean_ci(const std::vector<double>& values, int resamples, uint64_t seed, double level = 0.95);
 
 // Normal-approximation interval of the mean: mean ± z·sd/√n with the sample sd (n-1).
 Interval normal_mean_ci(const std::vector<double>& values, double z = 1.959963984540054);
@@ -42,11 +41,11 @@ struct Metrics {
   std::size_t n = 0;
   double mae = 0.0;
   Interval mae_ci_bootstrap;  // 95% percentile bootstrap
-  Interval mae_ci_normal;     // 95% normal approximation
+  Interval mae_ci_normal;  // 95% normal approximation
   double mse = 0.0;
   double rmse = 0.0;
   double rmsle = 0.0;  // sqrt(mean((log1p(max(pred,0)) - log1p(truth))^2))
-  double r2 = 0.0;     // 1 - SS_res/SS_tot; NaN when every truth is equal
+  double r2 = 0.0;  // 1 - SS_res/SS_tot; NaN when every truth is equal
   std::size_t green = 0, orange = 0, red = 0;
   std::map<std::string, CategoryStat> per_category;  // key "" = items without a category
 };
@@ -58,8 +57,7 @@ inline std::string category_label(const std::string& c) { return c.empty() ? "(n
 
 // truth, pred and categories must have the same, non-zero length.
 Metrics compute_metrics(const std::vector<double>& truth, const std::vector<double>& pred,
-                        const std::vector<std::string>& categories,
-                        const MetricOptions& opt = {});
+                        const std::vector<std::string>& categories, const MetricOptions& opt = {});
 
 // Mean absolute error of the first k items for k = 1..n, with a 95% normal-approximation band
 // (1.96 · sd of the first k errors / √k, floored at 0; zero width at k = 1). Shows how the
@@ -69,7 +67,6 @@ struct RunningPoint {
   double lo = 0.0;
   double hi = 0.0;
 };
-std::vector<RunningPoint> running_mae(const std::vector<double>& truth,
-                                      const std::vector<double>& pred);
+std::vector<RunningPoint> running_mae(const std::vector<double>& truth, const std::vector<double>& pred);
 
 }  // namespace pricer::eval

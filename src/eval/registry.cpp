@@ -17,9 +17,9 @@ namespace pricer::eval {
 
 const std::vector<std::string>& known_param_keys() {
   static const std::vector<std::string> keys = {
-      "model", "adapter", "finetuned_model", "tokenizer", "base_dtype", "compute_dtype", "mode", "coverage", "batch",
-      "max_prompt_tokens", "text_tokens", "prompt_template", "comparables_k", "ensemble", "ensemble_folds",
-      "ensemble_objective", "ensemble_fit", "ensemble_fit_split"};
+      "model",         "adapter",  "finetuned_model", "tokenizer",          "base_dtype",   "compute_dtype",
+      "mode",          "coverage", "batch",           "max_prompt_tokens",  "text_tokens",  "prompt_template",
+      "comparables_k", "ensemble", "ensemble_folds",  "ensemble_objective", "ensemble_fit", "ensemble_fit_split"};
   return keys;
 }
 
@@ -74,7 +74,8 @@ const std::map<std::string, PricerFactory>& pricer_factories() {
       {"mean", [](const PricerContext&) { return std::make_unique<MeanPricer>(); }},
       {"linear", [](const PricerContext&) { return std::make_unique<LinearPricer>(); }},
       {"tfidf", [](const PricerContext&) { return std::make_unique<TfidfRidgePricer>(); }},
-      {"comparables", [](const PricerContext& c) {
+      {"comparables",
+       [](const PricerContext& c) {
          const double k = c.number_param("comparables_k", 5);
          require(k == std::floor(k) && k >= 1 && k <= retrieval::kMaxComparables,
                  "--param comparables_k=" + c.param("comparables_k") + ": a whole number from 1 to " +
@@ -82,13 +83,15 @@ const std::map<std::string, PricerFactory>& pricer_factories() {
          return std::make_unique<ComparablesPricer>(static_cast<int>(k));
        }},
 #ifdef PRICER_HAVE_XGBOOST
-      {"xgboost", [](const PricerContext& c) {
+      {"xgboost",
+       [](const PricerContext& c) {
          XgboostOptions o;
          o.seed = c.seed;
          return std::make_unique<XgboostPricer>(o);
        }},
 #endif
-      {"human", [](const PricerContext& c) {
+      {"human",
+       [](const PricerContext& c) {
          require(!c.human_csv.empty(), "pricer \"human\" needs --human-import FILE.csv");
          return std::make_unique<HumanPricer>(c.human_csv);
        }},

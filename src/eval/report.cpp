@@ -36,23 +36,21 @@ std::string leaderboard_section(const std::vector<PricerResult>& results) {
   for (const auto& r : results) {
     const auto& m = r.metrics;
     if (r.failed()) {
-      h += "<tr class=\"failed\"><td>" + escape_xml(r.name) + "</td><td colspan=\"11\">failed: " +
-           escape_xml(r.failure) + "</td></tr>\n";
+      h += "<tr class=\"failed\"><td>" + escape_xml(r.name) +
+           "</td><td colspan=\"11\">failed: " + escape_xml(r.failure) + "</td></tr>\n";
       continue;
     }
-    const std::string label = r.complete() ? escape_xml(r.name)
-                                           : escape_xml(r.name) + " (incomplete: " + std::to_string(r.unpriced) +
-                                                 " unpriced, not ranked)";
-    h += "<tr><td>" + label + "</td><td>" + fmt("%.2f", m.mae) + "</td><td>" +
-         fmt("%.2f", m.mae_ci_bootstrap.lo) + " &ndash; " + fmt("%.2f", m.mae_ci_bootstrap.hi) +
-         "</td><td>" + fmt("%.2f", m.mae_ci_normal.lo) + " &ndash; " +
-         fmt("%.2f", m.mae_ci_normal.hi) + "</td><td>" + fmt("%.3f", m.rmsle) + "</td><td>" +
-         fmt("%.0f", m.mse) + "</td><td>" + (std::isfinite(m.r2) ? fmt("%.3f", m.r2) : "n/a") +
-         "</td><td>" + fmt("%.1f%%", 100.0 * hit_rate(m)) + "</td><td>" +
-         fmt("%.1f%%", 100.0 * static_cast<double>(m.orange) / static_cast<double>(m.n)) +
-         "</td><td>" + fmt("%.1f%%", 100.0 * static_cast<double>(m.red) / static_cast<double>(m.n)) +
-         "</td><td>" + fmt("%.2f", r.fit_seconds) + "</td><td>" + fmt("%.1f", r.items_per_second) +
-         "</td></tr>\n";
+    const std::string label =
+        r.complete() ? escape_xml(r.name)
+                     : escape_xml(r.name) + " (incomplete: " + std::to_string(r.unpriced) + " unpriced, not ranked)";
+    h += "<tr><td>" + label + "</td><td>" + fmt("%.2f", m.mae) + "</td><td>" + fmt("%.2f", m.mae_ci_bootstrap.lo) +
+         " &ndash; " + fmt("%.2f", m.mae_ci_bootstrap.hi) + "</td><td>" + fmt("%.2f", m.mae_ci_normal.lo) +
+         " &ndash; " + fmt("%.2f", m.mae_ci_normal.hi) + "</td><td>" + fmt("%.3f", m.rmsle) + "</td><td>" +
+         fmt("%.0f", m.mse) + "</td><td>" + (std::isfinite(m.r2) ? fmt("%.3f", m.r2) : "n/a") + "</td><td>" +
+         fmt("%.1f%%", 100.0 * hit_rate(m)) + "</td><td>" +
+         fmt("%.1f%%", 100.0 * static_cast<double>(m.orange) / static_cast<double>(m.n)) + "</td><td>" +
+         fmt("%.1f%%", 100.0 * static_cast<double>(m.red) / static_cast<double>(m.n)) + "</td><td>" +
+         fmt("%.2f", r.fit_seconds) + "</td><td>" + fmt("%.1f", r.items_per_second) + "</td></tr>\n";
   }
   h += "</table>\n<p>Hits: green when the error is under $40 or 20% of the true price, orange "
        "under $80 or 40%, red otherwise.</p>\n";
@@ -72,7 +70,8 @@ std::string category_section(const std::vector<Item>& items, const std::vector<P
     for (const auto& r : results) {
       if (r.failed()) continue;
       const auto it = r.metrics.per_category.find(c);
-      h += "<td>" + (it == r.metrics.per_category.end() ? std::string("&ndash;") : fmt("%.2f", it->second.mae)) + "</td>";
+      h += "<td>" + (it == r.metrics.per_category.end() ? std::string("&ndash;") : fmt("%.2f", it->second.mae)) +
+           "</td>";
     }
     h += "</tr>\n";
   }
@@ -144,8 +143,7 @@ std::string pricer_section(const std::vector<Item>& items, const PricerResult& r
 
 }  // namespace
 
-std::string report_html(const std::vector<Item>& items, const std::vector<PricerResult>& results,
-                        const json& meta) {
+std::string report_html(const std::vector<Item>& items, const std::vector<PricerResult>& results, const json& meta) {
   using report::escape_xml;
   std::string h = "<h1>pricer evaluation</h1>\n";
   h += "<p>" + std::to_string(items.size()) + " items";

@@ -23,8 +23,7 @@ struct DMatrix {
   DMatrixHandle h = nullptr;
   DMatrix(const std::vector<float>& data, std::size_t rows, std::size_t cols) {
     // NaN marks missing; a zero TF-IDF weight is a real value (term absent).
-    check(XGDMatrixCreateFromMat(data.data(), rows, cols, std::numeric_limits<float>::quiet_NaN(),
-                                 &h),
+    check(XGDMatrixCreateFromMat(data.data(), rows, cols, std::numeric_limits<float>::quiet_NaN(), &h),
           "creating the feature matrix");
   }
   ~DMatrix() { XGDMatrixFree(h); }
@@ -34,8 +33,7 @@ struct DMatrix {
 
 }  // namespace
 
-XgboostPricer::XgboostPricer(XgboostOptions opt)
-    : opt_(opt), tfidf_(TfidfOptions{opt.tfidf_terms, 2, true}) {}
+XgboostPricer::XgboostPricer(XgboostOptions opt) : opt_(opt), tfidf_(TfidfOptions{opt.tfidf_terms, 2, true}) {}
 
 XgboostPricer::~XgboostPricer() {
   if (booster_ != nullptr) XGBoosterFree(booster_);
@@ -83,8 +81,7 @@ void XgboostPricer::fit(const std::vector<Item>& train) {
       {"verbosity", "0"},
   };
   for (const auto& [k, v] : params) check(XGBoosterSetParam(booster_, k, v.c_str()), k);
-  for (int i = 0; i < opt_.rounds; ++i)
-    check(XGBoosterUpdateOneIter(booster_, i, dtrain.h), "training");
+  for (int i = 0; i < opt_.rounds; ++i) check(XGBoosterUpdateOneIter(booster_, i, dtrain.h), "training");
 }
 
 std::vector<double> XgboostPricer::predict(const std::vector<Item>& items) {
@@ -95,17 +92,20 @@ std::vector<double> XgboostPricer::predict(const std::vector<Item>& items) {
   bst_ulong len = 0;
   const float* out = nullptr;
   check(XGBoosterPredict(booster_, d.h, 0, 0, 0, &len, &out), "predicting");
-  require(len == items.size(), "xgboost: predicted " + std::to_string(len) + " values for " +
-                                   std::to_string(items.size()) + " items");
+  require(len == items.size(),
+          "xgboost: predicted " + std::to_string(len) + " values for " + std::to_string(items.size()) + " items");
   std::vector<double> prices(items.size());
   for (std::size_t i = 0; i < prices.size(); ++i) prices[i] = std::max(std::expm1(double(out[i])), 0.0);
   return prices;
 }
 
 nlohmann::json XgboostPricer::stats() const {
-  return {{"rounds", opt_.rounds},         {"max_depth", opt_.max_depth},
-          {"eta", opt_.eta},               {"subsample", opt_.subsample},
-          {"tfidf_terms", tfidf_.vocabulary_size()}, {"features", simple_.size() + tfidf_.vocabulary_size()}};
+  return {{"rounds", opt_.rounds},
+          {"max_depth", opt_.max_depth},
+          {"eta", opt_.eta},
+          {"subsample", opt_.subsample},
+          {"tfidf_terms", tfidf_.vocabulary_size()},
+          {"features", simple_.size() + tfidf_.vocabulary_size()}};
 }
 
 }  // namespace pricer::eval

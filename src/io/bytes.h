@@ -30,8 +30,7 @@ bool valid_utf8(std::string_view s);
 // read throws Error "<source>: offset N (<context>): truncated ...".
 class ByteReader {
  public:
-  ByteReader(std::span<const uint8_t> bytes, std::string source)
-      : bytes_(bytes), source_(std::move(source)) {}
+  ByteReader(std::span<const uint8_t> bytes, std::string source) : bytes_(bytes), source_(std::move(source)) {}
 
   size_t pos() const { return pos_; }
   size_t size() const { return bytes_.size(); }

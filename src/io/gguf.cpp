@@ -13,8 +13,8 @@ namespace pricer {
 namespace {
 
 constexpr uint32_t kMagic = 0x46554747;  // "GGUF" read as a little-endian uint32
-constexpr uint32_t kMaxDims = 4;         // GGML_MAX_DIMS
-constexpr size_t kMaxTensorName = 64;    // the specification's limit on tensor names
+constexpr uint32_t kMaxDims = 4;  // GGML_MAX_DIMS
+constexpr size_t kMaxTensorName = 64;  // the specification's limit on tensor names
 
 struct TypeInfo {
   uint32_t id;
@@ -25,16 +25,14 @@ struct TypeInfo {
 // ggml's type table (block elements, block bytes), so a file with types pricer does not hold
 // can still be inspected and its data ranges checked.
 constexpr TypeInfo kTypes[] = {
-    {0, "f32", 1, 4},         {1, "f16", 1, 2},         {2, "q4_0", 32, 18},
-    {3, "q4_1", 32, 20},      {6, "q5_0", 32, 22},      {7, "q5_1", 32, 24},
-    {8, "q8_0", 32, 34},      {9, "q8_1", 32, 36},      {10, "q2_k", 256, 84},
-    {11, "q3_k", 256, 110},   {12, "q4_k", 256, 144},   {13, "q5_k", 256, 176},
-    {14, "q6_k", 256, 210},   {15, "q8_k", 256, 292},   {16, "iq2_xxs", 256, 66},
-    {17, "iq2_xs", 256, 74},  {18, "iq3_xxs", 256, 98}, {19, "iq1_s", 256, 50},
-    {20, "iq4_nl", 32, 18},   {21, "iq3_s", 256, 110},  {22, "iq2_s", 256, 82},
-    {23, "iq4_xs", 256, 136}, {24, "i8", 1, 1},         {25, "i16", 1, 2},
-    {26, "i32", 1, 4},        {27, "i64", 1, 8},        {28, "f64", 1, 8},
-    {29, "iq1_m", 256, 56},   {30, "bf16", 1, 2},
+    {0, "f32", 1, 4},         {1, "f16", 1, 2},         {2, "q4_0", 32, 18},      {3, "q4_1", 32, 20},
+    {6, "q5_0", 32, 22},      {7, "q5_1", 32, 24},      {8, "q8_0", 32, 34},      {9, "q8_1", 32, 36},
+    {10, "q2_k", 256, 84},    {11, "q3_k", 256, 110},   {12, "q4_k", 256, 144},   {13, "q5_k", 256, 176},
+    {14, "q6_k", 256, 210},   {15, "q8_k", 256, 292},   {16, "iq2_xxs", 256, 66}, {17, "iq2_xs", 256, 74},
+    {18, "iq3_xxs", 256, 98}, {19, "iq1_s", 256, 50},   {20, "iq4_nl", 32, 18},   {21, "iq3_s", 256, 110},
+    {22, "iq2_s", 256, 82},   {23, "iq4_xs", 256, 136}, {24, "i8", 1, 1},         {25, "i16", 1, 2},
+    {26, "i32", 1, 4},        {27, "i64", 1, 8},        {28, "f64", 1, 8},        {29, "iq1_m", 256, 56},
+    {30, "bf16", 1, 2},
 };
 
 const TypeInfo* type_info(GgmlType t) {
@@ -47,10 +45,18 @@ const TypeInfo* type_info(GgmlType t) {
 // Smallest encoded size of one metadata value of a type (to bound counts before allocating).
 size_t min_value_bytes(GgufType t) {
   switch (t) {
-    case GgufType::U8: case GgufType::I8: case GgufType::Bool: return 1;
-    case GgufType::U16: case GgufType::I16: return 2;
-    case GgufType::U32: case GgufType::I32: case GgufType::F32: return 4;
-    case GgufType::U64: case GgufType::I64: case GgufType::F64: case GgufType::String: return 8;
+    case GgufType::U8:
+    case GgufType::I8:
+    case GgufType::Bool: return 1;
+    case GgufType::U16:
+    case GgufType::I16: return 2;
+    case GgufType::U32:
+    case GgufType::I32:
+    case GgufType::F32: return 4;
+    case GgufType::U64:
+    case GgufType::I64:
+    case GgufType::F64:
+    case GgufType::String: return 8;
     case GgufType::Array: return 12;
   }
   return 1;
@@ -58,12 +64,16 @@ size_t min_value_bytes(GgufType t) {
 
 bool is_int_type(GgufType t) {
   switch (t) {
-    case GgufType::U8: case GgufType::I8: case GgufType::U16: case GgufType::I16:
-    case GgufType::U32: case GgufType::I32: case GgufType::U64: case GgufType::I64:
-    case GgufType::Bool:
-      return true;
-    default:
-      return false;
+    case GgufType::U8:
+    case GgufType::I8:
+    case GgufType::U16:
+    case GgufType::I16:
+    case GgufType::U32:
+    case GgufType::I32:
+    case GgufType::U64:
+    case GgufType::I64:
+    case GgufType::Bool: return true;
+    default: return false;
   }
 }
 
@@ -160,8 +170,8 @@ uint64_t tensor_nbytes(const std::vector<int64_t>& ne, GgmlType type, std::strin
     }
   }
   if (ne[0] % be != 0) {
-    *problem = "row length " + std::to_string(ne[0]) + " is not a multiple of the " +
-               ggml_type_name(type) + " block size " + std::to_string(be);
+    *problem = "row length " + std::to_string(ne[0]) + " is not a multiple of the " + ggml_type_name(type) +
+               " block size " + std::to_string(be);
     return 0;
   }
   int64_t nbytes = 0;
@@ -175,9 +185,8 @@ uint64_t tensor_nbytes(const std::vector<int64_t>& ne, GgmlType type, std::strin
 }  // namespace
 
 std::string_view gguf_type_name(GgufType t) {
-  static constexpr std::string_view kNames[] = {"uint8", "int8",   "uint16", "int16", "uint32",
-                                                "int32", "float32", "bool",  "string", "array",
-                                                "uint64", "int64", "float64"};
+  static constexpr std::string_view kNames[] = {"uint8", "int8",   "uint16", "int16",  "uint32", "int32",  "float32",
+                                                "bool",  "string", "array",  "uint64", "int64",  "float64"};
   const auto i = static_cast<uint32_t>(t);
   return i < std::size(kNames) ? kNames[i] : "unknown";
 }
@@ -204,7 +213,9 @@ std::optional<DType> ggml_to_dtype(GgmlType t) {
     case GgmlType::Q4_0: return DType::Q4_0;
     case GgmlType::Q4_K: return DType::Q4_K;
     case GgmlType::Q6_K: return DType::Q6_K;
-    case GgmlType::I32: case GgmlType::I64: case GgmlType::F64: break;  // not weights
+    case GgmlType::I32:
+    case GgmlType::I64:
+    case GgmlType::F64: break;  // not weights
   }
   return std::nullopt;
 }
@@ -227,7 +238,8 @@ GgmlType dtype_to_ggml(DType t) {
 
 size_t GgufValue::size() const {
   switch (elem) {
-    case GgufType::F32: case GgufType::F64: return floats.size();
+    case GgufType::F32:
+    case GgufType::F64: return floats.size();
     case GgufType::String: return strings.size();
     default: return ints.size();
   }
@@ -437,13 +449,12 @@ void check_tensor_data_ranges(const std::string& source, const std::vector<GgufT
   for (const auto& t : tensors) {
     if (t.offset > data_size || t.nbytes > data_size - t.offset) {
       throw Error(source + ": tensor '" + t.name + "': data [" + std::to_string(t.offset) + ", +" +
-                  std::to_string(t.nbytes) + ") lies outside the file's data section of " +
-                  std::to_string(data_size) + " bytes (file truncated or offset corrupt)");
+                  std::to_string(t.nbytes) + ") lies outside the file's data section of " + std::to_string(data_size) +
+                  " bytes (file truncated or offset corrupt)");
     }
     by_offset.push_back(&t);
   }
-  std::sort(by_offset.begin(), by_offset.end(),
-            [](auto* a, auto* b) { return a->offset < b->offset; });
+  std::sort(by_offset.begin(), by_offset.end(), [](auto* a, auto* b) { return a->offset < b->offset; });
   for (size_t i = 1; i < by_offset.size(); ++i) {
     const auto* a = by_offset[i - 1];
     const auto* b = by_offset[i];
@@ -604,8 +615,7 @@ void GgufWriter::add(std::string key, GgufValue value) {
   kv_.push_back({std::move(key), std::move(value)});
 }
 
-void GgufWriter::add_tensor(std::string name, std::vector<int64_t> ne, GgmlType type,
-                            std::vector<uint8_t> data) {
+void GgufWriter::add_tensor(std::string name, std::vector<int64_t> ne, GgmlType type, std::vector<uint8_t> data) {
   auto shared = std::make_shared<std::vector<uint8_t>>(std::move(data));
   add_tensor(std::move(name), std::move(ne), type, [shared] { return *shared; });
 }
@@ -654,9 +664,8 @@ std::vector<uint8_t> GgufWriter::header_bytes() const {
 
 std::vector<uint8_t> GgufWriter::tensor_bytes(const Pending& t) const {
   std::vector<uint8_t> data = t.produce();
-  require(data.size() == t.nbytes, "GGUF writer: tensor '" + t.name + "' has " +
-                                       std::to_string(data.size()) + " bytes of data, expected " +
-                                       std::to_string(t.nbytes));
+  require(data.size() == t.nbytes, "GGUF writer: tensor '" + t.name + "' has " + std::to_string(data.size()) +
+                                       " bytes of data, expected " + std::to_string(t.nbytes));
   data.resize((data.size() + alignment_ - 1) / alignment_ * alignment_, 0);
   return data;
 }

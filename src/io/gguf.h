@@ -21,8 +21,19 @@ namespace pricer {
 
 // Metadata value types, numbered as in the GGUF specification.
 enum class GgufType : uint32_t {
-  U8 = 0, I8 = 1, U16 = 2, I16 = 3, U32 = 4, I32 = 5, F32 = 6, Bool = 7, String = 8, Array = 9,
-  U64 = 10, I64 = 11, F64 = 12,
+  U8 = 0,
+  I8 = 1,
+  U16 = 2,
+  I16 = 3,
+  U32 = 4,
+  I32 = 5,
+  F32 = 6,
+  Bool = 7,
+  String = 8,
+  Array = 9,
+  U64 = 10,
+  I64 = 11,
+  F64 = 12,
 };
 std::string_view gguf_type_name(GgufType t);
 
@@ -30,7 +41,16 @@ std::string_view gguf_type_name(GgufType t);
 // Weight dtypes, and plain integers and doubles for index files; a file may hold any other ggml
 // type (its table still parses, with sizes known).
 enum class GgmlType : uint32_t {
-  F32 = 0, F16 = 1, Q4_0 = 2, Q8_0 = 8, Q4_K = 12, Q6_K = 14, I32 = 26, I64 = 27, F64 = 28, BF16 = 30
+  F32 = 0,
+  F16 = 1,
+  Q4_0 = 2,
+  Q8_0 = 8,
+  Q4_K = 12,
+  Q6_K = 14,
+  I32 = 26,
+  I64 = 27,
+  F64 = 28,
+  BF16 = 30
 };
 // Elements and bytes per block of a ggml type (1 element for plain types); false when unknown.
 bool ggml_block_size(GgmlType t, int64_t* elems, int64_t* bytes);
@@ -72,7 +92,7 @@ struct GgufTensorInfo {
   std::string name;
   std::vector<int64_t> ne;  // dimensions, innermost first (ne[0] = row length)
   GgmlType type = GgmlType::F32;
-  uint64_t offset = 0;      // relative to the start of the data section
+  uint64_t offset = 0;  // relative to the start of the data section
   uint64_t nbytes = 0;
   int64_t numel() const;
 };

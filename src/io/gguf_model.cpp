@@ -24,18 +24,12 @@ constexpr NamePair kGlobalNames[] = {
     {"output.weight", "lm_head.weight"},
 };
 constexpr NamePair kLayerNames[] = {
-    {"attn_norm.weight", "input_layernorm.weight"},
-    {"ffn_norm.weight", "post_attention_layernorm.weight"},
-    {"attn_q.weight", "self_attn.q_proj.weight"},
-    {"attn_k.weight", "self_attn.k_proj.weight"},
-    {"attn_v.weight", "self_attn.v_proj.weight"},
-    {"attn_output.weight", "self_attn.o_proj.weight"},
-    {"attn_q.bias", "self_attn.q_proj.bias"},
-    {"attn_k.bias", "self_attn.k_proj.bias"},
-    {"attn_v.bias", "self_attn.v_proj.bias"},
-    {"ffn_gate.weight", "mlp.gate_proj.weight"},
-    {"ffn_up.weight", "mlp.up_proj.weight"},
-    {"ffn_down.weight", "mlp.down_proj.weight"},
+    {"attn_norm.weight", "input_layernorm.weight"}, {"ffn_norm.weight", "post_attention_layernorm.weight"},
+    {"attn_q.weight", "self_attn.q_proj.weight"},   {"attn_k.weight", "self_attn.k_proj.weight"},
+    {"attn_v.weight", "self_attn.v_proj.weight"},   {"attn_output.weight", "self_attn.o_proj.weight"},
+    {"attn_q.bias", "self_attn.q_proj.bias"},       {"attn_k.bias", "self_attn.k_proj.bias"},
+    {"attn_v.bias", "self_attn.v_proj.bias"},       {"ffn_gate.weight", "mlp.gate_proj.weight"},
+    {"ffn_up.weight", "mlp.up_proj.weight"},        {"ffn_down.weight", "mlp.down_proj.weight"},
 };
 // llama.cpp's precomputed Llama 3 RoPE frequency divisors; folded into ModelConfig on load.
 constexpr const char* kRopeFreqs = "rope_freqs.weight";
@@ -99,7 +93,8 @@ nlohmann::json metadata_json(const GgufFile& f) {
     for (size_t i = 0; i < v.size(); ++i) {
       switch (v.elem) {
         case GgufType::String: items.push_back(v.strings[i]); break;
-        case GgufType::F32: case GgufType::F64: items.push_back(v.floats[i]); break;
+        case GgufType::F32:
+        case GgufType::F64: items.push_back(v.floats[i]); break;
         case GgufType::Bool: items.push_back(v.ints[i] != 0); break;
         default: items.push_back(v.ints[i]); break;
       }
@@ -128,8 +123,8 @@ ModelConfig config_from_gguf(const GgufFile& f) {
                 " differs from the key length " + std::to_string(c.head_dim) + " (not supported)");
   }
   if (auto rd = f.get_int_opt(p + "rope.dimension_count"); rd && *rd != c.head_dim) {
-    throw Error(f.source() + ": key '" + p + "rope.dimension_count': partial rotary embedding (" +
-                std::to_string(*rd) + " of " + std::to_string(c.head_dim) + " dimensions) is not supported");
+    throw Error(f.source() + ": key '" + p + "rope.dimension_count': partial rotary embedding (" + std::to_string(*rd) +
+                " of " + std::to_string(c.head_dim) + " dimensions) is not supported");
   }
   c.max_seq_len = f.get_int_opt(p + "context_length").value_or(c.max_seq_len);
   c.rms_eps = static_cast<float>(f.get_float(p + "attention.layer_norm_rms_epsilon"));
@@ -150,8 +145,10 @@ ModelConfig config_from_gguf(const GgufFile& f) {
   }
   c.tied_embeddings = f.find_tensor("output.weight") == nullptr;
   c.qkv_bias = f.find_tensor("blk.0.attn_q.bias") != nullptr;
-  c.bos_id = static_cast<int32_t>(std::clamp<int64_t>(f.get_int_opt("tokenizer.ggml.bos_token_id").value_or(-1), -1, INT32_MAX));
-  c.eos_id = static_cast<int32_t>(std::clamp<int64_t>(f.get_int_opt("tokenizer.ggml.eos_token_id").value_or(-1), -1, INT32_MAX));
+  c.bos_id = static_cast<int32_t>(
+      std::clamp<int64_t>(f.get_int_opt("tokenizer.ggml.bos_token_id").value_or(-1), -1, INT32_MAX));
+  c.eos_id = static_cast<int32_t>(
+      std::clamp<int64_t>(f.get_int_opt("tokenizer.ggml.eos_token_id").value_or(-1), -1, INT32_MAX));
   return c;
 }
 
@@ -186,8 +183,8 @@ void read_rope_scaling(const GgufFile& f, ModelConfig& c) {
   for (size_t i = 0; i < factors.size(); ++i) {
     if (!(std::fabs(factors[i] - expect[i]) <= 1e-3f * std::fabs(expect[i]))) {
       throw Error(where + "factor " + std::to_string(i) + " = " + std::to_string(factors[i]) +
-                  " does not match Llama 3 RoPE scaling (factor " + std::to_string(c.rope_scaling.factor) +
-                  ", low " + std::to_string(c.rope_scaling.low_freq_factor) + ", high " +
+                  " does not match Llama 3 RoPE scaling (factor " + std::to_string(c.rope_scaling.factor) + ", low " +
+                  std::to_string(c.rope_scaling.low_freq_factor) + ", high " +
                   std::to_string(c.rope_scaling.high_freq_factor) + ", original context " +
                   std::to_string(c.rope_scaling.original_max_position) + "), which is all pricer supports");
     }
@@ -220,8 +217,8 @@ ModelFile load_gguf_model(const GgufFile& f, std::optional<DType> base_dtype) {
     const Shape shape = t.ne.size() == 1 ? Shape{1, t.ne[0]} : Shape{t.ne[1], t.ne[0]};
     const auto ex = expected.find(*hf);
     if (ex != expected.end() && ex->second != shape) {
-      throw Error(m.source + ": " + where + ": shape " + shape_str(shape) + " contradicts the configuration (expected " +
-                  shape_str(ex->second) + " for " + *hf + ")");
+      throw Error(m.source + ": " + where + ": shape " + shape_str(shape) +
+                  " contradicts the configuration (expected " + shape_str(ex->second) + " for " + *hf + ")");
     }
     std::span<const uint8_t> data = f.tensor_data(t);
     std::vector<uint8_t> permuted;
@@ -339,7 +336,8 @@ void save_gguf(const std::string& path, const ModelConfig& c, const std::map<std
   c.validate(src);
   check_model_tensors(c, tensors, src);
   require(supported_arch(c.architecture), src + ": architecture '" + c.architecture + "' cannot be exported");
-  require(opt.nf4_as == DType::F16 || opt.nf4_as == DType::F32, src + ": NF4 tensors can be written as f16 or f32 only");
+  require(opt.nf4_as == DType::F16 || opt.nf4_as == DType::F32,
+          src + ": NF4 tensors can be written as f16 or f32 only");
 
   GgufWriter w(opt.alignment);
   add_config_metadata(w, c, opt.name);

@@ -79,8 +79,8 @@ struct Fields {
 
 // Keeps shard file names to plain names inside the model directory.
 void check_shard_name(const std::string& shard, const std::string& index_path) {
-  if (shard.empty() || shard.find('/') != std::string::npos || shard.find('\\') != std::string::npos ||
-      shard == "." || shard == "..") {
+  if (shard.empty() || shard.find('/') != std::string::npos || shard.find('\\') != std::string::npos || shard == "." ||
+      shard == "..") {
     throw Error(index_path + ": weight_map: shard file name '" + shard + "' is not a plain file name");
   }
 }
@@ -253,7 +253,8 @@ ModelFile load_hf_dir(const std::string& dir, std::optional<DType> base_dtype) {
     for (const auto& [k, v] : f.metadata()) m.metadata["__metadata__"][k] = v;
     add_safetensors(m, expected, f, nullptr, base_dtype);
   } else {
-    throw Error(dir + ": no model.safetensors or model.safetensors.index.json (only safetensors weights are supported)");
+    throw Error(dir +
+                ": no model.safetensors or model.safetensors.index.json (only safetensors weights are supported)");
   }
   check_model_tensors(m.config, m.tensors, dir);
   return m;
@@ -280,7 +281,8 @@ void save_hf_dir(const std::string& dir, const ModelConfig& config, const std::m
   const std::string src = dir + " (Hugging Face export)";
   config.validate(src);
   check_model_tensors(config, tensors, src);
-  require(other_as == DType::F32 || other_as == DType::BF16, src + ": other formats can be written as F32 or BF16 only");
+  require(other_as == DType::F32 || other_as == DType::BF16,
+          src + ": other formats can be written as F32 or BF16 only");
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) throw Error(dir + ": cannot create directory: " + ec.message());

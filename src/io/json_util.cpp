@@ -17,9 +17,7 @@ nlohmann::json parse_json_strict(std::string_view text, const std::string& sourc
     using E = nlohmann::json::parse_event_t;
     if (depth > kMaxDepth) throw Error(source + ": JSON nested deeper than " + std::to_string(kMaxDepth) + " levels");
     switch (event) {
-      case E::object_start:
-        open_objects.emplace_back();
-        break;
+      case E::object_start: open_objects.emplace_back(); break;
       case E::object_end:
         if (!open_objects.empty()) open_objects.pop_back();
         break;
@@ -28,8 +26,7 @@ nlohmann::json parse_json_strict(std::string_view text, const std::string& sourc
           throw Error(source + ": duplicate JSON key '" + parsed.get<std::string>() + "'");
         }
         break;
-      default:
-        break;
+      default: break;
     }
     return true;
   };

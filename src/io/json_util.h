@@ -2,10 +2,9 @@
 // Strict JSON parsing for untrusted headers and configs: syntax errors, duplicate object keys
 // (which nlohmann::json would silently collapse) and absurd nesting all become pricer::Error
 // naming the source.
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 namespace pricer {
 

@@ -42,12 +42,20 @@ Llama2cHeader read_header(ByteReader& r, std::span<const uint8_t> bytes) {
   if (bytes.size() >= 4) {
     uint32_t magic = 0;
     std::memcpy(&magic, bytes.data(), 4);
-    if (magic == kVersionedMagic) r.fail("llama2.c versioned export (magic ak42) is not supported; use the legacy format");
+    if (magic == kVersionedMagic)
+      r.fail("llama2.c versioned export (magic ak42) is not supported; use the legacy format");
   }
   int32_t h[7];
   for (int32_t& v : h) v = r.read<int32_t>();
-  return {.dim = h[0], .hidden = h[1], .layers = h[2], .heads = h[3], .kv_heads = h[4], .seq = h[6],
-          .raw_vocab = h[5], .vocab = h[5] < 0 ? -static_cast<int64_t>(h[5]) : h[5], .shared = h[5] > 0};
+  return {.dim = h[0],
+          .hidden = h[1],
+          .layers = h[2],
+          .heads = h[3],
+          .kv_heads = h[4],
+          .seq = h[6],
+          .raw_vocab = h[5],
+          .vocab = h[5] < 0 ? -static_cast<int64_t>(h[5]) : h[5],
+          .shared = h[5] > 0};
 }
 
 ModelConfig config_from_header(const Llama2cHeader& h) {
@@ -70,9 +78,9 @@ ModelConfig config_from_header(const Llama2cHeader& h) {
 }
 
 nlohmann::json header_metadata(const Llama2cHeader& h) {
-  return {{"dim", h.dim},         {"hidden_dim", h.hidden},       {"n_layers", h.layers},
-          {"n_heads", h.heads},   {"n_kv_heads", h.kv_heads},     {"vocab_size", h.raw_vocab},
-          {"seq_len", h.seq},     {"shared_classifier", h.shared}};
+  return {{"dim", h.dim},       {"hidden_dim", h.hidden},       {"n_layers", h.layers},
+          {"n_heads", h.heads}, {"n_kv_heads", h.kv_heads},     {"vocab_size", h.raw_vocab},
+          {"seq_len", h.seq},   {"shared_classifier", h.shared}};
 }
 
 // Sizes in floats of the file's arrays, in file order (index 0 the token embedding, 11 freq_cis,
@@ -80,19 +88,19 @@ nlohmann::json header_metadata(const Llama2cHeader& h) {
 std::array<int64_t, 13> array_sizes(const Llama2cHeader& h, int64_t hs, const std::string& name) {
   const int64_t dim = h.dim, hidden = h.hidden, layers = h.layers, vocab = h.vocab, kv_dim = h.kv_heads * hs;
   return {
-      mul(vocab, dim, name),                                      // token_embedding
-      mul(layers, dim, name),                                     // rms_att
-      mul(layers, mul(dim, dim, name), name),                     // wq
-      mul(layers, mul(kv_dim, dim, name), name),                  // wk
-      mul(layers, mul(kv_dim, dim, name), name),                  // wv
-      mul(layers, mul(dim, dim, name), name),                     // wo
-      mul(layers, dim, name),                                     // rms_ffn
-      mul(layers, mul(hidden, dim, name), name),                  // w1
-      mul(layers, mul(dim, hidden, name), name),                  // w2
-      mul(layers, mul(hidden, dim, name), name),                  // w3
-      dim,                                                        // rms_final
-      mul(h.seq, hs, name),                                       // freq_cis real + imag
-      h.shared ? 0 : mul(vocab, dim, name),                       // wcls
+      mul(vocab, dim, name),  // token_embedding
+      mul(layers, dim, name),  // rms_att
+      mul(layers, mul(dim, dim, name), name),  // wq
+      mul(layers, mul(kv_dim, dim, name), name),  // wk
+      mul(layers, mul(kv_dim, dim, name), name),  // wv
+      mul(layers, mul(dim, dim, name), name),  // wo
+      mul(layers, dim, name),  // rms_ffn
+      mul(layers, mul(hidden, dim, name), name),  // w1
+      mul(layers, mul(dim, hidden, name), name),  // w2
+      mul(layers, mul(hidden, dim, name), name),  // w3
+      dim,  // rms_final
+      mul(h.seq, hs, name),  // freq_cis real + imag
+      h.shared ? 0 : mul(vocab, dim, name),  // wcls
   };
 }
 

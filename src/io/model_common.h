@@ -26,8 +26,8 @@ Weight weight_from_bytes(DType type, int64_t rows, int64_t cols, std::span<const
 
 // Adds a loaded tensor under its Hugging Face name, checking the name and shape against
 // `expected`: norms and biases become f32; the 7 projections become base_dtype when given.
-void add_model_tensor(ModelFile& m, const std::map<std::string, Shape>& expected, const std::string& name,
-                      Weight w, std::optional<DType> base_dtype, const std::string& where);
+void add_model_tensor(ModelFile& m, const std::map<std::string, Shape>& expected, const std::string& name, Weight w,
+                      std::optional<DType> base_dtype, const std::string& where);
 
 // The bytes of a weight in format `as` (converting through f32 when it is held otherwise).
 std::vector<uint8_t> weight_bytes(const Weight& w, DType as);

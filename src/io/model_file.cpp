@@ -25,9 +25,7 @@ std::string shape_str(Shape s) {
   return out;
 }
 
-std::string layer_tensor(int64_t layer, const char* suffix) {
-  return hf_layer_prefix(layer) + suffix;
-}
+std::string layer_tensor(int64_t layer, const char* suffix) { return hf_layer_prefix(layer) + suffix; }
 
 std::map<std::string, Shape> expected_shapes(const ModelConfig& c) {
   const int64_t q = c.n_heads * c.head_dim, kv = c.n_kv_heads * c.head_dim;
@@ -68,15 +66,14 @@ namespace {
 bool is_projection(const std::string& name) {
   return name.starts_with("model.layers.") && name.ends_with("_proj.weight");
 }
-bool is_vector(const std::string& name) {
-  return name.ends_with("norm.weight") || name.ends_with(".bias");
-}
+bool is_vector(const std::string& name) { return name.ends_with("norm.weight") || name.ends_with(".bias"); }
 
 // Block formats quantize whole rows of blocks: the widths every projection of the model has
 // (its input sizes) decide which formats can hold them all.
 std::string dtypes_fitting(const ModelConfig& c) {
   std::string out;
-  for (DType t : {DType::NF4, DType::BF16, DType::F16, DType::F32, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K}) {
+  for (DType t :
+       {DType::NF4, DType::BF16, DType::F16, DType::F32, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K}) {
     const int64_t block = t == DType::NF4 || t == DType::F32 ? 1 : block_layout(t).elems;
     if (c.dim % block != 0 || c.ffn_dim % block != 0 || (c.n_heads * c.head_dim) % block != 0) continue;
     out += (out.empty() ? "" : ", ") + std::string(dtype_name(t));
@@ -104,8 +101,8 @@ Weight convert_projection(const ModelFile& m, const std::string& name, const std
 }
 }  // namespace
 
-void add_model_tensor(ModelFile& m, const std::map<std::string, Shape>& expected, const std::string& name,
-                      Weight w, std::optional<DType> base_dtype, const std::string& where) {
+void add_model_tensor(ModelFile& m, const std::map<std::string, Shape>& expected, const std::string& name, Weight w,
+                      std::optional<DType> base_dtype, const std::string& where) {
   const auto it = expected.find(name);
   if (it == expected.end()) throw Error(m.source + ": " + where + ": unexpected tensor for this configuration");
   const Shape got{w.rows(), w.cols()};
@@ -151,8 +148,8 @@ std::vector<float> llama3_rope_factors(const ModelConfig& c) {
     } else if (wavelen > low_wavelen) {
       f = rs.factor;
     } else {
-      const double smooth = (rs.original_max_position / wavelen - rs.low_freq_factor) /
-                            (rs.high_freq_factor - rs.low_freq_factor);
+      const double smooth =
+          (rs.original_max_position / wavelen - rs.low_freq_factor) / (rs.high_freq_factor - rs.low_freq_factor);
       f = 1.0 / ((1.0 - smooth) / rs.factor + smooth);
     }
     out.push_back(static_cast<float>(f));
@@ -172,8 +169,8 @@ void check_model_tensors(const ModelConfig& config, const std::map<std::string, 
     if (it == tensors.end()) throw Error(source + ": tensor '" + name + "' is missing");
     const Shape got{it->second.rows(), it->second.cols()};
     if (got != shape) {
-      throw Error(source + ": tensor '" + name + "': shape " + shape_str(got) + " contradicts the configuration (expected " +
-                  shape_str(shape) + ")");
+      throw Error(source + ": tensor '" + name + "': shape " + shape_str(got) +
+                  " contradicts the configuration (expected " + shape_str(shape) + ")");
     }
   }
   for (const auto& [name, w] : tensors) {
@@ -186,8 +183,8 @@ std::vector<uint8_t> permute_rope_rows(std::span<const uint8_t> rows, int64_t n_
                                        size_t row_bytes, bool to_hf) {
   require(head_dim > 0 && head_dim % 2 == 0 && n_heads > 0 &&
               rows.size() == static_cast<size_t>(n_heads * head_dim) * row_bytes,
-          "RoPE row permutation: " + std::to_string(rows.size()) + " bytes do not form " +
-              std::to_string(n_heads) + " heads of " + std::to_string(head_dim) + " rows");
+          "RoPE row permutation: " + std::to_string(rows.size()) + " bytes do not form " + std::to_string(n_heads) +
+              " heads of " + std::to_string(head_dim) + " rows");
   std::vector<uint8_t> out(rows.size());
   const int64_t half = head_dim / 2;
   for (int64_t h = 0; h < n_heads; ++h) {
@@ -231,8 +228,9 @@ ModelFile load_model_file(const std::string& path, std::optional<DType> base_dty
     const MappedFile mapped(path);
     return read_llama2c(mapped.bytes(), path, base_dtype);
   }
-  throw Error(path + ": unrecognised model format (expected a GGUF file, a .safetensors file, a llama2.c .bin "
-                     "checkpoint or a Hugging Face model directory)");
+  throw Error(path +
+              ": unrecognised model format (expected a GGUF file, a .safetensors file, a llama2.c .bin "
+              "checkpoint or a Hugging Face model directory)");
 }
 
 std::string first_non_finite_tensor(const ModelFile& m) {

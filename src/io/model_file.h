@@ -15,12 +15,11 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <span>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "io/gguf.h"
 #include "model/config.h"
@@ -68,8 +67,8 @@ void check_model_tensors(const ModelConfig& config, const std::map<std::string, 
 // i * head_dim/2 + j). These convert whole rows of `row_bytes` bytes between the two orders.
 std::vector<uint8_t> rope_rows_to_hf(std::span<const uint8_t> rows, int64_t n_heads, int64_t head_dim,
                                      size_t row_bytes);
-std::vector<uint8_t> rope_rows_from_hf(std::span<const uint8_t> rows, int64_t n_heads,
-                                       int64_t head_dim, size_t row_bytes);
+std::vector<uint8_t> rope_rows_from_hf(std::span<const uint8_t> rows, int64_t n_heads, int64_t head_dim,
+                                       size_t row_bytes);
 
 // What the writers below do with each tensor beyond writing it as held.
 struct TensorWriteOptions {
@@ -83,18 +82,17 @@ struct TensorWriteOptions {
 // q/k rows permuted back to the interleaved order llama.cpp expects for "llama".
 struct GgufExportOptions {
   std::string name = "pricer";
-  DType nf4_as = DType::F16;     // NF4 has no GGUF type: such tensors are written dequantized
-  std::vector<GgufKV> extra;     // added after (and overriding) the model's own keys
+  DType nf4_as = DType::F16;  // NF4 has no GGUF type: such tensors are written dequantized
+  std::vector<GgufKV> extra;  // added after (and overriding) the model's own keys
   uint32_t alignment = 32;
-  TensorWriteOptions write;      // norms and biases are f32 in GGUF whatever this says
+  TensorWriteOptions write;  // norms and biases are f32 in GGUF whatever this says
 };
-void save_gguf(const std::string& path, const ModelConfig& config,
-               const std::map<std::string, Weight>& tensors, const GgufExportOptions& options = {});
+void save_gguf(const std::string& path, const ModelConfig& config, const std::map<std::string, Weight>& tensors,
+               const GgufExportOptions& options = {});
 
 // Exports a Hugging Face directory: config.json and model.safetensors (F32/F16/BF16 weights kept
 // as they are, any other format dequantized to `other_as`, F32 or BF16).
-void save_hf_dir(const std::string& dir, const ModelConfig& config,
-                 const std::map<std::string, Weight>& tensors, DType other_as = DType::F32,
-                 const TensorWriteOptions& write = {});
+void save_hf_dir(const std::string& dir, const ModelConfig& config, const std::map<std::string, Weight>& tensors,
+                 DType other_as = DType::F32, const TensorWriteOptions& write = {});
 
 }  // namespace pricer

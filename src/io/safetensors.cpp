@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <limits>
-
 #include <nlohmann/json.hpp>
 
 #include "core/atomic_file.h"
@@ -89,8 +88,8 @@ std::span<const uint8_t> read_header_text(ByteReader& r) {
   const uint64_t n = r.read<uint64_t>();
   if (n > kMaxHeader) r.fail("header length " + std::to_string(n) + " exceeds the 100 MB limit");
   if (n > r.remaining()) {
-    r.fail("truncated: header length " + std::to_string(n) + " but only " +
-           std::to_string(r.remaining()) + " bytes follow");
+    r.fail("truncated: header length " + std::to_string(n) + " but only " + std::to_string(r.remaining()) +
+           " bytes follow");
   }
   return r.take(static_cast<size_t>(n), "header");
 }
@@ -161,19 +160,17 @@ SafetensorsTensor read_tensor_entry(const std::string& source, const std::string
 }
 
 // The tensors must tile the data buffer: sorted by offset, each starts where the last ended.
-void check_tensors_tile(const std::string& source, const std::vector<SafetensorsTensor>& tensors,
-                        uint64_t data_size) {
+void check_tensors_tile(const std::string& source, const std::vector<SafetensorsTensor>& tensors, uint64_t data_size) {
   std::vector<const SafetensorsTensor*> order;
   for (const auto& t : tensors) order.push_back(&t);
-  std::sort(order.begin(), order.end(), [](auto* a, auto* b) {
-    return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
-  });
+  std::sort(order.begin(), order.end(),
+            [](auto* a, auto* b) { return a->begin != b->begin ? a->begin < b->begin : a->end < b->end; });
   uint64_t expect = 0;
   for (const auto* t : order) {
     if (t->begin != expect) {
       throw Error(source + ": tensor '" + t->name + "': data_offsets begin " + std::to_string(t->begin) +
-                  (t->begin < expect ? " overlaps the previous tensor" : " leaves a gap") +
-                  " (expected " + std::to_string(expect) + ")");
+                  (t->begin < expect ? " overlaps the previous tensor" : " leaves a gap") + " (expected " +
+                  std::to_string(expect) + ")");
     }
     expect = t->end;
   }
@@ -252,9 +249,8 @@ std::vector<uint8_t> SafetensorsWriter::header_bytes() const {
 
 std::vector<uint8_t> SafetensorsWriter::tensor_bytes(const Pending& t) const {
   std::vector<uint8_t> data = t.produce();
-  require(data.size() == t.nbytes, "safetensors writer: tensor '" + t.name + "' has " +
-                                       std::to_string(data.size()) + " bytes of data, expected " +
-                                       std::to_string(t.nbytes));
+  require(data.size() == t.nbytes, "safetensors writer: tensor '" + t.name + "' has " + std::to_string(data.size()) +
+                                       " bytes of data, expected " + std::to_string(t.nbytes));
   return data;
 }
 

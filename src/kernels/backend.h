@@ -26,8 +26,8 @@ class Backend {
   virtual DType compute() const = 0;
 
   // ---- dense f32 GEMM: C[M,N] = alpha * op(A) op(B) + beta * C, row-major, op = transpose if t.
-  virtual void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-                    const float* B, float beta, float* C) = 0;
+  virtual void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, const float* B,
+                    float beta, float* C) = 0;
 
   // ---- linear layers through a (possibly quantized) weight W [out, in].
   // y[n, out] = x[n, in] W^T    (beta = 0: overwrite y; beta = 1: accumulate)
@@ -37,17 +37,16 @@ class Backend {
   virtual void linear_backward_input(const Weight& W, const float* dy, float* dx, int64_t n) = 0;
 
   // ---- RMSNorm: y = x / sqrt(mean(x^2) + eps) * w, rows of width dim; rstd[n] saved.
-  virtual void rmsnorm_forward(const float* x, const float* w, float* y, float* rstd, int64_t n,
-                               int64_t dim, float eps) = 0;
+  virtual void rmsnorm_forward(const float* x, const float* w, float* y, float* rstd, int64_t n, int64_t dim,
+                               float eps) = 0;
   // dx = (overwrite), dw += (if dw != nullptr)
-  virtual void rmsnorm_backward(const float* dy, const float* x, const float* w, const float* rstd,
-                                float* dx, float* dw, int64_t n, int64_t dim) = 0;
+  virtual void rmsnorm_backward(const float* dy, const float* x, const float* w, const float* rstd, float* dx,
+                                float* dw, int64_t n, int64_t dim) = 0;
 
   // ---- RoPE, rotate-half convention (HF Llama), in place on x [n, heads * head_dim]:
   // for pair (j, j + head_dim/2), angle = pos[t] * inv_freq[j]. inverse = true applies the
   // transpose rotation (the backward).
-  void rope(float* x, const int32_t* pos, int64_t n, int heads, int head_dim, const float* inv_freq,
-            bool inverse) {
+  void rope(float* x, const int32_t* pos, int64_t n, int heads, int head_dim, const float* inv_freq, bool inverse) {
     kernels::check_rope(heads, head_dim);
     rope_impl(x, pos, n, heads, head_dim, inv_freq, inverse);
   }
@@ -70,15 +69,13 @@ class Backend {
 
   // ---- SwiGLU: h = silu(g) * u over n elements; backward overwrites dg, du.
   virtual void swiglu_forward(const float* g, const float* u, float* h, int64_t n) = 0;
-  virtual void swiglu_backward(const float* g, const float* u, const float* dh, float* dg,
-                               float* du, int64_t n) = 0;
+  virtual void swiglu_backward(const float* g, const float* u, const float* dh, float* dg, float* du, int64_t n) = 0;
 
   // ---- softmax cross-entropy over rows of logits [n, vocab] with integer targets.
   // losses[i] = logsumexp(row) - row[target]; logits are overwritten by the gradient
   // (softmax - onehot) * grad_scale. Returns nothing; losses written per row. A negative target
   // marks a row to ignore (loss 0, gradient 0), like PyTorch's ignore_index.
-  void cross_entropy(float* logits, const int32_t* targets, float* losses, int64_t n, int64_t vocab,
-                     float grad_scale) {
+  void cross_entropy(float* logits, const int32_t* targets, float* losses, int64_t n, int64_t vocab, float grad_scale) {
     kernels::check_targets(targets, n, vocab);
     cross_entropy_impl(logits, targets, losses, n, vocab, grad_scale);
   }
@@ -89,12 +86,11 @@ class Backend {
     embedding_forward_impl(table, ids, out, n);
   }
   // dtable[ids[i]] += dout[i]  (full-parameter mode)
-  virtual void embedding_backward(const int32_t* ids, const float* dout, float* dtable, int64_t n,
-                                  int64_t dim) = 0;
+  virtual void embedding_backward(const int32_t* ids, const float* dout, float* dtable, int64_t n, int64_t dim) = 0;
 
   // ---- AdamW with decoupled weight decay and bias correction; step counts from 1.
-  void adamw_step(float* param, const float* grad, float* m, float* v, int64_t n, float lr, float beta1,
-                  float beta2, float eps, float weight_decay, int64_t step) {
+  void adamw_step(float* param, const float* grad, float* m, float* v, int64_t n, float lr, float beta1, float beta2,
+                  float eps, float weight_decay, int64_t step) {
     kernels::check_adamw_step(step);
     adamw_step_impl(param, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, step);
   }
@@ -113,12 +109,12 @@ class Backend {
   virtual void cross_entropy_impl(float* logits, const int32_t* targets, float* losses, int64_t n, int64_t vocab,
                                   float grad_scale) = 0;
   virtual void embedding_forward_impl(const Weight& table, const int32_t* ids, float* out, int64_t n) = 0;
-  virtual void adamw_step_impl(float* param, const float* grad, float* m, float* v, int64_t n, float lr,
-                               float beta1, float beta2, float eps, float weight_decay, int64_t step) = 0;
+  virtual void adamw_step_impl(float* param, const float* grad, float* m, float* v, int64_t n, float lr, float beta1,
+                               float beta2, float eps, float weight_decay, int64_t step) = 0;
 };
 
 // compute: DType::F32 or DType::BF16 (see Backend::compute); anything else throws Error.
-std::unique_ptr<Backend> make_cpu_backend(DType compute = DType::F32);        // fast kernels
+std::unique_ptr<Backend> make_cpu_backend(DType compute = DType::F32);  // fast kernels
 std::unique_ptr<Backend> make_reference_backend(DType compute = DType::F32);  // scalar twins
 
 }  // namespace pricer

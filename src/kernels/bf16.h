@@ -6,7 +6,7 @@
 
 namespace pricer::kernels {
 
-void to_bf16(const float* x, uint16_t* y, int64_t n);            // AVX2
+void to_bf16(const float* x, uint16_t* y, int64_t n);  // AVX2
 void to_bf16_reference(const float* x, uint16_t* y, int64_t n);  // scalar
 
 }  // namespace pricer::kernels

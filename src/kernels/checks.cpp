@@ -7,18 +7,16 @@
 namespace pricer::kernels {
 
 int64_t check_attention(std::span<const int32_t> cu_seqlens, int heads, int kv_heads, int hd) {
-  require(heads > 0 && kv_heads > 0 && heads % kv_heads == 0,
-          "attention: heads (" + std::to_string(heads) + ") must be a positive multiple of kv_heads (" +
-              std::to_string(kv_heads) + ")");
+  require(heads > 0 && kv_heads > 0 && heads % kv_heads == 0, "attention: heads (" + std::to_string(heads) +
+                                                                  ") must be a positive multiple of kv_heads (" +
+                                                                  std::to_string(kv_heads) + ")");
   require(hd > 0, "attention: head_dim must be positive, got " + std::to_string(hd));
   require(!cu_seqlens.empty(), "attention: cu_seqlens is empty (expected at least {0})");
-  require(cu_seqlens[0] == 0,
-          "attention: cu_seqlens[0] must be 0, got " + std::to_string(cu_seqlens[0]));
+  require(cu_seqlens[0] == 0, "attention: cu_seqlens[0] must be 0, got " + std::to_string(cu_seqlens[0]));
   for (size_t i = 1; i < cu_seqlens.size(); ++i) {
     require(cu_seqlens[i] >= cu_seqlens[i - 1], [&] {
       return "attention: cu_seqlens[" + std::to_string(i) + "] = " + std::to_string(cu_seqlens[i]) +
-          " is less than cu_seqlens[" + std::to_string(i - 1) + "] = " +
-          std::to_string(cu_seqlens[i - 1]);
+             " is less than cu_seqlens[" + std::to_string(i - 1) + "] = " + std::to_string(cu_seqlens[i - 1]);
     });
   }
   return cu_seqlens.back();
@@ -27,8 +25,8 @@ int64_t check_attention(std::span<const int32_t> cu_seqlens, int heads, int kv_h
 void check_ids(const char* op, const int32_t* ids, int64_t n, int64_t vocab) {
   for (int64_t i = 0; i < n; ++i) {
     require(ids[i] >= 0 && ids[i] < vocab, [&] {
-      return std::string(op) + ": id " + std::to_string(ids[i]) + " at position " +
-          std::to_string(i) + " is outside the table [0, " + std::to_string(vocab) + ")";
+      return std::string(op) + ": id " + std::to_string(ids[i]) + " at position " + std::to_string(i) +
+             " is outside the table [0, " + std::to_string(vocab) + ")";
     });
   }
 }
@@ -37,7 +35,7 @@ void check_targets(const int32_t* targets, int64_t n, int64_t vocab) {
   for (int64_t i = 0; i < n; ++i) {
     require(targets[i] < vocab, [&] {
       return "cross_entropy: target " + std::to_string(targets[i]) + " at row " + std::to_string(i) +
-          " is outside the vocabulary [0, " + std::to_string(vocab) + ")";
+             " is outside the vocabulary [0, " + std::to_string(vocab) + ")";
     });
   }
 }

@@ -65,8 +65,8 @@ class CpuBackend final : public Backend {
   }
   const char* name() const override { return "cpu"; }
 
-  void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-            const float* B, float beta, float* C) override {
+  void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, const float* B, float beta,
+            float* C) override {
     if (M == 0 || N == 0) return;
     if (K == 0) {
       scale_or_zero(C, M * N, beta);
@@ -158,12 +158,10 @@ class CpuBackend final : public Backend {
             // part += dy[c0:c0+m, r0:r0+nb] tile
             if (bf16) {
               dequantize_bf16(W, r0, nb, tile, tile16);
-              kernels::gemm_bf16(false, m, in, nb, xb_.data() + c0 * out + r0, out, tile16, in, 1.0f,
-                                 part, in);
+              kernels::gemm_bf16(false, m, in, nb, xb_.data() + c0 * out + r0, out, tile16, in, 1.0f, part, in);
             } else {
               W.dequantize_rows(r0, nb, tile);
-              kernels::gemm_f32(false, false, m, in, nb, 1.0f, dy + c0 * out + r0, out, tile, in,
-                                1.0f, part, in);
+              kernels::gemm_f32(false, false, m, in, nb, 1.0f, dy + c0 * out + r0, out, tile, in, 1.0f, part, in);
             }
           });
         }
@@ -180,9 +178,9 @@ class CpuBackend final : public Backend {
     errors.rethrow();
   }
 
-  void rmsnorm_forward(const float* x, const float* w, float* y, float* rstd, int64_t n,
-                       int64_t dim, float eps) override {
-#pragma omp parallel for num_threads(team(n * dim)) schedule(static)
+  void rmsnorm_forward(const float* x, const float* w, float* y, float* rstd, int64_t n, int64_t dim,
+                       float eps) override {
+#pragma omp parallel for num_threads(team(n* dim)) schedule(static)
     for (int64_t r = 0; r < n; ++r) {
       const float* xr = x + r * dim;
       float* yr = y + r * dim;
@@ -197,8 +195,8 @@ class CpuBackend final : public Backend {
     }
   }
 
-  void rmsnorm_backward(const float* dy, const float* x, const float* w, const float* rstd,
-                        float* dx, float* dw, int64_t n, int64_t dim) override {
+  void rmsnorm_backward(const float* dy, const float* x, const float* w, const float* rstd, float* dx, float* dw,
+                        int64_t n, int64_t dim) override {
     const int nt = team(n * dim);
     // dw: each thread owns a range of columns and sums the rows in order, so the result does not
     // even depend on the thread count.
@@ -237,10 +235,10 @@ class CpuBackend final : public Backend {
     }
   }
 
-  void rope_impl(float* x, const int32_t* pos, int64_t n, int heads, int head_dim,
-            const float* inv_freq, bool inverse) override {
+  void rope_impl(float* x, const int32_t* pos, int64_t n, int heads, int head_dim, const float* inv_freq,
+                 bool inverse) override {
     const int half = head_dim / 2;
-#pragma omp parallel num_threads(team(n * heads * head_dim))
+#pragma omp parallel num_threads(team(n* heads* head_dim))
     {
       std::vector<float> cs(static_cast<size_t>(half)), sn(static_cast<size_t>(half));
 #pragma omp for schedule(static)
@@ -272,8 +270,7 @@ class CpuBackend final : public Backend {
   }
 
   void attention_forward_impl(const float* q, const float* k, const float* v, float* out, float* lse,
-                         std::span<const int32_t> cu_seqlens, int heads, int kv_heads,
-                         int hd) override {
+                              std::span<const int32_t> cu_seqlens, int heads, int kv_heads, int hd) override {
     const int64_t total = cu_seqlens.back();  // checked by Backend::attention_*
     const int64_t nseq = int64_t(cu_seqlens.size()) - 1;
     const int group = heads / kv_heads;
@@ -315,10 +312,9 @@ class CpuBackend final : public Backend {
     }
   }
 
-  void attention_backward_impl(const float* q, const float* k, const float* v, const float* out,
-                          const float* lse, const float* dout, float* dq, float* dk, float* dv,
-                          std::span<const int32_t> cu_seqlens, int heads, int kv_heads,
-                          int hd) override {
+  void attention_backward_impl(const float* q, const float* k, const float* v, const float* out, const float* lse,
+                               const float* dout, float* dq, float* dk, float* dv, std::span<const int32_t> cu_seqlens,
+                               int heads, int kv_heads, int hd) override {
     const int64_t total = cu_seqlens.back();  // checked by Backend::attention_*
     const int64_t nseq = int64_t(cu_seqlens.size()) - 1;
     const int group = heads / kv_heads;
@@ -372,8 +368,7 @@ class CpuBackend final : public Backend {
     });
   }
 
-  void swiglu_backward(const float* g, const float* u, const float* dh, float* dg, float* du,
-                       int64_t n) override {
+  void swiglu_backward(const float* g, const float* u, const float* dh, float* dg, float* du, int64_t n) override {
     const __m256 one = _mm256_set1_ps(1.0f);
     parallel_chunks(n, [&](int64_t i, __m256i m) {
       const __m256 vg = _mm256_maskload_ps(g + i, m), vu = _mm256_maskload_ps(u + i, m);
@@ -386,9 +381,9 @@ class CpuBackend final : public Backend {
     });
   }
 
-  void cross_entropy_impl(float* logits, const int32_t* targets, float* losses, int64_t n,
-                     int64_t vocab, float grad_scale) override {
-#pragma omp parallel for num_threads(team(n * vocab)) schedule(static)
+  void cross_entropy_impl(float* logits, const int32_t* targets, float* losses, int64_t n, int64_t vocab,
+                          float grad_scale) override {
+#pragma omp parallel for num_threads(team(n* vocab)) schedule(static)
     for (int64_t r = 0; r < n; ++r) {
       float* x = logits + r * vocab;
       if (targets[r] < 0) {
@@ -413,12 +408,11 @@ class CpuBackend final : public Backend {
     }
   }
 
-  void embedding_forward_impl(const Weight& table, const int32_t* ids, float* out,
-                         int64_t n) override {
+  void embedding_forward_impl(const Weight& table, const int32_t* ids, float* out, int64_t n) override {
     const int64_t dim = table.cols();
     const bool f32 = table.dtype() == DType::F32;
     kernels::ParallelErrors errors;
-#pragma omp parallel for num_threads(team(n * dim)) schedule(static)
+#pragma omp parallel for num_threads(team(n* dim)) schedule(static)
     for (int64_t i = 0; i < n; ++i) {
       if (f32) {
         std::memcpy(out + i * dim, table.f32().data() + int64_t(ids[i]) * dim, sizeof(float) * size_t(dim));
@@ -429,8 +423,7 @@ class CpuBackend final : public Backend {
     errors.rethrow();
   }
 
-  void embedding_backward(const int32_t* ids, const float* dout, float* dtable, int64_t n,
-                          int64_t dim) override {
+  void embedding_backward(const int32_t* ids, const float* dout, float* dtable, int64_t n, int64_t dim) override {
     // Repeated ids add into the same row: each thread owns a range of columns instead of rows,
     // and adds the tokens in order.
     const int nt = team(n * dim);
@@ -446,8 +439,8 @@ class CpuBackend final : public Backend {
     }
   }
 
-  void adamw_step_impl(float* param, const float* grad, float* m, float* v, int64_t n, float lr,
-                  float beta1, float beta2, float eps, float weight_decay, int64_t step) override {
+  void adamw_step_impl(float* param, const float* grad, float* m, float* v, int64_t n, float lr, float beta1,
+                       float beta2, float eps, float weight_decay, int64_t step) override {
     const float bc1 = 1.0f - std::pow(beta1, float(step));
     const float bc2 = 1.0f - std::pow(beta2, float(step));
     const __m256 b1 = _mm256_set1_ps(beta1), b2 = _mm256_set1_ps(beta2);
@@ -458,8 +451,8 @@ class CpuBackend final : public Backend {
     parallel_chunks(n, [&](int64_t i, __m256i mask) {
       const __m256 g = _mm256_maskload_ps(grad + i, mask);
       const __m256 mi = _mm256_add_ps(_mm256_mul_ps(b1, _mm256_maskload_ps(m + i, mask)), _mm256_mul_ps(omb1, g));
-      const __m256 vi = _mm256_add_ps(_mm256_mul_ps(b2, _mm256_maskload_ps(v + i, mask)),
-                                      _mm256_mul_ps(_mm256_mul_ps(omb2, g), g));
+      const __m256 vi =
+          _mm256_add_ps(_mm256_mul_ps(b2, _mm256_maskload_ps(v + i, mask)), _mm256_mul_ps(_mm256_mul_ps(omb2, g), g));
       _mm256_maskstore_ps(m + i, mask, mi);
       _mm256_maskstore_ps(v + i, mask, vi);
       const __m256 mhat = _mm256_div_ps(mi, vbc1), vhat = _mm256_div_ps(vi, vbc2);
@@ -488,7 +481,8 @@ class CpuBackend final : public Backend {
     __m256 acc = _mm256_setzero_ps();
     for (int64_t j = 0; j < nb; j += 8) {
       const __m256i m = tail_mask(std::min<int64_t>(8, nb - j));
-      const __m256 e = _mm256_and_ps(simd::exp(_mm256_sub_ps(_mm256_maskload_ps(p + j, m), vs)), _mm256_castsi256_ps(m));
+      const __m256 e =
+          _mm256_and_ps(simd::exp(_mm256_sub_ps(_mm256_maskload_ps(p + j, m), vs)), _mm256_castsi256_ps(m));
       _mm256_maskstore_ps(p + j, m, e);
       acc = _mm256_add_ps(acc, e);
     }
@@ -508,7 +502,8 @@ class CpuBackend final : public Backend {
     }
     for (; i < n; i += 8) {
       const __m256i m = tail_mask(std::min<int64_t>(8, n - i));
-      a0 = _mm256_add_ps(a0, _mm256_and_ps(simd::exp(_mm256_sub_ps(_mm256_maskload_ps(x + i, m), vm)), _mm256_castsi256_ps(m)));
+      a0 = _mm256_add_ps(
+          a0, _mm256_and_ps(simd::exp(_mm256_sub_ps(_mm256_maskload_ps(x + i, m), vm)), _mm256_castsi256_ps(m)));
     }
     return simd::hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
   }

@@ -94,8 +94,7 @@ float nf4_block_dot(const uint8_t* packed, const float* x, __m256 tab_lo, __m256
     const __m128i parts[4] = {a, _mm_srli_si128(a, 8), c, _mm_srli_si128(c, 8)};
     for (int g = 0; g < 4; ++g) {
       const __m256i idx = _mm256_cvtepu8_epi32(parts[g]);
-      const __m256 v = _mm256_blendv_ps(_mm256_permutevar8x32_ps(tab_lo, idx),
-                                        _mm256_permutevar8x32_ps(tab_hi, idx),
+      const __m256 v = _mm256_blendv_ps(_mm256_permutevar8x32_ps(tab_lo, idx), _mm256_permutevar8x32_ps(tab_hi, idx),
                                         _mm256_castsi256_ps(_mm256_cmpgt_epi32(idx, seven)));
       acc = _mm256_fmadd_ps(v, _mm256_loadu_ps(x + 32 * half + 8 * g), acc);
     }

@@ -7,12 +7,12 @@
 namespace pricer::kernels {
 
 // C[M,N] = alpha op(A) op(B) + beta C in f32.
-void gemm_f32(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-              int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+void gemm_f32(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+              const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
 // C[M,N] = A op(B) + beta C: A [M,K] and B ([K,N], or [N,K] when tb) in bf16, C in f32.
-void gemm_bf16(bool tb, int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda,
-               const uint16_t* B, int64_t ldb, float beta, float* C, int64_t ldc);
+void gemm_bf16(bool tb, int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda, const uint16_t* B, int64_t ldb,
+               float beta, float* C, int64_t ldc);
 
 // Within our own OpenMP regions every thread multiplies its own tile. Made just before such a
 // region, this keeps the GEMMs called inside it on their calling thread (oneDNN would otherwise

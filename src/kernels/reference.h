@@ -16,8 +16,7 @@ namespace pricer::ref {
 
 // C[M,N] = alpha * op(A) op(B) + beta * C, row-major; op(A) is [M,K], op(B) is [K,N].
 template <class T>
-void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, const T* B,
-          T beta, T* C) {
+void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, const T* B, T beta, T* C) {
   for (int64_t i = 0; i < M; ++i) {
     for (int64_t j = 0; j < N; ++j) {
       double acc = 0;
@@ -59,8 +58,7 @@ void rmsnorm_forward(const T* x, const T* w, T* y, T* rstd, int64_t n, int64_t d
 // With y_i = x_i r w_i and r = (mean(x^2) + eps)^-1/2:
 //   dx_i = r w_i dy_i - x_i r^3 / dim * sum_j dy_j w_j x_j,   dw_i += sum_rows dy_i x_i r.
 template <class T>
-void rmsnorm_backward(const T* dy, const T* x, const T* w, const T* rstd, T* dx, T* dw, int64_t n,
-                      int64_t dim) {
+void rmsnorm_backward(const T* dy, const T* x, const T* w, const T* rstd, T* dx, T* dw, int64_t n, int64_t dim) {
   for (int64_t r = 0; r < n; ++r) {
     const T* xr = x + r * dim;
     const T* dyr = dy + r * dim;
@@ -77,8 +75,7 @@ void rmsnorm_backward(const T* dy, const T* x, const T* w, const T* rstd, T* dx,
 
 // Rotate-half RoPE in place; inverse rotates by the negative angle (the transpose).
 template <class T>
-void rope(T* x, const int32_t* pos, int64_t n, int heads, int head_dim, const T* inv_freq,
-          bool inverse) {
+void rope(T* x, const int32_t* pos, int64_t n, int heads, int head_dim, const T* inv_freq, bool inverse) {
   const int half = head_dim / 2;
   for (int64_t t = 0; t < n; ++t) {
     for (int h = 0; h < heads; ++h) {
@@ -97,8 +94,8 @@ void rope(T* x, const int32_t* pos, int64_t n, int heads, int head_dim, const T*
 
 // Causal attention per sequence, GQA; full score row per query (the reference keeps it simple).
 template <class T>
-void attention_forward(const T* q, const T* k, const T* v, T* out, T* lse,
-                       std::span<const int32_t> cu_seqlens, int heads, int kv_heads, int hd) {
+void attention_forward(const T* q, const T* k, const T* v, T* out, T* lse, std::span<const int32_t> cu_seqlens,
+                       int heads, int kv_heads, int hd) {
   const int64_t total = cu_seqlens.back();
   const int group = heads / kv_heads;
   const T scale = T(1) / std::sqrt(T(hd));
@@ -138,9 +135,8 @@ void attention_forward(const T* q, const T* k, const T* v, T* out, T* lse,
 // Backward from the saved lse: p = exp(s - lse), dp = dout . v, D = dout . out,
 // ds = p (dp - D); dq += scale ds k, dk += scale ds q, dv += p dout.
 template <class T>
-void attention_backward(const T* q, const T* k, const T* v, const T* out, const T* lse,
-                        const T* dout, T* dq, T* dk, T* dv, std::span<const int32_t> cu_seqlens,
-                        int heads, int kv_heads, int hd) {
+void attention_backward(const T* q, const T* k, const T* v, const T* out, const T* lse, const T* dout, T* dq, T* dk,
+                        T* dv, std::span<const int32_t> cu_seqlens, int heads, int kv_heads, int hd) {
   const int64_t total = cu_seqlens.back();
   const int group = heads / kv_heads;
   const T scale = T(1) / std::sqrt(T(hd));
@@ -206,8 +202,7 @@ void swiglu_backward(const T* g, const T* u, const T* dh, T* dg, T* du, int64_t 
 
 // Rows with a negative target are ignored (loss 0, zero gradient), like PyTorch's ignore_index.
 template <class T>
-void cross_entropy(T* logits, const int32_t* targets, T* losses, int64_t n, int64_t vocab,
-                   T grad_scale) {
+void cross_entropy(T* logits, const int32_t* targets, T* losses, int64_t n, int64_t vocab, T grad_scale) {
   for (int64_t r = 0; r < n; ++r) {
     T* x = logits + r * vocab;
     if (targets[r] < 0) {
@@ -241,8 +236,8 @@ void embedding_backward(const int32_t* ids, const T* dout, T* dtable, int64_t n,
 // AdamW (Loshchilov & Hutter, as torch.optim.AdamW): decay p by lr * wd, then the Adam step with
 // bias-corrected moments.
 template <class T>
-void adamw_step(T* param, const T* grad, T* m, T* v, int64_t n, T lr, T beta1, T beta2, T eps,
-                T weight_decay, int64_t step) {
+void adamw_step(T* param, const T* grad, T* m, T* v, int64_t n, T lr, T beta1, T beta2, T eps, T weight_decay,
+                int64_t step) {
   const T bc1 = T(1) - std::pow(beta1, T(step));
   const T bc2 = T(1) - std::pow(beta2, T(step));
   for (int64_t i = 0; i < n; ++i) {

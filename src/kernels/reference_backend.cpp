@@ -29,8 +29,8 @@ class ReferenceBackend final : public Backend {
   }
   const char* name() const override { return "reference"; }
 
-  void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-            const float* B, float beta, float* C) override {
+  void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, const float* B, float beta,
+            float* C) override {
     ref::gemm<float>(ta, tb, M, N, K, alpha, A, B, beta, C);
   }
 
@@ -62,51 +62,46 @@ class ReferenceBackend final : public Backend {
     }
   }
 
-  void rmsnorm_forward(const float* x, const float* w, float* y, float* rstd, int64_t n,
-                       int64_t dim, float eps) override {
+  void rmsnorm_forward(const float* x, const float* w, float* y, float* rstd, int64_t n, int64_t dim,
+                       float eps) override {
     ref::rmsnorm_forward<float>(x, w, y, rstd, n, dim, eps);
   }
 
-  void rmsnorm_backward(const float* dy, const float* x, const float* w, const float* rstd,
-                        float* dx, float* dw, int64_t n, int64_t dim) override {
+  void rmsnorm_backward(const float* dy, const float* x, const float* w, const float* rstd, float* dx, float* dw,
+                        int64_t n, int64_t dim) override {
     ref::rmsnorm_backward<float>(dy, x, w, rstd, dx, dw, n, dim);
   }
 
-  void rope_impl(float* x, const int32_t* pos, int64_t n, int heads, int head_dim,
-            const float* inv_freq, bool inverse) override {
+  void rope_impl(float* x, const int32_t* pos, int64_t n, int heads, int head_dim, const float* inv_freq,
+                 bool inverse) override {
     ref::rope<float>(x, pos, n, heads, head_dim, inv_freq, inverse);
   }
 
   void attention_forward_impl(const float* q, const float* k, const float* v, float* out, float* lse,
-                         std::span<const int32_t> cu_seqlens, int heads, int kv_heads,
-                         int hd) override {
+                              std::span<const int32_t> cu_seqlens, int heads, int kv_heads, int hd) override {
     ref::attention_forward<float>(q, k, v, out, lse, cu_seqlens, heads, kv_heads, hd);
   }
 
-  void attention_backward_impl(const float* q, const float* k, const float* v, const float* out,
-                          const float* lse, const float* dout, float* dq, float* dk, float* dv,
-                          std::span<const int32_t> cu_seqlens, int heads, int kv_heads,
-                          int hd) override {
-    ref::attention_backward<float>(q, k, v, out, lse, dout, dq, dk, dv, cu_seqlens, heads,
-                                   kv_heads, hd);
+  void attention_backward_impl(const float* q, const float* k, const float* v, const float* out, const float* lse,
+                               const float* dout, float* dq, float* dk, float* dv, std::span<const int32_t> cu_seqlens,
+                               int heads, int kv_heads, int hd) override {
+    ref::attention_backward<float>(q, k, v, out, lse, dout, dq, dk, dv, cu_seqlens, heads, kv_heads, hd);
   }
 
   void swiglu_forward(const float* g, const float* u, float* h, int64_t n) override {
     ref::swiglu_forward<float>(g, u, h, n);
   }
 
-  void swiglu_backward(const float* g, const float* u, const float* dh, float* dg, float* du,
-                       int64_t n) override {
+  void swiglu_backward(const float* g, const float* u, const float* dh, float* dg, float* du, int64_t n) override {
     ref::swiglu_backward<float>(g, u, dh, dg, du, n);
   }
 
-  void cross_entropy_impl(float* logits, const int32_t* targets, float* losses, int64_t n,
-                     int64_t vocab, float grad_scale) override {
+  void cross_entropy_impl(float* logits, const int32_t* targets, float* losses, int64_t n, int64_t vocab,
+                          float grad_scale) override {
     ref::cross_entropy<float>(logits, targets, losses, n, vocab, grad_scale);
   }
 
-  void embedding_forward_impl(const Weight& table, const int32_t* ids, float* out,
-                         int64_t n) override {
+  void embedding_forward_impl(const Weight& table, const int32_t* ids, float* out, int64_t n) override {
     if (table.dtype() == DType::F32) {
       ref::embedding_forward<float>(table.f32().data(), table.cols(), ids, out, n);
     } else {
@@ -114,13 +109,12 @@ class ReferenceBackend final : public Backend {
     }
   }
 
-  void embedding_backward(const int32_t* ids, const float* dout, float* dtable, int64_t n,
-                          int64_t dim) override {
+  void embedding_backward(const int32_t* ids, const float* dout, float* dtable, int64_t n, int64_t dim) override {
     ref::embedding_backward<float>(ids, dout, dtable, n, dim);
   }
 
-  void adamw_step_impl(float* param, const float* grad, float* m, float* v, int64_t n, float lr,
-                  float beta1, float beta2, float eps, float weight_decay, int64_t step) override {
+  void adamw_step_impl(float* param, const float* grad, float* m, float* v, int64_t n, float lr, float beta1,
+                       float beta2, float eps, float weight_decay, int64_t step) override {
     ref::adamw_step<float>(param, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, step);
   }
 
@@ -130,8 +124,6 @@ class ReferenceBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_reference_backend(DType compute) {
-  return std::make_unique<ReferenceBackend>(compute);
-}
+std::unique_ptr<Backend> make_reference_backend(DType compute) { return std::make_unique<ReferenceBackend>(compute); }
 
 }  // namespace pricer

@@ -17,31 +17,29 @@ void Batch::validate(int64_t vocab, int64_t max_pos, const std::string& what) co
   const size_t T = tokens.size();
   require(T > 0, what + ": empty batch");
   require(positions.size() == T && targets.size() == T && loss_mask.size() == T,
-          what + ": tokens, positions, targets and loss_mask differ in length (" + std::to_string(T) +
-              ", " + std::to_string(positions.size()) + ", " + std::to_string(targets.size()) + ", " +
+          what + ": tokens, positions, targets and loss_mask differ in length (" + std::to_string(T) + ", " +
+              std::to_string(positions.size()) + ", " + std::to_string(targets.size()) + ", " +
               std::to_string(loss_mask.size()) + ")");
-  require(cu_seqlens.size() >= 2 && cu_seqlens.front() == 0 &&
-              cu_seqlens.back() == static_cast<int32_t>(T),
+  require(cu_seqlens.size() >= 2 && cu_seqlens.front() == 0 && cu_seqlens.back() == static_cast<int32_t>(T),
           what + ": cu_seqlens must run from 0 to the token count " + std::to_string(T));
   for (size_t i = 1; i < cu_seqlens.size(); ++i) {
     require(cu_seqlens[i] > cu_seqlens[i - 1], [&] {
-      return what + ": cu_seqlens[" + std::to_string(i) + "] = " + std::to_string(cu_seqlens[i]) +
-          " does not increase";
+      return what + ": cu_seqlens[" + std::to_string(i) + "] = " + std::to_string(cu_seqlens[i]) + " does not increase";
     });
   }
   for (size_t t = 0; t < T; ++t) {
     require(tokens[t] >= 0 && tokens[t] < vocab, [&] {
       return what + ": token " + std::to_string(tokens[t]) + " at row " + std::to_string(t) +
-          " outside the vocabulary of " + std::to_string(vocab);
+             " outside the vocabulary of " + std::to_string(vocab);
     });
     require(positions[t] >= 0 && positions[t] < max_pos, [&] {
-      return what + ": position " + std::to_string(positions[t]) + " at row " + std::to_string(t) +
-          " outside [0, " + std::to_string(max_pos) + ")";
+      return what + ": position " + std::to_string(positions[t]) + " at row " + std::to_string(t) + " outside [0, " +
+             std::to_string(max_pos) + ")";
     });
     if (loss_mask[t]) {
       require(targets[t] >= 0 && targets[t] < vocab, [&] {
         return what + ": target " + std::to_string(targets[t]) + " at row " + std::to_string(t) +
-            " outside the vocabulary of " + std::to_string(vocab);
+               " outside the vocabulary of " + std::to_string(vocab);
       });
     }
   }
@@ -54,12 +52,10 @@ void Batch::validate(int64_t vocab, int64_t max_pos, const std::string& what) co
     require(!st.ids.empty() && st.ids.size() == st.probs.size(), where + ": ids and probs differ in length");
     double sum = 0;
     for (size_t k = 0; k < st.ids.size(); ++k) {
-      require(st.ids[k] >= 0 && st.ids[k] < vocab, [&] {
-        return where + ": id " + std::to_string(st.ids[k]) + " outside the vocabulary";
-      });
-      require(std::isfinite(st.probs[k]) && st.probs[k] >= 0, [&] {
-        return where + ": probabilities must be finite and >= 0";
-      });
+      require(st.ids[k] >= 0 && st.ids[k] < vocab,
+              [&] { return where + ": id " + std::to_string(st.ids[k]) + " outside the vocabulary"; });
+      require(std::isfinite(st.probs[k]) && st.probs[k] >= 0,
+              [&] { return where + ": probabilities must be finite and >= 0"; });
       sum += st.probs[k];
     }
     require(std::abs(sum - 1.0) < 1e-3, where + ": probabilities sum to " + std::to_string(sum) + ", not 1");
@@ -71,11 +67,9 @@ Batch make_batch(std::span<const Example> examples, BatchMode mode, int32_t pad_
   size_t longest = 0;
   for (size_t i = 0; i < examples.size(); ++i) {
     const Example& e = examples[i];
-    require(e.tokens.size() >= 2 && e.prompt_len >= 1 &&
-                e.prompt_len < static_cast<int64_t>(e.tokens.size()),
+    require(e.tokens.size() >= 2 && e.prompt_len >= 1 && e.prompt_len < static_cast<int64_t>(e.tokens.size()),
             "make_batch: example " + std::to_string(i) + " has " + std::to_string(e.tokens.size()) +
-                " tokens and prompt_len " + std::to_string(e.prompt_len) +
-                " (need 1 <= prompt_len < tokens)");
+                " tokens and prompt_len " + std::to_string(e.prompt_len) + " (need 1 <= prompt_len < tokens)");
     longest = std::max(longest, e.tokens.size());
   }
   Batch b;

@@ -21,11 +21,11 @@ struct SoftTarget {
 };
 
 struct Batch {
-  std::vector<int32_t> tokens;      // [T]
-  std::vector<int32_t> positions;   // [T] rotary positions, restarting at 0 in every sequence
+  std::vector<int32_t> tokens;  // [T]
+  std::vector<int32_t> positions;  // [T] rotary positions, restarting at 0 in every sequence
   std::vector<int32_t> cu_seqlens;  // [S + 1] sequence i occupies [cu[i], cu[i+1])
-  std::vector<int32_t> targets;     // [T]
-  std::vector<uint8_t> loss_mask;   // [T]
+  std::vector<int32_t> targets;  // [T]
+  std::vector<uint8_t> loss_mask;  // [T]
   std::vector<SoftTarget> soft_targets;  // optional, at most one per position
 
   int64_t size() const { return static_cast<int64_t>(tokens.size()); }

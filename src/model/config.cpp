@@ -33,8 +33,7 @@ void ModelConfig::validate(const std::string& source) const {
   check_range(source, "num_attention_heads", n_heads, 1, kMaxHeads);
   check_range(source, "num_key_value_heads", n_kv_heads, 1, n_heads);
   require(n_heads % n_kv_heads == 0, source + ": num_attention_heads = " + std::to_string(n_heads) +
-                                         " is not a multiple of num_key_value_heads = " +
-                                         std::to_string(n_kv_heads));
+                                         " is not a multiple of num_key_value_heads = " + std::to_string(n_kv_heads));
   check_range(source, "head_dim", head_dim, 2, kMaxHeadDim);
   require(head_dim % 2 == 0,
           source + ": head_dim = " + std::to_string(head_dim) + " must be even for rotary embeddings");
@@ -48,26 +47,25 @@ void ModelConfig::validate(const std::string& source) const {
   require(std::isfinite(rs.factor) && rs.factor > 0.0f,
           source + ": rope_scaling.factor = " + std::to_string(rs.factor) + " must be > 0");
   if (rs.factor > 1.0f) {
-    require(std::isfinite(rs.low_freq_factor) && std::isfinite(rs.high_freq_factor) &&
-                rs.low_freq_factor > 0.0f && rs.high_freq_factor > rs.low_freq_factor,
+    require(std::isfinite(rs.low_freq_factor) && std::isfinite(rs.high_freq_factor) && rs.low_freq_factor > 0.0f &&
+                rs.high_freq_factor > rs.low_freq_factor,
             source + ": rope_scaling needs 0 < low_freq_factor < high_freq_factor (got " +
                 std::to_string(rs.low_freq_factor) + ", " + std::to_string(rs.high_freq_factor) + ")");
-    check_range(source, "rope_scaling.original_max_position_embeddings", rs.original_max_position, 1,
-                kMaxSeq);
+    check_range(source, "rope_scaling.original_max_position_embeddings", rs.original_max_position, 1, kMaxSeq);
   }
   // Each size may be plausible alone and their product still absurd.
-  require(n_params() <= kMaxParams, source + ": " + std::to_string(n_params()) +
-                                        " parameters exceed the limit of " + std::to_string(kMaxParams));
+  require(n_params() <= kMaxParams,
+          source + ": " + std::to_string(n_params()) + " parameters exceed the limit of " + std::to_string(kMaxParams));
   require(bos_id < vocab_size && eos_id < vocab_size,
           source + ": bos/eos token id outside the vocabulary of " + std::to_string(vocab_size));
 }
 
 int64_t ModelConfig::n_params() const {
   const int64_t q_out = n_heads * head_dim, kv_out = n_kv_heads * head_dim;
-  int64_t per_layer = 2 * dim                        // the two norms
-                      + 2 * dim * q_out              // q, o
-                      + 2 * dim * kv_out             // k, v
-                      + 3 * dim * ffn_dim;           // gate, up, down
+  int64_t per_layer = 2 * dim  // the two norms
+                      + 2 * dim * q_out  // q, o
+                      + 2 * dim * kv_out  // k, v
+                      + 3 * dim * ffn_dim;  // gate, up, down
   if (qkv_bias) per_layer += q_out + 2 * kv_out;
   int64_t n = vocab_size * dim + n_layers * per_layer + dim;
   if (!tied_embeddings) n += vocab_size * dim;

@@ -17,18 +17,18 @@ struct RopeScaling {
 struct ModelConfig {
   std::string architecture = "llama";
   int64_t vocab_size = 0;
-  int64_t dim = 0;          // hidden_size
+  int64_t dim = 0;  // hidden_size
   int64_t n_layers = 0;
   int64_t n_heads = 0;
-  int64_t n_kv_heads = 0;   // GQA; == n_heads for MHA
-  int64_t head_dim = 0;     // usually dim / n_heads
-  int64_t ffn_dim = 0;      // intermediate_size
+  int64_t n_kv_heads = 0;  // GQA; == n_heads for MHA
+  int64_t head_dim = 0;  // usually dim / n_heads
+  int64_t ffn_dim = 0;  // intermediate_size
   int64_t max_seq_len = 2048;
   float rms_eps = 1e-5f;
   float rope_theta = 10000.0f;
   RopeScaling rope_scaling;
   bool tied_embeddings = false;  // output head shares the token embedding
-  bool qkv_bias = false;         // Qwen2
+  bool qkv_bias = false;  // Qwen2
   int32_t bos_id = -1, eos_id = -1;
 
   // Throws Error naming `source` when sizes are absent, negative, inconsistent or absurd.

@@ -18,8 +18,8 @@ const char* stop_reason_name(StopReason r) {
   return "?";
 }
 
-GenerationResult generate(LlamaModel& model, Backend& be, std::span<const int32_t> prompt,
-                          const GenerationOptions& o, const TokenCallback& on_token) {
+GenerationResult generate(LlamaModel& model, Backend& be, std::span<const int32_t> prompt, const GenerationOptions& o,
+                          const TokenCallback& on_token) {
   const ModelConfig& cfg = model.config();
   const auto n_prompt = static_cast<int64_t>(prompt.size());
   require(n_prompt > 0, "generate: empty prompt (nothing to start from; give a prompt or a BOS token)");
@@ -27,13 +27,13 @@ GenerationResult generate(LlamaModel& model, Backend& be, std::span<const int32_
                                            " tokens, more than the model's context of " +
                                            std::to_string(cfg.max_seq_len));
   require(o.max_tokens >= 1, "generate: max tokens must be >= 1, got " + std::to_string(o.max_tokens));
-  require(o.sample_vocab >= 0 && o.sample_vocab <= cfg.vocab_size,
-          "generate: sampling vocab " + std::to_string(o.sample_vocab) + " outside 0.." +
-              std::to_string(cfg.vocab_size));
+  require(
+      o.sample_vocab >= 0 && o.sample_vocab <= cfg.vocab_size,
+      "generate: sampling vocab " + std::to_string(o.sample_vocab) + " outside 0.." + std::to_string(cfg.vocab_size));
   for (int64_t i = 0; i < n_prompt; ++i)
     require(prompt[i] >= 0 && prompt[i] < cfg.vocab_size, [&] {
       return "generate: prompt token " + std::to_string(i) + " is id " + std::to_string(prompt[i]) +
-          ", outside the model's vocab of " + std::to_string(cfg.vocab_size);
+             ", outside the model's vocab of " + std::to_string(cfg.vocab_size);
     });
   Sampler sampler(o.sampling);
 

@@ -14,10 +14,10 @@
 namespace pricer {
 
 struct GenerationOptions {
-  int64_t max_tokens = 256;        // new tokens at most (the prompt not counted)
-  std::vector<int32_t> stop_ids;   // generation ends when one of these is sampled (not emitted)
-  int64_t sample_vocab = 0;        // sample only ids below this (a tokenizer smaller than the
-                                   // model's padded vocab); 0 = the whole vocab
+  int64_t max_tokens = 256;  // new tokens at most (the prompt not counted)
+  std::vector<int32_t> stop_ids;  // generation ends when one of these is sampled (not emitted)
+  int64_t sample_vocab = 0;  // sample only ids below this (a tokenizer smaller than the
+                             // model's padded vocab); 0 = the whole vocab
   SamplingOptions sampling;
 };
 
@@ -27,7 +27,7 @@ const char* stop_reason_name(StopReason r);  // "stop token", "max tokens", ...
 struct GenerationResult {
   std::vector<int32_t> tokens;  // the new tokens, without the stop token
   StopReason reason = StopReason::MaxTokens;
-  int32_t stop_token = -1;      // the stop token sampled, when reason == StopToken
+  int32_t stop_token = -1;  // the stop token sampled, when reason == StopToken
   double prefill_seconds = 0, decode_seconds = 0;
 };
 

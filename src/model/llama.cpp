@@ -16,8 +16,8 @@ constexpr Proj kAllProj[kNumProj] = {Proj::Q, Proj::K, Proj::V, Proj::O, Proj::G
 
 // Key of the dropout mask of one adapter at one training step.
 uint64_t dropout_key(uint64_t seed, uint64_t step, int64_t layer, Proj p) {
-  return mix64(mix64(seed) ^ mix64(step * 0x100000001b3ull + static_cast<uint64_t>(layer) * kNumProj +
-                                   static_cast<uint64_t>(p)));
+  return mix64(mix64(seed) ^
+               mix64(step * 0x100000001b3ull + static_cast<uint64_t>(layer) * kNumProj + static_cast<uint64_t>(p)));
 }
 
 // dst (=|+=) src * mask / (1 - p), mask[i] = hash(key, i) >= p: recomputable in backward, so the
@@ -38,11 +38,10 @@ void add_into(float* y, const float* x, int64_t n) {
 
 void zero(std::vector<float>& v, size_t n) { v.assign(n, 0.0f); }
 
-std::vector<float> vector_of(const Weight& w, int64_t n, const std::string& source,
-                             const std::string& name) {
+std::vector<float> vector_of(const Weight& w, int64_t n, const std::string& source, const std::string& name) {
   require(w.numel() == n && (w.rows() == 1 || w.cols() == 1),
-          source + ": tensor " + name + " has shape [" + std::to_string(w.rows()) + ", " +
-              std::to_string(w.cols()) + "], expected [" + std::to_string(n) + "]");
+          source + ": tensor " + name + " has shape [" + std::to_string(w.rows()) + ", " + std::to_string(w.cols()) +
+              "], expected [" + std::to_string(n) + "]");
   return w.to_f32();
 }
 
@@ -105,8 +104,8 @@ std::vector<float> rope_inv_freq(const ModelConfig& cfg) {
     const float wavelen = 2.0f * std::numbers::pi_v<float> / f;
     // Long wavelengths are slowed by factor, short ones kept, the band between interpolated.
     const float scaled = wavelen > low_wavelen ? f / rs.factor : f;
-    const float smooth = static_cast<float>((old_ctx / wavelen - rs.low_freq_factor) /
-                                            (rs.high_freq_factor - rs.low_freq_factor));
+    const float smooth =
+        static_cast<float>((old_ctx / wavelen - rs.low_freq_factor) / (rs.high_freq_factor - rs.low_freq_factor));
     const bool medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
     f = medium ? (1.0f - smooth) * scaled / rs.factor + smooth * scaled : scaled;
   }
@@ -122,12 +121,12 @@ struct LlamaModel::Acts {
 };
 
 struct LlamaModel::Scratch {
-  std::vector<float> out;                 // [T, dim] recomputed layer output (discarded)
-  std::vector<float> dh, dtmp;            // [T, dim]
-  std::vector<float> datt, dq, dk, dv;    // attention widths
-  std::vector<float> a, da, dg, du;       // [T, ffn]
-  std::vector<float> xd;                  // dropped adapter input [T, max(dim, ffn)]
-  std::vector<float> dxa;                 // [T, rank]
+  std::vector<float> out;  // [T, dim] recomputed layer output (discarded)
+  std::vector<float> dh, dtmp;  // [T, dim]
+  std::vector<float> datt, dq, dk, dv;  // attention widths
+  std::vector<float> a, da, dg, du;  // [T, ffn]
+  std::vector<float> xd;  // dropped adapter input [T, max(dim, ffn)]
+  std::vector<float> dxa;  // [T, rank]
   std::vector<float> hsel, hnsel, rstd_sel, dhnsel, dhsel, logits, losses, scores;
   std::vector<int32_t> tsel;
 };
@@ -171,14 +170,11 @@ LlamaModel LlamaModel::from_weights(const ModelConfig& cfg, std::map<std::string
   auto take_matrix = [&](const std::string& name, int64_t rows, int64_t cols) {
     Weight w = take(name);
     require(w.rows() == rows && w.cols() == cols,
-            source + ": tensor " + name + " has shape [" + std::to_string(w.rows()) + ", " +
-                std::to_string(w.cols()) + "], expected [" + std::to_string(rows) + ", " +
-                std::to_string(cols) + "]");
+            source + ": tensor " + name + " has shape [" + std::to_string(w.rows()) + ", " + std::to_string(w.cols()) +
+                "], expected [" + std::to_string(rows) + ", " + std::to_string(cols) + "]");
     return w;
   };
-  auto take_vector = [&](const std::string& name, int64_t n) {
-    return vector_of(take(name), n, source, name);
-  };
+  auto take_vector = [&](const std::string& name, int64_t n) { return vector_of(take(name), n, source, name); };
   m.embed_ = take_matrix("model.embed_tokens.weight", cfg.vocab_size, cfg.dim);
   m.layers_.resize(cfg.n_layers);
   for (int64_t l = 0; l < cfg.n_layers; ++l) {
@@ -238,8 +234,8 @@ LlamaModel LlamaModel::random(const ModelConfig& cfg, uint64_t seed, float stdde
 }
 
 void LlamaModel::convert_base(DType dtype) {
-  require(!full_ || dtype == DType::F32, "full-parameter training needs f32 weights, not " +
-                                             std::string(dtype_name(dtype)));
+  require(!full_ || dtype == DType::F32,
+          "full-parameter training needs f32 weights, not " + std::string(dtype_name(dtype)));
   for (LayerWeights& L : layers_) {
     for (Weight& w : L.proj) {
       if (w.dtype() == dtype) continue;
@@ -250,8 +246,8 @@ void LlamaModel::convert_base(DType dtype) {
 }
 
 void LlamaModel::convert_embedding(DType dtype) {
-  require(!full_ || dtype == DType::F32, "full-parameter training needs f32 weights, not " +
-                                             std::string(dtype_name(dtype)));
+  require(!full_ || dtype == DType::F32,
+          "full-parameter training needs f32 weights, not " + std::string(dtype_name(dtype)));
   if (embed_.dtype() == dtype) return;
   const std::vector<float> f = embed_.to_f32();
   embed_ = Weight::from_f32(f.data(), embed_.rows(), embed_.cols(), dtype);
@@ -299,8 +295,8 @@ void LlamaModel::add_trainable_tokens(std::vector<int32_t> ids) {
   ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
   const int64_t V = cfg_.vocab_size, D = cfg_.dim, n = static_cast<int64_t>(ids.size());
   for (int32_t id : ids)
-    require(id >= 0 && id < V, "trainable tokens: id " + std::to_string(id) + " outside the vocabulary [0, " +
-                                   std::to_string(V) + ")");
+    require(id >= 0 && id < V,
+            "trainable tokens: id " + std::to_string(id) + " outside the vocabulary [0, " + std::to_string(V) + ")");
   TrainableTokens t;
   t.ids = std::move(ids);
   t.slot.assign(V, -1);
@@ -362,8 +358,8 @@ void LlamaModel::enable_full_training() {
   require(!has_lora(), "full-parameter training is not combined with LoRA adapters");
   require(!has_trainable_tokens(), "full-parameter training trains every token row already");
   auto check = [](const Weight& w, const std::string& name) {
-    require(w.dtype() == DType::F32, "full-parameter training needs f32 weights; " + name + " is " +
-                                         std::string(dtype_name(w.dtype())));
+    require(w.dtype() == DType::F32,
+            "full-parameter training needs f32 weights; " + name + " is " + std::string(dtype_name(w.dtype())));
   };
   check(embed_, "model.embed_tokens.weight");
   if (!cfg_.tied_embeddings) check(head_, "lm_head.weight");
@@ -437,8 +433,8 @@ void LlamaModel::zero_grad() {
 // ---------------------------------------------------------------------------------------------
 // Projections: y = x W^T (+ b) + scale * drop(x) A^T B^T
 
-void LlamaModel::proj_forward(Backend& be, int64_t l, Proj p, const float* x, float* y, int64_t T,
-                              Acts& acts, Scratch& s, const Dropout& dr) {
+void LlamaModel::proj_forward(Backend& be, int64_t l, Proj p, const float* x, float* y, int64_t T, Acts& acts,
+                              Scratch& s, const Dropout& dr) {
   const int pi = static_cast<int>(p);
   const LayerWeights& L = layers_[l];
   be.linear_forward(L.proj[pi], x, y, T, 0.0f);
@@ -460,8 +456,8 @@ void LlamaModel::proj_forward(Backend& be, int64_t l, Proj p, const float* x, fl
   be.gemm(false, true, T, ad->out, ad->rank, lora_.scale(), acts.xa[pi].data(), ad->B.data(), 1.0f, y);
 }
 
-void LlamaModel::proj_backward(Backend& be, int64_t l, Proj p, const float* x, const float* dy,
-                               float* dx, int64_t T, const Acts& acts, Scratch& s, const Dropout& dr) {
+void LlamaModel::proj_backward(Backend& be, int64_t l, Proj p, const float* x, const float* dy, float* dx, int64_t T,
+                               const Acts& acts, Scratch& s, const Dropout& dr) {
   const int pi = static_cast<int>(p);
   const Weight& W = layers_[l].proj[pi];
   be.linear_backward_input(W, dy, dx, T);
@@ -500,8 +496,8 @@ void LlamaModel::proj_backward(Backend& be, int64_t l, Proj p, const float* x, c
 // ---------------------------------------------------------------------------------------------
 // One decoder layer
 
-void LlamaModel::layer_forward(Backend& be, int64_t l, const float* x, float* out, const Batch& b,
-                               Acts& a, Scratch& s, const Dropout& dr, std::span<KvCache* const> caches) {
+void LlamaModel::layer_forward(Backend& be, int64_t l, const float* x, float* out, const Batch& b, Acts& a, Scratch& s,
+                               const Dropout& dr, std::span<KvCache* const> caches) {
   const int64_t T = b.size(), D = cfg_.dim, F = cfg_.ffn_dim, hd = cfg_.head_dim;
   const int H = static_cast<int>(cfg_.n_heads), KV = static_cast<int>(cfg_.n_kv_heads);
   const LayerWeights& L = layers_[l];
@@ -543,8 +539,8 @@ void LlamaModel::layer_forward(Backend& be, int64_t l, const float* x, float* ou
       cached_attention(be, l, a.q.data() + off, a.att.data() + off, *caches[seq], s);
     }
   } else {
-    be.attention_forward(a.q.data(), a.k.data(), a.v.data(), a.att.data(), a.lse.data(), b.cu_seqlens,
-                         H, KV, static_cast<int>(hd));
+    be.attention_forward(a.q.data(), a.k.data(), a.v.data(), a.att.data(), a.lse.data(), b.cu_seqlens, H, KV,
+                         static_cast<int>(hd));
   }
   proj_forward(be, l, Proj::O, a.att.data(), a.h.data(), T, a, s, dr);
   add_into(a.h.data(), x, T * D);
@@ -557,8 +553,8 @@ void LlamaModel::layer_forward(Backend& be, int64_t l, const float* x, float* ou
   add_into(out, a.h.data(), T * D);
 }
 
-void LlamaModel::layer_backward(Backend& be, int64_t l, const float* x, float* dres, const Batch& b,
-                                const Acts& a, Scratch& s, const Dropout& dr) {
+void LlamaModel::layer_backward(Backend& be, int64_t l, const float* x, float* dres, const Batch& b, const Acts& a,
+                                Scratch& s, const Dropout& dr) {
   const int64_t T = b.size(), D = cfg_.dim, F = cfg_.ffn_dim, hd = cfg_.head_dim;
   const int H = static_cast<int>(cfg_.n_heads), KV = static_cast<int>(cfg_.n_kv_heads);
   const LayerWeights& L = layers_[l];
@@ -577,8 +573,7 @@ void LlamaModel::layer_backward(Backend& be, int64_t l, const float* x, float* d
   proj_backward(be, l, Proj::Gate, a.hn.data(), s.dg.data(), s.dtmp.data(), T, a, s, dr);
   proj_backward(be, l, Proj::Up, a.hn.data(), s.du.data(), s.dtmp.data(), T, a, s, dr);
   s.dh.resize(T * D);
-  be.rmsnorm_backward(s.dtmp.data(), a.h.data(), L.ffn_norm.data(), a.rstd2.data(), s.dh.data(),
-                      dnorm_ffn, T, D);
+  be.rmsnorm_backward(s.dtmp.data(), a.h.data(), L.ffn_norm.data(), a.rstd2.data(), s.dh.data(), dnorm_ffn, T, D);
   add_into(s.dh.data(), dres, T * D);
 
   // Attention: h = x + o(attn(rope(q(xn)), rope(k(xn)), v(xn))).
@@ -587,8 +582,8 @@ void LlamaModel::layer_backward(Backend& be, int64_t l, const float* x, float* d
   s.dq.resize(T * H * hd);
   s.dk.resize(T * KV * hd);
   s.dv.resize(T * KV * hd);
-  be.attention_backward(a.q.data(), a.k.data(), a.v.data(), a.att.data(), a.lse.data(), s.datt.data(),
-                        s.dq.data(), s.dk.data(), s.dv.data(), b.cu_seqlens, H, KV, static_cast<int>(hd));
+  be.attention_backward(a.q.data(), a.k.data(), a.v.data(), a.att.data(), a.lse.data(), s.datt.data(), s.dq.data(),
+                        s.dk.data(), s.dv.data(), b.cu_seqlens, H, KV, static_cast<int>(hd));
   be.rope(s.dq.data(), b.positions.data(), T, H, static_cast<int>(hd), inv_freq_.data(), true);
   be.rope(s.dk.data(), b.positions.data(), T, KV, static_cast<int>(hd), inv_freq_.data(), true);
   zero(s.dtmp, T * D);
@@ -600,8 +595,7 @@ void LlamaModel::layer_backward(Backend& be, int64_t l, const float* x, float* d
 }
 
 // Attention of one new token against the cached keys/values (the new ones already appended).
-void LlamaModel::cached_attention(Backend& be, int64_t l, const float* q, float* out, KvCache& cache,
-                                  Scratch& s) {
+void LlamaModel::cached_attention(Backend& be, int64_t l, const float* q, float* out, KvCache& cache, Scratch& s) {
   const int64_t hd = cfg_.head_dim, KV = cfg_.n_kv_heads, rep = cfg_.n_heads / cfg_.n_kv_heads;
   const int64_t n = cache.len_ + 1;
   s.scores.resize(rep * n);
@@ -653,9 +647,8 @@ std::vector<const SoftTarget*> soft_targets_of(std::span<const int64_t> rows, st
 
 }  // namespace
 
-float LlamaModel::head_loss(Backend& be, const float* h, std::span<const int64_t> rows,
-                            const int32_t* targets, std::span<const SoftTarget> soft, float grad_scale,
-                            float* dh, Scratch& s) {
+float LlamaModel::head_loss(Backend& be, const float* h, std::span<const int64_t> rows, const int32_t* targets,
+                            std::span<const SoftTarget> soft, float grad_scale, float* dh, Scratch& s) {
   const int64_t M = static_cast<int64_t>(rows.size()), D = cfg_.dim, V = cfg_.vocab_size;
   s.hsel.resize(M * D);
   s.hnsel.resize(M * D);
@@ -713,8 +706,7 @@ float LlamaModel::head_loss(Backend& be, const float* h, std::span<const int64_t
   return static_cast<float>(total);
 }
 
-std::vector<float> LlamaModel::head_logits(Backend& be, const float* h, std::span<const int64_t> rows,
-                                           Scratch& s) {
+std::vector<float> LlamaModel::head_logits(Backend& be, const float* h, std::span<const int64_t> rows, Scratch& s) {
   const int64_t M = static_cast<int64_t>(rows.size()), D = cfg_.dim;
   s.hsel.resize(M * D);
   s.hnsel.resize(M * D);
@@ -820,8 +812,8 @@ std::vector<float> LlamaModel::logits(const Batch& batch, std::span<const int64_
   if (b.loss_mask.empty()) b.loss_mask.assign(b.tokens.size(), 0);
   b.validate(cfg_.vocab_size, cfg_.max_seq_len, "inference batch");
   for (int64_t r : rows) {
-    require(r >= 0 && r < b.size(), "inference batch: row " + std::to_string(r) + " outside [0, " +
-                                        std::to_string(b.size()) + ")");
+    require(r >= 0 && r < b.size(),
+            "inference batch: row " + std::to_string(r) + " outside [0, " + std::to_string(b.size()) + ")");
   }
   const float* h = run_forward(be, b, {});
   return head_logits(be, h, rows, inference_buffers().scratch);
@@ -832,8 +824,7 @@ std::vector<float> LlamaModel::logits(const Batch& batch, std::span<const int64_
 
 KvCache LlamaModel::make_cache(int64_t capacity) const {
   require(capacity >= 1 && capacity <= cfg_.max_seq_len,
-          "kv cache capacity " + std::to_string(capacity) + " outside [1, " +
-              std::to_string(cfg_.max_seq_len) + "]");
+          "kv cache capacity " + std::to_string(capacity) + " outside [1, " + std::to_string(cfg_.max_seq_len) + "]");
   KvCache c;
   c.cap_ = capacity;
   const size_t n = static_cast<size_t>(cfg_.n_kv_heads * capacity * cfg_.head_dim);
@@ -851,8 +842,8 @@ std::vector<float> LlamaModel::forward_cached(std::span<KvCache* const> caches, 
     const int64_t len = b.cu_seqlens[i + 1] - b.cu_seqlens[i];
     require(static_cast<int64_t>(c.k_.size()) == cfg_.n_layers, "cached pass: a cache made for another model");
     require(c.len_ + len <= c.cap_, [&] {
-      return "cached pass: " + std::to_string(len) + " tokens overflow a kv cache (" + std::to_string(c.len_) +
-          " of " + std::to_string(c.cap_) + " used)";
+      return "cached pass: " + std::to_string(len) + " tokens overflow a kv cache (" + std::to_string(c.len_) + " of " +
+             std::to_string(c.cap_) + " used)";
     });
     require((c.len_ > 0) == decoding && (!decoding || len == 1),
             "cached pass: prompts need empty caches; sequences with cached tokens take one token at a time");
@@ -898,8 +889,8 @@ std::vector<float> LlamaModel::decode_many(std::span<KvCache* const> caches, std
 std::vector<float> LlamaModel::prefill(KvCache& cache, std::span<const int32_t> tokens, Backend& be) {
   require(!tokens.empty(), "prefill: no tokens");
   require(cache.len_ + static_cast<int64_t>(tokens.size()) <= cache.cap_,
-          "prefill: " + std::to_string(tokens.size()) + " tokens overflow the kv cache (" +
-              std::to_string(cache.len_) + " of " + std::to_string(cache.cap_) + " used)");
+          "prefill: " + std::to_string(tokens.size()) + " tokens overflow the kv cache (" + std::to_string(cache.len_) +
+              " of " + std::to_string(cache.cap_) + " used)");
   KvCache* one[] = {&cache};
   // An empty cache takes the whole prompt in one causal pass; after that tokens go one by one.
   if (cache.len_ == 0) return prefill_many(one, std::vector<std::vector<int32_t>>{{tokens.begin(), tokens.end()}}, be);

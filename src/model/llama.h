@@ -28,7 +28,7 @@ struct LoraConfig {
   int64_t rank = 8;
   float alpha = 16.0f;
   float dropout = 0.0f;  // on the adapter input only, as PEFT
-  bool rslora = false;   // scale alpha / sqrt(rank) instead of alpha / rank
+  bool rslora = false;  // scale alpha / sqrt(rank) instead of alpha / rank
   std::array<bool, kNumProj> targets{};
 
   float scale() const;
@@ -47,24 +47,24 @@ struct LoraAdapter {
 
 struct LayerWeights {
   std::vector<float> attn_norm, ffn_norm;  // input_layernorm, post_attention_layernorm
-  std::array<Weight, kNumProj> proj;       // [out, in] each
-  std::vector<float> bq, bk, bv;           // q/k/v biases; empty unless config.qkv_bias
+  std::array<Weight, kNumProj> proj;  // [out, in] each
+  std::vector<float> bq, bk, bv;  // q/k/v biases; empty unless config.qkv_bias
 };
 
 // PEFT's trainable_token_indices: trainable copies of some token rows of the frozen embedding
 // (and of the head: the same rows when tied, their own when not). PEFT stores the rows
 // themselves, not differences ("trainable_tokens_delta" is a misnomer it keeps).
 struct TrainableTokens {
-  std::vector<int32_t> ids;              // ascending, unique
-  std::vector<int32_t> slot;             // [vocab]: row index in the copies, or -1
-  std::vector<float> embed, d_embed;     // [ids, dim]
-  std::vector<float> head, d_head;       // [ids, dim]; empty when the head is tied
-  std::vector<float> head_base;          // [ids, dim] the frozen head's rows, as it computes them
+  std::vector<int32_t> ids;  // ascending, unique
+  std::vector<int32_t> slot;  // [vocab]: row index in the copies, or -1
+  std::vector<float> embed, d_embed;  // [ids, dim]
+  std::vector<float> head, d_head;  // [ids, dim]; empty when the head is tied
+  std::vector<float> head_base;  // [ids, dim] the frozen head's rows, as it computes them
   bool empty() const { return ids.empty(); }
 };
 
 struct TrainOptions {
-  bool checkpoint = false;    // keep only each layer's input; recompute the layer in backward
+  bool checkpoint = false;  // keep only each layer's input; recompute the layer in backward
   uint64_t dropout_seed = 0;  // LoRA dropout masks are a pure function of (seed, step, place)
   uint64_t step = 0;
 };
@@ -151,12 +151,11 @@ class LlamaModel {
   // Several sequences in one pass, each with its own cache (so requests share the weight reads
   // and the head's matrix product): prompts into empty caches, packed back to back, or one token
   // each into caches of any length. Returns logits [n, vocab], row i after sequence i's last token.
-  std::vector<float> prefill_many(std::span<KvCache* const> caches,
-                                  std::span<const std::vector<int32_t>> prompts, Backend& be);
-  std::vector<float> decode_many(std::span<KvCache* const> caches, std::span<const int32_t> tokens,
-                                 Backend& be);
+  std::vector<float> prefill_many(std::span<KvCache* const> caches, std::span<const std::vector<int32_t>> prompts,
+                                  Backend& be);
+  std::vector<float> decode_many(std::span<KvCache* const> caches, std::span<const int32_t> tokens, Backend& be);
 
-  struct Acts;     // saved activations of one layer
+  struct Acts;  // saved activations of one layer
   struct Scratch;  // reusable work buffers
 
  private:
@@ -174,24 +173,21 @@ class LlamaModel {
   int64_t proj_in(Proj p) const;
   int64_t proj_out(Proj p) const;
 
-  void proj_forward(Backend& be, int64_t l, Proj p, const float* x, float* y, int64_t T,
-                    Acts& acts, Scratch& s, const Dropout& dr);
-  void proj_backward(Backend& be, int64_t l, Proj p, const float* x, const float* dy, float* dx,
-                     int64_t T, const Acts& acts, Scratch& s, const Dropout& dr);
+  void proj_forward(Backend& be, int64_t l, Proj p, const float* x, float* y, int64_t T, Acts& acts, Scratch& s,
+                    const Dropout& dr);
+  void proj_backward(Backend& be, int64_t l, Proj p, const float* x, const float* dy, float* dx, int64_t T,
+                     const Acts& acts, Scratch& s, const Dropout& dr);
   // caches: none, or one per sequence of b (their new keys and values are appended).
-  void layer_forward(Backend& be, int64_t l, const float* x, float* out, const Batch& b, Acts& a,
-                     Scratch& s, const Dropout& dr, std::span<KvCache* const> caches);
-  void layer_backward(Backend& be, int64_t l, const float* x, float* dres, const Batch& b,
-                      const Acts& a, Scratch& s, const Dropout& dr);
-  void cached_attention(Backend& be, int64_t l, const float* q, float* out, KvCache& cache,
-                        Scratch& s);
+  void layer_forward(Backend& be, int64_t l, const float* x, float* out, const Batch& b, Acts& a, Scratch& s,
+                     const Dropout& dr, std::span<KvCache* const> caches);
+  void layer_backward(Backend& be, int64_t l, const float* x, float* dres, const Batch& b, const Acts& a, Scratch& s,
+                      const Dropout& dr);
+  void cached_attention(Backend& be, int64_t l, const float* q, float* out, KvCache& cache, Scratch& s);
   // Final norm + head at `rows` of the last hidden state h [T, dim]. With targets: returns the
   // summed loss and, when dh != nullptr, writes the gradient w.r.t. h (rows not listed untouched).
-  float head_loss(Backend& be, const float* h, std::span<const int64_t> rows,
-                  const int32_t* targets, std::span<const SoftTarget> soft, float grad_scale, float* dh,
-                  Scratch& s);
-  std::vector<float> head_logits(Backend& be, const float* h, std::span<const int64_t> rows,
-                                 Scratch& s);
+  float head_loss(Backend& be, const float* h, std::span<const int64_t> rows, const int32_t* targets,
+                  std::span<const SoftTarget> soft, float grad_scale, float* dh, Scratch& s);
+  std::vector<float> head_logits(Backend& be, const float* h, std::span<const int64_t> rows, Scratch& s);
   const float* run_forward(Backend& be, const Batch& b, std::span<KvCache* const> caches);
   // One pass of b's sequences through their caches; logits after each sequence's last token.
   std::vector<float> forward_cached(std::span<KvCache* const> caches, const Batch& b, Backend& be);

@@ -9,7 +9,9 @@ namespace pricer {
 
 namespace {
 
-Weight vec(const std::vector<float>& v) { return Weight::from_f32(v.data(), 1, static_cast<int64_t>(v.size()), DType::F32); }
+Weight vec(const std::vector<float>& v) {
+  return Weight::from_f32(v.data(), 1, static_cast<int64_t>(v.size()), DType::F32);
+}
 
 // `w` with its rows `ids` replaced by `rows` [ids, cols] (trained token rows merged).
 Weight with_rows(const Weight& w, const std::vector<int32_t>& ids, const std::vector<float>& rows) {

@@ -10,8 +10,8 @@ namespace pricer {
 
 struct SamplingOptions {
   float temperature = 0.8f;  // 0 = greedy
-  int64_t top_k = 40;        // keep the k most likely tokens; 0 = all
-  float top_p = 0.95f;       // keep the smallest set of most likely tokens whose mass reaches p; 1 = all
+  int64_t top_k = 40;  // keep the k most likely tokens; 0 = all
+  float top_p = 0.95f;  // keep the smallest set of most likely tokens whose mass reaches p; 1 = all
   uint64_t seed = 0;
 
   // Throws Error naming the option when a value is out of range.

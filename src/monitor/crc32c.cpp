@@ -31,8 +31,7 @@ std::uint32_t crc32c_scalar(const void* data, std::size_t size, std::uint32_t cr
 
 // The target attribute keeps this file buildable for CPUs without SSE4.2; callers check
 // crc32c_hardware_available() first.
-__attribute__((target("sse4.2"))) std::uint32_t crc32c_hardware(const void* data, std::size_t size,
-                                                                std::uint32_t crc) {
+__attribute__((target("sse4.2"))) std::uint32_t crc32c_hardware(const void* data, std::size_t size, std::uint32_t crc) {
   auto* p = static_cast<const unsigned char*>(data);
   std::uint64_t c = ~crc;
   while (size >= 8) {
@@ -56,8 +55,7 @@ bool crc32c_hardware_available() {
 }
 
 std::uint32_t crc32c(const void* data, std::size_t size, std::uint32_t crc) {
-  return crc32c_hardware_available() ? crc32c_hardware(data, size, crc)
-                                     : crc32c_scalar(data, size, crc);
+  return crc32c_hardware_available() ? crc32c_hardware(data, size, crc) : crc32c_scalar(data, size, crc);
 }
 
 }  // namespace pricer::monitor

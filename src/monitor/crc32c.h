@@ -19,8 +19,6 @@ inline std::uint32_t crc32c(std::string_view s) { return crc32c(s.data(), s.size
 
 // TFRecord stores a rotated, offset CRC so that a CRC of data that itself contains CRCs stays
 // well distributed.
-inline std::uint32_t mask_crc(std::uint32_t crc) {
-  return ((crc >> 15) | (crc << 17)) + 0xa282ead8u;
-}
+inline std::uint32_t mask_crc(std::uint32_t crc) { return ((crc >> 15) | (crc << 17)) + 0xa282ead8u; }
 
 }  // namespace pricer::monitor

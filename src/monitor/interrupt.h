@@ -7,7 +7,7 @@ namespace pricer::monitor {
 
 class InterruptGuard {
  public:
-  InterruptGuard();   // installs the handlers and clears the flag
+  InterruptGuard();  // installs the handlers and clears the flag
   ~InterruptGuard();  // restores the previous handlers
   InterruptGuard(const InterruptGuard&) = delete;
   InterruptGuard& operator=(const InterruptGuard&) = delete;

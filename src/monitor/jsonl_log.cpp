@@ -18,18 +18,15 @@ JsonlLog::JsonlLog(std::filesystem::path path) : path_(std::move(path)) {
     if (ec) throw Error("cannot create directory for " + path_.string() + ": " + ec.message());
   }
   fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
-  if (fd_ < 0)
-    throw Error("cannot open metrics log " + path_.string() + ": " + std::strerror(errno));
+  if (fd_ < 0) throw Error("cannot open metrics log " + path_.string() + ": " + std::strerror(errno));
 }
 
 JsonlLog::~JsonlLog() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-void JsonlLog::log(std::int64_t step, double wall_time,
-                   const std::map<std::string, double>& metrics) {
-  nlohmann::json line = {
-      {"step", step}, {"time", wall_time}, {"metrics", nlohmann::json::object()}};
+void JsonlLog::log(std::int64_t step, double wall_time, const std::map<std::string, double>& metrics) {
+  nlohmann::json line = {{"step", step}, {"time", wall_time}, {"metrics", nlohmann::json::object()}};
   for (const auto& [name, value] : metrics) line["metrics"][name] = value;  // NaN/inf dump as null
   // Metric names come from code, but a stray invalid byte must not abort the training run.
   std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";

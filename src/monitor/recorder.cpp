@@ -19,8 +19,8 @@ constexpr std::size_t kMaxPendingWrites = 100000;
 std::string directory_name(std::int64_t id, const std::string& name) {
   std::string out = std::to_string(id) + "-";
   for (char c : name.substr(0, 64)) {
-    bool safe = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                c == '-' || c == '_' || c == '.';
+    bool safe =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
     out += safe ? c : '_';
   }
   return out;
@@ -47,8 +47,7 @@ RunRecorder::RunRecorder(const NewRun& run, const RecorderOptions& options) {
   stored.log_dir.clear();
   id_ = db_->create_run(stored, unix_seconds());
   try {
-    log_dir_ = options.log_dir.empty() ? db_->path().parent_path() / directory_name(id_, run.name)
-                                       : options.log_dir;
+    log_dir_ = options.log_dir.empty() ? db_->path().parent_path() / directory_name(id_, run.name) : options.log_dir;
     // Absolute, so `pricer runs show` finds the directory from any working directory.
     log_dir_ = std::filesystem::absolute(log_dir_).lexically_normal();
     db_->set_log_dir(id_, log_dir_.string());
@@ -65,9 +64,8 @@ RunRecorder::RunRecorder(const NewRun& run, const RecorderOptions& options) {
 RunRecorder::~RunRecorder() {
   if (status_ != RunStatus::running) return;
   try {
-    end(RunStatus::failed, std::uncaught_exceptions() > 0
-                               ? "stopped by an error (exception while the run was active)"
-                               : "recorder closed without finish()");
+    end(RunStatus::failed, std::uncaught_exceptions() > 0 ? "stopped by an error (exception while the run was active)"
+                                                          : "recorder closed without finish()");
   } catch (...) {
     // A destructor must not throw; the run simply stays marked as running.
   }
@@ -81,8 +79,10 @@ bool RunRecorder::flush_pending(bool force) {
       pending_.front()(*db_);
     } catch (const Error& e) {
       if (!warned_)
-        std::fprintf(stderr, "\nwarning: run database: %s; the run goes on, its figures are kept and retried "
-                             "(and are in %s)\n", e.what(), log_dir_.c_str());
+        std::fprintf(stderr,
+                     "\nwarning: run database: %s; the run goes on, its figures are kept and retried "
+                     "(and are in %s)\n",
+                     e.what(), log_dir_.c_str());
       warned_ = true;
       retry_after_ = unix_seconds() + retry_every_s_;
       return false;
@@ -124,9 +124,8 @@ void RunRecorder::interrupt(std::string_view message) { end(RunStatus::interrupt
 void RunRecorder::end(RunStatus status, std::string_view message) {
   status_ = status;
   if (!db_) return;
-  write_db([id = id_, status, m = std::string(message), t = unix_seconds()](RunDb& db) {
-    db.set_status(id, status, m, t);
-  });
+  write_db(
+      [id = id_, status, m = std::string(message), t = unix_seconds()](RunDb& db) { db.set_status(id, status, m, t); });
   for (int attempt = 0; !pending_.empty() && attempt < 3; ++attempt) {
     db_->set_busy_timeout(kEndBusyTimeoutMs);
     flush_pending(true);

@@ -12,8 +12,8 @@
 // without a word (kill -9, power loss) from one still going.
 #include <cstdint>
 #include <deque>
-#include <functional>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -31,7 +31,7 @@ namespace pricer::monitor {
 std::filesystem::path default_runs_db();
 
 struct RecorderOptions {
-  bool database = true;           // false: logs only, no run database entry (--no-record)
+  bool database = true;  // false: logs only, no run database entry (--no-record)
   std::filesystem::path db_path;  // empty: default_runs_db()
   std::filesystem::path log_dir;  // empty: <db directory>/<run id>-<run name>; needed without database
   bool jsonl = true;

@@ -14,28 +14,20 @@ namespace pricer::monitor {
 
 std::string_view to_string(RunKind kind) {
   switch (kind) {
-    case RunKind::train:
-      return "train";
-    case RunKind::pretrain:
-      return "pretrain";
-    case RunKind::eval:
-      return "eval";
-    case RunKind::sweep_trial:
-      return "sweep-trial";
+    case RunKind::train: return "train";
+    case RunKind::pretrain: return "pretrain";
+    case RunKind::eval: return "eval";
+    case RunKind::sweep_trial: return "sweep-trial";
   }
   return "?";
 }
 
 std::string_view to_string(RunStatus status) {
   switch (status) {
-    case RunStatus::running:
-      return "running";
-    case RunStatus::finished:
-      return "finished";
-    case RunStatus::failed:
-      return "failed";
-    case RunStatus::interrupted:
-      return "interrupted";
+    case RunStatus::running: return "running";
+    case RunStatus::finished: return "finished";
+    case RunStatus::failed: return "failed";
+    case RunStatus::interrupted: return "interrupted";
   }
   return "?";
 }
@@ -43,16 +35,13 @@ std::string_view to_string(RunStatus status) {
 RunKind parse_run_kind(std::string_view text) {
   for (auto k : {RunKind::train, RunKind::pretrain, RunKind::eval, RunKind::sweep_trial})
     if (to_string(k) == text) return k;
-  throw Error("unknown run kind '" + std::string(text) +
-              "' (expected train, pretrain, eval or sweep-trial)");
+  throw Error("unknown run kind '" + std::string(text) + "' (expected train, pretrain, eval or sweep-trial)");
 }
 
 RunStatus parse_run_status(std::string_view text) {
-  for (auto s :
-       {RunStatus::running, RunStatus::finished, RunStatus::failed, RunStatus::interrupted})
+  for (auto s : {RunStatus::running, RunStatus::finished, RunStatus::failed, RunStatus::interrupted})
     if (to_string(s) == text) return s;
-  throw Error("unknown run status '" + std::string(text) +
-              "' (expected running, finished, failed or interrupted)");
+  throw Error("unknown run status '" + std::string(text) + "' (expected running, finished, failed or interrupted)");
 }
 
 class RunDb::Statement {
@@ -73,8 +62,7 @@ class RunDb::Statement {
   // SQLite stores NaN as NULL; reading NULL back gives NaN again.
   Statement& bind(int i, double v) { return check(sqlite3_bind_double(stmt_, i, v)); }
   Statement& bind(int i, std::string_view v) {
-    return check(
-        sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
+    return check(sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
   }
   Statement& bind(int i, const std::optional<std::string>& v) {
     return v ? bind(i, std::string_view(*v)) : check(sqlite3_bind_null(stmt_, i));
@@ -100,8 +88,7 @@ class RunDb::Statement {
   bool is_null(int col) { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
   std::int64_t int64(int col) { return sqlite3_column_int64(stmt_, col); }
   double real(int col) {
-    return is_null(col) ? std::numeric_limits<double>::quiet_NaN()
-                        : sqlite3_column_double(stmt_, col);
+    return is_null(col) ? std::numeric_limits<double>::quiet_NaN() : sqlite3_column_double(stmt_, col);
   }
   std::optional<std::int64_t> opt_int64(int col) {
     return is_null(col) ? std::nullopt : std::optional<std::int64_t>(int64(col));
@@ -225,12 +212,9 @@ RunDb::RunDb(const std::filesystem::path& path, Mode mode, int busy_timeout_ms) 
     require(std::filesystem::exists(path, ec), "no run database at " + path.string());
   } else if (path.has_parent_path()) {
     std::filesystem::create_directories(path.parent_path(), ec);
-    if (ec)
-      throw Error("cannot create directory for run database " + path.string() + ": " +
-                  ec.message());
+    if (ec) throw Error("cannot create directory for run database " + path.string() + ": " + ec.message());
   }
-  require(!std::filesystem::is_directory(path, ec),
-          "run database " + path.string() + " is a directory");
+  require(!std::filesystem::is_directory(path, ec), "run database " + path.string() + " is a directory");
   int flags = SQLITE_OPEN_READWRITE | (mode == Mode::create ? SQLITE_OPEN_CREATE : 0);
   int rc = sqlite3_open_v2(path.c_str(), &db_, flags, nullptr);
   if (rc != SQLITE_OK) {
@@ -296,16 +280,14 @@ void RunDb::exec(const char* sql, const char* what) {
 
 RunDb::Statement& RunDb::prepare(const char* sql) {
   auto it = statements_.find(sql);
-  if (it == statements_.end())
-    it = statements_.emplace(sql, std::make_unique<Statement>(*this, sql)).first;
+  if (it == statements_.end()) it = statements_.emplace(sql, std::make_unique<Statement>(*this, sql)).first;
   return it->second->reset();
 }
 
 int RunDb::schema_version() {
   auto& q = prepare("SELECT version FROM schema_version");
   ResetOnExit done{q};
-  if (!q.step("cannot read the schema version"))
-    fail("schema_version table is empty", SQLITE_CORRUPT);
+  if (!q.step("cannot read the schema version")) fail("schema_version table is empty", SQLITE_CORRUPT);
   return static_cast<int>(q.int64(0));
 }
 
@@ -333,8 +315,8 @@ void RunDb::migrate() {
   }
   require(version >= 0 && version <= kSchemaVersion,
           "run database " + path_.string() + ": schema version " + std::to_string(version) +
-              " is not one this build knows (it reads versions up to " +
-              std::to_string(kSchemaVersion) + "); it was written by a newer pricer");
+              " is not one this build knows (it reads versions up to " + std::to_string(kSchemaVersion) +
+              "); it was written by a newer pricer");
   if (version == kSchemaVersion) {
     tx.commit();
     return;
@@ -364,46 +346,39 @@ std::int64_t RunDb::create_run(const NewRun& run, double started) {
 void RunDb::set_status(std::int64_t run, RunStatus status, std::string_view message, double ended) {
   auto& q = prepare("UPDATE runs SET status = ?, message = ?, ended = ? WHERE id = ?");
   q.bind(1, to_string(status)).bind(2, message);
-  if (status == RunStatus::running)
-    q.bind(3, std::optional<std::int64_t>{});
-  else
-    q.bind(3, ended);
+  if (status == RunStatus::running) q.bind(3, std::optional<std::int64_t>{});
+  else q.bind(3, ended);
   q.bind(4, run).run("cannot set run status");
-  require(sqlite3_changes(db_) == 1,
-          "run database " + path_.string() + ": no run with id " + std::to_string(run));
+  require(sqlite3_changes(db_) == 1, "run database " + path_.string() + ": no run with id " + std::to_string(run));
 }
 
 void RunDb::set_log_dir(std::int64_t run, std::string_view log_dir) {
   auto& q = prepare("UPDATE runs SET log_dir = ? WHERE id = ?");
   q.bind(1, log_dir).bind(2, run).run("cannot set the log directory");
-  require(sqlite3_changes(db_) == 1,
-          "run database " + path_.string() + ": no run with id " + std::to_string(run));
+  require(sqlite3_changes(db_) == 1, "run database " + path_.string() + ": no run with id " + std::to_string(run));
 }
 
 void RunDb::set_sweep(std::int64_t run, std::string_view sweep_id) {
   auto& q = prepare("UPDATE runs SET kind = ?, sweep_id = ? WHERE id = ?");
   q.bind(1, to_string(RunKind::sweep_trial)).bind(2, sweep_id).bind(3, run).run("cannot set the sweep");
-  require(sqlite3_changes(db_) == 1,
-          "run database " + path_.string() + ": no run with id " + std::to_string(run));
+  require(sqlite3_changes(db_) == 1, "run database " + path_.string() + ": no run with id " + std::to_string(run));
 }
 
 void RunDb::log_params(std::int64_t run, const nlohmann::json& params) {
-  require(params.is_object(), "run database " + path_.string() +
-                                  ": hyperparameters must be a JSON object, got " +
+  require(params.is_object(), "run database " + path_.string() + ": hyperparameters must be a JSON object, got " +
                                   std::string(params.type_name()));
   Transaction tx(db_, path_);
   auto& q = prepare("INSERT OR REPLACE INTO hyperparameters (run_id, key, value) VALUES (?, ?, ?)");
   for (const auto& [key, value] : params.items()) {
     q.reset().bind(1, run).bind(2, std::string_view(key));
-    q.bind(3,
-           std::string_view(value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
+    q.bind(3, std::string_view(value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
     q.run("cannot store hyperparameters");
   }
   tx.commit();
 }
 
-void RunDb::log_metrics(std::int64_t run, std::int64_t step,
-                        const std::map<std::string, double>& metrics, double wall_time) {
+void RunDb::log_metrics(std::int64_t run, std::int64_t step, const std::map<std::string, double>& metrics,
+                        double wall_time) {
   Transaction tx(db_, path_);
   auto& q = prepare(
       "INSERT OR REPLACE INTO metrics (run_id, step, name, value, wall_time) VALUES (?, ?, ?, ?, "
@@ -434,8 +409,7 @@ RunInfo read_run(RunDb::Statement& q, const std::filesystem::path& path) {
     r.kind = parse_run_kind(q.text(2));
     r.status = parse_run_status(q.text(4));
   } catch (const Error& e) {
-    throw Error("run database " + path.string() + ": run " + std::to_string(r.id) + ": " +
-                e.what());
+    throw Error("run database " + path.string() + ": run " + std::to_string(r.id) + ": " + e.what());
   }
   r.sweep_id = q.opt_text(3);
   r.message = q.text(5);
@@ -497,8 +471,7 @@ RunInfo RunDb::get_run(std::int64_t run) {
   auto& q = prepare(sql.c_str());
   ResetOnExit done{q};
   q.bind(1, run);
-  require(q.step("cannot read run"),
-          "run database " + path_.string() + ": no run with id " + std::to_string(run));
+  require(q.step("cannot read run"), "run database " + path_.string() + ": no run with id " + std::to_string(run));
   return read_run(q, path_);
 }
 
@@ -510,9 +483,8 @@ nlohmann::json RunDb::params(std::int64_t run) {
   while (q.step("cannot read hyperparameters")) {
     auto key = q.text(0);
     auto parsed = nlohmann::json::parse(q.text(1), nullptr, /*allow_exceptions=*/false);
-    require(!parsed.is_discarded(), "run database " + path_.string() + ": run " +
-                                        std::to_string(run) + ": hyperparameter '" + key +
-                                        "' is not valid JSON");
+    require(!parsed.is_discarded(), "run database " + path_.string() + ": run " + std::to_string(run) +
+                                        ": hyperparameter '" + key + "' is not valid JSON");
     out[key] = std::move(parsed);
   }
   return out;
@@ -528,8 +500,7 @@ std::vector<std::string> RunDb::metric_names(std::int64_t run) {
 }
 
 std::vector<MetricPoint> RunDb::metric_series(std::int64_t run, std::string_view name) {
-  auto& q = prepare(
-      "SELECT step, value, wall_time FROM metrics WHERE run_id = ? AND name = ? ORDER BY step");
+  auto& q = prepare("SELECT step, value, wall_time FROM metrics WHERE run_id = ? AND name = ? ORDER BY step");
   ResetOnExit done{q};
   q.bind(1, run).bind(2, name);
   std::vector<MetricPoint> points;

@@ -52,16 +52,16 @@ struct RunInfo {
   std::optional<std::string> sweep_id;
   RunStatus status = RunStatus::running;
   std::string message;  // why a run failed, was interrupted or ended early
-  double started = 0;   // Unix seconds
+  double started = 0;  // Unix seconds
   std::optional<double> ended;
   std::string command_line;
   std::string base_model;
   std::string dataset;
   std::string output_dir;
   std::string log_dir;
-  std::string host;                  // machine the run was started on
-  std::optional<std::int64_t> pid;   // its process there
-  std::optional<double> heartbeat;   // Unix seconds of its last metrics write
+  std::string host;  // machine the run was started on
+  std::optional<std::int64_t> pid;  // its process there
+  std::optional<double> heartbeat;  // Unix seconds of its last metrics write
 };
 
 // A run marked running whose process is gone (same host, no such pid) has crashed (kill -9,
@@ -75,7 +75,7 @@ std::string this_host();
 
 struct MetricPoint {
   std::int64_t step = 0;
-  double value = 0;      // NaN when the logged value was not finite-representable (NaN)
+  double value = 0;  // NaN when the logged value was not finite-representable (NaN)
   double wall_time = 0;  // NaN for rows migrated from schema version 1, which had no times
 };
 
@@ -91,7 +91,7 @@ struct RunSummary {
   std::optional<std::int64_t> last_step;
   std::optional<double> last_loss;  // last train/loss
   std::optional<double> best_loss;  // lowest eval/loss, or lowest train/loss without evals
-  std::optional<double> best_mae;   // lowest eval/mae
+  std::optional<double> best_mae;  // lowest eval/mae
   std::optional<double> last_tokens_per_s;  // last train/tokens_per_s
 };
 
@@ -101,8 +101,7 @@ class RunDb {
 
   enum class Mode { create, existing };
   // `existing` refuses to create a missing file (for read-mostly tools such as `pricer runs`).
-  explicit RunDb(const std::filesystem::path& path, Mode mode = Mode::create,
-                 int busy_timeout_ms = 30000);
+  explicit RunDb(const std::filesystem::path& path, Mode mode = Mode::create, int busy_timeout_ms = 30000);
   ~RunDb();
   RunDb(const RunDb&) = delete;
   RunDb& operator=(const RunDb&) = delete;
@@ -123,8 +122,7 @@ class RunDb {
   void log_params(std::int64_t run, const nlohmann::json& params);
   // One step's metrics in one transaction. Logging a step again replaces its values (a run
   // resumed from a checkpoint re-logs the steps after it).
-  void log_metrics(std::int64_t run, std::int64_t step,
-                   const std::map<std::string, double>& metrics, double wall_time);
+  void log_metrics(std::int64_t run, std::int64_t step, const std::map<std::string, double>& metrics, double wall_time);
   void add_artifact(std::int64_t run, const Artifact& artifact);
 
   std::vector<RunInfo> list_runs();

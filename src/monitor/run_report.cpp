@@ -36,8 +36,8 @@ double run_duration(const RunInfo& r, double now) {
 
 // Column widths count code points, not bytes, so names with accents stay aligned.
 std::size_t display_width(const std::string& s) {
-  return static_cast<std::size_t>(std::count_if(
-      s.begin(), s.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
+  return static_cast<std::size_t>(
+      std::count_if(s.begin(), s.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
 }
 
 std::string pad(const std::string& s, std::size_t width, bool right = false) {
@@ -65,14 +65,10 @@ std::string format_duration(double s) {
   auto total = static_cast<long long>(std::llround(s));
   long long d = total / 86400, h = total / 3600 % 24, m = total / 60 % 60, sec = total % 60;
   char buf[32];
-  if (d > 0)
-    std::snprintf(buf, sizeof buf, "%lldd%02lldh", d, h);
-  else if (h > 0)
-    std::snprintf(buf, sizeof buf, "%lldh%02lldm", h, m);
-  else if (m > 0)
-    std::snprintf(buf, sizeof buf, "%lldm%02llds", m, sec);
-  else
-    std::snprintf(buf, sizeof buf, "%llds", sec);
+  if (d > 0) std::snprintf(buf, sizeof buf, "%lldd%02lldh", d, h);
+  else if (h > 0) std::snprintf(buf, sizeof buf, "%lldh%02lldm", h, m);
+  else if (m > 0) std::snprintf(buf, sizeof buf, "%lldm%02llds", m, sec);
+  else std::snprintf(buf, sizeof buf, "%llds", sec);
   return buf;
 }
 
@@ -102,16 +98,14 @@ std::string format_run_table(const std::vector<RunSummary>& runs, double now) {
   std::vector<std::vector<std::string>> rows = {
       {"ID", "NAME", "KIND", "STATUS", "STEPS", "LAST LOSS", "BEST LOSS", "DURATION", "STARTED"}};
   for (const auto& s : runs) {
-    rows.push_back({std::to_string(s.run.id), clip(s.run.name, 40),
-                    std::string(to_string(s.run.kind)), std::string(shown_status(s.run, now)),
-                    s.last_step ? std::to_string(*s.last_step) : "-", number(s.last_loss),
-                    number(s.best_loss), format_duration(run_duration(s.run, now)),
+    rows.push_back({std::to_string(s.run.id), clip(s.run.name, 40), std::string(to_string(s.run.kind)),
+                    std::string(shown_status(s.run, now)), s.last_step ? std::to_string(*s.last_step) : "-",
+                    number(s.last_loss), number(s.best_loss), format_duration(run_duration(s.run, now)),
                     local_time(s.run.started)});
   }
   std::vector<std::size_t> widths(rows[0].size(), 0);
   for (const auto& row : rows)
-    for (std::size_t c = 0; c < row.size(); ++c)
-      widths[c] = std::max(widths[c], display_width(row[c]));
+    for (std::size_t c = 0; c < row.size(); ++c) widths[c] = std::max(widths[c], display_width(row[c]));
   const std::vector<bool> right = {true, false, false, false, true, true, true, true, false};
   std::string out;
   for (const auto& row : rows) {
@@ -128,9 +122,8 @@ std::string format_run_table(const std::vector<RunSummary>& runs, double now) {
 
 std::string format_run_details(RunDb& db, std::int64_t id, double now) {
   RunInfo r = db.get_run(id);
-  std::string out = "run " + std::to_string(r.id) + ": " + r.name + " (" +
-                    std::string(to_string(r.kind)) + ", " + std::string(shown_status(r, now)) +
-                    ")\n";
+  std::string out = "run " + std::to_string(r.id) + ": " + r.name + " (" + std::string(to_string(r.kind)) + ", " +
+                    std::string(shown_status(r, now)) + ")\n";
   auto field = [&](const std::string& label, const std::string& value) {
     if (!value.empty()) out += "  " + pad(label, 12) + value + "\n";
   };
@@ -161,8 +154,8 @@ std::string format_run_details(RunDb& db, std::int64_t id, double now) {
   if (!names.empty()) {
     std::size_t w = 0;
     for (const auto& n : names) w = std::max(w, display_width(n));
-    std::string header = "  " + pad("metric", w) + "  " + pad("last", 10, true) + " (step)" +
-                         pad("min", 11, true) + " (step)" + pad("max", 11, true) + " (step)";
+    std::string header = "  " + pad("metric", w) + "  " + pad("last", 10, true) + " (step)" + pad("min", 11, true) +
+                         " (step)" + pad("max", 11, true) + " (step)";
     out += "\n" + header + "\n";
     for (const auto& n : names) {
       auto series = db.metric_series(id, n);
@@ -194,8 +187,7 @@ std::string format_run_details(RunDb& db, std::int64_t id, double now) {
   if (!arts.empty()) {
     out += "\nartifacts:\n";
     for (const auto& a : arts)
-      out += "  " + pad(a.kind, 12) + a.path +
-             (a.step ? "  (step " + std::to_string(*a.step) + ")" : "") + "\n";
+      out += "  " + pad(a.kind, 12) + a.path + (a.step ? "  (step " + std::to_string(*a.step) + ")" : "") + "\n";
   }
   return out;
 }

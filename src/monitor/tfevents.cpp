@@ -27,9 +27,7 @@ void put_varint(std::string& out, std::uint64_t v) {
   out.push_back(static_cast<char>(v));
 }
 
-void put_tag(std::string& out, unsigned field, unsigned wire) {
-  put_varint(out, field << 3 | wire);
-}
+void put_tag(std::string& out, unsigned field, unsigned wire) { put_varint(out, field << 3 | wire); }
 
 template <class T>
 void put_le(std::string& out, T v) {
@@ -62,8 +60,7 @@ class ProtoReader {
   std::uint64_t offset() const { return base_ + pos_; }
 
   [[noreturn]] void fail(const std::string& problem) const {
-    throw Error(name_ + ": corrupt event at byte offset " + std::to_string(offset()) + ": " +
-                problem);
+    throw Error(name_ + ": corrupt event at byte offset " + std::to_string(offset()) + ": " + problem);
   }
 
   std::uint64_t varint() {
@@ -106,26 +103,16 @@ class ProtoReader {
   void skip(unsigned wire) {
     std::uint64_t at;
     switch (wire) {
-      case kVarint:
-        varint();
-        break;
-      case kFixed64:
-        fixed<std::uint64_t>();
-        break;
-      case kLengthDelimited:
-        bytes(at);
-        break;
-      case kFixed32:
-        fixed<std::uint32_t>();
-        break;
-      default:
-        fail("unsupported wire type " + std::to_string(wire));
+      case kVarint: varint(); break;
+      case kFixed64: fixed<std::uint64_t>(); break;
+      case kLengthDelimited: bytes(at); break;
+      case kFixed32: fixed<std::uint32_t>(); break;
+      default: fail("unsupported wire type " + std::to_string(wire));
     }
   }
 
   void expect(unsigned wire, unsigned want, const char* field) {
-    if (wire != want)
-      fail(std::string("field ") + field + " has wire type " + std::to_string(wire));
+    if (wire != want) fail(std::string("field ") + field + " has wire type " + std::to_string(wire));
   }
 
  private:
@@ -198,8 +185,7 @@ Event decode_event(std::string_view data, std::uint64_t base, const std::string&
         decode_summary(ProtoReader(bytes, at, name), event, name);
         break;
       }
-      default:
-        r.skip(wire);
+      default: r.skip(wire);
     }
   }
   return event;
@@ -283,9 +269,8 @@ EventWriter::EventWriter(const std::filesystem::path& dir, double wall_time) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) throw Error("cannot create event directory " + dir.string() + ": " + ec.message());
-  std::string base = "events.out.tfevents." +
-                     std::to_string(static_cast<long long>(std::floor(wall_time))) + "." +
-                     host_name();
+  std::string base =
+      "events.out.tfevents." + std::to_string(static_cast<long long>(std::floor(wall_time))) + "." + host_name();
   // Two writers started in the same second in one directory get distinct files.
   for (int n = 0; fd_ < 0; ++n) {
     path_ = dir / (n == 0 ? base : base + "." + std::to_string(n));
@@ -303,8 +288,7 @@ EventWriter::~EventWriter() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-void EventWriter::add_scalars(std::int64_t step, const std::map<std::string, double>& values,
-                              double wall_time) {
+void EventWriter::add_scalars(std::int64_t step, const std::map<std::string, double>& values, double wall_time) {
   Event event;
   event.wall_time = wall_time;
   event.step = step;

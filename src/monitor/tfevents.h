@@ -38,8 +38,7 @@ std::string frame_record(std::string_view data);
 // pricer::Error naming `name` and the byte offset. Summary values that are not simple scalars
 // (images, histograms, tensors) are skipped; unknown fields too, as protobuf requires.
 std::vector<Event> parse_events(std::string_view data, const std::string& name);
-std::vector<Event> read_events(const std::filesystem::path& path,
-                               std::size_t max_bytes = std::size_t{1} << 30);
+std::vector<Event> read_events(const std::filesystem::path& path, std::size_t max_bytes = std::size_t{1} << 30);
 
 // Appends events to a new file events.out.tfevents.<unix time>.<host> in `dir` (created if
 // missing). Every call writes its record with one write(2), so a crash never leaves more than the
@@ -53,8 +52,7 @@ class EventWriter {
   EventWriter& operator=(const EventWriter&) = delete;
 
   const std::filesystem::path& path() const { return path_; }
-  void add_scalars(std::int64_t step, const std::map<std::string, double>& values,
-                   double wall_time);
+  void add_scalars(std::int64_t step, const std::map<std::string, double>& values, double wall_time);
 
  private:
   void append(const Event& event);

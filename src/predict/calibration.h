@@ -14,8 +14,8 @@ namespace pricer {
 bool interval_holds(double truth, double lo, double hi);
 
 struct CoveragePoint {
-  double nominal = 0;     // the interval's probability under the model
-  double observed = 0;    // share of items whose true price it holds
+  double nominal = 0;  // the interval's probability under the model
+  double observed = 0;  // share of items whose true price it holds
   double mean_width = 0;  // mean hi - lo in dollars
 };
 

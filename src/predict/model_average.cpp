@@ -7,8 +7,7 @@
 
 namespace pricer {
 
-std::vector<ModelPricerOptions> member_options(const ModelPricerOptions& common,
-                                               const std::vector<std::string>& models,
+std::vector<ModelPricerOptions> member_options(const ModelPricerOptions& common, const std::vector<std::string>& models,
                                                const std::vector<std::string>& adapters) {
   require(models.size() <= 1 || adapters.size() <= 1,
           "several models and several adapters at once: average either merged models or adapters on one base");

@@ -14,8 +14,7 @@ namespace pricer {
 // The member options: one per merged model in `models`, or one per adapter in `adapters` on the
 // base `common.model`. `common` supplies every other setting. An empty list in both gives
 // `common` alone; several models and several adapters at once is an error.
-std::vector<ModelPricerOptions> member_options(const ModelPricerOptions& common,
-                                               const std::vector<std::string>& models,
+std::vector<ModelPricerOptions> member_options(const ModelPricerOptions& common, const std::vector<std::string>& models,
                                                const std::vector<std::string>& adapters);
 
 // The per-model predictions of the same prompts (per_model[m][i]) as one: price, median,

@@ -9,11 +9,11 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "core/threads.h"
-#include "predict/price_text.h"
 #include "data/text.h"
 #include "io/model_file.h"
 #include "kernels/parallel.h"
 #include "model/sampler.h"
+#include "predict/price_text.h"
 #include "train/adapter_io.h"
 #include "train/dataset.h"
 
@@ -42,8 +42,10 @@ std::string find_comparables(const ModelPricerOptions& opt, const ModelFile& mf)
     marked = std::any_of(mf.gguf_metadata.begin(), mf.gguf_metadata.end(),
                          [](const GgufKV& kv) { return kv.key == retrieval::kComparablesKey; });
   } else {
-    const fs::path gguf = fs::is_directory(opt.adapter) ? fs::path(opt.adapter) / "adapter.gguf" : fs::path(opt.adapter);
-    marked = gguf.extension() == ".gguf" && fs::exists(gguf) && GgufFile::open(gguf.string()).has(retrieval::kComparablesKey);
+    const fs::path gguf =
+        fs::is_directory(opt.adapter) ? fs::path(opt.adapter) / "adapter.gguf" : fs::path(opt.adapter);
+    marked = gguf.extension() == ".gguf" && fs::exists(gguf) &&
+             GgufFile::open(gguf.string()).has(retrieval::kComparablesKey);
   }
   require(!marked, trained + ": trained with comparables in its prompts, and their index " + beside(trained) +
                        " is missing (copy it beside the " + (opt.adapter.empty() ? "model)" : "adapter)"));
@@ -76,9 +78,9 @@ ModelPricer::ModelPricer(const ModelPricerOptions& opt) : opt_(opt) {
     load_adapter(*model_, opt.adapter);
   }
   tok_ = load_tokenizer(opt.tokenizer.empty() ? opt.model : opt.tokenizer);
-  require(tok_->vocab_size() <= model_->config().vocab_size,
-          "tokenizer has " + std::to_string(tok_->vocab_size()) + " tokens, more than the model's " +
-              std::to_string(model_->config().vocab_size));
+  require(tok_->vocab_size() <= model_->config().vocab_size, "tokenizer has " + std::to_string(tok_->vocab_size()) +
+                                                                 " tokens, more than the model's " +
+                                                                 std::to_string(model_->config().vocab_size));
   pd_ = std::make_unique<PriceDistribution>(*tok_);
   be_ = make_cpu_backend(dtype_from_name(opt.compute_dtype));
   const int64_t room = model_->config().max_seq_len - opt.greedy_max_tokens;

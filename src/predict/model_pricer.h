@@ -23,7 +23,8 @@ struct ModelPricerOptions {
   std::string adapter;  // PEFT directory or GGUF LoRA; empty = the base model alone
   std::string tokenizer;  // default: the model's
   std::string base_dtype = "nf4";
-  std::string compute_dtype = "bf16";  // the base's linears, as `pricer train --compute-dtype`  // how the projections are held, as `pricer train --base-dtype`
+  std::string compute_dtype = "bf16";  // the base's linears, as `pricer train --compute-dtype`  // how the projections
+                                       // are held, as `pricer train --base-dtype`
   std::string prompt_template = "What does this cost to the nearest dollar?\n\n{text}\n\nPrice is $";
   // A raw product text is cut to this many tokens before it fills the template, as curation cuts
   // every training text (0 = no cut); curated prompts are used as they are.
@@ -31,19 +32,19 @@ struct ModelPricerOptions {
   // Longer prompts lose their middle (head and last 16 tokens kept), as `pricer train
   // --max-length` cuts training examples (the same default).
   int64_t max_prompt_tokens = kDefaultMaxTokens;
-  int64_t batch = 16;            // prompts per forward pass
-  double coverage = 0.8;         // probability of the prediction interval
-  int top_k = 5;                 // number tokens listed per prediction
+  int64_t batch = 16;  // prompts per forward pass
+  double coverage = 0.8;  // probability of the prediction interval
+  int top_k = 5;  // number tokens listed per prediction
   int64_t greedy_max_tokens = 8;  // generation budget of greedy mode
   bool keep_distribution = false;  // fill PricePrediction::number_probs (calibration)
-  bool progress = false;           // progress bar on stderr
+  bool progress = false;  // progress bar on stderr
 };
 
 struct PricePrediction {
   double price = 0;
   PriceEstimate dist;
-  std::string text;     // greedy mode: the generated completion
-  bool parsed = true;   // greedy mode: false when the text held no number (price = dist.expected)
+  std::string text;  // greedy mode: the generated completion
+  bool parsed = true;  // greedy mode: false when the text held no number (price = dist.expected)
   std::vector<double> number_probs;  // with keep_distribution, in PriceDistribution::ids() order
 };
 

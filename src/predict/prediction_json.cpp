@@ -11,8 +11,11 @@ json member_json(const PricePrediction& p, const ModelPricer& mp) {
   json top = json::array();
   for (const auto& t : p.dist.top)
     top.push_back({{"token", mp.tokenizer().token_bytes(t.id)}, {"id", t.id}, {"prob", t.prob}});
-  return {{"price", p.price},          {"median", p.dist.median}, {"expected", p.dist.expected},
-          {"number_mass", p.dist.number_mass}, {"top", top}};
+  return {{"price", p.price},
+          {"median", p.dist.median},
+          {"expected", p.dist.expected},
+          {"number_mass", p.dist.number_mass},
+          {"top", top}};
 }
 
 }  // namespace

@@ -3,7 +3,6 @@
 // the price in its readout, the other readouts, the interval, the likeliest number tokens; with
 // several models each one's own.
 #include <cstddef>
-
 #include <nlohmann/json.hpp>
 
 #include "predict/model_average.h"

@@ -19,22 +19,22 @@ struct PriceTopToken {
 };
 
 struct PriceEstimate {
-  double expected = 0;      // mean over number tokens, renormalised
-  double greedy = 0;        // the most likely number token's value
-  double median = 0;        // the distribution's median: the estimate with the least expected
-                            // absolute error, where the mean is pulled by a long tail
-  double lo = 0, hi = 0;    // central interval from the distribution's quantiles
-  double number_mass = 0;   // probability the model put on number tokens at all
+  double expected = 0;  // mean over number tokens, renormalised
+  double greedy = 0;  // the most likely number token's value
+  double median = 0;  // the distribution's median: the estimate with the least expected
+                      // absolute error, where the mean is pulled by a long tail
+  double lo = 0, hi = 0;  // central interval from the distribution's quantiles
+  double number_mass = 0;  // probability the model put on number tokens at all
   std::vector<PriceTopToken> top;
 };
 
 // How a point price is read off the distribution. One default for every reader: training's
 // validation MAE, `pricer predict` and eval's "finetuned"/"base" pricers.
 enum class PriceMode {
-  Median,    // the distribution's median: the estimate with the least expected absolute error
+  Median,  // the distribution's median: the estimate with the least expected absolute error
   Expected,  // mean over all number tokens
-  Top3,      // mean over the three most likely number tokens, renormalised (the course's way)
-  Greedy,    // generate greedily and parse the text (the model pricer's; reads as Expected here)
+  Top3,  // mean over the three most likely number tokens, renormalised (the course's way)
+  Greedy,  // generate greedily and parse the text (the model pricer's; reads as Expected here)
 };
 inline constexpr PriceMode kDefaultPriceMode = PriceMode::Median;
 PriceMode price_mode_from_name(const std::string& name);  // median | expected | top3 | greedy

@@ -20,7 +20,8 @@ PriceScores score(const PriceDistribution& pd, LlamaModel& model, Backend& be, s
   for (size_t i = 0; i < items.size(); i += static_cast<size_t>(micro_batch)) {
     const auto group = items.subspan(i, std::min(items.size() - i, static_cast<size_t>(micro_batch)));
     std::vector<std::span<const int32_t>> prompts;
-    for (const PricedExample& ex : group) prompts.push_back(std::span(ex.tokens).first(static_cast<size_t>(ex.prompt_len)));
+    for (const PricedExample& ex : group)
+      prompts.push_back(std::span(ex.tokens).first(static_cast<size_t>(ex.prompt_len)));
     const Batch b = prompt_batch(prompts);
     const std::vector<float> logits = model.logits(b, last_rows(b), be);
     for (size_t k = 0; k < group.size(); ++k) {

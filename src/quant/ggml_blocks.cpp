@@ -82,8 +82,8 @@ void quantize_q4_0(const float* x, uint8_t* y, int64_t nb) {
 
 // ggml's make_qkx2_quants: scale and min of a sub-block of n values with levels 0..nmax, found by
 // trying nstep + 1 candidate scales and solving weighted least squares for each.
-float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min,
-                       uint8_t* Laux, float rmin, float rdelta, int nstep) {
+float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min, uint8_t* Laux,
+                       float rmin, float rdelta, int nstep) {
   float min = x[0], max = x[0];
   float sum_w = weights[0], sum_x = sum_w * x[0];
   for (int i = 1; i < n; ++i) {
@@ -465,9 +465,7 @@ BlockLayout block_layout(DType t) {
   throw Error(std::string(dtype_name(t)) + " is not a raw block format");
 }
 
-size_t raw_bytes(DType t, int64_t n) {
-  return static_cast<size_t>(whole_blocks(t, n) * block_layout(t).bytes);
-}
+size_t raw_bytes(DType t, int64_t n) { return static_cast<size_t>(whole_blocks(t, n) * block_layout(t).bytes); }
 
 void quantize_raw(DType t, const float* x, uint8_t* dst, int64_t n) {
   const int64_t nb = whole_blocks(t, n);

@@ -35,7 +35,7 @@ size_t raw_bytes(DType t, int64_t n);
 void quantize_raw(DType t, const float* x, uint8_t* dst, int64_t n);
 
 // n elements (a whole number of blocks) from raw blocks into f32.
-void dequantize_raw(DType t, const uint8_t* src, float* dst, int64_t n);            // AVX2
+void dequantize_raw(DType t, const uint8_t* src, float* dst, int64_t n);  // AVX2
 void dequantize_raw_reference(DType t, const uint8_t* src, float* dst, int64_t n);  // scalar
 
 // Throws Error (naming `what` and the block) if a block's f16 scale is not finite.

@@ -10,10 +10,9 @@
 // Rounding follows bitsandbytes' kernels: values are scaled by the float reciprocal of their
 // absmax; a value exactly on a midpoint between two NF4 codes takes the lower one; an all-zero
 // block scales by 1/0 and gets code 0 (-1) everywhere, so it dequantizes to minus its
-// reconstructed absmax, which the double quantization may have moved off 0. The offset is the correctly rounded mean (torch's
-// float32 mean may differ from it in the last bit, depending on its reduction order).
-// Dequantization: absmax[b] = dynamic_map[absmax_codes[b]] * absmax_scales[b / 256] + offset,
-// value = nf4_code[index] * absmax[b].
+// reconstructed absmax, which the double quantization may have moved off 0. The offset is the correctly rounded mean
+// (torch's float32 mean may differ from it in the last bit, depending on its reduction order). Dequantization:
+// absmax[b] = dynamic_map[absmax_codes[b]] * absmax_scales[b / 256] + offset, value = nf4_code[index] * absmax[b].
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -31,10 +30,10 @@ const std::array<float, 256>& dynamic_map_signed();
 
 struct Nf4Tensor {
   int64_t numel = 0;
-  std::vector<uint8_t> packed;        // ceil(numel / 2) bytes
+  std::vector<uint8_t> packed;  // ceil(numel / 2) bytes
   std::vector<uint8_t> absmax_codes;  // one per block of 64
-  std::vector<float> absmax_scales;   // one per 256 absmax values
-  float absmax_offset = 0.0f;         // mean of the block absmax values
+  std::vector<float> absmax_scales;  // one per 256 absmax values
+  float absmax_offset = 0.0f;  // mean of the block absmax values
 
   size_t bytes() const { return packed.size() + absmax_codes.size() + absmax_scales.size() * 4 + 4; }
 };

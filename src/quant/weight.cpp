@@ -29,8 +29,9 @@ void check_shape(int64_t rows, int64_t cols, const char* what) {
 // Block formats quantize each row on its own, so a row must be whole blocks.
 void check_cols(DType t, int64_t cols, const char* what) {
   const int64_t block = block_layout(t).elems;
-  require(cols % block == 0, std::string(what) + ": " + std::string(dtype_name(t)) + " needs cols to be a multiple of " +
-                                 std::to_string(block) + ", got " + std::to_string(cols));
+  require(cols % block == 0, std::string(what) + ": " + std::string(dtype_name(t)) +
+                                 " needs cols to be a multiple of " + std::to_string(block) + ", got " +
+                                 std::to_string(cols));
 }
 
 bool is_raw(DType t) { return t != DType::F32 && t != DType::NF4; }
@@ -93,9 +94,9 @@ size_t Weight::bytes() const {
 }
 
 void Weight::dequantize_rows(int64_t r0, int64_t nr, float* out) const {
-  require(r0 >= 0 && nr >= 0 && r0 <= rows_ && nr <= rows_ - r0,
-          "Weight::dequantize_rows: rows [" + std::to_string(r0) + ", +" + std::to_string(nr) +
-              ") outside weight " + shape_str(rows_, cols_));
+  require(r0 >= 0 && nr >= 0 && r0 <= rows_ && nr <= rows_ - r0, "Weight::dequantize_rows: rows [" +
+                                                                     std::to_string(r0) + ", +" + std::to_string(nr) +
+                                                                     ") outside weight " + shape_str(rows_, cols_));
   if (dtype_ == DType::F32) {
     std::memcpy(out, f32_.data() + r0 * cols_, static_cast<size_t>(nr * cols_) * sizeof(float));
   } else if (dtype_ == DType::NF4) {

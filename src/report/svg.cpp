@@ -30,28 +30,26 @@ Frame make_frame(const ChartOptions& opt, double x0, double x1, double y0, doubl
 }
 
 std::string open_svg(const ChartOptions& opt) {
-  std::string s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" +
-                  std::to_string(opt.width) + "\" height=\"" + std::to_string(opt.height) +
-                  "\" viewBox=\"0 0 " + std::to_string(opt.width) + " " +
+  std::string s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + std::to_string(opt.width) + "\" height=\"" +
+                  std::to_string(opt.height) + "\" viewBox=\"0 0 " + std::to_string(opt.width) + " " +
                   std::to_string(opt.height) +
                   "\" font-family=\"sans-serif\" font-size=\"12\">\n"
                   "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
   if (!opt.title.empty())
     s += "<text x=\"" + num(opt.width / 2.0) +
-         "\" y=\"22\" text-anchor=\"middle\" font-size=\"15\" font-weight=\"bold\">" +
-         escape_xml(opt.title) + "</text>\n";
+         "\" y=\"22\" text-anchor=\"middle\" font-size=\"15\" font-weight=\"bold\">" + escape_xml(opt.title) +
+         "</text>\n";
   return s;
 }
 
-std::string text(double x, double y, std::string_view s, const char* anchor,
-                 const std::string& extra = "") {
-  return "<text x=\"" + num(x) + "\" y=\"" + num(y) + "\" text-anchor=\"" + anchor + "\"" +
-         extra + ">" + escape_xml(s) + "</text>\n";
+std::string text(double x, double y, std::string_view s, const char* anchor, const std::string& extra = "") {
+  return "<text x=\"" + num(x) + "\" y=\"" + num(y) + "\" text-anchor=\"" + anchor + "\"" + extra + ">" +
+         escape_xml(s) + "</text>\n";
 }
 
 std::string line(double x1, double y1, double x2, double y2, const std::string& style) {
-  return "<line x1=\"" + num(x1) + "\" y1=\"" + num(y1) + "\" x2=\"" + num(x2) + "\" y2=\"" +
-         num(y2) + "\" " + style + "/>\n";
+  return "<line x1=\"" + num(x1) + "\" y1=\"" + num(y1) + "\" x2=\"" + num(x2) + "\" y2=\"" + num(y2) + "\" " + style +
+         "/>\n";
 }
 
 // Axes with grid lines and tick labels; x ticks omitted when x_ticks is empty (bar charts).
@@ -75,8 +73,8 @@ std::string axes(const Frame& f, const ChartOptions& opt, const std::vector<doub
   if (!opt.x_label.empty()) s += text((f.px0 + f.px1) / 2, opt.height - 12.0, opt.x_label, "middle");
   if (!opt.y_label.empty()) {
     const double cy = (f.py0 + f.py1) / 2;
-    s += "<text x=\"16\" y=\"" + num(cy) + "\" text-anchor=\"middle\" transform=\"rotate(-90 16 " +
-         num(cy) + ")\">" + escape_xml(opt.y_label) + "</text>\n";
+    s += "<text x=\"16\" y=\"" + num(cy) + "\" text-anchor=\"middle\" transform=\"rotate(-90 16 " + num(cy) + ")\">" +
+         escape_xml(opt.y_label) + "</text>\n";
   }
   return s;
 }
@@ -90,16 +88,14 @@ void finite_range(const std::vector<double>& v, double& lo, double& hi) {
 }
 
 std::string empty_note(const Frame& f) {
-  return text((f.px0 + f.px1) / 2, (f.py0 + f.py1) / 2, "no data", "middle",
-              " fill=\"#888\"");
+  return text((f.px0 + f.px1) / 2, (f.py0 + f.py1) / 2, "no data", "middle", " fill=\"#888\"");
 }
 
 }  // namespace
 
 const std::string& palette_color(size_t i) {
-  static const std::vector<std::string> colors = {"#4e79a7", "#f28e2b", "#e15759", "#76b7b2",
-                                                  "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
-                                                  "#9c755f", "#bab0ac"};
+  static const std::vector<std::string> colors = {"#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
+                                                  "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"};
   return colors[i % colors.size()];
 }
 
@@ -170,8 +166,7 @@ std::string format_tick(double v, double step) {
   return buf;
 }
 
-std::string histogram_svg(const std::vector<double>& values, int bins, const ChartOptions& opt,
-                          double lo, double hi) {
+std::string histogram_svg(const std::vector<double>& values, int bins, const ChartOptions& opt, double lo, double hi) {
   bins = std::clamp(bins, 1, 10000);
   if (!(lo < hi)) {
     lo = std::numeric_limits<double>::infinity();
@@ -200,10 +195,10 @@ std::string histogram_svg(const std::vector<double>& values, int bins, const Cha
     if (counts[b] == 0) continue;
     const double x0 = f.sx(lo + b * width), x1 = f.sx(lo + (b + 1) * width);
     const double y = f.sy(counts[b]);
-    s += "<rect x=\"" + num(x0) + "\" y=\"" + num(y) + "\" width=\"" +
-         num(std::max(0.5, x1 - x0 - 1)) + "\" height=\"" + num(f.py0 - y) + "\" fill=\"" +
-         escape_xml(opt.color) + "\"><title>" + escape_xml(format_tick(lo + b * width, width)) +
-         " to " + escape_xml(format_tick(lo + (b + 1) * width, width)) + ": " +
+    s += "<rect x=\"" + num(x0) + "\" y=\"" + num(y) + "\" width=\"" + num(std::max(0.5, x1 - x0 - 1)) +
+         "\" height=\"" + num(f.py0 - y) + "\" fill=\"" + escape_xml(opt.color) + "\"><title>" +
+         escape_xml(format_tick(lo + b * width, width)) + " to " +
+         escape_xml(format_tick(lo + (b + 1) * width, width)) + ": " +
          std::to_string(static_cast<long long>(counts[b])) + "</title></rect>\n";
   }
   if (values.empty()) s += empty_note(f);
@@ -223,14 +218,14 @@ std::string bar_chart_svg(const std::vector<Bar>& bars, const ChartOptions& opt)
   for (size_t i = 0; i < bars.size(); ++i) {
     const double v = std::isfinite(bars[i].value) ? std::max(0.0, bars[i].value) : 0;
     const double x = f.px0 + i * slot + slot * 0.15, y = f.sy(v);
-    s += "<rect x=\"" + num(x) + "\" y=\"" + num(y) + "\" width=\"" + num(slot * 0.7) +
-         "\" height=\"" + num(f.py0 - y) + "\" fill=\"" + escape_xml(opt.color) + "\"><title>" +
-         escape_xml(bars[i].label) + ": " + escape_xml(format_tick(v, 0.01)) + "</title></rect>\n";
+    s += "<rect x=\"" + num(x) + "\" y=\"" + num(y) + "\" width=\"" + num(slot * 0.7) + "\" height=\"" +
+         num(f.py0 - y) + "\" fill=\"" + escape_xml(opt.color) + "\"><title>" + escape_xml(bars[i].label) + ": " +
+         escape_xml(format_tick(v, 0.01)) + "</title></rect>\n";
     const double cx = f.px0 + (i + 0.5) * slot;
     if (rotate) {
       s += "<text x=\"" + num(cx) + "\" y=\"" + num(f.py0 + 12) +
-           "\" text-anchor=\"end\" font-size=\"10\" transform=\"rotate(-35 " + num(cx) + " " +
-           num(f.py0 + 12) + ")\">" + escape_xml(bars[i].label) + "</text>\n";
+           "\" text-anchor=\"end\" font-size=\"10\" transform=\"rotate(-35 " + num(cx) + " " + num(f.py0 + 12) +
+           ")\">" + escape_xml(bars[i].label) + "</text>\n";
     } else {
       s += text(cx, f.py0 + 16, bars[i].label, "middle");
     }
@@ -239,8 +234,8 @@ std::string bar_chart_svg(const std::vector<Bar>& bars, const ChartOptions& opt)
   return s + "</svg>\n";
 }
 
-std::string scatter_svg(const std::vector<Point>& points, const ChartOptions& opt,
-                        bool identity_line, const std::vector<LegendEntry>& legend) {
+std::string scatter_svg(const std::vector<Point>& points, const ChartOptions& opt, bool identity_line,
+                        const std::vector<LegendEntry>& legend) {
   double x0 = std::numeric_limits<double>::infinity(), x1 = -x0, y0 = x0, y1 = -x0;
   for (auto& p : points) {
     if (!std::isfinite(p.x) || !std::isfinite(p.y)) continue;
@@ -258,13 +253,11 @@ std::string scatter_svg(const std::vector<Point>& points, const ChartOptions& op
   s += axes(f, opt, xt, yt);
   if (identity_line) {
     const double a = std::max(f.x0, f.y0), b = std::min(f.x1, f.y1);
-    s += line(f.sx(a), f.sy(a), f.sx(b), f.sy(b),
-              "stroke=\"#555\" stroke-dasharray=\"6 4\" stroke-width=\"1.5\"");
+    s += line(f.sx(a), f.sy(a), f.sx(b), f.sy(b), "stroke=\"#555\" stroke-dasharray=\"6 4\" stroke-width=\"1.5\"");
   }
   for (auto& p : points) {
     if (!std::isfinite(p.x) || !std::isfinite(p.y)) continue;
-    s += "<circle cx=\"" + num(f.sx(p.x)) + "\" cy=\"" + num(f.sy(p.y)) +
-         "\" r=\"3\" fill-opacity=\"0.7\" fill=\"" +
+    s += "<circle cx=\"" + num(f.sx(p.x)) + "\" cy=\"" + num(f.sy(p.y)) + "\" r=\"3\" fill-opacity=\"0.7\" fill=\"" +
          escape_xml(p.color.empty() ? opt.color : p.color) + "\"/>\n";
   }
   for (size_t i = 0; i < legend.size(); ++i) {
@@ -307,10 +300,8 @@ std::string line_chart_svg(const std::vector<Series>& series, const ChartOptions
     }
     std::string pts;
     for (size_t i = 0; i < n; ++i)
-      if (std::isfinite(se.x[i]) && std::isfinite(se.y[i]))
-        pts += num(f.sx(se.x[i])) + "," + num(f.sy(se.y[i])) + " ";
-    s += "<polyline points=\"" + pts + "\" fill=\"none\" stroke=\"" + color +
-         "\" stroke-width=\"2\"/>\n";
+      if (std::isfinite(se.x[i]) && std::isfinite(se.y[i])) pts += num(f.sx(se.x[i])) + "," + num(f.sy(se.y[i])) + " ";
+    s += "<polyline points=\"" + pts + "\" fill=\"none\" stroke=\"" + color + "\" stroke-width=\"2\"/>\n";
     if (!se.name.empty()) {
       const double y = f.py1 + 8 + 18.0 * k;
       s += line(f.px1 - 150, y + 5, f.px1 - 130, y + 5, "stroke=\"" + color + "\" stroke-width=\"3\"");
@@ -322,8 +313,7 @@ std::string line_chart_svg(const std::vector<Series>& series, const ChartOptions
 }
 
 std::string sparkline(const std::vector<double>& values) {
-  static const char* blocks[] = {"\u2581", "\u2582", "\u2583", "\u2584",
-                                 "\u2585", "\u2586", "\u2587", "\u2588"};
+  static const char* blocks[] = {"\u2581", "\u2582", "\u2583", "\u2584", "\u2585", "\u2586", "\u2587", "\u2588"};
   double lo = std::numeric_limits<double>::infinity(), hi = -lo;
   finite_range(values, lo, hi);
   std::string s;

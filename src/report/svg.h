@@ -34,8 +34,8 @@ std::string format_tick(double v, double step);
 
 // Histogram of values in `bins` equal-width bins over [lo, hi]; lo >= hi: the data's range.
 // Non-finite values are ignored.
-std::string histogram_svg(const std::vector<double>& values, int bins, const ChartOptions& opt,
-                          double lo = 0, double hi = 0);
+std::string histogram_svg(const std::vector<double>& values, int bins, const ChartOptions& opt, double lo = 0,
+                          double hi = 0);
 
 // Vertical bars with a category label each (labels are rotated when crowded).
 struct Bar {
@@ -54,8 +54,8 @@ struct LegendEntry {
   std::string label;
   std::string color;
 };
-std::string scatter_svg(const std::vector<Point>& points, const ChartOptions& opt,
-                        bool identity_line = true, const std::vector<LegendEntry>& legend = {});
+std::string scatter_svg(const std::vector<Point>& points, const ChartOptions& opt, bool identity_line = true,
+                        const std::vector<LegendEntry>& legend = {});
 
 // Line chart of one or more series over a shared x axis; a series with lo/hi (same length as y)
 // gets a shaded band (e.g. min/max or a confidence interval).
@@ -63,7 +63,7 @@ struct Series {
   std::string name;
   std::vector<double> x, y;
   std::vector<double> lo, hi;  // optional band
-  std::string color;           // empty: a palette colour
+  std::string color;  // empty: a palette colour
 };
 std::string line_chart_svg(const std::vector<Series>& series, const ChartOptions& opt);
 

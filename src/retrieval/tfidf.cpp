@@ -10,9 +10,7 @@ namespace pricer::retrieval {
 
 namespace {
 
-bool word_byte(unsigned char c) {
-  return std::isalnum(c) != 0 || c == '_' || c >= 0x80;
-}
+bool word_byte(unsigned char c) { return std::isalnum(c) != 0 || c == '_' || c >= 0x80; }
 
 uint64_t fnv1a(std::string_view s, uint64_t h = 0xcbf29ce484222325ULL) {
   for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ULL;
@@ -116,8 +114,7 @@ SparseMatrix TfidfVectorizer::transform(const std::vector<std::string>& docs) co
     }
     if (norm > 0.0) {
       const double inv = 1.0 / std::sqrt(norm);
-      for (std::size_t p = start; p < m.values.size(); ++p)
-        m.values[p] = static_cast<float>(m.values[p] * inv);
+      for (std::size_t p = start; p < m.values.size(); ++p) m.values[p] = static_cast<float>(m.values[p] * inv);
     }
     m.indptr.push_back(m.values.size());
   }

@@ -19,7 +19,7 @@ std::vector<std::string> word_tokens(std::string_view text);
 
 struct TfidfOptions {
   std::size_t max_features = 50000;  // most frequent terms (by document frequency) kept
-  std::size_t min_df = 2;            // terms in fewer documents are dropped
+  std::size_t min_df = 2;  // terms in fewer documents are dropped
   bool bigrams = true;
 };
 

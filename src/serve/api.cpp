@@ -68,7 +68,8 @@ int64_t get_int(const json& v, const std::string& param, int64_t lo, int64_t hi)
 double get_number(const json& v, const std::string& param, double lo, double hi) {
   if (!v.is_number()) wrong_type(param, v, "a number");
   const double x = v.get<double>();
-  if (!(x >= lo && x <= hi)) bad(param, "'" + param + "' must be between " + json(lo).dump() + " and " + json(hi).dump());
+  if (!(x >= lo && x <= hi))
+    bad(param, "'" + param + "' must be between " + json(lo).dump() + " and " + json(hi).dump());
   return x;
 }
 
@@ -189,9 +190,9 @@ void parse_stream(const json& body, CompletionRequest& r) {
 CompletionRequest parse_completion_request(const json& body, Endpoint endpoint) {
   if (!body.is_object()) bad("", "the request body must be a JSON object");
   const bool chat = endpoint == Endpoint::Chat;
-  std::set<std::string> known = {"model", "max_tokens", "temperature", "top_p", "seed", "stop", "logprobs",
-                                 "stream", "stream_options", "n", "user", "frequency_penalty",
-                                 "presence_penalty", "logit_bias"};
+  std::set<std::string> known = {"model", "max_tokens",        "temperature",      "top_p",          "seed",
+                                 "stop",  "logprobs",          "stream",           "stream_options", "n",
+                                 "user",  "frequency_penalty", "presence_penalty", "logit_bias"};
   if (chat) {
     known.insert({"messages", "top_logprobs", "max_completion_tokens", "parallel_tool_calls", "store", "metadata"});
   } else {

@@ -4,12 +4,11 @@
 // as OpenAI's own server is: a wrong type, a value out of range or an argument it does not know
 // is an ApiError (HTTP 400 with the parameter named), never a silent default.
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace pricer::serve {
 
@@ -31,18 +30,18 @@ struct ChatMessage {
 struct CompletionRequest {
   Endpoint endpoint = Endpoint::Completions;
   std::string model;
-  std::string prompt;                    // completions: the text to continue
-  std::vector<int32_t> prompt_ids;       // completions: the prompt given as token ids instead
+  std::string prompt;  // completions: the text to continue
+  std::vector<int32_t> prompt_ids;  // completions: the prompt given as token ids instead
   bool prompt_is_ids = false;
-  std::vector<ChatMessage> messages;     // chat
-  std::optional<int64_t> max_tokens;     // unset: completions 16 (OpenAI's default), chat to the context
-  float temperature = 1.0f;              // OpenAI's default; 0 = greedy
+  std::vector<ChatMessage> messages;  // chat
+  std::optional<int64_t> max_tokens;  // unset: completions 16 (OpenAI's default), chat to the context
+  float temperature = 1.0f;  // OpenAI's default; 0 = greedy
   float top_p = 1.0f;
   std::optional<uint64_t> seed;
-  std::vector<std::string> stop;         // at most 4, none empty
-  int top_logprobs = -1;                 // alternatives listed per token; -1 = no logprobs at all
+  std::vector<std::string> stop;  // at most 4, none empty
+  int top_logprobs = -1;  // alternatives listed per token; -1 = no logprobs at all
   bool stream = false, include_usage = false;
-  bool echo = false;                     // completions: the prompt's text put before the completion
+  bool echo = false;  // completions: the prompt's text put before the completion
 };
 
 // Largest accepted values (OpenAI's own limits).
@@ -60,7 +59,7 @@ struct PriceRequest {
   std::vector<std::string> texts;
   bool batch = false;  // answered as {"results": [...]} rather than one object
   std::string readout;  // empty: the server's default
-  std::string model;    // empty: the served model
+  std::string model;  // empty: the served model
   bool distribution = false;  // add the whole distribution over the number tokens
 };
 inline constexpr std::size_t kMaxPriceBatch = 1024;

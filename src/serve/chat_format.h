@@ -15,11 +15,11 @@ namespace pricer::serve {
 
 enum class ChatFormat {
   PricePrompt,  // no template: the last user message is a product text to price
-  Llama3,       // Llama 3 Instruct: every message under its header, content trimmed
-  Llama31,      // Llama 3.1-3.3 Instruct: a system header with the knowledge cutoff and date first
-  ChatML,       // <|im_start|>role ... <|im_end|> (Qwen, SmolLM, Hermes)
-  Gemma,        // <start_of_turn>user|model, the system message folded into the first user turn
-  Phi3,         // <|user|> ... <|end|>
+  Llama3,  // Llama 3 Instruct: every message under its header, content trimmed
+  Llama31,  // Llama 3.1-3.3 Instruct: a system header with the knowledge cutoff and date first
+  ChatML,  // <|im_start|>role ... <|im_end|> (Qwen, SmolLM, Hermes)
+  Gemma,  // <start_of_turn>user|model, the system message folded into the first user turn
+  Phi3,  // <|user|> ... <|end|>
 };
 
 struct ChatStyle {

@@ -91,7 +91,8 @@ json Dashboard::run(int64_t id, int64_t after_step) const {
   if (db)
     for (auto& s : db->summarize_runs())
       if (s.run.id == id) found = s;
-  if (!found) throw ApiError(404, "no run " + std::to_string(id) + " in " + db_.string(), "invalid_request_error", "id");
+  if (!found)
+    throw ApiError(404, "no run " + std::to_string(id) + " in " + db_.string(), "invalid_request_error", "id");
   json j = run_row(*found, unix_seconds());
   j["command_line"] = found->run.command_line;
   j["base_model"] = found->run.base_model;
@@ -99,9 +100,11 @@ json Dashboard::run(int64_t id, int64_t after_step) const {
   j["host"] = found->run.host;
   j["params"] = db->params(id);
   j["metrics"] = json::object();
-  for (const auto& name : db->metric_names(id)) j["metrics"][name] = series_json(db->metric_series(id, name), after_step);
+  for (const auto& name : db->metric_names(id))
+    j["metrics"][name] = series_json(db->metric_series(id, name), after_step);
   j["artifacts"] = json::array();
-  for (const auto& a : db->artifacts(id)) j["artifacts"].push_back({{"kind", a.kind}, {"path", a.path}, {"step", maybe(a.step)}});
+  for (const auto& a : db->artifacts(id))
+    j["artifacts"].push_back({{"kind", a.kind}, {"path", a.path}, {"step", maybe(a.step)}});
   return j;
 }
 
@@ -148,7 +151,8 @@ json Dashboard::evals() const {
       e["results"] = std::move(r);
     }
     e["has_report"] = false;
-    for (const auto& a : db->artifacts(it->run.id)) e["has_report"] = e["has_report"].get<bool>() || (a.kind == "report" && fs::exists(a.path));
+    for (const auto& a : db->artifacts(it->run.id))
+      e["has_report"] = e["has_report"].get<bool>() || (a.kind == "report" && fs::exists(a.path));
     out.push_back(std::move(e));
   }
   return out;

@@ -4,7 +4,6 @@
 // stay live while training processes write to it; a missing database reads as no runs.
 #include <cstdint>
 #include <filesystem>
-
 #include <nlohmann/json.hpp>
 
 namespace pricer::serve {

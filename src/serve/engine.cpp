@@ -107,7 +107,10 @@ struct Engine::Active {
   std::string reply;  // the text so far, for end_at_price
   int64_t generated = 0;
   Active(std::shared_ptr<GenerationJob> j, KvCache c, const Tokenizer& tok)
-      : job(std::move(j)), cache(std::move(c)), sampler(job->options.sampling), text(tok, job->prompt),
+      : job(std::move(j)),
+        cache(std::move(c)),
+        sampler(job->options.sampling),
+        text(tok, job->prompt),
         stop(job->stop) {}
 };
 
@@ -271,7 +274,6 @@ void Engine::start(std::vector<std::shared_ptr<GenerationJob>>& jobs, std::vecto
     for (auto& a : started) a->job->finish("", internal_error(e));
   }
 }
-
 
 // Every running generation one token further: each samples from its logits, and those that go on
 // are decoded together in one pass.

@@ -12,12 +12,11 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "model/generate.h"
 #include "predict/model_average.h"
@@ -41,20 +40,20 @@ struct SampledToken {
 
 // What a generation produced since the consumer last looked.
 struct GenerationUpdate {
-  std::string text;                  // reply text that became certain (stop sequences held back)
+  std::string text;  // reply text that became certain (stop sequences held back)
   std::vector<SampledToken> tokens;  // tokens sampled (with log-probabilities when asked for)
   bool done = false;
-  std::string finish_reason;         // "stop" or "length", once done without error
-  std::optional<ApiError> error;     // once done with an error
+  std::string finish_reason;  // "stop" or "length", once done without error
+  std::optional<ApiError> error;  // once done with an error
 };
 
 class GenerationJob {
  public:
   std::vector<int32_t> prompt;
-  GenerationOptions options;        // max_tokens, stop ids, sampling
-  std::vector<std::string> stop;    // stop sequences
-  int top_logprobs = -1;            // -1: no log-probabilities
-  bool end_at_price = false;        // a price reply: ends once its number is complete
+  GenerationOptions options;  // max_tokens, stop ids, sampling
+  std::vector<std::string> stop;  // stop sequences
+  int top_logprobs = -1;  // -1: no log-probabilities
+  bool end_at_price = false;  // a price reply: ends once its number is complete
   Clock::time_point deadline;
 
   // Waits up to `wait` for news; moves it out. Once done, every later call returns done again.
@@ -77,7 +76,7 @@ class PriceJob {
  public:
   std::vector<std::string> prompts;  // already templated
   PriceMode mode = kDefaultPriceMode;
-  bool distribution = false;         // add each price's whole distribution over the number tokens
+  bool distribution = false;  // add each price's whole distribution over the number tokens
   Clock::time_point deadline;
 
   // Blocks until priced: one JSON object per prompt (predict --json's form), or the error.
@@ -95,10 +94,10 @@ class PriceJob {
 };
 
 struct EngineOptions {
-  std::size_t queue = 64;     // requests waiting or running at most; more are refused (503)
+  std::size_t queue = 64;  // requests waiting or running at most; more are refused (503)
   std::size_t max_active = 8;  // generations advancing together
-  bool batching = true;         // waiting price requests in one pass, generations sharing passes
-                               // (false: one request per pass, to measure the gain)
+  bool batching = true;  // waiting price requests in one pass, generations sharing passes
+                         // (false: one request per pass, to measure the gain)
 };
 
 struct EngineStats {

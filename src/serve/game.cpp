@@ -6,10 +6,10 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/random.h"
-#include "data/text.h"
-#include "io/json_util.h"
 #include "data/record.h"
+#include "data/text.h"
 #include "eval/human.h"
+#include "io/json_util.h"
 #include "serve/api.h"
 
 namespace pricer::serve {
@@ -57,7 +57,8 @@ Game::Game(std::filesystem::path data, std::string split, std::filesystem::path 
 // What the guesses are for: the data, the split and a fingerprint of its items (texts and prices).
 json Game::make_record() const {
   uint64_t h = items_.size();
-  for (const auto& it : items_) h = mix64(h ^ data::hash64(it.text)) ^ static_cast<uint64_t>(std::llround(it.price * 100));
+  for (const auto& it : items_)
+    h = mix64(h ^ data::hash64(it.text)) ^ static_cast<uint64_t>(std::llround(it.price * 100));
   char hex[17];
   std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
   return {{"data", std::filesystem::absolute(data_).lexically_normal().string()},
@@ -92,9 +93,12 @@ json Game::state() const {
 double Game::guess(std::size_t id, double price) {
   std::lock_guard lock(mu_);
   if (id != guesses_.size())
-    throw ApiError(409, "item " + std::to_string(id) + " is not the one to guess (next is " +
-                            std::to_string(guesses_.size()) + ")", "invalid_request_error", "id", "not_next_item");
-  if (id >= items_.size()) throw ApiError(409, "every item has been guessed", "invalid_request_error", "id", "game_over");
+    throw ApiError(
+        409,
+        "item " + std::to_string(id) + " is not the one to guess (next is " + std::to_string(guesses_.size()) + ")",
+        "invalid_request_error", "id", "not_next_item");
+  if (id >= items_.size())
+    throw ApiError(409, "every item has been guessed", "invalid_request_error", "id", "game_over");
   if (!std::isfinite(price) || price < 0 || price > data::kMaxPlausiblePrice)
     throw ApiError(400, "a guess is a price: a finite number from 0 up", "invalid_request_error", "price");
   guesses_.push_back(price);

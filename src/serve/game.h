@@ -9,11 +9,10 @@
 #include <cstddef>
 #include <filesystem>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/dir_lock.h"
 #include "eval/item.h"

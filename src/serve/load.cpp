@@ -33,7 +33,8 @@ LoadResult run_load(int port, const std::string& path, const std::vector<std::st
         const std::string& body = bodies[static_cast<size_t>(c * per_client + i) % bodies.size()];
         const auto s = Clock::now();
         auto res = cli.Post(path.c_str(), body, "application/json");
-        latencies[static_cast<size_t>(c)].push_back(std::chrono::duration<double, std::milli>(Clock::now() - s).count());
+        latencies[static_cast<size_t>(c)].push_back(
+            std::chrono::duration<double, std::milli>(Clock::now() - s).count());
         if (!res || res->status != 200) ++errors;
       }
     });
@@ -48,7 +49,9 @@ LoadResult run_load(int port, const std::string& path, const std::vector<std::st
   r.requests = static_cast<int64_t>(all.size());
   r.errors = errors;
   r.requests_per_s = static_cast<double>(r.requests) / r.seconds;
-  auto pct = [&](double q) { return all[std::min(all.size() - 1, static_cast<size_t>(q * static_cast<double>(all.size())))]; };
+  auto pct = [&](double q) {
+    return all[std::min(all.size() - 1, static_cast<size_t>(q * static_cast<double>(all.size())))];
+  };
   r.p50_ms = pct(0.50);
   r.p99_ms = pct(0.99);
   return r;
@@ -57,10 +60,10 @@ LoadResult run_load(int port, const std::string& path, const std::vector<std::st
 namespace {
 
 json result_json(const std::string& endpoint, bool batching, const LoadResult& r) {
-  return {{"bench", "serve"},      {"endpoint", endpoint},    {"batching", batching},
-          {"clients", r.clients},  {"requests", r.requests},  {"errors", r.errors},
-          {"seconds", r.seconds},  {"requests_per_s", r.requests_per_s},
-          {"p50_ms", r.p50_ms},    {"p99_ms", r.p99_ms}};
+  return {
+      {"bench", "serve"},       {"endpoint", endpoint}, {"batching", batching}, {"clients", r.clients},
+      {"requests", r.requests}, {"errors", r.errors},   {"seconds", r.seconds}, {"requests_per_s", r.requests_per_s},
+      {"p50_ms", r.p50_ms},     {"p99_ms", r.p99_ms}};
 }
 
 // One server over the model for a series of loads.
@@ -81,13 +84,16 @@ std::vector<json> measure(std::shared_ptr<ModelPricer> mp, const ServeBenchOptio
     const json item = json::parse(data::synthetic_item(1, i, false).line);
     const std::string text = item.value("title", std::string("a product"));
     prices.push_back(json{{"text", text}}.dump());
-    completions.push_back(json{{"model", "bench"}, {"prompt", text}, {"max_tokens", o.max_tokens}, {"temperature", 0}}.dump());
+    completions.push_back(
+        json{{"model", "bench"}, {"prompt", text}, {"max_tokens", o.max_tokens}, {"temperature", 0}}.dump());
   }
   std::vector<json> out;
   for (const auto& endpoint : endpoints) {
     const bool price = endpoint == "/v1/price";
     run_load(port, endpoint, price ? prices : completions, 1, 2);  // warm-up
-    for (int c : clients) out.push_back(result_json(endpoint, batching, run_load(port, endpoint, price ? prices : completions, c, o.per_client)));
+    for (int c : clients)
+      out.push_back(
+          result_json(endpoint, batching, run_load(port, endpoint, price ? prices : completions, c, o.per_client)));
   }
   server.stop();
   th.join();

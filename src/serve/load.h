@@ -3,10 +3,9 @@
 // requests one after another; requests/s and latency percentiles per setting, and what batching
 // the queued price requests buys. The work of `pricer bench serve` (docs/benchmarks.md).
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "predict/model_pricer.h"
 

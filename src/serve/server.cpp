@@ -82,8 +82,10 @@ std::vector<int32_t> completion_prompt(const Tokenizer& tok, const CompletionReq
   if (r.prompt_is_ids) {
     for (size_t i = 0; i < r.prompt_ids.size(); ++i) {
       if (r.prompt_ids[i] >= tok.vocab_size())
-        throw ApiError(400, "token id " + std::to_string(r.prompt_ids[i]) + " is outside the vocabulary of " +
-                                std::to_string(tok.vocab_size()), "invalid_request_error", "prompt");
+        throw ApiError(400,
+                       "token id " + std::to_string(r.prompt_ids[i]) + " is outside the vocabulary of " +
+                           std::to_string(tok.vocab_size()),
+                       "invalid_request_error", "prompt");
     }
     return r.prompt_ids;
   }
@@ -106,9 +108,9 @@ std::shared_ptr<GenerationJob> make_job(ModelPricer& mp, const ServerOptions& o,
   const int64_t room = ctx - n;
   if (room < 1 || (r.max_tokens && *r.max_tokens > room)) {
     throw ApiError(400,
-                   "This model's maximum context length is " + std::to_string(ctx) + " tokens. However, you requested " +
-                       std::to_string(n + r.max_tokens.value_or(1)) + " tokens (" + std::to_string(n) +
-                       " in the prompt, " + std::to_string(r.max_tokens.value_or(1)) +
+                   "This model's maximum context length is " + std::to_string(ctx) +
+                       " tokens. However, you requested " + std::to_string(n + r.max_tokens.value_or(1)) + " tokens (" +
+                       std::to_string(n) + " in the prompt, " + std::to_string(r.max_tokens.value_or(1)) +
                        " for the completion). Please reduce the prompt or the completion length.",
                    "invalid_request_error", r.endpoint == Endpoint::Chat ? "messages" : "prompt",
                    "context_length_exceeded");
@@ -148,7 +150,9 @@ json usage_json(int64_t prompt, int64_t completion) {
 
 // Completions' logprobs: parallel arrays, alternatives as {token: logprob} maps.
 json completion_logprobs(const Tokenizer& tok, const std::vector<SampledToken>& toks, size_t offset) {
-  json j = {{"tokens", json::array()}, {"token_logprobs", json::array()}, {"top_logprobs", json::array()},
+  json j = {{"tokens", json::array()},
+            {"token_logprobs", json::array()},
+            {"top_logprobs", json::array()},
             {"text_offset", json::array()}};
   for (const auto& t : toks) {
     const std::string s = tok.token_bytes(t.id);
@@ -193,8 +197,8 @@ struct ReplyContext {
 };
 
 json reply_head(const ReplyContext& c, bool chunk) {
-  const char* object = c.endpoint == Endpoint::Chat ? (chunk ? "chat.completion.chunk" : "chat.completion")
-                                                    : "text_completion";
+  const char* object =
+      c.endpoint == Endpoint::Chat ? (chunk ? "chat.completion.chunk" : "chat.completion") : "text_completion";
   return {{"id", c.id}, {"object", object}, {"created", c.created}, {"model", c.model}};
 }
 
@@ -391,35 +395,37 @@ void Server::stop() {
 void Server::routes() {
   const std::size_t max_body = opt_.max_body_bytes;
   // Errors httplib answers itself (no route, a body too large) get OpenAI's error object too.
-  http_->set_error_handler(httplib::Server::HandlerWithResponse(
-      [max_body](const httplib::Request& req, httplib::Response& res) {
-    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-    ApiError e(res.status, "bad request");
-    if (res.status == 404) e = ApiError(404, "Unknown request URL: " + req.method + " " + req.path, "invalid_request_error", "", "unknown_url");
-    if (res.status == 413)
-      e = ApiError(413, "the request body is larger than " + std::to_string(max_body) + " bytes", "invalid_request_error",
-                   "", "request_too_large");
-    send_json(res, res.status, error_body(e));
-    return httplib::Server::HandlerResponse::Handled;
-  }));
+  http_->set_error_handler(
+      httplib::Server::HandlerWithResponse([max_body](const httplib::Request& req, httplib::Response& res) {
+        if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+        ApiError e(res.status, "bad request");
+        if (res.status == 404)
+          e = ApiError(404, "Unknown request URL: " + req.method + " " + req.path, "invalid_request_error", "",
+                       "unknown_url");
+        if (res.status == 413)
+          e = ApiError(413, "the request body is larger than " + std::to_string(max_body) + " bytes",
+                       "invalid_request_error", "", "request_too_large");
+        send_json(res, res.status, error_body(e));
+        return httplib::Server::HandlerResponse::Handled;
+      }));
 
   http_->Get("/health", guarded([this](const httplib::Request&, httplib::Response& res) {
-    const bool closing = stopping_ || (engine_ && engine_->closing());
-    json j = {{"status", closing ? "shutting down" : "ok"},
-              {"model", engine_ ? json(opt_.model_name) : json(nullptr)},
-              {"runs_db", opt_.runs_db.empty() ? json(nullptr) : json(opt_.runs_db)}};
-    if (engine_) {
-      const EngineStats s = engine_->stats();
-      j["queue"] = {{"waiting", s.waiting}, {"active", s.active}, {"capacity", s.capacity}};
-      j["served"] = s.served;
-      j["refused"] = s.refused;
-      j["price_batches"] = s.price_batches;
-      j["priced"] = s.priced;
-      j["generation_passes"] = s.generation_passes;
-      j["generation_rows"] = s.generation_rows;
-    }
-    send_json(res, closing ? 503 : 200, j);
-  }));
+               const bool closing = stopping_ || (engine_ && engine_->closing());
+               json j = {{"status", closing ? "shutting down" : "ok"},
+                         {"model", engine_ ? json(opt_.model_name) : json(nullptr)},
+                         {"runs_db", opt_.runs_db.empty() ? json(nullptr) : json(opt_.runs_db)}};
+               if (engine_) {
+                 const EngineStats s = engine_->stats();
+                 j["queue"] = {{"waiting", s.waiting}, {"active", s.active}, {"capacity", s.capacity}};
+                 j["served"] = s.served;
+                 j["refused"] = s.refused;
+                 j["price_batches"] = s.price_batches;
+                 j["priced"] = s.priced;
+                 j["generation_passes"] = s.generation_passes;
+                 j["generation_rows"] = s.generation_rows;
+               }
+               send_json(res, closing ? 503 : 200, j);
+             }));
   app_routes();
   if (game_) game_routes();
   model_routes();
@@ -434,15 +440,15 @@ Engine& Server::engine() {
 
 void Server::model_routes() {
   http_->Get("/v1/models", guarded([this](const httplib::Request&, httplib::Response& res) {
-    const json data = engine_ ? json::array({model_object(opt_.model_name, created_)}) : json::array();
-    send_json(res, 200, {{"object", "list"}, {"data", data}});
-  }));
+               const json data = engine_ ? json::array({model_object(opt_.model_name, created_)}) : json::array();
+               send_json(res, 200, {{"object", "list"}, {"data", data}});
+             }));
   http_->Get(R"(/v1/models/(.+))", guarded([this](const httplib::Request& req, httplib::Response& res) {
-    if (!engine_ || req.matches[1] != opt_.model_name)
-      throw ApiError(404, "The model '" + std::string(req.matches[1]) + "' does not exist", "invalid_request_error",
-                     "model", "model_not_found");
-    send_json(res, 200, model_object(opt_.model_name, created_));
-  }));
+               if (!engine_ || req.matches[1] != opt_.model_name)
+                 throw ApiError(404, "The model '" + std::string(req.matches[1]) + "' does not exist",
+                                "invalid_request_error", "model", "model_not_found");
+               send_json(res, 200, model_object(opt_.model_name, created_));
+             }));
 
   auto completion = [this](Endpoint endpoint) {
     return guarded([this, endpoint](const httplib::Request& req, httplib::Response& res) {
@@ -452,34 +458,36 @@ void Server::model_routes() {
       check_model(opt_, r.model);
       ModelPricer& mp = engine().model();
       auto job = make_job(mp, opt_, r, deadline);
-      ReplyContext c{random_id(endpoint == Endpoint::Chat ? "chatcmpl-" : "cmpl-"), opt_.model_name,
-                     static_cast<long>(std::time(nullptr)), endpoint, r.top_logprobs >= 0,
+      ReplyContext c{random_id(endpoint == Endpoint::Chat ? "chatcmpl-" : "cmpl-"),
+                     opt_.model_name,
+                     static_cast<long>(std::time(nullptr)),
+                     endpoint,
+                     r.top_logprobs >= 0,
                      static_cast<int64_t>(job->prompt.size())};
       const std::string echo = r.echo ? (r.prompt_is_ids ? mp.tokenizer().decode(r.prompt_ids) : r.prompt) : "";
       if (!engine().submit(job)) throw busy_error(engine());
-      if (r.stream)
-        stream_reply(res, job, c, echo, r.include_usage, engine());
-      else
-        send_whole_reply(res, *job, c, mp.tokenizer(), echo);
+      if (r.stream) stream_reply(res, job, c, echo, r.include_usage, engine());
+      else send_whole_reply(res, *job, c, mp.tokenizer(), echo);
     });
   };
   http_->Post("/v1/completions", completion(Endpoint::Completions));
   http_->Post("/v1/chat/completions", completion(Endpoint::Chat));
 
   http_->Post("/v1/price", guarded([this](const httplib::Request& req, httplib::Response& res) {
-    const auto t0 = Clock::now();
-    const PriceRequest r = parse_price_request(parse_body(req.body));
-    if (!r.model.empty()) check_model(opt_, r.model);
-    auto job = std::make_shared<PriceJob>();
-    job->mode = requested_readout(r, opt_.readout);
-    for (const auto& t : r.texts) job->prompts.push_back(engine().model().prompt_for(t));
-    job->distribution = r.distribution;
-    job->deadline = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt_.request_timeout_s));
-    if (!engine().submit(job)) throw busy_error(engine());
-    std::vector<json> results = job->wait();
-    const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-    send_json(res, 200, price_reply(r, results, opt_.model_name, job->mode, ms));
-  }));
+                const auto t0 = Clock::now();
+                const PriceRequest r = parse_price_request(parse_body(req.body));
+                if (!r.model.empty()) check_model(opt_, r.model);
+                auto job = std::make_shared<PriceJob>();
+                job->mode = requested_readout(r, opt_.readout);
+                for (const auto& t : r.texts) job->prompts.push_back(engine().model().prompt_for(t));
+                job->distribution = r.distribution;
+                job->deadline = t0 + std::chrono::duration_cast<Clock::duration>(
+                                         std::chrono::duration<double>(opt_.request_timeout_s));
+                if (!engine().submit(job)) throw busy_error(engine());
+                std::vector<json> results = job->wait();
+                const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+                send_json(res, 200, price_reply(r, results, opt_.model_name, job->mode, ms));
+              }));
 }
 
 // ---- the web app ----
@@ -492,37 +500,40 @@ void Server::app_routes() {
     });
   }
   http_->Get("/api/info", guarded([this](const httplib::Request&, httplib::Response& res) {
-    send_json(res, 200, {{"model", engine_ ? json(opt_.model_name) : json(nullptr)},
-                         {"readout", price_mode_name(opt_.readout)},
-                         {"runs_db", opt_.runs_db.empty() ? json(nullptr) : json(opt_.runs_db)},
-                         {"game", game_ != nullptr}});
-  }));
+               send_json(res, 200,
+                         {{"model", engine_ ? json(opt_.model_name) : json(nullptr)},
+                          {"readout", price_mode_name(opt_.readout)},
+                          {"runs_db", opt_.runs_db.empty() ? json(nullptr) : json(opt_.runs_db)},
+                          {"game", game_ != nullptr}});
+             }));
   auto dashboard = [this]() -> Dashboard& {
     if (!dashboard_) throw ApiError(404, "this server reads no run database (start it with --runs-db)");
     return *dashboard_;
   };
   http_->Get("/api/runs", guarded([dashboard](const httplib::Request&, httplib::Response& res) {
-    send_json(res, 200, dashboard().runs());
-  }));
+               send_json(res, 200, dashboard().runs());
+             }));
   http_->Get(R"(/api/runs/(\d{1,18}))", guarded([dashboard](const httplib::Request& req, httplib::Response& res) {
-    int64_t after = -1;
-    if (req.has_param("after")) {
-      const std::string v = req.get_param_value("after");
-      char* end = nullptr;
-      after = std::strtoll(v.c_str(), &end, 10);
-      if (v.empty() || *end != '\0') throw ApiError(400, "'after' must be a step number", "invalid_request_error", "after");
-    }
-    send_json(res, 200, dashboard().run(std::stoll(req.matches[1]), after));
-  }));
+               int64_t after = -1;
+               if (req.has_param("after")) {
+                 const std::string v = req.get_param_value("after");
+                 char* end = nullptr;
+                 after = std::strtoll(v.c_str(), &end, 10);
+                 if (v.empty() || *end != '\0')
+                   throw ApiError(400, "'after' must be a step number", "invalid_request_error", "after");
+               }
+               send_json(res, 200, dashboard().run(std::stoll(req.matches[1]), after));
+             }));
   http_->Get("/api/sweeps", guarded([dashboard](const httplib::Request&, httplib::Response& res) {
-    send_json(res, 200, dashboard().sweeps());
-  }));
+               send_json(res, 200, dashboard().sweeps());
+             }));
   http_->Get("/api/evals", guarded([dashboard](const httplib::Request&, httplib::Response& res) {
-    send_json(res, 200, dashboard().evals());
-  }));
-  http_->Get(R"(/api/evals/(\d{1,18})/report)", guarded([dashboard](const httplib::Request& req, httplib::Response& res) {
-    res.set_content(dashboard().eval_report(std::stoll(req.matches[1])), "text/html; charset=utf-8");
-  }));
+               send_json(res, 200, dashboard().evals());
+             }));
+  http_->Get(R"(/api/evals/(\d{1,18})/report)",
+             guarded([dashboard](const httplib::Request& req, httplib::Response& res) {
+               res.set_content(dashboard().eval_report(std::stoll(req.matches[1])), "text/html; charset=utf-8");
+             }));
 }
 
 // The model's prices of the guessed items not priced yet, in one batch.
@@ -538,7 +549,8 @@ void Server::price_game_items(std::size_t upto) {
   }
   if (ids.empty()) return;
   job->mode = opt_.readout;
-  job->deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt_.request_timeout_s));
+  job->deadline =
+      Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt_.request_timeout_s));
   if (!engine_->submit(job)) throw busy_error(*engine_);
   const std::vector<json> results = job->wait();
   for (std::size_t k = 0; k < ids.size(); ++k) game_model_prices_[ids[k]] = results[k]["price"].get<double>();
@@ -562,23 +574,23 @@ json Server::game_state() {
 
 void Server::game_routes() {
   http_->Get("/api/game", guarded([this](const httplib::Request&, httplib::Response& res) {
-    std::lock_guard lock(game_mu_);
-    send_json(res, 200, game_state());
-  }));
+               std::lock_guard lock(game_mu_);
+               send_json(res, 200, game_state());
+             }));
   http_->Post("/api/game/guess", guarded([this](const httplib::Request& req, httplib::Response& res) {
-    const json body = parse_body(req.body);
-    if (!body.is_object() || !body.contains("id") || !body["id"].is_number_unsigned())
-      throw ApiError(400, "'id' must be the item's id", "invalid_request_error", "id");
-    if (!body.contains("price") || !body["price"].is_number())
-      throw ApiError(400, "'price' must be a number", "invalid_request_error", "price");
-    std::lock_guard lock(game_mu_);
-    const auto id = body["id"].get<std::size_t>();
-    const double truth = game_->guess(id, body["price"].get<double>());
-    json j = {{"id", id}, {"price", truth}, {"guess", body["price"]}};
-    j["state"] = game_state();
-    j["model_price"] = game_model_prices_[id] ? json(*game_model_prices_[id]) : json(nullptr);
-    send_json(res, 200, j);
-  }));
+                const json body = parse_body(req.body);
+                if (!body.is_object() || !body.contains("id") || !body["id"].is_number_unsigned())
+                  throw ApiError(400, "'id' must be the item's id", "invalid_request_error", "id");
+                if (!body.contains("price") || !body["price"].is_number())
+                  throw ApiError(400, "'price' must be a number", "invalid_request_error", "price");
+                std::lock_guard lock(game_mu_);
+                const auto id = body["id"].get<std::size_t>();
+                const double truth = game_->guess(id, body["price"].get<double>());
+                json j = {{"id", id}, {"price", truth}, {"guess", body["price"]}};
+                j["state"] = game_state();
+                j["model_price"] = game_model_prices_[id] ? json(*game_model_prices_[id]) : json(nullptr);
+                send_json(res, 200, j);
+              }));
 }
 
 }  // namespace pricer::serve

@@ -25,18 +25,18 @@ namespace pricer::serve {
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
-  int port = 8080;                      // 0: any free port (see port())
-  std::string model_name;               // the id clients send as "model"
+  int port = 8080;  // 0: any free port (see port())
+  std::string model_name;  // the id clients send as "model"
   std::size_t max_body_bytes = 4u << 20;
-  double request_timeout_s = 300;       // from arrival to the last token
-  int http_threads = 0;                 // 0: the engine's queue + 8 (every queued request holds one)
+  double request_timeout_s = 300;  // from arrival to the last token
+  int http_threads = 0;  // 0: the engine's queue + 8 (every queued request holds one)
   PriceMode readout = kDefaultPriceMode;  // /v1/price's default
-  std::string runs_db;                  // the web app's Runs, Sweeps and Evals pages read it
-  std::string game_data;                // a dataset (directory or file) for "Beat the model"
+  std::string runs_db;  // the web app's Runs, Sweeps and Evals pages read it
+  std::string game_data;  // a dataset (directory or file) for "Beat the model"
   std::string game_split = "test";
   std::string game_out = "guesses.csv";  // where the person's guesses are kept
-  ChatStyle chat;                       // how chat messages become a prompt
-  std::string chat_refusal;             // when set, chat requests are answered 400 with it
+  ChatStyle chat;  // how chat messages become a prompt
+  std::string chat_refusal;  // when set, chat requests are answered 400 with it
 };
 
 class Server {

@@ -7,7 +7,7 @@
 namespace pricer::serve {
 
 struct WebAsset {
-  const char* path;          // "/index.html", "/app.js", "/chart.js", ...
+  const char* path;  // "/index.html", "/app.js", "/chart.js", ...
   const char* content_type;
   const unsigned char* data;
   std::size_t size;

@@ -17,7 +17,8 @@ bool AshaOptions::is_rung(int64_t step) const {
 
 void AshaOptions::validate() const {
   require(min_steps >= 0, "pruning: min_steps cannot be negative");
-  require(reduction_factor >= 2, "pruning: reduction_factor must be at least 2, not " + std::to_string(reduction_factor));
+  require(reduction_factor >= 2,
+          "pruning: reduction_factor must be at least 2, not " + std::to_string(reduction_factor));
 }
 
 bool asha_promotes(double value, std::vector<double> rung_values, int64_t reduction_factor) {

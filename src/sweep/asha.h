@@ -11,7 +11,7 @@
 namespace pricer::sweep {
 
 struct AshaOptions {
-  int64_t min_steps = 0;         // first rung; 0 = no pruning
+  int64_t min_steps = 0;  // first rung; 0 = no pruning
   int64_t reduction_factor = 3;  // eta
 
   bool enabled() const { return min_steps > 0; }

@@ -1,11 +1,11 @@
 #include "sweep/config.h"
 
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <unistd.h>
 
 #include "core/error.h"
 #include "sweep/train_trial.h"
@@ -76,17 +76,22 @@ SweepConfig SweepConfig::load(const std::string& path) {
     else if (key == "algorithm") c.search.algorithm = read_as<std::string>(v, path, key);
     else if (key == "seed") c.search.seed = read_as<uint64_t>(v, path, key);
     else if (key == "trials") c.search.trials = read_as<int64_t>(v, path, key);
-    else if (key == "time_budget") c.search.time_budget_s = parse_duration(read_as<std::string>(v, path, key), path + ": key 'time_budget'");
+    else if (key == "time_budget")
+      c.search.time_budget_s = parse_duration(read_as<std::string>(v, path, key), path + ": key 'time_budget'");
     else if (key == "parallel") c.search.parallel = read_as<int>(v, path, key);
     else if (key == "startup_trials") c.search.tpe.startup_trials = read_as<int64_t>(v, path, key);
     else if (key == "candidates") c.search.tpe.candidates = read_as<int64_t>(v, path, key);
     else if (key == "pruning") {
-      if (!v.IsMap()) throw Error(path + ": key 'pruning'" + at_line(v) + ": expected a mapping (min_steps, reduction_factor)");
+      if (!v.IsMap())
+        throw Error(path + ": key 'pruning'" + at_line(v) + ": expected a mapping (min_steps, reduction_factor)");
       for (const auto& p : v) {
         const std::string pk = p.first.as<std::string>();
         if (pk == "min_steps") c.search.pruning.min_steps = read_as<int64_t>(p.second, path, "pruning." + pk);
-        else if (pk == "reduction_factor") c.search.pruning.reduction_factor = read_as<int64_t>(p.second, path, "pruning." + pk);
-        else throw Error(path + ": unknown key 'pruning." + pk + "'" + at_line(p.first) + " (expected min_steps, reduction_factor)");
+        else if (pk == "reduction_factor")
+          c.search.pruning.reduction_factor = read_as<int64_t>(p.second, path, "pruning." + pk);
+        else
+          throw Error(path + ": unknown key 'pruning." + pk + "'" + at_line(p.first) +
+                      " (expected min_steps, reduction_factor)");
       }
     } else if (key == "space") {
       have_space = true;
@@ -101,7 +106,8 @@ SweepConfig SweepConfig::load(const std::string& path) {
   require(have_space, path + ": missing key 'space' (the parameters to search)");
   c.space = SearchSpace::from_yaml(space_node, path);
   if (c.out_dir.empty()) c.out_dir = (fs::path("runs") / "sweeps" / c.name).string();
-  require(c.objective == "loss" || c.objective == "mae", path + ": key 'objective': loss or mae, not '" + c.objective + "'");
+  require(c.objective == "loss" || c.objective == "mae",
+          path + ": key 'objective': loss or mae, not '" + c.objective + "'");
   try {
     c.search.validate();
   } catch (const Error& e) {

@@ -14,7 +14,7 @@ struct SweepConfig {
   std::string file;  // where it was read from (for messages)
   std::string name;
   std::string out_dir;
-  TrainConfig train;             // the base every trial starts from
+  TrainConfig train;  // the base every trial starts from
   std::string objective = "loss";  // loss | mae: the validation metric minimised
   SearchSpace space;
   SearchOptions search;

@@ -64,7 +64,8 @@ std::vector<report::LegendEntry> status_legend() {
 std::string summary_html(const SweepState& state, const std::string& objective) {
   using report::escape_xml;
   const auto ranked = ranked_trials(state);
-  const TrialRecord* best = ranked.empty() || ranked.front()->status != TrialStatus::complete ? nullptr : ranked.front();
+  const TrialRecord* best =
+      ranked.empty() || ranked.front()->status != TrialStatus::complete ? nullptr : ranked.front();
 
   std::string html;
   html += "<h1>Sweep " + escape_xml(state.name) + "</h1>\n";
@@ -130,7 +131,8 @@ std::string choice_chart_html(const ParamSpec& p, const SweepState& state, const
   for (const auto& c : p.choices) {
     double v = INFINITY;
     for (const auto& t : state.trials)
-      if (t.status == TrialStatus::complete && t.params.value(p.name, nlohmann::json()) == c) v = std::min(v, t.objective);
+      if (t.status == TrialStatus::complete && t.params.value(p.name, nlohmann::json()) == c)
+        v = std::min(v, t.objective);
     if (std::isfinite(v)) bars.push_back({value_text(c), v});
   }
   if (bars.empty()) return "";
@@ -168,7 +170,8 @@ std::string trials_table_html(const SweepState& state, const SearchSpace& space,
     html += "<tr>";
     for (const auto& c : r) html += "<td>" + escape_xml(c) + "</td>";
     const int64_t number = std::stoll(r[1]);
-    html += "<td style=\"text-align:left\">" + escape_xml(state.trials[static_cast<size_t>(number)].message) + "</td></tr>\n";
+    html += "<td style=\"text-align:left\">" + escape_xml(state.trials[static_cast<size_t>(number)].message) +
+            "</td></tr>\n";
   }
   html += "</table>\n";
   return html;

@@ -94,8 +94,8 @@ class TpeSampler final : public Sampler {
     Rng rng(seed);
     if (static_cast<int64_t>(ranked.size()) < o_.startup_trials) return sample_uniformly(space, rng);
     const size_t n = ranked.size();
-    const size_t n_good = std::clamp<size_t>(static_cast<size_t>(std::ceil(o_.good_fraction * static_cast<double>(n))), 1,
-                                             static_cast<size_t>(std::max<int64_t>(1, o_.max_good)));
+    const size_t n_good = std::clamp<size_t>(static_cast<size_t>(std::ceil(o_.good_fraction * static_cast<double>(n))),
+                                             1, static_cast<size_t>(std::max<int64_t>(1, o_.max_good)));
     nlohmann::json out = nlohmann::json::object();
     for (const auto& p : space.params) {
       if (p.kind == ParamKind::choice) out[p.name] = sample_choice(p, ranked, n_good, rng);

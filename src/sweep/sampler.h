@@ -9,10 +9,9 @@
 //           wins. The first `startup_trials` trials are random.
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "sweep/space.h"
 
@@ -20,7 +19,7 @@ namespace pricer::sweep {
 
 struct TpeOptions {
   int64_t startup_trials = 10;
-  int64_t candidates = 24;   // draws from l(x) per parameter
+  int64_t candidates = 24;  // draws from l(x) per parameter
   double good_fraction = 0.25;
   int64_t max_good = 25;
 };

@@ -4,10 +4,9 @@
 // samplers share. Draws depend only on the seed (no std:: distributions, whose output differs
 // between standard libraries), so a sweep is reproducible everywhere.
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/random.h"
 
@@ -22,7 +21,7 @@ enum class ParamKind { uniform, log_uniform, int_uniform, log_int, choice };
 struct ParamSpec {
   std::string name;
   ParamKind kind = ParamKind::uniform;
-  double low = 0, high = 0;             // numeric kinds, inclusive
+  double low = 0, high = 0;  // numeric kinds, inclusive
   std::vector<nlohmann::json> choices;  // choice: numbers, strings or booleans
 
   bool is_log() const { return kind == ParamKind::log_uniform || kind == ParamKind::log_int; }

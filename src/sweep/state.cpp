@@ -31,8 +31,8 @@ TrialStatus parse_status(const std::string& s) {
 nlohmann::json TrialRecord::to_json() const {
   nlohmann::json rj = nlohmann::json::object();
   for (const auto& [step, v] : rungs) rj[std::to_string(step)] = v;
-  nlohmann::json j = {{"number", number},   {"params", params}, {"status", to_string(status)},
-                      {"steps", steps},     {"rungs", rj},      {"run_ids", run_ids},
+  nlohmann::json j = {{"number", number},   {"params", params},   {"status", to_string(status)},
+                      {"steps", steps},     {"rungs", rj},        {"run_ids", run_ids},
                       {"out_dir", out_dir}, {"message", message}, {"seconds", seconds}};
   j["objective"] = has_objective && std::isfinite(objective) ? nlohmann::json(objective) : nlohmann::json(nullptr);
   return j;
@@ -77,8 +77,8 @@ std::optional<SweepState> SweepState::load(const std::filesystem::path& path) {
     s.elapsed_s = j.value("elapsed_s", 0.0);
     for (const auto& t : j.at("trials")) s.trials.push_back(TrialRecord::from_json(t));
     for (size_t i = 0; i < s.trials.size(); ++i)
-      require(s.trials[i].number == static_cast<int64_t>(i), "trial " + std::to_string(i) + " is numbered " +
-                                                                  std::to_string(s.trials[i].number));
+      require(s.trials[i].number == static_cast<int64_t>(i),
+              "trial " + std::to_string(i) + " is numbered " + std::to_string(s.trials[i].number));
     return s;
   } catch (const nlohmann::json::exception& e) {
     throw Error(path.string() + ": malformed sweep state: " + e.what());

@@ -6,12 +6,11 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace pricer::sweep {
 
@@ -22,14 +21,14 @@ struct TrialRecord {
   int64_t number = 0;
   nlohmann::json params = nlohmann::json::object();
   TrialStatus status = TrialStatus::running;
-  double objective = 0;             // complete: the final value; pruned: the value where it stopped
+  double objective = 0;  // complete: the final value; pruned: the value where it stopped
   bool has_objective = false;
-  int64_t steps = 0;                // optimizer steps trained
+  int64_t steps = 0;  // optimizer steps trained
   std::map<int64_t, double> rungs;  // rung step -> value reached there
-  std::vector<int64_t> run_ids;     // the run database runs of this trial (one per session)
+  std::vector<int64_t> run_ids;  // the run database runs of this trial (one per session)
   std::string out_dir;
   std::string message;  // why it failed or where it was pruned
-  double seconds = 0;   // training wall time, all sessions
+  double seconds = 0;  // training wall time, all sessions
 
   nlohmann::json to_json() const;
   static TrialRecord from_json(const nlohmann::json& j);
@@ -38,7 +37,7 @@ struct TrialRecord {
 struct SweepState {
   std::string name;
   nlohmann::json settings;  // what must match for a resume (space, algorithm, seed, objective, ...)
-  double elapsed_s = 0;     // wall time of earlier sessions
+  double elapsed_s = 0;  // wall time of earlier sessions
   std::vector<TrialRecord> trials;
 
   nlohmann::json to_json() const;

@@ -61,7 +61,10 @@ void check_same_settings(const nlohmann::json& stored, const nlohmann::json& now
 }
 
 nlohmann::json outcome_json(const TrialOutcome& o) {
-  return {{"interrupted", o.interrupted}, {"pruned", o.pruned}, {"objective", o.objective}, {"steps", o.steps},
+  return {{"interrupted", o.interrupted},
+          {"pruned", o.pruned},
+          {"objective", o.objective},
+          {"steps", o.steps},
           {"message", o.message}};
 }
 
@@ -99,7 +102,8 @@ void serve_trials(const TrialFn& fn) {
 
 class SweepRunner {
  public:
-  SweepRunner(const SweepSpec& spec, const TrialFn& fn) : spec_(spec), fn_(fn), sampler_(make_sampler(spec.search.algorithm, spec.search.tpe)) {}
+  SweepRunner(const SweepSpec& spec, const TrialFn& fn)
+      : spec_(spec), fn_(fn), sampler_(make_sampler(spec.search.algorithm, spec.search.tpe)) {}
 
   SweepState run(bool* interrupted) {
     spec_.search.validate();
@@ -184,7 +188,8 @@ class SweepRunner {
       ctx.resume = true;
       return ctx;
     }
-    if (spec_.search.trials > 0 && static_cast<int64_t>(state_.trials.size()) >= spec_.search.trials) return std::nullopt;
+    if (spec_.search.trials > 0 && static_cast<int64_t>(state_.trials.size()) >= spec_.search.trials)
+      return std::nullopt;
     std::vector<nlohmann::json> ranked;
     for (const TrialRecord* t : ranked_trials(state_)) ranked.push_back(t->params);
     TrialRecord t;
@@ -314,8 +319,9 @@ SweepState run_sweep(const SweepSpec& spec, const TrialFn& trial, bool* interrup
   // Under MPI every trial trains on its own rank, alone; rank 0 keeps the sweep's state.
   const comm::Solo solo;
   if (comm::world_size() > 1) {
-    require(comm::threads_may_communicate(), "sweep under MPI: this MPI library cannot serve several ranks at once "
-                                             "from rank 0 (no MPI_THREAD_MULTIPLE)");
+    require(comm::threads_may_communicate(),
+            "sweep under MPI: this MPI library cannot serve several ranks at once "
+            "from rank 0 (no MPI_THREAD_MULTIPLE)");
     if (comm::world_rank() != 0) {
       serve_trials(trial);
       return {};

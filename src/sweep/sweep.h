@@ -21,9 +21,9 @@ struct SearchOptions {
   std::string algorithm = "tpe";  // random | tpe
   uint64_t seed = 0;
   TpeOptions tpe;
-  int64_t trials = 20;       // budget in trials (pruned and failed ones count); 0 = no limit
+  int64_t trials = 20;  // budget in trials (pruned and failed ones count); 0 = no limit
   double time_budget_s = 0;  // no new trial starts after this much wall time (all sessions); 0 = no limit
-  int parallel = 1;          // trials at once
+  int parallel = 1;  // trials at once
   AshaOptions pruning;
   int64_t max_consecutive_failures = 3;  // the sweep stops with an error after this many failures in a row
 
@@ -44,8 +44,8 @@ struct TrialContext {
 
 struct TrialOutcome {
   bool interrupted = false;  // stopped by Ctrl-C: stays running, resumed next time
-  bool pruned = false;       // stopped because report() returned false
-  double objective = 0;      // complete: the final value (pruned: ignored, the rung value is used)
+  bool pruned = false;  // stopped because report() returned false
+  double objective = 0;  // complete: the final value (pruned: ignored, the rung value is used)
   int64_t steps = 0;
   std::string message;
 };

@@ -7,9 +7,9 @@
 #include <filesystem>
 
 #include "core/error.h"
-#include "predict/validation_prices.h"
 #include "io/model_file.h"
 #include "monitor/recorder.h"
+#include "predict/validation_prices.h"
 #include "tokenizer/tokenizer.h"
 #include "train/training_data.h"
 
@@ -60,8 +60,7 @@ void check_space_keys(const SweepConfig& cfg, const YAML::Node& space_node) {
     const SettingType type = param_type(searchable_setting(p.name, where));
     if (p.kind == ParamKind::choice) {
       for (const auto& c : p.choices)
-        if (!fits(type, c))
-          throw Error(where + ": choice " + c.dump() + " does not fit " + p.name);
+        if (!fits(type, c)) throw Error(where + ": choice " + c.dump() + " does not fit " + p.name);
     } else if (type == SettingType::text || type == SettingType::boolean) {
       throw Error(where + ": " + p.name + " takes a list of choices, not a numeric range");
     } else if (type == SettingType::integer && !p.is_int()) {
@@ -76,8 +75,9 @@ void check_space_keys(const SweepConfig& cfg, const YAML::Node& space_node) {
     TrainConfig t = cfg.train;
     nlohmann::json params = nlohmann::json::object();
     for (const auto& p : cfg.space.params)
-      params[p.name] = p.kind == ParamKind::choice ? p.choices[corner == 0 ? 0 : p.choices.size() - 1]
-                                                   : p.from_internal(corner == 0 ? p.internal_low() : p.internal_high());
+      params[p.name] = p.kind == ParamKind::choice
+                           ? p.choices[corner == 0 ? 0 : p.choices.size() - 1]
+                           : p.from_internal(corner == 0 ? p.internal_low() : p.internal_high());
     for (const auto& p : cfg.space.params) apply_param(t, p.name, params[p.name]);
     try {
       t.validate();
@@ -168,8 +168,9 @@ TrialOutcome TrainTrialRunner::operator()(TrialContext& ctx) const {
            std::to_string(cfg_.search.pruning.reduction_factor) + " at this rung)";
   };
 
-  const TrainSummary sum = run_training(c, model, *s.in.tok, s.in.data.train, s.in.data.val, c.full, hooks,
-                                        "pricer sweep --config " + cfg_.file + "  # " + fs::path(c.out_dir).filename().string());
+  const TrainSummary sum =
+      run_training(c, model, *s.in.tok, s.in.data.train, s.in.data.val, c.full, hooks,
+                   "pricer sweep --config " + cfg_.file + "  # " + fs::path(c.out_dir).filename().string());
   TrialOutcome out;
   out.steps = sum.steps;
   out.interrupted = sum.interrupted;
@@ -179,8 +180,9 @@ TrialOutcome TrainTrialRunner::operator()(TrialContext& ctx) const {
     return out;
   }
   if (cfg_.objective == "mae") {
-    require(sum.best_eval_mae >= 0, c.dataset + ": no validation MAE (no prices, or a tokenizer without number tokens); "
-                                                "use objective: loss");
+    require(sum.best_eval_mae >= 0, c.dataset +
+                                        ": no validation MAE (no prices, or a tokenizer without number tokens); "
+                                        "use objective: loss");
     out.objective = sum.best_eval_mae;
   } else {
     out.objective = sum.best_eval_loss;

@@ -37,9 +37,7 @@ void merge_symbols(std::vector<int32_t>& ids, const MergeTable& table) {
     int32_t rank, pos, left, right, result;
   };
   // Min-heap on (rank, position): std heaps are max-heaps, so the comparison is reversed.
-  auto later = [](const Cand& a, const Cand& b) {
-    return a.rank != b.rank ? a.rank > b.rank : a.pos > b.pos;
-  };
+  auto later = [](const Cand& a, const Cand& b) { return a.rank != b.rank ? a.rank > b.rank : a.pos > b.pos; };
   // Scratch buffers live per thread: encode runs this once per pre-token.
   thread_local std::vector<int32_t> next;
   thread_local std::vector<int32_t> prev;
@@ -96,8 +94,8 @@ void merge_symbols_reference(std::vector<int32_t>& ids, const MergeTable& table)
   }
 }
 
-void add_all_splits(MergeTable& table, const std::vector<std::string>& pieces,
-                    const std::vector<uint8_t>& mergeable, const std::vector<int32_t>& rank) {
+void add_all_splits(MergeTable& table, const std::vector<std::string>& pieces, const std::vector<uint8_t>& mergeable,
+                    const std::vector<int32_t>& rank) {
   std::unordered_map<std::string_view, int32_t> ids;
   ids.reserve(pieces.size());
   for (size_t i = 0; i < pieces.size(); ++i)
@@ -189,7 +187,10 @@ bool unicode_to_bytes(std::string_view s, std::string& out) {
 
 size_t utf8_char_len(std::string_view s, size_t i) {
   auto at = [&](size_t k) -> int { return i + k < s.size() ? static_cast<unsigned char>(s[i + k]) : -1; };
-  auto cont = [&](size_t k, int lo, int hi) { int c = at(k); return c >= lo && c <= hi; };
+  auto cont = [&](size_t k, int lo, int hi) {
+    int c = at(k);
+    return c >= lo && c <= hi;
+  };
   int c = at(0);
   if (c < 0x80) return 1;
   if (c >= 0xC2 && c <= 0xDF) return cont(1, 0x80, 0xBF) ? 2 : 1;
@@ -219,11 +220,9 @@ RegexSplitter::RegexSplitter(const std::string& pattern, const std::string& sour
   PCRE2_SIZE offset = 0;
   // MATCH_INVALID_UTF: invalid bytes simply never match instead of failing the whole call.
   pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
-                                   PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &err, &offset,
-                                   nullptr);
+                                   PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &err, &offset, nullptr);
   if (!code)
-    throw Error(source + ": pre-tokenizer pattern: " + pcre2_message(err) + " at offset " +
-                std::to_string(offset));
+    throw Error(source + ": pre-tokenizer pattern: " + pcre2_message(err) + " at offset " + std::to_string(offset));
   // Without JIT support PCRE2 keeps the interpreter, which gives the same matches.
   pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
   code_ = code;
@@ -262,8 +261,7 @@ void RegexSplitter::split(std::string_view text, std::vector<std::string_view>& 
 
 void check_special_id(int32_t id, size_t n, const char* what, const std::string& source) {
   if (id < -1 || (id >= 0 && static_cast<size_t>(id) >= n))
-    throw Error(source + ": " + what + " id " + std::to_string(id) + " outside the vocab of " +
-                std::to_string(n));
+    throw Error(source + ": " + what + " id " + std::to_string(id) + " outside the vocab of " + std::to_string(n));
 }
 
 void SpecialMatcher::add(std::string text, int32_t id, bool always) {
@@ -278,8 +276,7 @@ void SpecialMatcher::finish() {
   for (const auto& e : tokens_) first_byte_[static_cast<unsigned char>(e.text[0])] = true;
 }
 
-void SpecialMatcher::split(std::string_view text, bool allow_special,
-                           std::vector<Segment>& out) const {
+void SpecialMatcher::split(std::string_view text, bool allow_special, std::vector<Segment>& out) const {
   size_t start = 0;
   if (!tokens_.empty()) {
     for (size_t i = 0; i < text.size(); ++i) {

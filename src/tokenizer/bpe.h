@@ -16,7 +16,7 @@ namespace pricer::tok {
 // ---- merges ----
 
 struct Merge {
-  int32_t rank;    // lower merges first
+  int32_t rank;  // lower merges first
   int32_t result;  // id of the merged token
 };
 
@@ -37,9 +37,7 @@ class MergeTable {
   std::vector<Entry> entries() const;  // in no particular order
 
  private:
-  static uint64_t key(int32_t l, int32_t r) {
-    return (uint64_t(uint32_t(l)) << 32) | uint32_t(r);
-  }
+  static uint64_t key(int32_t l, int32_t r) { return (uint64_t(uint32_t(l)) << 32) | uint32_t(r); }
   std::unordered_map<uint64_t, Merge> map_;
 };
 
@@ -53,8 +51,8 @@ void merge_symbols_reference(std::vector<int32_t>& ids, const MergeTable& table)
 // Adds a merge for every split of every token into two tokens (tiktoken's and SentencePiece's
 // rule: any pair whose concatenation is a token merges). pieces[id] are raw bytes; mergeable[id]
 // says which tokens take part; rank[id] is the priority of producing token id.
-void add_all_splits(MergeTable& table, const std::vector<std::string>& pieces,
-                    const std::vector<uint8_t>& mergeable, const std::vector<int32_t>& rank);
+void add_all_splits(MergeTable& table, const std::vector<std::string>& pieces, const std::vector<uint8_t>& mergeable,
+                    const std::vector<int32_t>& rank);
 
 // ---- GPT-2 byte <-> unicode alphabet ----
 
@@ -89,7 +87,7 @@ class RegexSplitter {
 
 struct Segment {
   std::string_view text;  // plain text when id < 0
-  int32_t id = -1;        // special token id
+  int32_t id = -1;  // special token id
 };
 
 // Finds special-token text in input. Tokens marked `always` match even without allow_special
@@ -115,17 +113,17 @@ class SpecialMatcher {
 
 // Everything a BPE tokenizer is made of, so it can be written out in another format.
 struct VocabSpec {
-  bool byte_level = true;           // false: SentencePiece-style
+  bool byte_level = true;  // false: SentencePiece-style
   std::vector<std::string> pieces;  // as held: raw bytes (SentencePiece: ' ' for a space, a byte
                                     // token its byte), special tokens their text
   std::vector<TokenType> types;
   std::vector<MergeTable::Entry> merges;
-  std::vector<float> scores;        // SentencePiece-style from scores only; else empty
-  std::string split_pattern;        // byte-level only
-  bool ignore_merges = false;       // byte-level only
-  bool add_space_prefix = false;    // SentencePiece-style only
+  std::vector<float> scores;  // SentencePiece-style from scores only; else empty
+  std::string split_pattern;  // byte-level only
+  bool ignore_merges = false;  // byte-level only
+  bool add_space_prefix = false;  // SentencePiece-style only
   int32_t bos_id = -1, eos_id = -1, unk_id = -1;
-  int add_bos = -1;                 // whether BOS goes before a text: 1, 0, or -1 unknown
+  int add_bos = -1;  // whether BOS goes before a text: 1, 0, or -1 unknown
 };
 
 // Common base of the BPE tokenizers built here. Reference mode swaps in the plain O(n^2) merge
@@ -139,10 +137,8 @@ class BpeTokenizer : public Tokenizer {
 
  protected:
   void merge(std::vector<int32_t>& ids, const MergeTable& table) const {
-    if (reference_)
-      merge_symbols_reference(ids, table);
-    else
-      merge_symbols(ids, table);
+    if (reference_) merge_symbols_reference(ids, table);
+    else merge_symbols(ids, table);
   }
   bool reference_ = false;
   int add_bos_ = -1;
@@ -159,30 +155,27 @@ void check_special_id(int32_t id, size_t n, const char* what, const std::string&
 // SentencePiece-style BPE with an explicit merge table (Hugging Face tokenizer.json with
 // byte_fallback uses merge ranks instead of scores). pieces are raw bytes with ' ' for spaces.
 // scores: the per-token scores the merge ranks were derived from, kept for writers (may be empty).
-std::unique_ptr<Tokenizer> make_sentencepiece(std::vector<std::string> pieces,
-                                              std::vector<TokenType> types, MergeTable merges,
-                                              int32_t bos_id, int32_t eos_id, int32_t unk_id,
+std::unique_ptr<Tokenizer> make_sentencepiece(std::vector<std::string> pieces, std::vector<TokenType> types,
+                                              MergeTable merges, int32_t bos_id, int32_t eos_id, int32_t unk_id,
                                               bool add_space_prefix, const std::string& source,
                                               std::vector<float> scores = {});
 
 // Byte-level BPE from tokens spelled in GPT-2's alphabet and merges as (left, right) spellings in
 // priority order (see make_byte_level_bpe).
-std::unique_ptr<Tokenizer> make_byte_level_from_pairs(
-    const std::vector<std::string>& tokens,
-    const std::vector<std::pair<std::string, std::string>>& merges,
-    const std::vector<TokenType>& types, int32_t bos_id, int32_t eos_id,
-    const std::string& split_pattern, bool ignore_merges, const std::string& source);
+std::unique_ptr<Tokenizer> make_byte_level_from_pairs(const std::vector<std::string>& tokens,
+                                                      const std::vector<std::pair<std::string, std::string>>& merges,
+                                                      const std::vector<TokenType>& types, int32_t bos_id,
+                                                      int32_t eos_id, const std::string& split_pattern,
+                                                      bool ignore_merges, const std::string& source);
 
 // SentencePiece spelling to raw bytes: "▁" becomes ' '.
 std::string spm_piece_to_raw(std::string_view token);
 // Token kinds for a vocab that does not store them (llama2.c): <0xNN> bytes, <unk>, BOS/EOS.
-std::vector<TokenType> spm_guess_types(const std::vector<std::string>& tokens, int32_t bos_id,
-                                       int32_t eos_id);
+std::vector<TokenType> spm_guess_types(const std::vector<std::string>& tokens, int32_t bos_id, int32_t eos_id);
 
 // Byte-level BPE from raw-byte pieces and a merge table.
-std::unique_ptr<Tokenizer> make_byte_level(std::vector<std::string> pieces,
-                                           std::vector<TokenType> types, MergeTable merges,
-                                           int32_t bos_id, int32_t eos_id,
+std::unique_ptr<Tokenizer> make_byte_level(std::vector<std::string> pieces, std::vector<TokenType> types,
+                                           MergeTable merges, int32_t bos_id, int32_t eos_id,
                                            const std::string& split_pattern, bool ignore_merges,
                                            const std::string& source);
 

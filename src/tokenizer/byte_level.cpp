@@ -20,9 +20,8 @@ using StrMap = std::unordered_map<std::string, V, StrHash, std::equal_to<>>;
 
 class ByteLevelBpe final : public BpeTokenizer {
  public:
-  ByteLevelBpe(std::vector<std::string> pieces, std::vector<TokenType> types, MergeTable merges,
-               int32_t bos, int32_t eos, const std::string& pattern, bool ignore_merges,
-               const std::string& source)
+  ByteLevelBpe(std::vector<std::string> pieces, std::vector<TokenType> types, MergeTable merges, int32_t bos,
+               int32_t eos, const std::string& pattern, bool ignore_merges, const std::string& source)
       : pieces_(std::move(pieces)),
         types_(std::move(types)),
         merges_(std::move(merges)),
@@ -40,14 +39,9 @@ class ByteLevelBpe final : public BpeTokenizer {
           if (pieces_[i].size() == 1 && byte_ids_[static_cast<unsigned char>(pieces_[i][0])] < 0)
             byte_ids_[static_cast<unsigned char>(pieces_[i][0])] = id;
           break;
-        case TokenType::Control:
-          specials_.add(pieces_[i], id, false);
-          break;
-        case TokenType::UserDefined:
-          specials_.add(pieces_[i], id, true);
-          break;
-        default:
-          break;
+        case TokenType::Control: specials_.add(pieces_[i], id, false); break;
+        case TokenType::UserDefined: specials_.add(pieces_[i], id, true); break;
+        default: break;
       }
     }
     specials_.finish();
@@ -108,13 +102,11 @@ class ByteLevelBpe final : public BpeTokenizer {
 
   const std::string& piece(int32_t id) const {
     if (id < 0 || static_cast<size_t>(id) >= pieces_.size())
-      throw Error("decode: token id " + std::to_string(id) + " outside the vocab of " +
-                  std::to_string(pieces_.size()));
+      throw Error("decode: token id " + std::to_string(id) + " outside the vocab of " + std::to_string(pieces_.size()));
     return pieces_[static_cast<size_t>(id)];
   }
 
-  void encode_word(std::string_view w, std::vector<int32_t>& out,
-                   std::vector<int32_t>& symbols) const {
+  void encode_word(std::string_view w, std::vector<int32_t>& out, std::vector<int32_t>& symbols) const {
     if (ignore_merges_) {
       auto it = piece_ids_.find(w);
       if (it != piece_ids_.end()) {
@@ -157,15 +149,14 @@ class ByteLevelBpe final : public BpeTokenizer {
 
 }  // namespace
 
-std::unique_ptr<Tokenizer> make_byte_level(std::vector<std::string> pieces,
-                                           std::vector<TokenType> types, MergeTable merges,
-                                           int32_t bos_id, int32_t eos_id,
+std::unique_ptr<Tokenizer> make_byte_level(std::vector<std::string> pieces, std::vector<TokenType> types,
+                                           MergeTable merges, int32_t bos_id, int32_t eos_id,
                                            const std::string& split_pattern, bool ignore_merges,
                                            const std::string& source) {
   check_special_id(bos_id, pieces.size(), "BOS", source);
   check_special_id(eos_id, pieces.size(), "EOS", source);
-  return std::make_unique<ByteLevelBpe>(std::move(pieces), std::move(types), std::move(merges),
-                                        bos_id, eos_id, split_pattern, ignore_merges, source);
+  return std::make_unique<ByteLevelBpe>(std::move(pieces), std::move(types), std::move(merges), bos_id, eos_id,
+                                        split_pattern, ignore_merges, source);
 }
 
 }  // namespace tok
@@ -178,11 +169,11 @@ std::string pretokenizer_pattern(const std::string& name) {
 
 namespace tok {
 
-std::unique_ptr<Tokenizer> make_byte_level_from_pairs(
-    const std::vector<std::string>& tokens,
-    const std::vector<std::pair<std::string, std::string>>& merges,
-    const std::vector<TokenType>& types, int32_t bos_id, int32_t eos_id,
-    const std::string& split_pattern, bool ignore_merges, const std::string& source) {
+std::unique_ptr<Tokenizer> make_byte_level_from_pairs(const std::vector<std::string>& tokens,
+                                                      const std::vector<std::pair<std::string, std::string>>& merges,
+                                                      const std::vector<TokenType>& types, int32_t bos_id,
+                                                      int32_t eos_id, const std::string& split_pattern,
+                                                      bool ignore_merges, const std::string& source) {
   const size_t n = tokens.size();
   std::vector<std::string> pieces(n);
   std::unordered_map<std::string_view, int32_t> by_spelling;  // normal tokens as spelled
@@ -213,35 +204,31 @@ std::unique_ptr<Tokenizer> make_byte_level_from_pairs(
     joined = left + right;
     auto l = by_spelling.find(left), rt = by_spelling.find(right), j = by_spelling.find(joined);
     if (l == by_spelling.end() || rt == by_spelling.end() || j == by_spelling.end()) {
-      const std::string& missing = l == by_spelling.end()    ? left
-                                   : rt == by_spelling.end() ? right
-                                                             : joined;
-      throw Error(source + ": merge " + std::to_string(r) + " '" + left + " " + right + "': '" +
-                  missing + "' is not a token of the vocab");
+      const std::string& missing = l == by_spelling.end() ? left : rt == by_spelling.end() ? right : joined;
+      throw Error(source + ": merge " + std::to_string(r) + " '" + left + " " + right + "': '" + missing +
+                  "' is not a token of the vocab");
     }
     table.add(l->second, rt->second, static_cast<int32_t>(r), j->second);
   }
-  return make_byte_level(std::move(pieces), types, std::move(table), bos_id, eos_id,
-                         split_pattern, ignore_merges, source);
+  return make_byte_level(std::move(pieces), types, std::move(table), bos_id, eos_id, split_pattern, ignore_merges,
+                         source);
 }
 
 }  // namespace tok
 
 std::unique_ptr<Tokenizer> make_byte_level_bpe(const std::vector<std::string>& tokens,
                                                const std::vector<std::string>& merges,
-                                               const std::vector<int32_t>& token_types,
-                                               int32_t bos_id, int32_t eos_id,
+                                               const std::vector<int32_t>& token_types, int32_t bos_id, int32_t eos_id,
                                                const std::string& split_pattern, bool ignore_merges,
                                                const std::string& source) {
   const size_t n = tokens.size();
   if (!token_types.empty() && token_types.size() != n)
-    throw Error(source + ": " + std::to_string(token_types.size()) + " token types for " +
-                std::to_string(n) + " tokens");
+    throw Error(source + ": " + std::to_string(token_types.size()) + " token types for " + std::to_string(n) +
+                " tokens");
   std::vector<TokenType> types(n, TokenType::Normal);
   for (size_t i = 0; i < token_types.size(); ++i) {
     if (token_types[i] < 0 || token_types[i] > 6)
-      throw Error(source + ": token " + std::to_string(i) + ": unknown token type " +
-                  std::to_string(token_types[i]));
+      throw Error(source + ": token " + std::to_string(i) + ": unknown token type " + std::to_string(token_types[i]));
     types[i] = static_cast<TokenType>(token_types[i]);
   }
   // Byte-level spellings never hold a literal space (GPT-2 spells it "Ġ"), so one space
@@ -251,14 +238,11 @@ std::unique_ptr<Tokenizer> make_byte_level_bpe(const std::vector<std::string>& t
   for (size_t r = 0; r < merges.size(); ++r) {
     const std::string& m = merges[r];
     size_t sp = m.find(' ');
-    if (sp == std::string::npos || sp == 0 || sp + 1 == m.size() ||
-        m.find(' ', sp + 1) != std::string::npos)
-      throw Error(source + ": merge " + std::to_string(r) + " '" + m +
-                  "': expected two tokens separated by one space");
+    if (sp == std::string::npos || sp == 0 || sp + 1 == m.size() || m.find(' ', sp + 1) != std::string::npos)
+      throw Error(source + ": merge " + std::to_string(r) + " '" + m + "': expected two tokens separated by one space");
     pairs.emplace_back(m.substr(0, sp), m.substr(sp + 1));
   }
-  return tok::make_byte_level_from_pairs(tokens, pairs, types, bos_id, eos_id, split_pattern,
-                                         ignore_merges, source);
+  return tok::make_byte_level_from_pairs(tokens, pairs, types, bos_id, eos_id, split_pattern, ignore_merges, source);
 }
 
 }  // namespace pricer

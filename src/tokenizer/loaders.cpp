@@ -57,12 +57,16 @@ long base64_decode(std::string_view in, std::string& out) {
 
 // Llama 3's special tokens in the order Meta's tokenizer.py appends them after the ranks.
 std::vector<std::string> llama3_special_tokens() {
-  std::vector<std::string> s = {
-      "<|begin_of_text|>",           "<|end_of_text|>",
-      "<|reserved_special_token_0|>", "<|reserved_special_token_1|>",
-      "<|reserved_special_token_2|>", "<|reserved_special_token_3|>",
-      "<|start_header_id|>",         "<|end_header_id|>",
-      "<|reserved_special_token_4|>", "<|eot_id|>"};
+  std::vector<std::string> s = {"<|begin_of_text|>",
+                                "<|end_of_text|>",
+                                "<|reserved_special_token_0|>",
+                                "<|reserved_special_token_1|>",
+                                "<|reserved_special_token_2|>",
+                                "<|reserved_special_token_3|>",
+                                "<|start_header_id|>",
+                                "<|end_header_id|>",
+                                "<|reserved_special_token_4|>",
+                                "<|eot_id|>"};
   for (int i = 5; i < 256 - 5; ++i) s.push_back("<|reserved_special_token_" + std::to_string(i) + "|>");
   return s;
 }
@@ -91,8 +95,7 @@ std::vector<TiktokenEntry> read_tiktoken_entries(std::string_view text, const st
     size_t sp = line.find(' ');
     if (sp == std::string_view::npos) throw Error(where() + "expected '<base64 token> <rank>'");
     long bad = base64_decode(line.substr(0, sp), decoded);
-    if (bad >= 0)
-      throw Error(where() + "invalid base64 at column " + std::to_string(bad + 1));
+    if (bad >= 0) throw Error(where() + "invalid base64 at column " + std::to_string(bad + 1));
     std::string_view num = line.substr(sp + 1);
     size_t rank = 0;
     auto [end, ec] = std::from_chars(num.data(), num.data() + num.size(), rank);
@@ -121,8 +124,7 @@ bool opt_bool(const json& obj, const char* key, bool def, const std::string& whe
   return v.get<bool>();
 }
 
-std::string opt_string(const json& obj, const char* key, const std::string& def,
-                       const std::string& where) {
+std::string opt_string(const json& obj, const char* key, const std::string& def, const std::string& where) {
   const json& v = member(obj, key);
   if (v.is_null()) return def;
   if (!v.is_string()) throw Error(where + " '" + key + "': expected a string");
@@ -164,8 +166,7 @@ const json* find_typed(const json& j, std::string_view type, int depth = 0) {
 
 std::string token_name(const json& j) {
   if (j.is_string()) return j.get<std::string>();
-  if (j.is_object() && j.contains("content") && j["content"].is_string())
-    return j["content"].get<std::string>();
+  if (j.is_object() && j.contains("content") && j["content"].is_string()) return j["content"].get<std::string>();
   return "";
 }
 
@@ -235,7 +236,8 @@ std::unique_ptr<Tokenizer> tokenizer_from_gguf(const GgufFile& f) {
   int32_t bos = id_key("tokenizer.ggml.bos_token_id");
   int32_t eos = id_key("tokenizer.ggml.eos_token_id");
   auto add_bos_key = [&](std::unique_ptr<Tokenizer> t) {
-    if (f.has("tokenizer.ggml.add_bos_token")) return tok::with_add_bos(std::move(t), f.get_bool("tokenizer.ggml.add_bos_token"));
+    if (f.has("tokenizer.ggml.add_bos_token"))
+      return tok::with_add_bos(std::move(t), f.get_bool("tokenizer.ggml.add_bos_token"));
     return t;
   };
   if (model == "gpt2") {
@@ -249,9 +251,8 @@ std::unique_ptr<Tokenizer> tokenizer_from_gguf(const GgufFile& f) {
     return add_bos_key(make_byte_level_bpe(tokens, merges, types, bos, eos, pattern, ignore_merges, src));
   }
   if (model == "llama") {
-    std::vector<float> scores = f.has("tokenizer.ggml.scores")
-                                    ? f.get_float_array("tokenizer.ggml.scores")
-                                    : std::vector<float>(tokens.size(), 0.0f);
+    std::vector<float> scores = f.has("tokenizer.ggml.scores") ? f.get_float_array("tokenizer.ggml.scores")
+                                                               : std::vector<float>(tokens.size(), 0.0f);
     bool prefix = true;
     if (f.has("tokenizer.ggml.add_space_prefix")) prefix = f.get_bool("tokenizer.ggml.add_space_prefix");
     return add_bos_key(make_sentencepiece_bpe(tokens, scores, types, bos, eos, prefix, src));
@@ -315,8 +316,8 @@ std::unique_ptr<Tokenizer> parse_tiktoken(std::string_view text, const std::stri
   }
   auto bos = static_cast<int32_t>(n), eos = static_cast<int32_t>(n + 1);
   // Meta's tokenizer puts BOS before every text.
-  return tok::with_add_bos(tok::make_byte_level(std::move(pieces), std::move(types), std::move(table), bos,
-                                                eos, kLlama3Pattern, /*ignore_merges=*/true, source),
+  return tok::with_add_bos(tok::make_byte_level(std::move(pieces), std::move(types), std::move(table), bos, eos,
+                                                kLlama3Pattern, /*ignore_merges=*/true, source),
                            true);
 }
 
@@ -419,8 +420,7 @@ std::vector<std::pair<std::string, std::string>> read_json_merges(const json& mo
     if (e.is_string()) {
       const auto& s = e.get_ref<const std::string&>();
       size_t sp = s.find(' ');
-      if (sp == std::string::npos || sp == 0 || sp + 1 == s.size() ||
-          s.find(' ', sp + 1) != std::string::npos)
+      if (sp == std::string::npos || sp == 0 || sp + 1 == s.size() || s.find(' ', sp + 1) != std::string::npos)
         throw json_error(source, where, "expected \"left right\"");
       merges.emplace_back(s.substr(0, sp), s.substr(sp + 1));
     } else if (e.is_array() && e.size() == 2 && e[0].is_string() && e[1].is_string()) {
@@ -450,7 +450,7 @@ int32_t named_special_id(const std::string& name, const char* what,
 
 struct SpmPieces {
   std::vector<std::string> pieces;  // raw bytes by id
-  int32_t unk = -1;                 // the first Unknown token
+  int32_t unk = -1;  // the first Unknown token
 };
 
 // Picks out byte tokens (<0xNN>, under byte_fallback) and the unknown token among the normal ones:
@@ -460,10 +460,8 @@ SpmPieces spm_pieces(const std::vector<std::string>& tokens, std::vector<TokenTy
   SpmPieces out{std::vector<std::string>(tokens.size()), -1};
   for (size_t i = 0; i < tokens.size(); ++i) {
     if (types[i] == TokenType::Normal) {
-      if (byte_fallback && tokens[i].size() == 6 && tokens[i].rfind("<0x", 0) == 0)
-        types[i] = TokenType::Byte;
-      else if (!unk_name.empty() && tokens[i] == unk_name)
-        types[i] = TokenType::Unknown;
+      if (byte_fallback && tokens[i].size() == 6 && tokens[i].rfind("<0x", 0) == 0) types[i] = TokenType::Byte;
+      else if (!unk_name.empty() && tokens[i] == unk_name) types[i] = TokenType::Unknown;
     }
     out.pieces[i] = types[i] == TokenType::Normal ? tok::spm_piece_to_raw(tokens[i]) : tokens[i];
     if (types[i] == TokenType::Unknown && out.unk < 0) out.unk = static_cast<int32_t>(i);
@@ -473,8 +471,7 @@ SpmPieces spm_pieces(const std::vector<std::string>& tokens, std::vector<TokenTy
 
 // SentencePiece merges by rank: both sides and the merged spelling must all be tokens.
 tok::MergeTable spm_merge_table(const std::vector<std::pair<std::string, std::string>>& merges,
-                                const std::function<int32_t(const std::string&)>& id_of,
-                                const std::string& source) {
+                                const std::function<int32_t(const std::string&)>& id_of, const std::string& source) {
   tok::MergeTable table;
   for (size_t r = 0; r < merges.size(); ++r) {
     int32_t l = id_of(merges[r].first), rt = id_of(merges[r].second);
@@ -527,8 +524,7 @@ std::string byte_level_split_pattern(const json& root, const std::vector<std::st
 }
 
 std::unique_ptr<Tokenizer> tokenizer_from_json(const json& root, const std::string& source,
-                                               const std::string& bos_token,
-                                               const std::string& eos_token) {
+                                               const std::string& bos_token, const std::string& eos_token) {
   const json& model = bpe_model(root, source);
   JsonVocab vocab = read_json_vocab(root, model, source);
   std::vector<std::pair<std::string, std::string>> merges = read_json_merges(model, source);
@@ -557,21 +553,20 @@ std::unique_ptr<Tokenizer> tokenizer_from_json(const json& root, const std::stri
     SpmPieces spm_vocab = spm_pieces(vocab.tokens, vocab.types, byte_fallback, unk_name);
     tok::MergeTable table = spm_merge_table(merges, id_of, source);
     bool prefix = spm_dummy_prefix(root, kinds, source);
-    return record_add_bos(tok::make_sentencepiece(std::move(spm_vocab.pieces), std::move(vocab.types),
-                                                  std::move(table), bos, eos, spm_vocab.unk, prefix, source));
+    return record_add_bos(tok::make_sentencepiece(std::move(spm_vocab.pieces), std::move(vocab.types), std::move(table),
+                                                  bos, eos, spm_vocab.unk, prefix, source));
   }
 
   std::string pattern = byte_level_split_pattern(root, kinds, source);
   bool ignore_merges = opt_bool(model, "ignore_merges", false, in_model);
-  return record_add_bos(tok::make_byte_level_from_pairs(vocab.tokens, merges, vocab.types, bos, eos, pattern,
-                                                        ignore_merges, source));
+  return record_add_bos(
+      tok::make_byte_level_from_pairs(vocab.tokens, merges, vocab.types, bos, eos, pattern, ignore_merges, source));
 }
 
 }  // namespace
 
 std::unique_ptr<Tokenizer> parse_tokenizer_json(std::string_view text, const std::string& source,
-                                                const std::string& bos_token,
-                                                const std::string& eos_token) {
+                                                const std::string& bos_token, const std::string& eos_token) {
   json root = parse_json_strict(text, source);
   try {
     return tokenizer_from_json(root, source, bos_token, eos_token);
@@ -603,8 +598,8 @@ std::unique_ptr<Tokenizer> parse_llama2c_tokenizer(std::string_view data, const 
     std::memcpy(&score, data.data() + off, 4);
     auto len = static_cast<int32_t>(rd32(off + 4));
     if (len < 0 || len > max_len)
-      throw Error(at(off + 4) + token_no + "length " + std::to_string(len) +
-                  " outside 0..max_token_length " + std::to_string(max_len));
+      throw Error(at(off + 4) + token_no + "length " + std::to_string(len) + " outside 0..max_token_length " +
+                  std::to_string(max_len));
     if (data.size() - off - 8 < static_cast<size_t>(len))
       throw Error(at(off + 8) + token_no + "truncated bytes (" + std::to_string(len) + " expected)");
     if (std::isnan(score)) throw Error(at(off) + token_no + "score is NaN");
@@ -612,8 +607,7 @@ std::unique_ptr<Tokenizer> parse_llama2c_tokenizer(std::string_view data, const 
     scores.push_back(score);
     off += 8 + static_cast<size_t>(len);
   }
-  if (off != data.size())
-    throw Error(at(off) + std::to_string(data.size() - off) + " bytes after the last token");
+  if (off != data.size()) throw Error(at(off) + std::to_string(data.size() - off) + " bytes after the last token");
   if (tokens.empty()) throw Error(source + ": no tokens");
   // llama2.c: <unk> = 0, BOS = 1, EOS = 2.
   int32_t bos = tokens.size() > 1 ? 1 : -1, eos = tokens.size() > 2 ? 2 : -1;
@@ -644,8 +638,7 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
     std::ifstream f(path, std::ios::binary);
     char magic[4] = {};
     f.read(magic, 4);
-    if (f.gcount() == 4 && std::memcmp(magic, "GGUF", 4) == 0)
-      return tokenizer_from_gguf(GgufFile::open(path));
+    if (f.gcount() == 4 && std::memcmp(magic, "GGUF", 4) == 0) return tokenizer_from_gguf(GgufFile::open(path));
   }
   std::string data = read_file(path);
   size_t first = data.find_first_not_of(" \t\r\n");
@@ -657,10 +650,12 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
   if (looks_like_tiktoken(data)) return parse_tiktoken(data, path);
   if (fs::path(path).extension() == ".bin") return parse_llama2c_tokenizer(data, path);
   if (!data.empty() && data[0] == '\x0a')
-    throw Error(path + ": looks like a SentencePiece protobuf model, which is not supported "
-                       "(use the model's tokenizer.json or GGUF file)");
-  throw Error(path + ": not a recognised tokenizer (tiktoken tokenizer.model, tokenizer.json, "
-                     "llama2.c tok*.bin or GGUF)");
+    throw Error(path +
+                ": looks like a SentencePiece protobuf model, which is not supported "
+                "(use the model's tokenizer.json or GGUF file)");
+  throw Error(path +
+              ": not a recognised tokenizer (tiktoken tokenizer.model, tokenizer.json, "
+              "llama2.c tok*.bin or GGUF)");
 }
 
 }  // namespace pricer

@@ -12,7 +12,7 @@ namespace pricer {
 
 struct NumberTokens {
   std::vector<int32_t> ids;  // ascending
-  std::vector<int> values;   // values[i] is the number ids[i] spells
+  std::vector<int> values;  // values[i] is the number ids[i] spells
 };
 
 // Throws Error when the vocabulary has none: prices cannot be read from such a model.

@@ -31,9 +31,9 @@ int parse_byte_token(std::string_view s) {
 
 class SentencePieceBpe final : public BpeTokenizer {
  public:
-  SentencePieceBpe(std::vector<std::string> pieces, std::vector<TokenType> types,
-                   MergeTable merges, int32_t bos, int32_t eos, int32_t unk, bool add_space_prefix,
-                   const std::string& source, std::vector<float> scores)
+  SentencePieceBpe(std::vector<std::string> pieces, std::vector<TokenType> types, MergeTable merges, int32_t bos,
+                   int32_t eos, int32_t unk, bool add_space_prefix, const std::string& source,
+                   std::vector<float> scores)
       : pieces_(std::move(pieces)),
         types_(std::move(types)),
         merges_(std::move(merges)),
@@ -46,9 +46,7 @@ class SentencePieceBpe final : public BpeTokenizer {
     for (size_t i = 0; i < pieces_.size(); ++i) {
       auto id = static_cast<int32_t>(i);
       switch (types_[i]) {
-        case TokenType::Normal:
-          piece_ids_.try_emplace(pieces_[i], id);
-          break;
+        case TokenType::Normal: piece_ids_.try_emplace(pieces_[i], id); break;
         case TokenType::Byte: {
           int b = parse_byte_token(pieces_[i]);
           if (b < 0)
@@ -58,14 +56,9 @@ class SentencePieceBpe final : public BpeTokenizer {
           pieces_[i].assign(1, static_cast<char>(b));  // decode emits the byte itself
           break;
         }
-        case TokenType::Control:
-          specials_.add(pieces_[i], id, false);
-          break;
-        case TokenType::UserDefined:
-          specials_.add(pieces_[i], id, true);
-          break;
-        default:
-          break;
+        case TokenType::Control: specials_.add(pieces_[i], id, false); break;
+        case TokenType::UserDefined: specials_.add(pieces_[i], id, true); break;
+        default: break;
       }
     }
     specials_.finish();
@@ -117,10 +110,8 @@ class SentencePieceBpe final : public BpeTokenizer {
         strip = add_space_prefix_;
         continue;
       }
-      if (strip && t != TokenType::Byte && !p.empty() && p[0] == ' ')
-        out.append(p, 1);
-      else
-        out += p;
+      if (strip && t != TokenType::Byte && !p.empty() && p[0] == ' ') out.append(p, 1);
+      else out += p;
       strip = false;
     }
     return out;
@@ -152,15 +143,13 @@ class SentencePieceBpe final : public BpeTokenizer {
  private:
   void check(int32_t id) const {
     if (id < 0 || static_cast<size_t>(id) >= pieces_.size())
-      throw Error("decode: token id " + std::to_string(id) + " outside the vocab of " +
-                  std::to_string(pieces_.size()));
+      throw Error("decode: token id " + std::to_string(id) + " outside the vocab of " + std::to_string(pieces_.size()));
   }
 
   // A character outside the vocab: its bytes as <0xNN> tokens, else one <unk>.
   void fallback(std::string_view ch, std::vector<int32_t>& symbols) const {
-    bool all_bytes = std::all_of(ch.begin(), ch.end(), [&](char c) {
-      return byte_ids_[static_cast<unsigned char>(c)] >= 0;
-    });
+    bool all_bytes =
+        std::all_of(ch.begin(), ch.end(), [&](char c) { return byte_ids_[static_cast<unsigned char>(c)] >= 0; });
     if (all_bytes) {
       for (char c : ch) symbols.push_back(byte_ids_[static_cast<unsigned char>(c)]);
     } else if (unk_ >= 0) {
@@ -186,17 +175,15 @@ class SentencePieceBpe final : public BpeTokenizer {
 
 }  // namespace
 
-std::unique_ptr<Tokenizer> make_sentencepiece(std::vector<std::string> pieces,
-                                              std::vector<TokenType> types, MergeTable merges,
-                                              int32_t bos_id, int32_t eos_id, int32_t unk_id,
+std::unique_ptr<Tokenizer> make_sentencepiece(std::vector<std::string> pieces, std::vector<TokenType> types,
+                                              MergeTable merges, int32_t bos_id, int32_t eos_id, int32_t unk_id,
                                               bool add_space_prefix, const std::string& source,
                                               std::vector<float> scores) {
   check_special_id(bos_id, pieces.size(), "BOS", source);
   check_special_id(eos_id, pieces.size(), "EOS", source);
   check_special_id(unk_id, pieces.size(), "UNK", source);
-  return std::make_unique<SentencePieceBpe>(std::move(pieces), std::move(types), std::move(merges),
-                                            bos_id, eos_id, unk_id, add_space_prefix, source,
-                                            std::move(scores));
+  return std::make_unique<SentencePieceBpe>(std::move(pieces), std::move(types), std::move(merges), bos_id, eos_id,
+                                            unk_id, add_space_prefix, source, std::move(scores));
 }
 
 std::string spm_piece_to_raw(std::string_view token) {
@@ -212,17 +199,13 @@ std::string spm_piece_to_raw(std::string_view token) {
   return out;
 }
 
-std::vector<TokenType> spm_guess_types(const std::vector<std::string>& tokens, int32_t bos_id,
-                                       int32_t eos_id) {
+std::vector<TokenType> spm_guess_types(const std::vector<std::string>& tokens, int32_t bos_id, int32_t eos_id) {
   std::vector<TokenType> types(tokens.size(), TokenType::Normal);
   for (size_t i = 0; i < tokens.size(); ++i) {
     auto id = static_cast<int32_t>(i);
-    if (id == bos_id || id == eos_id)
-      types[i] = TokenType::Control;
-    else if (tokens[i] == "<unk>")
-      types[i] = TokenType::Unknown;
-    else if (parse_byte_token(tokens[i]) >= 0)
-      types[i] = TokenType::Byte;
+    if (id == bos_id || id == eos_id) types[i] = TokenType::Control;
+    else if (tokens[i] == "<unk>") types[i] = TokenType::Unknown;
+    else if (parse_byte_token(tokens[i]) >= 0) types[i] = TokenType::Byte;
   }
   return types;
 }
@@ -231,16 +214,14 @@ std::vector<TokenType> spm_guess_types(const std::vector<std::string>& tokens, i
 
 std::unique_ptr<Tokenizer> make_sentencepiece_bpe(const std::vector<std::string>& tokens,
                                                   const std::vector<float>& scores,
-                                                  const std::vector<int32_t>& token_types,
-                                                  int32_t bos_id, int32_t eos_id,
-                                                  bool add_space_prefix, const std::string& source) {
+                                                  const std::vector<int32_t>& token_types, int32_t bos_id,
+                                                  int32_t eos_id, bool add_space_prefix, const std::string& source) {
   const size_t n = tokens.size();
   if (scores.size() != n)
-    throw Error(source + ": " + std::to_string(scores.size()) + " scores for " +
-                std::to_string(n) + " tokens");
+    throw Error(source + ": " + std::to_string(scores.size()) + " scores for " + std::to_string(n) + " tokens");
   if (!token_types.empty() && token_types.size() != n)
-    throw Error(source + ": " + std::to_string(token_types.size()) + " token types for " +
-                std::to_string(n) + " tokens");
+    throw Error(source + ": " + std::to_string(token_types.size()) + " token types for " + std::to_string(n) +
+                " tokens");
   tok::check_special_id(bos_id, n, "BOS", source);
   tok::check_special_id(eos_id, n, "EOS", source);
   std::vector<TokenType> types;
@@ -250,8 +231,7 @@ std::unique_ptr<Tokenizer> make_sentencepiece_bpe(const std::vector<std::string>
     types.resize(n);
     for (size_t i = 0; i < n; ++i) {
       if (token_types[i] < 0 || token_types[i] > 6)
-        throw Error(source + ": token " + std::to_string(i) + ": unknown token type " +
-                    std::to_string(token_types[i]));
+        throw Error(source + ": token " + std::to_string(i) + ": unknown token type " + std::to_string(token_types[i]));
       types[i] = static_cast<TokenType>(token_types[i]);
     }
   }
@@ -259,8 +239,7 @@ std::unique_ptr<Tokenizer> make_sentencepiece_bpe(const std::vector<std::string>
   std::vector<uint8_t> mergeable(n);
   int32_t unk_id = -1;
   for (size_t i = 0; i < n; ++i) {
-    if (std::isnan(scores[i]))
-      throw Error(source + ": token " + std::to_string(i) + " has a NaN score");
+    if (std::isnan(scores[i])) throw Error(source + ": token " + std::to_string(i) + " has a NaN score");
     pieces[i] = types[i] == TokenType::Normal ? tok::spm_piece_to_raw(tokens[i]) : tokens[i];
     mergeable[i] = types[i] == TokenType::Normal;
     if (types[i] == TokenType::Unknown && unk_id < 0) unk_id = static_cast<int32_t>(i);
@@ -272,13 +251,12 @@ std::unique_ptr<Tokenizer> make_sentencepiece_bpe(const std::vector<std::string>
   distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
   std::vector<int32_t> rank(n);
   for (size_t i = 0; i < n; ++i)
-    rank[i] = static_cast<int32_t>(
-        std::lower_bound(distinct.begin(), distinct.end(), scores[i], std::greater<>()) -
-        distinct.begin());
+    rank[i] = static_cast<int32_t>(std::lower_bound(distinct.begin(), distinct.end(), scores[i], std::greater<>()) -
+                                   distinct.begin());
   tok::MergeTable table;
   tok::add_all_splits(table, pieces, mergeable, rank);
-  return tok::make_sentencepiece(std::move(pieces), std::move(types), std::move(table), bos_id,
-                                 eos_id, unk_id, add_space_prefix, source, scores);
+  return tok::make_sentencepiece(std::move(pieces), std::move(types), std::move(table), bos_id, eos_id, unk_id,
+                                 add_space_prefix, source, scores);
 }
 
 }  // namespace pricer

@@ -39,7 +39,13 @@ std::unique_ptr<Tokenizer> load_gguf_tokenizer(const GgufFile& file);
 
 // Token kinds, numbered as GGUF's tokenizer.ggml.token_type (llama.cpp's llama_token_type).
 enum class TokenType : int32_t {
-  Undefined = 0, Normal = 1, Unknown = 2, Control = 3, UserDefined = 4, Unused = 5, Byte = 6
+  Undefined = 0,
+  Normal = 1,
+  Unknown = 2,
+  Control = 3,
+  UserDefined = 4,
+  Unused = 5,
+  Byte = 6
 };
 
 // Pre-tokenizer split patterns (PCRE2 syntax, matched in UTF mode with Unicode properties).
@@ -60,8 +66,7 @@ std::string pretokenizer_pattern(const std::string& name);
 // (tiktoken and Llama 3). `source` names the origin in error messages.
 std::unique_ptr<Tokenizer> make_byte_level_bpe(const std::vector<std::string>& tokens,
                                                const std::vector<std::string>& merges,
-                                               const std::vector<int32_t>& token_types,
-                                               int32_t bos_id, int32_t eos_id,
+                                               const std::vector<int32_t>& token_types, int32_t bos_id, int32_t eos_id,
                                                const std::string& split_pattern, bool ignore_merges,
                                                const std::string& source);
 
@@ -71,9 +76,8 @@ std::unique_ptr<Tokenizer> make_byte_level_bpe(const std::vector<std::string>& t
 // SentencePiece's dummy prefix; decode removes it again.
 std::unique_ptr<Tokenizer> make_sentencepiece_bpe(const std::vector<std::string>& tokens,
                                                   const std::vector<float>& scores,
-                                                  const std::vector<int32_t>& token_types,
-                                                  int32_t bos_id, int32_t eos_id,
-                                                  bool add_space_prefix, const std::string& source);
+                                                  const std::vector<int32_t>& token_types, int32_t bos_id,
+                                                  int32_t eos_id, bool add_space_prefix, const std::string& source);
 
 // In-memory parsers (the file loaders read the file and call these; `source` is the file name
 // used in error messages). All throw Error naming the source and the line/offset/key.
@@ -90,8 +94,7 @@ std::unique_ptr<Tokenizer> parse_tiktoken(std::string_view text, const std::stri
 // byte_fallback). bos_token / eos_token name the tokens when known (tokenizer_config.json);
 // empty: guessed from the post-processor template and well-known names.
 std::unique_ptr<Tokenizer> parse_tokenizer_json(std::string_view json, const std::string& source,
-                                                const std::string& bos_token = "",
-                                                const std::string& eos_token = "");
+                                                const std::string& bos_token = "", const std::string& eos_token = "");
 // llama2.c tok*.bin: int32 max_token_length, then per token float score, int32 length, bytes.
 // vocab_size < 0 reads tokens up to the end of the data. BOS = 1, EOS = 2 as llama2.c.
 std::unique_ptr<Tokenizer> parse_llama2c_tokenizer(std::string_view data, const std::string& source,

@@ -266,8 +266,8 @@ void save_tokenizer_json(const TrainedBpe& bpe, const std::string& path) {
 
 std::unique_ptr<Tokenizer> make_trained_tokenizer(const TrainedBpe& bpe) {
   // pretrain puts BOS before every text.
-  return tok::with_add_bos(make_byte_level_bpe(bpe.tokens, bpe.merges, bpe.token_types, bpe.bos_id,
-                                               bpe.eos_id, kLlama3Pattern, false, "trained BPE"),
+  return tok::with_add_bos(make_byte_level_bpe(bpe.tokens, bpe.merges, bpe.token_types, bpe.bos_id, bpe.eos_id,
+                                               kLlama3Pattern, false, "trained BPE"),
                            true);
 }
 

@@ -21,8 +21,8 @@ struct BpeTrainOptions {
 // A trained vocab in the form a GGUF `gpt2` vocab stores it (tokenizer.ggml.tokens / .merges /
 // .token_type / .bos_token_id / .eos_token_id; see vocab_export.h).
 struct TrainedBpe {
-  std::vector<std::string> tokens;   // GPT-2 byte-to-unicode spelling; specials literal
-  std::vector<std::string> merges;   // "left right", in priority order
+  std::vector<std::string> tokens;  // GPT-2 byte-to-unicode spelling; specials literal
+  std::vector<std::string> merges;  // "left right", in priority order
   std::vector<int32_t> token_types;  // TokenType values
   int32_t bos_id = -1;
   int32_t eos_id = -1;

@@ -51,12 +51,9 @@ std::vector<std::string> byte_level_tokens(const tok::VocabSpec& v) {
   std::vector<std::string> tokens;
   for (size_t i = 0; i < v.pieces.size(); ++i) {
     const TokenType t = v.types[i];
-    if (t == TokenType::Control || t == TokenType::UserDefined)
-      tokens.push_back(v.pieces[i]);
-    else if (t == TokenType::Unused && v.pieces[i].empty())
-      tokens.push_back(pad_name(i));
-    else
-      tokens.push_back(byte_level_spelling(v.pieces[i]));
+    if (t == TokenType::Control || t == TokenType::UserDefined) tokens.push_back(v.pieces[i]);
+    else if (t == TokenType::Unused && v.pieces[i].empty()) tokens.push_back(pad_name(i));
+    else tokens.push_back(byte_level_spelling(v.pieces[i]));
   }
   return tokens;
 }
@@ -97,10 +94,8 @@ void add_sentencepiece(const tok::VocabSpec& v, std::vector<std::string>& tokens
       case TokenType::Normal: {
         std::string s;
         for (char c : p) {
-          if (c == ' ')
-            s += kSpaceMarker;
-          else
-            s += c;
+          if (c == ' ') s += kSpaceMarker;
+          else s += c;
         }
         tokens.push_back(std::move(s));
         break;
@@ -111,14 +106,14 @@ void add_sentencepiece(const tok::VocabSpec& v, std::vector<std::string>& tokens
         tokens.emplace_back(hex);
         break;
       }
-      default:
-        tokens.push_back(v.types[i] == TokenType::Unused && p.empty() ? pad_name(i) : p);
+      default: tokens.push_back(v.types[i] == TokenType::Unused && p.empty() ? pad_name(i) : p);
     }
   }
   scores = v.scores.empty() ? scores_from_ranks(v) : v.scores;
   kvs.push_back({"tokenizer.ggml.model", GgufValue::string("llama")});
   kvs.push_back({"tokenizer.ggml.add_space_prefix", GgufValue::boolean(v.add_space_prefix)});
-  if (v.unk_id >= 0) kvs.push_back({"tokenizer.ggml.unknown_token_id", GgufValue::u32(static_cast<uint32_t>(v.unk_id))});
+  if (v.unk_id >= 0)
+    kvs.push_back({"tokenizer.ggml.unknown_token_id", GgufValue::u32(static_cast<uint32_t>(v.unk_id))});
 }
 
 }  // namespace
@@ -132,10 +127,8 @@ std::vector<GgufKV> gguf_tokenizer_metadata(const Tokenizer& tok, int64_t vocab_
   std::vector<GgufKV> kvs;
   std::vector<std::string> tokens;
   std::vector<float> scores;
-  if (v.byte_level)
-    add_byte_level(v, tokens, kvs);
-  else
-    add_sentencepiece(v, tokens, scores, kvs);
+  if (v.byte_level) add_byte_level(v, tokens, kvs);
+  else add_sentencepiece(v, tokens, scores, kvs);
   std::vector<int32_t> types;
   for (TokenType t : v.types) types.push_back(static_cast<int32_t>(t));
   for (int64_t i = n; i < vocab_size; ++i) {
@@ -162,22 +155,23 @@ std::optional<std::string> hf_tokenizer_json(const Tokenizer& tok) {
     const TokenType t = v.types[i];
     if (t == TokenType::Control || t == TokenType::UserDefined)
       added.push_back({{"id", i}, {"content", tokens[i]}, {"special", t == TokenType::Control}});
-    else if (t != TokenType::Unused || !v.pieces[i].empty())
-      vocab[tokens[i]] = i;
+    else if (t != TokenType::Unused || !v.pieces[i].empty()) vocab[tokens[i]] = i;
   }
-  const json byte_level = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", false}};
-  const json pre = {{"type", "Sequence"},
-                    {"pretokenizers",
-                     {{{"type", "Split"}, {"pattern", {{"Regex", v.split_pattern}}}, {"behavior", "Isolated"},
-                       {"invert", false}},
-                      byte_level}}};
+  const json byte_level = {
+      {"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", false}};
+  const json pre = {
+      {"type", "Sequence"},
+      {"pretokenizers",
+       {{{"type", "Split"}, {"pattern", {{"Regex", v.split_pattern}}}, {"behavior", "Isolated"}, {"invert", false}},
+        byte_level}}};
   json post = nullptr;
   if (v.add_bos == 1 && v.bos_id >= 0) {
     const std::string& bos = tokens[static_cast<size_t>(v.bos_id)];
-    post = {{"type", "TemplateProcessing"},
-            {"single", {{{"SpecialToken", {{"id", bos}, {"type_id", 0}}}}, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
-            {"pair", json::array()},
-            {"special_tokens", {{bos, {{"id", bos}, {"ids", {v.bos_id}}, {"tokens", {bos}}}}}}};
+    post = {
+        {"type", "TemplateProcessing"},
+        {"single", {{{"SpecialToken", {{"id", bos}, {"type_id", 0}}}}, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
+        {"pair", json::array()},
+        {"special_tokens", {{bos, {{"id", bos}, {"ids", {v.bos_id}}, {"tokens", {bos}}}}}}};
   }
   const json j = {{"version", "1.0"},
                   {"added_tokens", added},

@@ -10,8 +10,8 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
-#include "io/json_util.h"
 #include "io/gguf.h"
+#include "io/json_util.h"
 #include "io/model_file.h"
 #include "io/safetensors.h"
 #include "quant/half.h"
@@ -26,8 +26,8 @@ constexpr Proj kAll[kNumProj] = {Proj::Q, Proj::K, Proj::V, Proj::O, Proj::Gate,
 
 std::string peft_name(int64_t layer, Proj p, char ab) {
   const bool attn = static_cast<int>(p) <= static_cast<int>(Proj::O);
-  return "base_model.model.model.layers." + std::to_string(layer) + (attn ? ".self_attn." : ".mlp.") +
-         proj_name(p) + ".lora_" + ab + ".weight";
+  return "base_model.model.model.layers." + std::to_string(layer) + (attn ? ".self_attn." : ".mlp.") + proj_name(p) +
+         ".lora_" + ab + ".weight";
 }
 
 const char* gguf_proj(Proj p) {
@@ -52,9 +52,7 @@ std::vector<float> floats_of(std::span<const uint8_t> b) {
 }
 
 // q and k rows are permuted for llama.cpp's RoPE layout; the number of heads of each.
-int64_t rope_heads(const ModelConfig& c, Proj p) {
-  return p == Proj::Q ? c.n_heads : p == Proj::K ? c.n_kv_heads : 0;
-}
+int64_t rope_heads(const ModelConfig& c, Proj p) { return p == Proj::Q ? c.n_heads : p == Proj::K ? c.n_kv_heads : 0; }
 
 std::vector<float> to_f32(const SafetensorsFile& f, const SafetensorsTensor& t) {
   auto data = f.data(t);
@@ -73,8 +71,8 @@ std::vector<float> to_f32(const SafetensorsFile& f, const SafetensorsTensor& t) 
   return out;
 }
 
-void require_shape(const std::string& src, const std::string& name, const std::vector<int64_t>& got,
-                   int64_t rows, int64_t cols) {
+void require_shape(const std::string& src, const std::string& name, const std::vector<int64_t>& got, int64_t rows,
+                   int64_t cols) {
   require(got.size() == 2 && got[0] == rows && got[1] == cols,
           src + ": tensor " + name + " has the wrong shape (expected [" + std::to_string(rows) + ", " +
               std::to_string(cols) + "])");
@@ -121,8 +119,8 @@ void set_token_rows(LlamaModel& model, const std::vector<int32_t>& file_ids, con
   require(std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end(), where + ": a token id is listed twice");
   for (const std::vector<float>* rows : {&embed, head})
     for (size_t i = 0; rows && i < rows->size(); ++i)
-      require(std::isfinite((*rows)[i]), where + ": token row " + std::to_string(i / model.config().dim) +
-                                             " holds a non-finite value");
+      require(std::isfinite((*rows)[i]),
+              where + ": token row " + std::to_string(i / model.config().dim) + " holds a non-finite value");
   model.add_trainable_tokens(file_ids);  // checks the ids against the vocabulary
   const int64_t D = model.config().dim;
   const TrainableTokens& t = model.trainable_tokens();
@@ -158,7 +156,8 @@ std::vector<int32_t> peft_token_indices(const nlohmann::json& j, const std::stri
       head = read(list);
       *head_listed = true;
     } else {
-      throw Error(where + ": trainable_token_indices for '" + module + "': only embed_tokens and lm_head are supported");
+      throw Error(where + ": trainable_token_indices for '" + module +
+                  "': only embed_tokens and lm_head are supported");
     }
   }
   require(!embed.empty(), where + ": trainable_token_indices has no embed_tokens rows");
@@ -367,8 +366,8 @@ void load_adapter(LlamaModel& model, const std::string& path) {
             if (ti.name == name) t = &ti;
           require(t != nullptr, path + ": missing tensor " + name);
           require(t->type == GgmlType::F32, path + ": tensor " + name + " is not F32");
-          const std::vector<int64_t> want = ab == 'a' ? std::vector<int64_t>{a->in, a->rank}
-                                                      : std::vector<int64_t>{a->rank, a->out};
+          const std::vector<int64_t> want =
+              ab == 'a' ? std::vector<int64_t>{a->in, a->rank} : std::vector<int64_t>{a->rank, a->out};
           require(t->ne == want, path + ": tensor " + name + " has the wrong shape");
           std::span<const uint8_t> raw = f.tensor_data(*t);
           if (ab == 'a') {
@@ -386,7 +385,8 @@ void load_adapter(LlamaModel& model, const std::string& path) {
     return;
   }
   const fs::path st_path = peft_dir(path) / "adapter_model.safetensors";
-  require(fs::exists(st_path), st_path.string() + ": not found (a PEFT adapter directory needs adapter_model.safetensors)");
+  require(fs::exists(st_path),
+          st_path.string() + ": not found (a PEFT adapter directory needs adapter_model.safetensors)");
   SafetensorsFile f = SafetensorsFile::open(st_path.string());
   for (int64_t l = 0; l < c.n_layers; ++l) {
     for (Proj p : kAll) {
@@ -416,7 +416,8 @@ void load_adapter(LlamaModel& model, const std::string& path) {
   const int64_t n = static_cast<int64_t>(ids.size());
   auto rows = [&](const char* name) {
     const SafetensorsTensor* t = f.find(name);
-    require(t != nullptr, st_path.string() + ": missing tensor " + name + " (adapter_config.json lists trainable tokens)");
+    require(t != nullptr,
+            st_path.string() + ": missing tensor " + name + " (adapter_config.json lists trainable tokens)");
     require_shape(st_path.string(), name, t->shape, n, c.dim);
     return to_f32(f, *t);
   };

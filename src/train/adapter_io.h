@@ -16,7 +16,6 @@
 #include <vector>
 
 #include "io/gguf.h"
-
 #include "model/llama.h"
 
 namespace pricer {

@@ -17,11 +17,18 @@ void put_u64(std::string& s, uint64_t v) { s.append(reinterpret_cast<const char*
 
 nlohmann::json LoopState::to_json() const {
   auto num = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
-  return {{"step", step}, {"epoch", epoch}, {"batch_in_epoch", batch_in_epoch}, {"skipped", skipped},
-          {"evals_without_improvement", evals_without_improvement}, {"last_train_loss", num(last_train_loss)},
-          {"first_eval_loss", num(first_eval_loss)}, {"best_eval_loss", num(best_eval_loss)},
-          {"last_eval_loss", num(last_eval_loss)}, {"first_eval_mae", num(first_eval_mae)},
-          {"best_eval_mae", num(best_eval_mae)}, {"last_eval_mae", num(last_eval_mae)},
+  return {{"step", step},
+          {"epoch", epoch},
+          {"batch_in_epoch", batch_in_epoch},
+          {"skipped", skipped},
+          {"evals_without_improvement", evals_without_improvement},
+          {"last_train_loss", num(last_train_loss)},
+          {"first_eval_loss", num(first_eval_loss)},
+          {"best_eval_loss", num(best_eval_loss)},
+          {"last_eval_loss", num(last_eval_loss)},
+          {"first_eval_mae", num(first_eval_mae)},
+          {"best_eval_mae", num(best_eval_mae)},
+          {"last_eval_mae", num(last_eval_mae)},
           {"best_metric", num(best_metric)}};
 }
 
@@ -64,7 +71,6 @@ void save_checkpoint(const std::string& path, const LoopState& st, const nlohman
   write_file_atomic(path, out);
 }
 
-
 LoopState load_checkpoint(const std::string& path, std::vector<Param>& params, Optimizer& opt, WeightAverage* avg,
                           const std::function<void(const nlohmann::json&)>& check_config) {
   const std::string data = read_file(path, uint64_t(1) << 40);
@@ -85,12 +91,13 @@ LoopState load_checkpoint(const std::string& path, std::vector<Param>& params, O
   check_config(header.at("config"));
   const auto& tensors = header.at("tensors");
   require(tensors.size() == params.size(), path + ": holds " + std::to_string(tensors.size()) +
-                                               " tensors, the model being trained has " + std::to_string(params.size()));
+                                               " tensors, the model being trained has " +
+                                               std::to_string(params.size()));
   for (size_t i = 0; i < params.size(); ++i) {
     require(tensors[i].at("name").get<std::string>() == params[i].name &&
                 tensors[i].at("size").get<int64_t>() == params[i].size,
-            path + ": tensor " + std::to_string(i) + " is " + tensors[i].at("name").get<std::string>() +
-                ", expected " + params[i].name + " of the same size (different model or LoRA settings?)");
+            path + ": tensor " + std::to_string(i) + " is " + tensors[i].at("name").get<std::string>() + ", expected " +
+                params[i].name + " of the same size (different model or LoRA settings?)");
     const size_t n = static_cast<size_t>(params[i].size) * 4;
     need(n, "tensor data");
     std::memcpy(params[i].value, data.data() + pos, n);
@@ -115,6 +122,5 @@ LoopState load_checkpoint(const std::string& path, std::vector<Param>& params, O
   st.from_json(header.at("state"));
   return st;
 }
-
 
 }  // namespace pricer

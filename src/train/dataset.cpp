@@ -10,8 +10,8 @@
 
 #include "core/error.h"
 #include "core/random.h"
-#include "io/json_util.h"
 #include "data/shard.h"
+#include "io/json_util.h"
 
 namespace fs = std::filesystem;
 
@@ -35,7 +35,8 @@ double price_of(const nlohmann::json& j) {
 }
 
 // Calls `each(json, where)` for every non-blank line of a JSON-lines file, each an object.
-void for_each_record(const std::string& path, const std::function<void(const nlohmann::json&, const std::string&)>& each) {
+void for_each_record(const std::string& path,
+                     const std::function<void(const nlohmann::json&, const std::string&)>& each) {
   std::ifstream in(path);
   require(in.good(), path + ": cannot open");
   std::string line;
@@ -68,8 +69,9 @@ std::vector<PricedExample> load_jsonl(const std::string& path, const Tokenizer& 
       }
       ex.prompt_len = j["completion_start"].get<int64_t>();
     } else {
-      require(j.contains("prompt") && j["prompt"].is_string() && j.contains("completion") && j["completion"].is_string(),
-              where + ": expected string fields prompt and completion (or input_ids + completion_start)");
+      require(
+          j.contains("prompt") && j["prompt"].is_string() && j.contains("completion") && j["completion"].is_string(),
+          where + ": expected string fields prompt and completion (or input_ids + completion_start)");
       const std::string& prompt = j["prompt"].get_ref<const std::string&>();
       if (opt.add_bos && tok.bos_id() >= 0) ex.tokens.push_back(tok.bos_id());
       for (int32_t id : tok.encode(opt.rewrite_prompt ? opt.rewrite_prompt(prompt, out.size()) : prompt))
@@ -100,8 +102,8 @@ void fit_length(PricedExample& ex, int64_t max_length, int64_t keep_tail) {
   if (n <= max_length) return;
   const int64_t completion = n - ex.prompt_len;
   const int64_t room = max_length - completion;  // prompt tokens we may keep
-  require(room >= 2, "an example's completion (" + std::to_string(completion) +
-                         " tokens) does not fit in max_length " + std::to_string(max_length));
+  require(room >= 2, "an example's completion (" + std::to_string(completion) + " tokens) does not fit in max_length " +
+                         std::to_string(max_length));
   const int64_t tail = std::min(keep_tail, room - 1);
   const int64_t head = room - tail;
   std::vector<int32_t> t(ex.tokens.begin(), ex.tokens.begin() + head);
@@ -124,8 +126,8 @@ bool has_split(const std::string& source, const std::string& split) {
          (fs::exists(fs::path(source) / (split + ".bin")) || fs::exists(fs::path(source) / (split + ".jsonl")));
 }
 
-std::vector<PricedExample> load_examples(const std::string& source, const std::string& split,
-                                         const Tokenizer& tok, int64_t vocab, const DatasetOptions& opt) {
+std::vector<PricedExample> load_examples(const std::string& source, const std::string& split, const Tokenizer& tok,
+                                         int64_t vocab, const DatasetOptions& opt) {
   if (!fs::is_directory(source)) return load_jsonl(source, tok, vocab, opt);
   const fs::path shard = fs::path(source) / (split + ".bin");
   if (fs::exists(shard) && !opt.rewrite_prompt) {

@@ -29,7 +29,7 @@ struct PricedExample {
 inline constexpr int64_t kDefaultMaxTokens = 256;
 
 struct DatasetOptions {
-  int64_t max_length = kDefaultMaxTokens;   // longer examples lose prompt tokens from the middle
+  int64_t max_length = kDefaultMaxTokens;  // longer examples lose prompt tokens from the middle
   int64_t keep_prompt_tail = 16;  // ... keeping the prompt's last tokens ("Price is $")
   bool add_bos = true, add_eos = false;
   // When set, each prompt is rewritten before tokenizing (e.g. comparables inserted), given its
@@ -46,8 +46,8 @@ struct PromptRecord {
 
 // Loads one split ("train", "val", "test") of `source` (a curate directory), or the whole file
 // when `source` is a JSON-lines file (split ignored). Throws Error naming the file and line.
-std::vector<PricedExample> load_examples(const std::string& source, const std::string& split,
-                                         const Tokenizer& tok, int64_t vocab, const DatasetOptions& opt);
+std::vector<PricedExample> load_examples(const std::string& source, const std::string& split, const Tokenizer& tok,
+                                         int64_t vocab, const DatasetOptions& opt);
 // The prompts and prices of one split (JSON-lines form), in the row order load_examples uses.
 std::vector<PromptRecord> load_prompt_records(const std::string& source, const std::string& split);
 // True when `source` is a directory that holds `split` in either form.

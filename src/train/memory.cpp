@@ -21,8 +21,12 @@ uint64_t parse_memory_size(const std::string& text, const std::string& what) {
   for (char& ch : unit) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
   if (unit.ends_with("IB")) unit.erase(unit.size() - 2);
   else if (unit.ends_with("B")) unit.pop_back();
-  const double mult = unit.empty() ? 1.0 : unit == "K" ? 0x1p10 : unit == "M" ? 0x1p20 : unit == "G" ? 0x1p30
-                      : unit == "T" ? 0x1p40 : -1.0;
+  const double mult = unit.empty()  ? 1.0
+                      : unit == "K" ? 0x1p10
+                      : unit == "M" ? 0x1p20
+                      : unit == "G" ? 0x1p30
+                      : unit == "T" ? 0x1p40
+                                    : -1.0;
   require(used > 0 && mult > 0 && std::isfinite(v) && v >= 0 && v * mult < 0x1p62,
           what + ": '" + text + "' is not a memory size (bytes, or a number with K, M, G or T)");
   return static_cast<uint64_t>(v * mult);
@@ -57,9 +61,7 @@ uint64_t estimate_training_memory(const LlamaModel& model, const TrainConfig& cf
   return weights + trainable * (cfg.ema > 0 ? 20 : 16) + acts + loss_rows * c.vocab_size * 4 * 2;
 }
 
-namespace {
-
-}  // namespace
+namespace {}  // namespace
 
 uint64_t check_training_memory(const LlamaModel& model, const TrainConfig& cfg, bool mode_full) {
   const uint64_t need = estimate_training_memory(model, cfg, mode_full), have = available_memory();

@@ -33,8 +33,8 @@ class Reader {
     return v;
   }
   const uint8_t* take(size_t n, const char* what) {
-    require(n <= d_.size() - pos_, src_ + ": truncated optimizer state at byte " + std::to_string(pos_) +
-                                       " (reading " + what + ")");
+    require(n <= d_.size() - pos_,
+            src_ + ": truncated optimizer state at byte " + std::to_string(pos_) + " (reading " + what + ")");
     const uint8_t* p = d_.data() + pos_;
     pos_ += n;
     return p;
@@ -52,8 +52,7 @@ class Reader {
 
 void OptimizerConfig::validate(const std::string& source) const {
   require(kind == OptimizerKind::AdamW || kind == OptimizerKind::SGD, source + ": unknown optimizer kind");
-  require(beta1 >= 0.0f && beta1 < 1.0f && beta2 >= 0.0f && beta2 < 1.0f,
-          source + ": adam betas must be in [0, 1)");
+  require(beta1 >= 0.0f && beta1 < 1.0f && beta2 >= 0.0f && beta2 < 1.0f, source + ": adam betas must be in [0, 1)");
   require(eps > 0.0f && std::isfinite(eps), source + ": adam eps must be > 0");
   require(momentum >= 0.0f && momentum < 1.0f, source + ": sgd momentum must be in [0, 1)");
 }
@@ -106,8 +105,8 @@ void Optimizer::step(Backend& be, float lr) {
     for (const Param& p : g.params) {
       float* m = m_[k].data();
       if (cfg_.kind == OptimizerKind::AdamW) {
-        be.adamw_step(p.value, p.grad, m, v_[k].data(), p.size, lr, cfg_.beta1, cfg_.beta2, cfg_.eps,
-                      g.weight_decay, step_);
+        be.adamw_step(p.value, p.grad, m, v_[k].data(), p.size, lr, cfg_.beta1, cfg_.beta2, cfg_.eps, g.weight_decay,
+                      step_);
       } else {
         // torch.optim.SGD, dampening 0: the buffer starts at zero, so the first step's
         // buf = momentum * 0 + d equals torch's buf = d.

@@ -17,7 +17,7 @@ enum class OptimizerKind : uint32_t { AdamW = 1, SGD = 2 };
 struct OptimizerConfig {
   OptimizerKind kind = OptimizerKind::AdamW;
   float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;  // AdamW
-  float momentum = 0.0f;                            // SGD; 0 = plain SGD
+  float momentum = 0.0f;  // SGD; 0 = plain SGD
   void validate(const std::string& source) const;
 };
 

@@ -47,9 +47,9 @@ uint64_t file_fingerprint(const fs::path& file) {
 
 // Keys whose change a resumed run takes as it comes.
 const std::set<std::string>& may_change() {
-  static const std::set<std::string> keys = {"epochs",     "max_steps", "eval_every", "eval_items", "early_stopping",
-                                             "save_every", "run_name",  "out",        "model",      "data",
-                                             "tokenizer",  "checkpoint_layers"};
+  static const std::set<std::string> keys = {"epochs",         "max_steps",  "eval_every", "eval_items",
+                                             "early_stopping", "save_every", "run_name",   "out",
+                                             "model",          "data",       "tokenizer",  "checkpoint_layers"};
   return keys;
 }
 

@@ -2,10 +2,9 @@
 // What defines a training run beyond its settings: the base model it starts from and the examples
 // it reads. Both go into the checkpoint so `--resume` refuses another model or other data under
 // the same file names (or the same model and data under new names are accepted).
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "train/dataset.h"
 #include "train/trainer.h"

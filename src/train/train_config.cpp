@@ -94,9 +94,9 @@ const TrainSetting kSettings[] = {
 };
 
 // Other names a config file may use: PEFT's and transformers' words, and the struct's.
-const std::pair<std::string_view, std::string_view> kAliases[] = {
-    {"dataset", "data"}, {"out_dir", "out"},           {"lora_r", "rank"},
-    {"lora_alpha", "alpha"}, {"lora_dropout", "dropout"}, {"learning_rate", "lr"}};
+const std::pair<std::string_view, std::string_view> kAliases[] = {{"dataset", "data"},         {"out_dir", "out"},
+                                                                  {"lora_r", "rank"},          {"lora_alpha", "alpha"},
+                                                                  {"lora_dropout", "dropout"}, {"learning_rate", "lr"}};
 
 // A float setting as the user wrote it: 0.1f is stored as 0.1, not 0.10000000149011612.
 double shortest(float v) {
@@ -124,8 +124,10 @@ void read_setting(TrainConfig& cfg, const TrainSetting& s, const YAML::Node& v, 
 SettingType TrainSetting::type() const {
   switch (field.index()) {
     case 0: return SettingType::text;
-    case 1: case 2: return SettingType::integer;
-    case 3: case 4: return SettingType::real;
+    case 1:
+    case 2: return SettingType::integer;
+    case 3:
+    case 4: return SettingType::real;
     default: return SettingType::boolean;
   }
 }
@@ -169,7 +171,8 @@ bool fits(SettingType type, const nlohmann::json& v) {
 }
 
 void set_setting(TrainConfig& cfg, const TrainSetting& s, const nlohmann::json& value) {
-  require(fits(s.type(), value), [&] { return "setting '" + std::string(s.name) + "' cannot take the value " + value.dump(); });
+  require(fits(s.type(), value),
+          [&] { return "setting '" + std::string(s.name) + "' cannot take the value " + value.dump(); });
   std::visit([&](auto member) { cfg.*member = value.get<std::remove_reference_t<decltype(cfg.*member)>>(); }, s.field);
 }
 
@@ -204,8 +207,8 @@ void TrainConfig::apply_yaml(const YAML::Node& mapping, const std::string& where
       if (t.recorded && t.applies_to(command)) valid.emplace_back(t.name);
     std::string list;
     for (const auto& k : valid) list += (list.empty() ? "" : ", ") + k;
-    const std::string why = s ? (s->recorded ? " (a fine-tuning setting)" : " (a command-line option only)")
-                              : did_you_mean(key, valid);
+    const std::string why =
+        s ? (s->recorded ? " (a fine-tuning setting)" : " (a command-line option only)") : did_you_mean(key, valid);
     throw Error(where + ": unknown key '" + key + "' at line " + line_of(kv.first) + why + " (keys: " + list + ")");
   }
 }
@@ -218,15 +221,14 @@ nlohmann::json TrainConfig::to_json() const {
   return j;
 }
 
-int64_t TrainConfig::micro() const {
-  return micro_batch > 0 ? micro_batch : std::min(batch_size, kDefaultMicroBatch);
-}
+int64_t TrainConfig::micro() const { return micro_batch > 0 ? micro_batch : std::min(batch_size, kDefaultMicroBatch); }
 
 void TrainConfig::validate() const {
   require(max_length >= 4, "max_length must be at least 4");
   require(!full || base_dtype == "f32", "full fine-tuning trains every weight in f32: add --base-dtype f32");
   require(!full || init_adapter.empty(), "full fine-tuning trains no adapters: --init-adapter does not apply");
-  require(!full || trainable_tokens.empty(), "full fine-tuning trains every token row: --trainable-tokens does not apply");
+  require(!full || trainable_tokens.empty(),
+          "full fine-tuning trains every token row: --trainable-tokens does not apply");
   require(comparables >= 0 && comparables <= retrieval::kMaxComparables,
           "comparables must be in [0, " + std::to_string(retrieval::kMaxComparables) + "]");
   require(compute_dtype == "bf16" || compute_dtype == "f32",
@@ -262,7 +264,8 @@ std::optional<DirectoryLock> prepare_output_dir(const TrainConfig& cfg) {
 DirectoryLock prepare_locked_output_dir(const TrainConfig& cfg) {
   const fs::path out(cfg.out_dir);
   require(!fs::exists(out) || fs::is_directory(out), cfg.out_dir + ": exists and is not a directory (--out)");
-  require(!(cfg.resume && cfg.overwrite), "--resume and --overwrite contradict each other: continue the run or replace it");
+  require(!(cfg.resume && cfg.overwrite),
+          "--resume and --overwrite contradict each other: continue the run or replace it");
   DirectoryLock lock(out, "--out");
   remove_stale_temporaries(out);
   const bool has_checkpoint = fs::exists(out / "checkpoint.bin");
@@ -285,7 +288,8 @@ float scheduled_lr(const TrainConfig& cfg, int64_t step, int64_t total) {
   const int64_t warmup = static_cast<int64_t>(std::ceil(cfg.warmup_ratio * static_cast<double>(total)));
   if (step < warmup) return cfg.lr * static_cast<float>(step) / static_cast<float>(std::max<int64_t>(1, warmup));
   if (cfg.schedule == "constant") return cfg.lr;
-  const double progress = static_cast<double>(step - warmup) / static_cast<double>(std::max<int64_t>(1, total - warmup));
+  const double progress =
+      static_cast<double>(step - warmup) / static_cast<double>(std::max<int64_t>(1, total - warmup));
   if (cfg.schedule == "linear") return cfg.lr * static_cast<float>(std::max(0.0, 1.0 - progress));
   return cfg.lr * static_cast<float>(std::max(0.0, 0.5 * (1.0 + std::cos(std::numbers::pi * progress))));
 }

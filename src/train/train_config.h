@@ -2,13 +2,12 @@
 // TrainConfig, the settings of a training run, and the one table that names them: the YAML config
 // keys, the recorded settings, the `train`/`pretrain` options and the sweep's searchable keys.
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <span>
 #include <string>
 #include <string_view>
 #include <variant>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "train/dataset.h"
 
@@ -25,9 +24,9 @@ inline constexpr int64_t kDefaultMicroBatch = 8;
 
 struct TrainConfig {
   // What to train on.
-  std::string model;      // base model (any format pricer loads)
+  std::string model;  // base model (any format pricer loads)
   std::string tokenizer;  // default: the model's own
-  std::string dataset;    // curate directory or JSON lines
+  std::string dataset;  // curate directory or JSON lines
   std::string out_dir = "runs/train";
   std::string base_dtype = "nf4";
   std::string compute_dtype = "bf16";  // the base's linears: bf16 operands with f32 sums, or f32
@@ -69,7 +68,7 @@ struct TrainConfig {
   double ema = 0.0;
   bool checkpoint_layers = false;
   // Evaluation.
-  int64_t eval_every = 50;   // optimizer steps; 0 = only at the end
+  int64_t eval_every = 50;  // optimizer steps; 0 = only at the end
   int64_t eval_items = 200;  // validation items per evaluation (0 = all)
   int64_t early_stopping = 0;  // evaluations without improvement before stopping (0 = off)
   std::string eval_metric = "loss";  // loss | mae
@@ -111,13 +110,13 @@ using SettingField = std::variant<std::string TrainConfig::*, int64_t TrainConfi
 enum class SettingType { text, integer, real, boolean };
 
 struct TrainSetting {
-  std::string_view name;          // the YAML key; with '-' for '_' the long option (max_length: --max-length)
+  std::string_view name;  // the YAML key; with '-' for '_' the long option (max_length: --max-length)
   std::string_view short_option;  // "-m", or empty
   SettingField field;
   std::string_view help;
   bool fine_tuning_only = false;  // `train` has it, `pretrain` does not (the base, the adapters)
-  bool searchable = false;        // a sweep may vary it
-  bool recorded = true;           // false: this invocation's control (--resume), in no file or record
+  bool searchable = false;  // a sweep may vary it
+  bool recorded = true;  // false: this invocation's control (--resume), in no file or record
 
   SettingType type() const;
   std::string option_names() const;  // for CLI11: "--max-length" or "--model,-m"

@@ -1,9 +1,9 @@
 #include "train/trainer.h"
 
+#include <unistd.h>
+
 #include <cmath>
 #include <filesystem>
-
-#include <unistd.h>
 
 #include "core/atomic_file.h"
 #include "core/clock.h"
@@ -34,8 +34,8 @@ namespace pricer {
 EvalResult evaluate(LlamaModel& model, Backend& be, const std::vector<PricedExample>& val, int64_t max_items,
                     int64_t micro_batch, const PriceScorer& score_prices) {
   EvalResult r;
-  const int64_t n = max_items > 0 ? std::min<int64_t>(max_items, static_cast<int64_t>(val.size()))
-                                  : static_cast<int64_t>(val.size());
+  const int64_t n =
+      max_items > 0 ? std::min<int64_t>(max_items, static_cast<int64_t>(val.size())) : static_cast<int64_t>(val.size());
   if (n == 0) return r;
   double loss_sum = 0, tokens = 0;
   for (int64_t i = 0; i < n; i += micro_batch) {
@@ -99,7 +99,7 @@ void save_output_atomic(const TrainHooks& hooks, const LlamaModel& model, const 
 namespace {
 
 struct BatchGradient {
-  double loss = 0;         // mean over the batch's loss tokens
+  double loss = 0;  // mean over the batch's loss tokens
   int64_t tokens_fed = 0;  // tokens run forward and backward, by every rank together
 };
 
@@ -166,10 +166,18 @@ class TrainingRun {
  public:
   TrainingRun(const TrainConfig& cfg, LlamaModel& model, const Tokenizer& tok, const std::vector<PricedExample>& train,
               const std::vector<PricedExample>& val, bool mode_full, const TrainHooks& hooks)
-      : cfg_(cfg), model_(model), tok_(tok), train_(train), val_(val), mode_full_(mode_full), hooks_(hooks),
-        be_(make_cpu_backend(dtype_from_name(cfg.compute_dtype))), params_(model.trainable_params()),
+      : cfg_(cfg),
+        model_(model),
+        tok_(tok),
+        train_(train),
+        val_(val),
+        mode_full_(mode_full),
+        hooks_(hooks),
+        be_(make_cpu_backend(dtype_from_name(cfg.compute_dtype))),
+        params_(model.trainable_params()),
         opt_(optimizer_config(cfg), make_param_groups(params_, cfg.weight_decay)),
-        ckpt_((fs::path(cfg.out_dir) / "checkpoint.bin").string()), talk_(cfg.progress && comm::root()),
+        ckpt_((fs::path(cfg.out_dir) / "checkpoint.bin").string()),
+        talk_(cfg.progress && comm::root()),
         label_(mode_full && !cfg.full ? "pretrain" : "train") {  // full fine-tuning is training too
     if (cfg.price_smoothing > 0) {
       numbers_ = number_tokens(tok);  // throws when the vocabulary has no number tokens
@@ -239,7 +247,8 @@ class TrainingRun {
                     "\n(only the step budget --epochs/--max-steps, evaluation and checkpoint cadence, the run name and"
                     " file paths may change on --resume; start a new run with another --out, or --overwrite)");
       });
-      if (comm::root()) std::fprintf(stderr, "resuming from %s at step %lld\n", ckpt_.c_str(), static_cast<long long>(st_.step));
+      if (comm::root())
+        std::fprintf(stderr, "resuming from %s at step %lld\n", ckpt_.c_str(), static_cast<long long>(st_.step));
     }
     if (const std::string bad = first_non_finite(params_); !bad.empty())
       throw Error((cfg_.resume && fs::exists(ckpt_) ? ckpt_ : cfg_.model) + ": tensor " + bad +
@@ -309,11 +318,13 @@ class TrainingRun {
     ++st_.step;  // metrics of an update are logged at the step count after it (1 = first update)
     const double tok_s = static_cast<double>(tokens_done_) / std::max(1e-9, monotonic_seconds() - t_start_);
     if (finite) {
-      rec_->log_metrics(st_.step, {{"train/loss", loss}, {"train/grad_norm", norm}, {"train/lr", lr}, {"train/tokens_per_s", tok_s}});
+      rec_->log_metrics(
+          st_.step, {{"train/loss", loss}, {"train/grad_norm", norm}, {"train/lr", lr}, {"train/tokens_per_s", tok_s}});
     } else {
       if (comm::root())
-        std::fprintf(stderr, "%s%s step %lld: non-finite %s (%g), update skipped (%lld so far)\n", talk_ && tty_ ? "\n" : "",
-                     label_.c_str(), static_cast<long long>(st_.step), std::isfinite(loss) ? "gradient norm" : "loss",
+        std::fprintf(stderr, "%s%s step %lld: non-finite %s (%g), update skipped (%lld so far)\n",
+                     talk_ && tty_ ? "\n" : "", label_.c_str(), static_cast<long long>(st_.step),
+                     std::isfinite(loss) ? "gradient norm" : "loss",
                      std::isfinite(loss) ? static_cast<double>(norm) : loss, static_cast<long long>(st_.skipped));
       rec_->log_metrics(st_.step, {{"train/skipped_steps", static_cast<double>(st_.skipped)}});
     }
@@ -339,8 +350,9 @@ class TrainingRun {
     bool stop = false;
     if (cfg_.eval_every > 0 && st_.step % cfg_.eval_every == 0 && st_.step < total_) evaluate(false);
     if (!sum_.stop_message.empty()) {
-      if (talk_) std::fprintf(stderr, "%sstopped at step %lld: %s\n", tty_ ? "\n" : "", static_cast<long long>(st_.step),
-                              sum_.stop_message.c_str());
+      if (talk_)
+        std::fprintf(stderr, "%sstopped at step %lld: %s\n", tty_ ? "\n" : "", static_cast<long long>(st_.step),
+                     sum_.stop_message.c_str());
       stop = true;
     } else if (cfg_.early_stopping > 0 && st_.evals_without_improvement >= cfg_.early_stopping) {
       sum_.stop_message = "early stopped at step " + std::to_string(st_.step) + ": " +
@@ -362,7 +374,8 @@ class TrainingRun {
     if (hooks_.after_step) hooks_.after_step(st_.step);
     if (interrupted) {
       if (comm::root())
-        std::fprintf(stderr, "%sinterrupted: checkpoint saved to %s; continue with --resume\n", tty_ ? "\n" : "", ckpt_.c_str());
+        std::fprintf(stderr, "%sinterrupted: checkpoint saved to %s; continue with --resume\n", tty_ ? "\n" : "",
+                     ckpt_.c_str());
       rec_->interrupt();
       sum_.interrupted = true;
     }
@@ -416,7 +429,8 @@ class TrainingRun {
     st_.last_eval_loss = e.loss;
     st_.last_eval_mae = e.prices.mae;
     if (std::isnan(st_.best_eval_loss) || e.loss < st_.best_eval_loss) st_.best_eval_loss = e.loss;
-    if (e.prices.mae >= 0 && (st_.best_eval_mae < 0 || e.prices.mae < st_.best_eval_mae)) st_.best_eval_mae = e.prices.mae;
+    if (e.prices.mae >= 0 && (st_.best_eval_mae < 0 || e.prices.mae < st_.best_eval_mae))
+      st_.best_eval_mae = e.prices.mae;
     const double metric = cfg_.eval_metric == "mae" && e.prices.mae >= 0 ? e.prices.mae : e.loss;
     if (metric < st_.best_metric) {
       st_.best_metric = metric;

@@ -7,12 +7,11 @@
 // make a resumed run end bitwise where an uninterrupted one would.
 #include <cstdint>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <span>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/dir_lock.h"
 #include "kernels/backend.h"
@@ -70,7 +69,7 @@ struct EvalReport {
   int64_t step = 0;
   EvalResult result;
   double best_loss = 0, best_mae = -1;  // best so far in the run, earlier sessions of a resumed run included
-  bool final_eval = false;              // the evaluation after the last step: stopping is moot
+  bool final_eval = false;  // the evaluation after the last step: stopping is moot
 };
 
 struct TrainHooks {

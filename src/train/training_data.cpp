@@ -17,9 +17,9 @@ std::shared_ptr<const retrieval::ComparablesIndex> build_index(const TrainConfig
   std::vector<std::string> prompts;
   std::vector<double> prices;
   for (std::size_t i = 0; i < records.size(); ++i) {
-    require(std::isfinite(records[i].price) && records[i].price > 0,
-            cfg.dataset + ": training record " + std::to_string(i + 1) +
-                " has no positive price, which comparables need");
+    require(
+        std::isfinite(records[i].price) && records[i].price > 0,
+        cfg.dataset + ": training record " + std::to_string(i + 1) + " has no positive price, which comparables need");
     prompts.push_back(records[i].prompt);
     prices.push_back(records[i].price);
   }

@@ -31,7 +31,8 @@ void WeightAverage::update(const std::vector<Param>& params) {
 }
 
 void WeightAverage::with_averaged(const std::vector<Param>& params, const std::function<void()>& f) {
-  for (std::size_t t = 0; t < params.size(); ++t) std::swap_ranges(shadow_[t].begin(), shadow_[t].end(), params[t].value);
+  for (std::size_t t = 0; t < params.size(); ++t)
+    std::swap_ranges(shadow_[t].begin(), shadow_[t].end(), params[t].value);
   struct Restore {
     WeightAverage& w;
     const std::vector<Param>& params;

@@ -79,11 +79,13 @@ inline nlohmann::json raw_record(const std::string& salt, double price) {
   j["title"] = std::string("Sturdy Item ").append(salt).append(" for Everyday Use");
   std::string desc;
   for (int i = 0; i < 12; ++i)
-    desc.append("Sentence number ").append(std::to_string(i)).append(" about item ").append(salt).append(
-        " and why it is useful. ");
+    desc.append("Sentence number ")
+        .append(std::to_string(i))
+        .append(" about item ")
+        .append(salt)
+        .append(" and why it is useful. ");
   j["description"] = {desc};
-  j["features"] = {std::string("Feature one of ").append(salt),
-                   std::string("Feature two of ").append(salt)};
+  j["features"] = {std::string("Feature one of ").append(salt), std::string("Feature two of ").append(salt)};
   j["details"] = {{"Brand", std::string("Brand").append(salt)}, {"Color", "Blue"}};
   j["price"] = price;
   return j;
