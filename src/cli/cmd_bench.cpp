@@ -149,6 +149,52 @@ double process_cpu_s() {
   return static_cast<double>(ts.tv_sec) + ts.tv_nsec * 1e-9;
 }
 
+// Wall and CPU seconds of each measured step (after the warmup ones), and the last loss or logit.
+struct Timings {
+  std::vector<double> wall, cpu;
+  double loss = 0;
+};
+
+// Runs `step` warmup + steps times, keeping the measured ones.
+template <class Step>
+Timings time_steps(const BenchOptions& o, Step&& step) {
+  Timings t;
+  for (int s = 0; s < o.warmup + o.steps; ++s) {
+    const auto t0 = Clock::now();
+    const double c0 = process_cpu_s();
+    t.loss = step(s);
+    if (s < o.warmup) continue;
+    t.wall.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+    t.cpu.push_back(process_cpu_s() - c0);
+  }
+  return t;
+}
+
+// QLoRA training steps: forward, backward into the adapters, clipping, AdamW.
+Timings time_training(LlamaModel& model, Backend& backend, const Batch& batch, const BenchOptions& o) {
+  LoraConfig lc;
+  lc.rank = o.rank;
+  lc.alpha = 2.0f * o.rank;
+  lc.dropout = 0.1f;
+  lc.targets = parse_lora_targets(o.targets);
+  model.add_lora(lc, o.seed);
+  Optimizer opt(OptimizerConfig{}, make_param_groups(model.trainable_params(), 0.001f));
+  return time_steps(o, [&](int s) {
+    model.zero_grad();
+    TrainOptions to{.checkpoint = o.checkpoint, .dropout_seed = o.seed, .step = static_cast<uint64_t>(s)};
+    const double loss = model.forward_backward(batch, backend, to);
+    clip_grad_norm(opt.groups(), 0.3f);
+    opt.step(backend, 1e-4f);
+    return loss;
+  });
+}
+
+// Prompt processing: the forward pass with the head at each sequence's last token.
+Timings time_forward(LlamaModel& model, Backend& backend, const Batch& batch, const BenchOptions& o) {
+  const std::vector<int64_t> last = last_rows(batch);
+  return time_steps(o, [&](int) { return static_cast<double>(model.logits(batch, last, backend)[0]); });
+}
+
 int run_bench(const std::string& what, const BenchOptions& o) {
   const auto t_build = Clock::now();
   LlamaModel model = build_model(o);
@@ -157,43 +203,10 @@ int run_bench(const std::string& what, const BenchOptions& o) {
   auto backend = o.backend == "reference" ? make_reference_backend(compute) : make_cpu_backend(compute);
   const Batch batch = random_batch(o);
   const int64_t T = batch.size();
-  std::vector<double> times, cpu_times;
-  double loss = 0.0;
-  if (what == "train") {
-    LoraConfig lc;
-    lc.rank = o.rank;
-    lc.alpha = 2.0f * o.rank;
-    lc.dropout = 0.1f;
-    lc.targets = parse_lora_targets(o.targets);
-    model.add_lora(lc, o.seed);
-    Optimizer opt(OptimizerConfig{}, make_param_groups(model.trainable_params(), 0.001f));
-    for (int s = 0; s < o.warmup + o.steps; ++s) {
-      const auto t0 = Clock::now();
-      const double c0 = process_cpu_s();
-      model.zero_grad();
-      TrainOptions to{.checkpoint = o.checkpoint, .dropout_seed = o.seed, .step = static_cast<uint64_t>(s)};
-      loss = model.forward_backward(batch, *backend, to);
-      clip_grad_norm(opt.groups(), 0.3f);
-      opt.step(*backend, 1e-4f);
-      if (s >= o.warmup) {
-        times.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
-        cpu_times.push_back(process_cpu_s() - c0);
-      }
-    }
-  } else {
-    std::vector<int64_t> last;
-    for (int64_t i = 1; i < static_cast<int64_t>(batch.cu_seqlens.size()); ++i) last.push_back(batch.cu_seqlens[i] - 1);
-    for (int s = 0; s < o.warmup + o.steps; ++s) {
-      const auto t0 = Clock::now();
-      const double c0 = process_cpu_s();
-      auto logits = model.logits(batch, last, *backend);
-      loss = logits[0];
-      if (s >= o.warmup) {
-        times.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
-        cpu_times.push_back(process_cpu_s() - c0);
-      }
-    }
-  }
+  Timings t = what == "train" ? time_training(model, *backend, batch, o) : time_forward(model, *backend, batch, o);
+  std::vector<double>& times = t.wall;
+  std::vector<double>& cpu_times = t.cpu;
+  const double loss = t.loss;
   std::sort(times.begin(), times.end());
   std::sort(cpu_times.begin(), cpu_times.end());
   const double sec = times[times.size() / 2], cpu_sec = cpu_times[cpu_times.size() / 2];

@@ -347,43 +347,46 @@ void load_gguf_token_rows(LlamaModel& model, const std::string& adapter_path, co
 
 }  // namespace
 
-void load_adapter(LlamaModel& model, const std::string& path) {
-  const LoraConfig lc = read_adapter_config(path);
-  model.add_lora(lc, 0);
-  model.remove_trainable_tokens();
+namespace {
+
+// The adapter tensors (and token rows) of a llama.cpp LoRA GGUF into the model's adapters.
+void load_gguf_adapter(LlamaModel& model, const std::string& path) {
   const ModelConfig& c = model.config();
-  if (is_gguf(path)) {
-    GgufFile f = GgufFile::open(path);
-    // read_adapter_config stored the equivalent alpha; its scale is alpha / rank.
-    for (int64_t l = 0; l < c.n_layers; ++l) {
-      for (Proj p : kAll) {
-        LoraAdapter* a = model.lora(l, p);
-        if (!a) continue;
-        for (char ab : {'a', 'b'}) {
-          const std::string name = gguf_name(l, p, ab);
-          const GgufTensorInfo* t = nullptr;
-          for (const auto& ti : f.tensors())
-            if (ti.name == name) t = &ti;
-          require(t != nullptr, path + ": missing tensor " + name);
-          require(t->type == GgmlType::F32, path + ": tensor " + name + " is not F32");
-          const std::vector<int64_t> want =
-              ab == 'a' ? std::vector<int64_t>{a->in, a->rank} : std::vector<int64_t>{a->rank, a->out};
-          require(t->ne == want, path + ": tensor " + name + " has the wrong shape");
-          std::span<const uint8_t> raw = f.tensor_data(*t);
-          if (ab == 'a') {
-            a->A = floats_of(raw);
-          } else {
-            const int64_t heads = rope_heads(c, p);
-            a->B = heads ? floats_of(rope_rows_to_hf(raw, heads, c.head_dim, static_cast<size_t>(a->rank) * 4))
-                         : floats_of(raw);
-          }
-          require_finite(ab == 'a' ? a->A : a->B, path, name);
+  GgufFile f = GgufFile::open(path);
+  // read_adapter_config stored the equivalent alpha; its scale is alpha / rank.
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    for (Proj p : kAll) {
+      LoraAdapter* a = model.lora(l, p);
+      if (!a) continue;
+      for (char ab : {'a', 'b'}) {
+        const std::string name = gguf_name(l, p, ab);
+        const GgufTensorInfo* t = nullptr;
+        for (const auto& ti : f.tensors())
+          if (ti.name == name) t = &ti;
+        require(t != nullptr, path + ": missing tensor " + name);
+        require(t->type == GgmlType::F32, path + ": tensor " + name + " is not F32");
+        const std::vector<int64_t> want =
+            ab == 'a' ? std::vector<int64_t>{a->in, a->rank} : std::vector<int64_t>{a->rank, a->out};
+        require(t->ne == want, path + ": tensor " + name + " has the wrong shape");
+        std::span<const uint8_t> raw = f.tensor_data(*t);
+        if (ab == 'a') {
+          a->A = floats_of(raw);
+        } else {
+          const int64_t heads = rope_heads(c, p);
+          a->B = heads ? floats_of(rope_rows_to_hf(raw, heads, c.head_dim, static_cast<size_t>(a->rank) * 4))
+                       : floats_of(raw);
         }
+        require_finite(ab == 'a' ? a->A : a->B, path, name);
       }
     }
-    if (const auto rows_name = f.get_string_opt("pricer.token_rows")) load_gguf_token_rows(model, path, *rows_name);
-    return;
   }
+  if (const auto rows_name = f.get_string_opt("pricer.token_rows")) load_gguf_token_rows(model, path, *rows_name);
+}
+
+// The adapter tensors of a PEFT directory (or its adapter_config.json / safetensors file), then
+// the trainable token rows its config lists.
+void load_peft_adapter(LlamaModel& model, const std::string& path) {
+  const ModelConfig& c = model.config();
   const fs::path st_path = peft_dir(path) / "adapter_model.safetensors";
   require(fs::exists(st_path),
           st_path.string() + ": not found (a PEFT adapter directory needs adapter_model.safetensors)");
@@ -426,6 +429,16 @@ void load_adapter(LlamaModel& model, const std::string& path) {
   std::vector<float> head;
   if (!c.tied_embeddings && head_listed) head = rows(kPeftHeadRows);
   set_token_rows(model, ids, embed, head.empty() ? nullptr : &head, cfg_path.string());
+}
+
+}  // namespace
+
+void load_adapter(LlamaModel& model, const std::string& path) {
+  const LoraConfig lc = read_adapter_config(path);
+  model.add_lora(lc, 0);
+  model.remove_trainable_tokens();
+  if (is_gguf(path)) load_gguf_adapter(model, path);
+  else load_peft_adapter(model, path);
 }
 
 }  // namespace pricer
