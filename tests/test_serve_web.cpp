@@ -258,6 +258,10 @@ TEST_F(ServeWeb, AnUploadedFileIsPricedWithProgressAndDownloads) {
   const json state = json::parse(printed, nullptr, false);
   ASSERT_TRUE(state.is_object()) << printed;
   EXPECT_TRUE(state["error"].is_null()) << printed;
+  const EngineStats es = r.engine->stats();
+  ASSERT_EQ(state["timed_out"], false) << "the batch did not finish in 120 s: " << printed << "\nengine: waiting "
+                                       << es.waiting << ", active " << es.active << ", served " << es.served
+                                       << ", price batches " << es.price_batches << ", priced " << es.priced;
   EXPECT_EQ(state["done"], 70);
   EXPECT_EQ(state["progress"]["value"], 70);
   EXPECT_EQ(state["progress"]["max"], 70);

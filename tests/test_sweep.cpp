@@ -495,6 +495,35 @@ TEST_F(SweepTest, TimeBudgetStopsStartingTrialsAcrossSessions) {
 // `pricer sweep` stopped by Ctrl-C in the middle of a trial and started again ends with exactly
 // the results of a sweep that was never stopped: finished trials are kept, the interrupted one
 // resumes from its checkpoint (bitwise, same thread count), and the rest run as planned.
+// A sweep started when the base settings were recorded as `dataset`/`out_dir` resumes: a
+// renamed key is not a changed setting. A real change is still refused.
+TEST_F(SweepTest, AResumeReadsBaseSettingsStoredUnderTheirOldNames) {
+  SweepSpec spec = synthetic_spec(dir_ / "old", "random", 3, 2);
+  spec.settings = {{"objective", "loss"}, {"train", {{"data", "d"}, {"lr", 0.1}}}};
+  spec.upgrade_settings = upgrade_train_settings;
+  run_sweep(spec, synthetic_trial());
+  const fs::path state = state_path(spec);
+  nlohmann::json j = nlohmann::json::parse(std::ifstream(state));
+  auto& train = j["settings"]["extra"]["train"];
+  train["dataset"] = train["data"];
+  train.erase("data");
+  std::ofstream(state) << j.dump();
+
+  spec.search.trials = 3;
+  SweepSpec plain = spec;
+  plain.upgrade_settings = nullptr;
+  EXPECT_THROW(run_sweep(plain, synthetic_trial()), Error) << "compared as stored, the old name differs";
+  EXPECT_EQ(run_sweep(spec, synthetic_trial()).trials.size(), 3u);
+  spec.settings["train"]["lr"] = 0.2;
+  spec.search.trials = 4;
+  try {
+    run_sweep(spec, synthetic_trial());
+    ADD_FAILURE() << "a changed setting was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("different 'extra' settings"), std::string::npos) << e.what();
+  }
+}
+
 TEST_F(SweepTest, InterruptedSweepResumesToTheSameResults) {
   const std::string file = tiny_training_sweep(
       "name: resume\nseed: 3\nalgorithm: random\ntrials: 3\n"

@@ -61,6 +61,7 @@ int run_sweep_command(const SweepArgs& a) {
   nlohmann::json base = cfg.train.to_json();
   for (const char* k : {"out", "run_name"}) base.erase(k);
   spec.settings = {{"objective", cfg.objective}, {"train", base}};
+  spec.upgrade_settings = sweep::upgrade_train_settings;
   spec.progress = cfg.train.progress;
   spec.on_trial_end = [&](const sweep::TrialRecord& t, const sweep::SweepState& st) {
     std::string params;

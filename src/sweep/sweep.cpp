@@ -111,6 +111,8 @@ class SweepRunner {
     const fs::path path = state_path(spec_);
     const nlohmann::json settings = resume_settings(spec_);
     if (auto loaded = SweepState::load(path)) {
+      if (spec_.upgrade_settings && loaded->settings.contains("extra"))
+        loaded->settings["extra"] = spec_.upgrade_settings(loaded->settings["extra"]);
       check_same_settings(loaded->settings, settings, path);
       state_ = std::move(*loaded);
       int64_t done = 0;

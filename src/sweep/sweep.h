@@ -59,6 +59,9 @@ struct SweepSpec {
   SearchSpace space;
   SearchOptions search;
   nlohmann::json settings;  // extra settings a resume must match (e.g. the objective and base config)
+  // Brings extra settings stored by an earlier version to today's spelling before a resume compares
+  // them (a renamed key is not a changed setting); none: compared as stored.
+  std::function<nlohmann::json(nlohmann::json stored)> upgrade_settings;
   bool progress = true;
   // Called (under the sweep's lock) when a trial ends, for a per-trial line.
   std::function<void(const TrialRecord&, const SweepState&)> on_trial_end;

@@ -108,6 +108,17 @@ TrainConfig trial_train_config(const SweepConfig& cfg, const TrialRecord& trial)
   return c;
 }
 
+nlohmann::json upgrade_train_settings(nlohmann::json extra) {
+  if (!extra.contains("train") || !extra["train"].is_object()) return extra;
+  nlohmann::json renamed = nlohmann::json::object();
+  for (const auto& [key, value] : extra["train"].items()) {
+    const TrainSetting* s = find_train_setting(key);
+    renamed[s ? std::string(s->name) : key] = value;
+  }
+  extra["train"] = renamed;
+  return extra;
+}
+
 std::string train_config_yaml(const TrainConfig& cfg, const std::string& comment) {
   std::string out;
   for (size_t pos = 0; pos < comment.size();) {

@@ -28,6 +28,10 @@ void apply_param(TrainConfig& cfg, const std::string& name, const nlohmann::json
 // The training settings of a trial: the base with its parameters, its own directory and name.
 TrainConfig trial_train_config(const SweepConfig& cfg, const TrialRecord& trial);
 
+// A sweep's stored extra settings ({"objective", "train": base settings}) with the base settings'
+// keys spelt as the settings table spells them now (`dataset` -> `data`, `out_dir` -> `out`).
+nlohmann::json upgrade_train_settings(nlohmann::json extra);
+
 // `cfg` as a YAML file `pricer train --config` reads (floats written so they read back exactly).
 std::string train_config_yaml(const TrainConfig& cfg, const std::string& comment);
 

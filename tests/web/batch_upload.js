@@ -3,7 +3,7 @@
 // line, then downloads the results as JSON lines and CSV.
 //   node batch_upload.js CHROMIUM URL FILE OUT_DIR
 // Writes OUT_DIR/prices.jsonl, OUT_DIR/prices.csv and OUT_DIR/batch.png; prints one JSON object:
-// {done, status, statuses (every progress line seen), progress: {value, max}, error}.
+// {done, status, statuses (every progress line seen), progress: {value, max}, error, timed_out}.
 'use strict';
 const CDP = require('chrome-remote-interface');
 const { spawn } = require('child_process');
@@ -60,11 +60,16 @@ async function main() {
     await DOM.setFileInputFiles({ nodeId, files: [path.resolve(file)] });
     await js("document.querySelector('#batch-go').click()");
     const statuses = [];
-    await until('the batch to finish', async () => {
-      const s = await js("document.querySelector('#batch-status').textContent");
-      if (s && statuses[statuses.length - 1] !== s) statuses.push(s);
-      return js("!!document.body.dataset.batchDone || !document.querySelector('#price-error').hidden");
-    }, 120);
+    let timedOut = false;
+    try {
+      await until('the batch to finish', async () => {
+        const s = await js("document.querySelector('#batch-status').textContent");
+        if (s && statuses[statuses.length - 1] !== s) statuses.push(s);
+        return js("!!document.body.dataset.batchDone || !document.querySelector('#price-error').hidden");
+      }, 120);
+    } catch (e) {
+      timedOut = true;  // still report how far it got: the statuses say which request hung
+    }
     const state = await js(`({
       done: Number(document.body.dataset.batchDone || 0),
       status: document.querySelector('#batch-status').textContent,
@@ -72,12 +77,12 @@ async function main() {
       error: document.querySelector('#price-error').hidden ? null : document.querySelector('#price-error').textContent })`);
     const shot = await Page.captureScreenshot({ format: 'png' });
     fs.writeFileSync(path.join(out, 'batch.png'), Buffer.from(shot.data, 'base64'));
-    if (!state.error) {
+    if (!state.error && !timedOut) {
       await js("document.querySelector('#batch-jsonl').click()");
       await js("document.querySelector('#batch-csv').click()");
       await until('the downloads', () => ['prices.jsonl', 'prices.csv'].every((f) => fs.existsSync(path.join(out, f))));
     }
-    console.log(JSON.stringify({ ...state, statuses }));
+    console.log(JSON.stringify({ ...state, statuses, timed_out: timedOut }));
   } finally {
     if (client) await client.close();
     await closeBrowser(port, browser, exited);
