@@ -30,7 +30,8 @@ struct SweepArgs {
   bool quiet = false;
 };
 
-int run_sweep_command(const SweepArgs& a) {
+// The sweep's config file with the command line's overrides (budget, layout, run database).
+sweep::SweepConfig load_config(const SweepArgs& a) {
   sweep::SweepConfig cfg = sweep::SweepConfig::load(a.config);
   if (a.trials >= 0) cfg.search.trials = a.trials;
   if (!a.time_budget.empty()) cfg.search.time_budget_s = sweep::parse_duration(a.time_budget, "--time-budget");
@@ -39,6 +40,11 @@ int run_sweep_command(const SweepArgs& a) {
   if (!a.runs_db.empty()) cfg.train.runs_db = a.runs_db;
   if (a.quiet) cfg.train.progress = false;
   cfg.search.validate();
+  return cfg;
+}
+
+int run_sweep_command(const SweepArgs& a) {
+  sweep::SweepConfig cfg = load_config(a);
 
   // The threads (pricer --threads) are divided between the trials that run at once; under MPI
   // each rank runs one trial with all of its own.
