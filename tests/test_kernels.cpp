@@ -14,6 +14,7 @@
 #include "core/threads.h"
 #include "kernels/backend.h"
 #include "kernels/bf16.h"
+#include "kernels/gemv.h"
 #include "quant/half.h"
 
 namespace {
@@ -194,6 +195,28 @@ TEST_P(LinearFormat, ForwardAndBackwardInputMatchReference) {
     }
   }
   EXPECT_GT(tested, 0);
+}
+
+// The single-token GEMV called directly, every storage format it takes (f32 included, which
+// linear_forward sends to the GEMM instead), against the reference backend's plain loops.
+TEST_F(Backends, FusedGemvMatchesTheReferenceInEveryFormat) {
+  std::mt19937 rng(21);
+  int tested = 0;
+  for (DType t :
+       {DType::F32, DType::BF16, DType::F16, DType::NF4, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K}) {
+    Weight W;
+    if (!make_weight(t, 37, 256, rng, W)) continue;
+    const Vec x = random_vec(256, rng);
+    for (float beta : {0.0f, 1.0f}) {
+      const Vec y0 = random_vec(37, rng);
+      Vec yf = y0, yr = y0;
+      pricer::kernels::fused_gemv(W, x.data(), yf.data(), beta);
+      ref->linear_forward(W, x.data(), yr.data(), 1, beta);
+      expect_close(yf, yr, 2e-5f, "fused_gemv " + std::string(pricer::dtype_name(t)) + " beta=" + std::to_string(beta));
+    }
+    ++tested;
+  }
+  EXPECT_GE(tested, 6);
 }
 
 TEST_F(Backends, LinearBackwardInputInTokenChunks) {
