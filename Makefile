@@ -4,7 +4,7 @@ BUILD  := build
 JOBS   ?= $(shell nproc)
 CMAKE_FLAGS ?=   # e.g. -DPRICER_WERROR=ON (what CI builds with)
 
-.PHONY: all setup build test demo demo-real quality bench fuzz clean
+.PHONY: all setup build test demo demo-real quality bench fuzz asan tsan tidy clean
 
 all: build
 
@@ -36,5 +36,17 @@ bench: build
 fuzz: setup
 	@scripts/fuzz
 
+# Sanitizer builds (clang) of the library and a set of test files, and their tests.
+asan: setup
+	@scripts/sanitize asan
+
+tsan: setup
+	@scripts/sanitize tsan
+
+# clang-tidy's bugprone checks over src/, with the asan preset's compile commands.
+tidy: setup
+	@cmake --preset asan >/dev/null
+	@tools/lint/tidy.sh
+
 clean:
-	rm -rf build build-debug build-asan build-fuzz
+	rm -rf build build-debug build-asan build-tsan

@@ -64,7 +64,8 @@ int run_command(const std::map<CLI::App*, pricer::cli::Runner>& runners) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+// The whole command line: setup, parsing, the command. main() adds only the last-resort catch.
+int run_main(int argc, char** argv) {
   using namespace pricer::cli;
   pricer::comm::init(argc, argv);
   for (int i = 0; i < argc; ++i) g_command_line += (i ? " " : "") + std::string(argv[i]);
@@ -107,4 +108,13 @@ int main(int argc, char** argv) {
   const int code = run_command(runners);
   pricer::comm::finalize();
   return code;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return run_main(argc, argv);
+  } catch (const std::exception& e) {  // setting up the command line itself failed
+    std::fprintf(stderr, "pricer: internal error: %s\n", e.what());
+    return 2;
+  }
 }

@@ -24,7 +24,7 @@ std::string compact_count(double v) {
 
 std::string format_duration(double s) {
   if (!std::isfinite(s) || s < 0) return "--:--";
-  auto t = static_cast<long long>(s + 0.5);
+  const long long t = std::llround(s);
   char buf[32];
   if (t >= 3600) std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", t / 3600, (t / 60) % 60, t % 60);
   else std::snprintf(buf, sizeof buf, "%lld:%02lld", t / 60, t % 60);

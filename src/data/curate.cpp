@@ -267,7 +267,7 @@ nlohmann::ordered_json distribution(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   double sum = 0;
   for (double x : v) sum += x;
-  auto q = [&](double p) { return v[static_cast<size_t>(p * (v.size() - 1) + 0.5)]; };
+  auto q = [&](double p) { return v[static_cast<size_t>(std::lround(p * static_cast<double>(v.size() - 1)))]; };
   auto r2 = [](double x) { return std::round(x * 100) / 100; };
   j["min"] = r2(v.front());
   j["p10"] = r2(q(0.10));

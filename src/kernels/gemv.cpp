@@ -51,7 +51,7 @@ float dot_q8_0(const uint8_t* row, const float* x, int64_t n) {
     const uint8_t* blk = row + b * kQ8_0Bytes;
     const float* xb = x + b * 32;
     __m256 acc = _mm256_setzero_ps();
-    for (int g = 0; g < 4; ++g) {
+    for (int64_t g = 0; g < 4; ++g) {
       const __m128i q8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk + 2 + 8 * g));
       acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8)), _mm256_loadu_ps(xb + 8 * g), acc);
     }
@@ -71,7 +71,7 @@ float dot_q4_0(const uint8_t* row, const float* x, int64_t n) {
     const __m128i hi = _mm_and_si128(_mm_srli_epi16(q, 4), _mm_set1_epi8(0x0F));
     const __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
     __m256 acc = _mm256_setzero_ps();
-    for (int g = 0; g < 4; ++g) {
+    for (int64_t g = 0; g < 4; ++g) {
       const __m256i v = _mm256_sub_epi32(_mm256_cvtepu8_epi32(parts[g]), eight);
       acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_loadu_ps(xb + 8 * g), acc);
     }
@@ -85,14 +85,14 @@ float dot_q4_0(const uint8_t* row, const float* x, int64_t n) {
 float nf4_block_dot(const uint8_t* packed, const float* x, __m256 tab_lo, __m256 tab_hi) {
   const __m256i seven = _mm256_set1_epi32(7);
   __m256 acc = _mm256_setzero_ps();
-  for (int half = 0; half < 2; ++half) {
+  for (int64_t half = 0; half < 2; ++half) {
     const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(packed + 16 * half));
     const __m128i hi = _mm_and_si128(_mm_srli_epi16(b, 4), _mm_set1_epi8(0x0F));
     const __m128i lo = _mm_and_si128(b, _mm_set1_epi8(0x0F));
     // The first element of each byte is its high nibble.
     const __m128i a = _mm_unpacklo_epi8(hi, lo), c = _mm_unpackhi_epi8(hi, lo);
     const __m128i parts[4] = {a, _mm_srli_si128(a, 8), c, _mm_srli_si128(c, 8)};
-    for (int g = 0; g < 4; ++g) {
+    for (int64_t g = 0; g < 4; ++g) {
       const __m256i idx = _mm256_cvtepu8_epi32(parts[g]);
       const __m256 v = _mm256_blendv_ps(_mm256_permutevar8x32_ps(tab_lo, idx), _mm256_permutevar8x32_ps(tab_hi, idx),
                                         _mm256_castsi256_ps(_mm256_cmpgt_epi32(idx, seven)));

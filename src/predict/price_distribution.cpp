@@ -123,7 +123,8 @@ PriceEstimate PriceDistribution::estimate(const float* logits, int64_t vocab, do
   std::vector<size_t> by_p(p.size());
   std::iota(by_p.begin(), by_p.end(), 0);
   const size_t k = std::min<size_t>(static_cast<size_t>(std::max(top_k, 0)), by_p.size());
-  std::partial_sort(by_p.begin(), by_p.begin() + k, by_p.end(), [&](size_t a, size_t b) { return p[a] > p[b]; });
+  std::partial_sort(by_p.begin(), by_p.begin() + static_cast<std::ptrdiff_t>(k), by_p.end(),
+                    [&](size_t a, size_t b) { return p[a] > p[b]; });
   for (size_t i = 0; i < k; ++i) e.top.push_back({ids_[by_p[i]], values_[by_p[i]], p[by_p[i]]});
   return e;
 }

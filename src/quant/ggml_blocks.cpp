@@ -147,7 +147,7 @@ void quantize_q4_k(const float* x, uint8_t* y, int64_t nb) {
   float weights[32], mins[kQK_K / 32], scales[kQK_K / 32];
   for (int64_t i = 0; i < nb; ++i, x += kQK_K, y += kQ4_KBytes) {
     float max_scale = 0, max_min = 0;
-    for (int j = 0; j < kQK_K / 32; ++j) {
+    for (int64_t j = 0; j < kQK_K / 32; ++j) {
       float sum_x2 = 0;
       for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
       const float av_x = std::sqrt(sum_x2 / 32);
@@ -239,7 +239,7 @@ void quantize_q6_k(const float* x, uint8_t* y, int64_t nb) {
   float scales[kQK_K / 16];
   for (int64_t i = 0; i < nb; ++i, x += kQK_K, y += kQ6_KBytes) {
     float max_scale = 0, max_abs_scale = 0;
-    for (int ib = 0; ib < kQK_K / 16; ++ib) {
+    for (int64_t ib = 0; ib < kQK_K / 16; ++ib) {
       scales[ib] = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib);
       if (std::fabs(scales[ib]) > max_abs_scale) {
         max_abs_scale = std::fabs(scales[ib]);

@@ -266,7 +266,7 @@ void nf4_dequantize(const Nf4Tensor& t, int64_t first, int64_t count, float* out
       const __m256 tlo = _mm256_mul_ps(code_lo, a), thi = _mm256_mul_ps(code_hi, a);
       const uint8_t* src = t.packed.data() + i / 2;
       float* dst = out + (i - first);
-      for (int k = 0; k < kNf4BlockSize / 2; k += 8) {
+      for (int64_t k = 0; k < kNf4BlockSize / 2; k += 8) {
         const __m256i bytes = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(src + k)));
         const __m256i qh = _mm256_srli_epi32(bytes, 4);
         const __m256i ql = _mm256_and_si256(bytes, _mm256_set1_epi32(0x0f));

@@ -130,9 +130,8 @@ std::string train_config_yaml(const TrainConfig& cfg, const std::string& comment
   for (const auto& [k, v] : settings.items()) {
     if (k == "run_name") continue;  // a run of its own gets its own name
     out += k + ": ";
-    if (v.is_number_float()) out += float_text(v.get<double>());
-    else if (v.is_string()) out += v.dump();  // a JSON string is a YAML double-quoted scalar
-    else out += v.dump();
+    // Anything else as JSON: a JSON string is a YAML double-quoted scalar, a number or bool the same.
+    out += v.is_number_float() ? float_text(v.get<double>()) : v.dump();
     out += "\n";
   }
   return out;

@@ -109,13 +109,13 @@ void sum_over_ranks(const std::vector<Param>& params) {
   size_t n = 0;
   for (const Param& p : params) n += static_cast<size_t>(p.size);
   std::vector<float> all(n);
-  size_t at = 0;
-  for (const Param& p : params) at = static_cast<size_t>(std::copy_n(p.grad, p.size, all.begin() + at) - all.begin());
+  float* at = all.data();
+  for (const Param& p : params) at = std::copy_n(p.grad, p.size, at);
   comm::sum(all);
-  at = 0;
+  const float* from = all.data();
   for (const Param& p : params) {
-    std::copy_n(all.begin() + at, p.size, p.grad);
-    at += static_cast<size_t>(p.size);
+    std::copy_n(from, p.size, p.grad);
+    from += p.size;
   }
 }
 
@@ -168,7 +168,6 @@ class TrainingRun {
               const std::vector<PricedExample>& val, bool mode_full, const TrainHooks& hooks)
       : cfg_(cfg),
         model_(model),
-        tok_(tok),
         train_(train),
         val_(val),
         mode_full_(mode_full),
@@ -464,7 +463,6 @@ class TrainingRun {
 
   const TrainConfig& cfg_;
   LlamaModel& model_;
-  const Tokenizer& tok_;
   const std::vector<PricedExample>& train_;
   const std::vector<PricedExample>& val_;
   const bool mode_full_;
