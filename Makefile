@@ -43,9 +43,9 @@ asan: setup
 tsan: setup
 	@scripts/sanitize tsan
 
-# clang-tidy's bugprone checks over src/, with the asan preset's compile commands.
+# clang-tidy's bugprone checks over src/, with the release preset's compile commands.
 tidy: setup
-	@cmake --preset asan >/dev/null
+	@cmake --preset $(PRESET) $(CMAKE_FLAGS) >/dev/null
 	@tools/lint/tidy.sh
 
 clean:

@@ -163,36 +163,8 @@ TEST_F(Mpi, PretrainingOnTwoRanksMatchesOneProcess) {
   for (const auto& p : price_prompts(5, 0, 200)) corpus += nlohmann::json{{"text", p.prompt}}.dump() + "\n";
   write_file_atomic(dir_ / "corpus.jsonl", corpus);
   auto args = [&](const std::string& out) {
-    return std::vector<std::string>{"-t",
-                                    "1",
-                                    "pretrain",
-                                    "--corpus",
-                                    dir_ / "corpus.jsonl",
-                                    "--vocab-size",
-                                    "1300",
-                                    "--dim",
-                                    "64",
-                                    "--layers",
-                                    "2",
-                                    "--heads",
-                                    "4",
-                                    "--kv-heads",
-                                    "2",
-                                    "--ffn",
-                                    "128",
-                                    "--context",
-                                    "128",
-                                    "--max-length",
-                                    "32",
-                                    "--batch-size",
-                                    "8",
-                                    "--micro-batch",
-                                    "2",
-                                    "--max-steps",
-                                    "4",
-                                    "--out",
-                                    dir_ / out,
-                                    "--no-record"};
+    return small_pretrain_args(dir_ / "corpus.jsonl", dir_ / out,
+                               {"--batch-size", "8", "--micro-batch", "2", "--max-steps", "4", "--no-record"});
   };
   ASSERT_EQ(launch(0, args("one"), dir_.path() / "pre1.log"), 0) << log("pre1");
   ASSERT_EQ(launch(2, args("two"), dir_.path() / "pre2.log"), 0) << log("pre2");

@@ -32,8 +32,9 @@ class TrainCli : public ::testing::Test {
   }
   static std::string suite(const std::string& rel) { return (*suite_ / rel).string(); }
 
-  // A QLoRA run over the 32 training examples: 8 steps an epoch.
-  std::vector<std::string> train_args(const std::string& out, const std::vector<std::string>& extra = {}) const {
+  // `pricer -t 1 train` of the suite's tiny model on its training file into dir_/out (recorded in
+  // dir_/runs.db), then `rest`.
+  std::vector<std::string> suite_train(const std::string& out, const std::vector<std::string>& rest) const {
     std::vector<std::string> a = {"-t",
                                   "1",
                                   "train",
@@ -42,21 +43,15 @@ class TrainCli : public ::testing::Test {
                                   "--tokenizer",
                                   suite("tokenizer.json"),
                                   "--data",
-                                  suite("train.jsonl"),
-                                  "--out",
-                                  dir_ / out,
-                                  "--runs-db",
-                                  dir_ / "runs.db",
-                                  "--rank",
-                                  "4",
-                                  "--alpha",
-                                  "8",
-                                  "--batch-size",
-                                  "4",
-                                  "--micro-batch",
-                                  "2",
-                                  "--max-length",
-                                  "64"};
+                                  suite("train.jsonl")};
+    a.insert(a.end(), {"--out", dir_ / out, "--runs-db", dir_ / "runs.db"});
+    a.insert(a.end(), rest.begin(), rest.end());
+    return a;
+  }
+  // A QLoRA run over the 32 training examples: 8 steps an epoch.
+  std::vector<std::string> train_args(const std::string& out, const std::vector<std::string>& extra = {}) const {
+    std::vector<std::string> a = suite_train(
+        out, {"--rank", "4", "--alpha", "8", "--batch-size", "4", "--micro-batch", "2", "--max-length", "64"});
     a.insert(a.end(), extra.begin(), extra.end());
     return a;
   }
@@ -160,39 +155,9 @@ TEST_F(TrainCli, PretrainWritesAModelWithItsTokenizerAndIsMonitored) {
   for (const auto& p : price_prompts(5, 0, 200)) corpus += nlohmann::json{{"text", p.prompt}}.dump() + "\n";
   write_file_atomic(dir_ / "corpus.jsonl", corpus);
   std::string out, err;
-  ASSERT_EQ(run_pricer({"-t",
-                        "1",
-                        "pretrain",
-                        "--corpus",
-                        dir_ / "corpus.jsonl",
-                        "--vocab-size",
-                        "1300",
-                        "--dim",
-                        "64",
-                        "--layers",
-                        "2",
-                        "--heads",
-                        "4",
-                        "--kv-heads",
-                        "2",
-                        "--ffn",
-                        "128",
-                        "--context",
-                        "128",
-                        "--max-length",
-                        "32",
-                        "--batch-size",
-                        "8",
-                        "--micro-batch",
-                        "4",
-                        "--max-steps",
-                        "6",
-                        "--eval-every",
-                        "3",
-                        "--out",
-                        dir_ / "pre",
-                        "--runs-db",
-                        dir_ / "runs.db"},
+  ASSERT_EQ(run_pricer(small_pretrain_args(dir_ / "corpus.jsonl", dir_ / "pre",
+                                           {"--batch-size", "8", "--micro-batch", "4", "--max-steps", "6",
+                                            "--eval-every", "3", "--runs-db", dir_ / "runs.db"}),
                        dir_.path() / "pre", &out, &err),
             0)
       << err;
@@ -255,33 +220,9 @@ TEST_F(TrainCli, PretrainWritesAModelWithItsTokenizerAndIsMonitored) {
 TEST_F(TrainCli, FullFineTuningTrainsEveryWeightAndSavesTheWholeModel) {
   std::string err;
   auto full_args = [&](const std::string& out, const std::vector<std::string>& extra) {
-    std::vector<std::string> a = {"-t",
-                                  "1",
-                                  "train",
-                                  "--model",
-                                  suite("model.gguf"),
-                                  "--tokenizer",
-                                  suite("tokenizer.json"),
-                                  "--data",
-                                  suite("train.jsonl"),
-                                  "--val",
-                                  suite("val.jsonl"),
-                                  "--out",
-                                  dir_ / out,
-                                  "--runs-db",
-                                  dir_ / "runs.db",
-                                  "--full",
-                                  "--batch-size",
-                                  "4",
-                                  "--max-length",
-                                  "64",
-                                  "--max-steps",
-                                  "4",
-                                  "--eval-every",
-                                  "2",
-                                  "--lr",
-                                  "1e-3",
-                                  "--quiet"};
+    std::vector<std::string> a =
+        suite_train(out, {"--val", suite("val.jsonl"), "--full", "--batch-size", "4", "--max-length", "64",
+                          "--max-steps", "4", "--eval-every", "2", "--lr", "1e-3", "--quiet"});
     a.insert(a.end(), extra.begin(), extra.end());
     return a;
   };
@@ -358,35 +299,9 @@ TEST_F(TrainCli, ARunIsNeverReplacedWithoutOverwriteAndResumeNeedsACheckpoint) {
 
 TEST_F(TrainCli, ComparablesTravelWithTheModelAndPredictionAddsThemOrRefuses) {
   std::string out, err;
-  const std::vector<std::string> args = {"-t",
-                                         "1",
-                                         "train",
-                                         "--model",
-                                         suite("model.gguf"),
-                                         "--tokenizer",
-                                         suite("tokenizer.json"),
-                                         "--data",
-                                         suite("train.jsonl"),
-                                         "--val",
-                                         suite("val.jsonl"),
-                                         "--out",
-                                         dir_ / "cmp",
-                                         "--runs-db",
-                                         dir_ / "runs.db",
-                                         "--full",
-                                         "--base-dtype",
-                                         "f32",
-                                         "--batch-size",
-                                         "4",
-                                         "--max-length",
-                                         "96",
-                                         "--max-steps",
-                                         "2",
-                                         "--eval-every",
-                                         "1",
-                                         "--comparables",
-                                         "3",
-                                         "--quiet"};
+  const std::vector<std::string> args = suite_train(
+      "cmp", {"--val", suite("val.jsonl"), "--full", "--base-dtype", "f32", "--batch-size", "4", "--max-length", "96",
+              "--max-steps", "2", "--eval-every", "1", "--comparables", "3", "--quiet"});
   ASSERT_EQ(run_pricer(args, dir_.path() / "cmp", &out, &err), 0) << err;
   EXPECT_NE(err.find("prices of its 3 most similar training items"), std::string::npos) << err;
   for (const char* d : {"last", "best"}) {
@@ -637,7 +552,7 @@ TEST_F(TrainCli, RunThatWillNotFitStopsWithAClearError) {
   EXPECT_EQ(rc, 1);
   EXPECT_NE(err.find("this run needs about"), std::string::npos) << err;
   EXPECT_NE(err.find("only 300 KiB are available"), std::string::npos) << err;
-  EXPECT_EQ(err.find("training examples"), std::string::npos) << "stopped before reading the dataset: " << err;
+  EXPECT_EQ(err.find("validation examples"), std::string::npos) << "stopped before reading the dataset: " << err;
 }
 
 }  // namespace

@@ -219,6 +219,17 @@ inline fs::path* make_training_suite(const std::string& what) {
   return dir;
 }
 
+// `pricer -t 1 pretrain` of the tests' small Llama (2 layers, 64 wide, 1,300 tokens, 32-token
+// examples) on a JSON-lines corpus into `out`, then `rest` (steps, batches, logging).
+inline std::vector<std::string> small_pretrain_args(const std::string& corpus, const std::string& out,
+                                                    const std::vector<std::string>& rest) {
+  std::vector<std::string> a = {"-t", "1", "pretrain", "--corpus", corpus, "--out", out, "--vocab-size", "1300"};
+  a.insert(a.end(), {"--dim", "64", "--layers", "2", "--heads", "4", "--kv-heads", "2", "--ffn", "128"});
+  a.insert(a.end(), {"--context", "128", "--max-length", "32"});
+  a.insert(a.end(), rest.begin(), rest.end());
+  return a;
+}
+
 // Runs pricer to completion; returns the exit code, with stdout/stderr in out/err.
 inline int run_pricer(const std::vector<std::string>& args, const fs::path& log_prefix, std::string* out = nullptr,
                       std::string* err = nullptr) {

@@ -24,7 +24,7 @@ int run_train(const TrainConfig& cfg, bool quiet, const std::string& val_path, c
   c.progress = !quiet;
   c.validate();
   const auto out_lock = prepare_output_dir(c);
-  TrainInputs in = load_train_inputs(c, val_path);
+  TrainInputs in = load_train_base(c);
   LlamaModel model = LlamaModel::from_weights(in.base.config, std::move(in.base.tensors), in.base.source);
   // Adapters on a frozen base of a few million parameters barely move it (docs/results.md).
   if (!c.full && in.base.config.n_params() < kFullFineTuningAdvisedBelow)
@@ -32,16 +32,18 @@ int run_train(const TrainConfig& cfg, bool quiet, const std::string& val_path, c
                  "note: this base has %.1f M parameters; on bases this small full fine-tuning (--full "
                  "--base-dtype f32) measured far better than adapters (docs/results.md)\n",
                  static_cast<double>(in.base.config.n_params()) / 1e6);
-  const TrainHooks hooks = with_price_scores(make_trainable(model, c, in), *in.tok);
+  make_trainable(model, c, *in.tok);
   if (model.has_trainable_tokens())
     std::fprintf(stderr, "training %zu token rows besides the adapters\n", model.trainable_tokens().ids.size());
   if (!c.init_adapter.empty())
     std::fprintf(stderr, "starting from adapter %s (rank %lld, alpha %g, %s)\n", c.init_adapter.c_str(),
                  static_cast<long long>(c.rank), static_cast<double>(c.alpha), c.targets.c_str());
+  check_training_memory(model, c, c.full);  // before any data is read
+  load_train_examples(in, c, val_path);
   if (in.data.comparables)
     std::fprintf(stderr, "every prompt holds the prices of its %d most similar training items\n",
                  in.data.comparables->k());
-  check_training_memory(model, c, c.full);
+  const TrainHooks hooks = with_price_scores(output_hooks(c, in), *in.tok);
   const auto& val = in.data.val;
   const TrainSummary s = run_training(c, model, *in.tok, in.data.train, val, c.full, hooks, command_line);
   std::printf("run %lld: %lld steps, train loss %.4f", static_cast<long long>(s.run_id),

@@ -41,6 +41,18 @@ MappedFile::~MappedFile() {
   if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
 }
 
+std::shared_ptr<const FileBytes> FileBytes::map(const std::string& path) {
+  auto f = std::make_shared<FileBytes>();
+  f->mapped_ = std::make_unique<MappedFile>(path);
+  return f;
+}
+
+std::shared_ptr<const FileBytes> FileBytes::copy(std::span<const uint8_t> bytes) {
+  auto f = std::make_shared<FileBytes>();
+  f->owned_.assign(bytes.begin(), bytes.end());
+  return f;
+}
+
 bool valid_utf8(std::string_view s) {
   size_t i = 0;
   const size_t n = s.size();

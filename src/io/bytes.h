@@ -1,8 +1,9 @@
 #pragma once
-// Helpers shared by the model-file readers: a read-only file mapping, a bounds-checked
-// little-endian cursor over untrusted bytes, and UTF-8 validation.
+// Helpers shared by the model-file readers: a read-only file mapping, the bytes a parsed file keeps
+// alive, a bounds-checked little-endian cursor over untrusted bytes, and UTF-8 validation.
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -22,6 +23,19 @@ class MappedFile {
  private:
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
+};
+
+// The bytes behind a parsed file, shared by the file and every view of its tensors: a read-only
+// mapping of the file, or a private copy of bytes parsed from memory (tests, fuzzers).
+class FileBytes {
+ public:
+  static std::shared_ptr<const FileBytes> map(const std::string& path);
+  static std::shared_ptr<const FileBytes> copy(std::span<const uint8_t> bytes);
+  std::span<const uint8_t> bytes() const { return mapped_ ? mapped_->bytes() : std::span<const uint8_t>(owned_); }
+
+ private:
+  std::unique_ptr<MappedFile> mapped_;
+  std::vector<uint8_t> owned_;
 };
 
 bool valid_utf8(std::string_view s);

@@ -311,29 +311,19 @@ int64_t GgufTensorInfo::numel() const {
 
 // ---------------------------------------------------------------- reader
 
-struct GgufFile::Storage {
-  std::unique_ptr<MappedFile> mapped;
-  std::vector<uint8_t> owned;
-};
-
-GgufFile GgufFile::open(const std::string& path) {
+GgufFile GgufFile::from(std::shared_ptr<const FileBytes> storage, const std::string& source) {
   GgufFile f;
-  f.storage_ = std::make_shared<Storage>();
-  f.storage_->mapped = std::make_unique<MappedFile>(path);
-  f.bytes_ = f.storage_->mapped->bytes();
-  f.source_ = path;
+  f.storage_ = std::move(storage);
+  f.bytes_ = f.storage_->bytes();
+  f.source_ = source;
   f.parse_bytes();
   return f;
 }
 
+GgufFile GgufFile::open(const std::string& path) { return from(FileBytes::map(path), path); }
+
 GgufFile GgufFile::parse(std::span<const uint8_t> bytes, const std::string& name) {
-  GgufFile f;
-  f.storage_ = std::make_shared<Storage>();
-  f.storage_->owned.assign(bytes.begin(), bytes.end());
-  f.bytes_ = f.storage_->owned;
-  f.source_ = name;
-  f.parse_bytes();
-  return f;
+  return from(FileBytes::copy(bytes), name);
 }
 
 namespace {

@@ -19,6 +19,8 @@
 
 namespace pricer {
 
+class FileBytes;  // io/bytes.h
+
 // Metadata value types, numbered as in the GGUF specification.
 enum class GgufType : uint32_t {
   U8 = 0,
@@ -132,11 +134,11 @@ class GgufFile {
   std::span<const uint8_t> tensor_data(const GgufTensorInfo& t) const;
 
  private:
-  struct Storage;
+  static GgufFile from(std::shared_ptr<const FileBytes> storage, const std::string& source);
   void parse_bytes();
   [[noreturn]] void fail_key(std::string_view key, const std::string& problem) const;
 
-  std::shared_ptr<Storage> storage_;
+  std::shared_ptr<const FileBytes> storage_;
   std::span<const uint8_t> bytes_;
   std::string source_;
   uint32_t version_ = 0;

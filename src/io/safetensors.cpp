@@ -55,29 +55,19 @@ int64_t SafetensorsTensor::numel() const {
   return n;
 }
 
-struct SafetensorsFile::Storage {
-  std::unique_ptr<MappedFile> mapped;
-  std::vector<uint8_t> owned;
-};
-
-SafetensorsFile SafetensorsFile::open(const std::string& path) {
+SafetensorsFile SafetensorsFile::from(std::shared_ptr<const FileBytes> storage, const std::string& source) {
   SafetensorsFile f;
-  f.storage_ = std::make_shared<Storage>();
-  f.storage_->mapped = std::make_unique<MappedFile>(path);
-  f.bytes_ = f.storage_->mapped->bytes();
-  f.source_ = path;
+  f.storage_ = std::move(storage);
+  f.bytes_ = f.storage_->bytes();
+  f.source_ = source;
   f.parse_bytes();
   return f;
 }
 
+SafetensorsFile SafetensorsFile::open(const std::string& path) { return from(FileBytes::map(path), path); }
+
 SafetensorsFile SafetensorsFile::parse(std::span<const uint8_t> bytes, const std::string& name) {
-  SafetensorsFile f;
-  f.storage_ = std::make_shared<Storage>();
-  f.storage_->owned.assign(bytes.begin(), bytes.end());
-  f.bytes_ = f.storage_->owned;
-  f.source_ = name;
-  f.parse_bytes();
-  return f;
+  return from(FileBytes::copy(bytes), name);
 }
 
 namespace {

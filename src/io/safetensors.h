@@ -14,6 +14,8 @@
 
 namespace pricer {
 
+class FileBytes;  // io/bytes.h
+
 struct SafetensorsTensor {
   std::string name;
   std::string dtype;  // "F32", "F16", "BF16", "I64", ...
@@ -37,10 +39,10 @@ class SafetensorsFile {
   std::span<const uint8_t> data(const SafetensorsTensor& t) const;
 
  private:
-  struct Storage;
+  static SafetensorsFile from(std::shared_ptr<const FileBytes> storage, const std::string& source);
   void parse_bytes();
 
-  std::shared_ptr<Storage> storage_;
+  std::shared_ptr<const FileBytes> storage_;
   std::span<const uint8_t> bytes_;
   std::string source_;
   uint64_t data_start_ = 0;

@@ -2,11 +2,10 @@
 
 #include <chrono>
 #include <cmath>
-#include <fstream>
 #include <map>
 #include <optional>
-#include <sstream>
 
+#include "core/atomic_file.h"
 #include "core/clock.h"
 #include "core/error.h"
 #include "monitor/run_db.h"
@@ -66,12 +65,15 @@ std::unique_ptr<monitor::RunDb> open(const fs::path& path) {
   return std::make_unique<monitor::RunDb>(path, monitor::RunDb::Mode::existing, 5000);
 }
 
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) return {};
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+// A recorded artifact's text, or "" when it is gone, unreadable or implausibly large (the page
+// then says it is missing rather than failing).
+std::string read_artifact(const fs::path& p) {
+  constexpr std::size_t kMaxArtifactBytes = std::size_t(1) << 30;
+  try {
+    return read_file(p, kMaxArtifactBytes);
+  } catch (const Error&) {
+    return {};
+  }
 }
 
 }  // namespace
@@ -142,7 +144,7 @@ json Dashboard::evals() const {
     e["results"] = nullptr;
     for (const auto& a : db->artifacts(it->run.id)) {
       if (a.kind != "results") continue;
-      json r = json::parse(read_file(a.path), nullptr, false);
+      json r = json::parse(read_artifact(a.path), nullptr, false);
       if (r.is_discarded() || !r.is_object()) {
         e["results_missing"] = a.path;
         continue;
@@ -163,7 +165,7 @@ std::string Dashboard::eval_report(int64_t id) const {
   if (db) {
     for (const auto& a : db->artifacts(id)) {
       if (a.kind != "report") continue;
-      std::string html = read_file(a.path);
+      std::string html = read_artifact(a.path);
       if (!html.empty()) return html;
     }
   }

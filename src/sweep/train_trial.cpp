@@ -162,7 +162,8 @@ TrialOutcome TrainTrialRunner::operator()(TrialContext& ctx) const {
 
   const ModelFile& base = s.in.base;
   LlamaModel model = LlamaModel::from_weights(base.config, base.tensors, base.source);
-  TrainHooks hooks = with_price_scores(make_trainable(model, c, s.in), *s.in.tok);
+  make_trainable(model, c, *s.in.tok);
+  TrainHooks hooks = with_price_scores(output_hooks(c, s.in), *s.in.tok);
 
   monitor::RunDb db(s.runs_db);
   hooks.on_start = [&](int64_t run_id) {

@@ -61,8 +61,6 @@ uint64_t estimate_training_memory(const LlamaModel& model, const TrainConfig& cf
   return weights + trainable * (cfg.ema > 0 ? 20 : 16) + acts + loss_rows * c.vocab_size * 4 * 2;
 }
 
-namespace {}  // namespace
-
 uint64_t check_training_memory(const LlamaModel& model, const TrainConfig& cfg, bool mode_full) {
   const uint64_t need = estimate_training_memory(model, cfg, mode_full), have = available_memory();
   if (have > 0 && need > have)

@@ -49,7 +49,7 @@ TrainingData load_training_data(const TrainConfig& cfg, const std::string& val_p
   return d;
 }
 
-TrainInputs load_train_inputs(const TrainConfig& cfg, const std::string& val_path) {
+TrainInputs load_train_base(const TrainConfig& cfg) {
   TrainInputs in;
   std::fprintf(stderr, "loading %s (base %s)\n", cfg.model.c_str(), cfg.base_dtype.c_str());
   in.base = load_model_file(cfg.model, dtype_from_name(cfg.base_dtype));
@@ -60,22 +60,33 @@ TrainInputs load_train_inputs(const TrainConfig& cfg, const std::string& val_pat
     return "the tokenizer has " + std::to_string(in.tok->vocab_size()) + " tokens, more than the model's vocabulary (" +
            std::to_string(in.base.config.vocab_size) + ")";
   });
-  in.data = load_training_data(cfg, val_path, *in.tok, in.base.config.vocab_size);
-  std::fprintf(stderr, "%zu training and %zu validation examples\n", in.data.train.size(), in.data.val.size());
   return in;
 }
 
-TrainHooks make_trainable(LlamaModel& model, TrainConfig& cfg, const TrainInputs& in) {
-  const int comparables_k = in.data.comparables ? in.data.comparables->k() : 0;
-  TrainHooks hooks;
+void load_train_examples(TrainInputs& in, const TrainConfig& cfg, const std::string& val_path) {
+  in.data = load_training_data(cfg, val_path, *in.tok, in.base.config.vocab_size);
+  std::fprintf(stderr, "%zu training and %zu validation examples\n", in.data.train.size(), in.data.val.size());
+}
+
+TrainInputs load_train_inputs(const TrainConfig& cfg, const std::string& val_path) {
+  TrainInputs in = load_train_base(cfg);
+  load_train_examples(in, cfg, val_path);
+  return in;
+}
+
+void make_trainable(LlamaModel& model, TrainConfig& cfg, const Tokenizer& tok) {
   if (cfg.full) {
     model.enable_full_training();
-    hooks = full_model_output_hooks(*in.tok, in.base.config, "pricer-finetuned", comparables_k);
-  } else {
-    attach_adapters(model, cfg);
-    attach_trainable_tokens(model, cfg, *in.tok);
-    hooks = adapter_output_hooks(cfg.model, comparables_k);
+    return;
   }
+  attach_adapters(model, cfg);
+  attach_trainable_tokens(model, cfg, tok);
+}
+
+TrainHooks output_hooks(const TrainConfig& cfg, const TrainInputs& in) {
+  const int comparables_k = in.data.comparables ? in.data.comparables->k() : 0;
+  TrainHooks hooks = cfg.full ? full_model_output_hooks(*in.tok, in.base.config, "pricer-finetuned", comparables_k)
+                              : adapter_output_hooks(cfg.model, comparables_k);
   return with_comparables_output(std::move(hooks), in.data.comparables);
 }
 

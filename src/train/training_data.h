@@ -32,12 +32,20 @@ struct TrainInputs {
   std::unique_ptr<Tokenizer> tok;
   TrainingData data;
 };
+// The base and tokenizer alone: `train` checks the run fits in memory before it reads any data.
+TrainInputs load_train_base(const TrainConfig& cfg);
+// Then the examples into in.data.
+void load_train_examples(TrainInputs& in, const TrainConfig& cfg, const std::string& val_path = "");
+// Both.
 TrainInputs load_train_inputs(const TrainConfig& cfg, const std::string& val_path = "");
 
-// Makes `model` (built from in.base) trainable as cfg says: every weight (cfg.full), or the
-// adapters and trainable token rows (cfg then holds an --init-adapter's settings). Returns the
-// hooks that save its outputs: model.gguf or the adapters, with the comparables index beside.
-TrainHooks make_trainable(LlamaModel& model, TrainConfig& cfg, const TrainInputs& in);
+// Makes `model` (built from the base) trainable as cfg says: every weight (cfg.full), or the
+// adapters and trainable token rows (cfg then holds an --init-adapter's settings).
+void make_trainable(LlamaModel& model, TrainConfig& cfg, const Tokenizer& tok);
+
+// The hooks that save a run's outputs: model.gguf (cfg.full) or the adapters, with the comparables
+// index of in.data beside each.
+TrainHooks output_hooks(const TrainConfig& cfg, const TrainInputs& in);
 
 // `hooks` whose save_output also writes the comparables index beside each output (when there is
 // one), so the model or adapter is never without the prompts it was trained on.

@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # Runs clang-tidy with the project's .clang-tidy (every bugprone check but the two it explains) on
 # every source file under src/, or on the files given, and exits 1 on any finding. It needs a
-# configured build folder for the compile commands (default build-asan: clang's own flags; any
-# configured preset works, e.g. `tools/lint/tidy.sh -p build`). About 6 min for all of src/ on 2
-# cores: the checks walk every header each file includes.
+# configured build folder for the compile commands, one file per entry (default build, the release
+# preset; not the sanitizer presets, whose library is a unity build). About 6 min for all of src/
+# on 2 cores: the checks walk every header each file includes.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-build=build-asan
+build=build
 if [ "${1:-}" = "-p" ]; then build=$2; shift 2; fi
 TIDY=${CLANG_TIDY:-$(command -v clang-tidy-14 || command -v clang-tidy || true)}
 [ -n "$TIDY" ] || { echo "tidy.sh: clang-tidy is not installed (scripts/setup installs it)" >&2; exit 1; }
 [ -f "$build/compile_commands.json" ] || {
-  echo "tidy.sh: $build/compile_commands.json is missing (configure it: cmake --preset ${build#build-})" >&2
+  echo "tidy.sh: $build/compile_commands.json is missing (configure it: cmake --preset release)" >&2
   exit 1
 }
 if [ $# -gt 0 ]; then files=("$@"); else mapfile -t files < <(git ls-files 'src/*.cpp'); fi
