@@ -77,8 +77,8 @@ std::vector<Prediction> llama_cpp(const fs::path& dir, const std::string& model,
   if (!lora.empty()) request["lora"] = lora;
   write_file_atomic(req, request.dump());
   fs::remove(out);
-  const std::string cmd = "node '" + (kLlamaDir / "next_token.mjs").string() + "' '" + req.string() + "' > '" +
-                          err.string() + "' 2>&1";
+  const std::string cmd =
+      "node '" + (kLlamaDir / "next_token.mjs").string() + "' '" + req.string() + "' > '" + err.string() + "' 2>&1";
   EXPECT_EQ(std::system(cmd.c_str()), 0) << "llama.cpp failed on " << model << ": " << cli_test::slurp(err);
   std::vector<Prediction> results;
   const nlohmann::json j = nlohmann::json::parse(fs::exists(out) ? cli_test::slurp(out) : "", nullptr, false);
