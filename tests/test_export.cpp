@@ -19,6 +19,7 @@
 #include "io/safetensors.h"
 #include "kernels/backend.h"
 #include "model/generate.h"
+#include "model/quant_mix.h"
 #include "test_io_util.h"
 #include "tiny_pricer_model.h"
 #include "tokenizer/tokenizer.h"
@@ -314,6 +315,51 @@ TEST_F(Export, GgufInEachDtypeReloadsWithTheSameLogits) {
     EXPECT_LE(err, c.tolerance);
     EXPECT_GT(err, c.tolerance == 0.0 ? -1.0 : 0.0) << "a lossy format changed nothing: the conversion did not happen";
   }
+}
+
+TEST_F(Export, Q4KMPutsSixBitsOnTheHeadValueAndDownProjections) {
+  const fs::path out = dir_ / "m-q4_k_m.gguf";
+  const auto r = run_export("--model " + base() + " --out " + out.string() + " --dtype q4_k_m");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("q4_k_m"), std::string::npos) << r.out;
+  const GgufFile f = GgufFile::open(out.string());
+  // One layer: it is both the first and the last eighth, so its value and down projections are wide.
+  for (const char* t : {"output.weight", "blk.0.attn_v.weight", "blk.0.ffn_down.weight"})
+    EXPECT_EQ(f.find_tensor(t)->type, GgmlType::Q6_K) << t;
+  for (const char* t : {"token_embd.weight", "blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.0.attn_output.weight",
+                        "blk.0.ffn_gate.weight", "blk.0.ffn_up.weight"})
+    EXPECT_EQ(f.find_tensor(t)->type, GgmlType::Q4_K) << t;
+  EXPECT_EQ(f.find_tensor("blk.0.attn_norm.weight")->type, GgmlType::F32);
+  EXPECT_EQ(f.get_int("general.file_type"), 15);  // llama.cpp's LLAMA_FTYPE_MOSTLY_Q4_K_M
+  LlamaModel src = load(base());
+  LlamaModel m = load(out.string());
+  const double err = relative_error(logits(m), logits(src));
+  EXPECT_GT(err, 0.0);
+  EXPECT_LE(err, 0.4);  // as q4_k throughout, or better
+  EXPECT_NE(run_export("--model " + base() + " --out " + (dir_ / "hf-mix").string() + " --dtype q4_k_m").rc, 0);
+}
+
+TEST(QuantMix, SixBitsWhereLlamaCppsQ4KMPutsThem) {
+  const QuantMix mix = *quant_mix("q4_k_m");
+  // 16 layers (Llama 3.2 1B): the first and last eighth and every third layer between.
+  for (const char* proj : {"mlp.down_proj", "self_attn.v_proj"}) {
+    std::vector<int64_t> wide;
+    for (int64_t l = 0; l < 16; ++l)
+      if (mixed_dtype(mix, "model.layers." + std::to_string(l) + "." + proj + ".weight", 16, true) == DType::Q6_K)
+        wide.push_back(l);
+    EXPECT_EQ(wide, (std::vector<int64_t>{0, 1, 4, 7, 10, 13, 14, 15})) << proj;
+  }
+  EXPECT_EQ(mixed_dtype(mix, "model.layers.4.self_attn.q_proj.weight", 16, true), DType::Q4_K);
+  EXPECT_EQ(mixed_dtype(mix, "model.layers.4.mlp.up_proj.weight", 16, true), DType::Q4_K);
+  EXPECT_EQ(mixed_dtype(mix, "model.embed_tokens.weight", 16, true), DType::Q6_K);  // tied: it is the head
+  EXPECT_EQ(mixed_dtype(mix, "model.embed_tokens.weight", 16, false), DType::Q4_K);
+  EXPECT_EQ(mixed_dtype(mix, "lm_head.weight", 16, false), DType::Q6_K);
+  // Rows that are not whole 256-element blocks: plain 32-element blocks, else f16.
+  EXPECT_EQ(mix_fallback(DType::Q4_K, 512), DType::Q4_K);
+  EXPECT_EQ(mix_fallback(DType::Q4_K, 288), DType::Q4_0);
+  EXPECT_EQ(mix_fallback(DType::Q6_K, 288), DType::Q8_0);
+  EXPECT_EQ(mix_fallback(DType::Q4_K, 172), DType::F16);
+  EXPECT_FALSE(quant_mix("q4_k").has_value());
 }
 
 TEST_F(Export, SafetensorsInEachDtypeReloadsWithTheSameLogitsAndTokenizer) {

@@ -17,6 +17,7 @@
 #include "core/progress.h"
 #include "io/model_file.h"
 #include "model/model_export.h"
+#include "model/quant_mix.h"
 #include "quant/ggml_blocks.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/vocab_export.h"
@@ -60,8 +61,27 @@ std::optional<DType> resolve_dtype(const std::string& name, const std::string& f
     return false;
   };
   const bool ok = format == "gguf" ? check(kGgufDtypes) : check(kSafetensorsDtypes);
+  if (format == "gguf") allowed += ", q4_k_m";
   require(ok, "--dtype '" + name + "' cannot be written as " + format + " (choose " + allowed + ")");
   return dtype_from_name(name);
+}
+
+// The weights' format: one for every matrix, a mix (GGUF only), or each as stored (neither).
+struct WeightFormat {
+  std::optional<DType> dtype;
+  std::optional<QuantMix> mix;
+  std::string label() const {
+    if (mix) return mix->name;
+    return dtype ? std::string(dtype_name(*dtype)) : "formats as stored";
+  }
+};
+
+WeightFormat resolve_weight_format(const std::string& name, const std::string& format) {
+  if (const auto mix = quant_mix(name)) {
+    require(format == "gguf", "--dtype " + name + " is a GGUF format: write a .gguf file");
+    return {std::nullopt, mix};
+  }
+  return {resolve_dtype(name, format), std::nullopt};
 }
 
 // Fails before a possibly large model is loaded when the output cannot be written.
@@ -174,8 +194,8 @@ std::map<std::string, Weight> tensors_to_export(const Options& o, ModelFile& mf,
 
 // Every tensor's output format, decided here so the writers convert one tensor at a time; returns
 // the bytes of tensor data that will be written.
-int64_t plan_tensor_dtypes(const std::map<std::string, Weight>& tensors, const std::string& format,
-                           const std::optional<DType>& dtype, TensorWriteOptions& write) {
+int64_t plan_tensor_dtypes(const std::map<std::string, Weight>& tensors, const ModelConfig& cfg,
+                           const std::string& format, const WeightFormat& wf, TensorWriteOptions& write) {
   int64_t total = 0;
   int fallbacks = 0;
   std::string fallback_example;
@@ -183,9 +203,10 @@ int64_t plan_tensor_dtypes(const std::map<std::string, Weight>& tensors, const s
     DType d = w.dtype();
     if (format == "gguf" && is_vector(name)) {
       d = DType::F32;
-    } else if (dtype) {
-      d = fitting_dtype(*dtype, w.cols());
-      if (d != *dtype && ++fallbacks == 1)
+    } else if (wf.mix || wf.dtype) {
+      const DType want = wf.mix ? mixed_dtype(*wf.mix, name, cfg.n_layers, cfg.tied_embeddings) : *wf.dtype;
+      d = wf.mix ? mix_fallback(want, w.cols()) : fitting_dtype(want, w.cols());
+      if (d != want && ++fallbacks == 1)
         fallback_example = name + " (" + std::to_string(w.cols()) + " columns) as " + std::string(dtype_name(d));
     } else if (d == DType::NF4 || (format == "safetensors" && d != DType::F32 && d != DType::F16 && d != DType::BF16)) {
       d = format == "gguf" ? DType::F16 : DType::F32;
@@ -197,19 +218,20 @@ int64_t plan_tensor_dtypes(const std::map<std::string, Weight>& tensors, const s
     std::fprintf(
         stderr,
         "note: %d tensor%s with rows that are not whole %s blocks written in a format that holds them, e.g. %s\n",
-        fallbacks, fallbacks == 1 ? "" : "s", std::string(dtype_name(*dtype)).c_str(), fallback_example.c_str());
+        fallbacks, fallbacks == 1 ? "" : "s", wf.label().c_str(), fallback_example.c_str());
   }
   return total;
 }
 
 void write_gguf(const Options& o, const ModelConfig& cfg, const std::map<std::string, Weight>& tensors,
-                const Tokenizer& tok, const std::optional<DType>& dtype, const TensorWriteOptions& write) {
+                const Tokenizer& tok, const WeightFormat& wf, const TensorWriteOptions& write) {
   GgufExportOptions go;
   go.name = o.name.empty() ? fs::path(o.model).filename().replace_extension().string() : o.name;
   go.extra = gguf_tokenizer_metadata(tok, cfg.vocab_size);
-  if (dtype) {
-    if (auto ft = llama_file_type(*dtype)) go.extra.push_back({"general.file_type", GgufValue::u32(*ft)});
-  }
+  const std::optional<uint32_t> ft = wf.mix     ? std::optional<uint32_t>(wf.mix->file_type)
+                                     : wf.dtype ? llama_file_type(*wf.dtype)
+                                                : std::nullopt;
+  if (ft) go.extra.push_back({"general.file_type", GgufValue::u32(*ft)});
   go.write = write;
   save_gguf(o.out, cfg, tensors, go);
 }
@@ -260,7 +282,7 @@ std::string write_adapter(const Options& o, const std::string& format, const std
 int run(const Options& o) {
   check_options(o);
   const std::string format = resolve_format(o);
-  const std::optional<DType> dtype = resolve_dtype(o.dtype, format);
+  const WeightFormat wf = resolve_weight_format(o.dtype, format);
   check_output(o.out, format);
 
   ModelFile mf = load_model_file(o.model);
@@ -271,7 +293,7 @@ int run(const Options& o) {
   std::optional<LlamaModel> model;
   const std::map<std::string, Weight> tensors = tensors_to_export(o, mf, cfg, model);
   TensorWriteOptions write;
-  const int64_t total = plan_tensor_dtypes(tensors, format, dtype, write);
+  const int64_t total = plan_tensor_dtypes(tensors, cfg, format, wf, write);
 
   ProgressOptions po;
   po.bytes = true;
@@ -280,7 +302,7 @@ int run(const Options& o) {
   write.on_written = [&progress](uint64_t b) { progress.add(b); };
   std::string tokenizer_note = "no tokenizer";
   if (format == "gguf") {
-    write_gguf(o, cfg, tensors, *tok, dtype, write);
+    write_gguf(o, cfg, tensors, *tok, wf, write);
     tokenizer_note = "tokenizer embedded";
   } else {
     save_hf_dir(o.out, cfg, tensors, DType::F32, write);
@@ -289,8 +311,7 @@ int run(const Options& o) {
   progress.finish();
 
   const std::string adapter_note = write_adapter(o, format, model);
-  std::printf("%s: %s, %s, %zu tensors, %s, %s%s\n", o.out.c_str(), format.c_str(),
-              dtype ? std::string(dtype_name(*dtype)).c_str() : "formats as stored", tensors.size(),
+  std::printf("%s: %s, %s, %zu tensors, %s, %s%s\n", o.out.c_str(), format.c_str(), wf.label().c_str(), tensors.size(),
               human_bytes(static_cast<uint64_t>(total)).c_str(), tokenizer_note.c_str(), adapter_note.c_str());
   return 0;
 }
@@ -311,9 +332,10 @@ Registrar reg{
       sub.add_option("-o,--out", o->out, "Output: a .gguf file, or a directory for safetensors");
       sub.add_option("--format", o->format, "gguf or safetensors (default: gguf for a .gguf name, else safetensors)");
       sub.add_option("--dtype", o->dtype,
-                     "Weight format: auto (as stored), f32, bf16, f16, q8_0, q4_0, q4_k, q6_k (GGUF); "
-                     "auto, f32, bf16, f16 (safetensors). Norms stay f32 in GGUF; a matrix whose rows are "
-                     "not whole blocks falls back to q8_0 or f16")
+                     "Weight format: auto (as stored), f32, bf16, f16, q8_0, q4_0, q4_k, q6_k, or q4_k_m (q4_k with "
+                     "q6_k for the head and some value and down projections, as llama.cpp's Q4_K_M; for phones) "
+                     "(GGUF); auto, f32, bf16, f16 (safetensors). Norms stay f32 in GGUF; a matrix whose rows "
+                     "are not whole blocks falls back to q8_0 (q4_0 in q4_k_m) or f16")
           ->capture_default_str();
       sub.add_option("--name", o->name, "general.name of a GGUF export (default: the model's file name)");
       sub.add_flag("-q,--quiet", o->quiet, "No progress bar");

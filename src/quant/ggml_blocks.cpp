@@ -442,6 +442,44 @@ void deq_bf16_fast(const uint8_t* x, float* y, int64_t n) {
   deq_bf16_ref(x + 2 * i, y + i, n - i);
 }
 
+void quantize_f16(const float* x, uint8_t* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) store_f16(y + 2 * i, x[i]);
+}
+
+void quantize_bf16(const float* x, uint8_t* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const uint16_t h = f32_to_bf16(x[i]);
+    std::memcpy(y + 2 * i, &h, 2);
+  }
+}
+
+// Every raw format in one row: its block, where its f16 scales sit in a block (-1: none; f16 and
+// bf16 values are data, not scales) and its converters, each taking a count of whole blocks (an
+// f16 or bf16 block is one element).
+struct RawFormat {
+  DType type;
+  BlockLayout layout;
+  int scale_offsets[2];
+  void (*quantize)(const float*, uint8_t*, int64_t);
+  void (*dequantize)(const uint8_t*, float*, int64_t);
+  void (*dequantize_reference)(const uint8_t*, float*, int64_t);
+};
+
+constexpr RawFormat kRawFormats[] = {
+    {DType::F16, {1, 2}, {-1, -1}, quantize_f16, deq_f16_fast, deq_f16_ref},
+    {DType::BF16, {1, 2}, {-1, -1}, quantize_bf16, deq_bf16_fast, deq_bf16_ref},
+    {DType::Q8_0, {kQK8_0, kQ8_0Bytes}, {0, -1}, quantize_q8_0, deq_q8_0_fast, deq_q8_0_ref},
+    {DType::Q4_0, {kQK4_0, kQ4_0Bytes}, {0, -1}, quantize_q4_0, deq_q4_0_fast, deq_q4_0_ref},
+    {DType::Q4_K, {kQK_K, kQ4_KBytes}, {0, 2}, quantize_q4_k, deq_q4_k_fast, deq_q4_k_ref},
+    {DType::Q6_K, {kQK_K, kQ6_KBytes}, {208, -1}, quantize_q6_k, deq_q6_k_fast, deq_q6_k_ref},
+};
+
+const RawFormat& raw_format(DType t) {
+  for (const RawFormat& f : kRawFormats)
+    if (f.type == t) return f;
+  throw Error(std::string(dtype_name(t)) + " is not a raw block format");
+}
+
 int64_t whole_blocks(DType t, int64_t n) {
   const BlockLayout b = block_layout(t);
   require(n >= 0 && n % b.elems == 0, std::string(dtype_name(t)) + ": " + std::to_string(n) +
@@ -452,87 +490,31 @@ int64_t whole_blocks(DType t, int64_t n) {
 
 }  // namespace
 
-BlockLayout block_layout(DType t) {
-  switch (t) {
-    case DType::F16:
-    case DType::BF16: return {1, 2};
-    case DType::Q8_0: return {kQK8_0, kQ8_0Bytes};
-    case DType::Q4_0: return {kQK4_0, kQ4_0Bytes};
-    case DType::Q4_K: return {kQK_K, kQ4_KBytes};
-    case DType::Q6_K: return {kQK_K, kQ6_KBytes};
-    default: break;
-  }
-  throw Error(std::string(dtype_name(t)) + " is not a raw block format");
-}
+BlockLayout block_layout(DType t) { return raw_format(t).layout; }
 
 size_t raw_bytes(DType t, int64_t n) { return static_cast<size_t>(whole_blocks(t, n) * block_layout(t).bytes); }
 
 void quantize_raw(DType t, const float* x, uint8_t* dst, int64_t n) {
-  const int64_t nb = whole_blocks(t, n);
-  switch (t) {
-    case DType::F16:
-      for (int64_t i = 0; i < n; ++i) store_f16(dst + 2 * i, x[i]);
-      return;
-    case DType::BF16:
-      for (int64_t i = 0; i < n; ++i) {
-        const uint16_t h = f32_to_bf16(x[i]);
-        std::memcpy(dst + 2 * i, &h, 2);
-      }
-      return;
-    case DType::Q8_0: quantize_q8_0(x, dst, nb); return;
-    case DType::Q4_0: quantize_q4_0(x, dst, nb); return;
-    case DType::Q4_K: quantize_q4_k(x, dst, nb); return;
-    case DType::Q6_K: quantize_q6_k(x, dst, nb); return;
-    default: break;
-  }
-  throw Error(std::string(dtype_name(t)) + " is not a raw block format");
+  raw_format(t).quantize(x, dst, whole_blocks(t, n));
 }
 
 void dequantize_raw(DType t, const uint8_t* src, float* dst, int64_t n) {
-  const int64_t nb = whole_blocks(t, n);
-  switch (t) {
-    case DType::F16: deq_f16_fast(src, dst, n); return;
-    case DType::BF16: deq_bf16_fast(src, dst, n); return;
-    case DType::Q8_0: deq_q8_0_fast(src, dst, nb); return;
-    case DType::Q4_0: deq_q4_0_fast(src, dst, nb); return;
-    case DType::Q4_K: deq_q4_k_fast(src, dst, nb); return;
-    case DType::Q6_K: deq_q6_k_fast(src, dst, nb); return;
-    default: break;
-  }
-  throw Error(std::string(dtype_name(t)) + " is not a raw block format");
+  raw_format(t).dequantize(src, dst, whole_blocks(t, n));
 }
 
 void dequantize_raw_reference(DType t, const uint8_t* src, float* dst, int64_t n) {
-  const int64_t nb = whole_blocks(t, n);
-  switch (t) {
-    case DType::F16: deq_f16_ref(src, dst, n); return;
-    case DType::BF16: deq_bf16_ref(src, dst, n); return;
-    case DType::Q8_0: deq_q8_0_ref(src, dst, nb); return;
-    case DType::Q4_0: deq_q4_0_ref(src, dst, nb); return;
-    case DType::Q4_K: deq_q4_k_ref(src, dst, nb); return;
-    case DType::Q6_K: deq_q6_k_ref(src, dst, nb); return;
-    default: break;
-  }
-  throw Error(std::string(dtype_name(t)) + " is not a raw block format");
+  raw_format(t).dequantize_reference(src, dst, whole_blocks(t, n));
 }
 
 void check_raw_scales(DType t, const uint8_t* src, int64_t n, const char* what) {
+  const RawFormat& f = raw_format(t);
+  if (f.scale_offsets[0] < 0) return;
   const int64_t nb = whole_blocks(t, n);
-  const BlockLayout b = block_layout(t);
-  // Offsets of the f16 scales inside a block.
-  int offs[2] = {-1, -1};
-  switch (t) {
-    case DType::Q8_0:
-    case DType::Q4_0: offs[0] = 0; break;
-    case DType::Q4_K: offs[0] = 0, offs[1] = 2; break;
-    case DType::Q6_K: offs[0] = 208; break;
-    default: return;  // F16/BF16 values are data, not scales
-  }
   for (int64_t i = 0; i < nb; ++i)
-    for (int o : offs)
-      if (o >= 0 && !std::isfinite(load_f16(src + i * b.bytes + o)))
+    for (int o : f.scale_offsets)
+      if (o >= 0 && !std::isfinite(load_f16(src + i * f.layout.bytes + o)))
         throw Error(std::string(what) + ": " + std::string(dtype_name(t)) + " block " + std::to_string(i) +
-                    " (byte offset " + std::to_string(i * b.bytes + o) + ") has a non-finite scale");
+                    " (byte offset " + std::to_string(i * f.layout.bytes + o) + ") has a non-finite scale");
 }
 
 }  // namespace pricer
