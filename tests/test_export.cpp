@@ -202,18 +202,7 @@ class Export : public ::testing::Test {
     fs::remove_all(dir_);
     fs::create_directories(dir_);
     bpe_ = new TrainedBpe(tiny::tokenizer_vocab());
-    ModelConfig c;
-    c.vocab_size = static_cast<int64_t>(bpe_->tokens.size());
-    c.dim = 256;
-    c.n_layers = 1;
-    c.n_heads = 4;
-    c.n_kv_heads = 2;
-    c.head_dim = 64;
-    c.ffn_dim = 256;
-    c.max_seq_len = 64;
-    c.tied_embeddings = false;
-    c.bos_id = bpe_->bos_id;
-    c.eos_id = bpe_->eos_id;
+    const ModelConfig c = tiny::block_model_config(*bpe_, 64);
     LlamaModel m = LlamaModel::random(c, 3, 0.05f);
     GgufExportOptions go;
     go.extra = gguf_tokenizer_metadata(*make_trained_tokenizer(*bpe_), c.vocab_size);
@@ -229,10 +218,7 @@ class Export : public ::testing::Test {
   static std::string base() { return (dir_ / "base.gguf").string(); }
 
   static LlamaModel load(const std::string& path, const std::string& adapter = "") {
-    ModelFile mf = load_model_file(path);
-    LlamaModel m = LlamaModel::from_weights(mf.config, std::move(mf.tensors), mf.source);
-    if (!adapter.empty()) load_adapter(m, adapter);
-    return m;
+    return tiny::load_model(path, adapter);
   }
 
   // Logits after each of a few prompts.

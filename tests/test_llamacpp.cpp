@@ -164,19 +164,7 @@ class LlamaCpp : public ::testing::Test {
     fs::remove_all(dir_);
     fs::create_directories(dir_);
     bpe_ = new TrainedBpe(tiny::tokenizer_vocab());
-    // One layer 256 wide: every matrix row is whole blocks of every format, K-quants included.
-    ModelConfig c;
-    c.vocab_size = static_cast<int64_t>(bpe_->tokens.size());
-    c.dim = 256;
-    c.n_layers = 1;
-    c.n_heads = 4;
-    c.n_kv_heads = 2;
-    c.head_dim = 64;
-    c.ffn_dim = 256;
-    c.max_seq_len = 128;
-    c.tied_embeddings = false;
-    c.bos_id = bpe_->bos_id;
-    c.eos_id = bpe_->eos_id;
+    const ModelConfig c = tiny::block_model_config(*bpe_, 128);
     LlamaModel m = LlamaModel::random(c, 5, 0.08f);
     tiny::save_model(m, *bpe_, base());
     tiny::add_nonzero_lora(m, 9, 0.05f);
@@ -193,10 +181,7 @@ class LlamaCpp : public ::testing::Test {
   static std::string base() { return (dir_ / "base.gguf").string(); }
 
   static LlamaModel load(const std::string& path, const std::string& adapter = "") {
-    ModelFile mf = load_model_file(path);
-    LlamaModel m = LlamaModel::from_weights(mf.config, std::move(mf.tensors), mf.source);
-    if (!adapter.empty()) load_adapter(m, adapter);
-    return m;
+    return tiny::load_model(path, adapter);
   }
 
   // Price prompts of a few products, as token ids after BOS.

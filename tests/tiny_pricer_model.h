@@ -79,6 +79,24 @@ inline ModelConfig model_config(const TrainedBpe& bpe, int64_t context = 96) {
   return c;
 }
 
+// One layer 256 wide: every matrix row is whole blocks of every export format, K-quants included.
+inline ModelConfig block_model_config(const TrainedBpe& bpe, int64_t context) {
+  ModelConfig c = model_config(bpe, context);
+  c.dim = 256;
+  c.n_layers = 1;
+  c.head_dim = 64;
+  c.ffn_dim = 256;
+  return c;
+}
+
+// A model file as inference loads it, with a LoRA adapter (PEFT or GGUF) when one is given.
+inline LlamaModel load_model(const std::string& path, const std::string& adapter = "") {
+  ModelFile mf = load_model_file(path);
+  LlamaModel m = LlamaModel::from_weights(mf.config, std::move(mf.tensors), mf.source);
+  if (!adapter.empty()) load_adapter(m, adapter);
+  return m;
+}
+
 inline std::vector<GgufKV> tokenizer_kvs(const TrainedBpe& bpe) {
   return {{"tokenizer.ggml.model", GgufValue::string("gpt2")},
           {"tokenizer.ggml.pre", GgufValue::string("llama-bpe")},
