@@ -20,6 +20,7 @@
 #include "kernels/backend.h"
 #include "model/generate.h"
 #include "model/quant_mix.h"
+#include "quant/ggml_blocks.h"
 #include "test_io_util.h"
 #include "tiny_pricer_model.h"
 #include "tokenizer/tokenizer.h"
@@ -341,10 +342,10 @@ TEST(QuantMix, SixBitsWhereLlamaCppsQ4KMPutsThem) {
   EXPECT_EQ(mixed_dtype(mix, "model.embed_tokens.weight", 16, false), DType::Q4_K);
   EXPECT_EQ(mixed_dtype(mix, "lm_head.weight", 16, false), DType::Q6_K);
   // Rows that are not whole 256-element blocks: plain 32-element blocks, else f16.
-  EXPECT_EQ(mix_fallback(DType::Q4_K, 512), DType::Q4_K);
-  EXPECT_EQ(mix_fallback(DType::Q4_K, 288), DType::Q4_0);
-  EXPECT_EQ(mix_fallback(DType::Q6_K, 288), DType::Q8_0);
-  EXPECT_EQ(mix_fallback(DType::Q4_K, 172), DType::F16);
+  EXPECT_EQ(fitting_block_format(DType::Q4_K, 512), DType::Q4_K);
+  EXPECT_EQ(fitting_block_format(DType::Q4_K, 288), DType::Q4_0);
+  EXPECT_EQ(fitting_block_format(DType::Q6_K, 288), DType::Q8_0);
+  EXPECT_EQ(fitting_block_format(DType::Q4_K, 172), DType::F16);
   EXPECT_FALSE(quant_mix("q4_k").has_value());
 }
 

@@ -135,15 +135,6 @@ int64_t data_bytes(DType t, int64_t n) { return t == DType::F32 ? 4 * n : static
 
 bool is_vector(const std::string& name) { return name.ends_with("norm.weight") || name.ends_with(".bias"); }
 
-// The format a matrix is written in: the one asked for when its rows are whole blocks of it,
-// else the nearest that holds them (q8_0, then f16), as llama.cpp's quantizer falls back.
-DType fitting_dtype(DType want, int64_t cols) {
-  auto fits = [&](DType t) { return t == DType::F32 || cols % block_layout(t).elems == 0; };
-  if (fits(want)) return want;
-  if ((want == DType::Q4_K || want == DType::Q6_K) && fits(DType::Q8_0)) return DType::Q8_0;
-  return DType::F16;
-}
-
 // llama.cpp's general.file_type (llama_ftype) for a model written all in one format.
 std::optional<uint32_t> llama_file_type(DType t) {
   switch (t) {
@@ -205,7 +196,7 @@ int64_t plan_tensor_dtypes(const std::map<std::string, Weight>& tensors, const M
       d = DType::F32;
     } else if (wf.mix || wf.dtype) {
       const DType want = wf.mix ? mixed_dtype(*wf.mix, name, cfg.n_layers, cfg.tied_embeddings) : *wf.dtype;
-      d = wf.mix ? mix_fallback(want, w.cols()) : fitting_dtype(want, w.cols());
+      d = fitting_block_format(want, w.cols());
       if (d != want && ++fallbacks == 1)
         fallback_example = name + " (" + std::to_string(w.cols()) + " columns) as " + std::string(dtype_name(d));
     } else if (d == DType::NF4 || (format == "safetensors" && d != DType::F32 && d != DType::F16 && d != DType::BF16)) {
@@ -335,7 +326,7 @@ Registrar reg{
                      "Weight format: auto (as stored), f32, bf16, f16, q8_0, q4_0, q4_k, q6_k, or q4_k_m (q4_k with "
                      "q6_k for the head and some value and down projections, as llama.cpp's Q4_K_M; for phones) "
                      "(GGUF); auto, f32, bf16, f16 (safetensors). Norms stay f32 in GGUF; a matrix whose rows "
-                     "are not whole blocks falls back to q8_0 (q4_0 in q4_k_m) or f16")
+                     "are not whole blocks falls back to plain blocks (q4_k to q4_0, q6_k to q8_0) or f16")
           ->capture_default_str();
       sub.add_option("--name", o->name, "general.name of a GGUF export (default: the model's file name)");
       sub.add_flag("-q,--quiet", o->quiet, "No progress bar");

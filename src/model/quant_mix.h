@@ -24,10 +24,6 @@ std::optional<QuantMix> quant_mix(const std::string& name);
 // The format the matrix `tensor` (a Hugging Face name: "model.layers.3.mlp.down_proj.weight") gets
 // in `mix`, in a model of `n_layers` layers whose head is its embedding when `tied`.
 DType mixed_dtype(const QuantMix& mix, const std::string& tensor, int64_t n_layers, bool tied);
-
-// The format a matrix of rows `cols` long is written in when its rows are not whole blocks of the
-// one asked for: q4_0 for a 4-bit K-quant (no importance data: plain round-to-nearest blocks of 32),
-// q8_0 for 6 bits, else f16; `want` itself when they are.
-DType mix_fallback(DType want, int64_t cols);
+// (Rows that are not whole blocks of the chosen format: quant/ggml_blocks.h fitting_block_format.)
 
 }  // namespace pricer

@@ -492,6 +492,14 @@ int64_t whole_blocks(DType t, int64_t n) {
 
 BlockLayout block_layout(DType t) { return raw_format(t).layout; }
 
+DType fitting_block_format(DType want, int64_t cols) {
+  auto fits = [&](DType t) { return t == DType::F32 || cols % block_layout(t).elems == 0; };
+  if (fits(want)) return want;
+  if (want == DType::Q4_K && fits(DType::Q4_0)) return DType::Q4_0;
+  if (want == DType::Q6_K && fits(DType::Q8_0)) return DType::Q8_0;
+  return DType::F16;
+}
+
 size_t raw_bytes(DType t, int64_t n) { return static_cast<size_t>(whole_blocks(t, n) * block_layout(t).bytes); }
 
 void quantize_raw(DType t, const float* x, uint8_t* dst, int64_t n) {

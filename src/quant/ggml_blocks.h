@@ -27,6 +27,11 @@ struct BlockLayout {
 
 // Layout of a raw storage format (F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K); throws Error otherwise.
 BlockLayout block_layout(DType t);
+
+// The format a matrix with rows `cols` long is written in when `want`'s blocks do not divide its
+// rows: a K-quant falls back to the plain 32-element blocks of about its width (q4_k to q4_0, q6_k
+// to q8_0; no importance data needed), those to f16; `want` itself when its blocks fit.
+DType fitting_block_format(DType want, int64_t cols);
 // Bytes of n elements; throws Error if n is not a whole number of blocks.
 size_t raw_bytes(DType t, int64_t n);
 
