@@ -9,6 +9,9 @@
 
 namespace pricer {
 
+inline constexpr const char* kHfEmbedding = "model.embed_tokens.weight";
+inline constexpr const char* kHfHead = "lm_head.weight";  // absent when tied to the embedding
+
 // "model.layers.<layer>." — what a layer's tensor names start with.
 inline std::string hf_layer_prefix(int64_t layer) { return "model.layers." + std::to_string(layer) + "."; }
 

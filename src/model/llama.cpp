@@ -175,7 +175,7 @@ LlamaModel LlamaModel::from_weights(const ModelConfig& cfg, std::map<std::string
     return w;
   };
   auto take_vector = [&](const std::string& name, int64_t n) { return vector_of(take(name), n, source, name); };
-  m.embed_ = take_matrix("model.embed_tokens.weight", cfg.vocab_size, cfg.dim);
+  m.embed_ = take_matrix(kHfEmbedding, cfg.vocab_size, cfg.dim);
   m.layers_.resize(cfg.n_layers);
   for (int64_t l = 0; l < cfg.n_layers; ++l) {
     LayerWeights& L = m.layers_[l];
@@ -193,9 +193,9 @@ LlamaModel LlamaModel::from_weights(const ModelConfig& cfg, std::map<std::string
   }
   m.norm_ = take_vector("model.norm.weight", cfg.dim);
   if (cfg.tied_embeddings) {
-    weights.erase("lm_head.weight");  // some checkpoints store the tied copy as well
+    weights.erase(kHfHead);  // some checkpoints store the tied copy as well
   } else {
-    m.head_ = take_matrix("lm_head.weight", cfg.vocab_size, cfg.dim);
+    m.head_ = take_matrix(kHfHead, cfg.vocab_size, cfg.dim);
   }
   for (const auto& [name, w] : weights) {
     // Older checkpoints carry the rotary table as a buffer; it is recomputed from the config.
@@ -361,8 +361,8 @@ void LlamaModel::enable_full_training() {
     require(w.dtype() == DType::F32,
             "full-parameter training needs f32 weights; " + name + " is " + std::string(dtype_name(w.dtype())));
   };
-  check(embed_, "model.embed_tokens.weight");
-  if (!cfg_.tied_embeddings) check(head_, "lm_head.weight");
+  check(embed_, kHfEmbedding);
+  if (!cfg_.tied_embeddings) check(head_, kHfHead);
   grads_.assign(cfg_.n_layers, {});
   for (int64_t l = 0; l < cfg_.n_layers; ++l) {
     const LayerWeights& L = layers_[l];
@@ -390,7 +390,7 @@ std::vector<Param> LlamaModel::trainable_params() {
     ps.push_back({std::move(name), v.data(), g.data(), static_cast<int64_t>(v.size()), decay});
   };
   if (full_) {
-    add("model.embed_tokens.weight", embed_.f32(), d_embed_, true);
+    add(kHfEmbedding, embed_.f32(), d_embed_, true);
     for (int64_t l = 0; l < cfg_.n_layers; ++l) {
       LayerWeights& L = layers_[l];
       LayerGrads& G = grads_[l];
@@ -407,7 +407,7 @@ std::vector<Param> LlamaModel::trainable_params() {
       add(pre + "post_attention_layernorm.weight", L.ffn_norm, G.ffn_norm, false);
     }
     add("model.norm.weight", norm_, d_norm_, false);
-    if (!cfg_.tied_embeddings) add("lm_head.weight", head_.f32(), d_head_, true);
+    if (!cfg_.tied_embeddings) add(kHfHead, head_.f32(), d_head_, true);
   } else {
     for (int64_t l = 0; has_lora() && l < cfg_.n_layers; ++l) {
       for (Proj p : kAllProj) {

@@ -27,12 +27,12 @@ Weight with_rows(const Weight& w, const std::vector<int32_t>& ids, const std::ve
 std::map<std::string, Weight> export_tensors(const LlamaModel& model, bool merge_lora) {
   const ModelConfig& c = model.config();
   std::map<std::string, Weight> out;
-  out["model.embed_tokens.weight"] = model.embedding();
-  if (!c.tied_embeddings) out["lm_head.weight"] = model.head();
+  out[kHfEmbedding] = model.embedding();
+  if (!c.tied_embeddings) out[kHfHead] = model.head();
   if (merge_lora && model.has_trainable_tokens()) {
     const TrainableTokens& t = model.trainable_tokens();
-    out["model.embed_tokens.weight"] = with_rows(model.embedding(), t.ids, t.embed);
-    if (!c.tied_embeddings) out["lm_head.weight"] = with_rows(model.head(), t.ids, t.head);
+    out[kHfEmbedding] = with_rows(model.embedding(), t.ids, t.embed);
+    if (!c.tied_embeddings) out[kHfHead] = with_rows(model.head(), t.ids, t.head);
   }
   out["model.norm.weight"] = vec(const_cast<LlamaModel&>(model).final_norm());
   auto be = make_cpu_backend();
