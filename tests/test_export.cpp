@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "cli_test_util.h"
+#include "core/atomic_file.h"
 #include "io/gguf.h"
 #include "io/model_file.h"
 #include "io/safetensors.h"
@@ -21,6 +22,7 @@
 #include "model/generate.h"
 #include "model/quant_mix.h"
 #include "quant/ggml_blocks.h"
+#include "retrieval/comparables.h"
 #include "test_io_util.h"
 #include "tiny_pricer_model.h"
 #include "tokenizer/tokenizer.h"
@@ -282,6 +284,7 @@ TEST_F(Export, GgufInEachDtypeReloadsWithTheSameLogits) {
                              {"bf16", 2e-2},
                              {"q8_0", 3e-2},
                              {"q6_k", 0.1},
+                             {"q5_k", 0.2},
                              {"q4_0", 0.5},
                              {"q4_k", 0.4}}) {
     SCOPED_TRACE(c.dtype);
@@ -304,26 +307,35 @@ TEST_F(Export, GgufInEachDtypeReloadsWithTheSameLogits) {
   }
 }
 
-TEST_F(Export, Q4KMPutsSixBitsOnTheHeadValueAndDownProjections) {
-  const fs::path out = dir_ / "m-q4_k_m.gguf";
-  const auto r = run_export("--model " + base() + " --out " + out.string() + " --dtype q4_k_m");
-  ASSERT_EQ(r.rc, 0) << r.out;
-  EXPECT_NE(r.out.find("q4_k_m"), std::string::npos) << r.out;
-  const GgufFile f = GgufFile::open(out.string());
-  // One layer: it is both the first and the last eighth, so its value and down projections are wide.
-  for (const char* t : {"output.weight", "blk.0.attn_v.weight", "blk.0.ffn_down.weight"})
-    EXPECT_EQ(f.find_tensor(t)->type, GgmlType::Q6_K) << t;
-  for (const char* t : {"token_embd.weight", "blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.0.attn_output.weight",
-                        "blk.0.ffn_gate.weight", "blk.0.ffn_up.weight"})
-    EXPECT_EQ(f.find_tensor(t)->type, GgmlType::Q4_K) << t;
-  EXPECT_EQ(f.find_tensor("blk.0.attn_norm.weight")->type, GgmlType::F32);
-  EXPECT_EQ(f.get_int("general.file_type"), 15);  // llama.cpp's LLAMA_FTYPE_MOSTLY_Q4_K_M
+TEST_F(Export, KMixesPutSixBitsOnTheHeadValueAndDownProjections) {
+  struct MixCase {
+    const char* dtype;
+    GgmlType base;
+    int64_t file_type;  // llama.cpp's LLAMA_FTYPE_MOSTLY_Q4_K_M, _Q5_K_M
+    double tolerance;  // as the base format throughout, or better
+  };
   LlamaModel src = load(base());
-  LlamaModel m = load(out.string());
-  const double err = relative_error(logits(m), logits(src));
-  EXPECT_GT(err, 0.0);
-  EXPECT_LE(err, 0.4);  // as q4_k throughout, or better
-  EXPECT_NE(run_export("--model " + base() + " --out " + (dir_ / "hf-mix").string() + " --dtype q4_k_m").rc, 0);
+  for (const MixCase& c : {MixCase{"q4_k_m", GgmlType::Q4_K, 15, 0.4}, {"q5_k_m", GgmlType::Q5_K, 17, 0.2}}) {
+    SCOPED_TRACE(c.dtype);
+    const fs::path out = dir_ / (std::string("m-") + c.dtype + ".gguf");
+    const auto r = run_export("--model " + base() + " --out " + out.string() + " --dtype " + c.dtype);
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_NE(r.out.find(c.dtype), std::string::npos) << r.out;
+    const GgufFile f = GgufFile::open(out.string());
+    // One layer: it is both the first and the last eighth, so its value and down projections are wide.
+    for (const char* t : {"output.weight", "blk.0.attn_v.weight", "blk.0.ffn_down.weight"})
+      EXPECT_EQ(f.find_tensor(t)->type, GgmlType::Q6_K) << t;
+    for (const char* t : {"token_embd.weight", "blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.0.attn_output.weight",
+                          "blk.0.ffn_gate.weight", "blk.0.ffn_up.weight"})
+      EXPECT_EQ(f.find_tensor(t)->type, c.base) << t;
+    EXPECT_EQ(f.find_tensor("blk.0.attn_norm.weight")->type, GgmlType::F32);
+    EXPECT_EQ(f.get_int("general.file_type"), c.file_type);
+    LlamaModel m = load(out.string());
+    const double err = relative_error(logits(m), logits(src));
+    EXPECT_GT(err, 0.0);
+    EXPECT_LE(err, c.tolerance);
+    EXPECT_NE(run_export("--model " + base() + " --out " + (dir_ / "hf-mix").string() + " --dtype " + c.dtype).rc, 0);
+  }
 }
 
 TEST(QuantMix, SixBitsWhereLlamaCppsQ4KMPutsThem) {
@@ -345,8 +357,14 @@ TEST(QuantMix, SixBitsWhereLlamaCppsQ4KMPutsThem) {
   EXPECT_EQ(fitting_block_format(DType::Q4_K, 512), DType::Q4_K);
   EXPECT_EQ(fitting_block_format(DType::Q4_K, 288), DType::Q4_0);
   EXPECT_EQ(fitting_block_format(DType::Q6_K, 288), DType::Q8_0);
+  EXPECT_EQ(fitting_block_format(DType::Q5_K, 288), DType::Q8_0);
   EXPECT_EQ(fitting_block_format(DType::Q4_K, 172), DType::F16);
   EXPECT_FALSE(quant_mix("q4_k").has_value());
+  // Q5_K_M: the same layers in 6 bits, 5-bit K-quants elsewhere.
+  const QuantMix five = *quant_mix("q5_k_m");
+  EXPECT_EQ(mixed_dtype(five, "model.layers.13.mlp.down_proj.weight", 16, true), DType::Q6_K);
+  EXPECT_EQ(mixed_dtype(five, "model.layers.12.mlp.down_proj.weight", 16, true), DType::Q5_K);
+  EXPECT_EQ(mixed_dtype(five, "model.layers.13.mlp.up_proj.weight", 16, true), DType::Q5_K);
 }
 
 TEST_F(Export, SafetensorsInEachDtypeReloadsWithTheSameLogitsAndTokenizer) {
@@ -412,6 +430,67 @@ TEST_F(Export, WithoutMergeTheAdapterIsWrittenBesideTheBase) {
   ASSERT_EQ(r.rc, 0) << r.out;
   LlamaModel h = load((dir_ / "split-hf").string(), (dir_ / "split-hf/adapter").string());
   EXPECT_LT(relative_error(logits(h), want), 1e-5);
+}
+
+// A model trained with comparables prices only with their index: an export elsewhere carries the
+// mark and the index, prices as the source does, and is refused where another index lies.
+TEST_F(Export, ComparablesIndexAndMarkTravelWithTheExport) {
+  const fs::path src = dir_ / "cmp-src", out = dir_ / "cmp-out";
+  fs::create_directories(src);
+  fs::create_directories(out);
+  {
+    ModelFile mf = load_model_file(base());
+    GgufExportOptions go;
+    go.extra = gguf_tokenizer_metadata(*make_trained_tokenizer(*bpe_), mf.config.vocab_size);
+    go.extra.push_back({retrieval::kComparablesKey, GgufValue::u32(3)});
+    save_gguf((src / "model.gguf").string(), mf.config, mf.tensors, go);
+    std::vector<std::string> docs;
+    std::vector<double> prices;
+    for (const auto& p : tiny::products(30, 5)) {
+      docs.push_back(p.text);
+      prices.push_back(p.price);
+    }
+    retrieval::ComparablesIndex(docs, prices, 3).save((src / retrieval::kComparablesFile).string());
+  }
+  const std::string text = tiny::products(1, 77)[0].text;
+  auto price = [&](const fs::path& model) {
+    return cli_test::run_cli("predict --model " + model.string() + " --base-dtype f32 --json '" + text + "'");
+  };
+  auto r =
+      run_export("--model " + (src / "model.gguf").string() + " --out " + (out / "m.gguf").string() + " --dtype f32");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("comparables index"), std::string::npos) << r.out;
+  EXPECT_EQ(GgufFile::open((out / "m.gguf").string()).get_int(retrieval::kComparablesKey), 3);
+  EXPECT_EQ(read_file(out / retrieval::kComparablesFile, 1 << 24),
+            read_file(src / retrieval::kComparablesFile, 1 << 24));
+  const auto want = price(src / "model.gguf"), got = price(out / "m.gguf");
+  ASSERT_EQ(want.rc, 0) << want.out;
+  ASSERT_EQ(got.rc, 0) << got.out;
+  // Both price through an index (the note names it, the export's own), to the same figures.
+  EXPECT_NE(got.out.find("comparables: " + (out / retrieval::kComparablesFile).string()), std::string::npos) << got.out;
+  EXPECT_EQ(got.out.substr(got.out.find('{')), want.out.substr(want.out.find('{')));
+  // A second export into the same directory shares the same index.
+  ASSERT_EQ(run_export("--model " + (src / "model.gguf").string() + " --out " + (out / "m-q8.gguf").string() +
+                       " --dtype q8_0")
+                .rc,
+            0);
+  // The mark without its index: the export could not price as the model does.
+  fs::remove(out / retrieval::kComparablesFile);
+  const auto lost = price(out / "m.gguf");
+  EXPECT_NE(lost.rc, 0);
+  EXPECT_NE(lost.out.find("comparables"), std::string::npos) << lost.out;
+  r = run_export("--model " + (out / "m.gguf").string() + " --out " + (dir_ / "cmp-lost.gguf").string());
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.out.find("is missing"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(dir_ / "cmp-lost.gguf"));
+  // Another index where the export's would go.
+  fs::create_directories(dir_ / "cmp-other");
+  retrieval::ComparablesIndex({"red steel kit", "blue steel kit"}, {1.0, 2.0}, 1)
+      .save((dir_ / "cmp-other" / retrieval::kComparablesFile).string());
+  r = run_export("--model " + (src / "model.gguf").string() + " --out " + (dir_ / "cmp-other/m.gguf").string());
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.out.find("another comparables index"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(dir_ / "cmp-other/m.gguf"));
 }
 
 TEST_F(Export, GgufCarriesTheTokenizerAndGeneratesAsTheSource) {

@@ -97,11 +97,12 @@ size_t ggml_block_bytes(DType t) {
     case DType::Q8_0: return 34;
     case DType::Q4_0: return 18;
     case DType::Q4_K: return 144;
+    case DType::Q5_K: return 176;
     case DType::Q6_K: return 210;
     default: return 0;
   }
 }
-int64_t ggml_block_size(DType t) { return t == DType::Q4_K || t == DType::Q6_K ? 256 : 32; }
+int64_t ggml_block_size(DType t) { return t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K ? 256 : 32; }
 
 // Random but well-formed block data: the f16 scales are small normal numbers, the rest random.
 std::vector<uint8_t> random_ggml_raw(DType t, int64_t rows, int64_t cols, std::mt19937& rng) {
@@ -121,6 +122,7 @@ std::vector<uint8_t> random_ggml_raw(DType t, int64_t rows, int64_t cols, std::m
       case DType::Q8_0:
       case DType::Q4_0: put_f16(blk, sc(rng)); break;
       case DType::Q4_K:
+      case DType::Q5_K:
         put_f16(blk, sc(rng));
         put_f16(blk + 2, sc(rng));
         break;
@@ -202,8 +204,7 @@ TEST_P(LinearFormat, ForwardAndBackwardInputMatchReference) {
 TEST_F(Backends, FusedGemvMatchesTheReferenceInEveryFormat) {
   std::mt19937 rng(21);
   int tested = 0;
-  for (DType t :
-       {DType::F32, DType::BF16, DType::F16, DType::NF4, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K}) {
+  for (DType t : pricer::kDTypes) {
     Weight W;
     if (!make_weight(t, 37, 256, rng, W)) continue;
     const Vec x = random_vec(256, rng);
@@ -236,7 +237,8 @@ TEST_F(Backends, LinearBackwardInputInTokenChunks) {
 
 INSTANTIATE_TEST_SUITE_P(AllFormats, LinearFormat,
                          ::testing::Combine(::testing::Values(DType::F32, DType::BF16, DType::F16, DType::NF4,
-                                                              DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K),
+                                                              DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q5_K,
+                                                              DType::Q6_K),
                                             ::testing::Values(DType::F32, DType::BF16)),
                          [](const auto& info) {
                            return std::string(pricer::dtype_name(std::get<0>(info.param))) + "_compute_" +

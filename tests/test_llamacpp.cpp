@@ -229,7 +229,9 @@ TEST_F(LlamaCpp, EveryExportFormatLoadsAndPredictsAsPricerReadsIt) {
                               {"q6_k", 0.25, true},
                               {"q4_0", 0.15, true},
                               {"q4_k", 0.35, true},
-                              {"q4_k_m", 0.35, true}}) {
+                              {"q5_k", 0.3, true},
+                              {"q4_k_m", 0.35, true},
+                              {"q5_k_m", 0.3, true}}) {
     SCOPED_TRACE(c.dtype);
     const fs::path out = dir_ / (std::string("m-") + c.dtype + ".gguf");
     const auto r = cli_test::run_cli("export -q --model " + base() + " --out " + out.string() + " --dtype " + c.dtype);

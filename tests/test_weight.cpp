@@ -54,7 +54,7 @@ double rel_rms(const std::vector<float>& x, const std::vector<float>& y) {
   return std::sqrt(e / s);
 }
 
-const DType kBlockTypes[] = {DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K};
+const DType kBlockTypes[] = {DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q5_K, DType::Q6_K};
 
 }  // namespace
 
@@ -127,8 +127,7 @@ TEST(Weight, F32Bf16F16RoundTrip) {
 TEST(Weight, DequantizeRowsIsTheMatchingSliceForEveryFormat) {
   const int64_t rows = 7, cols = 512;
   const auto x = gaussian(rows * cols, 4);
-  for (DType t :
-       {DType::F32, DType::BF16, DType::F16, DType::NF4, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K}) {
+  for (DType t : kDTypes) {
     const Weight w = Weight::from_f32(x.data(), rows, cols, t);
     const auto all = w.to_f32();
     for (int64_t r0 = 0; r0 < rows; ++r0)
@@ -213,6 +212,29 @@ TEST(Weight, HandBuiltQ4_KBlock) {
   EXPECT_EQ(y[32], 0.0f);  // sub-block 1: scale 0, min 0
 }
 
+TEST(Weight, HandBuiltQ5_KBlock) {
+  std::vector<uint8_t> b(176, 0);
+  put_f16(b, 0, 0x3C00);  // d = 1
+  put_f16(b, 2, 0x3800);  // dmin = 0.5
+  uint8_t* sc = b.data() + 4;
+  sc[0] = 2;  // sub-block 0: scale 2
+  sc[4] = 3;  // sub-block 0: min 3
+  sc[3] = 1;  // sub-block 3 (elements 96..127, high nibbles of the second 32 bytes): scale 1
+  sc[7] = 4;  // sub-block 3: min 4
+  uint8_t* qh = b.data() + 16;
+  uint8_t* ql = b.data() + 48;
+  ql[0] = 0x05;  // element 0: low bits 5
+  qh[0] = 1;  // element 0: fifth bit (bit 0 of qh[0]) -> level 21: 2*21 - 0.5*3 = 40.5
+  ql[32 + 2] = 0x70;  // element 96 + 2: low bits 7 in the high nibble
+  qh[2] = 1 << 3;  // element 98: fifth bit (bit 3: sub-block 3) -> level 23: 23 - 2 = 21
+  const auto y = Weight::from_raw(DType::Q5_K, 1, 256, b).to_f32();
+  EXPECT_EQ(y[0], 40.5f);
+  EXPECT_EQ(y[1], -1.5f);  // level 0 in sub-block 0
+  EXPECT_EQ(y[98], 21.0f);
+  EXPECT_EQ(y[97], -2.0f);
+  EXPECT_EQ(y[66], 0.0f);  // sub-block 2: scale 0, min 0, and qh[2]'s bit 3 is not its bit
+}
+
 TEST(Weight, HandBuiltQ6_KBlock) {
   std::vector<uint8_t> b(210, 0);
   uint8_t* ql = b.data();
@@ -258,7 +280,8 @@ TEST(Weight, BlockQuantizationErrorBounds) {
   // All formats: the zero region stays exactly zero and the overall error is what each format's
   // bit width allows.
   const std::pair<DType, double> limits[] = {{DType::F16, 1e-3},  {DType::BF16, 4e-3}, {DType::Q8_0, 0.01},
-                                             {DType::Q6_K, 0.03}, {DType::Q4_K, 0.12}, {DType::Q4_0, 0.15}};
+                                             {DType::Q6_K, 0.03}, {DType::Q5_K, 0.06}, {DType::Q4_K, 0.12},
+                                             {DType::Q4_0, 0.15}};
   for (const auto& [t, lim] : limits) {
     const auto y = Weight::from_f32(x.data(), rows, cols, t).to_f32();
     EXPECT_LT(rel_rms(x, y), lim) << dtype_name(t);
@@ -280,20 +303,20 @@ TEST(Weight, RequantizingDequantizedBlocksReproducesTheBytes) {
 }
 
 TEST(Weight, KQuantsPickTheNearestLevelOfTheStoredScales) {
-  // Given the scales each block stores, Q4_K and Q6_K quantization must choose, per element, the
+  // Given the scales each block stores, K-quant quantization must choose, per element, the
   // representable level closest to it (the levels are decoded here independently).
   const int64_t n = 256 * 12;
   auto x = gaussian(n, 6);
   for (int64_t i = 0; i < n; i += 97) x[i] *= 8.0f;
-  for (DType t : {DType::Q4_K, DType::Q6_K}) {
+  for (DType t : {DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
     const Weight w = Weight::from_f32(x.data(), 1, n, t);
     const auto y = w.to_f32();
     const auto& raw = w.raw();
     for (int64_t b = 0; b < n / 256; ++b) {
-      const uint8_t* blk = raw.data() + b * (t == DType::Q4_K ? 144 : 210);
+      const uint8_t* blk = raw.data() + b * block_layout(t).bytes;
       for (int i = 0; i < 256; ++i) {
         float best = INFINITY;
-        if (t == DType::Q4_K) {
+        if (t != DType::Q6_K) {
           uint16_t hd, hm;
           std::memcpy(&hd, blk, 2);
           std::memcpy(&hm, blk + 2, 2);
@@ -302,7 +325,8 @@ TEST(Weight, KQuantsPickTheNearestLevelOfTheStoredScales) {
           const int sc = j < 4 ? s[j] & 63 : (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
           const int m = j < 4 ? s[j + 4] & 63 : (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
           const float d = f16_to_f32(hd) * sc, dm = f16_to_f32(hm) * m;
-          for (int q = 0; q < 16; ++q) best = std::min(best, std::fabs(x[b * 256 + i] - (d * q - dm)));
+          const int levels = t == DType::Q4_K ? 16 : 32;
+          for (int q = 0; q < levels; ++q) best = std::min(best, std::fabs(x[b * 256 + i] - (d * q - dm)));
         } else {
           uint16_t hd;
           std::memcpy(&hd, blk + 208, 2);
@@ -327,7 +351,7 @@ TEST(Weight, FastDequantizersEqualTheirScalarReferences) {
     if (t != DType::F16 && t != DType::BF16) {
       // Random but finite scales, as from_raw admits.
       for (int64_t b = 0; b < nblocks; ++b) {
-        const int offs[2] = {t == DType::Q6_K ? 208 : 0, t == DType::Q4_K ? 2 : -1};
+        const int offs[2] = {t == DType::Q6_K ? 208 : 0, t == DType::Q4_K || t == DType::Q5_K ? 2 : -1};
         for (int o : offs)
           if (o >= 0) put_f16(raw, b * L.bytes + o, static_cast<uint16_t>(0x2000 + rng() % 0x3000 + (rng() & 0x8000)));
       }

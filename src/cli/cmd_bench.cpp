@@ -1,7 +1,8 @@
 // `pricer bench train|forward|serve`: one LoRA training step (forward + backward + AdamW) or prompt
 // processing on a Llama-shaped model with random weights, printed as one JSON line. The default
 // shape is Llama-3.2-1B's; the weights are generated tensor by tensor directly in the base format,
-// so the benchmark's own set-up never holds an f32 copy of the model.
+// so the benchmark's own set-up never holds an f32 copy of the model. `bench model` writes that
+// model as a GGUF file, for measuring other runtimes (llama.cpp) on the very same weights.
 #include <sys/resource.h>
 #include <time.h>
 
@@ -13,12 +14,16 @@
 #include <string>
 
 #include "cli/command.h"
+#include "core/error.h"
 #include "core/random.h"
 #include "core/threads.h"
+#include "io/model_file.h"
 #include "kernels/backend.h"
 #include "model/hf_names.h"
 #include "model/llama.h"
 #include "serve/load.h"
+#include "tokenizer/train_bpe.h"
+#include "tokenizer/vocab_export.h"
 #include "train/optimizer.h"
 
 namespace pricer::cli {
@@ -28,6 +33,7 @@ struct BenchOptions {
   int64_t dim = 2048, layers = 16, heads = 32, kv_heads = 8, ffn = 8192, vocab = 128256;
   int64_t batch = 2, seq = 128, loss_tokens = 3, rank = 16;
   std::string base_dtype = "nf4", embed_dtype = "bf16", backend = "cpu", targets = "all", compute = "bf16";
+  std::string out, tokenizer;  // `bench model`: the GGUF file to write, and the vocab it embeds
   int steps = 3, warmup = 1;
   bool checkpoint = false;
   uint64_t seed = 1;
@@ -79,7 +85,7 @@ Weight random_weight(int64_t rows, int64_t cols, DType dtype, uint64_t seed) {
   return Weight::from_f32(f.data(), rows, cols, dtype);
 }
 
-LlamaModel build_model(const BenchOptions& o) {
+ModelConfig bench_config(const BenchOptions& o) {
   ModelConfig cfg;
   cfg.vocab_size = o.vocab;
   cfg.dim = o.dim;
@@ -93,6 +99,10 @@ LlamaModel build_model(const BenchOptions& o) {
   cfg.rope_scaling = {32.0f, 1.0f, 4.0f, 8192};
   cfg.tied_embeddings = true;
   cfg.validate("bench model");
+  return cfg;
+}
+
+std::map<std::string, Weight> random_tensors(const BenchOptions& o, const ModelConfig& cfg) {
   const DType base = dtype_from_name(o.base_dtype), embed = dtype_from_name(o.embed_dtype);
   std::map<std::string, Weight> w;
   uint64_t seed = o.seed;
@@ -112,7 +122,27 @@ LlamaModel build_model(const BenchOptions& o) {
     w[p + "mlp.down_proj.weight"] = random_weight(cfg.dim, cfg.ffn_dim, base, ++seed);
   }
   w["model.norm.weight"] = Weight::from_f32(ones.data(), 1, cfg.dim, DType::F32);
-  return LlamaModel::from_weights(cfg, std::move(w), "bench model");
+  return w;
+}
+
+LlamaModel build_model(const BenchOptions& o) {
+  const ModelConfig cfg = bench_config(o);
+  return LlamaModel::from_weights(cfg, random_tensors(o, cfg), "bench model");
+}
+
+// `bench model`: the benchmark's random model as a GGUF file with a vocab (the one given, or the
+// smallest trained one: bytes, the numbers 0-999, BOS and EOS) padded to the model's rows.
+int run_bench_model(const BenchOptions& o) {
+  require(!o.out.empty(), "bench model: --out is required");
+  const ModelConfig cfg = bench_config(o);
+  std::unique_ptr<Tokenizer> tok =
+      o.tokenizer.empty() ? make_trained_tokenizer(train_bpe({})) : load_tokenizer(o.tokenizer);
+  GgufExportOptions go;
+  go.name = "random " + std::to_string(cfg.n_layers) + "-layer llama (pricer bench)";
+  go.extra = gguf_tokenizer_metadata(*tok, cfg.vocab_size);
+  save_gguf(o.out, cfg, random_tensors(o, cfg), go);
+  std::printf("%s\n", nlohmann::json({{"bench", "model"}, {"out", o.out}, {"dtype", o.base_dtype}}).dump().c_str());
+  return 0;
 }
 
 Batch random_batch(const BenchOptions& o) {
@@ -243,29 +273,35 @@ int run_bench(const std::string& what, const BenchOptions& o) {
   return 0;
 }
 
-void add_options(CLI::App& sub, BenchOptions& o) {
+// The model: its shape, formats and seed.
+void add_shape_options(CLI::App& sub, BenchOptions& o) {
   sub.add_option("--dim", o.dim, "Hidden size")->capture_default_str();
   sub.add_option("--layers", o.layers, "Decoder layers")->capture_default_str();
   sub.add_option("--heads", o.heads, "Attention heads")->capture_default_str();
   sub.add_option("--kv-heads", o.kv_heads, "Key/value heads (GQA)")->capture_default_str();
   sub.add_option("--ffn", o.ffn, "MLP intermediate size")->capture_default_str();
   sub.add_option("--vocab", o.vocab, "Vocabulary size")->capture_default_str();
+  sub.add_option("--dtype,--base-dtype", o.base_dtype,
+                 "Base projection format: nf4, bf16, f16, f32, q8_0, q4_0, q4_k, q5_k, q6_k")
+      ->capture_default_str();
+  sub.add_option("--embed-dtype", o.embed_dtype, "Embedding / tied head format")->capture_default_str();
+  sub.add_option("--seed", o.seed, "Weights and batch seed")->capture_default_str();
+}
+
+void add_options(CLI::App& sub, BenchOptions& o) {
+  add_shape_options(sub, o);
   sub.add_option("--batch", o.batch, "Sequences per step")->capture_default_str();
   sub.add_option("--seq", o.seq, "Tokens per sequence")->capture_default_str();
   sub.add_option("--loss-tokens", o.loss_tokens, "Completion tokens per sequence (loss positions)")
       ->capture_default_str();
   sub.add_option("--rank", o.rank, "LoRA rank (alpha = 2 x rank)")->capture_default_str();
   sub.add_option("--targets", o.targets, "LoRA target projections")->capture_default_str();
-  sub.add_option("--dtype,--base-dtype", o.base_dtype, "Base projection format: nf4, bf16, f32, q8_0, q4_0")
-      ->capture_default_str();
-  sub.add_option("--embed-dtype", o.embed_dtype, "Embedding / tied head format")->capture_default_str();
   sub.add_option("--compute", o.compute, "Precision of the base linears: bf16 (operands in bf16, f32 sums) or f32")
       ->capture_default_str();
   sub.add_option("--backend", o.backend, "cpu or reference")->capture_default_str();
   sub.add_option("--steps", o.steps, "Timed steps (the median is reported)")->capture_default_str();
   sub.add_option("--warmup", o.warmup, "Untimed steps first")->capture_default_str();
   sub.add_flag("--checkpoint", o.checkpoint, "Recompute each layer in backward");
-  sub.add_option("--seed", o.seed, "Weights and batch seed")->capture_default_str();
 }
 
 // `bench serve`: the server under load, one JSON line per measurement.
@@ -313,7 +349,15 @@ Registrar reg{
         add_options(*s, *o);
         s->callback([what, name] { *what = name; });
       }
-      return [o, so, what]() { return *what == "serve" ? run_bench_serve(*so) : run_bench(*what, *o); };
+      CLI::App* m = sub.add_subcommand("model", "Write the benchmark's random model as a GGUF file (for llama.cpp)");
+      add_shape_options(*m, *o);
+      m->add_option("-o,--out", o->out, "GGUF file to write")->required();
+      m->add_option("--tokenizer", o->tokenizer, "Vocab to embed (default: bytes, numbers 0-999, BOS, EOS)");
+      m->callback([what] { *what = "model"; });
+      return [o, so, what]() {
+        if (*what == "serve") return run_bench_serve(*so);
+        return *what == "model" ? run_bench_model(*o) : run_bench(*what, *o);
+      };
     }};
 
 }  // namespace

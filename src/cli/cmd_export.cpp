@@ -3,6 +3,7 @@
 // (config.json, model.safetensors, tokenizer.json), in the weight format asked for.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -19,6 +20,7 @@
 #include "model/model_export.h"
 #include "model/quant_mix.h"
 #include "quant/ggml_blocks.h"
+#include "retrieval/comparables.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/vocab_export.h"
 #include "train/adapter_io.h"
@@ -33,7 +35,7 @@ struct Options {
   bool merge = false, quiet = false;
 };
 
-constexpr const char* kGgufDtypes[] = {"f32", "bf16", "f16", "q8_0", "q4_0", "q4_k", "q6_k"};
+constexpr const char* kGgufDtypes[] = {"f32", "bf16", "f16", "q8_0", "q4_0", "q4_k", "q5_k", "q6_k"};
 constexpr const char* kSafetensorsDtypes[] = {"f32", "bf16", "f16"};
 
 std::string resolve_format(const Options& o) {
@@ -61,7 +63,7 @@ std::optional<DType> resolve_dtype(const std::string& name, const std::string& f
     return false;
   };
   const bool ok = format == "gguf" ? check(kGgufDtypes) : check(kSafetensorsDtypes);
-  if (format == "gguf") allowed += ", q4_k_m";
+  if (format == "gguf") allowed += ", q4_k_m, q5_k_m";
   require(ok, "--dtype '" + name + "' cannot be written as " + format + " (choose " + allowed + ")");
   return dtype_from_name(name);
 }
@@ -143,6 +145,7 @@ std::optional<uint32_t> llama_file_type(DType t) {
     case DType::Q4_0: return 2;
     case DType::Q8_0: return 7;
     case DType::Q4_K: return 14;  // Q4_K_S: q4_k throughout
+    case DType::Q5_K: return 16;  // Q5_K_S
     case DType::Q6_K: return 18;
     case DType::BF16: return 32;
     default: return std::nullopt;
@@ -214,8 +217,50 @@ int64_t plan_tensor_dtypes(const std::map<std::string, Weight>& tensors, const M
   return total;
 }
 
+// A model or adapter trained with comparables prices only with their index: the export keeps the
+// mark (GGUF metadata) and the index beside itself, so that it prices as its source does.
+struct ComparablesCarry {
+  std::string from, to;  // the source's index and where the export's goes
+  int k = 0;
+};
+
+// Comparables indexes are read whole to compare or copy them; one over this is no index of ours.
+constexpr std::size_t kMaxIndexBytes = std::size_t{1} << 30;
+
+// Fails before anything is written when the source is marked but its index is lost, or another
+// index already lies where the export's would go.
+std::optional<ComparablesCarry> plan_comparables(const Options& o, const ModelFile& mf, const std::string& format) {
+  const bool adapter_beside = !o.adapter.empty() && !o.merge;
+  const std::string from = retrieval::comparables_beside(o.adapter.empty() ? o.model : o.adapter);
+  if (!fs::exists(from)) {
+    const bool marked =
+        o.adapter.empty() && std::any_of(mf.gguf_metadata.begin(), mf.gguf_metadata.end(),
+                                         [](const GgufKV& kv) { return kv.key == retrieval::kComparablesKey; });
+    require(!marked, o.model + ": trained with comparables in its prompts, and their index " + from +
+                         " is missing: the export could not price as the model does");
+    return std::nullopt;
+  }
+  const fs::path out(o.out);
+  const fs::path dir = format == "gguf" ? out.parent_path() : adapter_beside ? out / "adapter" : out;
+  ComparablesCarry c{from, (dir / retrieval::kComparablesFile).string(), retrieval::ComparablesIndex::load(from).k()};
+  require(!fs::exists(c.to) || fs::equivalent(c.to, c.from) ||
+              read_file(c.to, kMaxIndexBytes) == read_file(c.from, kMaxIndexBytes),
+          c.to + " holds another comparables index; export to another directory (the index of " + o.model +
+              " has to lie beside its export)");
+  return c;
+}
+
+std::string copy_comparables(const ComparablesCarry& c) {
+  if (!fs::exists(c.to)) {
+    fs::create_directories(fs::path(c.to).parent_path());
+    write_file_atomic(c.to, read_file(c.from, kMaxIndexBytes));
+  }
+  return "; comparables index " + c.to;
+}
+
 void write_gguf(const Options& o, const ModelConfig& cfg, const std::map<std::string, Weight>& tensors,
-                const Tokenizer& tok, const WeightFormat& wf, const TensorWriteOptions& write) {
+                const Tokenizer& tok, const WeightFormat& wf, const TensorWriteOptions& write,
+                const std::optional<ComparablesCarry>& comparables) {
   GgufExportOptions go;
   go.name = o.name.empty() ? fs::path(o.model).filename().replace_extension().string() : o.name;
   go.extra = gguf_tokenizer_metadata(tok, cfg.vocab_size);
@@ -223,6 +268,8 @@ void write_gguf(const Options& o, const ModelConfig& cfg, const std::map<std::st
                                      : wf.dtype ? llama_file_type(*wf.dtype)
                                                 : std::nullopt;
   if (ft) go.extra.push_back({"general.file_type", GgufValue::u32(*ft)});
+  if (comparables)
+    go.extra.push_back({retrieval::kComparablesKey, GgufValue::u32(static_cast<uint32_t>(comparables->k))});
   go.write = write;
   save_gguf(o.out, cfg, tensors, go);
 }
@@ -280,6 +327,7 @@ int run(const Options& o) {
   const std::unique_ptr<Tokenizer> tok = open_tokenizer(o, mf);
   const ModelConfig cfg = mf.config;
   check_tokenizer(tok.get(), cfg, format, o);
+  const std::optional<ComparablesCarry> comparables = plan_comparables(o, mf, format);
 
   std::optional<LlamaModel> model;
   const std::map<std::string, Weight> tensors = tensors_to_export(o, mf, cfg, model);
@@ -293,7 +341,7 @@ int run(const Options& o) {
   write.on_written = [&progress](uint64_t b) { progress.add(b); };
   std::string tokenizer_note = "no tokenizer";
   if (format == "gguf") {
-    write_gguf(o, cfg, tensors, *tok, wf, write);
+    write_gguf(o, cfg, tensors, *tok, wf, write, comparables);
     tokenizer_note = "tokenizer embedded";
   } else {
     save_hf_dir(o.out, cfg, tensors, DType::F32, write);
@@ -302,8 +350,10 @@ int run(const Options& o) {
   progress.finish();
 
   const std::string adapter_note = write_adapter(o, format, model);
-  std::printf("%s: %s, %s, %zu tensors, %s, %s%s\n", o.out.c_str(), format.c_str(), wf.label().c_str(), tensors.size(),
-              human_bytes(static_cast<uint64_t>(total)).c_str(), tokenizer_note.c_str(), adapter_note.c_str());
+  const std::string comparables_note = comparables ? copy_comparables(*comparables) : "";
+  std::printf("%s: %s, %s, %zu tensors, %s, %s%s%s\n", o.out.c_str(), format.c_str(), wf.label().c_str(),
+              tensors.size(), human_bytes(static_cast<uint64_t>(total)).c_str(), tokenizer_note.c_str(),
+              adapter_note.c_str(), comparables_note.c_str());
   return 0;
 }
 
@@ -323,10 +373,11 @@ Registrar reg{
       sub.add_option("-o,--out", o->out, "Output: a .gguf file, or a directory for safetensors");
       sub.add_option("--format", o->format, "gguf or safetensors (default: gguf for a .gguf name, else safetensors)");
       sub.add_option("--dtype", o->dtype,
-                     "Weight format: auto (as stored), f32, bf16, f16, q8_0, q4_0, q4_k, q6_k, or q4_k_m (q4_k with "
-                     "q6_k for the head and some value and down projections, as llama.cpp's Q4_K_M; for phones) "
-                     "(GGUF); auto, f32, bf16, f16 (safetensors). Norms stay f32 in GGUF; a matrix whose rows "
-                     "are not whole blocks falls back to plain blocks (q4_k to q4_0, q6_k to q8_0) or f16")
+                     "Weight format: auto (as stored), f32, bf16, f16, q8_0, q4_0, q4_k, q5_k, q6_k, q4_k_m or "
+                     "q5_k_m (q4_k or q5_k with q6_k for the head and some value and down projections, as "
+                     "llama.cpp's Q4_K_M and Q5_K_M; for phones) (GGUF); auto, f32, bf16, f16 (safetensors). "
+                     "Norms stay f32 in GGUF; a matrix whose rows are not whole blocks falls back to plain "
+                     "blocks (q4_k to q4_0, q5_k and q6_k to q8_0) or f16")
           ->capture_default_str();
       sub.add_option("--name", o->name, "general.name of a GGUF export (default: the model's file name)");
       sub.add_flag("-q,--quiet", o->quiet, "No progress bar");

@@ -212,6 +212,7 @@ std::optional<DType> ggml_to_dtype(GgmlType t) {
     case GgmlType::Q8_0: return DType::Q8_0;
     case GgmlType::Q4_0: return DType::Q4_0;
     case GgmlType::Q4_K: return DType::Q4_K;
+    case GgmlType::Q5_K: return DType::Q5_K;
     case GgmlType::Q6_K: return DType::Q6_K;
     case GgmlType::I32:
     case GgmlType::I64:
@@ -228,6 +229,7 @@ GgmlType dtype_to_ggml(DType t) {
     case DType::Q8_0: return GgmlType::Q8_0;
     case DType::Q4_0: return GgmlType::Q4_0;
     case DType::Q4_K: return GgmlType::Q4_K;
+    case DType::Q5_K: return GgmlType::Q5_K;
     case DType::Q6_K: return GgmlType::Q6_K;
     case DType::NF4: break;
   }

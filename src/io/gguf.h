@@ -48,6 +48,7 @@ enum class GgmlType : uint32_t {
   Q4_0 = 2,
   Q8_0 = 8,
   Q4_K = 12,
+  Q5_K = 13,
   Q6_K = 14,
   I32 = 26,
   I64 = 27,

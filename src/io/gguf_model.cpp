@@ -288,7 +288,7 @@ bool any_block_quantized(const std::map<std::string, Weight>& tensors, const Ggu
   bool quantized = false;
   for (const auto& [name, t] : tensors) {
     const DType d = export_format(name, t, opt);
-    quantized |= d == DType::Q8_0 || d == DType::Q4_0 || d == DType::Q4_K || d == DType::Q6_K;
+    quantized |= is_ggml_quant(d);
   }
   return quantized;
 }

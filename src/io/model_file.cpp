@@ -72,8 +72,7 @@ bool is_vector(const std::string& name) { return name.ends_with("norm.weight") |
 // (its input sizes) decide which formats can hold them all.
 std::string dtypes_fitting(const ModelConfig& c) {
   std::string out;
-  for (DType t :
-       {DType::NF4, DType::BF16, DType::F16, DType::F32, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K}) {
+  for (DType t : kDTypes) {
     const int64_t block = t == DType::NF4 || t == DType::F32 ? 1 : block_layout(t).elems;
     if (c.dim % block != 0 || c.ffn_dim % block != 0 || (c.n_heads * c.head_dim) % block != 0) continue;
     out += (out.empty() ? "" : ", ") + std::string(dtype_name(t));

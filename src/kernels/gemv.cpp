@@ -141,7 +141,7 @@ void fused_gemv(const Weight& W, const float* x, float* y, float beta) {
   {
     // The K-quant formats (super-blocks of 256) go through a one-row buffer that stays in L1.
     std::vector<float> row_buf;
-    if (dt == DType::Q4_K || dt == DType::Q6_K) row_buf.resize(static_cast<size_t>(in));
+    if (dt == DType::Q4_K || dt == DType::Q5_K || dt == DType::Q6_K) row_buf.resize(static_cast<size_t>(in));
 #pragma omp for schedule(static)
     for (int64_t o = 0; o < out; ++o) {
       float s = 0;

@@ -15,6 +15,7 @@ bool more_bits(int64_t layer, int64_t n_layers) {
 
 std::optional<QuantMix> quant_mix(const std::string& name) {
   if (name == "q4_k_m") return QuantMix{"q4_k_m", DType::Q4_K, DType::Q6_K, 15};
+  if (name == "q5_k_m") return QuantMix{"q5_k_m", DType::Q5_K, DType::Q6_K, 17};
   return std::nullopt;
 }
 

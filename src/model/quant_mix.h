@@ -1,8 +1,8 @@
 #pragma once
 // Mixed weight formats as llama.cpp's quantizer makes them, for exports a phone runs: most
-// matrices in a 4-bit K-quant and the ones the output is most sensitive to in 6 bits: the head
-// (the embedding when the two are tied) and the value and down projections of the first and last
-// eighth of the layers and of every third layer between (llama.cpp's Q4_K_M).
+// matrices in a 4- or 5-bit K-quant and the ones the output is most sensitive to in 6 bits: the
+// head (the embedding when the two are tied) and the value and down projections of the first and
+// last eighth of the layers and of every third layer between (llama.cpp's Q4_K_M and Q5_K_M).
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -12,7 +12,7 @@
 namespace pricer {
 
 struct QuantMix {
-  const char* name;  // as --dtype spells it: "q4_k_m"
+  const char* name;  // as --dtype spells it: "q4_k_m", "q5_k_m"
   DType base;  // most matrices
   DType wide;  // the sensitive ones
   uint32_t file_type;  // llama.cpp's general.file_type (llama_ftype) for the mix

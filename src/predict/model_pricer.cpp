@@ -31,12 +31,9 @@ constexpr int64_t kPromptTail = 16;
 // adapter.gguf carries no such mark.)
 std::string find_comparables(const ModelPricerOptions& opt, const ModelFile& mf) {
   namespace fs = std::filesystem;
-  const auto beside = [](const std::string& p) {
-    const fs::path dir = fs::is_directory(p) ? fs::path(p) : fs::path(p).parent_path();
-    return (dir / retrieval::kComparablesFile).string();
-  };
   const std::string trained = opt.adapter.empty() ? opt.model : opt.adapter;
-  if (fs::exists(beside(trained))) return beside(trained);
+  const std::string index = retrieval::comparables_beside(trained);
+  if (fs::exists(index)) return index;
   bool marked = false;
   if (opt.adapter.empty()) {
     marked = std::any_of(mf.gguf_metadata.begin(), mf.gguf_metadata.end(),
@@ -47,7 +44,7 @@ std::string find_comparables(const ModelPricerOptions& opt, const ModelFile& mf)
     marked = gguf.extension() == ".gguf" && fs::exists(gguf) &&
              GgufFile::open(gguf.string()).has(retrieval::kComparablesKey);
   }
-  require(!marked, trained + ": trained with comparables in its prompts, and their index " + beside(trained) +
+  require(!marked, trained + ": trained with comparables in its prompts, and their index " + index +
                        " is missing (copy it beside the " + (opt.adapter.empty() ? "model)" : "adapter)"));
   return {};
 }

@@ -14,7 +14,7 @@ namespace pricer {
 
 namespace {
 
-constexpr int64_t kQ8_0Bytes = 34, kQ4_0Bytes = 18, kQ4_KBytes = 144, kQ6_KBytes = 210;
+constexpr int64_t kQ8_0Bytes = 34, kQ4_0Bytes = 18, kQ4_KBytes = 144, kQ5_KBytes = 176, kQ6_KBytes = 210;
 
 inline float load_f16(const uint8_t* p) {
   uint16_t h;
@@ -142,51 +142,76 @@ float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, ui
   return scale;
 }
 
-void quantize_q4_k(const float* x, uint8_t* y, int64_t nb) {
-  uint8_t L[kQK_K], Laux[32];
+// The shared half of ggml's Q4_K and Q5_K quantizers: each 32-element sub-block's scale and min
+// (levels 0..nmax) as 6-bit codes under the f16 super-scales d and dmin (y[0..16)), and the levels
+// L of the 256 elements requantized against the scales as stored, which is what dequantization sees.
+void k_scales_and_levels(const float* x, uint8_t* y, int nmax, float rmin, int nstep, uint8_t* L) {
+  uint8_t Laux[32];
   float weights[32], mins[kQK_K / 32], scales[kQK_K / 32];
+  float max_scale = 0, max_min = 0;
+  for (int64_t j = 0; j < kQK_K / 32; ++j) {
+    float sum_x2 = 0;
+    for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
+    const float av_x = std::sqrt(sum_x2 / 32);
+    for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
+    scales[j] = make_qkx2_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin, 0.1f, nstep);
+    max_scale = std::max(max_scale, scales[j]);
+    max_min = std::max(max_min, mins[j]);
+  }
+  uint8_t* sc = y + 4;
+  std::memset(sc, 0, 12);
+  const float inv_scale = max_scale > 0 ? 63.0f / max_scale : 0.0f;
+  const float inv_min = max_min > 0 ? 63.0f / max_min : 0.0f;
+  for (int j = 0; j < kQK_K / 32; ++j) {
+    const uint8_t ls = static_cast<uint8_t>(std::min(63, nearest_int(inv_scale * scales[j])));
+    const uint8_t lm = static_cast<uint8_t>(std::min(63, nearest_int(inv_min * mins[j])));
+    if (j < 4) {
+      sc[j] = ls;
+      sc[j + 4] = lm;
+    } else {
+      sc[j + 4] = static_cast<uint8_t>((ls & 0xF) | ((lm & 0xF) << 4));
+      sc[j - 4] |= static_cast<uint8_t>((ls >> 4) << 6);
+      sc[j] |= static_cast<uint8_t>((lm >> 4) << 6);
+    }
+  }
+  store_f16(y, max_scale / 63.0f);
+  store_f16(y + 2, max_min / 63.0f);
+  for (int j = 0; j < kQK_K / 32; ++j) {
+    uint8_t s, m;
+    scale_min_k4(j, sc, s, m);
+    const float d = load_f16(y) * s;
+    if (d == 0.0f) continue;
+    const float dm = load_f16(y + 2) * m;
+    for (int ii = 0; ii < 32; ++ii)
+      L[32 * j + ii] = static_cast<uint8_t>(std::clamp(nearest_int((x[32 * j + ii] + dm) / d), 0, nmax));
+  }
+}
+
+void quantize_q4_k(const float* x, uint8_t* y, int64_t nb) {
+  uint8_t L[kQK_K];
   for (int64_t i = 0; i < nb; ++i, x += kQK_K, y += kQ4_KBytes) {
-    float max_scale = 0, max_min = 0;
-    for (int64_t j = 0; j < kQK_K / 32; ++j) {
-      float sum_x2 = 0;
-      for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
-      const float av_x = std::sqrt(sum_x2 / 32);
-      for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
-      scales[j] = make_qkx2_quants(32, 15, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -1.0f, 0.1f, 20);
-      max_scale = std::max(max_scale, scales[j]);
-      max_min = std::max(max_min, mins[j]);
-    }
-    uint8_t* sc = y + 4;
-    std::memset(sc, 0, 12);
-    const float inv_scale = max_scale > 0 ? 63.0f / max_scale : 0.0f;
-    const float inv_min = max_min > 0 ? 63.0f / max_min : 0.0f;
-    for (int j = 0; j < kQK_K / 32; ++j) {
-      const uint8_t ls = static_cast<uint8_t>(std::min(63, nearest_int(inv_scale * scales[j])));
-      const uint8_t lm = static_cast<uint8_t>(std::min(63, nearest_int(inv_min * mins[j])));
-      if (j < 4) {
-        sc[j] = ls;
-        sc[j + 4] = lm;
-      } else {
-        sc[j + 4] = static_cast<uint8_t>((ls & 0xF) | ((lm & 0xF) << 4));
-        sc[j - 4] |= static_cast<uint8_t>((ls >> 4) << 6);
-        sc[j] |= static_cast<uint8_t>((lm >> 4) << 6);
-      }
-    }
-    store_f16(y, max_scale / 63.0f);
-    store_f16(y + 2, max_min / 63.0f);
-    // Requantize against the scales as stored (f16 and 6-bit), which is what dequantization sees.
-    for (int j = 0; j < kQK_K / 32; ++j) {
-      uint8_t s, m;
-      scale_min_k4(j, sc, s, m);
-      const float d = load_f16(y) * s;
-      if (d == 0.0f) continue;
-      const float dm = load_f16(y + 2) * m;
-      for (int ii = 0; ii < 32; ++ii)
-        L[32 * j + ii] = static_cast<uint8_t>(std::clamp(nearest_int((x[32 * j + ii] + dm) / d), 0, 15));
-    }
+    k_scales_and_levels(x, y, 15, -1.0f, 20, L);
     uint8_t* q = y + 16;
     for (int j = 0; j < kQK_K; j += 64, q += 32)
       for (int l = 0; l < 32; ++l) q[l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 4));
+  }
+}
+
+// Q5_K: as Q4_K with levels 0..31, the fifth bit of element 64*k + l (and 64*k + 32 + l) in bit
+// 2k (2k + 1) of qh[l].
+void quantize_q5_k(const float* x, uint8_t* y, int64_t nb) {
+  uint8_t L[kQK_K];
+  for (int64_t i = 0; i < nb; ++i, x += kQK_K, y += kQ5_KBytes) {
+    k_scales_and_levels(x, y, 31, -0.5f, 15, L);
+    uint8_t* qh = y + 16;
+    uint8_t* ql = y + 48;
+    std::memset(qh, 0, 32);
+    for (int n = 0, bit = 0; n < kQK_K; n += 64, bit += 2, ql += 32)
+      for (int j = 0; j < 32; ++j) {
+        const int l1 = L[n + j], l2 = L[n + j + 32];
+        qh[j] |= static_cast<uint8_t>(((l1 >> 4) << bit) | ((l2 >> 4) << (bit + 1)));
+        ql[j] = static_cast<uint8_t>((l1 & 0xF) | ((l2 & 0xF) << 4));
+      }
   }
 }
 
@@ -312,6 +337,26 @@ void deq_q4_k_ref(const uint8_t* x, float* y, int64_t nb) {
   }
 }
 
+void deq_q5_k_ref(const uint8_t* x, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, x += kQ5_KBytes) {
+    const float d = load_f16(x), dmin = load_f16(x + 2);
+    const uint8_t* sc = x + 4;
+    const uint8_t* qh = x + 16;
+    const uint8_t* ql = x + 48;
+    for (int j = 0; j < 4; ++j, ql += 32) {
+      uint8_t s, m;
+      scale_min_k4(2 * j, sc, s, m);
+      const float d1 = d * s, m1 = dmin * m;
+      scale_min_k4(2 * j + 1, sc, s, m);
+      const float d2 = d * s, m2 = dmin * m;
+      for (int l = 0; l < 32; ++l)
+        *y++ = std::fma(d1, static_cast<float>((ql[l] & 0xF) | (((qh[l] >> (2 * j)) & 1) << 4)), -m1);
+      for (int l = 0; l < 32; ++l)
+        *y++ = std::fma(d2, static_cast<float>((ql[l] >> 4) | (((qh[l] >> (2 * j + 1)) & 1) << 4)), -m2);
+    }
+  }
+}
+
 void deq_q6_k_ref(const uint8_t* x, float* y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, x += kQ6_KBytes) {
     const float d = load_f16(x + 208);
@@ -376,6 +421,33 @@ void deq_q4_k_fast(const uint8_t* x, float* y, int64_t nb) {
         const __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + l)));
         const __m256 lo = _mm256_cvtepi32_ps(_mm256_and_si256(b, mask));
         const __m256 hi = _mm256_cvtepi32_ps(_mm256_srli_epi32(b, 4));
+        _mm256_storeu_ps(y + l, _mm256_fmsub_ps(d1, lo, m1));
+        _mm256_storeu_ps(y + 32 + l, _mm256_fmsub_ps(d2, hi, m2));
+      }
+    }
+  }
+}
+
+void deq_q5_k_fast(const uint8_t* x, float* y, int64_t nb) {
+  const __m256i mask = _mm256_set1_epi32(0x0F), one = _mm256_set1_epi32(1);
+  for (int64_t i = 0; i < nb; ++i, x += kQ5_KBytes) {
+    const float d = load_f16(x), dmin = load_f16(x + 2);
+    const uint8_t* sc = x + 4;
+    const uint8_t* qh = x + 16;
+    const uint8_t* ql = x + 48;
+    for (int j = 0; j < 4; ++j, ql += 32, y += 64) {
+      uint8_t s, m;
+      scale_min_k4(2 * j, sc, s, m);
+      const __m256 d1 = _mm256_set1_ps(d * s), m1 = _mm256_set1_ps(dmin * m);
+      scale_min_k4(2 * j + 1, sc, s, m);
+      const __m256 d2 = _mm256_set1_ps(d * s), m2 = _mm256_set1_ps(dmin * m);
+      for (int l = 0; l < 32; l += 8) {
+        const __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(ql + l)));
+        const __m256i h = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(qh + l)));
+        const __m256i h1 = _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(h, 2 * j), one), 4);
+        const __m256i h2 = _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(h, 2 * j + 1), one), 4);
+        const __m256 lo = _mm256_cvtepi32_ps(_mm256_or_si256(_mm256_and_si256(b, mask), h1));
+        const __m256 hi = _mm256_cvtepi32_ps(_mm256_or_si256(_mm256_srli_epi32(b, 4), h2));
         _mm256_storeu_ps(y + l, _mm256_fmsub_ps(d1, lo, m1));
         _mm256_storeu_ps(y + 32 + l, _mm256_fmsub_ps(d2, hi, m2));
       }
@@ -471,6 +543,7 @@ constexpr RawFormat kRawFormats[] = {
     {DType::Q8_0, {kQK8_0, kQ8_0Bytes}, {0, -1}, quantize_q8_0, deq_q8_0_fast, deq_q8_0_ref},
     {DType::Q4_0, {kQK4_0, kQ4_0Bytes}, {0, -1}, quantize_q4_0, deq_q4_0_fast, deq_q4_0_ref},
     {DType::Q4_K, {kQK_K, kQ4_KBytes}, {0, 2}, quantize_q4_k, deq_q4_k_fast, deq_q4_k_ref},
+    {DType::Q5_K, {kQK_K, kQ5_KBytes}, {0, 2}, quantize_q5_k, deq_q5_k_fast, deq_q5_k_ref},
     {DType::Q6_K, {kQK_K, kQ6_KBytes}, {208, -1}, quantize_q6_k, deq_q6_k_fast, deq_q6_k_ref},
 };
 
@@ -496,7 +569,7 @@ DType fitting_block_format(DType want, int64_t cols) {
   auto fits = [&](DType t) { return t == DType::F32 || cols % block_layout(t).elems == 0; };
   if (fits(want)) return want;
   if (want == DType::Q4_K && fits(DType::Q4_0)) return DType::Q4_0;
-  if (want == DType::Q6_K && fits(DType::Q8_0)) return DType::Q8_0;
+  if ((want == DType::Q5_K || want == DType::Q6_K) && fits(DType::Q8_0)) return DType::Q8_0;
   return DType::F16;
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 
 #include "core/error.h"
 
@@ -156,6 +157,12 @@ ComparablesIndex ComparablesIndex::from_gguf(const GgufFile& f) {
   x.postings_.indptr.assign(offsets.begin(), offsets.end());
   x.postings_.indices.assign(items.begin(), items.end());
   return x;
+}
+
+std::string comparables_beside(const std::string& model_or_adapter) {
+  namespace fs = std::filesystem;
+  const fs::path p(model_or_adapter);
+  return ((fs::is_directory(p) ? p : p.parent_path()) / kComparablesFile).string();
 }
 
 std::string comparables_line(const std::vector<Comparable>& comparables) {

@@ -22,6 +22,10 @@ inline constexpr const char* kComparablesFile = "comparables.gguf";
 inline constexpr const char* kComparablesKey = "pricer.comparables";
 inline constexpr int kMaxComparables = 32;
 
+// Where the index of a model or adapter trained with comparables lies: kComparablesFile inside it
+// when it is a directory (a model or PEFT directory), else beside its file.
+std::string comparables_beside(const std::string& model_or_adapter);
+
 struct Comparable {
   uint32_t item = 0;  // row of the indexed item
   float similarity = 0;
