@@ -15,6 +15,7 @@
 #include "kernels/backend.h"
 #include "kernels/bf16.h"
 #include "kernels/gemv.h"
+#include "kernels/q8_dot.h"
 #include "quant/half.h"
 
 namespace {
@@ -220,6 +221,45 @@ TEST_F(Backends, FusedGemvMatchesTheReferenceInEveryFormat) {
   EXPECT_GE(tested, 6);
 }
 
+// The integer path (compute q8_0) differs from the float product only by the rounding of the
+// activations to Q8_0 blocks: per block, at most half a step (the block's largest magnitude / 127,
+// its f16 scale rounded) times the block's weight magnitudes.
+TEST(Q8Dot, IntegerPathIsTheFloatProductUpToActivationRounding) {
+  std::mt19937 rng(31);
+  for (DType t : {DType::Q8_0, DType::Q4_0}) {
+    const int64_t out = 23, in = 288, n = 3;
+    const Weight W = Weight::from_raw(t, out, in, random_ggml_raw(t, out, in, rng));
+    const std::vector<float> w = W.to_f32();
+    Vec x = random_vec(n * in, rng);
+    x[5] = 40.0f;  // one block with an outlier: its step is coarse, the others' fine
+    Vec yf(n * out), yr(n * out);
+    pricer::kernels::q8_linear_forward(W, x.data(), yf.data(), n, 0.0f);
+    pricer::kernels::q8_linear_forward_reference(W, x.data(), yr.data(), n, 0.0f);
+    expect_close(yf, yr, 1e-5f, std::string("q8 fast against its scalar twin, ") + std::string(pricer::dtype_name(t)));
+    double worst = 0;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t o = 0; o < out; ++o) {
+        double exact = 0, bound = 1e-5;
+        for (int64_t b = 0; b < in / 32; ++b) {
+          float amax = 0, wsum = 0;
+          for (int j = 0; j < 32; ++j) {
+            amax = std::max(amax, std::fabs(x[i * in + b * 32 + j]));
+            wsum += std::fabs(w[o * in + b * 32 + j]);
+          }
+          bound += wsum * (amax / 127 * 0.5 * 1.002 + amax * 0x1p-11);
+          for (int j = 0; j < 32; ++j) exact += double(w[o * in + b * 32 + j]) * x[i * in + b * 32 + j];
+        }
+        const double err = std::fabs(yf[i * out + o] - exact);
+        ASSERT_LE(err, bound) << pricer::dtype_name(t) << " row " << o << " token " << i;
+        worst = std::max(worst, err / bound);
+      }
+    EXPECT_GT(worst, 0.01) << "the activations were not rounded: the integer path did not run";
+  }
+  Weight f16 = Weight::from_f32(random_vec(64, rng).data(), 2, 32, DType::F16);
+  Vec x = random_vec(32, rng), y(2);
+  EXPECT_THROW(pricer::kernels::q8_linear_forward(f16, x.data(), y.data(), 1, 0.0f), pricer::Error);
+}
+
 TEST_F(Backends, LinearBackwardInputInTokenChunks) {
   // Enough tokens that the per-thread partial sums of the input gradient are taken in two
   // chunks of tokens (at most 4 Mi floats of partials: 998 tokens of 2100 columns on 2 threads).
@@ -239,7 +279,7 @@ INSTANTIATE_TEST_SUITE_P(AllFormats, LinearFormat,
                          ::testing::Combine(::testing::Values(DType::F32, DType::BF16, DType::F16, DType::NF4,
                                                               DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q5_K,
                                                               DType::Q6_K),
-                                            ::testing::Values(DType::F32, DType::BF16)),
+                                            ::testing::Values(DType::F32, DType::BF16, DType::Q8_0)),
                          [](const auto& info) {
                            return std::string(pricer::dtype_name(std::get<0>(info.param))) + "_compute_" +
                                   std::string(pricer::dtype_name(std::get<1>(info.param)));

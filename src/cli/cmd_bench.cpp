@@ -225,6 +225,85 @@ Timings time_forward(LlamaModel& model, Backend& backend, const Batch& batch, co
   return time_steps(o, [&](int) { return static_cast<double>(model.logits(batch, last, backend)[0]); });
 }
 
+// `bench decode`: a model file's prompt processing and greedy decoding, and what decoding moves.
+struct DecodeOptions {
+  std::string model, base_dtype = "auto", compute = "f32";
+  int64_t prompt = 256, decode = 64;
+  int repeats = 3;
+};
+
+// Read bandwidth of this machine in GB/s, all threads (STREAM-like: sums a buffer far larger than
+// the caches, the best of three passes): what a memory-bound decode can at most move per second.
+double read_bandwidth_gbs() {
+  const int64_t n = int64_t(1) << 27;  // 1 GiB of 8-byte integers (integer sums vectorise freely)
+  std::vector<uint64_t> buf(static_cast<size_t>(n), 1);
+  double best = 0;
+  uint64_t sink = 0;
+  for (int pass = 0; pass < 3; ++pass) {
+    const auto t0 = Clock::now();
+    uint64_t total = 0;
+#pragma omp parallel for reduction(+ : total) schedule(static)
+    for (int64_t i = 0; i < n; ++i) total += buf[i];
+    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    best = std::max(best, static_cast<double>(n) * 8 / s * 1e-9);
+    sink += total;
+  }
+  require(sink == static_cast<uint64_t>(3 * n), "bench: the bandwidth pass read wrong values");
+  return best;
+}
+
+// Bytes of weights one decoded token reads: every matrix once, the embedding only as the head.
+int64_t weight_bytes_per_token(const ModelFile& mf) {
+  int64_t total = 0;
+  for (const auto& [name, w] : mf.tensors)
+    if (name != kHfEmbedding || mf.config.tied_embeddings) total += static_cast<int64_t>(w.bytes());
+  return total;
+}
+
+int run_bench_decode(const DecodeOptions& o) {
+  require(o.prompt >= 1 && o.decode >= 1 && o.repeats >= 1, "bench decode: counts must be at least 1");
+  std::optional<DType> base;
+  if (o.base_dtype != "auto") base = dtype_from_name(o.base_dtype);
+  ModelFile mf = load_model_file(o.model, base);
+  const int64_t bytes = weight_bytes_per_token(mf);
+  LlamaModel model = LlamaModel::from_weights(mf.config, std::move(mf.tensors), mf.source);
+  auto be = make_cpu_backend(dtype_from_name(o.compute));
+  std::vector<int32_t> prompt(static_cast<size_t>(o.prompt));
+  for (int64_t t = 0; t < o.prompt; ++t) prompt[t] = static_cast<int32_t>(mix64(t + 1) % model.config().vocab_size);
+  double prefill_best = 0, decode_best = 0;
+  for (int r = 0; r < o.repeats; ++r) {
+    KvCache cache = model.make_cache(o.prompt + o.decode);
+    auto t0 = Clock::now();
+    std::vector<float> logits = model.prefill(cache, prompt, *be);
+    prefill_best = std::max(prefill_best, o.prompt / std::chrono::duration<double>(Clock::now() - t0).count());
+    t0 = Clock::now();
+    for (int64_t i = 0; i < o.decode; ++i) {
+      const auto next = std::max_element(logits.begin(), logits.end()) - logits.begin();
+      logits = model.decode(cache, static_cast<int32_t>(next), *be);
+    }
+    decode_best = std::max(decode_best, o.decode / std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  const double bandwidth = read_bandwidth_gbs();
+  const double moved = decode_best * static_cast<double>(bytes) * 1e-9;
+  nlohmann::json j = {{"bench", "decode"},
+                      {"impl", "pricer"},
+                      {"model", o.model},
+                      {"base_dtype", o.base_dtype},
+                      {"compute", o.compute},
+                      {"threads", threads()},
+                      {"prompt_tokens", o.prompt},
+                      {"prompt_tok_s", prefill_best},
+                      {"decode_tokens", o.decode},
+                      {"decode_tok_s", decode_best},
+                      {"weight_mib_per_token", static_cast<double>(bytes) / (1 << 20)},
+                      {"decode_gbs", moved},
+                      {"read_bandwidth_gbs", bandwidth},
+                      {"bandwidth_fraction", moved / bandwidth},
+                      {"peak_rss_mib", peak_rss_mib()}};
+  std::printf("%s\n", j.dump().c_str());
+  return 0;
+}
+
 int run_bench(const std::string& what, const BenchOptions& o) {
   const auto t_build = Clock::now();
   LlamaModel model = build_model(o);
@@ -296,7 +375,9 @@ void add_options(CLI::App& sub, BenchOptions& o) {
       ->capture_default_str();
   sub.add_option("--rank", o.rank, "LoRA rank (alpha = 2 x rank)")->capture_default_str();
   sub.add_option("--targets", o.targets, "LoRA target projections")->capture_default_str();
-  sub.add_option("--compute", o.compute, "Precision of the base linears: bf16 (operands in bf16, f32 sums) or f32")
+  sub.add_option("--compute", o.compute,
+                 "Precision of the base linears: bf16 (operands in bf16, f32 sums), f32, or q8_0 (8-bit "
+                 "activations and integer dot products for q8_0/q4_0 weights)")
       ->capture_default_str();
   sub.add_option("--backend", o.backend, "cpu or reference")->capture_default_str();
   sub.add_option("--steps", o.steps, "Timed steps (the median is reported)")->capture_default_str();
@@ -349,13 +430,25 @@ Registrar reg{
         add_options(*s, *o);
         s->callback([what, name] { *what = name; });
       }
+      auto d = std::make_shared<DecodeOptions>();
+      CLI::App* dec = sub.add_subcommand(
+          "decode", "A model file's prompt processing and greedy decoding (tokens/s), against memory bandwidth");
+      dec->add_option("-m,--model", d->model, "Model (GGUF, Hugging Face directory)")->required();
+      dec->add_option("--base-dtype", d->base_dtype, "Projections in memory: auto (as stored), f32, bf16, nf4")
+          ->capture_default_str();
+      dec->add_option("--compute", d->compute, "Precision of the linears: f32, bf16 or q8_0")->capture_default_str();
+      dec->add_option("--prompt-tokens", d->prompt, "Prompt length")->capture_default_str();
+      dec->add_option("--decode-tokens", d->decode, "Tokens decoded after it")->capture_default_str();
+      dec->add_option("--repeats", d->repeats, "Runs (the best is reported)")->capture_default_str();
+      dec->callback([what] { *what = "decode"; });
       CLI::App* m = sub.add_subcommand("model", "Write the benchmark's random model as a GGUF file (for llama.cpp)");
       add_shape_options(*m, *o);
       m->add_option("-o,--out", o->out, "GGUF file to write")->required();
       m->add_option("--tokenizer", o->tokenizer, "Vocab to embed (default: bytes, numbers 0-999, BOS, EOS)");
       m->callback([what] { *what = "model"; });
-      return [o, so, what]() {
+      return [o, so, d, what]() {
         if (*what == "serve") return run_bench_serve(*so);
+        if (*what == "decode") return run_bench_decode(*d);
         return *what == "model" ? run_bench_model(*o) : run_bench(*what, *o);
       };
     }};

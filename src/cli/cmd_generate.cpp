@@ -22,7 +22,7 @@ namespace pricer::cli {
 namespace {
 
 struct Options {
-  std::string model, tokenizer, prompt, base_dtype = "auto";
+  std::string model, tokenizer, prompt, base_dtype = "auto", compute_dtype = "f32";
   int64_t max_tokens = 256;
   SamplingOptions sampling;
   uint64_t seed = 0;
@@ -54,6 +54,7 @@ int run(const Options& o) {
   // Arguments are checked before a possibly large model is loaded.
   o.sampling.validate();
   require(o.max_tokens >= 1, "--max-tokens must be >= 1, got " + std::to_string(o.max_tokens));
+  auto be = make_cpu_backend(dtype_from_name(o.compute_dtype));
   std::optional<DType> base;
   if (o.base_dtype != "auto") base = dtype_from_name(o.base_dtype);
   ModelFile mf = load_model_file(o.model, base);
@@ -102,7 +103,6 @@ int run(const Options& o) {
   };
   for (size_t i = hidden; i < prompt.size(); ++i) emit(stream.push(prompt[i]));
 
-  auto be = make_cpu_backend();
   monitor::InterruptGuard guard;
   const GenerationResult r = generate(model, *be, prompt, g, [&](int32_t id) {
     emit(stream.push(id));
@@ -141,6 +141,10 @@ const Registrar reg{
           ->capture_default_str();
       auto* seed = sub.add_option("--seed", o->seed, "Random seed for sampling (default: random, printed on stderr)");
       sub.add_option("--base-dtype", o->base_dtype, "Projection format in memory: auto (as stored), f32, bf16, nf4")
+          ->capture_default_str();
+      sub.add_option("--compute-dtype", o->compute_dtype,
+                     "Precision of the linears through reduced weights: f32, bf16, or q8_0 (weights in q8_0 or "
+                     "q4_0 blocks take 8-bit activations and integer dot products, as llama.cpp computes them)")
           ->capture_default_str();
       auto* bos = sub.add_flag("--bos", o->bos, "Put BOS first (default: as the tokenizer or GGUF file says)");
       sub.add_flag("--no-bos", o->no_bos, "Do not put BOS first")->excludes(bos);

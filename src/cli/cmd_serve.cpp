@@ -132,7 +132,9 @@ const Registrar reg{
       sub.add_option("--tokenizer", m.tokenizer, "Tokenizer (default: the model's)");
       sub.add_option("--base-dtype", m.base_dtype, "How the projections are held: nf4, bf16, f32")
           ->capture_default_str();
-      sub.add_option("--compute-dtype", m.compute_dtype, "Precision of the base's linears: bf16 or f32")
+      sub.add_option("--compute-dtype", m.compute_dtype,
+                     "Precision of the base's linears: bf16, f32, or q8_0 (bf16, with q8_0/q4_0 weights taking "
+                     "8-bit activations and integer dot products, as llama.cpp)")
           ->capture_default_str();
       sub.add_option("--prompt-template", m.prompt_template, "Price prompt with {text} (default: the curate prompt)");
       sub.add_option("--batch", m.batch, "Price prompts per forward pass")

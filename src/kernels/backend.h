@@ -22,7 +22,9 @@ class Backend {
   virtual const char* name() const = 0;
   // The precision of the linears through weights stored in a reduced format (NF4, bf16, ggml
   // blocks): F32, or BF16 = operands rounded to bf16 and products summed in f32, as
-  // bitsandbytes' compute_dtype=bfloat16. F32 weights are always multiplied in f32.
+  // bitsandbytes' compute_dtype=bfloat16, or Q8_0 = as BF16, except that weights in Q8_0 or Q4_0
+  // blocks forward through activations rounded to Q8_0 blocks and integer dot products, as
+  // llama.cpp computes them (kernels/q8_dot.h). F32 weights are always multiplied in f32.
   virtual DType compute() const = 0;
 
   // ---- dense f32 GEMM: C[M,N] = alpha * op(A) op(B) + beta * C, row-major, op = transpose if t.
@@ -113,7 +115,7 @@ class Backend {
                                float beta2, float eps, float weight_decay, int64_t step) = 0;
 };
 
-// compute: DType::F32 or DType::BF16 (see Backend::compute); anything else throws Error.
+// compute: DType::F32, DType::BF16 or DType::Q8_0 (see Backend::compute); anything else throws Error.
 std::unique_ptr<Backend> make_cpu_backend(DType compute = DType::F32);  // fast kernels
 std::unique_ptr<Backend> make_reference_backend(DType compute = DType::F32);  // scalar twins
 

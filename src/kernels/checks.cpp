@@ -50,4 +50,9 @@ void check_adamw_step(int64_t step) {
   require(step >= 1, "adamw_step: step must count from 1, got " + std::to_string(step));
 }
 
+void check_compute(DType compute) {
+  require(compute == DType::F32 || compute == DType::BF16 || compute == DType::Q8_0,
+          "compute dtype must be f32, bf16 or q8_0, not " + std::string(dtype_name(compute)));
+}
+
 }  // namespace pricer::kernels

@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <span>
 
+#include "quant/dtype.h"
+
 namespace pricer::kernels {
 
 // cu_seqlens: at least one entry, starts at 0, never decreases; heads a positive multiple of
@@ -17,5 +19,7 @@ void check_targets(const int32_t* targets, int64_t n, int64_t vocab);
 void check_rope(int heads, int head_dim);
 // Adam's bias correction divides by 1 - beta^step: steps count from 1.
 void check_adamw_step(int64_t step);
+// A backend's compute precision: f32, bf16 or q8_0 (Backend::compute).
+void check_compute(DType compute);
 
 }  // namespace pricer::kernels

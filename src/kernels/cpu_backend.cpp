@@ -19,6 +19,7 @@
 #include "kernels/gemv.h"
 #include "kernels/onednn.h"
 #include "kernels/parallel.h"
+#include "kernels/q8_dot.h"
 #include "kernels/simd.h"
 
 namespace pricer {
@@ -59,10 +60,7 @@ constexpr int64_t kKeyBlock = 64;
 
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(DType compute) : compute_(compute) {
-    require(compute == DType::F32 || compute == DType::BF16,
-            "compute dtype must be f32 or bf16, not " + std::string(dtype_name(compute)));
-  }
+  explicit CpuBackend(DType compute) : compute_(compute) { kernels::check_compute(compute); }
   const char* name() const override { return "cpu"; }
 
   void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, const float* B, float beta,
@@ -86,6 +84,10 @@ class CpuBackend final : public Backend {
     }
     if (W.dtype() == DType::F32) {
       gemm(false, true, n, out, in, 1.0f, x, W.f32().data(), beta, y);
+      return;
+    }
+    if (compute_ == DType::Q8_0 && kernels::takes_q8_activations(W.dtype())) {
+      kernels::q8_linear_forward(W, x, y, n, beta);
       return;
     }
     if (n == 1 && !bf16_compute(W)) {
@@ -509,7 +511,7 @@ class CpuBackend final : public Backend {
   }
 
   // bf16 compute applies to weights stored in a reduced format; f32 weights stay exact.
-  bool bf16_compute(const Weight& W) const { return compute_ == DType::BF16 && W.dtype() != DType::F32; }
+  bool bf16_compute(const Weight& W) const { return compute_ != DType::F32 && W.dtype() != DType::F32; }
 
   void reserve_tiles(int nt, int64_t tile_elems, bool bf16) {
     tiles_.resize(static_cast<size_t>(nt * tile_elems));

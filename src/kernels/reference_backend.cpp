@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "kernels/backend.h"
 #include "kernels/checks.h"
+#include "kernels/q8_dot.h"
 #include "kernels/reference.h"
 #include "quant/half.h"
 
@@ -23,10 +24,7 @@ std::vector<float> rounded_to_bf16(std::vector<float> v) {
 
 class ReferenceBackend final : public Backend {
  public:
-  explicit ReferenceBackend(DType compute) : compute_(compute) {
-    require(compute == DType::F32 || compute == DType::BF16,
-            "compute dtype must be f32 or bf16, not " + std::string(dtype_name(compute)));
-  }
+  explicit ReferenceBackend(DType compute) : compute_(compute) { kernels::check_compute(compute); }
   const char* name() const override { return "reference"; }
 
   void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, const float* B, float beta,
@@ -39,7 +37,9 @@ class ReferenceBackend final : public Backend {
   void linear_forward(const Weight& W, const float* x, float* y, int64_t n, float beta) override {
     if (W.dtype() == DType::F32) {
       ref::linear_forward<float>(W.f32().data(), W.rows(), W.cols(), x, y, n, beta);
-    } else if (compute_ == DType::BF16) {
+    } else if (compute_ == DType::Q8_0 && kernels::takes_q8_activations(W.dtype())) {
+      kernels::q8_linear_forward_reference(W, x, y, n, beta);
+    } else if (compute_ != DType::F32) {
       const std::vector<float> w = rounded_to_bf16(W.to_f32());
       const std::vector<float> xr = rounded_to_bf16({x, x + n * W.cols()});
       ref::linear_forward<float>(w.data(), W.rows(), W.cols(), xr.data(), y, n, beta);
@@ -52,7 +52,7 @@ class ReferenceBackend final : public Backend {
   void linear_backward_input(const Weight& W, const float* dy, float* dx, int64_t n) override {
     if (W.dtype() == DType::F32) {
       ref::linear_backward_input<float>(W.f32().data(), W.rows(), W.cols(), dy, dx, n);
-    } else if (compute_ == DType::BF16) {
+    } else if (compute_ != DType::F32) {
       const std::vector<float> w = rounded_to_bf16(W.to_f32());
       const std::vector<float> dyr = rounded_to_bf16({dy, dy + n * W.rows()});
       ref::linear_backward_input<float>(w.data(), W.rows(), W.cols(), dyr.data(), dx, n);

@@ -1,0 +1,21 @@
+#pragma once
+// The integer path llama.cpp takes through weights in ggml's Q8_0 and Q4_0 blocks: the
+// activations are rounded once to Q8_0 blocks (32 int8 and an f16 scale, ggml's
+// quantize_row_q8_0), each weight block's dot product with them is summed exactly in int32, and
+// scaled by the two block scales: y[n, out] = x[n, in] W^T + beta y. Decoding reads every weight
+// once per token, so this is what makes it memory-bound rather than bound by converting blocks
+// to floats. The fast kernel uses AVX512-VNNI where the build has it (AVX2 otherwise); the scalar
+// twin computes the same sums in plain loops.
+#include <cstdint>
+
+#include "quant/weight.h"
+
+namespace pricer::kernels {
+
+// Whether W's storage takes the integer path (Q8_0, Q4_0).
+bool takes_q8_activations(DType weight);
+
+void q8_linear_forward(const Weight& W, const float* x, float* y, int64_t n, float beta);  // threads, SIMD
+void q8_linear_forward_reference(const Weight& W, const float* x, float* y, int64_t n, float beta);  // scalar
+
+}  // namespace pricer::kernels
