@@ -233,9 +233,14 @@ TEST(Q8Dot, IntegerPathIsTheFloatProductUpToActivationRounding) {
     Vec x = random_vec(n * in, rng);
     x[5] = 40.0f;  // one block with an outlier: its step is coarse, the others' fine
     Vec yf(n * out), yr(n * out);
-    pricer::kernels::q8_linear_forward(W, x.data(), yf.data(), n, 0.0f);
     pricer::kernels::q8_linear_forward_reference(W, x.data(), yr.data(), n, 0.0f);
-    expect_close(yf, yr, 1e-5f, std::string("q8 fast against its scalar twin, ") + std::string(pricer::dtype_name(t)));
+    for (auto isa : {pricer::kernels::Q8Isa::Avx512, pricer::kernels::Q8Isa::Avx2}) {
+      if (!pricer::kernels::q8_isa_built(isa)) continue;
+      pricer::kernels::q8_linear_forward(W, x.data(), yf.data(), n, 0.0f, isa);
+      expect_close(yf, yr, 1e-5f,
+                   std::string("q8 fast against its scalar twin, ") + std::string(pricer::dtype_name(t)) +
+                       (isa == pricer::kernels::Q8Isa::Avx2 ? " avx2" : " avx512"));
+    }
     double worst = 0;
     for (int64_t i = 0; i < n; ++i)
       for (int64_t o = 0; o < out; ++o) {

@@ -15,7 +15,14 @@ namespace pricer::kernels {
 // Whether W's storage takes the integer path (Q8_0, Q4_0).
 bool takes_q8_activations(DType weight);
 
-void q8_linear_forward(const Weight& W, const float* x, float* y, int64_t n, float beta);  // threads, SIMD
+// The SIMD kernels: AVX2 always, AVX-512 VNNI (two blocks per instruction) where the build
+// targets it, which is then the default.
+enum class Q8Isa { Avx2, Avx512 };
+bool q8_isa_built(Q8Isa isa);
+inline Q8Isa q8_best_isa() { return q8_isa_built(Q8Isa::Avx512) ? Q8Isa::Avx512 : Q8Isa::Avx2; }
+
+void q8_linear_forward(const Weight& W, const float* x, float* y, int64_t n, float beta,
+                       Q8Isa isa = q8_best_isa());  // threads, SIMD
 void q8_linear_forward_reference(const Weight& W, const float* x, float* y, int64_t n, float beta);  // scalar
 
 }  // namespace pricer::kernels
