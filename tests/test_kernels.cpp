@@ -221,48 +221,59 @@ TEST_F(Backends, FusedGemvMatchesTheReferenceInEveryFormat) {
   EXPECT_GE(tested, 6);
 }
 
-// The integer path (compute q8_0) differs from the float product only by the rounding of the
-// activations to Q8_0 blocks: per block, at most half a step (the block's largest magnitude / 127,
-// its f16 scale rounded) times the block's weight magnitudes.
+// The integer path (compute q8_0) differs from the float product by the rounding of the
+// activations to blocks of 32 (per value at most half a step, its block's largest magnitude / 127)
+// and, for NF4, by the code values taken as integers of 1/32512 of the block's absmax.
 TEST(Q8Dot, IntegerPathIsTheFloatProductUpToActivationRounding) {
+  using pricer::kernels::Q8Isa;
   std::mt19937 rng(31);
-  for (DType t : {DType::Q8_0, DType::Q4_0}) {
-    const int64_t out = 23, in = 288, n = 3;
-    const Weight W = Weight::from_raw(t, out, in, random_ggml_raw(t, out, in, rng));
+  for (DType t : {DType::Q8_0, DType::Q4_0, DType::NF4}) {
+    const int64_t out = 23, in = 320, n = 3;
+    const Weight W = t == DType::NF4 ? Weight::from_f32(random_vec(out * in, rng, 0.1f).data(), out, in, t)
+                                     : Weight::from_raw(t, out, in, random_ggml_raw(t, out, in, rng));
     const std::vector<float> w = W.to_f32();
     Vec x = random_vec(n * in, rng);
     x[5] = 40.0f;  // one block with an outlier: its step is coarse, the others' fine
     Vec yf(n * out), yr(n * out);
     pricer::kernels::q8_linear_forward_reference(W, x.data(), yr.data(), n, 0.0f);
-    for (auto isa : {pricer::kernels::Q8Isa::Avx512, pricer::kernels::Q8Isa::Avx2}) {
+    for (Q8Isa isa : {Q8Isa::Avx512, Q8Isa::Avx2}) {
       if (!pricer::kernels::q8_isa_built(isa)) continue;
       pricer::kernels::q8_linear_forward(W, x.data(), yf.data(), n, 0.0f, isa);
       expect_close(yf, yr, 1e-5f,
                    std::string("q8 fast against its scalar twin, ") + std::string(pricer::dtype_name(t)) +
-                       (isa == pricer::kernels::Q8Isa::Avx2 ? " avx2" : " avx512"));
+                       (isa == Q8Isa::Avx2 ? " avx2" : " avx512"));
     }
+    // Activation blocks: 32 in a row, or for NF4 the even and the odd values of each 64.
+    auto group = [&](int64_t j) { return t == DType::NF4 ? (j / 64) * 2 + j % 2 : j / 32; };
     double worst = 0;
-    for (int64_t i = 0; i < n; ++i)
+    for (int64_t i = 0; i < n; ++i) {
+      std::vector<float> amax(in / 32, 0.0f);
+      for (int64_t j = 0; j < in; ++j) amax[group(j)] = std::max(amax[group(j)], std::fabs(x[i * in + j]));
       for (int64_t o = 0; o < out; ++o) {
         double exact = 0, bound = 1e-5;
-        for (int64_t b = 0; b < in / 32; ++b) {
-          float amax = 0, wsum = 0;
-          for (int j = 0; j < 32; ++j) {
-            amax = std::max(amax, std::fabs(x[i * in + b * 32 + j]));
-            wsum += std::fabs(w[o * in + b * 32 + j]);
+        for (int64_t j = 0; j < in; ++j) {
+          const double wj = w[o * in + j], xj = x[i * in + j];
+          exact += wj * xj;
+          bound += std::fabs(wj) * (amax[group(j)] / 127 * 0.5 * 1.002 + amax[group(j)] * 0x1p-11);
+          if (t == DType::NF4) {
+            float blk = 0;
+            for (int64_t e = (o * in + j) / 64 * 64; e < (o * in + j) / 64 * 64 + 64; ++e)
+              blk = std::max(blk, std::fabs(w[e]));
+            bound += std::fabs(xj) * blk * 1.6e-5;
           }
-          bound += wsum * (amax / 127 * 0.5 * 1.002 + amax * 0x1p-11);
-          for (int j = 0; j < 32; ++j) exact += double(w[o * in + b * 32 + j]) * x[i * in + b * 32 + j];
         }
         const double err = std::fabs(yf[i * out + o] - exact);
         ASSERT_LE(err, bound) << pricer::dtype_name(t) << " row " << o << " token " << i;
         worst = std::max(worst, err / bound);
       }
+    }
     EXPECT_GT(worst, 0.01) << "the activations were not rounded: the integer path did not run";
   }
   Weight f16 = Weight::from_f32(random_vec(64, rng).data(), 2, 32, DType::F16);
   Vec x = random_vec(32, rng), y(2);
   EXPECT_THROW(pricer::kernels::q8_linear_forward(f16, x.data(), y.data(), 1, 0.0f), pricer::Error);
+  Weight odd_nf4 = Weight::from_f32(random_vec(192, rng).data(), 2, 96, DType::NF4);  // rows of 96: not whole blocks
+  EXPECT_FALSE(pricer::kernels::takes_q8_activations(odd_nf4));
 }
 
 TEST_F(Backends, LinearBackwardInputInTokenChunks) {

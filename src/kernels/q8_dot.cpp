@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -11,6 +12,7 @@
 #include "core/threads.h"
 #include "kernels/simd.h"
 #include "quant/half.h"
+#include "quant/nf4.h"
 
 namespace pricer::kernels {
 
@@ -31,32 +33,88 @@ uint16_t load_u16(const uint8_t* p) {
 // Activations rounded to blocks of 32 as ggml's quantize_row_q8_0 rounds them (scale = largest
 // magnitude / 127, values round(x / scale)), laid out for the kernels: each row's int8 values
 // contiguous, and each block's scale kept in f32 (ggml rounds it to f16) and repeated over 8 lanes
-// so that a block's 8 partial sums take it in one multiply.
+// so that a block's 8 partial sums take it in one multiply. For NF4 weights, whose bytes hold
+// elements 2i and 2i + 1, each 64 values are reordered evens first, then odds (the blocks of 32
+// are those halves), and every 4 values' sum is kept for the kernel's offset correction.
 struct Activations {
   std::vector<int8_t> q;  // [n, in]
   std::vector<float> d;  // [n, in / 32, 8]
+  std::vector<int32_t> c;  // NF4 only: [n, in / 4], kNf4Offset * the sum of each 4 values
 };
 
-void quantize_row(const float* x, int64_t in, int8_t* q, float* d) {
-  for (int64_t b = 0; b < in / kBlock; ++b, x += kBlock, q += kBlock, d += 8) {
-    float amax = 0;
-    for (int j = 0; j < kBlock; ++j) amax = std::max(amax, std::fabs(x[j]));
-    const float scale = amax / 127.0f, inv = scale != 0.0f ? 1.0f / scale : 0.0f;
-    for (int j = 0; j < kBlock; ++j) q[j] = static_cast<int8_t>(std::lround(x[j] * inv));
-    std::fill(d, d + 8, scale);
-  }
+// The NF4 code values as integers of 32512 (= 127 * 256) per unit, split into a high byte stored
+// +128 (unsigned) and a low byte (unsigned): code * 32512 = 256 * (hi - 128) + lo, within 1/65024
+// of the block's absmax. Integer dot products then sum 256 * dot(hi) + dot(lo) - kNf4Offset * sum(x).
+constexpr float kNf4Unit = 32512.0f;
+constexpr int32_t kNf4Offset = 256 * 128;
+struct Nf4Bytes {
+  std::array<int32_t, 16> value;  // round(code * kNf4Unit)
+  alignas(16) std::array<uint8_t, 16> hi, lo;  // the split above
+  alignas(16) std::array<uint8_t, 16> byte0, byte1;  // value as int16, low and high byte (the AVX2 kernel)
+};
+const Nf4Bytes& nf4_bytes() {
+  static const Nf4Bytes b = [] {
+    Nf4Bytes t{};
+    for (int k = 0; k < 16; ++k) {
+      t.value[k] = static_cast<int32_t>(std::lround(nf4_code()[k] * kNf4Unit));
+      const int32_t hi = (t.value[k] + 32768) / 256 - 128;  // floor(value / 256)
+      t.hi[k] = static_cast<uint8_t>(hi + 128);
+      t.lo[k] = static_cast<uint8_t>(t.value[k] - 256 * hi);
+      const auto v16 = static_cast<uint16_t>(static_cast<int16_t>(t.value[k]));
+      t.byte0[k] = static_cast<uint8_t>(v16 & 0xFF);
+      t.byte1[k] = static_cast<uint8_t>(v16 >> 8);
+    }
+    return t;
+  }();
+  return b;
 }
 
-void quantize_rows(const float* x, int64_t n, int64_t in, Activations& a) {
+void quantize_block(const float* x, int8_t* q, float* d) {
+  float amax = 0;
+  for (int j = 0; j < kBlock; ++j) amax = std::max(amax, std::fabs(x[j]));
+  const float scale = amax / 127.0f, inv = scale != 0.0f ? 1.0f / scale : 0.0f;
+  for (int j = 0; j < kBlock; ++j) q[j] = static_cast<int8_t>(std::lround(x[j] * inv));
+  std::fill(d, d + 8, scale);
+}
+
+// One row of `in` values; c is null for Q8_0/Q4_0 weights.
+void quantize_row(const float* x, int64_t in, int8_t* q, float* d, int32_t* c) {
+  if (c == nullptr) {
+    for (int64_t b = 0; b < in / kBlock; ++b) quantize_block(x + b * kBlock, q + b * kBlock, d + b * 8);
+    return;
+  }
+  float halves[2 * kBlock];
+  for (int64_t b = 0; b < in / (2 * kBlock); ++b) {
+    const float* block = x + b * 2 * kBlock;
+    for (int64_t j = 0; j < kBlock; ++j) {
+      halves[j] = block[2 * j];
+      halves[kBlock + j] = block[2 * j + 1];
+    }
+    quantize_block(halves, q + b * 2 * kBlock, d + b * 16);
+    quantize_block(halves + kBlock, q + b * 2 * kBlock + kBlock, d + b * 16 + 8);
+  }
+  for (int64_t i = 0; i < in / 4; ++i) c[i] = kNf4Offset * (q[4 * i] + q[4 * i + 1] + q[4 * i + 2] + q[4 * i + 3]);
+}
+
+void quantize_rows(const float* x, int64_t n, int64_t in, bool nf4, Activations& a) {
   a.q.resize(static_cast<size_t>(n * in));
   a.d.resize(static_cast<size_t>(n * in / kBlock * 8));
+  a.c.resize(nf4 ? static_cast<size_t>(n * in / 4) : 0);
 #pragma omp parallel for schedule(static) num_threads(n > 1 ? threads() : 1)
-  for (int64_t t = 0; t < n; ++t) quantize_row(x + t * in, in, a.q.data() + t * in, a.d.data() + t * in / kBlock * 8);
+  for (int64_t t = 0; t < n; ++t)
+    quantize_row(x + t * in, in, a.q.data() + t * in, a.d.data() + t * in / kBlock * 8,
+                 nf4 ? a.c.data() + t * in / 4 : nullptr);
+}
+
+// The absmax of NF4 block b, as nf4_absmax computes it.
+inline float nf4_block_scale(const Nf4Tensor& t, const float* map, int64_t b) {
+  return map[t.absmax_codes[b]] * t.absmax_scales[b / kNf4AbsmaxBlockSize] + t.absmax_offset;
 }
 
 void check_weight(const Weight& W) {
-  require(takes_q8_activations(W.dtype()), "q8 linear: weights in " + std::string(dtype_name(W.dtype())) +
-                                               " do not take the integer path (Q8_0 or Q4_0 only)");
+  require(takes_q8_activations(W), "q8 linear: weights in " + std::string(dtype_name(W.dtype())) + " with rows of " +
+                                       std::to_string(W.cols()) +
+                                       " do not take the integer path (Q8_0, Q4_0, or NF4 in whole blocks of 64)");
 }
 
 // ---------------------------------------------------------------- scalar twin
@@ -84,6 +142,24 @@ float dot_reference(DType t, const uint8_t* w, const int8_t* xq, const float* xd
     int32_t s = 0;
     for (int j = 0; j < kBlock; ++j) s += v[j] * int32_t{xq[j]};
     sum += static_cast<float>(s) * (f16_to_f32(load_u16(w)) * xd[0]);
+  }
+  return sum;
+}
+
+// NF4: `nblk` blocks of 64 from block b0, against activations in NF4 order.
+float dot_nf4_reference(const Nf4Tensor& t, int64_t b0, const int8_t* xq, const float* xd, int64_t nblk) {
+  const Nf4Bytes& nb = nf4_bytes();
+  const float* map = dynamic_map_signed().data();
+  float sum = 0;
+  for (int64_t k = 0; k < nblk; ++k, xq += 2 * kBlock, xd += 16) {
+    const uint8_t* p = t.packed.data() + (b0 + k) * (kNf4BlockSize / 2);
+    int32_t evens = 0, odds = 0;
+    for (int i = 0; i < kBlock; ++i) {
+      evens += nb.value[p[i] >> 4] * int32_t{xq[i]};
+      odds += nb.value[p[i] & 0x0F] * int32_t{xq[kBlock + i]};
+    }
+    const float a = nf4_block_scale(t, map, b0 + k) * (1.0f / kNf4Unit);
+    sum += a * xd[0] * static_cast<float>(evens) + a * xd[8] * static_cast<float>(odds);
   }
   return sum;
 }
@@ -122,10 +198,11 @@ inline __m256 block_fma(const uint8_t* w, const int8_t* xq, const float* xd, __m
 }
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
-// GCC 12's own 512-bit conversion intrinsics pass an undefined vector through a full mask, which
-// its -Wmaybe-uninitialized reports in the caller.
+// GCC 12's own 512-bit intrinsics pass an undefined vector through a full mask, which its
+// -W(maybe-)uninitialized reports in the caller (here and in the NF4 kernel below).
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 // Two blocks in one 512-bit register: their values, the first block's in the low half.
 template <DType T>
 inline __m512i two_blocks(const uint8_t* w) {
@@ -190,34 +267,109 @@ float dot_avx2(const uint8_t* w, const int8_t* xq, const float* xd, int64_t nb) 
   return simd::hsum(_mm256_add_ps(acc0, acc1));
 }
 
+// NF4 on 256-bit registers, int16 products (unsigned-by-signed byte products would overflow).
+// Each half of a block: its 32 nibbles as int16 code values, times the int8 activations.
+inline __m256i nf4_half_avx2(__m256i nib, const int8_t* xq, __m256i byte0, __m256i byte1) {
+  const __m256i v0 = _mm256_shuffle_epi8(byte0, nib), v1 = _mm256_shuffle_epi8(byte1, nib);
+  const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq));
+  const __m256i xs = _mm256_cmpgt_epi8(_mm256_setzero_si256(), x);
+  return _mm256_add_epi32(_mm256_madd_epi16(_mm256_unpacklo_epi8(v0, v1), _mm256_unpacklo_epi8(x, xs)),
+                          _mm256_madd_epi16(_mm256_unpackhi_epi8(v0, v1), _mm256_unpackhi_epi8(x, xs)));
+}
+
+float dot_nf4_avx2(const Nf4Tensor& t, int64_t b0, const int8_t* xq, const float* xd, const int32_t* /*xc*/,
+                   int64_t nblk) {
+  const Nf4Bytes& nb = nf4_bytes();
+  const float* map = dynamic_map_signed().data();
+  const __m256i byte0 = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(nb.byte0.data())));
+  const __m256i byte1 = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(nb.byte1.data())));
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t k = 0; k < nblk; ++k, xq += 2 * kBlock, xd += 16) {
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.packed.data() + (b0 + k) * 32));
+    const __m256i evens = nf4_half_avx2(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), xq, byte0, byte1);
+    const __m256i odds = nf4_half_avx2(_mm256_and_si256(q, m4), xq + kBlock, byte0, byte1);
+    const __m256 a = _mm256_set1_ps(nf4_block_scale(t, map, b0 + k) * (1.0f / kNf4Unit));
+    acc = _mm256_fmadd_ps(_mm256_mul_ps(a, _mm256_loadu_ps(xd)), _mm256_cvtepi32_ps(evens), acc);
+    acc = _mm256_fmadd_ps(_mm256_mul_ps(a, _mm256_loadu_ps(xd + 8)), _mm256_cvtepi32_ps(odds), acc);
+  }
+  return simd::hsum(acc);
+}
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+// NF4, a whole block of 64 per step: its nibbles, evens then odds, looked up as the high and low
+// bytes of the code values, two unsigned-by-signed dot products, less the offset of the high byte.
+float dot_nf4_avx512(const Nf4Tensor& t, int64_t b0, const int8_t* xq, const float* xd, const int32_t* xc,
+                     int64_t nblk) {
+  const Nf4Bytes& nb = nf4_bytes();
+  const float* map = dynamic_map_signed().data();
+  const __m512i lut_hi = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(nb.hi.data())));
+  const __m512i lut_lo = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(nb.lo.data())));
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  __m512 acc = _mm512_setzero_ps();
+  for (int64_t k = 0; k < nblk; ++k, xq += 2 * kBlock, xd += 16, xc += 16) {
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.packed.data() + (b0 + k) * 32));
+    const __m512i v = _mm512_inserti64x4(_mm512_zextsi256_si512(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4)),
+                                         _mm256_and_si256(q, m4), 1);
+    const __m512i x = _mm512_loadu_si512(xq);
+    __m512i s = _mm512_slli_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_shuffle_epi8(lut_hi, v), x), 8);
+    s = _mm512_sub_epi32(_mm512_dpbusd_epi32(s, _mm512_shuffle_epi8(lut_lo, v), x), _mm512_loadu_si512(xc));
+    const __m512 a = _mm512_set1_ps(nf4_block_scale(t, map, b0 + k) * (1.0f / kNf4Unit));
+    acc = _mm512_fmadd_ps(_mm512_mul_ps(a, _mm512_loadu_ps(xd)), _mm512_cvtepi32_ps(s), acc);
+  }
+  return _mm512_reduce_add_ps(acc);
+}
+#pragma GCC diagnostic pop
+#endif
+
 // Rows spread over the threads; each row's blocks stay in cache while every token passes them.
-template <DType T, float (*Dot)(const uint8_t*, const int8_t*, const float*, int64_t)>
-void linear_simd(const Weight& W, const Activations& a, float* y, int64_t n, float beta) {
-  const int64_t out = W.rows(), in = W.cols(), nb = in / kBlock, row_bytes = nb * weight_block_bytes(T);
-  const uint8_t* raw = W.raw().data();
+// row_dot(o, t) is row o's dot product with token t's activations.
+template <class RowDot>
+void over_rows(int64_t out, int64_t n, float* y, float beta, RowDot row_dot) {
 #pragma omp parallel for schedule(static) num_threads(threads())
-  for (int64_t o = 0; o < out; ++o) {
-    const uint8_t* w = raw + o * row_bytes;
+  for (int64_t o = 0; o < out; ++o)
     for (int64_t t = 0; t < n; ++t) {
-      const float s = Dot(w, a.q.data() + t * in, a.d.data() + t * nb * 8, nb);
+      const float s = row_dot(o, t);
       float& dst = y[t * out + o];
       dst = beta == 0.0f ? s : s + beta * dst;
     }
-  }
 }
 
+using BlockDot = float (*)(const uint8_t*, const int8_t*, const float*, int64_t);
+using Nf4Dot = float (*)(const Nf4Tensor&, int64_t, const int8_t*, const float*, const int32_t*, int64_t);
+
+// The kernels `isa` names for W's format.
+struct Kernels {
+  BlockDot block = nullptr;
+  Nf4Dot nf4 = nullptr;
+};
 template <DType T>
-void linear_for_isa(Q8Isa isa, const Weight& W, const Activations& a, float* y, int64_t n, float beta) {
+BlockDot block_dot(Q8Isa isa) {
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
-  if (isa == Q8Isa::Avx512) return linear_simd<T, dot_avx512<T>>(W, a, y, n, beta);
+  if (isa == Q8Isa::Avx512) return dot_avx512<T>;
 #endif
   require(isa == Q8Isa::Avx2, "q8 linear: this build has no AVX-512 VNNI kernel");
-  linear_simd<T, dot_avx2<T>>(W, a, y, n, beta);
+  return dot_avx2<T>;
+}
+Kernels kernels_for(DType t, Q8Isa isa) {
+  if (t == DType::Q8_0) return {block_dot<DType::Q8_0>(isa), nullptr};
+  if (t == DType::Q4_0) return {block_dot<DType::Q4_0>(isa), nullptr};
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+  if (isa == Q8Isa::Avx512) return {nullptr, dot_nf4_avx512};
+#endif
+  require(isa == Q8Isa::Avx2, "q8 linear: this build has no AVX-512 VNNI kernel");
+  return {nullptr, dot_nf4_avx2};
 }
 
 }  // namespace
 
-bool takes_q8_activations(DType weight) { return weight == DType::Q8_0 || weight == DType::Q4_0; }
+bool takes_q8_activations(const Weight& W) {
+  const DType t = W.dtype();
+  return t == DType::Q8_0 || t == DType::Q4_0 || (t == DType::NF4 && W.cols() % kNf4BlockSize == 0);
+}
 
 bool q8_isa_built(Q8Isa isa) {
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
@@ -229,25 +381,39 @@ bool q8_isa_built(Q8Isa isa) {
 
 void q8_linear_forward(const Weight& W, const float* x, float* y, int64_t n, float beta, Q8Isa isa) {
   check_weight(W);
-  thread_local Activations a;  // the caller's; reused from call to call
-  quantize_rows(x, n, W.cols(), a);
-  if (W.dtype() == DType::Q8_0) {
-    linear_for_isa<DType::Q8_0>(isa, W, a, y, n, beta);
+  const bool nf4 = W.dtype() == DType::NF4;
+  const int64_t out = W.rows(), in = W.cols(), nb = in / kBlock;
+  const Kernels k = kernels_for(W.dtype(), isa);
+  thread_local Activations mine;  // the calling thread's, reused from call to call
+  Activations& a = mine;  // a reference the worker threads share (a thread_local is their own)
+  quantize_rows(x, n, in, nf4, a);
+  if (nf4) {
+    over_rows(out, n, y, beta, [&](int64_t o, int64_t t) {
+      return k.nf4(W.nf4(), o * (in / kNf4BlockSize), a.q.data() + t * in, a.d.data() + t * nb * 8,
+                   a.c.data() + t * in / 4, in / kNf4BlockSize);
+    });
   } else {
-    linear_for_isa<DType::Q4_0>(isa, W, a, y, n, beta);
+    const int64_t row_bytes = nb * weight_block_bytes(W.dtype());
+    const uint8_t* raw = W.raw().data();
+    over_rows(out, n, y, beta, [&](int64_t o, int64_t t) {
+      return k.block(raw + o * row_bytes, a.q.data() + t * in, a.d.data() + t * nb * 8, nb);
+    });
   }
 }
 
 void q8_linear_forward_reference(const Weight& W, const float* x, float* y, int64_t n, float beta) {
   check_weight(W);
+  const bool nf4 = W.dtype() == DType::NF4;
   const int64_t out = W.rows(), in = W.cols(), nb = in / kBlock;
-  const int64_t row_bytes = nb * weight_block_bytes(W.dtype());
   std::vector<int8_t> q(static_cast<size_t>(in));
   std::vector<float> d(static_cast<size_t>(nb * 8));
+  std::vector<int32_t> c(static_cast<size_t>(in / 4));
   for (int64_t t = 0; t < n; ++t) {
-    quantize_row(x + t * in, in, q.data(), d.data());
+    quantize_row(x + t * in, in, q.data(), d.data(), nf4 ? c.data() : nullptr);
     for (int64_t o = 0; o < out; ++o) {
-      const float s = dot_reference(W.dtype(), W.raw().data() + o * row_bytes, q.data(), d.data(), nb);
+      const float s = nf4 ? dot_nf4_reference(W.nf4(), o * (in / kNf4BlockSize), q.data(), d.data(), in / kNf4BlockSize)
+                          : dot_reference(W.dtype(), W.raw().data() + o * in / kBlock * weight_block_bytes(W.dtype()),
+                                          q.data(), d.data(), nb);
       y[t * out + o] = beta == 0.0f ? s : s + beta * y[t * out + o];
     }
   }

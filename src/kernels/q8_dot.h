@@ -1,5 +1,5 @@
 #pragma once
-// The integer path llama.cpp takes through weights in ggml's Q8_0 and Q4_0 blocks: the
+// The integer path llama.cpp takes through weights in ggml's Q8_0 and Q4_0 blocks (and here NF4): the
 // activations are rounded once to Q8_0 blocks (32 int8 and an f16 scale, ggml's
 // quantize_row_q8_0), each weight block's dot product with them is summed exactly in int32, and
 // scaled by the two block scales: y[n, out] = x[n, in] W^T + beta y. Decoding reads every weight
@@ -12,8 +12,10 @@
 
 namespace pricer::kernels {
 
-// Whether W's storage takes the integer path (Q8_0, Q4_0).
-bool takes_q8_activations(DType weight);
+// Whether W's storage takes the integer path: Q8_0, Q4_0, and NF4 in rows of whole 64-blocks, whose
+// 16 code values are taken as integers of 1/32512 (within 1.6e-5 of the block's absmax: finer
+// than bf16 compute rounds them).
+bool takes_q8_activations(const Weight& W);
 
 // The SIMD kernels: AVX2 always, AVX-512 VNNI (two blocks per instruction) where the build
 // targets it, which is then the default.
