@@ -325,17 +325,21 @@ float dot_nf4_avx512(const Nf4Tensor& t, int64_t b0, const int8_t* xq, const flo
 #pragma GCC diagnostic pop
 #endif
 
-// Rows spread over the threads; each row's blocks stay in cache while every token passes them.
-// row_dot(o, t) is row o's dot product with token t's activations.
+// Tiles of rows spread over the threads; within one, tiles of tokens pass every row, so that a
+// tile's weights and activations stay in cache together. row_dot(o, t) is row o's dot product
+// with token t's activations.
 template <class RowDot>
 void over_rows(int64_t out, int64_t n, float* y, float beta, RowDot row_dot) {
+  constexpr int64_t kRows = 16, kTokens = 8;
 #pragma omp parallel for schedule(static) num_threads(threads())
-  for (int64_t o = 0; o < out; ++o)
-    for (int64_t t = 0; t < n; ++t) {
-      const float s = row_dot(o, t);
-      float& dst = y[t * out + o];
-      dst = beta == 0.0f ? s : s + beta * dst;
-    }
+  for (int64_t o0 = 0; o0 < out; o0 += kRows)
+    for (int64_t t0 = 0; t0 < n; t0 += kTokens)
+      for (int64_t o = o0; o < std::min(out, o0 + kRows); ++o)
+        for (int64_t t = t0; t < std::min(n, t0 + kTokens); ++t) {
+          const float s = row_dot(o, t);
+          float& dst = y[t * out + o];
+          dst = beta == 0.0f ? s : s + beta * dst;
+        }
 }
 
 using BlockDot = float (*)(const uint8_t*, const int8_t*, const float*, int64_t);
