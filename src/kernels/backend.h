@@ -22,9 +22,10 @@ class Backend {
   virtual const char* name() const = 0;
   // The precision of the linears through weights stored in a reduced format (NF4, bf16, ggml
   // blocks): F32, or BF16 = operands rounded to bf16 and products summed in f32, as
-  // bitsandbytes' compute_dtype=bfloat16, or Q8_0 = as BF16, except that weights in Q8_0, Q4_0 or
-  // NF4 blocks forward through activations rounded to 8-bit blocks and integer dot products, as
-  // llama.cpp computes them (kernels/q8_dot.h). F32 weights are always multiplied in f32.
+  // bitsandbytes' compute_dtype=bfloat16, or Q8_0 = as BF16, except that passes of a few tokens
+  // (decoding) through weights in Q8_0, Q4_0 or NF4 blocks take activations rounded to 8-bit
+  // blocks and integer dot products, as llama.cpp computes them (kernels/q8_dot.h). F32 weights are always multiplied
+  // in f32.
   virtual DType compute() const = 0;
 
   // ---- dense f32 GEMM: C[M,N] = alpha * op(A) op(B) + beta * C, row-major, op = transpose if t.

@@ -86,7 +86,7 @@ class CpuBackend final : public Backend {
       gemm(false, true, n, out, in, 1.0f, x, W.f32().data(), beta, y);
       return;
     }
-    if (compute_ == DType::Q8_0 && kernels::takes_q8_activations(W)) {
+    if (compute_ == DType::Q8_0 && n <= kernels::kQ8MaxTokens && kernels::takes_q8_activations(W)) {
       kernels::q8_linear_forward(W, x, y, n, beta);
       return;
     }

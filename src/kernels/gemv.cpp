@@ -43,8 +43,6 @@ float dot_f16(const uint16_t* w, const float* x, int64_t n) {
   return s;
 }
 
-uint16_t load_u16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
-
 float dot_q8_0(const uint8_t* row, const float* x, int64_t n) {
   float total = 0;
   for (int64_t b = 0; b < n / 32; ++b) {
@@ -55,7 +53,7 @@ float dot_q8_0(const uint8_t* row, const float* x, int64_t n) {
       const __m128i q8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk + 2 + 8 * g));
       acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8)), _mm256_loadu_ps(xb + 8 * g), acc);
     }
-    total += f16_to_f32(load_u16(blk)) * simd::hsum(acc);
+    total += f16_to_f32(f16_bits_at(blk)) * simd::hsum(acc);
   }
   return total;
 }
@@ -75,7 +73,7 @@ float dot_q4_0(const uint8_t* row, const float* x, int64_t n) {
       const __m256i v = _mm256_sub_epi32(_mm256_cvtepu8_epi32(parts[g]), eight);
       acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_loadu_ps(xb + 8 * g), acc);
     }
-    total += f16_to_f32(load_u16(blk)) * simd::hsum(acc);
+    total += f16_to_f32(f16_bits_at(blk)) * simd::hsum(acc);
   }
   return total;
 }

@@ -24,12 +24,6 @@ constexpr int64_t kQ4Bytes = 18;  // f16 d, u8 qs[16]: value j in the low nibble
 
 int64_t weight_block_bytes(DType t) { return t == DType::Q8_0 ? kQ8Bytes : kQ4Bytes; }
 
-uint16_t load_u16(const uint8_t* p) {
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  return h;
-}
-
 // Activations rounded to blocks of 32 as ggml's quantize_row_q8_0 rounds them (scale = largest
 // magnitude / 127, values round(x / scale)), laid out for the kernels: each row's int8 values
 // contiguous, and each block's scale kept in f32 (ggml rounds it to f16) and repeated over 8 lanes
@@ -141,7 +135,7 @@ float dot_reference(DType t, const uint8_t* w, const int8_t* xq, const float* xd
     // unsigned-by-signed dot-product instruction and gets the signs wrong.
     int32_t s = 0;
     for (int j = 0; j < kBlock; ++j) s += v[j] * int32_t{xq[j]};
-    sum += static_cast<float>(s) * (f16_to_f32(load_u16(w)) * xd[0]);
+    sum += static_cast<float>(s) * (f16_to_f32(f16_bits_at(w)) * xd[0]);
   }
   return sum;
 }
@@ -193,7 +187,7 @@ inline __m256i block_values_simd(const uint8_t* blk) {
 template <DType T>
 inline __m256 block_fma(const uint8_t* w, const int8_t* xq, const float* xd, __m256 acc) {
   const __m256i s = sum_products(block_values_simd<T>(w), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq)));
-  const __m256 d = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(load_u16(w))), _mm256_loadu_ps(xd));
+  const __m256 d = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(f16_bits_at(w))), _mm256_loadu_ps(xd));
   return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc);
 }
 
@@ -228,8 +222,8 @@ inline __m512 two_blocks_fma(const uint8_t* w, const int8_t* xq, const float* xd
   const __m512i v = two_blocks<T>(w), x = _mm512_loadu_si512(xq);
   const __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(v),
                                         _mm512_mask_sub_epi8(x, _mm512_movepi8_mask(v), _mm512_setzero_si512(), x));
-  const __m256i dw16 = _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>(load_u16(w + wb))),
-                                        _mm_set1_epi16(static_cast<int16_t>(load_u16(w))));
+  const __m256i dw16 = _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>(f16_bits_at(w + wb))),
+                                        _mm_set1_epi16(static_cast<int16_t>(f16_bits_at(w))));
   const __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(dw16), _mm512_loadu_ps(xd));
   return _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(s), acc);
 }

@@ -12,6 +12,11 @@
 
 namespace pricer::kernels {
 
+// Passes of at most this many tokens take the integer path under compute q8_0 (decoding: one token
+// per sequence, bound by reading the weights); longer ones (prompts, bound by arithmetic) take
+// bf16 GEMMs, which do more multiply-adds per instruction than 8-bit blocks with their scales.
+inline constexpr int64_t kQ8MaxTokens = 8;
+
 // Whether W's storage takes the integer path: Q8_0, Q4_0, and NF4 in rows of whole 64-blocks, whose
 // 16 code values are taken as integers of 1/32512 (within 1.6e-5 of the block's absmax: finer
 // than bf16 compute rounds them).

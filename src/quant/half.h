@@ -3,6 +3,7 @@
 // even, as torch's float->bfloat16 cast and ggml's GGML_FP32_TO_FP16 (F16C) do.
 #include <bit>
 #include <cstdint>
+#include <cstring>
 
 namespace pricer {
 
@@ -52,6 +53,13 @@ inline float f16_to_f32(uint16_t h) {
     return sign ? -v : v;
   }
   return std::bit_cast<float>(sign | ((e + 112) << 23) | (m << 13));
+}
+
+// The bits of the f16 stored at p (little-endian, any alignment), as ggml's blocks hold their scales.
+inline uint16_t f16_bits_at(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return h;
 }
 
 }  // namespace pricer
