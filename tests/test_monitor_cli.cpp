@@ -1,10 +1,12 @@
 // RunRecorder writes one step to all three sinks; `pricer runs` lists and shows what it wrote.
 // The CLI is exercised end to end through the built binary on a database filled via the API.
 #include <gtest/gtest.h>
+#include <omp.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -197,6 +199,31 @@ TEST(Interrupt, FirstSignalSetsTheFlagAndHandlersAreRestored) {
     EXPECT_EQ(interrupt_signal(), SIGTERM);
   }
   ::signal(SIGINT, SIG_DFL);
+}
+
+// Interrupts go to the main thread, on its own stack: the compute threads have SIGINT and SIGTERM
+// blocked, and the handler still sets the flag.
+TEST(Interrupt, SignalsReachOnlyTheMainThreadOnItsOwnStack) {
+  route_signals_to_this_thread([] {
+    static std::atomic<int> started{0};
+#pragma omp parallel num_threads(3)
+    started.fetch_add(1);
+  });
+  std::vector<int> blocked(3, -1);
+#pragma omp parallel num_threads(3)
+  {
+    sigset_t mask;
+    pthread_sigmask(SIG_BLOCK, nullptr, &mask);
+    blocked[omp_get_thread_num()] = sigismember(&mask, SIGTERM) + sigismember(&mask, SIGINT);
+  }
+  EXPECT_EQ(blocked, (std::vector<int>{0, 2, 2}));
+  stack_t ss{};
+  sigaltstack(nullptr, &ss);
+  EXPECT_EQ(ss.ss_flags & SS_DISABLE, 0) << "the main thread has no signal stack";
+  EXPECT_GE(ss.ss_size, static_cast<size_t>(SIGSTKSZ));
+  InterruptGuard guard;
+  ::kill(::getpid(), SIGTERM);  // the process, as `kill` sends it: only the main thread can take it
+  EXPECT_TRUE(interrupt_requested());
 }
 
 TEST(RunReport, DurationsAndDownsampling) {

@@ -79,6 +79,7 @@ int run_serve(ServeArgs& a) {
   require(::pipe(g_signal_pipe) == 0, "serve: cannot create a pipe");
   struct sigaction sa {};
   sa.sa_handler = on_stop_signal;
+  sa.sa_flags = SA_ONSTACK;  // the main thread's own signal stack (monitor/interrupt.h)
   sigemptyset(&sa.sa_mask);
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGINT, &sa, nullptr);

@@ -1,5 +1,6 @@
 // pricer: the command-line entry point. Subcommands register themselves (see command.h).
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <map>
 
@@ -8,6 +9,7 @@
 #include "core/error.h"
 #include "core/suggest.h"
 #include "core/threads.h"
+#include "monitor/interrupt.h"
 
 namespace pricer::cli {
 std::vector<CommandSpec>& registry() {
@@ -62,6 +64,14 @@ int run_command(const std::map<CLI::App*, pricer::cli::Runner>& runners) {
   return 0;
 }
 
+// The OpenMP threads every parallel stage (and oneDNN) runs on, started now (each thread counts
+// itself, so that the compiler cannot drop the region as empty).
+void start_compute_threads() {
+  static std::atomic<int> started{0};
+#pragma omp parallel num_threads(pricer::threads())
+  started.fetch_add(1, std::memory_order_relaxed);
+}
+
 }  // namespace
 
 // The whole command line: setup, parsing, the command. main() adds only the last-resort catch.
@@ -105,6 +115,7 @@ int run_main(int argc, char** argv) {
     return code;
   }
   pricer::set_threads(threads);
+  pricer::monitor::route_signals_to_this_thread(start_compute_threads);
   const int code = run_command(runners);
   pricer::comm::finalize();
   return code;
