@@ -194,9 +194,11 @@ inline __m256 block_fma(const uint8_t* w, const int8_t* xq, const float* xd, __m
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
 // GCC 12's own 512-bit intrinsics pass an undefined vector through a full mask, which its
 // -W(maybe-)uninitialized reports in the caller (here and in the NF4 kernel below).
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 // Two blocks in one 512-bit register: their values, the first block's in the low half.
 template <DType T>
 inline __m512i two_blocks(const uint8_t* w) {
@@ -245,7 +247,9 @@ float dot_avx512(const uint8_t* w, const int8_t* xq, const float* xd, int64_t nb
   if (b < nb) s += simd::hsum(block_fma<T>(w + b * wb, xq + b * kBlock, xd + b * 8, _mm256_setzero_ps()));
   return s;
 }
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 #endif
 
 template <DType T>
@@ -291,9 +295,11 @@ float dot_nf4_avx2(const Nf4Tensor& t, int64_t b0, const int8_t* xq, const float
 }
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 // NF4, a whole block of 64 per step: its nibbles, evens then odds, looked up as the high and low
 // bytes of the code values, two unsigned-by-signed dot products, less the offset of the high byte.
 float dot_nf4_avx512(const Nf4Tensor& t, int64_t b0, const int8_t* xq, const float* xd, const int32_t* xc,
@@ -316,7 +322,9 @@ float dot_nf4_avx512(const Nf4Tensor& t, int64_t b0, const int8_t* xq, const flo
   }
   return _mm512_reduce_add_ps(acc);
 }
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 #endif
 
 // Tiles of rows spread over the threads; within one, tiles of tokens pass every row, so that a
