@@ -56,6 +56,15 @@ TEST_F(BenchCli, ModelIsALlamaGgufWithItsVocabPaddedToItsRows) {
                 .rc,
             0)
       << "a vocab smaller than the tokenizer's must be refused";
+  // An existing file is never replaced unasked.
+  const std::string before = cli_test::slurp(path);
+  const auto again = cli_test::run_cli(
+      "bench model --dim 256 --layers 2 --heads 4 --kv-heads 2 --ffn 512 --vocab 2048 "
+      "--dtype bf16 -o " +
+      path);
+  EXPECT_NE(again.rc, 0);
+  EXPECT_NE(again.out.find("--overwrite"), std::string::npos) << again.out;
+  EXPECT_EQ(cli_test::slurp(path), before);
 }
 
 TEST_F(BenchCli, DecodeReportsRatesAndTheBytesEachTokenReads) {

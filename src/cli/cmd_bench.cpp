@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -34,6 +35,7 @@ struct BenchOptions {
   int64_t batch = 2, seq = 128, loss_tokens = 3, rank = 16;
   std::string base_dtype = "nf4", embed_dtype = "bf16", backend = "cpu", targets = "all", compute = "bf16";
   std::string out, tokenizer;  // `bench model`: the GGUF file to write, and the vocab it embeds
+  bool overwrite = false;
   int steps = 3, warmup = 1;
   bool checkpoint = false;
   uint64_t seed = 1;
@@ -134,6 +136,8 @@ LlamaModel build_model(const BenchOptions& o) {
 // smallest trained one: bytes, the numbers 0-999, BOS and EOS) padded to the model's rows.
 int run_bench_model(const BenchOptions& o) {
   require(!o.out.empty(), "bench model: --out is required");
+  require(o.overwrite || !std::filesystem::exists(o.out),
+          "bench model: " + o.out + " exists; give --overwrite to replace it");
   const ModelConfig cfg = bench_config(o);
   std::unique_ptr<Tokenizer> tok =
       o.tokenizer.empty() ? make_trained_tokenizer(train_bpe({})) : load_tokenizer(o.tokenizer);
@@ -444,6 +448,7 @@ Registrar reg{
       CLI::App* m = sub.add_subcommand("model", "Write the benchmark's random model as a GGUF file (for llama.cpp)");
       add_shape_options(*m, *o);
       m->add_option("-o,--out", o->out, "GGUF file to write")->required();
+      m->add_flag("--overwrite", o->overwrite, "Replace --out when it exists");
       m->add_option("--tokenizer", o->tokenizer, "Vocab to embed (default: bytes, numbers 0-999, BOS, EOS)");
       m->callback([what] { *what = "model"; });
       return [o, so, d, what]() {

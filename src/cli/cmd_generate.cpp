@@ -143,8 +143,8 @@ const Registrar reg{
       sub.add_option("--base-dtype", o->base_dtype, "Projection format in memory: auto (as stored), f32, bf16, nf4")
           ->capture_default_str();
       sub.add_option("--compute-dtype", o->compute_dtype,
-                     "Precision of the linears through reduced weights: f32, bf16, or q8_0 (weights in q8_0 or "
-                     "q4_0 blocks take 8-bit activations and integer dot products, as llama.cpp computes them)")
+                     "Precision of the linears through reduced weights: f32, bf16, or q8_0 (weights in q8_0, "
+                     "q4_0 or nf4 blocks take 8-bit activations and integer dot products, as llama.cpp computes them)")
           ->capture_default_str();
       auto* bos = sub.add_flag("--bos", o->bos, "Put BOS first (default: as the tokenizer or GGUF file says)");
       sub.add_flag("--no-bos", o->no_bos, "Do not put BOS first")->excludes(bos);
