@@ -14,6 +14,19 @@
 #include "quant/half.h"
 #include "quant/nf4.h"
 
+// The AVX-512 VNNI kernels, where the build targets them.
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+#define PRICER_Q8_AVX512 1
+#endif
+
+// GCC 12's own 512-bit intrinsics pass an undefined vector through a full mask, which its
+// -W(maybe-)uninitialized reports in the caller.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
 namespace pricer::kernels {
 
 namespace {
@@ -191,14 +204,7 @@ inline __m256 block_fma(const uint8_t* w, const int8_t* xq, const float* xd, __m
   return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc);
 }
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
-// GCC 12's own 512-bit intrinsics pass an undefined vector through a full mask, which its
-// -W(maybe-)uninitialized reports in the caller (here and in the NF4 kernel below).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
+#ifdef PRICER_Q8_AVX512
 // Two blocks in one 512-bit register: their values, the first block's in the low half.
 template <DType T>
 inline __m512i two_blocks(const uint8_t* w) {
@@ -247,9 +253,6 @@ float dot_avx512(const uint8_t* w, const int8_t* xq, const float* xd, int64_t nb
   if (b < nb) s += simd::hsum(block_fma<T>(w + b * wb, xq + b * kBlock, xd + b * 8, _mm256_setzero_ps()));
   return s;
 }
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 #endif
 
 template <DType T>
@@ -294,12 +297,7 @@ float dot_nf4_avx2(const Nf4Tensor& t, int64_t b0, const int8_t* xq, const float
   return simd::hsum(acc);
 }
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
+#ifdef PRICER_Q8_AVX512
 // NF4, a whole block of 64 per step: its nibbles, evens then odds, looked up as the high and low
 // bytes of the code values, two unsigned-by-signed dot products, less the offset of the high byte.
 float dot_nf4_avx512(const Nf4Tensor& t, int64_t b0, const int8_t* xq, const float* xd, const int32_t* xc,
@@ -322,9 +320,6 @@ float dot_nf4_avx512(const Nf4Tensor& t, int64_t b0, const int8_t* xq, const flo
   }
   return _mm512_reduce_add_ps(acc);
 }
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 #endif
 
 // Tiles of rows spread over the threads; within one, tiles of tokens pass every row, so that a
@@ -354,7 +349,7 @@ struct Kernels {
 };
 template <DType T>
 BlockDot block_dot(Q8Isa isa) {
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+#ifdef PRICER_Q8_AVX512
   if (isa == Q8Isa::Avx512) return dot_avx512<T>;
 #endif
   require(isa == Q8Isa::Avx2, "q8 linear: this build has no AVX-512 VNNI kernel");
@@ -363,7 +358,7 @@ BlockDot block_dot(Q8Isa isa) {
 Kernels kernels_for(DType t, Q8Isa isa) {
   if (t == DType::Q8_0) return {block_dot<DType::Q8_0>(isa), nullptr};
   if (t == DType::Q4_0) return {block_dot<DType::Q4_0>(isa), nullptr};
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+#ifdef PRICER_Q8_AVX512
   if (isa == Q8Isa::Avx512) return {nullptr, dot_nf4_avx512};
 #endif
   require(isa == Q8Isa::Avx2, "q8 linear: this build has no AVX-512 VNNI kernel");
@@ -378,7 +373,7 @@ bool takes_q8_activations(const Weight& W) {
 }
 
 bool q8_isa_built(Q8Isa isa) {
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+#ifdef PRICER_Q8_AVX512
   return isa == Q8Isa::Avx2 || isa == Q8Isa::Avx512;
 #else
   return isa == Q8Isa::Avx2;
@@ -426,3 +421,7 @@ void q8_linear_forward_reference(const Weight& W, const float* x, float* y, int6
 }
 
 }  // namespace pricer::kernels
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
