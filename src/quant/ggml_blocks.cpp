@@ -405,36 +405,15 @@ void deq_q4_0_fast(const uint8_t* x, float* y, int64_t nb) {
   }
 }
 
-void deq_q4_k_fast(const uint8_t* x, float* y, int64_t nb) {
-  const __m256i mask = _mm256_set1_epi32(0x0F);
-  for (int64_t i = 0; i < nb; ++i, x += kQ4_KBytes) {
-    const float d = load_f16(x), dmin = load_f16(x + 2);
-    const uint8_t* sc = x + 4;
-    const uint8_t* q = x + 16;
-    for (int j = 0; j < 4; ++j, q += 32, y += 64) {
-      uint8_t s, m;
-      scale_min_k4(2 * j, sc, s, m);
-      const __m256 d1 = _mm256_set1_ps(d * s), m1 = _mm256_set1_ps(dmin * m);
-      scale_min_k4(2 * j + 1, sc, s, m);
-      const __m256 d2 = _mm256_set1_ps(d * s), m2 = _mm256_set1_ps(dmin * m);
-      for (int l = 0; l < 32; l += 8) {
-        const __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + l)));
-        const __m256 lo = _mm256_cvtepi32_ps(_mm256_and_si256(b, mask));
-        const __m256 hi = _mm256_cvtepi32_ps(_mm256_srli_epi32(b, 4));
-        _mm256_storeu_ps(y + l, _mm256_fmsub_ps(d1, lo, m1));
-        _mm256_storeu_ps(y + 32 + l, _mm256_fmsub_ps(d2, hi, m2));
-      }
-    }
-  }
-}
-
-void deq_q5_k_fast(const uint8_t* x, float* y, int64_t nb) {
+// Q4_K, and with FifthBit Q5_K (the same block plus qh[32] before the low nibbles).
+template <bool FifthBit>
+void deq_q45_k_fast(const uint8_t* x, float* y, int64_t nb) {
   const __m256i mask = _mm256_set1_epi32(0x0F), one = _mm256_set1_epi32(1);
-  for (int64_t i = 0; i < nb; ++i, x += kQ5_KBytes) {
+  for (int64_t i = 0; i < nb; ++i, x += FifthBit ? kQ5_KBytes : kQ4_KBytes) {
     const float d = load_f16(x), dmin = load_f16(x + 2);
     const uint8_t* sc = x + 4;
     const uint8_t* qh = x + 16;
-    const uint8_t* ql = x + 48;
+    const uint8_t* ql = x + (FifthBit ? 48 : 16);
     for (int j = 0; j < 4; ++j, ql += 32, y += 64) {
       uint8_t s, m;
       scale_min_k4(2 * j, sc, s, m);
@@ -443,13 +422,14 @@ void deq_q5_k_fast(const uint8_t* x, float* y, int64_t nb) {
       const __m256 d2 = _mm256_set1_ps(d * s), m2 = _mm256_set1_ps(dmin * m);
       for (int l = 0; l < 32; l += 8) {
         const __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(ql + l)));
-        const __m256i h = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(qh + l)));
-        const __m256i h1 = _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(h, 2 * j), one), 4);
-        const __m256i h2 = _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(h, 2 * j + 1), one), 4);
-        const __m256 lo = _mm256_cvtepi32_ps(_mm256_or_si256(_mm256_and_si256(b, mask), h1));
-        const __m256 hi = _mm256_cvtepi32_ps(_mm256_or_si256(_mm256_srli_epi32(b, 4), h2));
-        _mm256_storeu_ps(y + l, _mm256_fmsub_ps(d1, lo, m1));
-        _mm256_storeu_ps(y + 32 + l, _mm256_fmsub_ps(d2, hi, m2));
+        __m256i lo = _mm256_and_si256(b, mask), hi = _mm256_srli_epi32(b, 4);
+        if constexpr (FifthBit) {
+          const __m256i h = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(qh + l)));
+          lo = _mm256_or_si256(lo, _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(h, 2 * j), one), 4));
+          hi = _mm256_or_si256(hi, _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(h, 2 * j + 1), one), 4));
+        }
+        _mm256_storeu_ps(y + l, _mm256_fmsub_ps(d1, _mm256_cvtepi32_ps(lo), m1));
+        _mm256_storeu_ps(y + 32 + l, _mm256_fmsub_ps(d2, _mm256_cvtepi32_ps(hi), m2));
       }
     }
   }
@@ -542,8 +522,8 @@ constexpr RawFormat kRawFormats[] = {
     {DType::BF16, {1, 2}, {-1, -1}, quantize_bf16, deq_bf16_fast, deq_bf16_ref},
     {DType::Q8_0, {kQK8_0, kQ8_0Bytes}, {0, -1}, quantize_q8_0, deq_q8_0_fast, deq_q8_0_ref},
     {DType::Q4_0, {kQK4_0, kQ4_0Bytes}, {0, -1}, quantize_q4_0, deq_q4_0_fast, deq_q4_0_ref},
-    {DType::Q4_K, {kQK_K, kQ4_KBytes}, {0, 2}, quantize_q4_k, deq_q4_k_fast, deq_q4_k_ref},
-    {DType::Q5_K, {kQK_K, kQ5_KBytes}, {0, 2}, quantize_q5_k, deq_q5_k_fast, deq_q5_k_ref},
+    {DType::Q4_K, {kQK_K, kQ4_KBytes}, {0, 2}, quantize_q4_k, deq_q45_k_fast<false>, deq_q4_k_ref},
+    {DType::Q5_K, {kQK_K, kQ5_KBytes}, {0, 2}, quantize_q5_k, deq_q45_k_fast<true>, deq_q5_k_ref},
     {DType::Q6_K, {kQK_K, kQ6_KBytes}, {208, -1}, quantize_q6_k, deq_q6_k_fast, deq_q6_k_ref},
 };
 
