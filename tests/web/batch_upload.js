@@ -53,7 +53,8 @@ async function main() {
     const js = async (expression) =>
       (await Runtime.evaluate({ expression, awaitPromise: true, returnByValue: true })).result.value;
     await Page.navigate({ url: `${url}#price` });
-    await until('the page to know its model', () => js("!!document.querySelector('#batch-go') && !document.querySelector('#batch-go').disabled"));
+    // Ready: the page has its listeners and knows whether the server has a model.
+    await until('the page to know its model', () => js("document.body.dataset.ready === '1' && !document.querySelector('#batch-go').disabled"));
 
     const { root } = await DOM.getDocument();
     const { nodeId } = await DOM.querySelector({ nodeId: root.nodeId, selector: '#batch-file' });
