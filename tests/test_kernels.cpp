@@ -227,8 +227,11 @@ TEST_F(Backends, FusedGemvMatchesTheReferenceInEveryFormat) {
 TEST(Q8Dot, IntegerPathIsTheFloatProductUpToActivationRounding) {
   using pricer::kernels::Q8Isa;
   std::mt19937 rng(31);
-  for (DType t : {DType::Q8_0, DType::Q4_0, DType::NF4}) {
-    const int64_t out = 23, in = 320, n = 3;
+  // Rows of 320: whole groups of 4 blocks (the Q4_0 AVX-512 kernel's step) and 2 blocks after
+  // them; rows of 128: one group and nothing after.
+  for (auto [t, in] :
+       {std::pair{DType::Q8_0, int64_t{320}}, {DType::Q4_0, 320}, {DType::Q4_0, 128}, {DType::NF4, 320}}) {
+    const int64_t out = 23, n = 3;
     const Weight W = t == DType::NF4 ? Weight::from_f32(random_vec(out * in, rng, 0.1f).data(), out, in, t)
                                      : Weight::from_raw(t, out, in, random_ggml_raw(t, out, in, rng));
     const std::vector<float> w = W.to_f32();

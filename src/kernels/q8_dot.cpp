@@ -47,7 +47,45 @@ struct Activations {
   std::vector<int8_t> q;  // [n, in]
   std::vector<float> d;  // [n, in / 32, 8]
   std::vector<int32_t> c;  // NF4 only: [n, in / 4], kNf4Offset * the sum of each 4 values
+  std::vector<int8_t> gq;  // Q4_0 on AVX-512 only: the Q4Groups layout below
+  std::vector<int32_t> gc;
+  std::vector<float> gd;
 };
+
+// Q4_0 blocks keep value j in the low nibble of byte j and j + 16 in the high one. The AVX-512
+// kernel takes four blocks per step: their 64 nibble bytes gathered into one register, the low
+// nibbles (values 0-15 of each block) against one 64-byte run of activations and the high ones
+// (16-31) against the next. So the activations of each 4 blocks are laid out [x0[0:16] x1[0:16]
+// x2[0:16] x3[0:16] | x0[16:32] ... x3[16:32]], with per 32-bit lane (4 values of each run) its
+// activation block's scale and -8 times the lane's sum: the nibbles are unsigned (0-15) and stand
+// for value - 8, so sum((q - 8) x) = sum(q x) - 8 sum(x).
+constexpr int64_t kGroupBlocks = 4, kGroupValues = kGroupBlocks * kBlock, kGroupLanes = 16;
+constexpr int64_t kQ4Prefetch = 1024;  // bytes ahead in a row: the hardware prefetcher alone falls behind
+
+// One token's activations in the Q4Groups layout, and in the plain one for the last 1-3 blocks.
+struct GroupedActs {
+  const int8_t* q;
+  const float* d;
+  const int8_t* gq;
+  const int32_t* gc;
+  const float* gd;
+};
+
+void group_q4_row(const int8_t* q, const float* d, int64_t in, int8_t* gq, int32_t* gc, float* gd) {
+  for (int64_t g = 0; g < in / kGroupValues; ++g, gq += kGroupValues, gc += kGroupLanes, gd += kGroupLanes) {
+    for (int64_t b = 0; b < kGroupBlocks; ++b) {
+      const int8_t* blk = q + (g * kGroupBlocks + b) * kBlock;
+      std::copy(blk, blk + kBlock / 2, gq + b * kBlock / 2);
+      std::copy(blk + kBlock / 2, blk + kBlock, gq + kGroupValues / 2 + b * kBlock / 2);
+    }
+    for (int64_t l = 0; l < kGroupLanes; ++l) {
+      int32_t sum = 0;
+      for (int64_t k = 0; k < 4; ++k) sum += gq[4 * l + k] + gq[kGroupValues / 2 + 4 * l + k];
+      gc[l] = -8 * sum;
+      gd[l] = d[(g * kGroupBlocks + l / 4) * 8];
+    }
+  }
+}
 
 // The NF4 code values as integers of 32512 (= 127 * 256) per unit, split into a high byte stored
 // +128 (unsigned) and a low byte (unsigned): code * 32512 = 256 * (hi - 128) + lo, within 1/65024
@@ -103,14 +141,24 @@ void quantize_row(const float* x, int64_t in, int8_t* q, float* d, int32_t* c) {
   for (int64_t i = 0; i < in / 4; ++i) c[i] = kNf4Offset * (q[4 * i] + q[4 * i + 1] + q[4 * i + 2] + q[4 * i + 3]);
 }
 
-void quantize_rows(const float* x, int64_t n, int64_t in, bool nf4, Activations& a) {
+// grouped: also the Q4Groups layout, for the Q4_0 AVX-512 kernel.
+void quantize_rows(const float* x, int64_t n, int64_t in, bool nf4, bool grouped, Activations& a) {
+  const int64_t groups = grouped ? in / kGroupValues : 0;
   a.q.resize(static_cast<size_t>(n * in));
   a.d.resize(static_cast<size_t>(n * in / kBlock * 8));
   a.c.resize(nf4 ? static_cast<size_t>(n * in / 4) : 0);
+  a.gq.resize(static_cast<size_t>(n * groups * kGroupValues));
+  a.gc.resize(static_cast<size_t>(n * groups * kGroupLanes));
+  a.gd.resize(static_cast<size_t>(n * groups * kGroupLanes));
 #pragma omp parallel for schedule(static) num_threads(n > 1 ? threads() : 1)
-  for (int64_t t = 0; t < n; ++t)
-    quantize_row(x + t * in, in, a.q.data() + t * in, a.d.data() + t * in / kBlock * 8,
-                 nf4 ? a.c.data() + t * in / 4 : nullptr);
+  for (int64_t t = 0; t < n; ++t) {
+    int8_t* q = a.q.data() + t * in;
+    float* d = a.d.data() + t * in / kBlock * 8;
+    quantize_row(x + t * in, in, q, d, nf4 ? a.c.data() + t * in / 4 : nullptr);
+    if (grouped)
+      group_q4_row(q, d, in, a.gq.data() + t * groups * kGroupValues, a.gc.data() + t * groups * kGroupLanes,
+                   a.gd.data() + t * groups * kGroupLanes);
+  }
 }
 
 // The absmax of NF4 block b, as nf4_absmax computes it.
@@ -256,6 +304,65 @@ float dot_avx512(const uint8_t* w, const int8_t* xq, const float* xd, int64_t nb
 #endif
 
 template <DType T>
+float dot_avx2(const uint8_t* w, const int8_t* xq, const float* xd, int64_t nb);
+
+#ifdef PRICER_Q8_AVX512
+// The byte permutations that gather four Q4_0 blocks (72 bytes, read as 64 from w and 64 from
+// w + 8): their nibble bytes in order (two-source byte permute), and their f16 scales, each over
+// the 4 lanes of its block (word permute of the first 64 bytes).
+struct Q4Gather {
+  __m512i nibbles, scales;
+};
+const Q4Gather& q4_gather() {
+  static const Q4Gather g = [] {
+    alignas(64) std::array<uint8_t, 64> nib{};
+    alignas(64) std::array<uint16_t, 32> sc{};
+    for (int i = 0; i < 64; ++i) {
+      const int src = static_cast<int>(kQ4Bytes) * (i / 16) + 2 + i % 16;  // in [2, 71]
+      nib[i] = static_cast<uint8_t>(src < 64 ? src : 64 + src - 8);  // bit 6: from the load at w + 8
+    }
+    for (int k = 0; k < 16; ++k) sc[k] = static_cast<uint16_t>(kQ4Bytes / 2 * (k / 4));
+    return Q4Gather{_mm512_load_si512(nib.data()), _mm512_load_si512(sc.data())};
+  }();
+  return g;
+}
+
+// Four Q4_0 blocks against activations in the Q4Groups layout: acc += per lane its int32 sum
+// (4 low-nibble and 4 high-nibble products, less 8 times the activations) times both scales.
+inline __m512 q4_group_fma(const uint8_t* w, const int8_t* gq, const int32_t* gc, const float* gd, const Q4Gather& g,
+                           __m512 acc) {
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  _mm_prefetch(reinterpret_cast<const char*>(w) + kQ4Prefetch, _MM_HINT_T0);
+  const __m512i head = _mm512_loadu_si512(w);
+  const __m512i nib = _mm512_permutex2var_epi8(head, g.nibbles, _mm512_loadu_si512(w + 8));
+  __m512i s = _mm512_dpbusd_epi32(_mm512_loadu_si512(gc), _mm512_and_si512(nib, m4), _mm512_loadu_si512(gq));
+  s = _mm512_dpbusd_epi32(s, _mm512_and_si512(_mm512_srli_epi16(nib, 4), m4), _mm512_loadu_si512(gq + 64));
+  const __m512 dw = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(g.scales, head)));
+  return _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_loadu_ps(gd)), _mm512_cvtepi32_ps(s), acc);
+}
+
+// A Q4_0 row: whole groups of four blocks as above, the last 1-3 blocks as dot_avx2 takes them.
+float dot_q4_0_grouped(const uint8_t* w, const GroupedActs& x, int64_t nb) {
+  const Q4Gather& g = q4_gather();
+  const int64_t groups = nb / kGroupBlocks, done = groups * kGroupBlocks;
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 2 <= groups; k += 2) {
+    acc0 = q4_group_fma(w + k * kGroupBlocks * kQ4Bytes, x.gq + k * kGroupValues, x.gc + k * kGroupLanes,
+                        x.gd + k * kGroupLanes, g, acc0);
+    acc1 = q4_group_fma(w + (k + 1) * kGroupBlocks * kQ4Bytes, x.gq + (k + 1) * kGroupValues,
+                        x.gc + (k + 1) * kGroupLanes, x.gd + (k + 1) * kGroupLanes, g, acc1);
+  }
+  if (k < groups)
+    acc0 = q4_group_fma(w + k * kGroupBlocks * kQ4Bytes, x.gq + k * kGroupValues, x.gc + k * kGroupLanes,
+                        x.gd + k * kGroupLanes, g, acc0);
+  const float s = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+  return done == nb ? s
+                    : s + dot_avx2<DType::Q4_0>(w + done * kQ4Bytes, x.q + done * kBlock, x.d + done * 8, nb - done);
+}
+#endif
+
+template <DType T>
 float dot_avx2(const uint8_t* w, const int8_t* xq, const float* xd, int64_t nb) {
   constexpr int64_t wb = T == DType::Q8_0 ? kQ8Bytes : kQ4Bytes;
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
@@ -341,11 +448,13 @@ void over_rows(int64_t out, int64_t n, float* y, float beta, RowDot row_dot) {
 
 using BlockDot = float (*)(const uint8_t*, const int8_t*, const float*, int64_t);
 using Nf4Dot = float (*)(const Nf4Tensor&, int64_t, const int8_t*, const float*, const int32_t*, int64_t);
+using GroupedDot = float (*)(const uint8_t*, const GroupedActs&, int64_t);
 
-// The kernels `isa` names for W's format.
+// The kernels `isa` names for W's format: one of the three.
 struct Kernels {
   BlockDot block = nullptr;
   Nf4Dot nf4 = nullptr;
+  GroupedDot grouped = nullptr;  // Q4_0 on AVX-512: activations in the Q4Groups layout too
 };
 template <DType T>
 BlockDot block_dot(Q8Isa isa) {
@@ -357,6 +466,9 @@ BlockDot block_dot(Q8Isa isa) {
 }
 Kernels kernels_for(DType t, Q8Isa isa) {
   if (t == DType::Q8_0) return {block_dot<DType::Q8_0>(isa), nullptr};
+#ifdef PRICER_Q8_AVX512
+  if (t == DType::Q4_0 && isa == Q8Isa::Avx512) return {nullptr, nullptr, dot_q4_0_grouped};
+#endif
   if (t == DType::Q4_0) return {block_dot<DType::Q4_0>(isa), nullptr};
 #ifdef PRICER_Q8_AVX512
   if (isa == Q8Isa::Avx512) return {nullptr, dot_nf4_avx512};
@@ -387,8 +499,16 @@ void q8_linear_forward(const Weight& W, const float* x, float* y, int64_t n, flo
   const Kernels k = kernels_for(W.dtype(), isa);
   thread_local Activations mine;  // the calling thread's, reused from call to call
   Activations& a = mine;  // a reference the worker threads share (a thread_local is their own)
-  quantize_rows(x, n, in, nf4, a);
-  if (nf4) {
+  quantize_rows(x, n, in, nf4, k.grouped != nullptr, a);
+  if (k.grouped != nullptr) {
+    const int64_t row_bytes = nb * kQ4Bytes, groups = in / kGroupValues;
+    const uint8_t* raw = W.raw().data();
+    over_rows(out, n, y, beta, [&](int64_t o, int64_t t) {
+      const GroupedActs x{a.q.data() + t * in, a.d.data() + t * nb * 8, a.gq.data() + t * groups * kGroupValues,
+                          a.gc.data() + t * groups * kGroupLanes, a.gd.data() + t * groups * kGroupLanes};
+      return k.grouped(raw + o * row_bytes, x, nb);
+    });
+  } else if (nf4) {
     over_rows(out, n, y, beta, [&](int64_t o, int64_t t) {
       return k.nf4(W.nf4(), o * (in / kNf4BlockSize), a.q.data() + t * in, a.d.data() + t * nb * 8,
                    a.c.data() + t * in / 4, in / kNf4BlockSize);
