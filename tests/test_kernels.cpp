@@ -222,15 +222,18 @@ TEST_F(Backends, FusedGemvMatchesTheReferenceInEveryFormat) {
 }
 
 // The integer path (compute q8_0) differs from the float product by the rounding of the
-// activations to blocks of 32 (per value at most half a step, its block's largest magnitude / 127)
-// and, for NF4, by the code values taken as integers of 1/32512 of the block's absmax.
+// activations to blocks of 32 (for NF4, of 64; per value at most half a step, its block's largest
+// magnitude / 127) and, for NF4, by the code values taken as integers of 1/32512 of the block's absmax.
 TEST(Q8Dot, IntegerPathIsTheFloatProductUpToActivationRounding) {
   using pricer::kernels::Q8Isa;
   std::mt19937 rng(31);
-  // Rows of 320: whole groups of 4 blocks (the Q4_0 AVX-512 kernel's step) and 2 blocks after
-  // them; rows of 128: one group and nothing after.
-  for (auto [t, in] :
-       {std::pair{DType::Q8_0, int64_t{320}}, {DType::Q4_0, 320}, {DType::Q4_0, 128}, {DType::NF4, 320}}) {
+  // Rows of 320: whole steps of 128 values (the AVX-512 kernels' step) and 64 after them (for
+  // NF4, an odd block); rows of 128: one step and nothing after.
+  for (auto [t, in] : {std::pair{DType::Q8_0, int64_t{320}},
+                       {DType::Q4_0, 320},
+                       {DType::Q4_0, 128},
+                       {DType::NF4, 320},
+                       {DType::NF4, 128}}) {
     const int64_t out = 23, n = 3;
     const Weight W = t == DType::NF4 ? Weight::from_f32(random_vec(out * in, rng, 0.1f).data(), out, in, t)
                                      : Weight::from_raw(t, out, in, random_ggml_raw(t, out, in, rng));
@@ -246,8 +249,8 @@ TEST(Q8Dot, IntegerPathIsTheFloatProductUpToActivationRounding) {
                    std::string("q8 fast against its scalar twin, ") + std::string(pricer::dtype_name(t)) +
                        (isa == Q8Isa::Avx2 ? " avx2" : " avx512"));
     }
-    // Activation blocks: 32 in a row, or for NF4 the even and the odd values of each 64.
-    auto group = [&](int64_t j) { return t == DType::NF4 ? (j / 64) * 2 + j % 2 : j / 32; };
+    // Activation blocks: 32 in a row, or for NF4 its 64.
+    auto group = [&](int64_t j) { return t == DType::NF4 ? j / 64 : j / 32; };
     double worst = 0;
     for (int64_t i = 0; i < n; ++i) {
       std::vector<float> amax(in / 32, 0.0f);

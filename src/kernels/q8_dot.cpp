@@ -37,56 +37,6 @@ constexpr int64_t kQ4Bytes = 18;  // f16 d, u8 qs[16]: value j in the low nibble
 
 int64_t weight_block_bytes(DType t) { return t == DType::Q8_0 ? kQ8Bytes : kQ4Bytes; }
 
-// Activations rounded to blocks of 32 as ggml's quantize_row_q8_0 rounds them (scale = largest
-// magnitude / 127, values round(x / scale)), laid out for the kernels: each row's int8 values
-// contiguous, and each block's scale kept in f32 (ggml rounds it to f16) and repeated over 8 lanes
-// so that a block's 8 partial sums take it in one multiply. For NF4 weights, whose bytes hold
-// elements 2i and 2i + 1, each 64 values are reordered evens first, then odds (the blocks of 32
-// are those halves), and every 4 values' sum is kept for the kernel's offset correction.
-struct Activations {
-  std::vector<int8_t> q;  // [n, in]
-  std::vector<float> d;  // [n, in / 32, 8]
-  std::vector<int32_t> c;  // NF4 only: [n, in / 4], kNf4Offset * the sum of each 4 values
-  std::vector<int8_t> gq;  // Q4_0 on AVX-512 only: the Q4Groups layout below
-  std::vector<int32_t> gc;
-  std::vector<float> gd;
-};
-
-// Q4_0 blocks keep value j in the low nibble of byte j and j + 16 in the high one. The AVX-512
-// kernel takes four blocks per step: their 64 nibble bytes gathered into one register, the low
-// nibbles (values 0-15 of each block) against one 64-byte run of activations and the high ones
-// (16-31) against the next. So the activations of each 4 blocks are laid out [x0[0:16] x1[0:16]
-// x2[0:16] x3[0:16] | x0[16:32] ... x3[16:32]], with per 32-bit lane (4 values of each run) its
-// activation block's scale and -8 times the lane's sum: the nibbles are unsigned (0-15) and stand
-// for value - 8, so sum((q - 8) x) = sum(q x) - 8 sum(x).
-constexpr int64_t kGroupBlocks = 4, kGroupValues = kGroupBlocks * kBlock, kGroupLanes = 16;
-constexpr int64_t kQ4Prefetch = 1024;  // bytes ahead in a row: the hardware prefetcher alone falls behind
-
-// One token's activations in the Q4Groups layout, and in the plain one for the last 1-3 blocks.
-struct GroupedActs {
-  const int8_t* q;
-  const float* d;
-  const int8_t* gq;
-  const int32_t* gc;
-  const float* gd;
-};
-
-void group_q4_row(const int8_t* q, const float* d, int64_t in, int8_t* gq, int32_t* gc, float* gd) {
-  for (int64_t g = 0; g < in / kGroupValues; ++g, gq += kGroupValues, gc += kGroupLanes, gd += kGroupLanes) {
-    for (int64_t b = 0; b < kGroupBlocks; ++b) {
-      const int8_t* blk = q + (g * kGroupBlocks + b) * kBlock;
-      std::copy(blk, blk + kBlock / 2, gq + b * kBlock / 2);
-      std::copy(blk + kBlock / 2, blk + kBlock, gq + kGroupValues / 2 + b * kBlock / 2);
-    }
-    for (int64_t l = 0; l < kGroupLanes; ++l) {
-      int32_t sum = 0;
-      for (int64_t k = 0; k < 4; ++k) sum += gq[4 * l + k] + gq[kGroupValues / 2 + 4 * l + k];
-      gc[l] = -8 * sum;
-      gd[l] = d[(g * kGroupBlocks + l / 4) * 8];
-    }
-  }
-}
-
 // The NF4 code values as integers of 32512 (= 127 * 256) per unit, split into a high byte stored
 // +128 (unsigned) and a low byte (unsigned): code * 32512 = 256 * (hi - 128) + lo, within 1/65024
 // of the block's absmax. Integer dot products then sum 256 * dot(hi) + dot(lo) - kNf4Offset * sum(x).
@@ -114,39 +64,109 @@ const Nf4Bytes& nf4_bytes() {
   return b;
 }
 
-void quantize_block(const float* x, int8_t* q, float* d) {
-  float amax = 0;
-  for (int j = 0; j < kBlock; ++j) amax = std::max(amax, std::fabs(x[j]));
-  const float scale = amax / 127.0f, inv = scale != 0.0f ? 1.0f / scale : 0.0f;
-  for (int j = 0; j < kBlock; ++j) q[j] = static_cast<int8_t>(std::lround(x[j] * inv));
-  std::fill(d, d + 8, scale);
+// Activations rounded to blocks as ggml's quantize_row_q8_0 rounds them (scale = largest
+// magnitude / 127, values round(x / scale)), laid out for the kernels: each row's int8 values
+// contiguous, and each block's scale kept in f32 (ggml rounds it to f16) and repeated over 8 lanes
+// per 32 values, so that a block's partial sums take it in one multiply. Blocks are of 32 values
+// for Q8_0/Q4_0 weights. NF4 weights hold elements 2i and 2i + 1 in one byte, so each 64 values
+// are reordered evens first, then odds, and rounded as one block of 64 (one scale over both
+// halves lets the kernels sum evens and odds in the same lanes).
+struct Activations {
+  std::vector<int8_t> q;  // [n, in]
+  std::vector<float> d;  // [n, in / 32, 8]
+  std::vector<int8_t> gq;  // the AVX-512 kernels' Groups layout below, where they take it
+  std::vector<int32_t> gc;
+  std::vector<float> gd;
+};
+
+// The AVX-512 kernels take 128 values per step: two 64-byte runs of activations against two
+// registers of weight codes, with per 32-bit lane (4 values of each run) an int32 correction and
+// the lane's activation scale.
+//  - Q4_0 (four blocks per step): a block keeps value j in the low nibble of byte j and j + 16 in
+//    the high one; the kernel gathers the 64 nibble bytes of four blocks into one register, so the
+//    runs are [x0[0:16] x1[0:16] x2[0:16] x3[0:16]] and [x0[16:32] ... x3[16:32]]. The nibbles are
+//    unsigned (0-15) and stand for value - 8: the correction is -8 times the lane's activations.
+//  - NF4 (two blocks of 64 per step): the runs are both blocks' evens, then both blocks' odds;
+//    the correction is -kNf4Offset times the lane's activations (the code values' high bytes are
+//    stored + 128). A row of an odd number of blocks ends with a pair whose second half is zero.
+constexpr int64_t kGroupValues = 128, kGroupLanes = 16, kRun = kGroupValues / 2;
+constexpr int64_t kGroupBlocks = kGroupValues / kBlock;  // Q4_0 blocks per step
+constexpr int64_t kQ4Prefetch = 1024;  // bytes ahead in a row: the hardware prefetcher alone falls behind
+enum class Layout { Plain, Q4Groups, Nf4Pairs };
+
+// One token's activations in the Groups layout, and in the plain one (Q4_0's last 1-3 blocks).
+struct GroupedActs {
+  const int8_t* q;
+  const float* d;
+  const int8_t* gq;
+  const int32_t* gc;
+  const float* gd;
+};
+
+int64_t groups_per_row(Layout layout, int64_t in) {
+  if (layout == Layout::Q4Groups) return in / kGroupValues;
+  if (layout == Layout::Nf4Pairs) return (in + kGroupValues - 1) / kGroupValues;
+  return 0;
 }
 
-// One row of `in` values; c is null for Q8_0/Q4_0 weights.
-void quantize_row(const float* x, int64_t in, int8_t* q, float* d, int32_t* c) {
-  if (c == nullptr) {
-    for (int64_t b = 0; b < in / kBlock; ++b) quantize_block(x + b * kBlock, q + b * kBlock, d + b * 8);
+// Group g of a plain row into gq, with its lanes' corrections and scales.
+void fill_group(const int8_t* q, const float* d, Layout layout, int64_t in, int64_t g, int8_t* gq, int32_t* gc,
+                float* gd) {
+  std::fill(gq, gq + kGroupValues, int8_t{0});
+  std::fill(gd, gd + kGroupLanes, 0.0f);
+  if (layout == Layout::Q4Groups) {
+    for (int64_t b = 0; b < kGroupBlocks; ++b) {
+      const int64_t v = (g * kGroupBlocks + b) * kBlock;
+      std::copy(q + v, q + v + kBlock / 2, gq + b * kBlock / 2);
+      std::copy(q + v + kBlock / 2, q + v + kBlock, gq + kRun + b * kBlock / 2);
+      std::fill(gd + b * 4, gd + b * 4 + 4, d[v / kBlock * 8]);
+    }
+  } else {
+    for (int64_t h = 0; h < 2 && (2 * g + h) * kNf4BlockSize < in; ++h) {
+      const int64_t v = (2 * g + h) * kNf4BlockSize;  // [evens 32 | odds 32]
+      std::copy(q + v, q + v + kBlock, gq + h * kBlock);
+      std::copy(q + v + kBlock, q + v + 2 * kBlock, gq + kRun + h * kBlock);
+      std::fill(gd + h * 8, gd + h * 8 + 8, d[v / kBlock * 8]);
+    }
+  }
+  const int32_t offset = layout == Layout::Q4Groups ? -8 : -kNf4Offset;
+  for (int64_t l = 0; l < kGroupLanes; ++l) {
+    int32_t sum = 0;
+    for (int64_t k = 0; k < 4; ++k) sum += gq[4 * l + k] + gq[kRun + 4 * l + k];
+    gc[l] = offset * sum;
+  }
+}
+
+// Rounds `count` values to one block: q[j] = round(x[j] / scale), the scale over lanes of d.
+void quantize_block(const float* x, int64_t count, int8_t* q, float* d, int64_t lanes) {
+  float amax = 0;
+  for (int64_t j = 0; j < count; ++j) amax = std::max(amax, std::fabs(x[j]));
+  const float scale = amax / 127.0f, inv = scale != 0.0f ? 1.0f / scale : 0.0f;
+  for (int64_t j = 0; j < count; ++j) q[j] = static_cast<int8_t>(std::lround(x[j] * inv));
+  std::fill(d, d + lanes, scale);
+}
+
+// One row of `in` values, blocks of 32 (nf4: of 64, evens then odds).
+void quantize_row(const float* x, int64_t in, bool nf4, int8_t* q, float* d) {
+  if (!nf4) {
+    for (int64_t b = 0; b < in / kBlock; ++b) quantize_block(x + b * kBlock, kBlock, q + b * kBlock, d + b * 8, 8);
     return;
   }
-  float halves[2 * kBlock];
-  for (int64_t b = 0; b < in / (2 * kBlock); ++b) {
-    const float* block = x + b * 2 * kBlock;
-    for (int64_t j = 0; j < kBlock; ++j) {
+  float halves[kNf4BlockSize];
+  for (int64_t b = 0; b < in / kNf4BlockSize; ++b) {
+    const float* block = x + b * kNf4BlockSize;
+    for (int64_t j = 0; j < kNf4BlockSize / 2; ++j) {
       halves[j] = block[2 * j];
-      halves[kBlock + j] = block[2 * j + 1];
+      halves[kNf4BlockSize / 2 + j] = block[2 * j + 1];
     }
-    quantize_block(halves, q + b * 2 * kBlock, d + b * 16);
-    quantize_block(halves + kBlock, q + b * 2 * kBlock + kBlock, d + b * 16 + 8);
+    quantize_block(halves, kNf4BlockSize, q + b * kNf4BlockSize, d + b * 16, 16);
   }
-  for (int64_t i = 0; i < in / 4; ++i) c[i] = kNf4Offset * (q[4 * i] + q[4 * i + 1] + q[4 * i + 2] + q[4 * i + 3]);
 }
 
-// grouped: also the Q4Groups layout, for the Q4_0 AVX-512 kernel.
-void quantize_rows(const float* x, int64_t n, int64_t in, bool nf4, bool grouped, Activations& a) {
-  const int64_t groups = grouped ? in / kGroupValues : 0;
+void quantize_rows(const float* x, int64_t n, int64_t in, bool nf4, Layout layout, Activations& a) {
+  const int64_t groups = groups_per_row(layout, in);
   a.q.resize(static_cast<size_t>(n * in));
   a.d.resize(static_cast<size_t>(n * in / kBlock * 8));
-  a.c.resize(nf4 ? static_cast<size_t>(n * in / 4) : 0);
   a.gq.resize(static_cast<size_t>(n * groups * kGroupValues));
   a.gc.resize(static_cast<size_t>(n * groups * kGroupLanes));
   a.gd.resize(static_cast<size_t>(n * groups * kGroupLanes));
@@ -154,10 +174,12 @@ void quantize_rows(const float* x, int64_t n, int64_t in, bool nf4, bool grouped
   for (int64_t t = 0; t < n; ++t) {
     int8_t* q = a.q.data() + t * in;
     float* d = a.d.data() + t * in / kBlock * 8;
-    quantize_row(x + t * in, in, q, d, nf4 ? a.c.data() + t * in / 4 : nullptr);
-    if (grouped)
-      group_q4_row(q, d, in, a.gq.data() + t * groups * kGroupValues, a.gc.data() + t * groups * kGroupLanes,
-                   a.gd.data() + t * groups * kGroupLanes);
+    quantize_row(x + t * in, in, nf4, q, d);
+    for (int64_t g = 0; g < groups; ++g) {
+      const int64_t i = t * groups + g;
+      fill_group(q, d, layout, in, g, a.gq.data() + i * kGroupValues, a.gc.data() + i * kGroupLanes,
+                 a.gd.data() + i * kGroupLanes);
+    }
   }
 }
 
@@ -213,8 +235,7 @@ float dot_nf4_reference(const Nf4Tensor& t, int64_t b0, const int8_t* xq, const 
       evens += nb.value[p[i] >> 4] * int32_t{xq[i]};
       odds += nb.value[p[i] & 0x0F] * int32_t{xq[kBlock + i]};
     }
-    const float a = nf4_block_scale(t, map, b0 + k) * (1.0f / kNf4Unit);
-    sum += a * xd[0] * static_cast<float>(evens) + a * xd[8] * static_cast<float>(odds);
+    sum += nf4_block_scale(t, map, b0 + k) * (1.0f / kNf4Unit) * xd[0] * static_cast<float>(evens + odds);
   }
   return sum;
 }
@@ -385,8 +406,9 @@ inline __m256i nf4_half_avx2(__m256i nib, const int8_t* xq, __m256i byte0, __m25
                           _mm256_madd_epi16(_mm256_unpackhi_epi8(v0, v1), _mm256_unpackhi_epi8(x, xs)));
 }
 
-float dot_nf4_avx2(const Nf4Tensor& t, int64_t b0, const int8_t* xq, const float* xd, const int32_t* /*xc*/,
-                   int64_t nblk) {
+float dot_nf4_avx2(const Nf4Tensor& t, int64_t b0, GroupedActs x, int64_t nblk) {
+  const int8_t* xq = x.q;
+  const float* xd = x.d;
   const Nf4Bytes& nb = nf4_bytes();
   const float* map = dynamic_map_signed().data();
   const __m256i byte0 = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(nb.byte0.data())));
@@ -405,27 +427,34 @@ float dot_nf4_avx2(const Nf4Tensor& t, int64_t b0, const int8_t* xq, const float
 }
 
 #ifdef PRICER_Q8_AVX512
-// NF4, a whole block of 64 per step: its nibbles, evens then odds, looked up as the high and low
-// bytes of the code values, two unsigned-by-signed dot products, less the offset of the high byte.
-float dot_nf4_avx512(const Nf4Tensor& t, int64_t b0, const int8_t* xq, const float* xd, const int32_t* xc,
-                     int64_t nblk) {
+// NF4, two blocks of 64 per step against activations in the Nf4Pairs layout: their nibbles,
+// evens and odds, looked up as the high and low bytes of the code values, four unsigned-by-signed
+// dot products, the high bytes' sum shifted and corrected for their offset.
+float dot_nf4_avx512(const Nf4Tensor& t, int64_t b0, GroupedActs x, int64_t nblk) {
   const Nf4Bytes& nb = nf4_bytes();
   const float* map = dynamic_map_signed().data();
   const __m512i lut_hi = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(nb.hi.data())));
   const __m512i lut_lo = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(nb.lo.data())));
-  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  const uint8_t* packed = t.packed.data() + b0 * (kNf4BlockSize / 2);
   __m512 acc = _mm512_setzero_ps();
-  for (int64_t k = 0; k < nblk; ++k, xq += 2 * kBlock, xd += 16, xc += 16) {
-    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.packed.data() + (b0 + k) * 32));
-    const __m512i v = _mm512_inserti64x4(_mm512_zextsi256_si512(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4)),
-                                         _mm256_and_si256(q, m4), 1);
-    const __m512i x = _mm512_loadu_si512(xq);
-    __m512i s = _mm512_slli_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_shuffle_epi8(lut_hi, v), x), 8);
-    s = _mm512_sub_epi32(_mm512_dpbusd_epi32(s, _mm512_shuffle_epi8(lut_lo, v), x), _mm512_loadu_si512(xc));
-    const __m512 a = _mm512_set1_ps(nf4_block_scale(t, map, b0 + k) * (1.0f / kNf4Unit));
-    acc = _mm512_fmadd_ps(_mm512_mul_ps(a, _mm512_loadu_ps(xd)), _mm512_cvtepi32_ps(s), acc);
+  for (int64_t k = 0; k < nblk; k += 2, packed += kNf4BlockSize, x.gq += kGroupValues) {
+    const bool pair = k + 1 < nblk;
+    _mm_prefetch(reinterpret_cast<const char*>(packed) + kQ4Prefetch, _MM_HINT_T0);
+    const __m512i q = pair ? _mm512_loadu_si512(packed)
+                           : _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(packed)));
+    const __m512i evens = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4), odds = _mm512_and_si512(q, m4);
+    const __m512i xe = _mm512_loadu_si512(x.gq), xo = _mm512_loadu_si512(x.gq + kRun);
+    __m512i hi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_shuffle_epi8(lut_hi, evens), xe);
+    hi = _mm512_dpbusd_epi32(hi, _mm512_shuffle_epi8(lut_hi, odds), xo);
+    __m512i s = _mm512_add_epi32(_mm512_slli_epi32(hi, 8), _mm512_loadu_si512(x.gc + k / 2 * kGroupLanes));
+    s = _mm512_dpbusd_epi32(s, _mm512_shuffle_epi8(lut_lo, evens), xe);
+    s = _mm512_dpbusd_epi32(s, _mm512_shuffle_epi8(lut_lo, odds), xo);
+    const float a0 = nf4_block_scale(t, map, b0 + k), a1 = pair ? nf4_block_scale(t, map, b0 + k + 1) : 0.0f;
+    const __m512 a = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(a0)), _mm256_set1_ps(a1), 1);
+    acc = _mm512_fmadd_ps(_mm512_mul_ps(a, _mm512_loadu_ps(x.gd + k / 2 * kGroupLanes)), _mm512_cvtepi32_ps(s), acc);
   }
-  return _mm512_reduce_add_ps(acc);
+  return _mm512_reduce_add_ps(acc) * (1.0f / kNf4Unit);
 }
 #endif
 
@@ -447,7 +476,7 @@ void over_rows(int64_t out, int64_t n, float* y, float beta, RowDot row_dot) {
 }
 
 using BlockDot = float (*)(const uint8_t*, const int8_t*, const float*, int64_t);
-using Nf4Dot = float (*)(const Nf4Tensor&, int64_t, const int8_t*, const float*, const int32_t*, int64_t);
+using Nf4Dot = float (*)(const Nf4Tensor&, int64_t, GroupedActs, int64_t);
 using GroupedDot = float (*)(const uint8_t*, const GroupedActs&, int64_t);
 
 // The kernels `isa` names for W's format: one of the three.
@@ -497,25 +526,28 @@ void q8_linear_forward(const Weight& W, const float* x, float* y, int64_t n, flo
   const bool nf4 = W.dtype() == DType::NF4;
   const int64_t out = W.rows(), in = W.cols(), nb = in / kBlock;
   const Kernels k = kernels_for(W.dtype(), isa);
+  const Layout layout = k.grouped != nullptr           ? Layout::Q4Groups
+                        : nf4 && k.nf4 != dot_nf4_avx2 ? Layout::Nf4Pairs
+                                                       : Layout::Plain;
   thread_local Activations mine;  // the calling thread's, reused from call to call
   Activations& a = mine;  // a reference the worker threads share (a thread_local is their own)
-  quantize_rows(x, n, in, nf4, k.grouped != nullptr, a);
+  quantize_rows(x, n, in, nf4, layout, a);
+  const int64_t groups = groups_per_row(layout, in);
+  auto token = [&](int64_t t) {
+    return GroupedActs{a.q.data() + t * in, a.d.data() + t * nb * 8, a.gq.data() + t * groups * kGroupValues,
+                       a.gc.data() + t * groups * kGroupLanes, a.gd.data() + t * groups * kGroupLanes};
+  };
+  if (nf4) {
+    over_rows(out, n, y, beta, [&](int64_t o, int64_t t) {
+      return k.nf4(W.nf4(), o * (in / kNf4BlockSize), token(t), in / kNf4BlockSize);
+    });
+    return;
+  }
+  const int64_t row_bytes = nb * weight_block_bytes(W.dtype());
+  const uint8_t* raw = W.raw().data();
   if (k.grouped != nullptr) {
-    const int64_t row_bytes = nb * kQ4Bytes, groups = in / kGroupValues;
-    const uint8_t* raw = W.raw().data();
-    over_rows(out, n, y, beta, [&](int64_t o, int64_t t) {
-      const GroupedActs x{a.q.data() + t * in, a.d.data() + t * nb * 8, a.gq.data() + t * groups * kGroupValues,
-                          a.gc.data() + t * groups * kGroupLanes, a.gd.data() + t * groups * kGroupLanes};
-      return k.grouped(raw + o * row_bytes, x, nb);
-    });
-  } else if (nf4) {
-    over_rows(out, n, y, beta, [&](int64_t o, int64_t t) {
-      return k.nf4(W.nf4(), o * (in / kNf4BlockSize), a.q.data() + t * in, a.d.data() + t * nb * 8,
-                   a.c.data() + t * in / 4, in / kNf4BlockSize);
-    });
+    over_rows(out, n, y, beta, [&](int64_t o, int64_t t) { return k.grouped(raw + o * row_bytes, token(t), nb); });
   } else {
-    const int64_t row_bytes = nb * weight_block_bytes(W.dtype());
-    const uint8_t* raw = W.raw().data();
     over_rows(out, n, y, beta, [&](int64_t o, int64_t t) {
       return k.block(raw + o * row_bytes, a.q.data() + t * in, a.d.data() + t * nb * 8, nb);
     });
@@ -528,9 +560,8 @@ void q8_linear_forward_reference(const Weight& W, const float* x, float* y, int6
   const int64_t out = W.rows(), in = W.cols(), nb = in / kBlock;
   std::vector<int8_t> q(static_cast<size_t>(in));
   std::vector<float> d(static_cast<size_t>(nb * 8));
-  std::vector<int32_t> c(static_cast<size_t>(in / 4));
   for (int64_t t = 0; t < n; ++t) {
-    quantize_row(x + t * in, in, q.data(), d.data(), nf4 ? c.data() : nullptr);
+    quantize_row(x + t * in, in, nf4, q.data(), d.data());
     for (int64_t o = 0; o < out; ++o) {
       const float s = nf4 ? dot_nf4_reference(W.nf4(), o * (in / kNf4BlockSize), q.data(), d.data(), in / kNf4BlockSize)
                           : dot_reference(W.dtype(), W.raw().data() + o * in / kBlock * weight_block_bytes(W.dtype()),

@@ -1,8 +1,9 @@
 #pragma once
 // The integer path llama.cpp takes through weights in ggml's Q8_0 and Q4_0 blocks (and here NF4): the
 // activations are rounded once to Q8_0 blocks (32 int8 and an f16 scale, ggml's
-// quantize_row_q8_0), each weight block's dot product with them is summed exactly in int32, and
-// scaled by the two block scales: y[n, out] = x[n, in] W^T + beta y. Decoding reads every weight
+// quantize_row_q8_0; for NF4 weights, blocks of 64 to match theirs), each weight block's dot
+// product with them is summed exactly in int32, and scaled by the two block scales:
+// y[n, out] = x[n, in] W^T + beta y. Decoding reads every weight
 // once per token, so this is what makes it memory-bound rather than bound by converting blocks
 // to floats. The fast kernel uses AVX512-VNNI where the build has it (AVX2 otherwise); the scalar
 // twin computes the same sums in plain loops.
