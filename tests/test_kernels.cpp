@@ -240,6 +240,9 @@ TEST(Q8Dot, IntegerPathIsTheFloatProductUpToActivationRounding) {
     const std::vector<float> w = W.to_f32();
     Vec x = random_vec(n * in, rng);
     x[5] = 40.0f;  // one block with an outlier: its step is coarse, the others' fine
+    // A block whose step is 1: its halves are ties, rounded to even by both kernels alike.
+    for (int64_t j = 128; j < 192; ++j) x[j] = static_cast<float>(j % 7) - 2.5f;
+    x[130] = 127.0f;
     Vec yf(n * out), yr(n * out);
     pricer::kernels::q8_linear_forward_reference(W, x.data(), yr.data(), n, 0.0f);
     for (Q8Isa isa : {Q8Isa::Avx512, Q8Isa::Avx2}) {

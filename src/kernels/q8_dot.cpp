@@ -137,29 +137,50 @@ void fill_group(const int8_t* q, const float* d, Layout layout, int64_t in, int6
   }
 }
 
-// Rounds `count` values to one block: q[j] = round(x[j] / scale), the scale over lanes of d.
+// Rounds `count` values to one block: q[j] = x[j] / scale rounded to the nearest, ties to even
+// (ggml's SIMD quantize_row_q8_0), the scale over `lanes` of d.
 void quantize_block(const float* x, int64_t count, int8_t* q, float* d, int64_t lanes) {
   float amax = 0;
   for (int64_t j = 0; j < count; ++j) amax = std::max(amax, std::fabs(x[j]));
   const float scale = amax / 127.0f, inv = scale != 0.0f ? 1.0f / scale : 0.0f;
-  for (int64_t j = 0; j < count; ++j) q[j] = static_cast<int8_t>(std::lround(x[j] * inv));
+  for (int64_t j = 0; j < count; ++j) q[j] = static_cast<int8_t>(std::nearbyint(x[j] * inv));
   std::fill(d, d + lanes, scale);
 }
 
-// One row of `in` values, blocks of 32 (nf4: of 64, evens then odds).
-void quantize_row(const float* x, int64_t in, bool nf4, int8_t* q, float* d) {
+#ifdef PRICER_Q8_AVX512
+// quantize_block 16 values per instruction (count a multiple of 16): the same products, rounded
+// by the same rule (the default rounding mode).
+void quantize_block_simd(const float* x, int64_t count, int8_t* q, float* d, int64_t lanes) {
+  __m512 amax = _mm512_setzero_ps();
+  for (int64_t j = 0; j < count; j += 16) amax = _mm512_max_ps(amax, _mm512_abs_ps(_mm512_loadu_ps(x + j)));
+  const float scale = _mm512_reduce_max_ps(amax) / 127.0f, inv = scale != 0.0f ? 1.0f / scale : 0.0f;
+  const __m512 v = _mm512_set1_ps(inv);
+  for (int64_t j = 0; j < count; j += 16)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + j),
+                     _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + j), v))));
+  std::fill(d, d + lanes, scale);
+}
+#endif
+
+// One row of `in` values, blocks of 32 (nf4: of 64, evens then odds); simd: quantize_block_simd
+// where the build has it.
+void quantize_row(const float* x, int64_t in, bool nf4, int8_t* q, float* d, [[maybe_unused]] bool simd) {
+  auto block = quantize_block;
+#ifdef PRICER_Q8_AVX512
+  if (simd) block = quantize_block_simd;
+#endif
   if (!nf4) {
-    for (int64_t b = 0; b < in / kBlock; ++b) quantize_block(x + b * kBlock, kBlock, q + b * kBlock, d + b * 8, 8);
+    for (int64_t b = 0; b < in / kBlock; ++b) block(x + b * kBlock, kBlock, q + b * kBlock, d + b * 8, 8);
     return;
   }
   float halves[kNf4BlockSize];
   for (int64_t b = 0; b < in / kNf4BlockSize; ++b) {
-    const float* block = x + b * kNf4BlockSize;
+    const float* values = x + b * kNf4BlockSize;
     for (int64_t j = 0; j < kNf4BlockSize / 2; ++j) {
-      halves[j] = block[2 * j];
-      halves[kNf4BlockSize / 2 + j] = block[2 * j + 1];
+      halves[j] = values[2 * j];
+      halves[kNf4BlockSize / 2 + j] = values[2 * j + 1];
     }
-    quantize_block(halves, kNf4BlockSize, q + b * kNf4BlockSize, d + b * 16, 16);
+    block(halves, kNf4BlockSize, q + b * kNf4BlockSize, d + b * 16, 16);
   }
 }
 
@@ -174,7 +195,7 @@ void quantize_rows(const float* x, int64_t n, int64_t in, bool nf4, Layout layou
   for (int64_t t = 0; t < n; ++t) {
     int8_t* q = a.q.data() + t * in;
     float* d = a.d.data() + t * in / kBlock * 8;
-    quantize_row(x + t * in, in, nf4, q, d);
+    quantize_row(x + t * in, in, nf4, q, d, /*simd=*/true);
     for (int64_t g = 0; g < groups; ++g) {
       const int64_t i = t * groups + g;
       fill_group(q, d, layout, in, g, a.gq.data() + i * kGroupValues, a.gc.data() + i * kGroupLanes,
@@ -561,7 +582,7 @@ void q8_linear_forward_reference(const Weight& W, const float* x, float* y, int6
   std::vector<int8_t> q(static_cast<size_t>(in));
   std::vector<float> d(static_cast<size_t>(nb * 8));
   for (int64_t t = 0; t < n; ++t) {
-    quantize_row(x + t * in, in, nf4, q.data(), d.data());
+    quantize_row(x + t * in, in, nf4, q.data(), d.data(), /*simd=*/false);
     for (int64_t o = 0; o < out; ++o) {
       const float s = nf4 ? dot_nf4_reference(W.nf4(), o * (in / kNf4BlockSize), q.data(), d.data(), in / kNf4BlockSize)
                           : dot_reference(W.dtype(), W.raw().data() + o * in / kBlock * weight_block_bytes(W.dtype()),
