@@ -229,11 +229,13 @@ TEST(Q8Dot, IntegerPathIsTheFloatProductUpToActivationRounding) {
   std::mt19937 rng(31);
   // Rows of 320: whole steps of 128 values (the AVX-512 kernels' step) and 64 after them (for
   // NF4, an odd block); rows of 128: one step and nothing after.
-  for (auto [t, in] : {std::pair{DType::Q8_0, int64_t{320}},
-                       {DType::Q4_0, 320},
-                       {DType::Q4_0, 128},
-                       {DType::NF4, 320},
-                       {DType::NF4, 128}}) {
+  for (const auto& [format, cols] : {std::pair{DType::Q8_0, int64_t{320}},
+                                     {DType::Q4_0, 320},
+                                     {DType::Q4_0, 128},
+                                     {DType::NF4, 320},
+                                     {DType::NF4, 128}}) {
+    const DType t = format;  // plain variables: lambdas below capture them
+    const int64_t in = cols;
     const int64_t out = 23, n = 3;
     const Weight W = t == DType::NF4 ? Weight::from_f32(random_vec(out * in, rng, 0.1f).data(), out, in, t)
                                      : Weight::from_raw(t, out, in, random_ggml_raw(t, out, in, rng));

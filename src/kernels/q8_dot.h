@@ -23,7 +23,7 @@ inline constexpr int64_t kQ8MaxTokens = 8;
 // than bf16 compute rounds them).
 bool takes_q8_activations(const Weight& W);
 
-// The SIMD kernels: AVX2 always, AVX-512 VNNI (two blocks per instruction) where the build
+// The SIMD kernels: AVX2 always, AVX-512 VNNI (128 values per step) where the build
 // targets it, which is then the default.
 enum class Q8Isa { Avx2, Avx512 };
 bool q8_isa_built(Q8Isa isa);
