@@ -91,7 +91,7 @@ struct Activations {
 //    stored + 128). A row of an odd number of blocks ends with a pair whose second half is zero.
 constexpr int64_t kGroupValues = 128, kGroupLanes = 16, kRun = kGroupValues / 2;
 constexpr int64_t kGroupBlocks = kGroupValues / kBlock;  // Q4_0 blocks per step
-constexpr int64_t kQ4Prefetch = 1024;  // bytes ahead in a row: the hardware prefetcher alone falls behind
+constexpr int64_t kPrefetchBytes = 1024;  // bytes ahead in a row: the hardware prefetcher alone falls behind
 enum class Layout { Plain, Q4Groups, Nf4Pairs };
 
 // One token's activations in the Groups layout, and in the plain one (Q4_0's last 1-3 blocks).
@@ -112,8 +112,6 @@ int64_t groups_per_row(Layout layout, int64_t in) {
 // Group g of a plain row into gq, with its lanes' corrections and scales.
 void fill_group(const int8_t* q, const float* d, Layout layout, int64_t in, int64_t g, int8_t* gq, int32_t* gc,
                 float* gd) {
-  std::fill(gq, gq + kGroupValues, int8_t{0});
-  std::fill(gd, gd + kGroupLanes, 0.0f);
   if (layout == Layout::Q4Groups) {
     for (int64_t b = 0; b < kGroupBlocks; ++b) {
       const int64_t v = (g * kGroupBlocks + b) * kBlock;
@@ -122,6 +120,8 @@ void fill_group(const int8_t* q, const float* d, Layout layout, int64_t in, int6
       std::fill(gd + b * 4, gd + b * 4 + 4, d[v / kBlock * 8]);
     }
   } else {
+    std::fill(gq, gq + kGroupValues, int8_t{0});  // a row's last pair may have one block only
+    std::fill(gd, gd + kGroupLanes, 0.0f);
     for (int64_t h = 0; h < 2 && (2 * g + h) * kNf4BlockSize < in; ++h) {
       const int64_t v = (2 * g + h) * kNf4BlockSize;  // [evens 32 | odds 32]
       std::copy(q + v, q + v + kBlock, gq + h * kBlock);
@@ -295,58 +295,51 @@ inline __m256 block_fma(const uint8_t* w, const int8_t* xq, const float* xd, __m
 }
 
 #ifdef PRICER_Q8_AVX512
-// Two blocks in one 512-bit register: their values, the first block's in the low half.
-template <DType T>
-inline __m512i two_blocks(const uint8_t* w) {
-  constexpr int64_t wb = T == DType::Q8_0 ? kQ8Bytes : kQ4Bytes;
-  if constexpr (T == DType::Q8_0) {
-    return _mm512_inserti64x4(_mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 2))),
-                              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + wb + 2)), 1);
-  } else {
-    // Nibbles of both blocks: low ones [lo0 | lo1], high ones [hi0 | hi1], put in value order.
-    const __m256i q = _mm256_set_m128i(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + wb + 2)),
-                                       _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 2)));
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-    const __m512i both = _mm512_inserti64x4(_mm512_zextsi256_si512(lo), hi, 1);  // lo0 lo1 hi0 hi1
-    const __m512i ordered = _mm512_shuffle_i64x2(both, both, _MM_SHUFFLE(3, 1, 2, 0));  // lo0 hi0 lo1 hi1
-    return _mm512_sub_epi8(ordered, _mm512_set1_epi8(8));
-  }
-}
-
-template <DType T>
-inline __m512 two_blocks_fma(const uint8_t* w, const int8_t* xq, const float* xd, __m512 acc) {
-  constexpr int64_t wb = T == DType::Q8_0 ? kQ8Bytes : kQ4Bytes;
-  const __m512i v = two_blocks<T>(w), x = _mm512_loadu_si512(xq);
+// Two Q8_0 blocks per 512-bit register (the first block's values in the low half): acc += their
+// 16 partial sums times the weight and activation scales.
+inline __m512 q8_0_pair_fma(const uint8_t* w, const int8_t* xq, const float* xd, __m512 acc) {
+  const __m512i v =
+      _mm512_inserti64x4(_mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 2))),
+                         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + kQ8Bytes + 2)), 1);
+  const __m512i x = _mm512_loadu_si512(xq);
   const __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(v),
                                         _mm512_mask_sub_epi8(x, _mm512_movepi8_mask(v), _mm512_setzero_si512(), x));
-  const __m256i dw16 = _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>(f16_bits_at(w + wb))),
+  const __m256i dw16 = _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>(f16_bits_at(w + kQ8Bytes))),
                                         _mm_set1_epi16(static_cast<int16_t>(f16_bits_at(w))));
   const __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(dw16), _mm512_loadu_ps(xd));
   return _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(s), acc);
 }
 
-template <DType T>
-float dot_avx512(const uint8_t* w, const int8_t* xq, const float* xd, int64_t nb) {
-  constexpr int64_t wb = T == DType::Q8_0 ? kQ8Bytes : kQ4Bytes;
+float dot_q8_0_avx512(const uint8_t* w, const int8_t* xq, const float* xd, int64_t nb) {
   __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
   int64_t b = 0;
   for (; b + 4 <= nb; b += 4) {
-    acc0 = two_blocks_fma<T>(w + b * wb, xq + b * kBlock, xd + b * 8, acc0);
-    acc1 = two_blocks_fma<T>(w + (b + 2) * wb, xq + (b + 2) * kBlock, xd + (b + 2) * 8, acc1);
+    acc0 = q8_0_pair_fma(w + b * kQ8Bytes, xq + b * kBlock, xd + b * 8, acc0);
+    acc1 = q8_0_pair_fma(w + (b + 2) * kQ8Bytes, xq + (b + 2) * kBlock, xd + (b + 2) * 8, acc1);
   }
   if (b + 2 <= nb) {
-    acc0 = two_blocks_fma<T>(w + b * wb, xq + b * kBlock, xd + b * 8, acc0);
+    acc0 = q8_0_pair_fma(w + b * kQ8Bytes, xq + b * kBlock, xd + b * 8, acc0);
     b += 2;
   }
   float s = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
-  if (b < nb) s += simd::hsum(block_fma<T>(w + b * wb, xq + b * kBlock, xd + b * 8, _mm256_setzero_ps()));
+  if (b < nb)
+    s += simd::hsum(block_fma<DType::Q8_0>(w + b * kQ8Bytes, xq + b * kBlock, xd + b * 8, _mm256_setzero_ps()));
   return s;
 }
 #endif
 
 template <DType T>
-float dot_avx2(const uint8_t* w, const int8_t* xq, const float* xd, int64_t nb);
+float dot_avx2(const uint8_t* w, const int8_t* xq, const float* xd, int64_t nb) {
+  constexpr int64_t wb = T == DType::Q8_0 ? kQ8Bytes : kQ4Bytes;
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    acc0 = block_fma<T>(w + b * wb, xq + b * kBlock, xd + b * 8, acc0);
+    acc1 = block_fma<T>(w + (b + 1) * wb, xq + (b + 1) * kBlock, xd + (b + 1) * 8, acc1);
+  }
+  if (b < nb) acc0 = block_fma<T>(w + b * wb, xq + b * kBlock, xd + b * 8, acc0);
+  return simd::hsum(_mm256_add_ps(acc0, acc1));
+}
 
 #ifdef PRICER_Q8_AVX512
 // The byte permutations that gather four Q4_0 blocks (72 bytes, read as 64 from w and 64 from
@@ -374,7 +367,7 @@ const Q4Gather& q4_gather() {
 inline __m512 q4_group_fma(const uint8_t* w, const int8_t* gq, const int32_t* gc, const float* gd, const Q4Gather& g,
                            __m512 acc) {
   const __m512i m4 = _mm512_set1_epi8(0x0F);
-  _mm_prefetch(reinterpret_cast<const char*>(w) + kQ4Prefetch, _MM_HINT_T0);
+  _mm_prefetch(reinterpret_cast<const char*>(w) + kPrefetchBytes, _MM_HINT_T0);
   const __m512i head = _mm512_loadu_si512(w);
   const __m512i nib = _mm512_permutex2var_epi8(head, g.nibbles, _mm512_loadu_si512(w + 8));
   __m512i s = _mm512_dpbusd_epi32(_mm512_loadu_si512(gc), _mm512_and_si512(nib, m4), _mm512_loadu_si512(gq));
@@ -383,39 +376,27 @@ inline __m512 q4_group_fma(const uint8_t* w, const int8_t* gq, const int32_t* gc
   return _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_loadu_ps(gd)), _mm512_cvtepi32_ps(s), acc);
 }
 
-// A Q4_0 row: whole groups of four blocks as above, the last 1-3 blocks as dot_avx2 takes them.
-float dot_q4_0_grouped(const uint8_t* w, const GroupedActs& x, int64_t nb) {
+// A Q4_0 row: whole groups of four blocks as above (two sums, alternating, so that each add waits
+// on the one before it half as often), the last 1-3 blocks as dot_avx2 takes them.
+float dot_q4_0_grouped(const uint8_t* w, GroupedActs x, int64_t nb) {
   const Q4Gather& g = q4_gather();
   const int64_t groups = nb / kGroupBlocks, done = groups * kGroupBlocks;
+  auto step = [&](int64_t k, __m512 acc) {
+    return q4_group_fma(w + k * kGroupBlocks * kQ4Bytes, x.gq + k * kGroupValues, x.gc + k * kGroupLanes,
+                        x.gd + k * kGroupLanes, g, acc);
+  };
   __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
   int64_t k = 0;
   for (; k + 2 <= groups; k += 2) {
-    acc0 = q4_group_fma(w + k * kGroupBlocks * kQ4Bytes, x.gq + k * kGroupValues, x.gc + k * kGroupLanes,
-                        x.gd + k * kGroupLanes, g, acc0);
-    acc1 = q4_group_fma(w + (k + 1) * kGroupBlocks * kQ4Bytes, x.gq + (k + 1) * kGroupValues,
-                        x.gc + (k + 1) * kGroupLanes, x.gd + (k + 1) * kGroupLanes, g, acc1);
+    acc0 = step(k, acc0);
+    acc1 = step(k + 1, acc1);
   }
-  if (k < groups)
-    acc0 = q4_group_fma(w + k * kGroupBlocks * kQ4Bytes, x.gq + k * kGroupValues, x.gc + k * kGroupLanes,
-                        x.gd + k * kGroupLanes, g, acc0);
+  if (k < groups) acc0 = step(k, acc0);
   const float s = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
   return done == nb ? s
                     : s + dot_avx2<DType::Q4_0>(w + done * kQ4Bytes, x.q + done * kBlock, x.d + done * 8, nb - done);
 }
 #endif
-
-template <DType T>
-float dot_avx2(const uint8_t* w, const int8_t* xq, const float* xd, int64_t nb) {
-  constexpr int64_t wb = T == DType::Q8_0 ? kQ8Bytes : kQ4Bytes;
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  int64_t b = 0;
-  for (; b + 2 <= nb; b += 2) {
-    acc0 = block_fma<T>(w + b * wb, xq + b * kBlock, xd + b * 8, acc0);
-    acc1 = block_fma<T>(w + (b + 1) * wb, xq + (b + 1) * kBlock, xd + (b + 1) * 8, acc1);
-  }
-  if (b < nb) acc0 = block_fma<T>(w + b * wb, xq + b * kBlock, xd + b * 8, acc0);
-  return simd::hsum(_mm256_add_ps(acc0, acc1));
-}
 
 // NF4 on 256-bit registers, int16 products (unsigned-by-signed byte products would overflow).
 // Each half of a block: its 32 nibbles as int16 code values, times the int8 activations.
@@ -440,9 +421,10 @@ float dot_nf4_avx2(const Nf4Tensor& t, int64_t b0, GroupedActs x, int64_t nblk) 
     const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.packed.data() + (b0 + k) * 32));
     const __m256i evens = nf4_half_avx2(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), xq, byte0, byte1);
     const __m256i odds = nf4_half_avx2(_mm256_and_si256(q, m4), xq + kBlock, byte0, byte1);
+    // One activation scale over the block's 64 values: evens and odds share it.
     const __m256 a = _mm256_set1_ps(nf4_block_scale(t, map, b0 + k) * (1.0f / kNf4Unit));
-    acc = _mm256_fmadd_ps(_mm256_mul_ps(a, _mm256_loadu_ps(xd)), _mm256_cvtepi32_ps(evens), acc);
-    acc = _mm256_fmadd_ps(_mm256_mul_ps(a, _mm256_loadu_ps(xd + 8)), _mm256_cvtepi32_ps(odds), acc);
+    acc =
+        _mm256_fmadd_ps(_mm256_mul_ps(a, _mm256_loadu_ps(xd)), _mm256_cvtepi32_ps(_mm256_add_epi32(evens, odds)), acc);
   }
   return simd::hsum(acc);
 }
@@ -461,7 +443,7 @@ float dot_nf4_avx512(const Nf4Tensor& t, int64_t b0, GroupedActs x, int64_t nblk
   __m512 acc = _mm512_setzero_ps();
   for (int64_t k = 0; k < nblk; k += 2, packed += kNf4BlockSize, x.gq += kGroupValues) {
     const bool pair = k + 1 < nblk;
-    _mm_prefetch(reinterpret_cast<const char*>(packed) + kQ4Prefetch, _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(packed) + kPrefetchBytes, _MM_HINT_T0);
     const __m512i q = pair ? _mm512_loadu_si512(packed)
                            : _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(packed)));
     const __m512i evens = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4), odds = _mm512_and_si512(q, m4);
@@ -498,33 +480,28 @@ void over_rows(int64_t out, int64_t n, float* y, float beta, RowDot row_dot) {
 
 using BlockDot = float (*)(const uint8_t*, const int8_t*, const float*, int64_t);
 using Nf4Dot = float (*)(const Nf4Tensor&, int64_t, GroupedActs, int64_t);
-using GroupedDot = float (*)(const uint8_t*, const GroupedActs&, int64_t);
+using GroupedDot = float (*)(const uint8_t*, GroupedActs, int64_t);
 
-// The kernels `isa` names for W's format: one of the three.
+// The kernel `isa` names for W's format (one of the three pointers), and the activation layout
+// it reads.
 struct Kernels {
   BlockDot block = nullptr;
   Nf4Dot nf4 = nullptr;
-  GroupedDot grouped = nullptr;  // Q4_0 on AVX-512: activations in the Q4Groups layout too
+  GroupedDot grouped = nullptr;
+  Layout layout = Layout::Plain;
 };
-template <DType T>
-BlockDot block_dot(Q8Isa isa) {
-#ifdef PRICER_Q8_AVX512
-  if (isa == Q8Isa::Avx512) return dot_avx512<T>;
-#endif
-  require(isa == Q8Isa::Avx2, "q8 linear: this build has no AVX-512 VNNI kernel");
-  return dot_avx2<T>;
-}
 Kernels kernels_for(DType t, Q8Isa isa) {
-  if (t == DType::Q8_0) return {block_dot<DType::Q8_0>(isa), nullptr};
+  require(q8_isa_built(isa), "q8 linear: this build has no AVX-512 VNNI kernel");
 #ifdef PRICER_Q8_AVX512
-  if (t == DType::Q4_0 && isa == Q8Isa::Avx512) return {nullptr, nullptr, dot_q4_0_grouped};
+  if (isa == Q8Isa::Avx512) {
+    if (t == DType::Q8_0) return {dot_q8_0_avx512, nullptr, nullptr, Layout::Plain};
+    if (t == DType::Q4_0) return {nullptr, nullptr, dot_q4_0_grouped, Layout::Q4Groups};
+    return {nullptr, dot_nf4_avx512, nullptr, Layout::Nf4Pairs};
+  }
 #endif
-  if (t == DType::Q4_0) return {block_dot<DType::Q4_0>(isa), nullptr};
-#ifdef PRICER_Q8_AVX512
-  if (isa == Q8Isa::Avx512) return {nullptr, dot_nf4_avx512};
-#endif
-  require(isa == Q8Isa::Avx2, "q8 linear: this build has no AVX-512 VNNI kernel");
-  return {nullptr, dot_nf4_avx2};
+  if (t == DType::Q8_0) return {dot_avx2<DType::Q8_0>, nullptr, nullptr, Layout::Plain};
+  if (t == DType::Q4_0) return {dot_avx2<DType::Q4_0>, nullptr, nullptr, Layout::Plain};
+  return {nullptr, dot_nf4_avx2, nullptr, Layout::Plain};
 }
 
 }  // namespace
@@ -547,13 +524,10 @@ void q8_linear_forward(const Weight& W, const float* x, float* y, int64_t n, flo
   const bool nf4 = W.dtype() == DType::NF4;
   const int64_t out = W.rows(), in = W.cols(), nb = in / kBlock;
   const Kernels k = kernels_for(W.dtype(), isa);
-  const Layout layout = k.grouped != nullptr           ? Layout::Q4Groups
-                        : nf4 && k.nf4 != dot_nf4_avx2 ? Layout::Nf4Pairs
-                                                       : Layout::Plain;
   thread_local Activations mine;  // the calling thread's, reused from call to call
   Activations& a = mine;  // a reference the worker threads share (a thread_local is their own)
-  quantize_rows(x, n, in, nf4, layout, a);
-  const int64_t groups = groups_per_row(layout, in);
+  quantize_rows(x, n, in, nf4, k.layout, a);
+  const int64_t groups = groups_per_row(k.layout, in);
   auto token = [&](int64_t t) {
     return GroupedActs{a.q.data() + t * in, a.d.data() + t * nb * 8, a.gq.data() + t * groups * kGroupValues,
                        a.gc.data() + t * groups * kGroupLanes, a.gd.data() + t * groups * kGroupLanes};
