@@ -85,8 +85,11 @@ async function measure(model, prompt, threads, o, timerLines) {
 const o = options(process.argv.slice(2));
 const before = peakRssMib();
 const timerLines = [];
-const llama = await getLlama({gpu: false, build: "never", logLevel: LlamaLogLevel.info,
-                              logger: (level, message) => { if (/llama_perf_context_print/.test(message)) timerLines.push(message); }});
+// Info level for the timer's lines; llama.cpp's errors still reach stderr, the rest is dropped.
+const llama = await getLlama({gpu: false, build: "never", logLevel: LlamaLogLevel.info, logger: (level, message) => {
+  if (/llama_perf_context_print/.test(message)) timerLines.push(message);
+  else if (level === LlamaLogLevel.error || level === LlamaLogLevel.fatal) console.error(message);
+}});
 const model = await llama.loadModel({modelPath: o.model});
 const prompt = promptOf(model, o.promptTokens);
 const runs = [];
