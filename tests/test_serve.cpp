@@ -147,6 +147,18 @@ std::vector<std::string> texts(int n, uint32_t seed) {
   return t;
 }
 
+// A price job long enough to hold the model while other requests queue behind it, even on a
+// loaded machine: the most texts a request may carry, each a product text six times over (short
+// texts priced in about 0.2 s were outrun by four clients under `make test`).
+json long_price_job() {
+  std::vector<std::string> t = texts(static_cast<int>(kMaxPriceBatch), 9);
+  for (std::string& s : t) {
+    const std::string one = s;
+    for (int k = 1; k < 6; ++k) s += " " + one;
+  }
+  return json{{"texts", t}, {"readout", "greedy"}};
+}
+
 // The real `pricer serve` binary on a free loopback port, stopped with SIGTERM.
 struct ServeProcess {
   int port = 0;
@@ -456,15 +468,16 @@ TEST_F(Serve, QueuedPriceRequestsShareOnePassAndAFullQueueSays503) {
   eo.queue = 6;
   Running r(mp_, so, eo);
   // A long job holds the model: a batch priced greedily, item by item.
-  std::thread big([&] {
-    const Reply b = post(r, "/v1/price", json{{"texts", texts(1024, 9)}, {"readout", "greedy"}});
+  // jthreads: a failed ASSERT below returns with them joined, not with std::terminate.
+  std::jthread big([&] {
+    const Reply b = post(r, "/v1/price", long_price_job());
     EXPECT_EQ(b.status, 200);
   });
   ASSERT_TRUE(wait_health(r, [](const json& h) { return h["queue"]["active"] == 1; }));
   const uint64_t batches_before = get(r, "/health").body["price_batches"];  // the long one not yet counted
-  std::vector<std::thread> small;
   std::vector<Reply> replies(5);
   const auto t = texts(5, 4);
+  std::vector<std::jthread> small;  // after what its threads use, so that it is joined first
   for (int i = 0; i < 5; ++i) small.emplace_back([&, i] { replies[i] = post(r, "/v1/price", json{{"text", t[i]}}); });
   ASSERT_TRUE(wait_health(r, [](const json& h) { return h["queue"]["waiting"] == 5; }));
   // The queue holds 6 (1 running + 5 waiting): the next request is refused with Retry-After.
@@ -489,10 +502,10 @@ TEST_F(Serve, WaitingGenerationsShareForwardPassesAndGiveTheirOwnText) {
   for (size_t i = 0; i < prompts.size(); ++i) alone.push_back(post(r, "/v1/completions", body(i)));
   const json before = get(r, "/health").body;
   // The four wait behind a long price job, so they start together.
-  std::thread big([&] { post(r, "/v1/price", json{{"texts", texts(1024, 9)}, {"readout", "greedy"}}); });
+  std::jthread big([&] { post(r, "/v1/price", long_price_job()); });
   ASSERT_TRUE(wait_health(r, [](const json& h) { return h["queue"]["active"] == 1; }));
   std::vector<Reply> together(prompts.size());
-  std::vector<std::thread> clients;
+  std::vector<std::jthread> clients;
   for (size_t i = 0; i < prompts.size(); ++i)
     clients.emplace_back([&, i] { together[i] = post(r, "/v1/completions", body(i)); });
   ASSERT_TRUE(wait_health(r, [](const json& h) { return h["queue"]["waiting"] == 4; }));
