@@ -16,6 +16,7 @@
 #include "kernels/bf16.h"
 #include "kernels/gemv.h"
 #include "kernels/q8_dot.h"
+#include "kernels/q8_gemm.h"
 #include "quant/half.h"
 
 namespace {
@@ -285,6 +286,43 @@ TEST(Q8Dot, IntegerPathIsTheFloatProductUpToActivationRounding) {
   EXPECT_THROW(pricer::kernels::q8_linear_forward(f16, x.data(), y.data(), 1, 0.0f), pricer::Error);
   Weight odd_nf4 = Weight::from_f32(random_vec(192, rng).data(), 2, 96, DType::NF4);  // rows of 96: not whole blocks
   EXPECT_FALSE(pricer::kernels::takes_q8_activations(odd_nf4));
+}
+
+// Prompts under compute q8_0: the integer GEMM against the scalar twin of the row kernels (the
+// same int32 block sums and scales), over panels with and without missing rows (16 and 37 rows),
+// tiles of tokens whole and partial (9, 24, 61 tokens: tiles of 8), beta 0 and not, weights
+// holding every byte (Q8_0's -128 included), and a block of exact ties in the activations.
+TEST(Q8Gemm, PromptsTakeTheSumsOfTheScalarTwin) {
+  std::mt19937 rng(41);
+  int tested = 0;
+  for (DType t : {DType::Q8_0, DType::Q4_0}) {
+    for (const auto& [rows, cols] : {std::pair{int64_t{16}, int64_t{64}}, {int64_t{37}, int64_t{320}}}) {
+      const int64_t out = rows, in = cols;
+      const Weight W = Weight::from_raw(t, out, in, random_ggml_raw(t, out, in, rng));
+      if (!pricer::kernels::q8_gemm_takes(W)) continue;
+      ASSERT_TRUE(pricer::kernels::takes_integer_path(W, 100));
+      for (int64_t n : {9, 24, 61}) {
+        Vec x = random_vec(n * in, rng);
+        for (int64_t j = 0; j < 32; ++j) x[in + j] = static_cast<float>(j % 7) - 2.5f;  // ties: step 1
+        x[in + 3] = 127.0f;
+        for (float beta : {0.0f, 0.7f}) {
+          const Vec y0 = random_vec(n * out, rng);
+          Vec yf = y0, yr = y0;
+          pricer::kernels::q8_gemm_forward(W, x.data(), yf.data(), n, beta);
+          pricer::kernels::q8_linear_forward_reference(W, x.data(), yr.data(), n, beta);
+          expect_close(yf, yr, 1e-5f,
+                       std::string("q8 gemm ") + std::string(pricer::dtype_name(t)) + " [" + std::to_string(out) + "x" +
+                           std::to_string(in) + "] n=" + std::to_string(n) + " beta=" + std::to_string(beta));
+          ++tested;
+        }
+      }
+    }
+  }
+  if (tested == 0) GTEST_SKIP() << "this build has no AVX-512 VNNI: prompts take the bf16 GEMMs";
+  Weight nf4 = Weight::from_f32(random_vec(2 * 64, rng).data(), 2, 64, DType::NF4);
+  EXPECT_FALSE(pricer::kernels::q8_gemm_takes(nf4));
+  Vec x = random_vec(9 * 64, rng), y(9 * 2);
+  EXPECT_THROW(pricer::kernels::q8_gemm_forward(nf4, x.data(), y.data(), 9, 0.0f), pricer::Error);
 }
 
 TEST_F(Backends, LinearBackwardInputInTokenChunks) {

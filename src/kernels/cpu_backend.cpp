@@ -20,6 +20,7 @@
 #include "kernels/onednn.h"
 #include "kernels/parallel.h"
 #include "kernels/q8_dot.h"
+#include "kernels/q8_gemm.h"
 #include "kernels/simd.h"
 
 namespace pricer {
@@ -86,8 +87,12 @@ class CpuBackend final : public Backend {
       gemm(false, true, n, out, in, 1.0f, x, W.f32().data(), beta, y);
       return;
     }
-    if (compute_ == DType::Q8_0 && n <= kernels::kQ8MaxTokens && kernels::takes_q8_activations(W)) {
-      kernels::q8_linear_forward(W, x, y, n, beta);
+    if (compute_ == DType::Q8_0 && kernels::takes_integer_path(W, n)) {
+      if (n <= kernels::kQ8MaxTokens) {
+        kernels::q8_linear_forward(W, x, y, n, beta);
+      } else {
+        kernels::q8_gemm_forward(W, x, y, n, beta);
+      }
       return;
     }
     if (n == 1 && !bf16_compute(W)) {

@@ -10,14 +10,10 @@
 
 #include "core/error.h"
 #include "core/threads.h"
+#include "kernels/q8_gemm.h"
 #include "kernels/simd.h"
 #include "quant/half.h"
 #include "quant/nf4.h"
-
-// The AVX-512 VNNI kernels, where the build targets them.
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
-#define PRICER_Q8_AVX512 1
-#endif
 
 // GCC 12's own 512-bit intrinsics pass an undefined vector through a full mask, which its
 // -W(maybe-)uninitialized reports in the caller.
@@ -31,7 +27,7 @@ namespace pricer::kernels {
 
 namespace {
 
-constexpr int64_t kBlock = 32;  // values per block, weights and activations alike
+constexpr int64_t kBlock = kQ8Block;
 constexpr int64_t kQ8Bytes = 34;  // f16 d, int8 qs[32]
 constexpr int64_t kQ4Bytes = 18;  // f16 d, u8 qs[16]: value j in the low nibble of byte j, j + 16 in the high
 
@@ -509,6 +505,18 @@ Kernels kernels_for(DType t, Q8Isa isa) {
 bool takes_q8_activations(const Weight& W) {
   const DType t = W.dtype();
   return t == DType::Q8_0 || t == DType::Q4_0 || (t == DType::NF4 && W.cols() % kNf4BlockSize == 0);
+}
+
+bool takes_integer_path(const Weight& W, int64_t n) {
+  return takes_q8_activations(W) && (n <= kQ8MaxTokens || q8_gemm_takes(W));
+}
+
+void round_activations(const float* x, int64_t in, int8_t* q, float* d) {
+  auto block = quantize_block;
+#ifdef PRICER_Q8_AVX512
+  block = quantize_block_simd;
+#endif
+  for (int64_t b = 0; b < in / kBlock; ++b) block(x + b * kBlock, kBlock, q + b * kBlock, d + b, 1);
 }
 
 bool q8_isa_built(Q8Isa isa) {

@@ -11,17 +11,34 @@
 
 #include "quant/weight.h"
 
+// The AVX-512 VNNI kernels, where the build targets them.
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+#define PRICER_Q8_AVX512 1
+#endif
+
 namespace pricer::kernels {
 
-// Passes of at most this many tokens take the integer path under compute q8_0 (decoding: one token
-// per sequence, bound by reading the weights); longer ones (prompts, bound by arithmetic) take
-// bf16 GEMMs, which do more multiply-adds per instruction than 8-bit blocks with their scales.
+// Passes of at most this many tokens take the row kernels below under compute q8_0 (decoding:
+// one token per sequence, bound by reading the weights); longer ones (prompts, bound by
+// arithmetic) take the integer GEMM (q8_gemm.h) where the build and format have it, and bf16
+// GEMMs otherwise.
 inline constexpr int64_t kQ8MaxTokens = 8;
+
+// Values per block, weights and activations alike (ggml's QK8_0 and QK4_0).
+inline constexpr int64_t kQ8Block = 32;
 
 // Whether W's storage takes the integer path: Q8_0, Q4_0, and NF4 in rows of whole 64-blocks, whose
 // 16 code values are taken as integers of 1/32512 (within 1.6e-5 of the block's absmax: finer
 // than bf16 compute rounds them).
 bool takes_q8_activations(const Weight& W);
+
+// Whether a pass of n tokens through W takes the integer path under compute q8_0 (row kernels or
+// GEMM, as above): the one rule both backends follow.
+bool takes_integer_path(const Weight& W, int64_t n);
+
+// x[0, in) rounded to blocks of 32 int8 values and a scale, as the integer path rounds
+// activations (ggml's quantize_row_q8_0, ties to even): q[in], d[in / 32].
+void round_activations(const float* x, int64_t in, int8_t* q, float* d);
 
 // The SIMD kernels: AVX2 always, AVX-512 VNNI (128 values per step) where the build
 // targets it, which is then the default.

@@ -37,7 +37,7 @@ class ReferenceBackend final : public Backend {
   void linear_forward(const Weight& W, const float* x, float* y, int64_t n, float beta) override {
     if (W.dtype() == DType::F32) {
       ref::linear_forward<float>(W.f32().data(), W.rows(), W.cols(), x, y, n, beta);
-    } else if (compute_ == DType::Q8_0 && n <= kernels::kQ8MaxTokens && kernels::takes_q8_activations(W)) {
+    } else if (compute_ == DType::Q8_0 && kernels::takes_integer_path(W, n)) {
       kernels::q8_linear_forward_reference(W, x, y, n, beta);
     } else if (compute_ != DType::F32) {
       const std::vector<float> w = rounded_to_bf16(W.to_f32());
