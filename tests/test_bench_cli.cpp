@@ -1,9 +1,11 @@
-// `pricer bench model` and `bench decode` as a user runs them: the benchmark's random model written
-// as a GGUF file that loads (with a vocab padded to its rows), and decode figures that add up: the
-// bytes a decoded token reads are the file's weights, the bandwidth share follows from the rate.
+// `pricer bench model`, `bench decode` and `bench train` as a user runs them: the benchmark's random
+// model written as a GGUF file that loads (with a vocab padded to its rows), decode figures that add
+// up (the bytes a decoded token reads are the file's weights, the bandwidth share follows from the
+// rate), and the training step's linear rate as a share of the bf16 GEMM peak measured beside it.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -74,7 +76,7 @@ TEST_F(BenchCli, DecodeReportsRatesAndTheBytesEachTokenReads) {
   for (const char* compute : {"f32", "q8_0"}) {
     SCOPED_TRACE(compute);
     const auto r = cli_test::run_cli_split("bench decode -m " + path + " --compute " + std::string(compute) +
-                                           " --prompt-tokens 8 --decode-tokens 4 --repeats 1");
+                                           " --prompt-tokens 12 --decode-tokens 4 --repeats 1");
     ASSERT_EQ(r.rc, 0) << r.out << r.err;
     const auto j = nlohmann::json::parse(r.out);
     EXPECT_EQ(j["compute"], compute);
@@ -88,6 +90,18 @@ TEST_F(BenchCli, DecodeReportsRatesAndTheBytesEachTokenReads) {
   const auto bad = cli_test::run_cli("bench decode -m " + path + " --compute q4_0");
   EXPECT_NE(bad.rc, 0);
   EXPECT_NE(bad.out.find("compute dtype must be f32, bf16 or q8_0"), std::string::npos) << bad.out;
+}
+
+TEST_F(BenchCli, TrainReportsItsLinearRateAsAShareOfTheBf16GemmPeak) {
+  const auto r = cli_test::run_cli_split(
+      "bench train --dim 256 --layers 2 --heads 4 --kv-heads 2 --ffn 512 --vocab 2048 --steps 1 --warmup 0");
+  ASSERT_EQ(r.rc, 0) << r.out << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  const double peak = j["bf16_gemm_peak_gflops"].get<double>(), linear = j["linear_gflops"].get<double>();
+  EXPECT_GT(peak, 0);
+  EXPECT_GT(linear, 0);
+  EXPECT_NEAR(j["linear_share_of_bf16_peak"].get<double>(), linear / peak, 1e-9);
+  EXPECT_TRUE(std::isfinite(j["loss_or_logit"].get<double>()));
 }
 
 }  // namespace

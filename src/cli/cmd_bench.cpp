@@ -3,6 +3,7 @@
 // shape is Llama-3.2-1B's; the weights are generated tensor by tensor directly in the base format,
 // so the benchmark's own set-up never holds an f32 copy of the model. `bench model` writes that
 // model as a GGUF file, for measuring other runtimes (llama.cpp) on the very same weights.
+#include <omp.h>
 #include <sys/resource.h>
 #include <time.h>
 
@@ -20,8 +21,10 @@
 #include "core/threads.h"
 #include "io/model_file.h"
 #include "kernels/backend.h"
+#include "kernels/onednn.h"
 #include "model/hf_names.h"
 #include "model/llama.h"
+#include "quant/half.h"
 #include "serve/load.h"
 #include "tokenizer/train_bpe.h"
 #include "tokenizer/vocab_export.h"
@@ -223,6 +226,34 @@ Timings time_training(LlamaModel& model, Backend& backend, const Batch& batch, c
   });
 }
 
+// This machine's bf16 GEMM rate on the step's widest linears: `tokens` x `in` activations against
+// an `out`-row weight in bands of 256 rows, each thread multiplying its own bands as the linears
+// split them, every operand already in bf16 and nothing else running. The best of three passes:
+// the peak that the step's linear GFLOP/s is a share of.
+double bf16_gemm_peak_gflops(int64_t tokens, int64_t in, int64_t out) {
+  constexpr int64_t kBand = 256;
+  const int nt = threads();
+  const int64_t bands = std::max<int64_t>(out / kBand, nt);
+  const std::vector<uint16_t> x(static_cast<size_t>(tokens * in), f32_to_bf16(0.01f));
+  const std::vector<uint16_t> w(static_cast<size_t>(nt * kBand * in), f32_to_bf16(0.02f));
+  std::vector<float> y(static_cast<size_t>(nt * tokens * kBand));
+  double best = 0;
+  for (int pass = 0; pass < 3; ++pass) {
+    const auto t0 = Clock::now();
+    kernels::SerialGemms serial;
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int64_t b = 0; b < bands; ++b) {
+      const int64_t tid = omp_get_thread_num();
+      kernels::gemm_bf16(true, tokens, kBand, in, x.data(), in, w.data() + tid * kBand * in, in, 0.0f,
+                         y.data() + tid * tokens * kBand, kBand);
+    }
+    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    best = std::max(best, 2.0 * static_cast<double>(tokens * in * kBand * bands) / s * 1e-9);
+  }
+  require(y[0] > 0.0f, "bench: the bf16 GEMM pass computed nothing");
+  return best;
+}
+
 // Prompt processing: the forward pass with the head at each sequence's last token.
 Timings time_forward(LlamaModel& model, Backend& backend, const Batch& batch, const BenchOptions& o) {
   const std::vector<int64_t> last = last_rows(batch);
@@ -328,6 +359,7 @@ int run_bench(const std::string& what, const BenchOptions& o) {
   const int64_t heads_rows = what == "train" ? batch.n_loss_tokens() : o.batch;
   double flops = projection_flops(o, T) * (what == "train" ? (o.checkpoint ? 3 : 2) : 1) +
                  2.0 * heads_rows * o.dim * o.vocab * (what == "train" ? 2 : 1);
+  const double peak = bf16_gemm_peak_gflops(T, o.dim, o.ffn);
   nlohmann::json j = {{"bench", what},
                       {"impl", std::string("pricer-") + o.base_dtype + "-" + o.compute},
                       {"compute", o.compute},
@@ -349,6 +381,8 @@ int run_bench(const std::string& what, const BenchOptions& o) {
                       {"cpu_s", cpu_sec},
                       {"tokens_per_cpu_s", T / cpu_sec},
                       {"linear_gflops", flops / sec * 1e-9},
+                      {"bf16_gemm_peak_gflops", peak},
+                      {"linear_share_of_bf16_peak", flops / sec * 1e-9 / peak},
                       {"peak_rss_mib", peak_rss_mib()},
                       {"build_s", build_s},
                       {"loss_or_logit", loss}};
@@ -404,7 +438,7 @@ int run_bench_serve(const serve::ServeBenchOptions& o) {
 void add_serve_options(CLI::App& s, serve::ServeBenchOptions& o) {
   s.add_option("-m,--model", o.model.model, "Model (GGUF, Hugging Face directory)")->required();
   s.add_option("--adapter", o.model.adapter, "LoRA adapter");
-  s.add_option("--base-dtype", o.model.base_dtype, "How the projections are held: nf4, bf16, f32")
+  s.add_option("--base-dtype", o.model.base_dtype, "How the projections are held: nf4, q8_0, q4_0, bf16, f32")
       ->capture_default_str();
   s.add_option("--clients", o.clients, "Concurrent clients, one setting each")
       ->delimiter(',')

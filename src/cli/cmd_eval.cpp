@@ -243,13 +243,13 @@ pricer::cli::Registrar reg{
                      "Write the items as CSV (id,text) for a person to price, then exit");
       sub.add_option("--human-import", a->ctx.human_csv,
                      "CSV of a person's guesses (id,price) for the \"human\" pricer");
-      sub.add_option(
-          "--param", a->params,
-          "key=value setting for a pricer (repeatable). LLM pricers (finetuned, base, "
-          "and their -top3 / -greedy variants): model=PATH, adapter=PATH, "
-          "finetuned_model=PATH (a merged model instead of model + adapter), "
-          "tokenizer=PATH, base_dtype=nf4|bf16|f32, compute_dtype=bf16|f32, mode=expected|top3|greedy|median, "
-          "coverage=0.8, batch=16, max_prompt_tokens=256, text_tokens=110, prompt_template=TEXT");
+      sub.add_option("--param", a->params,
+                     "key=value setting for a pricer (repeatable). LLM pricers (finetuned, base, "
+                     "and their -top3 / -greedy variants): model=PATH, adapter=PATH, "
+                     "finetuned_model=PATH (a merged model instead of model + adapter), "
+                     "tokenizer=PATH, base_dtype=nf4|q8_0|q4_0|bf16|f32, compute_dtype=bf16|f32|q8_0, "
+                     "mode=expected|top3|greedy|median, "
+                     "coverage=0.8, batch=16, max_prompt_tokens=256, text_tokens=110, prompt_template=TEXT");
       sub.add_option("--run-name", a->run_name, "Name in the run database (default eval-<out dir>)");
       sub.add_option("--runs-db", a->runs_db, "Run database (default runs/pricer.db or $PRICER_RUNS_DB)");
       sub.add_flag("!--no-record", a->record, "Do not record the run in the run database");

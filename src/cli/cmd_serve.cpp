@@ -131,7 +131,7 @@ const Registrar reg{
                      "Model: GGUF, Hugging Face directory or pricer checkpoint (none: the dashboard alone)");
       sub.add_option("--adapter", m.adapter, "LoRA adapter: PEFT directory or GGUF LoRA");
       sub.add_option("--tokenizer", m.tokenizer, "Tokenizer (default: the model's)");
-      sub.add_option("--base-dtype", m.base_dtype, "How the projections are held: nf4, bf16, f32")
+      sub.add_option("--base-dtype", m.base_dtype, "How the projections are held: nf4, q8_0, q4_0, bf16, f32")
           ->capture_default_str();
       sub.add_option("--compute-dtype", m.compute_dtype,
                      "Precision of the base's linears: bf16, f32, or q8_0 (bf16, with q8_0/q4_0 weights taking "
