@@ -186,6 +186,34 @@ BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_gemv_fast_1thread, DType::NF4, 8192, 
 BENCHMARK_CAPTURE(BM_linear, nf4_8192x2048_gemv_fast, DType::NF4, 8192, 2048, 1, Mode::FastAll)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
+// Compute q8_0: 8-bit activations and integer dot products. Prompts (256 tokens) take the integer
+// GEMM (the bf16 GEMM on the same weights beside it); one token takes the row kernels, here on a
+// matrix that stays in cache (2.3 MiB), so that they show their arithmetic rate, not DRAM's.
+BENCHMARK_CAPTURE(BM_linear, q4_0_8192x2048_q8_reference, DType::Q4_0, 8192, 2048, 256, Mode::Reference, DType::Q8_0)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Iterations(1);
+BENCHMARK_CAPTURE(BM_linear, q4_0_8192x2048_q8_fast_1thread, DType::Q4_0, 8192, 2048, 256, Mode::Fast1, DType::Q8_0)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_linear, q4_0_8192x2048_q8_fast, DType::Q4_0, 8192, 2048, 256, Mode::FastAll, DType::Q8_0)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_linear, q4_0_8192x2048_bf16_fast_1thread, DType::Q4_0, 8192, 2048, 256, Mode::Fast1, DType::BF16)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_linear, q4_0_2048x2048_q8_gemv_reference, DType::Q4_0, 2048, 2048, 1, Mode::Reference, DType::Q8_0)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_linear, q4_0_2048x2048_q8_gemv_fast_1thread, DType::Q4_0, 2048, 2048, 1, Mode::Fast1, DType::Q8_0)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_linear, q8_0_2048x2048_q8_gemv_reference, DType::Q8_0, 2048, 2048, 1, Mode::Reference, DType::Q8_0)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_linear, q8_0_2048x2048_q8_gemv_fast_1thread, DType::Q8_0, 2048, 2048, 1, Mode::Fast1, DType::Q8_0)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK_CAPTURE(BM_attention, forward_reference, false, Mode::Reference)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
