@@ -24,6 +24,11 @@ namespace pricer::kernels {
 // GEMMs otherwise.
 inline constexpr int64_t kQ8MaxTokens = 8;
 
+// Where the build and format have the integer GEMM, it takes passes from this many tokens on:
+// repacking the weights costs about what 6 tokens through the row kernels do (8192x2048, Q4_0
+// and Q8_0 alike, 2 threads).
+inline constexpr int64_t kQ8GemmMinTokens = 7;
+
 // Values per block, weights and activations alike (ggml's QK8_0 and QK4_0).
 inline constexpr int64_t kQ8Block = 32;
 
