@@ -99,6 +99,11 @@ class CpuBackend final : public Backend {
       kernels::fused_gemv(W, x, y, beta);
       return;
     }
+    if (n == 1 && W.dtype() == DType::BF16) {  // e.g. a QLoRA model's head, one token at a time
+      to_bf16_parallel(x, in, xb_);
+      kernels::bf16_gemv(W, xb_.data(), y, beta);
+      return;
+    }
     const bool bf16 = bf16_compute(W);
     if (bf16) to_bf16_parallel(x, n * in, xb_);
     // Bands of output features spread over the threads; each writes its own columns of y.
