@@ -27,13 +27,16 @@ namespace {
 constexpr int64_t kQ8_0Bytes = 34;  // f16 d, int8 qs[32]
 constexpr int64_t kQ4_0Bytes = 18;  // f16 d, uint8 qs[16]: low nibbles values 0..15, high 16..31
 
+// 8 bf16 values widened to f32 (exact: a bf16 is the high half of an f32).
+inline __m256 widen_bf16(const uint16_t* p) {
+  const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(h, 16));
+}
+
 float dot_bf16(const uint16_t* w, const float* x, int64_t n) {
   __m256 acc = _mm256_setzero_ps();
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + i)));
-    acc = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(h, 16)), _mm256_loadu_ps(x + i), acc);
-  }
+  for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(widen_bf16(w + i), _mm256_loadu_ps(x + i), acc);
   float s = simd::hsum(acc);
   for (; i < n; ++i) s += bf16_to_f32(w[i]) * x[i];
   return s;
@@ -135,7 +138,7 @@ float dot_nf4(const Nf4Tensor& t, int64_t start, int64_t n, const float* x) {
 }
 
 // Two bf16 rows' dot product, f32 sums: 32 pairs per instruction where the build has AVX512-BF16,
-// otherwise both widened to f32 (exact) and multiplied there.
+// otherwise both widened to f32 and multiplied there (AVX2).
 float dot_bf16_bf16(const uint16_t* w, const uint16_t* x, int64_t n) {
   int64_t i = 0;
   float s = 0;
@@ -147,6 +150,9 @@ float dot_bf16_bf16(const uint16_t* w, const uint16_t* x, int64_t n) {
   }
   s = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 #endif
+  __m256 acc = _mm256_setzero_ps();
+  for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(widen_bf16(w + i), widen_bf16(x + i), acc);
+  s += simd::hsum(acc);
   for (; i < n; ++i) s += bf16_to_f32(w[i]) * bf16_to_f32(x[i]);
   return s;
 }
