@@ -11,14 +11,6 @@
 #include "quant/half.h"
 #include "quant/nf4.h"
 
-// GCC 12's own 512-bit intrinsics pass an undefined vector through a full mask, which its
-// -W(maybe-)uninitialized reports in the caller.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
-
 namespace pricer::kernels {
 
 namespace {
@@ -203,7 +195,3 @@ void fused_gemv(const Weight& W, const float* x, float* y, float beta) {
 }
 
 }  // namespace pricer::kernels
-
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif

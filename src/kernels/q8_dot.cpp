@@ -15,14 +15,6 @@
 #include "quant/half.h"
 #include "quant/nf4.h"
 
-// GCC 12's own 512-bit intrinsics pass an undefined vector through a full mask, which its
-// -W(maybe-)uninitialized reports in the caller.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
-
 namespace pricer::kernels {
 
 namespace {
@@ -575,7 +567,3 @@ void q8_linear_forward_reference(const Weight& W, const float* x, float* y, int6
 }
 
 }  // namespace pricer::kernels
-
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif

@@ -15,14 +15,6 @@
 #include "kernels/q8_dot.h"
 #include "quant/half.h"
 
-// GCC 12's own 512-bit intrinsics pass an undefined vector through a full mask, which its
-// -W(maybe-)uninitialized reports in the caller.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
-
 namespace pricer::kernels {
 
 #ifdef PRICER_Q8_AVX512
@@ -222,7 +214,3 @@ void q8_gemm_forward(const Weight& W, const float* x, float* y, int64_t n, float
 }
 
 }  // namespace pricer::kernels
-
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
