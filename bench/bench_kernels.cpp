@@ -214,6 +214,14 @@ BENCHMARK_CAPTURE(BM_linear, q8_0_2048x2048_q8_gemv_reference, DType::Q8_0, 2048
 BENCHMARK_CAPTURE(BM_linear, q8_0_2048x2048_q8_gemv_fast_1thread, DType::Q8_0, 2048, 2048, 1, Mode::Fast1, DType::Q8_0)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
+// One token through bf16 weights under bf16 compute (a QLoRA model's head while decoding): the
+// bf16 GEMV on the rows as stored.
+BENCHMARK_CAPTURE(BM_linear, bf16_8192x2048_gemv_reference, DType::BF16, 8192, 2048, 1, Mode::Reference, DType::BF16)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_linear, bf16_8192x2048_gemv_fast_1thread, DType::BF16, 8192, 2048, 1, Mode::Fast1, DType::BF16)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK_CAPTURE(BM_attention, forward_reference, false, Mode::Reference)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();

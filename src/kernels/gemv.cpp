@@ -3,8 +3,10 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "core/threads.h"
 #include "kernels/parallel.h"
 #include "kernels/simd.h"
@@ -152,6 +154,8 @@ float dot_bf16_bf16(const uint16_t* w, const uint16_t* x, int64_t n) {
 }  // namespace
 
 void bf16_gemv(const Weight& W, const uint16_t* xb, float* y, float beta) {
+  require(W.dtype() == DType::BF16,
+          "bf16 gemv: weights in " + std::string(dtype_name(W.dtype())) + " (it reads bf16 rows as stored)");
   const int64_t out = W.rows(), in = W.cols();
   const auto* w = reinterpret_cast<const uint16_t*>(W.raw().data());
 #pragma omp parallel for schedule(static) num_threads(threads())

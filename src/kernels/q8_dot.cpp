@@ -150,13 +150,19 @@ void quantize_block_simd(const float* x, int64_t count, int8_t* q, float* d, int
 }
 #endif
 
-// One row of `in` values, blocks of 32 (nf4: of 64, evens then odds); simd: quantize_block_simd
-// where the build has it.
-void quantize_row(const float* x, int64_t in, bool nf4, int8_t* q, float* d, [[maybe_unused]] bool simd) {
-  auto block = quantize_block;
+// quantize_block_simd where asked and the build has it, quantize_block otherwise.
+using BlockRounder = void (*)(const float*, int64_t, int8_t*, float*, int64_t);
+BlockRounder block_rounder([[maybe_unused]] bool simd) {
 #ifdef PRICER_Q8_AVX512
-  if (simd) block = quantize_block_simd;
+  if (simd) return quantize_block_simd;
 #endif
+  return quantize_block;
+}
+
+// One row of `in` values, blocks of 32 (nf4: of 64, evens then odds), each scale over 8 lanes of d
+// (nf4: 16).
+void quantize_row(const float* x, int64_t in, bool nf4, int8_t* q, float* d, bool simd) {
+  const BlockRounder block = block_rounder(simd);
   if (!nf4) {
     for (int64_t b = 0; b < in / kBlock; ++b) block(x + b * kBlock, kBlock, q + b * kBlock, d + b * 8, 8);
     return;
@@ -504,10 +510,7 @@ bool takes_integer_path(const Weight& W, int64_t n) {
 }
 
 void round_activations(const float* x, int64_t in, int8_t* q, float* d) {
-  auto block = quantize_block;
-#ifdef PRICER_Q8_AVX512
-  block = quantize_block_simd;
-#endif
+  const BlockRounder block = block_rounder(/*simd=*/true);
   for (int64_t b = 0; b < in / kBlock; ++b) block(x + b * kBlock, kBlock, q + b * kBlock, d + b, 1);
 }
 

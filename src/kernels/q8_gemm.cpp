@@ -65,7 +65,7 @@ void pack_panel(const Weight& W, int64_t r0, int64_t rows, uint8_t* panel) {
 // kernel reads them: per block, per group of 4 values, the 8 tokens' 4 bytes side by side (one
 // pointer and constant offsets reach them all); then per block the 8 tokens' scales, and their
 // start values for the int32 sums: -offset times the sum of the block's values. A last partial
-// tile is padded with zeros.
+// tile leaves its missing tokens' lanes unwritten: the kernel for m tokens reads only m lanes.
 struct Tokens {
   std::vector<int8_t> q;  // [tiles, in / 32, 8 groups, 8 tokens, 4]
   std::vector<float> d;  // [tiles, in / 32, 8 tokens]
@@ -74,9 +74,9 @@ struct Tokens {
 
 void round_tokens(const float* x, int64_t n, int64_t in, int32_t offset, Tokens& a) {
   const int64_t nb = in / kQ8Block, tiles = (n + kTileTokens - 1) / kTileTokens;
-  a.q.assign(static_cast<size_t>(tiles * kTileTokens * in), 0);
-  a.d.assign(static_cast<size_t>(tiles * kTileTokens * nb), 0.0f);
-  a.start.assign(static_cast<size_t>(tiles * kTileTokens * nb), 0);
+  a.q.resize(static_cast<size_t>(tiles * kTileTokens * in));
+  a.d.resize(static_cast<size_t>(tiles * kTileTokens * nb));
+  a.start.resize(static_cast<size_t>(tiles * kTileTokens * nb));
 #pragma omp parallel for schedule(static) num_threads(threads())
   for (int64_t t = 0; t < n; ++t) {
     thread_local std::vector<int8_t> row;
