@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "quant/ggml_blocks.h"
 #include "quant/half.h"
+#include "quant/q4_panels.h"
 #include "quant/weight.h"
 
 using namespace pricer;
@@ -174,7 +175,7 @@ TEST(Weight, HandComputedQ8_0AndQ4_0Quantization) {
   // Q8_0: x_j = (j - 16) / 4, amax 4 -> d = 4/127, q_j = round((j - 16) * 7.9375).
   std::vector<float> x(32);
   for (int j = 0; j < 32; ++j) x[j] = (j - 16) * 0.25f;
-  auto raw = Weight::from_f32(x.data(), 1, 32, DType::Q8_0).raw();
+  auto raw = Weight::from_f32(x.data(), 1, 32, DType::Q8_0).file_bytes();
   ASSERT_EQ(raw.size(), 34u);
   uint16_t d;
   std::memcpy(&d, raw.data(), 2);
@@ -186,11 +187,50 @@ TEST(Weight, HandComputedQ8_0AndQ4_0Quantization) {
   // Q4_0: x_j = (j % 16 - 8) / 2; the first largest magnitude is -4, so d = -4 / -8 = 0.5 and
   // x_j / d + 8.5 truncates to j % 16: byte j holds j in both nibbles.
   for (int j = 0; j < 32; ++j) x[j] = (j % 16 - 8) * 0.5f;
-  raw = Weight::from_f32(x.data(), 1, 32, DType::Q4_0).raw();
+  raw = Weight::from_f32(x.data(), 1, 32, DType::Q4_0).file_bytes();
   ASSERT_EQ(raw.size(), 18u);
   std::memcpy(&d, raw.data(), 2);
   EXPECT_EQ(d, 0x3800);
   for (int j = 0; j < 16; ++j) EXPECT_EQ(raw[2 + j], j | (j << 4)) << j;
+}
+
+TEST(Weight, Q4_0IsHeldInPanelsOfTheSameBytes) {
+  // 37 rows: two whole panels and one of 5 rows padded with zero rows.
+  const int64_t rows = 37, cols = 96, nb = cols / 32;
+  auto x = gaussian(rows * cols, 21);
+  const Weight w = Weight::from_f32(x.data(), rows, cols, DType::Q4_0);
+  const std::vector<uint8_t> file = w.file_bytes();
+  ASSERT_EQ(file.size(), static_cast<size_t>(rows * nb * 18));
+  ASSERT_EQ(w.raw().size(), static_cast<size_t>(3 * kQ4PanelRows * nb * 18));
+  // Value j of row r, block b, read from each layout as documented.
+  auto file_value = [&](int64_t r, int64_t b, int64_t j) {
+    const uint8_t byte = file[(r * nb + b) * 18 + 2 + j % 16];
+    return j < 16 ? byte & 15 : byte >> 4;
+  };
+  auto panel_value = [&](int64_t r, int64_t b, int64_t j) {
+    const uint8_t* pb = w.raw().data() + ((r / 16) * nb + b) * kQ4PanelBlockBytes;
+    const uint8_t byte = pb[(j / 8) * 64 + 4 * (r % 16) + j % 4];
+    return j % 8 < 4 ? byte & 15 : byte >> 4;
+  };
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t b = 0; b < nb; ++b) {
+      for (int64_t j = 0; j < 32; ++j)
+        ASSERT_EQ(panel_value(r, b, j), file_value(r, b, j)) << r << " " << b << " " << j;
+      const uint8_t* pb = w.raw().data() + ((r / 16) * nb + b) * kQ4PanelBlockBytes;
+      ASSERT_EQ(0, std::memcmp(pb + kQ4PanelCodeBytes + 2 * (r % 16), file.data() + (r * nb + b) * 18, 2));
+    }
+  // The padding rows are zero, scale and nibbles.
+  const uint8_t* last = w.raw().data() + 2 * nb * kQ4PanelBlockBytes;
+  for (int64_t r = 5; r < 16; ++r) EXPECT_EQ(last[kQ4PanelCodeBytes + 2 * r], 0) << r;
+  // Values as the file's blocks hold them, a row range that starts and ends inside panels.
+  std::vector<float> want(static_cast<size_t>(rows * cols)), got(static_cast<size_t>(20 * cols));
+  dequantize_raw_reference(DType::Q4_0, file.data(), want.data(), rows * cols);
+  w.dequantize_rows(9, 20, got.data());
+  for (int64_t i = 0; i < 20 * cols; ++i) ASSERT_EQ(got[i], want[9 * cols + i]) << i;
+  // From the file's bytes, the same panels and back.
+  const Weight again = Weight::from_raw(DType::Q4_0, rows, cols, file);
+  EXPECT_EQ(again.raw(), w.raw());
+  EXPECT_EQ(again.file_bytes(), file);
 }
 
 TEST(Weight, HandBuiltQ4_KBlock) {

@@ -69,7 +69,7 @@ Weight random_weight(int64_t rows, int64_t cols, DType dtype, uint64_t seed) {
             dtype == DType::F32
                 ? std::vector<uint8_t>(reinterpret_cast<const uint8_t*>(part.f32().data()),
                                        reinterpret_cast<const uint8_t*>(part.f32().data()) + nr * cols * 4)
-                : part.raw();
+                : part.file_bytes();
         std::copy(bytes.begin(), bytes.end(), raw.begin() + r0 * static_cast<int64_t>(row_bytes));
       }
     }

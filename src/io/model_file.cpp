@@ -130,7 +130,7 @@ std::vector<uint8_t> weight_bytes(const Weight& w, DType as) {
     return b;
   }
   require(as != DType::NF4, "NF4 weights have no byte serialisation in model files");
-  return w.raw();
+  return w.file_bytes();
 }
 
 std::vector<float> llama3_rope_factors(const ModelConfig& c) {

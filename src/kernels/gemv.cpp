@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -12,14 +13,14 @@
 #include "kernels/simd.h"
 #include "quant/half.h"
 #include "quant/nf4.h"
+#include "quant/q4_panels.h"
 
 namespace pricer::kernels {
 
 namespace {
 
-// ggml block sizes (bytes per block of 32 values).
+// ggml Q8_0 blocks: bytes per block of 32 values.
 constexpr int64_t kQ8_0Bytes = 34;  // f16 d, int8 qs[32]
-constexpr int64_t kQ4_0Bytes = 18;  // f16 d, uint8 qs[16]: low nibbles values 0..15, high 16..31
 
 // 8 bf16 values widened to f32 (exact: a bf16 is the high half of an f32).
 inline __m256 widen_bf16(const uint16_t* p) {
@@ -63,24 +64,27 @@ float dot_q8_0(const uint8_t* row, const float* x, int64_t n) {
   return total;
 }
 
-float dot_q4_0(const uint8_t* row, const float* x, int64_t n) {
-  const __m256i eight = _mm256_set1_epi32(8);
-  float total = 0;
-  for (int64_t b = 0; b < n / 32; ++b) {
-    const uint8_t* blk = row + b * kQ4_0Bytes;
+// Row r of panel p of a Q4_0 matrix in panels (quant/q4_panels.h). Chunk k of a block holds the
+// row's values 8k..8k+7 in 4 bytes (low nibbles, then high): one 8-lane step per chunk.
+float dot_q4_0_panel_row(const uint8_t* panels, int64_t nb, int64_t p, int64_t r, const float* x) {
+  const __m256i shifts = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
+  const __m256i m4 = _mm256_set1_epi32(0x0F), eight = _mm256_set1_epi32(8);
+  __m256 total = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* pb = q4_panel_block(panels, nb, p, b) + 4 * r;
     const float* xb = x + b * 32;
-    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
-    const __m128i lo = _mm_and_si128(q, _mm_set1_epi8(0x0F));
-    const __m128i hi = _mm_and_si128(_mm_srli_epi16(q, 4), _mm_set1_epi8(0x0F));
-    const __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
     __m256 acc = _mm256_setzero_ps();
-    for (int64_t g = 0; g < 4; ++g) {
-      const __m256i v = _mm256_sub_epi32(_mm256_cvtepu8_epi32(parts[g]), eight);
-      acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_loadu_ps(xb + 8 * g), acc);
+    for (int64_t k = 0; k < kQ4PanelChunks; ++k) {
+      int32_t four = 0;
+      std::memcpy(&four, pb + k * 64, 4);
+      const __m256i bytes = _mm256_cvtepu8_epi32(_mm_set1_epi32(four));  // the 4 bytes, twice
+      const __m256i v = _mm256_sub_epi32(_mm256_and_si256(_mm256_srlv_epi32(bytes, shifts), m4), eight);
+      acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_loadu_ps(xb + 8 * k), acc);
     }
-    total += f16_to_f32(f16_bits_at(blk)) * simd::hsum(acc);
+    const float d = f16_to_f32(f16_bits_at(q4_panel_block(panels, nb, p, b) + kQ4PanelCodeBytes + 2 * r));
+    total = _mm256_fmadd_ps(acc, _mm256_set1_ps(d), total);
   }
-  return total;
+  return simd::hsum(total);
 }
 
 // Sum over one whole, aligned NF4 block of 64 values of code[index] * x (absmax applied by the
@@ -186,7 +190,7 @@ void fused_gemv(const Weight& W, const float* x, float* y, float beta) {
         case DType::F16: s = dot_f16(reinterpret_cast<const uint16_t*>(raw) + o * in, x, in); break;
         case DType::NF4: s = dot_nf4(W.nf4(), o * in, in, x); break;
         case DType::Q8_0: s = dot_q8_0(raw + o * (in / 32) * kQ8_0Bytes, x, in); break;
-        case DType::Q4_0: s = dot_q4_0(raw + o * (in / 32) * kQ4_0Bytes, x, in); break;
+        case DType::Q4_0: s = dot_q4_0_panel_row(raw, in / 32, o / kQ4PanelRows, o % kQ4PanelRows, x); break;
         default:
           errors.run([&] { W.dequantize_rows(o, 1, row_buf.data()); });
           s = simd::dot(row_buf.data(), x, in);

@@ -14,6 +14,7 @@
 #include "kernels/simd.h"
 #include "quant/half.h"
 #include "quant/nf4.h"
+#include "quant/q4_panels.h"
 
 namespace pricer::kernels {
 
@@ -22,6 +23,7 @@ namespace {
 constexpr int64_t kBlock = kQ8Block;
 constexpr int64_t kQ8Bytes = 34;  // f16 d, int8 qs[32]
 constexpr int64_t kQ4Bytes = 18;  // f16 d, u8 qs[16]: value j in the low nibble of byte j, j + 16 in the high
+static_assert(kQ4PanelRows == 16, "the Q4_0 kernels give a panel's rows one 512-bit register of sums");
 
 int64_t weight_block_bytes(DType t) { return t == DType::Q8_0 ? kQ8Bytes : kQ4Bytes; }
 
@@ -62,27 +64,23 @@ const Nf4Bytes& nf4_bytes() {
 struct Activations {
   std::vector<int8_t> q;  // [n, in]
   std::vector<float> d;  // [n, in / 32, 8]
+  std::vector<int32_t> start;  // Q4_0: [n, in / 32], -8 times the block's values summed (the nibbles are value + 8)
   std::vector<int8_t> gq;  // the AVX-512 kernels' Groups layout below, where they take it
   std::vector<int32_t> gc;
   std::vector<float> gd;
 };
 
-// The AVX-512 kernels take 128 values per step: two 64-byte runs of activations against two
-// registers of weight codes, with per 32-bit lane (4 values of each run) an int32 correction and
-// the lane's activation scale.
-//  - Q4_0 (four blocks per step): a block keeps value j in the low nibble of byte j and j + 16 in
-//    the high one; the kernel gathers the 64 nibble bytes of four blocks into one register, so the
-//    runs are [x0[0:16] x1[0:16] x2[0:16] x3[0:16]] and [x0[16:32] ... x3[16:32]]. The nibbles are
-//    unsigned (0-15) and stand for value - 8: the correction is -8 times the lane's activations.
-//  - NF4 (two blocks of 64 per step): the runs are both blocks' evens, then both blocks' odds;
-//    the correction is -kNf4Offset times the lane's activations (the code values' high bytes are
-//    stored + 128). A row of an odd number of blocks ends with a pair whose second half is zero.
+// The AVX-512 NF4 kernel takes two blocks of 64 per step: two 64-byte runs of activations (both
+// blocks' evens, then both blocks' odds) against two registers of weight codes, with per 32-bit
+// lane (4 values of each run) an int32 correction, -kNf4Offset times the lane's activations (the
+// code values' high bytes are stored + 128), and the lane's activation scale. A row of an odd
+// number of blocks ends with a pair whose second half is zero.
 constexpr int64_t kGroupValues = 128, kGroupLanes = 16, kRun = kGroupValues / 2;
-constexpr int64_t kGroupBlocks = kGroupValues / kBlock;  // Q4_0 blocks per step
 constexpr int64_t kPrefetchBytes = 1024;  // bytes ahead in a row: the hardware prefetcher alone falls behind
-enum class Layout { Plain, Q4Groups, Nf4Pairs };
+// Plain: q and d only; Q4Panels: with the blocks' start values; Nf4Pairs: with the groups above.
+enum class Layout { Plain, Q4Panels, Nf4Pairs };
 
-// One token's activations in the Groups layout, and in the plain one (Q4_0's last 1-3 blocks).
+// One token's activations in the Groups layout, and in the plain one.
 struct GroupedActs {
   const int8_t* q;
   const float* d;
@@ -92,36 +90,32 @@ struct GroupedActs {
 };
 
 int64_t groups_per_row(Layout layout, int64_t in) {
-  if (layout == Layout::Q4Groups) return in / kGroupValues;
-  if (layout == Layout::Nf4Pairs) return (in + kGroupValues - 1) / kGroupValues;
-  return 0;
+  return layout == Layout::Nf4Pairs ? (in + kGroupValues - 1) / kGroupValues : 0;
 }
 
-// Group g of a plain row into gq, with its lanes' corrections and scales.
-void fill_group(const int8_t* q, const float* d, Layout layout, int64_t in, int64_t g, int8_t* gq, int32_t* gc,
-                float* gd) {
-  if (layout == Layout::Q4Groups) {
-    for (int64_t b = 0; b < kGroupBlocks; ++b) {
-      const int64_t v = (g * kGroupBlocks + b) * kBlock;
-      std::copy(q + v, q + v + kBlock / 2, gq + b * kBlock / 2);
-      std::copy(q + v + kBlock / 2, q + v + kBlock, gq + kRun + b * kBlock / 2);
-      std::fill(gd + b * 4, gd + b * 4 + 4, d[v / kBlock * 8]);
-    }
-  } else {
-    std::fill(gq, gq + kGroupValues, int8_t{0});  // a row's last pair may have one block only
-    std::fill(gd, gd + kGroupLanes, 0.0f);
-    for (int64_t h = 0; h < 2 && (2 * g + h) * kNf4BlockSize < in; ++h) {
-      const int64_t v = (2 * g + h) * kNf4BlockSize;  // [evens 32 | odds 32]
-      std::copy(q + v, q + v + kBlock, gq + h * kBlock);
-      std::copy(q + v + kBlock, q + v + 2 * kBlock, gq + kRun + h * kBlock);
-      std::fill(gd + h * 8, gd + h * 8 + 8, d[v / kBlock * 8]);
-    }
+// Group g of a plain NF4 row into gq, with its lanes' corrections and scales.
+void fill_group(const int8_t* q, const float* d, int64_t in, int64_t g, int8_t* gq, int32_t* gc, float* gd) {
+  std::fill(gq, gq + kGroupValues, int8_t{0});  // a row's last pair may have one block only
+  std::fill(gd, gd + kGroupLanes, 0.0f);
+  for (int64_t h = 0; h < 2 && (2 * g + h) * kNf4BlockSize < in; ++h) {
+    const int64_t v = (2 * g + h) * kNf4BlockSize;  // [evens 32 | odds 32]
+    std::copy(q + v, q + v + kBlock, gq + h * kBlock);
+    std::copy(q + v + kBlock, q + v + 2 * kBlock, gq + kRun + h * kBlock);
+    std::fill(gd + h * 8, gd + h * 8 + 8, d[v / kBlock * 8]);
   }
-  const int32_t offset = layout == Layout::Q4Groups ? -8 : -kNf4Offset;
   for (int64_t l = 0; l < kGroupLanes; ++l) {
     int32_t sum = 0;
     for (int64_t k = 0; k < 4; ++k) sum += gq[4 * l + k] + gq[kRun + 4 * l + k];
-    gc[l] = offset * sum;
+    gc[l] = -kNf4Offset * sum;
+  }
+}
+
+// Each block's start value for the Q4_0 panel kernels: -8 times the sum of its values.
+void fill_starts(const int8_t* q, int64_t in, int32_t* start) {
+  for (int64_t b = 0; b < in / kBlock; ++b) {
+    int32_t sum = 0;
+    for (int64_t j = 0; j < kBlock; ++j) sum += q[b * kBlock + j];
+    start[b] = -8 * sum;
   }
 }
 
@@ -185,14 +179,16 @@ void quantize_rows(const float* x, int64_t n, int64_t in, bool nf4, Layout layou
   a.gq.resize(static_cast<size_t>(n * groups * kGroupValues));
   a.gc.resize(static_cast<size_t>(n * groups * kGroupLanes));
   a.gd.resize(static_cast<size_t>(n * groups * kGroupLanes));
+  if (layout == Layout::Q4Panels) a.start.resize(static_cast<size_t>(n * in / kBlock));
 #pragma omp parallel for schedule(static) num_threads(n > 1 ? threads() : 1)
   for (int64_t t = 0; t < n; ++t) {
     int8_t* q = a.q.data() + t * in;
     float* d = a.d.data() + t * in / kBlock * 8;
     quantize_row(x + t * in, in, nf4, q, d, /*simd=*/true);
+    if (layout == Layout::Q4Panels) fill_starts(q, in, a.start.data() + t * in / kBlock);
     for (int64_t g = 0; g < groups; ++g) {
       const int64_t i = t * groups + g;
-      fill_group(q, d, layout, in, g, a.gq.data() + i * kGroupValues, a.gc.data() + i * kGroupLanes,
+      fill_group(q, d, in, g, a.gq.data() + i * kGroupValues, a.gc.data() + i * kGroupLanes,
                  a.gd.data() + i * kGroupLanes);
     }
   }
@@ -268,22 +264,10 @@ inline __m256i sum_products(__m256i w, __m256i x) {
 #endif
 }
 
-template <DType T>
-inline __m256i block_values_simd(const uint8_t* blk) {
-  if constexpr (T == DType::Q8_0) {
-    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
-  } else {
-    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
-    const __m128i m4 = _mm_set1_epi8(0x0F);
-    const __m256i nib = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m4), _mm_and_si128(q, m4));
-    return _mm256_sub_epi8(nib, _mm256_set1_epi8(8));
-  }
-}
-
-// One block: acc += its 8 partial sums times the weight scale times the activation scale.
-template <DType T>
+// One Q8_0 block: acc += its 8 partial sums times the weight scale times the activation scale.
 inline __m256 block_fma(const uint8_t* w, const int8_t* xq, const float* xd, __m256 acc) {
-  const __m256i s = sum_products(block_values_simd<T>(w), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq)));
+  const __m256i s = sum_products(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 2)),
+                                 _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq)));
   const __m256 d = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(f16_bits_at(w))), _mm256_loadu_ps(xd));
   return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc);
 }
@@ -316,79 +300,82 @@ float dot_q8_0_avx512(const uint8_t* w, const int8_t* xq, const float* xd, int64
     b += 2;
   }
   float s = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
-  if (b < nb)
-    s += simd::hsum(block_fma<DType::Q8_0>(w + b * kQ8Bytes, xq + b * kBlock, xd + b * 8, _mm256_setzero_ps()));
+  if (b < nb) s += simd::hsum(block_fma(w + b * kQ8Bytes, xq + b * kBlock, xd + b * 8, _mm256_setzero_ps()));
   return s;
 }
 #endif
 
-template <DType T>
-float dot_avx2(const uint8_t* w, const int8_t* xq, const float* xd, int64_t nb) {
-  constexpr int64_t wb = T == DType::Q8_0 ? kQ8Bytes : kQ4Bytes;
+float dot_q8_0_avx2(const uint8_t* w, const int8_t* xq, const float* xd, int64_t nb) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
   int64_t b = 0;
   for (; b + 2 <= nb; b += 2) {
-    acc0 = block_fma<T>(w + b * wb, xq + b * kBlock, xd + b * 8, acc0);
-    acc1 = block_fma<T>(w + (b + 1) * wb, xq + (b + 1) * kBlock, xd + (b + 1) * 8, acc1);
+    acc0 = block_fma(w + b * kQ8Bytes, xq + b * kBlock, xd + b * 8, acc0);
+    acc1 = block_fma(w + (b + 1) * kQ8Bytes, xq + (b + 1) * kBlock, xd + (b + 1) * 8, acc1);
   }
-  if (b < nb) acc0 = block_fma<T>(w + b * wb, xq + b * kBlock, xd + b * 8, acc0);
+  if (b < nb) acc0 = block_fma(w + b * kQ8Bytes, xq + b * kBlock, xd + b * 8, acc0);
   return simd::hsum(_mm256_add_ps(acc0, acc1));
 }
 
-#ifdef PRICER_Q8_AVX512
-// The byte permutations that gather four Q4_0 blocks (72 bytes, read as 64 from w and 64 from
-// w + 8): their nibble bytes in order (two-source byte permute), and their f16 scales, each over
-// the 4 lanes of its block (word permute of the first 64 bytes).
-struct Q4Gather {
-  __m512i nibbles, scales;
-};
-const Q4Gather& q4_gather() {
-  static const Q4Gather g = [] {
-    alignas(64) std::array<uint8_t, 64> nib{};
-    alignas(64) std::array<uint16_t, 32> sc{};
-    for (int i = 0; i < 64; ++i) {
-      const int src = static_cast<int>(kQ4Bytes) * (i / 16) + 2 + i % 16;  // in [2, 71]
-      nib[i] = static_cast<uint8_t>(src < 64 ? src : 64 + src - 8);  // bit 6: from the load at w + 8
+// Q4_0 in panels (quant/q4_panels.h) against one token: the panel's 16 rows' dot products into
+// out[16]. A chunk's low (high) nibbles are 4 values of each row, taken against the token's
+// values 8k..8k+3 (8k+4..8k+7) broadcast to every lane; each block's int32 sums start at -8
+// times the block's activations summed (a nibble is its value + 8). The unsigned-by-signed byte
+// products are exact in int16: 2 x 15 x 127 < 32768. AVX2: 8 rows (half a chunk) per register.
+void q4_0_panel_avx2(const uint8_t* panel, int64_t nb, const int8_t* xq, const float* xd, const int32_t* start,
+                     float* out) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};  // NOLINT(*-avoid-c-arrays)
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* c = panel + b * kQ4PanelBlockBytes;
+    std::array<int32_t, 8> x4{};
+    std::memcpy(x4.data(), xq + b * kBlock, kBlock);
+    for (int64_t h = 0; h < 2; ++h) {
+      __m256i s = _mm256_set1_epi32(start[b]);
+      for (int64_t k = 0; k < kQ4PanelChunks; ++k) {
+        const __m256i z = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + k * 64 + h * 32));
+        const __m256i lo = _mm256_maddubs_epi16(_mm256_and_si256(z, m4), _mm256_set1_epi32(x4[2 * k]));
+        const __m256i hi =
+            _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(z, 4), m4), _mm256_set1_epi32(x4[2 * k + 1]));
+        s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_add_epi16(lo, hi), ones));
+      }
+      const __m256 dw =
+          _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c + kQ4PanelCodeBytes + h * 16)));
+      acc[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_set1_ps(xd[b * 8])), acc[h]);
     }
-    for (int k = 0; k < 16; ++k) sc[k] = static_cast<uint16_t>(kQ4Bytes / 2 * (k / 4));
-    return Q4Gather{_mm512_load_si512(nib.data()), _mm512_load_si512(sc.data())};
-  }();
-  return g;
-}
-
-// Four Q4_0 blocks against activations in the Q4Groups layout: acc += per lane its int32 sum
-// (4 low-nibble and 4 high-nibble products, less 8 times the activations) times both scales.
-inline __m512 q4_group_fma(const uint8_t* w, const int8_t* gq, const int32_t* gc, const float* gd, const Q4Gather& g,
-                           __m512 acc) {
-  const __m512i m4 = _mm512_set1_epi8(0x0F);
-  _mm_prefetch(reinterpret_cast<const char*>(w) + kPrefetchBytes, _MM_HINT_T0);
-  const __m512i head = _mm512_loadu_si512(w);
-  const __m512i nib = _mm512_permutex2var_epi8(head, g.nibbles, _mm512_loadu_si512(w + 8));
-  __m512i s = _mm512_dpbusd_epi32(_mm512_loadu_si512(gc), _mm512_and_si512(nib, m4), _mm512_loadu_si512(gq));
-  s = _mm512_dpbusd_epi32(s, _mm512_and_si512(_mm512_srli_epi16(nib, 4), m4), _mm512_loadu_si512(gq + 64));
-  const __m512 dw = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(g.scales, head)));
-  return _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_loadu_ps(gd)), _mm512_cvtepi32_ps(s), acc);
-}
-
-// A Q4_0 row: whole groups of four blocks as above (two sums, alternating, so that each add waits
-// on the one before it half as often), the last 1-3 blocks as dot_avx2 takes them.
-float dot_q4_0_grouped(const uint8_t* w, GroupedActs x, int64_t nb) {
-  const Q4Gather& g = q4_gather();
-  const int64_t groups = nb / kGroupBlocks, done = groups * kGroupBlocks;
-  auto step = [&](int64_t k, __m512 acc) {
-    return q4_group_fma(w + k * kGroupBlocks * kQ4Bytes, x.gq + k * kGroupValues, x.gc + k * kGroupLanes,
-                        x.gd + k * kGroupLanes, g, acc);
-  };
-  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-  int64_t k = 0;
-  for (; k + 2 <= groups; k += 2) {
-    acc0 = step(k, acc0);
-    acc1 = step(k + 1, acc1);
   }
-  if (k < groups) acc0 = step(k, acc0);
-  const float s = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
-  return done == nb ? s
-                    : s + dot_avx2<DType::Q4_0>(w + done * kQ4Bytes, x.q + done * kBlock, x.d + done * 8, nb - done);
+  _mm256_storeu_ps(out, acc[0]);
+  _mm256_storeu_ps(out + 8, acc[1]);
+}
+
+#ifdef PRICER_Q8_AVX512
+// One block of a Q4_0 panel (q4_0_panel_avx2 above, 16 rows per register): acc += the rows' int32
+// sums times both scales. Low and high nibbles sum apart, two chains of 4 dependent instructions.
+inline __m512 q4_panel_block_fma(const uint8_t* c, const int8_t* xq, float xd, int32_t start, __m512 acc) {
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  std::array<int32_t, 8> x4{};
+  std::memcpy(x4.data(), xq, kBlock);
+  _mm_prefetch(reinterpret_cast<const char*>(c) + kPrefetchBytes, _MM_HINT_T0);
+  __m512i lo = _mm512_set1_epi32(start), hi = _mm512_setzero_si512();
+  for (int64_t k = 0; k < kQ4PanelChunks; ++k) {
+    const __m512i z = _mm512_loadu_si512(c + k * 64);
+    lo = _mm512_dpbusd_epi32(lo, _mm512_and_si512(z, m4), _mm512_set1_epi32(x4[2 * k]));
+    hi = _mm512_dpbusd_epi32(hi, _mm512_and_si512(_mm512_srli_epi16(z, 4), m4), _mm512_set1_epi32(x4[2 * k + 1]));
+  }
+  const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + kQ4PanelCodeBytes)));
+  return _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(lo, hi)), _mm512_mul_ps(dw, _mm512_set1_ps(xd)), acc);
+}
+
+void q4_0_panel_avx512(const uint8_t* panel, int64_t nb, const int8_t* xq, const float* xd, const int32_t* start,
+                       float* out) {
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    acc0 = q4_panel_block_fma(panel + b * kQ4PanelBlockBytes, xq + b * kBlock, xd[b * 8], start[b], acc0);
+    acc1 = q4_panel_block_fma(panel + (b + 1) * kQ4PanelBlockBytes, xq + (b + 1) * kBlock, xd[(b + 1) * 8],
+                              start[b + 1], acc1);
+  }
+  if (b < nb) acc0 = q4_panel_block_fma(panel + b * kQ4PanelBlockBytes, xq + b * kBlock, xd[b * 8], start[b], acc0);
+  _mm512_storeu_ps(out, _mm512_add_ps(acc0, acc1));
 }
 #endif
 
@@ -472,16 +459,35 @@ void over_rows(int64_t out, int64_t n, float* y, float beta, RowDot row_dot) {
         }
 }
 
+using PanelDot = void (*)(const uint8_t*, int64_t, const int8_t*, const float*, const int32_t*, float*);
+
+// Q4_0 panels spread over the threads; within one, every token takes the panel's 16 rows while
+// they stay in cache.
+void over_panels(const Weight& W, int64_t n, float* y, float beta, const Activations& a, PanelDot panel_dot) {
+  const int64_t out = W.rows(), in = W.cols(), nb = in / kBlock;
+  const uint8_t* raw = W.raw().data();
+#pragma omp parallel for schedule(static) num_threads(threads())
+  for (int64_t p = 0; p < q4_panel_count(out); ++p) {
+    const int64_t r0 = p * kQ4PanelRows, rows = std::min(kQ4PanelRows, out - r0);
+    for (int64_t t = 0; t < n; ++t) {
+      std::array<float, kQ4PanelRows> sums{};
+      panel_dot(raw + p * nb * kQ4PanelBlockBytes, nb, a.q.data() + t * in, a.d.data() + t * nb * 8,
+                a.start.data() + t * nb, sums.data());
+      float* dst = y + t * out + r0;
+      for (int64_t r = 0; r < rows; ++r) dst[r] = beta == 0.0f ? sums[r] : sums[r] + beta * dst[r];
+    }
+  }
+}
+
 using BlockDot = float (*)(const uint8_t*, const int8_t*, const float*, int64_t);
 using Nf4Dot = float (*)(const Nf4Tensor&, int64_t, GroupedActs, int64_t);
-using GroupedDot = float (*)(const uint8_t*, GroupedActs, int64_t);
 
 // The kernel `isa` names for W's format (one of the three pointers), and the activation layout
 // it reads.
 struct Kernels {
   BlockDot block = nullptr;
   Nf4Dot nf4 = nullptr;
-  GroupedDot grouped = nullptr;
+  PanelDot panel = nullptr;
   Layout layout = Layout::Plain;
 };
 Kernels kernels_for(DType t, Q8Isa isa) {
@@ -489,12 +495,12 @@ Kernels kernels_for(DType t, Q8Isa isa) {
 #ifdef PRICER_Q8_AVX512
   if (isa == Q8Isa::Avx512) {
     if (t == DType::Q8_0) return {dot_q8_0_avx512, nullptr, nullptr, Layout::Plain};
-    if (t == DType::Q4_0) return {nullptr, nullptr, dot_q4_0_grouped, Layout::Q4Groups};
+    if (t == DType::Q4_0) return {nullptr, nullptr, q4_0_panel_avx512, Layout::Q4Panels};
     return {nullptr, dot_nf4_avx512, nullptr, Layout::Nf4Pairs};
   }
 #endif
-  if (t == DType::Q8_0) return {dot_avx2<DType::Q8_0>, nullptr, nullptr, Layout::Plain};
-  if (t == DType::Q4_0) return {dot_avx2<DType::Q4_0>, nullptr, nullptr, Layout::Plain};
+  if (t == DType::Q8_0) return {dot_q8_0_avx2, nullptr, nullptr, Layout::Plain};
+  if (t == DType::Q4_0) return {nullptr, nullptr, q4_0_panel_avx2, Layout::Q4Panels};
   return {nullptr, dot_nf4_avx2, nullptr, Layout::Plain};
 }
 
@@ -541,15 +547,15 @@ void q8_linear_forward(const Weight& W, const float* x, float* y, int64_t n, flo
     });
     return;
   }
-  const int64_t row_bytes = nb * weight_block_bytes(W.dtype());
-  const uint8_t* raw = W.raw().data();
-  if (k.grouped != nullptr) {
-    over_rows(out, n, y, beta, [&](int64_t o, int64_t t) { return k.grouped(raw + o * row_bytes, token(t), nb); });
-  } else {
-    over_rows(out, n, y, beta, [&](int64_t o, int64_t t) {
-      return k.block(raw + o * row_bytes, a.q.data() + t * in, a.d.data() + t * nb * 8, nb);
-    });
+  if (k.panel != nullptr) {
+    over_panels(W, n, y, beta, a, k.panel);
+    return;
   }
+  const int64_t row_bytes = nb * kQ8Bytes;
+  const uint8_t* raw = W.raw().data();
+  over_rows(out, n, y, beta, [&](int64_t o, int64_t t) {
+    return k.block(raw + o * row_bytes, a.q.data() + t * in, a.d.data() + t * nb * 8, nb);
+  });
 }
 
 void q8_linear_forward_reference(const Weight& W, const float* x, float* y, int64_t n, float beta) {
@@ -558,12 +564,13 @@ void q8_linear_forward_reference(const Weight& W, const float* x, float* y, int6
   const int64_t out = W.rows(), in = W.cols(), nb = in / kBlock;
   std::vector<int8_t> q(static_cast<size_t>(in));
   std::vector<float> d(static_cast<size_t>(nb * 8));
+  const std::vector<uint8_t> blocks = nf4 ? std::vector<uint8_t>{} : W.file_bytes();  // ggml's layout, row by row
   for (int64_t t = 0; t < n; ++t) {
     quantize_row(x + t * in, in, nf4, q.data(), d.data(), /*simd=*/false);
     for (int64_t o = 0; o < out; ++o) {
       const float s = nf4 ? dot_nf4_reference(W.nf4(), o * (in / kNf4BlockSize), q.data(), d.data(), in / kNf4BlockSize)
-                          : dot_reference(W.dtype(), W.raw().data() + o * in / kBlock * weight_block_bytes(W.dtype()),
-                                          q.data(), d.data(), nb);
+                          : dot_reference(W.dtype(), blocks.data() + o * nb * weight_block_bytes(W.dtype()), q.data(),
+                                          d.data(), nb);
       y[t * out + o] = beta == 0.0f ? s : s + beta * y[t * out + o];
     }
   }

@@ -14,6 +14,7 @@
 #include "core/threads.h"
 #include "kernels/q8_dot.h"
 #include "quant/half.h"
+#include "quant/q4_panels.h"
 
 namespace pricer::kernels {
 
@@ -21,45 +22,63 @@ namespace pricer::kernels {
 namespace {
 
 constexpr int64_t kPanelRows = 16;  // one 512-bit register of int32 sums, a lane per row
+static_assert(kPanelRows == kQ4PanelRows);
 constexpr int64_t kTileTokens = 8;  // tokens sharing each weight load
 constexpr int64_t kBandPanels = 4;  // panels a thread packs at a time: ~150-600 KiB, within L2
 
-// A panel holds 16 rows; for each block of 32 values, 8 groups of 64 bytes, group g holding values
-// 4g..4g+3 of each row in turn (what one dot-product instruction takes against 4 values of a
-// token broadcast to all lanes), then the 16 rows' block scales in f32. Values are stored
-// unsigned, plus an offset (8 for Q4_0, whose nibbles are that already; 128 for Q8_0), which the
-// token's sums take back: the instruction multiplies unsigned by signed bytes.
+// Q8_0 rows are repacked by each thread, a band at a time, into panels of 16 rows: for each
+// block of 32 values, 8 groups of 64 bytes, group g holding values 4g..4g+3 of each row in turn
+// (what one dot-product instruction takes against 4 values of a token broadcast to all lanes),
+// then the 16 rows' block scales in f32. Values are stored unsigned, plus 128, which the token's
+// sums take back: the instruction multiplies unsigned by signed bytes. Q4_0 weights are held in
+// panels already (quant/q4_panels.h): group 2k is chunk k's low nibbles, 2k + 1 its high ones,
+// unsigned plus 8 as stored.
 constexpr int64_t kCodeBytes = kPanelRows * kQ8Block;
 constexpr int64_t kPanelBlockBytes = kCodeBytes + kPanelRows * int64_t{sizeof(float)};
+constexpr int64_t kQ8BlockBytes = 34;  // ggml Q8_0: f16 d, int8 qs[32]
 
 int32_t value_offset(DType t) { return t == DType::Q8_0 ? 128 : 8; }
 
-// Block blk's 32 values, unsigned with the offset.
-__m256i offset_values(DType t, const uint8_t* blk) {
-  if (t == DType::Q8_0)
-    return _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2)), _mm256_set1_epi8(-128));
-  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2)), m4 = _mm_set1_epi8(0x0F);
-  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m4), _mm_and_si128(q, m4));
-}
-
-// Rows [r0, r0 + rows) of W (rows <= 16) into a panel; rows past them are zero with scale 0.
-void pack_panel(const Weight& W, int64_t r0, int64_t rows, uint8_t* panel) {
-  const DType t = W.dtype();
-  const int64_t nb = W.cols() / kQ8Block, wb = t == DType::Q8_0 ? 34 : 18;
+// Rows [r0, r0 + rows) of a Q8_0 W (rows <= 16) into a panel; rows past them are zero with scale 0.
+void pack_q8_0_panel(const Weight& W, int64_t r0, int64_t rows, uint8_t* panel) {
+  const int64_t nb = W.cols() / kQ8Block;
   if (rows < kPanelRows) std::memset(panel, 0, static_cast<size_t>(nb * kPanelBlockBytes));
   for (int64_t r = 0; r < rows; ++r) {
-    const uint8_t* row = W.raw().data() + (r0 + r) * nb * wb;
+    const uint8_t* row = W.raw().data() + (r0 + r) * nb * kQ8BlockBytes;
     for (int64_t b = 0; b < nb; ++b) {
-      const uint8_t* blk = row + b * wb;
+      const uint8_t* blk = row + b * kQ8BlockBytes;
       uint8_t* dst = panel + b * kPanelBlockBytes;
       alignas(32) std::array<uint8_t, kQ8Block> v;
-      _mm256_store_si256(reinterpret_cast<__m256i*>(v.data()), offset_values(t, blk));
+      _mm256_store_si256(
+          reinterpret_cast<__m256i*>(v.data()),
+          _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2)), _mm256_set1_epi8(-128)));
       for (int64_t g = 0; g < kQ8Block / 4; ++g) std::memcpy(dst + g * 64 + r * 4, v.data() + 4 * g, 4);
       const float scale = f16_to_f32(f16_bits_at(blk));
       std::memcpy(dst + kCodeBytes + r * int64_t{sizeof(float)}, &scale, sizeof(float));
     }
   }
 }
+
+// How a panel's blocks read: group g's 64 bytes, the 16 scales, the bytes from block to block.
+template <DType T>
+struct PanelBlock;
+template <>
+struct PanelBlock<DType::Q8_0> {
+  static constexpr int64_t kBytes = kPanelBlockBytes;
+  static __m512i group(const uint8_t* codes, int64_t g) { return _mm512_loadu_si512(codes + g * 64); }
+  static __m512 scales(const uint8_t* codes) { return _mm512_loadu_ps(codes + kCodeBytes); }
+};
+template <>
+struct PanelBlock<DType::Q4_0> {
+  static constexpr int64_t kBytes = kQ4PanelBlockBytes;
+  static __m512i group(const uint8_t* codes, int64_t g) {
+    const __m512i z = _mm512_loadu_si512(codes + (g / 2) * 64);
+    return _mm512_and_si512(g % 2 == 0 ? z : _mm512_srli_epi16(z, 4), _mm512_set1_epi8(0x0F));
+  }
+  static __m512 scales(const uint8_t* codes) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + kQ4PanelCodeBytes)));
+  }
+};
 
 // The tokens' activations as the integer path rounds them, in tiles of 8 tokens laid out as the
 // kernel reads them: per block, per group of 4 values, the 8 tokens' 4 bytes side by side (one
@@ -111,25 +130,26 @@ struct TileArgs {
 
 // MR tokens against one panel: per block, the int32 sums of 16 rows for each token (8
 // instructions of 64 products), then scaled by both blocks' scales into f32.
-template <int MR>
+template <DType T, int MR>
 void tile(const uint8_t* panel, const TileArgs& a) {
+  using Block = PanelBlock<T>;
   __m512 acc[MR];  // NOLINT(*-avoid-c-arrays): std::array drops the vector type's alignment attribute
   for (int t = 0; t < MR; ++t) acc[t] = _mm512_setzero_ps();
   const int8_t* q = a.q;
   for (int64_t b = 0; b < a.nb; ++b, q += kTileTokens * kQ8Block) {
-    const uint8_t* codes = panel + b * kPanelBlockBytes;
+    const uint8_t* codes = panel + b * Block::kBytes;
     const int32_t* start = a.start + b * kTileTokens;
     __m512i s[MR];  // NOLINT(*-avoid-c-arrays)
     for (int t = 0; t < MR; ++t) s[t] = _mm512_set1_epi32(start[t]);
     for (int64_t g = 0; g < kQ8Block / 4; ++g) {
-      const __m512i w = _mm512_loadu_si512(codes + g * 64);
+      const __m512i w = Block::group(codes, g);
       for (int t = 0; t < MR; ++t) {
         int32_t x4 = 0;
         std::memcpy(&x4, q + (g * kTileTokens + t) * 4, 4);
         s[t] = _mm512_dpbusd_epi32(s[t], w, _mm512_set1_epi32(x4));
       }
     }
-    const __m512 dw = _mm512_loadu_ps(codes + kCodeBytes);
+    const __m512 dw = Block::scales(codes);
     const float* d = a.d + b * kTileTokens;
     for (int t = 0; t < MR; ++t)
       acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[t]), _mm512_mul_ps(dw, _mm512_set1_ps(d[t])), acc[t]);
@@ -144,15 +164,19 @@ void tile(const uint8_t* panel, const TileArgs& a) {
 }
 
 using TileFn = void (*)(const uint8_t*, const TileArgs&);
-template <size_t... I>
+template <DType T, size_t... I>
 constexpr std::array<TileFn, sizeof...(I)> tiles_up_to(std::index_sequence<I...>) {
-  return {tile<static_cast<int>(I) + 1>...};
+  return {tile<T, static_cast<int>(I) + 1>...};
 }
-constexpr auto kTiles = tiles_up_to(std::make_index_sequence<kTileTokens>{});  // kTiles[m - 1]: m tokens
+// [m - 1]: m tokens
+constexpr auto kQ8_0Tiles = tiles_up_to<DType::Q8_0>(std::make_index_sequence<kTileTokens>{});
+constexpr auto kQ4_0Tiles = tiles_up_to<DType::Q4_0>(std::make_index_sequence<kTileTokens>{});
 
-// One thread's band of packed panels against every token, 8 tokens at a time.
+// One thread's band of panels (np from row r0) against every token, 8 tokens at a time.
+template <DType T>
 void band_times_tokens(const uint8_t* panels, int64_t np, int64_t r0, int64_t out, const Tokens& a, int64_t n,
                        int64_t in, float* y, float beta) {
+  const auto& tiles = T == DType::Q8_0 ? kQ8_0Tiles : kQ4_0Tiles;
   const int64_t nb = in / kQ8Block;
   for (int64_t t0 = 0; t0 < n; t0 += kTileTokens) {
     const int64_t m = std::min(kTileTokens, n - t0);
@@ -166,7 +190,7 @@ void band_times_tokens(const uint8_t* panels, int64_t np, int64_t r0, int64_t ou
                           out,
                           std::min(kPanelRows, out - row),
                           beta};
-      kTiles[static_cast<size_t>(m - 1)](panels + p * nb * kPanelBlockBytes, args);
+      tiles[static_cast<size_t>(m - 1)](panels + p * nb * PanelBlock<T>::kBytes, args);
     }
   }
 }
@@ -195,18 +219,23 @@ void q8_gemm_forward(const Weight& W, const float* x, float* y, int64_t n, float
   const int nt = threads();
   const int64_t panels = (out + kPanelRows - 1) / kPanelRows, bands = (panels + kBandPanels - 1) / kBandPanels;
   const int64_t band_bytes = kBandPanels * nb * kPanelBlockBytes;
-  thread_local std::vector<uint8_t> packed_mine;
+  thread_local std::vector<uint8_t> packed_mine;  // Q8_0's bands, a thread's at a time
   std::vector<uint8_t>& packed = packed_mine;
-  packed.resize(static_cast<size_t>(nt * band_bytes));
+  if (W.dtype() == DType::Q8_0) packed.resize(static_cast<size_t>(nt * band_bytes));
 #pragma omp parallel for schedule(static) num_threads(nt)
   for (int64_t bi = 0; bi < bands; ++bi) {
-    uint8_t* buf = packed.data() + omp_get_thread_num() * band_bytes;
     const int64_t p0 = bi * kBandPanels, np = std::min(kBandPanels, panels - p0);
+    if (W.dtype() == DType::Q4_0) {
+      const uint8_t* band = W.raw().data() + p0 * nb * kQ4PanelBlockBytes;
+      band_times_tokens<DType::Q4_0>(band, np, p0 * kPanelRows, out, a, n, in, y, beta);
+      continue;
+    }
+    uint8_t* buf = packed.data() + omp_get_thread_num() * band_bytes;
     for (int64_t p = 0; p < np; ++p) {
       const int64_t row = (p0 + p) * kPanelRows;
-      pack_panel(W, row, std::min(kPanelRows, out - row), buf + p * nb * kPanelBlockBytes);
+      pack_q8_0_panel(W, row, std::min(kPanelRows, out - row), buf + p * nb * kPanelBlockBytes);
     }
-    band_times_tokens(buf, np, p0 * kPanelRows, out, a, n, in, y, beta);
+    band_times_tokens<DType::Q8_0>(buf, np, p0 * kPanelRows, out, a, n, in, y, beta);
   }
 #else
   (void)x, (void)y, (void)n, (void)beta;

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "quant/ggml_blocks.h"
+#include "quant/q4_panels.h"
 
 namespace pricer {
 
@@ -55,6 +56,7 @@ Weight Weight::from_f32(const float* data, int64_t rows, int64_t cols, DType tar
       if (!std::isfinite(data[i])) throw Error("Weight::from_f32: element " + std::to_string(i) + " is not finite");
     w.raw_.resize(raw_bytes(target, n));
     quantize_raw(target, data, w.raw_.data(), n);
+    if (target == DType::Q4_0) w.raw_ = q4_0_to_panels(w.raw_.data(), rows, cols);
   }
   return w;
 }
@@ -81,7 +83,7 @@ Weight Weight::from_raw(DType type, int64_t rows, int64_t cols, std::vector<uint
                                     shape_str(rows, cols) + " needs " + std::to_string(expect) + " bytes, got " +
                                     std::to_string(raw.size()));
   check_raw_scales(type, raw.data(), n, "Weight::from_raw");
-  w.raw_ = std::move(raw);
+  w.raw_ = type == DType::Q4_0 ? q4_0_to_panels(raw.data(), rows, cols) : std::move(raw);
   return w;
 }
 
@@ -101,10 +103,18 @@ void Weight::dequantize_rows(int64_t r0, int64_t nr, float* out) const {
     std::memcpy(out, f32_.data() + r0 * cols_, static_cast<size_t>(nr * cols_) * sizeof(float));
   } else if (dtype_ == DType::NF4) {
     nf4_dequantize(nf4_, r0 * cols_, nr * cols_, out);
+  } else if (dtype_ == DType::Q4_0) {
+    q4_panels_dequantize(raw_.data(), cols_, r0, nr, out);
   } else if (is_raw(dtype_)) {
     const size_t row = raw_bytes(dtype_, cols_);
     dequantize_raw(dtype_, raw_.data() + static_cast<size_t>(r0) * row, out, nr * cols_);
   }
+}
+
+std::vector<uint8_t> Weight::file_bytes() const {
+  require(dtype_ != DType::F32 && dtype_ != DType::NF4,
+          "Weight::file_bytes: " + std::string(dtype_name(dtype_)) + " weights are not held as raw bytes");
+  return dtype_ == DType::Q4_0 ? q4_0_from_panels(raw_.data(), rows_, cols_) : raw_;
 }
 
 std::vector<float> Weight::to_f32() const {

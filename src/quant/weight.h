@@ -33,10 +33,15 @@ class Weight {
   void dequantize_rows(int64_t r0, int64_t nr, float* out) const;
   std::vector<float> to_f32() const;  // whole matrix; for tests and export only
 
+  // The bytes a GGUF file holds for it (F16, BF16 and the block formats), in ggml's layout.
+  std::vector<uint8_t> file_bytes() const;
+
   // Direct access for the kernels of each format.
   const std::vector<float>& f32() const { return f32_; }
   std::vector<float>& f32() { return f32_; }  // trainable in full-parameter mode
-  const std::vector<uint8_t>& raw() const { return raw_; }  // F16/BF16 (2 bytes/elem) or blocks
+  // F16/BF16 (2 bytes/elem) or ggml blocks as stored, but for Q4_0: 16-row panels of the same
+  // blocks (quant/q4_panels.h), the layout its one-token kernels read fastest.
+  const std::vector<uint8_t>& raw() const { return raw_; }
   const Nf4Tensor& nf4() const { return nf4_; }
 
  private:
