@@ -254,6 +254,13 @@ TEST(Q8Dot, IntegerPathIsTheFloatProductUpToActivationRounding) {
       expect_close(yf, yr, 1e-5f,
                    std::string("q8 fast against its scalar twin, ") + std::string(pricer::dtype_name(t)) +
                        (isa == Q8Isa::Avx2 ? " avx2" : " avx512"));
+      // Adding into y (beta): a Q4_0 panel's rows past the matrix's end must stay unwritten.
+      const Vec y0 = random_vec(n * out + 1, rng);
+      Vec yb = y0, ybr = y0;
+      pricer::kernels::q8_linear_forward(W, x.data(), yb.data(), n, 0.5f, isa);
+      pricer::kernels::q8_linear_forward_reference(W, x.data(), ybr.data(), n, 0.5f);
+      expect_close(yb, ybr, 1e-5f, std::string("q8 fast, beta 0.5, ") + std::string(pricer::dtype_name(t)));
+      EXPECT_EQ(yb.back(), y0.back());
     }
     // Activation blocks: 32 in a row, or for NF4 its 64.
     auto group = [&](int64_t j) { return t == DType::NF4 ? j / 64 : j / 32; };
@@ -472,6 +479,45 @@ TEST_F(Backends, Attention) {
     expect_close(dkf, dkr, 5e-5f, "attention dk " + tag);
     expect_close(dvf, dvr, 5e-5f, "attention dv " + tag);
   }
+}
+
+// Decoding: the last token of a sequence against its keys and values in a cache's layout (each kv
+// head's rows together, `cap` rows apart), as the prompt path computes that token, and the fast
+// backend against the reference.
+TEST_F(Backends, AttentionDecodeIsThePromptPathsLastToken) {
+  const AttnCase cases[] = {
+      {{0, 1}, 2, 2, 8},  // the first token: only itself
+      {{0, 37}, 8, 2, 64},  // GQA 4, Llama's head_dim
+      {{0, 300}, 6, 3, 20},  // GQA 2, a head_dim with a tail past 8
+  };
+  std::mt19937 rng(9);
+  for (const auto& c : cases) {
+    const int64_t T = c.cu.back(), cap = T + 5, hd = c.hd;
+    const std::string tag =
+        "n=" + std::to_string(T) + " heads=" + std::to_string(c.heads) + " hd=" + std::to_string(hd);
+    const Vec q = random_vec(T * c.heads * hd, rng, 1.5f), k = random_vec(T * c.kv_heads * hd, rng, 1.5f),
+              v = random_vec(T * c.kv_heads * hd, rng);
+    Vec prompt_out(q.size()), lse(T * c.heads);
+    ref->attention_forward(q.data(), k.data(), v.data(), prompt_out.data(), lse.data(), c.cu, c.heads, c.kv_heads, hd);
+    Vec kc(c.kv_heads * cap * hd, 9.0f), vc(kc.size(), 9.0f);  // rows past T: never read
+    for (int64_t t = 0; t < T; ++t)
+      for (int g = 0; g < c.kv_heads; ++g)
+        for (int64_t e = 0; e < hd; ++e) {
+          kc[(g * cap + t) * hd + e] = k[(t * c.kv_heads + g) * hd + e];
+          vc[(g * cap + t) * hd + e] = v[(t * c.kv_heads + g) * hd + e];
+        }
+    const Vec last(prompt_out.end() - c.heads * hd, prompt_out.end());
+    const float* q_last = q.data() + (T - 1) * c.heads * hd;
+    for (Backend* b : {fast.get(), ref.get()}) {
+      Vec out(c.heads * hd);
+      b->attention_decode(q_last, kc.data(), vc.data(), cap * hd, T, out.data(), c.heads, c.kv_heads, c.hd);
+      expect_close(out, last, 2e-5f, std::string("attention decode, ") + b->name() + ", " + tag);
+    }
+  }
+  Vec x(64), out(16);
+  EXPECT_THROW(fast->attention_decode(x.data(), x.data(), x.data(), 8, 3, out.data(), 2, 2, 4), pricer::Error);
+  EXPECT_THROW(fast->attention_decode(x.data(), x.data(), x.data(), 16, 0, out.data(), 2, 2, 4), pricer::Error);
+  EXPECT_THROW(fast->attention_decode(x.data(), x.data(), x.data(), 16, 2, out.data(), 3, 2, 4), pricer::Error);
 }
 
 TEST_F(Backends, AttentionKnownValues) {

@@ -70,6 +70,14 @@ class Backend {
     attention_backward_impl(q, k, v, out, lse, dout, dq, dk, dv, cu_seqlens, heads, kv_heads, hd);
   }
 
+  // ---- decoding: one new token per head against a kv cache, GQA as above. q, out [heads * hd];
+  // kv head g's n keys (values) are rows of hd from k + g * stride (v + g * stride).
+  void attention_decode(const float* q, const float* k, const float* v, int64_t stride, int64_t n, float* out,
+                        int heads, int kv_heads, int hd) {
+    kernels::check_attention_decode(n, stride, heads, kv_heads, hd);
+    attention_decode_impl(q, k, v, stride, n, out, heads, kv_heads, hd);
+  }
+
   // ---- SwiGLU: h = silu(g) * u over n elements; backward overwrites dg, du.
   virtual void swiglu_forward(const float* g, const float* u, float* h, int64_t n) = 0;
   virtual void swiglu_backward(const float* g, const float* u, const float* dh, float* dg, float* du, int64_t n) = 0;
@@ -109,6 +117,8 @@ class Backend {
   virtual void attention_backward_impl(const float* q, const float* k, const float* v, const float* out,
                                        const float* lse, const float* dout, float* dq, float* dk, float* dv,
                                        std::span<const int32_t> cu_seqlens, int heads, int kv_heads, int hd) = 0;
+  virtual void attention_decode_impl(const float* q, const float* k, const float* v, int64_t stride, int64_t n,
+                                     float* out, int heads, int kv_heads, int hd) = 0;
   virtual void cross_entropy_impl(float* logits, const int32_t* targets, float* losses, int64_t n, int64_t vocab,
                                   float grad_scale) = 0;
   virtual void embedding_forward_impl(const Weight& table, const int32_t* ids, float* out, int64_t n) = 0;

@@ -6,11 +6,23 @@
 
 namespace pricer::kernels {
 
-int64_t check_attention(std::span<const int32_t> cu_seqlens, int heads, int kv_heads, int hd) {
+namespace {
+void check_heads(int heads, int kv_heads, int hd) {
   require(heads > 0 && kv_heads > 0 && heads % kv_heads == 0, "attention: heads (" + std::to_string(heads) +
                                                                   ") must be a positive multiple of kv_heads (" +
                                                                   std::to_string(kv_heads) + ")");
   require(hd > 0, "attention: head_dim must be positive, got " + std::to_string(hd));
+}
+}  // namespace
+
+void check_attention_decode(int64_t n, int64_t stride, int heads, int kv_heads, int hd) {
+  check_heads(heads, kv_heads, hd);
+  require(n >= 1 && stride >= n * hd, "attention: " + std::to_string(n) + " cached keys of " + std::to_string(hd) +
+                                          " values do not fit rows " + std::to_string(stride) + " floats apart");
+}
+
+int64_t check_attention(std::span<const int32_t> cu_seqlens, int heads, int kv_heads, int hd) {
+  check_heads(heads, kv_heads, hd);
   require(!cu_seqlens.empty(), "attention: cu_seqlens is empty (expected at least {0})");
   require(cu_seqlens[0] == 0, "attention: cu_seqlens[0] must be 0, got " + std::to_string(cu_seqlens[0]));
   for (size_t i = 1; i < cu_seqlens.size(); ++i) {

@@ -11,6 +11,9 @@ namespace pricer::kernels {
 // cu_seqlens: at least one entry, starts at 0, never decreases; heads a positive multiple of
 // kv_heads; hd > 0. Returns the total token count cu_seqlens.back().
 int64_t check_attention(std::span<const int32_t> cu_seqlens, int heads, int kv_heads, int hd);
+// As check_attention, for one token per head against n >= 1 cached keys per kv head, each kv
+// head's rows `stride` floats apart (at least n * hd).
+void check_attention_decode(int64_t n, int64_t stride, int heads, int kv_heads, int hd);
 // Every ids[i] in [0, vocab).
 void check_ids(const char* op, const int32_t* ids, int64_t n, int64_t vocab);
 // Every targets[i] in [0, vocab) or negative (ignored row).

@@ -324,6 +324,31 @@ class CpuBackend final : public Backend {
     }
   }
 
+  // kv heads spread over the threads; each takes its query heads' scores over the whole cache at
+  // once (one row of n per query head), then their weighted sums of the values.
+  void attention_decode_impl(const float* q, const float* k, const float* v, int64_t stride, int64_t n, float* out,
+                             int heads, int kv_heads, int hd) override {
+    const int group = heads / kv_heads;
+    const float scale = 1.0f / std::sqrt(float(hd));
+#pragma omp parallel for num_threads(team(int64_t(heads) * n * hd)) schedule(static)
+    for (int g = 0; g < kv_heads; ++g) {
+      thread_local std::vector<float> scores;
+      scores.resize(static_cast<size_t>(n));
+      float* p = scores.data();
+      const float* K = k + g * stride;
+      const float* V = v + g * stride;
+      for (int h = g * group; h < (g + 1) * group; ++h) {
+        const float* qh = q + int64_t(h) * hd;
+        float* oh = out + int64_t(h) * hd;
+        float mx = -INFINITY;
+        for (int64_t j = 0; j < n; ++j) mx = std::max(mx, p[j] = simd::dot(qh, K + j * hd, hd) * scale);
+        const float inv = 1.0f / exp_shifted(p, n, mx);
+        std::fill(oh, oh + hd, 0.0f);
+        for (int64_t j = 0; j < n; ++j) simd::axpy(p[j] * inv, V + j * hd, oh, hd);
+      }
+    }
+  }
+
   void attention_backward_impl(const float* q, const float* k, const float* v, const float* out, const float* lse,
                                const float* dout, float* dq, float* dk, float* dv, std::span<const int32_t> cu_seqlens,
                                int heads, int kv_heads, int hd) override {

@@ -92,6 +92,33 @@ void rope(T* x, const int32_t* pos, int64_t n, int heads, int head_dim, const T*
   }
 }
 
+// One query token per head against n cached keys and values per kv head (rows of hd, kv head g's
+// from k + g * stride), GQA; sums in double.
+template <class T>
+void attention_decode(const T* q, const T* k, const T* v, int64_t stride, int64_t n, T* out, int heads, int kv_heads,
+                      int hd) {
+  const int group = heads / kv_heads;
+  std::vector<double> s(static_cast<size_t>(n));
+  for (int h = 0; h < heads; ++h) {
+    const T* qh = q + int64_t(h) * hd;
+    const T* K = k + int64_t(h / group) * stride;
+    const T* V = v + int64_t(h / group) * stride;
+    double mx = -INFINITY, sum = 0;
+    for (int64_t j = 0; j < n; ++j) {
+      double d = 0;
+      for (int e = 0; e < hd; ++e) d += double(qh[e]) * K[j * hd + e];
+      s[size_t(j)] = d / std::sqrt(double(hd));
+      mx = std::max(mx, s[size_t(j)]);
+    }
+    for (auto& sj : s) sum += (sj = std::exp(sj - mx));
+    for (int e = 0; e < hd; ++e) {
+      double o = 0;
+      for (int64_t j = 0; j < n; ++j) o += s[size_t(j)] * V[j * hd + e];
+      out[int64_t(h) * hd + e] = T(o / sum);
+    }
+  }
+}
+
 // Causal attention per sequence, GQA; full score row per query (the reference keeps it simple).
 template <class T>
 void attention_forward(const T* q, const T* k, const T* v, T* out, T* lse, std::span<const int32_t> cu_seqlens,

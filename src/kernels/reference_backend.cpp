@@ -88,6 +88,11 @@ class ReferenceBackend final : public Backend {
     ref::attention_backward<float>(q, k, v, out, lse, dout, dq, dk, dv, cu_seqlens, heads, kv_heads, hd);
   }
 
+  void attention_decode_impl(const float* q, const float* k, const float* v, int64_t stride, int64_t n, float* out,
+                             int heads, int kv_heads, int hd) override {
+    ref::attention_decode<float>(q, k, v, stride, n, out, heads, kv_heads, hd);
+  }
+
   void swiglu_forward(const float* g, const float* u, float* h, int64_t n) override {
     ref::swiglu_forward<float>(g, u, h, n);
   }

@@ -127,7 +127,7 @@ struct LlamaModel::Scratch {
   std::vector<float> a, da, dg, du;  // [T, ffn]
   std::vector<float> xd;  // dropped adapter input [T, max(dim, ffn)]
   std::vector<float> dxa;  // [T, rank]
-  std::vector<float> hsel, hnsel, rstd_sel, dhnsel, dhsel, logits, losses, scores;
+  std::vector<float> hsel, hnsel, rstd_sel, dhnsel, dhsel, logits, losses;
   std::vector<int32_t> tsel;
 };
 
@@ -536,7 +536,7 @@ void LlamaModel::layer_forward(Backend& be, int64_t l, const float* x, float* ou
     // Decoding: one token per sequence (forward_cached's rule), each against its own cache.
     for (size_t seq = 0; seq < caches.size(); ++seq) {
       const int64_t off = static_cast<int64_t>(seq) * H * hd;
-      cached_attention(be, l, a.q.data() + off, a.att.data() + off, *caches[seq], s);
+      cached_attention(be, l, a.q.data() + off, a.att.data() + off, *caches[seq]);
     }
   } else {
     be.attention_forward(a.q.data(), a.k.data(), a.v.data(), a.att.data(), a.lse.data(), b.cu_seqlens, H, KV,
@@ -595,25 +595,10 @@ void LlamaModel::layer_backward(Backend& be, int64_t l, const float* x, float* d
 }
 
 // Attention of one new token against the cached keys/values (the new ones already appended).
-void LlamaModel::cached_attention(Backend& be, int64_t l, const float* q, float* out, KvCache& cache, Scratch& s) {
-  const int64_t hd = cfg_.head_dim, KV = cfg_.n_kv_heads, rep = cfg_.n_heads / cfg_.n_kv_heads;
-  const int64_t n = cache.len_ + 1;
-  s.scores.resize(rep * n);
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  for (int64_t g = 0; g < KV; ++g) {
-    const float* K = cache.k_[l].data() + g * cache.cap_ * hd;
-    const float* V = cache.v_[l].data() + g * cache.cap_ * hd;
-    // The query heads sharing kv head g are adjacent, so they form one [rep, hd] matrix.
-    be.gemm(false, true, rep, n, hd, scale, q + g * rep * hd, K, 0.0f, s.scores.data());
-    for (int64_t r = 0; r < rep; ++r) {
-      float* row = s.scores.data() + r * n;
-      const float mx = *std::max_element(row, row + n);
-      float sum = 0.0f;
-      for (int64_t j = 0; j < n; ++j) sum += (row[j] = std::exp(row[j] - mx));
-      for (int64_t j = 0; j < n; ++j) row[j] /= sum;
-    }
-    be.gemm(false, false, rep, hd, n, 1.0f, s.scores.data(), V, 0.0f, out + g * rep * hd);
-  }
+void LlamaModel::cached_attention(Backend& be, int64_t l, const float* q, float* out, KvCache& cache) {
+  const int64_t hd = cfg_.head_dim;
+  be.attention_decode(q, cache.k_[l].data(), cache.v_[l].data(), cache.cap_ * hd, cache.len_ + 1, out,
+                      static_cast<int>(cfg_.n_heads), static_cast<int>(cfg_.n_kv_heads), static_cast<int>(hd));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -182,7 +182,7 @@ class LlamaModel {
                      const Dropout& dr, std::span<KvCache* const> caches);
   void layer_backward(Backend& be, int64_t l, const float* x, float* dres, const Batch& b, const Acts& a, Scratch& s,
                       const Dropout& dr);
-  void cached_attention(Backend& be, int64_t l, const float* q, float* out, KvCache& cache, Scratch& s);
+  void cached_attention(Backend& be, int64_t l, const float* q, float* out, KvCache& cache);
   // Final norm + head at `rows` of the last hidden state h [T, dim]. With targets: returns the
   // summed loss and, when dh != nullptr, writes the gradient w.r.t. h (rows not listed untouched).
   float head_loss(Backend& be, const float* h, std::span<const int64_t> rows, const int32_t* targets,

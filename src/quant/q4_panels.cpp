@@ -12,9 +12,7 @@ namespace {
 constexpr int64_t kBlockBytes = 18;  // ggml Q4_0: f16 d, u8 qs[16] (value j low nibble of byte j, j + 16 high)
 
 // Value j (0..31) of a ggml block, as its nibble.
-uint8_t ggml_nibble(const uint8_t* blk, int64_t j) {
-  return j < 16 ? blk[2 + j] & 0x0F : blk[2 + j - 16] >> 4;
-}
+uint8_t ggml_nibble(const uint8_t* blk, int64_t j) { return j < 16 ? blk[2 + j] & 0x0F : blk[2 + j - 16] >> 4; }
 
 // Value j of row r in a panel block, as its nibble.
 uint8_t panel_nibble(const uint8_t* pb, int64_t r, int64_t j) {
