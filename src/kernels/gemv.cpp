@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -64,6 +65,7 @@ float dot_q8_0(const uint8_t* row, const float* x, int64_t n) {
   return total;
 }
 
+#ifndef __AVX512F__
 // Row r of panel p of a Q4_0 matrix in panels (quant/q4_panels.h). Chunk k of a block holds the
 // row's values 8k..8k+7 in 4 bytes (low nibbles, then high): one 8-lane step per chunk.
 float dot_q4_0_panel_row(const uint8_t* panels, int64_t nb, int64_t p, int64_t r, const float* x) {
@@ -86,6 +88,58 @@ float dot_q4_0_panel_row(const uint8_t* panels, int64_t nb, int64_t p, int64_t r
   }
   return simd::hsum(total);
 }
+#else
+// The whole panel p at once (its 16 rows' dot products into out): per block, each 16 bytes of a
+// chunk are 4 values of 4 rows, widened to 16 lanes and taken against the token's 4 values
+// repeated; the nibbles' +8 is taken back once per block and row (8 x the block's x summed).
+void q4_0_panel_f32(const uint8_t* panels, int64_t nb, int64_t p, const float* x, float* out) {
+  __m512 total[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};  // NOLINT
+  __m512 offset = _mm512_setzero_ps();  // per row: sum over blocks of d x 8 x sum(x block)
+  const __m512i m4 = _mm512_set1_epi32(0x0F);
+  const __m512i lane_row = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* c = q4_panel_block(panels, nb, p, b);
+    const float* xb = x + b * 32;
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};  // NOLINT
+    for (int64_t k = 0; k < kQ4PanelChunks; ++k) {
+      const __m512 xlo = _mm512_broadcast_f32x4(_mm_loadu_ps(xb + 8 * k));
+      const __m512 xhi = _mm512_broadcast_f32x4(_mm_loadu_ps(xb + 8 * k + 4));
+      for (int q = 0; q < 4; ++q) {
+        const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c + k * 64 + q * 16)));
+        acc[q] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_and_si512(v, m4)), xlo, acc[q]);
+        acc[q] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(v, 4)), xhi, acc[q]);
+      }
+    }
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + kQ4PanelCodeBytes)));
+    for (int q = 0; q < 4; ++q) {  // lane l of quad q is row 4q + l / 4
+      const __m512i rows = _mm512_add_epi32(lane_row, _mm512_set1_epi32(4 * q));
+      total[q] = _mm512_fmadd_ps(acc[q], _mm512_permutexvar_ps(rows, d), total[q]);
+    }
+    float xsum = 0;
+    for (int64_t j = 0; j < 32; ++j) xsum += xb[j];
+    offset = _mm512_fmadd_ps(d, _mm512_set1_ps(8.0f * xsum), offset);
+  }
+  alignas(64) std::array<float, 64> lanes{};
+  for (int q = 0; q < 4; ++q) _mm512_store_ps(lanes.data() + 16 * q, total[q]);
+  alignas(64) std::array<float, 16> off{};
+  _mm512_store_ps(off.data(), offset);
+  for (int64_t r = 0; r < kQ4PanelRows; ++r)
+    out[r] = lanes[4 * r] + lanes[4 * r + 1] + lanes[4 * r + 2] + lanes[4 * r + 3] - off[r];
+}
+
+// y = W x + beta y for Q4_0 in panels, whole panels per thread.
+void q4_0_panels_gemv(const Weight& W, const float* x, float* y, float beta) {
+  const int64_t out = W.rows(), nb = W.cols() / 32;
+#pragma omp parallel for schedule(static) num_threads(threads())
+  for (int64_t p = 0; p < q4_panel_count(out); ++p) {
+    std::array<float, kQ4PanelRows> sums{};
+    q4_0_panel_f32(W.raw().data(), nb, p, x, sums.data());
+    float* dst = y + p * kQ4PanelRows;
+    for (int64_t r = 0; r < std::min(kQ4PanelRows, out - p * kQ4PanelRows); ++r)
+      dst[r] = beta == 0.0f ? sums[r] : sums[r] + beta * dst[r];
+  }
+}
+#endif
 
 // Sum over one whole, aligned NF4 block of 64 values of code[index] * x (absmax applied by the
 // caller). Indices go through a 16-entry table lookup done as two 8-lane permutes.
@@ -173,6 +227,12 @@ void fused_gemv(const Weight& W, const float* x, float* y, float beta) {
   const int64_t out = W.rows(), in = W.cols();
   if (out == 0) return;
   const DType dt = W.dtype();
+#ifdef __AVX512F__
+  if (dt == DType::Q4_0) {
+    q4_0_panels_gemv(W, x, y, beta);
+    return;
+  }
+#endif
   const uint8_t* raw = W.raw().data();
   const int nt = threads();
   ParallelErrors errors;
@@ -190,7 +250,9 @@ void fused_gemv(const Weight& W, const float* x, float* y, float beta) {
         case DType::F16: s = dot_f16(reinterpret_cast<const uint16_t*>(raw) + o * in, x, in); break;
         case DType::NF4: s = dot_nf4(W.nf4(), o * in, in, x); break;
         case DType::Q8_0: s = dot_q8_0(raw + o * (in / 32) * kQ8_0Bytes, x, in); break;
+#ifndef __AVX512F__
         case DType::Q4_0: s = dot_q4_0_panel_row(raw, in / 32, o / kQ4PanelRows, o % kQ4PanelRows, x); break;
+#endif
         default:
           errors.run([&] { W.dequantize_rows(o, 1, row_buf.data()); });
           s = simd::dot(row_buf.data(), x, in);

@@ -3,9 +3,10 @@
 // with the activations rounded to Q8_0 blocks exactly as for decoding (q8_dot.h), so that a
 // prompt and the tokens decoded after it see the same arithmetic. Where q8_dot.h's kernels read
 // one row against one token at a time (decoding is bound by reading the weights), a prompt is
-// bound by arithmetic: each thread repacks a band of 16-row panels so that one AVX-512 VNNI
-// instruction multiplies 4 values of 16 rows by 4 values of one token (64 products), and a tile
-// of 8 tokens shares every weight load. The scalar twin is q8_linear_forward_reference (the same
+// bound by arithmetic: weights are read in 16-row panels (Q4_0 is held that way, quant/q4_panels.h;
+// Q8_0 is repacked a band per thread at a time) so that one AVX-512 VNNI instruction multiplies
+// 4 values of 16 rows by 4 values of one token (64 products), and a tile of 8 tokens shares every
+// weight load. The scalar twin is q8_linear_forward_reference (the same
 // int32 block sums, scaled the same way).
 #include <cstdint>
 
