@@ -104,15 +104,15 @@ void q4_0_panel_f32(const uint8_t* panels, int64_t nb, int64_t p, const float* x
     for (int64_t k = 0; k < kQ4PanelChunks; ++k) {
       const __m512 xlo = _mm512_broadcast_f32x4(_mm_loadu_ps(xb + 8 * k));
       const __m512 xhi = _mm512_broadcast_f32x4(_mm_loadu_ps(xb + 8 * k + 4));
-      for (int q = 0; q < 4; ++q) {
+      for (int64_t q = 0; q < 4; ++q) {
         const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c + k * 64 + q * 16)));
         acc[q] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_and_si512(v, m4)), xlo, acc[q]);
         acc[q] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(v, 4)), xhi, acc[q]);
       }
     }
     const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + kQ4PanelCodeBytes)));
-    for (int q = 0; q < 4; ++q) {  // lane l of quad q is row 4q + l / 4
-      const __m512i rows = _mm512_add_epi32(lane_row, _mm512_set1_epi32(4 * q));
+    for (int64_t q = 0; q < 4; ++q) {  // lane l of quad q is row 4q + l / 4
+      const __m512i rows = _mm512_add_epi32(lane_row, _mm512_set1_epi32(static_cast<int>(4 * q)));
       total[q] = _mm512_fmadd_ps(acc[q], _mm512_permutexvar_ps(rows, d), total[q]);
     }
     float xsum = 0;
@@ -120,7 +120,7 @@ void q4_0_panel_f32(const uint8_t* panels, int64_t nb, int64_t p, const float* x
     offset = _mm512_fmadd_ps(d, _mm512_set1_ps(8.0f * xsum), offset);
   }
   alignas(64) std::array<float, 64> lanes{};
-  for (int q = 0; q < 4; ++q) _mm512_store_ps(lanes.data() + 16 * q, total[q]);
+  for (int64_t q = 0; q < 4; ++q) _mm512_store_ps(lanes.data() + 16 * q, total[q]);
   alignas(64) std::array<float, 16> off{};
   _mm512_store_ps(off.data(), offset);
   for (int64_t r = 0; r < kQ4PanelRows; ++r)
