@@ -297,7 +297,7 @@ TEST(Q8Dot, IntegerPathIsTheFloatProductUpToActivationRounding) {
 
 // Prompts under compute q8_0: the integer GEMM against the scalar twin of the row kernels (the
 // same int32 block sums and scales), over panels with and without missing rows (16 and 37 rows),
-// tiles of tokens whole and partial (9, 24, 61 tokens: tiles of 8), beta 0 and not, weights
+// tiles of tokens whole and partial (2, 9, 24, 61 tokens: tiles of 8), beta 0 and not, weights
 // holding every byte (Q8_0's -128 included), and a block of exact ties in the activations.
 TEST(Q8Gemm, PromptsTakeTheSumsOfTheScalarTwin) {
   std::mt19937 rng(41);
@@ -308,7 +308,11 @@ TEST(Q8Gemm, PromptsTakeTheSumsOfTheScalarTwin) {
       const Weight W = Weight::from_raw(t, out, in, random_ggml_raw(t, out, in, rng));
       if (!pricer::kernels::q8_gemm_takes(W)) continue;
       ASSERT_TRUE(pricer::kernels::takes_integer_path(W, 100));
-      for (int64_t n : {9, 24, 61}) {
+      // One token stays on the row kernels; Q4_0 (panels as held) leaves them from 2, Q8_0 from 7.
+      EXPECT_FALSE(pricer::kernels::prefers_q8_gemm(W, 1));
+      EXPECT_EQ(pricer::kernels::prefers_q8_gemm(W, 2), t == DType::Q4_0);
+      EXPECT_TRUE(pricer::kernels::prefers_q8_gemm(W, 7));
+      for (int64_t n : {2, 9, 24, 61}) {
         Vec x = random_vec(n * in, rng);
         for (int64_t j = 0; j < 32; ++j) x[in + j] = static_cast<float>(j % 7) - 2.5f;  // ties: step 1
         x[in + 3] = 127.0f;

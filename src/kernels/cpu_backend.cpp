@@ -88,7 +88,7 @@ class CpuBackend final : public Backend {
       return;
     }
     if (compute_ == DType::Q8_0 && kernels::takes_integer_path(W, n)) {
-      if (n >= kernels::kQ8GemmMinTokens && kernels::q8_gemm_takes(W)) {
+      if (kernels::prefers_q8_gemm(W, n)) {
         kernels::q8_gemm_forward(W, x, y, n, beta);
       } else {
         kernels::q8_linear_forward(W, x, y, n, beta);

@@ -511,6 +511,8 @@ bool takes_q8_activations(const Weight& W) {
   return t == DType::Q8_0 || t == DType::Q4_0 || (t == DType::NF4 && W.cols() % kNf4BlockSize == 0);
 }
 
+bool prefers_q8_gemm(const Weight& W, int64_t n) { return q8_gemm_takes(W) && n >= (W.dtype() == DType::Q4_0 ? 2 : 7); }
+
 bool takes_integer_path(const Weight& W, int64_t n) {
   return takes_q8_activations(W) && (n <= kQ8MaxTokens || q8_gemm_takes(W));
 }

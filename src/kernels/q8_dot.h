@@ -24,10 +24,11 @@ namespace pricer::kernels {
 // GEMMs otherwise.
 inline constexpr int64_t kQ8MaxTokens = 8;
 
-// Where the build and format have the integer GEMM, it takes passes from this many tokens on:
-// repacking the weights costs about what 6 tokens through the row kernels do (8192x2048, Q4_0
-// and Q8_0 alike, 2 threads).
-inline constexpr int64_t kQ8GemmMinTokens = 7;
+// Where the build and format have the integer GEMM, the passes it takes over from the row
+// kernels: from 2 tokens for Q4_0, whose panels it reads as held (the row kernels read each panel
+// again per token), from 7 for Q8_0, whose repacking costs about what 6 tokens through the row
+// kernels do (8192x2048 and 2048x8192, 2 threads).
+bool prefers_q8_gemm(const Weight& W, int64_t n);
 
 // Values per block, weights and activations alike (ggml's QK8_0 and QK4_0).
 inline constexpr int64_t kQ8Block = 32;
