@@ -295,6 +295,55 @@ TEST(Q8Dot, IntegerPathIsTheFloatProductUpToActivationRounding) {
   EXPECT_FALSE(pricer::kernels::takes_q8_activations(odd_nf4));
 }
 
+// A layer's matrices of one input in one pass (x rounded once, no barrier between matrices):
+// the very sums of one call per matrix, matrices of whole and partial 16-row panels, 1 and 3 tokens.
+TEST(Q8Dot, MatricesOfOneInputInOnePassGiveEachMatrixsSums) {
+  using pricer::kernels::Q8Isa;
+  std::mt19937 rng(33);
+  const int64_t in = 256;
+  for (DType t : {DType::Q4_0, DType::Q8_0, DType::NF4}) {
+    std::vector<Weight> Ws;
+    for (int64_t rows : {40, 16, 7})
+      Ws.push_back(t == DType::NF4 ? Weight::from_f32(random_vec(rows * in, rng, 0.1f).data(), rows, in, t)
+                                   : Weight::from_raw(t, rows, in, random_ggml_raw(t, rows, in, rng)));
+    const std::vector<const Weight*> ptrs{&Ws[0], &Ws[1], &Ws[2]};
+    for (int64_t n : {1, 3}) {
+      const Vec x = random_vec(n * in, rng);
+      for (Q8Isa isa : {Q8Isa::Avx512, Q8Isa::Avx2}) {
+        if (!pricer::kernels::q8_isa_built(isa)) continue;
+        std::vector<Vec> one(3), many(3);
+        std::vector<float*> ys;
+        for (size_t i = 0; i < 3; ++i) {
+          one[i].assign(n * Ws[i].rows(), 0.0f);
+          many[i].assign(n * Ws[i].rows() + 1, 7.0f);  // one float past the end: never written
+          pricer::kernels::q8_linear_forward(Ws[i], x.data(), one[i].data(), n, 0.0f, isa);
+          ys.push_back(many[i].data());
+        }
+        pricer::kernels::q8_linears_forward(ptrs, x.data(), ys, n, isa);
+        for (size_t i = 0; i < 3; ++i) {
+          EXPECT_EQ(many[i].back(), 7.0f);
+          many[i].pop_back();
+          EXPECT_EQ(many[i], one[i]) << pricer::dtype_name(t) << " matrix " << i << " n=" << n;
+        }
+      }
+    }
+  }
+  const Weight a = Weight::from_f32(random_vec(16 * 64, rng).data(), 16, 64, DType::Q8_0);
+  const Weight b = Weight::from_f32(random_vec(16 * 64, rng).data(), 16, 64, DType::Q4_0);
+  const std::vector<const Weight*> mixed{&a, &b};
+  Vec x = random_vec(64, rng), y0(16), y1(16);
+  const std::vector<float*> ys{y0.data(), y1.data()};
+  EXPECT_THROW(pricer::kernels::q8_linears_forward(mixed, x.data(), ys, 1), pricer::Error);
+  // The backend takes them in one pass under compute q8_0, one by one otherwise: the same outputs.
+  const auto q8 = pricer::make_cpu_backend(DType::Q8_0);
+  Vec z0(16), z1(16);
+  q8->linears_forward(mixed, x.data(), ys, 1);
+  q8->linear_forward(a, x.data(), z0.data(), 1, 0.0f);
+  q8->linear_forward(b, x.data(), z1.data(), 1, 0.0f);
+  EXPECT_EQ(y0, z0);
+  EXPECT_EQ(y1, z1);
+}
+
 // Prompts under compute q8_0: the integer GEMM against the scalar twin of the row kernels (the
 // same int32 block sums and scales), over panels with and without missing rows (16 and 37 rows),
 // tiles of tokens whole and partial (2, 9, 24, 61 tokens: tiles of 8), beta 0 and not, weights

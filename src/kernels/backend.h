@@ -35,6 +35,12 @@ class Backend {
   // ---- linear layers through a (possibly quantized) weight W [out, in].
   // y[n, out] = x[n, in] W^T    (beta = 0: overwrite y; beta = 1: accumulate)
   virtual void linear_forward(const Weight& W, const float* x, float* y, int64_t n, float beta) = 0;
+  // Several linears of one input (a layer's q, k, v; gate and up): ys[i][n, rows of Ws[i]] =
+  // x Ws[i]^T. One by one here; a backend may take them in one pass.
+  virtual void linears_forward(std::span<const Weight* const> Ws, const float* x, std::span<float* const> ys,
+                               int64_t n) {
+    for (size_t i = 0; i < Ws.size(); ++i) linear_forward(*Ws[i], x, ys[i], n, 0.0f);
+  }
   // dx[n, in] += dy[n, out] W   (the input gradient through a frozen weight; W dequantized a
   // band of rows at a time, never as a whole)
   virtual void linear_backward_input(const Weight& W, const float* dy, float* dx, int64_t n) = 0;

@@ -6,6 +6,7 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <span>
 #include <vector>
 
 #include "core/error.h"
@@ -442,39 +443,50 @@ float dot_nf4_avx512(const Nf4Tensor& t, int64_t b0, GroupedActs x, int64_t nblk
 }
 #endif
 
-// Tiles of rows spread over the threads; within one, tiles of tokens pass every row, so that a
-// tile's weights and activations stay in cache together. row_dot(o, t) is row o's dot product
-// with token t's activations.
+// Each matrix's tiles of rows spread over the threads, one matrix after another with no barrier
+// between them (a thread goes on to its share of the next as soon as it is done with this one);
+// within a tile, tiles of tokens pass every row, so that a tile's weights and activations stay in
+// cache together. row_dot(w, o, t) is row o of Ws[w] against token t's activations.
 template <class RowDot>
-void over_rows(int64_t out, int64_t n, float* y, float beta, RowDot row_dot) {
+void over_rows(std::span<const Weight* const> Ws, std::span<float* const> ys, int64_t n, float beta, RowDot row_dot) {
   constexpr int64_t kRows = 16, kTokens = 8;
-#pragma omp parallel for schedule(static) num_threads(threads())
-  for (int64_t o0 = 0; o0 < out; o0 += kRows)
-    for (int64_t t0 = 0; t0 < n; t0 += kTokens)
-      for (int64_t o = o0; o < std::min(out, o0 + kRows); ++o)
-        for (int64_t t = t0; t < std::min(n, t0 + kTokens); ++t) {
-          const float s = row_dot(o, t);
-          float& dst = y[t * out + o];
-          dst = beta == 0.0f ? s : s + beta * dst;
-        }
+#pragma omp parallel num_threads(threads())
+  for (size_t w = 0; w < Ws.size(); ++w) {
+    const int64_t out = Ws[w]->rows();
+    float* y = ys[w];
+#pragma omp for schedule(static) nowait
+    for (int64_t o0 = 0; o0 < out; o0 += kRows)
+      for (int64_t t0 = 0; t0 < n; t0 += kTokens)
+        for (int64_t o = o0; o < std::min(out, o0 + kRows); ++o)
+          for (int64_t t = t0; t < std::min(n, t0 + kTokens); ++t) {
+            const float s = row_dot(w, o, t);
+            float& dst = y[t * out + o];
+            dst = beta == 0.0f ? s : s + beta * dst;
+          }
+  }
 }
 
 using PanelDot = void (*)(const uint8_t*, int64_t, const int8_t*, const float*, const int32_t*, float*);
 
-// Q4_0 panels spread over the threads; within one, every token takes the panel's 16 rows while
-// they stay in cache.
-void over_panels(const Weight& W, int64_t n, float* y, float beta, const Activations& a, PanelDot panel_dot) {
-  const int64_t out = W.rows(), in = W.cols(), nb = in / kBlock;
-  const uint8_t* raw = W.raw().data();
-#pragma omp parallel for schedule(static) num_threads(threads())
-  for (int64_t p = 0; p < q4_panel_count(out); ++p) {
-    const int64_t r0 = p * kQ4PanelRows, rows = std::min(kQ4PanelRows, out - r0);
-    for (int64_t t = 0; t < n; ++t) {
-      std::array<float, kQ4PanelRows> sums{};
-      panel_dot(raw + p * nb * kQ4PanelBlockBytes, nb, a.q.data() + t * in, a.d.data() + t * nb * 8,
-                a.start.data() + t * nb, sums.data());
-      float* dst = y + t * out + r0;
-      for (int64_t r = 0; r < rows; ++r) dst[r] = beta == 0.0f ? sums[r] : sums[r] + beta * dst[r];
+// Q4_0 panels spread over the threads as over_rows spreads rows; within one, every token takes
+// the panel's 16 rows while they stay in cache.
+void over_panels(std::span<const Weight* const> Ws, std::span<float* const> ys, int64_t n, float beta,
+                 const Activations& a, PanelDot panel_dot) {
+  const int64_t in = Ws[0]->cols(), nb = in / kBlock;
+#pragma omp parallel num_threads(threads())
+  for (size_t w = 0; w < Ws.size(); ++w) {
+    const int64_t out = Ws[w]->rows();
+    const uint8_t* raw = Ws[w]->raw().data();
+#pragma omp for schedule(static) nowait
+    for (int64_t p = 0; p < q4_panel_count(out); ++p) {
+      const int64_t r0 = p * kQ4PanelRows, rows = std::min(kQ4PanelRows, out - r0);
+      for (int64_t t = 0; t < n; ++t) {
+        std::array<float, kQ4PanelRows> sums{};
+        panel_dot(raw + p * nb * kQ4PanelBlockBytes, nb, a.q.data() + t * in, a.d.data() + t * nb * 8,
+                  a.start.data() + t * nb, sums.data());
+        float* dst = ys[w] + t * out + r0;
+        for (int64_t r = 0; r < rows; ++r) dst[r] = beta == 0.0f ? sums[r] : sums[r] + beta * dst[r];
+      }
     }
   }
 }
@@ -530,34 +542,51 @@ bool q8_isa_built(Q8Isa isa) {
 #endif
 }
 
-void q8_linear_forward(const Weight& W, const float* x, float* y, int64_t n, float beta, Q8Isa isa) {
-  check_weight(W);
-  const bool nf4 = W.dtype() == DType::NF4;
-  const int64_t out = W.rows(), in = W.cols(), nb = in / kBlock;
-  const Kernels k = kernels_for(W.dtype(), isa);
+namespace {
+
+// y[i] = x Ws[i]^T + beta y[i] for weights of one format and width: x rounded once for all.
+void forward_many(std::span<const Weight* const> Ws, const float* x, std::span<float* const> ys, int64_t n, float beta,
+                  Q8Isa isa) {
+  const DType t = Ws[0]->dtype();
+  const int64_t in = Ws[0]->cols(), nb = in / kBlock;
+  for (const Weight* W : Ws) {
+    check_weight(*W);
+    require(W->dtype() == t && W->cols() == in, "q8 linears: weights of one input share its format and width");
+  }
+  const Kernels k = kernels_for(t, isa);
   thread_local Activations mine;  // the calling thread's, reused from call to call
   Activations& a = mine;  // a reference the worker threads share (a thread_local is their own)
-  quantize_rows(x, n, in, nf4, k.layout, a);
+  quantize_rows(x, n, in, t == DType::NF4, k.layout, a);
   const int64_t groups = groups_per_row(k.layout, in);
-  auto token = [&](int64_t t) {
-    return GroupedActs{a.q.data() + t * in, a.d.data() + t * nb * 8, a.gq.data() + t * groups * kGroupValues,
-                       a.gc.data() + t * groups * kGroupLanes, a.gd.data() + t * groups * kGroupLanes};
+  auto token = [&](int64_t i) {
+    return GroupedActs{a.q.data() + i * in, a.d.data() + i * nb * 8, a.gq.data() + i * groups * kGroupValues,
+                       a.gc.data() + i * groups * kGroupLanes, a.gd.data() + i * groups * kGroupLanes};
   };
-  if (nf4) {
-    over_rows(out, n, y, beta, [&](int64_t o, int64_t t) {
-      return k.nf4(W.nf4(), o * (in / kNf4BlockSize), token(t), in / kNf4BlockSize);
+  if (t == DType::NF4) {
+    over_rows(Ws, ys, n, beta, [&](size_t w, int64_t o, int64_t i) {
+      return k.nf4(Ws[w]->nf4(), o * (in / kNf4BlockSize), token(i), in / kNf4BlockSize);
     });
-    return;
+  } else if (k.panel != nullptr) {
+    over_panels(Ws, ys, n, beta, a, k.panel);
+  } else {
+    over_rows(Ws, ys, n, beta, [&](size_t w, int64_t o, int64_t i) {
+      return k.block(Ws[w]->raw().data() + o * nb * kQ8Bytes, a.q.data() + i * in, a.d.data() + i * nb * 8, nb);
+    });
   }
-  if (k.panel != nullptr) {
-    over_panels(W, n, y, beta, a, k.panel);
-    return;
-  }
-  const int64_t row_bytes = nb * kQ8Bytes;
-  const uint8_t* raw = W.raw().data();
-  over_rows(out, n, y, beta, [&](int64_t o, int64_t t) {
-    return k.block(raw + o * row_bytes, a.q.data() + t * in, a.d.data() + t * nb * 8, nb);
-  });
+}
+
+}  // namespace
+
+void q8_linear_forward(const Weight& W, const float* x, float* y, int64_t n, float beta, Q8Isa isa) {
+  const std::array<const Weight*, 1> Ws{&W};
+  const std::array<float*, 1> ys{y};
+  forward_many(Ws, x, ys, n, beta, isa);
+}
+
+void q8_linears_forward(std::span<const Weight* const> Ws, const float* x, std::span<float* const> ys, int64_t n,
+                        Q8Isa isa) {
+  require(!Ws.empty() && Ws.size() == ys.size(), "q8 linears: one output per weight");
+  forward_many(Ws, x, ys, n, 0.0f, isa);
 }
 
 void q8_linear_forward_reference(const Weight& W, const float* x, float* y, int64_t n, float beta) {

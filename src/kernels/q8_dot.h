@@ -8,6 +8,7 @@
 // to floats. The fast kernel uses AVX512-VNNI where the build has it (AVX2 otherwise); the scalar
 // twin computes the same sums in plain loops.
 #include <cstdint>
+#include <span>
 
 #include "quant/weight.h"
 
@@ -55,5 +56,11 @@ inline Q8Isa q8_best_isa() { return q8_isa_built(Q8Isa::Avx512) ? Q8Isa::Avx512 
 void q8_linear_forward(const Weight& W, const float* x, float* y, int64_t n, float beta,
                        Q8Isa isa = q8_best_isa());  // threads, SIMD
 void q8_linear_forward_reference(const Weight& W, const float* x, float* y, int64_t n, float beta);  // scalar
+
+// Several weights of one input (a layer's q, k and v; gate and up), all in one format and width:
+// ys[i] [n, rows of Ws[i]] = x Ws[i]^T, the same sums as one call each, but x is rounded once and
+// the threads go from one matrix to the next without waiting for each other.
+void q8_linears_forward(std::span<const Weight* const> Ws, const float* x, std::span<float* const> ys, int64_t n,
+                        Q8Isa isa = q8_best_isa());
 
 }  // namespace pricer::kernels

@@ -435,9 +435,22 @@ void LlamaModel::zero_grad() {
 
 void LlamaModel::proj_forward(Backend& be, int64_t l, Proj p, const float* x, float* y, int64_t T, Acts& acts,
                               Scratch& s, const Dropout& dr) {
+  be.linear_forward(layers_[l].proj[static_cast<int>(p)], x, y, T, 0.0f);
+  proj_extras(be, l, p, x, y, T, acts, s, dr);
+}
+
+void LlamaModel::projs_forward(Backend& be, int64_t l, std::span<const Proj> ps, const float* x,
+                               std::span<float* const> ys, int64_t T, Acts& acts, Scratch& s, const Dropout& dr) {
+  std::array<const Weight*, kNumProj> Ws{};
+  for (size_t i = 0; i < ps.size(); ++i) Ws[i] = &layers_[l].proj[static_cast<int>(ps[i])];
+  be.linears_forward(std::span(Ws.data(), ps.size()), x, ys, T);
+  for (size_t i = 0; i < ps.size(); ++i) proj_extras(be, l, ps[i], x, ys[i], T, acts, s, dr);
+}
+
+void LlamaModel::proj_extras(Backend& be, int64_t l, Proj p, const float* x, float* y, int64_t T, Acts& acts,
+                             Scratch& s, const Dropout& dr) {
   const int pi = static_cast<int>(p);
   const LayerWeights& L = layers_[l];
-  be.linear_forward(L.proj[pi], x, y, T, 0.0f);
   const std::vector<float>* bias = p == Proj::Q ? &L.bq : p == Proj::K ? &L.bk : p == Proj::V ? &L.bv : nullptr;
   if (bias && !bias->empty()) {
     const int64_t out = proj_out(p);
@@ -516,9 +529,8 @@ void LlamaModel::layer_forward(Backend& be, int64_t l, const float* x, float* ou
   s.a.resize(T * F);
 
   be.rmsnorm_forward(x, L.attn_norm.data(), a.xn.data(), a.rstd1.data(), T, D, cfg_.rms_eps);
-  proj_forward(be, l, Proj::Q, a.xn.data(), a.q.data(), T, a, s, dr);
-  proj_forward(be, l, Proj::K, a.xn.data(), a.k.data(), T, a, s, dr);
-  proj_forward(be, l, Proj::V, a.xn.data(), a.v.data(), T, a, s, dr);
+  constexpr std::array kQkv{Proj::Q, Proj::K, Proj::V};
+  projs_forward(be, l, kQkv, a.xn.data(), std::array{a.q.data(), a.k.data(), a.v.data()}, T, a, s, dr);
   be.rope(a.q.data(), b.positions.data(), T, H, static_cast<int>(hd), inv_freq_.data(), false);
   be.rope(a.k.data(), b.positions.data(), T, KV, static_cast<int>(hd), inv_freq_.data(), false);
   // Cache rows are per kv head so each head's keys form one contiguous [len, hd] matrix.
@@ -546,8 +558,8 @@ void LlamaModel::layer_forward(Backend& be, int64_t l, const float* x, float* ou
   add_into(a.h.data(), x, T * D);
 
   be.rmsnorm_forward(a.h.data(), L.ffn_norm.data(), a.hn.data(), a.rstd2.data(), T, D, cfg_.rms_eps);
-  proj_forward(be, l, Proj::Gate, a.hn.data(), a.g.data(), T, a, s, dr);
-  proj_forward(be, l, Proj::Up, a.hn.data(), a.u.data(), T, a, s, dr);
+  constexpr std::array kGateUp{Proj::Gate, Proj::Up};
+  projs_forward(be, l, kGateUp, a.hn.data(), std::array{a.g.data(), a.u.data()}, T, a, s, dr);
   be.swiglu_forward(a.g.data(), a.u.data(), s.a.data(), T * F);
   proj_forward(be, l, Proj::Down, s.a.data(), out, T, a, s, dr);
   add_into(out, a.h.data(), T * D);

@@ -175,6 +175,13 @@ class LlamaModel {
 
   void proj_forward(Backend& be, int64_t l, Proj p, const float* x, float* y, int64_t T, Acts& acts, Scratch& s,
                     const Dropout& dr);
+  // Projections of one input (q, k, v; gate, up): their base linears in one backend call, then
+  // each one's bias and adapter.
+  void projs_forward(Backend& be, int64_t l, std::span<const Proj> ps, const float* x, std::span<float* const> ys,
+                     int64_t T, Acts& acts, Scratch& s, const Dropout& dr);
+  // What follows a projection's base linear: its bias, and its LoRA adapter's x A^T B^T.
+  void proj_extras(Backend& be, int64_t l, Proj p, const float* x, float* y, int64_t T, Acts& acts, Scratch& s,
+                   const Dropout& dr);
   void proj_backward(Backend& be, int64_t l, Proj p, const float* x, const float* dy, float* dx, int64_t T,
                      const Acts& acts, Scratch& s, const Dropout& dr);
   // caches: none, or one per sequence of b (their new keys and values are appended).
