@@ -96,6 +96,19 @@ void BM_attention(benchmark::State& state, bool backward, Mode mode) {
   });
 }
 
+// Decoding: one token's 32 query heads against a 300-token kv cache (8 kv heads, rows 512 apart).
+void BM_attention_decode(benchmark::State& state, Mode mode) {
+  const int heads = 32, kv = 8, hd = 64;
+  const int64_t n = 300, cap = 512;
+  const Vec q = random_vec(heads * hd, 3), k = random_vec(kv * cap * hd, 4), v = random_vec(kv * cap * hd, 5);
+  Vec out(q.size());
+  auto b = backend(mode);
+  timed(state, "attention decode", mode, [&] {
+    b->attention_decode(q.data(), k.data(), v.data(), cap * hd, n, out.data(), heads, kv, hd);
+    benchmark::DoNotOptimize(out.data());
+  });
+}
+
 void BM_rmsnorm(benchmark::State& state, Mode mode) {
   const int64_t n = 256, dim = 2048;
   const Vec x = random_vec(n * dim, 7), w = random_vec(dim, 8), dy = random_vec(n * dim, 9);
@@ -232,6 +245,9 @@ BENCHMARK_CAPTURE(BM_attention, backward_reference, true, Mode::Reference)
     ->UseRealTime();
 BENCHMARK_CAPTURE(BM_attention, backward_fast_1thread, true, Mode::Fast1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_attention, backward_fast, true, Mode::FastAll)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_attention_decode, n300_reference, Mode::Reference)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_attention_decode, n300_fast_1thread, Mode::Fast1)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_attention_decode, n300_fast, Mode::FastAll)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_rmsnorm, fwd_bwd_reference, Mode::Reference)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_rmsnorm, fwd_bwd_fast_1thread, Mode::Fast1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_rmsnorm, fwd_bwd_fast, Mode::FastAll)->Unit(benchmark::kMillisecond)->UseRealTime();
