@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <span>
 #include <vector>
 
@@ -103,7 +104,7 @@ void attention_decode(const T* q, const T* k, const T* v, int64_t stride, int64_
     const T* qh = q + int64_t(h) * hd;
     const T* K = k + int64_t(h / group) * stride;
     const T* V = v + int64_t(h / group) * stride;
-    double mx = -INFINITY, sum = 0;
+    double mx = -std::numeric_limits<double>::infinity(), sum = 0;
     for (int64_t j = 0; j < n; ++j) {
       double d = 0;
       for (int e = 0; e < hd; ++e) d += double(qh[e]) * K[j * hd + e];
