@@ -790,6 +790,17 @@ TEST_F(Backends, RejectsBadInput) {
                                        out.data(), out.data(), std::span<const int32_t>(), 2, 2, 4),
                  pricer::Error);
 
+    // Linears of one input: one output each, every weight as wide as the input.
+    std::mt19937 rng(3);
+    const Vec w8 = random_vec(8 * 32, rng), w6 = random_vec(6 * 64, rng);
+    const Weight a = Weight::from_f32(w8.data(), 8, 32, DType::F32),
+                 b64 = Weight::from_f32(w6.data(), 6, 64, DType::F32);
+    Vec lx(64), la(8), lb(6);
+    const std::vector<const Weight*> two{&a, &a}, mixed{&a, &b64};
+    const std::vector<float*> one_out{la.data()}, two_out{la.data(), lb.data()};
+    EXPECT_THROW(b->linears_forward(two, lx.data(), one_out, 1), pricer::Error);
+    EXPECT_THROW(b->linears_forward(mixed, lx.data(), two_out, 1), pricer::Error);
+
     Vec logits(2 * 5, 0.0f), losses(2);
     const std::vector<int32_t> targets = {1, 5};
     try {

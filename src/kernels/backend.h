@@ -36,10 +36,11 @@ class Backend {
   // y[n, out] = x[n, in] W^T    (beta = 0: overwrite y; beta = 1: accumulate)
   virtual void linear_forward(const Weight& W, const float* x, float* y, int64_t n, float beta) = 0;
   // Several linears of one input (a layer's q, k, v; gate and up): ys[i][n, rows of Ws[i]] =
-  // x Ws[i]^T. One by one here; a backend may take them in one pass.
-  virtual void linears_forward(std::span<const Weight* const> Ws, const float* x, std::span<float* const> ys,
-                               int64_t n) {
-    for (size_t i = 0; i < Ws.size(); ++i) linear_forward(*Ws[i], x, ys[i], n, 0.0f);
+  // x Ws[i]^T, one output per weight and every weight as wide as x. A backend may take them in
+  // one pass.
+  void linears_forward(std::span<const Weight* const> Ws, const float* x, std::span<float* const> ys, int64_t n) {
+    kernels::check_linears(Ws, ys.size());
+    linears_forward_impl(Ws, x, ys, n);
   }
   // dx[n, in] += dy[n, out] W   (the input gradient through a frozen weight; W dequantized a
   // band of rows at a time, never as a whole)
@@ -123,6 +124,11 @@ class Backend {
   virtual void attention_backward_impl(const float* q, const float* k, const float* v, const float* out,
                                        const float* lse, const float* dout, float* dq, float* dk, float* dv,
                                        std::span<const int32_t> cu_seqlens, int heads, int kv_heads, int hd) = 0;
+  // One by one here.
+  virtual void linears_forward_impl(std::span<const Weight* const> Ws, const float* x, std::span<float* const> ys,
+                                    int64_t n) {
+    for (size_t i = 0; i < Ws.size(); ++i) linear_forward(*Ws[i], x, ys[i], n, 0.0f);
+  }
   virtual void attention_decode_impl(const float* q, const float* k, const float* v, int64_t stride, int64_t n,
                                      float* out, int heads, int kv_heads, int hd) = 0;
   virtual void cross_entropy_impl(float* logits, const int32_t* targets, float* losses, int64_t n, int64_t vocab,

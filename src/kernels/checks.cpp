@@ -21,6 +21,14 @@ void check_attention_decode(int64_t n, int64_t stride, int heads, int kv_heads, 
                                           " values do not fit rows " + std::to_string(stride) + " floats apart");
 }
 
+void check_linears(std::span<const Weight* const> Ws, size_t outputs) {
+  require(Ws.size() == outputs,
+          "linears: " + std::to_string(Ws.size()) + " weights for " + std::to_string(outputs) + " outputs");
+  for (const Weight* W : Ws)
+    require(W->cols() == Ws[0]->cols(), "linears: weights of " + std::to_string(W->cols()) + " and " +
+                                            std::to_string(Ws[0]->cols()) + " columns cannot share an input");
+}
+
 int64_t check_attention(std::span<const int32_t> cu_seqlens, int heads, int kv_heads, int hd) {
   check_heads(heads, kv_heads, hd);
   require(!cu_seqlens.empty(), "attention: cu_seqlens is empty (expected at least {0})");

@@ -5,6 +5,7 @@
 #include <span>
 
 #include "quant/dtype.h"
+#include "quant/weight.h"
 
 namespace pricer::kernels {
 
@@ -14,6 +15,8 @@ int64_t check_attention(std::span<const int32_t> cu_seqlens, int heads, int kv_h
 // As check_attention, for one token per head against n >= 1 cached keys per kv head, each kv
 // head's rows `stride` floats apart (at least n * hd).
 void check_attention_decode(int64_t n, int64_t stride, int heads, int kv_heads, int hd);
+// One output per weight, and every weight as wide as the first (they take the same input).
+void check_linears(std::span<const Weight* const> Ws, size_t outputs);
 // Every ids[i] in [0, vocab).
 void check_ids(const char* op, const int32_t* ids, int64_t n, int64_t vocab);
 // Every targets[i] in [0, vocab) or negative (ignored row).

@@ -137,18 +137,16 @@ class CpuBackend final : public Backend {
 
   // Under compute q8_0, decoding's matrices of one input take the row kernels in one pass (x
   // rounded once, no barrier between them) where they share a format and width.
-  void linears_forward(std::span<const Weight* const> Ws, const float* x, std::span<float* const> ys,
-                       int64_t n) override {
+  void linears_forward_impl(std::span<const Weight* const> Ws, const float* x, std::span<float* const> ys,
+                            int64_t n) override {
     const auto one_pass = [&](const Weight* W) {
-      return W->dtype() == Ws[0]->dtype() && W->cols() == Ws[0]->cols() && kernels::takes_integer_path(*W, n) &&
-             !kernels::prefers_q8_gemm(*W, n);
+      return W->dtype() == Ws[0]->dtype() && kernels::takes_integer_path(*W, n) && !kernels::prefers_q8_gemm(*W, n);
     };
-    if (compute_ == DType::Q8_0 && n > 0 && !Ws.empty() && Ws.size() == ys.size() &&
-        std::all_of(Ws.begin(), Ws.end(), one_pass)) {
+    if (compute_ == DType::Q8_0 && n > 0 && !Ws.empty() && std::all_of(Ws.begin(), Ws.end(), one_pass)) {
       kernels::q8_linears_forward(Ws, x, ys, n);
       return;
     }
-    Backend::linears_forward(Ws, x, ys, n);
+    Backend::linears_forward_impl(Ws, x, ys, n);
   }
 
   void linear_backward_input(const Weight& W, const float* dy, float* dx, int64_t n) override {

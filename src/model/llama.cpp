@@ -441,6 +441,7 @@ void LlamaModel::proj_forward(Backend& be, int64_t l, Proj p, const float* x, fl
 
 void LlamaModel::projs_forward(Backend& be, int64_t l, std::span<const Proj> ps, const float* x,
                                std::span<float* const> ys, int64_t T, Acts& acts, Scratch& s, const Dropout& dr) {
+  require(ps.size() <= kNumProj && ys.size() == ps.size(), "projections of one input: one output each");
   std::array<const Weight*, kNumProj> Ws{};
   for (size_t i = 0; i < ps.size(); ++i) Ws[i] = &layers_[l].proj[static_cast<int>(ps[i])];
   be.linears_forward(std::span(Ws.data(), ps.size()), x, ys, T);
