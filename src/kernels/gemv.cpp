@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cstring>
 #include <string>
 #include <vector>
 
@@ -65,30 +64,7 @@ float dot_q8_0(const uint8_t* row, const float* x, int64_t n) {
   return total;
 }
 
-#ifndef __AVX512F__
-// Row r of panel p of a Q4_0 matrix in panels (quant/q4_panels.h). Chunk k of a block holds the
-// row's values 8k..8k+7 in 4 bytes (low nibbles, then high): one 8-lane step per chunk.
-float dot_q4_0_panel_row(const uint8_t* panels, int64_t nb, int64_t p, int64_t r, const float* x) {
-  const __m256i shifts = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
-  const __m256i m4 = _mm256_set1_epi32(0x0F), eight = _mm256_set1_epi32(8);
-  __m256 total = _mm256_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* pb = q4_panel_block(panels, nb, p, b) + 4 * r;
-    const float* xb = x + b * 32;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t k = 0; k < kQ4PanelChunks; ++k) {
-      int32_t four = 0;
-      std::memcpy(&four, pb + k * 64, 4);
-      const __m256i bytes = _mm256_cvtepu8_epi32(_mm_set1_epi32(four));  // the 4 bytes, twice
-      const __m256i v = _mm256_sub_epi32(_mm256_and_si256(_mm256_srlv_epi32(bytes, shifts), m4), eight);
-      acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_loadu_ps(xb + 8 * k), acc);
-    }
-    const float d = f16_to_f32(f16_bits_at(q4_panel_block(panels, nb, p, b) + kQ4PanelCodeBytes + 2 * r));
-    total = _mm256_fmadd_ps(acc, _mm256_set1_ps(d), total);
-  }
-  return simd::hsum(total);
-}
-#else
+#ifdef __AVX512F__
 // The whole panel p at once (its 16 rows' dot products into out): per block, each 16 bytes of a
 // chunk are 4 values of 4 rows, widened to 16 lanes and taken against the token's 4 values
 // repeated; the nibbles' +8 is taken back once per block and row (8 x the block's x summed).
@@ -238,9 +214,11 @@ void fused_gemv(const Weight& W, const float* x, float* y, float beta) {
   ParallelErrors errors;
 #pragma omp parallel num_threads(nt)
   {
-    // The K-quant formats (super-blocks of 256) go through a one-row buffer that stays in L1.
+    // The K-quant formats (super-blocks of 256), and Q4_0's panels where the build has no AVX-512,
+    // go through a one-row buffer that stays in L1.
     std::vector<float> row_buf;
-    if (dt == DType::Q4_K || dt == DType::Q5_K || dt == DType::Q6_K) row_buf.resize(static_cast<size_t>(in));
+    if (dt == DType::Q4_K || dt == DType::Q5_K || dt == DType::Q6_K || dt == DType::Q4_0)
+      row_buf.resize(static_cast<size_t>(in));
 #pragma omp for schedule(static)
     for (int64_t o = 0; o < out; ++o) {
       float s = 0;
@@ -250,9 +228,6 @@ void fused_gemv(const Weight& W, const float* x, float* y, float beta) {
         case DType::F16: s = dot_f16(reinterpret_cast<const uint16_t*>(raw) + o * in, x, in); break;
         case DType::NF4: s = dot_nf4(W.nf4(), o * in, in, x); break;
         case DType::Q8_0: s = dot_q8_0(raw + o * (in / 32) * kQ8_0Bytes, x, in); break;
-#ifndef __AVX512F__
-        case DType::Q4_0: s = dot_q4_0_panel_row(raw, in / 32, o / kQ4PanelRows, o % kQ4PanelRows, x); break;
-#endif
         default:
           errors.run([&] { W.dequantize_rows(o, 1, row_buf.data()); });
           s = simd::dot(row_buf.data(), x, in);
