@@ -523,7 +523,10 @@ bool takes_q8_activations(const Weight& W) {
   return t == DType::Q8_0 || t == DType::Q4_0 || (t == DType::NF4 && W.cols() % kNf4BlockSize == 0);
 }
 
-bool prefers_q8_gemm(const Weight& W, int64_t n) { return q8_gemm_takes(W) && n >= (W.dtype() == DType::Q4_0 ? 2 : 7); }
+bool prefers_q8_gemm(const Weight& W, int64_t n) {
+  constexpr int64_t kQ4_0From = 2, kQ8_0From = 7;  // measured crossovers (q8_dot.h)
+  return q8_gemm_takes(W) && n >= (W.dtype() == DType::Q4_0 ? kQ4_0From : kQ8_0From);
+}
 
 bool takes_integer_path(const Weight& W, int64_t n) {
   return takes_q8_activations(W) && (n <= kQ8MaxTokens || q8_gemm_takes(W));
@@ -595,13 +598,15 @@ void q8_linear_forward_reference(const Weight& W, const float* x, float* y, int6
   const int64_t out = W.rows(), in = W.cols(), nb = in / kBlock;
   std::vector<int8_t> q(static_cast<size_t>(in));
   std::vector<float> d(static_cast<size_t>(nb * 8));
-  const std::vector<uint8_t> blocks = nf4 ? std::vector<uint8_t>{} : W.file_bytes();  // ggml's layout, row by row
+  // ggml's layout, row by row: Q4_0's panels regrouped back (the twin never reads panels).
+  const std::vector<uint8_t> unpacked = W.dtype() == DType::Q4_0 ? W.file_bytes() : std::vector<uint8_t>{};
+  const uint8_t* blocks = W.dtype() == DType::Q4_0 ? unpacked.data() : W.raw().data();
   for (int64_t t = 0; t < n; ++t) {
     quantize_row(x + t * in, in, nf4, q.data(), d.data(), /*simd=*/false);
     for (int64_t o = 0; o < out; ++o) {
-      const float s = nf4 ? dot_nf4_reference(W.nf4(), o * (in / kNf4BlockSize), q.data(), d.data(), in / kNf4BlockSize)
-                          : dot_reference(W.dtype(), blocks.data() + o * nb * weight_block_bytes(W.dtype()), q.data(),
-                                          d.data(), nb);
+      const float s =
+          nf4 ? dot_nf4_reference(W.nf4(), o * (in / kNf4BlockSize), q.data(), d.data(), in / kNf4BlockSize)
+              : dot_reference(W.dtype(), blocks + o * nb * weight_block_bytes(W.dtype()), q.data(), d.data(), nb);
       y[t * out + o] = beta == 0.0f ? s : s + beta * y[t * out + o];
     }
   }
