@@ -73,6 +73,9 @@ void BM_linear(benchmark::State& state, DType t, int64_t out, int64_t in, int64_
   });
   state.counters["GFLOP/s"] =
       benchmark::Counter(2.0 * double(n * out * in), benchmark::Counter::kIsIterationInvariantRate);
+  // The weight bytes read per second: what bounds one token's pass once it leaves the cache.
+  state.counters["weight_GB/s"] =
+      benchmark::Counter(double(W.bytes()) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
 void BM_attention(benchmark::State& state, bool backward, Mode mode) {
@@ -219,6 +222,26 @@ BENCHMARK_CAPTURE(BM_linear, q4_0_2048x2048_q8_gemv_reference, DType::Q4_0, 2048
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK_CAPTURE(BM_linear, q4_0_2048x2048_q8_gemv_fast_1thread, DType::Q4_0, 2048, 2048, 1, Mode::Fast1, DType::Q8_0)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_linear, q4_0_2048x2048_q8_gemv_fast, DType::Q4_0, 2048, 2048, 1, Mode::FastAll, DType::Q8_0)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_linear, nf4_2048x2048_q8_gemv_reference, DType::NF4, 2048, 2048, 1, Mode::Reference, DType::Q8_0)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_linear, nf4_2048x2048_q8_gemv_fast_1thread, DType::NF4, 2048, 2048, 1, Mode::Fast1, DType::Q8_0)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_linear, nf4_2048x2048_q8_gemv_fast, DType::NF4, 2048, 2048, 1, Mode::FastAll, DType::Q8_0)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+// Where the integer GEMM takes over for Q4_0: 2 tokens through it against one token's pass (the
+// one-token kernels would take two).
+BENCHMARK_CAPTURE(BM_linear, q4_0_8192x2048_q8_1token_fast, DType::Q4_0, 8192, 2048, 1, Mode::FastAll, DType::Q8_0)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_linear, q4_0_8192x2048_q8_2tokens_fast, DType::Q4_0, 8192, 2048, 2, Mode::FastAll, DType::Q8_0)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK_CAPTURE(BM_linear, q8_0_2048x2048_q8_gemv_reference, DType::Q8_0, 2048, 2048, 1, Mode::Reference, DType::Q8_0)

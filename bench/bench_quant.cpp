@@ -7,6 +7,7 @@
 
 #include "quant/ggml_blocks.h"
 #include "quant/nf4.h"
+#include "quant/weight.h"
 
 namespace {
 
@@ -69,6 +70,21 @@ void BM_RawDequantize(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * kN * static_cast<int64_t>(sizeof(float)));
 }
 
+// Q4_0 as held in memory (16-row panels) back to f32, to set beside BM_RawDequantize's Q4_0 on
+// ggml's row layout: what the bf16 GEMMs pay per band.
+void BM_Q4PanelsDequantize(benchmark::State& state) {
+  const int64_t rows = 4096, cols = kN / rows;
+  const pricer::Weight w = pricer::Weight::from_f32(input().data(), rows, cols, pricer::DType::Q4_0);
+  std::vector<float> out(kN);
+  for (auto _ : state) {
+    w.dequantize_rows(0, rows, out.data());
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetLabel("q4_0 panels");
+  state.SetBytesProcessed(state.iterations() * kN * static_cast<int64_t>(sizeof(float)));
+}
+
 void BM_RawQuantize(benchmark::State& state) {
   const auto t = static_cast<pricer::DType>(state.range(0));
   std::vector<uint8_t> raw(pricer::raw_bytes(t, kN));
@@ -92,6 +108,7 @@ void raw_types(benchmark::internal::Benchmark* b, bool with_mode) {
   }
 }
 BENCHMARK(BM_RawDequantize)->Apply([](auto* b) { raw_types(b, true); }) -> Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Q4PanelsDequantize)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_RawQuantize)->Apply([](auto* b) { raw_types(b, false); }) -> Unit(benchmark::kMillisecond);
 
 }  // namespace
