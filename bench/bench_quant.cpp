@@ -70,18 +70,24 @@ void BM_RawDequantize(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * kN * static_cast<int64_t>(sizeof(float)));
 }
 
-// Q4_0 as held in memory (16-row panels) back to f32, to set beside BM_RawDequantize's Q4_0 on
-// ggml's row layout: what the bf16 GEMMs pay per band.
-void BM_Q4PanelsDequantize(benchmark::State& state) {
-  const int64_t rows = 4096, cols = kN / rows;
-  const pricer::Weight w = pricer::Weight::from_f32(input().data(), rows, cols, pricer::DType::Q4_0);
-  std::vector<float> out(kN);
+// Weights back to f32 as the bf16 GEMMs take them: bands of 256 rows (1 MiB of f32 at these
+// rows of 1024) into one reused tile. Q4_0 and NF4 as held in memory (16-row panels), beside NF4's
+// flat bitsandbytes tensor (nf4_dequantize) in the same bands.
+enum class Held { Q4_0Panels, Nf4Panels, Nf4Flat };
+template <Held kHeld>
+void BM_BandDequantize(benchmark::State& state) {
+  const int64_t rows = 4096, cols = kN / rows, band = 256;
+  const pricer::DType t = kHeld == Held::Q4_0Panels ? pricer::DType::Q4_0 : pricer::DType::NF4;
+  const pricer::Weight w = pricer::Weight::from_f32(input().data(), rows, cols, t);
+  std::vector<float> tile(band * cols);
   for (auto _ : state) {
-    w.dequantize_rows(0, rows, out.data());
-    benchmark::DoNotOptimize(out.data());
-    benchmark::ClobberMemory();
+    for (int64_t r0 = 0; r0 < rows; r0 += band) {
+      if (kHeld == Held::Nf4Flat) pricer::nf4_dequantize(nf4_input(), r0 * cols, band * cols, tile.data());
+      else w.dequantize_rows(r0, band, tile.data());
+      benchmark::DoNotOptimize(tile.data());
+      benchmark::ClobberMemory();
+    }
   }
-  state.SetLabel("q4_0 panels");
   state.SetBytesProcessed(state.iterations() * kN * static_cast<int64_t>(sizeof(float)));
 }
 
@@ -108,7 +114,9 @@ void raw_types(benchmark::internal::Benchmark* b, bool with_mode) {
   }
 }
 BENCHMARK(BM_RawDequantize)->Apply([](auto* b) { raw_types(b, true); }) -> Unit(benchmark::kMillisecond);
-BENCHMARK(BM_Q4PanelsDequantize)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_BandDequantize<Held::Q4_0Panels>)->Name("bands/q4_0_panels")->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_BandDequantize<Held::Nf4Panels>)->Name("bands/nf4_panels")->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_BandDequantize<Held::Nf4Flat>)->Name("bands/nf4_flat")->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_RawQuantize)->Apply([](auto* b) { raw_types(b, false); }) -> Unit(benchmark::kMillisecond);
 
 }  // namespace

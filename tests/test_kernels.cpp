@@ -164,13 +164,13 @@ TEST_P(LinearFormat, ForwardAndBackwardInputMatchReference) {
   const DType t = std::get<0>(GetParam());
   std::mt19937 rng(2 + int(t));
   // (out, in): odd widths where the format allows them, several bands (band_rows >= 64), and
-  // NF4 rows that start inside a 64-block or on an odd element.
+  // NF4 rows that start inside a 64-block or on an odd element (flat) or are whole blocks (panels).
   std::vector<std::pair<int64_t, int64_t>> shapes;
   if (ggml_block_bytes(t) != 0) {
     const int64_t bs = ggml_block_size(t);
     shapes = {{7, bs}, {300, 2 * bs}, {65, 4 * bs}};
   } else {
-    shapes = {{7, 64}, {5, 33}, {9, 96}, {300, 33}, {150, 2100}};
+    shapes = {{7, 64}, {5, 33}, {9, 96}, {300, 33}, {150, 2100}, {300, 128}};  // NF4: panels from 64 and 128
   }
   int tested = 0;
   for (const auto& [out, in] : shapes) {
@@ -228,13 +228,14 @@ TEST_F(Backends, FusedGemvMatchesTheReferenceInEveryFormat) {
 TEST(Q8Dot, IntegerPathIsTheFloatProductUpToActivationRounding) {
   using pricer::kernels::Q8Isa;
   std::mt19937 rng(31);
-  // Rows of 320: whole steps of 128 values (the AVX-512 kernels' step) and 64 after them (for
-  // NF4, an odd block); rows of 128: one step and nothing after.
+  // Rows of 320: whole steps of 128 values and 64 after them (for NF4, a group of 4 blocks and
+  // one more); rows of 128: one step and nothing after.
   for (const auto& [format, cols] : {std::pair{DType::Q8_0, int64_t{320}},
                                      {DType::Q4_0, 320},
                                      {DType::Q4_0, 128},
                                      {DType::NF4, 320},
-                                     {DType::NF4, 128}}) {
+                                     {DType::NF4, 128},
+                                     {DType::NF4, 3072}}) {  // rows crossing groups of 256 absmax values
     const DType t = format;  // plain variables: lambdas below capture them
     const int64_t in = cols;
     const int64_t out = 23, n = 3;

@@ -17,6 +17,8 @@
 #include "core/error.h"
 #include "core/threads.h"
 #include "quant/nf4.h"
+#include "quant/nf4_panels.h"
+#include "quant/weight.h"
 
 using namespace pricer;
 
@@ -308,4 +310,38 @@ TEST(Nf4, BadInputThrows) {
   const Nf4Tensor empty = nf4_quantize(nullptr, 0);
   EXPECT_EQ(empty.packed.size(), 0u);
   EXPECT_NO_THROW(nf4_dequantize(empty, 0, 0, y.data()));
+}
+
+// NF4 weights in rows of whole 64-blocks are held in 16-row panels: the same codes as the flat
+// tensor, read back bit for bit, for whole and partial panels, partial groups of 4 blocks, and
+// rows crossing the flat tensor's groups of 256 absmax values (rows of 48 blocks).
+TEST(Nf4Panels, HoldTheFlatTensorBitForBit) {
+  std::mt19937 rng(8);
+  std::normal_distribution<float> d(0.0f, 0.05f);
+  for (const auto& [rows, cols] : {std::pair<int64_t, int64_t>{37, 3072}, {16, 320}, {5, 64}, {48, 128}}) {
+    std::vector<float> x(static_cast<size_t>(rows * cols));
+    for (auto& v : x) v = d(rng);
+    x[3] = 0.9f;  // a block of a larger absmax than the rest
+    const pricer::Nf4Tensor flat = pricer::nf4_quantize(x.data(), rows * cols);
+    const pricer::Weight w = pricer::Weight::from_f32(x.data(), rows, cols, pricer::DType::NF4);
+    ASSERT_FALSE(w.raw().empty()) << "rows of whole blocks are held in panels";
+    EXPECT_EQ(w.raw().size(), static_cast<size_t>(pricer::nf4_panel_bytes(rows, cols)));
+    const pricer::Nf4Tensor back = w.nf4_flat();
+    EXPECT_EQ(back.packed, flat.packed);
+    EXPECT_EQ(back.absmax_codes, flat.absmax_codes);
+    EXPECT_EQ(back.absmax_scales, flat.absmax_scales);
+    std::vector<float> want(x.size()), got(x.size());
+    pricer::nf4_dequantize(flat, 0, rows * cols, want.data());
+    // Bands that start and end inside panels as well as whole ones.
+    for (const auto& [r0, nr] : {std::pair<int64_t, int64_t>{0, rows}, {1, rows - 1}, {rows / 2, rows - rows / 2}}) {
+      std::fill(got.begin(), got.end(), -7.0f);
+      w.dequantize_rows(r0, nr, got.data());
+      for (int64_t i = 0; i < nr * cols; ++i)
+        ASSERT_EQ(std::bit_cast<uint32_t>(got[i]), std::bit_cast<uint32_t>(want[r0 * cols + i]))
+            << rows << "x" << cols << " band from row " << r0 << ", element " << i;
+    }
+  }
+  // Rows that are not whole blocks stay flat.
+  std::vector<float> x(2 * 96, 0.5f);
+  EXPECT_TRUE(pricer::Weight::from_f32(x.data(), 2, 96, pricer::DType::NF4).raw().empty());
 }

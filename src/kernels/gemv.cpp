@@ -13,6 +13,7 @@
 #include "kernels/simd.h"
 #include "quant/half.h"
 #include "quant/nf4.h"
+#include "quant/nf4_panels.h"
 #include "quant/q4_panels.h"
 
 namespace pricer::kernels {
@@ -115,6 +116,69 @@ void q4_0_panels_gemv(const Weight& W, const float* x, float* y, float beta) {
       dst[r] = beta == 0.0f ? sums[r] : sums[r] + beta * dst[r];
   }
 }
+
+// NF4 in panels, the whole panel p at once (its 16 rows' dot products into out): per block, each
+// 16 bytes of a chunk are 4 bytes of 4 rows, widened to 16 lanes; their high nibbles (even values)
+// and low ones (odd) looked up in the 16 code values and taken against the token's values in NF4
+// order (xr: per 64, evens then odds) repeated; each row's block sum then times its absmax.
+void nf4_panel_f32(const Weight& W, int64_t p, const float* xr, float* out) {
+  const Nf4Tensor& stats = W.nf4();
+  const int64_t nb = W.cols() / kNf4BlockSize, row0 = p * kNf4PanelRows;
+  const uint8_t* panel = W.raw().data() + p * nf4_panel_stride(W.cols());
+  const __m512 code = _mm512_loadu_ps(nf4_code().data());
+  const __m512i m4 = _mm512_set1_epi32(0x0F);
+  __m512 total[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};  // NOLINT
+  alignas(64) std::array<float, kNf4PanelRows> absmax{};
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* c = nf4_panel_block(panel, b);
+    const float* xb = xr + b * kNf4BlockSize;
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};  // NOLINT
+    for (int64_t k = 0; k < kNf4PanelChunks; ++k) {
+      const __m512 xe = _mm512_broadcast_f32x4(_mm_loadu_ps(xb + 4 * k));
+      const __m512 xo = _mm512_broadcast_f32x4(_mm_loadu_ps(xb + kNf4BlockSize / 2 + 4 * k));
+      for (int64_t q = 0; q < 4; ++q) {
+        const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c + k * 64 + q * 16)));
+        acc[q] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), code), xe, acc[q]);
+        acc[q] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_and_si512(v, m4), code), xo, acc[q]);
+      }
+    }
+    for (int64_t r = 0; r < kNf4PanelRows; ++r) {
+      const int64_t row = std::min(row0 + r, W.rows() - 1);  // padding rows: any valid scale, dropped
+      absmax[r] = nf4_absmax_of(nf4_panel_codes(panel, b)[nf4_panel_code_index(r, b)],
+                                stats.absmax_scales[(row * nb + b) / kNf4AbsmaxBlockSize], stats.absmax_offset);
+    }
+    const __m512 a = _mm512_load_ps(absmax.data());
+    const __m512i lane_row = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    for (int64_t q = 0; q < 4; ++q) {  // lane l of quad q is row 4q + l / 4
+      const __m512i rows = _mm512_add_epi32(lane_row, _mm512_set1_epi32(static_cast<int>(4 * q)));
+      total[q] = _mm512_fmadd_ps(acc[q], _mm512_permutexvar_ps(rows, a), total[q]);
+    }
+  }
+  alignas(64) std::array<float, 64> lanes{};
+  for (int64_t q = 0; q < 4; ++q) _mm512_store_ps(lanes.data() + 16 * q, total[q]);
+  for (int64_t r = 0; r < kNf4PanelRows; ++r)
+    out[r] = lanes[4 * r] + lanes[4 * r + 1] + lanes[4 * r + 2] + lanes[4 * r + 3];
+}
+
+// y = W x + beta y for NF4 in panels, whole panels per thread; x first reordered as the panels
+// pair it (per 64 values, evens then odds).
+void nf4_panels_gemv(const Weight& W, const float* x, float* y, float beta) {
+  const int64_t out = W.rows(), in = W.cols();
+  thread_local std::vector<float> reordered;
+  reordered.resize(static_cast<size_t>(in));
+  for (int64_t j = 0; j < in; ++j)
+    reordered[static_cast<size_t>(j / kNf4BlockSize * kNf4BlockSize + j % 2 * kNf4BlockSize / 2 +
+                                  j % kNf4BlockSize / 2)] = x[j];
+  const float* xr = reordered.data();
+#pragma omp parallel for schedule(static) num_threads(threads())
+  for (int64_t p = 0; p < nf4_panel_count(out); ++p) {
+    std::array<float, kNf4PanelRows> sums{};
+    nf4_panel_f32(W, p, xr, sums.data());
+    float* dst = y + p * kNf4PanelRows;
+    for (int64_t r = 0; r < std::min(kNf4PanelRows, out - p * kNf4PanelRows); ++r)
+      dst[r] = beta == 0.0f ? sums[r] : sums[r] + beta * dst[r];
+  }
+}
 #endif
 
 // Sum over one whole, aligned NF4 block of 64 values of code[index] * x (absmax applied by the
@@ -165,6 +229,25 @@ float dot_nf4(const Nf4Tensor& t, int64_t start, int64_t n, const float* x) {
   return total;
 }
 
+// Dot of x with row o of an NF4 weight held in panels: each block's 32 bytes gathered from its
+// chunks, then nf4_block_dot.
+float dot_nf4_panels(const Weight& W, int64_t o, const float* x) {
+  const auto& code = nf4_code();
+  const __m256 tab_lo = _mm256_loadu_ps(code.data()), tab_hi = _mm256_loadu_ps(code.data() + 8);
+  const Nf4Tensor& stats = W.nf4();
+  const int64_t nb = W.cols() / kNf4BlockSize, r = o % kNf4PanelRows;
+  const uint8_t* panel = W.raw().data() + o / kNf4PanelRows * nf4_panel_stride(W.cols());
+  std::array<uint8_t, kNf4BlockSize / 2> bytes{};
+  float total = 0;
+  for (int64_t b = 0; b < nb; ++b) {
+    const float absmax = nf4_absmax_of(nf4_panel_codes(panel, b)[nf4_panel_code_index(r, b)],
+                                       stats.absmax_scales[(o * nb + b) / kNf4AbsmaxBlockSize], stats.absmax_offset);
+    nf4_panel_row_bytes(nf4_panel_block(panel, b), r, bytes.data());
+    total += absmax * nf4_block_dot(bytes.data(), x + b * kNf4BlockSize, tab_lo, tab_hi);
+  }
+  return total;
+}
+
 // Two bf16 rows' dot product, f32 sums: 32 pairs per instruction where the build has AVX512-BF16,
 // otherwise both widened to f32 and multiplied there (AVX2).
 float dot_bf16_bf16(const uint16_t* w, const uint16_t* x, int64_t n) {
@@ -208,6 +291,10 @@ void fused_gemv(const Weight& W, const float* x, float* y, float beta) {
     q4_0_panels_gemv(W, x, y, beta);
     return;
   }
+  if (dt == DType::NF4 && !W.raw().empty()) {
+    nf4_panels_gemv(W, x, y, beta);
+    return;
+  }
 #endif
   const uint8_t* raw = W.raw().data();
   const int nt = threads();
@@ -226,7 +313,7 @@ void fused_gemv(const Weight& W, const float* x, float* y, float beta) {
         case DType::F32: s = simd::dot(W.f32().data() + o * in, x, in); break;
         case DType::BF16: s = dot_bf16(reinterpret_cast<const uint16_t*>(raw) + o * in, x, in); break;
         case DType::F16: s = dot_f16(reinterpret_cast<const uint16_t*>(raw) + o * in, x, in); break;
-        case DType::NF4: s = dot_nf4(W.nf4(), o * in, in, x); break;
+        case DType::NF4: s = W.raw().empty() ? dot_nf4(W.nf4(), o * in, in, x) : dot_nf4_panels(W, o, x); break;
         case DType::Q8_0: s = dot_q8_0(raw + o * (in / 32) * kQ8_0Bytes, x, in); break;
         default:
           errors.run([&] { W.dequantize_rows(o, 1, row_buf.data()); });

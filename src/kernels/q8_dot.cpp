@@ -15,6 +15,7 @@
 #include "kernels/simd.h"
 #include "quant/half.h"
 #include "quant/nf4.h"
+#include "quant/nf4_panels.h"
 #include "quant/q4_panels.h"
 
 namespace pricer::kernels {
@@ -65,58 +66,26 @@ const Nf4Bytes& nf4_bytes() {
 struct Activations {
   std::vector<int8_t> q;  // [n, in]
   std::vector<float> d;  // [n, in / 32, 8]
-  std::vector<int32_t> start;  // Q4_0: [n, in / 32], -8 times the block's values summed (the nibbles are value + 8)
-  std::vector<int8_t> gq;  // the AVX-512 kernels' Groups layout below, where they take it
-  std::vector<int32_t> gc;
-  std::vector<float> gd;
+  // The panel kernels' start value per weight block, [n, blocks per row]: for Q4_0 (blocks of 32)
+  // -8 times the block's values summed (the nibbles are value + 8); for NF4 (blocks of 64)
+  // -kNf4Offset times them (the code values' high bytes are stored + 128).
+  std::vector<int32_t> start;
 };
 
-// The AVX-512 NF4 kernel takes two blocks of 64 per step: two 64-byte runs of activations (both
-// blocks' evens, then both blocks' odds) against two registers of weight codes, with per 32-bit
-// lane (4 values of each run) an int32 correction, -kNf4Offset times the lane's activations (the
-// code values' high bytes are stored + 128), and the lane's activation scale. A row of an odd
-// number of blocks ends with a pair whose second half is zero.
-constexpr int64_t kGroupValues = 128, kGroupLanes = 16, kRun = kGroupValues / 2;
 constexpr int64_t kPrefetchBytes = 1024;  // bytes ahead in a row: the hardware prefetcher alone falls behind
-// Plain: q and d only; Q4Panels: with the blocks' start values; Nf4Pairs: with the groups above.
-enum class Layout { Plain, Q4Panels, Nf4Pairs };
+// Plain: q and d only; Q4Panels and Nf4Panels: with the blocks' start values.
+enum class Layout { Plain, Q4Panels, Nf4Panels };
 
-// One token's activations in the Groups layout, and in the plain one.
-struct GroupedActs {
-  const int8_t* q;
-  const float* d;
-  const int8_t* gq;
-  const int32_t* gc;
-  const float* gd;
-};
+// Values per weight block of the panel kernels' start values.
+int64_t start_block(Layout layout) { return layout == Layout::Nf4Panels ? kNf4BlockSize : kBlock; }
 
-int64_t groups_per_row(Layout layout, int64_t in) {
-  return layout == Layout::Nf4Pairs ? (in + kGroupValues - 1) / kGroupValues : 0;
-}
-
-// Group g of a plain NF4 row into gq, with its lanes' corrections and scales.
-void fill_group(const int8_t* q, const float* d, int64_t in, int64_t g, int8_t* gq, int32_t* gc, float* gd) {
-  std::fill(gq, gq + kGroupValues, int8_t{0});  // a row's last pair may have one block only
-  std::fill(gd, gd + kGroupLanes, 0.0f);
-  for (int64_t h = 0; h < 2 && (2 * g + h) * kNf4BlockSize < in; ++h) {
-    const int64_t v = (2 * g + h) * kNf4BlockSize;  // [evens 32 | odds 32]
-    std::copy(q + v, q + v + kBlock, gq + h * kBlock);
-    std::copy(q + v + kBlock, q + v + 2 * kBlock, gq + kRun + h * kBlock);
-    std::fill(gd + h * 8, gd + h * 8 + 8, d[v / kBlock * 8]);
-  }
-  for (int64_t l = 0; l < kGroupLanes; ++l) {
+void fill_starts(const int8_t* q, int64_t in, Layout layout, int32_t* start) {
+  const int64_t size = start_block(layout);
+  const int32_t factor = layout == Layout::Nf4Panels ? -kNf4Offset : -8;
+  for (int64_t b = 0; b < in / size; ++b) {
     int32_t sum = 0;
-    for (int64_t k = 0; k < 4; ++k) sum += gq[4 * l + k] + gq[kRun + 4 * l + k];
-    gc[l] = -kNf4Offset * sum;
-  }
-}
-
-// Each block's start value for the Q4_0 panel kernels: -8 times the sum of its values.
-void fill_starts(const int8_t* q, int64_t in, int32_t* start) {
-  for (int64_t b = 0; b < in / kBlock; ++b) {
-    int32_t sum = 0;
-    for (int64_t j = 0; j < kBlock; ++j) sum += q[b * kBlock + j];
-    start[b] = -8 * sum;
+    for (int64_t j = 0; j < size; ++j) sum += q[b * size + j];
+    start[b] = factor * sum;
   }
 }
 
@@ -174,24 +143,15 @@ void quantize_row(const float* x, int64_t in, bool nf4, int8_t* q, float* d, boo
 }
 
 void quantize_rows(const float* x, int64_t n, int64_t in, bool nf4, Layout layout, Activations& a) {
-  const int64_t groups = groups_per_row(layout, in);
+  const int64_t starts = layout == Layout::Plain ? 0 : in / start_block(layout);
   a.q.resize(static_cast<size_t>(n * in));
   a.d.resize(static_cast<size_t>(n * in / kBlock * 8));
-  a.gq.resize(static_cast<size_t>(n * groups * kGroupValues));
-  a.gc.resize(static_cast<size_t>(n * groups * kGroupLanes));
-  a.gd.resize(static_cast<size_t>(n * groups * kGroupLanes));
-  if (layout == Layout::Q4Panels) a.start.resize(static_cast<size_t>(n * in / kBlock));
+  a.start.resize(static_cast<size_t>(n * starts));
 #pragma omp parallel for schedule(static) num_threads(n > 1 ? threads() : 1)
   for (int64_t t = 0; t < n; ++t) {
     int8_t* q = a.q.data() + t * in;
-    float* d = a.d.data() + t * in / kBlock * 8;
-    quantize_row(x + t * in, in, nf4, q, d, /*simd=*/true);
-    if (layout == Layout::Q4Panels) fill_starts(q, in, a.start.data() + t * in / kBlock);
-    for (int64_t g = 0; g < groups; ++g) {
-      const int64_t i = t * groups + g;
-      fill_group(q, d, in, g, a.gq.data() + i * kGroupValues, a.gc.data() + i * kGroupLanes,
-                 a.gd.data() + i * kGroupLanes);
-    }
+    quantize_row(x + t * in, in, nf4, q, a.d.data() + t * in / kBlock * 8, /*simd=*/true);
+    if (starts > 0) fill_starts(q, in, layout, a.start.data() + t * starts);
   }
 }
 
@@ -380,6 +340,34 @@ void q4_0_panel_avx512(const uint8_t* panel, int64_t nb, const int8_t* xq, const
 }
 #endif
 
+// One 16-row panel of one weight against one token: what the panel kernels read.
+struct PanelTask {
+  const Weight* W;
+  int64_t p;  // the panel: rows [16p, 16p + 16)
+  const int8_t* xq;  // the token's activations
+  const float* xd;  // their scales, 8 lanes per 32 values
+  const int32_t* start;  // their start values, one per weight block
+};
+using PanelDot = void (*)(const PanelTask&, float* out);
+
+// A Q4_0 panel kernel above as a PanelDot.
+template <void (*Kernel)(const uint8_t*, int64_t, const int8_t*, const float*, const int32_t*, float*)>
+void q4_0_panel(const PanelTask& k, float* out) {
+  const int64_t nb = k.W->cols() / kBlock;
+  Kernel(k.W->raw().data() + k.p * nb * kQ4PanelBlockBytes, nb, k.xq, k.xd, k.start, out);
+}
+
+// Row `row`'s absmax scale index for block b of its row (the flat tensor's blocks of 256).
+inline int64_t nf4_scale_index(int64_t row, int64_t nb, int64_t b) { return (row * nb + b) / kNf4AbsmaxBlockSize; }
+
+// Per 32-bit lane of an int32 vector, summed exactly.
+inline int32_t hsum_epi32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+  return _mm_cvtsi128_si32(s);
+}
+
 // NF4 on 256-bit registers, int16 products (unsigned-by-signed byte products would overflow).
 // Each half of a block: its 32 nibbles as int16 code values, times the int8 activations.
 inline __m256i nf4_half_avx2(__m256i nib, const int8_t* xq, __m256i byte0, __m256i byte1) {
@@ -390,56 +378,134 @@ inline __m256i nf4_half_avx2(__m256i nib, const int8_t* xq, __m256i byte0, __m25
                           _mm256_madd_epi16(_mm256_unpackhi_epi8(v0, v1), _mm256_unpackhi_epi8(x, xs)));
 }
 
-float dot_nf4_avx2(const Nf4Tensor& t, int64_t b0, GroupedActs x, int64_t nblk) {
-  const int8_t* xq = x.q;
-  const float* xd = x.d;
-  const Nf4Bytes& nb = nf4_bytes();
-  const float* map = dynamic_map_signed().data();
-  const __m256i byte0 = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(nb.byte0.data())));
-  const __m256i byte1 = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(nb.byte1.data())));
+// NF4 in panels (quant/nf4_panels.h) on 256-bit registers: each row's 32 bytes of a block taken
+// from the chunks, then its evens and odds against the activations in NF4 order.
+void nf4_panel_avx2(const PanelTask& k, float* out) {
+  const Nf4Bytes& nb4 = nf4_bytes();
+  const __m256i byte0 = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(nb4.byte0.data())));
+  const __m256i byte1 = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(nb4.byte1.data())));
   const __m256i m4 = _mm256_set1_epi8(0x0F);
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t k = 0; k < nblk; ++k, xq += 2 * kBlock, xd += 16) {
-    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.packed.data() + (b0 + k) * 32));
-    const __m256i evens = nf4_half_avx2(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), xq, byte0, byte1);
-    const __m256i odds = nf4_half_avx2(_mm256_and_si256(q, m4), xq + kBlock, byte0, byte1);
-    // One activation scale over the block's 64 values: evens and odds share it.
-    const __m256 a = _mm256_set1_ps(nf4_block_scale(t, map, b0 + k) * (1.0f / kNf4Unit));
-    acc =
-        _mm256_fmadd_ps(_mm256_mul_ps(a, _mm256_loadu_ps(xd)), _mm256_cvtepi32_ps(_mm256_add_epi32(evens, odds)), acc);
+  const Nf4Tensor& stats = k.W->nf4();
+  const int64_t nb = k.W->cols() / kNf4BlockSize, row0 = k.p * kNf4PanelRows;
+  const int64_t rows = std::min(kNf4PanelRows, k.W->rows() - row0);
+  const uint8_t* panel = k.W->raw().data() + k.p * nf4_panel_stride(k.W->cols());
+  std::fill(out, out + kNf4PanelRows, 0.0f);
+  alignas(32) std::array<uint8_t, kNf4BlockSize / 2> bytes{};
+  for (int64_t b = 0; b < nb; ++b) {
+    const int8_t* xq = k.xq + b * kNf4BlockSize;
+    const float xd = k.xd[b * 16] * (1.0f / kNf4Unit);
+    for (int64_t r = 0; r < rows; ++r) {
+      nf4_panel_row_bytes(nf4_panel_block(panel, b), r, bytes.data());
+      const __m256i q = _mm256_load_si256(reinterpret_cast<const __m256i*>(bytes.data()));
+      const __m256i evens = nf4_half_avx2(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), xq, byte0, byte1);
+      const __m256i odds = nf4_half_avx2(_mm256_and_si256(q, m4), xq + kBlock, byte0, byte1);
+      const float absmax = nf4_absmax_of(nf4_panel_codes(panel, b)[nf4_panel_code_index(r, b)],
+                                         stats.absmax_scales[nf4_scale_index(row0 + r, nb, b)], stats.absmax_offset);
+      out[r] += absmax * xd * static_cast<float>(hsum_epi32(_mm256_add_epi32(evens, odds)));
+    }
   }
-  return simd::hsum(acc);
 }
 
 #ifdef PRICER_Q8_AVX512
-// NF4, two blocks of 64 per step against activations in the Nf4Pairs layout: their nibbles,
-// evens and odds, looked up as the high and low bytes of the code values, four unsigned-by-signed
-// dot products, the high bytes' sum shifted and corrected for their offset.
-float dot_nf4_avx512(const Nf4Tensor& t, int64_t b0, GroupedActs x, int64_t nblk) {
-  const Nf4Bytes& nb = nf4_bytes();
-  const float* map = dynamic_map_signed().data();
-  const __m512i lut_hi = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(nb.hi.data())));
-  const __m512i lut_lo = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(nb.lo.data())));
+// The signed dynamic map (absmax codes to values) as 4 byte planes: byte p of the f32 value of
+// code c is entry c of plane p, each plane's 256 bytes held in four registers.
+struct MapPlanes {
+  __m512i t[4][4];  // NOLINT(*-avoid-c-arrays): std::array drops the vector type's alignment attribute
+};
+MapPlanes map_planes() {
+  static const auto bytes = [] {
+    std::array<std::array<uint8_t, 256>, 4> b{};
+    const auto& map = dynamic_map_signed();
+    for (size_t c = 0; c < map.size(); ++c) {
+      uint32_t u = 0;
+      std::memcpy(&u, &map[c], 4);
+      for (size_t p = 0; p < 4; ++p) b[p][c] = static_cast<uint8_t>(u >> (8 * p));
+    }
+    return b;
+  }();
+  MapPlanes m{};
+  for (size_t p = 0; p < 4; ++p)
+    for (size_t q = 0; q < 4; ++q) m.t[p][q] = _mm512_loadu_si512(bytes[p].data() + 64 * q);
+  return m;
+}
+
+// The map's values of one group's 64 absmax codes: each byte looked up in its plane (two
+// 128-entry byte permutes, chosen by the code's top bit), the planes then interleaved back into
+// floats, which leaves block k's 16 rows in register k, a lane per row (the order the panels hold
+// the codes in).
+struct GroupAbsmax {
+  __m512 block[4];  // NOLINT(*-avoid-c-arrays): as MapPlanes
+};
+inline GroupAbsmax map_values(const uint8_t* codes, const MapPlanes& m) {
+  const __m512i idx = _mm512_loadu_si512(codes);
+  const __mmask64 top = _mm512_movepi8_mask(idx);
+  __m512i plane[4];  // NOLINT(*-avoid-c-arrays): as MapPlanes
+  for (size_t p = 0; p < 4; ++p)
+    plane[p] = _mm512_mask_blend_epi8(top, _mm512_permutex2var_epi8(m.t[p][0], idx, m.t[p][1]),
+                                      _mm512_permutex2var_epi8(m.t[p][2], idx, m.t[p][3]));
+  const __m512i b01l = _mm512_unpacklo_epi8(plane[0], plane[1]), b01h = _mm512_unpackhi_epi8(plane[0], plane[1]);
+  const __m512i b23l = _mm512_unpacklo_epi8(plane[2], plane[3]), b23h = _mm512_unpackhi_epi8(plane[2], plane[3]);
+  return {
+      {_mm512_castsi512_ps(_mm512_unpacklo_epi16(b01l, b23l)), _mm512_castsi512_ps(_mm512_unpackhi_epi16(b01l, b23l)),
+       _mm512_castsi512_ps(_mm512_unpacklo_epi16(b01h, b23h)), _mm512_castsi512_ps(_mm512_unpackhi_epi16(b01h, b23h))}};
+}
+
+// One NF4 panel block's 16 int32 sums: each chunk's high nibbles (even values) and low ones (odd),
+// looked up as the code values' high and low bytes, against 4 activations broadcast to every lane;
+// the high bytes' sums shifted by 8 onto the low ones' and the start value.
+inline __m512i nf4_panel_block_sums(const uint8_t* c, const int8_t* xq, int32_t start, __m512i lut_hi, __m512i lut_lo) {
   const __m512i m4 = _mm512_set1_epi8(0x0F);
-  const uint8_t* packed = t.packed.data() + b0 * (kNf4BlockSize / 2);
-  __m512 acc = _mm512_setzero_ps();
-  for (int64_t k = 0; k < nblk; k += 2, packed += kNf4BlockSize, x.gq += kGroupValues) {
-    const bool pair = k + 1 < nblk;
-    _mm_prefetch(reinterpret_cast<const char*>(packed) + kPrefetchBytes, _MM_HINT_T0);
-    const __m512i q = pair ? _mm512_loadu_si512(packed)
-                           : _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(packed)));
-    const __m512i evens = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4), odds = _mm512_and_si512(q, m4);
-    const __m512i xe = _mm512_loadu_si512(x.gq), xo = _mm512_loadu_si512(x.gq + kRun);
-    __m512i hi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_shuffle_epi8(lut_hi, evens), xe);
-    hi = _mm512_dpbusd_epi32(hi, _mm512_shuffle_epi8(lut_hi, odds), xo);
-    __m512i s = _mm512_add_epi32(_mm512_slli_epi32(hi, 8), _mm512_loadu_si512(x.gc + k / 2 * kGroupLanes));
-    s = _mm512_dpbusd_epi32(s, _mm512_shuffle_epi8(lut_lo, evens), xe);
-    s = _mm512_dpbusd_epi32(s, _mm512_shuffle_epi8(lut_lo, odds), xo);
-    const float a0 = nf4_block_scale(t, map, b0 + k), a1 = pair ? nf4_block_scale(t, map, b0 + k + 1) : 0.0f;
-    const __m512 a = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(a0)), _mm256_set1_ps(a1), 1);
-    acc = _mm512_fmadd_ps(_mm512_mul_ps(a, _mm512_loadu_ps(x.gd + k / 2 * kGroupLanes)), _mm512_cvtepi32_ps(s), acc);
+  std::array<int32_t, 16> x4{};
+  std::memcpy(x4.data(), xq, kNf4BlockSize);
+  _mm_prefetch(reinterpret_cast<const char*>(c) + kPrefetchBytes, _MM_HINT_T0);
+  _mm_prefetch(reinterpret_cast<const char*>(c) + kPrefetchBytes + 64, _MM_HINT_T0);
+  __m512i hi_e = _mm512_setzero_si512(), hi_o = _mm512_setzero_si512();
+  __m512i lo_e = _mm512_set1_epi32(start), lo_o = _mm512_setzero_si512();
+  for (size_t k = 0; k < kNf4PanelChunks; ++k) {
+    const __m512i z = _mm512_loadu_si512(c + k * 64);
+    const __m512i e = _mm512_and_si512(_mm512_srli_epi16(z, 4), m4), o = _mm512_and_si512(z, m4);
+    const __m512i xe = _mm512_set1_epi32(x4[k]), xo = _mm512_set1_epi32(x4[8 + k]);
+    hi_e = _mm512_dpbusd_epi32(hi_e, _mm512_shuffle_epi8(lut_hi, e), xe);
+    hi_o = _mm512_dpbusd_epi32(hi_o, _mm512_shuffle_epi8(lut_hi, o), xo);
+    lo_e = _mm512_dpbusd_epi32(lo_e, _mm512_shuffle_epi8(lut_lo, e), xe);
+    lo_o = _mm512_dpbusd_epi32(lo_o, _mm512_shuffle_epi8(lut_lo, o), xo);
   }
-  return _mm512_reduce_add_ps(acc) * (1.0f / kNf4Unit);
+  return _mm512_add_epi32(_mm512_slli_epi32(_mm512_add_epi32(hi_e, hi_o), 8), _mm512_add_epi32(lo_e, lo_o));
+}
+
+// NF4 in panels against one token: per block the rows' sums times their absmax (map[code] x
+// absmax scale + offset) and the activation scale. A row's absmax scale is gathered again only
+// where its block crosses into the next 256 blocks of the flat tensor.
+void nf4_panel_avx512(const PanelTask& k, float* out) {
+  const Nf4Bytes& nb4 = nf4_bytes();
+  const __m512i lut_hi = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(nb4.hi.data())));
+  const __m512i lut_lo = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(nb4.lo.data())));
+  const MapPlanes planes = map_planes();
+  const Nf4Tensor& stats = k.W->nf4();
+  const int64_t nb = k.W->cols() / kNf4BlockSize, row0 = k.p * kNf4PanelRows;
+  const uint8_t* panel = k.W->raw().data() + k.p * nf4_panel_stride(k.W->cols());
+  // Each row's first flat block (padding rows read row 0's scales: their sums are dropped).
+  alignas(64) std::array<int32_t, kNf4PanelRows> first{};
+  for (int64_t r = 0; r < kNf4PanelRows; ++r)
+    first[r] = row0 + r < k.W->rows() ? static_cast<int32_t>((row0 + r) * nb) : 0;
+  const __m512i base = _mm512_load_si512(first.data());
+  const __m512 offset = _mm512_set1_ps(stats.absmax_offset);
+  __m512i scale_at = _mm512_set1_epi32(-1);
+  __m512 scale = _mm512_setzero_ps(), acc = _mm512_setzero_ps();
+  GroupAbsmax mapped{};
+  for (int64_t b = 0; b < nb; ++b) {
+    if (b % kNf4PanelGroupBlocks == 0) mapped = map_values(nf4_panel_codes(panel, b), planes);
+    const __m512i s =
+        nf4_panel_block_sums(nf4_panel_block(panel, b), k.xq + b * kNf4BlockSize, k.start[b], lut_hi, lut_lo);
+    const __m512i at = _mm512_srli_epi32(_mm512_add_epi32(base, _mm512_set1_epi32(static_cast<int32_t>(b))), 8);
+    if (_mm512_cmpneq_epi32_mask(at, scale_at) != 0) {
+      scale = _mm512_i32gather_ps(at, stats.absmax_scales.data(), 4);
+      scale_at = at;
+    }
+    const __m512 absmax = _mm512_add_ps(_mm512_mul_ps(mapped.block[b % kNf4PanelGroupBlocks], scale), offset);
+    acc = _mm512_fmadd_ps(_mm512_mul_ps(absmax, _mm512_set1_ps(k.xd[b * 16])), _mm512_cvtepi32_ps(s), acc);
+  }
+  _mm512_storeu_ps(out, _mm512_mul_ps(acc, _mm512_set1_ps(1.0f / kNf4Unit)));
 }
 #endif
 
@@ -466,24 +532,22 @@ void over_rows(std::span<const Weight* const> Ws, std::span<float* const> ys, in
   }
 }
 
-using PanelDot = void (*)(const uint8_t*, int64_t, const int8_t*, const float*, const int32_t*, float*);
-
-// Q4_0 panels spread over the threads as over_rows spreads rows; within one, every token takes
-// the panel's 16 rows while they stay in cache.
+// Panels (Q4_0's and NF4's, both of 16 rows) spread over the threads as over_rows spreads rows;
+// within one, every token takes the panel's rows while they stay in cache.
+static_assert(kQ4PanelRows == kNf4PanelRows, "one panel walk for both formats");
 void over_panels(std::span<const Weight* const> Ws, std::span<float* const> ys, int64_t n, float beta,
                  const Activations& a, PanelDot panel_dot) {
-  const int64_t in = Ws[0]->cols(), nb = in / kBlock;
+  const int64_t in = Ws[0]->cols(), starts = n > 0 ? static_cast<int64_t>(a.start.size()) / n : 0;
 #pragma omp parallel num_threads(threads())
   for (size_t w = 0; w < Ws.size(); ++w) {
     const int64_t out = Ws[w]->rows();
-    const uint8_t* raw = Ws[w]->raw().data();
 #pragma omp for schedule(static) nowait
     for (int64_t p = 0; p < q4_panel_count(out); ++p) {
       const int64_t r0 = p * kQ4PanelRows, rows = std::min(kQ4PanelRows, out - r0);
       for (int64_t t = 0; t < n; ++t) {
-        std::array<float, kQ4PanelRows> sums{};
-        panel_dot(raw + p * nb * kQ4PanelBlockBytes, nb, a.q.data() + t * in, a.d.data() + t * nb * 8,
-                  a.start.data() + t * nb, sums.data());
+        alignas(64) std::array<float, kQ4PanelRows> sums{};
+        panel_dot({Ws[w], p, a.q.data() + t * in, a.d.data() + t * in / kBlock * 8, a.start.data() + t * starts},
+                  sums.data());
         float* dst = ys[w] + t * out + r0;
         for (int64_t r = 0; r < rows; ++r) dst[r] = beta == 0.0f ? sums[r] : sums[r] + beta * dst[r];
       }
@@ -492,13 +556,11 @@ void over_panels(std::span<const Weight* const> Ws, std::span<float* const> ys, 
 }
 
 using BlockDot = float (*)(const uint8_t*, const int8_t*, const float*, int64_t);
-using Nf4Dot = float (*)(const Nf4Tensor&, int64_t, GroupedActs, int64_t);
 
-// The kernel `isa` names for W's format (one of the three pointers), and the activation layout
-// it reads.
+// The kernel `isa` names for W's format (a row kernel or a panel kernel), and the activation
+// layout it reads.
 struct Kernels {
   BlockDot block = nullptr;
-  Nf4Dot nf4 = nullptr;
   PanelDot panel = nullptr;
   Layout layout = Layout::Plain;
 };
@@ -506,21 +568,21 @@ Kernels kernels_for(DType t, Q8Isa isa) {
   require(q8_isa_built(isa), "q8 linear: this build has no AVX-512 VNNI kernel");
 #ifdef PRICER_Q8_AVX512
   if (isa == Q8Isa::Avx512) {
-    if (t == DType::Q8_0) return {dot_q8_0_avx512, nullptr, nullptr, Layout::Plain};
-    if (t == DType::Q4_0) return {nullptr, nullptr, q4_0_panel_avx512, Layout::Q4Panels};
-    return {nullptr, dot_nf4_avx512, nullptr, Layout::Nf4Pairs};
+    if (t == DType::Q8_0) return {dot_q8_0_avx512, nullptr, Layout::Plain};
+    if (t == DType::Q4_0) return {nullptr, q4_0_panel<q4_0_panel_avx512>, Layout::Q4Panels};
+    return {nullptr, nf4_panel_avx512, Layout::Nf4Panels};
   }
 #endif
-  if (t == DType::Q8_0) return {dot_q8_0_avx2, nullptr, nullptr, Layout::Plain};
-  if (t == DType::Q4_0) return {nullptr, nullptr, q4_0_panel_avx2, Layout::Q4Panels};
-  return {nullptr, dot_nf4_avx2, nullptr, Layout::Plain};
+  if (t == DType::Q8_0) return {dot_q8_0_avx2, nullptr, Layout::Plain};
+  if (t == DType::Q4_0) return {nullptr, q4_0_panel<q4_0_panel_avx2>, Layout::Q4Panels};
+  return {nullptr, nf4_panel_avx2, Layout::Nf4Panels};
 }
 
 }  // namespace
 
 bool takes_q8_activations(const Weight& W) {
   const DType t = W.dtype();
-  return t == DType::Q8_0 || t == DType::Q4_0 || (t == DType::NF4 && W.cols() % kNf4BlockSize == 0);
+  return t == DType::Q8_0 || t == DType::Q4_0 || (t == DType::NF4 && nf4_takes_panels(W.cols()));
 }
 
 bool prefers_q8_gemm(const Weight& W, int64_t n) {
@@ -560,16 +622,7 @@ void forward_many(std::span<const Weight* const> Ws, const float* x, std::span<f
   thread_local Activations mine;  // the calling thread's, reused from call to call
   Activations& a = mine;  // a reference the worker threads share (a thread_local is their own)
   quantize_rows(x, n, in, t == DType::NF4, k.layout, a);
-  const int64_t groups = groups_per_row(k.layout, in);
-  auto token = [&](int64_t i) {
-    return GroupedActs{a.q.data() + i * in, a.d.data() + i * nb * 8, a.gq.data() + i * groups * kGroupValues,
-                       a.gc.data() + i * groups * kGroupLanes, a.gd.data() + i * groups * kGroupLanes};
-  };
-  if (t == DType::NF4) {
-    over_rows(Ws, ys, n, beta, [&](size_t w, int64_t o, int64_t i) {
-      return k.nf4(Ws[w]->nf4(), o * (in / kNf4BlockSize), token(i), in / kNf4BlockSize);
-    });
-  } else if (k.panel != nullptr) {
+  if (k.panel != nullptr) {
     over_panels(Ws, ys, n, beta, a, k.panel);
   } else {
     over_rows(Ws, ys, n, beta, [&](size_t w, int64_t o, int64_t i) {
@@ -598,14 +651,15 @@ void q8_linear_forward_reference(const Weight& W, const float* x, float* y, int6
   const int64_t out = W.rows(), in = W.cols(), nb = in / kBlock;
   std::vector<int8_t> q(static_cast<size_t>(in));
   std::vector<float> d(static_cast<size_t>(nb * 8));
-  // ggml's layout, row by row: Q4_0's panels regrouped back (the twin never reads panels).
+  // ggml's and bitsandbytes' layouts, row by row: panels regrouped back (the twin never reads them).
   const std::vector<uint8_t> unpacked = W.dtype() == DType::Q4_0 ? W.file_bytes() : std::vector<uint8_t>{};
   const uint8_t* blocks = W.dtype() == DType::Q4_0 ? unpacked.data() : W.raw().data();
+  const Nf4Tensor flat = nf4 ? W.nf4_flat() : Nf4Tensor{};
   for (int64_t t = 0; t < n; ++t) {
     quantize_row(x + t * in, in, nf4, q.data(), d.data(), /*simd=*/false);
     for (int64_t o = 0; o < out; ++o) {
       const float s =
-          nf4 ? dot_nf4_reference(W.nf4(), o * (in / kNf4BlockSize), q.data(), d.data(), in / kNf4BlockSize)
+          nf4 ? dot_nf4_reference(flat, o * (in / kNf4BlockSize), q.data(), d.data(), in / kNf4BlockSize)
               : dot_reference(W.dtype(), blocks + o * nb * weight_block_bytes(W.dtype()), q.data(), d.data(), nb);
       y[t * out + o] = beta == 0.0f ? s : s + beta * y[t * out + o];
     }

@@ -160,9 +160,13 @@ const std::array<float, 256>& dynamic_map_signed() {
 // map * scale + offset as two separately rounded float operations, as bitsandbytes computes
 // them (dequantize_blockwise, then += offset). volatile keeps the compiler from fusing them into
 // one FMA, which would round differently.
+float nf4_absmax_of(uint8_t code, float scale, float offset) {
+  volatile float scaled = dynamic_map_signed()[code] * scale;
+  return scaled + offset;
+}
+
 float nf4_absmax(const Nf4Tensor& t, int64_t b) {
-  volatile float scaled = dynamic_map_signed()[t.absmax_codes[b]] * t.absmax_scales[b / kNf4AbsmaxBlockSize];
-  return scaled + t.absmax_offset;
+  return nf4_absmax_of(t.absmax_codes[b], t.absmax_scales[b / kNf4AbsmaxBlockSize], t.absmax_offset);
 }
 
 Nf4Tensor nf4_quantize(const float* x, int64_t n) {
@@ -251,8 +255,6 @@ void nf4_dequantize(const Nf4Tensor& t, int64_t first, int64_t count, float* out
           "nf4 dequantize: range [" + std::to_string(first) + ", +" + std::to_string(count) + ") outside tensor of " +
               std::to_string(t.numel) + " elements");
   const auto& code = nf4_code();
-  const __m256 code_lo = _mm256_loadu_ps(code.data());
-  const __m256 code_hi = _mm256_loadu_ps(code.data() + 8);
   const int64_t end = first + count;
   int64_t i = first;
   while (i < end) {
@@ -260,25 +262,7 @@ void nf4_dequantize(const Nf4Tensor& t, int64_t first, int64_t count, float* out
     const int64_t block_end = std::min(end, (b + 1) * kNf4BlockSize);
     const float amax = nf4_absmax(t, b);
     if (i == b * kNf4BlockSize && block_end == i + kNf4BlockSize) {
-      // Whole block: scale the 16-entry table once, then look up 16 values per 8 packed bytes
-      // with two in-register permutes (indices 0-7 and 8-15) selected by bit 3.
-      const __m256 a = _mm256_set1_ps(amax);
-      const __m256 tlo = _mm256_mul_ps(code_lo, a), thi = _mm256_mul_ps(code_hi, a);
-      const uint8_t* src = t.packed.data() + i / 2;
-      float* dst = out + (i - first);
-      for (int64_t k = 0; k < kNf4BlockSize / 2; k += 8) {
-        const __m256i bytes = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(src + k)));
-        const __m256i qh = _mm256_srli_epi32(bytes, 4);
-        const __m256i ql = _mm256_and_si256(bytes, _mm256_set1_epi32(0x0f));
-        const __m256 vh = _mm256_blendv_ps(_mm256_permutevar8x32_ps(tlo, qh), _mm256_permutevar8x32_ps(thi, qh),
-                                           _mm256_castsi256_ps(_mm256_slli_epi32(qh, 28)));
-        const __m256 vl = _mm256_blendv_ps(_mm256_permutevar8x32_ps(tlo, ql), _mm256_permutevar8x32_ps(thi, ql),
-                                           _mm256_castsi256_ps(_mm256_slli_epi32(ql, 28)));
-        // Interleave: byte j gives elements 2j (high nibble) and 2j + 1 (low nibble).
-        const __m256 u0 = _mm256_unpacklo_ps(vh, vl), u1 = _mm256_unpackhi_ps(vh, vl);
-        _mm256_storeu_ps(dst + 2 * k, _mm256_permute2f128_ps(u0, u1, 0x20));
-        _mm256_storeu_ps(dst + 2 * k + 8, _mm256_permute2f128_ps(u0, u1, 0x31));
-      }
+      nf4_dequantize_block(t.packed.data() + i / 2, amax, out + (i - first));
       i += kNf4BlockSize;
       continue;
     }
@@ -286,6 +270,28 @@ void nf4_dequantize(const Nf4Tensor& t, int64_t first, int64_t count, float* out
       const uint8_t byte = t.packed[i / 2];
       out[i - first] = code[(i % 2 == 0) ? byte >> 4 : byte & 0x0f] * amax;
     }
+  }
+}
+
+void nf4_dequantize_block(const uint8_t* packed, float amax, float* out) {
+  // Scale the 16-entry table once, then look up 16 values per 8 packed bytes with two in-register
+  // permutes (indices 0-7 and 8-15) selected by bit 3.
+  const auto& code = nf4_code();
+  const __m256 a = _mm256_set1_ps(amax);
+  const __m256 tlo = _mm256_mul_ps(_mm256_loadu_ps(code.data()), a);
+  const __m256 thi = _mm256_mul_ps(_mm256_loadu_ps(code.data() + 8), a);
+  for (int64_t k = 0; k < kNf4BlockSize / 2; k += 8) {
+    const __m256i bytes = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(packed + k)));
+    const __m256i qh = _mm256_srli_epi32(bytes, 4);
+    const __m256i ql = _mm256_and_si256(bytes, _mm256_set1_epi32(0x0f));
+    const __m256 vh = _mm256_blendv_ps(_mm256_permutevar8x32_ps(tlo, qh), _mm256_permutevar8x32_ps(thi, qh),
+                                       _mm256_castsi256_ps(_mm256_slli_epi32(qh, 28)));
+    const __m256 vl = _mm256_blendv_ps(_mm256_permutevar8x32_ps(tlo, ql), _mm256_permutevar8x32_ps(thi, ql),
+                                       _mm256_castsi256_ps(_mm256_slli_epi32(ql, 28)));
+    // Interleave: byte j gives elements 2j (high nibble) and 2j + 1 (low nibble).
+    const __m256 u0 = _mm256_unpacklo_ps(vh, vl), u1 = _mm256_unpackhi_ps(vh, vl);
+    _mm256_storeu_ps(out + 2 * k, _mm256_permute2f128_ps(u0, u1, 0x20));
+    _mm256_storeu_ps(out + 2 * k + 8, _mm256_permute2f128_ps(u0, u1, 0x31));
   }
 }
 

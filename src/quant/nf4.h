@@ -45,9 +45,13 @@ std::vector<float> nf4_block_absmax(const Nf4Tensor& t);
 // The same for block b alone, rounded exactly as nf4_dequantize does (no fused multiply-add);
 // b is not checked.
 float nf4_absmax(const Nf4Tensor& t, int64_t b);
+// The same from a block's absmax code, its group's scale and the tensor's offset.
+float nf4_absmax_of(uint8_t code, float scale, float offset);
 // out[count] = elements [first, first + count). Whole blocks of 64 take the AVX2 path; any first
 // is accepted. Throws Error if the range lies outside the tensor or its sizes are inconsistent.
 void nf4_dequantize(const Nf4Tensor& t, int64_t first, int64_t count, float* out);
+// One whole block of 64 from its 32 packed bytes and absmax (nf4_dequantize's SIMD step).
+void nf4_dequantize_block(const uint8_t* packed, float amax, float* out);
 // Plain scalar twin of nf4_dequantize (same results, bit for bit).
 void nf4_dequantize_reference(const Nf4Tensor& t, int64_t first, int64_t count, float* out);
 

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "quant/ggml_blocks.h"
+#include "quant/nf4_panels.h"
 #include "quant/q4_panels.h"
 
 namespace pricer {
@@ -50,6 +51,11 @@ Weight Weight::from_f32(const float* data, int64_t rows, int64_t cols, DType tar
     w.f32_.assign(data, data + n);
   } else if (target == DType::NF4) {
     w.nf4_ = nf4_quantize(data, n);
+    if (nf4_takes_panels(cols)) {
+      w.raw_ = nf4_to_panels(w.nf4_, rows, cols);
+      w.nf4_.packed = {};  // held in the panels from here on
+      w.nf4_.absmax_codes = {};
+    }
   } else {
     check_cols(target, cols, "Weight::from_f32");
     for (int64_t i = 0; i < n; ++i)
@@ -90,7 +96,7 @@ Weight Weight::from_raw(DType type, int64_t rows, int64_t cols, std::vector<uint
 size_t Weight::bytes() const {
   switch (dtype_) {
     case DType::F32: return f32_.size() * sizeof(float);
-    case DType::NF4: return nf4_.bytes();
+    case DType::NF4: return nf4_.bytes() + raw_.size();
     default: return raw_.size();
   }
 }
@@ -101,6 +107,8 @@ void Weight::dequantize_rows(int64_t r0, int64_t nr, float* out) const {
                                                                      ") outside weight " + shape_str(rows_, cols_));
   if (dtype_ == DType::F32) {
     std::memcpy(out, f32_.data() + r0 * cols_, static_cast<size_t>(nr * cols_) * sizeof(float));
+  } else if (dtype_ == DType::NF4 && !raw_.empty()) {
+    nf4_panels_dequantize(raw_.data(), nf4_, cols_, r0, nr, out);
   } else if (dtype_ == DType::NF4) {
     nf4_dequantize(nf4_, r0 * cols_, nr * cols_, out);
   } else if (dtype_ == DType::Q4_0) {
@@ -109,6 +117,11 @@ void Weight::dequantize_rows(int64_t r0, int64_t nr, float* out) const {
     const size_t row = raw_bytes(dtype_, cols_);
     dequantize_raw(dtype_, raw_.data() + static_cast<size_t>(r0) * row, out, nr * cols_);
   }
+}
+
+Nf4Tensor Weight::nf4_flat() const {
+  require(dtype_ == DType::NF4, "Weight::nf4_flat: " + std::string(dtype_name(dtype_)) + " weights are not NF4");
+  return raw_.empty() ? nf4_ : nf4_from_panels(raw_.data(), rows_, cols_, nf4_);
 }
 
 std::vector<uint8_t> Weight::file_bytes() const {

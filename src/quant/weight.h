@@ -40,9 +40,13 @@ class Weight {
   const std::vector<float>& f32() const { return f32_; }
   std::vector<float>& f32() { return f32_; }  // trainable in full-parameter mode
   // F16/BF16 (2 bytes/elem) or ggml blocks as stored, but for Q4_0: 16-row panels of the same
-  // blocks (quant/q4_panels.h), the layout its one-token kernels read fastest.
+  // blocks (quant/q4_panels.h), the layout its one-token kernels read fastest; for NF4 in rows of
+  // whole 64-blocks, the panels of quant/nf4_panels.h (empty otherwise).
   const std::vector<uint8_t>& raw() const { return raw_; }
+  // NF4: the flat tensor, or where raw() holds panels, only its absmax scales and offset.
   const Nf4Tensor& nf4() const { return nf4_; }
+  // NF4: the whole flat tensor, bitsandbytes' layout (a copy where raw() holds panels).
+  Nf4Tensor nf4_flat() const;
 
  private:
   DType dtype_ = DType::F32;

@@ -1,0 +1,162 @@
+#include "quant/nf4_panels.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/threads.h"
+
+namespace pricer {
+
+namespace {
+
+constexpr int64_t kPackedBlockBytes = kNf4BlockSize / 2;  // 32
+
+void check_shape(int64_t rows, int64_t cols, int64_t numel, const char* what) {
+  require(rows >= 0 && nf4_takes_panels(cols) && rows * cols == numel,
+          std::string(what) + ": " + std::to_string(rows) + " x " + std::to_string(cols) +
+              " is not a tensor of rows of whole blocks of 64 (" + std::to_string(numel) + " elements)");
+}
+
+}  // namespace
+
+std::vector<uint8_t> nf4_to_panels(const Nf4Tensor& t, int64_t rows, int64_t cols) {
+  check_shape(rows, cols, t.numel, "nf4 panels");
+  const int64_t nb = cols / kNf4BlockSize, stride = nf4_panel_stride(cols);
+  std::vector<uint8_t> out(static_cast<size_t>(nf4_panel_bytes(rows, cols)), 0);
+  // Each row writes bytes of its own (the last panel's padding stays zero).
+#pragma omp parallel for schedule(static) num_threads(threads())
+  for (int64_t row = 0; row < rows; ++row) {
+    const int64_t r = row % kNf4PanelRows;
+    uint8_t* panel = out.data() + row / kNf4PanelRows * stride;
+    for (int64_t b = 0; b < nb; ++b) {
+      const int64_t flat = row * nb + b;
+      const uint8_t* src = t.packed.data() + flat * kPackedBlockBytes;
+      uint8_t* block = panel + (nf4_panel_block(panel, b) - panel);
+      for (int64_t k = 0; k < kNf4PanelChunks; ++k) std::memcpy(block + k * 64 + 4 * r, src + 4 * k, 4);
+      panel[nf4_panel_codes(panel, b) - panel + nf4_panel_code_index(r, b)] = t.absmax_codes[flat];
+    }
+  }
+  return out;
+}
+
+Nf4Tensor nf4_from_panels(const uint8_t* panels, int64_t rows, int64_t cols, const Nf4Tensor& stats) {
+  check_shape(rows, cols, stats.numel, "nf4 from panels");
+  const int64_t nb = cols / kNf4BlockSize, stride = nf4_panel_stride(cols);
+  Nf4Tensor t;
+  t.numel = stats.numel;
+  t.absmax_scales = stats.absmax_scales;
+  t.absmax_offset = stats.absmax_offset;
+  t.packed.resize(static_cast<size_t>(t.numel / 2));
+  t.absmax_codes.resize(static_cast<size_t>(rows * nb));
+  for (int64_t row = 0; row < rows; ++row) {
+    const int64_t r = row % kNf4PanelRows;
+    const uint8_t* panel = panels + row / kNf4PanelRows * stride;
+    for (int64_t b = 0; b < nb; ++b) {
+      nf4_panel_row_bytes(nf4_panel_block(panel, b), r, t.packed.data() + (row * nb + b) * kPackedBlockBytes);
+      t.absmax_codes[static_cast<size_t>(row * nb + b)] = nf4_panel_codes(panel, b)[nf4_panel_code_index(r, b)];
+    }
+  }
+  return t;
+}
+
+void nf4_panel_row_bytes(const uint8_t* block, int64_t r, uint8_t* out) {
+  // One gather and one store: eight 4-byte stores would stall the 32-byte load that reads them next.
+  const __m256i at = _mm256_setr_epi32(0, 64, 128, 192, 256, 320, 384, 448);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out),
+                      _mm256_i32gather_epi32(reinterpret_cast<const int*>(block + 4 * r), at, 1));
+}
+
+namespace {
+
+// Row r of a panel's block b in f32 (out[64]).
+void dequantize_panel_row(const uint8_t* panel, const Nf4Tensor& stats, int64_t nb, int64_t row, int64_t b,
+                          float* out) {
+  const int64_t r = row % kNf4PanelRows;
+  const uint8_t code = nf4_panel_codes(panel, b)[nf4_panel_code_index(r, b)];
+  const float amax = nf4_absmax_of(code, stats.absmax_scales[(row * nb + b) / kNf4AbsmaxBlockSize], stats.absmax_offset);
+  alignas(32) std::array<uint8_t, kPackedBlockBytes> bytes{};
+  nf4_panel_row_bytes(nf4_panel_block(panel, b), r, bytes.data());
+  nf4_dequantize_block(bytes.data(), amax, out);
+}
+
+#ifdef __AVX512F__
+// The 16 rows' absmax of a panel's block b, as nf4_absmax_of rounds it: the product, then the sum
+// (explicitly rounded operations, which the compiler does not fuse).
+__m512 panel_block_absmax(const uint8_t* panel, const Nf4Tensor& stats, int64_t nb, int64_t row0, int64_t b) {
+  alignas(64) std::array<int32_t, kNf4PanelRows> code{}, at{};
+  for (int64_t r = 0; r < kNf4PanelRows; ++r) {
+    code[r] = nf4_panel_codes(panel, b)[nf4_panel_code_index(r, b)];
+    at[r] = static_cast<int32_t>(((row0 + r) * nb + b) / kNf4AbsmaxBlockSize);
+  }
+  constexpr int kRound = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+  const __m512 scaled = _mm512_mul_round_ps(
+      _mm512_i32gather_ps(_mm512_load_si512(code.data()), dynamic_map_signed().data(), 4),
+      _mm512_i32gather_ps(_mm512_load_si512(at.data()), stats.absmax_scales.data(), 4), kRound);
+  return _mm512_add_round_ps(scaled, _mm512_set1_ps(stats.absmax_offset), kRound);
+}
+
+// Rows 4q..4q + 3 of a panel's block b (row 4q to out, then every cols): each 16 bytes of a
+// chunk are 4 bytes of these 4 rows; their nibbles interleaved into element order, widened to a
+// lane each, looked up in the code values and times the row's absmax (the very product
+// code[q] * absmax of nf4_dequantize); 8 consecutive values stored per row.
+void dequantize_panel_quad(const uint8_t* panel, int64_t b, int64_t q, const float* absmax, int64_t cols,
+                           float* out) {
+  const __m512 values = _mm512_loadu_ps(nf4_code().data());
+  const __m128i m4 = _mm_set1_epi8(0x0F);
+  const uint8_t* c = nf4_panel_block(panel, b);
+  const __m512 a01 = _mm512_insertf32x8(_mm512_set1_ps(absmax[4 * q]), _mm256_set1_ps(absmax[4 * q + 1]), 1);
+  const __m512 a23 = _mm512_insertf32x8(_mm512_set1_ps(absmax[4 * q + 2]), _mm256_set1_ps(absmax[4 * q + 3]), 1);
+  for (int64_t k = 0; k < kNf4PanelChunks; ++k) {
+    // A byte's high nibble is the first of its two values.
+    const __m128i z = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c + k * 64 + q * 16));
+    const __m128i hi = _mm_and_si128(_mm_srli_epi16(z, 4), m4), lo = _mm_and_si128(z, m4);
+    const __m512 v01 = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(hi, lo)), values), a01);
+    const __m512 v23 = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm_unpackhi_epi8(hi, lo)), values), a23);
+    _mm256_storeu_ps(out + 8 * k, _mm512_castps512_ps256(v01));
+    _mm256_storeu_ps(out + cols + 8 * k, _mm512_extractf32x8_ps(v01, 1));
+    _mm256_storeu_ps(out + 2 * cols + 8 * k, _mm512_castps512_ps256(v23));
+    _mm256_storeu_ps(out + 3 * cols + 8 * k, _mm512_extractf32x8_ps(v23, 1));
+  }
+}
+
+// A whole panel (its 16 rows to out, every cols), 4 rows at a time: 16 rows a power of two apart
+// written at once fall into one cache set and evict each other.
+void dequantize_panel(const uint8_t* panel, const Nf4Tensor& stats, int64_t nb, int64_t row0, int64_t cols,
+                      float* out) {
+  thread_local std::vector<float> absmax;
+  absmax.resize(static_cast<size_t>(nb * kNf4PanelRows));
+  for (int64_t b = 0; b < nb; ++b)
+    _mm512_storeu_ps(absmax.data() + b * kNf4PanelRows, panel_block_absmax(panel, stats, nb, row0, b));
+  for (int64_t q = 0; q < 4; ++q)
+    for (int64_t b = 0; b < nb; ++b)
+      dequantize_panel_quad(panel, b, q, absmax.data() + b * kNf4PanelRows, cols, out + 4 * q * cols + b * kNf4BlockSize);
+}
+#endif
+
+}  // namespace
+
+void nf4_panels_dequantize(const uint8_t* panels, const Nf4Tensor& stats, int64_t cols, int64_t r0, int64_t nr,
+                           float* out) {
+  const int64_t nb = cols / kNf4BlockSize, stride = nf4_panel_stride(cols);
+  for (int64_t row = r0; row < r0 + nr;) {
+    const uint8_t* panel = panels + row / kNf4PanelRows * stride;
+    float* dst = out + (row - r0) * cols;
+#ifdef __AVX512F__
+    if (row % kNf4PanelRows == 0 && row + kNf4PanelRows <= r0 + nr) {  // a whole panel in the band
+      dequantize_panel(panel, stats, nb, row, cols, dst);
+      row += kNf4PanelRows;
+      continue;
+    }
+#endif
+    for (int64_t b = 0; b < nb; ++b) dequantize_panel_row(panel, stats, nb, row, b, dst + b * kNf4BlockSize);
+    ++row;
+  }
+}
+
+}  // namespace pricer
