@@ -5,8 +5,10 @@
 #include <random>
 #include <vector>
 
+#include "kernels/bf16.h"
 #include "quant/ggml_blocks.h"
 #include "quant/nf4.h"
+#include "quant/nf4_panels.h"
 #include "quant/weight.h"
 
 namespace {
@@ -73,17 +75,27 @@ void BM_RawDequantize(benchmark::State& state) {
 // Weights back to f32 as the bf16 GEMMs take them: bands of 256 rows (1 MiB of f32 at these
 // rows of 1024) into one reused tile. Q4_0 and NF4 as held in memory (16-row panels), beside NF4's
 // flat bitsandbytes tensor (nf4_dequantize) in the same bands.
-enum class Held { Q4_0Panels, Nf4Panels, Nf4Flat };
+// Nf4PanelsBf16: the panels rounded straight to bf16, beside Nf4Panels then kernels::to_bf16
+// (what the bf16 GEMMs took before).
+enum class Held { Q4_0Panels, Nf4Panels, Nf4Flat, Nf4PanelsBf16, Nf4PanelsThenBf16 };
 template <Held kHeld>
 void BM_BandDequantize(benchmark::State& state) {
   const int64_t rows = 4096, cols = kN / rows, band = 256;
   const pricer::DType t = kHeld == Held::Q4_0Panels ? pricer::DType::Q4_0 : pricer::DType::NF4;
   const pricer::Weight w = pricer::Weight::from_f32(input().data(), rows, cols, t);
   std::vector<float> tile(band * cols);
+  std::vector<uint16_t> tile16(band * cols);
   for (auto _ : state) {
     for (int64_t r0 = 0; r0 < rows; r0 += band) {
-      if (kHeld == Held::Nf4Flat) pricer::nf4_dequantize(nf4_input(), r0 * cols, band * cols, tile.data());
-      else w.dequantize_rows(r0, band, tile.data());
+      if (kHeld == Held::Nf4Flat) {
+        pricer::nf4_dequantize(nf4_input(), r0 * cols, band * cols, tile.data());
+      } else if (kHeld == Held::Nf4PanelsBf16) {
+        pricer::nf4_panels_dequantize_bf16(w.raw().data(), w.nf4(), cols, r0, band, tile16.data());
+      } else {
+        w.dequantize_rows(r0, band, tile.data());
+        if (kHeld == Held::Nf4PanelsThenBf16) pricer::kernels::to_bf16(tile.data(), tile16.data(), band * cols);
+      }
+      benchmark::DoNotOptimize(tile16.data());
       benchmark::DoNotOptimize(tile.data());
       benchmark::ClobberMemory();
     }
@@ -117,6 +129,10 @@ BENCHMARK(BM_RawDequantize)->Apply([](auto* b) { raw_types(b, true); }) -> Unit(
 BENCHMARK(BM_BandDequantize<Held::Q4_0Panels>)->Name("bands/q4_0_panels")->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_BandDequantize<Held::Nf4Panels>)->Name("bands/nf4_panels")->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_BandDequantize<Held::Nf4Flat>)->Name("bands/nf4_flat")->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_BandDequantize<Held::Nf4PanelsThenBf16>)
+    ->Name("bands/nf4_panels_then_to_bf16")
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_BandDequantize<Held::Nf4PanelsBf16>)->Name("bands/nf4_panels_bf16")->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_RawQuantize)->Apply([](auto* b) { raw_types(b, false); }) -> Unit(benchmark::kMillisecond);
 
 }  // namespace

@@ -16,6 +16,7 @@
 
 #include "core/error.h"
 #include "core/threads.h"
+#include "quant/half.h"
 #include "quant/nf4.h"
 #include "quant/nf4_panels.h"
 #include "quant/weight.h"
@@ -313,8 +314,8 @@ TEST(Nf4, BadInputThrows) {
 }
 
 // NF4 weights in rows of whole 64-blocks are held in 16-row panels: the same codes as the flat
-// tensor, read back bit for bit, for whole and partial panels, partial groups of 4 blocks, and
-// rows crossing the flat tensor's groups of 256 absmax values (rows of 48 blocks).
+// tensor, read back bit for bit (and in bf16 as f32_to_bf16 rounds them), for whole and partial panels, partial groups
+// of 4 blocks, and rows crossing the flat tensor's groups of 256 absmax values (rows of 48 blocks).
 TEST(Nf4Panels, HoldTheFlatTensorBitForBit) {
   std::mt19937 rng(8);
   std::normal_distribution<float> d(0.0f, 0.05f);
@@ -336,9 +337,13 @@ TEST(Nf4Panels, HoldTheFlatTensorBitForBit) {
     for (const auto& [r0, nr] : {std::pair<int64_t, int64_t>{0, rows}, {1, rows - 1}, {rows / 2, rows - rows / 2}}) {
       std::fill(got.begin(), got.end(), -7.0f);
       w.dequantize_rows(r0, nr, got.data());
-      for (int64_t i = 0; i < nr * cols; ++i)
+      std::vector<uint16_t> got16(static_cast<size_t>(nr * cols), 0xFFFF);
+      pricer::nf4_panels_dequantize_bf16(w.raw().data(), w.nf4(), cols, r0, nr, got16.data());
+      for (int64_t i = 0; i < nr * cols; ++i) {
         ASSERT_EQ(std::bit_cast<uint32_t>(got[i]), std::bit_cast<uint32_t>(want[r0 * cols + i]))
             << rows << "x" << cols << " band from row " << r0 << ", element " << i;
+        ASSERT_EQ(got16[i], pricer::f32_to_bf16(want[r0 * cols + i])) << "bf16, element " << i;
+      }
     }
   }
   // Rows that are not whole blocks stay flat.

@@ -22,6 +22,7 @@
 #include "kernels/q8_dot.h"
 #include "kernels/q8_gemm.h"
 #include "kernels/simd.h"
+#include "quant/nf4_panels.h"
 
 namespace pricer {
 
@@ -567,12 +568,16 @@ class CpuBackend final : public Backend {
     if (bf16) tiles16_.resize(static_cast<size_t>(nt * tile_elems));
   }
 
-  // Rows [r0, r0 + nb) of W in bf16: bf16 weights are copied as stored, the other formats go
-  // through the f32 tile.
+  // Rows [r0, r0 + nb) of W in bf16: bf16 weights are copied as stored, NF4 panels rounded
+  // straight to bf16, the other formats go through the f32 tile.
   static void dequantize_bf16(const Weight& W, int64_t r0, int64_t nb, float* staging, uint16_t* out) {
     const int64_t in = W.cols();
     if (W.dtype() == DType::BF16) {
       std::memcpy(out, W.raw().data() + r0 * in * 2, static_cast<size_t>(nb * in) * 2);
+      return;
+    }
+    if (W.dtype() == DType::NF4 && !W.raw().empty()) {
+      nf4_panels_dequantize_bf16(W.raw().data(), W.nf4(), in, r0, nb, out);
       return;
     }
     W.dequantize_rows(r0, nb, staging);

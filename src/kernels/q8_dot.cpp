@@ -406,7 +406,8 @@ void nf4_panel_avx2(const PanelTask& k, float* out) {
   }
 }
 
-#ifdef PRICER_Q8_AVX512
+#if defined(PRICER_Q8_AVX512) && defined(__AVX512VBMI__)
+#define PRICER_NF4_AVX512 1  // its absmax lookups permute bytes across the register (AVX512-VBMI)
 // The signed dynamic map (absmax codes to values) as 4 byte planes: byte p of the f32 value of
 // code c is entry c of plane p, each plane's 256 bytes held in four registers.
 struct MapPlanes {
@@ -570,7 +571,9 @@ Kernels kernels_for(DType t, Q8Isa isa) {
   if (isa == Q8Isa::Avx512) {
     if (t == DType::Q8_0) return {dot_q8_0_avx512, nullptr, Layout::Plain};
     if (t == DType::Q4_0) return {nullptr, q4_0_panel<q4_0_panel_avx512>, Layout::Q4Panels};
+#ifdef PRICER_NF4_AVX512
     return {nullptr, nf4_panel_avx512, Layout::Nf4Panels};
+#endif
   }
 #endif
   if (t == DType::Q8_0) return {dot_q8_0_avx2, nullptr, Layout::Plain};

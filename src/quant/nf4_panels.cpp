@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/threads.h"
+#include "quant/half.h"
 
 namespace pricer {
 
@@ -79,13 +80,20 @@ void dequantize_panel_row(const uint8_t* panel, const Nf4Tensor& stats, int64_t 
                           float* out) {
   const int64_t r = row % kNf4PanelRows;
   const uint8_t code = nf4_panel_codes(panel, b)[nf4_panel_code_index(r, b)];
-  const float amax = nf4_absmax_of(code, stats.absmax_scales[(row * nb + b) / kNf4AbsmaxBlockSize], stats.absmax_offset);
+  const float amax =
+      nf4_absmax_of(code, stats.absmax_scales[(row * nb + b) / kNf4AbsmaxBlockSize], stats.absmax_offset);
   alignas(32) std::array<uint8_t, kPackedBlockBytes> bytes{};
   nf4_panel_row_bytes(nf4_panel_block(panel, b), r, bytes.data());
   nf4_dequantize_block(bytes.data(), amax, out);
 }
 
-#ifdef __AVX512F__
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+// GCC 12 takes the placeholder operand that its AVX-512 intrinsics pass as "undefined" for an
+// uninitialised read once these helpers are inlined into a loop (GCC bug 105593, fixed in 13).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 // The 16 rows' absmax of a panel's block b, as nf4_absmax_of rounds it: the product, then the sum
 // (explicitly rounded operations, which the compiler does not fuse).
 __m512 panel_block_absmax(const uint8_t* panel, const Nf4Tensor& stats, int64_t nb, int64_t row0, int64_t b) {
@@ -95,9 +103,9 @@ __m512 panel_block_absmax(const uint8_t* panel, const Nf4Tensor& stats, int64_t 
     at[r] = static_cast<int32_t>(((row0 + r) * nb + b) / kNf4AbsmaxBlockSize);
   }
   constexpr int kRound = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
-  const __m512 scaled = _mm512_mul_round_ps(
-      _mm512_i32gather_ps(_mm512_load_si512(code.data()), dynamic_map_signed().data(), 4),
-      _mm512_i32gather_ps(_mm512_load_si512(at.data()), stats.absmax_scales.data(), 4), kRound);
+  const __m512 scaled =
+      _mm512_mul_round_ps(_mm512_i32gather_ps(_mm512_load_si512(code.data()), dynamic_map_signed().data(), 4),
+                          _mm512_i32gather_ps(_mm512_load_si512(at.data()), stats.absmax_scales.data(), 4), kRound);
   return _mm512_add_round_ps(scaled, _mm512_set1_ps(stats.absmax_offset), kRound);
 }
 
@@ -105,8 +113,23 @@ __m512 panel_block_absmax(const uint8_t* panel, const Nf4Tensor& stats, int64_t 
 // chunk are 4 bytes of these 4 rows; their nibbles interleaved into element order, widened to a
 // lane each, looked up in the code values and times the row's absmax (the very product
 // code[q] * absmax of nf4_dequantize); 8 consecutive values stored per row.
-void dequantize_panel_quad(const uint8_t* panel, int64_t b, int64_t q, const float* absmax, int64_t cols,
-                           float* out) {
+// 16 values, the first 8 to row a, the rest to row b: as they are, or rounded to bf16 as
+// f32_to_bf16 rounds finite values (NF4 values are finite).
+inline void store_rows(__m512 v, float* a, float* b) {
+  _mm256_storeu_ps(a, _mm512_castps512_ps256(v));
+  _mm256_storeu_ps(b, _mm512_extractf32x8_ps(v, 1));
+}
+inline void store_rows(__m512 v, uint16_t* a, uint16_t* b) {
+  const __m512i u = _mm512_castps_si512(v);
+  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), odd)), 16);
+  const __m256i h = _mm512_cvtepi32_epi16(rounded);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(a), _mm256_castsi256_si128(h));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(b), _mm256_extracti128_si256(h, 1));
+}
+
+template <class Out>
+void dequantize_panel_quad(const uint8_t* panel, int64_t b, int64_t q, const float* absmax, int64_t cols, Out* out) {
   const __m512 values = _mm512_loadu_ps(nf4_code().data());
   const __m128i m4 = _mm_set1_epi8(0x0F);
   const uint8_t* c = nf4_panel_block(panel, b);
@@ -116,47 +139,73 @@ void dequantize_panel_quad(const uint8_t* panel, int64_t b, int64_t q, const flo
     // A byte's high nibble is the first of its two values.
     const __m128i z = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c + k * 64 + q * 16));
     const __m128i hi = _mm_and_si128(_mm_srli_epi16(z, 4), m4), lo = _mm_and_si128(z, m4);
-    const __m512 v01 = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(hi, lo)), values), a01);
-    const __m512 v23 = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm_unpackhi_epi8(hi, lo)), values), a23);
-    _mm256_storeu_ps(out + 8 * k, _mm512_castps512_ps256(v01));
-    _mm256_storeu_ps(out + cols + 8 * k, _mm512_extractf32x8_ps(v01, 1));
-    _mm256_storeu_ps(out + 2 * cols + 8 * k, _mm512_castps512_ps256(v23));
-    _mm256_storeu_ps(out + 3 * cols + 8 * k, _mm512_extractf32x8_ps(v23, 1));
+    const __m512 v01 =
+        _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(hi, lo)), values), a01);
+    const __m512 v23 =
+        _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm_unpackhi_epi8(hi, lo)), values), a23);
+    store_rows(v01, out + 8 * k, out + cols + 8 * k);
+    store_rows(v23, out + 2 * cols + 8 * k, out + 3 * cols + 8 * k);
   }
 }
 
 // A whole panel (its 16 rows to out, every cols), 4 rows at a time: 16 rows a power of two apart
 // written at once fall into one cache set and evict each other.
-void dequantize_panel(const uint8_t* panel, const Nf4Tensor& stats, int64_t nb, int64_t row0, int64_t cols,
-                      float* out) {
+template <class Out>
+void dequantize_panel(const uint8_t* panel, const Nf4Tensor& stats, int64_t nb, int64_t row0, int64_t cols, Out* out) {
   thread_local std::vector<float> absmax;
   absmax.resize(static_cast<size_t>(nb * kNf4PanelRows));
   for (int64_t b = 0; b < nb; ++b)
     _mm512_storeu_ps(absmax.data() + b * kNf4PanelRows, panel_block_absmax(panel, stats, nb, row0, b));
   for (int64_t q = 0; q < 4; ++q)
     for (int64_t b = 0; b < nb; ++b)
-      dequantize_panel_quad(panel, b, q, absmax.data() + b * kNf4PanelRows, cols, out + 4 * q * cols + b * kNf4BlockSize);
+      dequantize_panel_quad(panel, b, q, absmax.data() + b * kNf4PanelRows, cols,
+                            out + 4 * q * cols + b * kNf4BlockSize);
 }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 #endif
 
-}  // namespace
+// One row's blocks (the path of rows outside whole panels), as they are or rounded to bf16.
+void dequantize_row(const uint8_t* panel, const Nf4Tensor& stats, int64_t nb, int64_t row, float* out) {
+  for (int64_t b = 0; b < nb; ++b) dequantize_panel_row(panel, stats, nb, row, b, out + b * kNf4BlockSize);
+}
+void dequantize_row(const uint8_t* panel, const Nf4Tensor& stats, int64_t nb, int64_t row, uint16_t* out) {
+  std::array<float, kNf4BlockSize> values{};
+  for (int64_t b = 0; b < nb; ++b) {
+    dequantize_panel_row(panel, stats, nb, row, b, values.data());
+    for (int64_t j = 0; j < kNf4BlockSize; ++j) out[b * kNf4BlockSize + j] = f32_to_bf16(values[j]);
+  }
+}
 
-void nf4_panels_dequantize(const uint8_t* panels, const Nf4Tensor& stats, int64_t cols, int64_t r0, int64_t nr,
-                           float* out) {
+template <class Out>
+void dequantize_rows(const uint8_t* panels, const Nf4Tensor& stats, int64_t cols, int64_t r0, int64_t nr, Out* out) {
   const int64_t nb = cols / kNf4BlockSize, stride = nf4_panel_stride(cols);
   for (int64_t row = r0; row < r0 + nr;) {
     const uint8_t* panel = panels + row / kNf4PanelRows * stride;
-    float* dst = out + (row - r0) * cols;
-#ifdef __AVX512F__
+    Out* dst = out + (row - r0) * cols;
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
     if (row % kNf4PanelRows == 0 && row + kNf4PanelRows <= r0 + nr) {  // a whole panel in the band
       dequantize_panel(panel, stats, nb, row, cols, dst);
       row += kNf4PanelRows;
       continue;
     }
 #endif
-    for (int64_t b = 0; b < nb; ++b) dequantize_panel_row(panel, stats, nb, row, b, dst + b * kNf4BlockSize);
+    dequantize_row(panel, stats, nb, row, dst);
     ++row;
   }
+}
+
+}  // namespace
+
+void nf4_panels_dequantize(const uint8_t* panels, const Nf4Tensor& stats, int64_t cols, int64_t r0, int64_t nr,
+                           float* out) {
+  dequantize_rows(panels, stats, cols, r0, nr, out);
+}
+
+void nf4_panels_dequantize_bf16(const uint8_t* panels, const Nf4Tensor& stats, int64_t cols, int64_t r0, int64_t nr,
+                                uint16_t* out) {
+  dequantize_rows(panels, stats, cols, r0, nr, out);
 }
 
 }  // namespace pricer

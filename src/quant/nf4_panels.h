@@ -59,5 +59,9 @@ void nf4_panel_row_bytes(const uint8_t* block, int64_t r, uint8_t* out);
 // out[nr * cols].
 void nf4_panels_dequantize(const uint8_t* panels, const Nf4Tensor& stats, int64_t cols, int64_t r0, int64_t nr,
                            float* out);
+// The same rounded to bf16 as f32_to_bf16 rounds (quant/half.h), without an f32 copy of the rows
+// where the build has AVX-512: what the bf16 GEMMs multiply.
+void nf4_panels_dequantize_bf16(const uint8_t* panels, const Nf4Tensor& stats, int64_t cols, int64_t r0, int64_t nr,
+                                uint16_t* out);
 
 }  // namespace pricer
