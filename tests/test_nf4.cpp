@@ -327,6 +327,9 @@ TEST(Nf4Panels, HoldTheFlatTensorBitForBit) {
     const pricer::Weight w = pricer::Weight::from_f32(x.data(), rows, cols, pricer::DType::NF4);
     ASSERT_FALSE(w.raw().empty()) << "rows of whole blocks are held in panels";
     EXPECT_EQ(w.raw().size(), static_cast<size_t>(pricer::nf4_panel_bytes(rows, cols)));
+    // The flat bytes are not kept beside the panels (a second copy of every frozen weight).
+    EXPECT_EQ(w.nf4().packed.capacity(), 0u);
+    EXPECT_EQ(w.nf4().absmax_codes.capacity(), 0u);
     const pricer::Nf4Tensor back = w.nf4_flat();
     EXPECT_EQ(back.packed, flat.packed);
     EXPECT_EQ(back.absmax_codes, flat.absmax_codes);

@@ -53,8 +53,9 @@ Weight Weight::from_f32(const float* data, int64_t rows, int64_t cols, DType tar
     w.nf4_ = nf4_quantize(data, n);
     if (nf4_takes_panels(cols)) {
       w.raw_ = nf4_to_panels(w.nf4_, rows, cols);
-      w.nf4_.packed = {};  // held in the panels from here on
-      w.nf4_.absmax_codes = {};
+      // Held in the panels from here on: the flat bytes are released (`= {}` would keep their capacity).
+      w.nf4_.packed = std::vector<uint8_t>();
+      w.nf4_.absmax_codes = std::vector<uint8_t>();
     }
   } else {
     check_cols(target, cols, "Weight::from_f32");
