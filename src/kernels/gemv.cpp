@@ -229,25 +229,6 @@ float dot_nf4(const Nf4Tensor& t, int64_t start, int64_t n, const float* x) {
   return total;
 }
 
-// Dot of x with row o of an NF4 weight held in panels: each block's 32 bytes gathered from its
-// chunks, then nf4_block_dot.
-float dot_nf4_panels(const Weight& W, int64_t o, const float* x) {
-  const auto& code = nf4_code();
-  const __m256 tab_lo = _mm256_loadu_ps(code.data()), tab_hi = _mm256_loadu_ps(code.data() + 8);
-  const Nf4Tensor& stats = W.nf4();
-  const int64_t nb = W.cols() / kNf4BlockSize, r = o % kNf4PanelRows;
-  const uint8_t* panel = W.raw().data() + o / kNf4PanelRows * nf4_panel_stride(W.cols());
-  std::array<uint8_t, kNf4BlockSize / 2> bytes{};
-  float total = 0;
-  for (int64_t b = 0; b < nb; ++b) {
-    const float absmax = nf4_absmax_of(nf4_panel_codes(panel, b)[nf4_panel_code_index(r, b)],
-                                       stats.absmax_scales[(o * nb + b) / kNf4AbsmaxBlockSize], stats.absmax_offset);
-    nf4_panel_row_bytes(nf4_panel_block(panel, b), r, bytes.data());
-    total += absmax * nf4_block_dot(bytes.data(), x + b * kNf4BlockSize, tab_lo, tab_hi);
-  }
-  return total;
-}
-
 // Two bf16 rows' dot product, f32 sums: 32 pairs per instruction where the build has AVX512-BF16,
 // otherwise both widened to f32 and multiplied there (AVX2).
 float dot_bf16_bf16(const uint16_t* w, const uint16_t* x, int64_t n) {
@@ -297,14 +278,15 @@ void fused_gemv(const Weight& W, const float* x, float* y, float beta) {
   }
 #endif
   const uint8_t* raw = W.raw().data();
+  const bool panels = dt == DType::NF4 && !W.raw().empty();
   const int nt = threads();
   ParallelErrors errors;
 #pragma omp parallel num_threads(nt)
   {
-    // The K-quant formats (super-blocks of 256), and Q4_0's panels where the build has no AVX-512,
-    // go through a one-row buffer that stays in L1.
+    // The K-quant formats (super-blocks of 256), and Q4_0's and NF4's panels where the build has
+    // no AVX-512, go through a one-row buffer that stays in L1.
     std::vector<float> row_buf;
-    if (dt == DType::Q4_K || dt == DType::Q5_K || dt == DType::Q6_K || dt == DType::Q4_0)
+    if (dt == DType::Q4_K || dt == DType::Q5_K || dt == DType::Q6_K || dt == DType::Q4_0 || panels)
       row_buf.resize(static_cast<size_t>(in));
 #pragma omp for schedule(static)
     for (int64_t o = 0; o < out; ++o) {
@@ -313,8 +295,13 @@ void fused_gemv(const Weight& W, const float* x, float* y, float beta) {
         case DType::F32: s = simd::dot(W.f32().data() + o * in, x, in); break;
         case DType::BF16: s = dot_bf16(reinterpret_cast<const uint16_t*>(raw) + o * in, x, in); break;
         case DType::F16: s = dot_f16(reinterpret_cast<const uint16_t*>(raw) + o * in, x, in); break;
-        case DType::NF4: s = W.raw().empty() ? dot_nf4(W.nf4(), o * in, in, x) : dot_nf4_panels(W, o, x); break;
         case DType::Q8_0: s = dot_q8_0(raw + o * (in / 32) * kQ8_0Bytes, x, in); break;
+        case DType::NF4:
+          if (!panels) {
+            s = dot_nf4(W.nf4(), o * in, in, x);
+            break;
+          }
+          [[fallthrough]];
         default:
           errors.run([&] { W.dequantize_rows(o, 1, row_buf.data()); });
           s = simd::dot(row_buf.data(), x, in);
