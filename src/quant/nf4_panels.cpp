@@ -88,12 +88,6 @@ void dequantize_panel_row(const uint8_t* panel, const Nf4Tensor& stats, int64_t 
 }
 
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
-// GCC 12 takes the placeholder operand that its AVX-512 intrinsics pass as "undefined" for an
-// uninitialised read once these helpers are inlined into a loop (GCC bug 105593, fixed in 13).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
 // The 16 rows' absmax of a panel's block b, as nf4_absmax_of rounds it: the product, then the sum
 // (explicitly rounded operations, which the compiler does not fuse).
 __m512 panel_block_absmax(const uint8_t* panel, const Nf4Tensor& stats, int64_t nb, int64_t row0, int64_t b) {
@@ -161,9 +155,6 @@ void dequantize_panel(const uint8_t* panel, const Nf4Tensor& stats, int64_t nb, 
       dequantize_panel_quad(panel, b, q, absmax.data() + b * kNf4PanelRows, cols,
                             out + 4 * q * cols + b * kNf4BlockSize);
 }
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 #endif
 
 // One row's blocks (the path of rows outside whole panels), as they are or rounded to bf16.
