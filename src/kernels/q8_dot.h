@@ -47,8 +47,8 @@ bool takes_integer_path(const Weight& W, int64_t n);
 // activations (ggml's quantize_row_q8_0, ties to even): q[in], d[in / 32].
 void round_activations(const float* x, int64_t in, int8_t* q, float* d);
 
-// The SIMD kernels: AVX2 always, AVX-512 VNNI (128 values per step) where the build
-// targets it, which is then the default.
+// The SIMD kernels: AVX2 always, AVX-512 VNNI where the build targets it (for NF4 also
+// AVX512-VBMI, its absmax lookups; AVX2 otherwise), which is then the default.
 enum class Q8Isa { Avx2, Avx512 };
 bool q8_isa_built(Q8Isa isa);
 inline Q8Isa q8_best_isa() { return q8_isa_built(Q8Isa::Avx512) ? Q8Isa::Avx512 : Q8Isa::Avx2; }
