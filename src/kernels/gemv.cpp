@@ -122,7 +122,6 @@ void q4_0_panels_gemv(const Weight& W, const float* x, float* y, float beta) {
 // and low ones (odd) looked up in the 16 code values and taken against the token's values in NF4
 // order (xr: per 64, evens then odds) repeated; each row's block sum then times its absmax.
 void nf4_panel_f32(const Weight& W, int64_t p, const float* xr, float* out) {
-  const Nf4Tensor& stats = W.nf4();
   const int64_t nb = W.cols() / kNf4BlockSize, row0 = p * kNf4PanelRows;
   const uint8_t* panel = W.raw().data() + p * nf4_panel_stride(W.cols());
   const __m512 code = _mm512_loadu_ps(nf4_code().data());
@@ -142,11 +141,7 @@ void nf4_panel_f32(const Weight& W, int64_t p, const float* xr, float* out) {
         acc[q] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_and_si512(v, m4), code), xo, acc[q]);
       }
     }
-    for (int64_t r = 0; r < kNf4PanelRows; ++r) {
-      const int64_t row = std::min(row0 + r, W.rows() - 1);  // padding rows: any valid scale, dropped
-      absmax[r] = nf4_absmax_of(nf4_panel_codes(panel, b)[nf4_panel_code_index(r, b)],
-                                stats.absmax_scales[(row * nb + b) / kNf4AbsmaxBlockSize], stats.absmax_offset);
-    }
+    nf4_panel_absmax(panel, W.nf4(), W.rows(), W.cols(), row0, b, absmax.data());
     const __m512 a = _mm512_load_ps(absmax.data());
     const __m512i lane_row = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
     for (int64_t q = 0; q < 4; ++q) {  // lane l of quad q is row 4q + l / 4
@@ -166,9 +161,7 @@ void nf4_panels_gemv(const Weight& W, const float* x, float* y, float beta) {
   const int64_t out = W.rows(), in = W.cols();
   thread_local std::vector<float> reordered;
   reordered.resize(static_cast<size_t>(in));
-  for (int64_t j = 0; j < in; ++j)
-    reordered[static_cast<size_t>(j / kNf4BlockSize * kNf4BlockSize + j % 2 * kNf4BlockSize / 2 +
-                                  j % kNf4BlockSize / 2)] = x[j];
+  nf4_panel_order(x, in, reordered.data());
   const float* xr = reordered.data();
 #pragma omp parallel for schedule(static) num_threads(threads())
   for (int64_t p = 0; p < nf4_panel_count(out); ++p) {

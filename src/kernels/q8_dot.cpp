@@ -131,14 +131,10 @@ void quantize_row(const float* x, int64_t in, bool nf4, int8_t* q, float* d, boo
     for (int64_t b = 0; b < in / kBlock; ++b) block(x + b * kBlock, kBlock, q + b * kBlock, d + b * 8, 8);
     return;
   }
-  float halves[kNf4BlockSize];
+  std::array<float, kNf4BlockSize> halves{};
   for (int64_t b = 0; b < in / kNf4BlockSize; ++b) {
-    const float* values = x + b * kNf4BlockSize;
-    for (int64_t j = 0; j < kNf4BlockSize / 2; ++j) {
-      halves[j] = values[2 * j];
-      halves[kNf4BlockSize / 2 + j] = values[2 * j + 1];
-    }
-    block(halves, kNf4BlockSize, q + b * kNf4BlockSize, d + b * 16, 16);
+    nf4_panel_order(x + b * kNf4BlockSize, kNf4BlockSize, halves.data());
+    block(halves.data(), kNf4BlockSize, q + b * kNf4BlockSize, d + b * 16, 16);
   }
 }
 
@@ -357,9 +353,6 @@ void q4_0_panel(const PanelTask& k, float* out) {
   Kernel(k.W->raw().data() + k.p * nb * kQ4PanelBlockBytes, nb, k.xq, k.xd, k.start, out);
 }
 
-// Row `row`'s absmax scale index for block b of its row (the flat tensor's blocks of 256).
-inline int64_t nf4_scale_index(int64_t row, int64_t nb, int64_t b) { return (row * nb + b) / kNf4AbsmaxBlockSize; }
-
 // Per 32-bit lane of an int32 vector, summed exactly.
 inline int32_t hsum_epi32(__m256i v) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -385,23 +378,22 @@ void nf4_panel_avx2(const PanelTask& k, float* out) {
   const __m256i byte0 = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(nb4.byte0.data())));
   const __m256i byte1 = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(nb4.byte1.data())));
   const __m256i m4 = _mm256_set1_epi8(0x0F);
-  const Nf4Tensor& stats = k.W->nf4();
   const int64_t nb = k.W->cols() / kNf4BlockSize, row0 = k.p * kNf4PanelRows;
   const int64_t rows = std::min(kNf4PanelRows, k.W->rows() - row0);
   const uint8_t* panel = k.W->raw().data() + k.p * nf4_panel_stride(k.W->cols());
   std::fill(out, out + kNf4PanelRows, 0.0f);
   alignas(32) std::array<uint8_t, kNf4BlockSize / 2> bytes{};
+  std::array<float, kNf4PanelRows> absmax{};
   for (int64_t b = 0; b < nb; ++b) {
     const int8_t* xq = k.xq + b * kNf4BlockSize;
     const float xd = k.xd[b * 16] * (1.0f / kNf4Unit);
+    nf4_panel_absmax(panel, k.W->nf4(), k.W->rows(), k.W->cols(), row0, b, absmax.data());
     for (int64_t r = 0; r < rows; ++r) {
       nf4_panel_row_bytes(nf4_panel_block(panel, b), r, bytes.data());
       const __m256i q = _mm256_load_si256(reinterpret_cast<const __m256i*>(bytes.data()));
       const __m256i evens = nf4_half_avx2(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), xq, byte0, byte1);
       const __m256i odds = nf4_half_avx2(_mm256_and_si256(q, m4), xq + kBlock, byte0, byte1);
-      const float absmax = nf4_absmax_of(nf4_panel_codes(panel, b)[nf4_panel_code_index(r, b)],
-                                         stats.absmax_scales[nf4_scale_index(row0 + r, nb, b)], stats.absmax_offset);
-      out[r] += absmax * xd * static_cast<float>(hsum_epi32(_mm256_add_epi32(evens, odds)));
+      out[r] += absmax[r] * xd * static_cast<float>(hsum_epi32(_mm256_add_epi32(evens, odds)));
     }
   }
 }

@@ -66,6 +66,23 @@ Nf4Tensor nf4_from_panels(const uint8_t* panels, int64_t rows, int64_t cols, con
   return t;
 }
 
+void nf4_panel_absmax(const uint8_t* panel, const Nf4Tensor& stats, int64_t rows, int64_t cols, int64_t row0, int64_t b,
+                      float* out) {
+  const int64_t nb = cols / kNf4BlockSize;
+  const uint8_t* codes = nf4_panel_codes(panel, b);
+  for (int64_t r = 0; r < kNf4PanelRows; ++r) {
+    const int64_t row = std::min(row0 + r, rows - 1);
+    out[r] = nf4_absmax_of(codes[nf4_panel_code_index(r, b)],
+                           stats.absmax_scales[static_cast<size_t>((row * nb + b) / kNf4AbsmaxBlockSize)],
+                           stats.absmax_offset);
+  }
+}
+
+void nf4_panel_order(const float* x, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i)
+    out[i / kNf4BlockSize * kNf4BlockSize + i % 2 * kNf4BlockSize / 2 + i % kNf4BlockSize / 2] = x[i];
+}
+
 void nf4_panel_row_bytes(const uint8_t* block, int64_t r, uint8_t* out) {
   // One gather and one store: eight 4-byte stores would stall the 32-byte load that reads them next.
   const __m256i at = _mm256_setr_epi32(0, 64, 128, 192, 256, 320, 384, 448);
@@ -88,25 +105,6 @@ void dequantize_panel_row(const uint8_t* panel, const Nf4Tensor& stats, int64_t 
 }
 
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
-// The 16 rows' absmax of a panel's block b, as nf4_absmax_of rounds it: the product, then the sum
-// (explicitly rounded operations, which the compiler does not fuse).
-__m512 panel_block_absmax(const uint8_t* panel, const Nf4Tensor& stats, int64_t nb, int64_t row0, int64_t b) {
-  alignas(64) std::array<int32_t, kNf4PanelRows> code{}, at{};
-  for (int64_t r = 0; r < kNf4PanelRows; ++r) {
-    code[r] = nf4_panel_codes(panel, b)[nf4_panel_code_index(r, b)];
-    at[r] = static_cast<int32_t>(((row0 + r) * nb + b) / kNf4AbsmaxBlockSize);
-  }
-  constexpr int kRound = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
-  const __m512 scaled =
-      _mm512_mul_round_ps(_mm512_i32gather_ps(_mm512_load_si512(code.data()), dynamic_map_signed().data(), 4),
-                          _mm512_i32gather_ps(_mm512_load_si512(at.data()), stats.absmax_scales.data(), 4), kRound);
-  return _mm512_add_round_ps(scaled, _mm512_set1_ps(stats.absmax_offset), kRound);
-}
-
-// Rows 4q..4q + 3 of a panel's block b (row 4q to out, then every cols): each 16 bytes of a
-// chunk are 4 bytes of these 4 rows; their nibbles interleaved into element order, widened to a
-// lane each, looked up in the code values and times the row's absmax (the very product
-// code[q] * absmax of nf4_dequantize); 8 consecutive values stored per row.
 // 16 values, the first 8 to row a, the rest to row b: as they are, or rounded to bf16 as
 // f32_to_bf16 rounds finite values (NF4 values are finite).
 inline void store_rows(__m512 v, float* a, float* b) {
@@ -149,7 +147,7 @@ void dequantize_panel(const uint8_t* panel, const Nf4Tensor& stats, int64_t nb, 
   thread_local std::vector<float> absmax;
   absmax.resize(static_cast<size_t>(nb * kNf4PanelRows));
   for (int64_t b = 0; b < nb; ++b)
-    _mm512_storeu_ps(absmax.data() + b * kNf4PanelRows, panel_block_absmax(panel, stats, nb, row0, b));
+    nf4_panel_absmax(panel, stats, row0 + kNf4PanelRows, cols, row0, b, absmax.data() + b * kNf4PanelRows);
   for (int64_t q = 0; q < 4; ++q)
     for (int64_t b = 0; b < nb; ++b)
       dequantize_panel_quad(panel, b, q, absmax.data() + b * kNf4PanelRows, cols,

@@ -52,6 +52,15 @@ inline int64_t nf4_panel_code_index(int64_t r, int64_t b) {
 std::vector<uint8_t> nf4_to_panels(const Nf4Tensor& t, int64_t rows, int64_t cols);
 Nf4Tensor nf4_from_panels(const uint8_t* panels, int64_t rows, int64_t cols, const Nf4Tensor& stats);
 
+// The absmax of block b for the 16 rows of the panel starting at row0, as nf4_absmax rounds
+// them: out[16]. Padding rows past `rows` (the matrix's) take its last row's scale.
+void nf4_panel_absmax(const uint8_t* panel, const Nf4Tensor& stats, int64_t rows, int64_t cols, int64_t row0, int64_t b,
+                      float* out);
+
+// x[0, n) (n a multiple of 64) in the order a panel's chunks pair with: per block of 64, its even
+// elements, then its odd ones.
+void nf4_panel_order(const float* x, int64_t n, float* out);
+
 // Row r's 32 packed bytes of one panel block, in the flat tensor's order.
 void nf4_panel_row_bytes(const uint8_t* block, int64_t r, uint8_t* out);
 
