@@ -438,6 +438,49 @@ TEST(LlamaModel, DropoutIsDeterministicAndDifferentiable) {
   EXPECT_EQ(grads_of(m), g);
 }
 
+// The loss reads the last layer only at the completion rows, so its output projection and MLP
+// run there alone: the same loss and gradients as the layer run at every row, with dropout masks
+// drawn as the full pass draws them, with checkpointing, on both backends.
+TEST(LlamaModel, LastLayerRunsOnlyWhereTheLossReadsWithTheSameGradients) {
+  const Batch b = make_batch(examples(48, 9), BatchMode::Packing, 0);
+  int64_t loss_rows = 0;
+  for (int64_t t = 0; t < b.size(); ++t) loss_rows += b.loss_mask[t] ? 1 : 0;
+  ASSERT_GT(loss_rows, 1);
+  ASSERT_LT(loss_rows, b.size());
+  for (const bool fast : {false, true}) {
+    auto be = fast ? make_cpu_backend() : make_reference_backend();
+    for (const bool full : {false, true}) {
+      LlamaModel m = tiny_model(full, !full);
+      if (full) {
+        m.enable_full_training();
+      } else {
+        m.add_lora(lora_all(3, 0.3f), 5);
+        randomize_lora_b(m, 61);
+      }
+      for (const bool checkpoint : {false, true}) {
+        const TrainOptions opt{.checkpoint = checkpoint, .dropout_seed = 17, .step = 2};
+        TrainOptions every = opt;
+        every.last_layer_every_row = true;
+        m.zero_grad();
+        const float l_all = m.forward_backward(b, *be, every);
+        const auto g_all = grads_of(m);
+        m.zero_grad();
+        const float l_keep = m.forward_backward(b, *be, opt);
+        const auto g_keep = grads_of(m);
+        const std::string what = std::string(fast ? "cpu" : "reference") + (full ? " full" : " lora+dropout") +
+                                 (checkpoint ? " checkpointed" : "");
+        EXPECT_NEAR(l_keep, l_all, 1e-6f * std::fabs(l_all)) << what;
+        ASSERT_EQ(g_keep.size(), g_all.size());
+        for (size_t i = 0; i < g_all.size(); ++i) {
+          const double scale = std::max(1e-3, max_abs(g_all[i]));
+          for (size_t j = 0; j < g_all[i].size(); ++j)
+            ASSERT_NEAR(g_keep[i][j], g_all[i][j], 2e-5 * scale) << what << " param " << i << " [" << j << "]";
+        }
+      }
+    }
+  }
+}
+
 TEST(LlamaModel, FullParameterGradientsMatchFiniteDifferences) {
   auto ref = make_reference_backend();
   for (bool bias : {false, true}) {

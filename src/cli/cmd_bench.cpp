@@ -163,11 +163,13 @@ Batch random_batch(const BenchOptions& o) {
   return make_batch(ex, BatchMode::Packing, 0);
 }
 
-// Multiply-adds of the frozen projections for T tokens, times two (FLOPs).
-double projection_flops(const BenchOptions& o, int64_t T) {
+// Multiply-adds of the frozen projections for T tokens, times two (FLOPs), where the last layer's
+// output projection and MLP run at last_rows of them (the rows the head reads).
+double projection_flops(const BenchOptions& o, int64_t T, int64_t last_rows) {
   const double hd = static_cast<double>(o.dim) / o.heads;
-  const double per_layer = o.dim * (o.heads * hd) * 2 + o.dim * (o.kv_heads * hd) * 2 + 3.0 * o.dim * o.ffn;
-  return 2.0 * per_layer * o.layers * T;
+  const double every_row = o.dim * (o.heads * hd) + o.dim * (o.kv_heads * hd) * 2;  // q, k, v
+  const double row_wise = o.dim * (o.heads * hd) + 3.0 * o.dim * o.ffn;  // o, gate, up, down
+  return 2.0 * (every_row * o.layers * T + row_wise * ((o.layers - 1) * T + last_rows));
 }
 
 double peak_rss_mib() {
@@ -370,7 +372,7 @@ int run_bench(const std::string& what, const BenchOptions& o) {
   // Training: projections forward and input-gradient backward (and a second forward when
   // layers are recomputed); the head at the loss positions forward and backward.
   const int64_t heads_rows = what == "train" ? batch.n_loss_tokens() : o.batch;
-  double flops = projection_flops(o, T) * (what == "train" ? (o.checkpoint ? 3 : 2) : 1) +
+  double flops = projection_flops(o, T, heads_rows) * (what == "train" ? (o.checkpoint ? 3 : 2) : 1) +
                  2.0 * heads_rows * o.dim * o.vocab * (what == "train" ? 2 : 1);
   const double peak = bf16_gemm_peak_gflops(T, o.dim, o.ffn);
   nlohmann::json j = {{"bench", what},

@@ -20,16 +20,35 @@ uint64_t dropout_key(uint64_t seed, uint64_t step, int64_t layer, Proj p) {
                mix64(step * 0x100000001b3ull + static_cast<uint64_t>(layer) * kNumProj + static_cast<uint64_t>(p)));
 }
 
-// dst (=|+=) src * mask / (1 - p), mask[i] = hash(key, i) >= p: recomputable in backward, so the
-// masks never need storing.
-void apply_dropout(const float* src, float* dst, int64_t n, uint64_t key, float p, bool accumulate) {
+// dst (=|+=) src * mask / (1 - p) over n rows of `width`, mask[i] = hash(key, i) >= p with i the
+// element's index in the whole pass: row r is the pass's row rows[r] when rows are given (a layer
+// computed at some rows only draws the masks the full pass would). Recomputable in backward, so
+// the masks never need storing.
+void apply_dropout(const float* src, float* dst, int64_t n, int64_t width, std::span<const int64_t> rows, uint64_t key,
+                   float p, bool accumulate) {
   const uint64_t threshold = static_cast<uint64_t>(static_cast<double>(p) * 0x1p24);
   const float keep_scale = 1.0f / (1.0f - p);
-  for (int64_t i = 0; i < n; ++i) {
-    const bool keep = (mix64(key + static_cast<uint64_t>(i)) >> 40) >= threshold;
-    const float v = keep ? src[i] * keep_scale : 0.0f;
-    dst[i] = accumulate ? dst[i] + v : v;
+  for (int64_t r = 0; r < n; ++r) {
+    const uint64_t first = static_cast<uint64_t>((rows.empty() ? r : rows[r]) * width);
+    for (int64_t c = 0; c < width; ++c) {
+      const int64_t i = r * width + c;
+      const bool keep = (mix64(key + first + static_cast<uint64_t>(c)) >> 40) >= threshold;
+      const float v = keep ? src[i] * keep_scale : 0.0f;
+      dst[i] = accumulate ? dst[i] + v : v;
+    }
   }
+}
+
+// out[r] = x[rows[r]] for rows of `width`.
+void gather_rows(const float* x, std::span<const int64_t> rows, int64_t width, std::vector<float>& out) {
+  out.resize(rows.size() * width);
+  for (size_t r = 0; r < rows.size(); ++r) std::copy_n(x + rows[r] * width, width, out.data() + r * width);
+}
+
+// y = 0 at its n rows, then y[rows[r]] = x[r].
+void scatter_rows(const float* x, std::span<const int64_t> rows, int64_t width, float* y, int64_t n) {
+  std::fill(y, y + n * width, 0.0f);
+  for (size_t r = 0; r < rows.size(); ++r) std::copy_n(x + r * width, width, y + rows[r] * width);
 }
 
 void add_into(float* y, const float* x, int64_t n) {
@@ -117,6 +136,7 @@ std::vector<float> rope_inv_freq(const ModelConfig& cfg) {
 
 struct LlamaModel::Acts {
   std::vector<float> xn, rstd1, q, k, v, att, lse, h, hn, rstd2, g, u;
+  std::vector<float> att_keep;  // att at the kept rows, when a layer's output is needed at some only
   std::array<std::vector<float>, kNumProj> xa;  // adapter outputs x A^T [T, rank]
 };
 
@@ -128,6 +148,7 @@ struct LlamaModel::Scratch {
   std::vector<float> xd;  // dropped adapter input [T, max(dim, ffn)]
   std::vector<float> dxa;  // [T, rank]
   std::vector<float> hsel, hnsel, rstd_sel, dhnsel, dhsel, logits, losses;
+  std::vector<float> x_keep, out_keep, dres_keep, datt_keep, dh_all;  // rows of a layer run at some only
   std::vector<int32_t> tsel;
 };
 
@@ -462,7 +483,7 @@ void LlamaModel::proj_extras(Backend& be, int64_t l, Proj p, const float* x, flo
   const float* xin = x;
   if (dr.on && lora_.dropout > 0.0f) {
     s.xd.resize(T * ad->in);
-    apply_dropout(x, s.xd.data(), T * ad->in, dropout_key(dr.seed, dr.step, l, p), lora_.dropout, false);
+    apply_dropout(x, s.xd.data(), T, ad->in, dr.rows, dropout_key(dr.seed, dr.step, l, p), lora_.dropout, false);
     xin = s.xd.data();
   }
   acts.xa[pi].resize(T * ad->rank);
@@ -491,7 +512,7 @@ void LlamaModel::proj_backward(Backend& be, int64_t l, Proj p, const float* x, c
   const float* xin = x;
   if (drop) {
     s.xd.resize(T * ad->in);
-    apply_dropout(x, s.xd.data(), T * ad->in, key, lora_.dropout, false);
+    apply_dropout(x, s.xd.data(), T, ad->in, dr.rows, key, lora_.dropout, false);
     xin = s.xd.data();
   }
   const float* xa = acts.xa[pi].data();
@@ -501,7 +522,7 @@ void LlamaModel::proj_backward(Backend& be, int64_t l, Proj p, const float* x, c
   be.gemm(true, false, ad->rank, ad->in, T, 1.0f, s.dxa.data(), xin, 1.0f, ad->dA.data());
   if (drop) {
     be.gemm(false, false, T, ad->in, ad->rank, 1.0f, s.dxa.data(), ad->A.data(), 0.0f, s.xd.data());
-    apply_dropout(s.xd.data(), dx, T * ad->in, key, lora_.dropout, true);
+    apply_dropout(s.xd.data(), dx, T, ad->in, dr.rows, key, lora_.dropout, true);
   } else {
     be.gemm(false, false, T, ad->in, ad->rank, 1.0f, s.dxa.data(), ad->A.data(), 1.0f, dx);
   }
@@ -511,8 +532,8 @@ void LlamaModel::proj_backward(Backend& be, int64_t l, Proj p, const float* x, c
 // One decoder layer
 
 void LlamaModel::layer_forward(Backend& be, int64_t l, const float* x, float* out, const Batch& b, Acts& a, Scratch& s,
-                               const Dropout& dr, std::span<KvCache* const> caches) {
-  const int64_t T = b.size(), D = cfg_.dim, F = cfg_.ffn_dim, hd = cfg_.head_dim;
+                               const Dropout& dr, std::span<KvCache* const> caches, std::span<const int64_t> keep) {
+  const int64_t T = b.size(), D = cfg_.dim, hd = cfg_.head_dim;
   const int H = static_cast<int>(cfg_.n_heads), KV = static_cast<int>(cfg_.n_kv_heads);
   const LayerWeights& L = layers_[l];
   a.xn.resize(T * D);
@@ -522,12 +543,6 @@ void LlamaModel::layer_forward(Backend& be, int64_t l, const float* x, float* ou
   a.v.resize(T * KV * hd);
   a.att.resize(T * H * hd);
   a.lse.resize(H * T);
-  a.h.resize(T * D);
-  a.hn.resize(T * D);
-  a.rstd2.resize(T);
-  a.g.resize(T * F);
-  a.u.resize(T * F);
-  s.a.resize(T * F);
 
   be.rmsnorm_forward(x, L.attn_norm.data(), a.xn.data(), a.rstd1.data(), T, D, cfg_.rms_eps);
   constexpr std::array kQkv{Proj::Q, Proj::K, Proj::V};
@@ -555,43 +570,91 @@ void LlamaModel::layer_forward(Backend& be, int64_t l, const float* x, float* ou
     be.attention_forward(a.q.data(), a.k.data(), a.v.data(), a.att.data(), a.lse.data(), b.cu_seqlens, H, KV,
                          static_cast<int>(hd));
   }
-  proj_forward(be, l, Proj::O, a.att.data(), a.h.data(), T, a, s, dr);
-  add_into(a.h.data(), x, T * D);
+  if (keep.empty()) {
+    a.h.resize(T * D);
+    proj_forward(be, l, Proj::O, a.att.data(), a.h.data(), T, a, s, dr);
+    add_into(a.h.data(), x, T * D);
+    mlp_forward(be, l, out, T, a, s, dr);
+    return;
+  }
+  // From here on every row is its own: only the kept rows are carried on.
+  const auto n = static_cast<int64_t>(keep.size());
+  Dropout dr_keep = dr;
+  dr_keep.rows = keep;
+  gather_rows(a.att.data(), keep, H * hd, a.att_keep);
+  gather_rows(x, keep, D, s.x_keep);
+  a.h.resize(n * D);
+  proj_forward(be, l, Proj::O, a.att_keep.data(), a.h.data(), n, a, s, dr_keep);
+  add_into(a.h.data(), s.x_keep.data(), n * D);
+  s.out_keep.resize(n * D);
+  mlp_forward(be, l, s.out_keep.data(), n, a, s, dr_keep);
+  scatter_rows(s.out_keep.data(), keep, D, out, T);
+}
 
-  be.rmsnorm_forward(a.h.data(), L.ffn_norm.data(), a.hn.data(), a.rstd2.data(), T, D, cfg_.rms_eps);
+void LlamaModel::mlp_forward(Backend& be, int64_t l, float* out, int64_t n, Acts& a, Scratch& s, const Dropout& dr) {
+  const int64_t D = cfg_.dim, F = cfg_.ffn_dim;
+  a.hn.resize(n * D);
+  a.rstd2.resize(n);
+  a.g.resize(n * F);
+  a.u.resize(n * F);
+  s.a.resize(n * F);
+  be.rmsnorm_forward(a.h.data(), layers_[l].ffn_norm.data(), a.hn.data(), a.rstd2.data(), n, D, cfg_.rms_eps);
   constexpr std::array kGateUp{Proj::Gate, Proj::Up};
-  projs_forward(be, l, kGateUp, a.hn.data(), std::array{a.g.data(), a.u.data()}, T, a, s, dr);
-  be.swiglu_forward(a.g.data(), a.u.data(), s.a.data(), T * F);
-  proj_forward(be, l, Proj::Down, s.a.data(), out, T, a, s, dr);
-  add_into(out, a.h.data(), T * D);
+  projs_forward(be, l, kGateUp, a.hn.data(), std::array{a.g.data(), a.u.data()}, n, a, s, dr);
+  be.swiglu_forward(a.g.data(), a.u.data(), s.a.data(), n * F);
+  proj_forward(be, l, Proj::Down, s.a.data(), out, n, a, s, dr);
+  add_into(out, a.h.data(), n * D);
+}
+
+void LlamaModel::mlp_backward(Backend& be, int64_t l, const float* dout, int64_t n, const Acts& a, Scratch& s,
+                              const Dropout& dr) {
+  const int64_t D = cfg_.dim, F = cfg_.ffn_dim;
+  // The product is recomputed, not stored.
+  s.a.resize(n * F);
+  be.swiglu_forward(a.g.data(), a.u.data(), s.a.data(), n * F);
+  zero(s.da, n * F);
+  proj_backward(be, l, Proj::Down, s.a.data(), dout, s.da.data(), n, a, s, dr);
+  s.dg.resize(n * F);
+  s.du.resize(n * F);
+  be.swiglu_backward(a.g.data(), a.u.data(), s.da.data(), s.dg.data(), s.du.data(), n * F);
+  zero(s.dtmp, n * D);
+  proj_backward(be, l, Proj::Gate, a.hn.data(), s.dg.data(), s.dtmp.data(), n, a, s, dr);
+  proj_backward(be, l, Proj::Up, a.hn.data(), s.du.data(), s.dtmp.data(), n, a, s, dr);
+  s.dh.resize(n * D);
+  be.rmsnorm_backward(s.dtmp.data(), a.h.data(), layers_[l].ffn_norm.data(), a.rstd2.data(), s.dh.data(),
+                      full_ ? grads_[l].ffn_norm.data() : nullptr, n, D);
+  add_into(s.dh.data(), dout, n * D);
 }
 
 void LlamaModel::layer_backward(Backend& be, int64_t l, const float* x, float* dres, const Batch& b, const Acts& a,
-                                Scratch& s, const Dropout& dr) {
-  const int64_t T = b.size(), D = cfg_.dim, F = cfg_.ffn_dim, hd = cfg_.head_dim;
+                                Scratch& s, const Dropout& dr, std::span<const int64_t> keep) {
+  const int64_t T = b.size(), D = cfg_.dim, hd = cfg_.head_dim;
   const int H = static_cast<int>(cfg_.n_heads), KV = static_cast<int>(cfg_.n_kv_heads);
-  const LayerWeights& L = layers_[l];
-  float* dnorm_ffn = full_ ? grads_[l].ffn_norm.data() : nullptr;
   float* dnorm_attn = full_ ? grads_[l].attn_norm.data() : nullptr;
 
-  // MLP: out = h + down(silu(gate(hn)) * up(hn)); the product is recomputed, not stored.
-  s.a.resize(T * F);
-  be.swiglu_forward(a.g.data(), a.u.data(), s.a.data(), T * F);
-  zero(s.da, T * F);
-  proj_backward(be, l, Proj::Down, s.a.data(), dres, s.da.data(), T, a, s, dr);
-  s.dg.resize(T * F);
-  s.du.resize(T * F);
-  be.swiglu_backward(a.g.data(), a.u.data(), s.da.data(), s.dg.data(), s.du.data(), T * F);
-  zero(s.dtmp, T * D);
-  proj_backward(be, l, Proj::Gate, a.hn.data(), s.dg.data(), s.dtmp.data(), T, a, s, dr);
-  proj_backward(be, l, Proj::Up, a.hn.data(), s.du.data(), s.dtmp.data(), T, a, s, dr);
-  s.dh.resize(T * D);
-  be.rmsnorm_backward(s.dtmp.data(), a.h.data(), L.ffn_norm.data(), a.rstd2.data(), s.dh.data(), dnorm_ffn, T, D);
-  add_into(s.dh.data(), dres, T * D);
+  // MLP and the attention's output projection (h = x + o(att)), at the rows the forward ran.
+  const float* dh = nullptr;  // the gradient w.r.t. h at every row
+  if (keep.empty()) {
+    mlp_backward(be, l, dres, T, a, s, dr);
+    zero(s.datt, T * H * hd);
+    proj_backward(be, l, Proj::O, a.att.data(), s.dh.data(), s.datt.data(), T, a, s, dr);
+    dh = s.dh.data();
+  } else {
+    const auto n = static_cast<int64_t>(keep.size());
+    Dropout dr_keep = dr;
+    dr_keep.rows = keep;
+    gather_rows(dres, keep, D, s.dres_keep);
+    mlp_backward(be, l, s.dres_keep.data(), n, a, s, dr_keep);
+    zero(s.datt_keep, n * H * hd);
+    proj_backward(be, l, Proj::O, a.att_keep.data(), s.dh.data(), s.datt_keep.data(), n, a, s, dr_keep);
+    s.datt.resize(T * H * hd);
+    scatter_rows(s.datt_keep.data(), keep, H * hd, s.datt.data(), T);
+    s.dh_all.resize(T * D);
+    scatter_rows(s.dh.data(), keep, D, s.dh_all.data(), T);
+    dh = s.dh_all.data();
+  }
 
   // Attention: h = x + o(attn(rope(q(xn)), rope(k(xn)), v(xn))).
-  zero(s.datt, T * H * hd);
-  proj_backward(be, l, Proj::O, a.att.data(), s.dh.data(), s.datt.data(), T, a, s, dr);
   s.dq.resize(T * H * hd);
   s.dk.resize(T * KV * hd);
   s.dv.resize(T * KV * hd);
@@ -603,8 +666,8 @@ void LlamaModel::layer_backward(Backend& be, int64_t l, const float* x, float* d
   proj_backward(be, l, Proj::Q, a.xn.data(), s.dq.data(), s.dtmp.data(), T, a, s, dr);
   proj_backward(be, l, Proj::K, a.xn.data(), s.dk.data(), s.dtmp.data(), T, a, s, dr);
   proj_backward(be, l, Proj::V, a.xn.data(), s.dv.data(), s.dtmp.data(), T, a, s, dr);
-  be.rmsnorm_backward(s.dtmp.data(), x, L.attn_norm.data(), a.rstd1.data(), dres, dnorm_attn, T, D);
-  add_into(dres, s.dh.data(), T * D);
+  be.rmsnorm_backward(s.dtmp.data(), x, layers_[l].attn_norm.data(), a.rstd1.data(), dres, dnorm_attn, T, D);
+  add_into(dres, dh, T * D);
 }
 
 // Attention of one new token against the cached keys/values (the new ones already appended).
@@ -735,14 +798,22 @@ InferenceBuffers& inference_buffers() {
 }  // namespace
 
 // The last hidden state of b's tokens (in the thread's buffers, valid until the next pass).
-const float* LlamaModel::run_forward(Backend& be, const Batch& b, std::span<KvCache* const> caches) {
+const float* LlamaModel::run_forward(Backend& be, const Batch& b, std::span<KvCache* const> caches,
+                                     std::span<const int64_t> rows) {
   const int64_t T = b.size(), D = cfg_.dim;
   InferenceBuffers& w = inference_buffers();
   w.h.resize(T * D);
   w.next.resize(T * D);
+  // The last layer's position-wise half runs only at the rows read (ascending, once each).
+  std::vector<int64_t> keep(rows.begin(), rows.end());
+  std::sort(keep.begin(), keep.end());
+  keep.erase(std::unique(keep.begin(), keep.end()), keep.end());
+  if (static_cast<int64_t>(keep.size()) == T) keep.clear();
   embed_tokens(be, b.tokens.data(), w.h.data(), T);
   for (int64_t l = 0; l < cfg_.n_layers; ++l) {
-    layer_forward(be, l, w.h.data(), w.next.data(), b, w.acts, w.scratch, Dropout{}, caches);
+    const bool last = l == cfg_.n_layers - 1;
+    layer_forward(be, l, w.h.data(), w.next.data(), b, w.acts, w.scratch, Dropout{}, caches,
+                  last ? std::span<const int64_t>(keep) : std::span<const int64_t>());
     std::swap(w.h, w.next);
   }
   return w.h.data();
@@ -765,15 +836,19 @@ float LlamaModel::forward_backward(const Batch& b, Backend& be, const TrainOptio
   require(full_ || has_lora() || has_trainable_tokens(),
           "forward_backward: nothing to train (no adapters or token rows, not in full mode)");
   const int64_t T = b.size(), D = cfg_.dim, NL = cfg_.n_layers;
-  const Dropout dr{.on = true, .seed = opt.dropout_seed, .step = opt.step};
+  const Dropout dr{.on = true, .seed = opt.dropout_seed, .step = opt.step, .rows = {}};
   Scratch s;
   // Inputs of every layer plus the final hidden state; with checkpointing these are all that
   // is kept, and one Acts is reused for every layer's recomputation.
   std::vector<std::vector<float>> xs(NL + 1, std::vector<float>(T * D));
   std::vector<Acts> acts(opt.checkpoint ? 1 : NL);
   embed_tokens(be, b.tokens.data(), xs[0].data(), T);
+  // The head reads the last layer's output at `rows` only: there its position-wise half runs alone.
+  const auto keep = [&](int64_t l) {
+    return l == NL - 1 && !opt.last_layer_every_row ? std::span<const int64_t>(rows) : std::span<const int64_t>();
+  };
   for (int64_t l = 0; l < NL; ++l) {
-    layer_forward(be, l, xs[l].data(), xs[l + 1].data(), b, acts[opt.checkpoint ? 0 : l], s, dr, {});
+    layer_forward(be, l, xs[l].data(), xs[l + 1].data(), b, acts[opt.checkpoint ? 0 : l], s, dr, {}, keep(l));
   }
   std::vector<float> dres(T * D, 0.0f);
   const float inv_m = 1.0f / static_cast<float>(rows.size());
@@ -782,9 +857,9 @@ float LlamaModel::forward_backward(const Batch& b, Backend& be, const TrainOptio
     Acts& a = acts[opt.checkpoint ? 0 : l];
     if (opt.checkpoint) {
       s.out.resize(T * D);
-      layer_forward(be, l, xs[l].data(), s.out.data(), b, a, s, dr, {});
+      layer_forward(be, l, xs[l].data(), s.out.data(), b, a, s, dr, {}, keep(l));
     }
-    layer_backward(be, l, xs[l].data(), dres.data(), b, a, s, dr);
+    layer_backward(be, l, xs[l].data(), dres.data(), b, a, s, dr, keep(l));
   }
   if (full_) be.embedding_backward(b.tokens.data(), dres.data(), d_embed_.data(), T, D);
   for (int64_t t = 0; !tokens_.empty() && t < T; ++t) {
@@ -798,7 +873,7 @@ float LlamaModel::loss(const Batch& b, Backend& be) {
   b.validate(cfg_.vocab_size, cfg_.max_seq_len, "evaluation batch");
   const std::vector<int64_t> rows = masked_rows(b);
   require(!rows.empty(), "evaluation batch: no completion (loss-masked) tokens");
-  const float* h = run_forward(be, b, {});
+  const float* h = run_forward(be, b, {}, rows);
   const float inv_m = 1.0f / static_cast<float>(rows.size());
   return head_loss(be, h, rows, b.targets.data(), b.soft_targets, inv_m, nullptr, inference_buffers().scratch) * inv_m;
 }
@@ -813,7 +888,7 @@ std::vector<float> LlamaModel::logits(const Batch& batch, std::span<const int64_
     require(r >= 0 && r < b.size(),
             "inference batch: row " + std::to_string(r) + " outside [0, " + std::to_string(b.size()) + ")");
   }
-  const float* h = run_forward(be, b, {});
+  const float* h = run_forward(be, b, {}, rows);
   return head_logits(be, h, rows, inference_buffers().scratch);
 }
 
@@ -850,12 +925,10 @@ std::vector<float> LlamaModel::forward_cached(std::span<KvCache* const> caches, 
   std::sort(sorted.begin(), sorted.end());
   require(std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end(), "cached pass: a cache given twice");
   b.validate(cfg_.vocab_size, cfg_.max_seq_len, "cached pass");
-  const float* h = run_forward(be, b, caches);
   std::vector<int64_t> last(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) {
-    caches[i]->len_ += b.cu_seqlens[i + 1] - b.cu_seqlens[i];
-    last[i] = b.cu_seqlens[i + 1] - 1;
-  }
+  for (int64_t i = 0; i < n; ++i) last[i] = b.cu_seqlens[i + 1] - 1;
+  const float* h = run_forward(be, b, caches, last);
+  for (int64_t i = 0; i < n; ++i) caches[i]->len_ += b.cu_seqlens[i + 1] - b.cu_seqlens[i];
   return head_logits(be, h, last, inference_buffers().scratch);
 }
 

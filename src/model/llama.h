@@ -65,6 +65,9 @@ struct TrainableTokens {
 
 struct TrainOptions {
   bool checkpoint = false;  // keep only each layer's input; recompute the layer in backward
+  // The last layer's output projection and MLP at every row, not only where the loss reads
+  // (the same loss and gradients, more work: for tests that hold the two together).
+  bool last_layer_every_row = false;
   uint64_t dropout_seed = 0;  // LoRA dropout masks are a pure function of (seed, step, place)
   uint64_t step = 0;
 };
@@ -166,6 +169,7 @@ class LlamaModel {
   struct Dropout {
     bool on = false;
     uint64_t seed = 0, step = 0;
+    std::span<const int64_t> rows;  // a projection's input rows are these rows of the pass (empty: all)
   };
 
   LlamaModel() = default;
@@ -184,18 +188,27 @@ class LlamaModel {
                    const Dropout& dr);
   void proj_backward(Backend& be, int64_t l, Proj p, const float* x, const float* dy, float* dx, int64_t T,
                      const Acts& acts, Scratch& s, const Dropout& dr);
-  // caches: none, or one per sequence of b (their new keys and values are appended).
+  // caches: none, or one per sequence of b (their new keys and values are appended). keep: the
+  // rows whose output is needed (ascending; empty: all): the attention output projection and the
+  // MLP, position by position, run only there, and the other rows of out are zero.
   void layer_forward(Backend& be, int64_t l, const float* x, float* out, const Batch& b, Acts& a, Scratch& s,
-                     const Dropout& dr, std::span<KvCache* const> caches);
+                     const Dropout& dr, std::span<KvCache* const> caches, std::span<const int64_t> keep = {});
+  // keep as in layer_forward: dres must be zero outside it (what the loss does not read).
   void layer_backward(Backend& be, int64_t l, const float* x, float* dres, const Batch& b, const Acts& a, Scratch& s,
-                      const Dropout& dr);
+                      const Dropout& dr, std::span<const int64_t> keep = {});
+  // The position-wise half of a layer on its n rows: out = h + down(silu(gate(hn)) * up(hn)).
+  void mlp_forward(Backend& be, int64_t l, float* out, int64_t n, Acts& a, Scratch& s, const Dropout& dr);
+  // Its backward: s.dh = dout + the gradient through the MLP, for a.h's n rows.
+  void mlp_backward(Backend& be, int64_t l, const float* dout, int64_t n, const Acts& a, Scratch& s, const Dropout& dr);
   void cached_attention(Backend& be, int64_t l, const float* q, float* out, KvCache& cache);
   // Final norm + head at `rows` of the last hidden state h [T, dim]. With targets: returns the
   // summed loss and, when dh != nullptr, writes the gradient w.r.t. h (rows not listed untouched).
   float head_loss(Backend& be, const float* h, std::span<const int64_t> rows, const int32_t* targets,
                   std::span<const SoftTarget> soft, float grad_scale, float* dh, Scratch& s);
   std::vector<float> head_logits(Backend& be, const float* h, std::span<const int64_t> rows, Scratch& s);
-  const float* run_forward(Backend& be, const Batch& b, std::span<KvCache* const> caches);
+  // rows: where the last hidden state will be read (elsewhere it is zero).
+  const float* run_forward(Backend& be, const Batch& b, std::span<KvCache* const> caches,
+                           std::span<const int64_t> rows);
   // One pass of b's sequences through their caches; logits after each sequence's last token.
   std::vector<float> forward_cached(std::span<KvCache* const> caches, const Batch& b, Backend& be);
   void embed_tokens(Backend& be, const int32_t* tokens, float* h, int64_t T) const;
