@@ -844,8 +844,9 @@ float LlamaModel::forward_backward(const Batch& b, Backend& be, const TrainOptio
   std::vector<Acts> acts(opt.checkpoint ? 1 : NL);
   embed_tokens(be, b.tokens.data(), xs[0].data(), T);
   // The head reads the last layer's output at `rows` only: there its position-wise half runs alone.
+  const bool prune = !opt.last_layer_every_row && static_cast<int64_t>(rows.size()) < T;
   const auto keep = [&](int64_t l) {
-    return l == NL - 1 && !opt.last_layer_every_row ? std::span<const int64_t>(rows) : std::span<const int64_t>();
+    return l == NL - 1 && prune ? std::span<const int64_t>(rows) : std::span<const int64_t>();
   };
   for (int64_t l = 0; l < NL; ++l) {
     layer_forward(be, l, xs[l].data(), xs[l + 1].data(), b, acts[opt.checkpoint ? 0 : l], s, dr, {}, keep(l));
