@@ -37,6 +37,14 @@ int64_t band_rows(int64_t cols) {
   return std::clamp<int64_t>(rows / 16 * 16, 64, 256);
 }
 
+// linear_backward_input's bands are its GEMMs' inner dimension: at 64 rows (a down projection's
+// 8,192-wide rows) oneDNN's bf16 matmul runs at half the rate it reaches from 512, so bands hold
+// at least 512 rows, as long as every thread still gets one.
+int64_t backward_band_rows(int64_t rows, int64_t cols, int nt) {
+  const int64_t per_thread = ((rows + nt - 1) / nt + 15) / 16 * 16;
+  return std::max<int64_t>(band_rows(cols), std::min<int64_t>(512, per_thread));
+}
+
 // Element-wise ops smaller than this run on one thread: waking the team costs more than the
 // work (e.g. one token's RMSNorm during generation).
 constexpr int64_t kMinParallelWork = int64_t(1) << 15;
@@ -110,13 +118,13 @@ class CpuBackend final : public Backend {
     // Bands of output features spread over the threads; each writes its own columns of y.
     const int nt = threads();
     const int64_t band = band_rows(in), nbands = (out + band - 1) / band;
-    reserve_tiles(nt, band * in, bf16);
+    const bool staged = reserve_tiles(nt, band * in, W, bf16);
     kernels::ParallelErrors errors;
     kernels::SerialGemms serial;
 #pragma omp parallel num_threads(nt)
     {
       const int tid = omp_get_thread_num();
-      float* tile = tiles_.data() + tid * band * in;
+      float* tile = staged ? tiles_.data() + tid * band * in : nullptr;
       uint16_t* tile16 = bf16 ? tiles16_.data() + tid * band * in : nullptr;
 #pragma omp for schedule(static)
       for (int64_t bi = 0; bi < nbands; ++bi) {
@@ -163,9 +171,9 @@ class CpuBackend final : public Backend {
     // own partial, then the partials are added to dx in thread order, so the result is
     // reproducible for a given thread count.
     const int nt = threads();
-    const int64_t band = band_rows(in), nbands = (out + band - 1) / band;
+    const int64_t band = backward_band_rows(out, in, nt), nbands = (out + band - 1) / band;
     const int64_t chunk = std::clamp<int64_t>(kPartialBudget / (int64_t(nt) * in), 1, n);
-    reserve_tiles(nt, band * in, bf16);
+    const bool staged = reserve_tiles(nt, band * in, W, bf16);
     partials_.resize(static_cast<size_t>(nt * chunk * in));
     kernels::ParallelErrors errors;
     kernels::SerialGemms serial;
@@ -174,7 +182,7 @@ class CpuBackend final : public Backend {
 #pragma omp parallel num_threads(nt)
       {
         const int tid = omp_get_thread_num(), team = omp_get_num_threads();
-        float* tile = tiles_.data() + tid * band * in;
+        float* tile = staged ? tiles_.data() + tid * band * in : nullptr;
         uint16_t* tile16 = bf16 ? tiles16_.data() + tid * band * in : nullptr;
         float* part = partials_.data() + tid * chunk * in;
         std::fill(part, part + m * in, 0.0f);
@@ -563,13 +571,22 @@ class CpuBackend final : public Backend {
   // bf16 compute applies to weights stored in a reduced format; f32 weights stay exact.
   bool bf16_compute(const Weight& W) const { return compute_ != DType::F32 && W.dtype() != DType::F32; }
 
-  void reserve_tiles(int nt, int64_t tile_elems, bool bf16) {
-    tiles_.resize(static_cast<size_t>(nt * tile_elems));
+  // One band per thread: in bf16 for the bf16 path, in f32 wherever the weight is dequantized
+  // through f32. Returns whether the f32 tiles are in use.
+  bool reserve_tiles(int nt, int64_t tile_elems, const Weight& W, bool bf16) {
     if (bf16) tiles16_.resize(static_cast<size_t>(nt * tile_elems));
+    if (bf16 && converts_straight_to_bf16(W)) return false;
+    tiles_.resize(static_cast<size_t>(nt * tile_elems));
+    return true;
   }
 
-  // Rows [r0, r0 + nb) of W in bf16: bf16 weights are copied as stored, NF4 panels rounded
-  // straight to bf16, the other formats go through the f32 tile.
+  // bf16 weights are copied as stored and NF4 panels rounded straight to bf16; the other formats
+  // go through an f32 tile.
+  static bool converts_straight_to_bf16(const Weight& W) {
+    return W.dtype() == DType::BF16 || (W.dtype() == DType::NF4 && !W.raw().empty());
+  }
+
+  // Rows [r0, r0 + nb) of W in bf16 (through `staging` unless converts_straight_to_bf16).
   static void dequantize_bf16(const Weight& W, int64_t r0, int64_t nb, float* staging, uint16_t* out) {
     const int64_t in = W.cols();
     if (W.dtype() == DType::BF16) {
