@@ -529,8 +529,10 @@ TEST_F(Backends, Attention) {
                              dvf.data(), c.cu, c.heads, c.kv_heads, c.hd);
     ref->attention_backward(q.data(), k.data(), v.data(), orf.data(), lr.data(), dout.data(), dqr.data(), dkr.data(),
                             dvr.data(), c.cu, c.heads, c.kv_heads, c.hd);
-    expect_close(dqf, dqr, 5e-5f, "attention dq " + tag);
-    expect_close(dkf, dkr, 5e-5f, "attention dk " + tag);
+    // dq and dk weigh keys and queries by differences (dP - D) of terms of order 1, which a
+    // one-token sequence cancels to zero: their rounding is held to a floor at that order.
+    expect_close(dqf, dqr, 5e-5f, "attention dq " + tag, 1e-6);
+    expect_close(dkf, dkr, 5e-5f, "attention dk " + tag, 1e-6);
     expect_close(dvf, dvr, 5e-5f, "attention dv " + tag);
   }
 }

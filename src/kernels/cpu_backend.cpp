@@ -13,6 +13,7 @@
 
 #include "core/error.h"
 #include "core/threads.h"
+#include "kernels/attention_blocks.h"
 #include "kernels/backend.h"
 #include "kernels/bf16.h"
 #include "kernels/checks.h"
@@ -63,10 +64,6 @@ void scale_or_zero(float* y, int64_t n, float beta) {
     for (int64_t i = 0; i < n; ++i) y[i] *= beta;
   }
 }
-
-// Attention keys are visited in blocks of this many; scores and probabilities of one block are
-// the only per-query temporaries (no [T, T] matrix).
-constexpr int64_t kKeyBlock = 64;
 
 class CpuBackend final : public Backend {
  public:
@@ -306,45 +303,7 @@ class CpuBackend final : public Backend {
 
   void attention_forward_impl(const float* q, const float* k, const float* v, float* out, float* lse,
                               std::span<const int32_t> cu_seqlens, int heads, int kv_heads, int hd) override {
-    const int64_t total = cu_seqlens.back();  // checked by Backend::attention_*
-    const int64_t nseq = int64_t(cu_seqlens.size()) - 1;
-    const int group = heads / kv_heads;
-    const float scale = 1.0f / std::sqrt(float(hd));
-    const int64_t qs = int64_t(heads) * hd, ks = int64_t(kv_heads) * hd;
-#pragma omp parallel for num_threads(threads()) schedule(dynamic, 1) collapse(2)
-    for (int64_t b = 0; b < nseq; ++b) {
-      for (int h = 0; h < heads; ++h) {
-        const int64_t t0 = cu_seqlens[b], t1 = cu_seqlens[b + 1];
-        const int kh = h / group;
-        alignas(32) float p[kKeyBlock];
-        for (int64_t i = t0; i < t1; ++i) {
-          const float* qi = q + i * qs + int64_t(h) * hd;
-          float* oi = out + i * qs + int64_t(h) * hd;
-          std::fill(oi, oi + hd, 0.0f);
-          // Online softmax: running max m and denominator l; o rescaled when m grows.
-          float m = -INFINITY, l = 0.0f;
-          for (int64_t j0 = t0; j0 <= i; j0 += kKeyBlock) {
-            const int64_t nb = std::min(kKeyBlock, i + 1 - j0);
-            float bm = -INFINITY;
-            for (int64_t j = 0; j < nb; ++j) {
-              p[j] = simd::dot(qi, k + (j0 + j) * ks + int64_t(kh) * hd, hd) * scale;
-              bm = std::max(bm, p[j]);
-            }
-            const float m_new = std::max(m, bm);
-            if (m_new > m && l > 0.0f) {
-              const float corr = std::exp(m - m_new);
-              l *= corr;
-              simd::scale(corr, oi, hd);
-            }
-            m = m_new;
-            l += exp_shifted(p, nb, m);
-            for (int64_t j = 0; j < nb; ++j) simd::axpy(p[j], v + (j0 + j) * ks + int64_t(kh) * hd, oi, hd);
-          }
-          simd::scale(1.0f / l, oi, hd);
-          lse[int64_t(h) * total + i] = m + std::log(l);
-        }
-      }
-    }
+    kernels::blocked_attention_forward(q, k, v, out, lse, {cu_seqlens, heads, kv_heads, hd});
   }
 
   // kv heads spread over the threads; each takes its query heads' scores over the whole cache at
@@ -365,7 +324,7 @@ class CpuBackend final : public Backend {
         float* oh = out + int64_t(h) * hd;
         float mx = -INFINITY;
         for (int64_t j = 0; j < n; ++j) mx = std::max(mx, p[j] = simd::dot(qh, K + j * hd, hd) * scale);
-        const float inv = 1.0f / exp_shifted(p, n, mx);
+        const float inv = 1.0f / simd::exp_shifted(p, n, mx);
         std::fill(oh, oh + hd, 0.0f);
         for (int64_t j = 0; j < n; ++j) simd::axpy(p[j] * inv, V + j * hd, oh, hd);
       }
@@ -375,48 +334,7 @@ class CpuBackend final : public Backend {
   void attention_backward_impl(const float* q, const float* k, const float* v, const float* out, const float* lse,
                                const float* dout, float* dq, float* dk, float* dv, std::span<const int32_t> cu_seqlens,
                                int heads, int kv_heads, int hd) override {
-    const int64_t total = cu_seqlens.back();  // checked by Backend::attention_*
-    const int64_t nseq = int64_t(cu_seqlens.size()) - 1;
-    const int group = heads / kv_heads;
-    const float scale = 1.0f / std::sqrt(float(hd));
-    const int64_t qs = int64_t(heads) * hd, ks = int64_t(kv_heads) * hd;
-    // A task is one (sequence, kv head): it alone writes that slice of dk, dv and the dq of the
-    // query heads reading it, so no two threads ever add into the same element.
-#pragma omp parallel for num_threads(threads()) schedule(dynamic, 1) collapse(2)
-    for (int64_t b = 0; b < nseq; ++b) {
-      for (int kh = 0; kh < kv_heads; ++kh) {
-        const int64_t t0 = cu_seqlens[b], t1 = cu_seqlens[b + 1];
-        for (int64_t t = t0; t < t1; ++t) {
-          std::fill(dk + t * ks + int64_t(kh) * hd, dk + t * ks + int64_t(kh + 1) * hd, 0.0f);
-          std::fill(dv + t * ks + int64_t(kh) * hd, dv + t * ks + int64_t(kh + 1) * hd, 0.0f);
-        }
-        alignas(32) float p[kKeyBlock];
-        for (int h = kh * group; h < (kh + 1) * group; ++h) {
-          for (int64_t i = t0; i < t1; ++i) {
-            const float* qi = q + i * qs + int64_t(h) * hd;
-            const float* gi = dout + i * qs + int64_t(h) * hd;
-            float* dqi = dq + i * qs + int64_t(h) * hd;
-            std::fill(dqi, dqi + hd, 0.0f);
-            const float D = simd::dot(gi, out + i * qs + int64_t(h) * hd, hd);
-            const float l = lse[int64_t(h) * total + i];
-            for (int64_t j0 = t0; j0 <= i; j0 += kKeyBlock) {
-              const int64_t nb = std::min(kKeyBlock, i + 1 - j0);
-              // Probabilities recomputed from the saved lse.
-              for (int64_t j = 0; j < nb; ++j) p[j] = simd::dot(qi, k + (j0 + j) * ks + int64_t(kh) * hd, hd) * scale;
-              exp_shifted(p, nb, l);
-              for (int64_t j = 0; j < nb; ++j) {
-                const float* kj = k + (j0 + j) * ks + int64_t(kh) * hd;
-                const float* vj = v + (j0 + j) * ks + int64_t(kh) * hd;
-                const float ds = p[j] * (simd::dot(gi, vj, hd) - D) * scale;
-                simd::axpy(ds, kj, dqi, hd);
-                simd::axpy(ds, qi, dk + (j0 + j) * ks + int64_t(kh) * hd, hd);
-                simd::axpy(p[j], gi, dv + (j0 + j) * ks + int64_t(kh) * hd, hd);
-              }
-            }
-          }
-        }
-      }
-    }
+    kernels::blocked_attention_backward(q, k, v, out, lse, dout, dq, dk, dv, {cu_seqlens, heads, kv_heads, hd});
   }
 
   void swiglu_forward(const float* g, const float* u, float* h, int64_t n) override {
@@ -533,20 +451,6 @@ class CpuBackend final : public Backend {
       const int64_t i = gi * 8;
       f(i, tail_mask(std::min<int64_t>(8, n - i)));
     }
-  }
-
-  // p[j] = exp(p[j] - shift) for j < nb; returns the sum.
-  static float exp_shifted(float* p, int64_t nb, float shift) {
-    const __m256 vs = _mm256_set1_ps(shift);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t j = 0; j < nb; j += 8) {
-      const __m256i m = tail_mask(std::min<int64_t>(8, nb - j));
-      const __m256 e =
-          _mm256_and_ps(simd::exp(_mm256_sub_ps(_mm256_maskload_ps(p + j, m), vs)), _mm256_castsi256_ps(m));
-      _mm256_maskstore_ps(p + j, m, e);
-      acc = _mm256_add_ps(acc, e);
-    }
-    return simd::hsum(acc);
   }
 
   // sum_i exp(x[i] - mx) with four independent accumulators (the row can be 128k wide).

@@ -101,4 +101,17 @@ inline float max(const float* x, int64_t n) {
   return m;
 }
 
+// p[j] = exp(p[j] - shift) for j < n; returns their sum.
+inline float exp_shifted(float* p, int64_t n, float shift) {
+  const __m256 vs = _mm256_set1_ps(shift);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t j = 0; j < n; j += 8) {
+    const __m256i m = tail_mask(n - j < 8 ? n - j : 8);
+    const __m256 e = _mm256_and_ps(exp(_mm256_sub_ps(_mm256_maskload_ps(p + j, m), vs)), _mm256_castsi256_ps(m));
+    _mm256_maskstore_ps(p + j, m, e);
+    acc = _mm256_add_ps(acc, e);
+  }
+  return hsum(acc);
+}
+
 }  // namespace pricer::simd
