@@ -105,12 +105,12 @@ class CpuBackend final : public Backend {
       kernels::fused_gemv(W, x, y, beta);
       return;
     }
-    if (n == 1 && W.dtype() == DType::BF16) {  // e.g. a QLoRA model's head, one token at a time
-      to_bf16_parallel(x, in, xb_);
-      kernels::bf16_gemv(W, xb_.data(), y, beta);
+    const bool bf16 = bf16_compute(W);
+    if (bf16 && W.dtype() == DType::BF16 && n <= kernels::kGemvRows) {  // e.g. a QLoRA model's head at the loss rows
+      to_bf16_parallel(x, n * in, xb_);
+      kernels::bf16_gemv_rows(W, xb_.data(), n, y, beta);
       return;
     }
-    const bool bf16 = bf16_compute(W);
     if (bf16) to_bf16_parallel(x, n * in, xb_);
     // Bands of output features spread over the threads; each writes its own columns of y.
     const int nt = threads();
@@ -164,6 +164,10 @@ class CpuBackend final : public Backend {
     }
     const bool bf16 = bf16_compute(W);
     if (bf16) to_bf16_parallel(dy, n * out, xb_);
+    if (bf16 && W.dtype() == DType::BF16 && n <= kernels::kGemvRows) {
+      kernels::bf16_gemv_rows_backward(W, xb_.data(), n, dx);
+      return;
+    }
     // Every band adds into all of dx: each thread sums its (statically assigned) bands into its
     // own partial, then the partials are added to dx in thread order, so the result is
     // reproducible for a given thread count.

@@ -1,10 +1,12 @@
 #include "kernels/gemv.h"
 
 #include <immintrin.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <array>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -222,38 +224,121 @@ float dot_nf4(const Nf4Tensor& t, int64_t start, int64_t n, const float* x) {
   return total;
 }
 
-// Two bf16 rows' dot product, f32 sums: 32 pairs per instruction where the build has AVX512-BF16,
-// otherwise both widened to f32 and multiplied there (AVX2).
-float dot_bf16_bf16(const uint16_t* w, const uint16_t* x, int64_t n) {
+// One bf16 weight row's dot products with N bf16 rows of x (`in` apart), f32 sums: 32 pairs per
+// instruction where the build has AVX512-BF16, otherwise both widened to f32 and multiplied there
+// (AVX2). The weight row is loaded once for all N.
+template <int N>
+void dot_rows_bf16(const uint16_t* w, const uint16_t* x, int64_t in, float* s) {
   int64_t i = 0;
-  float s = 0;
+  for (int r = 0; r < N; ++r) s[r] = 0.0f;
 #if defined(__AVX512BF16__) && defined(__AVX512BW__)
-  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-  for (; i + 64 <= n; i += 64) {
-    acc0 = _mm512_dpbf16_ps(acc0, (__m512bh)_mm512_loadu_si512(w + i), (__m512bh)_mm512_loadu_si512(x + i));
-    acc1 = _mm512_dpbf16_ps(acc1, (__m512bh)_mm512_loadu_si512(w + i + 32), (__m512bh)_mm512_loadu_si512(x + i + 32));
+  __m512 acc[N][2];
+  for (int r = 0; r < N; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  for (; i + 64 <= in; i += 64) {
+    const auto w0 = (__m512bh)_mm512_loadu_si512(w + i), w1 = (__m512bh)_mm512_loadu_si512(w + i + 32);
+    for (int r = 0; r < N; ++r) {
+      acc[r][0] = _mm512_dpbf16_ps(acc[r][0], w0, (__m512bh)_mm512_loadu_si512(x + r * in + i));
+      acc[r][1] = _mm512_dpbf16_ps(acc[r][1], w1, (__m512bh)_mm512_loadu_si512(x + r * in + i + 32));
+    }
   }
-  s = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+  for (int r = 0; r < N; ++r) s[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));
 #endif
-  __m256 acc = _mm256_setzero_ps();
-  for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(widen_bf16(w + i), widen_bf16(x + i), acc);
-  s += simd::hsum(acc);
-  for (; i < n; ++i) s += bf16_to_f32(w[i]) * bf16_to_f32(x[i]);
-  return s;
+  for (int r = 0; r < N; ++r) {
+    const uint16_t* xr = x + r * in;
+    __m256 acc8 = _mm256_setzero_ps();
+    int64_t j = i;
+    for (; j + 8 <= in; j += 8) acc8 = _mm256_fmadd_ps(widen_bf16(w + j), widen_bf16(xr + j), acc8);
+    s[r] += simd::hsum(acc8);
+    for (; j < in; ++j) s[r] += bf16_to_f32(w[j]) * bf16_to_f32(xr[j]);
+  }
+}
+
+template <int N>
+void bf16_gemv_rows_n(const uint16_t* w, int64_t out, int64_t in, const uint16_t* xb, float* y, float beta) {
+#pragma omp parallel for schedule(static) num_threads(threads())
+  for (int64_t o = 0; o < out; ++o) {
+    float s[N];
+    dot_rows_bf16<N>(w + o * in, xb, in, s);
+    for (int r = 0; r < N; ++r) y[r * out + o] = beta == 0.0f ? s[r] : s[r] + beta * y[r * out + o];
+  }
+}
+
+// part[r, :] += a[r] w for N rows: the weight row widened once for all N.
+template <int N>
+void axpy_rows_bf16(const uint16_t* w, const float* a, int64_t in, float* part) {
+  int64_t i = 0;
+  for (; i + 8 <= in; i += 8) {
+    const __m256 wf = widen_bf16(w + i);
+    for (int r = 0; r < N; ++r) {
+      float* p = part + r * in + i;
+      _mm256_storeu_ps(p, _mm256_fmadd_ps(_mm256_set1_ps(a[r]), wf, _mm256_loadu_ps(p)));
+    }
+  }
+  for (; i < in; ++i) {
+    for (int r = 0; r < N; ++r) part[r * in + i] += a[r] * bf16_to_f32(w[i]);
+  }
+}
+
+// Each thread sums its (statically assigned) weight rows into its own partial; the partials are
+// then added to dx in thread order, so the result is reproducible for a given thread count.
+template <int N>
+void bf16_gemv_rows_backward_n(const uint16_t* w, int64_t out, int64_t in, const uint16_t* dyb, float* dx) {
+  const int nt = threads();
+  const int64_t width = N * in;  // one thread's partial
+  std::vector<float> partials(static_cast<size_t>(nt * width), 0.0f);
+#pragma omp parallel num_threads(nt)
+  {
+    const int team = omp_get_num_threads();
+    float* part = partials.data() + omp_get_thread_num() * width;
+#pragma omp for schedule(static)
+    for (int64_t o = 0; o < out; ++o) {
+      float a[N];
+      for (int r = 0; r < N; ++r) a[r] = bf16_to_f32(dyb[r * out + o]);
+      axpy_rows_bf16<N>(w + o * in, a, in, part);
+    }
+#pragma omp for schedule(static)
+    for (int64_t e = 0; e < width; ++e) {
+      float acc = partials[size_t(e)];
+      for (int t = 1; t < team; ++t) acc += partials[size_t(t * width + e)];
+      dx[e] += acc;
+    }
+  }
+}
+
+template <int... N>
+constexpr auto forward_table(std::integer_sequence<int, N...>) {
+  return std::array{&bf16_gemv_rows_n<N + 1>...};
+}
+template <int... N>
+constexpr auto backward_table(std::integer_sequence<int, N...>) {
+  return std::array{&bf16_gemv_rows_backward_n<N + 1>...};
+}
+
+const uint16_t* bf16_rows(const Weight& W, const char* what) {
+  require(W.dtype() == DType::BF16,
+          std::string(what) + ": weights in " + std::string(dtype_name(W.dtype())) + " (it reads bf16 rows as stored)");
+  return reinterpret_cast<const uint16_t*>(W.raw().data());
+}
+
+void require_few_rows(int64_t n, const char* what) {
+  require(n >= 1 && n <= kGemvRows,
+          std::string(what) + ": " + std::to_string(n) + " rows (1 to " + std::to_string(kGemvRows) + " are taken)");
 }
 
 }  // namespace
 
-void bf16_gemv(const Weight& W, const uint16_t* xb, float* y, float beta) {
-  require(W.dtype() == DType::BF16,
-          "bf16 gemv: weights in " + std::string(dtype_name(W.dtype())) + " (it reads bf16 rows as stored)");
-  const int64_t out = W.rows(), in = W.cols();
-  const auto* w = reinterpret_cast<const uint16_t*>(W.raw().data());
-#pragma omp parallel for schedule(static) num_threads(threads())
-  for (int64_t o = 0; o < out; ++o) {
-    const float s = dot_bf16_bf16(w + o * in, xb, in);
-    y[o] = beta == 0.0f ? s : s + beta * y[o];
-  }
+void bf16_gemv_rows(const Weight& W, const uint16_t* xb, int64_t n, float* y, float beta) {
+  const uint16_t* w = bf16_rows(W, "bf16 gemv");
+  require_few_rows(n, "bf16 gemv");
+  static constexpr auto table = forward_table(std::make_integer_sequence<int, kGemvRows>{});
+  table[size_t(n - 1)](w, W.rows(), W.cols(), xb, y, beta);
+}
+
+void bf16_gemv_rows_backward(const Weight& W, const uint16_t* dyb, int64_t n, float* dx) {
+  const uint16_t* w = bf16_rows(W, "bf16 gemv backward");
+  require_few_rows(n, "bf16 gemv backward");
+  static constexpr auto table = backward_table(std::make_integer_sequence<int, kGemvRows>{});
+  table[size_t(n - 1)](w, W.rows(), W.cols(), dyb, dx);
 }
 
 void fused_gemv(const Weight& W, const float* x, float* y, float beta) {
