@@ -112,7 +112,9 @@ class CpuBackend final : public Backend {
       return;
     }
     if (bf16) to_bf16_parallel(x, n * in, xb_);
-    // Bands of output features spread over the threads; each writes its own columns of y.
+    // Bands of output features spread over the threads; each writes its own columns of y, so the
+    // bands are handed out as threads come free (a thread slowed by the machine takes fewer) and
+    // the result is the same whichever thread multiplies a band.
     const int nt = threads();
     const int64_t band = band_rows(in), nbands = (out + band - 1) / band;
     const bool staged = reserve_tiles(nt, band * in, W, bf16);
@@ -123,7 +125,7 @@ class CpuBackend final : public Backend {
       const int tid = omp_get_thread_num();
       float* tile = staged ? tiles_.data() + tid * band * in : nullptr;
       uint16_t* tile16 = bf16 ? tiles16_.data() + tid * band * in : nullptr;
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
       for (int64_t bi = 0; bi < nbands; ++bi) {
         errors.run([&] {
           const int64_t r0 = bi * band, nb = std::min(band, out - r0);

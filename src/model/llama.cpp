@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/random.h"
+#include "core/threads.h"
 #include "model/hf_names.h"
 
 namespace pricer {
@@ -28,6 +29,8 @@ void apply_dropout(const float* src, float* dst, int64_t n, int64_t width, std::
                    float p, bool accumulate) {
   const uint64_t threshold = static_cast<uint64_t>(static_cast<double>(p) * 0x1p24);
   const float keep_scale = 1.0f / (1.0f - p);
+  // Each element's mask is its own hash: the rows split over the threads with the same result.
+#pragma omp parallel for num_threads(threads()) schedule(static) if (n * width > 65536)
   for (int64_t r = 0; r < n; ++r) {
     const uint64_t first = static_cast<uint64_t>((rows.empty() ? r : rows[r]) * width);
     for (int64_t c = 0; c < width; ++c) {
