@@ -345,23 +345,23 @@ class CpuBackend final : public Backend {
 
   void swiglu_forward(const float* g, const float* u, float* h, int64_t n) override {
     const __m256 one = _mm256_set1_ps(1.0f);
-    parallel_chunks(n, [&](int64_t i, __m256i m) {
-      const __m256 vg = _mm256_maskload_ps(g + i, m), vu = _mm256_maskload_ps(u + i, m);
+    parallel_chunks(n, [&](int64_t i, simd::Lanes lanes) {
+      const __m256 vg = lanes.load(g + i), vu = lanes.load(u + i);
       const __m256 sig = _mm256_div_ps(one, _mm256_add_ps(one, simd::exp(_mm256_sub_ps(_mm256_setzero_ps(), vg))));
-      _mm256_maskstore_ps(h + i, m, _mm256_mul_ps(_mm256_mul_ps(vg, sig), vu));
+      lanes.store(h + i, _mm256_mul_ps(_mm256_mul_ps(vg, sig), vu));
     });
   }
 
   void swiglu_backward(const float* g, const float* u, const float* dh, float* dg, float* du, int64_t n) override {
     const __m256 one = _mm256_set1_ps(1.0f);
-    parallel_chunks(n, [&](int64_t i, __m256i m) {
-      const __m256 vg = _mm256_maskload_ps(g + i, m), vu = _mm256_maskload_ps(u + i, m);
-      const __m256 vdh = _mm256_maskload_ps(dh + i, m);
+    parallel_chunks(n, [&](int64_t i, simd::Lanes lanes) {
+      const __m256 vg = lanes.load(g + i), vu = lanes.load(u + i);
+      const __m256 vdh = lanes.load(dh + i);
       const __m256 sig = _mm256_div_ps(one, _mm256_add_ps(one, simd::exp(_mm256_sub_ps(_mm256_setzero_ps(), vg))));
-      _mm256_maskstore_ps(du + i, m, _mm256_mul_ps(vdh, _mm256_mul_ps(vg, sig)));
+      lanes.store(du + i, _mm256_mul_ps(vdh, _mm256_mul_ps(vg, sig)));
       // d silu / dg = sig (1 + g (1 - sig))
       const __m256 dsilu = _mm256_mul_ps(sig, _mm256_fmadd_ps(vg, _mm256_sub_ps(one, sig), one));
-      _mm256_maskstore_ps(dg + i, m, _mm256_mul_ps(_mm256_mul_ps(vdh, vu), dsilu));
+      lanes.store(dg + i, _mm256_mul_ps(_mm256_mul_ps(vdh, vu), dsilu));
     });
   }
 
@@ -432,30 +432,29 @@ class CpuBackend final : public Backend {
     const __m256 vbc1 = _mm256_set1_ps(bc1), vbc2 = _mm256_set1_ps(bc2);
     const __m256 decay = _mm256_set1_ps(lr * weight_decay), vlr = _mm256_set1_ps(lr);
     const __m256 veps = _mm256_set1_ps(eps);
-    parallel_chunks(n, [&](int64_t i, __m256i mask) {
-      const __m256 g = _mm256_maskload_ps(grad + i, mask);
-      const __m256 mi = _mm256_add_ps(_mm256_mul_ps(b1, _mm256_maskload_ps(m + i, mask)), _mm256_mul_ps(omb1, g));
-      const __m256 vi =
-          _mm256_add_ps(_mm256_mul_ps(b2, _mm256_maskload_ps(v + i, mask)), _mm256_mul_ps(_mm256_mul_ps(omb2, g), g));
-      _mm256_maskstore_ps(m + i, mask, mi);
-      _mm256_maskstore_ps(v + i, mask, vi);
+    parallel_chunks(n, [&](int64_t i, simd::Lanes lanes) {
+      const __m256 g = lanes.load(grad + i);
+      const __m256 mi = _mm256_add_ps(_mm256_mul_ps(b1, lanes.load(m + i)), _mm256_mul_ps(omb1, g));
+      const __m256 vi = _mm256_add_ps(_mm256_mul_ps(b2, lanes.load(v + i)), _mm256_mul_ps(_mm256_mul_ps(omb2, g), g));
+      lanes.store(m + i, mi);
+      lanes.store(v + i, vi);
       const __m256 mhat = _mm256_div_ps(mi, vbc1), vhat = _mm256_div_ps(vi, vbc2);
-      __m256 p = _mm256_maskload_ps(param + i, mask);
+      __m256 p = lanes.load(param + i);
       p = _mm256_sub_ps(p, _mm256_mul_ps(decay, p));
       const __m256 upd = _mm256_div_ps(mhat, _mm256_add_ps(_mm256_sqrt_ps(vhat), veps));
-      _mm256_maskstore_ps(param + i, mask, _mm256_sub_ps(p, _mm256_mul_ps(vlr, upd)));
+      lanes.store(param + i, _mm256_sub_ps(p, _mm256_mul_ps(vlr, upd)));
     });
   }
 
  private:
-  // Runs f(i, mask) for every 8-lane group of [0, n) (the last one masked), in parallel.
+  // Runs f(i, lanes) for every 8-lane group of [0, n) (the last one partial), in parallel.
   template <class F>
   static void parallel_chunks(int64_t n, const F& f) {
     const int64_t groups = (n + 7) / 8;
 #pragma omp parallel for num_threads(team(n)) schedule(static)
     for (int64_t gi = 0; gi < groups; ++gi) {
       const int64_t i = gi * 8;
-      f(i, tail_mask(std::min<int64_t>(8, n - i)));
+      f(i, simd::Lanes{std::min<int64_t>(8, n - i)});
     }
   }
 

@@ -14,6 +14,22 @@ inline __m256i tail_mask(int64_t rem) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(rem)), lanes);
 }
 
+// Eight lanes from some index, of which the first `count` are in range: full groups take plain
+// loads and stores (masked stores are slow on some CPUs), the last group of an array masked ones.
+struct Lanes {
+  int64_t count;
+  __m256 load(const float* p) const {
+    return count >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, tail_mask(count));
+  }
+  void store(float* p, __m256 v) const {
+    if (count >= 8) {
+      _mm256_storeu_ps(p, v);
+    } else {
+      _mm256_maskstore_ps(p, tail_mask(count), v);
+    }
+  }
+};
+
 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -106,9 +122,10 @@ inline float exp_shifted(float* p, int64_t n, float shift) {
   const __m256 vs = _mm256_set1_ps(shift);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t j = 0; j < n; j += 8) {
-    const __m256i m = tail_mask(n - j < 8 ? n - j : 8);
-    const __m256 e = _mm256_and_ps(exp(_mm256_sub_ps(_mm256_maskload_ps(p + j, m), vs)), _mm256_castsi256_ps(m));
-    _mm256_maskstore_ps(p + j, m, e);
+    const Lanes lanes{n - j};
+    __m256 e = exp(_mm256_sub_ps(lanes.load(p + j), vs));
+    if (lanes.count < 8) e = _mm256_and_ps(e, _mm256_castsi256_ps(tail_mask(lanes.count)));
+    lanes.store(p + j, e);
     acc = _mm256_add_ps(acc, e);
   }
   return hsum(acc);
