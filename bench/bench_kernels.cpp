@@ -258,6 +258,14 @@ BENCHMARK_CAPTURE(BM_linear, bf16_8192x2048_gemv_reference, DType::BF16, 8192, 2
 BENCHMARK_CAPTURE(BM_linear, bf16_8192x2048_gemv_fast_1thread, DType::BF16, 8192, 2048, 1, Mode::Fast1, DType::BF16)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
+// A tied bf16 head at a training step's loss rows (6 in `bench train`): each weight row read once
+// for all of them.
+BENCHMARK_CAPTURE(BM_linear, bf16_8192x2048_6rows_reference, DType::BF16, 8192, 2048, 6, Mode::Reference, DType::BF16)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_linear, bf16_8192x2048_6rows_fast_1thread, DType::BF16, 8192, 2048, 6, Mode::Fast1, DType::BF16)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK_CAPTURE(BM_attention, forward_reference, false, Mode::Reference)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
