@@ -224,42 +224,65 @@ float dot_nf4(const Nf4Tensor& t, int64_t start, int64_t n, const float* x) {
   return total;
 }
 
-// One bf16 weight row's dot products with N bf16 rows of x (`in` apart), f32 sums: 32 pairs per
-// instruction where the build has AVX512-BF16, otherwise both widened to f32 and multiplied there
-// (AVX2). The weight row is loaded once for all N.
-template <int N>
+// The dot products of R consecutive bf16 weight rows (`in` apart) with N bf16 rows of x, f32
+// sums, into s[r * R + j]: 32 pairs per instruction where the build has AVX512-BF16, otherwise
+// both widened to f32 and multiplied there (AVX2). Each 32-wide slice of x is loaded once for the
+// R weight rows and each slice of a weight row once for the N rows of x.
+template <int N, int R>
 void dot_rows_bf16(const uint16_t* w, const uint16_t* x, int64_t in, float* s) {
   int64_t i = 0;
-  for (int r = 0; r < N; ++r) s[r] = 0.0f;
+  for (int e = 0; e < N * R; ++e) s[e] = 0.0f;
 #if defined(__AVX512BF16__) && defined(__AVX512BW__)
-  __m512 acc[N][2];
-  for (int r = 0; r < N; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-  for (; i + 64 <= in; i += 64) {
-    const auto w0 = (__m512bh)_mm512_loadu_si512(w + i), w1 = (__m512bh)_mm512_loadu_si512(w + i + 32);
+  __m512 acc[N][R];
+  for (int r = 0; r < N; ++r) {
+    for (int j = 0; j < R; ++j) acc[r][j] = _mm512_setzero_ps();
+  }
+  for (; i + 32 <= in; i += 32) {
+    __m512bh wv[R];
+    for (int j = 0; j < R; ++j) wv[j] = (__m512bh)_mm512_loadu_si512(w + j * in + i);
     for (int r = 0; r < N; ++r) {
-      acc[r][0] = _mm512_dpbf16_ps(acc[r][0], w0, (__m512bh)_mm512_loadu_si512(x + r * in + i));
-      acc[r][1] = _mm512_dpbf16_ps(acc[r][1], w1, (__m512bh)_mm512_loadu_si512(x + r * in + i + 32));
+      const auto xv = (__m512bh)_mm512_loadu_si512(x + r * in + i);
+      for (int j = 0; j < R; ++j) acc[r][j] = _mm512_dpbf16_ps(acc[r][j], wv[j], xv);
     }
   }
-  for (int r = 0; r < N; ++r) s[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));
+  for (int r = 0; r < N; ++r) {
+    for (int j = 0; j < R; ++j) s[r * R + j] = _mm512_reduce_add_ps(acc[r][j]);
+  }
 #endif
   for (int r = 0; r < N; ++r) {
-    const uint16_t* xr = x + r * in;
-    __m256 acc8 = _mm256_setzero_ps();
-    int64_t j = i;
-    for (; j + 8 <= in; j += 8) acc8 = _mm256_fmadd_ps(widen_bf16(w + j), widen_bf16(xr + j), acc8);
-    s[r] += simd::hsum(acc8);
-    for (; j < in; ++j) s[r] += bf16_to_f32(w[j]) * bf16_to_f32(xr[j]);
+    for (int j = 0; j < R; ++j) {
+      const uint16_t *xr = x + r * in, *wj = w + j * in;
+      __m256 acc8 = _mm256_setzero_ps();
+      int64_t c = i;
+      for (; c + 8 <= in; c += 8) acc8 = _mm256_fmadd_ps(widen_bf16(wj + c), widen_bf16(xr + c), acc8);
+      float t = simd::hsum(acc8);
+      for (; c < in; ++c) t += bf16_to_f32(wj[c]) * bf16_to_f32(xr[c]);
+      s[r * R + j] += t;
+    }
   }
 }
 
+// Weight rows in blocks of R (as many as leave the N x R sums in registers), the last few alone.
 template <int N>
 void bf16_gemv_rows_n(const uint16_t* w, int64_t out, int64_t in, const uint16_t* xb, float* y, float beta) {
+  constexpr int R = N <= 6 ? 4 : 2;
+  const int64_t blocks = (out + R - 1) / R;
+  const auto put = [&](int64_t o, float v, int r) { y[r * out + o] = beta == 0.0f ? v : v + beta * y[r * out + o]; };
 #pragma omp parallel for schedule(static) num_threads(threads())
-  for (int64_t o = 0; o < out; ++o) {
-    float s[N];
-    dot_rows_bf16<N>(w + o * in, xb, in, s);
-    for (int r = 0; r < N; ++r) y[r * out + o] = beta == 0.0f ? s[r] : s[r] + beta * y[r * out + o];
+  for (int64_t bi = 0; bi < blocks; ++bi) {
+    const int64_t o0 = bi * R;
+    float s[N * R];
+    if (o0 + R <= out) {
+      dot_rows_bf16<N, R>(w + o0 * in, xb, in, s);
+      for (int r = 0; r < N; ++r) {
+        for (int j = 0; j < R; ++j) put(o0 + j, s[r * R + j], r);
+      }
+      continue;
+    }
+    for (int64_t o = o0; o < out; ++o) {
+      dot_rows_bf16<N, 1>(w + o * in, xb, in, s);
+      for (int r = 0; r < N; ++r) put(o, s[r], r);
+    }
   }
 }
 
