@@ -52,6 +52,9 @@ constexpr int64_t kMinParallelWork = int64_t(1) << 15;
 
 int team(int64_t work) { return work >= kMinParallelWork ? threads() : 1; }
 
+// The per-thread blocks that linear_forward's bands land in hold at most this many floats each.
+constexpr int64_t kBandOutputBudget = int64_t(1) << 22;
+
 // Per-thread partial sums of linear_backward_input hold at most this many floats in all (the
 // tokens are processed in chunks that fit).
 constexpr int64_t kPartialBudget = int64_t(1) << 22;
@@ -118,6 +121,10 @@ class CpuBackend final : public Backend {
     const int nt = threads();
     const int64_t band = band_rows(in), nbands = (out + band - 1) / band;
     const bool staged = reserve_tiles(nt, band * in, W, bf16);
+    // oneDNN's bf16 matmul runs 7-24% faster into a dense [n, band] block than into y's strided
+    // columns, so each band lands in a per-thread block first (where that fits a bound).
+    const bool dense = bf16 && n * band <= kBandOutputBudget;
+    if (dense) band_out_.resize(static_cast<size_t>(nt * n * band));
     kernels::ParallelErrors errors;
     kernels::SerialGemms serial;
 #pragma omp parallel num_threads(nt)
@@ -125,6 +132,7 @@ class CpuBackend final : public Backend {
       const int tid = omp_get_thread_num();
       float* tile = staged ? tiles_.data() + tid * band * in : nullptr;
       uint16_t* tile16 = bf16 ? tiles16_.data() + tid * band * in : nullptr;
+      float* block = dense ? band_out_.data() + tid * n * band : nullptr;
 #pragma omp for schedule(dynamic, 1)
       for (int64_t bi = 0; bi < nbands; ++bi) {
         errors.run([&] {
@@ -132,7 +140,12 @@ class CpuBackend final : public Backend {
           // y[:, r0:r0+nb] = x tile^T (+ beta y)
           if (bf16) {
             dequantize_bf16(W, r0, nb, tile, tile16);
-            kernels::gemm_bf16(true, n, nb, in, xb_.data(), in, tile16, in, beta, y + r0, out);
+            if (dense) {
+              kernels::gemm_bf16(true, n, nb, in, xb_.data(), in, tile16, in, 0.0f, block, nb);
+              put_columns(block, n, nb, beta, y + r0, out);
+            } else {
+              kernels::gemm_bf16(true, n, nb, in, xb_.data(), in, tile16, in, beta, y + r0, out);
+            }
           } else {
             W.dequantize_rows(r0, nb, tile);
             kernels::gemm_f32(false, true, n, nb, in, 1.0f, x, in, tile, in, beta, y + r0, out);
@@ -521,11 +534,25 @@ class CpuBackend final : public Backend {
     }
   }
 
+  // y[t, 0:nb] = block[t, :] (+ beta y) for n rows of y `ld` apart.
+  static void put_columns(const float* block, int64_t n, int64_t nb, float beta, float* y, int64_t ld) {
+    for (int64_t t = 0; t < n; ++t) {
+      const float* src = block + t * nb;
+      float* dst = y + t * ld;
+      if (beta == 0.0f) {
+        std::copy(src, src + nb, dst);
+      } else {
+        for (int64_t c = 0; c < nb; ++c) dst[c] = src[c] + beta * dst[c];
+      }
+    }
+  }
+
   DType compute_;
   // Scratch reused across calls (a backend instance serves one caller at a time): one band of a
   // dequantized weight per thread (f32, and bf16 for the bf16 path), the bf16 copy of a linear's
-  // input, and per-thread partial sums of linear_backward_input.
-  std::vector<float> tiles_, partials_;
+  // input, per-thread partial sums of linear_backward_input, and linear_forward's per-thread
+  // output blocks.
+  std::vector<float> tiles_, partials_, band_out_;
   std::vector<uint16_t> tiles16_, xb_;
 };
 
