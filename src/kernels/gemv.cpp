@@ -286,38 +286,56 @@ void bf16_gemv_rows_n(const uint16_t* w, int64_t out, int64_t in, const uint16_t
   }
 }
 
-// part[r, :] += a[r] w for N rows: the weight row widened once for all N.
-template <int N>
+// part[r, :] += sum_j a[r * R + j] w_j for N rows and R weight rows (`in` apart): each weight row
+// widened once for all N, each slice of part loaded and stored once for the R weight rows.
+template <int N, int R>
 void axpy_rows_bf16(const uint16_t* w, const float* a, int64_t in, float* part) {
   int64_t i = 0;
   for (; i + 8 <= in; i += 8) {
-    const __m256 wf = widen_bf16(w + i);
+    __m256 wf[R];
+    for (int j = 0; j < R; ++j) wf[j] = widen_bf16(w + j * in + i);
     for (int r = 0; r < N; ++r) {
       float* p = part + r * in + i;
-      _mm256_storeu_ps(p, _mm256_fmadd_ps(_mm256_set1_ps(a[r]), wf, _mm256_loadu_ps(p)));
+      __m256 acc = _mm256_loadu_ps(p);
+      for (int j = 0; j < R; ++j) acc = _mm256_fmadd_ps(_mm256_set1_ps(a[r * R + j]), wf[j], acc);
+      _mm256_storeu_ps(p, acc);
     }
   }
   for (; i < in; ++i) {
-    for (int r = 0; r < N; ++r) part[r * in + i] += a[r] * bf16_to_f32(w[i]);
+    for (int r = 0; r < N; ++r) {
+      for (int j = 0; j < R; ++j) part[r * in + i] += a[r * R + j] * bf16_to_f32(w[j * in + i]);
+    }
   }
 }
 
-// Each thread sums its (statically assigned) weight rows into its own partial; the partials are
-// then added to dx in thread order, so the result is reproducible for a given thread count.
+// Weight rows R at a time (the last few alone), each thread summing its (statically assigned)
+// rows into its own partial; the partials are then added to dx in thread order, so the result
+// is reproducible for a given thread count.
 template <int N>
 void bf16_gemv_rows_backward_n(const uint16_t* w, int64_t out, int64_t in, const uint16_t* dyb, float* dx) {
+  constexpr int R = 4;
   const int nt = threads();
-  const int64_t width = N * in;  // one thread's partial
+  const int64_t width = N * in, blocks = (out + R - 1) / R;
   std::vector<float> partials(static_cast<size_t>(nt * width), 0.0f);
 #pragma omp parallel num_threads(nt)
   {
     const int team = omp_get_num_threads();
     float* part = partials.data() + omp_get_thread_num() * width;
 #pragma omp for schedule(static)
-    for (int64_t o = 0; o < out; ++o) {
-      float a[N];
-      for (int r = 0; r < N; ++r) a[r] = bf16_to_f32(dyb[r * out + o]);
-      axpy_rows_bf16<N>(w + o * in, a, in, part);
+    for (int64_t bi = 0; bi < blocks; ++bi) {
+      const int64_t o0 = bi * R;
+      float a[N * R];
+      if (o0 + R <= out) {
+        for (int r = 0; r < N; ++r) {
+          for (int j = 0; j < R; ++j) a[r * R + j] = bf16_to_f32(dyb[r * out + o0 + j]);
+        }
+        axpy_rows_bf16<N, R>(w + o0 * in, a, in, part);
+        continue;
+      }
+      for (int64_t o = o0; o < out; ++o) {
+        for (int r = 0; r < N; ++r) a[r] = bf16_to_f32(dyb[r * out + o]);
+        axpy_rows_bf16<N, 1>(w + o * in, a, in, part);
+      }
     }
 #pragma omp for schedule(static)
     for (int64_t e = 0; e < width; ++e) {
