@@ -201,22 +201,27 @@ class CpuBackend final : public Backend {
         float* tile = staged ? tiles_.data() + tid * band * in : nullptr;
         uint16_t* tile16 = bf16 ? tiles16_.data() + tid * band * in : nullptr;
         float* part = partials_.data() + tid * chunk * in;
-        std::fill(part, part + m * in, 0.0f);
-#pragma omp for schedule(static)
+        // A thread's first band writes its partial (beta 0: no pass zeroing it first), the rest
+        // add to it; a thread without a band zeroes its own.
+        bool first = true;
+#pragma omp for schedule(static) nowait
         for (int64_t bi = 0; bi < nbands; ++bi) {
           errors.run([&] {
             const int64_t r0 = bi * band, nb = std::min(band, out - r0);
-            // part += dy[c0:c0+m, r0:r0+nb] tile
+            const float beta = first ? 0.0f : 1.0f;
+            // part (+)= dy[c0:c0+m, r0:r0+nb] tile
             if (bf16) {
               dequantize_bf16(W, r0, nb, tile, tile16);
-              kernels::gemm_bf16(false, m, in, nb, xb_.data() + c0 * out + r0, out, tile16, in, 1.0f, part, in);
+              kernels::gemm_bf16(false, m, in, nb, xb_.data() + c0 * out + r0, out, tile16, in, beta, part, in);
             } else {
               W.dequantize_rows(r0, nb, tile);
-              kernels::gemm_f32(false, false, m, in, nb, 1.0f, dy + c0 * out + r0, out, tile, in, 1.0f, part, in);
+              kernels::gemm_f32(false, false, m, in, nb, 1.0f, dy + c0 * out + r0, out, tile, in, beta, part, in);
             }
           });
+          first = false;
         }
-        // (the loop above ends with a barrier: all partials are complete)
+        if (first) std::fill(part, part + m * in, 0.0f);
+#pragma omp barrier
         float* dxc = dx + c0 * in;
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < m * in; ++i) {
