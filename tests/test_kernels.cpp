@@ -296,6 +296,38 @@ TEST(Q8Dot, IntegerPathIsTheFloatProductUpToActivationRounding) {
   EXPECT_FALSE(pricer::kernels::takes_q8_activations(odd_nf4));
 }
 
+// Under compute bf16, a layer's matrices of one input take their bands in one pass: the very
+// outputs of one call per matrix, for weights of several bands and of less than one, mixed
+// formats (NF4 panels, Q4_0 through f32 tiles, bf16), one token and many.
+TEST(LinearsForward, OnePassOfBf16BandsGivesEachMatrixsOutput) {
+  pricer::set_threads(2);
+  std::mt19937 rng(34);
+  const int64_t in = 128;
+  std::vector<Weight> Ws;
+  Ws.push_back(Weight::from_f32(random_vec(600 * in, rng, 0.1f).data(), 600, in, DType::NF4));
+  Ws.push_back(Weight::from_f32(random_vec(40 * in, rng, 0.1f).data(), 40, in, DType::Q4_0));
+  Ws.push_back(Weight::from_f32(random_vec(7 * in, rng, 0.1f).data(), 7, in, DType::BF16));
+  const std::vector<const Weight*> ptrs{&Ws[0], &Ws[1], &Ws[2]};
+  const auto be = pricer::make_cpu_backend(DType::BF16);
+  for (int64_t n : {1, 17}) {
+    const Vec x = random_vec(n * in, rng);
+    std::vector<Vec> one(3), many(3);
+    std::vector<float*> ys;
+    for (size_t i = 0; i < 3; ++i) {
+      one[i].assign(n * Ws[i].rows(), 0.0f);
+      many[i].assign(n * Ws[i].rows() + 1, 7.0f);  // one float past the end: never written
+      be->linear_forward(Ws[i], x.data(), one[i].data(), n, 0.0f);
+      ys.push_back(many[i].data());
+    }
+    be->linears_forward(ptrs, x.data(), ys, n);
+    for (size_t i = 0; i < 3; ++i) {
+      EXPECT_EQ(many[i].back(), 7.0f);
+      many[i].pop_back();
+      EXPECT_EQ(many[i], one[i]) << "matrix " << i << " n=" << n;
+    }
+  }
+}
+
 // A layer's matrices of one input in one pass (x rounded once, no barrier between matrices):
 // the very sums of one call per matrix, matrices of whole and partial 16-row panels, 1 and 3 tokens.
 TEST(Q8Dot, MatricesOfOneInputInOnePassGiveEachMatrixsSums) {

@@ -114,42 +114,29 @@ class CpuBackend final : public Backend {
       kernels::bf16_gemv_rows(W, xb_.data(), n, y, beta);
       return;
     }
-    if (bf16) to_bf16_parallel(x, n * in, xb_);
+    if (bf16) {
+      to_bf16_parallel(x, n * in, xb_);
+      const Weight* w = &W;
+      bf16_bands_forward({&w, 1}, n, {&y, 1}, beta);
+      return;
+    }
     // Bands of output features spread over the threads; each writes its own columns of y, so the
     // bands are handed out as threads come free (a thread slowed by the machine takes fewer) and
     // the result is the same whichever thread multiplies a band.
     const int nt = threads();
     const int64_t band = band_rows(in), nbands = (out + band - 1) / band;
-    const bool staged = reserve_tiles(nt, band * in, W, bf16);
-    // oneDNN's bf16 matmul runs 7-24% faster into a dense [n, band] block than into y's strided
-    // columns, so each band lands in a per-thread block first (where that fits a bound).
-    const bool dense = bf16 && n * band <= kBandOutputBudget;
-    if (dense) band_out_.resize(static_cast<size_t>(nt * n * band));
+    reserve_tiles(nt, band * in, W, false);
     kernels::ParallelErrors errors;
     kernels::SerialGemms serial;
 #pragma omp parallel num_threads(nt)
     {
-      const int tid = omp_get_thread_num();
-      float* tile = staged ? tiles_.data() + tid * band * in : nullptr;
-      uint16_t* tile16 = bf16 ? tiles16_.data() + tid * band * in : nullptr;
-      float* block = dense ? band_out_.data() + tid * n * band : nullptr;
+      float* tile = tiles_.data() + omp_get_thread_num() * band * in;
 #pragma omp for schedule(dynamic, 1)
       for (int64_t bi = 0; bi < nbands; ++bi) {
         errors.run([&] {
           const int64_t r0 = bi * band, nb = std::min(band, out - r0);
-          // y[:, r0:r0+nb] = x tile^T (+ beta y)
-          if (bf16) {
-            dequantize_bf16(W, r0, nb, tile, tile16);
-            if (dense) {
-              kernels::gemm_bf16(true, n, nb, in, xb_.data(), in, tile16, in, 0.0f, block, nb);
-              put_columns(block, n, nb, beta, y + r0, out);
-            } else {
-              kernels::gemm_bf16(true, n, nb, in, xb_.data(), in, tile16, in, beta, y + r0, out);
-            }
-          } else {
-            W.dequantize_rows(r0, nb, tile);
-            kernels::gemm_f32(false, true, n, nb, in, 1.0f, x, in, tile, in, beta, y + r0, out);
-          }
+          W.dequantize_rows(r0, nb, tile);  // y[:, r0:r0+nb] = x tile^T (+ beta y)
+          kernels::gemm_f32(false, true, n, nb, in, 1.0f, x, in, tile, in, beta, y + r0, out);
         });
       }
     }
@@ -165,6 +152,18 @@ class CpuBackend final : public Backend {
     };
     if (compute_ == DType::Q8_0 && n > 0 && !Ws.empty() && std::all_of(Ws.begin(), Ws.end(), one_pass)) {
       kernels::q8_linears_forward(Ws, x, ys, n);
+      return;
+    }
+    // Under compute bf16, the matrices of one input (q, k, v; gate, up) take the bf16 bands in one
+    // pass: x rounded once, and one barrier for all of them.
+    const auto bf16_bands = [&](const Weight* W) {
+      return W->cols() == Ws[0]->cols() && W->rows() > 0 && bf16_compute(*W) &&
+             !(W->dtype() == DType::BF16 && n <= kernels::kGemvRows);
+    };
+    if (compute_ == DType::BF16 && n > 0 && !Ws.empty() && Ws[0]->cols() > 0 &&
+        std::all_of(Ws.begin(), Ws.end(), bf16_bands)) {
+      to_bf16_parallel(x, n * Ws[0]->cols(), xb_);
+      bf16_bands_forward(Ws, n, ys, 0.0f);
       return;
     }
     Backend::linears_forward_impl(Ws, x, ys, n);
@@ -493,6 +492,49 @@ class CpuBackend final : public Backend {
           a0, _mm256_and_ps(simd::exp(_mm256_sub_ps(_mm256_maskload_ps(x + i, m), vm)), _mm256_castsi256_ps(m)));
     }
     return simd::hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+  }
+
+  // y_i = xb_ W_i^T (+ beta y_i) for weights of one input width, xb_ holding x in bf16 ([n, in]):
+  // the bands of every weight in one parallel loop, handed out as threads come free (each band
+  // writes its own columns of its y: the same result whichever thread takes it). oneDNN's bf16
+  // matmul runs 7-24% faster into a dense [n, band] block than into y's strided columns, so each
+  // band lands in a per-thread block first (where that fits a bound).
+  void bf16_bands_forward(std::span<const Weight* const> Ws, int64_t n, std::span<float* const> ys, float beta) {
+    const int64_t in = Ws[0]->cols(), band = band_rows(in);
+    const int nt = threads();
+    std::vector<int64_t> first_band(Ws.size() + 1, 0);  // where each weight's bands start
+    bool staged = false;
+    for (size_t i = 0; i < Ws.size(); ++i) {
+      first_band[i + 1] = first_band[i] + (Ws[i]->rows() + band - 1) / band;
+      staged = reserve_tiles(nt, band * in, *Ws[i], true) || staged;
+    }
+    const bool dense = n * band <= kBandOutputBudget;
+    if (dense) band_out_.resize(static_cast<size_t>(nt * n * band));
+    kernels::ParallelErrors errors;
+    kernels::SerialGemms serial;
+#pragma omp parallel num_threads(nt)
+    {
+      const int tid = omp_get_thread_num();
+      float* tile = staged ? tiles_.data() + tid * band * in : nullptr;
+      uint16_t* tile16 = tiles16_.data() + tid * band * in;
+      float* block = dense ? band_out_.data() + tid * n * band : nullptr;
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t bi = 0; bi < first_band.back(); ++bi) {
+        errors.run([&] {
+          const size_t i = size_t(std::upper_bound(first_band.begin(), first_band.end(), bi) - first_band.begin()) - 1;
+          const Weight& W = *Ws[i];
+          const int64_t out = W.rows(), r0 = (bi - first_band[i]) * band, nb = std::min(band, out - r0);
+          dequantize_bf16(W, r0, nb, tile, tile16);
+          if (dense) {
+            kernels::gemm_bf16(true, n, nb, in, xb_.data(), in, tile16, in, 0.0f, block, nb);
+            put_columns(block, n, nb, beta, ys[i] + r0, out);
+          } else {
+            kernels::gemm_bf16(true, n, nb, in, xb_.data(), in, tile16, in, beta, ys[i] + r0, out);
+          }
+        });
+      }
+    }
+    errors.rethrow();
   }
 
   // bf16 compute applies to weights stored in a reduced format; f32 weights stay exact.
