@@ -45,7 +45,7 @@ int launch(int ranks, const std::vector<std::string>& args, const fs::path& log,
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-// Every tensor of two adapter or model files agrees within 1e-3 of its own largest value.
+// Every tensor of two adapter or model files agrees within 1e-4 of its own largest value.
 void expect_same_tensors(const std::string& a, const std::string& b) {
   const SafetensorsFile fa = SafetensorsFile::open(a), fb = SafetensorsFile::open(b);
   ASSERT_EQ(fa.tensors().size(), fb.tensors().size());
@@ -60,7 +60,7 @@ void expect_same_tensors(const std::string& a, const std::string& b) {
       peak = std::max(peak, std::abs(static_cast<double>(x[i])));
       diff = std::max(diff, std::abs(static_cast<double>(x[i]) - y[i]));
     }
-    EXPECT_LE(diff, 1e-3 * peak + 1e-12) << t.name << ": " << diff << " against " << peak;
+    EXPECT_LE(diff, 1e-4 * peak + 1e-12) << t.name << ": " << diff << " against " << peak;
     worst = std::max(worst, peak > 0 ? diff / peak : 0.0);
   }
   std::printf("largest difference, relative to its tensor's largest value: %.2e\n", worst);
@@ -112,7 +112,12 @@ class Mpi : public ::testing::Test {
                                   "--lr",
                                   "2e-3",
                                   "--eval-every",
-                                  "2"};
+                                  "2",
+                                  // f32 products: the ranks' summation order is the only
+                                  // difference, where bf16 rounding of the activations would turn
+                                  // it into whole bf16 steps that Adam carries on.
+                                  "--compute-dtype",
+                                  "f32"};
     a.insert(a.end(), extra.begin(), extra.end());
     return a;
   }
