@@ -82,42 +82,15 @@ class Mpi : public ::testing::Test {
   // QLoRA over the 32 examples: global batches of 8 in micro-batches of 2 (four per step), with
   // LoRA dropout, so the ranks must draw the masks one process draws.
   std::vector<std::string> train_args(const std::string& out, const std::vector<std::string>& extra = {}) const {
-    std::vector<std::string> a = {"-t",
-                                  "1",
-                                  "train",
-                                  "--model",
-                                  suite("model.gguf"),
-                                  "--tokenizer",
-                                  suite("tokenizer.json"),
-                                  "--data",
-                                  suite("train.jsonl"),
-                                  "--val",
-                                  suite("val.jsonl"),
-                                  "--out",
-                                  dir_ / out,
-                                  "--runs-db",
-                                  dir_ / "runs.db",
-                                  "--rank",
-                                  "4",
-                                  "--alpha",
-                                  "8",
-                                  "--dropout",
-                                  "0.1",
-                                  "--batch-size",
-                                  "8",
-                                  "--micro-batch",
-                                  "2",
-                                  "--max-length",
-                                  "64",
-                                  "--lr",
-                                  "2e-3",
-                                  "--eval-every",
-                                  "2",
+    std::vector<std::string> a = {"-t", "1", "train", "--model", suite("model.gguf"), "--tokenizer",
+                                  suite("tokenizer.json"), "--data", suite("train.jsonl"), "--val", suite("val.jsonl"),
+                                  "--out", dir_ / out, "--runs-db", dir_ / "runs.db", "--rank", "4", "--alpha", "8",
+                                  "--dropout", "0.1", "--batch-size", "8", "--micro-batch", "2", "--max-length", "64",
+                                  "--lr", "2e-3", "--eval-every", "2",
                                   // f32 products: the ranks' summation order is the only
                                   // difference, where bf16 rounding of the activations would turn
                                   // it into whole bf16 steps that Adam carries on.
-                                  "--compute-dtype",
-                                  "f32"};
+                                  "--compute-dtype", "f32"};
     a.insert(a.end(), extra.begin(), extra.end());
     return a;
   }
