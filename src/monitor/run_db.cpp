@@ -5,8 +5,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <limits>
+#include <thread>
 
 #include "core/error.h"
 
@@ -227,7 +229,7 @@ RunDb::RunDb(const std::filesystem::path& path, Mode mode, int busy_timeout_ms) 
     sqlite3_extended_result_codes(db_, 1);
     sqlite3_busy_timeout(db_, busy_timeout_ms);
     // The first statement reads the header: a file that is not SQLite fails here.
-    exec("PRAGMA journal_mode=WAL", "cannot enable WAL mode (is it an SQLite file?)");
+    enable_wal(busy_timeout_ms);
     // NORMAL in WAL mode never corrupts the file; at worst a power cut loses the last steps.
     exec("PRAGMA synchronous=NORMAL", "cannot set synchronous mode");
     exec("PRAGMA foreign_keys=ON", "cannot enable foreign keys");
@@ -270,6 +272,21 @@ std::string_view shown_status(const RunInfo& run, double now) {
     case RunLiveness::crashed: return "crashed";
     case RunLiveness::stale: return "stale";
     default: return to_string(run.status);
+  }
+}
+
+// Switching a new file to WAL takes an exclusive lock; two processes opening it at once (the ranks
+// of one job) can each hold the shared lock the other must wait out, and SQLite answers one of
+// them "busy" at once rather than deadlock, without its busy handler: that one tries again.
+void RunDb::enable_wal(int busy_timeout_ms) {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(busy_timeout_ms);
+  for (;;) {
+    const int rc = sqlite3_exec(db_, "PRAGMA journal_mode=WAL", nullptr, nullptr, nullptr);
+    if (rc == SQLITE_OK) return;
+    if ((rc & 0xff) != SQLITE_BUSY || std::chrono::steady_clock::now() >= give_up) {
+      fail("cannot enable WAL mode (is it an SQLite file?)", rc);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
 }
 

@@ -137,6 +137,7 @@ class RunDb {
 
  private:
   void migrate();
+  void enable_wal(int busy_timeout_ms);
   void exec(const char* sql, const char* what);
   Statement& prepare(const char* sql);
   [[noreturn]] void fail(const std::string& what, int rc);
