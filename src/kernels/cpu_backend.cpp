@@ -108,13 +108,12 @@ class CpuBackend final : public Backend {
       kernels::fused_gemv(W, x, y, beta);
       return;
     }
-    const bool bf16 = bf16_compute(W);
-    if (bf16 && W.dtype() == DType::BF16 && n <= kernels::kGemvRows) {  // e.g. a QLoRA model's head at the loss rows
+    if (takes_bf16_rows(W, n)) {  // e.g. a QLoRA model's head at the loss rows
       to_bf16_parallel(x, n * in, xb_);
       kernels::bf16_gemv_rows(W, xb_.data(), n, y, beta);
       return;
     }
-    if (bf16) {
+    if (bf16_compute(W)) {
       to_bf16_parallel(x, n * in, xb_);
       const Weight* w = &W;
       bf16_bands_forward({&w, 1}, n, {&y, 1}, beta);
@@ -157,8 +156,7 @@ class CpuBackend final : public Backend {
     // Under compute bf16, the matrices of one input (q, k, v; gate, up) take the bf16 bands in one
     // pass: x rounded once, and one barrier for all of them.
     const auto bf16_bands = [&](const Weight* W) {
-      return W->cols() == Ws[0]->cols() && W->rows() > 0 && bf16_compute(*W) &&
-             !(W->dtype() == DType::BF16 && n <= kernels::kGemvRows);
+      return W->cols() == Ws[0]->cols() && W->rows() > 0 && bf16_compute(*W) && !takes_bf16_rows(*W, n);
     };
     if (compute_ == DType::BF16 && n > 0 && !Ws.empty() && Ws[0]->cols() > 0 &&
         std::all_of(Ws.begin(), Ws.end(), bf16_bands)) {
@@ -178,7 +176,7 @@ class CpuBackend final : public Backend {
     }
     const bool bf16 = bf16_compute(W);
     if (bf16) to_bf16_parallel(dy, n * out, xb_);
-    if (bf16 && W.dtype() == DType::BF16 && n <= kernels::kGemvRows) {
+    if (takes_bf16_rows(W, n)) {
       kernels::bf16_gemv_rows_backward(W, xb_.data(), n, dx);
       return;
     }
@@ -539,6 +537,11 @@ class CpuBackend final : public Backend {
 
   // bf16 compute applies to weights stored in a reduced format; f32 weights stay exact.
   bool bf16_compute(const Weight& W) const { return compute_ != DType::F32 && W.dtype() != DType::F32; }
+
+  // bf16 weights at a few rows skip oneDNN: each weight row read once for all of them.
+  bool takes_bf16_rows(const Weight& W, int64_t n) const {
+    return bf16_compute(W) && W.dtype() == DType::BF16 && n <= kernels::kGemvRows;
+  }
 
   // One band per thread: in bf16 for the bf16 path, in f32 wherever the weight is dequantized
   // through f32. Returns whether the f32 tiles are in use.
