@@ -78,6 +78,52 @@ void BM_linear(benchmark::State& state, DType t, int64_t out, int64_t in, int64_
       benchmark::Counter(double(W.bytes()) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// The input gradient through a frozen weight, dx += dy W (a training step's backward).
+void BM_linear_backward(benchmark::State& state, DType t, int64_t out, int64_t in, int64_t n, Mode mode,
+                        DType compute) {
+  const Vec w = random_vec(out * in, 1, 0.02f), dy = random_vec(n * out, 2);
+  const Weight W = Weight::from_f32(w.data(), out, in, t);
+  Vec dx(n * in);
+  auto b = backend(mode, compute);
+  const std::string key = "linear backward " + std::string(pricer::dtype_name(t)) + std::to_string(out) + "x" +
+                          std::to_string(in) + " n" + std::to_string(n) + " " +
+                          std::string(pricer::dtype_name(compute));
+  timed(state, key, mode, [&] {
+    b->linear_backward_input(W, dy.data(), dx.data(), n);
+    benchmark::DoNotOptimize(dx.data());
+  });
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * double(n * out * in), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["weight_GB/s"] =
+      benchmark::Counter(double(W.bytes()) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// SwiGLU forward and backward over a step's MLP activations (256 tokens x 8192).
+void BM_swiglu(benchmark::State& state, Mode mode) {
+  const int64_t n = 256 * 8192;
+  const Vec g = random_vec(n, 11), u = random_vec(n, 12), dh = random_vec(n, 13);
+  Vec h(n), dg(n), du(n);
+  auto b = backend(mode);
+  timed(state, "swiglu", mode, [&] {
+    b->swiglu_forward(g.data(), u.data(), h.data(), n);
+    b->swiglu_backward(g.data(), u.data(), dh.data(), dg.data(), du.data(), n);
+    benchmark::DoNotOptimize(dg.data());
+  });
+}
+
+// One AdamW step over the adapters of LoRA r16 on the 7 projections of 16 layers (11.3 M).
+void BM_adamw(benchmark::State& state, Mode mode) {
+  const int64_t n = 16 * 16 * (4096 + 2560 + 2560 + 4096 + 3 * 10240);
+  const Vec grad = random_vec(n, 14, 0.01f);
+  Vec param = random_vec(n, 15, 0.02f), m(n), v(n);
+  auto b = backend(mode);
+  int64_t step = 0;
+  timed(state, "adamw", mode, [&] {
+    b->adamw_step(param.data(), grad.data(), m.data(), v.data(), n, 1e-4f, 0.9f, 0.999f, 1e-8f, 0.0f, ++step);
+    benchmark::DoNotOptimize(param.data());
+  });
+}
+
 void BM_attention(benchmark::State& state, bool backward, Mode mode) {
   const int heads = 32, kv = 8, hd = 64;
   const int64_t T = 256;
@@ -266,6 +312,34 @@ BENCHMARK_CAPTURE(BM_linear, bf16_8192x2048_6rows_reference, DType::BF16, 8192, 
 BENCHMARK_CAPTURE(BM_linear, bf16_8192x2048_6rows_fast_1thread, DType::BF16, 8192, 2048, 6, Mode::Fast1, DType::BF16)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
+// The input gradient: a down projection's shape (bands of 512 of its 2048 rows) and a tied bf16
+// head at 6 loss rows (each weight row read once for all of them).
+BENCHMARK_CAPTURE(BM_linear_backward, nf4_2048x8192_bf16_reference, DType::NF4, 2048, 8192, 256, Mode::Reference,
+                  DType::BF16)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Iterations(1);
+BENCHMARK_CAPTURE(BM_linear_backward, nf4_2048x8192_bf16_fast_1thread, DType::NF4, 2048, 8192, 256, Mode::Fast1,
+                  DType::BF16)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_linear_backward, nf4_2048x8192_bf16_fast, DType::NF4, 2048, 8192, 256, Mode::FastAll, DType::BF16)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_linear_backward, bf16_8192x2048_6rows_reference, DType::BF16, 8192, 2048, 6, Mode::Reference,
+                  DType::BF16)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_linear_backward, bf16_8192x2048_6rows_fast_1thread, DType::BF16, 8192, 2048, 6, Mode::Fast1,
+                  DType::BF16)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_swiglu, fwd_bwd_reference, Mode::Reference)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_swiglu, fwd_bwd_fast_1thread, Mode::Fast1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_swiglu, fwd_bwd_fast, Mode::FastAll)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_adamw, lora_r16_1b_reference, Mode::Reference)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_adamw, lora_r16_1b_fast_1thread, Mode::Fast1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_adamw, lora_r16_1b_fast, Mode::FastAll)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_attention, forward_reference, false, Mode::Reference)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
