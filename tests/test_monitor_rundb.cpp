@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -304,6 +305,48 @@ TEST_F(RunDbTest, ParallelProcessesAllLand) {
   for (const auto& s : runs) {
     EXPECT_EQ(s.run.status, RunStatus::finished);
     EXPECT_EQ(s.last_step, kSteps - 1);
+  }
+}
+
+// The ranks of one job open a database that does not exist yet at the same moment: each switches
+// the new file to WAL, and none is refused "database is locked". Rounds of fresh files, the
+// processes released together through a pipe.
+TEST_F(RunDbTest, ProcessesCreatingOneNewFileTogetherAllOpenIt) {
+  constexpr int kRounds = 20, kProcs = 3;
+  for (int round = 0; round < kRounds; ++round) {
+    const fs::path path = dir_ / ("new-" + std::to_string(round) + ".db");
+    int go[2];
+    ASSERT_EQ(::pipe(go), 0);
+    std::vector<pid_t> children;
+    for (int p = 0; p < kProcs; ++p) {
+      const pid_t pid = ::fork();
+      ASSERT_GE(pid, 0);
+      if (pid == 0) {
+        ::close(go[1]);
+        char c;
+        while (::read(go[0], &c, 1) > 0) {
+        }  // released when the parent closes its end
+        int code = 0;
+        try {
+          RunDb db(path);
+          db.create_run(sample_run("rank-" + std::to_string(p)), 1.0);
+        } catch (const std::exception& e) {
+          std::fprintf(stderr, "round %d, process %d: %s\n", round, p, e.what());
+          code = 1;
+        }
+        ::_exit(code);
+      }
+      children.push_back(pid);
+    }
+    ::close(go[0]);
+    ::close(go[1]);
+    for (pid_t pid : children) {
+      int status = 0;
+      ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "round " << round;
+    }
+    RunDb db(path, RunDb::Mode::existing);
+    EXPECT_EQ(db.list_runs().size(), static_cast<std::size_t>(kProcs)) << "round " << round;
   }
 }
 
