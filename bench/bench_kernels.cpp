@@ -57,18 +57,23 @@ std::unique_ptr<Backend> backend(Mode mode, DType compute = DType::F32) {
   return mode == Mode::Reference ? pricer::make_reference_backend(compute) : pricer::make_cpu_backend(compute);
 }
 
-// compute: the precision of the linear (bf16 = bf16 operands, f32 sums), reference and fast alike.
-void BM_linear(benchmark::State& state, DType t, int64_t out, int64_t in, int64_t n, Mode mode,
-               DType compute = DType::F32) {
-  const Vec w = random_vec(out * in, 1, 0.02f), x = random_vec(n * in, 2);
+// A linear's pass, forward or its input gradient, through an [out, in] weight at n rows. compute:
+// the precision of the linear (bf16 = bf16 operands, f32 sums), reference and fast alike.
+void linear_pass(benchmark::State& state, bool backward, DType t, int64_t out, int64_t in, int64_t n, Mode mode,
+                 DType compute) {
+  const Vec w = random_vec(out * in, 1, 0.02f), x = random_vec(n * (backward ? out : in), 2);
   const Weight W = Weight::from_f32(w.data(), out, in, t);
-  Vec y(n * out);
+  Vec y(n * (backward ? in : out));
   auto b = backend(mode, compute);
-  const std::string key = "linear " + std::string(pricer::dtype_name(t)) + std::to_string(out) + "x" +
-                          std::to_string(in) + " n" + std::to_string(n) + " " +
+  const std::string key = std::string(backward ? "linear backward " : "linear ") + std::string(pricer::dtype_name(t)) +
+                          std::to_string(out) + "x" + std::to_string(in) + " n" + std::to_string(n) + " " +
                           std::string(pricer::dtype_name(compute));
   timed(state, key, mode, [&] {
-    b->linear_forward(W, x.data(), y.data(), n, 0.0f);
+    if (backward) {
+      b->linear_backward_input(W, x.data(), y.data(), n);
+    } else {
+      b->linear_forward(W, x.data(), y.data(), n, 0.0f);
+    }
     benchmark::DoNotOptimize(y.data());
   });
   state.counters["GFLOP/s"] =
@@ -78,24 +83,15 @@ void BM_linear(benchmark::State& state, DType t, int64_t out, int64_t in, int64_
       benchmark::Counter(double(W.bytes()) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+void BM_linear(benchmark::State& state, DType t, int64_t out, int64_t in, int64_t n, Mode mode,
+               DType compute = DType::F32) {
+  linear_pass(state, false, t, out, in, n, mode, compute);
+}
+
 // The input gradient through a frozen weight, dx += dy W (a training step's backward).
 void BM_linear_backward(benchmark::State& state, DType t, int64_t out, int64_t in, int64_t n, Mode mode,
                         DType compute) {
-  const Vec w = random_vec(out * in, 1, 0.02f), dy = random_vec(n * out, 2);
-  const Weight W = Weight::from_f32(w.data(), out, in, t);
-  Vec dx(n * in);
-  auto b = backend(mode, compute);
-  const std::string key = "linear backward " + std::string(pricer::dtype_name(t)) + std::to_string(out) + "x" +
-                          std::to_string(in) + " n" + std::to_string(n) + " " +
-                          std::string(pricer::dtype_name(compute));
-  timed(state, key, mode, [&] {
-    b->linear_backward_input(W, dy.data(), dx.data(), n);
-    benchmark::DoNotOptimize(dx.data());
-  });
-  state.counters["GFLOP/s"] =
-      benchmark::Counter(2.0 * double(n * out * in), benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["weight_GB/s"] =
-      benchmark::Counter(double(W.bytes()) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  linear_pass(state, true, t, out, in, n, mode, compute);
 }
 
 // SwiGLU forward and backward over a step's MLP activations (256 tokens x 8192).
