@@ -2,6 +2,7 @@
 // rest on against dense references, and (when the data is present) the shared Amazon prices.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -11,6 +12,7 @@
 #include "core/error.h"
 #include "eval/baselines.h"
 #include "eval/evaluate.h"
+#include "eval/features.h"
 #include "eval/linalg.h"
 #include "eval/xgboost_pricer.h"
 
@@ -149,6 +151,38 @@ TEST(EvalFeatures, TokensAndTfidfWeights) {
   EXPECT_NEAR(norm, 1.0, 1e-6);
   // Sublinear tf: "red" twice weighs (1 + ln 2)·idf against apple's 1·1.
   EXPECT_NEAR(red / apple, (1.0 + std::log(2.0)) * idf1, 1e-5);
+}
+
+// The spec table's quantities, as curate writes them: weight in pounds whatever the unit, the
+// volume of the dimensions in cubic inches, a pack's count; 0 with a 0 flag when not stated.
+TEST(EvalFeatures, SpecQuantitiesReadWeightVolumeAndCount) {
+  SimpleFeatures f;
+  f.fit({});
+  const auto names = f.names();
+  const auto at = [&](const std::vector<double>& row, const std::string& name) {
+    const auto it = std::find(names.begin(), names.end(), name);
+    EXPECT_NE(it, names.end()) << name;
+    return row[static_cast<std::size_t>(it - names.begin())];
+  };
+  Item a;
+  a.text = "Drill\nItem Weight: 32 Ounces\nProduct Dimensions: 10 x 2 x 5 inches\nPack of 3 bits";
+  const auto ra = f.row(a);
+  ASSERT_EQ(ra.size(), f.size());
+  EXPECT_DOUBLE_EQ(at(ra, "has_weight"), 1.0);
+  EXPECT_NEAR(at(ra, "log_pounds"), std::log1p(2.0), 1e-12);
+  EXPECT_NEAR(at(ra, "log_volume"), std::log1p(100.0), 1e-12);
+  EXPECT_NEAR(at(ra, "log_count"), std::log1p(3.0), 1e-12);
+  Item b;
+  b.text = "Package Dimensions: 25.4 x 2.54 x 10 cm; Weight: 2 kg, 12-Pack";
+  const auto rb = f.row(b);
+  EXPECT_NEAR(at(rb, "log_pounds"), std::log1p(4.4092), 1e-9);
+  EXPECT_NEAR(at(rb, "log_volume"), std::log1p(10.0 * 1.0 * 10.0 / 2.54), 1e-9);
+  EXPECT_NEAR(at(rb, "log_count"), std::log1p(12.0), 1e-12);
+  Item c;
+  c.text = "A plain description with 42 words and no spec table";
+  const auto rc = f.row(c);
+  for (const char* name : {"log_pounds", "has_weight", "log_volume", "has_volume", "log_count", "has_count"})
+    EXPECT_DOUBLE_EQ(at(rc, name), 0.0) << name;
 }
 
 TEST(EvalBaselines, MeanAndRandom) {

@@ -107,6 +107,25 @@ TEST(StackWeights, RecoverAPlantedBlendAndStayNonNegative) {
   EXPECT_THROW(fit_stack_weights({{1.0}}, y, 0.0), pricer::Error);
 }
 
+TEST(StackWeights, ColumnsPastTheMembersTakeEitherSign) {
+  std::mt19937_64 rng(4);
+  std::normal_distribution<double> n(0.0, 1.0);
+  std::vector<std::vector<double>> x(2);
+  std::vector<double> y;
+  for (int i = 0; i < 400; ++i) {
+    const double a = n(rng), s = n(rng);
+    x[0].push_back(a);
+    x[1].push_back(s);
+    y.push_back(0.2 + 0.9 * a - 0.5 * s);
+  }
+  const StackWeights free = fit_stack_weights(x, y, 0.0, 1);
+  EXPECT_NEAR(free.weights[0], 0.9, 1e-6);
+  EXPECT_NEAR(free.weights[1], -0.5, 1e-6);
+  EXPECT_EQ(fit_stack_weights(x, y, 0.0).weights[1], 0.0) << "every column a member: none negative";
+  const StackWeights mae = refine_stack_weights_for_mae(x, y, free, 1);
+  EXPECT_NEAR(mae.weights[1], -0.5, 1e-3) << "the search keeps the exact blend";
+}
+
 TEST(StackWeights, TheDollarObjectiveTrustsTheMemberRightOnExpensiveItems) {
   // Member 0 is close on expensive items and far off on cheap ones, member 1 the reverse: least
   // squares in log space weighs both alike, the dollar MAE is made on the expensive items.
@@ -189,6 +208,58 @@ TEST(Ensemble, StackingTwoIndependentlyNoisyPricersBeatsEach) {
   const double w7 = ens.stats()["weights"]["spy7"].get<double>(), w8 = ens.stats()["weights"]["spy8"].get<double>();
   EXPECT_NEAR(w7, w8, 0.1);
   EXPECT_NEAR(w7 + w8, 0.85, 0.1);
+}
+
+// Items whose price follows their stated weight, priced by members blind to it: the spec
+// quantities let the stack put the weight back; without them it cannot.
+TEST(Ensemble, SpecQuantitiesCorrectWhatEveryMemberMissesAlike) {
+  const auto weighted = [](int n, int first_id, uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::uniform_real_distribution<double> pounds(0.1, 60.0);
+    std::vector<Item> items = make_items(n, first_id, seed);
+    for (auto& it : items) {
+      const double w = pounds(rng);
+      it.text = it.title + "\nItem Weight: " + std::to_string(w) + " pounds";
+      it.price = std::min(999.0, it.price * std::pow(1.0 + w, 0.6));
+    }
+    return items;
+  };
+  const auto train = weighted(600, 0, 11), scored = weighted(400, 5000, 12);
+  // Members that know each price up to its weight's share (and some noise).
+  class Blind : public Pricer {
+   public:
+    explicit Blind(uint64_t salt) : salt_(salt) {}
+    std::string name() const override { return "blind"; }
+    bool needs_training() const override { return true; }
+    void fit(const std::vector<Item>&) override {}
+    std::vector<double> predict(const std::vector<Item>& items) override {
+      std::vector<double> out;
+      for (const auto& it : items) {
+        std::mt19937_64 rng(std::hash<std::string>{}(it.title) ^ salt_);
+        const double w = std::stod(it.text.substr(it.text.find(": ") + 2));
+        out.push_back(it.price / std::pow(1.0 + w, 0.6) * std::exp(std::normal_distribution<double>(0.0, 0.3)(rng)));
+      }
+      return out;
+    }
+
+   private:
+    uint64_t salt_;
+  };
+  const auto members = [] {
+    return std::vector<EnsembleMember>{{"a", [] { return std::make_unique<Blind>(1); }},
+                                       {"b", [] { return std::make_unique<Blind>(2); }}};
+  };
+  EnsembleOptions with, without;
+  without.spec_quantities = false;
+  EnsemblePricer spec(members(), with), plain(members(), without);
+  spec.fit(train);
+  plain.fit(train);
+  const double e_spec = mae(scored, spec.predict(scored)), e_plain = mae(scored, plain.predict(scored));
+  EXPECT_LT(e_spec, 0.7 * e_plain) << "with the spec quantities " << e_spec << ", without " << e_plain;
+  const auto w = spec.stats()["weights"];
+  EXPECT_NEAR(w["spec:log_pounds"].get<double>(), 0.6, 0.15);
+  EXPECT_EQ(w["spec:log_volume"].get<double>(), 0.0) << "no item states a volume";
+  EXPECT_FALSE(plain.stats()["weights"].contains("spec:log_pounds"));
 }
 
 TEST(Ensemble, MembersTrainedElsewhereAreWeighedOnHeldOutItemsOnly) {

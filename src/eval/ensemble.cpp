@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "data/text.h"
+#include "eval/features.h"
 #include "eval/item.h"
 
 namespace pricer::eval {
@@ -45,7 +46,8 @@ double mae_of(const std::vector<double>& pred, const std::vector<Item>& items) {
 
 }  // namespace
 
-StackWeights fit_stack_weights(const std::vector<std::vector<double>>& x, const std::vector<double>& y, double ridge) {
+StackWeights fit_stack_weights(const std::vector<std::vector<double>>& x, const std::vector<double>& y, double ridge,
+                               size_t nonneg) {
   const size_t k = x.size(), n = y.size();
   require(k > 0 && n > 0, "ensemble: nothing to fit the weights on");
   for (const auto& col : x) require(col.size() == n, "ensemble: member predictions and prices differ in count");
@@ -64,7 +66,7 @@ StackWeights fit_stack_weights(const std::vector<std::vector<double>>& x, const 
     }
   }
   for (size_t a = 0; a < k; ++a) g[a * k + a] += ridge * static_cast<double>(n);
-  // Cyclic coordinate descent with projection on w >= 0: each step minimises exactly along one
+  // Cyclic coordinate descent with projection on w >= 0 where asked: each step minimises exactly along one
   // weight, so the objective never rises; a handful of members converge in a few sweeps.
   StackWeights sw;
   sw.weights.assign(k, 0.0);
@@ -75,7 +77,7 @@ StackWeights fit_stack_weights(const std::vector<std::vector<double>>& x, const 
       double grad = r[a];
       for (size_t b = 0; b < k; ++b)
         if (b != a) grad -= g[a * k + b] * sw.weights[b];
-      const double w = std::max(0.0, grad / g[a * k + a]);
+      const double w = a < nonneg ? std::max(0.0, grad / g[a * k + a]) : grad / g[a * k + a];
       moved = std::max(moved, std::abs(w - sw.weights[a]));
       sw.weights[a] = w;
     }
@@ -106,7 +108,7 @@ double stack_dollar_mae(const std::vector<std::vector<double>>& x, const std::ve
 }
 
 StackWeights refine_stack_weights_for_mae(const std::vector<std::vector<double>>& x, const std::vector<double>& y,
-                                          StackWeights start) {
+                                          StackWeights start, size_t nonneg) {
   StackWeights best = std::move(start);
   double best_mae = stack_dollar_mae(x, y, best);
   const size_t k = best.weights.size();
@@ -120,7 +122,7 @@ StackWeights refine_stack_weights_for_mae(const std::vector<std::vector<double>>
         StackWeights t = best;
         double& v = c < k ? t.weights[c] : t.intercept;
         v += dir;
-        if (c < k && v < 0) continue;
+        if (c < std::min(k, nonneg) && v < 0) continue;
         const double m = stack_dollar_mae(x, y, t);
         if (m < best_mae) {
           best = std::move(t);
@@ -150,7 +152,18 @@ std::vector<std::vector<double>> EnsemblePricer::member_features(const std::vect
     require(p.size() == items.size(), "ensemble: member \"" + members_[j].name + "\" returned the wrong count");
     x.push_back(log_prices(p, members_[j].name));
   }
+  add_spec_columns(items, x);
   return x;
+}
+
+void EnsemblePricer::add_spec_columns(const std::vector<Item>& items, std::vector<std::vector<double>>& x) const {
+  if (!opt_.spec_quantities) return;
+  const size_t first = x.size();
+  x.resize(first + spec_quantity_names().size(), std::vector<double>(items.size()));
+  for (size_t i = 0; i < items.size(); ++i) {
+    const std::vector<double> s = spec_quantities(items[i].text);
+    for (size_t c = 0; c < s.size(); ++c) x[first + c][i] = s[c];
+  }
 }
 
 void EnsemblePricer::fit(const std::vector<Item>& train) {
@@ -190,6 +203,7 @@ void EnsemblePricer::fit(const std::vector<Item>& train) {
         for (size_t i = 0; i < out.size(); ++i) x[j][out[i]] = log_price(p[i], members_[j].name);
       }
     }
+    add_spec_columns(train, x);
     stats_["fit"] = "cross-fitted on the training split";
     stats_["folds"] = opt_.folds;
   }
@@ -199,8 +213,9 @@ void EnsemblePricer::fit(const std::vector<Item>& train) {
     y.push_back(log_price(it.price, "truth"));
     fit_items_.insert(item_key(it));
   }
-  weights_ = fit_stack_weights(x, y, opt_.ridge);
-  if (opt_.objective == StackObjective::DollarMae) weights_ = refine_stack_weights_for_mae(x, y, weights_);
+  weights_ = fit_stack_weights(x, y, opt_.ridge, members_.size());
+  if (opt_.objective == StackObjective::DollarMae)
+    weights_ = refine_stack_weights_for_mae(x, y, weights_, members_.size());
   stats_["objective"] = stack_objective_name(opt_.objective);
   std::vector<double> fit_pred(y.size(), weights_.intercept);
   for (size_t j = 0; j < x.size(); ++j)
@@ -208,14 +223,25 @@ void EnsemblePricer::fit(const std::vector<Item>& train) {
   for (double& p : fit_pred) p = std::exp(p);
   stats_["fit_items"] = fit_items->size();
   stats_["fit_mae"] = mae_of(fit_pred, *fit_items);
+  describe_weights();
+}
+
+// Weights per column (members by name, spec quantities as spec:NAME), intercept and the formula.
+void EnsemblePricer::describe_weights() {
+  std::vector<std::string> columns;
+  for (const auto& m : members_) columns.push_back(m.name);
+  if (opt_.spec_quantities)
+    for (const auto& n : spec_quantity_names()) columns.push_back("spec:" + n);
   nlohmann::json w = nlohmann::json::object();
-  for (size_t j = 0; j < members_.size(); ++j) w[members_[j].name] = weights_.weights[j];
-  stats_["weights"] = w;
-  stats_["intercept"] = weights_.intercept;
   std::ostringstream formula;
   formula << "exp(" << weights_.intercept;
-  for (size_t j = 0; j < members_.size(); ++j) formula << " + " << weights_.weights[j] << " log " << members_[j].name;
+  for (size_t j = 0; j < columns.size(); ++j) {
+    w[columns[j]] = weights_.weights[j];
+    formula << " + " << weights_.weights[j] << (j < members_.size() ? " log " : " ") << columns[j];
+  }
   formula << ")";
+  stats_["weights"] = w;
+  stats_["intercept"] = weights_.intercept;
   stats_["formula"] = formula.str();
 }
 
@@ -271,6 +297,9 @@ std::unique_ptr<Pricer> make_ensemble_pricer(const PricerContext& ctx) {
           "--param ensemble_folds=" + ctx.param("ensemble_folds") + ": a whole number of folds, 2 to 100");
   o.folds = static_cast<int>(folds);
   o.objective = parse_stack_objective(ctx.param("ensemble_objective", "mae"));
+  const std::string spec = ctx.param("ensemble_spec", "1");
+  require(spec == "0" || spec == "1", "--param ensemble_spec=" + spec + ": 1 (the spec quantities as columns) or 0");
+  o.spec_quantities = spec == "1";
   if (const std::string fit = ctx.param("ensemble_fit"); !fit.empty()) {
     const std::string split = ctx.param("ensemble_fit_split", "test");
     o.holdout = read_split(fit, split);
