@@ -3,6 +3,7 @@
 // shape is Llama-3.2-1B's; the weights are generated tensor by tensor directly in the base format,
 // so the benchmark's own set-up never holds an f32 copy of the model. `bench model` writes that
 // model as a GGUF file, for measuring other runtimes (llama.cpp) on the very same weights.
+#include <immintrin.h>
 #include <omp.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -256,6 +257,45 @@ double bf16_gemm_peak_gflops(int64_t tokens, int64_t in, int64_t out) {
   return best;
 }
 
+// What the bf16 dot-product instruction itself delivers on every thread: 24 independent
+// accumulators, so no result waits on another and nothing is read from memory. No GEMM can go
+// past it; the GEMM peak above is a share of it. The best of three passes; 0 where the build has
+// no AVX512-BF16.
+double bf16_instruction_peak_gflops() {
+#if defined(__AVX512BF16__)
+  constexpr int kChains = 24;
+  constexpr int64_t kRounds = 2'000'000;
+  const int nt = threads();
+  double best = 0;
+  for (int pass = 0; pass < 3; ++pass) {
+    float sink = 0;
+    const auto t0 = Clock::now();
+#pragma omp parallel num_threads(nt) reduction(+ : sink)
+    {
+      __m512 acc[kChains];
+      for (auto& a : acc) a = _mm512_setzero_ps();
+      __m512bh a = (__m512bh)_mm512_set1_epi32(0x3c003c00), b = a;  // bf16 pairs of 2^-7
+      for (int64_t r = 0; r < kRounds; ++r) {
+#pragma GCC unroll 24  // every accumulator in its own register
+        for (int c = 0; c < kChains; ++c) acc[c] = _mm512_dpbf16_ps(acc[c], a, b);
+        __asm__ volatile("" : "+v"(a));  // one operand opaque: the loop is not folded away
+      }
+      alignas(64) float lanes[16];
+      for (const auto& c : acc) {
+        _mm512_store_ps(lanes, c);
+        sink += lanes[0];
+      }
+    }
+    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    require(sink > 0.0f, "bench: the bf16 instruction pass computed nothing");
+    best = std::max(best, 64.0 * kChains * static_cast<double>(kRounds) * nt / s * 1e-9);
+  }
+  return best;
+#else
+  return 0;
+#endif
+}
+
 // Prompt processing: the forward pass with the head at each sequence's last token.
 Timings time_forward(LlamaModel& model, Backend& backend, const Batch& batch, const BenchOptions& o) {
   const std::vector<int64_t> last = last_rows(batch);
@@ -375,6 +415,8 @@ int run_bench(const std::string& what, const BenchOptions& o) {
   double flops = projection_flops(o, T, heads_rows) * (what == "train" ? (o.checkpoint ? 3 : 2) : 1) +
                  2.0 * heads_rows * o.dim * o.vocab * (what == "train" ? 2 : 1);
   const double peak = bf16_gemm_peak_gflops(T, o.dim, o.ffn);
+  const double instruction_peak = bf16_instruction_peak_gflops();
+  const auto share_of = [](double x, double of) { return of > 0 ? nlohmann::json(x / of) : nlohmann::json(nullptr); };
   nlohmann::json j = {{"bench", what},
                       {"impl", std::string("pricer-") + o.base_dtype + "-" + o.compute},
                       {"compute", o.compute},
@@ -398,6 +440,10 @@ int run_bench(const std::string& what, const BenchOptions& o) {
                       {"linear_gflops", flops / sec * 1e-9},
                       {"bf16_gemm_peak_gflops", peak},
                       {"linear_share_of_bf16_peak", flops / sec * 1e-9 / peak},
+                      {"bf16_instruction_peak_gflops",
+                       instruction_peak > 0 ? nlohmann::json(instruction_peak) : nlohmann::json(nullptr)},
+                      {"bf16_gemm_peak_share_of_instruction_peak", share_of(peak, instruction_peak)},
+                      {"linear_share_of_instruction_peak", share_of(flops / sec * 1e-9, instruction_peak)},
                       {"peak_rss_mib", peak_rss_mib()},
                       {"build_s", build_s},
                       {"loss_or_logit", loss}};

@@ -12,11 +12,19 @@ pricer itself (RECIPE is a `make quality` out directory, e.g. quality-out):
         --json --top 1000 --coverage 0.5 > DIR/$m-$split.jsonl
     done
   done
-  tools/analysis/stacking_variants.py DIR
+  tools/analysis/stacking_variants.py DIR [RECIPE]
+
+With RECIPE it also prints how the stack of TF-IDF and the models errs by the weight the items
+state (fifths of the held-out and val items that state one; docs/results.md, before row 45).
 """
 import json
 import math
+import re
 import sys
+
+# The weight as pricer's features read it (src/eval/features.cpp), in pounds.
+WEIGHT = re.compile(r"weight:\s{0,8}([0-9]{1,9}(?:\.[0-9]{1,6})?)\s{0,8}(pounds?|lbs?|ounces?|oz|kilograms?|kg|grams?|g)\b",
+                    re.IGNORECASE)
 
 
 def log_price(p):
@@ -124,7 +132,37 @@ def fit_linear(s, names):
     return compass(lambda t: mae(linear(x, t), s["y"]), [0.0] + [1.0 / len(names)] * len(names))[0]
 
 
-def main(d):
+def pounds(text):
+    m = WEIGHT.search(text)
+    if not m:
+        return None
+    v, u = float(m.group(1)), m.group(2)[0].lower()
+    return v if u in "pl" else v / 16 if u == "o" else v * 2.2046 if u == "k" else v / 453.6
+
+
+def by_weight(d, recipe):
+    """Mean log error of the even stack of TF-IDF and the models, by fifths of stated weight."""
+    rows = []
+    for split in ("test", "val"):
+        s = load_split(d, split)
+        texts = [json.loads(line)["prompt"] for line in open(f"{recipe}/data/{split}.jsonl")]
+        assert len(texts) == len(s["y"]), f"{recipe}: {split} has another number of items"
+        for i, text in enumerate(texts):
+            w = pounds(text)
+            stack = (math.log1p(s["tfidf"][i]) + math.log1p(s["median"][i])) / 2
+            if w is not None and w > 0:
+                rows.append((w, math.log1p(s["y"][i]) - stack))
+    rows.sort()
+    n = len(rows)
+    for f in range(5):
+        part = rows[f * n // 5:(f + 1) * n // 5]
+        print(f"stated weight {part[0][0]:.2f}-{part[-1][0]:.2f} lb ({len(part)} items): "
+              f"mean log error {sum(r for _, r in part) / len(part):+.3f}")
+
+
+def main(d, recipe=None):
+    if recipe:
+        by_weight(d, recipe)
     h, v = load_split(d, "test"), load_split(d, "val")
     four = ["tfidf", "xgboost", "median", "expected"]
     for names in (four, ["tfidf", "median"]):
@@ -150,6 +188,6 @@ def main(d):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
+    if len(sys.argv) not in (2, 3):
         sys.exit(__doc__)
-    main(sys.argv[1])
+    main(*sys.argv[1:])
