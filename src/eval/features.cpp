@@ -3,7 +3,8 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
-#include <regex>
+#include <optional>
+#include <string_view>
 #include <unordered_set>
 
 #include "core/error.h"
@@ -24,39 +25,129 @@ const std::vector<std::string>& keywords() {
 
 }  // namespace
 
-std::vector<double> spec_quantities(const std::string& text) {
-  // Bounded repeats: libstdc++'s regex recurses per character matched, and a number needs no more.
-  static const std::regex weight(
-      R"(weight:\s{0,8}([0-9]{1,9}(?:\.[0-9]{1,6})?)\s{0,8}(pounds?|lbs?|ounces?|oz|kilograms?|kg|grams?|g)\b)",
-      std::regex::icase);
-  static const std::regex dims(
-      R"(dimensions[^:\n]{0,30}:\s{0,8}([0-9]{1,6}(?:\.[0-9]{1,4})?)\s{0,4}x\s{0,4}([0-9]{1,6}(?:\.[0-9]{1,4})?)\s{0,4}x)"
-      R"(\s{0,4}([0-9]{1,6}(?:\.[0-9]{1,4})?)\s{0,4}(inches|inch|in|cm|centimeters|mm|millimeters)?)",
-      std::regex::icase);
-  static const std::regex pack(
-      R"(\b(?:pack|set|box|case) of ([0-9]{1,4})\b|\b([0-9]{1,4})[- ]?(?:pack|count|pcs|pieces)\b)", std::regex::icase);
-  std::vector<double> f(6, 0.0);
-  std::smatch m;
-  if (std::regex_search(text, m, weight)) {
-    const char u = static_cast<char>(std::tolower(static_cast<unsigned char>(m[2].str()[0])));
-    const double v = std::stod(m[1].str());
-    const double pounds = u == 'p' || u == 'l' ? v : u == 'o' ? v / 16 : u == 'k' ? v * 2.2046 : v / 453.6;
-    f[0] = std::log1p(pounds);
-    f[1] = 1;
+namespace {
+
+// A cursor over lower-cased text for the spec quantities: each reader consumes what it accepts
+// and reports whether it did. One pass per quantity, no allocation past the number's digits.
+struct SpecCursor {
+  std::string_view s;
+  size_t i = 0;
+
+  static bool word(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }
+  bool at_boundary() const { return i == 0 || i > s.size() || !word(s[i - 1]); }
+  bool ends_word() const { return i >= s.size() || !word(s[i]); }
+  bool take(std::string_view lit) {
+    if (s.substr(i, lit.size()) != lit) return false;
+    i += lit.size();
+    return true;
   }
-  if (std::regex_search(text, m, dims)) {
-    const std::string unit = m[4].str();
-    const double to_inch = unit.empty() || std::tolower(static_cast<unsigned char>(unit[0])) == 'i' ? 1.0
-                           : std::tolower(static_cast<unsigned char>(unit[0])) == 'c'               ? 1 / 2.54
-                                                                                                    : 1 / 25.4;
+  // Up to `most` spaces (space, tab, newline, ...); more than that is refused.
+  bool spaces(size_t most) {
+    size_t n = 0;
+    while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i, ++n;
+    return n <= most;
+  }
+  size_t digits() {
+    const size_t start = i;
+    while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i;
+    return i - start;
+  }
+  // A number of 1..whole digits with an optional fraction of 1..frac digits: bounded, so a
+  // hostile run of digits is refused rather than parsed.
+  std::optional<double> number(size_t whole, size_t frac) {
+    const size_t start = i, w = digits();
+    if (w == 0 || w > whole) return std::nullopt;
+    if (i < s.size() && s[i] == '.' && i + 1 < s.size() && std::isdigit(static_cast<unsigned char>(s[i + 1]))) {
+      ++i;
+      if (digits() > frac) return std::nullopt;
+    }
+    return std::stod(std::string(s.substr(start, i - start)));
+  }
+  // The word (letters, digits, underscore) starting here.
+  std::string_view next_word() {
+    const size_t start = i;
+    while (i < s.size() && word(s[i])) ++i;
+    return s.substr(start, i - start);
+  }
+};
+
+// "weight: 2.5 pounds" (ounces, kg, grams too) in pounds, at the first "weight:" that reads so.
+std::optional<double> stated_pounds(std::string_view lower) {
+  for (size_t at = lower.find("weight:"); at != std::string_view::npos; at = lower.find("weight:", at + 1)) {
+    SpecCursor c{lower, at + 7};
+    if (!c.spaces(8)) continue;
+    const auto v = c.number(9, 6);
+    if (!v || !c.spaces(8)) continue;
+    const std::string_view u = c.next_word();
+    if (u == "pound" || u == "pounds" || u == "lb" || u == "lbs") return *v;
+    if (u == "ounce" || u == "ounces" || u == "oz") return *v / 16;
+    if (u == "kilogram" || u == "kilograms" || u == "kg") return *v * 2.2046;
+    if (u == "gram" || u == "grams" || u == "g") return *v / 453.6;
+  }
+  return std::nullopt;
+}
+
+// "dimensions: 10 x 2 x 5 inches" (cm, mm too; inches when no unit follows) in cubic inches, at
+// the first "dimensions" whose colon (within 30 characters on its line) is followed so.
+std::optional<double> stated_cubic_inches(std::string_view lower) {
+  for (size_t at = lower.find("dimensions"); at != std::string_view::npos; at = lower.find("dimensions", at + 1)) {
+    const size_t colon = lower.find_first_of(":\n", at + 10);
+    if (colon == std::string_view::npos || lower[colon] != ':' || colon - (at + 10) > 30) continue;
+    SpecCursor c{lower, colon + 1};
+    double side[3] = {};
+    bool ok = c.spaces(8);
+    for (int d = 0; d < 3 && ok; ++d) {
+      const auto v = c.number(6, 4);
+      ok = v && (d == 2 || (c.spaces(4) && c.take("x") && c.spaces(4)));
+      if (ok) side[d] = *v;
+    }
+    if (!ok) continue;
+    // The unit may follow after up to 4 spaces; past that, or none of these, it is inches.
+    const std::string_view rest = c.spaces(4) ? lower.substr(c.i) : std::string_view();
+    const double to_inch = rest.starts_with("cm") || rest.starts_with("centimeters")   ? 1 / 2.54
+                           : rest.starts_with("mm") || rest.starts_with("millimeters") ? 1 / 25.4
+                                                                                       : 1.0;
     double volume = 1;
-    for (int i = 1; i <= 3; ++i) volume *= std::stod(m[i].str()) * to_inch;
-    f[2] = std::log1p(volume);
-    f[3] = 1;
+    for (double v : side) volume *= v * to_inch;
+    return volume;
   }
-  if (std::regex_search(text, m, pack)) {
-    f[4] = std::log1p(std::stod(m[1].matched ? m[1].str() : m[2].str()));
-    f[5] = 1;
+  return std::nullopt;
+}
+
+// A pack's count: "pack of 12" (set, box, case of) or "12-pack" ("12 count", pcs, pieces), the
+// first in the text; at most 4 digits.
+std::optional<double> stated_count(std::string_view lower) {
+  for (size_t at = 0; at < lower.size(); ++at) {
+    SpecCursor c{lower, at};
+    if (!c.at_boundary() || !SpecCursor::word(lower[at])) continue;
+    if (c.take("pack of ") || c.take("set of ") || c.take("box of ") || c.take("case of ")) {
+      const size_t n = c.digits();
+      if (n >= 1 && n <= 4 && c.ends_word()) return std::stod(std::string(lower.substr(c.i - n, n)));
+      c.i = at;
+    }
+    const size_t n = c.digits();
+    if (n < 1 || n > 4) continue;
+    if (c.i < lower.size() && (lower[c.i] == '-' || lower[c.i] == ' ')) ++c.i;
+    const size_t unit = c.i;
+    for (std::string_view u : {"pack", "count", "pcs", "pieces"}) {
+      c.i = unit;
+      if (c.take(u) && c.ends_word()) return std::stod(std::string(lower.substr(at, n)));
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::vector<double> spec_quantities(const std::string& text) {
+  std::string lower(text);
+  for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  std::vector<double> f(6, 0.0);
+  const std::optional<double> quantities[] = {stated_pounds(lower), stated_cubic_inches(lower), stated_count(lower)};
+  for (size_t q = 0; q < 3; ++q) {
+    if (!quantities[q]) continue;
+    f[2 * q] = std::log1p(*quantities[q]);
+    f[2 * q + 1] = 1;
   }
   return f;
 }
@@ -75,7 +166,9 @@ void SimpleFeatures::fit(const std::vector<Item>& train) {
   std::sort(categories_.begin(), categories_.end());
 }
 
-std::size_t SimpleFeatures::size() const { return 11 + keywords().size() + categories_.size(); }
+std::size_t SimpleFeatures::size() const {
+  return 5 + spec_quantity_names().size() + keywords().size() + categories_.size();
+}
 
 std::vector<std::string> SimpleFeatures::names() const {
   std::vector<std::string> n = {"log_chars", "words", "digits", "numbers", "log_max_number"};
