@@ -66,8 +66,9 @@ StackWeights fit_stack_weights(const std::vector<std::vector<double>>& x, const 
     }
   }
   for (size_t a = 0; a < k; ++a) g[a * k + a] += ridge * static_cast<double>(n);
-  // Cyclic coordinate descent with projection on w >= 0 where asked: each step minimises exactly along one
-  // weight, so the objective never rises; a handful of members converge in a few sweeps.
+  // Cyclic coordinate descent, projecting the first `nonneg` weights on w >= 0: each step
+  // minimises exactly along one weight, so the objective never rises; a handful of columns
+  // converge in a few sweeps.
   StackWeights sw;
   sw.weights.assign(k, 0.0);
   for (int sweep = 0; sweep < 10000; ++sweep) {
@@ -145,7 +146,7 @@ EnsemblePricer::EnsemblePricer(std::vector<EnsembleMember> members, EnsembleOpti
   for (const auto& m : members_) fitted_.push_back(m.make());
 }
 
-std::vector<std::vector<double>> EnsemblePricer::member_features(const std::vector<Item>& items) {
+std::vector<std::vector<double>> EnsemblePricer::stack_columns(const std::vector<Item>& items) {
   std::vector<std::vector<double>> x;
   for (size_t j = 0; j < fitted_.size(); ++j) {
     const std::vector<double> p = fitted_[j]->predict(items);
@@ -181,7 +182,7 @@ void EnsemblePricer::fit(const std::vector<Item>& train) {
             "prices there are not what it does on new items: give --param ensemble_fit=PATH with "
             "held-out items it did not train on");
     fit_items = &opt_.holdout;
-    x = member_features(opt_.holdout);
+    x = stack_columns(opt_.holdout);
     stats_["fit"] = "held-out items";
     stats_["fit_source"] = opt_.holdout_source;
   } else {
@@ -254,7 +255,7 @@ std::vector<double> EnsemblePricer::predict(const std::vector<Item>& items) {
   require(2 * seen <= items.size(), "ensemble: " + std::to_string(seen) + " of the " + std::to_string(items.size()) +
                                         " items to price are items its weights were fitted on");
   stats_["scored_items_in_fit"] = seen;
-  const auto x = member_features(items);
+  const auto x = stack_columns(items);
   std::vector<double> out(items.size(), weights_.intercept);
   for (size_t j = 0; j < x.size(); ++j)
     for (size_t i = 0; i < items.size(); ++i) out[i] += weights_.weights[j] * x[j][i];

@@ -3,9 +3,9 @@
 // Each member's price becomes a feature log(price); the ensemble predicts
 // exp(b + sum_j w_j log p_j + sum_k v_k s_k) with non-negative weights w, and by default the spec
 // table's quantities s (weight, volume, pack count: eval/features.h) with weights v of either sign
-// (where every member shrinks heavy or bulky items alike, they correct it), fitted (by default) for the dollar MAE
-// that the leaderboard ranks by, or by least squares in log-price space, only ever on
-// predictions for items the member did not learn from:
+// (where every member shrinks heavy or bulky items alike, they correct it), fitted (by default)
+// for the dollar MAE that the leaderboard ranks by, or by least squares in log-price space, only
+// ever on predictions for items the member did not learn from:
 //  - members fitted here (the classic baselines) are cross-fitted: the training split is cut
 //    into K folds and each fold is priced by a member fitted on the other folds;
 //  - members trained elsewhere (the LLMs, which learned from the training split) cannot be
@@ -78,7 +78,7 @@ class EnsemblePricer : public Pricer {
 
  private:
   // The stack's columns for `items`: each member's log prices, then the spec quantities.
-  std::vector<std::vector<double>> member_features(const std::vector<Item>& items);
+  std::vector<std::vector<double>> stack_columns(const std::vector<Item>& items);
   void add_spec_columns(const std::vector<Item>& items, std::vector<std::vector<double>>& x) const;
   void describe_weights();
 

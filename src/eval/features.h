@@ -16,10 +16,6 @@ using retrieval::TfidfOptions;
 using retrieval::TfidfVectorizer;
 using retrieval::word_tokens;
 
-// Numeric features of one item: log length, word count, digit count, numbers mentioned, the
-// largest number mentioned, the spec table's weight, volume and pack count (each with a flag for
-// whether the text states it), a handful of price-telling keywords, and a one-hot of the training
-// categories (an unseen or missing category is all zeros).
 // The spec table's quantities that price follows but a bag of words cannot read as numbers, each
 // as log1p of the value and a flag for whether the text states it (both 0 when it does not): the
 // weight in pounds (from pounds, ounces, kilograms or grams), the volume of the dimensions in
@@ -27,6 +23,10 @@ using retrieval::word_tokens;
 std::vector<double> spec_quantities(const std::string& text);
 const std::vector<std::string>& spec_quantity_names();
 
+// Numeric features of one item: log length, word count, digit count, numbers mentioned, the
+// largest number mentioned, the spec table's weight, volume and pack count (each with a flag for
+// whether the text states it), a handful of price-telling keywords, and a one-hot of the training
+// categories (an unseen or missing category is all zeros).
 class SimpleFeatures {
  public:
   void fit(const std::vector<Item>& train);
