@@ -183,6 +183,18 @@ TEST(EvalFeatures, SpecQuantitiesReadWeightVolumeAndCount) {
   const auto rc = f.row(c);
   for (const char* name : {"log_pounds", "has_weight", "log_volume", "has_volume", "log_count", "has_count"})
     EXPECT_DOUBLE_EQ(at(rc, name), 0.0) << name;
+  // What is not a stated quantity: a unit glued to more word, a number past its digit bound, a
+  // colon beyond the line; a later statement that does read is taken.
+  const auto spec = [](const std::string& text) { return spec_quantities(text); };
+  EXPECT_EQ(spec("Weight: 3 lbs2")[1], 0.0);
+  EXPECT_EQ(spec("Weight: 1234567890 pounds")[1], 0.0);
+  EXPECT_EQ(spec("Weight:          3 pounds")[1], 0.0) << "nine spaces";
+  EXPECT_NEAR(spec("weight: 3 gr; Weight: 16 oz")[0], std::log1p(1.0), 1e-12);
+  EXPECT_EQ(spec("Dimensions\n: 1 x 2 x 3")[3], 0.0);
+  EXPECT_NEAR(spec("Dimensions: 1 x 2 x 3      cm")[2], std::log1p(6.0), 1e-12) << "the unit too far: inches";
+  EXPECT_EQ(spec("a 12345-pack")[5], 0.0);
+  EXPECT_NEAR(spec("2 packs, then a 6 Count box")[4], std::log1p(6.0), 1e-12);
+  EXPECT_EQ(spec(std::string(1 << 20, '9') + " pounds weight: " + std::string(1 << 20, ' '))[1], 0.0);
 }
 
 TEST(EvalBaselines, MeanAndRandom) {
