@@ -6,6 +6,8 @@
 #include <array>
 #include <cstring>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -70,6 +72,23 @@ void nf4_panel_absmax(const uint8_t* panel, const Nf4Tensor& stats, int64_t rows
                       float* out) {
   const int64_t nb = cols / kNf4BlockSize;
   const uint8_t* codes = nf4_panel_codes(panel, b);
+#if defined(__AVX512F__)
+  if (row0 + kNf4PanelRows <= rows) {
+    // nf4_absmax_of for the 16 rows at once: the product and the sum rounded one at a time, as
+    // there (explicitly rounded operations are never fused into one FMA).
+    alignas(64) std::array<int32_t, kNf4PanelRows> code{};
+    alignas(64) std::array<float, kNf4PanelRows> scale{};
+    for (int64_t r = 0; r < kNf4PanelRows; ++r) {
+      code[r] = codes[nf4_panel_code_index(r, b)];
+      scale[r] = stats.absmax_scales[static_cast<size_t>(((row0 + r) * nb + b) / kNf4AbsmaxBlockSize)];
+    }
+    constexpr int kNearest = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    const __m512 mapped = _mm512_i32gather_ps(_mm512_load_si512(code.data()), dynamic_map_signed().data(), 4);
+    const __m512 scaled = _mm512_mul_round_ps(mapped, _mm512_load_ps(scale.data()), kNearest);
+    _mm512_storeu_ps(out, _mm512_add_round_ps(scaled, _mm512_set1_ps(stats.absmax_offset), kNearest));
+    return;
+  }
+#endif
   for (int64_t r = 0; r < kNf4PanelRows; ++r) {
     const int64_t row = std::min(row0 + r, rows - 1);
     out[r] = nf4_absmax_of(codes[nf4_panel_code_index(r, b)],
@@ -140,6 +159,52 @@ void dequantize_panel_quad(const uint8_t* panel, int64_t b, int64_t q, const flo
   }
 }
 
+#if defined(__AVX512BW__)
+// The 16 code values times each of two rows' absmax, rounded to bf16 as store_rows rounds them:
+// a table of 32 bf16 (row a's 16, then row b's) for one 16-bit lookup instruction.
+inline __m512i bf16_code_table(float amax_a, float amax_b) {
+  const __m512 values = _mm512_loadu_ps(nf4_code().data());
+  const auto row = [&](float amax) {
+    const __m512i u = _mm512_castps_si512(_mm512_mul_ps(values, _mm512_set1_ps(amax)));
+    const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    return _mm512_cvtepi32_epi16(
+        _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), odd)), 16));
+  };
+  return _mm512_inserti64x4(_mm512_castsi256_si512(row(amax_a)), row(amax_b), 1);
+}
+
+// Rows 4q..4q+3 of block b in bf16, straight from per-row tables of the 16 products code x absmax
+// (the same f32 product and rounding as dequantize_panel_quad, so the same bits): two chunks at a
+// time, each row's 16 consecutive values one lookup's half.
+inline void dequantize_panel_quad_bf16(const uint8_t* panel, int64_t b, int64_t q, const float* absmax, int64_t cols,
+                                       uint16_t* out) {
+  const __m512i table01 = bf16_code_table(absmax[4 * q], absmax[4 * q + 1]);
+  const __m512i table23 = bf16_code_table(absmax[4 * q + 2], absmax[4 * q + 3]);
+  // Lanes 16..31 hold the second row of a pair: its entries sit 16 further in the table.
+  const __m512i second_row = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(16), 1);
+  const __m128i m4 = _mm_set1_epi8(0x0F);
+  const uint8_t* c = nf4_panel_block(panel, b);
+  const auto nibbles = [&](int64_t k) {  // rows 0-1 then rows 2-3 of chunk k, a value per byte
+    const __m128i z = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c + k * 64 + q * 16));
+    const __m128i hi = _mm_and_si128(_mm_srli_epi16(z, 4), m4), lo = _mm_and_si128(z, m4);
+    return std::pair{_mm_unpacklo_epi8(hi, lo), _mm_unpackhi_epi8(hi, lo)};
+  };
+  const auto lookup = [&](__m128i first, __m128i second, __m512i table, uint16_t* row) {
+    const __m256i idx8 = _mm256_inserti128_si256(_mm256_castsi128_si256(first), second, 1);
+    const __m512i v = _mm512_permutexvar_epi16(_mm512_add_epi16(_mm512_cvtepu8_epi16(idx8), second_row), table);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(row), _mm512_castsi512_si256(v));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(row + cols), _mm512_extracti64x4_epi64(v, 1));
+  };
+  for (int64_t k = 0; k < kNf4PanelChunks; k += 2) {
+    const auto [a01, a23] = nibbles(k);
+    const auto [b01, b23] = nibbles(k + 1);
+    // Row 0's 8 values of chunk k then of chunk k + 1 (16 consecutive values), then row 1's.
+    lookup(_mm_unpacklo_epi64(a01, b01), _mm_unpackhi_epi64(a01, b01), table01, out + 8 * k);
+    lookup(_mm_unpacklo_epi64(a23, b23), _mm_unpackhi_epi64(a23, b23), table23, out + 2 * cols + 8 * k);
+  }
+}
+#endif
+
 // A whole panel (its 16 rows to out, every cols), 4 rows at a time: 16 rows a power of two apart
 // written at once fall into one cache set and evict each other.
 template <class Out>
@@ -149,9 +214,17 @@ void dequantize_panel(const uint8_t* panel, const Nf4Tensor& stats, int64_t nb, 
   for (int64_t b = 0; b < nb; ++b)
     nf4_panel_absmax(panel, stats, row0 + kNf4PanelRows, cols, row0, b, absmax.data() + b * kNf4PanelRows);
   for (int64_t q = 0; q < 4; ++q)
-    for (int64_t b = 0; b < nb; ++b)
-      dequantize_panel_quad(panel, b, q, absmax.data() + b * kNf4PanelRows, cols,
-                            out + 4 * q * cols + b * kNf4BlockSize);
+    for (int64_t b = 0; b < nb; ++b) {
+      const float* block_absmax = absmax.data() + b * kNf4PanelRows;
+      Out* dst = out + 4 * q * cols + b * kNf4BlockSize;
+#if defined(__AVX512BW__)
+      if constexpr (std::is_same_v<Out, uint16_t>) {
+        dequantize_panel_quad_bf16(panel, b, q, block_absmax, cols, dst);
+        continue;
+      }
+#endif
+      dequantize_panel_quad(panel, b, q, block_absmax, cols, dst);
+    }
 }
 #endif
 
