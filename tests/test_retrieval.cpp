@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 #include <random>
+#include <set>
 
 #include "core/error.h"
 #include "io/gguf.h"
@@ -207,6 +208,61 @@ TEST(Comparables, TrainingPromptsHoldTheirNeighboursPricesNeverTheirOwn) {
   const TrainingData plain = load_training_data(cfg, "", tok, tok.vocab_size());
   EXPECT_FALSE(plain.comparables);
   EXPECT_EQ(prompt_of(plain.train[0]), train[0].prompt);
+}
+
+// Cross-fitting leaves one fold out of everything the run learns from: its items are neither
+// trained on nor anyone's comparables, every item is left out by exactly one fold, and a fold that
+// holds none or all of the items is refused.
+TEST(CrossFitting, AFoldLeftOutIsNeitherTrainedOnNorAComparable) {
+  ScratchDir dir;
+  std::vector<PricePrompt> train;
+  for (int i = 0; i < 40; ++i)  // distinct whole prices, so a comparables line names its items
+    train.push_back({"steel bolt number " + std::to_string(i) + " of a box\n\nPrice is $",
+                     std::to_string(100 + i) + ".00", 100.0 + i});
+  fs::create_directories(dir.path() / "data");
+  write_price_jsonl((dir.path() / "data/train.jsonl").string(), train);
+  TrainConfig cfg;
+  cfg.dataset = (dir.path() / "data").string();
+  cfg.comparables = 3;
+  cfg.cross_fit_folds = 4;
+  const Tokenizer& tok = tiny_tokenizer();
+  const auto prompt_of = [&](const PricedExample& ex) {
+    return tok.decode(std::vector<int32_t>(ex.tokens.begin() + (tok.bos_id() >= 0), ex.tokens.begin() + ex.prompt_len));
+  };
+  std::vector<int> times_left_out(train.size(), 0);
+  for (int fold = 0; fold < 4; ++fold) {
+    cfg.cross_fit_fold = fold;
+    const TrainingData d = load_training_data(cfg, "", tok, tok.vocab_size());
+    ASSERT_TRUE(d.comparables);
+    EXPECT_EQ(d.comparables->size(), d.train.size()) << "the index holds the kept items only";
+    std::set<double> kept_prices;
+    for (const auto& ex : d.train) kept_prices.insert(ex.price);
+    EXPECT_EQ(kept_prices.size(), d.train.size());
+    EXPECT_GT(d.train.size(), 20u) << "fold " << fold << " is a fair share, not most of the items";
+    EXPECT_LT(d.train.size(), 40u);
+    for (size_t i = 0; i < train.size(); ++i) times_left_out[i] += kept_prices.contains(train[i].price) ? 0 : 1;
+    for (const auto& ex : d.train) {
+      const std::string p = prompt_of(ex);
+      for (size_t i = 0; i < train.size(); ++i) {
+        if (!kept_prices.contains(train[i].price)) {
+          EXPECT_EQ(p.find("$" + std::to_string(100 + i)), std::string::npos) << "fold " << fold << ": " << p;
+        }
+      }
+    }
+  }
+  for (size_t i = 0; i < train.size(); ++i) EXPECT_EQ(times_left_out[i], 1) << "item " << i;
+  // One item in two folds: one fold holds all of it, the other none; both are refused.
+  write_price_jsonl((dir.path() / "data/train.jsonl").string(), {train[0]});
+  cfg.cross_fit_folds = 2;
+  for (int fold = 0; fold < 2; ++fold) {
+    cfg.cross_fit_fold = fold;
+    EXPECT_THROW(load_training_data(cfg, "", tok, tok.vocab_size()), Error);
+  }
+  cfg.cross_fit_fold = 2;
+  EXPECT_THROW(cfg.validate(), Error);
+  cfg.cross_fit_folds = 1;
+  cfg.cross_fit_fold = 0;
+  EXPECT_THROW(cfg.validate(), Error);
 }
 
 }  // namespace

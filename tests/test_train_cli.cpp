@@ -10,6 +10,7 @@
 #include <set>
 #include <thread>
 
+#include "data/cross_fit.h"
 #include "io/gguf.h"
 #include "monitor/run_db.h"
 #include "monitor/tfevents.h"
@@ -234,6 +235,7 @@ TEST_F(TrainCli, FullFineTuningTrainsEveryWeightAndSavesTheWholeModel) {
   ASSERT_EQ(run_pricer(full_args("full", {"--base-dtype", "f32"}), dir_.path() / "full", &out, &err), 0) << err;
   EXPECT_NE(out.find("last: " + (dir_ / "full/last") + " (model.gguf)"), std::string::npos) << out;
   EXPECT_FALSE(fs::exists(dir_ / "full/last/adapter.gguf"));
+  EXPECT_FALSE(GgufFile::open(dir_ / "full/last/model.gguf").has(data::kCrossFitFoldsKey)) << "not cross-fitted";
   const ModelFile base = load_model_file(suite("model.gguf"));
   const ModelFile tuned = load_model_file(dir_ / "full/last/model.gguf");
   EXPECT_EQ(tuned.config.dim, base.config.dim);
@@ -354,6 +356,34 @@ TEST_F(TrainCli, ComparablesTravelWithTheModelAndPredictionAddsThemOrRefuses) {
   resume.insert(resume.end() - 1, "--quiet");
   EXPECT_NE(run_pricer(resume, dir_.path() / "cmp", &out, &err), 0);
   EXPECT_NE(err.find("comparables"), std::string::npos) << err;
+}
+
+// A cross-fitting run says which fold it left out, and its model and adapter carry the fold.
+TEST_F(TrainCli, ACrossFittingRunMarksItsOutputsWithTheFoldLeftOut) {
+  std::string err;
+  const std::vector<std::string> fold = {"--cross-fit-folds", "3", "--cross-fit-fold", "2"};
+  std::vector<std::string> full = suite_train("cf", {"--full", "--base-dtype", "f32", "--batch-size", "4",
+                                                     "--max-length", "64", "--max-steps", "1", "--quiet"});
+  full.insert(full.end(), fold.begin(), fold.end());
+  ASSERT_EQ(run_pricer(full, dir_.path() / "cf", nullptr, &err), 0) << err;
+  EXPECT_NE(err.find("cross-fitting: fold 2 of 3 left out ("), std::string::npos) << err;
+  const GgufFile model = GgufFile::open((dir_.path() / "cf/last/model.gguf").string());
+  EXPECT_EQ(model.get_int(data::kCrossFitFoldsKey), 3);
+  EXPECT_EQ(model.get_int(data::kCrossFitFoldKey), 2);
+  ASSERT_EQ(run_pricer(train_args("cf-lora",
+                                  {"--max-steps", "1", "--cross-fit-folds", "3", "--cross-fit-fold", "0", "--quiet"}),
+                       dir_.path() / "cf-lora", nullptr, &err),
+            0)
+      << err;
+  const GgufFile adapter = GgufFile::open((dir_.path() / "cf-lora/last/adapter.gguf").string());
+  EXPECT_EQ(adapter.get_int(data::kCrossFitFoldsKey), 3);
+  EXPECT_EQ(adapter.get_int(data::kCrossFitFoldKey), 0);
+  // A fold past the last is refused before any work.
+  EXPECT_NE(run_pricer(train_args("cf-bad", {"--max-steps", "1", "--cross-fit-folds", "3", "--cross-fit-fold", "3"}),
+                       dir_.path() / "cf-bad", nullptr, &err),
+            0);
+  EXPECT_NE(err.find("cross_fit_fold must be 0 to cross_fit_folds - 1 (3 of 3 folds)"), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(dir_ / "cf-bad/last"));
 }
 
 TEST_F(TrainCli, TrainableNumberTokenRowsAreTrainedSavedAndCheckedOnResume) {

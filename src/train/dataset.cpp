@@ -59,6 +59,7 @@ std::vector<PricedExample> load_jsonl(const std::string& path, const Tokenizer& 
     ex.price = price_of(j);
     if (j.contains("input_ids")) {
       require(!opt.rewrite_prompt, where + ": pre-tokenized records hold no prompt text to add comparables to");
+      require(!opt.keep_prompt, where + ": pre-tokenized records hold no prompt text to cut cross-fitting's folds by");
       require(j["input_ids"].is_array() && j.contains("completion_start") && j["completion_start"].is_number_integer(),
               where + ": pre-tokenized records need an input_ids array and an integer completion_start");
       for (const auto& v : j["input_ids"]) {
@@ -73,6 +74,7 @@ std::vector<PricedExample> load_jsonl(const std::string& path, const Tokenizer& 
           j.contains("prompt") && j["prompt"].is_string() && j.contains("completion") && j["completion"].is_string(),
           where + ": expected string fields prompt and completion (or input_ids + completion_start)");
       const std::string& prompt = j["prompt"].get_ref<const std::string&>();
+      if (opt.keep_prompt && !opt.keep_prompt(prompt)) return;
       if (opt.add_bos && tok.bos_id() >= 0) ex.tokens.push_back(tok.bos_id());
       for (int32_t id : tok.encode(opt.rewrite_prompt ? opt.rewrite_prompt(prompt, out.size()) : prompt))
         ex.tokens.push_back(id);
@@ -130,7 +132,7 @@ std::vector<PricedExample> load_examples(const std::string& source, const std::s
                                          int64_t vocab, const DatasetOptions& opt) {
   if (!fs::is_directory(source)) return load_jsonl(source, tok, vocab, opt);
   const fs::path shard = fs::path(source) / (split + ".bin");
-  if (fs::exists(shard) && !opt.rewrite_prompt) {
+  if (fs::exists(shard) && !opt.rewrite_prompt && !opt.keep_prompt) {
     data::ShardReader r(shard.string());
     require(r.vocab_size() <= vocab, shard.string() + ": tokenized for a vocabulary of " +
                                          std::to_string(r.vocab_size()) + ", the model has " + std::to_string(vocab));

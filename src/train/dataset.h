@@ -36,6 +36,9 @@ struct DatasetOptions {
   // record's row in the split; a curate directory is then read in its JSON-lines form, since its
   // token shards hold no text.
   std::function<std::string(const std::string& prompt, std::size_t row)> rewrite_prompt;
+  // When set, only the records whose prompt it keeps are loaded (cross-fitting leaves a fold out),
+  // and rows count the kept records only; as with rewrite_prompt, the JSON-lines form is read.
+  std::function<bool(const std::string& prompt)> keep_prompt;
 };
 
 // One priced prompt of a split, as text.

@@ -13,6 +13,7 @@
 #include "core/comm.h"
 #include "core/error.h"
 #include "core/suggest.h"
+#include "data/cross_fit.h"
 #include "retrieval/comparables.h"
 #include "train/trainer.h"
 
@@ -54,6 +55,12 @@ const TrainSetting kSettings[] = {
      "Write the prices of the K most similar training items into every prompt (0 = off); the index "
      "is saved beside each output, and prediction adds the same",
      true},
+    {"cross_fit_folds", "", &C::cross_fit_folds,
+     "Cross-fitting: cut the training items into this many folds by a hash of their prompts and leave "
+     "--cross-fit-fold out (0 = train on every item); the ensemble prices each fold with the model "
+     "that never saw it",
+     true},
+    {"cross_fit_fold", "", &C::cross_fit_fold, "The fold left out, 0 to cross_fit_folds - 1", true},
     // The loop (both commands).
     {"out", "", &C::out_dir, "Output directory (adapters or model, checkpoint)"},
     {"max_length", "", &C::max_length, "Maximum tokens per example"},
@@ -231,6 +238,11 @@ void TrainConfig::validate() const {
           "full fine-tuning trains every token row: --trainable-tokens does not apply");
   require(comparables >= 0 && comparables <= retrieval::kMaxComparables,
           "comparables must be in [0, " + std::to_string(retrieval::kMaxComparables) + "]");
+  require(cross_fit_folds == 0 || (cross_fit_folds >= 2 && cross_fit_folds <= data::kMaxCrossFitFolds),
+          "cross_fit_folds must be 0 (off) or 2 to " + std::to_string(data::kMaxCrossFitFolds));
+  require(cross_fit_fold >= 0 && (cross_fit_folds == 0 ? cross_fit_fold == 0 : cross_fit_fold < cross_fit_folds),
+          "cross_fit_fold must be 0 to cross_fit_folds - 1 (" + std::to_string(cross_fit_fold) + " of " +
+              std::to_string(cross_fit_folds) + " folds)");
   require(compute_dtype == "bf16" || compute_dtype == "f32",
           "compute_dtype must be bf16 or f32, not '" + compute_dtype + "'");
   require(batch_size >= 1 && micro_batch >= 0, "batch_size must be positive and micro_batch not negative");

@@ -48,6 +48,11 @@ struct TrainConfig {
   // > 0: every prompt gets the prices of its this many most similar training items (comparables),
   // and the index travels with the outputs so prediction adds the same.
   int64_t comparables = 0;
+  // > 0: cross-fitting. The training items are cut into this many folds by a hash of their prompts
+  // (data/cross_fit.h) and fold cross_fit_fold is left out, so the ensemble can price those items
+  // with a model that never saw them; the outputs carry both numbers.
+  int64_t cross_fit_folds = 0;
+  int64_t cross_fit_fold = 0;
   // Optimisation.
   std::string optimizer = "adamw";  // adamw | sgd
   float lr = 1e-4f;

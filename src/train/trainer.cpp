@@ -16,7 +16,6 @@
 #include "model/model_export.h"
 #include "monitor/interrupt.h"
 #include "monitor/recorder.h"
-#include "retrieval/comparables.h"
 #include "tokenizer/vocab_export.h"
 #include "train/adapter_io.h"
 #include "train/checkpoint.h"
@@ -559,19 +558,9 @@ void attach_trainable_tokens(LlamaModel& model, TrainConfig& cfg, const Tokenize
   model.add_trainable_tokens(std::move(ids));
 }
 
-namespace {
-
-// The metadata that says a model or adapter was trained with comparables (none when k is 0).
-std::vector<GgufKV> comparables_marker(int comparables_k) {
-  if (comparables_k <= 0) return {};
-  return {{retrieval::kComparablesKey, GgufValue::u32(static_cast<uint32_t>(comparables_k))}};
-}
-
-}  // namespace
-
-TrainHooks adapter_output_hooks(const std::string& base_model_name, int comparables_k) {
+TrainHooks adapter_output_hooks(const std::string& base_model_name, std::vector<GgufKV> marks) {
   TrainHooks hooks;
-  std::vector<GgufKV> extra = comparables_marker(comparables_k);
+  std::vector<GgufKV> extra = std::move(marks);
   // GGUF's convention for what a file derives from, so `pricer info` can name the base.
   extra.push_back({"general.base_model.count", GgufValue::u32(1)});
   extra.push_back({"general.base_model.0.name", GgufValue::string(base_model_name)});
@@ -583,10 +572,10 @@ TrainHooks adapter_output_hooks(const std::string& base_model_name, int comparab
 }
 
 TrainHooks full_model_output_hooks(const Tokenizer& tok, const ModelConfig& config, const std::string& name,
-                                   int comparables_k) {
+                                   std::vector<GgufKV> marks) {
   TrainHooks hooks;
   std::vector<GgufKV> kvs = gguf_tokenizer_metadata(tok, config.vocab_size);
-  for (GgufKV& kv : comparables_marker(comparables_k)) kvs.push_back(std::move(kv));
+  for (GgufKV& kv : marks) kvs.push_back(std::move(kv));
   hooks.save_output = [kvs = std::move(kvs), config, name](const LlamaModel& m, const std::string& dir) {
     fs::create_directories(dir);
     GgufExportOptions go;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/dir_lock.h"
+#include "io/gguf.h"
 #include "kernels/backend.h"
 #include "model/llama.h"
 #include "tokenizer/tokenizer.h"
@@ -88,13 +89,13 @@ struct TrainHooks {
   PriceScorer score_prices;
 };
 
-// Hooks whose save_output writes the adapters as PEFT (naming the base model) and <dir>/adapter.gguf.
-// comparables_k > 0 marks adapter.gguf as trained with comparables (as full_model_output_hooks does).
-TrainHooks adapter_output_hooks(const std::string& base_model_name, int comparables_k = 0);
+// Hooks whose save_output writes the adapters as PEFT (naming the base model) and <dir>/adapter.gguf,
+// whose metadata takes `marks` (how it was trained: comparables, a cross-fitting fold).
+TrainHooks adapter_output_hooks(const std::string& base_model_name, std::vector<GgufKV> marks = {});
 // Hooks whose save_output writes the whole model as <dir>/model.gguf with the tokenizer embedded
-// (pretraining and full fine-tuning); comparables_k > 0 marks a model trained with comparables.
+// (pretraining and full fine-tuning), its metadata with `marks` as adapter_output_hooks'.
 TrainHooks full_model_output_hooks(const Tokenizer& tok, const ModelConfig& config, const std::string& name,
-                                   int comparables_k = 0);
+                                   std::vector<GgufKV> marks = {});
 
 // Makes out_dir ready for a run, before any data is read or computed: a run already there
 // (checkpoint.bin, best/ or last/) is continued only with cfg.resume and replaced only with
