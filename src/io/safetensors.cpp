@@ -20,7 +20,7 @@ struct DTypeSize {
   const char* name;
   int64_t size;
 };
-constexpr DTypeSize kDTypes[] = {{"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"F8_E5M2", 1}, {"F8_E4M3", 1},
+constexpr DTypeSize kSafetensorsDTypes[] = {{"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"F8_E5M2", 1}, {"F8_E4M3", 1},
                                  {"I16", 2},  {"U16", 2}, {"F16", 2}, {"BF16", 2},    {"I32", 4},
                                  {"U32", 4},  {"F32", 4}, {"F64", 8}, {"I64", 8},     {"U64", 8}};
 
@@ -43,7 +43,7 @@ bool byte_size(const std::vector<int64_t>& shape, int64_t elem_size, uint64_t* o
 }  // namespace
 
 int64_t safetensors_dtype_size(const std::string& dtype) {
-  for (const auto& d : kDTypes) {
+  for (const auto& d : kSafetensorsDTypes) {
     if (dtype == d.name) return d.size;
   }
   return 0;
