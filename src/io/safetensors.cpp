@@ -21,8 +21,8 @@ struct DTypeSize {
   int64_t size;
 };
 constexpr DTypeSize kSafetensorsDTypes[] = {{"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"F8_E5M2", 1}, {"F8_E4M3", 1},
-                                 {"I16", 2},  {"U16", 2}, {"F16", 2}, {"BF16", 2},    {"I32", 4},
-                                 {"U32", 4},  {"F32", 4}, {"F64", 8}, {"I64", 8},     {"U64", 8}};
+                                            {"I16", 2},  {"U16", 2}, {"F16", 2}, {"BF16", 2},    {"I32", 4},
+                                            {"U32", 4},  {"F32", 4}, {"F64", 8}, {"I64", 8},     {"U64", 8}};
 
 // numel * elem_size with overflow reported as false.
 bool byte_size(const std::vector<int64_t>& shape, int64_t elem_size, uint64_t* out) {
