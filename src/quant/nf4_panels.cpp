@@ -130,11 +130,15 @@ inline void store_rows(__m512 v, float* a, float* b) {
   _mm256_storeu_ps(a, _mm512_castps512_ps256(v));
   _mm256_storeu_ps(b, _mm512_extractf32x8_ps(v, 1));
 }
-inline void store_rows(__m512 v, uint16_t* a, uint16_t* b) {
+// 16 finite f32 values rounded to bf16 as f32_to_bf16 rounds them (to nearest, ties to even).
+inline __m256i round_to_bf16(__m512 v) {
   const __m512i u = _mm512_castps_si512(v);
   const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-  const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), odd)), 16);
-  const __m256i h = _mm512_cvtepi32_epi16(rounded);
+  return _mm512_cvtepi32_epi16(
+      _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), odd)), 16));
+}
+inline void store_rows(__m512 v, uint16_t* a, uint16_t* b) {
+  const __m256i h = round_to_bf16(v);
   _mm_storeu_si128(reinterpret_cast<__m128i*>(a), _mm256_castsi256_si128(h));
   _mm_storeu_si128(reinterpret_cast<__m128i*>(b), _mm256_extracti128_si256(h, 1));
 }
@@ -164,12 +168,7 @@ void dequantize_panel_quad(const uint8_t* panel, int64_t b, int64_t q, const flo
 // a table of 32 bf16 (row a's 16, then row b's) for one 16-bit lookup instruction.
 inline __m512i bf16_code_table(float amax_a, float amax_b) {
   const __m512 values = _mm512_loadu_ps(nf4_code().data());
-  const auto row = [&](float amax) {
-    const __m512i u = _mm512_castps_si512(_mm512_mul_ps(values, _mm512_set1_ps(amax)));
-    const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-    return _mm512_cvtepi32_epi16(
-        _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), odd)), 16));
-  };
+  const auto row = [&](float amax) { return round_to_bf16(_mm512_mul_ps(values, _mm512_set1_ps(amax))); };
   return _mm512_inserti64x4(_mm512_castsi256_si512(row(amax_a)), row(amax_b), 1);
 }
 
