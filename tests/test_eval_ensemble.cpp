@@ -4,11 +4,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <map>
 #include <memory>
 #include <random>
 #include <set>
 
 #include "core/error.h"
+#include "data/cross_fit.h"
 #include "eval/ensemble.h"
 
 using namespace pricer::eval;
@@ -71,8 +73,58 @@ class SpyPricer : public Pricer {
 };
 
 EnsembleMember spy(Journal* j, uint64_t salt, double noise, bool trains = true) {
-  return {"spy" + std::to_string(salt), [=] { return std::make_unique<SpyPricer>(j, salt, noise, trains); }};
+  return {"spy" + std::to_string(salt), [=] { return std::make_unique<SpyPricer>(j, salt, noise, trains); }, {}};
 }
+
+// Curate-style items: each with a prompt, which cross-fitting's folds are cut by.
+std::vector<Item> with_prompts(std::vector<Item> items) {
+  for (auto& it : items) it.prompt = "What does this cost?\n\n" + it.text + "\n\nPrice is $";
+  return items;
+}
+
+// A fine-tuned model's fold twin: it learned from every item outside fold `fold`, and writes
+// down which items it is asked to price.
+class TwinSpy : public Pricer {
+ public:
+  TwinSpy(int fold, std::vector<std::pair<int, std::set<std::string>>>* priced) : fold_(fold), priced_(priced) {}
+  std::string name() const override { return "twin"; }
+  std::vector<double> predict(const std::vector<Item>& items) override {
+    std::set<std::string> t;
+    for (const auto& it : items) t.insert(it.prompt);
+    priced_->emplace_back(fold_, std::move(t));
+    std::vector<double> out;
+    for (const auto& it : items) out.push_back(it.price * 1.1);
+    return out;
+  }
+
+ private:
+  int fold_;
+  std::vector<std::pair<int, std::set<std::string>>>* priced_;
+};
+
+// Knows each price up to a noise whose size it reports per item ("interval_width"): sure of
+// half the items (sigma 0.05), lost on the others (sigma 1.2).
+class SignalSpy : public Pricer {
+ public:
+  std::string name() const override { return "signal"; }
+  bool needs_training() const override { return true; }
+  std::vector<double> predict(const std::vector<Item>& items) override {
+    std::vector<double> out;
+    width_.clear();
+    for (const auto& it : items) {
+      const size_t h = std::hash<std::string>{}(it.title);
+      const double sigma = h % 2 ? 0.05 : 1.2;
+      std::mt19937_64 rng(h ^ 77);
+      out.push_back(it.price * std::exp(std::normal_distribution<double>(0.0, sigma)(rng)));
+      width_.push_back(sigma);
+    }
+    return out;
+  }
+  std::map<std::string, std::vector<double>> item_signals() const override { return {{"interval_width", width_}}; }
+
+ private:
+  std::vector<double> width_;
+};
 
 double mae(const std::vector<Item>& items, const std::vector<double>& pred) {
   double s = 0;
@@ -246,11 +298,11 @@ TEST(Ensemble, SpecQuantitiesCorrectWhatEveryMemberMissesAlike) {
     uint64_t salt_;
   };
   const auto members = [] {
-    return std::vector<EnsembleMember>{{"a", [] { return std::make_unique<Blind>(1); }},
-                                       {"b", [] { return std::make_unique<Blind>(2); }}};
+    return std::vector<EnsembleMember>{{"a", [] { return std::make_unique<Blind>(1); }, {}},
+                                       {"b", [] { return std::make_unique<Blind>(2); }, {}}};
   };
   EnsembleOptions with, without;
-  without.spec_quantities = false;
+  without.item_features = false;
   EnsemblePricer spec(members(), with), plain(members(), without);
   spec.fit(train);
   plain.fit(train);
@@ -319,4 +371,121 @@ TEST(Ensemble, RegistryBuildsItFromParams) {
   ctx.params["ensemble"] = "tfidf";
   ctx.params["ensemble_folds"] = "x";
   EXPECT_THROW(make_pricer("ensemble", ctx), pricer::Error);
+  ctx.params.erase("ensemble_folds");
+  for (const auto& [key, value] :
+       std::vector<std::pair<std::string, std::string>>{{"ensemble_stacker", "forest"},
+                                                        {"ensemble_tree_depth", "0"},
+                                                        {"ensemble_tree_rounds", "1.5"},
+                                                        {"cross_fit_models", "/none.gguf"}}) {
+    PricerContext bad = ctx;
+    bad.params[key] = value;
+    EXPECT_THROW(make_pricer("ensemble", bad), pricer::Error) << key << "=" << value;
+  }
 }
+
+// A member trained elsewhere with fold twins is cross-fitted like the classic ones: twin f prices
+// exactly the training items of fold f (those it never learned from), cut by the prompt's hash as
+// `train --cross-fit-folds` cuts them; the member as given prices only the scored items.
+TEST(Ensemble, FoldTwinsPriceOnlyTheFoldTheyLeftOut) {
+  Journal j;
+  const auto train = with_prompts(make_items(300, 0, 1)), scored = with_prompts(make_items(60, 1000, 2));
+  std::vector<std::pair<int, std::set<std::string>>> twins;
+  EnsembleMember llm = spy(&j, 1, 0.2, false);
+  llm.make_fold = [&twins](int f) { return std::make_unique<TwinSpy>(f, &twins); };
+  EnsembleOptions o;
+  o.folds = 3;
+  o.holdout = make_items(20, 700, 3);
+  o.holdout_source = "held.jsonl";
+  EnsemblePricer ens({llm, spy(&j, 2, 0.5)}, o);
+  ens.fit(train);
+  ens.predict(scored);
+
+  std::map<std::string, int> fold_of;
+  for (const auto& it : train) fold_of[it.prompt] = pricer::data::cross_fit_fold(it.prompt, 3);
+  ASSERT_EQ(twins.size(), 3u) << "one twin per fold";
+  std::map<std::string, int> times_priced;
+  for (const auto& [fold, prompts] : twins) {
+    for (const auto& p : prompts) {
+      ASSERT_TRUE(fold_of.contains(p)) << "a twin priced an item outside the training split";
+      EXPECT_EQ(fold_of[p], fold) << "twin " << fold << " priced an item it learned from";
+      ++times_priced[p];
+    }
+  }
+  EXPECT_EQ(times_priced.size(), train.size()) << "every training item is priced by a twin";
+  for (const auto& [p, n] : times_priced) EXPECT_EQ(n, 1) << p;
+  // The classic member's folds are the same: each out-of-fold call prices one hash fold.
+  std::set<std::string> scored_titles;
+  for (const auto& it : scored) scored_titles.insert(it.title);
+  std::map<std::string, int> fold_by_title;
+  for (const auto& it : train) fold_by_title[it.title] = fold_of[it.prompt];
+  for (const auto& [call, titles] : j.predictions) {
+    if (call >= j.fits.size()) {  // the LLM member as given: the scored items only
+      EXPECT_EQ(titles, scored_titles);
+      continue;
+    }
+    if (j.fits[call].size() == train.size()) continue;  // the final classic member
+    std::set<int> folds;
+    for (const auto& t : titles) {
+      EXPECT_FALSE(j.fits[call].contains(t));
+      folds.insert(fold_by_title.at(t));
+    }
+    EXPECT_EQ(folds.size(), 1u) << "an out-of-fold call prices one fold";
+  }
+  const auto st = ens.stats();
+  EXPECT_EQ(st["fit"], "cross-fitted on the training split");
+  EXPECT_EQ(st["folds"], 3);
+  EXPECT_EQ(st["fit_items"], train.size());
+  EXPECT_NE(st["held_out_unused"].get<std::string>().find("held.jsonl"), std::string::npos);
+
+  // Twins cut the folds by prompt, so training items without one are refused.
+  EnsemblePricer plain({llm, spy(&j, 2, 0.5)}, o);
+  EXPECT_THROW(plain.fit(make_items(300, 0, 1)), pricer::Error);
+  // Without twins or held-out items, the member trained elsewhere is named in the refusal.
+  EnsembleMember bare = spy(&j, 1, 0.2, false);
+  bare.name = "finetuned";
+  EnsemblePricer none({bare, spy(&j, 2, 0.5)}, EnsembleOptions{});
+  try {
+    none.fit(train);
+    FAIL() << "no way to fit the stack without leaking";
+  } catch (const pricer::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("finetuned trained outside"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("cross_fit_models"), std::string::npos) << e.what();
+  }
+}
+
+#ifdef PRICER_HAVE_XGBOOST
+// A member that knows when it knows (its interval width) is worth following only there: trees
+// reading the width learn it, a linear blend cannot.
+TEST(Ensemble, TreesLearnWhereToTrustAMemberFromItsSignal) {
+  Journal j;
+  const auto train = make_items(3000, 0, 21), scored = make_items(1000, 50000, 22);
+  const auto members = [&j] {
+    return std::vector<EnsembleMember>{{"sure", [] { return std::make_unique<SignalSpy>(); }, {}}, spy(&j, 9, 0.35)};
+  };
+  EnsembleOptions linear, trees;
+  linear.item_features = trees.item_features = false;
+  trees.stacker = StackerKind::Trees;
+  EnsemblePricer lin(members(), linear), tree(members(), trees);
+  lin.fit(train);
+  tree.fit(train);
+  const double e_lin = mae(scored, lin.predict(scored)), e_tree = mae(scored, tree.predict(scored));
+  EXPECT_LT(e_tree, 0.8 * e_lin) << "trees " << e_tree << ", linear " << e_lin;
+  const auto st = tree.stats();
+  EXPECT_EQ(st["stacker"], "trees");
+  EXPECT_EQ(st["rounds"], 300);
+  std::map<std::string, double> share;
+  for (const auto& c : st["importances"]) share[c["column"]] = c["gain_share"].get<double>();
+  // Two members, one signal, the blend and each member's distance from it.
+  EXPECT_EQ(share.size(), 6u) << st.dump();
+  EXPECT_GT(share.at("sure:interval_width"), 0.1);
+  EXPECT_GT(share.at("sure - blend"), 0.1);
+  double total = 0;
+  for (const auto& [name, v] : share) total += v;
+  EXPECT_NEAR(total, 1.0, 1e-9);
+  EXPECT_NE(st["top_columns"].get<std::string>().find("sure"), std::string::npos);
+  EXPECT_FALSE(lin.stats().contains("importances"));
+  EXPECT_TRUE(lin.stats()["weights"].contains("sure"));
+}
+#else
+TEST(Ensemble, TreesNeedLibxgboost) { EXPECT_THROW(make_tree_stacker(TreeStackerOptions{}), pricer::Error); }
+#endif

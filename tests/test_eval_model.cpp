@@ -7,6 +7,7 @@
 
 #include "cli_test_util.h"
 #include "core/error.h"
+#include "data/cross_fit.h"
 #include "eval/llm_pricer.h"
 #include "monitor/run_db.h"
 #include "predict/calibration.h"
@@ -48,6 +49,31 @@ class EvalModel : public ::testing::Test {
       out.push_back(it);
     }
     return out;
+  }
+  // A merged model of the tiny world's shape (weights from `seed`), marked as the twin that left
+  // out fold `fold` of `folds` when folds > 0.
+  std::string merged_model(const std::string& name, uint64_t seed, int folds = 0, int fold = 0) const {
+    const LlamaModel m = LlamaModel::random(tiny::model_config(w_.bpe), seed, 0.3f);
+    GgufExportOptions go;
+    go.extra = tiny::tokenizer_kvs(w_.bpe);
+    if (folds > 0) {
+      go.extra.push_back({data::kCrossFitFoldsKey, GgufValue::u32(static_cast<uint32_t>(folds))});
+      go.extra.push_back({data::kCrossFitFoldKey, GgufValue::u32(static_cast<uint32_t>(fold))});
+    }
+    const std::string path = (w_.dir / name).string();
+    save_gguf(path, m.config(), export_tensors(m, false), go);
+    return path;
+  }
+  void write_split(const fs::path& file, const std::vector<Item>& its) const {
+    std::ofstream f(file);
+    for (const auto& it : its)
+      f << json{{"prompt", it.prompt},
+                {"completion", "1.00"},
+                {"price", it.price},
+                {"category", it.category},
+                {"title", it.title}}
+               .dump()
+        << "\n";
   }
   tiny::World w_;
 };
@@ -264,6 +290,89 @@ TEST_F(EvalModel, EvalCliRanksTheLlmsWithTheBaselines) {
   bool has_results = false;
   for (const auto& a : rdb.artifacts(runs[0].id)) has_results |= a.kind == "results";
   EXPECT_TRUE(has_results);
+}
+
+// The ensemble with the fine-tuned model's fold twins: they are read from their marks in any
+// order, each prices the training items of its fold (as many as the prompts' hashes put there),
+// and the trees read the model's interval width once for its two readouts.
+TEST_F(EvalModel, EnsembleCrossFitsTheFineTunedModelThroughItsFoldTwins) {
+  const std::string full = merged_model("full.gguf", 21), fold0 = merged_model("fold0.gguf", 22, 2, 0),
+                    fold1 = merged_model("fold1.gguf", 23, 2, 1);
+  const fs::path data = w_.dir / "data", out = w_.dir / "eval";
+  fs::create_directories(data);
+  const auto train = items(60, 40);
+  write_split(data / "train.jsonl", train);
+  write_split(data / "test.jsonl", items(12, 41));
+  const auto r = cli_test::run_cli(
+      "eval --data " + data.string() + " --pricers ensemble,finetuned --param model=" + w_.base.string() +
+      " --param finetuned_model=" + full + " --param cross_fit_models=" + fold1 + "," + fold0 +
+      " --param ensemble=tfidf,finetuned,finetuned-expected --param ensemble_stacker=trees"
+      " --param ensemble_tree_rounds=20 --param base_dtype=f32 --bootstrap 20 --no-record --out " +
+      out.string());
+  ASSERT_EQ(r.rc, 0) << r.out;
+  const json res = json::parse(cli_test::slurp(out / "results.json"));
+  json st;
+  for (const auto& p : res["pricers"])
+    if (p["name"] == "ensemble") st = p["stats"];
+  EXPECT_EQ(st["fit"], "cross-fitted on the training split");
+  EXPECT_EQ(st["folds"], 2);
+  EXPECT_EQ(st["fit_items"], 60);
+  std::vector<size_t> want(2, 0);
+  for (const auto& it : train) ++want[static_cast<size_t>(data::cross_fit_fold(it.prompt, 2))];
+  EXPECT_EQ(st["fold_items"], json(want));
+  std::vector<std::string> columns;
+  for (const auto& c : st["importances"]) columns.push_back(c["column"]);
+  EXPECT_EQ(std::count(columns.begin(), columns.end(), "finetuned:interval_width"), 1) << st.dump();
+  EXPECT_EQ(std::count(columns.begin(), columns.end(), "finetuned-expected:interval_width"), 0) << st.dump();
+  const std::string html = cli_test::slurp(out / "report.html");
+  EXPECT_NE(html.find("what its trees split on"), std::string::npos);
+  EXPECT_NE(html.find(st["top_columns"].get<std::string>()), std::string::npos);
+}
+
+// Readouts after the first on the same prompts read the kept distributions: every figure as a
+// pricer that runs the model for that readout alone.
+TEST_F(EvalModel, ASecondReadoutOfTheSamePromptsIsWhatAFreshPricerReads) {
+  std::vector<std::string> prompts, others;
+  for (const auto& it : items(9, 50)) prompts.push_back(it.prompt);
+  for (const auto& it : items(9, 51)) others.push_back(it.prompt);
+  ModelPricer kept(options(true));
+  kept.predict(prompts, PriceMode::Median);
+  for (PriceMode mode : {PriceMode::Expected, PriceMode::Top3, PriceMode::Median}) {
+    const auto again = kept.predict(prompts, mode);
+    const auto fresh = ModelPricer(options(true)).predict(prompts, mode);
+    ASSERT_EQ(again.size(), fresh.size());
+    for (size_t i = 0; i < fresh.size(); ++i) {
+      EXPECT_EQ(again[i].price, fresh[i].price) << price_mode_name(mode) << " item " << i;
+      EXPECT_EQ(again[i].dist.lo, fresh[i].dist.lo);
+      EXPECT_EQ(again[i].dist.hi, fresh[i].dist.hi);
+      EXPECT_EQ(again[i].dist.top.size(), fresh[i].dist.top.size());
+    }
+  }
+  // Other prompts run the model.
+  const auto other = kept.predict(others, PriceMode::Expected);
+  const auto fresh = ModelPricer(options(true)).predict(others, PriceMode::Expected);
+  for (size_t i = 0; i < fresh.size(); ++i) EXPECT_EQ(other[i].price, fresh[i].price);
+}
+
+TEST_F(EvalModel, FoldTwinsAreCheckedByTheirMarks) {
+  const std::string a0 = merged_model("a0.gguf", 22, 2, 0), a1 = merged_model("a1.gguf", 23, 2, 1),
+                    b0 = merged_model("b0.gguf", 24, 2, 0), c1 = merged_model("c1.gguf", 25, 3, 1);
+  EXPECT_EQ(fold_twins_by_fold({a1, a0}, false), (std::vector<std::string>{a0, a1}));
+  EXPECT_TRUE(fold_twins_by_fold({}, false).empty());
+  const auto refused = [](const std::vector<std::string>& paths, bool adapters, const std::string& why) {
+    try {
+      fold_twins_by_fold(paths, adapters);
+      ADD_FAILURE() << "accepted: " << why;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << e.what();
+    }
+  };
+  refused({a0}, false, "none left out fold 1 of 2");
+  refused({a0, b0, a1}, false, "both left out fold 0");
+  refused({a0, c1}, false, "was cut into 2 folds");
+  refused({a0, w_.base.string()}, false, "no cross-fitting marks");
+  refused({w_.adapter.string()}, true, "a fold twin must be a GGUF adapter");
+  refused({(w_.dir / "none.gguf").string()}, false, "none.gguf");
 }
 
 TEST_F(EvalModel, EvalCliFailsCleanlyOnAMissingAdapter) {

@@ -1,10 +1,14 @@
 #include "eval/llm_pricer.h"
 
 #include <cmath>
+#include <filesystem>
 #include <map>
 #include <mutex>
+#include <optional>
 
 #include "core/error.h"
+#include "data/cross_fit.h"
+#include "io/gguf.h"
 #include "predict/calibration.h"
 
 namespace pricer::eval {
@@ -54,9 +58,11 @@ std::vector<double> LlmPricer::predict(const std::vector<Item>& items) {
   std::vector<double> prices;
   std::size_t inside = 0, unparsed = 0;
   double width = 0, mass = 0;
+  interval_width_.clear();
   for (std::size_t i = 0; i < preds.size(); ++i) {
     const PricePrediction& p = preds[i];
     prices.push_back(p.price);
+    interval_width_.push_back(std::log1p(p.dist.hi) - std::log1p(p.dist.lo));
     inside += interval_holds(items[i].price, p.dist.lo, p.dist.hi);
     width += p.dist.hi - p.dist.lo;
     mass += p.dist.number_mass;
@@ -90,6 +96,10 @@ std::vector<double> LlmPricer::predict(const std::vector<Item>& items) {
 }
 
 nlohmann::json LlmPricer::stats() const { return stats_; }
+
+std::map<std::string, std::vector<double>> LlmPricer::item_signals() const {
+  return {{"interval_width", interval_width_}};
+}
 
 nlohmann::json LlmPricer::combine_stats(const std::vector<nlohmann::json>& shares) const {
   nlohmann::json all = shares.front();
@@ -145,6 +155,47 @@ std::unique_ptr<Pricer> make_llm_pricer(const std::string& name, const PricerCon
   std::vector<std::shared_ptr<ModelPricer>> models;
   for (const auto& m : member_options(o, merged, adapters)) models.push_back(shared_model_pricer(m));
   return std::make_unique<LlmPricer>(name, std::move(models), mode);
+}
+
+namespace {
+
+// The (folds, fold) a model or adapter file was marked with by `train --cross-fit-folds`.
+std::pair<int, int> cross_fit_mark(const std::string& path, bool adapter) {
+  namespace fs = std::filesystem;
+  const fs::path gguf = adapter && fs::is_directory(path) ? fs::path(path) / "adapter.gguf" : fs::path(path);
+  require(gguf.extension() == ".gguf" && fs::is_regular_file(gguf),
+          path + ": a fold twin must be a GGUF " +
+              (adapter ? "adapter (or a directory holding adapter.gguf)" : "model") +
+              ", whose metadata says which fold it left out");
+  const GgufFile f = GgufFile::open(gguf.string());
+  const std::optional<int64_t> folds = f.get_int_opt(data::kCrossFitFoldsKey),
+                               fold = f.get_int_opt(data::kCrossFitFoldKey);
+  require(folds && fold, gguf.string() + ": no cross-fitting marks (" + data::kCrossFitFoldsKey +
+                             "): it learned from every training item, so it cannot price them out of fold");
+  require(*folds >= 2 && *folds <= data::kMaxCrossFitFolds && *fold >= 0 && *fold < *folds,
+          gguf.string() + ": cross-fitting marks out of range (fold " + std::to_string(*fold) + " of " +
+              std::to_string(*folds) + ")");
+  return {static_cast<int>(*folds), static_cast<int>(*fold)};
+}
+
+}  // namespace
+
+std::vector<std::string> fold_twins_by_fold(const std::vector<std::string>& paths, bool adapters) {
+  std::vector<std::string> by_fold;
+  for (const auto& p : paths) {
+    const auto [folds, fold] = cross_fit_mark(p, adapters);
+    if (by_fold.empty()) by_fold.resize(static_cast<std::size_t>(folds));
+    require(by_fold.size() == static_cast<std::size_t>(folds),
+            p + ": left out fold " + std::to_string(fold) + " of " + std::to_string(folds) + ", while " +
+                paths.front() + " was cut into " + std::to_string(by_fold.size()) + " folds");
+    std::string& slot = by_fold[static_cast<std::size_t>(fold)];
+    require(slot.empty(), p + " and " + slot + " both left out fold " + std::to_string(fold));
+    slot = p;
+  }
+  for (std::size_t k = 0; k < by_fold.size(); ++k)
+    require(!by_fold[k].empty(), "fold twins: none left out fold " + std::to_string(k) + " of " +
+                                     std::to_string(by_fold.size()) + " (give one model per fold)");
+  return by_fold;
 }
 
 }  // namespace pricer::eval

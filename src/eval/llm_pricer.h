@@ -2,6 +2,7 @@
 // The LLM pricers of `pricer eval`: the fine-tuned model (base + adapter, or a merged model) and
 // the untuned base, each in any decoding mode. The model is loaded once per evaluation: pricers
 // with the same model settings (e.g. finetuned and finetuned-greedy) share one ModelPricer.
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -23,6 +24,8 @@ class LlmPricer : public Pricer {
   // mode, model, adapter, the interval's nominal and observed coverage on these items, its mean
   // width, the mean probability on number tokens, and (greedy) completions without a number.
   nlohmann::json stats() const override;
+  // "interval_width": the width of each item's interval in log(1 + price), how unsure the model was.
+  std::map<std::string, std::vector<double>> item_signals() const override;
   nlohmann::json combine_stats(const std::vector<nlohmann::json>& shares) const override;
 
  private:
@@ -30,6 +33,7 @@ class LlmPricer : public Pricer {
   ModelAverage models_;
   PriceMode mode_;
   nlohmann::json stats_ = nlohmann::json::object();
+  std::vector<double> interval_width_;
 };
 
 // The ModelPricer for these options: the live one when another pricer holds it, else loaded now.
@@ -44,5 +48,11 @@ std::shared_ptr<ModelPricer> shared_model_pricer(const ModelPricerOptions& opt);
 //   tokenizer=PATH  base_dtype=nf4|bf16|f32  mode=median|expected|top3|greedy (plain names)
 //   coverage=0.8  batch=16  max_prompt_tokens=256  text_tokens=110  prompt_template=...
 std::unique_ptr<Pricer> make_llm_pricer(const std::string& name, const PricerContext& ctx);
+
+// Fold twins of a fine-tuned model: merged models (or adapters: a GGUF LoRA, or a directory with
+// adapter.gguf) trained with `train --cross-fit-folds K --cross-fit-fold k`, in any order,
+// returned by fold (entry k left fold k out) as their metadata says. Every fold of one K exactly
+// once; errors name the file. An empty list gives an empty list.
+std::vector<std::string> fold_twins_by_fold(const std::vector<std::string>& paths, bool adapters);
 
 }  // namespace pricer::eval

@@ -27,6 +27,9 @@ class Pricer {
   // Why items went unpriced in the last predict() ("connection refused: 3 items"); empty when
   // the pricer has nothing to add.
   virtual std::string unpriced_reason() const { return ""; }
+  // Per-item figures of the last predict() beside the prices, by name, one per item: how sure
+  // the pricer was (an LLM's interval width), for a stacker to read. None by default.
+  virtual std::map<std::string, std::vector<double>> item_signals() const { return {}; }
   // Extra figures for results.json (tokens, cost, failed replies, model settings).
   virtual nlohmann::json stats() const { return nlohmann::json::object(); }
   // Whether items may be priced in shares (one per MPI rank) and the prices put together. A

@@ -16,11 +16,30 @@
 namespace pricer::eval {
 
 const std::vector<std::string>& known_param_keys() {
-  static const std::vector<std::string> keys = {
-      "model",         "adapter",  "finetuned_model", "tokenizer",          "base_dtype",   "compute_dtype",
-      "mode",          "coverage", "batch",           "max_prompt_tokens",  "text_tokens",  "prompt_template",
-      "comparables_k", "ensemble", "ensemble_folds",  "ensemble_objective", "ensemble_fit", "ensemble_fit_split",
-      "ensemble_spec"};
+  static const std::vector<std::string> keys = {"model",
+                                                "adapter",
+                                                "finetuned_model",
+                                                "tokenizer",
+                                                "base_dtype",
+                                                "compute_dtype",
+                                                "mode",
+                                                "coverage",
+                                                "batch",
+                                                "max_prompt_tokens",
+                                                "text_tokens",
+                                                "prompt_template",
+                                                "comparables_k",
+                                                "ensemble",
+                                                "ensemble_folds",
+                                                "ensemble_objective",
+                                                "ensemble_fit",
+                                                "ensemble_fit_split",
+                                                "ensemble_spec",
+                                                "ensemble_stacker",
+                                                "ensemble_tree_rounds",
+                                                "ensemble_tree_depth",
+                                                "cross_fit_models",
+                                                "cross_fit_adapters"};
   return keys;
 }
 

@@ -132,13 +132,33 @@ std::string pricer_charts(const std::vector<Item>& items, const PricerResult& r)
   return h + report::line_chart_svg({s}, lc) + "\n</div>\n";
 }
 
+// A stacking pricer's second level as bars: the trees' share of split gain per column, or the
+// linear weights per column; nothing for other pricers.
+std::string stack_chart(const PricerResult& r) {
+  std::vector<report::Bar> bars;
+  report::ChartOptions c;
+  if (r.stats.contains("importances") && r.stats["importances"].is_array()) {
+    for (const auto& col : r.stats["importances"])
+      if (col.value("gain_share", 0.0) > 0) bars.push_back({col.value("column", ""), col.value("gain_share", 0.0)});
+    c.title = r.name + ": what its trees split on (share of the total gain)";
+    c.y_label = "share of gain";
+  } else if (r.stats.contains("weights") && r.stats["weights"].is_object()) {
+    // The members' weights (never negative); the spec columns' signed weights are in the formula.
+    for (const auto& [k, v] : r.stats["weights"].items())
+      if (v.is_number() && !k.starts_with("spec:")) bars.push_back({k, v.get<double>()});
+    c.title = r.name + ": weights on its members' log prices";
+    c.y_label = "weight";
+  }
+  return bars.empty() ? "" : report::bar_chart_svg(bars, c) + "\n";
+}
+
 std::string pricer_section(const std::vector<Item>& items, const PricerResult& r) {
   using report::escape_xml;
   if (r.failed())
     return "<h2>" + escape_xml(r.name) + "</h2>\n<p><strong>failed</strong>: " + escape_xml(r.failure) + "</p>\n";
   std::string h = "<h2>" + escape_xml(r.name) + "</h2>\n" + self_reported_figures(r);
   if (!r.complete()) h += "<p><strong>incomplete</strong>: " + escape_xml(r.failure) + "</p>\n";
-  return h + pricer_charts(items, r);
+  return h + stack_chart(r) + pricer_charts(items, r);
 }
 
 }  // namespace

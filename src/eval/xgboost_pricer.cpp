@@ -1,43 +1,18 @@
 #include "eval/xgboost_pricer.h"
 
 #ifdef PRICER_HAVE_XGBOOST
-#include <xgboost/c_api.h>
-
 #include <cmath>
-#include <limits>
 
 #include "core/error.h"
 #include "core/threads.h"
 #include "eval/baselines.h"
+#include "eval/xgboost_handles.h"
 
 namespace pricer::eval {
 
-namespace {
-
-void check(int rc, const char* what) {
-  if (rc != 0) throw Error(std::string("xgboost: ") + what + ": " + XGBGetLastError());
-}
-
-// Owns a DMatrixHandle for the length of one call.
-struct DMatrix {
-  DMatrixHandle h = nullptr;
-  DMatrix(const std::vector<float>& data, std::size_t rows, std::size_t cols) {
-    // NaN marks missing; a zero TF-IDF weight is a real value (term absent).
-    check(XGDMatrixCreateFromMat(data.data(), rows, cols, std::numeric_limits<float>::quiet_NaN(), &h),
-          "creating the feature matrix");
-  }
-  ~DMatrix() { XGDMatrixFree(h); }
-  DMatrix(const DMatrix&) = delete;
-  DMatrix& operator=(const DMatrix&) = delete;
-};
-
-}  // namespace
-
 XgboostPricer::XgboostPricer(XgboostOptions opt) : opt_(opt), tfidf_(TfidfOptions{opt.tfidf_terms, 2, true}) {}
 
-XgboostPricer::~XgboostPricer() {
-  if (booster_ != nullptr) XGBoosterFree(booster_);
-}
+XgboostPricer::~XgboostPricer() = default;
 
 std::vector<float> XgboostPricer::matrix(const std::vector<Item>& items) const {
   std::vector<std::string> docs;
@@ -63,37 +38,32 @@ void XgboostPricer::fit(const std::vector<Item>& train) {
   for (const auto& it : train) docs.push_back(document_of(it));
   tfidf_.fit(docs);
   const std::size_t cols = simple_.size() + tfidf_.vocabulary_size();
-  DMatrix dtrain(matrix(train), train.size(), cols);
+  xgb::DMatrix dtrain(matrix(train), train.size(), cols);
   std::vector<float> labels;
   for (const auto& it : train) labels.push_back(static_cast<float>(std::log1p(it.price)));
-  check(XGDMatrixSetFloatInfo(dtrain.h, "label", labels.data(), labels.size()), "setting labels");
-  if (booster_ != nullptr) XGBoosterFree(booster_);
-  booster_ = nullptr;
-  check(XGBoosterCreate(&dtrain.h, 1, &booster_), "creating the booster");
-  const std::pair<const char*, std::string> params[] = {
-      {"objective", "reg:squarederror"},
-      {"tree_method", "hist"},
-      {"max_depth", std::to_string(opt_.max_depth)},
-      {"eta", std::to_string(opt_.eta)},
-      {"subsample", std::to_string(opt_.subsample)},
-      {"seed", std::to_string(opt_.seed)},
-      {"nthread", std::to_string(opt_.threads > 0 ? opt_.threads : threads())},
-      {"verbosity", "0"},
-  };
-  for (const auto& [k, v] : params) check(XGBoosterSetParam(booster_, k, v.c_str()), k);
-  for (int i = 0; i < opt_.rounds; ++i) check(XGBoosterUpdateOneIter(booster_, i, dtrain.h), "training");
+  dtrain.set_labels(labels);
+  booster_.reset();
+  booster_ =
+      std::make_unique<xgb::Booster>(dtrain,
+                                     std::vector<std::pair<std::string, std::string>>{
+                                         {"objective", "reg:squarederror"},
+                                         {"tree_method", "hist"},
+                                         {"max_depth", std::to_string(opt_.max_depth)},
+                                         {"eta", std::to_string(opt_.eta)},
+                                         {"subsample", std::to_string(opt_.subsample)},
+                                         {"seed", std::to_string(opt_.seed)},
+                                         {"nthread", std::to_string(opt_.threads > 0 ? opt_.threads : threads())},
+                                         {"verbosity", "0"},
+                                     },
+                                     opt_.rounds);
 }
 
 std::vector<double> XgboostPricer::predict(const std::vector<Item>& items) {
   require(booster_ != nullptr, "xgboost: predict before fit");
   if (items.empty()) return {};
   const std::size_t cols = simple_.size() + tfidf_.vocabulary_size();
-  DMatrix d(matrix(items), items.size(), cols);
-  bst_ulong len = 0;
-  const float* out = nullptr;
-  check(XGBoosterPredict(booster_, d.h, 0, 0, 0, &len, &out), "predicting");
-  require(len == items.size(),
-          "xgboost: predicted " + std::to_string(len) + " values for " + std::to_string(items.size()) + " items");
+  const xgb::DMatrix d(matrix(items), items.size(), cols);
+  const std::vector<float> out = booster_->predict(d, items.size());
   std::vector<double> prices(items.size());
   for (std::size_t i = 0; i < prices.size(); ++i) prices[i] = std::max(std::expm1(double(out[i])), 0.0);
   return prices;

@@ -2,10 +2,16 @@
 // Gradient-boosted trees (libxgboost) on text features: the SimpleFeatures plus the TF-IDF
 // weights of the most frequent terms, fit to log1p(price). Only built when libxgboost is found
 // (PRICER_HAVE_XGBOOST); the registry then offers "xgboost".
+#include <memory>
+
 #include "eval/features.h"
 #include "eval/pricer.h"
 
 namespace pricer::eval {
+
+namespace xgb {
+class Booster;
+}
 
 struct XgboostOptions {
   int rounds = 200;
@@ -22,8 +28,6 @@ class XgboostPricer : public Pricer {
  public:
   explicit XgboostPricer(XgboostOptions opt = {});
   ~XgboostPricer() override;
-  XgboostPricer(const XgboostPricer&) = delete;
-  XgboostPricer& operator=(const XgboostPricer&) = delete;
   std::string name() const override { return "xgboost"; }
   bool needs_training() const override { return true; }
   void fit(const std::vector<Item>& train) override;
@@ -35,7 +39,7 @@ class XgboostPricer : public Pricer {
   XgboostOptions opt_;
   SimpleFeatures simple_;
   TfidfVectorizer tfidf_;
-  void* booster_ = nullptr;  // BoosterHandle; void* keeps xgboost's header out of ours
+  std::unique_ptr<xgb::Booster> booster_;  // forward-declared: xgboost's header stays out of ours
 };
 #endif
 

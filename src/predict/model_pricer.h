@@ -52,6 +52,8 @@ class ModelPricer {
  public:
   explicit ModelPricer(const ModelPricerOptions& opt);
   // A prompt per item (already templated), predictions in order; model_prompt() is applied here.
+  // Asked again for the same prompts in another readout than greedy, it reads the distributions
+  // it kept instead of running the model again.
   std::vector<PricePrediction> predict(const std::vector<std::string>& prompts, PriceMode mode);
   std::string prompt_for(const std::string& text) const;
   // The prompt as the model was trained to read it: with its comparables when the model or
@@ -74,6 +76,7 @@ class ModelPricer {
   Backend& backend() { return *be_; }
 
  private:
+  std::vector<PricePrediction> run(const std::vector<std::string>& prompts, PriceMode mode);
   PricePrediction read_logits(const float* logits, PriceMode mode) const;
   void generate(std::span<const std::vector<int32_t>> prompts, std::span<PricePrediction> out);
 
@@ -84,6 +87,10 @@ class ModelPricer {
   std::unique_ptr<PriceDistribution> pd_;
   std::unique_ptr<retrieval::ComparablesIndex> comparables_;
   std::string comparables_path_;
+  // The last readout's prompts and predictions (the top tokens kept to at least 3, so Top3 can
+  // be read again).
+  std::vector<std::string> last_prompts_;
+  std::vector<PricePrediction> last_readout_;
 };
 
 }  // namespace pricer
