@@ -7,6 +7,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <sstream>
 
 #include "cli_test_util.h"
 
@@ -136,6 +137,46 @@ TEST_F(EvalCli, EnsembleReportsItsWeightsInResultsAndReport) {
           " --out " +
           (dir_ / "bad").string());
   EXPECT_NE(bad.rc, 0);
+}
+
+// The ensemble an evaluation fitted, saved, prices with `predict --ensemble` exactly as it priced
+// there, each member's price beside it.
+TEST_F(EvalCli, ASavedEnsemblePricesInPredictAsInEval) {
+  const fs::path out = dir_ / "out", saved = dir_ / "saved";
+  const CliRun r =
+      run("eval --data " + (dir_ / "data").string() +
+          " --pricers ensemble --param ensemble=tfidf,linear,comparables --param ensemble_save=" + saved.string() +
+          " --bootstrap 10 --out " + out.string());
+  ASSERT_EQ(r.rc, 0) << r.out;
+  const json res = json::parse(slurp(out / "results.json"));
+  const CliRun p = run("predict --ensemble " + saved.string() + " --jsonl " + (dir_ / "data" / "test.jsonl").string());
+  ASSERT_EQ(p.rc, 0) << p.out;
+  std::istringstream lines(p.out);
+  std::size_t n = 0;
+  for (std::string line; std::getline(lines, line);) {
+    if (line.empty() || line[0] != '{') continue;  // stderr's notes share the stream
+    const json j = json::parse(line);
+    ASSERT_LT(n, res["items"].size());
+    EXPECT_EQ(j["price"].get<double>(), res["items"][n]["predictions"]["ensemble"].get<double>()) << line;
+    EXPECT_EQ(j["line"], n + 1);
+    EXPECT_TRUE(j["members"].contains("comparables")) << line;
+    ++n;
+  }
+  EXPECT_EQ(n, res["items"].size());
+  // One text, as a sentence; and the saved directory is never written over.
+  const CliRun one = run("predict --ensemble " + saved.string() + " \"Item deluxe steel kit pro\"");
+  ASSERT_EQ(one.rc, 0) << one.out;
+  EXPECT_NE(one.out.find("(ensemble of tfidf $"), std::string::npos) << one.out;
+  const CliRun again = run("eval --data " + (dir_ / "data").string() +
+                           " --pricers ensemble --param ensemble=tfidf --param ensemble_save=" + saved.string() +
+                           " --out " + (dir_ / "again").string());
+  EXPECT_NE(again.rc, 0);
+  EXPECT_NE(again.out.find("never replaced"), std::string::npos) << again.out;
+  const CliRun both = run("predict --ensemble " + saved.string() + " --model x.gguf \"Item\"");
+  EXPECT_NE(both.rc, 0);
+  const CliRun neither = run("predict \"Item\"");
+  EXPECT_NE(neither.rc, 0);
+  EXPECT_NE(neither.out.find("--model is required"), std::string::npos) << neither.out;
 }
 
 TEST_F(EvalCli, HumanExportThenImport) {

@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <random>
@@ -489,3 +492,117 @@ TEST(Ensemble, TreesLearnWhereToTrustAMemberFromItsSignal) {
 #else
 TEST(Ensemble, TreesNeedLibxgboost) { EXPECT_THROW(make_tree_stacker(TreeStackerOptions{}), pricer::Error); }
 #endif
+
+namespace {
+
+// Items whose price follows the words they mention, with a prompt and a category, so every
+// classic member has something to learn.
+std::vector<Item> worded_items(int n, int first_id, uint32_t seed) {
+  static const char* words[] = {"steel", "plastic", "deluxe", "mini", "pro", "basic", "kit", "spare"};
+  static const double value[] = {1.0, -0.5, 1.2, -0.8, 0.9, -0.6, 0.7, -0.9};
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> w(0, 7);
+  std::vector<Item> items;
+  for (int i = 0; i < n; ++i) {
+    Item it;
+    it.title = "Item " + std::to_string(first_id + i);
+    double logp = 3.5;
+    it.text = it.title;
+    for (int k = 0; k < 4; ++k) {
+      const int j = w(rng);
+      it.text += std::string(" ") + words[j];
+      logp += value[j];
+    }
+    it.text += "\nItem Weight: " + std::to_string(1 + i % 7) + " pounds";
+    it.prompt = "What does this cost?\n\n" + it.text + "\n\nPrice is $";
+    it.category = i % 3 ? "Tools" : "Toys";
+    it.price = std::round(std::exp(logp) * 100) / 100;
+    items.push_back(it);
+  }
+  return items;
+}
+
+void rewrite_json(const std::filesystem::path& file, const std::function<void(nlohmann::json&)>& change) {
+  std::ifstream in(file);
+  nlohmann::json j = nlohmann::json::parse(in);
+  change(j);
+  std::ofstream(file) << j.dump();
+}
+
+template <typename F>
+void expect_error(F&& f, const std::string& part) {
+  try {
+    f();
+    ADD_FAILURE() << "no error; expected one naming " << part;
+  } catch (const pricer::Error& e) {
+    EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+
+// A fitted ensemble written and read back prices every item as it did, bit for bit (each
+// stacker, every classic member); it is never written over an existing directory; a damaged
+// part is an error naming it.
+TEST(Ensemble, ASavedEnsembleReadsBackToTheSamePrices) {
+  namespace fs = std::filesystem;
+  const auto train = worded_items(400, 0, 31), scored = worded_items(100, 5000, 32);
+  const fs::path root = fs::temp_directory_path() / "pricer_ensemble_saved";
+  fs::remove_all(root);
+  std::vector<std::string> kinds = {"linear"};
+  std::string members = "tfidf,comparables,linear,mean";
+#ifdef PRICER_HAVE_XGBOOST
+  kinds.push_back("trees");
+  members += ",xgboost";
+#endif
+  for (const auto& kind : kinds) {
+    PricerContext ctx;
+    ctx.params = {{"ensemble", members}, {"ensemble_stacker", kind}, {"ensemble_save", (root / kind).string()}};
+    auto fitted = make_pricer("ensemble", ctx);
+    fitted->fit(train);
+    EXPECT_EQ(fitted->stats()["saved_to"], (root / kind).string());
+    const auto want = fitted->predict(scored);
+    const auto back = EnsemblePricer::read(root / kind);
+    const auto got = back->predict(scored);
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i], want[i]) << kind << " item " << i;
+    ASSERT_EQ(back->member_names().size(), split_comma_list(members).size());
+    EXPECT_EQ(back->member_prices().front().size(), scored.size());
+    EXPECT_EQ(back->predict(train).size(), train.size()) << "a saved ensemble prices its fit items too";
+    EXPECT_THROW(make_pricer("ensemble", ctx), pricer::Error) << "an existing directory is never replaced";
+  }
+  // Damage, one part at a time, on copies of the saved linear ensemble.
+  const auto damaged = [&](const std::string& name, const std::function<void(const fs::path&)>& harm) {
+    const fs::path d = root / name;
+    fs::copy(root / "linear", d, fs::copy_options::recursive);
+    harm(d);
+    return d;
+  };
+  expect_error([&] { EnsemblePricer::read(root / "nowhere"); }, "ensemble.json is missing");
+  const fs::path cut = damaged("cut", [](const fs::path& d) {
+    std::ofstream(d / "ensemble.json", std::ios::trunc) << "{\"format\": \"pricer-ensemble\", \"vers";
+  });
+  expect_error([&] { EnsemblePricer::read(cut); }, "ensemble.json");
+  const fs::path escape = damaged("escape", [](const fs::path& d) {
+    rewrite_json(d / "ensemble.json", [](nlohmann::json& j) { j["members"][0]["dir"] = "../elsewhere"; });
+  });
+  expect_error([&] { EnsemblePricer::read(escape); }, "outside the ensemble's");
+  const fs::path weights = damaged("weights", [](const fs::path& d) {
+    rewrite_json(d / "ensemble.json", [](nlohmann::json& j) { j["members"][0]["state"]["weights"].erase(0); });
+  });
+  expect_error([&] { EnsemblePricer::read(weights); }, "do not fit together");
+  const fs::path missing = damaged("missing", [](const fs::path& d) {
+    rewrite_json(d / "ensemble.json", [](nlohmann::json& j) { j["stacker"].erase("weights"); });
+  });
+  expect_error([&] { EnsemblePricer::read(missing); }, "weights");
+#ifdef PRICER_HAVE_XGBOOST
+  fs::copy(root / "trees", root / "flipped", fs::copy_options::recursive);
+  {
+    std::fstream f(root / "flipped" / "stacker" / "stacker.ubj", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(20);
+    f.put('\x7f');
+  }
+  expect_error([&] { EnsemblePricer::read(root / "flipped"); }, "stacker.ubj: not the model that was saved");
+#endif
+  fs::remove_all(root);
+}

@@ -18,6 +18,8 @@
 #include "core/atomic_file.h"
 #include "core/comm.h"
 #include "core/error.h"
+#include "core/format.h"
+#include "eval/ensemble.h"
 #include "eval/item.h"
 #include "io/json_util.h"
 #include "predict/calibration.h"
@@ -38,6 +40,7 @@ struct PredictArgs {
   std::string mode = price_mode_name(kDefaultPriceMode);
   std::string text;
   std::string jsonl;
+  std::string ensemble;  // a saved ensemble's directory, instead of --model
   bool raw_prompt = false;
   bool as_json = false;
   bool skip_invalid = false;
@@ -48,19 +51,24 @@ struct PredictArgs {
   std::vector<double> levels = {0.5, 0.6, 0.7, 0.8, 0.9, 0.95};
 };
 
-// One product to price: where it came from and its prompt.
+// One product to price: where it came from, and its prompt (used verbatim) or its text (which
+// fills the prompt template), with the title and category an ensemble's classic members read.
 struct Request {
   std::size_t line = 0;  // JSON-lines input: its line number
   json id;  // echoed back when the input line has one
-  std::string prompt;
+  std::string prompt, text, title, category;
 };
+
+std::string optional_text(const json& j, const char* key) {
+  const auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
 
 std::string read_stream(std::istream& in) { return std::string(std::istreambuf_iterator<char>(in), {}); }
 
 // Reads the whole batch before any model work, so a bad line fails fast instead of after
 // minutes of pricing. Lines are {"text": ...} (templated) or {"prompt": ...} (used verbatim).
-std::vector<Request> read_requests(std::istream& in, const std::string& name, const ModelAverage& mp,
-                                   bool skip_invalid) {
+std::vector<Request> read_requests(std::istream& in, const std::string& name, bool skip_invalid) {
   std::vector<Request> reqs;
   std::string line, first_error;
   std::size_t line_no = 0, skipped = 0;
@@ -81,12 +89,12 @@ std::vector<Request> read_requests(std::istream& in, const std::string& name, co
     if (!error.empty()) {
     } else if (!j.is_object()) {
       error = where + ": expected a JSON object with a \"text\" field";
-    } else if (auto p = j.find("prompt"); p != j.end() && p->is_string() && !p->get<std::string>().empty()) {
-      r.prompt = p->get<std::string>();
-    } else if (auto t = j.find("text"); t != j.end() && t->is_string() && !t->get<std::string>().empty()) {
-      r.prompt = mp.prompt_for(t->get<std::string>());
-    } else {
+    } else if (r.prompt = optional_text(j, "prompt"), r.text = optional_text(j, "text");
+               r.prompt.empty() && r.text.empty()) {
       error = where + ": needs a non-empty string \"text\" (or \"prompt\")";
+    } else {
+      r.title = optional_text(j, "title");
+      r.category = optional_text(j, "category");
     }
     if (!error.empty()) {
       if (!skip_invalid) throw Error(error + " (--skip-invalid skips such lines)");
@@ -150,13 +158,89 @@ int run_calibration(const PredictArgs& a, ModelPricerOptions opt) {
   return 0;
 }
 
+// The products to price: the lines of --jsonl, or one text (the argument, or stdin).
+std::vector<Request> requests_of(const PredictArgs& a) {
+  require(a.text.empty() || a.jsonl.empty(), "give either a product text or --jsonl, not both");
+  if (a.jsonl == "-") {
+    require(comm::size() == 1, "--jsonl -: under mpirun stdin reaches rank 0 only; give the batch as a file");
+    return read_requests(std::cin, "stdin", a.skip_invalid);
+  }
+  if (!a.jsonl.empty()) {
+    require(!fs::is_directory(a.jsonl), a.jsonl + ": a directory; --jsonl reads one JSON-lines file (or - for stdin)");
+    std::ifstream in(a.jsonl, std::ios::binary);
+    require(in.good(), a.jsonl + ": cannot open");
+    return read_requests(in, a.jsonl, a.skip_invalid);
+  }
+  if (a.text.empty())
+    require(!isatty(STDIN_FILENO), "no product text: give it as an argument, pipe it on stdin, or use --jsonl FILE");
+  std::string text = a.text.empty() ? read_stream(std::cin) : a.text;
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  require(!text.empty(), "empty product text");
+  Request r;
+  r.text = text;
+  return {r};
+}
+
+// Under MPI each rank prices a contiguous share of a batch; rank 0 prints every share in order.
+std::pair<std::size_t, std::size_t> my_share(const PredictArgs& a, std::size_t n) {
+  return a.jsonl.empty() ? std::pair<std::size_t, std::size_t>{0, n} : comm::share(n);
+}
+
+void print_lines(const PredictArgs& a, const std::string& lines) {
+  for (const std::string& share : a.jsonl.empty() ? std::vector<std::string>{lines} : comm::all_texts(lines))
+    if (comm::root()) std::cout << share;
+}
+
+// One JSON line's place in the input: its line number (batch) and id.
+void tag(json& j, const PredictArgs& a, const Request& r) {
+  if (!a.jsonl.empty()) j["line"] = r.line;
+  if (!r.id.is_null()) j["id"] = r.id;
+}
+
+// `predict --ensemble DIR`: the saved ensemble prices as the evaluation that fitted it did.
+int run_ensemble_predict(const PredictArgs& a) {
+  require(a.models.empty() && a.adapters.empty() && a.calibrate.empty(),
+          "--ensemble prices with the saved ensemble's own members: it cannot go with --model, --adapter or "
+          "--calibrate");
+  const auto ens = eval::EnsemblePricer::read(a.ensemble);
+  const std::vector<Request> reqs = requests_of(a);
+  const auto [begin, end] = my_share(a, reqs.size());
+  std::vector<eval::Item> items;
+  for (std::size_t i = begin; i < end; ++i) {
+    eval::Item it;
+    it.title = reqs[i].title;
+    it.category = reqs[i].category;
+    it.prompt = reqs[i].prompt;
+    it.text = reqs[i].text.empty() ? reqs[i].prompt : reqs[i].text;
+    items.push_back(std::move(it));
+  }
+  const std::vector<double> prices = items.empty() ? std::vector<double>{} : ens->predict(items);
+  const auto& names = ens->member_names();
+  const auto& members = ens->member_prices();
+  std::string lines;
+  for (std::size_t i = 0; i < prices.size(); ++i) {
+    json j = {{"price", prices[i]}, {"members", json::object()}};
+    for (std::size_t m = 0; m < names.size(); ++m) j["members"][names[m]] = members[m][i];
+    tag(j, a, reqs[begin + i]);
+    lines += a.jsonl.empty() && !a.as_json ? "" : j.dump() + "\n";
+  }
+  if (a.jsonl.empty() && !a.as_json) {
+    std::string parts;
+    for (std::size_t m = 0; m < names.size(); ++m) parts += (m ? ", " : "") + names[m] + fmt(" $%.2f", members[m][0]);
+    lines = fmt("$%.2f", prices.front()) + "  (ensemble of " + parts + ")\n";
+  }
+  print_lines(a, lines);
+  std::cout.flush();
+  return std::cout ? 0 : 1;
+}
+
 int run_predict(PredictArgs& a) {
+  if (!a.ensemble.empty()) return run_ensemble_predict(a);
+  require(!a.models.empty(), "--model is required (or --ensemble DIR, a saved ensemble)");
   ModelPricerOptions opt = a.model;
   require(!a.raw_prompt || opt.prompt_template == ModelPricerOptions{}.prompt_template,
           "--raw-prompt takes the text as the whole prompt: it cannot go with --prompt-template");
   if (a.raw_prompt) opt.prompt_template = "{text}";
-  require(a.jsonl.empty() || a.jsonl == "-" || !fs::is_directory(a.jsonl),
-          a.jsonl + ": a directory; --jsonl reads one JSON-lines file (or - for stdin)");
   std::vector<ModelPricerOptions> members = member_options(opt, a.models, a.adapters);
   if (!a.calibrate.empty()) {
     require(members.size() == 1,
@@ -164,36 +248,17 @@ int run_predict(PredictArgs& a) {
     return run_calibration(a, members.front());
   }
   const PriceMode mode = price_mode_from_name(a.mode);
-  require(a.text.empty() || a.jsonl.empty(), "give either a product text or --jsonl, not both");
+  const std::vector<Request> reqs = requests_of(a);  // every line checked before a model loads
   const bool batch = !a.jsonl.empty();
-  if (!batch && a.text.empty())
-    require(!isatty(STDIN_FILENO), "no product text: give it as an argument, pipe it on stdin, or use --jsonl FILE");
   for (auto& m : members) m.progress = batch;
   ModelAverage mp(members);
   for (const auto& m : mp.members()) note_comparables(*m);
   if (mp.members().size() > 1)
     std::fprintf(stderr, "prices are the average of %zu models (log(1 + price) mean)\n", mp.members().size());
-
-  std::vector<Request> reqs;
-  if (batch) {
-    if (a.jsonl == "-") {
-      require(comm::size() == 1, "--jsonl -: under mpirun stdin reaches rank 0 only; give the batch as a file");
-      reqs = read_requests(std::cin, "stdin", mp, a.skip_invalid);
-    } else {
-      std::ifstream in(a.jsonl, std::ios::binary);
-      require(in.good(), a.jsonl + ": cannot open");
-      reqs = read_requests(in, a.jsonl, mp, a.skip_invalid);
-    }
-  } else {
-    std::string text = a.text.empty() ? read_stream(std::cin) : a.text;
-    while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
-    require(!text.empty(), "empty product text");
-    reqs.push_back({0, nullptr, mp.prompt_for(text)});
-  }
-  // Under MPI each rank prices a contiguous share of a batch; rank 0 prints every share in order.
-  const auto [begin, end] = batch ? comm::share(reqs.size()) : std::pair<std::size_t, std::size_t>{0, reqs.size()};
+  const auto [begin, end] = my_share(a, reqs.size());
   std::vector<std::string> prompts;
-  for (std::size_t i = begin; i < end; ++i) prompts.push_back(reqs[i].prompt);
+  for (std::size_t i = begin; i < end; ++i)
+    prompts.push_back(reqs[i].prompt.empty() ? mp.prompt_for(reqs[i].text) : reqs[i].prompt);
   const std::vector<PricePrediction> preds =
       prompts.empty() ? std::vector<PricePrediction>{} : mp.predict(prompts, mode);
 
@@ -201,12 +266,10 @@ int run_predict(PredictArgs& a) {
     std::string lines;
     for (std::size_t i = 0; i < preds.size(); ++i) {
       json j = prediction_json(mp, i, preds[i], mode);
-      if (batch) j["line"] = reqs[begin + i].line;
-      if (!reqs[begin + i].id.is_null()) j["id"] = reqs[begin + i].id;
+      tag(j, a, reqs[begin + i]);
       lines += j.dump() + "\n";
     }
-    for (const std::string& share : batch ? comm::all_texts(lines) : std::vector<std::string>{lines})
-      if (comm::root()) std::cout << share;
+    print_lines(a, lines);
   } else {
     const PricePrediction& p = preds.front();
     std::printf("$%.2f  (%.0f%% interval $%.0f - $%.0f, %s%s)\n", p.price, 100 * opt.coverage, p.dist.lo, p.dist.hi,
@@ -241,9 +304,10 @@ pricer::cli::Registrar reg{
       sub.add_option("text", a->text, "Product text to price");
       sub.add_option("--model", a->models,
                      "Base (or merged) model: GGUF, safetensors dir, llama2.c; repeat it to average several "
-                     "merged models")
-          ->required()
+                     "merged models (required unless --ensemble)")
           ->allow_extra_args(false);
+      sub.add_option("--ensemble", a->ensemble,
+                     "A saved ensemble (eval --param ensemble_save=DIR) prices instead, with its own members");
       sub.add_option("--adapter", a->adapters,
                      "LoRA adapter: PEFT directory or GGUF LoRA; repeat it to average several on one base")
           ->allow_extra_args(false);

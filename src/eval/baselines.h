@@ -1,6 +1,7 @@
 #pragma once
 // Classic pricers fit on the training split: the bar any model has to clear.
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <vector>
 
@@ -18,6 +19,8 @@ class RandomPricer : public Pricer {
   bool needs_training() const override { return true; }
   void fit(const std::vector<Item>& train) override;
   std::vector<double> predict(const std::vector<Item>& items) override;
+  nlohmann::json save(const std::filesystem::path& dir) const override;
+  static std::unique_ptr<Pricer> load(const nlohmann::json& state, const std::filesystem::path& dir);
 
  private:
   uint64_t seed_;
@@ -31,6 +34,8 @@ class MeanPricer : public Pricer {
   bool needs_training() const override { return true; }
   void fit(const std::vector<Item>& train) override;
   std::vector<double> predict(const std::vector<Item>& items) override;
+  nlohmann::json save(const std::filesystem::path& dir) const override;
+  static std::unique_ptr<Pricer> load(const nlohmann::json& state, const std::filesystem::path& dir);
 
  private:
   double mean_ = 0.0;
@@ -45,6 +50,8 @@ class LinearPricer : public Pricer {
   void fit(const std::vector<Item>& train) override;
   std::vector<double> predict(const std::vector<Item>& items) override;
   nlohmann::json stats() const override;
+  nlohmann::json save(const std::filesystem::path& dir) const override;
+  static std::unique_ptr<Pricer> load(const nlohmann::json& state, const std::filesystem::path& dir);
 
  private:
   SimpleFeatures features_;
@@ -66,6 +73,8 @@ class TfidfRidgePricer : public Pricer {
   void fit(const std::vector<Item>& train) override;
   std::vector<double> predict(const std::vector<Item>& items) override;
   nlohmann::json stats() const override;
+  nlohmann::json save(const std::filesystem::path& dir) const override;
+  static std::unique_ptr<Pricer> load(const nlohmann::json& state, const std::filesystem::path& dir);
 
  private:
   TfidfRidgeOptions opt_;
@@ -84,6 +93,8 @@ class ComparablesPricer : public Pricer {
   void fit(const std::vector<Item>& train) override;
   std::vector<double> predict(const std::vector<Item>& items) override;
   nlohmann::json stats() const override;
+  nlohmann::json save(const std::filesystem::path& dir) const override;
+  static std::unique_ptr<Pricer> load(const nlohmann::json& state, const std::filesystem::path& dir);
 
  private:
   int k_;

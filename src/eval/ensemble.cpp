@@ -4,6 +4,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "core/comm.h"
 #include "core/error.h"
 #include "data/cross_fit.h"
 #include "data/text.h"
@@ -223,6 +224,10 @@ void EnsemblePricer::fit(const std::vector<Item>& train) {
   stats_["fit_items"] = fit_items->size();
   stats_["fit_mae"] = mae_of(stacker_->predict(t), *fit_items);
   stats_.update(stacker_->describe());
+  if (!opt_.save_dir.empty() && comm::root()) {  // every rank fits the same; one writes
+    write(opt_.save_dir);
+    stats_["saved_to"] = opt_.save_dir.string();
+  }
 }
 
 std::vector<double> EnsemblePricer::predict(const std::vector<Item>& items) {
@@ -231,10 +236,14 @@ std::vector<double> EnsemblePricer::predict(const std::vector<Item>& items) {
   for (const auto& it : items) seen += fit_items_.contains(item_key(it));
   // A few items shared by two splits are the data's; most of them means the scored split is the
   // one the stack was fitted on.
-  require(2 * seen <= items.size(), "ensemble: " + std::to_string(seen) + " of the " + std::to_string(items.size()) +
-                                        " items to price are items its stack was fitted on");
+  require(!refuse_fit_items_ || 2 * seen <= items.size(), "ensemble: " + std::to_string(seen) + " of the " +
+                                                              std::to_string(items.size()) +
+                                                              " items to price are items its stack was fitted on");
   stats_["scored_items_in_fit"] = seen;
   StackTable t = member_columns(fitted_, items);
+  member_prices_.assign(members_.size(), {});
+  for (size_t j = 0; j < members_.size(); ++j)
+    for (double v : t.columns[j]) member_prices_[j].push_back(std::exp(v));
   add_item_columns(items, t);
   std::vector<double> out = stacker_->predict(select(std::move(t), columns_));
   for (double& p : out) p = std::exp(p);
@@ -243,9 +252,17 @@ std::vector<double> EnsemblePricer::predict(const std::vector<Item>& items) {
 
 nlohmann::json EnsemblePricer::stats() const { return stats_; }
 
+std::vector<std::string> EnsemblePricer::member_names() const {
+  std::vector<std::string> out;
+  for (const auto& m : members_) out.push_back(m.name);
+  return out;
+}
+
 }  // namespace pricer::eval
 
 namespace pricer::eval {
+
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -265,6 +282,39 @@ int whole_param(const PricerContext& ctx, const std::string& key, int fallback, 
   require(v == std::floor(v) && v >= lo && v <= hi, "--param " + key + "=" + ctx.param(key) + ": a whole number, " +
                                                         std::to_string(lo) + " to " + std::to_string(hi));
   return static_cast<int>(v);
+}
+
+// Whether a saved ensemble can hold the member: the fitted classic pricers, and the LLMs, which
+// are rebuilt from their settings.
+bool saved_member(const std::string& name) {
+  static const std::vector<std::string> fitted = {"random", "mean", "linear", "tfidf", "comparables", "xgboost"};
+  return std::find(fitted.begin(), fitted.end(), name) != fitted.end() || name.starts_with("finetuned") ||
+         name.starts_with("base");
+}
+
+// What a saved ensemble's LLM members are built from: the settings they read, with paths made
+// absolute so the ensemble can be read from anywhere.
+PricerContext member_context(const PricerContext& ctx) {
+  static const std::vector<std::string> keys = {
+      "model",    "adapter", "finetuned_model",   "tokenizer",   "base_dtype",      "compute_dtype", "mode",
+      "coverage", "batch",   "max_prompt_tokens", "text_tokens", "prompt_template", "comparables_k"};
+  static const std::vector<std::string> paths = {"model", "adapter", "finetuned_model", "tokenizer"};
+  PricerContext out;
+  out.seed = ctx.seed;
+  for (const auto& k : keys) {
+    std::string v = ctx.param(k);
+    if (v.empty()) continue;
+    if (std::find(paths.begin(), paths.end(), k) != paths.end()) {
+      std::string joined;
+      for (const auto& p : split_comma_list(v)) {
+        if (!joined.empty()) joined += ',';
+        joined += fs::absolute(p).string();
+      }
+      v = joined;
+    }
+    out.params[k] = v;
+  }
+  return out;
 }
 
 // The fine-tuned members' fold twins (cross_fit_models or cross_fit_adapters), by fold.
@@ -310,10 +360,21 @@ std::unique_ptr<Pricer> make_ensemble_pricer(const PricerContext& ctx) {
   o.stacker = parse_stacker_kind(ctx.param("ensemble_stacker", "linear"));
   o.trees.rounds = whole_param(ctx, "ensemble_tree_rounds", o.trees.rounds, 1, 10000);
   o.trees.depth = whole_param(ctx, "ensemble_tree_depth", o.trees.depth, 1, 12);
+  o.trees.loss = ctx.param("ensemble_tree_loss", o.trees.loss);
+  require(o.trees.loss == "squared" || o.trees.loss == "absolute",
+          "--param ensemble_tree_loss=" + o.trees.loss + ": squared or absolute");
   o.objective = parse_stack_objective(ctx.param("ensemble_objective", "mae"));
   const std::string spec = ctx.param("ensemble_spec", "1");
   require(spec == "0" || spec == "1", "--param ensemble_spec=" + spec + ": 1 (item columns) or 0 (members only)");
   o.item_features = spec == "1";
+  if (const std::string save = ctx.param("ensemble_save"); !save.empty()) {
+    require(!fs::exists(save), "--param ensemble_save=" + save +
+                                   ": it exists (a saved ensemble is never replaced; "
+                                   "remove it or choose another)");
+    for (const auto& n : names) require(saved_member(n), "--param ensemble_save: member \"" + n + "\" cannot be saved");
+    o.save_dir = save;
+    o.member_context = member_context(ctx);
+  }
   if (const std::string fit = ctx.param("ensemble_fit"); !fit.empty()) {
     const std::string split = ctx.param("ensemble_fit_split", "test");
     o.holdout = read_split(fit, split);

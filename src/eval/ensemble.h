@@ -18,6 +18,7 @@
 // mostly among them is an error.
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
@@ -50,6 +51,10 @@ struct EnsembleOptions {
   bool item_features = true;  // the spec quantities (linear) or all item features (trees) as columns
   std::vector<Item> holdout;  // items for the stack when a member was trained elsewhere
   std::string holdout_source;  // where they came from, for stats
+  // Where the fitted ensemble is written (empty: nowhere), and what its members trained elsewhere
+  // are built from when it is read back (their --param settings, paths made absolute).
+  std::filesystem::path save_dir;
+  PricerContext member_context;
 };
 
 class EnsemblePricer : public Pricer {
@@ -62,8 +67,18 @@ class EnsemblePricer : public Pricer {
   // How the stack was fitted (cross-fit or held-out, on how many items), the fit items' MAE and
   // the stacker's settings and weights or importances.
   nlohmann::json stats() const override;
+  // Writes the fitted ensemble into `dir` (swapped in whole): ensemble.json and a directory per
+  // fitted member; members trained elsewhere are kept as the settings they are built from.
+  void write(const std::filesystem::path& dir) const;
+  // An ensemble write() wrote, ready to price any item (its fit items too: the refusal to score
+  // them keeps an evaluation honest, not a catalogue); errors name the directory and what is wrong.
+  static std::unique_ptr<EnsemblePricer> read(const std::filesystem::path& dir);
+  // The members by name, and each one's prices of the last predict()'s items.
+  std::vector<std::string> member_names() const;
+  const std::vector<std::vector<double>>& member_prices() const { return member_prices_; }
 
  private:
+  EnsemblePricer() = default;  // read() fills it
   // The members' columns for `items`, priced by `pricers` (in members_ order): each member's log
   // prices, then (when the stacker reads them) its signals.
   StackTable member_columns(std::vector<std::unique_ptr<Pricer>>& pricers, const std::vector<Item>& items) const;
@@ -84,6 +99,8 @@ class EnsemblePricer : public Pricer {
   SimpleFeatures features_;  // fitted on the fit items (trees)
   std::vector<std::string> columns_;  // the stack's columns, as fitted
   std::unordered_set<uint64_t> fit_items_;  // hashes of the items the stack saw
+  bool refuse_fit_items_ = true;  // predict() refuses a set that is mostly fit items
+  std::vector<std::vector<double>> member_prices_;
   nlohmann::json stats_ = nlohmann::json::object();
 };
 
@@ -100,7 +117,9 @@ class EnsemblePricer : public Pricer {
 //   ensemble_folds=5                  folds of the cross-fitting without fold twins
 //   ensemble_objective=mae            what the linear weights minimise: mae (dollars) or log-ls
 //   ensemble_spec=1                   item columns (0: members only)
-//   ensemble_tree_rounds=300  ensemble_tree_depth=3
+//   ensemble_tree_rounds=300  ensemble_tree_depth=3  ensemble_tree_loss=squared|absolute
+//   ensemble_save=DIR                 where the fitted ensemble is written, for `pricer predict
+//                                     --ensemble DIR` (a new directory: an existing one is refused)
 std::unique_ptr<Pricer> make_ensemble_pricer(const PricerContext& ctx);
 
 }  // namespace pricer::eval

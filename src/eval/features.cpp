@@ -198,4 +198,19 @@ std::vector<double> SimpleFeatures::row(const Item& item) const {
   return f;
 }
 
+nlohmann::json tfidf_to_json(const TfidfVectorizer& v, const TfidfOptions& opt) {
+  return {{"max_features", opt.max_features},
+          {"min_df", opt.min_df},
+          {"bigrams", opt.bigrams},
+          {"vocabulary", v.vocabulary()}};
+}
+
+TfidfVectorizer tfidf_from_json(const nlohmann::json& j) {
+  TfidfOptions opt;
+  opt.max_features = j.at("max_features").get<std::size_t>();
+  opt.min_df = j.at("min_df").get<std::size_t>();
+  opt.bigrams = j.at("bigrams").get<bool>();
+  return TfidfVectorizer::from_vocabulary(opt, j.at("vocabulary").get<std::vector<std::pair<uint64_t, double>>>());
+}
+
 }  // namespace pricer::eval

@@ -3,6 +3,7 @@
 // TF-IDF vectoriser (unigrams + bigrams) for ridge and boosted trees is retrieval's.
 #include <cstddef>
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -29,7 +30,11 @@ const std::vector<std::string>& spec_quantity_names();
 // categories (an unseen or missing category is all zeros).
 class SimpleFeatures {
  public:
+  SimpleFeatures() = default;
+  // As fitted on items of these categories (a saved pricer's).
+  explicit SimpleFeatures(std::vector<std::string> categories) : categories_(std::move(categories)) {}
   void fit(const std::vector<Item>& train);
+  const std::vector<std::string>& categories() const { return categories_; }
   std::vector<double> row(const Item& item) const;
   std::vector<std::string> names() const;
   std::size_t size() const;
@@ -37,5 +42,10 @@ class SimpleFeatures {
  private:
   std::vector<std::string> categories_;
 };
+
+// A fitted vectoriser as JSON (its options and vocabulary: term hash and idf by column) and back,
+// for saved pricers.
+nlohmann::json tfidf_to_json(const TfidfVectorizer& v, const TfidfOptions& opt);
+TfidfVectorizer tfidf_from_json(const nlohmann::json& j);
 
 }  // namespace pricer::eval

@@ -2,6 +2,7 @@
 // A pricer turns product items into price estimates. Every pricer gets the whole batch at once,
 // so one that loads a model (the LLM pricers) loads it once per evaluation and may batch freely.
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -30,6 +31,10 @@ class Pricer {
   // Per-item figures of the last predict() beside the prices, by name, one per item: how sure
   // the pricer was (an LLM's interval width), for a stacker to read. None by default.
   virtual std::map<std::string, std::vector<double>> item_signals() const { return {}; }
+  // Writes what predict() needs of a fitted pricer into the empty directory `dir` (larger parts as
+  // files there) and returns the rest as JSON, for a saved ensemble (load_pricer reads it back).
+  // Pricers that cannot be saved throw Error naming themselves.
+  virtual nlohmann::json save(const std::filesystem::path& dir) const;
   // Extra figures for results.json (tokens, cost, failed replies, model settings).
   virtual nlohmann::json stats() const { return nlohmann::json::object(); }
   // Whether items may be priced in shares (one per MPI rank) and the prices put together. A
@@ -75,5 +80,10 @@ const std::map<std::string, PricerFactory>& pricer_factories();
 
 // Throws Error naming the known pricers when `name` is not one of them.
 std::unique_ptr<Pricer> make_pricer(const std::string& name, const PricerContext& ctx);
+
+// A fitted pricer as save() wrote it (`state` and the files in `dir`); a pricer that needs no
+// fitting (an LLM) is built from `ctx` as make_pricer builds it. Errors name `dir`.
+std::unique_ptr<Pricer> load_pricer(const std::string& name, const nlohmann::json& state,
+                                    const std::filesystem::path& dir, const PricerContext& ctx);
 
 }  // namespace pricer::eval

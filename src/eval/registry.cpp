@@ -39,7 +39,9 @@ const std::vector<std::string>& known_param_keys() {
                                                 "ensemble_tree_rounds",
                                                 "ensemble_tree_depth",
                                                 "cross_fit_models",
-                                                "cross_fit_adapters"};
+                                                "cross_fit_adapters",
+                                                "ensemble_save",
+                                                "ensemble_tree_loss"};
   return keys;
 }
 
@@ -132,6 +134,35 @@ const std::map<std::string, PricerFactory>& pricer_factories() {
       {"ensemble", [](const PricerContext& c) { return make_ensemble_pricer(c); }},
   };
   return factories;
+}
+
+nlohmann::json Pricer::save(const std::filesystem::path& dir) const {
+  (void)dir;
+  throw Error("pricer \"" + name() + "\" cannot be saved");
+}
+
+std::unique_ptr<Pricer> load_pricer(const std::string& name, const nlohmann::json& state,
+                                    const std::filesystem::path& dir, const PricerContext& ctx) {
+  using Loader = std::function<std::unique_ptr<Pricer>(const nlohmann::json&, const std::filesystem::path&)>;
+  static const std::map<std::string, Loader> loaders = {
+      {"random", RandomPricer::load},           {"mean", MeanPricer::load},
+      {"linear", LinearPricer::load},           {"tfidf", TfidfRidgePricer::load},
+      {"comparables", ComparablesPricer::load},
+#ifdef PRICER_HAVE_XGBOOST
+      {"xgboost", XgboostPricer::load},
+#endif
+  };
+  const auto it = loaders.find(name);
+  if (it == loaders.end()) {
+    auto p = make_pricer(name, ctx);
+    require(!p->needs_training(), dir.string() + ": pricer \"" + name + "\" is fitted, and this build cannot load it");
+    return p;
+  }
+  try {
+    return it->second(state, dir);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(dir.string() + ": the saved \"" + name + "\" pricer is not one this build reads: " + e.what());
+  }
 }
 
 std::unique_ptr<Pricer> make_pricer(const std::string& name, const PricerContext& ctx) {

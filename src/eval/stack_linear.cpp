@@ -132,4 +132,33 @@ nlohmann::json LinearStacker::describe() const {
           {"formula", formula.str()}};
 }
 
+nlohmann::json LinearStacker::save(const std::filesystem::path&) const {
+  return {{"stacker", name()},
+          {"objective", stack_objective_name(objective_)},
+          {"ridge", ridge_},
+          {"names", names_},
+          {"members", members_},
+          {"weights", weights_.weights},
+          {"intercept", weights_.intercept}};
+}
+
+std::unique_ptr<LinearStacker> LinearStacker::load(const nlohmann::json& state) {
+  auto s = std::make_unique<LinearStacker>(parse_stack_objective(state.at("objective").get<std::string>()),
+                                           state.at("ridge").get<double>());
+  s->names_ = state.at("names").get<std::vector<std::string>>();
+  s->members_ = state.at("members").get<std::size_t>();
+  s->weights_.weights = state.at("weights").get<std::vector<double>>();
+  s->weights_.intercept = state.at("intercept").get<double>();
+  require(s->weights_.weights.size() == s->names_.size() && s->members_ <= s->names_.size(),
+          "the saved linear stack's weights and columns do not fit together");
+  return s;
+}
+
+std::unique_ptr<Stacker> load_stacker(const nlohmann::json& state, const std::filesystem::path& dir) {
+  const std::string kind = state.at("stacker").get<std::string>();
+  if (kind == "linear") return LinearStacker::load(state);
+  if (kind == "trees") return load_tree_stacker(state, dir);
+  throw Error(dir.string() + ": a saved stacker of unknown kind \"" + kind + "\"");
+}
+
 }  // namespace pricer::eval

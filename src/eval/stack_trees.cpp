@@ -41,6 +41,7 @@ class TreeStacker : public Stacker {
   explicit TreeStacker(const TreeStackerOptions& opt) : opt_(opt) {
     require(opt.rounds >= 1 && opt.rounds <= 10000, "ensemble: tree rounds must be 1 to 10000");
     require(opt.depth >= 1 && opt.depth <= 12, "ensemble: tree depth must be 1 to 12");
+    require(opt.loss == "squared" || opt.loss == "absolute", "ensemble: tree loss must be squared or absolute");
   }
   std::string name() const override { return "trees"; }
   bool reads_everything() const override { return true; }
@@ -54,7 +55,7 @@ class TreeStacker : public Stacker {
     booster_ = std::make_unique<xgb::Booster>(
         *m,
         std::vector<std::pair<std::string, std::string>>{
-            {"objective", "reg:squarederror"},
+            {"objective", opt_.loss == "absolute" ? "reg:absoluteerror" : "reg:squarederror"},
             {"tree_method", "hist"},
             {"max_depth", std::to_string(opt_.depth)},
             {"eta", std::to_string(opt_.eta)},
@@ -94,10 +95,46 @@ class TreeStacker : public Stacker {
             {"max_depth", opt_.depth},
             {"eta", opt_.eta},
             {"min_child_weight", opt_.min_child_weight},
+            {"loss", opt_.loss},
             {"columns", columns_.size()},
             {"blend", blend_.describe()},
             {"importances", shares},
             {"top_columns", top}};
+  }
+
+  nlohmann::json save(const std::filesystem::path& dir) const override {
+    require(booster_ != nullptr, "ensemble: the trees are saved before fit");
+    return {{"stacker", name()},
+            {"rounds", opt_.rounds},
+            {"max_depth", opt_.depth},
+            {"eta", opt_.eta},
+            {"min_child_weight", opt_.min_child_weight},
+            {"loss", opt_.loss},
+            {"seed", opt_.seed},
+            {"names", names_},
+            {"columns", columns_},
+            {"gain", gain_},
+            {"blend", blend_.save(dir)},
+            {"booster", xgb::save_booster(*booster_, dir / "stacker.ubj")}};
+  }
+
+  static std::unique_ptr<Stacker> load(const nlohmann::json& state, const std::filesystem::path& dir) {
+    TreeStackerOptions o;
+    o.rounds = state.at("rounds").get<int>();
+    o.depth = state.at("max_depth").get<int>();
+    o.eta = state.at("eta").get<double>();
+    o.min_child_weight = state.at("min_child_weight").get<double>();
+    o.loss = state.at("loss").get<std::string>();
+    o.seed = state.at("seed").get<uint64_t>();
+    auto t = std::make_unique<TreeStacker>(o);
+    t->names_ = state.at("names").get<std::vector<std::string>>();
+    t->columns_ = state.at("columns").get<std::vector<std::string>>();
+    t->gain_ = state.at("gain").get<std::vector<double>>();
+    t->blend_ = std::move(*LinearStacker::load(state.at("blend")));
+    require(t->gain_.size() == t->columns_.size() && t->columns_.size() >= t->names_.size(),
+            dir.string() + ": the saved trees' columns do not fit together");
+    t->booster_ = xgb::load_booster(dir / "stacker.ubj", state.at("booster"), threads());
+    return t;
   }
 
  private:
@@ -131,10 +168,18 @@ class TreeStacker : public Stacker {
 
 std::unique_ptr<Stacker> make_tree_stacker(const TreeStackerOptions& opt) { return std::make_unique<TreeStacker>(opt); }
 
+std::unique_ptr<Stacker> load_tree_stacker(const nlohmann::json& state, const std::filesystem::path& dir) {
+  return TreeStacker::load(state, dir);
+}
+
 #else
 
 std::unique_ptr<Stacker> make_tree_stacker(const TreeStackerOptions&) {
   throw Error("ensemble: the tree stacker needs libxgboost, which this build was made without (scripts/setup)");
+}
+
+std::unique_ptr<Stacker> load_tree_stacker(const nlohmann::json&, const std::filesystem::path& dir) {
+  throw Error(dir.string() + ": a saved tree stacker needs libxgboost, which this build was made without");
 }
 
 #endif

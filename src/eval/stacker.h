@@ -10,6 +10,7 @@
 //    is narrow). They need thousands of fit items: the training split priced out of fold.
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -35,7 +36,12 @@ class Stacker {
   virtual std::vector<double> predict(const StackTable& t) const = 0;  // log prices
   // Its settings and what it learned (weights, or the trees' importances), for results.json.
   virtual nlohmann::json describe() const = 0;
+  // What predict() needs, as JSON (larger parts as files in `dir`), for load_stacker.
+  virtual nlohmann::json save(const std::filesystem::path& dir) const = 0;
 };
+
+// A stacker as save() wrote it; errors name `dir`.
+std::unique_ptr<Stacker> load_stacker(const nlohmann::json& state, const std::filesystem::path& dir);
 
 // What the linear weights minimise on the fit items: the mean absolute error in dollars (least
 // squares in log space weighs a $5 item's 20% miss like a $500 item's, while MAE does not), or
@@ -71,6 +77,8 @@ class LinearStacker : public Stacker {
   std::vector<double> predict(const StackTable& t) const override;
   // objective, weights by column, intercept and the formula.
   nlohmann::json describe() const override;
+  nlohmann::json save(const std::filesystem::path& dir) const override;
+  static std::unique_ptr<LinearStacker> load(const nlohmann::json& state);
 
  private:
   StackObjective objective_;
@@ -84,12 +92,16 @@ struct TreeStackerOptions {
   int rounds = 300;
   int depth = 3;
   double eta = 0.05;
-  double min_child_weight = 20;  // items per leaf, at least (squared error: one per item)
+  double min_child_weight = 20;  // items per leaf, at least (one per item for either loss)
+  // What the trees minimise in log price: "squared" error (the conditional mean), or "absolute"
+  // error (the conditional median: in dollars too, since exp is monotone, what MAE rewards).
+  std::string loss = "squared";
   uint64_t seed = 42;
   int threads = 0;  // 0: the project-wide setting (pricer::threads())
 };
 
-// Available when libxgboost was found (PRICER_HAVE_XGBOOST); make_tree_stacker throws otherwise.
+// Available when libxgboost was found (PRICER_HAVE_XGBOOST); these throw otherwise.
 std::unique_ptr<Stacker> make_tree_stacker(const TreeStackerOptions& opt);
+std::unique_ptr<Stacker> load_tree_stacker(const nlohmann::json& state, const std::filesystem::path& dir);
 
 }  // namespace pricer::eval

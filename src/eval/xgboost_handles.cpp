@@ -3,7 +3,9 @@
 #ifdef PRICER_HAVE_XGBOOST
 #include <limits>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
+#include "data/text.h"
 
 namespace pricer::eval::xgb {
 
@@ -30,8 +32,31 @@ void DMatrix::set_base_margin(const std::vector<float>& margin) {
 Booster::Booster(const DMatrix& train, const std::vector<std::pair<std::string, std::string>>& params, int rounds) {
   DMatrixHandle m = train.get();
   check(XGBoosterCreate(&m, 1, &h_), "creating the booster");
-  for (const auto& [k, v] : params) check(XGBoosterSetParam(h_, k.c_str(), v.c_str()), k.c_str());
-  for (int i = 0; i < rounds; ++i) check(XGBoosterUpdateOneIter(h_, i, m), "training");
+  try {
+    for (const auto& [k, v] : params) check(XGBoosterSetParam(h_, k.c_str(), v.c_str()), k.c_str());
+    for (int i = 0; i < rounds; ++i) check(XGBoosterUpdateOneIter(h_, i, m), "training");
+  } catch (...) {
+    XGBoosterFree(h_);  // the destructor of a half-built object does not run
+    throw;
+  }
+}
+
+Booster::Booster(const std::string& bytes, int threads) {
+  check(XGBoosterCreate(nullptr, 0, &h_), "creating the booster");
+  try {
+    check(XGBoosterLoadModelFromBuffer(h_, bytes.data(), bytes.size()), "reading a saved model");
+    check(XGBoosterSetParam(h_, "nthread", std::to_string(threads).c_str()), "nthread");
+  } catch (...) {
+    XGBoosterFree(h_);
+    throw;
+  }
+}
+
+std::string Booster::to_bytes() const {
+  bst_ulong len = 0;
+  const char* data = nullptr;
+  check(XGBoosterSaveModelToBuffer(h_, R"({"format": "ubj"})", &len, &data), "saving the model");
+  return {data, data + len};
 }
 
 Booster::~Booster() { XGBoosterFree(h_); }
@@ -60,6 +85,21 @@ std::vector<double> Booster::total_gain(std::size_t cols) const {
     gain[j] = scores[i];
   }
   return gain;
+}
+
+nlohmann::json save_booster(const Booster& b, const std::filesystem::path& path) {
+  const std::string bytes = b.to_bytes();
+  write_file_atomic(path, bytes);
+  return {{"file", path.filename().string()}, {"bytes", bytes.size()}, {"hash", data::hash64(bytes)}};
+}
+
+std::unique_ptr<Booster> load_booster(const std::filesystem::path& path, const nlohmann::json& saved, int threads) {
+  constexpr std::size_t kMaxModelBytes = std::size_t{1} << 30;
+  const std::string bytes = read_file(path, kMaxModelBytes);
+  require(
+      bytes.size() == saved.at("bytes").get<std::size_t>() && data::hash64(bytes) == saved.at("hash").get<uint64_t>(),
+      path.string() + ": not the model that was saved (its size or hash differs: damaged or replaced)");
+  return std::make_unique<Booster>(bytes, threads);
 }
 
 }  // namespace pricer::eval::xgb

@@ -5,6 +5,9 @@
 #include <xgboost/c_api.h>
 
 #include <cstddef>
+#include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
@@ -35,6 +38,8 @@ class DMatrix {
 class Booster {
  public:
   Booster(const DMatrix& train, const std::vector<std::pair<std::string, std::string>>& params, int rounds);
+  // A booster saved by to_bytes() (libxgboost's UBJSON model), predicting with `threads` threads.
+  Booster(const std::string& bytes, int threads);
   ~Booster();
   Booster(const Booster&) = delete;
   Booster& operator=(const Booster&) = delete;
@@ -42,10 +47,17 @@ class Booster {
   std::vector<float> predict(const DMatrix& m, std::size_t rows) const;
   // Total gain of the splits on each column (0 for a column no split uses), in column order.
   std::vector<double> total_gain(std::size_t cols) const;
+  std::string to_bytes() const;
 
  private:
   BoosterHandle h_ = nullptr;
 };
+
+// Writes `b` to `path` (atomically) and returns what to keep beside it: the file's size and hash.
+nlohmann::json save_booster(const Booster& b, const std::filesystem::path& path);
+// The booster save_booster wrote to `path`, checked against its size and hash before libxgboost
+// parses it: a damaged file is an error naming it.
+std::unique_ptr<Booster> load_booster(const std::filesystem::path& path, const nlohmann::json& saved, int threads);
 
 }  // namespace pricer::eval::xgb
 #endif

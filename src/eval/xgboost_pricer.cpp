@@ -78,5 +78,32 @@ nlohmann::json XgboostPricer::stats() const {
           {"features", simple_.size() + tfidf_.vocabulary_size()}};
 }
 
+nlohmann::json XgboostPricer::save(const std::filesystem::path& dir) const {
+  require(booster_ != nullptr, "xgboost: save before fit");
+  return {{"rounds", opt_.rounds},
+          {"max_depth", opt_.max_depth},
+          {"eta", opt_.eta},
+          {"subsample", opt_.subsample},
+          {"seed", opt_.seed},
+          {"categories", simple_.categories()},
+          {"tfidf", tfidf_to_json(tfidf_, TfidfOptions{opt_.tfidf_terms, 2, true})},
+          {"booster", xgb::save_booster(*booster_, dir / "booster.ubj")}};
+}
+
+std::unique_ptr<Pricer> XgboostPricer::load(const nlohmann::json& state, const std::filesystem::path& dir) {
+  XgboostOptions o;
+  o.rounds = state.at("rounds").get<int>();
+  o.max_depth = state.at("max_depth").get<int>();
+  o.eta = state.at("eta").get<double>();
+  o.subsample = state.at("subsample").get<double>();
+  o.seed = state.at("seed").get<uint64_t>();
+  o.tfidf_terms = state.at("tfidf").at("max_features").get<std::size_t>();
+  auto p = std::make_unique<XgboostPricer>(o);
+  p->simple_ = SimpleFeatures(state.at("categories").get<std::vector<std::string>>());
+  p->tfidf_ = tfidf_from_json(state.at("tfidf"));
+  p->booster_ = xgb::load_booster(dir / "booster.ubj", state.at("booster"), threads());
+  return p;
+}
+
 }  // namespace pricer::eval
 #endif

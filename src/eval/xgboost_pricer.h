@@ -2,6 +2,7 @@
 // Gradient-boosted trees (libxgboost) on text features: the SimpleFeatures plus the TF-IDF
 // weights of the most frequent terms, fit to log1p(price). Only built when libxgboost is found
 // (PRICER_HAVE_XGBOOST); the registry then offers "xgboost".
+#include <filesystem>
 #include <memory>
 
 #include "eval/features.h"
@@ -33,6 +34,8 @@ class XgboostPricer : public Pricer {
   void fit(const std::vector<Item>& train) override;
   std::vector<double> predict(const std::vector<Item>& items) override;
   nlohmann::json stats() const override;
+  nlohmann::json save(const std::filesystem::path& dir) const override;
+  static std::unique_ptr<Pricer> load(const nlohmann::json& state, const std::filesystem::path& dir);
 
  private:
   std::vector<float> matrix(const std::vector<Item>& items) const;
