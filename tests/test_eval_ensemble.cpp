@@ -421,9 +421,11 @@ TEST(Ensemble, FoldTwinsPriceOnlyTheFoldTheyLeftOut) {
   for (const auto& it : scored) scored_titles.insert(it.title);
   std::map<std::string, int> fold_by_title;
   for (const auto& it : train) fold_by_title[it.title] = fold_of[it.prompt];
+  std::set<std::string> held_titles;
+  for (const auto& it : o.holdout) held_titles.insert(it.title);
   for (const auto& [call, titles] : j.predictions) {
-    if (call >= j.fits.size()) {  // the LLM member as given: the scored items only
-      EXPECT_EQ(titles, scored_titles);
+    if (call >= j.fits.size()) {  // the LLM member as given: the held-out (fit) or scored items only
+      EXPECT_TRUE(titles == scored_titles || titles == held_titles);
       continue;
     }
     if (j.fits[call].size() == train.size()) continue;  // the final classic member
@@ -435,10 +437,10 @@ TEST(Ensemble, FoldTwinsPriceOnlyTheFoldTheyLeftOut) {
     EXPECT_EQ(folds.size(), 1u) << "an out-of-fold call prices one fold";
   }
   const auto st = ens.stats();
-  EXPECT_EQ(st["fit"], "cross-fitted on the training split");
+  EXPECT_EQ(st["fit"], "cross-fitted on the training split, and held-out items");
   EXPECT_EQ(st["folds"], 3);
-  EXPECT_EQ(st["fit_items"], train.size());
-  EXPECT_NE(st["held_out_unused"].get<std::string>().find("held.jsonl"), std::string::npos);
+  EXPECT_EQ(st["fit_items"], train.size() + o.holdout.size()) << "the held-out items are fit rows too";
+  EXPECT_EQ(st["fit_source"], "held.jsonl");
 
   // Twins cut the folds by prompt, so training items without one are refused.
   EnsemblePricer plain({llm, spy(&j, 2, 0.5)}, o);

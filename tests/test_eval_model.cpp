@@ -216,20 +216,9 @@ TEST_F(EvalModel, SeveralModelsPriceAsTheAverageOfTheirLogPrices) {
 TEST_F(EvalModel, EvalCliRanksTheLlmsWithTheBaselines) {
   const fs::path data = w_.dir / "data", out = w_.dir / "eval", db = w_.dir / "runs.db";
   fs::create_directories(data);
-  auto write = [&](const std::string& name, const std::vector<Item>& its) {
-    std::ofstream f(data / name);
-    for (const auto& it : its)
-      f << json{{"prompt", it.prompt},
-                {"completion", "1.00"},
-                {"price", it.price},
-                {"category", it.category},
-                {"title", it.title}}
-               .dump()
-        << "\n";
-  };
   const auto test = items(12, 31);
-  write("train.jsonl", items(40, 30));
-  write("test.jsonl", test);
+  write_split(data / "train.jsonl", items(40, 30));
+  write_split(data / "test.jsonl", test);
   const auto r =
       cli_test::run_cli("eval --data " + data.string() +
                         " --pricers finetuned,finetuned-greedy,base,tfidf,mean --param model=" + w_.base.string() +

@@ -181,21 +181,8 @@ StackTable EnsemblePricer::select(StackTable t, const std::vector<std::string>& 
   return out;
 }
 
-void EnsemblePricer::fit(const std::vector<Item>& train) {
-  stats_ = nlohmann::json::object();
-  for (auto& m : fitted_)
-    if (m->needs_training()) m->fit(train);
-  StackTable t;
-  const std::vector<Item>* fit_items = &train;
-  if (cross_fittable()) {
-    require(train.size() >= static_cast<size_t>(opt_.folds) * 2, "ensemble: too few training items to cross-fit");
-    t = out_of_fold_columns(train);
-    stats_["fit"] = "cross-fitted on the training split";
-    stats_["folds"] = opt_.folds;
-    if (!opt_.holdout.empty())
-      stats_["held_out_unused"] =
-          opt_.holdout_source + ": every member is cross-fitted, so the stack needs no held-out items";
-  } else {
+StackTable EnsemblePricer::fit_table(const std::vector<Item>& train, std::vector<Item>& rows) {
+  if (!cross_fittable()) {
     std::string without;
     for (size_t j = 0; j < members_.size(); ++j)
       if (!fitted_[j]->needs_training() && !members_[j].make_fold)
@@ -205,24 +192,47 @@ void EnsemblePricer::fit(const std::vector<Item>& train) {
                 " trained outside this evaluation, on the training split, so its prices there "
                 "are not what it does on new items: give its fold twins (--param cross_fit_models=...) or held-out "
                 "items it did not train on (--param ensemble_fit=PATH)");
-    fit_items = &opt_.holdout;
-    t = member_columns(fitted_, opt_.holdout);
+    rows = opt_.holdout;
     stats_["fit"] = "held-out items";
     stats_["fit_source"] = opt_.holdout_source;
+    return member_columns(fitted_, opt_.holdout);
   }
-  if (opt_.item_features && stacker_->reads_everything()) features_.fit(*fit_items);
-  add_item_columns(*fit_items, t);
+  require(train.size() >= static_cast<size_t>(opt_.folds) * 2, "ensemble: too few training items to cross-fit");
+  StackTable t = out_of_fold_columns(train);
+  rows = train;
+  stats_["fit"] = "cross-fitted on the training split";
+  stats_["folds"] = opt_.folds;
+  if (opt_.holdout.empty()) return t;
+  // Items no member learned from, priced by the final members as the scored items are: more rows.
+  const StackTable held = member_columns(fitted_, opt_.holdout);
+  require(held.names == t.names, "ensemble: the held-out items' columns differ from the folds'");
+  for (size_t j = 0; j < t.columns.size(); ++j)
+    t.columns[j].insert(t.columns[j].end(), held.columns[j].begin(), held.columns[j].end());
+  rows.insert(rows.end(), opt_.holdout.begin(), opt_.holdout.end());
+  stats_["fit"] = "cross-fitted on the training split, and held-out items";
+  stats_["fit_source"] = opt_.holdout_source;
+  return t;
+}
+
+void EnsemblePricer::fit(const std::vector<Item>& train) {
+  stats_ = nlohmann::json::object();
+  for (auto& m : fitted_)
+    if (m->needs_training()) m->fit(train);
+  std::vector<Item> rows;
+  StackTable t = fit_table(train, rows);
+  if (opt_.item_features && stacker_->reads_everything()) features_.fit(rows);
+  add_item_columns(rows, t);
   columns_ = distinct_columns(t);
   t = select(std::move(t), columns_);
   std::vector<double> y;
   fit_items_.clear();
-  for (const auto& it : *fit_items) {
+  for (const auto& it : rows) {
     y.push_back(log_price(it.price, "truth"));
     fit_items_.insert(item_key(it));
   }
   stacker_->fit(t, y);
-  stats_["fit_items"] = fit_items->size();
-  stats_["fit_mae"] = mae_of(stacker_->predict(t), *fit_items);
+  stats_["fit_items"] = rows.size();
+  stats_["fit_mae"] = mae_of(stacker_->predict(t), rows);
   stats_.update(stacker_->describe());
   if (!opt_.save_dir.empty() && comm::root()) {  // every rank fits the same; one writes
     write(opt_.save_dir);

@@ -12,7 +12,8 @@
 //    --cross-fit-fold k`, each leaving out the items of fold k, which it then prices (the
 //    folds cut alike, so no training item is priced by a model that saw it);
 //  - otherwise the stack is fitted on held-out items no member saw (--param ensemble_fit=PATH):
-//    the classic members, fitted on the whole training split, price them too.
+//    the classic members, fitted on the whole training split, price them too. With every member
+//    cross-fitted, held-out items given are added to the fit rows, priced by the final members.
 // The final members (the classic ones fitted on the whole training split, the LLMs as given)
 // price the scored items. The scored items are never the fit items: predicting a set that is
 // mostly among them is an error.
@@ -82,7 +83,11 @@ class EnsemblePricer : public Pricer {
   // The members' columns for `items`, priced by `pricers` (in members_ order): each member's log
   // prices, then (when the stacker reads them) its signals.
   StackTable member_columns(std::vector<std::unique_ptr<Pricer>>& pricers, const std::vector<Item>& items) const;
-  // The fit table: the training split priced out of fold.
+  // The stack's fit table and the items of its rows (`rows`): the training split priced out of
+  // fold, then the held-out items priced by the final members when there are any; or the
+  // held-out items alone when a member trained elsewhere has no fold twins.
+  StackTable fit_table(const std::vector<Item>& train, std::vector<Item>& rows);
+  // The training split priced out of fold.
   StackTable out_of_fold_columns(const std::vector<Item>& train);
   // Out-of-fold prices of fold `f` of the training items (`out`), by members fitted on the others (`in`).
   StackTable fold_columns(int f, const std::vector<Item>& in, const std::vector<Item>& out);

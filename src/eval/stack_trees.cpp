@@ -90,32 +90,22 @@ class TreeStacker : public Stacker {
       shares.push_back({{"column", columns_[order[k]]}, {"gain_share", share}});
       if (k < 5) top += (top.empty() ? "" : ", ") + columns_[order[k]] + fmt(" %.0f%%", 100 * share);
     }
-    return {{"stacker", name()},
-            {"rounds", opt_.rounds},
-            {"max_depth", opt_.depth},
-            {"eta", opt_.eta},
-            {"min_child_weight", opt_.min_child_weight},
-            {"loss", opt_.loss},
-            {"columns", columns_.size()},
-            {"blend", blend_.describe()},
-            {"importances", shares},
-            {"top_columns", top}};
+    nlohmann::json d = settings();
+    d.update(
+        {{"columns", columns_.size()}, {"blend", blend_.describe()}, {"importances", shares}, {"top_columns", top}});
+    return d;
   }
 
   nlohmann::json save(const std::filesystem::path& dir) const override {
     require(booster_ != nullptr, "ensemble: the trees are saved before fit");
-    return {{"stacker", name()},
-            {"rounds", opt_.rounds},
-            {"max_depth", opt_.depth},
-            {"eta", opt_.eta},
-            {"min_child_weight", opt_.min_child_weight},
-            {"loss", opt_.loss},
-            {"seed", opt_.seed},
-            {"names", names_},
-            {"columns", columns_},
-            {"gain", gain_},
-            {"blend", blend_.save(dir)},
-            {"booster", xgb::save_booster(*booster_, dir / "stacker.ubj")}};
+    nlohmann::json saved = settings();
+    saved.update({{"seed", opt_.seed},
+                  {"names", names_},
+                  {"columns", columns_},
+                  {"gain", gain_},
+                  {"blend", blend_.save(dir)},
+                  {"booster", xgb::save_booster(*booster_, dir / "stacker.ubj")}});
+    return saved;
   }
 
   static std::unique_ptr<Stacker> load(const nlohmann::json& state, const std::filesystem::path& dir) {
@@ -138,6 +128,15 @@ class TreeStacker : public Stacker {
   }
 
  private:
+  nlohmann::json settings() const {
+    return {{"stacker", name()},
+            {"rounds", opt_.rounds},
+            {"max_depth", opt_.depth},
+            {"eta", opt_.eta},
+            {"min_child_weight", opt_.min_child_weight},
+            {"loss", opt_.loss}};
+  }
+
   // The trees' matrix: the table's columns and the blend's log price, which is also each row's
   // starting prediction; with the column names.
   std::pair<std::unique_ptr<xgb::DMatrix>, std::vector<std::string>> matrix(const StackTable& t) const {
