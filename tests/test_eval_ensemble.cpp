@@ -597,6 +597,13 @@ TEST(Ensemble, ASavedEnsembleReadsBackToTheSamePrices) {
     rewrite_json(d / "ensemble.json", [](nlohmann::json& j) { j["stacker"].erase("weights"); });
   });
   expect_error([&] { EnsemblePricer::read(missing); }, "weights");
+  const fs::path outsider = damaged("outsider", [](const fs::path& d) {
+    rewrite_json(d / "ensemble.json", [](nlohmann::json& j) {
+      j["members"][0]["name"] = "frontier";
+      j["members"][0].erase("dir");
+    });
+  });
+  expect_error([&] { EnsemblePricer::read(outsider); }, "cannot hold pricer \"frontier\"");
 #ifdef PRICER_HAVE_XGBOOST
   fs::copy(root / "trees", root / "flipped", fs::copy_options::recursive);
   {

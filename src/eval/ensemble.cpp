@@ -294,14 +294,6 @@ int whole_param(const PricerContext& ctx, const std::string& key, int fallback, 
   return static_cast<int>(v);
 }
 
-// Whether a saved ensemble can hold the member: the fitted classic pricers, and the LLMs, which
-// are rebuilt from their settings.
-bool saved_member(const std::string& name) {
-  static const std::vector<std::string> fitted = {"random", "mean", "linear", "tfidf", "comparables", "xgboost"};
-  return std::find(fitted.begin(), fitted.end(), name) != fitted.end() || name.starts_with("finetuned") ||
-         name.starts_with("base");
-}
-
 // What a saved ensemble's LLM members are built from: the settings they read, with paths made
 // absolute so the ensemble can be read from anywhere.
 PricerContext member_context(const PricerContext& ctx) {
@@ -381,7 +373,8 @@ std::unique_ptr<Pricer> make_ensemble_pricer(const PricerContext& ctx) {
     require(!fs::exists(save), "--param ensemble_save=" + save +
                                    ": it exists (a saved ensemble is never replaced; "
                                    "remove it or choose another)");
-    for (const auto& n : names) require(saved_member(n), "--param ensemble_save: member \"" + n + "\" cannot be saved");
+    for (const auto& n : names)
+      require(savable_pricer(n), "--param ensemble_save: member \"" + n + "\" cannot be saved");
     o.save_dir = save;
     o.member_context = member_context(ctx);
   }

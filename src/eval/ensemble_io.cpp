@@ -30,6 +30,8 @@ fs::path member_dir(const fs::path& dir, const std::string& name) {
 
 void EnsemblePricer::write(const fs::path& dir) const {
   require(!fit_items_.empty(), "ensemble: written before fit");
+  // Checked when the ensemble was built too; again here, as a directory may have appeared since.
+  require(!fs::exists(dir), dir.string() + ": exists, and a saved ensemble is never replaced");
   if (dir.has_parent_path()) fs::create_directories(dir.parent_path());
   replace_directory_atomic(dir, [&](const fs::path& staging) {
     json members = json::array();

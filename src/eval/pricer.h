@@ -81,6 +81,10 @@ const std::map<std::string, PricerFactory>& pricer_factories();
 // Throws Error naming the known pricers when `name` is not one of them.
 std::unique_ptr<Pricer> make_pricer(const std::string& name, const PricerContext& ctx);
 
+// Whether a saved ensemble can hold the pricer: a fitted one load_pricer reads back, or an LLM,
+// rebuilt from its settings.
+bool savable_pricer(const std::string& name);
+
 // A fitted pricer as save() wrote it (`state` and the files in `dir`); a pricer that needs no
 // fitting (an LLM) is built from `ctx` as make_pricer builds it. Errors name `dir`.
 std::unique_ptr<Pricer> load_pricer(const std::string& name, const nlohmann::json& state,

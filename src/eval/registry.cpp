@@ -141,10 +141,13 @@ nlohmann::json Pricer::save(const std::filesystem::path& dir) const {
   throw Error("pricer \"" + name() + "\" cannot be saved");
 }
 
-std::unique_ptr<Pricer> load_pricer(const std::string& name, const nlohmann::json& state,
-                                    const std::filesystem::path& dir, const PricerContext& ctx) {
-  using Loader = std::function<std::unique_ptr<Pricer>(const nlohmann::json&, const std::filesystem::path&)>;
-  static const std::map<std::string, Loader> loaders = {
+namespace {
+
+using PricerLoader = std::function<std::unique_ptr<Pricer>(const nlohmann::json&, const std::filesystem::path&)>;
+
+// The fitted pricers a saved ensemble can hold, with how each is read back.
+const std::map<std::string, PricerLoader>& pricer_loaders() {
+  static const std::map<std::string, PricerLoader> loaders = {
       {"random", RandomPricer::load},           {"mean", MeanPricer::load},
       {"linear", LinearPricer::load},           {"tfidf", TfidfRidgePricer::load},
       {"comparables", ComparablesPricer::load},
@@ -152,11 +155,23 @@ std::unique_ptr<Pricer> load_pricer(const std::string& name, const nlohmann::jso
       {"xgboost", XgboostPricer::load},
 #endif
   };
+  return loaders;
+}
+
+bool is_llm_pricer(const std::string& name) { return name.starts_with("finetuned") || name.starts_with("base"); }
+
+}  // namespace
+
+bool savable_pricer(const std::string& name) { return pricer_loaders().contains(name) || is_llm_pricer(name); }
+
+std::unique_ptr<Pricer> load_pricer(const std::string& name, const nlohmann::json& state,
+                                    const std::filesystem::path& dir, const PricerContext& ctx) {
+  const auto& loaders = pricer_loaders();
   const auto it = loaders.find(name);
   if (it == loaders.end()) {
-    auto p = make_pricer(name, ctx);
-    require(!p->needs_training(), dir.string() + ": pricer \"" + name + "\" is fitted, and this build cannot load it");
-    return p;
+    require(is_llm_pricer(name), dir.string() + ": a saved ensemble cannot hold pricer \"" + name +
+                                     "\" (fitted ones this build reads, and the LLMs)");
+    return make_pricer(name, ctx);
   }
   try {
     return it->second(state, dir);
